@@ -1,0 +1,74 @@
+"""fentan: actuarial pricing and segmentation engine for ex-post cost-sharing pools.
+
+The public API is imported lazily (``engine.exposure`` etc.) so the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+#: public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # errors
+    "EngineError": "engine.errors",
+    "DataError": "engine.errors",
+    "SchemaError": "engine.errors",
+    "InputFileError": "engine.errors",
+    "ConfigError": "engine.errors",
+    "ModelError": "engine.errors",
+    "OutputError": "engine.errors",
+    "ResourceError": "engine.errors",
+    # schema / io / validation
+    "read_members": "engine.io",
+    "read_claims": "engine.io",
+    "validate": "engine.validate",
+    "ValidationResult": "engine.validate",
+    "reference_basis": "engine.reference",
+    "save_model": "engine.persist",
+    "load_model": "engine.persist",
+    # synthetic platform
+    "synth": "engine.synth",
+    # exposure core
+    "exposure": "engine.exposure",
+    # incidence
+    "incidence": "engine.incidence",
+    "garwood_interval": "engine.incidence",
+    "PoissonGLM": "engine.glm",
+    "PoissonGBM": "engine.glm",
+    "select_factors": "engine.select",
+    "BuhlmannStraub": "engine.credibility",
+    "limited_fluctuation": "engine.credibility",
+    # segmentation
+    "RiskSegmenter": "engine.segmentation",
+    # shares
+    "share_history": "engine.history",
+    "decompose": "engine.decompose",
+    "project": "engine.projection",
+    # plans
+    "load_plans": "engine.plans",
+    "compare_plans": "engine.compare",
+    "share_rule": "engine.sharing",
+    # batch
+    "run": "engine.batch",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "synth":  # a submodule, not an attribute of it
+        return importlib.import_module("engine.synth")
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'engine' has no attribute '{name}'")
+    value = getattr(importlib.import_module(mod), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))
+
+
+__all__ = ["__version__", *_EXPORTS]

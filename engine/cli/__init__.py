@@ -1,0 +1,1 @@
+"""Command-line interface: ``fentan <command>``; one ``cmd_<name>.py`` module per command."""

@@ -1,0 +1,34 @@
+"""``fentan validate``: check members and claims against the data contract."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "validate"
+HELP = "validate members and claims; write the set-aside rows and the row account"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--members", required=True, help="members Parquet: file, glob or directory")
+    p.add_argument("--claims", required=True, help="claims Parquet: file, glob or directory")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--as-of", default=None, help="date after which a birth is in the future (default today)")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.cli.common import account_rows, parse_date, prepare_out_dir, print_table
+    from engine.io import read_claims, read_members, write_json, write_parquet
+    from engine.validate import validate
+
+    out = prepare_out_dir(args.out)
+    as_of = parse_date(args.as_of, "--as-of") if args.as_of else None
+    res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of)
+    write_parquet(res.rejected_members, out / "rejected_members.parquet")
+    write_parquet(res.rejected_claims, out / "rejected_claims.parquet")
+    write_json(res.account, out / "account.json")
+    print_table("row account", account_rows(res.account), quiet=args.quiet)
+    if not res.usable:
+        print(f"fentan validate: error: {args.members}: no usable member row (all set aside)")
+        return 2
+    return 0

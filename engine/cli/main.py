@@ -1,0 +1,84 @@
+"""Entry point of the ``fentan`` console command.
+
+Subcommands are discovered from modules ``engine/cli/cmd_*.py``. Each defines
+``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`` and keeps
+heavy imports inside ``run`` so ``fentan --help`` stays fast.
+
+Exit codes: 0 ok, 2 bad input/config/data (one line on stderr naming the file,
+key or column), 1 internal error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+import traceback
+from collections.abc import Sequence
+from types import ModuleType
+
+import engine.cli as _cli_pkg
+
+
+def _commands() -> list[ModuleType]:
+    mods = []
+    for info in sorted(pkgutil.iter_modules(_cli_pkg.__path__), key=lambda i: i.name):
+        if info.name.startswith("cmd_"):
+            mods.append(importlib.import_module(f"engine.cli.{info.name}"))
+    return mods
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        self.exit(2, f"fentan: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fentan`` argument parser with every discovered subcommand."""
+    from engine import __version__
+
+    parser = _Parser(prog="fentan", description="Pricing and segmentation engine for ex-post cost-sharing pools.")
+    parser.add_argument("--version", action="version", version=f"fentan {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for mod in _commands():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return the exit code (also used as the console-script entry)."""
+    from engine.errors import EngineError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        code = int(args._run(args) or 0)
+    except EngineError as exc:
+        print(f"fentan {args.command}: error: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        print(f"fentan {args.command}: interrupted", file=sys.stderr)
+        code = 130
+    except Exception as exc:  # internal error: one line, traceback on demand
+        if os.environ.get("FENTAN_DEBUG"):
+            traceback.print_exc()
+        print(
+            f"fentan {args.command}: internal error: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+            " (set FENTAN_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        code = 1
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
