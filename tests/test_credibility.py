@@ -1,0 +1,280 @@
+"""Tests of engine.credibility against R actuar's published Hachemeister output,
+an independent plain-loop oracle, and closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from engine.credibility import (
+    BuhlmannStraub,
+    credibility_blend,
+    full_standard,
+    limited_fluctuation,
+    limited_fluctuation_table,
+)
+from engine.errors import ConfigError, DataError, ModelError
+
+# Hachemeister (1975) as in R actuar `data(hachemeister)`: average bodily-injury
+# claim amounts (ratio.1..12) and claim numbers (weight.1..12), 5 states x 12 quarters.
+RATIOS = [
+    [1738, 1642, 1794, 2051, 2079, 2234, 2032, 2035, 2115, 2262, 2267, 2517],
+    [1364, 1408, 1597, 1444, 1342, 1675, 1470, 1448, 1464, 1831, 1612, 1471],
+    [1759, 1685, 1479, 1763, 1674, 2103, 1502, 1622, 1828, 2155, 2233, 2059],
+    [1223, 1146, 1010, 1257, 1426, 1532, 1953, 1123, 1343, 1243, 1762, 1306],
+    [1456, 1499, 1609, 1741, 1482, 1572, 1606, 1735, 1607, 1573, 1613, 1690],
+]
+WEIGHTS = [
+    [7861, 9251, 8706, 8575, 7917, 8263, 9456, 8003, 7365, 7832, 7849, 9077],
+    [1622, 1742, 1523, 1515, 1622, 1602, 1964, 1515, 1527, 1748, 1654, 1861],
+    [1147, 1357, 1329, 1204, 998, 1077, 1277, 1218, 896, 1003, 1108, 1121],
+    [407, 396, 348, 341, 315, 328, 352, 331, 287, 384, 321, 342],
+    [2902, 3172, 3046, 3068, 2693, 2910, 3275, 2697, 2663, 3017, 3242, 3425],
+]
+
+
+def hachemeister() -> pl.DataFrame:
+    rows = [
+        {"state": s + 1, "period": j + 1, "ratio": float(RATIOS[s][j]), "weight": float(WEIGHTS[s][j])}
+        for s in range(5)
+        for j in range(12)
+    ]
+    return pl.DataFrame(rows)
+
+
+def bs_oracle(x: list[list[float]], w: list[list[float]]) -> dict[str, object]:
+    """Plain-loop Bühlmann-Straub (unbiased estimators), written independently."""
+    groups = [(xi, wi) for xi, wi in zip(x, w) if sum(wi) > 0]
+    w_i, xb_i, ss, dof = [], [], 0.0, 0
+    for xi, wi in groups:
+        tot = sum(wi)
+        xb = sum(a * b for a, b in zip(xi, wi)) / tot
+        w_i.append(tot)
+        xb_i.append(xb)
+        n_i = 0
+        for a, b in zip(xi, wi):
+            if b > 0:
+                ss += b * (a - xb) ** 2
+                n_i += 1
+        dof += n_i - 1
+    s2 = ss / dof
+    W = sum(w_i)
+    xw = sum(a * b for a, b in zip(xb_i, w_i)) / W
+    between = sum(b * (a - xw) ** 2 for a, b in zip(xb_i, w_i))
+    a = (between - (len(groups) - 1) * s2) / (W - sum(b * b for b in w_i) / W)
+    a = max(a, 0.0)
+    if a == 0:
+        z = [0.0] * len(groups)
+        m = xw
+    else:
+        z = [b / (b + s2 / a) for b in w_i]
+        m = sum(zz * xx for zz, xx in zip(z, xb_i)) / sum(z)
+    return {"s2": s2, "a": a, "z": z, "m": m, "xbar": xb_i, "w": w_i,
+            "cred": [zz * xx + (1 - zz) * m for zz, xx in zip(z, xb_i)]}
+
+
+@pytest.fixture(scope="module")
+def hache_fit() -> BuhlmannStraub:
+    return BuhlmannStraub(group="state", period="period", rate="ratio", exposure="weight").fit(hachemeister())
+
+
+def test_hachemeister_published_actuar_values(hache_fit: BuhlmannStraub) -> None:
+    """Values printed by R actuar for cm() on hachemeister (tests/ and vignette output):
+    state weights 100155, 19895, 13735, 4152, 36110; individual means 2060.921,
+    1511.224, 1805.843, 1352.976, 1599.829; within-state variance 139120026."""
+    s = hache_fit.summary.sort("state")
+    assert s.get_column("exposure_years").to_list() == [100155, 19895, 13735, 4152, 36110]
+    np.testing.assert_allclose(
+        s.get_column("rate").to_numpy(), [2060.921, 1511.224, 1805.843, 1352.976, 1599.829], atol=5e-4
+    )
+    assert round(hache_fit.s2_) == 139120026
+
+
+def test_hachemeister_structure_against_plain_loop(hache_fit: BuhlmannStraub) -> None:
+    # NOTE: the one-level B-S printout (collective, between variance) was not found in a
+    # retrievable published source; it is checked against an independent loop oracle.
+    o = bs_oracle([[float(v) for v in r] for r in RATIOS], [[float(v) for v in r] for r in WEIGHTS])
+    assert hache_fit.s2_ == pytest.approx(o["s2"], rel=1e-12)
+    assert hache_fit.a_ == pytest.approx(o["a"], rel=1e-10)
+    assert hache_fit.collective_ == pytest.approx(o["m"], rel=1e-12)
+    s = hache_fit.summary.sort("state")
+    np.testing.assert_allclose(s.get_column("Z").to_numpy(), o["z"], rtol=1e-10)
+    np.testing.assert_allclose(s.get_column("credibility_rate").to_numpy(), o["cred"], rtol=1e-10)
+    # actuar's printout of this fit (collective 1684, between state variance 89639) as
+    # recalled from its credibility vignette; the source text could not be retrieved here.
+    assert round(hache_fit.collective_) == 1684
+    assert round(hache_fit.a_) == 89639
+
+
+def test_claims_route_equals_rate_route() -> None:
+    df = hachemeister().with_columns((pl.col("ratio") * pl.col("weight")).alias("claims"))
+    a = BuhlmannStraub(group="state", rate="ratio", exposure="weight").fit(df)
+    b = BuhlmannStraub(group="state", claims="claims", exposure="weight").fit(df)
+    assert a.a_ == pytest.approx(b.a_, rel=1e-12)
+    assert a.collective_ == pytest.approx(b.collective_, rel=1e-12)
+
+
+def test_cells_with_extra_keys_are_summed() -> None:
+    df = hachemeister().with_columns((pl.col("ratio") * pl.col("weight")).alias("claims"))
+    # split every (state, period) cell into two sexes; the fit must not change
+    half = df.with_columns((pl.col("claims") * 0.3).alias("claims"), (pl.col("weight") * 0.3).alias("weight"),
+                           pl.lit("M").alias("sex"))
+    rest = df.with_columns((pl.col("claims") * 0.7).alias("claims"), (pl.col("weight") * 0.7).alias("weight"),
+                           pl.lit("F").alias("sex"))
+    a = BuhlmannStraub(group="state", exposure="weight").fit(df)
+    b = BuhlmannStraub(group="state", exposure="weight").fit(pl.concat([half, rest]))
+    assert b.s2_ == pytest.approx(a.s2_, rel=1e-9)
+    assert b.a_ == pytest.approx(a.a_, rel=1e-9)
+
+
+def test_one_period_groups_and_zero_exposure_cells() -> None:
+    rng = np.random.default_rng(3)
+    rows = []
+    x, w = [], []
+    for g in range(6):
+        nper = 1 if g in (0, 1) else 5
+        xs, ws = [], []
+        for j in range(6):
+            e = float(rng.uniform(50, 500)) if j < nper else 0.0
+            c = int(rng.poisson(e * 0.02 * (1 + 0.3 * g))) if e > 0 else 0
+            rows.append({"group": f"g{g}", "period": j, "claims": c, "exposure_years": e})
+            xs.append(c / e if e > 0 else 0.0)
+            ws.append(e)
+        x.append(xs)
+        w.append(ws)
+    rows.append({"group": "empty", "period": 0, "claims": 0, "exposure_years": 0.0})
+    fit = BuhlmannStraub().fit(pl.DataFrame(rows))
+    o = bs_oracle(x, w)
+    assert fit.s2_ == pytest.approx(o["s2"], rel=1e-10)
+    assert fit.a_ == pytest.approx(o["a"], rel=1e-10, abs=1e-15)
+    s = fit.summary.filter(pl.col("group") == "empty")
+    assert s.get_column("Z").item() == 0.0
+    assert s.get_column("credibility_rate").item() == pytest.approx(fit.collective_)
+
+
+def test_a_floored_gives_z_zero_and_weighted_mean() -> None:
+    # identical rates in every group -> between variance negative -> floored at 0
+    rows = []
+    for g, e in enumerate([100.0, 300.0, 50.0]):
+        for j, c in enumerate([1, 3, 2]):
+            rows.append({"group": g, "period": j, "claims": c * (g + 1), "exposure_years": 100.0 * (g + 1)})
+    df = pl.DataFrame(rows)
+    fit = BuhlmannStraub().fit(df)
+    assert fit.a_unfloored_ < 0
+    assert fit.a_ == 0.0 and math.isinf(fit.k_)
+    assert (fit.summary.get_column("Z") == 0.0).all()
+    tot = df.get_column("claims").sum() / df.get_column("exposure_years").sum()
+    assert fit.collective_ == pytest.approx(tot)
+    np.testing.assert_allclose(fit.summary.get_column("credibility_rate").to_numpy(), tot)
+
+
+def test_equal_group_sizes_collective_is_weighted_mean() -> None:
+    # every group has the same total exposure -> equal Z -> m = exposure-weighted mean
+    rng = np.random.default_rng(1)
+    rows = []
+    for g in range(5):
+        for j in range(4):
+            rows.append({"group": g, "period": j, "exposure_years": 250.0,
+                         "claims": int(rng.poisson(250 * 0.01 * (1 + g)))})
+    df = pl.DataFrame(rows)
+    fit = BuhlmannStraub().fit(df)
+    assert fit.a_ > 0
+    z = fit.summary.get_column("Z").to_numpy()
+    np.testing.assert_allclose(z, z[0])
+    assert fit.collective_ == pytest.approx(df["claims"].sum() / df["exposure_years"].sum(), rel=1e-12)
+
+
+def test_poisson_within_and_complements() -> None:
+    df = hachemeister().with_columns(
+        (pl.col("ratio") / 1e5 * pl.col("weight")).alias("claims"),  # rates ~0.02
+        (pl.col("weight") * 0.018).alias("expected"),
+    )
+    fit = BuhlmannStraub(group="state", exposure="weight", within="poisson").fit(df)
+    xw = df["claims"].sum() / df["weight"].sum()
+    assert fit.s2_ == pytest.approx(xw, rel=1e-12)
+    ref = BuhlmannStraub(group="state", exposure="weight", complement="reference").fit(df)
+    np.testing.assert_allclose(ref.summary["complement"].to_numpy(), 0.018)
+    z = ref.summary["Z"].to_numpy()
+    np.testing.assert_allclose(ref.summary["credibility_rate"].to_numpy(),
+                               z * ref.summary["rate"].to_numpy() + (1 - z) * 0.018)
+    fixed = BuhlmannStraub(group="state", exposure="weight", complement=0.5).fit(df)
+    assert (fixed.summary["complement"] == 0.5).all()
+    pred = fit.predict(pl.DataFrame({"state": [1, 99]}))
+    assert pred["Z"][1] == 0.0 and pred["credibility_rate"][1] == pytest.approx(fit.collective_)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    exposures=st.lists(st.floats(1.0, 1e5), min_size=3, max_size=8),
+    seed=st.integers(0, 10_000),
+)
+def test_z_in_unit_interval_and_monotone_in_exposure(exposures: list[float], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g, e in enumerate(exposures):
+        for j in range(3):
+            rows.append({"group": g, "period": j, "exposure_years": e / 3,
+                         "claims": int(rng.poisson(e / 3 * rng.uniform(0.005, 0.05)))})
+    try:
+        fit = BuhlmannStraub().fit(pl.DataFrame(rows))
+    except ModelError:
+        return
+    s = fit.summary.sort("exposure_years")
+    z = s["Z"].to_numpy()
+    assert ((z >= 0) & (z <= 1)).all()
+    assert (np.diff(z) >= -1e-12).all()  # Z rises with exposure
+
+
+def test_errors() -> None:
+    df = hachemeister()
+    with pytest.raises(DataError, match="claims"):
+        BuhlmannStraub(group="state", exposure="weight").fit(df)
+    with pytest.raises(ConfigError, match="within"):
+        BuhlmannStraub(group="state", exposure="weight", rate="ratio", within="x").fit(df)
+    with pytest.raises(ModelError, match="at least 2"):
+        BuhlmannStraub(group="state", exposure="weight", rate="ratio").fit(df.filter(pl.col("state") == 1))
+    with pytest.raises(ModelError, match="not fitted"):
+        _ = BuhlmannStraub().summary
+
+
+def test_print_summary_runs(hache_fit: BuhlmannStraub, capsys: pytest.CaptureFixture[str]) -> None:
+    hache_fit.print_summary()
+    assert "collective" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- limited fluctuation
+def test_full_standard_1082() -> None:
+    assert full_standard() == pytest.approx(1082.217, abs=1e-3)
+    z = stats.norm.ppf(0.975)
+    assert full_standard(0.95, 0.05) == pytest.approx((z / 0.05) ** 2)
+    assert full_standard(0.90, 0.05, cv=1.0) == pytest.approx(2 * full_standard())
+    with pytest.raises(ConfigError):
+        full_standard(1.2)
+
+
+def test_limited_fluctuation_values() -> None:
+    assert limited_fluctuation(1082) == 1.0
+    assert limited_fluctuation(5000) == 1.0
+    assert limited_fluctuation(0) == 0.0
+    assert limited_fluctuation(270.5) == pytest.approx(0.5)
+    np.testing.assert_allclose(limited_fluctuation([0, 100, 2000], 400), [0, 0.5, 1])
+    assert credibility_blend(0.02, 0.01, 0.5) == pytest.approx(0.015)
+    with pytest.raises(DataError):
+        limited_fluctuation(-1)
+
+
+def test_limited_fluctuation_table() -> None:
+    cells = pl.DataFrame({"g": ["a", "a", "b"], "claims": [300, 241, 2000], "exposure_years": [1e4, 1e4, 5e4]})
+    t = limited_fluctuation_table(cells, "g")
+    overall = 2541 / 7e4
+    a = t.filter(pl.col("g") == "a")
+    z = math.sqrt(541 / 1082)
+    assert a["Z"].item() == pytest.approx(z)
+    assert a["credibility_rate"].item() == pytest.approx(z * 541 / 2e4 + (1 - z) * overall)
+    assert t.filter(pl.col("g") == "b")["Z"].item() == 1.0
