@@ -1,0 +1,289 @@
+"""Sharing rules within one plan: equal, risk-proportional and conditional-mean.
+
+Members are grouped into classes of identical risks: class k has ``N_k``
+members, each with claim probability / rate ``p_k`` per sharing period and a
+fixed benefit ``B_k``. The total claims of the period are ``S = sum_i X_i``
+with ``X_i = B_i M_i``.
+
+- **equal** (the platforms' rule): member i pays ``(1 + fee) S / N``;
+- **risk-proportional**: member i pays ``(1 + fee) S p_i B_i / sum_j p_j B_j``;
+- **conditional mean** (Denuit and Dhaene 2012): member i pays
+  ``(1 + fee) E[X_i | S]``, computed exactly below.
+
+Notes
+-----
+Poisson counts (M_i ~ Poisson(p_i)): the size-bias identity
+``E[M g(M)] = p E[g(M + 1)]`` gives ``E[X_i 1{S = s}] = p_i B_i P(S = s - B_i)``, so
+
+    E[X_i | S = s] = p_i B_i P(S = s - B_i) / P(S = s),
+
+and S is compound Poisson with Poisson parameter ``sum_k N_k p_k``. On the lattice
+of the benefits' greatest common divisor u (b_k = B_k / u integers) its law follows
+the Panjer recursion ``s f(s) = sum_k N_k p_k b_k f(s - b_k)``, ``f(0) = exp(-sum N_k p_k)``,
+run with rescaling so that large pools do not underflow.
+
+Bernoulli counts (M_i in {0, 1}): ``E[X_i 1{S = s}] = p_i B_i P(S_{-i} = s - B_i)``
+where ``S_{-i}`` is S without member i: class k with ``N_k - 1`` members. Each
+class contributes ``b_k Binomial(N_k, p_k)``; the laws are convolved exactly
+(prefix and suffix products avoid a deconvolution).
+
+Both are exact up to the truncation of the lattice at ``s_max`` (mean plus
+many standard deviations; the neglected tail mass is reported).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import reduce
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+from engine.errors import ConfigError, DataError, ResourceError
+
+RULES = ("equal", "risk_proportional", "conditional_mean")
+MODELS = ("poisson", "bernoulli")
+
+
+def benefit_lattice(benefits: np.ndarray, unit: float | None = None) -> tuple[float, np.ndarray]:
+    """Return the lattice unit u and integer benefits b = B / u.
+
+    The default unit is the greatest common divisor of the benefits in cents.
+    A given ``unit`` must divide every benefit (within 1e-9 relative).
+    """
+    benefits = np.asarray(benefits, dtype=float)
+    if unit is None:
+        cents = np.rint(benefits * 100).astype(np.int64)
+        if np.any(np.abs(cents - benefits * 100) > 1e-6 * np.maximum(1.0, benefits * 100)):
+            raise ConfigError("benefit_cny: benefits must be whole cents for the exact lattice (or pass unit=)")
+        g = reduce(math.gcd, cents.tolist())
+        unit = g / 100.0
+    b = benefits / unit
+    bi = np.rint(b).astype(np.int64)
+    if np.any(np.abs(b - bi) > 1e-9 * np.maximum(1.0, b)) or np.any(bi <= 0):
+        raise ConfigError(f"unit: {unit} does not divide every benefit into a positive whole number")
+    return float(unit), bi
+
+
+def _poisson_pmf(mu: np.ndarray, b: np.ndarray, s_max: int) -> np.ndarray:
+    """Compound-Poisson pmf on 0..s_max via Panjer, rescaled against under/overflow."""
+    f = np.zeros(s_max + 1)
+    lam = float(mu.sum())
+    coef = mu * b
+    log_scale = -lam  # f[0] = exp(-lam) = 1 * exp(log_scale)
+    f[0] = 1.0
+    for s in range(1, s_max + 1):
+        idx = s - b
+        ok = idx >= 0
+        if ok.any():
+            f[s] = np.dot(coef[ok], f[idx[ok]]) / s
+        if f[s] > 1e250:
+            f[: s + 1] *= 1e-250
+            log_scale += 250 * math.log(10)
+    # true f = f * exp(log_scale), computed in log space
+    with np.errstate(divide="ignore", under="ignore"):
+        out = np.where(f > 0, np.exp(np.log(np.where(f > 0, f, 1.0)) + log_scale), 0.0)
+    return out
+
+
+def _binom_lattice(n: int, p: float, b: int, s_max: int) -> np.ndarray:
+    f = np.zeros(min(s_max, n * b) + 1)
+    k = np.arange(0, len(f) // b + 1 if b else 1)
+    k = k[k * b < len(f)]
+    f[k * b] = stats.binom.pmf(k, n, p)
+    return f
+
+
+def _conv(a: np.ndarray, c: np.ndarray, s_max: int) -> np.ndarray:
+    out = np.convolve(a, c)[: s_max + 1]
+    return out
+
+
+@dataclass
+class ConditionalMean:
+    """Law of S on a lattice and the conditional-mean allocation of each class.
+
+    Attributes
+    ----------
+    s_cny : lattice points of S in CNY (0, u, 2u, ... s_max u).
+    pmf : P(S = s).
+    allocation_cny : array (K, len(s)); row k is E[X_i | S = s] for a member of class k.
+    tail_mass : 1 - sum(pmf), the probability beyond s_max that was neglected.
+    """
+
+    s_cny: np.ndarray
+    pmf: np.ndarray
+    allocation_cny: np.ndarray
+    unit_cny: float
+    tail_mass: float
+
+
+def conditional_mean(
+    members: np.ndarray,
+    probs: np.ndarray,
+    benefits: np.ndarray,
+    *,
+    model: str = "poisson",
+    unit: float | None = None,
+    s_max: int | None = None,
+    max_lattice: int = 2_000_000,
+) -> ConditionalMean:
+    """Exact conditional-mean risk sharing E[X_i | S] for classes of identical risks.
+
+    Parameters
+    ----------
+    members : N_k per class (integers for ``model="bernoulli"``).
+    probs : expected claims per member per period p_k (a probability <= 1 for Bernoulli).
+    benefits : fixed benefit B_k (CNY).
+    model : ``"poisson"`` or ``"bernoulli"`` claim counts.
+    unit : lattice unit in CNY (default: the benefits' GCD in cents).
+    s_max : last lattice point (default: mean + 12 sd + 40 largest benefits, in units).
+    max_lattice : refuse (ResourceError) larger lattices.
+
+    Notes
+    -----
+    See the module docstring: Poisson ``E[X_i | S=s] = p_i B_i f(s - b_i) / f(s)``;
+    Bernoulli ``p_i B_i f_{-i}(s - b_i) / f(s)``. Where ``f(s) = 0`` the allocation is 0.
+    """
+    n = np.asarray(members, dtype=float)
+    p = np.asarray(probs, dtype=float)
+    B = np.asarray(benefits, dtype=float)
+    if model not in MODELS:
+        raise ConfigError(f"model: must be one of {', '.join(MODELS)}")
+    if not (n.shape == p.shape == B.shape) or n.ndim != 1 or n.size == 0:
+        raise DataError("members, probs and benefits must be 1-d arrays of the same non-zero length")
+    if np.any(~np.isfinite(n)) or np.any(n < 0) or np.any(~np.isfinite(p)) or np.any(p < 0):
+        raise DataError("members and probs must be finite and >= 0")
+    if model == "bernoulli" and (np.any(p > 1) or np.any(n != np.rint(n))):
+        raise DataError("bernoulli model: probs must be <= 1 and members whole numbers")
+    u, b = benefit_lattice(B, unit)
+    mean = float(np.sum(n * p * b))
+    var = float(np.sum(n * p * b * b))
+    if s_max is None:
+        s_max = int(math.ceil(mean + 12 * math.sqrt(var) + 40 * b.max()))
+        if model == "bernoulli":
+            s_max = min(s_max, int(np.sum(n * b)))
+    if s_max + 1 > max_lattice:
+        raise ResourceError(
+            f"conditional mean: the lattice needs {s_max + 1:,} points (> max_lattice {max_lattice:,}); "
+            "round benefits to a coarser unit="
+        )
+    if model == "poisson":
+        f = _poisson_pmf(n * p, b, s_max)
+        shifted = [np.concatenate([np.zeros(bk), f[: s_max + 1 - bk]]) if bk <= s_max else np.zeros(s_max + 1) for bk in b]
+        num = np.array([p[k] * B[k] * shifted[k] for k in range(len(b))])
+    else:
+        parts = [_binom_lattice(int(n[k]), p[k], int(b[k]), s_max) for k in range(len(b))]
+        pre = [np.ones(1)]
+        for part in parts:
+            pre.append(_conv(pre[-1], part, s_max))
+        suf = [np.ones(1)]
+        for part in reversed(parts):
+            suf.append(_conv(suf[-1], part, s_max))
+        suf = suf[::-1]  # suf[k] = classes k.. end
+        f = np.zeros(s_max + 1)
+        f[: len(pre[-1])] = pre[-1]
+        num = np.zeros((len(b), s_max + 1))
+        for k in range(len(b)):
+            if n[k] < 1:
+                continue
+            others = _conv(_conv(pre[k], suf[k + 1], s_max), _binom_lattice(int(n[k]) - 1, p[k], int(b[k]), s_max), s_max)
+            g = np.zeros(s_max + 1)
+            g[: len(others)] = others
+            num[k, b[k]:] = p[k] * B[k] * g[: s_max + 1 - b[k]] if b[k] <= s_max else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alloc = np.where(f > 0, num / np.where(f > 0, f, 1.0), 0.0)
+    return ConditionalMean(
+        s_cny=np.arange(s_max + 1) * u, pmf=f, allocation_cny=alloc, unit_cny=u, tail_mass=float(max(0.0, 1 - f.sum()))
+    )
+
+
+def share_rule(
+    rule: str,
+    groups: pl.DataFrame,
+    *,
+    fee: float = 0.0,
+    periods_per_year: float = 12.0,
+    model: str = "poisson",
+    unit: float | None = None,
+    max_lattice: int = 2_000_000,
+) -> pl.DataFrame:
+    """Expected payment, its volatility and fairness of each class under one sharing rule.
+
+    Parameters
+    ----------
+    rule : ``"equal"``, ``"risk_proportional"`` or ``"conditional_mean"``.
+    groups : one row per class of identical risks with ``members``, ``rate``
+        (claims per member-year) and ``benefit_cny``; optional ``group`` label.
+    fee : management fee phi, charged on the claims.
+    periods_per_year : the per-period probability is p = rate / periods_per_year.
+    model : ``"poisson"`` or ``"bernoulli"`` claim counts.
+
+    Returns
+    -------
+    One row per class: ``expected_benefit_cny`` (p B, per member and period),
+    ``expected_payment_cny``, ``payment_sd_cny``, ``payment_cv``, ``fairness``
+    (expected payment / ((1 + fee) expected benefit); 1 = actuarially fair) and
+    ``cross_subsidy_cny`` (expected payment - (1 + fee) expected benefit).
+
+    Notes
+    -----
+    With T = S (1 + fee): equal pays T / N (mean (1+phi) E[S]/N, variance
+    (1+phi)^2 Var S / N^2); risk-proportional pays T w_k, w_k = p_k B_k / sum_j N_j p_j B_j
+    (mean (1+phi) p_k B_k, variance (1+phi)^2 w_k^2 Var S); conditional mean pays
+    (1+phi) E[X_i | S] (mean (1+phi) p_k B_k, variance from the exact law of S).
+    Var S = sum N_k p_k B_k^2 (Poisson) or sum N_k p_k (1 - p_k) B_k^2 (Bernoulli).
+    """
+    if rule not in RULES:
+        raise ConfigError(f"rule: must be one of {', '.join(RULES)}")
+    if not (0 <= fee < 1):
+        raise ConfigError("fee: must be a number in [0, 1)")
+    if not periods_per_year > 0:
+        raise ConfigError("periods_per_year: must be > 0")
+    for c in ("members", "rate", "benefit_cny"):
+        if c not in groups.columns:
+            raise DataError(f"groups: column '{c}' is required")
+    n = groups["members"].cast(pl.Float64).to_numpy()
+    p = groups["rate"].cast(pl.Float64).to_numpy() / periods_per_year
+    B = groups["benefit_cny"].cast(pl.Float64).to_numpy()
+    if np.any(~np.isfinite(n)) or np.any(n < 0) or np.any(~np.isfinite(p)) or np.any(p < 0) or np.any(~(B > 0)):
+        raise DataError("groups: members and rate must be finite and >= 0, benefit_cny > 0")
+    var_one = p * B * B * ((1 - p) if model == "bernoulli" else 1.0)
+    var_s = float(np.sum(n * var_one))
+    mean_s = float(np.sum(n * p * B))
+    N = float(n.sum())
+    k1 = 1.0 + fee
+    if rule == "equal":
+        mean = np.full(len(n), k1 * mean_s / N)
+        sd = np.full(len(n), k1 * math.sqrt(var_s) / N)
+    elif rule == "risk_proportional":
+        w = p * B / mean_s if mean_s > 0 else np.zeros(len(n))
+        mean = k1 * p * B
+        sd = k1 * w * math.sqrt(var_s)
+    else:
+        cm = conditional_mean(n, p, B, model=model, unit=unit, max_lattice=max_lattice)
+        m1 = cm.allocation_cny @ cm.pmf
+        m2 = (cm.allocation_cny**2) @ cm.pmf
+        mean = k1 * m1
+        sd = k1 * np.sqrt(np.maximum(m2 - m1 * m1, 0.0))
+    label = groups["group"].cast(pl.String) if "group" in groups.columns else pl.Series("group", [str(i) for i in range(len(n))])
+    fair = k1 * p * B
+    return pl.DataFrame({
+        "rule": [rule] * len(n),
+        "group": label,
+        "members": n,
+        "benefit_cny": B,
+        "expected_benefit_cny": p * B,
+        "expected_payment_cny": mean,
+        "payment_sd_cny": sd,
+        "payment_cv": np.where(mean > 0, sd / np.where(mean > 0, mean, 1.0), np.nan),
+        "fairness": np.where(fair > 0, mean / np.where(fair > 0, fair, 1.0), np.nan),
+        "cross_subsidy_cny": mean - fair,
+    })
+
+
+def compare_rules(groups: pl.DataFrame, **kwargs) -> pl.DataFrame:
+    """:func:`share_rule` for the three rules stacked (same keyword arguments)."""
+    return pl.concat([share_rule(r, groups, **kwargs) for r in RULES])
