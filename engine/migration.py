@@ -61,7 +61,7 @@ def migrate(
     *,
     initial: str | None = None,
     threshold: float = 0.0,
-    move_probability: float = 1.0,
+    move_probability: float = 0.5,
     price: str = "payment",
     max_rounds: int = 1000,
     tol: float = 1e-9,
@@ -79,6 +79,8 @@ def migrate(
     threshold : a member moves only when its saving exceeds this (annual CNY for
         ``price="payment"``, or annual CNY per CNY of benefit for ``"per_benefit"``).
     move_probability : share of the members with such a saving who move in a round.
+        It also damps the iteration: with 1.0 every such member moves at once and
+        synchronous moves can cycle (then ``converged`` is False; see ``history``).
     price : ``"payment"`` compares annual payments; ``"per_benefit"`` compares
         annual payment / benefit (the inverse of leverage).
     max_rounds, tol : stop when a round moves fewer than ``tol`` x all members.

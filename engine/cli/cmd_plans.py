@@ -1,0 +1,106 @@
+"""``fentan plans``: compare a plan set with a pooled plan on the same membership."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "plans"
+HELP = "compare vertical plans with a pooled plan: shares, leverage, volatility, cross-subsidy, migration"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", metavar="CONFIG", help="plan-set TOML (e.g. configs/vertical.toml)")
+    p.add_argument("--cells", required=True, help="cells Parquet (file, glob or directory) from the exposure core")
+    p.add_argument("--model", default=None, help="fitted incidence model directory (predict_rate); default crude rates")
+    p.add_argument("--pooled", default=None, help="pooled plan TOML (default: one pool of every covered member)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--by", default=None, help="comma-separated cell keys to keep (default: all but period/duration)")
+    p.add_argument("--group", default=None, help="column(s) naming risk groups, comma-separated (default: the plans)")
+    p.add_argument("--periods-per-year", type=float, default=None, help="override every plan's sharing frequency")
+    p.add_argument("--growth", type=float, default=0.0, help="steady growth of members per period (default 0)")
+    p.add_argument("--migrate", action="store_true", help="also project migration between the pooled and vertical plans")
+    p.add_argument("--threshold", type=float, default=0.0, help="migration: minimum annual saving (CNY) to move")
+    p.add_argument("--move-probability", type=float, default=0.5, help="migration: share of movers per round")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+
+def load_rate_model(path: str):
+    """Load a saved model directory and return an object with ``predict_rate``."""
+    import importlib
+
+    from engine.errors import ModelError
+    from engine.persist import load_model
+
+    meta, _tables = load_model(path)
+    kind = meta.get("kind", "")
+    cls = None
+    for mod in ("engine.glm", "engine"):
+        try:
+            cls = getattr(importlib.import_module(mod), kind)
+            break
+        except (ImportError, AttributeError):
+            continue
+    if cls is None:
+        raise ModelError(f"{path}: model kind '{kind}' is unknown to this engine")
+    for loader in ("load", "from_dir", "from_saved"):
+        fn = getattr(cls, loader, None)
+        if callable(fn):
+            model = fn(path)
+            if not hasattr(model, "predict_rate"):
+                raise ModelError(f"{path}: a {kind} has no predict_rate")
+            return model
+    raise ModelError(f"{path}: {kind} cannot be loaded (no load method)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from engine.cli.common import prepare_out_dir, print_table
+    from engine.compare import build_risk_table, compare_plans
+    from engine.errors import ConfigError, InputFileError
+    from engine.io import file_schema, resolve_paths, write_parquet
+    from engine.plans import PlanSet, load_plans
+
+    plans = load_plans(args.config)
+    pooled = load_plans(args.pooled) if args.pooled else None
+    files = resolve_paths(args.cells)
+    for f in files:
+        file_schema(f)
+    try:
+        cells = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+    except Exception as exc:
+        raise InputFileError(f"{args.cells}: cells cannot be read ({str(exc).splitlines()[0]})") from None
+    model = load_rate_model(args.model) if args.model else None
+    by = [c.strip() for c in args.by.split(",") if c.strip()] if args.by else None
+    table = build_risk_table(cells, model, by=by)
+    group = [c.strip() for c in args.group.split(",")] if args.group else None
+    if group is not None and len(group) == 1:
+        group = group[0]
+    if args.periods_per_year is not None and not args.periods_per_year > 0:
+        raise ConfigError("--periods-per-year: must be > 0")
+    out = prepare_out_dir(args.out)
+    res = compare_plans(table, plans, pooled=pooled, group=group, periods_per_year=args.periods_per_year,
+                        growth_per_period=args.growth)
+    write_parquet(res.plans, out / "plans.parquet")
+    write_parquet(res.cross_subsidy, out / "cross_subsidy.parquet")
+    write_parquet(res.changes, out / "changes.parquet")
+    write_parquet(table, out / "risk_table.parquet")
+    if args.migrate:
+        from engine.migration import migrate
+
+        options = PlanSet(((pooled.plans if pooled else ()) + plans.plans), name="options", allow_overlap=True,
+                          source=f"{args.pooled} + {args.config}" if pooled else args.config)
+        mig = migrate(table, options, threshold=args.threshold, move_probability=args.move_probability)
+        write_parquet(mig.pools, out / "migration_pools.parquet")
+        write_parquet(mig.flows, out / "migration_flows.parquet")
+        write_parquet(mig.history, out / "migration_history.parquet")
+        print_table(f"migration ({'converged' if mig.converged else 'NOT converged'} after {mig.rounds} rounds)",
+                    mig.pools.select("plan", "members_start", "members_end", "annual_payment_start_cny",
+                                     "annual_payment_end_cny").to_dicts(), quiet=args.quiet)
+    cols = ["planset", "plan", "members", "expected_claims_per_period", "sustainable_share_cny", "leverage", "share_cv"]
+    print_table("plans", res.summary().select(cols).to_dicts(), quiet=args.quiet)
+    print_table("what verticalisation changes (annual CNY per member)",
+                res.changes.select("group", "annual_payment_before_cny", "annual_payment_after_cny",
+                                   "annual_cross_subsidy_before_cny", "leverage_before", "leverage_after",
+                                   "share_cv_before", "share_cv_after").to_dicts(), quiet=args.quiet)
+    return 0
