@@ -22,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan-col", default="plan_id", help="pool column; 'none' = one pool (default plan_id)")
     p.add_argument("--by", default="", help="extra member columns splitting pools, comma-separated")
     p.add_argument("--as-of", default=None, help="validation: date after which a birth is in the future")
+    p.add_argument("--rejected-claims", default=None, help="write the claims not shared (with their reason) here")
     p.add_argument("--out", required=True, help="output Parquet file")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
@@ -42,9 +43,20 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(f"{args.members}: no usable member row (all set aside)")
     plan_col = None if args.plan_col.lower() == "none" else args.plan_col
     by = [b.strip() for b in args.by.split(",") if b.strip()]
+    from engine.exposure import classify_claims
+
+    members = res.members.collect()
+    claims = res.claims.collect()
+    claims = claims.drop([c for c in ("eligible", "reason") if c in claims.columns])
+    classified = classify_claims(members, claims, waiting_days=args.waiting_days)
+    classified = classified.collect() if hasattr(classified, "collect") else classified
+    if args.rejected_claims:
+        import polars as pl
+
+        write_parquet(classified.filter(~pl.col("eligible").fill_null(False)), args.rejected_claims)
     hist = share_history(
-        res.members.collect(),
-        res.claims.collect(),
+        members,
+        classified,
         start=start,
         end=end,
         sharing_days=sharing_days,
