@@ -131,6 +131,19 @@ def read_claims(path: PathLike | Sequence[PathLike]) -> pl.LazyFrame:
 
 
 # --------------------------------------------------------------------------- atomic writes
+def _umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(final: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it onto ``final`` on success.
@@ -143,6 +156,7 @@ def atomic_path(final: PathLike) -> Iterator[Path]:
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
     except OSError as exc:
         raise OutputError(f"{final.parent}: cannot write here ({exc.strerror})") from None
     tmp_path = Path(tmp)

@@ -21,13 +21,41 @@ def day_number(d: dt.date) -> int:
 
 
 def ymd(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Year, month (1-12) and day (1-31) of int64 day numbers."""
-    d = days.astype("datetime64[D]")
-    m = d.astype("datetime64[M]")
-    year = m.astype("datetime64[Y]").astype(np.int64) + 1970
-    month = m.astype(np.int64) % 12 + 1
-    day = (d - m.astype("datetime64[D]")).astype(np.int64) + 1
+    """Year, month (1-12) and day (1-31) of int64 day numbers (proleptic Gregorian).
+
+    Notes
+    -----
+    Integer civil-from-days algorithm (H. Hinnant, "chrono-compatible low-level
+    date algorithms"), vectorised; eras of 400 years = 146,097 days.
+    """
+    days = np.asarray(days, dtype=np.int64)
+    if days.size > 100_000:  # many dates over a short span: compute the span once, then look up
+        lo, hi = int(days.min()), int(days.max())
+        if hi - lo < days.size // 10:
+            y, m, d = ymd(np.arange(lo, hi + 1, dtype=np.int64))
+            i = days - lo
+            return y[i], m[i], d[i]
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = np.where(mp < 10, mp + 3, mp - 9)
+    year = yoe + era * 400 + (month <= 2)
     return year, month, day
+
+
+def days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Day numbers of (year, month, day) arrays (inverse of :func:`ymd`)."""
+    y = np.asarray(year, dtype=np.int64) - (np.asarray(month) <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    mp = np.where(month > 2, month - 3, month + 9)
+    doy = (153 * mp + 2) // 5 + np.asarray(day, dtype=np.int64) - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
 
 
 def attained_age(birth: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -52,8 +80,7 @@ def birthday_at(birth: np.ndarray, age: int) -> np.ndarray:
     feb29 = (mb == 2) & (db == 29) & ~leap
     m = np.where(feb29, 3, mb)
     d = np.where(feb29, 1, db)
-    month_start = ((y - 1970) * 12 + (m - 1)).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
-    return month_start + d - 1
+    return days_from_civil(y, m, d)
 
 
 def month_index(local_day: np.ndarray, start: dt.date) -> np.ndarray:
@@ -181,9 +208,8 @@ def draw_exits(pop: Population, cfg: SynthConfig, share: np.ndarray, rng: np.ran
     mi = month_index(days, cfg.start)
     y, m, _ = ymd(days + day_number(cfg.start))
     # true days in month (the window may cut the first/last month)
-    nxt = ((y - 1970) * 12 + m).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
-    cur = ((y - 1970) * 12 + m - 1).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
-    dim = (nxt - cur).astype(float)
+    nxt = days_from_civil(y + (m == 12), np.where(m == 12, 1, m + 1), np.ones_like(m))
+    dim = (nxt - days_from_civil(y, m, np.ones_like(m))).astype(float)
     hb = cfg.lapse_base_monthly / dim
     hs = cfg.lapse_share_slope * share[mi] / dim
     e_draw = rng.exponential(size=pop.join.size)
