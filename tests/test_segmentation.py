@@ -1,0 +1,256 @@
+"""RiskSegmenter: recovery of planted groups, hand-computed metrics, persistence, CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy.stats import chi2
+
+sys.path.insert(0, str(Path(__file__).parent))
+from segmentation_sim import planted_group, sim_cells  # noqa: E402
+
+from engine.errors import ConfigError, DataError, ModelError  # noqa: E402
+from engine.segment_metrics import gini, weighted_ari  # noqa: E402
+from engine.segmentation import RiskSegmenter  # noqa: E402
+
+
+class FixedModel:
+    """Reference model for tests: the rate is the cells' ``_rate`` column."""
+
+    def fit(self, cells):
+        return self
+
+    def predict_rate(self, cells):
+        return cells["_rate"].to_numpy()
+
+
+@pytest.fixture(scope="module")
+def sim():
+    cells, rate = sim_cells(seed=1, scale=500)
+    return cells.with_columns(pl.Series("_rate", rate)), rate
+
+
+def _truth(cells):
+    return planted_group(cells["city_tier"].to_numpy(), cells["channel"].to_numpy())
+
+
+def _dev(d, mu):
+    d = np.asarray(d, float)
+    t = np.where(d > 0, d * np.log(np.where(d > 0, d, 1) / mu), 0.0)
+    return 2 * np.sum(t - (d - mu))
+
+
+@pytest.mark.parametrize("method", ["tree", "cluster"])
+def test_planted_groups_recovered(sim, method):
+    cells, rate = sim
+    seg = RiskSegmenter(method=method, features=["city_tier", "channel"], adjust_for=["age", "sex"]).fit(cells)
+    assert seg.n_groups_ == 4
+    ari = weighted_ari(_truth(cells), seg.assign(cells).to_numpy(), cells["exposure_years"].to_numpy())
+    assert ari >= 0.9
+    # held-out claims drawn from the same true rates: deviance within 2% of the oracle
+    rng = np.random.default_rng(99)
+    e = cells["exposure_years"].to_numpy()
+    held = rng.poisson(rate * e)
+    d_seg = _dev(held, seg.predict_rate(cells) * e)
+    d_oracle = _dev(held, rate * e)
+    assert d_seg <= 1.02 * d_oracle
+
+
+def test_tree_rules_are_readable_and_reproduce_assignment(sim):
+    cells, _ = sim
+    seg = RiskSegmenter(features=["city_tier", "channel"], adjust_for=["age", "sex"]).fit(cells)
+    rules = seg.groups_["rule"].to_list()
+    assert any("city_tier in {4,5} & channel in {subsidy}" == r for r in rules)
+    # evaluating the rule texts by hand gives the assignment
+    g = seg.assign(cells).to_numpy()
+    for row in cells.select("city_tier", "channel").unique().iter_rows(named=True):
+        mask = (cells["city_tier"] == row["city_tier"]) & (cells["channel"] == row["channel"])
+        gid = np.unique(g[mask.to_numpy()])
+        assert gid.size == 1
+        text = rules[gid[0] - 1]
+        hits = []
+        for alt in text.split(" | "):
+            ok = True
+            for cond in alt.split(" & "):
+                f, _, vals = cond.partition(" in ")
+                vals = vals.strip("{}").split(",")
+                ok &= str(row[f]) in vals
+            hits.append(ok)
+        assert any(hits)
+
+
+def test_age_bands_tree_contiguous_and_monotone():
+    cells, rate = sim_cells(seed=2, scale=300, ages=range(20, 60))
+    seg = RiskSegmenter(features=["age"], contiguous_age=True, monotone_age=True, max_groups=6,
+                        model=FixedModel()).fit(cells.with_columns(pl.Series("_rate", rate)))
+    g = seg.groups_.sort("group")
+    assert g.height >= 3
+    assert all(r.startswith("age") for r in g["rule"])  # e.g. "age 40-49"
+    assert np.all(np.diff(g["rate"].to_numpy()) > 0)
+    by_age = pl.DataFrame({"age": np.arange(20, 60, dtype=np.int32)})
+    a = seg.assign(by_age).to_numpy()
+    assert np.all(np.diff(a) >= 0)  # groups numbered by rate, monotone & contiguous in age
+
+
+def test_rules_reproduce_hand_computed_metrics():
+    # 4 cells over one year; the model rate is given; benefit 300k below 40, 100k from 40
+    cells = pl.DataFrame({
+        "age": pl.Series([30, 30, 50, 50], dtype=pl.Int32),
+        "city_tier": [1, 4, 1, 4],
+        "exposure_years": [1000.0, 3000.0, 2000.0, 4000.0],
+        "claims": [1, 6, 10, 30],
+        "_rate": [0.001, 0.002, 0.005, 0.007],
+    })
+    cfg = [{"name": "young", "age": [0, 39]}, {"name": "old", "age": [40, 59]}]
+    seg = RiskSegmenter(method="rules", rules=cfg, model=FixedModel(), min_expected_claims=0,
+                        period_months=1, benefit=[(39, 300_000), (200, 100_000)]).fit(cells)
+    g = seg.groups_.sort("group")
+    assert g["name"].to_list() == ["young", "old"]
+    assert g["rule"].to_list() == ["age <= 39", "age >= 40"] or g["rule"].to_list() == ["age 0-39", "age 40-59"]
+    # by hand
+    E = [4000.0, 6000.0]
+    D = [7.0, 40.0]
+    assert g["exposure_years"].to_list() == E
+    assert g["claims"].to_list() == D
+    assert g["rate"].to_list() == pytest.approx([7 / 4000, 40 / 6000])
+    assert g["rate_upper"][0] == pytest.approx(chi2.ppf(0.975, 16) / 8000)
+    assert g["rate_lower"][1] == pytest.approx(chi2.ppf(0.025, 80) / 12000)
+    assert g["expected_claims_per_period"].to_list() == pytest.approx([7 / 12, 40 / 12])
+    assert g["share_cv"].to_list() == pytest.approx([1 / math.sqrt(7 / 12), 1 / math.sqrt(40 / 12)])
+    cost = [0.001 * 300e3, 0.002 * 300e3, 0.005 * 100e3, 0.007 * 100e3]
+    ex = [1000, 3000, 2000, 4000]
+    pooled = sum(c * e for c, e in zip(cost, ex)) / 10000
+    own = [(cost[0] * 1000 + cost[1] * 3000) / 4000, (cost[2] * 2000 + cost[3] * 4000) / 6000]
+    assert g["cross_subsidy"].to_list() == pytest.approx([pooled - own[0], pooled - own[1]])
+    assert g["cross_subsidy_per_period"].to_list() == pytest.approx([(pooled - own[0]) / 12, (pooled - own[1]) / 12])
+    # Gini: groups sorted by rate, Lorenz of claims against exposure
+    x = [0, 0.4, 1.0]
+    y = [0, 7 / 47, 1.0]
+    gin = 1 - sum((x[i] - x[i - 1]) * (y[i] + y[i - 1]) for i in (1, 2))
+    assert seg.metrics_["gini"] == pytest.approx(gin)
+    # deviance explained by the two rates vs one rate
+    d = np.array([1, 6, 10, 30.0])
+    e = np.array(ex, float)
+    mu_seg = e * np.array([7 / 4000, 7 / 4000, 40 / 6000, 40 / 6000])
+    mu_one = e * 47 / 10000
+    assert seg.metrics_["deviance_explained"] == pytest.approx(1 - _dev(d, mu_seg) / _dev(d, mu_one))
+    # homogeneity of the predicted rates
+    r = np.array([0.001, 0.002, 0.005, 0.007])
+    gm = [(0.001 * 1000 + 0.002 * 3000) / 4000, (0.005 * 2000 + 0.007 * 4000) / 6000]
+    within = sum(e[i] * (r[i] - gm[i // 2]) ** 2 for i in range(4)) / 10000
+    mean = sum(e * r) / 10000
+    total = sum(e[i] * (r[i] - mean) ** 2 for i in range(4)) / 10000
+    assert seg.metrics_["within_dispersion"] == pytest.approx(within)
+    assert seg.metrics_["homogeneity"] == pytest.approx(1 - within / total)
+
+
+def test_rules_unmatched_error_or_other():
+    cells = pl.DataFrame({"age": pl.Series([30, 50, 65], dtype=pl.Int32), "exposure_years": [10.0, 10.0, 10.0],
+                          "claims": [1, 2, 3], "_rate": [0.1, 0.2, 0.3]})
+    cfg = [{"name": "young", "age": [0, 39]}, {"name": "mid", "age": [40, 59]}]
+    with pytest.raises(ConfigError, match="match no group"):
+        RiskSegmenter(method="rules", rules=cfg, model=FixedModel(), min_expected_claims=0).fit(cells)
+    seg = RiskSegmenter(method="rules", rules=cfg, other="group", model=FixedModel(), min_expected_claims=0).fit(cells)
+    assert seg.groups_["name"].to_list() == ["young", "mid", "other"]
+    assert seg.assign(cells).to_list() == [1, 2, 3]
+    with pytest.raises(ConfigError, match=r"rules\[1\]"):
+        RiskSegmenter(method="rules", rules=[{"age": [0, 39]}, {"age": [50, 40]}], model=FixedModel()).fit(cells)
+
+
+def test_input_errors():
+    with pytest.raises(ConfigError, match="method"):
+        RiskSegmenter(method="kmeans").fit(pl.DataFrame({"exposure_years": [1.0], "claims": [0]}))
+    with pytest.raises(DataError, match="claims"):
+        RiskSegmenter().fit(pl.DataFrame({"exposure_years": [1.0]}))
+    with pytest.raises(ModelError):
+        RiskSegmenter().assign(pl.DataFrame({"age": [1]}))
+
+
+def test_save_load_and_member_scoring(sim, tmp_path):
+    cells, _ = sim
+    seg = RiskSegmenter(features=["age", "city_tier", "channel"], max_groups=6, model=FixedModel()).fit(cells)
+    path = seg.save(tmp_path / "models" / "seg")
+    assert not list(path.glob("*.pkl"))
+    back = RiskSegmenter.load(path)
+    members = pl.DataFrame({
+        "member_id": ["a", "b", "c", "d"],
+        "birth_date": [dt.date(1980, 2, 29), dt.date(1980, 3, 1), dt.date(1995, 6, 30), dt.date(1962, 1, 1)],
+        "city_tier": [5, 1, 4, 2], "channel": ["subsidy", "employer", "organic", "referral"],
+    })
+    at = dt.date(2021, 2, 28)
+    g1 = seg.assign(members, at=at)
+    g2 = back.assign(members, at=at)
+    assert g1.to_list() == g2.to_list()
+    assert back.assign(cells).to_list() == seg.assign(cells).to_list()
+    # attained age: born 29 Feb 1980 is 40 on 28 Feb 2021 (birthday on 1 March in common years)
+    age_cells = pl.DataFrame({"age": pl.Series([40, 41, 25, 59], dtype=pl.Int32), "city_tier": [5, 1, 4, 2],
+                              "channel": ["subsidy", "employer", "organic", "referral"]})
+    assert seg.assign(age_cells).to_list() == g1.to_list()
+    assert back.summary.equals(seg.summary)
+    with pytest.raises(DataError, match="match no group"):
+        back.assign(members.with_columns(pl.lit("tv").alias("channel")), at=at)
+
+
+def test_frontier_criterion_and_plot(sim):
+    cells, _ = sim
+    seg = RiskSegmenter(method="cluster", features=["city_tier", "channel"], adjust_for=["age", "sex"],
+                        min_marginal_gain=0.05).fit(cells)
+    fr = seg.frontier_
+    rem = fr["cross_subsidy_removed"].to_list()
+    assert rem[0] == pytest.approx(0.0)
+    k = 1
+    while k < len(rem) and rem[k] - rem[k - 1] >= 0.05:
+        k += 1
+    assert seg.recommended_k_ == k == fr.filter(pl.col("recommended"))["k"][0]
+    assert np.all(np.diff(fr["share_cv_weighted"].to_numpy()) > 0)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ax = seg.plot_frontier()
+    assert ax.get_xlabel().startswith("share CV")
+
+
+def test_stability_seeded(sim):
+    cells, _ = sim
+    small = cells.filter(pl.col("period") == pl.col("period").min())
+    seg = RiskSegmenter(features=["city_tier", "channel"], model=FixedModel(), min_expected_claims=5,
+                        window_years=1.0).fit(small)
+    s1 = seg.stability(small, n_boot=3)
+    s2 = seg.stability(small, n_boot=3)
+    assert s1 == s2
+    assert -1.0 <= s1["ari_min"] <= s1["ari_mean"] <= 1.0
+
+
+def test_cli_segment(sim, tmp_path):
+    from engine.cli.main import main
+
+    cells, _ = sim
+    cells.drop("_rate").write_parquet(tmp_path / "cells.parquet")
+    rc = main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(tmp_path / "out"),
+               "--by", "city_tier,channel", "--adjust-for", "age,sex", "--method", "cluster", "--quiet"])
+    assert rc == 0
+    s = pl.read_parquet(tmp_path / "out" / "segments.parquet")
+    f = pl.read_parquet(tmp_path / "out" / "frontier.parquet")
+    assert {"group", "rule", "exposure_years", "claims", "rate", "rate_lower", "rate_upper",
+            "expected_claims_per_period", "share_cv"} <= set(s.columns)
+    assert s["exposure_years"].sum() == pytest.approx(cells["exposure_years"].sum())
+    assert f["recommended"].sum() == 1
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+
+def test_gini_and_weighted_ari_against_oracles():
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 3, 40)
+    b = rng.integers(0, 4, 40)
+    w = rng.integers(1, 5, 40)
+    assert weighted_ari(a, b, w) == pytest.approx(adjusted_rand_score(np.repeat(a, w), np.repeat(b, w)))
+    # Gini of a perfect ranking of two equal-exposure groups with claims 0 and 10: 0.5
+    assert gini(np.array([1.0, 2.0]), np.array([0.0, 10.0]), np.array([1.0, 1.0])) == pytest.approx(0.5)
