@@ -278,3 +278,26 @@ def test_limited_fluctuation_table() -> None:
     assert a["Z"].item() == pytest.approx(z)
     assert a["credibility_rate"].item() == pytest.approx(z * 541 / 2e4 + (1 - z) * overall)
     assert t.filter(pl.col("g") == "b")["Z"].item() == 1.0
+
+
+def test_cli_credibility(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from engine.cli.main import main
+
+    df = hachemeister().with_columns((pl.col("ratio") * pl.col("weight")).alias("claims")).rename(
+        {"weight": "exposure_years"}
+    )
+    df.write_parquet(tmp_path / "cells.parquet")
+    out = tmp_path / "out"
+    assert main(["credibility", "--cells", str(tmp_path / "cells.parquet"), "--group", "state",
+                 "--out", str(out), "--quiet"]) == 0
+    st_ = json.loads((out / "structure.json").read_text())
+    o = bs_oracle([[float(v) for v in r] for r in RATIOS], [[float(v) for v in r] for r in WEIGHTS])
+    assert st_["collective"] == pytest.approx(o["m"], rel=1e-12)
+    tab = pl.read_parquet(out / "credibility.parquet").sort("state")
+    np.testing.assert_allclose(tab["credibility_rate"].to_numpy(), o["cred"], rtol=1e-10)
+    assert main(["credibility", "--cells", str(tmp_path / "cells.parquet"), "--group", "nope",
+                 "--out", str(out), "--quiet"]) == 2
+    assert main(["credibility", "--cells", str(tmp_path / "cells.parquet"), "--group", "state",
+                 "--complement", "abc", "--out", str(out), "--quiet"]) == 2

@@ -1,0 +1,74 @@
+"""``fentan credibility``: credibility-weighted group incidence rates from cells."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "credibility"
+HELP = "credibility-weighted group rates (Bühlmann-Straub or limited fluctuation) from cells Parquet"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cells", required=True, help="cells Parquet (output of the exposure step): file or glob")
+    p.add_argument("--group", required=True, nargs="+", help="group column(s), e.g. plan_id or city_tier channel")
+    p.add_argument("--period", default="period", help="within-group period column (default: period)")
+    p.add_argument("--method", choices=["buhlmann-straub", "limited-fluctuation"], default="buhlmann-straub")
+    p.add_argument("--within", choices=["empirical", "poisson"], default="empirical",
+                   help="Bühlmann-Straub within-group variance (default: empirical, as R actuar)")
+    p.add_argument("--complement", default="collective",
+                   help="'collective', 'reference' (needs an 'expected' column) or a fixed rate (default: collective)")
+    p.add_argument("--full-standard", type=float, default=1082.0,
+                   help="limited fluctuation: claims for full credibility (default 1082)")
+    p.add_argument("--claims", default="claims", help="claims column (default: claims)")
+    p.add_argument("--exposure", default="exposure_years", help="exposure column (default: exposure_years)")
+    p.add_argument("--out", required=True, help="output directory (credibility.parquet, structure.json)")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+
+def _complement(text: str) -> str | float:
+    from engine.errors import ConfigError
+
+    if text in ("collective", "reference", "overall"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"--complement: '{text}' is not 'collective', 'reference' or a number") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from engine.cli.common import prepare_out_dir, print_table
+    from engine.credibility import BuhlmannStraub, limited_fluctuation_table
+    from engine.errors import InputFileError
+    from engine.io import resolve_paths, write_json, write_parquet
+
+    files = resolve_paths(args.cells)
+    try:
+        cells = pl.read_parquet([str(f) for f in files])
+    except Exception as exc:  # unreadable / not Parquet
+        raise InputFileError(f"{args.cells}: cannot read cells Parquet ({type(exc).__name__})") from None
+    out = prepare_out_dir(args.out)
+    comp = _complement(args.complement)
+    if args.method == "buhlmann-straub":
+        if comp == "overall":
+            comp = "collective"
+        fit = BuhlmannStraub(group=args.group, period=args.period, claims=args.claims, exposure=args.exposure,
+                             complement=comp, within=args.within).fit(cells)
+        table = fit.summary
+        structure = {"method": "buhlmann-straub", **fit.structure_}
+    else:
+        if comp == "collective":
+            comp = "overall"
+        elif comp == "reference":
+            comp = "expected"
+        table = limited_fluctuation_table(cells, args.group, complement=comp, full_standard=args.full_standard,
+                                          claims=args.claims, exposure=args.exposure)
+        structure = {"method": "limited-fluctuation", "full_standard": args.full_standard,
+                     "complement": args.complement}
+    write_parquet(table, out / "credibility.parquet")
+    write_json({k: (None if isinstance(v, float) and v == float("inf") else v) for k, v in structure.items()},
+               out / "structure.json")
+    print_table(f"{args.method} credibility", table.to_dicts(), quiet=args.quiet)
+    return 0
