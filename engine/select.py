@@ -29,7 +29,7 @@ rows reproduce that likelihood exactly: D_b event rows (entry ``lo_b``, exit
 ``lo_b + delta``) and one censored row (entry ``lo_b``, exit ``hi_b``) with
 weight ``(T_b - D_b delta) / (hi_b - lo_b)``. Time is rescaled so that the
 pooled hazard is 1 per unit: lifelines' optimiser silently stops far from the
-optimum (10-35 % off) when hazards are ~1e-3 per month.
+optimum (up to ~35 % off) when hazards are ~1e-3 per month.
 """
 
 from __future__ import annotations
