@@ -196,11 +196,19 @@ def _joiner_schedule(a: ProjectionAssumptions, plans: list[str], plan_idx: np.nd
 Draw = Callable[[np.ndarray], np.ndarray]
 
 
+def _squeeze_tenure(x: np.ndarray) -> np.ndarray:
+    """(G, T') -> (T', 1, G), or (1, 1, G) when every tenure has the same value."""
+    if x.shape[1] == 0 or np.all(x == x[:, :1]):
+        return x[:, :1].T[:, None, :].copy()
+    return x.T[:, None, :].copy()
+
+
 def simulate(m: Model, rows: int, draw: Draw, record: Callable[[int, dict[str, np.ndarray]], None]) -> None:
     """Run the dynamics for ``rows`` scenarios; ``draw(mean)`` turns expected into incurred claims.
 
     ``record(t, q)`` receives, each period, the per-plan quantities ``q[name]`` of
-    shape (rows, P) named in :data:`QUANTITIES`.
+    shape (rows, P) named in :data:`QUANTITIES`. Members are held as ``n[tau, s, g]``
+    (tenure first, so sums over tenure add contiguous planes).
     """
     a = m.a
     S, G, P = rows, m.G, m.P
@@ -208,8 +216,13 @@ def simulate(m: Model, rows: int, draw: Draw, record: Callable[[int, dict[str, n
     w, lag, ppy = a.waiting_periods, a.reporting_lag_periods, a.periods_per_year
     fee1 = 1.0 + a.fee
     sp = a.expectations
+    hmax = a.lapse.max_hazard
     elastic = bool(np.any(m.eps != 0))
-    n = np.broadcast_to(m.n0, (S, G, T)).copy()
+    mu_el = _squeeze_tenure(m.mu0[:, w:])       # (Te, 1, G) eligible tenures, or (1, 1, G)
+    mu_const = mu_el.shape[0] == 1
+    hb = _squeeze_tenure(m.hbase)               # (T, 1, G) or (1, 1, G)
+    h_const = hb.shape[0] == 1
+    n = np.ascontiguousarray(np.broadcast_to(m.n0.T[:, None, :], (T, S, G)))
     pipe = None
     if lag:
         m_start = np.broadcast_to((m.n0 * m.mu0).sum(axis=1), (S, G))
@@ -217,29 +230,34 @@ def simulate(m: Model, rows: int, draw: Draw, record: Callable[[int, dict[str, n
     X = None if sp.initial_share_cny is None else np.full((S, P), float(sp.initial_share_cny))
     cum = np.zeros((S, P))
     exits_prev = np.zeros((S, P))
+    zeros_sp = np.zeros((S, P))
     for t in range(a.horizon):
         join = np.broadcast_to(m.joiners[t], (S, G))
         if m.replace[t]:
             join = join + exits_prev[:, m.plan_idx] * m.mix
-        n[:, :, 0] += join
-        Ng = n.sum(axis=2)
-        N = m.by_plan(Ng)
-        elig = m.by_plan(n[:, :, w:].sum(axis=2))
-        mu = m.mu0 * m.age_factor(t)[:, None]
-        nm = n * mu
-        mexp = nm.sum(axis=2)
+        n[0] += join
+        Ng = n.sum(axis=0)
+        Eg = n[w:].sum(axis=0) if w else Ng.copy()
+        age = m.age_factor(t)
+        mu = mu_el * age
+        if mu_const:
+            mexp = Eg * mu[0]
+        else:
+            mexp = (n[w:] * mu).sum(axis=0)
         K = draw(mexp)
         if pipe is not None:
             paid = pipe[t % lag].copy()
             pipe[t % lag] = K
         else:
             paid = K
+        N = m.by_plan(Ng)
         Np = N[:, m.plan_idx]
         per_claim = np.divide(fee1 * m.benefit, Np, out=np.zeros((S, G)), where=Np > 0)
-        full = np.where(Np > 0, 0.0, fee1 * m.benefit)  # nobody left to share: the platform pays
         capped = per_claim if a.per_claimant_cap is None else np.minimum(per_claim, a.per_claimant_cap)
         share_unc = m.by_plan(paid * capped)
-        excess_amount = m.by_plan(paid * (per_claim - capped)) * N + m.by_plan(paid * full)
+        excess_amount = m.by_plan(paid * (per_claim - capped)) * N
+        if not bool((Np > 0).all()):  # nobody left to share: the platform pays
+            excess_amount += m.by_plan(paid * np.where(Np > 0, 0.0, fee1 * m.benefit))
         if a.annual_cap is not None:
             if t % ppy == 0:
                 cum[:] = 0.0
@@ -249,33 +267,46 @@ def simulate(m: Model, rows: int, draw: Draw, record: Callable[[int, dict[str, n
             cum += share
             excess_amount += (share_unc - share) * N
         else:
-            binds = np.zeros((S, P))
+            binds = zeros_sp
             share = share_unc
         if a.claimants_exit:
             frac = np.divide(K, mexp, out=np.zeros((S, G)), where=mexp > 0)
-            before = n
-            n = np.maximum(n - nm * frac[:, :, None], 0.0)
-            cexits = m.by_plan((before - n).sum(axis=2))
+            keep = np.maximum(1.0 - mu * frac, 0.0)
+            if mu_const:
+                n[w:] *= keep
+                cex_g = Eg * (1.0 - keep[0])
+            else:
+                before = n[w:].sum(axis=0)
+                n[w:] *= keep
+                cex_g = before - n[w:].sum(axis=0)
+            cexits = m.by_plan(cex_g)
         else:
-            cexits = np.zeros((S, P))
+            cex_g = None
+            cexits = zeros_sp
         if X is None:
             X = share.copy()
         expected_now = X
         if elastic:
             ratio = share / np.maximum(X, sp.floor_cny)
-            f = ratio[:, m.plan_idx] ** m.eps
-            h = np.minimum(m.hbase * f[:, :, None], a.lapse.max_hazard)
+            h = np.minimum(hb * (ratio[:, m.plan_idx] ** m.eps), hmax)
         else:
-            h = m.hbase
-        lap = n * h
-        n = n - lap
-        lapses = m.by_plan(lap.sum(axis=2))
+            h = hb
+        if h_const:
+            alive = Ng if cex_g is None else Ng - cex_g
+            lap_g = alive * h[0]
+            n *= 1.0 - h
+        else:
+            lap = n * h
+            lap_g = lap.sum(axis=0)
+            n -= lap
+        lapses = m.by_plan(lap_g)
         X = X + sp.speed * (share - X)
         exits_prev = lapses + cexits
-        n[:, :, T - 1] += n[:, :, T - 2]
-        n[:, :, 1:T - 1] = n[:, :, 0:T - 2].copy()
-        n[:, :, 0] = 0.0
-        record(t, {"members": N, "eligible": elig, "joiners": m.by_plan(np.ascontiguousarray(join)),
+        n[T - 1] += n[T - 2]
+        if T > 2:
+            n[1:T - 1] = n[0:T - 2]
+        n[0] = 0.0
+        record(t, {"members": N, "eligible": m.by_plan(Eg), "joiners": m.by_plan(np.ascontiguousarray(join)),
                    "expected_claims": m.by_plan(mexp), "claims": m.by_plan(K), "paid_claims": m.by_plan(paid),
                    "share": share, "share_uncapped": share_unc, "platform_paid": excess_amount, "cap_binds": binds,
                    "lapses": lapses, "claimant_exits": cexits, "expected_share": expected_now})
