@@ -58,7 +58,7 @@ class Model:
     mix: np.ndarray           # (G,) joiner mix, normalised within each plan
     n0: np.ndarray            # (G, T) initial members by tenure
     mu0: np.ndarray           # (G, T) per-period claim probability before ageing, 0 in the waiting period
-    hbase: np.ndarray         # (G, T) base lapse hazard per period
+    hbase: np.ndarray         # (G, T) base lapse hazard per period (before the max_hazard cap)
     joiners: np.ndarray       # (H, G) scheduled joiners
     replace: np.ndarray       # (H,) bool: recruit last period's exits
     a: ProjectionAssumptions
@@ -136,8 +136,7 @@ def compile_model(groups: pl.DataFrame, a: ProjectionAssumptions) -> Model:
     if np.any((ann < 0) | (ann >= 1)):
         raise ConfigError("lapse.base_annual: annual lapse probabilities must be in [0, 1)")
     hper = 1.0 - (1.0 - ann) ** (1.0 / ppy)
-    hbase = np.minimum(hper[:, None] * _by_tenure(a.lapse.tenure_factors, T, "lapse.tenure_factors")[None, :],
-                       a.lapse.max_hazard)
+    hbase = hper[:, None] * _by_tenure(a.lapse.tenure_factors, T, "lapse.tenure_factors")[None, :]
     # elasticity with adverse selection
     if "elasticity" in groups.columns:
         eps = groups["elasticity"].to_numpy().astype(np.float64)
@@ -290,7 +289,7 @@ def simulate(m: Model, rows: int, draw: Draw, record: Callable[[int, dict[str, n
             ratio = share / np.maximum(X, sp.floor_cny)
             h = np.minimum(hb * (ratio[:, m.plan_idx] ** m.eps), hmax)
         else:
-            h = hb
+            h = np.minimum(hb, hmax)
         if h_const:
             alive = Ng if cex_g is None else Ng - cex_g
             lap_g = alive * h[0]
@@ -350,7 +349,7 @@ def stationary_shares(m: Model, at_period: float = 0.0) -> tuple[np.ndarray, np.
     mu = m.mu0 * age[:, None]
     fee1 = 1.0 + a.fee
     q = mu if a.claimants_exit else np.zeros_like(mu)
-    surv = (1.0 - q) * (1.0 - m.hbase)
+    surv = (1.0 - q) * (1.0 - np.minimum(m.hbase, a.lapse.max_hazard))
     o_ult = np.maximum(1.0 - surv[:, -1], 1e-15)
     wts = m.mix / o_ult
     num = np.add.reduceat(wts * mu[:, -1] * m.benefit, m.starts)
