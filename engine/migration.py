@@ -149,7 +149,8 @@ def migrate(
         hist.append((rounds - 1, n.copy(), share.copy()))
         best = np.argmin(annual, axis=1)
         best_price = annual[np.arange(len(best)), best]
-        saving = annual - best_price[:, None]
+        with np.errstate(invalid="ignore"):  # uncovered rows: inf - inf
+            saving = annual - best_price[:, None]
         movers = (x > 0) & (saving > threshold) & np.isfinite(saving)
         moved = np.where(movers, x * move_probability, 0.0)
         amount = float(moved.sum())
