@@ -239,6 +239,7 @@ def segmentation_metrics(
             "rate_upper": hi,
             "relativity": Dg / np.where(Mg > 0, Mg, np.nan),
             "predicted_rate": mug / np.where(Eg > 0, Eg, np.nan),
+            "predicted_relativity": mug / np.where(Mg > 0, Mg, np.nan),
             "expected_claims_per_period": n_per,
             "share_cv": cv,
             "credibility": np.minimum(1.0, np.sqrt(Dg / FULL_CREDIBILITY_CLAIMS)),

@@ -260,10 +260,14 @@ class RiskSegmenter:
         self._finish(cells, units, parts, rules_by_k, pred, base)
         return self
 
-    def _renumber(self, units: Any, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Relabel groups 0..k-1 by ascending relativity D/M (ties: first unit); returns (labels, old order)."""
+    def _renumber(self, units: Any, lab: np.ndarray, risk: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Relabel groups 0..k-1 by ascending relativity (ties: first unit); returns (labels, old order).
+
+        The relativity is sum(risk)/M with risk = the observed claims D (tree, rules) or the
+        partitioned predicted claims (cluster).
+        """
         k = lab.max() + 1
-        d = np.bincount(lab, weights=units.D, minlength=k)
+        d = np.bincount(lab, weights=units.D if risk is None else risk, minlength=k)
         m = np.bincount(lab, weights=units.M, minlength=k)
         first = np.array([np.flatnonzero(lab == i).min() for i in range(k)])
         order = np.lexsort((first, d / np.where(m > 0, m, 1.0)))
@@ -320,6 +324,8 @@ class RiskSegmenter:
         xs, w, mu, d = x[order], units.M[order], units.mu[order], units.D[order]
         if age and (self.monotone_age or self.contiguous_age):
             mu = w * np.exp(xs)  # the projected risk is the one partitioned
+        mu_units = np.empty(units.n)
+        mu_units[order] = mu
         # merge equal projected values (and, above MAX_DP_UNITS, quantile bins of the sorted axis)
         key = np.unique(xs, return_inverse=True)[1]
         if key.max() + 1 > MAX_DP_UNITS:
@@ -339,7 +345,7 @@ class RiskSegmenter:
             blab = np.searchsorted(np.asarray(bounds, np.int64), np.arange(nb), side="right")
             lab = np.empty(units.n, np.int64)
             lab[order] = blab[key]
-            parts[k], _ = self._renumber(units, lab)
+            parts[k], _ = self._renumber(units, lab, risk=mu_units)
         return parts
 
     def _finish(self, cells: pl.DataFrame, units: Any, parts: dict, rules_by_k: dict, pred: np.ndarray, base: np.ndarray) -> None:
@@ -442,7 +448,7 @@ class RiskSegmenter:
             if any(r is None for r in self.rules_):
                 other_g = [g + 1 for g, r in enumerate(self.rules_) if r is None][0]
                 expr = expr.fill_null(pl.lit(other_g, dtype=pl.Int32))
-            out = df.select(expr.alias("group")).to_series()
+            out = df.with_columns(expr.alias("__group"))["__group"]
         elif feats:
             out = df.select(feats).with_row_index("_i").join(self.unit_groups_, on=feats, how="left").sort("_i")["group"]
         else:
