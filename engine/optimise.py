@@ -86,8 +86,10 @@ class OptimiseResult:
     Attributes
     ----------
     tradeoff : one row per K = 1..max_plans: feasibility, total cross-subsidy
-        (CNY per period), its share of the total cost, the smallest plan's
-        expected claims per period and its share CV (1/sqrt).
+        with exactly K plans (CNY per period), its share of the total cost, the
+        smallest plan's expected claims per period and its share CV (1/sqrt), and
+        the best total with at most K plans (splitting a plan can raise the
+        absolute objective, because a plan's share is a mean, not a median).
     solutions : K -> list of :class:`PlanSpec` (feasible K only).
     """
 
@@ -271,8 +273,13 @@ def optimise_plans(
                          "min_expected_claims_per_period": mn,
                          "max_share_cv_approx": float(1 / np.sqrt(mn)) if mn > 0 else None,
                          "plans": "; ".join(s.name for s in specs)})
+    running = float("inf")
+    for r in rows_out:  # the absolute objective is not monotone in K: also report the best with at most K plans
+        if r["cross_subsidy_cny_per_period"] is not None:
+            running = min(running, r["cross_subsidy_cny_per_period"])
+        r["best_at_most_k_cny_per_period"] = running if np.isfinite(running) else None
     tradeoff = pl.DataFrame(rows_out, schema={
         "k": pl.Int64, "feasible": pl.Boolean, "cross_subsidy_cny_per_period": pl.Float64,
         "cross_subsidy_share": pl.Float64, "min_expected_claims_per_period": pl.Float64,
-        "max_share_cv_approx": pl.Float64, "plans": pl.String})
+        "max_share_cv_approx": pl.Float64, "plans": pl.String, "best_at_most_k_cny_per_period": pl.Float64})
     return OptimiseResult(tradeoff=tradeoff, solutions=solutions, template=template, objective=objective)

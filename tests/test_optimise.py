@@ -95,7 +95,8 @@ def _brute(rows, factors, max_groups, contiguous, min_claims, max_plans, objecti
     [
         ((), 2, True, 0.0, "absolute"),
         (("city_tier",), 2, True, 0.0, "absolute"),
-        (("city_tier",), 2, True, 3.0, "absolute"),
+        (("city_tier",), 2, True, 60.0, "absolute"),  # binding: changes K = 3, 4, 5
+        (("city_tier",), 2, True, 100.0, "absolute"),  # K = 5 infeasible
         (("sex", "city_tier"), 3, False, 1.0, "absolute"),
         (("city_tier",), 3, True, 0.5, "squared"),
     ],
