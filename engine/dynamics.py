@@ -221,7 +221,7 @@ def simulate(m: Model, rows: int, draw: Draw, record: Callable[[int, dict[str, n
     mu_const = mu_el.shape[0] == 1
     hb = _squeeze_tenure(m.hbase)               # (T, 1, G) or (1, 1, G)
     h_const = hb.shape[0] == 1
-    n = np.ascontiguousarray(np.broadcast_to(m.n0.T[:, None, :], (T, S, G)))
+    n = np.broadcast_to(m.n0.T[:, None, :], (T, S, G)).copy()
     pipe = None
     if lag:
         m_start = np.broadcast_to((m.n0 * m.mu0).sum(axis=1), (S, G))

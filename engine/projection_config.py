@@ -155,8 +155,9 @@ def _coerce(model: type[BaseModel], value: Any, key: str) -> Any:
             value = {"per_period": dict(value)}
     elif model is Elasticity and isinstance(value, int | float):
         value = {"base": value}
-    elif model is Lapse and isinstance(value, int | float):
-        value = {"base_annual": value}
+    elif model is Lapse and (isinstance(value, int | float) or (
+            isinstance(value, Mapping) and not set(value) & set(Lapse.model_fields))):
+        value = {"base_annual": value}  # a number, or annual lapse rates by channel
     elif model is Expectations and isinstance(value, int | float):
         value = {"speed": value}
     if isinstance(value, Mapping) and isinstance(value.get("per_period"), np.ndarray):
@@ -258,7 +259,9 @@ def prepare_groups(groups: pl.DataFrame | pl.LazyFrame, where: str = "groups",
     defaults = {"waiting_members": 0.0, "channel": "all", "ageing_annual": 0.0}
     res = res.with_columns(**{c: pl.lit(v) for c, v in defaults.items() if c not in res.columns})
     if "risk" not in res.columns:
-        mean = (pl.col("rate") * pl.col("members")).sum().over("plan") / pl.col("members").sum().over("plan")
+        tot = pl.col("members").sum().over("plan")
+        mean = pl.when(tot > 0).then((pl.col("rate") * pl.col("members")).sum().over("plan") / tot) \
+            .otherwise(pl.col("rate").mean().over("plan"))
         res = res.with_columns(risk=pl.when(mean > 0).then(pl.col("rate") / mean).otherwise(1.0))
         res = res.with_columns(risk=pl.when(pl.col("risk") > 0).then("risk").otherwise(1e-6))
     if "joiner_mix" not in res.columns:
@@ -304,6 +307,9 @@ def groups_from_table(table: pl.DataFrame | pl.LazyFrame | Mapping[str, Sequence
     if risk is not None:
         names[risk] = "risk"
     names.update({src: canon for canon, src in extra.items()})
+    for canon in GROUP_COLUMNS:  # other canonical columns present under their own name are kept
+        if canon in df.columns and canon not in names.values() and canon not in names:
+            names[canon] = canon
     for src, canon in names.items():
         if canon in ("group", "members", "rate", "benefit_cny") and src not in df.columns:
             raise ConfigError(f"groups table: column '{src}' (for {canon}) not found")
