@@ -13,9 +13,9 @@ optionally, a fitted model with ``predict_rate``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -183,13 +183,16 @@ def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str)
     ).with_columns((pl.col("payment_cny") - pl.col("own_share_cny")).alias("cross_subsidy_cny"))
     cols = ["planset", "plan", "level", "group", "rule", "periods_per_year", "members", "expected_claims_per_period",
             "mean_benefit_cny", "expected_share_cny", "sustainable_share_cny", "own_share_cny", "payment_cny",
-            "cross_subsidy_cny", "leverage", "share_cv", "share_cv_approx", "capped_share_cny", "cap_binding"]
+            "cross_subsidy_cny", "leverage", "share_cv", "share_cv_approx", "payment_cv", "capped_share_cny", "cap_binding"]
     lev = pl.col("mean_benefit_cny") / (pl.col("periods_per_year") * pl.col("payment_cny"))
     plan_rows = plan.with_columns(
         pl.lit(label).alias("planset"), pl.lit("plan").alias("level"), pl.lit(None, dtype=pl.String).alias("group"),
         pl.col("_m").alias("expected_claims_per_period"), pl.col("sustainable_share_cny").alias("own_share_cny"),
         pl.col("sustainable_share_cny").alias("payment_cny"), pl.lit(0.0).alias("cross_subsidy_cny"),
-    ).with_columns(lev.alias("leverage")).select(cols)
+    ).with_columns(lev.alias("leverage"), pl.col("share_cv").alias("payment_cv")).select(cols)
+    grp = grp.join(_cm_payment_cv(r, plan), on=["plan", "group"], how="left").with_columns(
+        pl.when(pl.col("rule") == "conditional_mean").then(pl.col("_cm_cv")).otherwise(pl.col("share_cv")).alias("payment_cv")
+    )
     grp_rows = grp.with_columns(
         pl.lit(label).alias("planset"), pl.lit("group").alias("level"), pl.col("_m").alias("expected_claims_per_period"),
         pl.when(pl.col("rule") == "equal").then(pl.col("expected_share_cny"))
@@ -198,6 +201,36 @@ def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str)
     ).with_columns(lev.alias("leverage")).select(cols)
     flows = _flows(r, plan, label)
     return pl.concat([plan_rows, grp_rows], how="vertical_relaxed"), flows
+
+
+def _cm_payment_cv(r: pl.DataFrame, plan: pl.DataFrame) -> pl.DataFrame:
+    """CV of a member's payment under conditional-mean sharing (exact law of S), by plan and group.
+
+    Rows with equal rate and benefit form one class of identical risks; a group's
+    CV is the member-weighted mean of its classes' CVs. Null when the lattice is too large.
+    """
+    from engine.errors import ResourceError
+    from engine.sharing import conditional_mean
+
+    out = []
+    for name, ppy in plan.filter(pl.col("rule") == "conditional_mean").select("plan", "periods_per_year").iter_rows():
+        rows = r.filter(pl.col("plan") == name).with_columns((pl.col("rate") / ppy).alias("_p"))
+        cls = rows.group_by(["_p", "benefit_cny"], maintain_order=True).agg(pl.col("members").sum()).with_row_index("_k")
+        try:
+            cm = conditional_mean(cls["members"].to_numpy(), cls["_p"].to_numpy(), cls["benefit_cny"].to_numpy())
+            m1 = cm.allocation_cny @ cm.pmf
+            sd = np.sqrt(np.maximum((cm.allocation_cny**2) @ cm.pmf - m1 * m1, 0.0))
+            cv = np.where(m1 > 0, sd / np.where(m1 > 0, m1, 1.0), np.nan)
+        except ResourceError:
+            cv = np.full(cls.height, np.nan)
+        cls = cls.with_columns(pl.Series("_cv", cv))
+        g = rows.join(cls.select("_p", "benefit_cny", "_cv"), on=["_p", "benefit_cny"], how="left").group_by("group").agg(
+            ((pl.col("_cv") * pl.col("members")).sum() / pl.col("members").sum()).alias("_cm_cv")
+        )
+        out.append(g.with_columns(pl.lit(name).alias("plan")).select("plan", "group", "_cm_cv"))
+    if not out:
+        return pl.DataFrame(schema={"plan": pl.String, "group": pl.String, "_cm_cv": pl.Float64})
+    return pl.concat(out).with_columns(pl.col("_cm_cv").fill_nan(None))
 
 
 def _flows(r: pl.DataFrame, plan: pl.DataFrame, label: str) -> pl.DataFrame:
@@ -247,6 +280,18 @@ class ComparisonResult:
     cross_subsidy: pl.DataFrame
     changes: pl.DataFrame
     uncovered: pl.DataFrame
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write ``plans.parquet``, ``cross_subsidy.parquet``, ``changes.parquet`` and ``uncovered.parquet`` atomically."""
+        from engine.io import write_parquet
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_parquet(self.plans, out / "plans.parquet")
+        write_parquet(self.cross_subsidy, out / "cross_subsidy.parquet")
+        write_parquet(self.changes, out / "changes.parquet")
+        write_parquet(self.uncovered, out / "uncovered.parquet")
+        return out
 
     def summary(self) -> pl.DataFrame:
         """Per-plan rows of both plan sets."""
@@ -368,7 +413,7 @@ def _changes(all_plans: pl.DataFrame) -> pl.DataFrame:
             ((pl.col("_annual") * w).sum() / w.sum()).alias(f"annual_payment_{suffix}_cny"),
             ((pl.col("_xs") * w).sum() / w.sum()).alias(f"annual_cross_subsidy_{suffix}_cny"),
             ((pl.col("mean_benefit_cny") * w).sum() / (pl.col("_annual") * w).sum()).alias(f"leverage_{suffix}"),
-            ((pl.col("share_cv") * w).sum() / w.sum()).alias(f"share_cv_{suffix}"),
+            ((pl.col("payment_cv") * w).sum() / w.sum()).alias(f"share_cv_{suffix}"),
         )
 
     out = side("pooled", "before").join(side("vertical", "after"), on="group", how="full", coalesce=True)
@@ -377,5 +422,3 @@ def _changes(all_plans: pl.DataFrame) -> pl.DataFrame:
     ).sort("group")
 
 
-def _isfinite(x: float) -> bool:
-    return x is not None and math.isfinite(x)

@@ -216,3 +216,36 @@ def test_cli_writes_outputs(tmp_path):
     assert (out / "migration_pools.parquet").exists()
     code = main(["plans", str(tmp_path / "nope.toml"), "--cells", str(cells), "--out", str(out)])
     assert code == 2
+    code = main(["plans", str(ROOT / "configs" / "vertical.toml"), "--cells", str(cells), "--pooled",
+                 str(ROOT / "configs" / "xianghubao.toml"), "--out", str(out), "--quiet", "--optimise", "2",
+                 "--min-claims", "0.1", "--factors", "city_tier"])
+    assert code == 0
+    trade = pl.read_parquet(out / "optimise_tradeoff.parquet")
+    assert trade["k"].to_list() == [1, 2] and trade["feasible"].all()
+    code = main(["plans", str(ROOT / "configs" / "vertical.toml"), "--cells", str(tmp_path / "none.parquet"),
+                 "--out", str(out), "--quiet"])
+    assert code == 2
+
+
+def test_conditional_mean_plan_payment_cv_matches_sharing_module():
+    from engine.sharing import share_rule
+
+    raw = {"plans": [_plan("pool", (0, 59), [{"age": [0, 39], "amount": 300000}, {"age": [40, 59], "amount": 100000}],
+                           rule="conditional_mean")]}
+    res = compare_plans(TABLE, VERTICAL, pooled=plans_from_dict(raw, "cm.toml"))
+    a = _row(res, "pooled", "pool", "A")
+    b = _row(res, "pooled", "pool", "B")
+    assert a["cross_subsidy_cny"] == pytest.approx(0.0) and b["payment_cny"] == pytest.approx(216.0)
+    want = share_rule("conditional_mean", pl.DataFrame({"members": [1000.0, 500.0], "rate": [0.012, 0.048],
+                                                        "benefit_cny": [300000.0, 100000.0]}), periods_per_year=24)
+    assert a["payment_cv"] == pytest.approx(want["payment_cv"][0], rel=1e-9)
+    assert b["payment_cv"] == pytest.approx(want["payment_cv"][1], rel=1e-9)
+    assert a["payment_cv"] != pytest.approx(a["share_cv"])  # differs from the equal-sharing CV
+
+
+def test_write(tmp_path):
+    res = compare_plans(TABLE, VERTICAL, pooled=POOLED)
+    out = res.write(tmp_path / "o")
+    for f in ("plans", "cross_subsidy", "changes", "uncovered"):
+        assert (out / f"{f}.parquet").exists()
+    assert pl.read_parquet(out / "plans.parquet").equals(res.plans)

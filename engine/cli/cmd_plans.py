@@ -21,6 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--migrate", action="store_true", help="also project migration between the pooled and vertical plans")
     p.add_argument("--threshold", type=float, default=0.0, help="migration: minimum annual saving (CNY) to move")
     p.add_argument("--move-probability", type=float, default=0.5, help="migration: share of movers per round")
+    p.add_argument("--optimise", type=int, default=None, metavar="K",
+                   help="also propose up to K plans minimising the cross-subsidy (template: the pooled plan)")
+    p.add_argument("--min-claims", type=float, default=30.0, help="optimiser: minimum expected claims per period per plan")
+    p.add_argument("--factors", default="", help="optimiser: comma-separated factors that may split an age band")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
 
@@ -81,10 +85,24 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_out_dir(args.out)
     res = compare_plans(table, plans, pooled=pooled, group=group, periods_per_year=args.periods_per_year,
                         growth_per_period=args.growth)
-    write_parquet(res.plans, out / "plans.parquet")
-    write_parquet(res.cross_subsidy, out / "cross_subsidy.parquet")
-    write_parquet(res.changes, out / "changes.parquet")
+    res.write(out)
     write_parquet(table, out / "risk_table.parquet")
+    if args.optimise is not None:
+        from engine.optimise import optimise_plans
+
+        if args.optimise < 1:
+            raise ConfigError("--optimise: must be an integer >= 1")
+        template = pooled[0] if pooled else plans[0]
+        opt = optimise_plans(table, template, max_plans=args.optimise, min_claims_per_period=args.min_claims,
+                             factors=[f.strip() for f in args.factors.split(",") if f.strip()],
+                             periods_per_year=args.periods_per_year)
+        write_parquet(opt.tradeoff, out / "optimise_tradeoff.parquet")
+        if opt.solutions:
+            write_parquet(pl.concat([opt.plans(k).with_columns(pl.lit(k).alias("k")) for k in opt.solutions]),
+                          out / "optimise_plans.parquet")
+        print_table("granularity trade-off (optimiser)",
+                    opt.tradeoff.with_columns(pl.col("feasible").cast(pl.String)).select("k", "feasible", "cross_subsidy_cny_per_period", "min_expected_claims_per_period",
+                                        "max_share_cv_approx", "plans").to_dicts(), quiet=args.quiet)
     if args.migrate:
         from engine.migration import migrate
 
