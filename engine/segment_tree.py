@@ -274,11 +274,16 @@ def grow_tree(
     def _children(leaf: _Leaf, cand: tuple) -> list[_Leaf]:
         _, f, lc, rc = cand
         c = units.codes[f]
-        parent_codes = np.unique(c[leaf.mask])
-        lm = leaf.mask & np.isin(c, lc)
-        rm = leaf.mask & np.isin(c, rc)
-        return [_Leaf(lm, _child_rule(units, leaf.rule, f, np.sort(lc), parent_codes)),
-                _Leaf(rm, _child_rule(units, leaf.rule, f, np.sort(rc), parent_codes))]
+        node_codes = np.unique(c[leaf.mask])
+        if f in units.ordered:  # thresholds: codes without exposure fall in the band around them
+            lm = leaf.mask & (c < np.min(rc))
+        else:  # categories without exposure in the node go to the right child
+            lm = leaf.mask & np.isin(c, lc)
+        rm = leaf.mask & ~lm
+        lcodes = np.unique(c[lm])
+        rcodes = np.unique(c[rm])
+        return [_Leaf(lm, _child_rule(units, leaf.rule, f, lcodes, node_codes)),
+                _Leaf(rm, _child_rule(units, leaf.rule, f, rcodes, node_codes))]
 
     while len(leaves) < max_groups:
         for lf in leaves:
