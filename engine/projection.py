@@ -69,10 +69,13 @@ class ProjectionResult:
         """Print the per-plan table with rich."""
         from engine.cli.common import print_table
 
-        cols = ["plan", "members_start", "members_end", "share_end_mean_cny", "sustainable_share_cny",
-                "stationary_share_cny", "sustainable_leverage_max", "death_spiral", "death_spiral_period"]
-        print_table(f"share projection ({self.assumptions.horizon} periods, {self.assumptions.n_scenarios} "
-                    f"scenarios, seed {self.assumptions.seed})", self.plans.select(cols).to_dicts())
+        rows = [{"plan": r["plan"], "members now": r["members_start"], "members end": r["members_end"],
+                 "share end (mean)": r["share_end_mean_cny"], "share end (P95)": r["share_end_p95_cny"],
+                 "sustainable share": r["sustainable_share_cny"], "leverage": r["sustainable_leverage_max"],
+                 "death spiral": f"period {r['death_spiral_period']}" if r["death_spiral"] else "no"}
+                for r in self.plans.iter_rows(named=True)]
+        print_table(f"share projection, CNY per member per period ({self.assumptions.horizon} periods, "
+                    f"{self.assumptions.n_scenarios} scenarios, seed {self.assumptions.seed})", rows)
 
     def plot_share(self, plan: str | None = None, ax: Any = None) -> Any:
         """Plot the mean share with its P5-P95 band and the sustainable share; returns the ax."""

@@ -33,6 +33,7 @@ __all__ = [
     "groups_from_table",
     "prepare_groups",
     "load_projection_config",
+    "read_groups",
     "GROUP_COLUMNS",
 ]
 
@@ -339,9 +340,7 @@ def load_projection_config(path: str | Path) -> tuple[pl.DataFrame, dict[str, An
         raise ConfigError(f"{p}: groups: missing ([[groups]] tables or groups = \"file.parquet\")")
     if isinstance(g, str):
         gp = Path(g) if Path(g).is_absolute() else p.resolve().parent / g
-        from engine.io import resolve_paths
-
-        groups = pl.read_parquet(resolve_paths(gp))
+        groups = read_groups_parquet(gp)
     elif isinstance(g, list) and all(isinstance(r, dict) for r in g):
         try:
             groups = pl.DataFrame(g)
@@ -357,3 +356,22 @@ def load_projection_config(path: str | Path) -> tuple[pl.DataFrame, dict[str, An
     except ConfigError as exc:
         raise ConfigError(f"{p}: projection.{exc}") from None
     return prepare_groups(groups, f"{p}: groups"), kw
+
+
+def read_groups_parquet(path: str | Path) -> pl.DataFrame:
+    """Read a groups table from Parquet (file, glob or directory); errors name the path."""
+    from engine.errors import InputFileError
+    from engine.io import resolve_paths
+
+    files = resolve_paths(path)
+    try:
+        return pl.read_parquet(files)
+    except Exception as exc:  # polars raises several types for unreadable files
+        raise InputFileError(f"{path}: not a readable Parquet groups table ({type(exc).__name__})") from None
+
+
+def read_groups(path: str | Path) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Groups and ``project`` keyword arguments from a ``.toml`` projection config or a Parquet groups table."""
+    if str(path).lower().endswith(".toml"):
+        return load_projection_config(path)
+    return prepare_groups(read_groups_parquet(path), str(path)), {}

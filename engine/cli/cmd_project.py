@@ -1,0 +1,68 @@
+"""``fentan project``: stochastic projection of cost shares to the sustainable share."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "project"
+HELP = "project shares per plan (deterministic + Monte Carlo): sustainable share, leverage, death spiral"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--groups", required=True,
+                   help="groups Parquet (plan, group, members, rate, benefit_cny, ...) or a projection TOML")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--horizon", type=int, default=None, help="periods projected (default 120)")
+    p.add_argument("--scenarios", type=int, default=None, help="Monte Carlo scenarios (default 1000)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--periods-per-year", type=int, default=None, help="sharing periods a year (default 12)")
+    p.add_argument("--fee", type=float, default=None, help="management fee share of claims (default 0.08)")
+    p.add_argument("--waiting-periods", type=int, default=None, help="waiting period in periods (default 3)")
+    p.add_argument("--reporting-lag", type=int, default=None, help="reporting lag in periods (default 1)")
+    p.add_argument("--per-claimant-cap", type=float, default=None, help="CNY per member per claim (default none)")
+    p.add_argument("--annual-cap", type=float, default=None, help="CNY per member per year (default none)")
+    p.add_argument("--joiners", type=float, default=None, help="joiners per period, platform-wide")
+    p.add_argument("--growth", type=float, default=None, help="growth of joiners per period")
+    p.add_argument("--then", choices=["stop", "replace"], default=None,
+                   help="after the joiner schedule: stop, or replace exits")
+    p.add_argument("--lapse", type=float, default=None, help="annual base lapse probability, all channels")
+    p.add_argument("--elasticity", type=float, default=None, help="lapse elasticity to share / expected share")
+    p.add_argument("--adverse-selection", type=float, default=None,
+                   help="elasticity_g = elasticity * risk_g ** -adverse_selection")
+    p.add_argument("--education-speed", type=float, default=None, help="speed at which expectations adapt")
+    p.add_argument("--chunk-size", type=int, default=None, help="scenarios simulated at once (default 2048)")
+    p.add_argument("--force", action="store_true", help="replace the contents of an existing output directory")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.cli.common import prepare_out_dir
+    from engine.io import write_json, write_parquet
+    from engine.projection import project_assumptions
+    from engine.projection_config import make_assumptions, read_groups
+
+    groups, kw = read_groups(args.groups)
+    flat = {"horizon": args.horizon, "n_scenarios": args.scenarios, "seed": args.seed,
+            "periods_per_year": args.periods_per_year, "fee": args.fee, "waiting_periods": args.waiting_periods,
+            "reporting_lag_periods": args.reporting_lag, "per_claimant_cap": args.per_claimant_cap,
+            "annual_cap": args.annual_cap, "chunk_size": args.chunk_size}
+    kw.update({k: v for k, v in flat.items() if v is not None})
+    nested = {"joiners": {"per_period": args.joiners, "growth": args.growth, "then": args.then},
+              "lapse": {"base_annual": args.lapse},
+              "elasticity": {"base": args.elasticity, "adverse_selection": args.adverse_selection},
+              "expectations": {"speed": args.education_speed}}
+    for sec, vals in nested.items():
+        vals = {k: v for k, v in vals.items() if v is not None}
+        if vals:
+            kw[sec] = {**dict(kw.get(sec) or {}), **vals}
+    a = make_assumptions(**kw)
+    out = prepare_out_dir(args.out, force=args.force, must_be_new=True)
+    res = project_assumptions(groups, a)
+    write_parquet(res.periods, out / "projection.parquet")
+    write_parquet(res.plans, out / "projection_plans.parquet")
+    write_parquet(res.leverage, out / "projection_leverage.parquet")
+    write_parquet(res.bands, out / "projection_bands.parquet")
+    write_json(a.model_dump(mode="json"), out / "projection_assumptions.json")
+    if not args.quiet:
+        res.print_summary()
+    return 0
