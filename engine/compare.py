@@ -45,6 +45,7 @@ def build_risk_table(
     *,
     by: Sequence[str] | None = None,
     study_years: float | None = None,
+    segmenter: Any = None,
 ) -> pl.DataFrame:
     """Aggregate cells to a risk table with ``members`` and an annual ``rate``.
 
@@ -56,6 +57,9 @@ def build_risk_table(
     by : keys to keep (default: every key column except ``period``,
         ``duration`` and ``duration_band``, i.e. a stationary pool past select effects).
     study_years : years the cells span (default: inferred from ``period``).
+    segmenter : optional fitted object with ``assign(frame) -> Series`` (e.g.
+        :class:`engine.RiskSegmenter`); its groups become the ``group`` column
+        (as text) so comparisons report them.
 
     Returns
     -------
@@ -101,6 +105,9 @@ def build_risk_table(
         out = out.with_columns(
             pl.when(pl.col("exposure_years") > 0).then(pl.col("claims") / pl.col("exposure_years")).otherwise(0.0).alias("rate")
         )
+    if segmenter is not None:
+        grp = segmenter.assign(out)
+        out = out.with_columns(pl.Series("group", grp).cast(pl.String))
     return out
 
 

@@ -194,6 +194,12 @@ def test_build_risk_table_crude_and_model():
 
     t2 = build_risk_table(_cells(), Fake(), by=["age"])
     assert t2["rate"].to_list() == pytest.approx([0.03, 0.05])
+    class Seg:
+        def assign(self, df):
+            return pl.Series("group", [1 if a < 40 else 2 for a in df["age"]], dtype=pl.Int32)
+
+    t4 = build_risk_table(_cells(), segmenter=Seg())
+    assert t4["group"].to_list() == ["1", "2"]
     t3 = build_risk_table(_cells(), study_years=2.0)
     assert t3["members"].to_list() == pytest.approx([50.0, 25.0])
     with pytest.raises(DataError, match="'nope'"):
