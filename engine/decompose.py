@@ -491,5 +491,9 @@ def decompose(
             )
         )
     out = pl.concat(frames)
-    pct = pl.lit(None, dtype=pl.Float64) if total == 0 else pl.col("contribution_cny") / total * 100.0 + 0.0
+    pct = (
+        pl.lit(None, dtype=pl.Float64)
+        if total == 0
+        else pl.when(pl.col("contribution_cny") == 0).then(0.0).otherwise(pl.col("contribution_cny") / total * 100.0)
+    )
     return out.with_columns(pct.alias("contribution_pct"))

@@ -238,7 +238,8 @@ def annual_cap_split(
     same_year = (ys[:, None] == ys[None, :]) & (t[:, None] <= t[None, :])  # [k, t]
     C = S[:, None, :] - S_before[:, :, None]  # C[p, k, t] = S(t) - S(k-1)
     C_prev = C - shares[:, None, :]
-    paid = np.minimum(A, C) - np.minimum(A, C_prev)
+    # exact when the cap does not bind (paid = s), A - C_prev when it binds in t, 0 after
+    paid = np.where(C <= A, shares[:, None, :], np.maximum(0.0, A - C_prev))
     paid = np.where(same_year[None], paid, 0.0)
     platform_each = np.where(same_year[None], shares[:, None, :] - paid, 0.0)
     platform_total = np.einsum("pkt,pkt->pt", cohorts, platform_each)
