@@ -139,7 +139,7 @@ def validate(
 
     m = m.with_columns(member_rules(m_schema, as_of, min_date, max_date))
     dup_ids = m.group_by("member_id").agg(pl.len().alias("n")).filter((pl.col("n") > 1) & pl.col("member_id").is_not_null())
-    m = m.join(dup_ids.select("member_id", pl.lit(True).alias("_dup")), on="member_id", how="left", nulls_equal=False)
+    m = m.join(dup_ids.select("member_id", pl.lit(True).alias("_dup")), on="member_id", how="left", nulls_equal=False, maintain_order="left")
     m = m.with_columns(
         pl.when(pl.col("reason").is_null() & pl.col("_dup").fill_null(False))
         .then(pl.lit("duplicate_member_id"))

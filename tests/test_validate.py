@@ -237,3 +237,17 @@ def test_account_on_generated_dirty_data_matches_every_injected_kind() -> None:
     clean_ids = set(res.members.collect()["member_id"].to_list())
     assert res.account["members"]["used"] == len(clean_ids)
     assert clean_ids <= set(plat.truth["member_id"].to_list())
+
+
+def test_validation_keeps_input_row_order() -> None:
+    """Clean and set-aside rows come out in input order (deterministic outputs)."""
+    from engine.synth import generate
+
+    plat = generate(300_000, seed=3, dirty=0.01)
+    res = validate(plat.members, plat.claims)
+    m = plat.members.with_row_index("_i")
+    clean = res.members.collect()["member_id"]
+    expected = m.filter(pl.col("member_id").is_in(clean.implode()) & pl.col("member_id").is_not_null())
+    assert clean.equals(expected["member_id"])
+    rej = res.rejected_members.drop("reason")
+    assert rej.equals(plat.members.filter(~pl.col("member_id").is_in(clean.implode()) | pl.col("member_id").is_null()))
