@@ -322,11 +322,15 @@ def assign_plans(table: pl.DataFrame, plans: PlanSet, *, where: str = "risk tabl
     missing = sorted(c for c in needed if c not in table.columns)
     if missing:
         raise DataError(f"{where}: column '{missing[0]}' is needed by the eligibility rules of {plans.source}")
-    flags = [p.eligibility.to_polars().alias(f"eligible_{i}") for i, p in enumerate(plans)]
-    try:
-        out = table.with_columns(flags)
-    except pl.exceptions.PolarsError as exc:
-        raise ConfigError(f"{plans.source}: eligibility cannot be evaluated on {where} ({str(exc).splitlines()[0]})") from None
+    out = table
+    for i, p in enumerate(plans):
+        try:
+            out = out.with_columns(p.eligibility.to_polars().alias(f"eligible_{i}"))
+        except pl.exceptions.PolarsError as exc:
+            raise ConfigError(
+                f"{plans.source}: plans[{i}].eligibility: cannot be evaluated on {where} "
+                f"(check the value types; {str(exc).splitlines()[0]})"
+            ) from None
     n_el = pl.sum_horizontal([pl.col(f"eligible_{i}").cast(pl.Int32) for i in range(len(plans))])
     if not plans.allow_overlap:
         both = out.filter(n_el > 1)

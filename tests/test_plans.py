@@ -256,3 +256,44 @@ def test_planset_lookup():
     assert isinstance(ps, PlanSet) and ps["young"].name == "young" and ps[1].name == "old"
     with pytest.raises(KeyError):
         ps["nope"]
+
+
+@pytest.mark.parametrize("elig,col", [({"when": "city_tier in {'4'}"}, [4]), ({"when": "sex > 3"}, ["M"]), ({"sex": [1]}, ["M"])])
+def test_type_mismatch_names_the_plan(elig, col):
+    name = "city_tier" if "city_tier" in str(elig) else "sex"
+    ps = plans_from_dict({"plans": [{"name": "a", "benefit": 1}, {"name": "b", "benefit": 1, "eligibility": elig}],
+                          "planset": {"allow_overlap": True}}, "x.toml")
+    with pytest.raises(ConfigError, match=r"x.toml: plans\[1\].eligibility: cannot be evaluated"):
+        assign_plans(pl.DataFrame({"age": [1], name: col}), ps)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_atoms = st.one_of(
+    st.builds(lambda op, v: f"age {op} {v}", st.sampled_from(["==", "!=", "<", "<=", ">", ">="]), st.integers(-1, 62)),
+    st.builds(lambda a, b: f"{a} <= age < {b}", st.integers(0, 60), st.integers(0, 60)),
+    st.builds(lambda vs, neg: f"city_tier {'not in' if neg else 'in'} {{{', '.join(map(str, vs))}}}",
+              st.lists(st.integers(1, 5), min_size=1, max_size=3), st.booleans()),
+    st.builds(lambda s: f"sex == '{s}'", st.sampled_from("MF")),
+)
+_exprs = st.recursive(
+    _atoms,
+    lambda inner: st.one_of(
+        st.builds(lambda a, b: f"{a} and {b}", inner, inner),
+        st.builds(lambda a, b: f"{a} or {b}", inner, inner),
+        st.builds(lambda a: f"not {a}", inner),
+        st.builds(lambda a: f"({a})", inner),
+    ),
+    max_leaves=6,
+)
+_GRID = [{"age": a, "sex": s, "city_tier": c} for a, s, c in itertools.product(range(0, 61, 4), "MF", range(1, 6))]
+_GRID_DF = pl.DataFrame(_GRID)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_exprs)
+def test_random_expressions_match_python(text):
+    got = _GRID_DF.select(Expression.parse(text).to_polars().alias("x"))["x"].to_list()
+    want = [bool(eval(text, {"__builtins__": {}}, dict(r))) for r in _GRID]  # noqa: S307 - generated from a fixed grammar
+    assert got == want
