@@ -60,7 +60,7 @@ class Model:
     mu0: np.ndarray           # (G, T) per-period claim probability before ageing, 0 in the waiting period
     hbase: np.ndarray         # (G, T) base lapse hazard per period (before the max_hazard cap)
     joiners: np.ndarray       # (H, G) scheduled joiners
-    replace: np.ndarray       # (H,) bool: recruit last period's exits
+    replace: np.ndarray       # (H, P) 1.0 where the plan recruits its previous period's exits
     a: ProjectionAssumptions
 
     @property
@@ -180,16 +180,16 @@ def _joiner_schedule(a: ProjectionAssumptions, plans: list[str], plan_idx: np.nd
         if unknown:
             raise ConfigError(f"joiners.per_period: plan '{sorted(unknown)[0]}' is not in the groups table")
         out = np.zeros((H, plan_idx.size))
-        rep = np.zeros(H, dtype=bool)
+        rep = np.zeros((H, len(plans)))
         for p, name in enumerate(plans):
             vals, after = series(j.per_period.get(name), f"joiners.per_period.{name}")
             out[:, plan_idx == p] = vals[:, None] * mix[plan_idx == p][None, :]
-            rep |= after
+            rep[:, p] = after
         return out, rep
     vals, after = series(j.per_period, "joiners.per_period")
     tot = mixraw.sum()
     gmix = mixraw / tot if tot > 0 else np.full(mixraw.size, 1.0 / mixraw.size)
-    return vals[:, None] * gmix[None, :], after
+    return vals[:, None] * gmix[None, :], np.repeat(after.astype(np.float64)[:, None], len(plans), axis=1)
 
 
 Draw = Callable[[np.ndarray], np.ndarray]
@@ -232,8 +232,8 @@ def simulate(m: Model, rows: int, draw: Draw, record: Callable[[int, dict[str, n
     zeros_sp = np.zeros((S, P))
     for t in range(a.horizon):
         join = np.broadcast_to(m.joiners[t], (S, G))
-        if m.replace[t]:
-            join = join + exits_prev[:, m.plan_idx] * m.mix
+        if m.replace[t].any():
+            join = join + (exits_prev * m.replace[t])[:, m.plan_idx] * m.mix
         n[0] += join
         Ng = n.sum(axis=0)
         Eg = n[w:].sum(axis=0) if w else Ng.copy()

@@ -69,7 +69,7 @@ class ProjectionResult:
         """Print the per-plan table with rich."""
         from engine.cli.common import print_table
 
-        rows = [{"plan": r["plan"], "members now": r["members_start"], "members end": r["members_end"],
+        rows = [{"plan": r["plan"], "members now": round(r["members_start"]), "members end": round(r["members_end"]),
                  "share end (mean)": r["share_end_mean_cny"], "share end (P95)": r["share_end_p95_cny"],
                  "sustainable share": r["sustainable_share_cny"], "leverage": r["sustainable_leverage_max"],
                  "death spiral": f"period {r['death_spiral_period']}" if r["death_spiral"] else "no"}
@@ -280,7 +280,9 @@ def _periods_frame(m: Model, det: dict[str, np.ndarray], mc: dict[str, np.ndarra
         "det_members": _long(det["members"]),
         "det_eligible_members": _long(det["eligible"]),
         "det_expected_claims": _long(det["expected_claims"]),
+        "det_joiners": _long(det["joiners"]),
         "det_lapses": _long(det["lapses"]),
+        "det_claimant_exits": _long(det["claimant_exits"]),
         "det_share_cny": _long(det["share"]),
         "det_expected_share_cny": _long(det["expected_share"]),
     }

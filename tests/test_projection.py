@@ -279,3 +279,20 @@ def test_risk_flags_drive_adverse_selection():
     a = make_assumptions(elasticity={"base": 2.0, "adverse_selection": 1.0})
     m = compile_model(prepare_groups(g), a)
     np.testing.assert_allclose(m.eps, [2.0 / 0.5, 2.0 / 2.0])
+
+
+def test_per_plan_joiner_schedules_and_replacement():
+    g = groups_from_table({"plan": ["A", "B"], "group": ["a", "b"], "members": [1000.0, 1000.0],
+                           "rate": [0.001, 0.001], "benefit": [100_000.0, 100_000.0]})
+    res = project(g, horizon=6, n_scenarios=1, lapse=0.3,
+                  joiners={"per_period": {"A": [50.0, 50.0, 50.0], "B": [10.0]}, "then": "replace"})
+    d = res.periods.sort("plan", "period")
+    a, b = d.filter(pl.col("plan") == "A"), d.filter(pl.col("plan") == "B")
+    np.testing.assert_allclose(a["det_joiners"].to_numpy()[:3], 50.0)
+    assert b["det_joiners"][0] == 10.0
+    exits_b = (b["det_lapses"] + b["det_claimant_exits"]).to_numpy()
+    np.testing.assert_allclose(b["det_joiners"].to_numpy()[1:], exits_b[:-1], rtol=1e-12)
+    exits_a = (a["det_lapses"] + a["det_claimant_exits"]).to_numpy()
+    np.testing.assert_allclose(a["det_joiners"].to_numpy()[3:], exits_a[2:-1], rtol=1e-12)
+    # the Monte Carlo members of a replacing plan stay near constant
+    assert abs(b["members"][-1] / b["members"][1] - 1) < 0.02
