@@ -56,9 +56,34 @@ def resolve_paths(path: PathLike | Sequence[PathLike]) -> list[Path]:
     return [p]
 
 
-def _hive_values(file: Path, root: Path | None) -> dict[str, str]:
+def _hive_root(path: PathLike) -> Path:
+    """The directory below which ``key=value`` segments are partitions.
+
+    A directory is its own root; a glob's root is its leading part without
+    wildcards; a file's root is its own directory (no partition columns). So a
+    ``=`` in a parent directory of the data (``/data/run=3/``) never becomes a column.
+    """
+    s = os.fspath(path)
+    p = Path(s)
+    if any(ch in s for ch in "*?["):
+        parts: list[str] = []
+        for part in p.parts:
+            if any(ch in part for ch in "*?["):
+                break
+            parts.append(part)
+        return Path(*parts) if parts else Path(".")
+    return p if p.is_dir() else p.parent
+
+
+def _hive_values(file: Path, root: Path) -> dict[str, str]:
     """Return ``key=value`` directory segments between ``root`` and ``file``."""
-    parts = file.parent.parts if root is None else file.parent.relative_to(root).parts
+    try:
+        parts = file.parent.relative_to(root).parts
+    except ValueError:
+        try:
+            parts = file.parent.resolve().relative_to(root.resolve()).parts
+        except ValueError:
+            parts = ()
     out = {}
     for seg in parts:
         if "=" in seg:
@@ -86,12 +111,14 @@ def scan_normalised(
     normaliser: Callable[[pl.LazyFrame, pl.Schema, str], pl.LazyFrame],
 ) -> pl.LazyFrame:
     """Scan every file under ``path``, normalise each to the contract, and concatenate."""
-    files = resolve_paths(path)
-    root = Path(os.fspath(path)) if not isinstance(path, (list, tuple)) and Path(os.fspath(path)).is_dir() else None
+    items = list(path) if isinstance(path, (list, tuple)) else [path]
+    files = [(f, _hive_root(item)) for item in items for f in resolve_paths(item)]
+    if not files:
+        raise InputFileError("no input path given")
     frames = []
     hive_keys: dict[str, list[str]] = {}
     per_file = []
-    for f in files:
+    for f, root in files:
         hv = _hive_values(f, root)
         for k, v in hv.items():
             hive_keys.setdefault(k, []).append(v)

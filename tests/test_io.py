@@ -239,3 +239,22 @@ def test_cli_validate_user_errors_exit_2_with_one_line(
     assert err.startswith("fentan validate: error:")
     assert needle in err
     assert len(err.splitlines()) == 1
+
+
+def test_equals_sign_in_a_parent_directory_is_not_a_partition(tmp_path: Path) -> None:
+    base = tmp_path / "run=3" / "members"
+    (base / "city_tier=2").mkdir(parents=True)
+    members(["a"]).write_parquet(base / "city_tier=2" / "p.parquet")
+    members(["b"]).write_parquet(base / "flat.parquet")
+    for target in (base, str(base / "**" / "*.parquet"), [base / "flat.parquet"], base / "city_tier=2" / "p.parquet"):
+        df = read_members(target).collect()
+        assert "run" not in df.columns, target
+    df = read_members(base).collect().sort("member_id")
+    assert df["city_tier"].to_list() == [2, None]
+    df = read_members(str(tmp_path / "run=3" / "members" / "city_tier=*" / "*.parquet")).collect()
+    assert df["city_tier"].to_list() == [2]
+
+
+def test_empty_list_of_paths(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError):
+        read_members([])
