@@ -287,3 +287,73 @@ def share_rule(
 def compare_rules(groups: pl.DataFrame, **kwargs) -> pl.DataFrame:
     """:func:`share_rule` for the three rules stacked (same keyword arguments)."""
     return pl.concat([share_rule(r, groups, **kwargs) for r in RULES])
+
+
+def rules_for_plan(
+    risk_table: pl.DataFrame,
+    plan,
+    *,
+    group: str | None = None,
+    model: str = "poisson",
+    unit: float | None = None,
+    max_lattice: int = 2_000_000,
+) -> pl.DataFrame:
+    """The three sharing rules inside one plan, by risk group, from a risk table.
+
+    Parameters
+    ----------
+    risk_table : rows with ``age``, ``rate``, ``members`` and the plan's eligibility attributes.
+    plan : a :class:`engine.plans.Plan` (its benefit schedule, fee and sharing days are used).
+    group : column naming the groups to report (default ``group`` if present, else ``age``).
+
+    Returns
+    -------
+    One row per rule and group: ``members``, ``expected_benefit_cny`` and
+    ``expected_payment_cny`` (per member and period, member-weighted means),
+    ``fairness`` (payment / ((1 + fee) benefit)), ``cross_subsidy_cny`` and
+    ``payment_cv`` (member-weighted mean of the classes' CVs).
+
+    Notes
+    -----
+    Rows of the plan with equal rate and benefit form one class of identical
+    risks; :func:`share_rule` gives each class's moments, exact for all three rules.
+    """
+    from engine.plans import PlanSet, assign_plans
+
+    if "members" not in risk_table.columns or "rate" not in risk_table.columns:
+        raise DataError("risk table: columns 'members' and 'rate' are required")
+    gcol = group or ("group" if "group" in risk_table.columns else "age")
+    if gcol not in risk_table.columns:
+        raise DataError(f"risk table: group column '{gcol}' is missing")
+    rows = assign_plans(risk_table, PlanSet((plan,), source=f"plan '{plan.name}'")).filter(pl.col("plan").is_not_null())
+    if rows.height == 0:
+        raise DataError(f"risk table: no row is eligible for plan '{plan.name}'")
+    rows = rows.with_columns(pl.col(gcol).cast(pl.String).alias("_g"), pl.col("rate").cast(pl.Float64))
+    classes = rows.group_by(["rate", "benefit_cny"], maintain_order=True).agg(pl.col("members").sum())
+    out = []
+    for rule in RULES:
+        res = share_rule(rule, classes, fee=plan.fee, periods_per_year=plan.periods_per_year, model=model,
+                         unit=unit, max_lattice=max_lattice)
+        cls = classes.select("rate", "benefit_cny").with_columns(
+            res["expected_benefit_cny"], res["expected_payment_cny"], res["payment_cv"]
+        )
+        w = pl.col("members")
+        g = rows.join(cls, on=["rate", "benefit_cny"], how="left").group_by("_g").agg(
+            w.sum().alias("members"),
+            ((pl.col("expected_benefit_cny") * w).sum() / w.sum()).alias("expected_benefit_cny"),
+            ((pl.col("expected_payment_cny") * w).sum() / w.sum()).alias("expected_payment_cny"),
+            ((pl.col("payment_cv") * w).sum() / w.sum()).alias("payment_cv"),
+        )
+        out.append(g.with_columns(pl.lit(rule).alias("rule")))
+    k1 = 1.0 + plan.fee
+    return (
+        pl.concat(out)
+        .rename({"_g": "group"})
+        .with_columns(
+            (pl.col("expected_payment_cny") / (k1 * pl.col("expected_benefit_cny"))).alias("fairness"),
+            (pl.col("expected_payment_cny") - k1 * pl.col("expected_benefit_cny")).alias("cross_subsidy_cny"),
+        )
+        .select("rule", "group", "members", "expected_benefit_cny", "expected_payment_cny", "fairness",
+                "cross_subsidy_cny", "payment_cv")
+        .sort("rule", "group")
+    )

@@ -224,8 +224,11 @@ def test_cli_writes_outputs(tmp_path):
     assert code == 2
     code = main(["plans", str(ROOT / "configs" / "vertical.toml"), "--cells", str(cells), "--pooled",
                  str(ROOT / "configs" / "xianghubao.toml"), "--out", str(out), "--quiet", "--optimise", "2",
-                 "--min-claims", "0.1", "--factors", "city_tier"])
+                 "--min-claims", "0.1", "--factors", "city_tier", "--rules", "--group", "age,city_tier"])
     assert code == 0
+    rules = pl.read_parquet(out / "rules.parquet")
+    assert set(rules["rule"]) == {"equal", "risk_proportional", "conditional_mean"}
+    assert set(rules["group"]) == {"30|1", "50|4"}
     trade = pl.read_parquet(out / "optimise_tradeoff.parquet")
     assert trade["k"].to_list() == [1, 2] and trade["feasible"].all()
     code = main(["plans", str(ROOT / "configs" / "vertical.toml"), "--cells", str(tmp_path / "none.parquet"),
@@ -255,3 +258,16 @@ def test_write(tmp_path):
     for f in ("plans", "cross_subsidy", "changes", "uncovered"):
         assert (out / f"{f}.parquet").exists()
     assert pl.read_parquet(out / "plans.parquet").equals(res.plans)
+
+
+def test_rules_for_plan_agrees_with_compare():
+    from engine.sharing import rules_for_plan
+
+    r = rules_for_plan(TABLE, POOLED[0])
+    eq = {row["group"]: row for row in r.filter(pl.col("rule") == "equal").iter_rows(named=True)}
+    assert eq["A"]["expected_payment_cny"] == pytest.approx(180.0)
+    assert eq["A"]["cross_subsidy_cny"] == pytest.approx(18.0) and eq["B"]["cross_subsidy_cny"] == pytest.approx(-36.0)
+    cm = r.filter(pl.col("rule") == "conditional_mean")
+    assert np.allclose(cm["fairness"].to_numpy(), 1.0, rtol=1e-9)
+    with pytest.raises(DataError, match="no row is eligible"):
+        rules_for_plan(TABLE.with_columns(pl.lit(80).alias("age")), POOLED[0])

@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also propose up to K plans minimising the cross-subsidy (template: the pooled plan)")
     p.add_argument("--min-claims", type=float, default=30.0, help="optimiser: minimum expected claims per period per plan")
     p.add_argument("--factors", default="", help="optimiser: comma-separated factors that may split an age band")
+    p.add_argument("--rules", action="store_true",
+                   help="also compare equal, risk-proportional and conditional-mean sharing inside every plan")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
 
@@ -77,9 +79,17 @@ def run(args: argparse.Namespace) -> int:
     model = load_rate_model(args.model) if args.model else None
     by = [c.strip() for c in args.by.split(",") if c.strip()] if args.by else None
     table = build_risk_table(cells, model, by=by)
-    group = [c.strip() for c in args.group.split(",")] if args.group else None
-    if group is not None and len(group) == 1:
-        group = group[0]
+    group = None
+    if args.group:
+        cols = [c.strip() for c in args.group.split(",") if c.strip()]
+        for c in cols:
+            if c not in table.columns:
+                raise ConfigError(f"--group: column '{c}' is not in the risk table ({', '.join(table.columns)})")
+        table = table.with_columns(
+            pl.concat_str([pl.col(c).cast(pl.String) for c in cols], separator="|").alias("group") if len(cols) > 1
+            else pl.col(cols[0]).cast(pl.String).alias("group")
+        )
+        group = "group"
     if args.periods_per_year is not None and not args.periods_per_year > 0:
         raise ConfigError("--periods-per-year: must be > 0")
     out = prepare_out_dir(args.out)
@@ -87,6 +97,23 @@ def run(args: argparse.Namespace) -> int:
                         growth_per_period=args.growth)
     res.write(out)
     write_parquet(table, out / "risk_table.parquet")
+    if args.rules:
+        import sys
+
+        from engine.errors import DataError, ResourceError
+        from engine.sharing import rules_for_plan
+
+        frames = []
+        for label, pset in (("pooled", pooled), ("vertical", plans)):
+            for plan in (pset or ()):
+                try:
+                    r = rules_for_plan(table, plan)
+                except (ResourceError, DataError) as exc:  # e.g. a plan nobody is eligible for
+                    print(f"fentan plans: warning: plan '{plan.name}': sharing rules skipped ({exc})", file=sys.stderr)
+                    continue
+                frames.append(r.with_columns(pl.lit(label).alias("planset"), pl.lit(plan.name).alias("plan")))
+        if frames:
+            write_parquet(pl.concat(frames).select("planset", "plan", pl.exclude("planset", "plan")), out / "rules.parquet")
     if args.optimise is not None:
         from engine.optimise import optimise_plans
 
