@@ -77,6 +77,8 @@ class RiskSegmenter:
     min_gain : minimum Poisson deviance reduction of a tree split (10.83 = chi2(1) at 0.1%).
     max_leaves : leaves grown by the tree before they are merged into K groups
         (default 2 * max_groups; without merging, i.e. contiguous_age, max_groups).
+    leaf_floor_fraction : a leaf needs this fraction of the claims floor; the merged groups
+        need the whole floor (leaves are building blocks, e.g. the same channel in two tiers).
     min_marginal_gain : K criterion: each extra group must remove at least this share of the
         removable cross-subsidy.
     cluster_loss : "deviance" or "sse" (of the log-rate) for the DP partition.
@@ -104,6 +106,7 @@ class RiskSegmenter:
         other: str = "error",
         min_gain: float = 10.83,
         max_leaves: int | None = None,
+        leaf_floor_fraction: float = 0.25,
         min_marginal_gain: float = 0.05,
         cluster_loss: str = "deviance",
         benefit: Any = None,
@@ -127,6 +130,7 @@ class RiskSegmenter:
         self.other = other
         self.min_gain = min_gain
         self.max_leaves = max_leaves
+        self.leaf_floor_fraction = leaf_floor_fraction
         self.min_marginal_gain = min_marginal_gain
         self.cluster_loss = cluster_loss
         self.benefit = benefit
@@ -137,7 +141,7 @@ class RiskSegmenter:
     _PARAMS = (
         "method", "max_groups", "n_groups", "min_expected_claims", "min_credibility", "period_months",
         "monotone_age", "contiguous_age", "features", "adjust_for", "ordered_features", "model", "rules",
-        "other", "min_gain", "max_leaves", "min_marginal_gain", "cluster_loss", "benefit", "fee", "window_years", "random_state",
+        "other", "min_gain", "max_leaves", "leaf_floor_fraction", "min_marginal_gain", "cluster_loss", "benefit", "fee", "window_years", "random_state",
     )
 
     def get_params(self, deep: bool = False) -> dict[str, Any]:
@@ -279,7 +283,8 @@ class RiskSegmenter:
         """Grow the Poisson tree; then merge leaves into K groups by the DP (unless contiguous_age)."""
         merge = not self.contiguous_age
         max_leaves = self.max_leaves or (2 * self.max_groups if merge else self.max_groups)
-        seq = grow_tree(units, max_groups=max_leaves, floor=floor, min_gain=self.min_gain,
+        leaf_floor = floor * (self.leaf_floor_fraction if merge else 1.0)
+        seq = grow_tree(units, max_groups=max_leaves, floor=leaf_floor, min_gain=self.min_gain,
                         monotone_age=age if self.monotone_age else None)
         parts: dict[int, np.ndarray] = {}
         rules_by_k: dict[int, list] = {}
@@ -301,7 +306,7 @@ class RiskSegmenter:
         m = np.bincount(leaf, weights=units.M, minlength=nl)
         x = np.log(np.maximum(d / np.where(m > 0, m, 1.0), 1e-12))
         order = np.lexsort((np.arange(nl), x))
-        sol = dp_partition(x[order], m[order], d[order], d[order], min(self.max_groups, nl), floor=0.0, loss="deviance")
+        sol = dp_partition(x[order], m[order], d[order], d[order], min(self.max_groups, nl), floor=floor, loss="deviance")
         for k, (_, bounds) in sol.items():
             glab_sorted = np.searchsorted(np.asarray(bounds, np.int64), np.arange(nl), side="right")
             glab = np.empty(nl, np.int64)
