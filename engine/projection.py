@@ -19,7 +19,8 @@ from engine.dynamics import BLOCK, QUANTITIES, Model, compile_model, detect_spir
     stationary_shares
 from engine.errors import ResourceError
 from engine.projection_config import (Elasticity, Expectations, Joiners, Lapse, ProjectionAssumptions, SpiralRule,
-                                      groups_from_table, make_assumptions, prepare_groups)
+                                      groups_from_table, make_assumptions, prepare_groups,
+                                      select_factors_from_table)
 
 __all__ = ["project", "ProjectionResult", "groups_from_table", "Joiners", "Lapse", "Expectations", "Elasticity",
            "SpiralRule", "ProjectionAssumptions"]
@@ -109,7 +110,7 @@ def project(
     reporting_lag_periods: int = 1,
     per_claimant_cap: float | None = None,
     annual_cap: float | None = None,
-    select_factors: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
+    select_factors: Sequence[float] | Mapping[str, Sequence[float]] | pl.DataFrame | None = None,
     claimants_exit: bool = True,
     joiners: Joiners | float | Sequence[float] | Callable[[int], float] | Mapping[str, Any] | None = None,
     lapse: Lapse | float | Mapping[str, Any] | None = None,
@@ -144,9 +145,11 @@ def project(
     per_claimant_cap, annual_cap : float or None
         CNY per member per claim, and CNY per member per projection year
         (Xianghubao: 0.1 and 188); the excess is paid by the platform.
-    select_factors : sequence or mapping group -> sequence, optional
+    select_factors : sequence, mapping group -> sequence, or DataFrame, optional
         Incidence multipliers by tenure (completed periods since joining); the last
-        entry applies thereafter. None = no select effect.
+        entry applies thereafter. None = no select effect. A duration-band table
+        (``engine.select_factors`` output) is converted by
+        :func:`engine.projection_config.select_factors_from_table`.
     claimants_exit : bool
         A claimant's cover ends with the claim (critical illness paid once).
     joiners, lapse, expectations, elasticity, spiral :
@@ -183,6 +186,8 @@ def project(
     >>> res.plans["sustainable_share_cny"][0] > 0
     True
     """
+    if isinstance(select_factors, pl.DataFrame):
+        select_factors = select_factors_from_table(select_factors, periods_per_year)
     kw: dict[str, Any] = dict(horizon=horizon, n_scenarios=n_scenarios, seed=seed,
                               periods_per_year=periods_per_year, fee=fee, waiting_periods=waiting_periods,
                               reporting_lag_periods=reporting_lag_periods, per_claimant_cap=per_claimant_cap,

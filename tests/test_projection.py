@@ -296,3 +296,26 @@ def test_per_plan_joiner_schedules_and_replacement():
     np.testing.assert_allclose(a["det_joiners"].to_numpy()[3:], exits_a[2:-1], rtol=1e-12)
     # the Monte Carlo members of a replacing plan stay near constant
     assert abs(b["members"][-1] / b["members"][1] - 1) < 0.02
+
+
+def test_select_factor_table_from_duration_bands():
+    from engine.projection_config import select_factors_from_table
+
+    tab = pl.DataFrame({"duration_band": ["0-2", "3-5", "6-11", "12+"], "duration_from": [0, 3, 6, 12],
+                        "duration_to": [3, 6, 12, None], "factor": [None, 0.6, 0.8, 1.0]})
+    got = select_factors_from_table(tab, 12)
+    assert got == [0, 0, 0, 0.6, 0.6, 0.6, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 1.0]
+    assert select_factors_from_table(tab, 24)[6:8] == [0.6, 0.6] and select_factors_from_table(tab, 4) == [
+        0, 0.6, 0.8, 0.8, 1.0]
+    # used by project: the deterministic share of a closed pool follows the factors
+    res = project(closed_pool(), horizon=14, n_scenarios=1, reporting_lag_periods=0, claimants_exit=False,
+                  select_factors=tab, lapse=0.0, waiting_periods=0)
+    base = 1.08 * 0.002 * 300_000 / 12
+    np.testing.assert_allclose(res.periods["det_share_cny"].to_numpy(), base * 1.0, rtol=1e-12)  # tenure ultimate
+    g = closed_pool().with_columns(waiting_members=pl.lit(0.0))
+    res2 = project(g.with_columns(members=pl.lit(0.0)), horizon=14, n_scenarios=1, reporting_lag_periods=0,
+                   claimants_exit=False, select_factors=tab, lapse=0.0, waiting_periods=3,
+                   joiners={"per_period": [1000.0]})
+    s = res2.periods["det_share_cny"].to_numpy()
+    np.testing.assert_allclose(s[3:6] / base, [0.6, 0.6, 0.6], rtol=1e-12)
+    np.testing.assert_allclose(s[12:] / base, 1.0, rtol=1e-12)
