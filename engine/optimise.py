@@ -121,7 +121,25 @@ class OptimiseResult:
             plans.append(Plan(name=s.name, eligibility=Eligibility(age=(s.age_min, s.age_max), values=values),
                               benefits=bands, fee=t.fee, waiting_days=t.waiting_days, sharing_days=t.sharing_days,
                               per_claimant_cap=t.per_claimant_cap, annual_cap=t.annual_cap, rule=t.rule))
-        return PlanSet(tuple(plans), name=f"optimised_k{k}", source=f"optimiser (K={k})")
+        return PlanSet(tuple(plans), name=f"optimised_k{k}", source=f"optimiser (K={k})",
+                       description=f"{k} plans proposed by engine.optimise ({self.objective} cross-subsidy)")
+
+    def to_toml(self, k: int) -> str:
+        """The K-plan solution as a plan-set TOML file (readable by :func:`engine.load_plans`)."""
+        from engine.plans import to_toml
+
+        return to_toml(self.planset(k))
+
+    def summary(self) -> pl.DataFrame:
+        """The granularity trade-off table."""
+        return self.tradeoff
+
+    def print_summary(self) -> None:
+        """Print the granularity trade-off."""
+        from engine.cli.common import print_table
+
+        print_table(f"granularity trade-off ({self.objective} cross-subsidy)",
+                    self.tradeoff.with_columns(pl.col("feasible").cast(pl.String)).to_dicts())
 
 
 def _cost(n: np.ndarray, c: np.ndarray, block: np.ndarray, nb: int, objective: str) -> tuple[float, np.ndarray, np.ndarray]:

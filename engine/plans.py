@@ -356,3 +356,47 @@ def assign_plans(table: pl.DataFrame, plans: PlanSet, *, where: str = "risk tabl
         row = bad.row(0, named=True)
         raise ConfigError(f"{plans.source}: plan '{row['plan']}': benefit: no band covers eligible age {row['age']}")
     return out
+
+
+def _toml_value(v: Any) -> str:
+    import json
+
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")  # internal: only plan fields reach here
+
+
+def to_toml(plans: PlanSet) -> str:
+    """Write a plan set as TOML that :func:`load_plans` reads back to an equal plan set."""
+    lines = ["[planset]", f"name = {_toml_value(plans.name)}", f"description = {_toml_value(plans.description)}",
+             f"allow_overlap = {_toml_value(plans.allow_overlap)}", ""]
+    for p in plans:
+        el = p.eligibility
+        parts = []
+        if el.age is not None:
+            parts.append(f"age = {_toml_value(list(el.age))}")
+        parts += [f"{k} = {_toml_value(list(v))}" for k, v in el.values.items()]
+        if el.when is not None:
+            parts.append(f"when = {_toml_value(el.when.text)}")
+        bands = ", ".join(f"{{ age = [{b.age_min}, {b.age_max}], amount = {b.amount!r} }}" for b in p.benefits)
+        lines += [
+            "[[plans]]",
+            f"name = {_toml_value(p.name)}",
+            f"description = {_toml_value(p.description)}",
+            f"eligibility = {{ {', '.join(parts)} }}",
+            f"benefit = [{bands}]",
+            f"fee = {p.fee!r}",
+            f"waiting_days = {p.waiting_days}",
+            f"sharing_days = {_toml_value(list(p.sharing_days))}",
+        ]
+        caps = [f"{k} = {v!r}" for k, v in (("per_claimant", p.per_claimant_cap), ("annual", p.annual_cap)) if v is not None]
+        if caps:
+            lines.append(f"caps = {{ {', '.join(caps)} }}")
+        lines += [f"rule = {_toml_value(p.rule)}", ""]
+    return "\n".join(lines)

@@ -231,6 +231,9 @@ def test_cli_writes_outputs(tmp_path):
     assert set(rules["group"]) == {"30|1", "50|4"}
     trade = pl.read_parquet(out / "optimise_tradeoff.parquet")
     assert trade["k"].to_list() == [1, 2] and trade["feasible"].all()
+    from engine.plans import load_plans
+
+    assert len(load_plans(out / "optimised_k2.toml")) == 2
     code = main(["plans", str(ROOT / "configs" / "vertical.toml"), "--cells", str(tmp_path / "none.parquet"),
                  "--out", str(out), "--quiet"])
     assert code == 2

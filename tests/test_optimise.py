@@ -117,7 +117,7 @@ def test_optimiser_is_exact_against_brute_force(factors, max_groups, contiguous,
     assert any(k in want for k in range(2, max_plans + 1))  # the test exercises more than K = 1
 
 
-def test_constraints_hold_and_solution_is_consistent_with_compare():
+def test_constraints_hold_and_solution_is_consistent_with_compare(tmp_path):
     t = _table(3)
     min_claims = 4.0
     res = optimise_plans(t, TEMPLATE, max_plans=4, min_claims_per_period=min_claims, factors=["city_tier", "sex"])
@@ -139,6 +139,13 @@ def test_constraints_hold_and_solution_is_consistent_with_compare():
     feasible = res.tradeoff.filter(pl.col("feasible"))["cross_subsidy_cny_per_period"].to_list()
     assert feasible[-1] <= feasible[0]
     assert res.plans(1).height == 1
+    # the K-plan solution as a TOML file reads back to the same plan set
+    from engine.plans import load_plans
+
+    k = max(res.solutions)
+    f = tmp_path / "opt.toml"
+    f.write_text(res.to_toml(k), encoding="utf-8")
+    assert load_plans(f).plans == res.planset(k).plans
 
 
 def test_set_partitions_counts():

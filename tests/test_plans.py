@@ -297,3 +297,15 @@ def test_random_expressions_match_python(text):
     got = _GRID_DF.select(Expression.parse(text).to_polars().alias("x"))["x"].to_list()
     want = [bool(eval(text, {"__builtins__": {}}, dict(r))) for r in _GRID]  # noqa: S307 - generated from a fixed grammar
     assert got == want
+
+
+@pytest.mark.parametrize("name", ["xianghubao", "vertical", "elderly"])
+def test_to_toml_round_trip(name, tmp_path):
+    from engine.plans import to_toml
+
+    ps = load_plans(ROOT / "configs" / f"{name}.toml")
+    f = tmp_path / "rt.toml"
+    f.write_text(to_toml(ps), encoding="utf-8")
+    back = load_plans(f)
+    assert back.plans == ps.plans
+    assert (back.name, back.allow_overlap, back.description) == (ps.name, ps.allow_overlap, ps.description)

@@ -127,6 +127,10 @@ def run(args: argparse.Namespace) -> int:
         if opt.solutions:
             write_parquet(pl.concat([opt.plans(k).with_columns(pl.lit(k).alias("k")) for k in opt.solutions]),
                           out / "optimise_plans.parquet")
+            from engine.io import write_text
+
+            for k in opt.solutions:  # ready-to-edit plan files, one per K
+                write_text(opt.to_toml(k), out / f"optimised_k{k}.toml")
         print_table("granularity trade-off (optimiser)",
                     opt.tradeoff.with_columns(pl.col("feasible").cast(pl.String)).select("k", "feasible", "cross_subsidy_cny_per_period", "min_expected_claims_per_period",
                                         "max_share_cv_approx", "plans").to_dicts(), quiet=args.quiet)
