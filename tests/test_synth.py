@@ -346,3 +346,82 @@ def test_run_demo_returns_a_balanced_account(tmp_path: Path) -> None:
         acc = res["account"][what]
         assert acc["read"] == acc["used"] + sum(acc["set_aside"].values())
     assert res["account"]["members"]["set_aside"] == res["params"]["dirty_expected"]["members"]
+
+
+# ----------------------------------------------------------------------------- building blocks vs slow oracles
+def test_calendar_helpers_against_python_dates() -> None:
+    from engine.synth.population import attained_age, birthday_at, days_from_civil, ymd
+
+    rng = np.random.default_rng(0)
+    days = np.r_[rng.integers(-30_000, 40_000, size=3000), [(dt.date(2000, 2, 29) - dt.date(1970, 1, 1)).days]]
+    y, m, d = ymd(days)
+    for k, n in enumerate(days):
+        ref = dt.date(1970, 1, 1) + dt.timedelta(days=int(n))
+        assert (y[k], m[k], d[k]) == (ref.year, ref.month, ref.day)
+    assert (days_from_civil(y, m, d) == days).all()
+
+    def age_loop(b: dt.date, on: dt.date) -> int:  # count the birthdays up to ``on`` (29 Feb -> 1 Mar)
+        age = 0
+        while True:
+            try:
+                nxt = b.replace(year=b.year + age + 1)
+            except ValueError:
+                nxt = dt.date(b.year + age + 1, 3, 1)
+            if nxt > on:
+                return age
+            age += 1
+
+    births = [dt.date(1960, 2, 29), dt.date(1999, 12, 31), dt.date(2000, 3, 1), dt.date(1980, 6, 15)]
+    ons = [dt.date(2019, 2, 28), dt.date(2019, 3, 1), dt.date(2020, 2, 28), dt.date(2020, 2, 29), dt.date(2021, 6, 14), dt.date(2021, 6, 15)]
+    e = dt.date(1970, 1, 1)
+    for b in births:
+        for on in ons:
+            got = attained_age(np.array([(b - e).days]), np.array([(on - e).days]))[0]
+            assert got == age_loop(b, on), (b, on)
+    b60 = birthday_at(np.array([(dt.date(1960, 2, 29) - e).days, (dt.date(1961, 7, 4) - e).days]), 60)
+    assert [e + dt.timedelta(days=int(x)) for x in b60] == [dt.date(2020, 2, 29), dt.date(2021, 7, 4)]
+    b61 = birthday_at(np.array([(dt.date(1960, 2, 29) - e).days]), 61)
+    assert e + dt.timedelta(days=int(b61[0])) == dt.date(2021, 3, 1)
+
+
+def _closed_pool(**kw: object):  # type: ignore[no-untyped-def]
+    """Everyone joins on the launch day; no waiting, select or anti-selection; no ageing out."""
+    base = dict(
+        join_burst_share=1.0,
+        join_burst_tau_days=1e-3,
+        join_wave_share=0.0,
+        join_floor_share=0.0,
+        waiting_days=0,
+        select_factor=1.0,
+        antiselection_factor=1.0,
+        exit_at_60=False,
+        exit_on_claim=False,
+    )
+    base.update(kw)
+    return generate(100_000, seed=12, **base)  # type: ignore[arg-type]
+
+
+def test_lapse_survival_matches_closed_form() -> None:
+    """Constant base hazard b_channel * 2%/month: survival to the cut-off = exp(-b H)."""
+    plat = _closed_pool(lapse_base_monthly=0.02, lapse_share_slope=0.0)
+    assert (plat.members["join_date"] == START).all()
+    months = 38 + 16 / 31  # 16-31 October 2018, then November 2018 .. December 2021
+    got = plat.members.group_by("channel").agg(pl.col("exit_date").is_null().mean().alias("s"), pl.len())
+    for channel, b in zip(CHANNELS, (1.0, 2.0, 1.0, 0.5), strict=True):
+        row = got.filter(pl.col("channel") == channel)
+        s, n = row["s"].item(), row["len"].item()
+        expected = np.exp(-b * 0.02 * months)
+        assert abs(s - expected) < 4 * np.sqrt(expected * (1 - expected) / n) + 1e-3, channel
+
+
+def test_expected_share_path_closed_form() -> None:
+    """Closed pool without lapse: share_m = (1 + fee) * mean annual cost at joining / 12."""
+    plat = _closed_pool(lapse_base_monthly=0.0, lapse_share_slope=0.0, fee=0.08)
+    m = plat.members.join(plat.truth, on="member_id").with_columns(age_expr("birth_date", pl.col("join_date")).alias("age"))
+    ref = reference_basis("ci2020", "CI4")
+    m = m.join(ref, on=["age", "sex"], how="left")
+    cost = (0.5 * pl.col("rate") * pl.col("risk_multiplier") * pl.when(pl.col("age") < 40).then(300_000.0).otherwise(100_000.0)).mean()
+    expected = 1.08 * m.select(cost).item() / 12
+    shares = [r["expected_share_cny"] for r in plat.params["monthly"]]
+    assert shares == pytest.approx([expected] * len(shares), rel=1e-9)
+    assert plat.members["exit_date"].null_count() == plat.members.height

@@ -136,10 +136,12 @@ class SynthConfig:
             raise ConfigError(f"synth: lag_days must be (min, max) with 0 <= min <= max, got {self.lag_days}")
         if self.antiselection_channel is not None and self.antiselection_channel not in CHANNELS:
             raise ConfigError(f"synth: antiselection_channel must be one of {CHANNELS} or None")
+        if self.join_burst_tau_days <= 0 or self.join_wave_tau_days <= 0:
+            raise ConfigError("synth: join_*_tau_days must be > 0")
         shares = (self.join_burst_share, self.join_wave_share, self.join_floor_share)
         if min(shares) < 0 or sum(shares) <= 0:
             raise ConfigError("synth: join_*_share must be non-negative with a positive sum")
-        for name in ("select_factor", "antiselection_factor", "male_share", "fee"):
+        for name in ("select_factor", "antiselection_factor", "male_share", "fee", "lapse_base_monthly", "lapse_share_slope"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"synth: {name} must be >= 0")
 
