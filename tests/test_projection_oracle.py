@@ -153,3 +153,32 @@ def test_deterministic_path_matches_loop_oracle(case):
                          ("det_expected_claims", "expected_claims")):
             np.testing.assert_allclose(d[col].to_numpy(), ref[p][key], rtol=1e-9, atol=1e-9, err_msg=f"{p} {col}")
     assert math.isfinite(float(res.plans["sustainable_share_cny"].sum()))
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(w=st.integers(0, 4), lag=st.integers(0, 3), pcc=st.sampled_from([None, 0.5, 2.0]),
+       acap=st.sampled_from([None, 30.0, 120.0]), eps=st.floats(0, 4), adv=st.floats(0, 2),
+       speed=st.floats(0, 1), sel=st.one_of(st.none(), st.lists(st.floats(0.2, 1.5), min_size=1, max_size=8)),
+       tf=st.lists(st.floats(0.5, 3.0), min_size=1, max_size=5), x0=st.one_of(st.none(), st.floats(0.1, 50)),
+       growth=st.floats(-0.05, 0.1), exit_=st.booleans())
+def test_deterministic_path_matches_oracle_property(w, lag, pcc, acap, eps, adv, speed, sel, tf, x0, growth, exit_):
+    base = {"organic": 0.15, "subsidy": 0.4}
+    horizon = 20
+    groups = GROUPS if w else [dict(g, waiting=0.0) for g in GROUPS]
+    sched = [500.0 * (1 + growth) ** t if t < 10 else 0.0 for t in range(horizon)]
+    res = project(_frame(groups), horizon=horizon, n_scenarios=1, waiting_periods=w, reporting_lag_periods=lag,
+                  per_claimant_cap=pcc, annual_cap=acap, select_factors=sel, claimants_exit=exit_,
+                  joiners={"per_period": [500.0] * 10, "growth": growth},
+                  lapse={"base_annual": base, "tenure_factors": tf, "max_hazard": 0.3},
+                  expectations={"speed": speed, "floor_cny": 0.05, "initial_share_cny": x0},
+                  elasticity={"base": eps, "adverse_selection": adv})
+    ref = oracle(groups, horizon=horizon, ppy=12, fee=0.08, w=w, lag=lag, pcc=pcc, acap=acap, sel=sel, tf=tf,
+                 base_annual=base, hmax=0.3, speed=speed, floor=0.05, x0=x0, eps_base=eps, adv=adv,
+                 joiners=lambda t: sched[t], claimants_exit=exit_)
+    for p in ("A", "B"):
+        d = res.periods.filter(pl.col("plan") == p).sort("period")
+        for col, key in (("det_share_cny", "share"), ("det_members", "members"), ("det_lapses", "lapses")):
+            np.testing.assert_allclose(d[col].to_numpy(), ref[p][key], rtol=1e-8, atol=1e-9, err_msg=f"{p} {col}")
