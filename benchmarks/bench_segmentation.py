@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from segmentation_sim import sim_cells  # noqa: E402
 
@@ -39,7 +37,6 @@ def main() -> None:
     t0 = time.perf_counter()
     seg.assign(cells)
     print(f"{'assign 93,600 cells':45s} {time.perf_counter() - t0:6.2f} s")
-    _ = pl
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from segmentation_sim import planted_group, sim_cells  # noqa: E402
 
 from engine.errors import ConfigError, DataError, ModelError  # noqa: E402
 from engine.segment_metrics import gini, weighted_ari  # noqa: E402
+from engine.segment_model import CellPoissonModel  # noqa: E402
 from engine.segmentation import RiskSegmenter  # noqa: E402
 
 
@@ -49,7 +50,8 @@ def _dev(d, mu):
 @pytest.mark.parametrize("method", ["tree", "cluster"])
 def test_planted_groups_recovered(sim, method):
     cells, rate = sim
-    seg = RiskSegmenter(method=method, features=["city_tier", "channel"], adjust_for=["age", "sex"]).fit(cells)
+    seg = RiskSegmenter(method=method, features=["city_tier", "channel"], adjust_for=["age", "sex"],
+                        model=CellPoissonModel()).fit(cells)
     assert seg.n_groups_ == 4
     ari = weighted_ari(_truth(cells), seg.assign(cells).to_numpy(), cells["exposure_years"].to_numpy())
     assert ari >= 0.9
@@ -200,7 +202,7 @@ def test_save_load_and_member_scoring(sim, tmp_path):
 def test_frontier_criterion_and_plot(sim):
     cells, _ = sim
     seg = RiskSegmenter(method="cluster", features=["city_tier", "channel"], adjust_for=["age", "sex"],
-                        min_marginal_gain=0.05).fit(cells)
+                        min_marginal_gain=0.05, model=CellPoissonModel()).fit(cells)
     fr = seg.frontier_
     rem = fr["cross_subsidy_removed"].to_list()
     assert rem[0] == pytest.approx(0.0)

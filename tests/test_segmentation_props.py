@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -70,11 +71,11 @@ def test_dp_equals_brute_force_over_contiguous_partitions(ax, kmax, loss, floor)
         if math.isinf(best):
             assert k not in sol
         else:
-            assert sol[k][0] == __import__("pytest").approx(best, rel=1e-7, abs=1e-7)
+            assert sol[k][0] == pytest.approx(best, rel=1e-7, abs=1e-7)
             b = [0, *sol[k][1], n]
             groups = [list(range(b[i], b[i + 1])) for i in range(k)]
             assert all(sum(d[j] for j in g) >= floor - 1e-9 for g in groups)
-            assert _loss_slow(x, w, mu, groups, loss) == __import__("pytest").approx(best, rel=1e-7, abs=1e-7)
+            assert _loss_slow(x, w, mu, groups, loss) == pytest.approx(best, rel=1e-7, abs=1e-7)
 
 
 @SETTINGS
@@ -110,7 +111,7 @@ def test_sorted_category_split_is_optimal(k, seed):
             dl, ml = D[list(left)].sum(), M[list(left)].sum()
             dr, mr = D[right].sum(), M[right].sum()
             best = max(best, 2 * (ll(dl, ml) + ll(dr, mr) - ll(D.sum(), M.sum())))
-    assert cands[0][0] == __import__("pytest").approx(best, rel=1e-9, abs=1e-9)
+    assert cands[0][0] == pytest.approx(best, rel=1e-9, abs=1e-9)
 
 
 class RandomRateModel:
@@ -157,7 +158,7 @@ def test_constraints_always_hold(cells, method, max_groups, min_claims, min_cred
     assert (g["expected_claims_per_period"] >= min_claims - 1e-9).all()
     if min_cred:
         assert (g["credibility"] >= min_cred - 1e-9).all()
-    assert g["exposure_years"].sum() == __import__("pytest").approx(cells["exposure_years"].sum())
+    assert g["exposure_years"].sum() == pytest.approx(cells["exposure_years"].sum())
     lab = cells.with_columns(seg.assign(cells)).sort("city_tier", "channel", "age")
     for _, prof in lab.group_by(["city_tier", "channel"]):
         seq = prof.sort("age")["group"].to_numpy()
