@@ -45,6 +45,7 @@ import polars as pl
 from scipy import stats
 
 from engine.errors import ConfigError, DataError, ModelError
+from engine.incidence import garwood_interval
 
 __all__ = ["SelectFactors", "select_factors", "duration_band_expr", "band_labels", "poisson_irls"]
 
@@ -82,17 +83,6 @@ def _parse_band(label: str) -> tuple[int, int | None]:
     if m:
         return int(m.group(1)), None
     raise DataError(f"duration_band: label {label!r} is not 'a-b' or 'a+' (months)")
-
-
-def _garwood(claims: np.ndarray, exposure: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Exact Poisson (Garwood) interval for claims / exposure."""
-    a = 1.0 - level
-    d = np.asarray(claims, dtype=float)
-    e = np.asarray(exposure, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lo = np.where(d > 0, stats.chi2.ppf(a / 2, 2 * d) / (2 * e), 0.0)
-        hi = stats.chi2.ppf(1 - a / 2, 2 * d + 2) / (2 * e)
-    return lo, hi
 
 
 def poisson_irls(
@@ -256,7 +246,7 @@ class SelectFactors:
         self.reference_ = ref
         d = bands.get_column("claims").to_numpy()
         e = bands.get_column("exposure_years").to_numpy()
-        lo, hi = _garwood(d, e, self.level)
+        lo, hi = garwood_interval(d, e, self.level)
         base = bands.with_columns(
             (pl.col("claims") / pl.col("exposure_years")).alias("rate"),
             pl.Series("rate_lower", lo), pl.Series("rate_upper", hi),

@@ -191,3 +191,12 @@ def test_plot_and_print(capsys: pytest.CaptureFixture[str]) -> None:
     assert ax.get_ylabel().startswith("incidence factor")
     m.print_summary()
     assert "duration factors" in capsys.readouterr().out
+
+
+def test_crude_rate_interval_is_garwood() -> None:
+    from scipy.stats import chi2
+
+    s = select_factors(simulate_cells(9), bands=BANDS, adjust=[])
+    for d, e, lo, hi in s.select("claims", "exposure_years", "rate_lower", "rate_upper").iter_rows():
+        assert lo == pytest.approx(chi2.ppf(0.025, 2 * d) / (2 * e), rel=1e-12)
+        assert hi == pytest.approx(chi2.ppf(0.975, 2 * d + 2) / (2 * e), rel=1e-12)
