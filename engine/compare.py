@@ -300,6 +300,45 @@ class ComparisonResult:
         write_parquet(self.uncovered, out / "uncovered.parquet")
         return out
 
+    def plot_changes(self, ax=None):
+        """Bar chart of each group's annual payment before (pooled) and after (vertical); returns the ax."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 4))
+        ch = self.changes.sort("group")
+        x = np.arange(ch.height)
+        ax.bar(x - 0.2, ch["annual_payment_before_cny"].fill_null(0).to_numpy(), 0.4, label="pooled")
+        ax.bar(x + 0.2, ch["annual_payment_after_cny"].fill_null(0).to_numpy(), 0.4, label="vertical")
+        ax.set_xticks(x, ch["group"].to_list(), rotation=30, ha="right")
+        ax.set_ylabel("annual payment per member (CNY)")
+        ax.set_title("what verticalisation changes")
+        ax.legend()
+        return ax
+
+    def plot_cross_subsidy(self, plan: str | None = None, ax=None):
+        """Heat map of the net cross-subsidy (CNY per member-year) payer -> beneficiary in a pooled plan; returns the ax."""
+        import matplotlib.pyplot as plt
+
+        m = self.cross_subsidy
+        plan = plan or m["plan"][0]
+        m = m.filter(pl.col("plan") == plan)
+        names = sorted(set(m["payer_group"]))
+        grid = np.zeros((len(names), len(names)))
+        for a, b, v in m.select("payer_group", "beneficiary_group", "net_cny_per_member_year").iter_rows():
+            grid[names.index(a), names.index(b)] = v
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 4))
+        lim = float(np.nanmax(np.abs(grid))) or 1.0
+        im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("beneficiary group")
+        ax.set_ylabel("payer group")
+        ax.set_title(f"net cross-subsidy in '{plan}' (CNY per payer member-year)")
+        ax.figure.colorbar(im, ax=ax)
+        return ax
+
     def summary(self) -> pl.DataFrame:
         """Per-plan rows of both plan sets."""
         return self.plans.filter(pl.col("level") == "plan")

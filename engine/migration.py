@@ -45,6 +45,31 @@ class MigrationResult:
     converged: bool
     rounds: int
 
+    def summary(self) -> pl.DataFrame:
+        """Members and annual payment per plan at the start and at the fixed point."""
+        return self.pools.select("plan", "members_start", "members_end", "annual_payment_start_cny", "annual_payment_end_cny")
+
+    def print_summary(self) -> None:
+        """Print :meth:`summary` with the convergence status."""
+        from engine.cli.common import print_table
+
+        state = "converged" if self.converged else "NOT converged"
+        print_table(f"migration ({state} after {self.rounds} rounds)", self.summary().to_dicts())
+
+    def plot_history(self, ax=None):
+        """Members of each plan by round; returns the ax."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 4))
+        for (name,), h in self.history.group_by(["plan"], maintain_order=True):
+            ax.plot(h["round"].to_numpy(), h["members"].to_numpy(), label=str(name))
+        ax.set_xlabel("round")
+        ax.set_ylabel("members")
+        ax.set_title("migration between plans")
+        ax.legend()
+        return ax
+
 
 def _pool_stats(x: np.ndarray, cost: np.ndarray, m: np.ndarray, elig: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = x.sum(axis=0)

@@ -130,6 +130,22 @@ class OptimiseResult:
 
         return to_toml(self.planset(k))
 
+    def plot_tradeoff(self, ax=None):
+        """Cross-subsidy and share CV of the smallest plan against K (the granularity trade-off); returns the ax."""
+        import matplotlib.pyplot as plt
+
+        t = self.tradeoff.filter(pl.col("feasible"))
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(t["k"].to_numpy(), t["cross_subsidy_cny_per_period"].to_numpy(), "o-", label="cross-subsidy")
+        ax.set_xlabel("number of plans K")
+        ax.set_ylabel("cross-subsidy (CNY per period)")
+        ax2 = ax.twinx()
+        ax2.plot(t["k"].to_numpy(), t["max_share_cv_approx"].to_numpy(), "s--", color="tab:red", label="max share CV")
+        ax2.set_ylabel("share CV of the smallest plan")
+        ax.set_title("granularity trade-off")
+        return ax
+
     def summary(self) -> pl.DataFrame:
         """The granularity trade-off table."""
         return self.tradeoff

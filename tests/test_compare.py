@@ -274,3 +274,24 @@ def test_rules_for_plan_agrees_with_compare():
     assert np.allclose(cm["fairness"].to_numpy(), 1.0, rtol=1e-9)
     with pytest.raises(DataError, match="no row is eligible"):
         rules_for_plan(TABLE.with_columns(pl.lit(80).alias("age")), POOLED[0])
+
+
+def test_plots_and_summaries_return(capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from engine.migration import migrate
+    from engine.optimise import optimise_plans
+    from engine.plans import PlanSet
+
+    res = compare_plans(TABLE, VERTICAL, pooled=POOLED)
+    assert res.plot_changes() is not None and res.plot_cross_subsidy() is not None
+    res.print_summary()
+    mig = migrate(TABLE, PlanSet(POOLED.plans + VERTICAL.plans))
+    assert mig.plot_history() is not None
+    mig.print_summary()
+    opt = optimise_plans(TABLE, POOLED[0], max_plans=2, min_claims_per_period=0.1)
+    assert opt.plot_tradeoff() is not None
+    opt.print_summary()
+    out = capsys.readouterr().out
+    assert "migration" in out and "granularity" in out and "plans" in out

@@ -144,8 +144,7 @@ def run(args: argparse.Namespace) -> int:
         write_parquet(mig.flows, out / "migration_flows.parquet")
         write_parquet(mig.history, out / "migration_history.parquet")
         print_table(f"migration ({'converged' if mig.converged else 'NOT converged'} after {mig.rounds} rounds)",
-                    mig.pools.select("plan", "members_start", "members_end", "annual_payment_start_cny",
-                                     "annual_payment_end_cny").to_dicts(), quiet=args.quiet)
+                    mig.summary().to_dicts(), quiet=args.quiet)
     cols = ["planset", "plan", "members", "expected_claims_per_period", "sustainable_share_cny", "leverage", "share_cv"]
     print_table("plans", res.summary().select(cols).to_dicts(), quiet=args.quiet)
     print_table("what verticalisation changes (annual CNY per member)",
