@@ -256,3 +256,26 @@ def test_gini_and_weighted_ari_against_oracles():
     assert weighted_ari(a, b, w) == pytest.approx(adjusted_rand_score(np.repeat(a, w), np.repeat(b, w)))
     # Gini of a perfect ranking of two equal-exposure groups with claims 0 and 10: 0.5
     assert gini(np.array([1.0, 2.0]), np.array([0.0, 10.0]), np.array([1.0, 1.0])) == pytest.approx(0.5)
+
+
+def test_cli_rules_plan_from_toml(tmp_path, capsys):
+    from engine.cli.main import main
+
+    cells = pl.DataFrame({"age": pl.Series([30, 45, 55], dtype=pl.Int32), "sex": ["F", "M", "F"],
+                          "exposure_years": [100.0, 200.0, 300.0], "claims": [2, 5, 9],
+                          "amount": [600_000.0, 500_000.0, 900_000.0]})
+    cells.write_parquet(tmp_path / "cells.parquet")
+    (tmp_path / "plan.toml").write_text('[[groups]]\nname = "young"\nage = [0, 39]\n\n[[groups]]\nname = "old"\nage = [40, 59]\n')
+    rc = main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(tmp_path / "o"), "--method", "rules",
+               "--rules", str(tmp_path / "plan.toml"), "--min-expected-claims", "0", "--save-model", str(tmp_path / "m")])
+    assert rc == 0
+    s = pl.read_parquet(tmp_path / "o" / "segments.parquet")
+    assert s["name"].to_list() == ["young", "old"]
+    assert s["claims"].to_list() == [2.0, 14.0]
+    assert "young" in capsys.readouterr().out
+    back = RiskSegmenter.load(tmp_path / "m")
+    assert back.assign(cells).to_list() == [1, 2, 2]
+    back.print_summary()
+    assert main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(tmp_path / "o2"),
+                 "--method", "rules"]) == 2
+    assert "--rules" in capsys.readouterr().err

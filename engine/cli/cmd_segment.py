@@ -87,6 +87,6 @@ def run(args: argparse.Namespace) -> int:
     if args.save_model:
         seg.save(args.save_model)
     print_table(f"risk groups ({args.method}, K={seg.n_groups_}, recommended K={seg.recommended_k_})",
-                seg.summary.select("group", "rule", "exposure_years", "claims", "rate", "expected_claims_per_period",
+                seg.summary.select("group", "name", "rule", "exposure_years", "claims", "rate", "expected_claims_per_period",
                                    "share_cv", "cross_subsidy_pct").to_dicts(), quiet=args.quiet)
     return 0
