@@ -217,16 +217,14 @@ def _cm_payment_cv(r: pl.DataFrame, plan: pl.DataFrame) -> pl.DataFrame:
     CV is the member-weighted mean of its classes' CVs. Null when the lattice is too large.
     """
     from engine.errors import ResourceError
-    from engine.sharing import conditional_mean
+    from engine.sharing import conditional_mean_moments
 
     out = []
     for name, ppy in plan.filter(pl.col("rule") == "conditional_mean").select("plan", "periods_per_year").iter_rows():
         rows = r.filter(pl.col("plan") == name).with_columns((pl.col("rate") / ppy).alias("_p"))
         cls = rows.group_by(["_p", "benefit_cny"], maintain_order=True).agg(pl.col("members").sum()).with_row_index("_k")
         try:
-            cm = conditional_mean(cls["members"].to_numpy(), cls["_p"].to_numpy(), cls["benefit_cny"].to_numpy())
-            m1 = cm.allocation_cny @ cm.pmf
-            sd = np.sqrt(np.maximum((cm.allocation_cny**2) @ cm.pmf - m1 * m1, 0.0))
+            m1, sd = conditional_mean_moments(cls["members"].to_numpy(), cls["_p"].to_numpy(), cls["benefit_cny"].to_numpy())
             cv = np.where(m1 > 0, sd / np.where(m1 > 0, m1, 1.0), np.nan)
         except ResourceError:
             cv = np.full(cls.height, np.nan)

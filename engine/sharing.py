@@ -120,6 +120,72 @@ class ConditionalMean:
     tail_mass: float
 
 
+def _prepare(members, probs, benefits, model, unit, s_max, max_lattice):
+    n = np.asarray(members, dtype=float)
+    p = np.asarray(probs, dtype=float)
+    B = np.asarray(benefits, dtype=float)
+    if model not in MODELS:
+        raise ConfigError(f"model: must be one of {', '.join(MODELS)}")
+    if not (n.shape == p.shape == B.shape) or n.ndim != 1 or n.size == 0:
+        raise DataError("members, probs and benefits must be 1-d arrays of the same non-zero length")
+    if np.any(~np.isfinite(n)) or np.any(n < 0) or np.any(~np.isfinite(p)) or np.any(p < 0):
+        raise DataError("members and probs must be finite and >= 0")
+    if model == "bernoulli" and (np.any(p > 1) or np.any(n != np.rint(n))):
+        raise DataError("bernoulli model: probs must be <= 1 and members whole numbers")
+    u, b = benefit_lattice(B, unit)
+    mean = float(np.sum(n * p * b))
+    var = float(np.sum(n * p * b * b))
+    if s_max is None:
+        s_max = int(math.ceil(mean + 12 * math.sqrt(var) + 40 * b.max()))
+        if model == "bernoulli":
+            s_max = min(s_max, int(np.sum(n * b)))
+    if s_max + 1 > max_lattice:
+        raise ResourceError(
+            f"conditional mean: the lattice needs {s_max + 1:,} points (> max_lattice {max_lattice:,}); "
+            "round benefits to a coarser unit="
+        )
+    return n, p, B, u, b, s_max
+
+
+def _shift(g: np.ndarray, bk: int, s_max: int) -> np.ndarray:
+    out = np.zeros(s_max + 1)
+    if bk <= s_max:
+        out[bk:] = g[: s_max + 1 - bk]
+    return out
+
+
+def _law_and_numerators(n, p, B, b, s_max, model):
+    """The pmf f of S on 0..s_max and a function k -> E[X_i 1{S = s}] / 1 for a member of class k."""
+    if model == "poisson":
+        f = _poisson_pmf(n * p, b, s_max)
+        return f, lambda k: p[k] * B[k] * _shift(f, int(b[k]), s_max)
+    parts = [_binom_lattice(int(n[k]), p[k], int(b[k]), s_max) for k in range(len(b))]
+    pre = [np.ones(1)]
+    for part in parts:
+        pre.append(_conv(pre[-1], part, s_max))
+    suf = [np.ones(1)]
+    for part in reversed(parts):
+        suf.append(_conv(suf[-1], part, s_max))
+    suf = suf[::-1]  # suf[k] = classes k .. end
+    f = np.zeros(s_max + 1)
+    f[: len(pre[-1])] = pre[-1]
+
+    def num(k: int) -> np.ndarray:
+        if n[k] < 1:
+            return np.zeros(s_max + 1)
+        others = _conv(_conv(pre[k], suf[k + 1], s_max), _binom_lattice(int(n[k]) - 1, p[k], int(b[k]), s_max), s_max)
+        g = np.zeros(s_max + 1)
+        g[: len(others)] = others
+        return p[k] * B[k] * _shift(g, int(b[k]), s_max)
+
+    return f, num
+
+
+def _ratio(num: np.ndarray, f: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(f > 0, num / np.where(f > 0, f, 1.0), 0.0)
+
+
 def conditional_mean(
     members: np.ndarray,
     probs: np.ndarray,
@@ -146,58 +212,56 @@ def conditional_mean(
     -----
     See the module docstring: Poisson ``E[X_i | S=s] = p_i B_i f(s - b_i) / f(s)``;
     Bernoulli ``p_i B_i f_{-i}(s - b_i) / f(s)``. Where ``f(s) = 0`` the allocation is 0.
+    The allocation is a (classes x lattice) array; :func:`conditional_mean_moments`
+    needs memory for one lattice only.
     """
-    n = np.asarray(members, dtype=float)
-    p = np.asarray(probs, dtype=float)
-    B = np.asarray(benefits, dtype=float)
-    if model not in MODELS:
-        raise ConfigError(f"model: must be one of {', '.join(MODELS)}")
-    if not (n.shape == p.shape == B.shape) or n.ndim != 1 or n.size == 0:
-        raise DataError("members, probs and benefits must be 1-d arrays of the same non-zero length")
-    if np.any(~np.isfinite(n)) or np.any(n < 0) or np.any(~np.isfinite(p)) or np.any(p < 0):
-        raise DataError("members and probs must be finite and >= 0")
-    if model == "bernoulli" and (np.any(p > 1) or np.any(n != np.rint(n))):
-        raise DataError("bernoulli model: probs must be <= 1 and members whole numbers")
-    u, b = benefit_lattice(B, unit)
-    mean = float(np.sum(n * p * b))
-    var = float(np.sum(n * p * b * b))
-    if s_max is None:
-        s_max = int(math.ceil(mean + 12 * math.sqrt(var) + 40 * b.max()))
-        if model == "bernoulli":
-            s_max = min(s_max, int(np.sum(n * b)))
-    if s_max + 1 > max_lattice:
+    n, p, B, u, b, s_max = _prepare(members, probs, benefits, model, unit, s_max, max_lattice)
+    if len(b) * (s_max + 1) > 4 * max_lattice:
         raise ResourceError(
-            f"conditional mean: the lattice needs {s_max + 1:,} points (> max_lattice {max_lattice:,}); "
-            "round benefits to a coarser unit="
+            f"conditional mean: {len(b)} classes x {s_max + 1:,} lattice points is too large for the full "
+            "allocation; use conditional_mean_moments"
         )
-    if model == "poisson":
-        f = _poisson_pmf(n * p, b, s_max)
-        shifted = [np.concatenate([np.zeros(bk), f[: s_max + 1 - bk]]) if bk <= s_max else np.zeros(s_max + 1) for bk in b]
-        num = np.array([p[k] * B[k] * shifted[k] for k in range(len(b))])
-    else:
-        parts = [_binom_lattice(int(n[k]), p[k], int(b[k]), s_max) for k in range(len(b))]
-        pre = [np.ones(1)]
-        for part in parts:
-            pre.append(_conv(pre[-1], part, s_max))
-        suf = [np.ones(1)]
-        for part in reversed(parts):
-            suf.append(_conv(suf[-1], part, s_max))
-        suf = suf[::-1]  # suf[k] = classes k.. end
-        f = np.zeros(s_max + 1)
-        f[: len(pre[-1])] = pre[-1]
-        num = np.zeros((len(b), s_max + 1))
-        for k in range(len(b)):
-            if n[k] < 1:
-                continue
-            others = _conv(_conv(pre[k], suf[k + 1], s_max), _binom_lattice(int(n[k]) - 1, p[k], int(b[k]), s_max), s_max)
-            g = np.zeros(s_max + 1)
-            g[: len(others)] = others
-            num[k, b[k]:] = p[k] * B[k] * g[: s_max + 1 - b[k]] if b[k] <= s_max else 0.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        alloc = np.where(f > 0, num / np.where(f > 0, f, 1.0), 0.0)
+    f, num = _law_and_numerators(n, p, B, b, s_max, model)
+    alloc = np.array([_ratio(num(k), f) for k in range(len(b))])
     return ConditionalMean(
         s_cny=np.arange(s_max + 1) * u, pmf=f, allocation_cny=alloc, unit_cny=u, tail_mass=float(max(0.0, 1 - f.sum()))
     )
+
+
+def conditional_mean_moments(
+    members: np.ndarray,
+    probs: np.ndarray,
+    benefits: np.ndarray,
+    *,
+    model: str = "poisson",
+    unit: float | None = None,
+    s_max: int | None = None,
+    max_lattice: int = 2_000_000,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of E[X_i | S] for a member of each class (memory O(lattice)).
+
+    Notes
+    -----
+    Same law as :func:`conditional_mean`. Under Poisson counts the allocation is
+    p_k B_k r_b(S) with r_b(s) = f(s - b) / f(s), so classes with the same benefit
+    share r_b and it is computed once per distinct benefit.
+    """
+    n, p, B, u, b, s_max = _prepare(members, probs, benefits, model, unit, s_max, max_lattice)
+    f, num = _law_and_numerators(n, p, B, b, s_max, model)
+    m1 = np.zeros(len(b))
+    m2 = np.zeros(len(b))
+    if model == "poisson":
+        for bk in np.unique(b):
+            r = _ratio(_shift(f, int(bk), s_max), f)
+            e1, e2 = float(r @ f), float((r * r) @ f)
+            sel = b == bk
+            m1[sel] = p[sel] * B[sel] * e1
+            m2[sel] = (p[sel] * B[sel]) ** 2 * e2
+    else:
+        for k in range(len(b)):
+            h = _ratio(num(k), f)
+            m1[k], m2[k] = float(h @ f), float((h * h) @ f)
+    return m1, np.sqrt(np.maximum(m2 - m1 * m1, 0.0))
 
 
 def share_rule(
@@ -263,11 +327,9 @@ def share_rule(
         mean = k1 * p * B
         sd = k1 * w * math.sqrt(var_s)
     else:
-        cm = conditional_mean(n, p, B, model=model, unit=unit, max_lattice=max_lattice)
-        m1 = cm.allocation_cny @ cm.pmf
-        m2 = (cm.allocation_cny**2) @ cm.pmf
+        m1, sd1 = conditional_mean_moments(n, p, B, model=model, unit=unit, max_lattice=max_lattice)
         mean = k1 * m1
-        sd = k1 * np.sqrt(np.maximum(m2 - m1 * m1, 0.0))
+        sd = k1 * sd1
     label = groups["group"].cast(pl.String) if "group" in groups.columns else pl.Series("group", [str(i) for i in range(len(n))])
     fair = k1 * p * B
     return pl.DataFrame({

@@ -172,3 +172,17 @@ def test_lattice_and_errors():
         share_rule("lottery", _groups())
     with pytest.raises(DataError, match="column 'rate'"):
         share_rule("equal", _groups().drop("rate"))
+
+
+@pytest.mark.parametrize("model", ["poisson", "bernoulli"])
+def test_moments_match_full_allocation(model):
+    from engine.sharing import conditional_mean_moments
+
+    n = np.array([20, 7, 12, 3])
+    p = np.array([0.02, 0.05, 0.08, 0.2])
+    B = np.array([300000.0, 300000.0, 100000.0, 100000.0])  # classes sharing a benefit share r_b
+    cm = conditional_mean(n, p, B, model=model)
+    m1 = cm.allocation_cny @ cm.pmf
+    sd = np.sqrt((cm.allocation_cny**2) @ cm.pmf - m1**2)
+    got_m1, got_sd = conditional_mean_moments(n, p, B, model=model)
+    assert np.allclose(got_m1, m1, rtol=1e-12) and np.allclose(got_sd, sd, rtol=1e-9)
