@@ -9,6 +9,7 @@ Methods: ``tree`` (Poisson regression tree with readable rules), ``cluster``
 from __future__ import annotations
 
 import copy
+from itertools import combinations
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,13 +34,25 @@ METHODS = ("tree", "cluster", "rules")
 MAX_DP_UNITS = 3000
 
 
-def default_model() -> Any:
-    """``engine.glm.PoissonGLM()`` when available, else the fallback :class:`CellPoissonModel`."""
+def default_model(cells: pl.DataFrame | None = None, features: Sequence[str] | None = None) -> Any:
+    """The default incidence model: ``engine.glm.PoissonGLM`` with the segmentation's interactions.
+
+    Factors are the categorical key columns of ``cells``, age a spline when ``age`` is a
+    key, and every pair of categorical segmentation features interacts (the cluster
+    method partitions the model's risk, so it must be able to express the interactions
+    that define the groups). Falls back to :class:`CellPoissonModel` when ``engine.glm``
+    is not installed.
+    """
     try:
         from engine.glm import PoissonGLM
     except ImportError:
         return CellPoissonModel()
-    return PoissonGLM()
+    if cells is None:
+        return PoissonGLM()
+    factors = [k for k in key_columns(cells) if k not in ("age", "duration")]
+    cats = [f for f in (features if features is not None else factors) if f in factors]
+    return PoissonGLM(factors=factors, age="spline" if "age" in cells.columns else None,
+                      interactions=list(combinations(cats, 2)), alpha=1e-6)
 
 
 def _isotonic_by_profile(x: np.ndarray, w: np.ndarray, age: np.ndarray, prof: np.ndarray) -> np.ndarray:
@@ -218,7 +231,7 @@ class RiskSegmenter:
         self.features_ = feats
         self.window_years_ = float(self.window_years) if self.window_years else window_years(cells)
         base = self._base_rate(cells)
-        model = copy.deepcopy(self.model) if self.model is not None else default_model()
+        model = copy.deepcopy(self.model) if self.model is not None else default_model(cells, feats)
         self.model_ = model.fit(cells) or model
         pred = np.asarray(self.model_.predict_rate(cells), float)
         if pred.shape != (cells.height,) or not np.all(np.isfinite(pred)) or np.any(pred < 0):

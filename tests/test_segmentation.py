@@ -66,7 +66,7 @@ def test_planted_groups_recovered(sim, method):
 
 def test_tree_rules_are_readable_and_reproduce_assignment(sim):
     cells, _ = sim
-    seg = RiskSegmenter(features=["city_tier", "channel"], adjust_for=["age", "sex"]).fit(cells)
+    seg = RiskSegmenter(features=["city_tier", "channel"], adjust_for=["age", "sex"], model=FixedModel()).fit(cells)
     rules = seg.groups_["rule"].to_list()
     assert any("city_tier in {4,5} & channel in {subsidy}" == r for r in rules)
     # evaluating the rule texts by hand gives the assignment
@@ -235,7 +235,8 @@ def test_cli_segment(sim, tmp_path):
     cells, _ = sim
     cells.drop("_rate").write_parquet(tmp_path / "cells.parquet")
     rc = main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(tmp_path / "out"),
-               "--by", "city_tier,channel", "--adjust-for", "age,sex", "--method", "cluster", "--quiet"])
+               "--by", "city_tier,channel", "--adjust-for", "age,sex", "--method", "cluster", "--model", "cell",
+               "--quiet"])
     assert rc == 0
     s = pl.read_parquet(tmp_path / "out" / "segments.parquet")
     f = pl.read_parquet(tmp_path / "out" / "frontier.parquet")
@@ -267,7 +268,8 @@ def test_cli_rules_plan_from_toml(tmp_path, capsys):
     cells.write_parquet(tmp_path / "cells.parquet")
     (tmp_path / "plan.toml").write_text('[[groups]]\nname = "young"\nage = [0, 39]\n\n[[groups]]\nname = "old"\nage = [40, 59]\n')
     rc = main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(tmp_path / "o"), "--method", "rules",
-               "--rules", str(tmp_path / "plan.toml"), "--min-expected-claims", "0", "--save-model", str(tmp_path / "m")])
+               "--rules", str(tmp_path / "plan.toml"), "--min-expected-claims", "0", "--save-model", str(tmp_path / "m"),
+               "--model", "cell"])
     assert rc == 0
     s = pl.read_parquet(tmp_path / "o" / "segments.parquet")
     assert s["name"].to_list() == ["young", "old"]
@@ -279,3 +281,14 @@ def test_cli_rules_plan_from_toml(tmp_path, capsys):
     assert main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(tmp_path / "o2"),
                  "--method", "rules"]) == 2
     assert "--rules" in capsys.readouterr().err
+
+
+def test_default_model_is_glm_with_interactions(sim):
+    """The default incidence model is engine.glm.PoissonGLM with the features' pairwise interactions."""
+    pytest.importorskip("engine.glm")
+    cells, _ = sim
+    seg = RiskSegmenter(method="cluster", features=["city_tier", "channel"], adjust_for=["age", "sex"]).fit(cells.drop("_rate"))
+    assert type(seg.model_).__name__ == "PoissonGLM"
+    assert [tuple(p) for p in seg.model_.interactions] == [("city_tier", "channel")]
+    ari = weighted_ari(_truth(cells), seg.assign(cells).to_numpy(), cells["exposure_years"].to_numpy())
+    assert ari >= 0.9

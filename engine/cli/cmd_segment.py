@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rules", default=None, help="JSON or TOML file with the groups of a rules plan (--method rules)")
     p.add_argument("--monotone-age", action="store_true", help="group rates must not fall with age")
     p.add_argument("--contiguous-age", action="store_true", help="groups are age bands (marketable plans)")
+    p.add_argument("--model", choices=("glm", "cell"), default="glm",
+                   help="incidence model for predicted rates: glm = engine.glm.PoissonGLM with the features' "
+                        "interactions (default), cell = the built-in ridge Poisson GLM on cells")
     p.add_argument("--save-model", default=None, help="also save the segmentation as a model directory here")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
@@ -58,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.cli.common import prepare_out_dir, print_table
     from engine.errors import ConfigError
     from engine.io import resolve_paths, write_parquet
+    from engine.segment_model import CellPoissonModel
     from engine.segmentation import RiskSegmenter
 
     if args.method == "rules" and not args.rules:
@@ -76,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         features=_split(args.by),
         adjust_for=tuple(_split(args.adjust_for) or ()),
         rules=_read_rules(args.rules) if args.rules else None,
+        model=CellPoissonModel() if args.model == "cell" else None,
     ).fit(cells)
     segments = seg.groups_.select(
         "group", "name", "rule", "exposure_years", "claims", "rate", "rate_lower", "rate_upper",
