@@ -369,26 +369,46 @@ def stationary_shares(m: Model, at_period: float = 0.0) -> tuple[np.ndarray, np.
     return sus, stat, weights
 
 
-def detect_spiral(members: np.ndarray, share: np.ndarray, lapses: np.ndarray, window: int,
-                  members_drop: float, share_rise: float) -> int | None:
+def detect_spiral(members: np.ndarray, share: np.ndarray, lapses: np.ndarray, sustainable: np.ndarray | float,
+                  window: int, members_drop: float = 0.05, share_rise: float = 0.05, lapse_rise: float = 0.05,
+                  overshoot: float = 0.10) -> int | None:
     """First period at which the death-spiral rule holds on one plan's path, else None.
+
+    Parameters
+    ----------
+    members, share, lapses : array (H,)
+        The plan's path (members sharing, share per member, lapses) period by period.
+    sustainable : array (H,) or float
+        The sustainable share at each period's incidence level (ageing included).
+    window : int
+        W, the look-back window in periods.
+    members_drop, share_rise, lapse_rise, overshoot : float
+        Thresholds (relative) of the rule below.
 
     Notes
     -----
-    At period t >= W (a = t - W, c = t - W // 2), all of: ``M_{u+1} < M_u`` for
-    u in [a, t) and ``M_t < (1 - members_drop) M_a``; ``S_t > (1 + share_rise) S_a``;
-    ``S_t - S_c >= S_c - S_a`` (the rise is not slowing down, i.e. not converging);
-    ``L_t / M_t > L_a / M_a`` (the lapse rate is rising).
+    Detected at the first t >= W (a = t - W, c = t - W // 2) where all hold:
+
+    1. membership fell in every period of [a, t] and ``M_t < (1 - members_drop) M_a``;
+    2. the share rose: ``S_t > (1 + share_rise) S_a``;
+    3. exits accelerate: ``L_t / M_t > (1 + lapse_rise) L_a / M_a``;
+    4. the share is not converging: it overshoots the sustainable share,
+       ``S_t > (1 + overshoot) S*_t``, or its rise is not slowing down,
+       ``S_t - S_c >= S_c - S_a``.
     """
-    H = members.size
-    lr = np.divide(lapses, members, out=np.zeros(H), where=members > 0)
-    falling = np.diff(members) < 0
+    M = np.asarray(members, dtype=np.float64)
+    S = np.asarray(share, dtype=np.float64)
+    L = np.asarray(lapses, dtype=np.float64)
+    H = M.size
+    sus = np.broadcast_to(np.asarray(sustainable, dtype=np.float64), (H,))
+    lr = np.divide(L, M, out=np.zeros(H), where=M > 0)
+    falling = np.concatenate([[0], np.cumsum(np.diff(M) < 0)])
     for t in range(window, H):
-        s, c = t - window, t - window // 2
-        if not (members[t] < (1.0 - members_drop) * members[s] and falling[s:t].all()):
+        a, c = t - window, t - window // 2
+        if not (falling[t] - falling[a] == window and M[t] < (1.0 - members_drop) * M[a]):
             continue
-        if not share[t] > (1.0 + share_rise) * share[s]:
+        if not (S[t] > (1.0 + share_rise) * S[a] and lr[t] > (1.0 + lapse_rise) * lr[a]):
             continue
-        if share[t] - share[c] >= share[c] - share[s] and lr[t] > lr[s]:
+        if S[t] > (1.0 + overshoot) * sus[t] or S[t] - S[c] >= S[c] - S[a]:
             return t
     return None

@@ -25,8 +25,10 @@ from engine.projection_config import (Elasticity, Expectations, Joiners, Lapse, 
 __all__ = ["project", "ProjectionResult", "groups_from_table", "Joiners", "Lapse", "Expectations", "Elasticity",
            "SpiralRule", "ProjectionAssumptions"]
 
-#: refuse to keep more than this many bytes of simulated shares (scenarios x periods x plans x 8)
+#: refuse to keep more than this many bytes of simulated paths (scenarios x periods x plans x 8 per path)
 MAX_SHARE_BYTES = 4 * 1024**3
+#: per-scenario paths kept (the share, for its quantiles)
+PATHS = ("share",)
 
 
 @dataclass
@@ -205,25 +207,25 @@ def project_assumptions(groups: pl.DataFrame | pl.LazyFrame, a: ProjectionAssump
     """:func:`project` with the assumptions already validated."""
     g = prepare_groups(groups, risk_flag_scores=a.elasticity.risk_flag_scores)
     m = compile_model(g, a)
-    need = 8 * a.horizon * a.n_scenarios * m.P
+    need = 8 * len(PATHS) * a.horizon * a.n_scenarios * m.P
     if need > MAX_SHARE_BYTES:
         raise ResourceError(f"n_scenarios: {a.n_scenarios} scenarios x {a.horizon} periods x {m.P} plans need "
-                            f"{need / 1024**3:.1f} GiB of simulated shares (limit {MAX_SHARE_BYTES / 1024**3:.0f} GiB)")
+                            f"{need / 1024**3:.1f} GiB of simulated paths (limit {MAX_SHARE_BYTES / 1024**3:.0f} GiB)")
     det = deterministic(m)
-    sums, shares = _monte_carlo(m)
-    periods = _periods_frame(m, det, sums, shares)
-    plans, bands = _plans_frames(m, det, periods)
-    return ProjectionResult(periods, plans, _leverage_frame(m, periods), bands, g, a, shares)
+    sums, paths = _monte_carlo(m)
+    periods = _periods_frame(m, det, sums, paths["share"])
+    plans, bands = _plans_frames(m, det, periods, sums)
+    return ProjectionResult(periods, plans, _leverage_frame(m, periods), bands, g, a, paths["share"])
 
 
-def _monte_carlo(m: Model) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Simulate all scenarios chunk by chunk; per-plan means (H, P) and the shares (H, S, P)."""
+def _monte_carlo(m: Model) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Simulate all scenarios chunk by chunk; per-plan means (H, P) and the paths in :data:`PATHS` (H, S, P)."""
     a = m.a
     S, H, P = a.n_scenarios, a.horizon, m.P
     nb = math.ceil(S / BLOCK)
     seqs = np.random.SeedSequence(a.seed).spawn(nb)
     per_chunk = max(1, math.ceil(a.chunk_size / BLOCK))
-    shares = np.empty((H, S, P))
+    paths = {k: np.empty((H, S, P)) for k in PATHS}
     totals = np.zeros((H, len(QUANTITIES), P))
     for c0 in range(0, nb, per_chunk):
         blocks = range(c0, min(nb, c0 + per_chunk))
@@ -237,14 +239,15 @@ def _monte_carlo(m: Model) -> tuple[dict[str, np.ndarray], np.ndarray]:
             return out
 
         def rec(t: int, q: dict[str, np.ndarray], gens: list = gens, r0: int = r0, r1: int = r1) -> None:
-            shares[t, r0:r1] = q["share"]
+            for k in PATHS:
+                paths[k][t, r0:r1] = q[k]
             stacked = np.stack([q[k] for k in QUANTITIES], axis=1)
             for _, sl in gens:
                 totals[t] += stacked[sl].sum(axis=0)
 
         simulate(m, r1 - r0, draw, rec)
     means = {k: totals[:, i, :] / S for i, k in enumerate(QUANTITIES)}
-    return means, shares
+    return means, paths
 
 
 def _long(x: np.ndarray) -> np.ndarray:
@@ -296,11 +299,16 @@ def _periods_frame(m: Model, det: dict[str, np.ndarray], mc: dict[str, np.ndarra
         eligible_ratio=pl.when(pl.col("members") > 0).then(pl.col("eligible_members") / pl.col("members")))
 
 
-def _plans_frames(m: Model, det: dict[str, np.ndarray], periods: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _plans_frames(m: Model, det: dict[str, np.ndarray], periods: pl.DataFrame,
+                  mc: dict[str, np.ndarray]) -> tuple[pl.DataFrame, pl.DataFrame]:
     a = m.a
     ppy, H = a.periods_per_year, a.horizon
     sus, stat, weights = stationary_shares(m, 0.0)
     sus_end, _, _ = stationary_shares(m, float(H - 1))
+    if bool(np.any(m.ageing != 0)):
+        sus_t = np.stack([stationary_shares(m, float(t))[0] for t in range(H)])
+    else:
+        sus_t = np.broadcast_to(sus, (H, m.P))
     rule = a.spiral
     window = rule.window or ppy
     rows, band_rows = [], []
@@ -308,8 +316,10 @@ def _plans_frames(m: Model, det: dict[str, np.ndarray], periods: pl.DataFrame) -
     for p, name in enumerate(m.plans):
         sel = m.plan_idx == p
         bens = np.unique(m.benefit[sel])
-        t_sp = detect_spiral(det["members"][:, p], det["share"][:, p], det["lapses"][:, p], window,
-                             rule.members_drop, rule.share_rise)
+        thr = dict(window=window, members_drop=rule.members_drop, share_rise=rule.share_rise,
+                   lapse_rise=rule.lapse_rise, overshoot=rule.overshoot)
+        t_sp = detect_spiral(det["members"][:, p], det["share"][:, p], det["lapses"][:, p], sus_t[:, p], **thr)
+        t_mc = detect_spiral(mc["members"][:, p], mc["share"][:, p], mc["lapses"][:, p], sus_t[:, p], **thr)
         lev = bens / (ppy * sus[p]) if sus[p] > 0 else np.full(bens.size, np.inf)
         end = last.filter(pl.col("plan") == name).row(0, named=True)
         rows.append({
@@ -321,12 +331,14 @@ def _plans_frames(m: Model, det: dict[str, np.ndarray], periods: pl.DataFrame) -
             "sustainable_leverage_min": float(lev.min()), "sustainable_leverage_max": float(lev.max()),
             "stationary_share_cny": float(stat[p]), "sustainable_share_end_cny": float(sus_end[p]),
             "death_spiral": t_sp is not None, "death_spiral_period": t_sp,
+            "death_spiral_mc_mean": t_mc is not None, "death_spiral_mc_mean_period": t_mc,
         })
         for b in bens:
             wb = float(weights[sel & (m.benefit == b)].sum())
             band_rows.append({"plan": name, "benefit_cny": float(b), "stationary_member_weight": wb,
                               "sustainable_leverage": float(b / (ppy * sus[p])) if sus[p] > 0 else None})
-    plans = pl.DataFrame(rows, schema_overrides={"death_spiral_period": pl.Int32, "share_end_cv": pl.Float64})
+    plans = pl.DataFrame(rows, schema_overrides={"death_spiral_period": pl.Int32, "share_end_cv": pl.Float64,
+                                                 "death_spiral_mc_mean_period": pl.Int32})
     return plans, pl.DataFrame(band_rows, schema_overrides={"sustainable_leverage": pl.Float64})
 
 

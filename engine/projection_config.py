@@ -108,14 +108,17 @@ class SpiralRule(_Model):
 
     Detected at the first period t >= window where, over [t - window, t]:
     membership fell every period and by more than ``members_drop``; the share
-    rose by more than ``share_rise``; the share's rise over the second half of
-    the window is at least its rise over the first half (not converging); and
-    the lapse rate is higher at t than at t - window (exits accelerating).
+    rose by more than ``share_rise``; the lapse rate rose by more than
+    ``lapse_rise`` (exits accelerating); and the share is not converging: it
+    exceeds the sustainable share by more than ``overshoot``, or its rise over
+    the second half of the window is at least its rise over the first half.
     """
 
     window: int | None = Field(None, ge=2)
     members_drop: float = Field(0.05, ge=0.0, lt=1.0)
     share_rise: float = Field(0.05, ge=0.0)
+    lapse_rise: float = Field(0.05, ge=0.0)
+    overshoot: float = Field(0.10, ge=0.0)
 
 
 class ProjectionAssumptions(_Model):

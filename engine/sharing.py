@@ -68,24 +68,36 @@ def benefit_lattice(benefits: np.ndarray, unit: float | None = None) -> tuple[fl
 
 
 def _poisson_pmf(mu: np.ndarray, b: np.ndarray, s_max: int) -> np.ndarray:
-    """Compound-Poisson pmf on 0..s_max via Panjer, rescaled against under/overflow."""
-    f = np.zeros(s_max + 1)
+    """Compound-Poisson pmf on 0..s_max via Panjer, rescaled against under/overflow.
+
+    Classes with the same lattice benefit are merged first, so each step costs one
+    term per distinct benefit.
+    """
     lam = float(mu.sum())
-    coef = mu * b
-    log_scale = -lam  # f[0] = exp(-lam) = 1 * exp(log_scale)
-    f[0] = 1.0
+    terms: dict[int, float] = {}
+    for bk, c in zip(b.tolist(), (mu * b).tolist()):
+        if c > 0:
+            terms[int(bk)] = terms.get(int(bk), 0.0) + c
+    pairs = sorted(terms.items())
+    f = [0.0] * (s_max + 1)
+    f[0] = 1.0  # true f = f * exp(log_scale)
+    log_scale = -lam
+    big, shrink = 1e250, 1e-250
     for s in range(1, s_max + 1):
-        idx = s - b
-        ok = idx >= 0
-        if ok.any():
-            f[s] = np.dot(coef[ok], f[idx[ok]]) / s
-        if f[s] > 1e250:
-            f[: s + 1] *= 1e-250
+        acc = 0.0
+        for bk, c in pairs:
+            if bk > s:
+                break
+            acc += c * f[s - bk]
+        v = acc / s
+        f[s] = v
+        if v > big:
+            for t in range(s + 1):  # rare: rescale everything computed so far
+                f[t] *= shrink
             log_scale += 250 * math.log(10)
-    # true f = f * exp(log_scale), computed in log space
+    arr = np.asarray(f)
     with np.errstate(divide="ignore", under="ignore"):
-        out = np.where(f > 0, np.exp(np.log(np.where(f > 0, f, 1.0)) + log_scale), 0.0)
-    return out
+        return np.where(arr > 0, np.exp(np.log(np.where(arr > 0, arr, 1.0)) + log_scale), 0.0)
 
 
 def _binom_lattice(n: int, p: float, b: int, s_max: int) -> np.ndarray:

@@ -167,17 +167,39 @@ def test_strong_elasticity_with_adverse_selection_spirals():
     res = project(SPIRAL_GROUPS, elasticity={"base": 3.0, "adverse_selection": 2.0}, **SPIRAL_KW)
     p = res.plans.row(0, named=True)
     assert p["death_spiral"] and p["death_spiral_period"] is not None
+    assert p["death_spiral_mc_mean"]  # the Monte Carlo mean path spirals too
     t = p["death_spiral_period"]
     d = res.periods.sort("period")
     m, s = d["det_members"].to_numpy(), d["det_share_cny"].to_numpy()
+    lr = d["det_lapses"].to_numpy() / m
     assert 12 <= t < 72
-    # the rule's conditions hold at the reported period (window = one year)
+    # the rule's conditions hold at the reported period (window = one year), checked independently
     assert m[t] < 0.95 * m[t - 12] and np.all(np.diff(m[t - 12:t + 1]) < 0)
-    assert s[t] > 1.05 * s[t - 12] and s[t] - s[t - 6] >= s[t - 6] - s[t - 12]
-    # and not one period earlier
+    assert s[t] > 1.05 * s[t - 12] and lr[t] > 1.05 * lr[t - 12]
+    assert s[t] > 1.10 * p["sustainable_share_cny"] or s[t] - s[t - 6] >= s[t - 6] - s[t - 12]
+    # membership collapses: the low-risk members leave, the share ends far above the sustainable share
+    assert m[-1] < 0.2 * m.max() and s[-1] > 3 * p["sustainable_share_cny"]
+    # and it is not detected one period earlier
     res2 = project(SPIRAL_GROUPS, elasticity={"base": 3.0, "adverse_selection": 2.0},
                    **{**SPIRAL_KW, "horizon": t})
     assert not res2.plans["death_spiral"][0]
+
+
+def test_spiral_rule_on_hand_made_paths():
+    from engine.dynamics import detect_spiral
+
+    H = 30
+    members = np.r_[np.full(10, 1000.0), 1000.0 * 0.9 ** np.arange(1, 21)]
+    share = np.r_[np.full(10, 10.0), 10.0 * 1.08 ** np.arange(1, 21)]   # accelerating
+    lapses = members * np.r_[np.full(10, 0.01), 0.01 * 1.1 ** np.arange(1, 21)]
+    t = detect_spiral(members, share, lapses, 10.0, window=12)
+    # first t with 12 falling periods: t = 21 (falls from period 10 on); all other conditions hold there
+    assert t == 22 - 1
+    conv = np.r_[np.full(10, 10.0), 10.0 + 2.0 * (1 - 0.7 ** np.arange(1, 21))]  # converging to 12
+    assert detect_spiral(members, conv, lapses, 10.0, window=12, overshoot=0.5) is None
+    assert detect_spiral(members, conv, lapses, 10.0, window=12, overshoot=0.1) == 21  # 12 > 1.1 x 10
+    assert detect_spiral(members, share, members * 0.01, 10.0, window=12) is None  # lapse rate flat
+    assert detect_spiral(np.full(H, 1000.0), share, lapses, 10.0, window=12) is None  # membership flat
 
 
 # --- caps -----------------------------------------------------------------------------------------

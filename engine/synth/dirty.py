@@ -14,7 +14,10 @@ the member's id was nulled). In-place claim kinds, on claims of clean members:
 null claim_id / member_id / event_date / amount, NaN or inf amount, zero or
 negative amount, event in 1850. Appended: exact copies (duplicate_claim_row),
 copies with another amount (duplicate_claim_id, both rows), claims of ids no
-member has (unknown_member).
+member has (unknown_member). Finally k_c well-formed but *ineligible* claims of each
+kind that validation passes and exposure sets aside: 5 days before joining
+(``before_join``) and 10 days after exit (``after_exit``), on clean members
+(``params["dirty_expected"]["ineligible"]``).
 """
 
 from __future__ import annotations
@@ -128,6 +131,7 @@ def make_dirty(
     dup = m.filter(_in(mp["duplicate_member_id"])).with_columns(
         pl.when(pl.col("sex") == "M").then(pl.lit("F")).otherwise(pl.lit("M")).alias("sex")
     )
+    m_clean = m.filter(~_in(rows)).drop("_row")
     m = pl.concat([_corrupt_members(m, mp), dup]).drop("_row")
     expected_m = {kind: k_m for kind in MEMBER_KINDS if k_m}
     if k_m:
@@ -147,9 +151,36 @@ def make_dirty(
         (pl.lit("X") + pl.col("claim_id")).alias("claim_id"),
         (pl.lit("X") + pl.col("member_id")).alias("member_id"),
     )
+    ineligible = _ineligible_claims(m_clean, k_c, rng)
     c = pl.concat([_corrupt_claims(c, cp), exact, conflict, unknown]).drop("_row")
+    c = pl.concat([c, ineligible], how="vertical_relaxed")
     expected_c = Counter({kind: k_c for kind in CLAIM_KINDS if k_c})
     if k_c:
         expected_c["duplicate_claim_id"] = 2 * k_c
     expected_c.update(natural)
-    return m, c, {"members": expected_m, "claims": {k: v for k, v in sorted(expected_c.items()) if v}}
+    expected = {"members": expected_m, "claims": {k: v for k, v in sorted(expected_c.items()) if v}}
+    expected["ineligible"] = {"before_join": k_c, "after_exit": k_c} if k_c else {}
+    return m, c, expected
+
+
+def _ineligible_claims(m_clean: pl.DataFrame, k: int, rng: np.random.Generator) -> pl.DataFrame:
+    """Well-formed claims that pass validation but are ineligible: ``k`` dated 5 days before
+    joining, ``k`` dated 10 days after exit (members who already left), on clean members."""
+    exited = m_clean.filter(pl.col("exit_date").is_not_null())
+    k_exit = min(k, exited.height)
+    k_join = min(k, m_clean.height)
+    pick_exit = exited.gather(np.sort(rng.choice(exited.height, size=k_exit, replace=False))) if k_exit else exited.head(0)
+    pick_join = m_clean.gather(np.sort(rng.choice(m_clean.height, size=k_join, replace=False))) if k_join else m_clean.head(0)
+    parts = [
+        pick_join.select("member_id", (pl.col("join_date") - pl.duration(days=5)).alias("event_date"), pl.lit("B").alias("_p")),
+        pick_exit.select("member_id", (pl.col("exit_date") + pl.duration(days=10)).alias("event_date"), pl.lit("A").alias("_p")),
+    ]
+    out = pl.concat(parts).with_row_index("_i")
+    return out.select(
+        (pl.lit("Y") + pl.col("_p") + pl.col("_i").cast(pl.String).str.zfill(9)).alias("claim_id"),
+        "member_id",
+        "event_date",
+        pl.lit(100_000.0).alias("amount"),
+        (pl.col("event_date") + pl.duration(days=30)).alias("approved_date"),
+        pl.lit("other").alias("cause"),
+    )
