@@ -119,3 +119,17 @@ def test_cli_missing_groups_and_existing_out(tmp_path, capsys, groups_parquet):
     pl.DataFrame({"group": ["a"], "members": [1.0]}).write_parquet(bad)
     assert main(["project", "--groups", str(bad), "--out", str(tmp_path / "o3")]) == 2
     assert "'rate' is required" in capsys.readouterr().err
+
+
+def test_summary_print_and_plot(capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    g = pl.DataFrame({"group": ["a"], "members": [1000.0], "rate": [0.002], "benefit_cny": [100_000.0]})
+    res = project(g, horizon=6, n_scenarios=20)
+    assert res.summary.equals(res.plans)
+    res.print_summary()
+    out = capsys.readouterr().out
+    assert "sustainable" in out and "death" in out
+    ax = res.plot_share()
+    assert ax.get_title() == "plan all" and len(ax.lines) == 2
