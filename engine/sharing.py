@@ -96,6 +96,10 @@ def _poisson_pmf(mu: np.ndarray, b: np.ndarray, s_max: int) -> np.ndarray:
                 f[t] *= shrink
             log_scale += 250 * math.log(10)
     arr = np.asarray(f)
+    if log_scale != -lam:
+        # rescaled (exp(-lambda) underflows): the bookkeeping of log_scale loses ~1e-16 x lambda,
+        # so normalise on the lattice instead (its tail beyond the default s_max is below 1e-30)
+        return arr / arr.sum()
     with np.errstate(divide="ignore", under="ignore"):
         return np.where(arr > 0, np.exp(np.log(np.where(arr > 0, arr, 1.0)) + log_scale), 0.0)
 

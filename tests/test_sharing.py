@@ -186,3 +186,21 @@ def test_moments_match_full_allocation(model):
     sd = np.sqrt((cm.allocation_cny**2) @ cm.pmf - m1**2)
     got_m1, got_sd = conditional_mean_moments(n, p, B, model=model)
     assert np.allclose(got_m1, m1, rtol=1e-12) and np.allclose(got_sd, sd, rtol=1e-9)
+
+
+def test_rescaled_panjer_matches_scipy_poisson():
+    # one class with benefit 1: S ~ Poisson(1500); exp(-1500) underflows, so the rescaled path runs
+    cm = conditional_mean(np.array([3000.0]), np.array([0.5]), np.array([1.0]))
+    s = np.arange(len(cm.pmf))
+    want = stats.poisson.pmf(s, 1500.0)
+    core = want > 1e-12
+    assert np.allclose(cm.pmf[core], want[core], rtol=1e-8)
+    # two benefits: compare with the direct convolution of the two scaled Poisson laws
+    cm2 = conditional_mean(np.array([800.0, 1000.0]), np.array([1.0, 0.5]), np.array([2.0, 3.0]))
+    a = np.zeros(len(cm2.pmf))
+    a[::2] = stats.poisson.pmf(np.arange(len(a[::2])), 800.0)
+    c = np.zeros(len(cm2.pmf))
+    c[::3] = stats.poisson.pmf(np.arange(len(c[::3])), 500.0)
+    want2 = np.convolve(a, c)[: len(cm2.pmf)]
+    core = want2 > 1e-12
+    assert np.allclose(cm2.pmf[core], want2[core], rtol=1e-7)
