@@ -425,3 +425,28 @@ def test_expected_share_path_closed_form() -> None:
     shares = [r["expected_share_cny"] for r in plat.params["monthly"]]
     assert shares == pytest.approx([expected] * len(shares), rel=1e-9)
     assert plat.members["exit_date"].null_count() == plat.members.height
+
+
+# ----------------------------------------------------------------------------- consistency with engine.exposure
+def test_ineligible_kinds_reach_exposure_with_their_reasons() -> None:
+    from engine.exposure import classify_claims
+
+    plat = generate(200_000, seed=11, dirty=0.02, level=3.0)
+    res = validate(plat.members, plat.claims)
+    cls = classify_claims(res.members, res.claims, waiting_days=90)
+    got = {r: n for r, n in cls.group_by("reason").len().iter_rows() if r is not None}
+    expected = plat.params["dirty_expected"]["ineligible"]
+    assert set(expected) == {"before_join", "after_exit", "after_first_claim"}
+    for reason, n in expected.items():
+        assert got.get(reason, 0) == n, reason
+    assert got["in_waiting_period"] > 0
+
+
+@pytest.mark.slow
+def test_eligible_claims_agree_with_exposure_classification(plat_hi, oracle_hi) -> None:  # type: ignore[no-untyped-def]
+    from engine.exposure import classify_claims
+
+    cls = classify_claims(plat_hi.members, plat_hi.claims, waiting_days=90)
+    eligible = cls.filter(pl.col("eligible"))
+    assert eligible.height == oracle_hi["obs"].height
+    assert set(eligible["member_id"].to_list()) == set(oracle_hi["obs"]["member_id"].to_list())

@@ -237,7 +237,7 @@ def generate(
     if cfg.dirty > 0:
         from engine.synth.dirty import make_dirty
 
-        members, claims, expected = make_dirty(members, claims, cfg.dirty, r_dirty)
+        members, claims, expected = make_dirty(members, claims, cfg.dirty, r_dirty, cfg.waiting_days)
         params["dirty_expected"] = expected
         params["members_rows"] = members.height
         params["claims_rows"] = claims.height

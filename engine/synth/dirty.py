@@ -16,7 +16,8 @@ negative amount, event in 1850. Appended: exact copies (duplicate_claim_row),
 copies with another amount (duplicate_claim_id, both rows), claims of ids no
 member has (unknown_member). Finally k_c well-formed but *ineligible* claims of each
 kind that validation passes and exposure sets aside: 5 days before joining
-(``before_join``) and 10 days after exit (``after_exit``), on clean members
+(``before_join``), 10 days after exit (``after_exit``) and 5 days after a first
+eligible claim (``after_first_claim``), on clean members
 (``params["dirty_expected"]["ineligible"]``).
 """
 
@@ -117,7 +118,7 @@ def _corrupt_claims(c: pl.DataFrame, picks: dict[str, np.ndarray]) -> pl.DataFra
 
 
 def make_dirty(
-    members: pl.DataFrame, claims: pl.DataFrame, dirty: float, rng: np.random.Generator
+    members: pl.DataFrame, claims: pl.DataFrame, dirty: float, rng: np.random.Generator, waiting_days: int = 90
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, dict[str, int]]]:
     """Corrupt and append rows; return (members, claims, expected set-aside counts by reason)."""
     n_m = members.height
@@ -151,36 +152,55 @@ def make_dirty(
         (pl.lit("X") + pl.col("claim_id")).alias("claim_id"),
         (pl.lit("X") + pl.col("member_id")).alias("member_id"),
     )
-    ineligible = _ineligible_claims(m_clean, k_c, rng)
+    ineligible = _ineligible_claims(m_clean, claims.filter(~of_bad), k_c, rng, waiting_days)
     c = pl.concat([_corrupt_claims(c, cp), exact, conflict, unknown]).drop("_row")
-    c = pl.concat([c, ineligible], how="vertical_relaxed")
+    c = pl.concat([c, ineligible], how="diagonal_relaxed")
     expected_c = Counter({kind: k_c for kind in CLAIM_KINDS if k_c})
     if k_c:
         expected_c["duplicate_claim_id"] = 2 * k_c
     expected_c.update(natural)
     expected = {"members": expected_m, "claims": {k: v for k, v in sorted(expected_c.items()) if v}}
-    expected["ineligible"] = {"before_join": k_c, "after_exit": k_c} if k_c else {}
+    counts = ineligible.group_by("_kind").len()
+    expected["ineligible"] = {kind: int(n) for kind, n in counts.sort("_kind").iter_rows()}
+    c = c.drop("_kind")
     return m, c, expected
 
 
-def _ineligible_claims(m_clean: pl.DataFrame, k: int, rng: np.random.Generator) -> pl.DataFrame:
-    """Well-formed claims that pass validation but are ineligible: ``k`` dated 5 days before
-    joining, ``k`` dated 10 days after exit (members who already left), on clean members."""
-    exited = m_clean.filter(pl.col("exit_date").is_not_null())
-    k_exit = min(k, exited.height)
-    k_join = min(k, m_clean.height)
-    pick_exit = exited.gather(np.sort(rng.choice(exited.height, size=k_exit, replace=False))) if k_exit else exited.head(0)
-    pick_join = m_clean.gather(np.sort(rng.choice(m_clean.height, size=k_join, replace=False))) if k_join else m_clean.head(0)
+def _ineligible_claims(
+    m_clean: pl.DataFrame, c_clean: pl.DataFrame, k: int, rng: np.random.Generator, waiting_days: int
+) -> pl.DataFrame:
+    """Well-formed claims that pass validation but are ineligible, on clean members:
+    ``k`` dated 5 days before joining (``before_join``), ``k`` dated 10 days after exit
+    (``after_exit``) and ``k`` dated 5 days after a first eligible claim (``after_first_claim``)."""
+
+    def pick(df: pl.DataFrame) -> pl.DataFrame:
+        n = min(k, df.height)
+        return df.gather(np.sort(rng.choice(df.height, size=n, replace=False))) if n else df.head(0)
+
+    first = (
+        c_clean.join(m_clean.select("member_id", "join_date", "exit_date"), on="member_id", maintain_order="left")
+        .filter(
+            (pl.col("event_date") >= pl.col("join_date") + pl.duration(days=waiting_days))
+            & (pl.col("exit_date").is_null() | (pl.col("event_date") < pl.col("exit_date")))
+        )
+        .group_by("member_id", maintain_order=True)
+        .agg(pl.col("event_date").min())
+        .sort("member_id")
+    )
     parts = [
-        pick_join.select("member_id", (pl.col("join_date") - pl.duration(days=5)).alias("event_date"), pl.lit("B").alias("_p")),
-        pick_exit.select("member_id", (pl.col("exit_date") + pl.duration(days=10)).alias("event_date"), pl.lit("A").alias("_p")),
+        pick(m_clean).select("member_id", (pl.col("join_date") - pl.duration(days=5)).alias("event_date"), pl.lit("before_join").alias("_kind")),
+        pick(m_clean.filter(pl.col("exit_date").is_not_null())).select(
+            "member_id", (pl.col("exit_date") + pl.duration(days=10)).alias("event_date"), pl.lit("after_exit").alias("_kind")
+        ),
+        pick(first).select("member_id", (pl.col("event_date") + pl.duration(days=5)).alias("event_date"), pl.lit("after_first_claim").alias("_kind")),
     ]
     out = pl.concat(parts).with_row_index("_i")
     return out.select(
-        (pl.lit("Y") + pl.col("_p") + pl.col("_i").cast(pl.String).str.zfill(9)).alias("claim_id"),
+        (pl.lit("Y") + pl.col("_i").cast(pl.String).str.zfill(9)).alias("claim_id"),
         "member_id",
         "event_date",
         pl.lit(100_000.0).alias("amount"),
         (pl.col("event_date") + pl.duration(days=30)).alias("approved_date"),
         pl.lit("other").alias("cause"),
+        "_kind",
     )
