@@ -320,7 +320,7 @@ def _plans_frames(m: Model, det: dict[str, np.ndarray], periods: pl.DataFrame,
                    lapse_rise=rule.lapse_rise, overshoot=rule.overshoot)
         t_sp = detect_spiral(det["members"][:, p], det["share"][:, p], det["lapses"][:, p], sus_t[:, p], **thr)
         t_mc = detect_spiral(mc["members"][:, p], mc["share"][:, p], mc["lapses"][:, p], sus_t[:, p], **thr)
-        lev = bens / (ppy * sus[p]) if sus[p] > 0 else np.full(bens.size, np.inf)
+        lev = bens / (ppy * sus[p]) if sus[p] > 0 else None
         end = last.filter(pl.col("plan") == name).row(0, named=True)
         rows.append({
             "plan": name, "groups": int(sel.sum()), "benefit_bands": int(bens.size),
@@ -328,7 +328,8 @@ def _plans_frames(m: Model, det: dict[str, np.ndarray], periods: pl.DataFrame,
             "share_end_mean_cny": end["share_mean_cny"], "share_end_p95_cny": end["share_p95_cny"],
             "share_end_cv": end["share_sd_cny"] / end["share_mean_cny"] if end["share_mean_cny"] > 0 else None,
             "sustainable_share_cny": float(sus[p]), "sustainable_annual_share_cny": float(sus[p] * ppy),
-            "sustainable_leverage_min": float(lev.min()), "sustainable_leverage_max": float(lev.max()),
+            "sustainable_leverage_min": float(lev.min()) if lev is not None else None,
+            "sustainable_leverage_max": float(lev.max()) if lev is not None else None,
             "stationary_share_cny": float(stat[p]), "sustainable_share_end_cny": float(sus_end[p]),
             "death_spiral": t_sp is not None, "death_spiral_period": t_sp,
             "death_spiral_mc_mean": t_mc is not None, "death_spiral_mc_mean_period": t_mc,
@@ -338,6 +339,8 @@ def _plans_frames(m: Model, det: dict[str, np.ndarray], periods: pl.DataFrame,
             band_rows.append({"plan": name, "benefit_cny": float(b), "stationary_member_weight": wb,
                               "sustainable_leverage": float(b / (ppy * sus[p])) if sus[p] > 0 else None})
     plans = pl.DataFrame(rows, schema_overrides={"death_spiral_period": pl.Int32, "share_end_cv": pl.Float64,
+                                                 "sustainable_leverage_min": pl.Float64,
+                                                 "sustainable_leverage_max": pl.Float64,
                                                  "death_spiral_mc_mean_period": pl.Int32})
     return plans, pl.DataFrame(band_rows, schema_overrides={"sustainable_leverage": pl.Float64})
 
