@@ -184,6 +184,8 @@ class RiskSegmenter:
         feats = list(self.features) if self.features is not None else [c for c in key_columns(cells) if c not in self.adjust_for]
         if self.method == "rules" and self.features is None:
             feats = sorted({f for _, r in parse_rules(self.rules, tuple(self.ordered_features)) for f in r})
+        if not feats:
+            raise ConfigError("features: at least one segmentation feature is needed (cells have no key left)")
         for f in [*feats, *self.adjust_for]:
             if f not in cells.columns:
                 raise DataError(f"cells: feature column '{f}' is missing")
@@ -425,7 +427,12 @@ class RiskSegmenter:
             return rule_text(rule, feats)
         parts = []
         for f in feats:
-            w = sub.group_by(f).agg(pl.col("E").sum()).sort("E", descending=True)
+            if f in units.ordered:
+                lo, hi = sub[f].min(), sub[f].max()
+                mean = float((sub[f] * sub["E"]).sum() / max(float(sub["E"].sum()), 1e-300))
+                parts.append(f"{f}: {lo}-{hi} (mean {mean:.1f})")
+                continue
+            w = sub.group_by(f).agg(pl.col("E").sum()).sort("E", f, descending=[True, False])
             tot = float(w["E"].sum())
             top = ", ".join(f"{v} {e / tot:.0%}" for v, e in w.head(3).iter_rows())
             parts.append(f"{f}: {top}")
