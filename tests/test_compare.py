@@ -295,3 +295,30 @@ def test_plots_and_summaries_return(capsys):
     opt.print_summary()
     out = capsys.readouterr().out
     assert "migration" in out and "granularity" in out and "plans" in out
+
+
+def test_cli_with_saved_glm(tmp_path):
+    glm = pytest.importorskip("engine.glm")
+    from engine.cli.main import main
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for m in range(1, 13):
+        for age in range(0, 60, 3):
+            for tier in (1, 2, 3, 4, 5):
+                e = 500.0 * (1 + tier) / 12
+                rows.append({"period": dt.date(2020, m, 1), "age": age, "city_tier": tier, "exposure_years": e,
+                             "claims": int(rng.poisson(e * 0.001 * 1.06**age))})
+    cells = pl.DataFrame(rows).with_columns(pl.col("age").cast(pl.Int32))
+    cells.write_parquet(tmp_path / "cells.parquet")
+    model = glm.PoissonGLM(factors=["city_tier"]).fit(cells)
+    model.save(tmp_path / "glm")
+    out = tmp_path / "out"
+    code = main(["plans", str(ROOT / "configs" / "vertical.toml"), "--cells", str(tmp_path / "cells.parquet"),
+                 "--model", str(tmp_path / "glm"), "--out", str(out), "--quiet"])
+    assert code == 0
+    risk = pl.read_parquet(out / "risk_table.parquet")
+    assert np.allclose(risk["rate"].to_numpy(), model.predict_rate(risk))
+    code = main(["plans", str(ROOT / "configs" / "vertical.toml"), "--cells", str(tmp_path / "cells.parquet"),
+                 "--model", str(tmp_path / "nomodel"), "--out", str(out), "--quiet"])
+    assert code == 2
