@@ -341,3 +341,19 @@ def test_select_factor_table_from_duration_bands():
     s = res2.periods["det_share_cny"].to_numpy()
     np.testing.assert_allclose(s[3:6] / base, [0.6, 0.6, 0.6], rtol=1e-12)
     np.testing.assert_allclose(s[12:] / base, 1.0, rtol=1e-12)
+
+
+def test_chunking_bounds_working_memory():
+    import tracemalloc
+
+    g = groups_from_table({"group": [f"g{i}" for i in range(40)], "members": [1000.0] * 40,
+                           "rate": [0.002] * 40, "benefit": [100_000.0] * 40})
+    peaks = {}
+    for cs in (256, 4096):
+        tracemalloc.start()
+        res = project(g, horizon=4, n_scenarios=4096, chunk_size=cs, waiting_periods=6, lapse=0.1)
+        peaks[cs] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        del res
+    # the (tenure x chunk x groups) state dominates: 16 x smaller chunks, several x less memory
+    assert peaks[256] * 4 < peaks[4096], peaks
