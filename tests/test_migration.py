@@ -138,3 +138,23 @@ def test_initial_column_and_errors():
     with pytest.raises(ConfigError, match="threshold"):
         migrate(t, _opts(), threshold=-1)
     assert remaining(r, ["young"])["plan"].to_list() == ["young"]
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    ages=st.lists(st.integers(0, 65), min_size=1, max_size=12),
+    seed=st.integers(0, 10_000),
+    prob=st.floats(0.05, 1.0),
+    threshold=st.floats(0.0, 5.0),
+)
+def test_conservation_property(ages, seed, prob, threshold):
+    rng = np.random.default_rng(seed)
+    t = pl.DataFrame({"age": ages, "members": rng.uniform(0, 500, len(ages)), "rate": rng.uniform(0, 0.1, len(ages))})
+    r = migrate(t, _opts(), move_probability=prob, threshold=threshold, max_rounds=50)
+    covered = float(t.filter(pl.col("age") <= 59)["members"].sum())
+    assert r.pools["members_end"].sum() == pytest.approx(covered, rel=1e-12, abs=1e-9)
+    assert (r.rows["members"] >= 0).all()
