@@ -207,6 +207,12 @@ def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str)
         .alias("expected_share_cny"),
     ).with_columns(lev.alias("leverage")).select(cols)
     flows = _flows(r, plan, label)
+    empty = meta.filter(~pl.col("plan").is_in(plan_rows["plan"].implode()))
+    if empty.height:  # plans nobody is eligible for are reported with 0 members
+        plan_rows = pl.concat([plan_rows, empty.select(
+            pl.lit(label).alias("planset"), "plan", pl.lit("plan").alias("level"), "rule", "periods_per_year",
+            pl.lit(0.0).alias("members"), pl.lit(0.0).alias("expected_claims_per_period"),
+        )], how="diagonal_relaxed").select(cols)
     return pl.concat([plan_rows, grp_rows], how="vertical_relaxed"), flows
 
 

@@ -322,3 +322,10 @@ def test_cli_with_saved_glm(tmp_path):
     code = main(["plans", str(ROOT / "configs" / "vertical.toml"), "--cells", str(tmp_path / "cells.parquet"),
                  "--model", str(tmp_path / "nomodel"), "--out", str(out), "--quiet"])
     assert code == 2
+
+
+def test_plan_without_members_is_listed():
+    t = TABLE.filter(pl.col("age") < 40)
+    res = compare_plans(t, VERTICAL, pooled=POOLED)
+    old = _row(res, "vertical", "old")
+    assert old["members"] == 0.0 and old["sustainable_share_cny"] is None
