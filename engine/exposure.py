@@ -31,9 +31,12 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import polars as pl
 
-from engine.errors import ConfigError, DataError
+from engine.cells import NEVER, Calendar, KeySpec, Members, accumulate, keys_at
+from engine.dates import day_number
+from engine.errors import ConfigError, DataError, EngineError
 
 REASONS = ("before_join", "in_waiting_period", "after_exit", "after_first_claim", "outside_study")
 PERIODS = ("month", "quarter", "year")
@@ -114,11 +117,15 @@ def classify_claims(
     if mm.get_column("member_id").is_duplicated().any():
         dup = mm.filter(pl.col("member_id").is_duplicated()).get_column("member_id")[0]
         raise DataError(f"members: member_id '{dup}' occurs more than once (run engine.validate first)")
-    return _classify_joined(cdf, mm, w, terminate_on_claim)
+    out = _classify_joined(cdf, mm, w, terminate_on_claim)
+    return out.select([*(x for x in cdf.columns if x != "__ord"), "eligible", "reason"])
 
 
 def _classify_joined(cdf: pl.DataFrame, mm: pl.DataFrame, w: int, terminate_on_claim: bool) -> pl.DataFrame:
-    """Classify ``cdf`` (claims with ``__ord``) against ``mm`` (member_id, __join, __exit)."""
+    """Classify ``cdf`` (claims with ``__ord``) against ``mm`` (member_id, __join, __exit, ...).
+
+    Returns the joined frame sorted by ``__ord`` with ``reason`` and ``eligible``.
+    """
     j = cdf.join(mm, on="member_id", how="left")
     ev = pl.col("event_date")
     base = (
@@ -141,8 +148,306 @@ def _classify_joined(cdf: pl.DataFrame, mm: pl.DataFrame, w: int, terminate_on_c
             .otherwise(pl.col("reason"))
             .alias("reason")
         )
-    return (
-        j.sort("__ord")
-        .with_columns(pl.col("reason").is_null().alias("eligible"))
-        .select([*(x for x in cdf.columns if x != "__ord"), "eligible", "reason"])
+    return j.sort("__ord").with_columns(pl.col("reason").is_null().alias("eligible"))
+
+
+# --------------------------------------------------------------------------- exposure
+DAY_KEYS = ("age", "duration", "duration_band")
+SUMS = ("exposure_days", "exposure_years", "sharing_days", "sharing_years", "claims", "amount")
+DAYS_PER_YEAR = 365.25
+DEFAULT_BATCH = 2_000_000
+
+
+def _check_args(start, end, period, by, duration_bands, batch_size) -> tuple[list[str], np.ndarray]:
+    for name, v in (("start", start), ("end", end)):
+        if not isinstance(v, dt.date) or isinstance(v, dt.datetime):
+            raise ConfigError(f"{name}: expected a datetime.date, got {v!r}")
+    if end < start:
+        raise ConfigError(f"end: {end} is before start {start}")
+    if period not in PERIODS:
+        raise ConfigError(f"period: must be one of {', '.join(PERIODS)}, got {period!r}")
+    if isinstance(by, str):
+        by = (by,)
+    by = list(by)
+    if any(not isinstance(b, str) or not b for b in by):
+        raise ConfigError(f"by: expected column names, got {by!r}")
+    if len(set(by)) != len(by):
+        raise ConfigError(f"by: a key is repeated in {by!r}")
+    if "period" in by or any(b in SUMS for b in by):
+        raise ConfigError(f"by: 'period' and the sum columns cannot be keys ({by!r})")
+    edges = list(duration_bands)
+    if (
+        not edges
+        or any(isinstance(e, bool) or not isinstance(e, (int, np.integer)) for e in edges)
+        or edges[0] != 0
+        or any(b <= a for a, b in zip(edges, edges[1:]))
+    ):
+        raise ConfigError(f"duration_bands: must be increasing integers starting at 0, got {tuple(duration_bands)!r}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ConfigError(f"batch_size: must be a positive integer, got {batch_size!r}")
+    return by, np.asarray(edges, dtype=np.int64)
+
+
+def band_labels(edges: Sequence[int]) -> list[str]:
+    """Labels of duration bands with lower edges ``edges``: ``"0-2", ..., "24+"``."""
+    edges = list(edges)
+    out = [f"{a}-{b - 1}" if b - 1 > a else f"{a}" for a, b in zip(edges, edges[1:])]
+    return [*out, f"{edges[-1]}+"]
+
+
+def _days(s: pl.Series) -> np.ndarray:
+    return s.to_physical().cast(pl.Int64).fill_null(NEVER).to_numpy()
+
+
+def _encode_column(s: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """Integer codes ``0..k-1`` of a column and the ``k`` values (null included) they stand for."""
+    if s.dtype.is_integer() and s.null_count() == 0 and s.len():
+        lo, hi = int(s.min()), int(s.max())
+        if hi - lo <= 100_000:
+            return (s.to_numpy().astype(np.int64) - lo), pl.Series(s.name, np.arange(lo, hi + 1)).cast(s.dtype)
+    vals = s.head(50_000).drop_nulls().unique().sort()
+    if vals.len() > 32 or s.dtype == pl.Null:
+        vals = s.drop_nulls().unique().sort()
+    k = vals.len()
+    if k <= 32:
+        expr: Any = pl
+        for i, v in enumerate(vals.to_list()):
+            expr = expr.when(pl.col(s.name) == v).then(pl.lit(i, dtype=pl.Int64))
+        expr = expr.when(pl.col(s.name).is_null()).then(pl.lit(k, dtype=pl.Int64)).otherwise(pl.lit(-1, dtype=pl.Int64))
+        codes = s.to_frame().select(expr).to_series().to_numpy()
+        if (codes >= 0).all():
+            return codes, pl.concat([vals, pl.Series(s.name, [None], dtype=s.dtype)])
+        vals = s.drop_nulls().unique().sort()
+        k = vals.len()
+    codes = (
+        s.to_frame()
+        .select(pl.col(s.name).replace_strict(vals, pl.int_range(k, eager=True), default=k, return_dtype=pl.Int64))
+        .to_series()
+        .to_numpy()
     )
+    return codes, pl.concat([vals, pl.Series(s.name, [None], dtype=s.dtype)])
+
+
+def _encode_static(mb: pl.DataFrame, cols: list[str]) -> tuple[np.ndarray, int, Any]:
+    """Static key id per member, the number of ids, and a decoder ``sid array -> DataFrame``."""
+    n = mb.height
+    if not cols:
+        return np.zeros(n, dtype=np.int64), 1, lambda sid: pl.DataFrame()
+    parts = [_encode_column(mb.get_column(c)) for c in cols]
+    cards = [int(v.len()) for _, v in parts]
+    total = int(np.prod(cards, dtype=np.float64))
+    sid = np.zeros(n, dtype=np.int64)
+    for (codes, _), k in zip(parts, cards):
+        sid = sid * k + codes
+    inverse = None
+    if total > 200_000:  # compress to the combinations present
+        uniq, sid = np.unique(sid, return_inverse=True)
+        inverse, total = uniq, int(uniq.size)
+
+    def decode(ids: np.ndarray) -> pl.DataFrame:
+        code = inverse[ids] if inverse is not None else ids
+        out = {}
+        for (_, vals), k, c in zip(reversed(parts), reversed(cards), reversed(cols)):
+            out[c] = vals.gather(pl.Series(code % k))
+            code = code // k
+        return pl.DataFrame([out[c] for c in cols])
+
+    return sid, max(total, 1), decode
+
+
+def _batches(members: Any, batch_size: int) -> Any:
+    """Yield member DataFrames: each partition of a list, sliced into ``batch_size`` rows."""
+    parts = list(members) if isinstance(members, (list, tuple)) else [members]
+    for part in parts:
+        if isinstance(part, pl.DataFrame):
+            for off in range(0, part.height, batch_size):
+                yield part.slice(off, batch_size)
+            continue
+        lf = _lazy(part, "members")
+        n = int(lf.select(pl.len()).collect().item())
+        for off in range(0, n, batch_size):
+            yield lf.slice(off, batch_size).collect()
+
+
+def exposure(
+    members: pl.LazyFrame | pl.DataFrame | Sequence[pl.LazyFrame | pl.DataFrame],
+    claims: pl.LazyFrame | pl.DataFrame,
+    *,
+    start: dt.date,
+    end: dt.date,
+    period: str = "month",
+    waiting_days: int = 90,
+    terminate_on_claim: bool = True,
+    by: Sequence[str] = ("age", "sex"),
+    duration_bands: Sequence[int] = (0, 3, 6, 12, 24),
+    batch_size: int | None = None,
+    return_rejected: bool = False,
+) -> pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]:
+    """Cells of exposure, sharing days, claims and amount by period and keys.
+
+    Parameters
+    ----------
+    members : clean contract members (after :func:`engine.validate`): a frame, or a
+        list of frames (partitions) processed one by one.
+    claims : clean contract claims (collected in memory: they are few).
+    start, end : study window, both inclusive.
+    period : ``"month"``, ``"quarter"`` or ``"year"`` (calendar periods).
+    waiting_days : days after ``join_date`` before cover starts.
+    terminate_on_claim : cover ends with the first eligible claim (event day at risk).
+    by : keys after ``period``, in this order: ``age`` (age last birthday),
+        ``duration`` (completed months since joining), ``duration_band`` (labels
+        from ``duration_bands``) and any member column (e.g. ``sex``).
+    duration_bands : lower edges in months of the duration bands (start at 0).
+    batch_size : members per batch (default 2,000,000); results do not depend on it.
+    return_rejected : also return the claims set aside, with ``reason``.
+
+    Returns
+    -------
+    DataFrame, or (DataFrame, DataFrame) with ``return_rejected``
+        Cells sorted by ``period`` and ``by``, with ``exposure_days``,
+        ``exposure_years``, ``sharing_days``, ``sharing_years``, ``claims``,
+        ``amount``; only cells with a sharing day. Rejected claims keep every
+        claim column plus ``reason``.
+
+    Notes
+    -----
+    On day d a member shares if ``join <= d < exit`` and is at risk if it shares,
+    ``d >= join + waiting_days`` and ``d <= first eligible claim`` (with
+    ``terminate_on_claim``). ``exposure_years = exposure_days / 365.25``. A
+    claim counts in the cell of its event day. Claims read = ``sum(claims)`` +
+    rows of the rejected claims (checked). See :mod:`engine.cells` for the
+    algorithm.
+    """
+    by, edges = _check_args(start, end, period, by, duration_bands, batch_size)
+    w = _check_waiting(waiting_days)
+    bs = batch_size or DEFAULT_BATCH
+    c = _lazy(claims, "claims")
+    c_schema = c.collect_schema()
+    _need(c_schema, ("member_id", "event_date", "amount"), "claims")
+    static = [b for b in by if b not in DAY_KEYS]
+    dim = "duration" if "duration" in by else ("band" if "duration_band" in by else None)
+    spec = KeySpec(age="age" in by, dim=dim, edges=edges)
+    cal = Calendar(day_number(start), day_number(end), period)
+    cdf = c.with_row_index("__ord").collect()
+    need_m = ["member_id", "birth_date", "join_date", "exit_date", *static]
+    cell_parts: list[pl.DataFrame] = []
+    classified: list[pl.DataFrame] = []
+    for mb in _batches(members, bs):
+        missing = [x for x in need_m if x not in mb.columns]
+        if missing:
+            what = "by" if missing[0] in static else "members"
+            raise DataError(f"{what}: members have no column '{missing[0]}'")
+        cells_b, cl_b = _one_batch(mb.select(need_m), cdf, cal, spec, static, w, terminate_on_claim)
+        cell_parts.append(cells_b)
+        classified.append(cl_b)
+    keys = ["period", *by]
+    cells = _combine(cell_parts, keys, by, edges)
+    rejected = _rejected(cdf, classified, start, end)
+    used = int(cells["claims"].sum())
+    if used + rejected.height != cdf.height:
+        raise EngineError(f"internal: claims account does not balance: {cdf.height} != {used} + {rejected.height}")
+    return (cells, rejected) if return_rejected else cells
+
+
+def _one_batch(
+    mb: pl.DataFrame, cdf: pl.DataFrame, cal: Calendar, spec: KeySpec, static: list[str], w: int, terminate: bool
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Cells (with day sums, claims, amount) and classified claims of one member batch."""
+    n = mb.height
+    ids = cdf.get_column("member_id")
+    mm = (
+        mb.select("member_id", pl.col("join_date").alias("__join"), pl.col("exit_date").alias("__exit"))
+        .with_row_index("__row")
+        .filter(pl.col("member_id").is_in(ids.implode()))
+    )
+    if mm.get_column("member_id").is_duplicated().any():
+        dup = mm.filter(pl.col("member_id").is_duplicated()).get_column("member_id")[0]
+        raise DataError(f"members: member_id '{dup}' occurs more than once (run engine.validate first)")
+    cb = cdf.filter(pl.col("member_id").is_in(mm.get_column("member_id").implode()))
+    cl = _classify_joined(cb, mm, w, terminate)
+    cover_end = np.full(n, NEVER, dtype=np.int64)
+    elig = cl.filter(pl.col("eligible"))
+    if terminate and elig.height:
+        first = elig.group_by("__row").agg(pl.col("event_date").min())
+        cover_end[first["__row"].to_numpy()] = _days(first["event_date"])
+    sid, n_sid, decode = _encode_static(mb, static)
+    mem = Members(
+        birth=_days(mb.get_column("birth_date")),
+        join=_days(mb.get_column("join_date")),
+        exit=_days(mb.get_column("exit_date")),
+        cover_end=cover_end,
+        sid=sid,
+        n_sid=n_sid,
+    )
+    cols = ["sid", "p", *(["age"] if spec.age else []), *(["dim"] if spec.dim else [])]
+    acc = accumulate(cal, mem, spec, w)
+    cells = pl.DataFrame({k: acc[k] for k in [*cols, "exposure_days", "sharing_days"]}).with_columns(
+        pl.col(cols).cast(pl.Int64), pl.col("exposure_days", "sharing_days").cast(pl.Int64)
+    )
+    inwin = elig.filter(pl.col("event_date").is_between(_date(cal.start), _date(cal.end)))
+    rows = inwin.get_column("__row").to_numpy()
+    t = _days(inwin.get_column("event_date"))
+    ck = keys_at(cal, spec, mem.birth[rows], mem.join[rows], t)
+    ck["sid"] = sid[rows]
+    cc = (
+        pl.DataFrame({k: np.asarray(ck[k], dtype=np.int64) for k in cols})
+        .with_columns(pl.lit(1, dtype=pl.Int64).alias("claims"), inwin.get_column("amount").cast(pl.Float64).alias("amount"))
+        .group_by(cols)
+        .agg(pl.col("claims").sum(), pl.col("amount").sum())
+    )
+    cells = cells.join(cc, on=cols, how="full", coalesce=True).with_columns(
+        pl.col("exposure_days", "sharing_days", "claims").fill_null(0), pl.col("amount").fill_null(0.0)
+    )
+    period_days = cal.first[cells.get_column("p").to_numpy()]
+    keyed = [pl.Series("period", period_days.astype(np.int32)).cast(pl.Date)]
+    if spec.age:
+        keyed.append(cells.get_column("age").cast(pl.Int32))
+    if spec.dim:
+        keyed.append(cells.get_column("dim").cast(pl.Int32).alias("duration" if spec.dim == "duration" else "band"))
+    static_df = decode(cells.get_column("sid").to_numpy())
+    out = pl.concat([pl.DataFrame(keyed), static_df, cells.select("exposure_days", "sharing_days", "claims", "amount")], how="horizontal")
+    return out, cl
+
+
+def _date(day: int) -> dt.date:
+    return dt.date(1970, 1, 1) + dt.timedelta(days=int(day))
+
+
+def _combine(
+    parts: list[pl.DataFrame], keys: list[str], by: list[str], edges: np.ndarray
+) -> pl.DataFrame:
+    """Sum batch cells over keys, label duration bands, add years, sort."""
+    if not parts:
+        raise DataError("members: no member rows")
+    df = pl.concat(parts, how="vertical_relaxed")
+    labels = band_labels(edges.tolist())
+    if "duration_band" in by:
+        if "duration" in df.columns:
+            idx = np.searchsorted(edges, df.get_column("duration").to_numpy(), side="right") - 1
+        else:
+            idx = df.get_column("band").to_numpy()
+        df = df.with_columns(pl.Series("duration_band", np.asarray(labels, dtype=object)[idx].tolist(), dtype=pl.String))
+    df = df.group_by(keys).agg(pl.col("exposure_days", "sharing_days", "claims", "amount").sum())
+    df = df.with_columns(
+        (pl.col("exposure_days") / DAYS_PER_YEAR).alias("exposure_years"),
+        (pl.col("sharing_days") / DAYS_PER_YEAR).alias("sharing_years"),
+    )
+    return df.select([*keys, *SUMS]).sort(keys, nulls_last=True)
+
+
+def _rejected(cdf: pl.DataFrame, classified: list[pl.DataFrame], start: dt.date, end: dt.date) -> pl.DataFrame:
+    """Claims set aside, input order, every claim column plus ``reason``."""
+    claim_cols = [x for x in cdf.columns if x != "__ord"]
+    parts = [p.select("__ord", "eligible", "reason", "event_date") for p in classified if p.height]
+    cl = pl.concat(parts) if parts else pl.DataFrame(schema={"__ord": pl.UInt32, "eligible": pl.Boolean, "reason": pl.String, "event_date": pl.Date})
+    if cl.get_column("__ord").is_duplicated().any():
+        raise DataError("members: a member_id occurs in more than one batch or partition (run engine.validate first)")
+    cl = cl.with_columns(
+        pl.when(pl.col("eligible") & ~pl.col("event_date").is_between(start, end))
+        .then(pl.lit("outside_study"))
+        .otherwise(pl.col("reason"))
+        .alias("reason")
+    ).select("__ord", "reason")
+    out = cdf.join(cl, on="__ord", how="left").with_columns(pl.col("reason").fill_null(pl.lit("unknown_member")))
+    out = out.filter(~(pl.col("__ord").is_in(cl.filter(pl.col("reason").is_null())["__ord"].implode())))
+    return out.sort("__ord").select([*claim_cols, "reason"])
