@@ -24,6 +24,9 @@ import polars as pl
 from engine.errors import ConfigError, DataError
 from engine.plans import Plan, PlanSet, assign_plans
 
+#: largest number of groups per plan for the (groups x groups) cross-subsidy matrix
+MAX_MATRIX_GROUPS = 2000
+
 _SUMS = ("exposure_days", "exposure_years", "sharing_days", "sharing_years", "claims", "amount")
 
 
@@ -111,7 +114,11 @@ def build_risk_table(
     return out
 
 
-def _check_table(table: pl.DataFrame, study_years: float) -> pl.DataFrame:
+def _check_table(table: pl.DataFrame | pl.LazyFrame, study_years: float) -> pl.DataFrame:
+    if isinstance(table, pl.LazyFrame):
+        table = table.collect()
+    if not isinstance(table, pl.DataFrame):
+        raise DataError("risk table: must be a polars DataFrame")
     if "rate" not in table.columns:
         raise DataError("risk table: column 'rate' (claims per exposure-year) is required")
     if "members" not in table.columns:
@@ -251,6 +258,13 @@ def _flows(r: pl.DataFrame, plan: pl.DataFrame, label: str) -> pl.DataFrame:
         g = r.filter(pl.col("plan") == name).group_by("group", maintain_order=True).agg(
             pl.col("members").sum(), pl.col("_costf").sum()
         ).sort("group")
+        if g.height > MAX_MATRIX_GROUPS:
+            from engine.errors import ResourceError
+
+            raise ResourceError(
+                f"cross-subsidy matrix of plan '{name}': {g.height:,} groups (> {MAX_MATRIX_GROUPS:,}); "
+                "report coarser groups (group=...)"
+            )
         n = g["members"].to_numpy()
         cost = g["_costf"].to_numpy()
         total = cost.sum()

@@ -329,3 +329,16 @@ def test_plan_without_members_is_listed():
     res = compare_plans(t, VERTICAL, pooled=POOLED)
     old = _row(res, "vertical", "old")
     assert old["members"] == 0.0 and old["sustainable_share_cny"] is None
+
+
+def test_matrix_size_guard_and_lazy_input(monkeypatch):
+    import engine.compare as cmp
+    from engine.errors import ResourceError
+
+    res = compare_plans(TABLE.lazy(), VERTICAL, pooled=POOLED)
+    assert _row(res, "pooled", "pool")["sustainable_share_cny"] == pytest.approx(180.0)
+    monkeypatch.setattr(cmp, "MAX_MATRIX_GROUPS", 1)
+    with pytest.raises(ResourceError, match="2 groups"):
+        compare_plans(TABLE, VERTICAL, pooled=POOLED)
+    with pytest.raises(DataError, match="polars DataFrame"):
+        compare_plans({"age": [1]}, VERTICAL)
