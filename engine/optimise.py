@@ -60,7 +60,11 @@ def set_partitions(items: Sequence, max_blocks: int, *, contiguous: bool = False
 
 @dataclass(frozen=True)
 class PlanSpec:
-    """One proposed plan: ages ``age_min..age_max``, optionally ``factor in levels``."""
+    """One proposed plan: ages ``age_min..age_max``, optionally ``factor in levels``.
+
+    Bands are contiguous: an age absent from the risk table (e.g. 5-year age
+    groups) belongs to the band of the age below it.
+    """
 
     age_min: int
     age_max: int
@@ -282,7 +286,8 @@ def optimise_plans(
                         for bi in range(nb):
                             sel = block == bi
                             dev = 0.5 * float(np.sum(rn[sel] * np.abs(share[bi] - rc[sel])))
-                            specs.append(PlanSpec(int(ages[i]), int(ages[j - 1]), f, part[bi] if f else (),
+                            hi = int(ages[j]) - 1 if j < A else int(ages[j - 1])  # ages between rows belong to the band
+                            specs.append(PlanSpec(int(ages[i]), hi, f, part[bi] if f else (),
                                                   float(members[bi]), float(claims[bi]), float(share[bi]), dev))
                         back[(j, k)] = (i, k - nb, specs)
     total_cost = float(np.sum(n * c))

@@ -169,3 +169,10 @@ def test_errors():
     assert not res.tradeoff["feasible"].any()
     with pytest.raises(ConfigError, match="no feasible solution"):
         res.planset(1)
+
+
+def test_bands_cover_ages_between_rows():
+    t = pl.DataFrame({"age": [0, 2, 4], "members": [100.0, 100.0, 100.0], "rate": [0.1, 1.0, 3.0]})
+    res = optimise_plans(t, TEMPLATE, max_plans=3, min_claims_per_period=0.0)
+    specs = res.solutions[3]
+    assert [(s.age_min, s.age_max) for s in specs] == [(0, 1), (2, 3), (4, 4)]
