@@ -7,7 +7,7 @@ One period t, in this order (all arrays over scenarios x groups at once):
 1. joiners enter tenure 0 (schedule, or the previous period's exits under "replace");
 2. sharing members ``N_p`` of plan p = all members; eligible = tenure >= w;
 3. expected claims ``m_g = sum_{tau >= w} n[g, tau] * mu[g, tau]`` with
-   ``mu = rate_g * select[tau] * (1 + ageing_g) ** (t / ppy) / ppy``;
+   ``mu = rate_g * select[tau] * (1 + ageing_g) ** (t / ppy) * trend_g[t // ppy] / ppy``;
 4. claims incurred ``K_g ~ Poisson(m_g)`` (deterministic path: ``K_g = m_g``);
 5. claims paid in t are those incurred in ``t - lag``; the share is
    ``sum_g paid_g * min((1 + fee) * B_g / N_p, per_claimant_cap)``, then the
@@ -61,6 +61,7 @@ class Model:
     hbase: np.ndarray         # (G, T) base lapse hazard per period (before the max_hazard cap)
     joiners: np.ndarray       # (H, G) scheduled joiners
     replace: np.ndarray       # (H, P) 1.0 where the plan recruits its previous period's exits
+    trend: np.ndarray         # (Y, G) incidence multiplier by projection year (last row thereafter)
     a: ProjectionAssumptions
 
     @property
@@ -76,7 +77,9 @@ class Model:
         return np.add.reduceat(x, self.starts, axis=1)
 
     def age_factor(self, t: float) -> np.ndarray:
-        return (1.0 + self.ageing) ** (t / self.a.periods_per_year)
+        """Incidence multiplier of period t: annual drift times the trend table's factor for t's year."""
+        year = min(int(t // self.a.periods_per_year), self.trend.shape[0] - 1)
+        return (1.0 + self.ageing) ** (t / self.a.periods_per_year) * self.trend[year]
 
 
 def _by_tenure(spec: list[float] | None, T: int, what: str) -> np.ndarray:
@@ -147,8 +150,33 @@ def compile_model(groups: pl.DataFrame, a: ProjectionAssumptions) -> Model:
     tot = np.add.reduceat(mixraw, starts)[plan_idx]
     mix = np.divide(mixraw, tot, out=np.full(G, 0.0), where=tot > 0)
     joiners, replace = _joiner_schedule(a, plans, plan_idx, mixraw, mix, H)
+    trend = _trend_table(a.incidence_trend, names)
+    if float(mu0.max(initial=0.0)) * float(trend.max()) * float(
+            ((1.0 + groups["ageing_annual"].to_numpy()) ** (H / ppy)).max()) >= 1.0:
+        raise ConfigError("rate: the aged per-period claim probability reaches 1 within the horizon")
     return Model(plans, plan_idx, starts, benefit, rate, eps, groups["ageing_annual"].to_numpy().astype(float),
-                 mix, n0, mu0, hbase, joiners, replace, a)
+                 mix, n0, mu0, hbase, joiners, replace, trend, a)
+
+
+def _trend_table(spec: list[float] | dict[str, list[float]] | None, names: list[str]) -> np.ndarray:
+    """(Y, G) incidence multipliers by projection year from a list (all groups) or {group: list, "*": list}."""
+    if spec is None:
+        return np.ones((1, len(names)))
+    cols = []
+    for g in names:
+        if isinstance(spec, dict):
+            if g not in spec and "*" not in spec:
+                raise ConfigError(f"incidence_trend: no entry for group '{g}' (and no '*')")
+            cols.append(list(spec.get(g, spec.get("*"))))
+        else:
+            cols.append(list(spec))
+    if any(len(c) == 0 for c in cols):
+        raise ConfigError("incidence_trend: a factor list is empty")
+    Y = max(len(c) for c in cols)
+    out = np.array([[c[min(y, len(c) - 1)] for c in cols] for y in range(Y)], dtype=np.float64)
+    if not np.all(np.isfinite(out)) or np.any(out < 0):
+        raise ConfigError("incidence_trend: factors must be finite and >= 0")
+    return out
 
 
 def _joiner_schedule(a: ProjectionAssumptions, plans: list[str], plan_idx: np.ndarray, mixraw: np.ndarray,

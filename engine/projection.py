@@ -20,7 +20,7 @@ from engine.dynamics import BLOCK, QUANTITIES, Model, compile_model, detect_spir
 from engine.errors import ResourceError
 from engine.projection_config import (Elasticity, Expectations, Joiners, Lapse, ProjectionAssumptions, SpiralRule,
                                       groups_from_table, make_assumptions, prepare_groups,
-                                      select_factors_from_table)
+                                      select_factors_from_table, trend_from_table)
 
 __all__ = ["project", "ProjectionResult", "groups_from_table", "Joiners", "Lapse", "Expectations", "Elasticity",
            "SpiralRule", "ProjectionAssumptions"]
@@ -114,6 +114,7 @@ def project(
     annual_cap: float | None = None,
     select_factors: Sequence[float] | Mapping[str, Sequence[float]] | pl.DataFrame | None = None,
     claimants_exit: bool = True,
+    incidence_trend: Sequence[float] | Mapping[str, Sequence[float]] | pl.DataFrame | None = None,
     joiners: Joiners | float | Sequence[float] | Callable[[int], float] | Mapping[str, Any] | None = None,
     lapse: Lapse | float | Mapping[str, Any] | None = None,
     expectations: Expectations | float | Mapping[str, Any] | None = None,
@@ -154,6 +155,10 @@ def project(
         :func:`engine.projection_config.select_factors_from_table`.
     claimants_exit : bool
         A claimant's cover ends with the claim (critical illness paid once).
+    incidence_trend : sequence, mapping group -> sequence, or DataFrame, optional
+        Incidence multiplier by projection year (0, 1, ...; last thereafter), on top
+        of the ``ageing_annual`` drift: e.g. an age-shift table. A DataFrame has
+        ``year``, ``factor`` and optionally ``group``.
     joiners, lapse, expectations, elasticity, spiral :
         Membership dynamics; see :class:`Joiners`, :class:`Lapse`,
         :class:`Expectations`, :class:`Elasticity`, :class:`SpiralRule`.
@@ -174,7 +179,7 @@ def project(
 
     then capped at ``annual_cap`` minus the share already paid in the year.
     ``paid_{g,t}`` is the number of claims incurred in ``t - lag``, Poisson with
-    mean ``sum_{tau >= w} n_{g,tau} * rate_g * select_tau * (1 + ageing_g)^(t/ppy) / ppy``.
+    mean ``sum_{tau >= w} n_{g,tau} * rate_g * select_tau * (1 + ageing_g)^(t/ppy) * trend_g[t // ppy] / ppy``.
     Without caps, lag or dynamics a closed pool gives ``(1 + fee) * rate * B / ppy``.
     Leverage = ``B / (ppy * share)``. Sustainable share, stationary share and the
     death-spiral rule: :func:`engine.dynamics.stationary_shares` and
@@ -190,7 +195,13 @@ def project(
     """
     if isinstance(select_factors, pl.DataFrame):
         select_factors = select_factors_from_table(select_factors, periods_per_year)
-    kw: dict[str, Any] = dict(horizon=horizon, n_scenarios=n_scenarios, seed=seed,
+    if isinstance(incidence_trend, pl.DataFrame):
+        incidence_trend = trend_from_table(incidence_trend)
+    elif isinstance(incidence_trend, Mapping):
+        incidence_trend = {k: list(v) for k, v in incidence_trend.items()}
+    elif incidence_trend is not None:
+        incidence_trend = list(incidence_trend)
+    kw: dict[str, Any] = dict(incidence_trend=incidence_trend, horizon=horizon, n_scenarios=n_scenarios, seed=seed,
                               periods_per_year=periods_per_year, fee=fee, waiting_periods=waiting_periods,
                               reporting_lag_periods=reporting_lag_periods, per_claimant_cap=per_claimant_cap,
                               annual_cap=annual_cap, claimants_exit=claimants_exit, chunk_size=chunk_size,
@@ -305,7 +316,7 @@ def _plans_frames(m: Model, det: dict[str, np.ndarray], periods: pl.DataFrame,
     ppy, H = a.periods_per_year, a.horizon
     sus, stat, weights = stationary_shares(m, 0.0)
     sus_end, _, _ = stationary_shares(m, float(H - 1))
-    if bool(np.any(m.ageing != 0)):
+    if bool(np.any(m.ageing != 0)) or m.trend.shape[0] > 1:
         sus_t = np.stack([stationary_shares(m, float(t))[0] for t in range(H)])
     else:
         sus_t = np.broadcast_to(sus, (H, m.P))

@@ -134,6 +134,7 @@ class ProjectionAssumptions(_Model):
     per_claimant_cap: float | None = Field(None, gt=0.0)
     annual_cap: float | None = Field(None, gt=0.0)
     select_factors: list[float] | dict[str, list[float]] | None = None
+    incidence_trend: list[float] | dict[str, list[float]] | None = None
     claimants_exit: bool = True
     joiners: Joiners = Joiners()
     lapse: Lapse = Lapse()
@@ -412,3 +413,28 @@ def select_factors_from_table(table: pl.DataFrame, periods_per_year: int = 12, *
     months = np.arange(n_periods) * 12.0 / periods_per_year
     idx = np.searchsorted(lo, months, side="right") - 1
     return [float(x) for x in f[idx]]
+
+
+def trend_from_table(table: pl.DataFrame) -> list[float] | dict[str, list[float]]:
+    """Incidence multipliers by projection year from a table ``year`` (0, 1, ...), ``factor``, optional ``group``.
+
+    An age-shift of the membership can be expressed this way: factor_y = the
+    exposure-weighted incidence of the group's projected age mix in year y over
+    its incidence now. Years missing between listed ones are an error; the last
+    year's factor applies thereafter.
+    """
+    for col in ("year", "factor"):
+        if col not in table.columns:
+            raise ConfigError(f"incidence_trend: table column '{col}' is required")
+
+    def one(t: pl.DataFrame, what: str) -> list[float]:
+        t = t.sort("year")
+        years = t["year"].cast(pl.Int64).to_list()
+        if years != list(range(len(years))):
+            raise ConfigError(f"incidence_trend: {what}years must be 0, 1, 2, ... without gaps")
+        return [float(x) for x in t["factor"].cast(pl.Float64).to_list()]
+
+    if "group" not in table.columns:
+        return one(table, "")
+    return {str(g): one(table.filter(pl.col("group") == g), f"group '{g}': ")
+            for g in table["group"].unique(maintain_order=True).to_list()}

@@ -357,3 +357,25 @@ def test_chunking_bounds_working_memory():
         del res
     # the (tenure x chunk x groups) state dominates: 16 x smaller chunks, several x less memory
     assert peaks[256] * 4 < peaks[4096], peaks
+
+
+def test_incidence_trend_by_year():
+    trend = pl.DataFrame({"year": [0, 1, 2], "factor": [1.0, 1.2, 1.5]})
+    res = project(closed_pool(), horizon=40, n_scenarios=1, reporting_lag_periods=0, incidence_trend=trend,
+                  **CLOSED)
+    s = res.periods["det_share_cny"].to_numpy()
+    base = 1.08 * 0.002 * 300_000 / 12
+    np.testing.assert_allclose(s[:12], base)
+    np.testing.assert_allclose(s[12:24], base * 1.2, rtol=1e-12)
+    np.testing.assert_allclose(s[24:], base * 1.5, rtol=1e-12)
+    assert res.plans["sustainable_share_end_cny"][0] == pytest.approx(base * 1.5, rel=1e-12)
+    # per group, combined with the annual drift
+    g = groups_from_table({"group": ["a", "b"], "members": [1000.0, 1000.0], "rate": [0.001, 0.001],
+                           "benefit": [100_000.0, 100_000.0], "ageing_annual": [0.1, 0.0]})
+    res2 = project(g, horizon=13, n_scenarios=1, reporting_lag_periods=0, claimants_exit=False,
+                   incidence_trend={"a": [1.0, 2.0],
+                   "*": [1.0]}, **CLOSED)
+    unit = 1.08 * 0.001 * 100_000 / 12
+    assert res2.periods["det_share_cny"][12] == pytest.approx(unit * (2.0 * 1.1 + 1.0) / 2, rel=1e-12)
+    with pytest.raises(ConfigError, match="incidence_trend: years must be 0, 1, 2"):
+        project(closed_pool(), n_scenarios=1, incidence_trend=pl.DataFrame({"year": [0, 2], "factor": [1.0, 1.0]}))
