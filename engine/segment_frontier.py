@@ -67,7 +67,7 @@ def bootstrap_ari(seg: Any, cells: pl.DataFrame, *, n_boot: int = 20, seed: int 
     units = seg.unit_groups_
     feats = seg.features_
     w = units.join(cells.select(*feats, "exposure_years").group_by(feats).agg(pl.col("exposure_years").sum()),
-                   on=feats, how="left")["exposure_years"].fill_null(0.0).to_numpy()
+                   on=feats, how="left", maintain_order="left")["exposure_years"].fill_null(0.0).to_numpy()
     vals = []
     for _ in range(n_boot):
         cb = base_cells.with_columns(pl.Series("claims", rng.poisson(mu).astype(np.int64)))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from engine.errors import ConfigError
 from engine.segment_tree import Rule
 
@@ -57,3 +59,82 @@ def parse_rules(config: Any, ordered: tuple[str, ...] | list[str]) -> list[tuple
                 rule[f] = ("in", vals)
         out.append((name, rule))
     return out
+
+
+def rules_for_labels(units: Any, labels: np.ndarray, max_terms: int = 6) -> list[list[Rule]] | None:
+    """Exact rules reproducing a labelling of the units (e.g. cluster groups), or None.
+
+    A classification tree (sklearn, unweighted, grown until every leaf is pure) is
+    fitted on integer-coded features: ordered features by value, categorical ones
+    by the mean label of their units (so categories that go together are adjacent).
+    Each pure leaf is a conjunction of code ranges, translated back to an age band
+    or a category set; a group is the union (OR) of its leaves. Returns None when a
+    group would need more than ``max_terms`` leaves, or when the rules do not
+    reproduce the labels exactly.
+
+    Notes
+    -----
+    Unit codes absent from a leaf's range cannot occur among the training units, so
+    the rules are exact on them; for an ordered feature a band runs up to one below
+    the next level, so unseen integer values between levels are covered too.
+    """
+    from sklearn.tree import DecisionTreeClassifier
+
+    feats = units.features
+    cols, maps = [], {}
+    for f in feats:
+        c = units.codes[f]
+        if f in units.ordered:
+            rank = np.arange(len(units.levels[f]))
+        else:
+            k = len(units.levels[f])
+            mean = np.bincount(c, weights=labels, minlength=k) / np.maximum(np.bincount(c, minlength=k), 1)
+            order = np.lexsort((np.arange(k), mean))
+            rank = np.empty(k, np.int64)
+            rank[order] = np.arange(k)
+        maps[f] = rank
+        cols.append(rank[c])
+    X = np.column_stack(cols).astype(float)
+    tree = DecisionTreeClassifier(random_state=0).fit(X, labels)
+    t = tree.tree_
+    out: dict[int, list[Rule]] = {}
+
+    def walk(node: int, bounds: dict[str, tuple[float, float]]) -> None:
+        if t.children_left[node] == -1:
+            lab = int(tree.classes_[int(np.argmax(t.value[node][0]))])
+            rule: Rule = {}
+            for f, (lo, hi) in bounds.items():
+                n_lv = len(units.levels[f])
+                # codes with lo < code <= hi (thresholds lie between integer codes)
+                lo_c = 0 if not np.isfinite(lo) else max(int(np.floor(lo)) + 1, 0)
+                hi_c = n_lv - 1 if not np.isfinite(hi) else min(int(np.floor(hi)), n_lv - 1)
+                if lo_c == 0 and hi_c == n_lv - 1:
+                    continue
+                if f in units.ordered:
+                    lv = units.levels[f]
+                    rule[f] = ("range", lv[lo_c] if lo_c > 0 else None, lv[hi_c + 1] - 1 if hi_c < n_lv - 1 else None)
+                else:
+                    inv = np.argsort(maps[f])
+                    vals = [units.levels[f][int(inv[r])] for r in range(lo_c, hi_c + 1)]
+                    rule[f] = ("in", sorted(vals, key=lambda v: (str(type(v)), v)))
+            out.setdefault(lab, []).append(rule)
+            return
+        f = feats[t.feature[node]]
+        thr = t.threshold[node]
+        lo, hi = bounds.get(f, (-np.inf, np.inf))
+        walk(t.children_left[node], {**bounds, f: (lo, min(hi, thr))})
+        walk(t.children_right[node], {**bounds, f: (max(lo, thr), hi)})
+
+    walk(0, {})
+    k = int(labels.max()) + 1
+    if any(len(out.get(g, [])) > max_terms for g in range(k)) or any(g not in out for g in range(k)):
+        return None
+    from engine.segment_tree import rule_mask
+
+    check = np.full(units.n, -1)
+    for g in range(k):
+        for r in out[g]:
+            check[rule_mask(units, r)] = g
+    if not np.array_equal(check, labels):
+        return None
+    return [out[g] for g in range(k)]

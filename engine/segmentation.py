@@ -27,7 +27,7 @@ from engine.segment_metrics import (
     window_years,
 )
 from engine.segment_model import CellPoissonModel, key_columns
-from engine.segment_rules import parse_rules
+from engine.segment_rules import parse_rules, rules_for_labels
 from engine.segment_tree import Rule, grow_tree, make_units, rule_expr, rule_from_json, rule_mask, rule_text, rule_to_json
 
 METHODS = ("tree", "cluster", "rules")
@@ -95,6 +95,8 @@ class RiskSegmenter:
     min_marginal_gain : K criterion: each extra group must remove at least this share of the
         removable cross-subsidy.
     cluster_loss : "deviance" or "sse" (of the log-rate) for the DP partition.
+    max_rule_terms : a cluster group is written as rules (an OR of at most this many
+        conjunctions reproducing it exactly) when possible, else as its factor profile.
     benefit : benefit per claim for cross-subsidy (see :func:`engine.segment_metrics.benefit_per_cell`).
     fee : management fee loading of the shares.
     window_years : length of the data window (default: from ``period``).
@@ -122,6 +124,7 @@ class RiskSegmenter:
         leaf_floor_fraction: float = 0.25,
         min_marginal_gain: float = 0.05,
         cluster_loss: str = "deviance",
+        max_rule_terms: int = 6,
         benefit: Any = None,
         fee: float = 0.0,
         window_years: float | None = None,
@@ -146,6 +149,7 @@ class RiskSegmenter:
         self.leaf_floor_fraction = leaf_floor_fraction
         self.min_marginal_gain = min_marginal_gain
         self.cluster_loss = cluster_loss
+        self.max_rule_terms = max_rule_terms
         self.benefit = benefit
         self.fee = fee
         self.window_years = window_years
@@ -154,7 +158,7 @@ class RiskSegmenter:
     _PARAMS = (
         "method", "max_groups", "n_groups", "min_expected_claims", "min_credibility", "period_months",
         "monotone_age", "contiguous_age", "features", "adjust_for", "ordered_features", "model", "rules",
-        "other", "min_gain", "max_leaves", "leaf_floor_fraction", "min_marginal_gain", "cluster_loss", "benefit", "fee", "window_years", "random_state",
+        "other", "min_gain", "max_leaves", "leaf_floor_fraction", "min_marginal_gain", "cluster_loss", "max_rule_terms", "benefit", "fee", "window_years", "random_state",
     )
 
     def get_params(self, deep: bool = False) -> dict[str, Any]:
@@ -388,6 +392,10 @@ class RiskSegmenter:
         self.unit_groups_ = units.frame.select(feats).with_columns(pl.Series("group", parts[k] + 1, dtype=pl.Int32)) if feats else pl.DataFrame({"group": [1]}, schema={"group": pl.Int32})
         table, self.metrics_ = segmentation_metrics(cells, cell_parts[k], pred, **mkw)
         self.rules_ = rules_by_k.get(k)
+        if self.rules_ is None and k > 1:  # cluster: exact rules where a few conjunctions suffice
+            self.rules_ = rules_for_labels(units, parts[k], max_terms=self.max_rule_terms)
+        elif self.rules_ is None:
+            self.rules_ = [[{}]]
         texts, names = [], []
         for g in range(k):
             if self.rules_ is not None and self.rules_[g] is not None:

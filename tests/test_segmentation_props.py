@@ -159,6 +159,8 @@ def test_constraints_always_hold(cells, method, max_groups, min_claims, min_cred
     if min_cred:
         assert (g["credibility"] >= min_cred - 1e-9).all()
     assert g["exposure_years"].sum() == pytest.approx(cells["exposure_years"].sum())
+    by_units = cells.join(seg.unit_groups_, on=["age", "city_tier", "channel"], how="left", maintain_order="left")["group"]
+    assert seg.assign(cells).to_list() == by_units.to_list()  # rules (tree, cluster) agree with the unit table
     lab = cells.with_columns(seg.assign(cells)).sort("city_tier", "channel", "age")
     for _, prof in lab.group_by(["city_tier", "channel"]):
         seq = prof.sort("age")["group"].to_numpy()

@@ -39,7 +39,7 @@ def test_synth_planted_groups_recovered_on_members(platform, method):
                         window_years=window, model=CellPoissonModel()).fit(cells)
     assert seg.n_groups_ == 4, (how, seg.frontier_)
     got = seg.assign(plat.members, at=END).to_numpy()
-    truth = plat.members.select("member_id").join(plat.truth, on="member_id", how="left")["risk_group"].to_numpy()
+    truth = plat.members.select("member_id").join(plat.truth, on="member_id", how="left", maintain_order="left")["risk_group"].to_numpy()
     assert adjusted_rand_score(truth, got) >= 0.9
     assert (seg.groups_["expected_claims_per_period"] >= 30).all()
 
