@@ -86,6 +86,7 @@ def migrate(
     *,
     initial: str | None = None,
     threshold: float = 0.0,
+    waiting_cost: bool = False,
     move_probability: float = 0.5,
     price: str = "payment",
     max_rounds: int = 1000,
@@ -103,6 +104,10 @@ def migrate(
         the first eligible plan in ``options`` order.
     threshold : a member moves only when its saving exceeds this (annual CNY for
         ``price="payment"``, or annual CNY per CNY of benefit for ``"per_benefit"``).
+    waiting_cost : a member who switches serves the new plan's waiting period
+        without cover; when True the expected benefit lost,
+        lambda_i B_{q,i} waiting_days_q / 365.25 (CNY), is added to the threshold of a
+        move to plan q (set against one year's saving; payment prices only).
     move_probability : share of the members with such a saving who move in a round.
         It also damps the iteration: with 1.0 every such member moves at once and
         synchronous moves can cycle (then ``converged`` is False; see ``history``).
@@ -126,6 +131,8 @@ def migrate(
         raise ConfigError("move_probability: must be in (0, 1]")
     if threshold < 0:
         raise ConfigError("threshold: must be >= 0")
+    if waiting_cost and price != "payment":
+        raise ConfigError("waiting_cost: only with price='payment' (CNY)")
     table = _check_table(risk_table, study_years)
     opts = PlanSet(options.plans, name=options.name, allow_overlap=True, source=options.source)
     a = assign_plans(table, opts)
@@ -139,6 +146,8 @@ def migrate(
     lam = table["rate"].to_numpy()
     m = lam[:, None] / ppy[None, :]  # expected claims per member and period
     cost = (1 + fee)[None, :] * m * ben  # own cost per member and period
+    wait = np.array([p.waiting_days for p in opts], dtype=float)
+    lost = lam[:, None] * ben * wait[None, :] / 365.25  # expected benefit lost while waiting in plan q
     names = opts.names
     covered = elig.any(axis=1)
     x = np.zeros((len(n_row), P))
@@ -176,7 +185,10 @@ def migrate(
         best_price = annual[np.arange(len(best)), best]
         with np.errstate(invalid="ignore"):  # uncovered rows: inf - inf
             saving = annual - best_price[:, None]
-        movers = (x > 0) & (saving > threshold) & np.isfinite(saving)
+        need = np.full(len(best), float(threshold))
+        if waiting_cost:
+            need = need + lost[np.arange(len(best)), best]
+        movers = (x > 0) & (saving > need[:, None]) & np.isfinite(saving)
         moved = np.where(movers, x * move_probability, 0.0)
         amount = float(moved.sum())
         if amount <= tol * max(total, 1.0):

@@ -158,3 +158,26 @@ def test_conservation_property(ages, seed, prob, threshold):
     covered = float(t.filter(pl.col("age") <= 59)["members"].sum())
     assert r.pools["members_end"].sum() == pytest.approx(covered, rel=1e-12, abs=1e-9)
     assert (r.rows["members"] >= 0).all()
+
+
+def test_waiting_cost_is_inertia():
+    # benefit 1000: the young save (2.5 - 0.8333) x 12 = 20 CNY a year by moving and lose
+    # 0.01 x 1000 x 90/365.25 = 2.46 CNY of expected benefit while waiting in 'young'.
+    t = pl.DataFrame({"age": [30, 50], "members": [100.0, 100.0], "rate": [0.01, 0.05]})
+
+    def opts(benefit):
+        base = {"fee": 0.0, "sharing_days": [28], "waiting_days": 90}
+        return plans_from_dict({"plans": [
+            {"name": "pooled", "eligibility": {"age": [0, 59]}, "benefit": benefit, **base},
+            {"name": "young", "eligibility": {"age": [0, 39]}, "benefit": benefit, **base},
+        ]}, "o.toml")
+
+    moved = migrate(t, opts(1000), waiting_cost=True, move_probability=1.0)
+    assert moved.pools["members_end"].to_list() == pytest.approx([100.0, 100.0])
+    # benefit 1e5: saving 2,000 CNY a year against a loss of 246 CNY -> still moves
+    assert migrate(t, opts(100000), waiting_cost=True, move_probability=1.0).pools["members_end"][1] == pytest.approx(100.0)
+    # threshold 18: 18 + 2.46 > 20 blocks the move, 18 alone does not
+    assert migrate(t, opts(1000), threshold=18.0, waiting_cost=True).pools["members_end"].to_list() == [200.0, 0.0]
+    assert migrate(t, opts(1000), threshold=18.0).pools["members_end"][1] > 0
+    with pytest.raises(ConfigError, match="waiting_cost"):
+        migrate(t, opts(1000), waiting_cost=True, price="per_benefit")
