@@ -1,12 +1,14 @@
 """Benchmark of ``engine.project``: 10,000 scenarios x 120 periods x 50 groups (target <= 10 s).
 
 Run: ``python benchmarks/bench_projection.py [--scenarios 10000] [--horizon 120] [--groups 50]
-[--plans 5] [--chunk-size 2048]``. Prints wall time and peak RSS (resource.getrusage).
+[--plans 5] [--chunk-size 2048]``. Prints wall and CPU time (single-threaded: CPU time is the
+figure to compare when the machine is shared), peak RSS (resource.getrusage) and the load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import time
@@ -46,15 +48,16 @@ def main() -> None:
               lapse={"base_annual": {"organic": 0.1, "subsidy": 0.3, "referral": 0.15, "employer": 0.05}},
               expectations={"speed": 0.1}, elasticity={"base": 1.5, "adverse_selection": 1.0},
               chunk_size=args.chunk_size)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = project(groups, **kw)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"machine: {platform.machine()} {platform.processor() or ''} python {platform.python_version()} "
           f"numpy {np.__version__}")
     print(f"scenarios={args.scenarios} horizon={args.horizon} groups={args.groups} plans={args.plans} "
           f"chunk_size={args.chunk_size}")
-    print(f"wall time: {wall:.2f} s   peak RSS: {rss_mib:.0f} MiB")
+    print(f"wall time: {wall:.2f} s   CPU time: {cpu:.2f} s   peak RSS: {rss_mib:.0f} MiB   "
+          f"load average: {os.getloadavg()[0]:.1f}")
     print(res.plans.select("plan", "sustainable_share_cny", "share_end_mean_cny", "death_spiral"))
 
 
