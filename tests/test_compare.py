@@ -213,7 +213,8 @@ def test_cli_writes_outputs(tmp_path):
     _cells().write_parquet(cells)
     out = tmp_path / "out"
     code = main(["plans", str(ROOT / "configs" / "vertical.toml"), "--cells", str(cells), "--pooled",
-                 str(ROOT / "configs" / "xianghubao.toml"), "--out", str(out), "--quiet", "--migrate"])
+                 str(ROOT / "configs" / "xianghubao.toml"), "--out", str(out), "--quiet", "--migrate",
+                 "--waiting-cost"])
     assert code == 0
     plans = pl.read_parquet(out / "plans.parquet")
     xs = pl.read_parquet(out / "cross_subsidy.parquet")

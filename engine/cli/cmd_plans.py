@@ -20,6 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--growth", type=float, default=0.0, help="steady growth of members per period (default 0)")
     p.add_argument("--migrate", action="store_true", help="also project migration between the pooled and vertical plans")
     p.add_argument("--threshold", type=float, default=0.0, help="migration: minimum annual saving (CNY) to move")
+    p.add_argument("--waiting-cost", action="store_true",
+                   help="migration: count the benefit lost in the new plan's waiting period as a switching cost")
     p.add_argument("--move-probability", type=float, default=0.5, help="migration: share of movers per round")
     p.add_argument("--optimise", type=int, default=None, metavar="K",
                    help="also propose up to K plans minimising the cross-subsidy (template: the pooled plan)")
@@ -139,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
 
         options = PlanSet(((pooled.plans if pooled else ()) + plans.plans), name="options", allow_overlap=True,
                           source=f"{args.pooled} + {args.config}" if pooled else args.config)
-        mig = migrate(table, options, threshold=args.threshold, move_probability=args.move_probability)
+        mig = migrate(table, options, threshold=args.threshold, move_probability=args.move_probability,
+                      waiting_cost=args.waiting_cost)
         write_parquet(mig.pools, out / "migration_pools.parquet")
         write_parquet(mig.flows, out / "migration_flows.parquet")
         write_parquet(mig.history, out / "migration_history.parquet")
