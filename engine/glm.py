@@ -283,6 +283,7 @@ class PoissonGLM:
     def print_summary(self, decimals: int = 4) -> None:
         """Print the fit statistics and :attr:`summary` as a rich table."""
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         s = self.summary
@@ -292,7 +293,7 @@ class PoissonGLM:
         for c in s.columns:
             t.add_column(c, justify="left" if c == "term" else "right", no_wrap=c == "term")
         for r in s.iter_rows():
-            t.add_row(r[0], *[f"{v:.{decimals}g}" for v in r[1:]])
+            t.add_row(escape(r[0]), *[f"{v:.{decimals}g}" for v in r[1:]])
         Console(width=120).print(t)
 
     def age_curve(self, ages: Sequence[int] | None = None, **levels: Any) -> pl.DataFrame:

@@ -1,0 +1,46 @@
+"""``fentan incidence``: crude incidence by group with Garwood intervals and A/E from cells."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "incidence"
+HELP = "crude incidence by group (exact Poisson intervals) and actual/expected against CI2020 from cells Parquet"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cells", required=True, help="cells Parquet (output of the exposure step): file, glob or directory")
+    p.add_argument("--by", default="age,sex", help="comma-separated group keys (default: age,sex; '' = overall)")
+    p.add_argument("--out", required=True, help="output Parquet file, e.g. incidence.parquet")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
+    p.add_argument("--basis", default="ci2020", help="reference basis for A/E: ci2020 or none (default ci2020)")
+    p.add_argument("--table", default="CI4", help="basis table CI1..CI4 (default CI4)")
+    p.add_argument("--scale-basis", action="store_true",
+                   help="scale the basis by the fitted level factor sum(claims)/sum(expected) (compare shape)")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+
+def run(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from engine.cli.common import print_table
+    from engine.errors import ConfigError, InputFileError
+    from engine.incidence import incidence
+    from engine.io import resolve_paths, write_parquet
+
+    files = resolve_paths(args.cells)
+    try:
+        cells = pl.read_parquet([str(f) for f in files])
+    except Exception as exc:  # unreadable / not Parquet
+        raise InputFileError(f"{args.cells}: cannot read cells Parquet ({type(exc).__name__})") from None
+    by = [b.strip() for b in args.by.split(",") if b.strip()]
+    basis = None if args.basis.lower() in ("none", "") else args.basis.lower()
+    if args.scale_basis and basis is None:
+        raise ConfigError("--scale-basis: needs a reference basis (not --basis none)")
+    out = incidence(cells, by=by, level=args.level, basis=basis, table=args.table, scale_basis=args.scale_basis)
+    write_parquet(out, args.out)
+    if not args.quiet:
+        show = out.head(40) if out.height > 40 else out
+        print_table(f"incidence by {', '.join(by) or 'overall'} ({out.height} rows; written to {args.out})",
+                    show.to_dicts())
+    return 0

@@ -1,0 +1,309 @@
+"""PoissonGLM / PoissonGBM on cells: statsmodels agreement, planted effects, persistence, scoring members."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from threadpoolctl import threadpool_limits
+
+from engine.errors import ConfigError, DataError, ModelError
+from engine.features import bspline_basis, design_matrix
+from engine.gbm import PoissonGBM
+from engine.glm import PoissonGLM, aggregate_cells, score_members
+
+CHANNELS = ["employer", "organic", "referral", "subsidy"]
+#: planted log effects (reference levels F, tier 1, employer)
+TRUE = {"intercept": np.log(6e-4), "sex[M]": 0.15, "city_tier[2]": 0.1, "city_tier[3]": 0.25, "city_tier[4]": 0.4,
+        "city_tier[5]": 0.55, "channel[organic]": 0.2, "channel[referral]": -0.1, "channel[subsidy]": 0.5,
+        "age": 0.045}
+
+
+def planted_cells(seed: int, total_years: float = 1e6, ages=range(20, 60), periods: int = 1) -> tuple[pl.DataFrame, np.ndarray]:
+    """Cells age x sex x city_tier x channel with log-linear planted rates (~1e-3) and Poisson claims."""
+    rng = np.random.default_rng(seed)
+    grid = pl.DataFrame({"period": [dt.date(2021, m + 1, 1) for m in range(periods)]})
+    grid = grid.join(pl.DataFrame({"age": list(ages)}, schema={"age": pl.Int32}), how="cross")
+    grid = grid.join(pl.DataFrame({"sex": ["F", "M"]}), how="cross")
+    grid = grid.join(pl.DataFrame({"city_tier": [1, 2, 3, 4, 5]}), how="cross")
+    grid = grid.join(pl.DataFrame({"channel": CHANNELS}), how="cross")
+    age = grid["age"].to_numpy().astype(float)
+    eta = TRUE["intercept"] + TRUE["age"] * (age - age.mean())
+    eta = eta + np.where(grid["sex"].to_numpy() == "M", TRUE["sex[M]"], 0.0)
+    for t in (2, 3, 4, 5):
+        eta = eta + np.where(grid["city_tier"].to_numpy() == t, TRUE[f"city_tier[{t}]"], 0.0)
+    for c in CHANNELS[1:]:
+        eta = eta + np.where(grid["channel"].to_numpy() == c, TRUE[f"channel[{c}]"], 0.0)
+    rate = np.exp(eta)
+    e = rng.gamma(4.0, 1.0, grid.height)
+    e = e / e.sum() * total_years
+    d = rng.poisson(rate * e)
+    return grid.with_columns(pl.Series("exposure_years", e), pl.Series("claims", d.astype(np.int64))), rate
+
+
+def _statsmodels(cells: pl.DataFrame, model: PoissonGLM):
+    import statsmodels.api as sm
+
+    agg = aggregate_cells(cells, model.columns_, "exposure_years", "claims")
+    X, _ = design_matrix(agg, model.spec_)
+    return sm.GLM(agg["claims"].to_numpy(), sm.add_constant(X, has_constant="add"), family=sm.families.Poisson(),
+                  offset=np.log(agg["exposure_years"].to_numpy())).fit(tol=1e-13, maxiter=200)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(factors=("sex", "city_tier", "channel"), age="spline", age_df=6, interactions=(("city_tier", "channel"),)),
+    dict(factors=("sex", "channel"), age="factor"),
+    dict(factors=("city_tier",), age="linear", interactions=()),
+])
+def test_coefficients_equal_statsmodels(kwargs) -> None:
+    cells, _ = planted_cells(1, periods=2)
+    m = PoissonGLM(**kwargs).fit(cells)
+    assert m.converged_
+    ref = _statsmodels(cells, m)
+    np.testing.assert_allclose(np.r_[m.intercept_, m.coef_], ref.params, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(m.summary["se"].to_numpy(), ref.bse, rtol=1e-6)
+    np.testing.assert_allclose(m.cov_, ref.cov_params(), rtol=1e-6, atol=1e-12)
+    assert m.deviance_ == pytest.approx(ref.deviance, rel=1e-8)
+    assert m.loglik_ == pytest.approx(ref.llf, rel=1e-10)
+    lo, hi = ref.conf_int(0.05).T
+    np.testing.assert_allclose(m.summary["lower"].to_numpy(), lo, atol=1e-6)
+    np.testing.assert_allclose(m.summary["upper"].to_numpy(), hi, atol=1e-6)
+    np.testing.assert_allclose(m.summary["p"].to_numpy(), ref.pvalues, rtol=1e-5, atol=1e-300)
+
+
+def test_default_lbfgs_poisson_regressor_is_off_but_newton_cholesky_agrees() -> None:
+    """Why we do not use sklearn's default: lbfgs stops far from the MLE at rates ~1e-3."""
+    from sklearn.linear_model import PoissonRegressor
+
+    cells, _ = planted_cells(2)
+    m = PoissonGLM(factors=("sex", "city_tier", "channel"), age="spline").fit(cells)
+    agg = aggregate_cells(cells, m.columns_, "exposure_years", "claims")
+    X, _ = design_matrix(agg, m.spec_)
+    y = (agg["claims"] / agg["exposure_years"]).to_numpy()
+    w = agg["exposure_years"].to_numpy()
+    lb = PoissonRegressor(alpha=0.0).fit(X, y, sample_weight=w)
+    assert np.max(np.abs(lb.coef_ - m.coef_)) > 0.05  # silently wrong (no convergence warning needed)
+    nc = PoissonRegressor(alpha=0.0, solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(nc.coef_, m.coef_, atol=1e-6)
+    assert nc.intercept_ == pytest.approx(m.intercept_, abs=1e-6)
+
+
+def test_ridge_alpha_matches_sklearn_scale() -> None:
+    from sklearn.linear_model import PoissonRegressor
+
+    cells, _ = planted_cells(3)
+    m = PoissonGLM(factors=("sex", "city_tier"), age="linear", alpha=1e-4).fit(cells)
+    agg = aggregate_cells(cells, m.columns_, "exposure_years", "claims")
+    X, _ = design_matrix(agg, m.spec_)
+    nc = PoissonRegressor(alpha=1e-4, solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(
+        X, (agg["claims"] / agg["exposure_years"]).to_numpy(), sample_weight=agg["exposure_years"].to_numpy())
+    np.testing.assert_allclose(nc.coef_, m.coef_, atol=1e-6)
+    unpen = PoissonGLM(factors=("sex", "city_tier"), age="linear").fit(cells)
+    assert np.sum(m.coef_**2) < np.sum(unpen.coef_**2)
+
+
+def _de_boor(x: float, t: list[float], k: int, i: int) -> float:
+    """Cox-de Boor recursion (slow oracle), right-closed at the last knot."""
+    if k == 0:
+        if t[i] <= x < t[i + 1] or (x == t[-1] and t[i] < t[i + 1] == t[-1]):
+            return 1.0
+        return 0.0
+    a = 0.0 if t[i + k] == t[i] else (x - t[i]) / (t[i + k] - t[i]) * _de_boor(x, t, k - 1, i)
+    b = 0.0 if t[i + k + 1] == t[i + 1] else (t[i + k + 1] - x) / (t[i + k + 1] - t[i + 1]) * _de_boor(x, t, k - 1, i + 1)
+    return a + b
+
+
+def test_spline_basis_against_de_boor_and_clamping() -> None:
+    m = PoissonGLM(factors=(), age="spline", age_df=5).fit(planted_cells(4)[0])
+    t = m.spec_["age"]["knots"]
+    assert t[0] == 20 and t[-1] == 59 and len(t) == 5 - 3 + 8
+    xs = np.array([20.0, 23.5, 40.0, 58.9, 59.0])
+    B = bspline_basis(xs, t)
+    n = len(t) - 4
+    oracle = np.array([[_de_boor(x, t, 3, i) for i in range(n)] for x in xs])
+    np.testing.assert_allclose(oracle.sum(axis=1), 1.0)
+    np.testing.assert_allclose(B, oracle[:, 1:], atol=1e-12)
+    # outside the training ages the curve is constant (clamped)
+    np.testing.assert_allclose(bspline_basis(np.array([10.0, 80.0]), t), bspline_basis(np.array([20.0, 59.0]), t))
+
+
+def test_planted_effects_recovered_with_nominal_coverage() -> None:
+    """Over replications of a 10^6 member-year platform, 95% intervals cover the planted values ~95% of the time."""
+    hits, total = 0, 0
+    est = []
+    for seed in range(20):
+        cells, _ = planted_cells(100 + seed)
+        m = PoissonGLM(factors=("sex", "city_tier", "channel"), age="linear").fit(cells)
+        s = m.summary
+        # age="linear" centres at the mean training age, as the simulation does
+        truth = np.array([TRUE[t] for t in s["term"]])
+        hits += int(((s["lower"].to_numpy() <= truth) & (truth <= s["upper"].to_numpy())).sum())
+        total += s.height
+        est.append(s["coef"].to_numpy() - truth)
+    cov = hits / total
+    sd = np.sqrt(0.95 * 0.05 / total)
+    assert abs(cov - 0.95) <= 3.5 * sd, cov
+    bias = np.mean(est, axis=0)
+    assert np.all(np.abs(bias) < 0.05)
+
+
+def test_planted_cell_rates_within_prediction_intervals() -> None:
+    """Fitted cell rates from a correctly specified model are close to the planted ones."""
+    cells, rate = planted_cells(5)
+    m = PoissonGLM(factors=("sex", "city_tier", "channel"), age="spline", age_df=5).fit(cells)
+    pred = m.predict_rate(cells)
+    assert np.median(np.abs(pred / rate - 1)) < 0.08
+    assert m.predict_claims(cells).sum() == pytest.approx(float(cells["claims"].sum()), rel=1e-8)  # MLE: totals match
+
+
+def test_zero_exposure_cells_dropped_and_period_summed() -> None:
+    cells, _ = planted_cells(6, periods=2)
+    extra = cells.head(3).with_columns(pl.lit("zeta").alias("channel"), pl.lit(0.0).alias("exposure_years"),
+                                       pl.lit(0).cast(pl.Int64).alias("claims"))
+    a = PoissonGLM(factors=("sex", "channel"), age="linear").fit(cells)
+    b = PoissonGLM(factors=("sex", "channel"), age="linear").fit(pl.concat([cells, extra]))
+    assert b.feature_names_ == a.feature_names_
+    np.testing.assert_allclose(b.coef_, a.coef_, atol=1e-12)
+    collapsed = cells.group_by("age", "sex", "channel").agg(pl.col("exposure_years", "claims").sum())
+    c = PoissonGLM(factors=("sex", "channel"), age="linear").fit(collapsed)
+    np.testing.assert_allclose(c.coef_, a.coef_, atol=1e-10)
+
+
+def test_defaults_errors_and_summary(capsys) -> None:
+    cells, _ = planted_cells(7)
+    m = PoissonGLM().fit(cells)  # factors = all keys except period/age/duration; spline age
+    assert m.columns_ == ["sex", "city_tier", "channel", "age"]
+    assert m.feature_names_[:2] == ["sex[M]", "city_tier[2]"]
+    assert m.summary.columns == ["term", "coef", "se", "z", "p", "lower", "upper", "exp_coef"]
+    m.print_summary()
+    assert "channel[subsidy]" in capsys.readouterr().out
+    with pytest.raises(ModelError):
+        PoissonGLM().predict_rate(cells)
+    with pytest.raises(DataError, match="channel"):
+        m.predict_rate(cells.with_columns(pl.lit("tv").alias("channel")))
+    with pytest.raises(ConfigError, match="region"):
+        PoissonGLM(factors=("region",)).fit(cells)
+    with pytest.raises(ConfigError, match="interactions"):
+        PoissonGLM(factors=("sex",), interactions=(("sex", "channel"),)).fit(cells)
+    with pytest.raises(ConfigError, match="age"):
+        PoissonGLM(age="cubic").fit(cells)
+    with pytest.raises(DataError, match="no claims"):
+        PoissonGLM().fit(cells.with_columns(pl.lit(0).cast(pl.Int64).alias("claims")))
+    r = PoissonGLM(factors=("channel",), age=None, reference={"channel": "organic"}).fit(cells)
+    assert r.feature_names_ == ["channel[employer]", "channel[referral]", "channel[subsidy]"]
+    assert m.score(cells) > 0 and m.score(cells) < PoissonGLM(factors=(), age=None).fit(cells).score(cells)
+    curve = m.age_curve(sex="M")
+    assert curve.height == 40 and np.all(np.diff(curve["rate"].to_numpy()) > -1e-4)
+
+
+def test_save_load_scores_identically(tmp_path) -> None:
+    cells, _ = planted_cells(8)
+    m = PoissonGLM(factors=("sex", "city_tier", "channel"), age="spline", age_df=7,
+                   interactions=(("city_tier", "channel"),)).fit(cells)
+    p = m.save(tmp_path / "models" / "ci_glm")
+    meta = json.loads((p / "model.json").read_text())
+    assert meta["kind"] == "PoissonGLM" and meta["engine_version"] and meta["fit_date"] == dt.date.today().isoformat()
+    assert meta["data_fingerprint"] == m.data_fingerprint_ and len(meta["data_fingerprint"]) == 64
+    assert meta["params"]["age_df"] == 7 and meta["params"]["interactions"] == [["city_tier", "channel"]]
+    assert not list(p.glob("*.pkl")) and not list(p.glob("*.pickle"))
+    m2 = PoissonGLM.load(p)
+    new, _ = planted_cells(9, ages=range(15, 70))  # includes ages outside the training range
+    np.testing.assert_array_equal(m2.predict_rate(new), m.predict_rate(new))
+    assert m2.summary.equals(m.summary)
+    assert m2.get_params() == {**m.get_params(), "interactions": (("city_tier", "channel"),),
+                               "factors": ("sex", "city_tier", "channel")}
+    with pytest.raises(ModelError, match="PoissonGBM"):
+        PoissonGBM.load(p)
+
+
+def test_cli_model_loader_finds_glm(tmp_path) -> None:
+    from engine.cli.cmd_plans import load_rate_model
+
+    cells, _ = planted_cells(10)
+    m = PoissonGLM(factors=("sex",), age="linear").fit(cells)
+    m.save(tmp_path / "g")
+    np.testing.assert_array_equal(load_rate_model(str(tmp_path / "g")).predict_rate(cells), m.predict_rate(cells))
+
+
+def _age_oracle(b: dt.date, d: dt.date) -> int:
+    """Age last birthday, 29 Feb -> 1 Mar in common years (plain Python)."""
+    age = d.year - b.year
+    try:
+        bd = b.replace(year=d.year)
+    except ValueError:  # 29 Feb in a common year
+        bd = dt.date(d.year, 3, 1)
+    return age - (1 if d < bd else 0)
+
+
+def test_score_members_attained_age_and_rates() -> None:
+    cells, _ = planted_cells(11)
+    m = PoissonGLM(factors=("sex", "city_tier", "channel"), age="spline").fit(cells)
+    births = [dt.date(1980, 2, 29), dt.date(1984, 2, 29), dt.date(1990, 3, 1), dt.date(1970, 12, 31),
+              dt.date(1995, 6, 15), dt.date(1988, 2, 28)]
+    members = pl.DataFrame({
+        "member_id": [f"m{i}" for i in range(6)], "birth_date": births, "sex": ["M", "F", "M", "F", "M", "F"],
+        "join_date": [dt.date(2020, 1, 1)] * 5 + [dt.date(2022, 1, 1)],
+        "exit_date": [None, None, dt.date(2021, 6, 1), None, None, None], "city_tier": [1, 2, 3, 4, 5, 1],
+        "channel": ["organic", "subsidy", "referral", "employer", "organic", "organic"],
+    })
+    for at in (dt.date(2021, 2, 28), dt.date(2021, 3, 1), dt.date(2024, 2, 29)):
+        out = score_members(m, members, at)
+        active = [i for i in range(6) if members["join_date"][i] <= at and
+                  (members["exit_date"][i] is None or members["exit_date"][i] > at)]
+        assert out["member_id"].to_list() == [f"m{i}" for i in active]
+        assert out["age"].to_list() == [_age_oracle(births[i], at) for i in active]
+        cells_like = out.select("sex", "city_tier", "channel", "age")
+        np.testing.assert_array_equal(out["rate"].to_numpy(), m.predict_rate(cells_like))
+    assert score_members(m, members, dt.date(2021, 2, 28))["age"][0] == 40  # 29 Feb 1980: not yet 41
+    assert score_members(m, members, dt.date(2021, 3, 1))["age"][0] == 41
+
+
+# ---------------------------------------------------------------- GBM
+
+
+def test_gbm_fits_predicts_and_is_deterministic() -> None:
+    from engine.metrics import split_cells
+
+    cells, rate = planted_cells(12, total_years=1e7, periods=2)
+    train, test = split_cells(cells, 0.3, seed=1)
+    kw = dict(max_iter=80, learning_rate=0.05, min_samples_leaf=40, random_state=3)
+    with threadpool_limits(1):
+        g = PoissonGBM(**kw).fit(train)
+        g2 = PoissonGBM(**kw).fit(train)
+    assert g.features_ == ["sex", "city_tier", "channel", "age"] and list(g.levels_) == ["sex", "channel"]
+    np.testing.assert_array_equal(g.predict_rate(test), g2.predict_rate(test))
+    null = PoissonGLM(factors=(), age=None).fit(train)
+    assert g.score(test) < null.score(test)
+    pred = g.predict_rate(cells)
+    assert np.all(pred > 0) and np.median(np.abs(pred / rate - 1)) < 0.15
+    with pytest.raises(DataError, match="channel"):
+        g.predict_rate(cells.with_columns(pl.lit("tv").alias("channel")))
+    with pytest.raises(ModelError):
+        PoissonGBM().predict_rate(cells)
+
+
+def test_gbm_save_load_refits_identically(tmp_path) -> None:
+    cells, _ = planted_cells(13)
+    with threadpool_limits(1):
+        g = PoissonGBM(max_iter=40, categorical=("channel", "sex"), random_state=5).fit(cells)
+    p = g.save(tmp_path / "gbm")
+    meta = json.loads((p / "model.json").read_text())
+    assert meta["kind"] == "PoissonGBM" and "refit" in meta["persistence"]
+    assert sorted(f.name for f in p.iterdir()) == ["model.json", "training.parquet"]
+    with threadpool_limits(1):
+        g2 = PoissonGBM.load(p)
+    new, _ = planted_cells(14)
+    np.testing.assert_array_equal(g2.predict_rate(new), g.predict_rate(new))
+    members = pl.DataFrame({"member_id": ["a"], "birth_date": [dt.date(1990, 5, 5)], "sex": ["M"],
+                            "join_date": [dt.date(2020, 1, 1)], "exit_date": [None], "city_tier": [3],
+                            "channel": ["subsidy"]}, schema_overrides={"exit_date": pl.Date})
+    out = g2.predict_members(members, dt.date(2021, 1, 1))
+    assert out["age"][0] == 30 and out["rate"][0] == pytest.approx(
+        g.predict_rate(pl.DataFrame({"sex": ["M"], "city_tier": [3], "channel": ["subsidy"], "age": [30]}))[0])
+    # a tampered training table is refused
+    pl.read_parquet(p / "training.parquet").head(5).write_parquet(p / "training.parquet")
+    with pytest.raises(ModelError, match="fingerprint"):
+        PoissonGBM.load(p)

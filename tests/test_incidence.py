@@ -1,0 +1,201 @@
+"""Crude incidence, Garwood intervals, A/E against CI2020, plots and the incidence CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+
+from engine.errors import ConfigError, DataError
+from engine.incidence import garwood_interval, incidence, plot_incidence
+from engine.reference import reference_basis
+
+# ---------------------------------------------------------------- Garwood
+
+
+def test_garwood_known_values() -> None:
+    lo, hi = garwood_interval([0, 1, 10], [1.0, 1.0, 1.0])
+    assert lo[0] == 0.0
+    assert hi[0] == pytest.approx(3.689, abs=5e-4)  # -log(0.025)
+    assert lo[1] == pytest.approx(0.0253, abs=5e-5)
+    assert hi[1] == pytest.approx(5.572, abs=5e-4)
+    # D = 10: published exact limits 4.795 and 18.390 (e.g. Ulm 1990 tables)
+    assert lo[2] == pytest.approx(4.795, abs=5e-4)
+    assert hi[2] == pytest.approx(18.390, abs=5e-4)
+
+
+def test_garwood_equals_gamma_closed_form_and_poisson_tails() -> None:
+    d = np.array([0, 1, 2, 5, 17, 250, 3000])
+    e = np.array([10.0, 2.5, 1000.0, 3.0, 1e4, 2e5, 1e6])
+    for level in (0.8, 0.9, 0.95, 0.99):
+        a = 1 - level
+        lo, hi = garwood_interval(d, e, level)
+        # independent closed form: chi2(2k)/2 = Gamma(k)
+        lo_ref = np.where(d > 0, stats.gamma.ppf(a / 2, np.maximum(d, 1)) / e, 0.0)
+        hi_ref = stats.gamma.ppf(1 - a / 2, d + 1) / e
+        np.testing.assert_allclose(lo, lo_ref, rtol=1e-10)
+        np.testing.assert_allclose(hi, hi_ref, rtol=1e-10)
+        # defining property: the tail probabilities at the bounds equal a/2
+        pos = d > 0
+        np.testing.assert_allclose(stats.poisson.sf(d[pos] - 1, lo[pos] * e[pos]), a / 2, rtol=1e-7)
+        np.testing.assert_allclose(stats.poisson.cdf(d, hi * e), a / 2, rtol=1e-7)
+
+
+def test_garwood_zero_exposure_and_errors() -> None:
+    lo, hi = garwood_interval([3, 0], [0.0, 2.0])
+    assert np.isnan(lo[0]) and np.isnan(hi[0])
+    assert lo[1] == 0.0
+    with pytest.raises(ConfigError, match="level"):
+        garwood_interval([1], [1.0], level=1.5)
+    with pytest.raises(DataError, match="claims"):
+        garwood_interval([-1], [1.0])
+
+
+# ---------------------------------------------------------------- incidence vs loop oracle
+
+
+def _cells(seed: int = 0, n_per: float = 4000.0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for period in (dt.date(2021, 1, 1), dt.date(2021, 2, 1)):
+        for age in range(25, 45):
+            for sex in ("F", "M"):
+                for tier in (1, 2, 3):
+                    e = float(rng.gamma(3.0, n_per / 3.0))
+                    rows.append((period, age, sex, tier, e, int(rng.poisson(0.002 * e))))
+    return pl.DataFrame(rows, schema={"period": pl.Date, "age": pl.Int32, "sex": pl.String, "city_tier": pl.Int64,
+                                      "exposure_years": pl.Float64, "claims": pl.Int64}, orient="row")
+
+
+def _oracle(cells: pl.DataFrame, by: list[str], level: float, scale: bool) -> dict:
+    ref = {(r["age"], r["sex"]): r["rate"] for r in reference_basis("ci2020", "CI4").iter_rows(named=True)}
+    groups: dict = {}
+    tot_d = tot_x = 0.0
+    for r in cells.iter_rows(named=True):
+        k = tuple(r[b] for b in by)
+        g = groups.setdefault(k, [0.0, 0, 0.0])
+        x = r["exposure_years"] * ref[(r["age"], r["sex"])]
+        g[0] += r["exposure_years"]
+        g[1] += r["claims"]
+        g[2] += x
+        tot_d += r["claims"]
+        tot_x += x
+    k_level = tot_d / tot_x if scale else 1.0
+    a = 1 - level
+    out = {}
+    for k, (e, d, x) in groups.items():
+        x *= k_level
+        lo = stats.chi2.ppf(a / 2, 2 * d) / (2 * e) if d > 0 else 0.0
+        hi = stats.chi2.ppf(1 - a / 2, 2 * d + 2) / (2 * e)
+        out[k] = dict(exposure_years=e, claims=d, rate=d / e, rate_lower=lo, rate_upper=hi, expected=x, ae=d / x,
+                      ae_lower=(stats.chi2.ppf(a / 2, 2 * d) / (2 * x) if d > 0 else 0.0),
+                      ae_upper=stats.chi2.ppf(1 - a / 2, 2 * d + 2) / (2 * x))
+    return out
+
+
+@pytest.mark.parametrize("by,scale,level", [(["age", "sex"], False, 0.95), (["city_tier"], True, 0.9),
+                                            (["sex", "city_tier"], False, 0.99), ([], True, 0.95)])
+def test_incidence_matches_loop_oracle(by, scale, level) -> None:
+    cells = _cells()
+    got = incidence(cells, by=by, level=level, scale_basis=scale)
+    exp = _oracle(cells, by, level, scale)
+    assert got.height == len(exp)
+    assert got.columns[: len(by)] == by
+    for r in got.iter_rows(named=True):
+        o = exp[tuple(r[b] for b in by)]
+        for c, v in o.items():
+            assert r[c] == pytest.approx(v, rel=1e-9), c
+    if scale:
+        assert float(got["claims"].sum()) / float(got["expected"].sum()) == pytest.approx(1.0, rel=1e-12)
+    if by:
+        assert got.equals(got.sort(by))
+
+
+def test_basis_level_is_mle_of_level_factor() -> None:
+    cells = _cells(1)
+    got = incidence(cells, by=["age"], scale_basis=True)
+    raw = incidence(cells, by=["age"])
+    k = got["basis_level"][0]
+    assert k == pytest.approx(float(raw["claims"].sum()) / float(raw["expected"].sum()), rel=1e-12)
+    # the Poisson score of the level factor vanishes at k: sum(D) - k sum(X) = 0
+    np.testing.assert_allclose(got["expected"].to_numpy(), k * raw["expected"].to_numpy(), rtol=1e-12)
+
+
+def test_expected_needs_age_and_sex() -> None:
+    cells = _cells().drop("sex")
+    with pytest.raises(ConfigError, match="'sex'"):
+        incidence(cells, by=["city_tier"])
+    out = incidence(cells, by=["city_tier"], basis=None)
+    assert "expected" not in out.columns and out.height == 3
+    with pytest.raises(ConfigError, match="'region'"):
+        incidence(_cells(), by=["region"])
+
+
+def test_age_outside_basis_is_named() -> None:
+    cells = _cells().with_columns(pl.lit(130, dtype=pl.Int32).alias("age"))
+    with pytest.raises(DataError, match="age=130"):
+        incidence(cells, by=["sex"])
+
+
+def test_lazy_input_and_zero_exposure_group() -> None:
+    cells = _cells()
+    z = cells.head(1).with_columns(pl.lit(9).cast(pl.Int64).alias("city_tier"), pl.lit(0.0).alias("exposure_years"),
+                                   pl.lit(0).cast(pl.Int64).alias("claims"))
+    out = incidence(pl.concat([cells, z]).lazy(), by=["city_tier"])
+    r = out.filter(pl.col("city_tier") == 9).row(0, named=True)
+    assert np.isnan(r["rate"]) and np.isnan(r["rate_upper"])
+
+
+def test_crude_interval_coverage_on_planted_rates() -> None:
+    """Planted cell rates lie in their 95% Garwood intervals at >= 95% (within binomial noise)."""
+    rng = np.random.default_rng(7)
+    ages = np.arange(20, 60)
+    grid = pl.DataFrame({"age": ages.astype(np.int32)}).join(pl.DataFrame({"sex": ["F", "M"]}), how="cross")
+    grid = grid.join(pl.DataFrame({"city_tier": [1, 2, 3, 4, 5]}), how="cross")
+    n = grid.height  # 400 cells, ~2,500 member-years each = 10^6
+    true = 0.0005 * np.exp(0.05 * (grid["age"].to_numpy() - 20)) * np.where(grid["sex"].to_numpy() == "M", 1.2, 1.0) \
+        * (1 + 0.1 * grid["city_tier"].to_numpy())
+    hits = 0
+    reps = 5
+    for _ in range(reps):
+        e = rng.gamma(5.0, 500.0, n)
+        d = rng.poisson(true * e)
+        out = incidence(grid.with_columns(pl.Series("exposure_years", e), pl.Series("claims", d)),
+                        by=["age", "sex", "city_tier"], basis=None)
+        j = out.join(grid.with_columns(pl.Series("true", true)), on=["age", "sex", "city_tier"])
+        hits += int(((j["rate_lower"] <= j["true"]) & (j["true"] <= j["rate_upper"])).sum())
+    cov = hits / (reps * n)
+    sd = np.sqrt(0.95 * 0.05 / (reps * n))
+    assert cov >= 0.95 - 3 * sd  # Garwood is conservative: coverage >= level
+    assert cov <= 0.995
+
+
+def test_plot_incidence_returns_axes() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    inc = incidence(_cells(), by=["age", "sex"])
+    ax = plot_incidence(inc)
+    assert len(ax.get_lines()) == 4  # observed + reference per sex
+    assert ax.get_xlabel() == "age"
+    ax2 = plot_incidence(incidence(_cells(), by=["age"], basis=None), hue=None)
+    assert len(ax2.get_lines()) == 1
+
+
+def test_cli_incidence(tmp_path, capsys) -> None:
+    from engine.cli.main import main
+
+    cells = _cells()
+    cp = tmp_path / "cells.parquet"
+    cells.write_parquet(cp)
+    out = tmp_path / "inc.parquet"
+    assert main(["incidence", "--cells", str(cp), "--by", "sex,city_tier", "--out", str(out), "--level", "0.9",
+                 "--scale-basis", "--quiet"]) == 0
+    got = pl.read_parquet(out)
+    assert got.equals(incidence(cells, by=["sex", "city_tier"], level=0.9, scale_basis=True))
+    assert main(["incidence", "--cells", str(cp), "--by", "region", "--out", str(out)]) == 2
+    assert "region" in capsys.readouterr().err
+    assert main(["incidence", "--cells", str(cp), "--by", "city_tier", "--basis", "none", "--out", str(out)]) == 0
