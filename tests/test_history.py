@@ -232,3 +232,42 @@ def test_one_pool_equals_sum_of_plans_sharing_base():
     assert sums["sharing_members"].to_list() == pooled["sharing_members"].to_list()
     assert sums["claims_approved"].to_list() == pooled["claims_approved"].to_list()
     assert "pool" in pooled.columns
+
+
+# --------------------------------------------------------------------------- classification and CLI
+def test_unclassified_claims_are_classified_with_exposure_rules():
+    # Without an 'eligible' column: r (event 02-01, b joined 01-10, waiting 30 -> in waiting period) is
+    # set aside, like the hand-flagged version; the others are past their waiting period.
+    claims = _claims().drop("eligible")
+    got = share_history(_members(), claims, start=D(2020, 1, 1), end=D(2020, 3, 31), waiting_days=4,
+                        per_claimant_cap=0.5, annual_cap=1.2)
+    # waiting 4 days: x (a, 01-05 = join + 4) eligible; y (c, 01-25) eligible; z second claim of a -> after_first_claim
+    # q (d, 03-10) eligible; r (b, 02-01) eligible -> approved 03-01 in (02-28, 03-14]
+    assert got["claims_approved"].to_list() == [1, 0, 0, 1, 1, 1]
+    assert got["amount_approved_cny"].to_list() == pytest.approx([1.0, 0, 0, 2.0, 100.0, 3.0])
+
+
+def test_cli_history_writes_the_table(tmp_path):
+    from engine.cli.main import main
+
+    members = _members().with_columns(pl.lit("P1").alias("plan_id"))
+    claims = _claims().drop("eligible")
+    members.write_parquet(tmp_path / "m.parquet")
+    claims.write_parquet(tmp_path / "c.parquet")
+    out = tmp_path / "h.parquet"
+    rej = tmp_path / "rej.parquet"
+    code = main(["history", "--members", str(tmp_path / "m.parquet"), "--claims", str(tmp_path / "c.parquet"),
+                 "--start", "2020-01-01", "--end", "2020-03-31", "--waiting-days", "30", "--per-claimant-cap", "0.5",
+                 "--annual-cap", "1.2", "--as-of", "2024-01-01", "--out", str(out), "--rejected-claims", str(rej), "--quiet"])
+    assert code == 0
+    got = pl.read_parquet(out)
+    want = share_history(members, claims, start=D(2020, 1, 1), end=D(2020, 3, 31), waiting_days=30,
+                         per_claimant_cap=0.5, annual_cap=1.2)
+    assert got.equals(want)
+    # waiting 30: x (a, 01-05 < 01-31), y (c, 01-25 < 02-19), r (b, 02-01 < 02-09) are in the waiting period;
+    # z (a, 02-20) is then a's first eligible claim and q (d, 03-10 >= 03-02) is eligible
+    assert sorted(pl.read_parquet(rej).select("claim_id", "reason").rows()) == [
+        ("r", "in_waiting_period"), ("x", "in_waiting_period"), ("y", "in_waiting_period")]
+    assert got["claims_approved"].to_list() == [0, 0, 0, 1, 0, 1]
+    assert main(["history", "--members", str(tmp_path / "m.parquet"), "--claims", str(tmp_path / "c.parquet"),
+                 "--start", "2020-01-01", "--end", "2020-03-31", "--sharing-days", "0", "--out", str(out)]) == 2
