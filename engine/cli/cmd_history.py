@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.history import history_summary, parse_sharing_days, share_history
     from engine.io import read_claims, read_members, write_parquet
     from engine.validate import validate
+    import polars as pl
 
     start = parse_date(args.start, "--start")
     end = parse_date(args.end, "--end")
@@ -51,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
     classified = classify_claims(members, claims, waiting_days=args.waiting_days)
     classified = classified.collect() if hasattr(classified, "collect") else classified
     if args.rejected_claims:
-        import polars as pl
-
         write_parquet(classified.filter(~pl.col("eligible").fill_null(False)), args.rejected_claims)
     hist = share_history(
         members,
@@ -69,6 +68,6 @@ def run(args: argparse.Namespace) -> int:
         by=by,
     )
     write_parquet(hist, args.out)
-    summary = history_summary(hist, keys=[plan_col or "pool", *by])
+    summary = history_summary(hist, keys=[plan_col or "pool", *by]).with_columns(pl.col("year").cast(pl.String))
     print_table("share history: totals per pool and year", summary.to_dicts(), quiet=args.quiet)
     return 0
