@@ -18,6 +18,8 @@ from engine.errors import ConfigError
 def segment_costs(x: np.ndarray, w: np.ndarray, mu: np.ndarray, loss: str) -> np.ndarray:
     """Matrix ``C[i, j]`` = loss of one group holding sorted units ``i..j-1`` (``i < j``; else inf).
 
+    A group without weight (exposure) costs inf.
+
     Notes
     -----
     ``sse``: sum w (x - xbar)^2 = S2 - S1^2 / W with S1 = sum w x, S2 = sum w x^2,
@@ -51,6 +53,7 @@ def segment_costs(x: np.ndarray, w: np.ndarray, mu: np.ndarray, loss: str) -> np
         raise ConfigError(f"cluster_loss: '{loss}' is not one of 'deviance', 'sse'")
     C = np.maximum(C, 0.0)
     C[idx_j <= idx_i] = np.inf
+    C[W <= 0] = np.inf  # a group needs exposure
     return C
 
 

@@ -155,6 +155,7 @@ def test_constraints_always_hold(cells, method, max_groups, min_claims, min_cred
         return
     g = seg.groups_
     assert 1 <= g.height <= max_groups
+    assert (g["exposure_years"] > 0).all()
     assert (g["expected_claims_per_period"] >= min_claims - 1e-9).all()
     if min_cred:
         assert (g["credibility"] >= min_cred - 1e-9).all()
