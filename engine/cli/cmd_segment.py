@@ -18,6 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="floor of expected claims per sharing period per group (default 30)")
     p.add_argument("--min-credibility", type=float, default=None, help="floor of limited-fluctuation credibility Z")
     p.add_argument("--period-months", type=float, default=1.0, help="sharing period in months (default 1)")
+    p.add_argument("--window-years", type=float, default=None,
+                   help="length of the data window in years (default: from the period column)")
     p.add_argument("--by", default=None, help="segmentation features, comma-separated (default: all keys but period)")
     p.add_argument("--adjust-for", default="", help="keys divided out first, comma-separated (e.g. age,sex)")
     p.add_argument("--rules", default=None, help="JSON or TOML file with the groups of a rules plan (--method rules)")
@@ -81,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         adjust_for=tuple(_split(args.adjust_for) or ()),
         rules=_read_rules(args.rules) if args.rules else None,
         model=CellPoissonModel() if args.model == "cell" else None,
+        window_years=args.window_years,
     ).fit(cells)
     segments = seg.groups_.select(
         "group", "name", "rule", "exposure_years", "claims", "rate", "rate_lower", "rate_upper",
