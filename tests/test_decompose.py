@@ -273,3 +273,20 @@ def test_drivers_from_cells_errors_name_the_table():
     ok = cells.head(1).with_columns(pl.lit(0.0).alias("amount"))
     with pytest.raises(DataError, match="longer window"):
         drivers_from_cells(ok, sharing_members=10, amount_approved_cny=5.0, period_days=30)
+
+
+def test_drivers_from_exposure_cells_reproduce_the_history_share():
+    from engine.exposure import exposure
+
+    members, claims = _platform(8, n=200, n_claims=150)
+    claims = claims.drop("eligible")
+    h = share_history(members, claims, start=D(2020, 5, 1), end=D(2020, 5, 31), sharing_days="monthly",
+                      waiting_days=60, reporting_lag_days=25, per_claimant_cap=None, annual_cap=None, plan_col=None)
+    cells = exposure(members, claims, start=D(2020, 5, 1), end=D(2020, 5, 31), period="month", waiting_days=60,
+                     by=("age", "sex", "duration", "city_tier"))
+    d = drivers_from_cells(cells, sharing_members=h["sharing_members"][0], amount_approved_cny=h["amount_approved_cny"][0],
+                           period_days=31, select_factors=SEL, relativities=REL)
+    assert d.share_cny == pytest.approx(h["share_cny"][0], rel=1e-12)
+    assert d.details["eligible_years"] == pytest.approx(cells["exposure_years"].sum())
+    assert d.details["incurred_cny"] == pytest.approx(cells["amount"].sum())
+    assert d.select < 1.0 and d.mix > 0
