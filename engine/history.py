@@ -169,53 +169,47 @@ def cohort_counts(
     join_days: np.ndarray,
     exit_days: np.ndarray,
     notice_days: np.ndarray,
-    year_start_index: np.ndarray,
+    lo: int,
+    hi: int,
     weights: np.ndarray,
     pool: np.ndarray,
     n_pools: int,
 ) -> np.ndarray:
-    """``n[p, k, t]``: members of pool p sharing on notice t whose sharing this calendar year began at notice k.
+    """``n[p, k, t]`` for one calendar year (notices ``lo <= t < hi``, local indices).
 
-    ``year_start_index[t]`` is the index of the first notice of t's calendar
-    year. A member sharing on notices ``[a, e)`` belongs, in the year starting
-    at ys and ending before ye, to cohort ``k = max(a, ys)`` on ``t in [k, min(e, ye))``.
+    Members of pool p sharing on notice t whose sharing this year began at
+    notice k. A member sharing on notices ``[a, e)`` is in cohort
+    ``k = max(a, lo)`` on ``t in [k, min(e, hi))``: a two-dimensional
+    difference array, no loop over members.
     """
     T = np.asarray(notice_days, dtype=np.int64)
-    P = T.size
     a = np.searchsorted(T, join_days, side="left")
     e = np.searchsorted(T, exit_days, side="left")
-    out = np.zeros((n_pools, P, P))
-    starts = np.unique(year_start_index)
-    for i, ys in enumerate(starts):  # loop over calendar years, never over members
-        ye = starts[i + 1] if i + 1 < starts.size else P
-        L = ye - ys
-        k = np.maximum(a, ys)
-        end = np.minimum(e, ye)
-        ok = k < end
-        kk, ee, ww, pp = k[ok] - ys, end[ok] - ys, weights[ok], pool[ok]
-        size = n_pools * L * (L + 1)
-        base = pp * L * (L + 1) + kk * (L + 1)
-        diff = np.bincount(base + kk, ww, minlength=size) - np.bincount(base + ee, ww, minlength=size)
-        block = np.cumsum(diff.reshape(n_pools, L, L + 1), axis=2)[:, :, :L]
-        out[:, ys:ye, ys:ye] = block
-    return out
+    L = hi - lo
+    k = np.maximum(a, lo)
+    end = np.minimum(e, hi)
+    ok = k < end
+    kk, ee, ww, pp = k[ok] - lo, end[ok] - lo, weights[ok], pool[ok]
+    size = n_pools * L * (L + 1)
+    base = pp * L * (L + 1) + kk * (L + 1)
+    diff = np.bincount(base + kk, ww, minlength=size) - np.bincount(base + ee, ww, minlength=size)
+    return np.cumsum(diff.reshape(n_pools, L, L + 1), axis=2)[:, :, :L]
 
 
 def annual_cap_split(
-    shares: np.ndarray, year_start_index: np.ndarray, cohorts: np.ndarray, cap: float | None
+    shares: np.ndarray, cohorts: np.ndarray, cap: float | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Apply the annual cap per join cohort.
+    """Apply the annual cap per join cohort within one calendar year.
 
     Parameters
     ----------
-    shares : (pools, P) capped share per member per period (0 where undefined).
-    year_start_index : (P,) index of the first notice of each period's year.
-    cohorts : (pools, P, P) from :func:`cohort_counts`.
+    shares : (pools, L) capped share per member in the year's periods (0 where undefined).
+    cohorts : (pools, L, L) from :func:`cohort_counts`.
     cap : annual cap per member (None = no cap).
 
     Returns
     -------
-    cumulative_full, paid_full, platform_total, members_paid_total, each (pools, P):
+    cumulative_full, paid_full, platform_total, members_paid_total, each (pools, L):
     the year-to-date share and the payment of a member sharing since the year's
     first notice, the platform's total annual-cap payment, and the members' total.
 
@@ -223,31 +217,23 @@ def annual_cap_split(
     -----
     For cohort k (first notice shared this year), cumulative share
     ``C_k(t) = S(t) - S(k-1)`` with S the year-to-date cumulative sum; it pays
-    ``min(A, C_k(t)) - min(A, C_k(t-1))`` in period t and the platform pays the rest.
+    ``min(A, C_k(t)) - min(A, C_k(t-1))`` in period t (exactly s_t while
+    ``C_k(t) <= A``) and the platform pays the rest.
     """
     A = np.inf if cap is None else float(cap)
-    pools, P = shares.shape
-    ys = np.asarray(year_start_index)
-    S = np.zeros_like(shares)
-    for y in np.unique(ys):
-        idx = np.flatnonzero(ys == y)
-        S[:, idx] = np.cumsum(shares[:, idx], axis=1)
-    # S_before[k] = cumulative before notice k within its year
+    L = shares.shape[1]
+    S = np.cumsum(shares, axis=1)
     S_before = S - shares
-    t = np.arange(P)
-    same_year = (ys[:, None] == ys[None, :]) & (t[:, None] <= t[None, :])  # [k, t]
+    t = np.arange(L)
+    upper = t[:, None] <= t[None, :]  # [k, t]: cohort k exists at t
     C = S[:, None, :] - S_before[:, :, None]  # C[p, k, t] = S(t) - S(k-1)
     C_prev = C - shares[:, None, :]
-    # exact when the cap does not bind (paid = s), A - C_prev when it binds in t, 0 after
     paid = np.where(C <= A, shares[:, None, :], np.maximum(0.0, A - C_prev))
-    paid = np.where(same_year[None], paid, 0.0)
-    platform_each = np.where(same_year[None], shares[:, None, :] - paid, 0.0)
+    paid = np.where(upper[None], paid, 0.0)
+    platform_each = np.where(upper[None], shares[:, None, :] - paid, 0.0)
     platform_total = np.einsum("pkt,pkt->pt", cohorts, platform_each)
     members_total = np.einsum("pkt,pkt->pt", cohorts, paid)
-    first = ys  # cohort of the full-year member at each t
-    paid_full = paid[:, first, t]
-    cum_full = S
-    return cum_full, paid_full, platform_total, members_total
+    return S, paid[:, 0, :], platform_total, members_total
 
 
 # --------------------------------------------------------------------------- main entry
@@ -400,12 +386,18 @@ def share_history(
         share = np.where(has, cost / np.where(has, N, 1.0), np.nan)
     share_capped = np.where(has, capped_sum, np.nan)
     s0 = np.nan_to_num(share_capped)
-    cohorts = cohort_counts(jd, xd, T, year_start, wt, code, n_pools)
-    cum_full, paid_full, plat_ac, members_paid = annual_cap_split(s0, year_start, cohorts, annual_cap)
+    cum_full, paid_full, plat_ac, members_paid = (np.zeros_like(s0) for _ in range(4))
+    starts = np.unique(year_start)
+    for i, lo in enumerate(starts):  # one calendar year at a time: memory pools x L^2, L <= 31
+        hi = int(starts[i + 1]) if i + 1 < starts.size else P
+        cohorts = cohort_counts(jd, xd, T, int(lo), hi, wt, code, n_pools)
+        blocks = annual_cap_split(s0[:, lo:hi], cohorts, annual_cap)
+        for arr, blk in zip((cum_full, paid_full, plat_ac, members_paid), blocks, strict=True):
+            arr[:, lo:hi] = blk
     cum_paid = np.zeros_like(paid_full)
-    for y in np.unique(year_start):
-        idx = np.flatnonzero(year_start == y)
-        cum_paid[:, idx] = np.cumsum(paid_full[:, idx], axis=1)
+    for i, lo in enumerate(starts):
+        hi = int(starts[i + 1]) if i + 1 < starts.size else P
+        cum_paid[:, lo:hi] = np.cumsum(paid_full[:, lo:hi], axis=1)
 
     keep = np.flatnonzero(T >= (start - _EPOCH).days)
     nan_if = lambda x: np.where(has, x, np.nan)  # noqa: E731
