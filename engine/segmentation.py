@@ -232,7 +232,9 @@ class RiskSegmenter:
         return b.to_numpy()
 
     def fit(self, cells: pl.DataFrame) -> RiskSegmenter:
-        """Fit the segmentation on ``cells``; returns self."""
+        """Fit the segmentation on ``cells`` (DataFrame or LazyFrame); returns self."""
+        if isinstance(cells, pl.LazyFrame):
+            cells = cells.collect()
         feats = self._check(cells)
         self.features_ = feats
         self.window_years_ = float(self.window_years) if self.window_years else window_years(cells)
