@@ -34,6 +34,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import sys
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import permutations
@@ -497,3 +499,13 @@ def decompose(
         else pl.when(pl.col("contribution_cny") == 0).then(0.0).otherwise(pl.col("contribution_cny") / total * 100.0)
     )
     return out.with_columns(pct.alias("contribution_pct"))
+
+
+class _CallableModule(types.ModuleType):
+    """``engine.decompose`` is both this module and its main function: calling the module calls it."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> pl.DataFrame:
+        return decompose(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

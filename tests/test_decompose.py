@@ -290,3 +290,12 @@ def test_drivers_from_exposure_cells_reproduce_the_history_share():
     assert d.details["eligible_years"] == pytest.approx(cells["exposure_years"].sum())
     assert d.details["incurred_cny"] == pytest.approx(cells["amount"].sum())
     assert d.select < 1.0 and d.mix > 0
+
+
+def test_engine_decompose_is_callable_even_after_submodule_import():
+    import engine
+    import engine.decompose as mod
+
+    a, b = _drivers([1.0] * n_drivers), _drivers([3.0] + [1.0] * (n_drivers - 1))
+    assert engine.decompose(a, b)["contribution_cny"].sum() == pytest.approx(2.0)
+    assert mod(a, b).equals(decompose(a, b))
