@@ -215,3 +215,14 @@ def plot_incidence(inc: pl.DataFrame, ax: Any = None, x: str = "age", hue: str |
 
 
 __all__ = ["expected_claims", "garwood_interval", "incidence", "plot_incidence"]
+
+
+class _CallableModule(__import__("types").ModuleType):
+    """Once ``engine.incidence`` (this module) is imported, ``engine.incidence`` is the module
+    and not the function; making the module callable keeps ``engine.incidence(cells, ...)`` working."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> pl.DataFrame:
+        return incidence(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule

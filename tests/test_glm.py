@@ -363,3 +363,19 @@ def test_end_to_end_synthetic_platform_recovers_planted_groups() -> None:
     scored = score_members(m, plat.members, dt.date(2021, 12, 31))
     assert scored.height > 0 and scored["rate"].min() > 0
     assert scored["age"].max() <= 60
+
+
+def test_model_plots_and_interval_level() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    cells, _ = planted_cells(15)
+    m = PoissonGLM(factors=("sex",), age="linear", level=0.9).fit(cells)
+    s = m.summary
+    from scipy.stats import norm
+
+    np.testing.assert_allclose(s["upper"] - s["coef"], norm.ppf(0.95) * s["se"], rtol=1e-12)
+    ax = m.plot_lorenz(cells)
+    assert len(ax.get_lines()) == 2
+    g = PoissonGBM(max_iter=5).fit(cells)
+    assert len(g.plot_lorenz(cells).get_lines()) == 2

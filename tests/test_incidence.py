@@ -199,3 +199,12 @@ def test_cli_incidence(tmp_path, capsys) -> None:
     assert main(["incidence", "--cells", str(cp), "--by", "region", "--out", str(out)]) == 2
     assert "region" in capsys.readouterr().err
     assert main(["incidence", "--cells", str(cp), "--by", "city_tier", "--basis", "none", "--out", str(out)]) == 0
+
+
+def test_engine_incidence_is_callable_after_submodule_import() -> None:
+    import engine
+    import engine.incidence as mod
+
+    cells = _cells()
+    assert engine.incidence(cells, by=["sex"]).equals(mod.incidence(cells, by=["sex"]))
+    assert engine.garwood_interval is garwood_interval
