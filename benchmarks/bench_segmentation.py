@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from segmentation_sim import sim_cells  # noqa: E402
+from test_segmentation_sim import sim_cells  # noqa: E402
 
 from engine.segmentation import RiskSegmenter, default_model  # noqa: E402
 

@@ -13,7 +13,7 @@ import pytest
 from scipy.stats import chi2
 
 sys.path.insert(0, str(Path(__file__).parent))
-from segmentation_sim import planted_group, sim_cells  # noqa: E402
+from test_segmentation_sim import planted_group, sim_cells  # noqa: E402
 
 from engine.errors import ConfigError, DataError, ModelError  # noqa: E402
 from engine.segment_metrics import gini, weighted_ari  # noqa: E402

@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 sys.path.insert(0, str(Path(__file__).parent))
-from segmentation_cells import platform_cells, standin_cells  # noqa: E402
+from test_segmentation_cells import platform_cells, standin_cells  # noqa: E402
 
 from engine.segment_model import CellPoissonModel  # noqa: E402
 from engine.segmentation import RiskSegmenter  # noqa: E402

@@ -1,4 +1,4 @@
-"""Cells from members/claims for the segmentation tests (not a test module).
+"""Cells from members/claims for the segmentation tests (helpers; no tests here).
 
 Uses ``engine.exposure`` when it is installed; otherwise a small vectorised
 stand-in (one period = the whole window; keys age, sex and member factors),

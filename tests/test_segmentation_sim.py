@@ -1,4 +1,4 @@
-"""Simulated cells with planted risk groups for the segmentation tests (not a test module)."""
+"""Simulated cells with planted risk groups for the segmentation tests (helpers; no tests here)."""
 
 from __future__ import annotations
 
