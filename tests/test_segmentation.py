@@ -211,6 +211,9 @@ def test_frontier_criterion_and_plot(sim):
         k += 1
     assert seg.recommended_k_ == k == fr.filter(pl.col("recommended"))["k"][0]
     assert np.all(np.diff(fr["share_cv_weighted"].to_numpy()) > 0)
+    two = RiskSegmenter(method="cluster", features=["city_tier", "channel"], adjust_for=["age", "sex"],
+                        n_groups=2, model=CellPoissonModel()).fit(cells)
+    assert two.n_groups_ == 2 and two.groups_.height == 2 and two.recommended_k_ == seg.recommended_k_
     import matplotlib
 
     matplotlib.use("Agg")

@@ -156,6 +156,9 @@ def test_constraints_always_hold(cells, method, max_groups, min_claims, min_cred
     g = seg.groups_
     assert 1 <= g.height <= max_groups
     assert (g["exposure_years"] > 0).all()
+    fr = seg.frontier_
+    assert fr["k"].max() <= max_groups and fr["recommended"].sum() == 1
+    assert (fr["min_expected_claims_per_period"] >= min_claims - 1e-9).all()  # every K on the frontier is feasible
     assert (g["expected_claims_per_period"] >= min_claims - 1e-9).all()
     if min_cred:
         assert (g["credibility"] >= min_cred - 1e-9).all()
