@@ -351,3 +351,20 @@ def member_attained_age(birth: pl.Expr, at: Any) -> pl.Expr:
     )
     return (at_lit.dt.year() - birth.dt.year() - before.cast(pl.Int32)).cast(pl.Int32)
 
+
+
+def member_duration(join: pl.Expr, at: Any) -> pl.Expr:
+    """Completed months since ``join`` on date ``at`` (shared/domain.md section 4).
+
+    Notes
+    -----
+    The k-th month boundary falls on join's day of month, or on the month's last
+    day when that day does not exist; so
+    n = 12 (year(at) - year(join)) + month(at) - month(join) - [day(at) < min(day(join), last day of at's month)].
+    """
+    import calendar
+
+    last = calendar.monthrange(at.year, at.month)[1]
+    boundary = pl.min_horizontal(join.dt.day().cast(pl.Int32), pl.lit(last, dtype=pl.Int32))
+    n = (at.year - join.dt.year().cast(pl.Int32)) * 12 + (at.month - join.dt.month().cast(pl.Int32))
+    return (n - (pl.lit(at.day, dtype=pl.Int32) < boundary).cast(pl.Int32)).cast(pl.Int32)

@@ -23,6 +23,7 @@ from engine.segment_metrics import (
     FULL_CREDIBILITY_CLAIMS,
     frontier_table,
     member_attained_age,
+    member_duration,
     segmentation_metrics,
     window_years,
 )
@@ -457,7 +458,8 @@ class RiskSegmenter:
         """Group id (Int32, 1..K) of every row of ``frame`` (cells or members).
 
         Members need ``birth_date`` and a date ``at`` when ``age`` is a feature:
-        attained age (age last birthday) on ``at`` is used. Rows whose feature values
+        attained age (age last birthday) on ``at`` is used; likewise ``duration``
+        (completed months since ``join_date``) on ``at``. Rows whose feature values
         match no group (an unseen category, or a rules plan without "other") raise
         :class:`DataError` when ``unknown="error"`` or get null when ``unknown="null"``.
         """
@@ -472,6 +474,10 @@ class RiskSegmenter:
                     if at is None:
                         raise ConfigError("at: a date is needed to compute attained age from birth_date")
                     df = df.with_columns(member_attained_age(pl.col("birth_date"), at).alias("age"))
+                elif f == "duration" and "join_date" in df.columns:
+                    if at is None:
+                        raise ConfigError("at: a date is needed to compute duration from join_date")
+                    df = df.with_columns(member_duration(pl.col("join_date"), at).alias("duration"))
                 else:
                     raise DataError(f"frame: column '{f}' needed for assignment is missing")
         if self.rules_ is not None:

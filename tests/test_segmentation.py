@@ -295,3 +295,33 @@ def test_default_model_is_glm_with_interactions(sim):
     assert [tuple(p) for p in seg.model_.interactions] == [("city_tier", "channel")]
     ari = weighted_ari(_truth(cells), seg.assign(cells).to_numpy(), cells["exposure_years"].to_numpy())
     assert ari >= 0.9
+
+
+def test_member_duration_and_age_conventions():
+    from engine.segment_metrics import member_attained_age, member_duration
+
+    def slow_months(j, d):
+        """Count month boundaries one by one (plain loop oracle)."""
+        import calendar
+
+        n = 0
+        y, m = j.year, j.month
+        while True:
+            m += 1
+            if m == 13:
+                y, m = y + 1, 1
+            b = dt.date(y, m, min(j.day, calendar.monthrange(y, m)[1]))
+            if b > d:
+                return n
+            n += 1
+
+    joins = [dt.date(2021, 1, 31), dt.date(2020, 1, 15), dt.date(2019, 2, 28), dt.date(2020, 2, 29), dt.date(2020, 12, 1)]
+    ats = [dt.date(2021, 2, 27), dt.date(2021, 2, 28), dt.date(2021, 3, 14), dt.date(2021, 3, 15), dt.date(2024, 2, 29),
+           dt.date(2021, 3, 31), dt.date(2020, 12, 1)]
+    for at in ats:
+        df = pl.DataFrame({"join_date": [j for j in joins if j <= at]})
+        got = df.select(member_duration(pl.col("join_date"), at).alias("d"))["d"].to_list()
+        assert got == [slow_months(j, at) for j in joins if j <= at]
+    births = pl.DataFrame({"b": [dt.date(2000, 2, 29)]})
+    age = lambda at: births.select(member_attained_age(pl.col("b"), at).alias("a"))["a"][0]  # noqa: E731
+    assert [age(dt.date(2021, 2, 28)), age(dt.date(2021, 3, 1)), age(dt.date(2024, 2, 29))] == [20, 21, 24]
