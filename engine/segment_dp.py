@@ -113,3 +113,15 @@ def dp_partition(
             bounds = sorted(bounds)[1:]
             out[k] = (float(F[n]), bounds)
     return out
+
+
+def isotonic_by_profile(x: np.ndarray, w: np.ndarray, age: np.ndarray, prof: np.ndarray) -> np.ndarray:
+    """Weighted isotonic (non-decreasing in age) fit of x within each profile."""
+    from sklearn.isotonic import IsotonicRegression
+
+    out = x.copy()
+    for p in np.unique(prof):
+        m = prof == p
+        if m.sum() > 1:
+            out[m] = IsotonicRegression().fit(age[m], x[m], sample_weight=np.maximum(w[m], 1e-12)).predict(age[m])
+    return out

@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from engine.errors import ConfigError
-from engine.segment_tree import Rule
+from engine.segment_tree import Rule, rule_text
 
 
 def parse_rules(config: Any, ordered: tuple[str, ...] | list[str]) -> list[tuple[str, Rule]]:
@@ -138,3 +139,34 @@ def rules_for_labels(units: Any, labels: np.ndarray, max_terms: int = 6) -> list
     if not np.array_equal(check, labels):
         return None
     return [out[g] for g in range(k)]
+
+
+def describe_units(units: Any, mask: np.ndarray) -> str:
+    """Rule text when the group's units form a product set, else its factor profile (values by exposure)."""
+    sub = units.frame.filter(pl.Series(mask))
+    feats = units.features
+    sets = {f: sorted(sub[f].unique().to_list(), key=lambda v: (str(type(v)), v)) for f in feats}
+    size = int(np.prod([len(s) for s in sets.values()])) if feats else 1
+    all_units = units.frame.filter(pl.all_horizontal([pl.col(f).is_in(sets[f]) for f in feats])) if feats else units.frame
+    if size == sub.height and all_units.height == sub.height:
+        rule: Rule = {}
+        for f in feats:
+            if len(sets[f]) == len(units.levels[f]):
+                continue
+            if f in units.ordered and sets[f] == list(range(sets[f][0], sets[f][-1] + 1)):
+                rule[f] = ("range", sets[f][0], sets[f][-1])
+            else:
+                rule[f] = ("in", sets[f])
+        return rule_text(rule, feats)
+    parts = []
+    for f in feats:
+        if f in units.ordered:
+            lo, hi = sub[f].min(), sub[f].max()
+            mean = float((sub[f] * sub["E"]).sum() / max(float(sub["E"].sum()), 1e-300))
+            parts.append(f"{f}: {lo}-{hi} (mean {mean:.1f})")
+            continue
+        w = sub.group_by(f).agg(pl.col("E").sum()).sort("E", f, descending=[True, False])
+        tot = float(w["E"].sum())
+        top = ", ".join(f"{v} {e / tot:.0%}" for v, e in w.head(3).iter_rows())
+        parts.append(f"{f}: {top}")
+    return "mixed; " + "; ".join(parts)

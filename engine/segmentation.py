@@ -9,8 +9,8 @@ Methods: ``tree`` (Poisson regression tree with readable rules), ``cluster``
 from __future__ import annotations
 
 import copy
-from itertools import combinations
 from collections.abc import Sequence
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from engine.errors import ConfigError, DataError, ModelError
-from engine.segment_dp import dp_partition
+from engine.segment_dp import dp_partition, isotonic_by_profile
 from engine.segment_metrics import (
     FULL_CREDIBILITY_CLAIMS,
     frontier_table,
@@ -28,7 +28,7 @@ from engine.segment_metrics import (
     window_years,
 )
 from engine.segment_model import CellPoissonModel, key_columns
-from engine.segment_rules import parse_rules, rules_for_labels
+from engine.segment_rules import describe_units, parse_rules, rules_for_labels
 from engine.segment_tree import Rule, grow_tree, make_units, rule_expr, rule_from_json, rule_mask, rule_text, rule_to_json
 
 METHODS = ("tree", "cluster", "rules")
@@ -54,18 +54,6 @@ def default_model(cells: pl.DataFrame | None = None, features: Sequence[str] | N
     cats = [f for f in (features if features is not None else factors) if f in factors]
     return PoissonGLM(factors=factors, age="spline" if "age" in cells.columns else None,
                       interactions=list(combinations(cats, 2)), alpha=1e-6)
-
-
-def _isotonic_by_profile(x: np.ndarray, w: np.ndarray, age: np.ndarray, prof: np.ndarray) -> np.ndarray:
-    """Weighted isotonic (non-decreasing in age) fit of x within each profile."""
-    from sklearn.isotonic import IsotonicRegression
-
-    out = x.copy()
-    for p in np.unique(prof):
-        m = prof == p
-        if m.sum() > 1:
-            out[m] = IsotonicRegression().fit(age[m], x[m], sample_weight=np.maximum(w[m], 1e-12)).predict(age[m])
-    return out
 
 
 class RiskSegmenter:
@@ -346,7 +334,7 @@ class RiskSegmenter:
             prof = np.zeros(units.n, np.int64)
             for f in others:
                 prof = prof * (len(units.levels[f]) + 1) + units.codes[f]
-            x = _isotonic_by_profile(x, units.M, units.codes[age].astype(float), prof)
+            x = isotonic_by_profile(x, units.M, units.codes[age].astype(float), prof)
         order = np.lexsort((np.arange(units.n), x))
         xs, w, mu, d = x[order], units.M[order], units.mu[order], units.D[order]
         if age and (self.monotone_age or self.contiguous_age):
@@ -406,7 +394,7 @@ class RiskSegmenter:
             elif self.rules_ is not None:
                 texts.append("no other group matches")
             else:
-                texts.append(self._describe(units, parts[k] == g))
+                texts.append(describe_units(units, parts[k] == g))
             names.append(self.group_names_[g] if self.method == "rules" else f"G{g + 1}")
         self.groups_ = table.with_columns(pl.col("group").cast(pl.Int32), pl.Series("name", names),
                                           pl.Series("rule", texts)).select("group", "name", "rule", pl.exclude("group", "name", "rule"))
@@ -418,36 +406,6 @@ class RiskSegmenter:
         u = units.frame.select(feats).with_row_index("_u")
         j = cells.select(feats).with_row_index("_i").join(u, on=feats, how="left").sort("_i")
         return j.get_column("_u").to_numpy().astype(np.int64)
-
-    def _describe(self, units: Any, mask: np.ndarray) -> str:
-        """Rule text when the group's units form a product set, else its factor profile (values by exposure)."""
-        sub = units.frame.filter(pl.Series(mask))
-        feats = units.features
-        sets = {f: sorted(sub[f].unique().to_list(), key=lambda v: (str(type(v)), v)) for f in feats}
-        size = int(np.prod([len(s) for s in sets.values()])) if feats else 1
-        all_units = units.frame.filter(pl.all_horizontal([pl.col(f).is_in(sets[f]) for f in feats])) if feats else units.frame
-        if size == sub.height and all_units.height == sub.height:
-            rule: Rule = {}
-            for f in feats:
-                if len(sets[f]) == len(units.levels[f]):
-                    continue
-                if f in units.ordered and sets[f] == list(range(sets[f][0], sets[f][-1] + 1)):
-                    rule[f] = ("range", sets[f][0], sets[f][-1])
-                else:
-                    rule[f] = ("in", sets[f])
-            return rule_text(rule, feats)
-        parts = []
-        for f in feats:
-            if f in units.ordered:
-                lo, hi = sub[f].min(), sub[f].max()
-                mean = float((sub[f] * sub["E"]).sum() / max(float(sub["E"].sum()), 1e-300))
-                parts.append(f"{f}: {lo}-{hi} (mean {mean:.1f})")
-                continue
-            w = sub.group_by(f).agg(pl.col("E").sum()).sort("E", f, descending=[True, False])
-            tot = float(w["E"].sum())
-            top = ", ".join(f"{v} {e / tot:.0%}" for v, e in w.head(3).iter_rows())
-            parts.append(f"{f}: {top}")
-        return "mixed; " + "; ".join(parts)
 
     # ------------------------------------------------------------------ use
     def _fitted(self) -> None:
