@@ -248,6 +248,12 @@ def test_cli_segment(sim, tmp_path):
     assert s["exposure_years"].sum() == pytest.approx(cells["exposure_years"].sum())
     assert f["recommended"].sum() == 1
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+    # deterministic: a second run writes the same bytes
+    rc = main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(tmp_path / "out2"),
+               "--by", "city_tier,channel", "--adjust-for", "age,sex", "--method", "cluster", "--model", "cell",
+               "--quiet"])
+    for name in ("segments.parquet", "frontier.parquet"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "out2" / name).read_bytes()
 
 
 def test_gini_and_weighted_ari_against_oracles():
