@@ -82,6 +82,8 @@ def build_spec(
 
     Notes
     -----
+    ``age="auto"`` resolves to "spline" when the cells have more than ``age_df`` distinct
+    ages, "factor" with 2..age_df, and no age term otherwise (no ``age`` column, one age).
     Treatment coding: each factor's reference level is the first level in sorted order
     (e.g. sex 'F', city_tier 1, channel 'employer') unless ``reference`` names another; its
     effect is absorbed in the intercept and each other level gets a column ``f[level]``.
@@ -90,8 +92,11 @@ def build_spec(
     """
     facs = default_factors(df) if factors is None else [factors] if isinstance(factors, str) else list(factors)
     reference = dict(reference or {})
-    if age not in (None, "spline", "factor", "linear"):
-        raise ConfigError(f"age: '{age}' must be 'spline', 'factor', 'linear' or None")
+    if age not in (None, "auto", "spline", "factor", "linear"):
+        raise ConfigError(f"age: '{age}' must be 'auto', 'spline', 'factor', 'linear' or None")
+    if age == "auto":  # spline with enough ages, a factor with a few, nothing without an age column
+        n_ages = df.get_column("age").n_unique() if "age" in df.columns else 0
+        age = "spline" if n_ages > int(age_df) else "factor" if n_ages >= 2 else None
     for c in facs + (["age"] if age else []):
         if c not in df.columns:
             raise ConfigError(f"cells: column '{c}' is required by the model (factors={facs}, age={age!r})")

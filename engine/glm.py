@@ -114,8 +114,10 @@ class PoissonGLM:
     factors : categorical keys (treatment coding, reference = first sorted level unless
         ``reference`` says otherwise). ``None``: every key column of the training cells
         except ``period``, ``age`` and ``duration``.
-    age : ``"spline"`` (cubic B-spline, ``age_df`` columns), ``"factor"`` (one level per
-        age), ``"linear"`` (log-linear in age) or ``None`` (no age term).
+    age : ``"auto"`` (default: ``"spline"`` if the cells have more than ``age_df`` distinct
+        ages, ``"factor"`` with 2..age_df, none without an ``age`` column), ``"spline"``
+        (cubic B-spline, ``age_df`` columns), ``"factor"`` (one level per age),
+        ``"linear"`` (log-linear in age) or ``None`` (no age term).
     age_df : degrees of freedom of the age spline (>= 3; ``age_df - 3`` interior knots,
         uniform between the youngest and oldest training age).
     interactions : pairs of factors whose non-reference columns are multiplied.
@@ -140,7 +142,7 @@ class PoissonGLM:
     def __init__(
         self,
         factors: Sequence[str] | None = None,
-        age: str | None = "spline",
+        age: str | None = "auto",
         age_df: int = 6,
         interactions: Sequence[Sequence[str]] = (),
         alpha: float = 0.0,

@@ -195,6 +195,11 @@ def test_defaults_errors_and_summary(capsys) -> None:
     r = PoissonGLM(factors=("channel",), age=None, reference={"channel": "organic"}).fit(cells)
     assert r.feature_names_ == ["channel[employer]", "channel[referral]", "channel[subsidy]"]
     assert m.score(cells) > 0 and m.score(cells) < PoissonGLM(factors=(), age=None).fit(cells).score(cells)
+    assert m.spec_["age"]["kind"] == "spline"
+    no_age = PoissonGLM().fit(cells.group_by("sex", "channel").agg(pl.col("exposure_years", "claims").sum()))
+    assert no_age.spec_["age"] is None and no_age.columns_ == ["sex", "channel"]
+    few = PoissonGLM().fit(cells.filter(pl.col("age") < 23))
+    assert few.spec_["age"]["kind"] == "factor" and few.feature_names_[-2:] == ["age[21]", "age[22]"]
     curve = m.age_curve(sex="M")
     assert curve.height == 40 and np.all(np.diff(curve["rate"].to_numpy()) > -1e-4)
 
