@@ -242,6 +242,34 @@ class PoissonGLM:
         """Predicted annual incidence rate (claims per exposure-year) per row of ``cells``."""
         return np.exp(self.linear_predictor(cells))
 
+    def predict_interval(
+        self, cells: pl.DataFrame | pl.LazyFrame, level: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predicted rate with a confidence interval for the *expected* rate of each row.
+
+        Returns
+        -------
+        (rate, lower, upper) numpy arrays.
+
+        Notes
+        -----
+        eta = x'b with se(eta) = sqrt(x' cov_ x) (x with the leading 1); the interval is
+        exp(eta -/+ z_{(1+level)/2} se(eta)) (Wald on the log scale, as statsmodels'
+        ``get_prediction``). It covers the model's rate, not next year's claim count.
+        """
+        from scipy.stats import norm
+
+        from engine.incidence import _check_level
+
+        self._check_fitted()
+        lv = _check_level(self.level if level is None else level)
+        X, _ = design_matrix(_frame(cells), self.spec_)
+        X1 = np.hstack([np.ones((X.shape[0], 1)), X])
+        eta = X1 @ np.concatenate([[self.intercept_], self.coef_])
+        se = np.sqrt(np.einsum("ij,jk,ik->i", X1, self.cov_, X1))
+        q = norm.ppf(0.5 + lv / 2.0)
+        return np.exp(eta), np.exp(eta - q * se), np.exp(eta + q * se)
+
     def predict_claims(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """Predicted claims per row: rate x ``exposure_years``."""
         df = _frame(cells)

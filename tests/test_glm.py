@@ -74,6 +74,23 @@ def test_coefficients_equal_statsmodels(kwargs) -> None:
     np.testing.assert_allclose(m.summary["p"].to_numpy(), ref.pvalues, rtol=1e-5, atol=1e-300)
 
 
+def test_predict_interval_equals_statsmodels_and_covers_planted_rates() -> None:
+    cells, rate = planted_cells(16)
+    m = PoissonGLM(factors=("sex", "city_tier", "channel"), age="linear").fit(cells)
+    ref = _statsmodels(cells, m)
+    X, _ = design_matrix(cells, m.spec_)
+    frame = ref.get_prediction(np.hstack([np.ones((cells.height, 1)), X]), offset=np.zeros(cells.height)).summary_frame(
+        alpha=0.05)
+    r, lo, hi = m.predict_interval(cells)
+    np.testing.assert_allclose(r, frame["mean"].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(lo, frame["mean_ci_lower"].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(hi, frame["mean_ci_upper"].to_numpy(), rtol=1e-6)
+    # correctly specified model: planted cell rates inside their intervals for most cells (correlated, so loose)
+    assert np.mean((lo <= rate) & (rate <= hi)) > 0.8
+    _, lo90, hi90 = m.predict_interval(cells, level=0.9)
+    assert np.all(lo90 > lo) and np.all(hi90 < hi)
+
+
 def test_default_lbfgs_poisson_regressor_is_off_but_newton_cholesky_agrees() -> None:
     """Why we do not use sklearn's default: lbfgs stops far from the MLE at rates ~1e-3."""
     from sklearn.linear_model import PoissonRegressor
