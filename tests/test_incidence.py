@@ -208,3 +208,20 @@ def test_engine_incidence_is_callable_after_submodule_import() -> None:
     cells = _cells()
     assert engine.incidence(cells, by=["sex"]).equals(mod.incidence(cells, by=["sex"]))
     assert engine.garwood_interval is garwood_interval
+
+
+def test_cli_fits_and_saves_glm(tmp_path) -> None:
+    from engine.cli.main import main
+    from engine.glm import PoissonGLM
+
+    cells = _cells()
+    cp = tmp_path / "cells.parquet"
+    cells.write_parquet(cp)
+    mdir = tmp_path / "models" / "ci"
+    assert main(["incidence", "--cells", str(cp), "--by", "age,sex,city_tier", "--out", str(tmp_path / "i.parquet"),
+                 "--model-out", str(mdir), "--age", "linear", "--interactions", "sex:city_tier", "--quiet"]) == 0
+    m = PoissonGLM.load(mdir)
+    ref = PoissonGLM(factors=("sex", "city_tier"), age="linear", interactions=(("sex", "city_tier"),)).fit(cells)
+    np.testing.assert_array_equal(m.predict_rate(cells), ref.predict_rate(cells))
+    assert main(["incidence", "--cells", str(cp), "--out", str(tmp_path / "i.parquet"), "--model-out",
+                 str(mdir), "--interactions", "sex", "--quiet"]) == 2

@@ -17,6 +17,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--table", default="CI4", help="basis table CI1..CI4 (default CI4)")
     p.add_argument("--scale-basis", action="store_true",
                    help="scale the basis by the fitted level factor sum(claims)/sum(expected) (compare shape)")
+    g = p.add_argument_group("Poisson GLM (optional): fit on the same cells and save to models/<name>")
+    g.add_argument("--model-out", default=None, help="fit a PoissonGLM and save it to this directory")
+    g.add_argument("--factors", default=None, help="comma-separated GLM factors (default: --by keys except age)")
+    g.add_argument("--age", default="auto", choices=["auto", "spline", "factor", "linear", "none"],
+                   help="GLM age term (default auto)")
+    g.add_argument("--age-df", type=int, default=6, help="degrees of freedom of the age spline (default 6)")
+    g.add_argument("--interactions", default="", help="factor pairs, e.g. city_tier:channel,sex:channel")
+    g.add_argument("--alpha", type=float, default=0.0, help="ridge penalty (sklearn scale, default 0)")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
 
@@ -39,8 +47,30 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--scale-basis: needs a reference basis (not --basis none)")
     out = incidence(cells, by=by, level=args.level, basis=basis, table=args.table, scale_basis=args.scale_basis)
     write_parquet(out, args.out)
+    if args.model_out:
+        _fit_glm(cells, by, args)
     if not args.quiet:
         show = out.head(40) if out.height > 40 else out
         print_table(f"incidence by {', '.join(by) or 'overall'} ({out.height} rows; written to {args.out})",
                     show.to_dicts())
     return 0
+
+
+def _fit_glm(cells, by: list[str], args: argparse.Namespace) -> None:
+    from engine.errors import ConfigError
+    from engine.glm import PoissonGLM
+
+    factors = ([f.strip() for f in args.factors.split(",") if f.strip()] if args.factors is not None
+               else [b for b in by if b != "age"])
+    pairs = []
+    for item in [x.strip() for x in args.interactions.split(",") if x.strip()]:
+        parts = item.split(":")
+        if len(parts) != 2:
+            raise ConfigError(f"--interactions: '{item}' is not a pair 'a:b'")
+        pairs.append(tuple(parts))
+    model = PoissonGLM(factors=tuple(factors), age=None if args.age == "none" else args.age, age_df=args.age_df,
+                       interactions=tuple(pairs), alpha=args.alpha, level=args.level).fit(cells)
+    model.save(args.model_out)
+    if not args.quiet:
+        model.print_summary()
+        print(f"model saved to {args.model_out}")
