@@ -208,7 +208,9 @@ def _interval_events(ctx: _Ctx, lo: np.ndarray, hi: np.ndarray, grid: _Grid, key
             grid.add(keyer(iy, a_t, v_new), t, +1)
 
 
-def accumulate(cal: Calendar, mem: Members, spec: KeySpec, waiting_days: int) -> dict[str, np.ndarray]:
+def accumulate(
+    cal: Calendar, mem: Members, spec: KeySpec, waiting_days: int, *, force_generic: bool = False
+) -> dict[str, np.ndarray]:
     """Sharing and at-risk day counts of one batch, as sparse cells.
 
     Returns
@@ -217,6 +219,10 @@ def accumulate(cal: Calendar, mem: Members, spec: KeySpec, waiting_days: int) ->
     ``p`` (period index), ``exposure_days``, ``sharing_days``; only cells with
     sharing days > 0.
     """
+    if not force_generic:
+        fast = accumulate_fast(cal, mem, spec, waiting_days)
+        if fast is not None:
+            return fast
     if mem.birth.size == 0:
         empty = np.zeros(0, dtype=np.int64)
         return {k: empty for k in ("sid", "p", "exposure_days", "sharing_days", "age", "dim")}
@@ -278,4 +284,100 @@ def keys_at(cal: Calendar, spec: KeySpec, birth: np.ndarray, join: np.ndarray, t
         last = days_from_civil(ny, nm, np.ones_like(nm)) - days_from_civil(ty, tm, np.ones_like(tm))
         dur = 12 * (ty - jy) + (tm - jm) - (td < np.minimum(jd, last))
         out["dim"] = np.searchsorted(spec.edges, dur, side="right") - 1 if spec.dim == "band" else dur
+    return out
+
+
+# --------------------------------------------------------------------------- fast path (no duration key)
+#: largest (keys x window days) day grid the fast path will allocate
+FAST_GRID_MAX = 20_000_000
+
+
+def accumulate_fast(cal: Calendar, mem: Members, spec: KeySpec, waiting_days: int) -> dict[str, np.ndarray] | None:
+    """Same result as :func:`accumulate` for keys without duration, on a (key, day) grid.
+
+    Notes
+    -----
+    Attained age uses one integer per member, ``B = 512 * year(birth) + md(birth)``, and one per
+    day, ``C(t) = 512 * year(t) + md(t)``: ``age(t) = (C(t) - B) >> 9`` (floor division; the
+    (month, day) code is below 512). Birthday crossings of year ``Y`` add ``+1`` under age
+    ``Y - year(birth)`` and ``-1`` under the age below; they are counted once in ``X[g, t]`` and
+    applied as ``X[g] - X[g + 1]`` (the age below is the previous row of the same static key).
+    Invalid events go to a trash row 0. The difference array is integrated over days
+    (``cumsum``) and summed per period (``add.reduceat``). Returns None when the grid
+    would be too large.
+    """
+    if spec.dim is not None or mem.birth.size == 0:
+        return None
+    S, E = cal.start, cal.end
+    nd = E - S + 2  # columns: days S .. E+1
+    s0 = np.maximum(mem.join, S)
+    s1 = np.minimum(mem.exit - 1, E)
+    r0 = np.maximum(mem.join + waiting_days, s0)
+    r1 = np.minimum(s1, mem.cover_end)
+    live = s0 <= s1
+    if not live.any():
+        return None
+    dt_ = DayTable(S - 1, E + 1)
+    C = (512 * dt_.year.astype(np.int64) + dt_.md).astype(np.int64)  # index t - (S - 1)
+    if spec.age:
+        bt = DayTable(int(mem.birth.min()), int(mem.birth.max()))
+        k = mem.birth - bt.lo
+        by = bt.year[k].astype(np.int64)
+        bmd = bt.md[k]
+        B = 512 * by + bmd
+        amin = int(((C[np.minimum(s0[live], E + 1) - S + 1] - B[live]) >> 9).min())
+        amax = int(((C[np.maximum(s1[live], S - 1) - S + 1] - B[live]) >> 9).max())
+        na = amax - amin + 1
+    else:
+        na, amin = 1, 0
+    G = max(mem.n_sid, 1) * na
+    size = (G + 1) * nd
+    if size > FAST_GRID_MAX:
+        return None
+    base = 1 + mem.sid.astype(np.int64) * na - amin  # row of age 0 of the member's static key
+    years = np.arange(int(dt_.year[1]), int(dt_.year[-2]) + 1)
+    if spec.age:
+        codes = np.arange(32 * 13)
+        ok = ((codes // 32) >= 1) & ((codes // 32) <= 12) & ((codes % 32) >= 1)
+        bday = np.zeros((years.size, codes.size), dtype=np.int64)
+        for i, y in enumerate(years):
+            bday[i, ok] = birthday(np.full(int(ok.sum()), y), codes[ok])
+        row_of_age = base - by  # + Y gives the row of the age reached on the birthday of year Y
+    off = S - 1  # C index of day t is t - off
+    grids = []
+    masks = []
+    for lo, hi in ((s0, s1), (r0, r1)):
+        valid = lo <= hi
+        if spec.age:
+            start = (base + ((np.take(C, lo - off, mode="clip") - B) >> 9)) * nd + (lo - S)
+            stop = (base + ((np.take(C, hi - off, mode="clip") - B) >> 9)) * nd + (hi + 1 - S)
+        else:
+            start = base * nd + (lo - S)
+            stop = base * nd + (hi + 1 - S)
+        counts = np.bincount(np.where(valid, start, 0), minlength=size)
+        counts -= np.bincount(np.where(valid, stop, 0), minlength=size)
+        grids.append(counts)
+        masks.append((lo, hi))
+    if spec.age:
+        crosses = [np.zeros(size, dtype=np.int64), np.zeros(size, dtype=np.int64)]
+        for i, y in enumerate(years):
+            t = bday[i][bmd]
+            idx = (row_of_age + y) * nd + (t - S)
+            for (lo, hi), cross in zip(masks, crosses):
+                # lo < t <= hi implies a valid interval and t inside the window
+                cross += np.bincount(np.where((t > lo) & (t <= hi), idx, 0), minlength=size)
+        for k in range(2):
+            cross = crosses[k].reshape(G + 1, nd)
+            grid = grids[k].reshape(G + 1, nd) + cross
+            grid[:-1] -= cross[1:]
+            grids[k] = grid
+    grids = [g.reshape(G + 1, nd)[1:] for g in grids]
+    # integrate the difference array over days, then sum the days of each period
+    starts = np.maximum(cal.first, S) - S
+    sd = np.add.reduceat(np.cumsum(grids[0], axis=1)[:, : nd - 1], starts, axis=1)
+    ed = np.add.reduceat(np.cumsum(grids[1], axis=1)[:, : nd - 1], starts, axis=1)
+    g, p = np.nonzero(sd)
+    out = {"sid": g // na, "p": p, "exposure_days": ed[g, p], "sharing_days": sd[g, p]}
+    if spec.age:
+        out["age"] = g % na + amin
     return out
