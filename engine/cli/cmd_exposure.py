@@ -1,0 +1,97 @@
+"""``fentan exposure``: cells of exposure, sharing days, claims and amount (the exposure core)."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "exposure"
+HELP = "exposure cells (period x age x ... : exposure/sharing days and years, claims, amount)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--members", required=True, help="members Parquet: file, glob or directory")
+    p.add_argument("--claims", required=True, help="claims Parquet: file, glob or directory")
+    p.add_argument("--start", required=True, help="first day of the study (YYYY-MM-DD)")
+    p.add_argument("--end", required=True, help="last day of the study (YYYY-MM-DD, inclusive)")
+    p.add_argument("--period", default="month", help="month, quarter or year (default month)")
+    p.add_argument("--waiting-days", default="90", help="waiting period in days (default 90)")
+    p.add_argument("--by", default="age,sex", help="keys after period, comma-separated: age, sex, duration, "
+                   "duration_band or any member column (default age,sex); 'none' for period only")
+    p.add_argument("--duration-bands", default="0,3,6,12,24", help="lower edges in months of duration_band (default 0,3,6,12,24)")
+    p.add_argument("--no-terminate-on-claim", action="store_true", help="cover continues after an eligible claim")
+    p.add_argument("--batch-size", default=None, help="members per batch (default 2000000)")
+    p.add_argument("--as-of", default=None, help="validation: date after which a birth is in the future")
+    p.add_argument("--out", required=True, help="output cells Parquet file")
+    p.add_argument("--rejected-claims", default=None, help="write every claim set aside (validation and eligibility) with its reason")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+
+def _int(text: str, what: str, lo: int) -> int:
+    from engine.errors import ConfigError
+
+    try:
+        v = int(str(text).strip())
+    except ValueError:
+        raise ConfigError(f"{what}: '{text}' is not an integer") from None
+    if v < lo:
+        raise ConfigError(f"{what}: must be >= {lo}, got {v}")
+    return v
+
+
+def run(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from engine.cli.common import parse_date
+    from engine.errors import ConfigError, DataError
+    from engine.exposure import PERIODS, exposure
+    from engine.io import read_claims, read_members, write_parquet
+    from engine.validate import validate
+
+    start = parse_date(args.start, "--start")
+    end = parse_date(args.end, "--end")
+    if end < start:
+        raise ConfigError(f"--end: {end} is before --start {start}")
+    if args.period not in PERIODS:
+        raise ConfigError(f"--period: must be one of {', '.join(PERIODS)}, got '{args.period}'")
+    waiting = _int(args.waiting_days, "--waiting-days", 0)
+    batch = _int(args.batch_size, "--batch-size", 1) if args.batch_size is not None else None
+    by = [] if args.by.strip().lower() == "none" else [b.strip() for b in args.by.split(",") if b.strip()]
+    if len(set(by)) != len(by):
+        raise ConfigError(f"--by: a key is repeated in '{args.by}'")
+    bands = [_int(x, "--duration-bands", 0) for x in args.duration_bands.split(",") if x.strip()]
+    if not bands or bands[0] != 0 or any(b <= a for a, b in zip(bands, bands[1:])):
+        raise ConfigError(f"--duration-bands: must be increasing integers starting at 0, got '{args.duration_bands}'")
+    as_of = parse_date(args.as_of, "--as-of") if args.as_of else None
+
+    res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of)
+    if not res.usable:
+        raise DataError(f"{args.members}: no usable member row (all set aside)")
+    members = res.members.collect()
+    missing = [b for b in by if b not in ("age", "duration", "duration_band") and b not in members.columns]
+    if missing:
+        raise ConfigError(f"--by: members have no column '{missing[0]}'")
+    claims = res.claims.collect()
+    cells, rejected = exposure(
+        members, claims, start=start, end=end, period=args.period, waiting_days=waiting,
+        terminate_on_claim=not args.no_terminate_on_claim, by=by, duration_bands=bands,
+        batch_size=batch, return_rejected=True,
+    )
+    write_parquet(cells, args.out)
+    all_rejected = pl.concat([res.rejected_claims, rejected], how="diagonal_relaxed")
+    if args.rejected_claims:
+        write_parquet(all_rejected, args.rejected_claims)
+    if not args.quiet:
+        acc = res.account
+        used = int(cells["claims"].sum())
+        print(f"members: {acc['members']['read']:,} read, {acc['members']['used']:,} used, "
+              f"{acc['members']['read'] - acc['members']['used']:,} set aside by validation "
+              f"{_fmt(acc['members']['set_aside'])}")
+        reasons = dict(zip(*all_rejected.group_by("reason").len().sort("reason").to_dict(as_series=False).values()))
+        print(f"claims: {acc['claims']['read']:,} read = {used:,} used + {all_rejected.height:,} set aside {_fmt(reasons)}")
+        print(f"cells: {cells.height:,} rows, {cells['exposure_years'].sum():,.1f} exposure-years, "
+              f"{cells['sharing_years'].sum():,.1f} sharing-years, amount {cells['amount'].sum():,.0f} -> {args.out}")
+    return 0
+
+
+def _fmt(d: dict) -> str:
+    return "(" + ", ".join(f"{k}: {v:,}" for k, v in sorted(d.items())) + ")" if d else ""
