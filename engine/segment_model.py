@@ -20,6 +20,23 @@ from engine.errors import DataError, ModelError
 SUMS = {"exposure_days", "exposure_years", "sharing_days", "sharing_years", "claims", "amount"}
 
 
+def group_sums(frame: pl.DataFrame, keys: Sequence[str], cols: Sequence[str]) -> tuple[pl.DataFrame, np.ndarray]:
+    """Sums of ``cols`` by ``keys`` (sorted by keys) and each row's group index; bit-for-bit deterministic.
+
+    Notes
+    -----
+    polars' parallel ``group_by().sum()`` may add floats in a different order from run
+    to run (last-bit differences); here the sums are sequential ``numpy.bincount``.
+    """
+    keys = list(keys)
+    uniq = frame.select(keys).unique().sort(keys).with_row_index("_g")
+    idx = frame.select(keys).with_row_index("_i").join(uniq, on=keys, how="left").sort("_i")["_g"].to_numpy()
+    idx = idx.astype(np.int64)
+    sums = [pl.Series(c, np.bincount(idx, weights=frame.get_column(c).to_numpy().astype(float), minlength=uniq.height))
+            for c in cols]
+    return uniq.drop("_g").with_columns(sums), idx
+
+
 def key_columns(cells: pl.DataFrame) -> list[str]:
     """The key columns of cells: every column that is neither a sum nor ``period``."""
     return [c for c in cells.columns if c not in SUMS and c != "period" and not c.startswith("_")]
@@ -76,7 +93,11 @@ class CellPoissonModel:
         if missing:
             raise DataError(f"cells: column '{missing[0]}' needed by the incidence model is missing")
         self.features_ = feats
-        agg = cells.group_by(feats).agg(pl.col("exposure_years").sum(), pl.col("claims").sum()).sort(feats) if feats else cells.select(pl.col("exposure_years").sum(), pl.col("claims").sum())
+        if feats:
+            agg = group_sums(cells, feats, ["exposure_years", "claims"])[0]
+        else:
+            agg = pl.DataFrame({"exposure_years": [float(np.sum(cells["exposure_years"].to_numpy()))],
+                                "claims": [float(np.sum(cells["claims"].to_numpy()))]})
         agg = agg.filter(pl.col("exposure_years") > 0)
         self.levels_, self.center_, self.scale_ = {}, {}, {}
         for f in feats:

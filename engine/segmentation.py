@@ -27,7 +27,7 @@ from engine.segment_metrics import (
     segmentation_metrics,
     window_years,
 )
-from engine.segment_model import CellPoissonModel, key_columns
+from engine.segment_model import CellPoissonModel, group_sums, key_columns
 from engine.segment_rules import describe_units, parse_rules, rules_for_labels
 from engine.segment_tree import Rule, grow_tree, make_units, rule_expr, rule_from_json, rule_mask, rule_text, rule_to_json
 
@@ -204,7 +204,7 @@ class RiskSegmenter:
         if rbar <= 0:
             raise DataError("cells: adjust_for needs at least one claim")
         self.base_ = (
-            cells.group_by(keys).agg(pl.col("claims").sum(), pl.col("exposure_years").sum())
+            group_sums(cells, keys, ["claims", "exposure_years"])[0]
             .with_columns(((pl.col("claims") + 1.0) / (pl.col("exposure_years") + 1.0 / rbar)).alias("base_rate"))
             .select(*keys, "base_rate").sort(keys)
         )
@@ -238,7 +238,7 @@ class RiskSegmenter:
             pl.Series("E", E), pl.Series("D", cells["claims"].to_numpy().astype(float)),
             pl.Series("M", E * base), pl.Series("mu", E * pred),
         )
-        ufr = work.group_by(feats).agg(pl.col("E", "D", "M", "mu").sum()) if feats else work.select(pl.col("E", "D", "M", "mu").sum())
+        ufr = group_sums(work, feats, ["E", "D", "M", "mu"])[0]
         units = make_units(ufr, feats, list(self.ordered_features))
         self.units_ = units
         floor = self.min_expected_claims * 12.0 * self.window_years_ / self.period_months
@@ -268,6 +268,9 @@ class RiskSegmenter:
             parts = {int(used.size): np.searchsorted(used, lab)}
             rules_by_k[int(used.size)] = [[parsed[i][1]] if i < len(parsed) else None for i in used]
             self.group_names_ = [names[i] for i in used]
+        if self.method != "rules":  # every group of every K meets the floor (the tree's root may not)
+            parts = {k: lab for k, lab in parts.items()
+                     if np.bincount(lab, weights=units.D, minlength=k).min() >= floor - 1e-9}
         if not parts:
             raise DataError(f"cells: no segmentation meets the floor of {floor:.1f} claims per group "
                             f"(min_expected_claims={self.min_expected_claims}); the pool is too small")
@@ -397,7 +400,9 @@ class RiskSegmenter:
                 texts.append(describe_units(units, parts[k] == g))
             names.append(self.group_names_[g] if self.method == "rules" else f"G{g + 1}")
         self.groups_ = table.with_columns(pl.col("group").cast(pl.Int32), pl.Series("name", names),
-                                          pl.Series("rule", texts)).select("group", "name", "rule", pl.exclude("group", "name", "rule"))
+                                          pl.Series("rule", texts),
+                                          (pl.col("claims") >= self.floor_claims_ - 1e-9).alias("meets_floor"),
+                                          ).select("group", "name", "rule", pl.exclude("group", "name", "rule"))
 
     def _cell_units(self, cells: pl.DataFrame, units: Any) -> np.ndarray:
         feats = self.features_
