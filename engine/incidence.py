@@ -6,6 +6,8 @@ Everything works on the exposure core's *cells* (sums of ``exposure_years`` and
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -217,7 +219,7 @@ def plot_incidence(inc: pl.DataFrame, ax: Any = None, x: str = "age", hue: str |
 __all__ = ["expected_claims", "garwood_interval", "incidence", "plot_incidence"]
 
 
-class _CallableModule(__import__("types").ModuleType):
+class _CallableModule(types.ModuleType):
     """Once ``engine.incidence`` (this module) is imported, ``engine.incidence`` is the module
     and not the function; making the module callable keeps ``engine.incidence(cells, ...)`` working."""
 
@@ -225,4 +227,4 @@ class _CallableModule(__import__("types").ModuleType):
         return incidence(*args, **kwargs)
 
 
-__import__("sys").modules[__name__].__class__ = _CallableModule
+sys.modules[__name__].__class__ = _CallableModule
