@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 
 import numpy as np
 import polars as pl
@@ -15,7 +16,9 @@ from engine.segment_dp import dp_partition
 from engine.segment_tree import _candidates, make_units
 from engine.segmentation import RiskSegmenter
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# FENTAN_HYPOTHESIS_EXAMPLES raises the number of examples for a longer local run
+SETTINGS = settings(max_examples=int(os.environ.get("FENTAN_HYPOTHESIS_EXAMPLES", "40")), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 
 
 def _loss_slow(x, w, mu, groups, loss):
