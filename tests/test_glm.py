@@ -401,3 +401,27 @@ def test_model_plots_and_interval_level() -> None:
     assert len(ax.get_lines()) == 2
     g = PoissonGBM(max_iter=5).fit(cells)
     assert len(g.plot_lorenz(cells).get_lines()) == 2
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_random_designs_match_statsmodels() -> None:
+    """Random small grids (levels, ages, exposures, interaction on/off) agree with statsmodels to 1e-6."""
+    from hypothesis import HealthCheck, assume, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.integers(0, 10**6), st.integers(2, 4), st.integers(2, 3), st.booleans(), st.sampled_from(["spline", "linear", "factor"]))
+    def check(seed, n_a, n_b, inter, age):
+        rng = np.random.default_rng(seed)
+        grid = pl.DataFrame({"a": [f"a{i}" for i in range(n_a)]}).join(pl.DataFrame({"b": list(range(n_b))}), how="cross")
+        grid = grid.join(pl.DataFrame({"age": list(range(30, 42))}, schema={"age": pl.Int32}), how="cross")
+        e = rng.gamma(2.0, 5000.0, grid.height)
+        lam = 1e-3 * np.exp(rng.normal(0, 0.3, grid.height))
+        cells = grid.with_columns(pl.Series("exposure_years", e), pl.Series("claims", rng.poisson(lam * e)))
+        m = PoissonGLM(factors=("a", "b"), age=age, age_df=4, interactions=(("a", "b"),) if inter else ()).fit(cells)
+        assume(m.converged_ and np.all(m.summary["se"].to_numpy() < 5))
+        ref = _statsmodels(cells, m)
+        np.testing.assert_allclose(np.r_[m.intercept_, m.coef_], ref.params, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(m.summary["se"].to_numpy(), ref.bse, rtol=1e-5)
+
+    check()
