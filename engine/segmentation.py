@@ -497,6 +497,8 @@ class RiskSegmenter:
         from engine.segment_frontier import bootstrap_ari
 
         self._fitted()
+        if not hasattr(self, "model_"):
+            raise ModelError("stability: needs the incidence model of a fit (a loaded segmentation has none); refit")
         self.stability_ = bootstrap_ari(self, cells, n_boot=n_boot, seed=self.random_state)
         return self.stability_
 

@@ -195,6 +195,9 @@ def test_save_load_and_member_scoring(sim, tmp_path):
                               "channel": ["subsidy", "employer", "organic", "referral"]})
     assert seg.assign(age_cells).to_list() == g1.to_list()
     assert back.summary.equals(seg.summary)
+    assert back.frontier_.equals(seg.frontier_)
+    with pytest.raises(ModelError, match="stability"):
+        back.stability(cells, n_boot=1)
     with pytest.raises(DataError, match="match no group"):
         back.assign(members.with_columns(pl.lit("tv").alias("channel")), at=at)
 
