@@ -310,23 +310,27 @@ def accumulate_fast(cal: Calendar, mem: Members, spec: KeySpec, waiting_days: in
         return None
     S, E = cal.start, cal.end
     nd = E - S + 2  # columns: days S .. E+1
-    s0 = np.maximum(mem.join, S)
-    s1 = np.minimum(mem.exit - 1, E)
-    r0 = np.maximum(mem.join + waiting_days, s0)
-    r1 = np.minimum(s1, mem.cover_end)
+    i32 = np.int32
+    # clip everything into [S - 1, E + 1] (int32): invalid intervals stay invalid (lo > hi)
+    s0 = np.clip(mem.join, S, E + 1).astype(i32)
+    s1 = np.clip(np.minimum(mem.exit - 1, E), S - 1, E).astype(i32)
+    r0 = np.clip(mem.join + waiting_days, S, E + 1).astype(i32)
+    np.maximum(r0, s0, out=r0)
+    r1 = np.minimum(s1, np.clip(mem.cover_end, S - 1, E).astype(i32))
     live = s0 <= s1
     if not live.any():
         return None
+    off = S - 1  # C index of day t is t - off
     dt_ = DayTable(S - 1, E + 1)
-    C = (512 * dt_.year.astype(np.int64) + dt_.md).astype(np.int64)  # index t - (S - 1)
+    C = (512 * dt_.year.astype(np.int64) + dt_.md).astype(i32)
     if spec.age:
         bt = DayTable(int(mem.birth.min()), int(mem.birth.max()))
         k = mem.birth - bt.lo
-        by = bt.year[k].astype(np.int64)
+        by = bt.year[k].astype(i32)
         bmd = bt.md[k]
-        B = 512 * by + bmd
-        amin = int(((C[np.minimum(s0[live], E + 1) - S + 1] - B[live]) >> 9).min())
-        amax = int(((C[np.maximum(s1[live], S - 1) - S + 1] - B[live]) >> 9).max())
+        B = 512 * by + bmd.astype(i32)
+        amin = int(((C[s0[live] - off] - B[live]) >> 9).min())
+        amax = int(((C[s1[live] - off] - B[live]) >> 9).max())
         na = amax - amin + 1
     else:
         na, amin = 1, 0
@@ -334,26 +338,26 @@ def accumulate_fast(cal: Calendar, mem: Members, spec: KeySpec, waiting_days: in
     size = (G + 1) * nd
     if size > FAST_GRID_MAX:
         return None
-    base = 1 + mem.sid.astype(np.int64) * na - amin  # row of age 0 of the member's static key
+    # flat index of (row of age 0 of the member's static key, day S - S): + age * nd + (t - S)
+    base_nd = ((1 + mem.sid.astype(np.int64) * na - amin) * nd - S).astype(i32)
     years = np.arange(int(dt_.year[1]), int(dt_.year[-2]) + 1)
     if spec.age:
         codes = np.arange(32 * 13)
         ok = ((codes // 32) >= 1) & ((codes // 32) <= 12) & ((codes % 32) >= 1)
-        bday = np.zeros((years.size, codes.size), dtype=np.int64)
+        bday = np.zeros((years.size, codes.size), dtype=i32)
         for i, y in enumerate(years):
             bday[i, ok] = birthday(np.full(int(ok.sum()), y), codes[ok])
-        row_of_age = base - by  # + Y gives the row of the age reached on the birthday of year Y
-    off = S - 1  # C index of day t is t - off
+        age0_nd = base_nd - by * i32(nd)  # + Y * nd + t gives the index of the age reached in year Y
     grids = []
     masks = []
     for lo, hi in ((s0, s1), (r0, r1)):
         valid = lo <= hi
         if spec.age:
-            start = (base + ((np.take(C, lo - off, mode="clip") - B) >> 9)) * nd + (lo - S)
-            stop = (base + ((np.take(C, hi - off, mode="clip") - B) >> 9)) * nd + (hi + 1 - S)
+            start = base_nd + ((C[lo - off] - B) >> 9) * i32(nd) + lo
+            stop = base_nd + ((C[hi - off] - B) >> 9) * i32(nd) + (hi + 1)
         else:
-            start = base * nd + (lo - S)
-            stop = base * nd + (hi + 1 - S)
+            start = base_nd + lo
+            stop = base_nd + (hi + 1)
         counts = np.bincount(np.where(valid, start, 0), minlength=size)
         counts -= np.bincount(np.where(valid, stop, 0), minlength=size)
         grids.append(counts)
@@ -362,7 +366,7 @@ def accumulate_fast(cal: Calendar, mem: Members, spec: KeySpec, waiting_days: in
         crosses = [np.zeros(size, dtype=np.int64), np.zeros(size, dtype=np.int64)]
         for i, y in enumerate(years):
             t = bday[i][bmd]
-            idx = (row_of_age + y) * nd + (t - S)
+            idx = age0_nd + (i32(y * nd) + t)
             for (lo, hi), cross in zip(masks, crosses):
                 # lo < t <= hi implies a valid interval and t inside the window
                 cross += np.bincount(np.where((t > lo) & (t <= hi), idx, 0), minlength=size)
