@@ -28,6 +28,7 @@ at risk for each of them); later ones are ``after_first_claim``.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -451,3 +452,15 @@ def _rejected(cdf: pl.DataFrame, classified: list[pl.DataFrame], start: dt.date,
     out = cdf.join(cl, on="__ord", how="left").with_columns(pl.col("reason").fill_null(pl.lit("unknown_member")))
     out = out.filter(~(pl.col("__ord").is_in(cl.filter(pl.col("reason").is_null())["__ord"].implode())))
     return out.sort("__ord").select([*claim_cols, "reason"])
+
+
+class _CallableModule(type(sys.modules[__name__])):  # type: ignore[misc]
+    """``engine.exposure`` is both this module and the function: importing the submodule
+    rebinds the package attribute to the module, so the module forwards calls to
+    :func:`exposure`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return exposure(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -86,3 +86,11 @@ def test_fast_path_equals_generic_path(monkeypatch, by, period):
     monkeypatch.setattr("engine.exposure.accumulate", generic)
     slow = exposure(m, c, by=by, period=period, **KW)
     assert fast.equals(slow)
+
+
+def test_engine_exposure_is_callable_after_submodule_import():
+    import engine
+    import engine.exposure as mod
+
+    m, c = _random_members(50, 9)
+    assert engine.exposure(m, c, **KW).equals(mod.exposure(m, c, **KW))
