@@ -60,11 +60,9 @@ class Calendar:
         self.first = np.array(firsts, dtype=np.int64)
         bounds = np.append(np.maximum(self.first, self.start), self.end + 1)
         self.length = np.diff(bounds)
-        n = self.end - self.start + 1
         self.pidx = (np.searchsorted(self.first, np.arange(self.start, self.end + 1), side="right") - 1).astype(np.int32)
         ends = bounds[1:] - 1
         self.rem = (ends[self.pidx] - np.arange(self.start, self.end + 1) + 1).astype(np.int32)
-        assert self.pidx.shape[0] == n
         self.days = DayTable(self.start, self.end + 1)
 
     @property

@@ -28,6 +28,7 @@ at risk for each of them); later ones are ``after_first_claim``.
 from __future__ import annotations
 
 import datetime as dt
+import numbers
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -53,7 +54,7 @@ def _lazy(frame: pl.LazyFrame | pl.DataFrame, what: str) -> pl.LazyFrame:
 
 
 def _check_waiting(waiting_days: Any) -> int:
-    if isinstance(waiting_days, bool) or not isinstance(waiting_days, int) or waiting_days < 0:
+    if isinstance(waiting_days, bool) or not isinstance(waiting_days, numbers.Integral) or waiting_days < 0:
         raise ConfigError(f"waiting_days: must be a non-negative integer, got {waiting_days!r}")
     return int(waiting_days)
 
@@ -98,6 +99,7 @@ def classify_claims(
         otherwise eligible
 
     A claim before joining, in the waiting period or after exit never ends cover.
+    Existing ``eligible`` / ``reason`` columns of ``claims`` are dropped and recomputed.
     """
     w = _check_waiting(waiting_days)
     m = _lazy(members, "members")
@@ -105,9 +107,10 @@ def classify_claims(
     _need(m.collect_schema(), ("member_id", "join_date", "exit_date"), "members")
     c_schema = c.collect_schema()
     _need(c_schema, ("member_id", "event_date"), "claims")
-    clash = [x for x in (*_CLAIM_TMP, "eligible", "reason") if x in c_schema]
+    clash = [x for x in _CLAIM_TMP if x in c_schema]
     if clash:
         raise DataError(f"claims: column '{clash[0]}' is reserved by classify_claims")
+    c = c.drop([x for x in ("eligible", "reason") if x in c_schema])  # recomputed
     cdf = c.with_row_index("__ord").collect()
     ids = cdf.get_column("member_id").unique()
     mm = (
@@ -329,6 +332,10 @@ def exposure(
     dim = "duration" if "duration" in by else ("band" if "duration_band" in by else None)
     spec = KeySpec(age="age" in by, dim=dim, edges=edges)
     cal = Calendar(day_number(start), day_number(end), period)
+    clash = [x for x in _CLAIM_TMP if x in c_schema]
+    if clash:
+        raise DataError(f"claims: column '{clash[0]}' is reserved by exposure")
+    c = c.drop([x for x in ("eligible", "reason") if x in c_schema])  # recomputed
     cdf = c.with_row_index("__ord").collect()
     need_m = ["member_id", "birth_date", "join_date", "exit_date", *static]
     cell_parts: list[pl.DataFrame] = []

@@ -84,3 +84,11 @@ def test_unknown_member_and_errors():
                            waiting_days=200)["reason"].to_list() == ["in_waiting_period"]
     with pytest.raises(DataError, match="event_date"):
         classify_claims(_members(), c.drop("event_date"))
+
+
+def test_existing_flags_are_recomputed_and_numpy_ints_accepted():
+    import numpy as np
+
+    c = _claims().with_columns(pl.lit(True).alias("eligible"), pl.lit("x").alias("reason"))
+    out = classify_claims(_members(), c, waiting_days=np.int64(90))
+    assert out.equals(classify_claims(_members(), _claims(), waiting_days=90))
