@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import datetime as dt
 import numbers
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from typing import Any
 
@@ -388,10 +390,7 @@ def _one_batch(
         n_sid=n_sid,
     )
     cols = ["sid", "p", *(["age"] if spec.age else []), *(["dim"] if spec.dim else [])]
-    acc = accumulate(cal, mem, spec, w)
-    cells = pl.DataFrame({k: acc[k] for k in [*cols, "exposure_days", "sharing_days"]}).with_columns(
-        pl.col(cols).cast(pl.Int64), pl.col("exposure_days", "sharing_days").cast(pl.Int64)
-    )
+    cells = _accumulate_threads(cal, mem, spec, w, cols)
     inwin = elig.filter(pl.col("event_date").is_between(_date(cal.start), _date(cal.end)))
     rows = inwin.get_column("__row").to_numpy()
     t = _days(inwin.get_column("event_date"))
@@ -415,6 +414,38 @@ def _one_batch(
     static_df = decode(cells.get_column("sid").to_numpy())
     out = pl.concat([pl.DataFrame(keyed), static_df, cells.select("exposure_days", "sharing_days", "claims", "amount")], how="horizontal")
     return out, cl
+
+
+#: members per half below which a batch is not split across threads
+PARALLEL_MIN = 100_000
+
+
+def _accumulate_threads(cal: Calendar, mem: Members, spec: KeySpec, w: int, cols: list[str]) -> pl.DataFrame:
+    """Day sums of a batch; large batches are cut in two halves run on two threads.
+
+    numpy releases the GIL in its array loops, so the halves overlap on two cores;
+    integer sums make the result identical to one pass.
+    """
+    n = mem.birth.size
+    workers = min(2, os.cpu_count() or 1)
+    if workers < 2 or n < 2 * PARALLEL_MIN:
+        halves = [mem]
+    else:
+        h = n // 2
+        halves = [
+            Members(mem.birth[a:b], mem.join[a:b], mem.exit[a:b], mem.cover_end[a:b], mem.sid[a:b], mem.n_sid)
+            for a, b in ((0, h), (h, n))
+        ]
+    if len(halves) == 1:
+        accs = [accumulate(cal, mem, spec, w)]
+    else:
+        with ThreadPoolExecutor(max_workers=2) as ex:
+            accs = list(ex.map(lambda m: accumulate(cal, m, spec, w), halves))
+    frames = [
+        pl.DataFrame({k: np.asarray(a[k], dtype=np.int64) for k in [*cols, "exposure_days", "sharing_days"]}) for a in accs
+    ]
+    out = frames[0] if len(frames) == 1 else pl.concat(frames).group_by(cols).agg(pl.col("exposure_days", "sharing_days").sum())
+    return out
 
 
 def _date(day: int) -> dt.date:

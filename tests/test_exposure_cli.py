@@ -94,3 +94,14 @@ def test_engine_exposure_is_callable_after_submodule_import():
 
     m, c = _random_members(50, 9)
     assert engine.exposure(m, c, **KW).equals(mod.exposure(m, c, **KW))
+
+
+def test_threaded_halves_equal_one_pass(monkeypatch):
+    import engine.exposure as mod
+
+    m, c = _random_members(2000, 11)
+    for by in [("age", "sex"), ("duration_band", "tier")]:
+        one = exposure(m, c, by=by, **KW)
+        monkeypatch.setattr(mod, "PARALLEL_MIN", 10)
+        assert exposure(m, c, by=by, batch_size=900, **KW).equals(one)
+        monkeypatch.setattr(mod, "PARALLEL_MIN", 100_000)

@@ -73,7 +73,7 @@ def _compare(got: pl.DataFrame, want: pl.DataFrame, by) -> None:
         assert ((got["sharing_years"] - got["sharing_days"] / 365.25).abs().max()) < 1e-12
 
 
-@settings(max_examples=int(__import__("os").environ.get("FENTAN_HYP", 40)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(__import__("os").environ.get("FENTAN_HYP", 80)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario(), st.sampled_from(BY_COMBOS), st.sampled_from(["month", "quarter", "year"]), st.booleans())
 def test_matches_day_by_day_oracle(sc, by, period, terminate):
     members, claims, waiting, start, end = sc
