@@ -30,7 +30,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import Any
+
 import numpy as np
+import polars as pl
 
 from engine.dates import DayTable, MonthTable, birthday, civil_from_days, md_code, next_period_start, period_start
 
@@ -383,3 +386,60 @@ def accumulate_fast(cal: Calendar, mem: Members, spec: KeySpec, waiting_days: in
     if spec.age:
         out["age"] = g % na + amin
     return out
+
+
+# --------------------------------------------------------------------------- static keys
+def encode_column(s: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """Integer codes ``0..k-1`` of a column and the ``k`` values (null included) they stand for."""
+    if s.dtype.is_integer() and s.null_count() == 0 and s.len():
+        lo, hi = int(s.min()), int(s.max())
+        if hi - lo <= 100_000:
+            return (s.to_numpy().astype(np.int64) - lo), pl.Series(s.name, np.arange(lo, hi + 1)).cast(s.dtype)
+    vals = s.head(50_000).drop_nulls().unique().sort()
+    if vals.len() > 32 or s.dtype == pl.Null:
+        vals = s.drop_nulls().unique().sort()
+    k = vals.len()
+    if k <= 32:
+        expr: Any = pl
+        for i, v in enumerate(vals.to_list()):
+            expr = expr.when(pl.col(s.name) == v).then(pl.lit(i, dtype=pl.Int64))
+        expr = expr.when(pl.col(s.name).is_null()).then(pl.lit(k, dtype=pl.Int64)).otherwise(pl.lit(-1, dtype=pl.Int64))
+        codes = s.to_frame().select(expr).to_series().to_numpy()
+        if (codes >= 0).all():
+            return codes, pl.concat([vals, pl.Series(s.name, [None], dtype=s.dtype)])
+        vals = s.drop_nulls().unique().sort()
+        k = vals.len()
+    codes = (
+        s.to_frame()
+        .select(pl.col(s.name).replace_strict(vals, pl.int_range(k, eager=True), default=k, return_dtype=pl.Int64))
+        .to_series()
+        .to_numpy()
+    )
+    return codes, pl.concat([vals, pl.Series(s.name, [None], dtype=s.dtype)])
+
+
+def encode_static(mb: pl.DataFrame, cols: list[str]) -> tuple[np.ndarray, int, Any]:
+    """Static key id per member, the number of ids, and a decoder ``sid array -> DataFrame``."""
+    n = mb.height
+    if not cols:
+        return np.zeros(n, dtype=np.int64), 1, lambda sid: pl.DataFrame()
+    parts = [encode_column(mb.get_column(c)) for c in cols]
+    cards = [int(v.len()) for _, v in parts]
+    total = int(np.prod(cards, dtype=np.float64))
+    sid = np.zeros(n, dtype=np.int64)
+    for (codes, _), k in zip(parts, cards):
+        sid = sid * k + codes
+    inverse = None
+    if total > 200_000:  # compress to the combinations present
+        uniq, sid = np.unique(sid, return_inverse=True)
+        inverse, total = uniq, int(uniq.size)
+
+    def decode(ids: np.ndarray) -> pl.DataFrame:
+        code = inverse[ids] if inverse is not None else ids
+        out = {}
+        for (_, vals), k, c in zip(reversed(parts), reversed(cards), reversed(cols)):
+            out[c] = vals.gather(pl.Series(code % k))
+            code = code // k
+        return pl.DataFrame([out[c] for c in cols])
+
+    return sid, max(total, 1), decode
