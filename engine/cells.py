@@ -29,13 +29,21 @@ of ``t``, so the changes compose.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from engine.dates import DayTable, MonthTable, birthday, civil_from_days, md_code, next_period_start, period_start
+from engine.dates import (
+    DayTable,
+    MonthTable,
+    birthday,
+    civil_from_days,
+    days_from_civil,
+    md_code,
+    next_period_start,
+    period_start,
+)
 
 NEVER = 2**31 - 1  # day number standing for "no exit" / "no claim"
 
@@ -280,8 +288,6 @@ def keys_at(cal: Calendar, spec: KeySpec, birth: np.ndarray, join: np.ndarray, t
         jy, jm, jd = civil_from_days(join)
         ny = ty + (tm == 12)
         nm = np.where(tm == 12, 1, tm + 1)
-        from engine.dates import days_from_civil
-
         last = days_from_civil(ny, nm, np.ones_like(nm)) - days_from_civil(ty, tm, np.ones_like(tm))
         dur = 12 * (ty - jy) + (tm - jm) - (td < np.minimum(jd, last))
         out["dim"] = np.searchsorted(spec.edges, dur, side="right") - 1 if spec.dim == "band" else dur
