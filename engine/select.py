@@ -206,8 +206,11 @@ class SelectFactors:
                 raise DataError(f"select_factors: column {c!r} must be numeric, non-null and >= 0")
         if self.duration in cells.columns:
             cells = cells.with_columns(duration_band_expr(b, self.duration))
-            if cells.get_column("duration_band").null_count():
-                raise DataError(f"select_factors: {self.duration!r} has values below the first band start {b[0]}")
+            below = cells.filter(pl.col("duration_band").is_null())
+            # durations before the first band start are outside the study by the user's choice of bands
+            self.excluded_exposure_years_ = float(below.get_column(self.exposure).sum())
+            self.excluded_claims_ = float(below.get_column(self.claims).sum())
+            cells = cells.filter(pl.col("duration_band").is_not_null())
         elif "duration_band" not in cells.columns:
             raise DataError(f"select_factors: cells need {self.duration!r} or 'duration_band' (by=['duration', ...])")
         adj = [c for c in ("age", "sex") if c in cells.columns] if self.adjust is None else list(self.adjust)

@@ -176,8 +176,11 @@ def test_zero_claim_band_and_errors() -> None:
         select_factors(cells, route="cox")
     with pytest.raises(DataError, match="member"):
         select_factors(pl.DataFrame({"member_id": ["a"], "join_date": [None]}))
-    with pytest.raises(DataError, match="below the first band"):
-        select_factors(simulate_cells(1), bands=(6, 12, 24))
+    m = SelectFactors(bands=(6, 12, 24), adjust=[]).fit(simulate_cells(1))
+    c1 = simulate_cells(1).filter(pl.col("duration") < 6)
+    assert m.excluded_exposure_years_ == pytest.approx(c1["exposure_years"].sum())
+    assert m.excluded_claims_ == c1["claims"].sum()
+    assert m.summary["duration_band"].to_list() == ["6-11", "12-23", "24+"]
     with pytest.raises(ModelError, match="not fitted"):
         _ = SelectFactors().summary
 
@@ -200,3 +203,32 @@ def test_crude_rate_interval_is_garwood() -> None:
     for d, e, lo, hi in s.select("claims", "exposure_years", "rate_lower", "rate_upper").iter_rows():
         assert lo == pytest.approx(chi2.ppf(0.025, 2 * d) / (2 * e), rel=1e-12)
         assert hi == pytest.approx(chi2.ppf(0.975, 2 * d + 2) / (2 * e), rel=1e-12)
+
+
+@pytest.mark.slow
+def test_synthetic_platform_select_and_antiselection() -> None:
+    """engine.synth plants sel = 0.6 for the waiting period + 12 months (to day 455,
+    ~month 14.9) and anti-selection 1.5 for the referral channel in days 90-179
+    (~months 3-5); cells come from engine.exposure by duration and the planted
+    risk group (lapse is risk-selective, so the risk group is adjusted for)."""
+    import datetime as dt
+
+    from engine.exposure import exposure
+    from engine.synth import generate
+
+    plat = generate(1_000_000, 11, level=8.0)
+    members = plat.members.join(plat.truth.select("member_id", "risk_group"), on="member_id")
+    cells = exposure(members, plat.claims, start=dt.date(2018, 10, 16), end=dt.date(2021, 12, 31),
+                     period="year", by=("age", "duration", "sex", "channel", "risk_group"))
+    adjust = ["age", "sex", "risk_group"]
+    other = select_factors(cells.filter(pl.col("channel") != "referral"), bands=(3, 6, 15),
+                           adjust=adjust, age_width=1)
+    for band in ("3-5", "6-14"):
+        row = other.filter(pl.col("duration_band") == band)
+        assert row["factor_lower"].item() <= 0.6 <= row["factor_upper"].item()
+        assert row["factor_upper"].item() < 1.0  # the select effect is detected
+    ref = select_factors(cells.filter(pl.col("channel") == "referral"), bands=(3, 6, 15),
+                         reference="6-14", adjust=adjust, age_width=1)
+    row = ref.filter(pl.col("duration_band") == "3-5")
+    assert row["factor_lower"].item() <= 1.5 <= row["factor_upper"].item()
+    assert row["factor_lower"].item() > 1.0  # anti-selection is detected
