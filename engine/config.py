@@ -57,7 +57,10 @@ class IncidenceSection(_Section):
     age: Literal["spline", "factor", "none"] = "spline"
     age_df: int = Field(6, ge=3, le=20)
     interactions: list[list[str]] = Field(default_factory=list)
-    holdout_share: float = Field(0.2, ge=0, lt=1)
+    holdout_share: float = Field(0.2, gt=0, lt=1)
+    seed: int = Field(0, ge=0)
+    alpha: float = Field(0.0, ge=0)
+    credibility_full_standard: float = Field(1082.0, gt=0)
 
 
 class SegmentationSection(_Section):
@@ -69,6 +72,9 @@ class SegmentationSection(_Section):
     contiguous_age: bool = False
     monotone_age: bool = False
     rules: list[dict[str, Any]] = Field(default_factory=list)
+    features: list[str] | None = None
+    adjust_for: list[str] = Field(default_factory=list)
+    n_groups: int | None = Field(None, ge=1, le=100)
 
 
 class HistorySection(_Section):
@@ -79,6 +85,8 @@ class HistorySection(_Section):
     reporting_lag_days: int = Field(30, ge=0)
     per_claimant_cap: float | None = Field(0.1, gt=0)
     annual_cap: float | None = Field(188.0, gt=0)
+    plan_col: str | None = "plan_id"
+    decompose: Literal["shapley", "sequential", "lmdi"] = "shapley"
 
 
 class ProjectionSection(_Section):
@@ -86,7 +94,8 @@ class ProjectionSection(_Section):
 
     horizon: int = Field(120, ge=1, le=1200)
     scenarios: int = Field(1000, ge=1, le=1_000_000)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
+    chunk_size: int = Field(2048, ge=1)
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -94,6 +103,17 @@ class PlansSection(_Section):
     """Plan files to compare (paths to TOML plan sets)."""
 
     files: list[str] = Field(default_factory=list)
+    pooled: str | None = None
+    growth_per_period: float = Field(0.0, gt=-1)
+    recent_years: float = Field(1.0, gt=0)
+
+
+class OutputSection(_Section):
+    """What is written besides the always-written tables."""
+
+    models: bool = True
+    report: bool = True
+    title: str = "fentan run report"
 
 
 class RunConfig(_Section):
@@ -106,6 +126,7 @@ class RunConfig(_Section):
     history: HistorySection = HistorySection()
     projection: ProjectionSection = ProjectionSection()
     plans: PlansSection = PlansSection()
+    output: OutputSection = OutputSection()
     source: str | None = None  # the file it came from (set by load_config)
 
 
@@ -128,7 +149,8 @@ def config_from_dict(raw: dict[str, Any], where: str = "<config>", base: Path | 
             return p if Path(p).is_absolute() else str((base / p))
 
         data = cfg.data.model_copy(update={"members": res(cfg.data.members), "claims": res(cfg.data.claims)})
-        plans = cfg.plans.model_copy(update={"files": [res(f) for f in cfg.plans.files]})
+        plans = cfg.plans.model_copy(update={"files": [res(f) for f in cfg.plans.files],
+                                             "pooled": res(cfg.plans.pooled) if cfg.plans.pooled else None})
         cfg = cfg.model_copy(update={"data": data, "plans": plans})
     return cfg.model_copy(update={"source": where})
 

@@ -1,0 +1,178 @@
+"""Plan comparison and share projection stages of ``fentan run`` (see :mod:`engine.batch`).
+
+Both work on one *risk table*: the cells of the last ``plans.recent_years`` of the
+study, aggregated by age, sex and the rating factors, with the GLM's predicted
+annual rate and the segmentation's group (:func:`engine.compare.build_risk_table`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from engine.batch_stages import Context
+from engine.errors import ConfigError
+
+#: plan used when the configuration names no plan file: Xianghubao's published main plan
+DEFAULT_PLANS = {
+    "planset": {"name": "pooled", "description": "one pooled plan (Xianghubao main plan rules)"},
+    "plans": [{"name": "pooled", "eligibility": {"age": [0, 59]},
+               "benefit": [{"age": [0, 39], "amount": 300000}, {"age": [40, 59], "amount": 100000}],
+               "fee": 0.08, "waiting_days": 90, "sharing_days": [14, 28], "rule": "equal",
+               "caps": {"per_claimant": 0.1, "annual": 188.0}}],
+}
+
+
+def risk_table(ctx: Context) -> pl.DataFrame:
+    """Recent cells -> risk table with ``members``, GLM ``rate`` and segment ``group``."""
+    from engine.compare import build_risk_table
+
+    cfg, d = ctx.cfg, ctx.data
+    cells = d["cells"]
+    end: dt.date = d["end"]
+    first = end - dt.timedelta(days=round(365.25 * cfg.plans.recent_years))
+    recent = cells.filter(pl.col("period") >= first)
+    if recent.height == 0 or float(recent["exposure_years"].sum()) <= 0:
+        recent = cells
+    table = build_risk_table(recent, d["glm"], segmenter=d.get("segmenter"))
+    d["risk_table"] = table
+    return table
+
+
+def _plansets(ctx: Context) -> tuple[Any, list[tuple[str, Any]]]:
+    from engine.plans import load_plans, plans_from_dict
+
+    pc = ctx.cfg.plans
+    pooled = load_plans(pc.pooled) if pc.pooled else None
+    files = [(Path(f).stem, load_plans(f)) for f in pc.files]
+    if not files:
+        files = [("default", plans_from_dict(DEFAULT_PLANS, "built-in default plan"))]
+    return pooled, files
+
+
+def stage_plans(ctx: Context) -> None:
+    """Each plan file vs the pooled plan: shares, leverage, volatility, cross-subsidy."""
+    from engine.compare import compare_plans
+
+    table = risk_table(ctx)
+    pooled, files = _plansets(ctx)
+    plans, xs, changes = [], [], []
+    for label, pset in files:
+        res = compare_plans(table, pset, pooled=pooled, growth_per_period=ctx.cfg.plans.growth_per_period)
+        plans.append(res.plans.with_columns(pl.lit(label).alias("plan_file")))
+        xs.append(res.cross_subsidy.with_columns(pl.lit(label).alias("plan_file")))
+        changes.append(res.changes.with_columns(pl.lit(label).alias("plan_file")))
+    first = ["plan_file"]
+    ctx.write("plans", pl.concat(plans, how="diagonal_relaxed").select(first + [pl.exclude(first)]))
+    ctx.write("cross_subsidy", pl.concat(xs, how="diagonal_relaxed").select(first + [pl.exclude(first)]))
+    ctx.write("changes", pl.concat(changes, how="diagonal_relaxed").select(first + [pl.exclude(first)]))
+    ctx.data["plansets"] = (pooled, files)
+
+
+def _groups_for(table: pl.DataFrame, pset: Any, label: str, pooled_name: str | None = None) -> list[tuple[str, dict, pl.DataFrame]]:
+    """Per plan: (label, projection settings, groups table)."""
+    from engine.plans import assign_plans
+
+    rows = assign_plans(table, pset, where=f"risk table ({label})").filter(pl.col("plan").is_not_null())
+    if "group" not in rows.columns:
+        rows = rows.with_columns(pl.lit("all").alias("group"))
+    if pooled_name is not None:
+        rows = rows.with_columns(pl.lit(pooled_name).alias("plan"))
+    out = []
+    by_name = {p.name: p for p in pset}
+    for name in rows["plan"].unique(maintain_order=True).to_list():
+        r = rows.filter(pl.col("plan") == name)
+        g = (r.group_by("group", "benefit_cny")
+             .agg(pl.col("members").sum(), ((pl.col("members") * pl.col("rate")).sum() / pl.col("members").sum()).alias("rate"))
+             .filter(pl.col("members") > 0).sort("group", "benefit_cny"))
+        if g.height == 0:
+            continue
+        g = g.with_columns((pl.lit("G") + pl.col("group").cast(pl.String) + pl.lit(" ")
+                            + (pl.col("benefit_cny") / 1000).round(0).cast(pl.Int64).cast(pl.String) + pl.lit("k")).alias("group"))
+        plan = by_name.get(name) or next(iter(pset))
+        ppy = plan.periods_per_year
+        meta = {"periods_per_year": ppy, "fee": plan.fee, "waiting_periods": int(round(plan.waiting_days * ppy / 365.25)),
+                "per_claimant_cap": plan.per_claimant_cap, "annual_cap": plan.annual_cap}
+        out.append((f"{label}/{name}", meta, g.with_columns(pl.col("rate").fill_nan(0.0))))
+    return out
+
+
+def stage_projection(ctx: Context, progress: Any = None) -> None:
+    """Deterministic + Monte Carlo share paths for the pooled plan and every plan of every file."""
+    from engine.projection import project
+    from engine.projection_config import groups_from_table
+
+    cfg = ctx.cfg
+    pc = cfg.projection
+    table = ctx.data["risk_table"]
+    pooled, files = ctx.data["plansets"]
+    jobs: list[tuple[str, dict, pl.DataFrame]] = []
+    if pooled is not None:
+        jobs += _groups_for(table, pooled, "pooled")
+    else:
+        jobs += _groups_for(table, files[0][1], "pooled", pooled_name="pooled")[:1]
+    for label, pset in files:
+        jobs += _groups_for(table, pset, label)
+    extra = dict(pc.extra)
+    bad = sorted(set(extra) & {"horizon", "n_scenarios", "seed", "chunk_size"})
+    if bad:
+        raise ConfigError(f"{cfg.source}: projection.extra.{bad[0]}: set it in [projection] directly")
+    periods, plans, results = [], [], {}
+    for i, (label, meta, g) in enumerate(jobs):
+        if progress is not None:
+            progress(f"projection {label} ({i + 1}/{len(jobs)})")
+        groups = groups_from_table(g, group="group", members="members", rate="rate", benefit="benefit_cny", risk=None)
+        try:
+            res = project(groups, horizon=pc.horizon, n_scenarios=pc.scenarios, seed=pc.seed, chunk_size=pc.chunk_size,
+                          **{**meta, **extra})
+        except TypeError as exc:
+            raise ConfigError(f"{cfg.source}: projection.extra: {exc}") from None
+        periods.append(res.periods.with_columns(pl.lit(label).alias("plan")))
+        plans.append(res.plans.with_columns(pl.lit(label).alias("plan")))
+        results[label] = res
+    ctx.write("projection", pl.concat(periods, how="diagonal_relaxed"))
+    ctx.write("projection_plans", pl.concat(plans, how="diagonal_relaxed"))
+    ctx.data["projections"] = results
+
+
+def summary(ctx: Context) -> dict[str, Any]:
+    """Per plan: sustainable share, leverage, share CV, death spiral, probability that the annual cap binds."""
+    plans = ctx.tables["plans"].filter(pl.col("level") == "plan")
+    proj = ctx.tables["projection_plans"]
+    periods = ctx.tables["projection"]
+    out: dict[str, Any] = {}
+    seen = set()
+    for r in plans.iter_rows(named=True):
+        label = f"pooled/{r['plan']}" if r["planset"] == "pooled" else f"{r['plan_file']}/{r['plan']}"
+        if label in seen:
+            continue
+        seen.add(label)
+        entry = {"planset": r["planset"], "plan_file": r["plan_file"] if r["planset"] != "pooled" else None,
+                 "plan": r["plan"], "members": _f(r.get("members")),
+                 "expected_claims_per_period": _f(r.get("expected_claims_per_period")),
+                 "sustainable_share_cny": _f(r.get("sustainable_share_cny")), "leverage": _f(r.get("leverage")),
+                 "share_cv": _f(r.get("share_cv"))}
+        p = proj.filter(pl.col("plan") == label)
+        if p.height:
+            q = p.row(0, named=True)
+            pp = periods.filter(pl.col("plan") == label)
+            cap = pp["annual_cap_binds_prob"] if "annual_cap_binds_prob" in pp.columns else pl.Series([], dtype=pl.Float64)
+            entry.update(projected_sustainable_share_cny=_f(q["sustainable_share_cny"]),
+                         sustainable_leverage_max=_f(q["sustainable_leverage_max"]),
+                         share_end_mean_cny=_f(q["share_end_mean_cny"]), share_end_p95_cny=_f(q["share_end_p95_cny"]),
+                         death_spiral=bool(q["death_spiral"]), death_spiral_period=q["death_spiral_period"],
+                         cap_binds_probability_max=_f(cap.max()) if cap.len() else None,
+                         cap_binds_probability_mean=_f(cap.mean()) if cap.len() else None)
+        out[label] = entry
+    return out
+
+
+def _f(v: Any) -> float | None:
+    if v is None:
+        return None
+    v = float(v)
+    return None if not np.isfinite(v) else v

@@ -1,0 +1,270 @@
+"""The stages of ``fentan run`` (see :mod:`engine.batch`): each reads and extends a :class:`Context`.
+
+Every stage writes its tables into the staging directory ``ctx.out`` with the
+atomic writers of :mod:`engine.io`; the batch driver swaps the directory in at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from engine.config import RunConfig
+from engine.errors import ConfigError, DataError
+
+MEMBER_KEYS = ("age", "sex")
+
+
+@dataclass
+class Context:
+    """State shared by the stages of one run."""
+
+    cfg: RunConfig
+    out: Path | None
+    data: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, name: str, df: pl.DataFrame) -> None:
+        """Keep ``df`` and write it as ``<name>.parquet`` (``rejected/x`` allowed)."""
+        from engine.io import write_parquet
+
+        self.tables[name] = df
+        if self.out is not None:
+            write_parquet(df, self.out / f"{name}.parquet")
+
+
+# --------------------------------------------------------------------------- validate
+def stage_validate(ctx: Context) -> None:
+    """Read and validate members and claims; fix the study window."""
+    from engine.io import read_claims, read_members
+    from engine.validate import validate
+
+    cfg = ctx.cfg
+    res = validate(read_members(cfg.data.members), read_claims(cfg.data.claims), as_of=cfg.data.as_of)
+    if not res.usable:
+        raise DataError(f"{cfg.data.members}: no usable member row (all set aside)")
+    members = res.members.collect()
+    claims = res.claims.collect()
+    claims = claims.drop([c for c in ("eligible", "reason") if c in claims.columns])
+    start = cfg.study.start or members["join_date"].min()
+    last = [members["join_date"].max()]
+    if claims.height:
+        last.append(claims["event_date"].max())
+    end = cfg.study.end or cfg.data.as_of or max(d for d in last if d is not None)
+    if end < start:
+        raise ConfigError(f"{cfg.source}: study.end: {end} is before the study start {start}")
+    missing = [f for f in cfg.study.factors if f not in members.columns]
+    if missing:
+        raise ConfigError(f"{cfg.source}: study.factors: members have no column '{missing[0]}'")
+    ctx.data.update(validation=res, members=members, claims=claims, start=start, end=end)
+    ctx.facts.update(study_start=start.isoformat(), study_end=end.isoformat())
+
+
+def account(ctx: Context) -> dict[str, Any]:
+    """Row account: validation plus the claims set aside at exposure time; identity checked."""
+    res = ctx.data["validation"]
+    acc = {k: {"read": int(v["read"]), "used": int(v["used"]), "set_aside": dict(v["set_aside"])}
+           for k, v in res.account.items() if isinstance(v, dict) and "read" in v}
+    rej = ctx.data.get("exposure_rejected")
+    if rej is not None:
+        c = acc["claims"]
+        for reason, n in rej.group_by("reason").len().sort("reason").iter_rows():
+            c["set_aside"][str(reason)] = c["set_aside"].get(str(reason), 0) + int(n)
+        c["used"] = int(ctx.data["cells"]["claims"].sum())
+        c["used_amount_cny"] = float(ctx.data["cells"]["amount"].sum())
+    for what, a in acc.items():
+        a["set_aside"] = dict(sorted(a["set_aside"].items()))
+        a["set_aside_total"] = int(sum(a["set_aside"].values()))
+        a["identity_holds"] = a["read"] == a["used"] + a["set_aside_total"]
+        if not a["identity_holds"]:
+            raise RuntimeError(f"internal: {what}: read {a['read']} != used {a['used']} + set aside {a['set_aside_total']}")
+    return acc
+
+
+# --------------------------------------------------------------------------- exposure
+def stage_exposure(ctx: Context) -> None:
+    """Cells by period, age, sex and the rating factors; select cells by duration band."""
+    from engine.exposure import exposure
+
+    cfg, d = ctx.cfg, ctx.data
+    kw = dict(start=d["start"], end=d["end"], period=cfg.study.period, waiting_days=cfg.study.waiting_days,
+              terminate_on_claim=cfg.study.terminate_on_claim, duration_bands=cfg.study.duration_bands)
+    by = [*MEMBER_KEYS, *[f for f in cfg.study.factors if f not in MEMBER_KEYS]]
+    cells, rejected = exposure(d["members"], d["claims"], by=by, return_rejected=True, **kw)
+    if cells.height == 0 or float(cells["exposure_years"].sum()) <= 0:
+        raise DataError(f"{cfg.data.members}: no exposure in the study window {d['start']} to {d['end']}")
+    sel = exposure(d["members"], d["claims"], by=["age", "sex", "duration_band"], **kw)
+    d.update(cells=cells, select_cells=sel, exposure_rejected=rejected, by=by)
+    ctx.write("cells", cells)
+    res = d["validation"]
+    ctx.write("rejected/rejected_members", res.rejected_members)
+    ctx.write("rejected/rejected_claims", pl.concat([res.rejected_claims.with_columns(pl.lit("validation").alias("stage")),
+                                                     rejected.with_columns(pl.lit("exposure").alias("stage"))],
+                                                    how="diagonal_relaxed"))
+    ctx.facts["claims_used"] = int(cells["claims"].sum())
+    ctx.facts["exposure_years"] = float(cells["exposure_years"].sum())
+
+
+# --------------------------------------------------------------------------- incidence
+def stage_incidence(ctx: Context) -> None:
+    """Crude incidence vs the basis, GLM with held-out deviance, Lorenz/Gini, calibration, select, credibility."""
+    from engine.credibility import limited_fluctuation_table
+    from engine.glm import PoissonGLM
+    from engine.incidence import incidence
+    from engine.metrics import calibration_table, gini, mean_poisson_deviance, split_cells
+    from engine.select import SelectFactors
+
+    cfg, d = ctx.cfg, ctx.data
+    ic = cfg.incidence
+    cells = d["cells"]
+    basis = None if ic.basis.lower() in ("", "none") else ic.basis.lower()
+    inc = incidence(cells, by=["age", "sex"], level=ic.level, basis=basis, table=ic.table)
+    ctx.write("incidence", inc)
+    factors = tuple(["sex", *[f for f in cfg.study.factors if f not in MEMBER_KEYS]])
+    inter = tuple(tuple(p) for p in ic.interactions)
+    for p in inter:
+        if len(p) != 2 or any(x not in factors for x in p):
+            raise ConfigError(f"{cfg.source}: incidence.interactions: {list(p)} must be a pair of study factors or sex")
+    glm_kw = dict(factors=factors, age=None if ic.age == "none" else ic.age, age_df=ic.age_df,
+                  interactions=inter, alpha=ic.alpha, level=ic.level)
+    train, test = split_cells(cells, test_size=ic.holdout_share, seed=ic.seed)
+    held = _fit_glm(ctx, glm_kw, train)
+    mu = np.asarray(held.predict_rate(test), dtype=float)
+    y, e = test["claims"].to_numpy(), test["exposure_years"].to_numpy()
+    overall = float(train["claims"].sum()) / max(float(train["exposure_years"].sum()), 1e-12)
+    dev_model = mean_poisson_deviance(y, mu * e, e)
+    dev_null = mean_poisson_deviance(y, np.full_like(e, overall) * e, e)
+    g = gini(y, mu, e) if y.sum() > 0 else float("nan")
+    calib = calibration_table(y, mu, e, n_bins=10, level=ic.level) if y.sum() > 0 else pl.DataFrame()
+    glm = _fit_glm(ctx, glm_kw, cells)
+    ctx.write("glm_coefficients", glm.summary)
+    ctx.write("calibration", calib)
+    d.update(glm=glm, lorenz=(y, mu, e))
+    try:
+        sf = SelectFactors(bands=tuple(cfg.study.duration_bands), level=ic.level).fit(d["select_cells"]).summary
+    except (DataError, ConfigError, ValueError) as exc:  # too few claims in a band: reported, not fatal
+        sf = pl.DataFrame({"note": [f"select factors not estimated: {str(exc).splitlines()[0]}"]})
+    ctx.write("select_factors", sf)
+    by = [f for f in cfg.study.factors if f not in MEMBER_KEYS] or ["sex"]
+    cred = limited_fluctuation_table(cells, by=by, full_standard=ic.credibility_full_standard)
+    ctx.write("credibility", cred)
+    ctx.facts.update(heldout_deviance=dev_model, heldout_deviance_null=dev_null,
+                     heldout_deviance_explained=(1 - dev_model / dev_null) if dev_null > 0 else None,
+                     gini=g, overall_rate=float(cells["claims"].sum()) / float(cells["exposure_years"].sum()))
+    if basis is not None and "expected" in inc.columns:
+        exp_ = float(inc["expected"].sum())
+        ctx.facts["ae_vs_basis"] = float(inc["claims"].sum()) / exp_ if exp_ > 0 else None
+
+
+def _fit_glm(ctx: Context, kw: dict[str, Any], cells: pl.DataFrame) -> Any:
+    """Fit the GLM; a singular design (a level without claims in small data) is retried with a small ridge."""
+    import warnings
+
+    from engine.errors import ModelError
+    from engine.glm import PoissonGLM
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model = PoissonGLM(**kw).fit(cells)
+        except ModelError:
+            alpha = max(float(kw.get("alpha") or 0.0), 1e-4)
+            ctx.facts["glm_ridge_fallback"] = alpha
+            model = PoissonGLM(**{**kw, "alpha": alpha}).fit(cells)
+    for w in caught:
+        ctx.facts.setdefault("warnings", []).append(f"GLM: {str(w.message).splitlines()[0]}")
+    return model
+
+
+# --------------------------------------------------------------------------- segmentation
+def stage_segmentation(ctx: Context) -> None:
+    """Risk groups and the granularity frontier."""
+    from engine.segmentation import RiskSegmenter
+
+    cfg = ctx.cfg
+    sc = cfg.segmentation
+    seg = RiskSegmenter(
+        method=sc.method, max_groups=sc.max_groups, n_groups=sc.n_groups,
+        min_expected_claims=sc.min_expected_claims, monotone_age=sc.monotone_age,
+        contiguous_age=sc.contiguous_age, features=sc.features, adjust_for=tuple(sc.adjust_for),
+        rules={"groups": sc.rules} if sc.method == "rules" else None,
+    ).fit(ctx.data["cells"])
+    cols = ["group", "name", "rule", "exposure_years", "claims", "rate", "rate_lower", "rate_upper", "relativity",
+            "predicted_rate", "expected_claims_per_period", "share_cv", "credibility", "own_share", "cross_subsidy",
+            "cross_subsidy_per_period", "cross_subsidy_pct", "meets_floor"]
+    groups = seg.groups_
+    ctx.write("segments", groups.select([c for c in cols if c in groups.columns]))
+    ctx.write("frontier", seg.frontier_)
+    ctx.data["segmenter"] = seg
+    ctx.facts.update(groups=int(seg.n_groups_), recommended_groups=int(seg.recommended_k_))
+
+
+# --------------------------------------------------------------------------- history
+def stage_history(ctx: Context) -> None:
+    """Realised shares per sharing period and the decomposition of their change."""
+    from engine.exposure import classify_claims
+    from engine.history import share_history
+
+    cfg, d = ctx.cfg, ctx.data
+    hc = cfg.history
+    members = d["members"]
+    plan_col = hc.plan_col if hc.plan_col and hc.plan_col in members.columns else None
+    classified = classify_claims(members, d["claims"], waiting_days=cfg.study.waiting_days)
+    classified = classified.collect() if isinstance(classified, pl.LazyFrame) else classified
+    d["classified"] = classified
+    hist = share_history(
+        members, classified, start=d["start"], end=d["end"], sharing_days=tuple(hc.sharing_days), fee=hc.fee,
+        waiting_days=cfg.study.waiting_days, reporting_lag_days=hc.reporting_lag_days,
+        per_claimant_cap=hc.per_claimant_cap, annual_cap=hc.annual_cap, plan_col=plan_col,
+    )
+    ctx.write("history", hist)
+    ctx.write("decomposition", _decomposition(ctx, plan_col))
+
+
+def _month_start(d: dt.date, add: int = 0) -> dt.date:
+    m = d.year * 12 + d.month - 1 + add
+    return dt.date(m // 12, m % 12 + 1, 1)
+
+
+def _decomposition(ctx: Context, plan_col: str | None) -> pl.DataFrame:
+    """Shapley (or configured) attribution: early month -> last month -> sustainable."""
+    from engine.decompose import decompose, share_drivers, sustainable
+
+    cfg, d = ctx.cfg, ctx.data
+    hc = cfg.history
+    # early: the first full calendar month after the first cohort's waiting period; late: the last full month
+    early0 = _month_start(d["start"] + dt.timedelta(days=cfg.study.waiting_days), 1)
+    late0 = _month_start(d["end"] + dt.timedelta(days=1), -1)
+    if _month_start(early0, 1) > late0:
+        return pl.DataFrame({"note": ["study too short for a decomposition (needs two full months after the waiting period)"]})
+    kw = dict(fee=hc.fee, waiting_days=cfg.study.waiting_days, reporting_lag_days=hc.reporting_lag_days,
+              terminate_on_claim=cfg.study.terminate_on_claim)
+    if plan_col is not None:
+        kw["plan_col"] = plan_col
+
+    def window(m0: dt.date, label: str):
+        return share_drivers(d["members"], d["classified"], period_start=m0,
+                             notice_date=_month_start(m0, 1) - dt.timedelta(days=1), label=label, **kw)
+
+    try:
+        a = window(early0, early0.strftime("%Y-%m"))
+        b = window(late0, late0.strftime("%Y-%m"))
+        s = sustainable(b)
+        parts = [decompose(a, b, method=hc.decompose).with_columns(pl.lit(f"{a.label} -> {b.label}").alias("comparison"),
+                                                                    pl.lit(a.share_cny).alias("share_a_cny"),
+                                                                    pl.lit(b.share_cny).alias("share_b_cny")),
+                 decompose(b, s, method=hc.decompose).with_columns(pl.lit(f"{b.label} -> sustainable").alias("comparison"),
+                                                                    pl.lit(b.share_cny).alias("share_a_cny"),
+                                                                    pl.lit(s.share_cny).alias("share_b_cny"))]
+    except (DataError, ConfigError, ZeroDivisionError, ValueError) as exc:
+        return pl.DataFrame({"note": [f"decomposition not computed: {str(exc).splitlines()[0]}"]})
+    ctx.facts.update(share_early_cny=a.share_cny, share_late_cny=b.share_cny, share_sustainable_cny=s.share_cny,
+                     share_early_month=a.label, share_late_month=b.label)
+    out = pl.concat(parts, how="diagonal_relaxed")
+    return out.select("comparison", pl.exclude("comparison"))
