@@ -18,6 +18,8 @@ from engine.config import RunConfig
 from engine.errors import ConfigError, DataError
 
 MEMBER_KEYS = ("age", "sex")
+#: length of the early and late windows whose shares are decomposed (calendar months)
+DECOMPOSE_MONTHS = 3
 
 
 @dataclass
@@ -240,9 +242,9 @@ def _decomposition(ctx: Context, plan_col: str | None) -> pl.DataFrame:
     hc = cfg.history
     # early: the first full calendar month after the first cohort's waiting period; late: the last full month
     early0 = _month_start(d["start"] + dt.timedelta(days=cfg.study.waiting_days), 1)
-    late0 = _month_start(d["end"] + dt.timedelta(days=1), -1)
-    if _month_start(early0, 1) > late0:
-        return pl.DataFrame({"note": ["study too short for a decomposition (needs two full months after the waiting period)"]})
+    late0 = _month_start(d["end"] + dt.timedelta(days=1), -DECOMPOSE_MONTHS)
+    if _month_start(early0, DECOMPOSE_MONTHS) > late0:
+        return pl.DataFrame({"note": ["study too short for a decomposition (needs two 3-month windows after the waiting period)"]})
     kw = dict(fee=hc.fee, waiting_days=cfg.study.waiting_days, reporting_lag_days=hc.reporting_lag_days,
               terminate_on_claim=cfg.study.terminate_on_claim)
     if plan_col is not None:
@@ -250,11 +252,11 @@ def _decomposition(ctx: Context, plan_col: str | None) -> pl.DataFrame:
 
     def window(m0: dt.date, label: str):
         return share_drivers(d["members"], d["classified"], period_start=m0,
-                             notice_date=_month_start(m0, 1) - dt.timedelta(days=1), label=label, **kw)
+                             notice_date=_month_start(m0, DECOMPOSE_MONTHS) - dt.timedelta(days=1), label=label, **kw)
 
     try:
-        a = window(early0, early0.strftime("%Y-%m"))
-        b = window(late0, late0.strftime("%Y-%m"))
+        a = window(early0, f"{early0:%Y-%m}..{_month_start(early0, DECOMPOSE_MONTHS - 1):%Y-%m}")
+        b = window(late0, f"{late0:%Y-%m}..{_month_start(late0, DECOMPOSE_MONTHS - 1):%Y-%m}")
         s = sustainable(b)
         parts = [decompose(a, b, method=hc.decompose).with_columns(pl.lit(f"{a.label} -> {b.label}").alias("comparison"),
                                                                     pl.lit(a.share_cny).alias("share_a_cny"),

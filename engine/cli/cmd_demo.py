@@ -1,6 +1,7 @@
-"""``fentan demo``: generate the default synthetic platform, validate it, print a summary.
+"""``fentan demo``: generate the default synthetic platform and run the whole pipeline on it.
 
-Later stages (exposure, models, shares, report) extend :func:`run_demo`.
+Writes ``DIR/data`` (the platform), ``DIR/demo.toml`` (the resolved run configuration,
+from ``configs/demo.toml``) and ``DIR/run`` (every output of ``fentan run`` and ``report.html``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--members", type=int, default=DEFAULT_MEMBERS, help="memberships to generate (default 1,000,000)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed")
     p.add_argument("--dirty", type=float, default=DEFAULT_DIRTY, help=f"share of dirty rows (default {DEFAULT_DIRTY})")
+    p.add_argument("--config", default=None, help="run configuration to use instead of configs/demo.toml ([data] is replaced)")
+    p.add_argument("--validate-only", action="store_true", help="generate and validate only (no pipeline)")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+
+def demo_config_path() -> Path:
+    """The shipped ``configs/demo.toml`` (next to the ``engine`` package in a source checkout)."""
+    return Path(__file__).resolve().parents[2] / "configs" / "demo.toml"
+
+
+def demo_config(data: dict[str, Path], config: str | Path | None = None) -> Any:
+    """The demo RunConfig: ``configs/demo.toml`` (or ``config``) with ``[data]`` pointing at ``data``."""
+    import tomllib
+
+    from engine.config import config_from_dict
+    from engine.errors import ConfigError
+
+    path = Path(config) if config else demo_config_path()
+    if not path.is_file():
+        raise ConfigError(f"{path}: demo configuration not found (pass --config)")
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    raw["data"] = {"members": str(Path(data["members"]).resolve()), "claims": str(Path(data["claims"]).resolve())}
+    return config_from_dict(raw, str(path), path.resolve().parent)
 
 
 def run_demo(
@@ -33,30 +56,41 @@ def run_demo(
     quiet: bool = False,
     *,
     dirty: float = DEFAULT_DIRTY,
+    pipeline: bool = True,
+    config: str | Path | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Generate, write, read back and validate a platform; print and return a summary.
+    """Generate a platform, validate it and (by default) run the whole pipeline on it.
 
     Parameters
     ----------
-    out : output directory; gets ``data/`` (members, claims, truth) and
-        ``validation/`` (rejected rows and ``account.json``).
+    out : output directory; gets ``data/`` (members, claims, truth),
+        ``validation/`` (rejected rows and ``account.json``), ``demo.toml`` (the
+        resolved run configuration) and ``run/`` (every output of ``fentan run``,
+        with ``report.html``).
     members, seed : size and seed of the generated platform.
     dirty : share of dirty rows of every kind (set aside by validation).
-    quiet : print nothing.
+    quiet : print nothing. pipeline : run the whole pipeline (else validate only).
+    config : run configuration replacing ``configs/demo.toml`` (its ``[data]`` is replaced).
 
     Returns
     -------
     dict with ``out``, ``data`` (paths), ``params`` (generator parameters),
-    ``account`` (row account) and ``validation`` (the ValidationResult).
+    ``account`` (row account), ``validation`` (the ValidationResult),
+    ``run`` (the :class:`engine.batch.RunResult` or None) and ``seconds`` per step.
     """
+    import time
+
     from engine.cli.common import account_rows, prepare_out_dir, print_table
-    from engine.io import read_claims, read_members, write_json, write_parquet
+    from engine.io import read_claims, read_members, write_json, write_parquet, write_text
     from engine.synth import generate
     from engine.validate import validate
 
+    t0 = time.perf_counter()
     root = prepare_out_dir(out)
     plat = generate(members, seed, dirty=dirty)
     data = plat.write(root / "data")
+    seconds = {"generate": round(time.perf_counter() - t0, 3)}
     res = validate(read_members(data["members"]), read_claims(data["claims"]))
     vdir = prepare_out_dir(root / "validation")
     write_parquet(res.rejected_members, vdir / "rejected_members.parquet")
@@ -72,10 +106,25 @@ def run_demo(
         {"item": "expected share at cut-off (CNY/month)", "value": round(p["monthly"][-1]["expected_share_cny"], 2)},
     ]
     print_table("fentan demo: synthetic platform", summary, quiet=quiet)
-    print_table("row account", account_rows(res.account), quiet=quiet)
+    result = None
+    if pipeline:
+        from engine.batch import run as run_batch
+        from engine.cli.cmd_run import print_run
+        from engine.config import to_toml
+
+        cfg = demo_config(data, config)
+        write_text(to_toml(cfg), root / "demo.toml")
+        t1 = time.perf_counter()
+        result = run_batch(cfg, root / "run", force=True, quiet=quiet, progress=progress)
+        seconds["pipeline"] = round(time.perf_counter() - t1, 3)
+        print_run(result, quiet=quiet)
+    else:
+        print_table("row account", account_rows(res.account), quiet=quiet)
+    seconds["total"] = round(time.perf_counter() - t0, 3)
     if not quiet:
-        print(f"outputs in {root}")
-    return {"out": root, "data": data, "params": p, "account": res.account, "validation": res}
+        print(f"fentan demo: {seconds['total']:.1f} s; outputs in {root}")
+    return {"out": root, "data": data, "params": p, "account": res.account, "validation": res, "run": result,
+            "seconds": seconds}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,5 +132,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.members < 1:
         raise ConfigError(f"--members must be >= 1, got {args.members}")
-    result = run_demo(args.out, args.members, args.seed, args.quiet, dirty=args.dirty)
+    result = run_demo(args.out, args.members, args.seed, args.quiet, dirty=args.dirty,
+                      pipeline=not args.validate_only, config=args.config)
     return 0 if result["validation"].usable else 2

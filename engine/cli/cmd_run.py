@@ -1,0 +1,49 @@
+"""``fentan run CONFIG.toml``: the whole pipeline, every output and the HTML report (see docs/batch.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "run"
+HELP = "run the whole pipeline of a configuration file: validate, cells, incidence, groups, shares, plans, report"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", metavar="CONFIG", help="run configuration TOML (see docs/batch.md)")
+    p.add_argument("--out", default=None, help="output directory (default: fentan-run beside the configuration)")
+    p.add_argument("--force", action="store_true", help="replace an existing output directory")
+    p.add_argument("--dry-run", action="store_true", help="validate the configuration and data, print the row account, write nothing")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+
+def print_run(result, *, quiet: bool = False) -> None:
+    """Print the headline table of a finished run (and the row account)."""
+    from engine.cli.common import account_rows, print_table
+
+    if quiet:
+        return
+    rows = [{"plan": k, "members": v.get("members") or 0.0, "sustainable share": v.get("sustainable_share_cny") or 0.0,
+             "leverage": v.get("leverage") or 0.0, "share CV": v.get("share_cv") or 0.0,
+             "death spiral": "YES" if v.get("death_spiral") else "no",
+             "P(cap binds)": v.get("cap_binds_probability_max") or 0.0} for k, v in result.summary.items()]
+    print_table("headline: per plan (share in CNY per member per sharing period)", rows)
+    print_table("row account", account_rows(result.account))
+    f = result.facts
+    print(f"study {f.get('study_start')} to {f.get('study_end')}: {f.get('claims_used', 0):,} eligible claims, "
+          f"{f.get('exposure_years', 0):,.0f} exposure-years, Gini {f.get('gini', float('nan')):.3f}, "
+          f"{f.get('groups')} risk groups; {sum(result.timings.values()):.1f} s")
+    print(f"outputs in {result.out} (report: {result.out / 'report.html'})")
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.batch import run as run_batch
+    from engine.cli.common import account_rows, print_table
+
+    result = run_batch(args.config, args.out, force=args.force, dry_run=args.dry_run, quiet=args.quiet)
+    if args.dry_run:
+        if not args.quiet:
+            print_table(f"row account (dry run; study {result.facts.get('study_start')} to "
+                        f"{result.facts.get('study_end')})", account_rows(result.account))
+        return 0
+    print_run(result, quiet=args.quiet)
+    return 0
