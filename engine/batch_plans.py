@@ -155,7 +155,8 @@ def summary(ctx: Context) -> dict[str, Any]:
                  "plan": r["plan"], "members": _f(r.get("members")),
                  "expected_claims_per_period": _f(r.get("expected_claims_per_period")),
                  "sustainable_share_cny": _f(r.get("sustainable_share_cny")), "leverage": _f(r.get("leverage")),
-                 "share_cv": _f(r.get("share_cv"))}
+                 "share_cv": _f(r.get("share_cv")), "capped_share_cny": _f(r.get("capped_share_cny")),
+                 "cap_binding": bool(r["cap_binding"]) if r.get("cap_binding") is not None else None}
         p = proj.filter(pl.col("plan") == label)
         if p.height:
             q = p.row(0, named=True)

@@ -49,7 +49,7 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
                       f"{f['share_late_cny']:,.2f} -> {f['share_sustainable_cny']:,.2f}", False))
     Report.kpis(s, items)
     rows = [{"plan": k, "members": v.get("members"), "sustainable share (CNY/period)": v.get("sustainable_share_cny"),
-             "leverage": v.get("leverage"), "share CV": v.get("share_cv"),
+             "after caps": v.get("capped_share_cny"), "leverage": v.get("leverage"), "share CV": v.get("share_cv"),
              "death spiral": "YES" if v.get("death_spiral") else "no",
              "P(annual cap binds), max": v.get("cap_binds_probability_max")} for k, v in summary.items()]
     Report.table(s, pl.DataFrame(rows))
@@ -107,10 +107,11 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
         Report.text(s, str(dec["note"][0]))
     # -- projection
     s = rep.section("projection", "Projected shares per plan")
-    Report.figure(s, rf.fan_charts(d["projections"]), "projected share fan charts")
+    Report.figure(s, rf.fan_charts(t["projection"], summary), "projected share fan charts")
     pc = cfg.projection
     Report.text(s, f"{pc.scenarios:,} Monte Carlo scenarios over {pc.horizon} sharing periods (seed {pc.seed}); "
-                   "band = P5-P95 of the share, dashed = sustainable share.")
+                   "band = P5-P95 of the share after the caps, dashed = sustainable share, dotted = sustainable share "
+                   "after the per-claimant and annual caps (when they bind, the platform pays the difference).")
     Report.table(s, t["projection_plans"].select([c for c in ("plan", "members_start", "members_end",
                                                                "share_end_mean_cny", "share_end_p95_cny",
                                                                "sustainable_share_cny", "death_spiral",

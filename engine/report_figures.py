@@ -74,7 +74,7 @@ def lorenz_and_calibration(y: np.ndarray, mu: np.ndarray, e: np.ndarray, calib: 
 def frontier(fr: pl.DataFrame) -> Any:
     """Granularity frontier: cross-subsidy removed vs share volatility added, by K."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(9, 4.4))
     k = fr["k"].to_numpy()
     ax.plot(k, fr["residual_cross_subsidy_pct"].to_numpy(), "o-", label="residual cross-subsidy (%)")
     ax.set_xlabel("number of risk groups K")
@@ -89,8 +89,8 @@ def frontier(fr: pl.DataFrame) -> Any:
     ax.set_xticks(k)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="upper center", fontsize=8)
-    ax.set_title("granularity frontier: fewer groups keep the cross-subsidy, more groups add volatility")
+    ax.legend(h1 + h2, l1 + l2, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=8, frameon=False)
+    ax.set_title("granularity frontier: few groups keep the cross-subsidy, many groups add volatility", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -137,17 +137,32 @@ def decomposition(dec: pl.DataFrame) -> Any:
     return fig
 
 
-def fan_charts(results: dict[str, Any]) -> Any:
-    """Projected share fan chart (mean, P5-P95, sustainable) per plan."""
+def fan_charts(periods: pl.DataFrame, summary: dict[str, Any]) -> Any:
+    """Projected share fan chart per plan: mean, P5-P95 band, sustainable share (uncapped and capped)."""
     plt = _plt()
-    n = len(results)
+    labels = periods["plan"].unique(maintain_order=True).to_list()
+    n = len(labels)
     cols = 2 if n > 1 else 1
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(11, 3.3 * rows), squeeze=False)
-    for ax, (label, res) in zip(axes.ravel(), results.items(), strict=False):
-        res.plot_share(ax=ax)
-        ax.set_title(label, fontsize=10)
-        ax.legend(fontsize=7, loc="lower right")
+    fig, axes = plt.subplots(rows, cols, figsize=(11, 3.4 * rows), squeeze=False)
+    for ax, label in zip(axes.ravel(), labels, strict=False):
+        d = periods.filter(pl.col("plan") == label).sort("period")
+        x = d["period"].to_numpy()
+        ax.fill_between(x, d["share_p5_cny"].to_numpy(), d["share_p95_cny"].to_numpy(), alpha=0.3, color="C0",
+                        label="P5-P95")
+        ax.plot(x, d["share_mean_cny"].to_numpy(), color="C0", label="mean (after caps)")
+        info = summary.get(label, {})
+        sus, cap = info.get("sustainable_share_cny"), info.get("capped_share_cny")
+        if sus is not None:
+            ax.axhline(sus, linestyle="--", color="k", lw=1, label=f"sustainable {sus:,.2f}")
+        if cap is not None and sus is not None and cap < sus * 0.999:
+            ax.axhline(cap, linestyle=":", color="C3", lw=1.5, label=f"sustainable after caps {cap:,.2f}")
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("sharing period")
+        ax.set_ylabel("CNY per member")
+        spiral = " - DEATH SPIRAL" if info.get("death_spiral") else ""
+        ax.set_title(f"{label}{spiral}", fontsize=10, color="C3" if spiral else "k")
+        ax.legend(fontsize=7, loc="center right", framealpha=0.9)
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     fig.tight_layout()
@@ -189,13 +204,15 @@ def cross_subsidy(xs: pl.DataFrame) -> Any | None:
     fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(names) + 3), max(3.5, 0.6 * len(names) + 2)))
     lim = float(np.nanmax(np.abs(grid))) or 1.0
     im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim)
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    ax.set_yticks(range(len(names)), names)
+    tick = [f"G{n}" if str(n).isdigit() else str(n) for n in names]
+    ax.set_xticks(range(len(names)), tick, rotation=30 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
+    ax.set_yticks(range(len(names)), tick)
     ax.grid(False)
     if len(names) <= 12:
         for i in range(len(names)):
             for j in range(len(names)):
-                ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=8)
+                ax.text(j, i, f"{grid[i, j]:,.1f}", ha="center", va="center", fontsize=8,
+                        color="white" if abs(grid[i, j]) > 0.55 * lim else "black")
     ax.set_xlabel("beneficiary group")
     ax.set_ylabel("payer group")
     ax.set_title(f"net cross-subsidy in pooled plan '{d['plan'][0]}'\n(CNY per payer member-year)", fontsize=10)
