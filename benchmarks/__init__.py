@@ -1,0 +1,1 @@
+"""fentan benchmark suite: ``python -m benchmarks.run`` (see docs/benchmarks.md)."""
