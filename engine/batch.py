@@ -11,6 +11,7 @@ directory only when the run is complete (:func:`engine.outdir.staged_output`).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -179,4 +180,16 @@ def _finish(ctx: Any, acc: dict[str, Any], summ: dict[str, Any], timings: dict[s
 
 
 def _jsonable(v: Any) -> Any:
-    return json.loads(json.dumps(v, default=lambda o: o.isoformat() if hasattr(o, "isoformat") else str(o)))
+    """JSON-safe copy: dates as ISO text, NaN and infinities as null."""
+    v = json.loads(json.dumps(v, default=lambda o: o.isoformat() if hasattr(o, "isoformat") else str(o)))
+
+    def clean(x: Any) -> Any:
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(y) for k, y in x.items()}
+        if isinstance(x, list):
+            return [clean(y) for y in x]
+        return x
+
+    return clean(v)

@@ -136,6 +136,8 @@ def stage_incidence(ctx: Context) -> None:
     glm_kw = dict(factors=factors, age=None if ic.age == "none" else ic.age, age_df=ic.age_df,
                   interactions=inter, alpha=ic.alpha, level=ic.level)
     train, test = split_cells(cells, test_size=ic.holdout_share, seed=ic.seed)
+    # held-out cells by risk class (periods summed, deterministically): Lorenz, Gini and calibration
+    test = _sums(test, ["age", *factors])
     held = _fit_glm(ctx, glm_kw, train)
     mu = np.asarray(held.predict_rate(test), dtype=float)
     y, e = test["claims"].to_numpy(), test["exposure_years"].to_numpy()
@@ -149,12 +151,13 @@ def stage_incidence(ctx: Context) -> None:
     ctx.write("calibration", calib)
     d.update(glm=glm, lorenz=(y, mu, e))
     try:
-        sf = SelectFactors(bands=tuple(cfg.study.duration_bands), level=ic.level).fit(d["select_cells"]).summary
+        sel = _sums(d["select_cells"], ["age", "sex", "duration_band"])
+        sf = SelectFactors(bands=tuple(cfg.study.duration_bands), level=ic.level).fit(sel).summary
     except (DataError, ConfigError, ValueError) as exc:  # too few claims in a band: reported, not fatal
         sf = pl.DataFrame({"note": [f"select factors not estimated: {str(exc).splitlines()[0]}"]})
     ctx.write("select_factors", sf)
     by = [f for f in cfg.study.factors if f not in MEMBER_KEYS] or ["sex"]
-    cred = limited_fluctuation_table(cells, by=by, full_standard=ic.credibility_full_standard)
+    cred = limited_fluctuation_table(_sums(cells, by), by=by, full_standard=ic.credibility_full_standard)
     ctx.write("credibility", cred)
     ctx.facts.update(heldout_deviance=dev_model, heldout_deviance_null=dev_null,
                      heldout_deviance_explained=(1 - dev_model / dev_null) if dev_null > 0 else None,
@@ -162,6 +165,21 @@ def stage_incidence(ctx: Context) -> None:
     if basis is not None and "expected" in inc.columns:
         exp_ = float(inc["expected"].sum())
         ctx.facts["ae_vs_basis"] = float(inc["claims"].sum()) / exp_ if exp_ > 0 else None
+
+
+def _sums(cells: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Cells summed over every key not in ``keys``, bit-for-bit deterministic (sequential sums).
+
+    Downstream functions then sum single rows per group, so reruns give the same bytes
+    (polars' parallel float group sums may differ in the last bit from run to run).
+    """
+    from engine.segment_model import group_sums
+
+    cols = [c for c in ("exposure_days", "exposure_years", "sharing_days", "sharing_years", "claims", "amount")
+            if c in cells.columns]
+    out, _ = group_sums(cells, keys, cols)
+    ints = {c: pl.Int64 for c in ("exposure_days", "sharing_days", "claims") if c in cols}
+    return out.with_columns([pl.col(c).round(0).cast(t) for c, t in ints.items()])
 
 
 def _fit_glm(ctx: Context, kw: dict[str, Any], cells: pl.DataFrame) -> Any:
@@ -191,12 +209,20 @@ def stage_segmentation(ctx: Context) -> None:
 
     cfg = ctx.cfg
     sc = cfg.segmentation
-    seg = RiskSegmenter(
-        method=sc.method, max_groups=sc.max_groups, n_groups=sc.n_groups,
-        min_expected_claims=sc.min_expected_claims, monotone_age=sc.monotone_age,
-        contiguous_age=sc.contiguous_age, features=sc.features, adjust_for=tuple(sc.adjust_for),
-        rules={"groups": sc.rules} if sc.method == "rules" else None,
-    ).fit(ctx.data["cells"])
+    kw = dict(method=sc.method, max_groups=sc.max_groups, n_groups=sc.n_groups,
+              min_expected_claims=sc.min_expected_claims, monotone_age=sc.monotone_age,
+              contiguous_age=sc.contiguous_age, features=sc.features, adjust_for=tuple(sc.adjust_for),
+              rules={"groups": sc.rules} if sc.method == "rules" else None)
+    try:
+        seg = RiskSegmenter(**kw).fit(ctx.data["cells"])
+    except DataError as exc:
+        if "floor" not in str(exc):
+            raise
+        # the pool is too small for the floor even as one group: keep one pooled group and say so
+        msg = (f"segmentation.min_expected_claims = {sc.min_expected_claims}: {str(exc).splitlines()[0]}; "
+               "the run keeps one pooled group")
+        ctx.facts.setdefault("warnings", []).append(msg)
+        seg = RiskSegmenter(**{**kw, "n_groups": 1, "max_groups": 1, "min_expected_claims": 0.0}).fit(ctx.data["cells"])
     cols = ["group", "name", "rule", "exposure_years", "claims", "rate", "rate_lower", "rate_upper", "relativity",
             "predicted_rate", "expected_claims_per_period", "share_cv", "credibility", "own_share", "cross_subsidy",
             "cross_subsidy_per_period", "cross_subsidy_pct", "meets_floor"]
