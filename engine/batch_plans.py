@@ -38,7 +38,13 @@ def risk_table(ctx: Context) -> pl.DataFrame:
     recent = cells.filter(pl.col("period") >= first)
     if recent.height == 0 or float(recent["exposure_years"].sum()) <= 0:
         recent = cells
-    table = build_risk_table(recent, d["glm"], segmenter=d.get("segmenter"))
+    from engine.batch_stages import _sums
+
+    months = {"month": 1, "quarter": 3, "year": 12}[cfg.study.period]
+    years = recent["period"].n_unique() * months / 12.0
+    keys = [c for c in d["by"]]
+    # deterministic sums over periods first (same bytes on every rerun), then the risk table
+    table = build_risk_table(_sums(recent, keys), d["glm"], by=keys, study_years=years, segmenter=d.get("segmenter"))
     d["risk_table"] = table
     return table
 

@@ -126,7 +126,7 @@ def stage_incidence(ctx: Context) -> None:
     ic = cfg.incidence
     cells = d["cells"]
     basis = None if ic.basis.lower() in ("", "none") else ic.basis.lower()
-    inc = incidence(cells, by=["age", "sex"], level=ic.level, basis=basis, table=ic.table)
+    inc = incidence(_sums(cells, ["age", "sex"]), by=["age", "sex"], level=ic.level, basis=basis, table=ic.table)
     ctx.write("incidence", inc)
     factors = tuple(["sex", *[f for f in cfg.study.factors if f not in MEMBER_KEYS]])
     inter = tuple(tuple(p) for p in ic.interactions)
@@ -136,8 +136,9 @@ def stage_incidence(ctx: Context) -> None:
     glm_kw = dict(factors=factors, age=None if ic.age == "none" else ic.age, age_df=ic.age_df,
                   interactions=inter, alpha=ic.alpha, level=ic.level)
     train, test = split_cells(cells, test_size=ic.holdout_share, seed=ic.seed)
-    # held-out cells by risk class (periods summed, deterministically): Lorenz, Gini and calibration
-    test = _sums(test, ["age", *factors])
+    # cells by risk class (periods summed, deterministically) for the GLM, Lorenz, Gini and calibration
+    keys = ["age", *factors]
+    train, test = _sums(train, keys), _sums(test, keys)
     held = _fit_glm(ctx, glm_kw, train)
     mu = np.asarray(held.predict_rate(test), dtype=float)
     y, e = test["claims"].to_numpy(), test["exposure_years"].to_numpy()
@@ -146,7 +147,7 @@ def stage_incidence(ctx: Context) -> None:
     dev_null = mean_poisson_deviance(y, np.full_like(e, overall) * e, e)
     g = gini(y, mu, e) if y.sum() > 0 else float("nan")
     calib = calibration_table(y, mu, e, n_bins=10, level=ic.level) if y.sum() > 0 else pl.DataFrame()
-    glm = _fit_glm(ctx, glm_kw, cells)
+    glm = _fit_glm(ctx, glm_kw, _sums(cells, keys))
     ctx.write("glm_coefficients", glm.summary)
     ctx.write("calibration", calib)
     d.update(glm=glm, lorenz=(y, mu, e))
