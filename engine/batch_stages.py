@@ -216,6 +216,8 @@ def stage_segmentation(ctx: Context) -> None:
               rules={"groups": sc.rules} if sc.method == "rules" else None)
     try:
         seg = RiskSegmenter(**kw).fit(ctx.data["cells"])
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg.source}: segmentation: {exc}") from None
     except DataError as exc:
         if "floor" not in str(exc):
             raise
@@ -250,7 +252,7 @@ def stage_history(ctx: Context) -> None:
     hist = share_history(
         members, classified, start=d["start"], end=d["end"], sharing_days=tuple(hc.sharing_days), fee=hc.fee,
         waiting_days=cfg.study.waiting_days, reporting_lag_days=hc.reporting_lag_days,
-        per_claimant_cap=hc.per_claimant_cap, annual_cap=hc.annual_cap, plan_col=plan_col,
+        per_claimant_cap=hc.per_claimant_cap or None, annual_cap=hc.annual_cap or None, plan_col=plan_col,
     )
     ctx.write("history", hist)
     ctx.write("decomposition", _decomposition(ctx, plan_col))

@@ -83,8 +83,8 @@ class HistorySection(_Section):
     sharing_days: list[int] = Field(default_factory=lambda: [14, 28])
     fee: float = Field(0.08, ge=0, lt=1)
     reporting_lag_days: int = Field(30, ge=0)
-    per_claimant_cap: float | None = Field(0.1, gt=0)
-    annual_cap: float | None = Field(188.0, gt=0)
+    per_claimant_cap: float | None = Field(0.1, ge=0)  # 0 = no cap
+    annual_cap: float | None = Field(188.0, ge=0)  # 0 = no cap
     plan_col: str | None = "plan_id"
     decompose: Literal["shapley", "sequential", "lmdi"] = "shapley"
 
