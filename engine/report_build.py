@@ -48,7 +48,7 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
         items.append((f"realised share {f['share_late_month']} -> sustainable",
                       f"{f['share_late_cny']:,.2f} -> {f['share_sustainable_cny']:,.2f}", False))
     Report.kpis(s, items)
-    rows = [{"plan": k, "members": v.get("members"), "sustainable share (CNY/period)": v.get("sustainable_share_cny"),
+    rows = [{"plan": k, "members": round(v.get("members") or 0), "sustainable share (CNY/period)": v.get("sustainable_share_cny"),
              "after caps": v.get("capped_share_cny"), "leverage": v.get("leverage"), "share CV": v.get("share_cv"),
              "death spiral": "YES" if v.get("death_spiral") else "no",
              "P(annual cap binds), max": v.get("cap_binds_probability_max")} for k, v in summary.items()]
