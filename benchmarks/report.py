@@ -75,7 +75,11 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({"target": label, "limit": _limit(t_lim, m_lim), "measured": "not measured", "verdict": "not measured"})
             continue
         miss = (t_lim is not None and r["wall_s"] > t_lim) or (m_lim is not None and r["peak_rss_mb"] > m_lim)
-        out.append({"target": label, "limit": _limit(t_lim, m_lim), "measured": _fmt_s(r),
+        meas = _fmt_s(r)
+        if m_lim is not None and "input_rss_mb" in r:
+            meas += (f" (peak of the whole process; the member and claim frames alone held "
+                     f"{r['input_rss_mb']:,.0f} MB before exposure started)")
+        out.append({"target": label, "limit": _limit(t_lim, m_lim), "measured": meas,
                     "verdict": "MISSED" if miss else "met"})
     return out
 

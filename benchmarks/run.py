@@ -43,6 +43,8 @@ PEERS = [
     ("statsmodels_glm", "glm", "glm"),
     ("lifelines_cox", "cox", "select"),
 ]
+#: peers that fit a random sample of at most config[peers][<key>] rows (their cost stops growing)
+SAMPLED = {"statsmodels_glm": "statsmodels_max_rows", "lifelines_cox": "lifelines_sample"}
 QUICK_STAGES = ["read_validate", "exposure", "glm", "select", "segmentation"]
 
 
@@ -110,7 +112,8 @@ def _skip_reason(done: list[dict[str, Any]], engine: str, stage: str, n: int, pe
     last = max(prev, key=lambda r: r["members"])
     if last["status"] != "ok":
         return f"{last['status']} at {last['members']:,} members"
-    f = n / last["members"]
+    cap = peers.get(SAMPLED[engine]) if engine in SAMPLED else None
+    f = (min(n, cap) / min(last["members"], cap)) if cap else n / last["members"]  # sampled peers fit <= cap rows
     est_t, est_m = last["wall_s"] * f, last["peak_rss_mb"] * f / 1024
     if est_t > peers["budget_seconds"] or est_m > peers["budget_memory_gb"]:
         return (f"budget: estimated {est_t:.0f} s and {est_m:.1f} GB from {last['members']:,} members "

@@ -13,6 +13,18 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config.toml"
 
 
+def warm(fn: Any) -> None:
+    """Call ``fn`` once untimed (imports, first-call set-up); a failure of the warm-up is ignored.
+
+    Every adapter warms up on a small slice of the same inputs before timing, so the
+    timings compare the work and not module imports.
+    """
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - a warm-up on a slice may legitimately fail (e.g. too few claims)
+        pass
+
+
 def load_config(path: str | Path = CONFIG) -> dict[str, Any]:
     """The suite configuration (benchmarks/config.toml)."""
     return tomllib.loads(Path(path).read_text(encoding="utf-8"))

@@ -16,6 +16,8 @@ from typing import Any
 
 import polars as pl
 
+from benchmarks.adapters.common import warm
+
 
 def cox(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     from lifelines import CoxPHFitter
@@ -29,6 +31,8 @@ def cox(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
                       tier=pl.col("city_tier"), **{f"ch_{v}": (pl.col("channel") == v).cast(pl.Int8)
                                                    for v in ("subsidy", "referral", "employer")})
           .to_pandas())
+    warm(lambda: CoxPHFitter().fit(df.head(5000), duration_col="exit_months", event_col="event",
+                                   entry_col="entry_months"))
     t0 = time.perf_counter()
     cph = CoxPHFitter().fit(df, duration_col="exit_months", event_col="event", entry_col="entry_months")
     wall = time.perf_counter() - t0
