@@ -1,8 +1,8 @@
 """Plan comparison and share projection stages of ``fentan run`` (see :mod:`engine.batch`).
 
-Both work on one *risk table*: the cells of the last ``plans.recent_years`` of the
-study, aggregated by age, sex and the rating factors, with the GLM's predicted
-annual rate and the segmentation's group (:func:`engine.compare.build_risk_table`).
+Both work on one *risk table* at the end of the study: the members sharing on its last
+day by age, sex and the rating factors, with the GLM's predicted annual rate and the
+segmentation's risk group (:func:`risk_table`).
 """
 
 from __future__ import annotations
@@ -28,24 +28,54 @@ DEFAULT_PLANS = {
 
 
 def risk_table(ctx: Context) -> pl.DataFrame:
-    """Recent cells -> risk table with ``members``, GLM ``rate`` and segment ``group``."""
-    from engine.compare import build_risk_table
+    """The members sharing on the last day of the study by age, sex and factors, with GLM ``rate`` and ``group``.
+
+    Notes
+    -----
+    ``members`` = members sharing on the study's last day (age = attained age that day),
+    ``waiting_members`` = those of them still in the waiting period; ``rate`` = the GLM's
+    predicted annual rate; ``group`` = the segmentation's risk group; ``exposure_years`` and
+    ``claims`` = the last ``plans.recent_years`` of cells (0 for a class without recent exposure).
+    """
+    from engine.batch_stages import _sums
+    from engine.decompose import attained_age
+    from engine.errors import EngineError
 
     cfg, d = ctx.cfg, ctx.data
-    cells = d["cells"]
     end: dt.date = d["end"]
+    keys = list(d["by"])
+    m = d["members"]
+    on = pl.lit(end)
+    alive = m.filter((pl.col("join_date") <= end) & (pl.col("exit_date").is_null() | (pl.col("exit_date") > end)))
+    waiting_from = end - dt.timedelta(days=cfg.study.waiting_days)
+    counts = (alive.with_columns(attained_age(pl.col("birth_date"), on).alias("age"),
+                                 (pl.col("join_date") > waiting_from).cast(pl.Float64).alias("waiting_members"))
+              .group_by(keys).agg(pl.len().cast(pl.Float64).alias("members"), pl.col("waiting_members").sum())
+              .sort(keys))
     first = end - dt.timedelta(days=round(365.25 * cfg.plans.recent_years))
-    recent = cells.filter(pl.col("period") >= first)
-    if recent.height == 0 or float(recent["exposure_years"].sum()) <= 0:
-        recent = cells
-    from engine.batch_stages import _sums
-
-    months = {"month": 1, "quarter": 3, "year": 12}[cfg.study.period]
-    years = recent["period"].n_unique() * months / 12.0
-    keys = [c for c in d["by"]]
-    # deterministic sums over periods first (same bytes on every rerun), then the risk table
-    table = build_risk_table(_sums(recent, keys), d["glm"], by=keys, study_years=years, segmenter=d.get("segmenter"))
+    recent = d["cells"].filter(pl.col("period") >= first)
+    rec = _sums(recent if recent.height else d["cells"], keys).select(*keys, "exposure_years", "claims")
+    table = counts.join(rec, on=keys, how="left").with_columns(pl.col("exposure_years").fill_null(0.0),
+                                                               pl.col("claims").fill_null(0))
+    try:
+        table = table.with_columns(pl.Series("rate", np.asarray(d["glm"].predict_rate(table), dtype=float)))
+    except EngineError as exc:
+        raise EngineError(f"risk table at {end}: the GLM cannot score the members ({exc})") from None
+    seg = d.get("segmenter")
+    if seg is not None:
+        grp = seg.assign(table, unknown="null")
+        n_out = int(grp.null_count())
+        if n_out:  # classes never seen in the study (e.g. a new factor level): reported, left out of the groups
+            lost = float(table.filter(grp.is_null())["members"].sum())
+            ctx.facts.setdefault("warnings", []).append(
+                f"risk table: {lost:,.0f} members sharing at {end} are in classes the segmentation never saw; "
+                "they are left out of the plan comparison and projection")
+            table = table.filter(grp.is_not_null())
+            grp = grp.drop_nulls()
+        table = table.with_columns(pl.Series("group", grp).cast(pl.String))
+    table = table.filter(pl.col("members") > 0)
     d["risk_table"] = table
+    ctx.facts["members_sharing_at_end"] = int(table["members"].sum())
     return table
 
 
@@ -93,7 +123,8 @@ def _groups_for(table: pl.DataFrame, pset: Any, label: str, pooled_name: str | N
     for name in rows["plan"].unique(maintain_order=True).to_list():
         r = rows.filter(pl.col("plan") == name)
         g = (r.group_by("group", "benefit_cny")
-             .agg(pl.col("members").sum(), ((pl.col("members") * pl.col("rate")).sum() / pl.col("members").sum()).alias("rate"))
+             .agg(pl.col("members").sum(), pl.col("waiting_members").sum(),
+                  ((pl.col("members") * pl.col("rate")).sum() / pl.col("members").sum()).alias("rate"))
              .filter(pl.col("members") > 0).sort("group", "benefit_cny"))
         if g.height == 0:
             continue
@@ -131,7 +162,8 @@ def stage_projection(ctx: Context, progress: Any = None) -> None:
     for i, (label, meta, g) in enumerate(jobs):
         if progress is not None:
             progress(f"projection {label} ({i + 1}/{len(jobs)})")
-        groups = groups_from_table(g, group="group", members="members", rate="rate", benefit="benefit_cny", risk=None)
+        groups = groups_from_table(g, group="group", members="members", rate="rate", benefit="benefit_cny", risk=None,
+                                   waiting_members="waiting_members")
         try:
             res = project(groups, horizon=pc.horizon, n_scenarios=pc.scenarios, seed=pc.seed, chunk_size=pc.chunk_size,
                           **{**meta, **extra})
