@@ -95,7 +95,7 @@ def stage_plans(ctx: Context) -> None:
     from engine.compare import compare_plans
 
     table = risk_table(ctx)
-    pooled, files = _plansets(ctx)
+    pooled, files = ctx.data.get("plansets") or _plansets(ctx)
     plans, xs, changes = [], [], []
     for label, pset in files:
         res = compare_plans(table, pset, pooled=pooled, growth_per_period=ctx.cfg.plans.growth_per_period)
@@ -106,7 +106,6 @@ def stage_plans(ctx: Context) -> None:
     ctx.write("plans", pl.concat(plans, how="diagonal_relaxed").select(first + [pl.exclude(first)]))
     ctx.write("cross_subsidy", pl.concat(xs, how="diagonal_relaxed").select(first + [pl.exclude(first)]))
     ctx.write("changes", pl.concat(changes, how="diagonal_relaxed").select(first + [pl.exclude(first)]))
-    ctx.data["plansets"] = (pooled, files)
 
 
 def _groups_for(table: pl.DataFrame, pset: Any, label: str, pooled_name: str | None = None) -> list[tuple[str, dict, pl.DataFrame]]:

@@ -47,7 +47,10 @@ def stage_validate(ctx: Context) -> None:
     from engine.io import read_claims, read_members
     from engine.validate import validate
 
+    from engine.batch_plans import _plansets
+
     cfg = ctx.cfg
+    ctx.data["plansets"] = _plansets(ctx)  # plan files are checked before the data is read
     res = validate(read_members(cfg.data.members), read_claims(cfg.data.claims), as_of=cfg.data.as_of)
     if not res.usable:
         raise DataError(f"{cfg.data.members}: no usable member row (all set aside)")

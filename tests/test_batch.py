@@ -188,6 +188,7 @@ def test_dry_run_writes_nothing(platform: Path, capsys: pytest.CaptureFixture) -
         (("[segmentation]", "[segmentation]\nmax_grups = 3"), "segmentation.max_grups: unknown key"),
         (("scenarios = 64", "scenarios = 0"), "projection.scenarios"),
         (("data/members.parquet", "data/nothere.parquet"), "nothere.parquet"),
+        (("configs/vertical.toml", "configs/nothere.toml"), "nothere.toml"),
         (("[segmentation]", "[study]\nfactors = [\"city_tier\", \"occupation\"]\n[segmentation]"), "study.factors"),
     ],
 )
