@@ -106,6 +106,47 @@ def stage_plans(ctx: Context) -> None:
     ctx.write("plans", pl.concat(plans, how="diagonal_relaxed").select(first + [pl.exclude(first)]))
     ctx.write("cross_subsidy", pl.concat(xs, how="diagonal_relaxed").select(first + [pl.exclude(first)]))
     ctx.write("changes", pl.concat(changes, how="diagonal_relaxed").select(first + [pl.exclude(first)]))
+    ctx.write("cross_subsidy_classes", class_cross_subsidy(table, pooled or files[0][1]))
+
+
+#: age bands of the class cross-subsidy grid (lower edges)
+AGE_BANDS = (0, 18, 30, 40, 50, 60)
+
+
+def class_cross_subsidy(table: pl.DataFrame, pooled: Any) -> pl.DataFrame:
+    """Cross-subsidy of every risk class in the first pooled plan, by age band and the first factor.
+
+    Notes
+    -----
+    For class i with members N_i, GLM rate lambda_i, benefit B_i and fee phi_i, the own
+    annual cost is c_i = (1 + phi_i) lambda_i B_i; under equal sharing every member pays
+    P = sum_i N_i c_i / sum_i N_i a year; the cross-subsidy of i is P - c_i (positive: the
+    class overpays). Classes are summed member-weighted into (age band, factor level) cells.
+    """
+    from engine.plans import PlanSet, assign_plans
+
+    plan = next(iter(pooled))
+    rows = assign_plans(table, PlanSet((plan,), name="pooled", source=pooled.source), where="risk table (pooled)")
+    rows = rows.filter(pl.col("plan").is_not_null())
+    keys = [c for c in table.columns if c not in ("age", "sex", "members", "waiting_members", "exposure_years",
+                                                    "claims", "rate", "group")]
+    col = keys[0] if keys else "sex"
+    cost = (1 + pl.col("fee")) * pl.col("rate") * pl.col("benefit_cny")
+    rows = rows.with_columns(cost.alias("own_cost_cny_per_year"))
+    pay = float((rows["members"] * rows["own_cost_cny_per_year"]).sum() / rows["members"].sum())
+    edges = list(AGE_BANDS)
+    labels = [f"{a}-{b - 1}" for a, b in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
+    band = pl.col("age").cut([e - 0.5 for e in edges[1:]], labels=labels).cast(pl.String).alias("age_band")
+    out = (rows.with_columns(band, pl.col(col).cast(pl.String).alias("factor_level"))
+           .group_by("age_band", "factor_level")
+           .agg(pl.col("members").sum(), ((pl.col("members") * pl.col("own_cost_cny_per_year")).sum()
+                                          / pl.col("members").sum()).alias("own_cost_cny_per_year"))
+           .with_columns(pl.lit(pay).alias("pooled_payment_cny_per_year"),
+                         (pl.lit(pay) - pl.col("own_cost_cny_per_year")).alias("cross_subsidy_cny_per_year"),
+                         pl.lit(col).alias("factor"), pl.lit(plan.name).alias("plan"))
+           .sort("age_band", "factor_level"))
+    return out.select("plan", "factor", "age_band", "factor_level", "members", "own_cost_cny_per_year",
+                      "pooled_payment_cny_per_year", "cross_subsidy_cny_per_year")
 
 
 def _groups_for(table: pl.DataFrame, pset: Any, label: str, pooled_name: str | None = None) -> list[tuple[str, dict, pl.DataFrame]]:

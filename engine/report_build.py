@@ -121,11 +121,18 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
     Report.figure(s, rf.leverage(summary), "leverage per plan")
     # -- cross-subsidy
     s = rep.section("cross-subsidy", "Cross-subsidy in the pooled plan")
+    fig = rf.class_cross_subsidy(t["cross_subsidy_classes"])
+    if fig is not None:
+        Report.figure(s, fig, "cross-subsidy by age band and factor")
+    Report.text(s, "Each class's own annual cost (1 + fee) x GLM rate x benefit against the equal pooled payment: "
+                   "positive (red) classes overpay, negative (blue) classes are subsidised.")
     fig = rf.cross_subsidy(t["cross_subsidy"])
     if fig is not None:
-        Report.figure(s, fig, "cross-subsidy heat map")
-    Report.text(s, "Positive: the payer group overpays for the beneficiary group (CNY per payer member-year). "
-                   "Groups are the risk groups of the segmentation.")
+        Report.figure(s, fig, "cross-subsidy between risk groups")
+        Report.text(s, "Between the segmentation's risk groups: positive, the payer group overpays for the "
+                       "beneficiary group (CNY per payer member-year).")
+    else:
+        Report.text(s, "The segmentation kept a single risk group: no flow between groups to show.")
     # -- plans
     s = rep.section("plans", "Plan comparison")
     p = t["plans"].filter(pl.col("level") == "plan")

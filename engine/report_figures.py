@@ -87,6 +87,9 @@ def frontier(fr: pl.DataFrame) -> Any:
     if rec.height:
         ax.axvline(int(rec["k"][0]), color="green", alpha=0.5, label=f"recommended K = {int(rec['k'][0])}")
     ax.set_xticks(k)
+    if len(k) == 1:
+        ax.text(0.5, 0.92, f"only K = {int(k[0])} meets the floor of expected claims per sharing period",
+                transform=ax.transAxes, ha="center", fontsize=9, color="C3")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=8, frameon=False)
@@ -192,8 +195,8 @@ def leverage(summary: dict[str, Any]) -> Any:
 
 
 def cross_subsidy(xs: pl.DataFrame) -> Any | None:
-    """Heat map of the net cross-subsidy payer -> beneficiary in the pooled plan."""
-    if xs.height == 0:
+    """Heat map of the net cross-subsidy payer -> beneficiary group in the pooled plan (None below 2 groups)."""
+    if xs.height == 0 or len(set(xs["payer_group"].to_list()) | set(xs["beneficiary_group"].to_list())) < 2:
         return None
     plt = _plt()
     d = xs.filter((pl.col("plan_file") == xs["plan_file"][0]) & (pl.col("plan") == xs["plan"][0]))
@@ -216,6 +219,35 @@ def cross_subsidy(xs: pl.DataFrame) -> Any | None:
     ax.set_xlabel("beneficiary group")
     ax.set_ylabel("payer group")
     ax.set_title(f"net cross-subsidy in pooled plan '{d['plan'][0]}'\n(CNY per payer member-year)", fontsize=10)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def class_cross_subsidy(cls: pl.DataFrame) -> Any | None:
+    """Heat map of the cross-subsidy (CNY per member-year) by age band x factor level in the pooled plan."""
+    if cls.height == 0:
+        return None
+    plt = _plt()
+    bands = sorted(cls["age_band"].unique().to_list(), key=lambda b: int(b.split("-")[0].rstrip("+")))
+    levels = sorted(cls["factor_level"].unique().to_list())
+    grid = np.full((len(bands), len(levels)), np.nan)
+    for b, lv, v in cls.select("age_band", "factor_level", "cross_subsidy_cny_per_year").iter_rows():
+        grid[bands.index(b), levels.index(lv)] = v
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 * len(levels) + 3.5), max(3.5, 0.55 * len(bands) + 1.8)))
+    lim = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0
+    im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    ax.set_xticks(range(len(levels)), levels)
+    ax.set_yticks(range(len(bands)), bands)
+    ax.grid(False)
+    for i in range(len(bands)):
+        for j in range(len(levels)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:,.0f}", ha="center", va="center", fontsize=8,
+                        color="white" if abs(grid[i, j]) > 0.55 * lim else "black")
+    ax.set_xlabel(str(cls["factor"][0]))
+    ax.set_ylabel("age band")
+    ax.set_title(f"cross-subsidy in pooled plan '{cls['plan'][0]}' (CNY per member-year; + = overpays)", fontsize=10)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     return fig

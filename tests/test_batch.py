@@ -29,6 +29,9 @@ OUTPUTS = {
     "plans.parquet": ["plan_file", "planset", "plan", "level", "members", "sustainable_share_cny", "leverage",
                       "share_cv"],
     "cross_subsidy.parquet": ["plan_file", "plan", "payer_group", "beneficiary_group", "net_cny_per_member_year"],
+    "cross_subsidy_classes.parquet": ["plan", "factor", "age_band", "factor_level", "members",
+                                      "own_cost_cny_per_year", "pooled_payment_cny_per_year",
+                                      "cross_subsidy_cny_per_year"],
     "decomposition.parquet": ["comparison", "driver", "contribution_cny", "share_a_cny", "share_b_cny"],
     "glm_coefficients.parquet": ["term", "coef"],
     "calibration.parquet": ["bin", "predicted_claims", "claims"],
@@ -244,3 +247,31 @@ def test_report_has_every_section_and_its_images(done: Path) -> None:
     html = (done / "report.html").read_text(encoding="utf-8")
     for text in ("Headline answers", "Row account", "in_waiting_period", "pooled/xianghubao", "vertical/youth"):
         assert text in html
+
+
+def test_class_cross_subsidy_against_a_loop() -> None:
+    from engine.batch_plans import class_cross_subsidy
+    from engine.plans import load_plans
+
+    pooled = load_plans(REPO / "configs" / "xianghubao.toml")
+    table = pl.DataFrame({
+        "age": [10, 35, 45, 45, 58, 61], "sex": ["M", "F", "M", "F", "M", "F"], "city_tier": [1, 1, 2, 2, 1, 1],
+        "members": [100.0, 50.0, 30.0, 20.0, 10.0, 99.0], "rate": [0.0002, 0.0008, 0.002, 0.0015, 0.006, 0.01],
+    })
+    got = class_cross_subsidy(table, pooled)
+    # oracle: plain loops; age 61 is not eligible; benefit 300k to 39, 100k at 40-59; fee 8%
+    rows = [r for r in table.iter_rows(named=True) if r["age"] <= 59]
+    cost = [(1.08 * r["rate"] * (300_000 if r["age"] <= 39 else 100_000)) for r in rows]
+    pay = sum(r["members"] * c for r, c in zip(rows, cost)) / sum(r["members"] for r in rows)
+    cells: dict = {}
+    for r, c in zip(rows, cost):
+        band = next(f"{a}-{b - 1}" for a, b in [(0, 18), (18, 30), (30, 40), (40, 50), (50, 60)] if a <= r["age"] < b)
+        n, tot = cells.get((band, str(r["city_tier"])), (0.0, 0.0))
+        cells[(band, str(r["city_tier"]))] = (n + r["members"], tot + r["members"] * c)
+    assert got.height == len(cells)
+    for g in got.iter_rows(named=True):
+        n, tot = cells[(g["age_band"], g["factor_level"])]
+        assert g["members"] == pytest.approx(n)
+        assert g["pooled_payment_cny_per_year"] == pytest.approx(pay, rel=1e-12)
+        assert g["cross_subsidy_cny_per_year"] == pytest.approx(pay - tot / n, rel=1e-12)
+    assert (got["members"] * got["cross_subsidy_cny_per_year"]).sum() == pytest.approx(0.0, abs=1e-9)
