@@ -136,7 +136,10 @@ def class_cross_subsidy(table: pl.DataFrame, pooled: Any) -> pl.DataFrame:
     pay = float((rows["members"] * rows["own_cost_cny_per_year"]).sum() / rows["members"].sum())
     edges = list(AGE_BANDS)
     labels = [f"{a}-{b - 1}" for a, b in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
-    band = pl.col("age").cut([e - 0.5 for e in edges[1:]], labels=labels).cast(pl.String).alias("age_band")
+    band = pl.lit(labels[-1])
+    for lo, lab in reversed(list(zip(edges[1:], labels[:-1]))):
+        band = pl.when(pl.col("age") < lo).then(pl.lit(lab)).otherwise(band)
+    band = band.alias("age_band")
     out = (rows.with_columns(band, pl.col(col).cast(pl.String).alias("factor_level"))
            .group_by("age_band", "factor_level")
            .agg(pl.col("members").sum(), ((pl.col("members") * pl.col("own_cost_cny_per_year")).sum()
