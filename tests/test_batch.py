@@ -275,3 +275,26 @@ def test_class_cross_subsidy_against_a_loop() -> None:
         assert g["pooled_payment_cny_per_year"] == pytest.approx(pay, rel=1e-12)
         assert g["cross_subsidy_cny_per_year"] == pytest.approx(pay - tot / n, rel=1e-12)
     assert (got["members"] * got["cross_subsidy_cny_per_year"]).sum() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_study_window_quiet_and_progress(platform: Path, capsys: pytest.CaptureFixture) -> None:
+    """A narrower window sets claims outside it aside (identity still holds); --quiet prints nothing."""
+    text = (platform / "run.toml").read_text().replace(
+        "[segmentation]", "[study]\nstart = 2019-06-01\nend = 2020-12-31\nperiod = \"quarter\"\n\n[segmentation]", 1)
+    cfg = platform / "window.toml"
+    cfg.write_text(text)
+    out = platform / "window-out"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    acc = json.loads((out / "account.json").read_text())["claims"]
+    assert acc["set_aside"].get("outside_study", 0) > 0
+    assert acc["read"] == acc["used"] + sum(acc["set_aside"].values())
+    cells = pl.read_parquet(out / "cells.parquet")
+    assert cells["period"].min().isoformat() == "2019-04-01" and cells["period"].max().isoformat() == "2020-10-01"
+    # without --quiet: headline table on stdout, progress on stderr
+    assert main(["run", str(cfg), "--out", str(out), "--force"]) == 0
+    captured = capsys.readouterr()
+    assert "headline" in captured.out and "row account" in captured.out
+    assert "exposure cells" in captured.err
+    shutil.rmtree(out)
