@@ -45,7 +45,7 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
             ("pooled death spiral", "YES" if pooled.get("death_spiral") else "no", bool(pooled.get("death_spiral"))),
         ]
     if f.get("share_late_cny") is not None:
-        items.append((f"realised share {f['share_late_month']} -> sustainable",
+        items.append((f"share per member over {f['share_late_month']} (3 months, before caps) -> sustainable",
                       f"{f['share_late_cny']:,.2f} -> {f['share_sustainable_cny']:,.2f}", False))
     Report.kpis(s, items)
     rows = [{"plan": k, "members": round(v.get("members") or 0), "sustainable share (CNY/period)": v.get("sustainable_share_cny"),

@@ -134,8 +134,8 @@ def decomposition(dec: pl.DataFrame) -> Any:
         ax.invert_yaxis()
         ax.axvline(0, color="k", lw=0.8)
         a, b = float(d["share_a_cny"][0]), float(d["share_b_cny"][0])
-        ax.set_title(f"{c}\n{a:,.2f} -> {b:,.2f} CNY", fontsize=9)
-        ax.set_xlabel("contribution to the change (CNY per member per period)")
+        ax.set_title(f"{c}\n{a:,.2f} -> {b:,.2f} CNY per member over 3 months", fontsize=9)
+        ax.set_xlabel("contribution to the change (CNY per member, 3 months)")
     fig.tight_layout()
     return fig
 
