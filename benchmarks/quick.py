@@ -1,4 +1,4 @@
-"""Quick regression check (~1 minute): small sizes against the committed ``benchmarks/results.json``.
+"""Quick regression check (~15-30 s): 10^6 members against the committed ``benchmarks/results.json``.
 
     python -m benchmarks.run --quick        # or: python -m benchmarks.quick
 
