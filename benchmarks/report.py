@@ -140,6 +140,16 @@ def markdown(doc: dict[str, Any], cfg: dict[str, Any]) -> str:
                 extra = (f" ({r.get('scenarios')} scenarios x {r.get('horizon')} periods x {r.get('groups')} groups, "
                          f"CPU {r.get('cpu_s')} s)") if st.startswith("projection") else f" ({r['members']:,} members)"
                 L.append(f"* {st}: {_fmt_s(r)}{extra}")
+    runs = _ok(recs, "fentan", "run")
+    if runs:
+        order = ["validate", "exposure", "incidence", "segmentation", "history", "plans", "projection", "report"]
+        names = [k for k in order if k in runs[max(runs)]["stage_s"]]
+        names += [k for k in runs[max(runs)]["stage_s"] if k not in names]
+        L += ["", "Where the time of `fentan run` goes (seconds per pipeline stage, from `RunResult.timings`):", "",
+              "| members | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for n in sorted(runs):
+            st = runs[n]["stage_s"]
+            L.append(f"| {n:,} | " + " | ".join(f"{st[k]:.2f}" if k in st else "-" for k in names) + " |")
     errs = [r for r in recs if r["engine"] == "fentan" and r["status"] != "ok"]
     if errs:
         L += ["", "Stages that did not complete:", ""]
