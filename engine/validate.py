@@ -185,3 +185,8 @@ def validate(
         "claims": _account(cdf.height, clean_claims.height, rejected_claims, "claims"),
     }
     return ValidationResult(clean_members, clean_claims.lazy(), rejected_members, rejected_claims, account)
+
+
+from engine._callable import make_callable  # noqa: E402
+
+make_callable(__name__)
