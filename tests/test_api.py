@@ -31,6 +31,22 @@ def test_function_named_like_its_module_stays_callable_after_all_imports() -> No
         assert isinstance(fn, types.FunctionType) and fn.__name__ == name
 
 
+def test_submodule_imported_first_still_callable() -> None:
+    """In a fresh interpreter the submodules are imported before the names are looked up."""
+    code = (
+        "import importlib, pkgutil, engine\n"
+        "[importlib.import_module(i.name) for i in pkgutil.walk_packages(engine.__path__, 'engine.')]\n"
+        "for n in ('exposure', 'incidence', 'decompose', 'validate'):\n"
+        "    obj = getattr(engine, n)\n"
+        "    assert type(obj).__name__.startswith('CallableModule') or type(obj).__name__ == '_CallableModule', n\n"
+        "    assert callable(obj) and getattr(obj, n).__name__ == n, n\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
 def test_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         engine.nope  # noqa: B018
