@@ -27,6 +27,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from engine.errors import EngineError
@@ -77,15 +78,7 @@ def _date_rule(cols: list[str], schema: pl.Schema, lo: dt.date, hi: dt.date) -> 
 
 def member_rules(schema: pl.Schema, as_of: dt.date, min_date: dt.date, max_date: dt.date) -> pl.Expr:
     """The member rules as one ``reason`` expression (see module Notes)."""
-    rules = [(f"null_{c}", pl.col(c).is_null()) for c in MEMBER_REQUIRED if c not in NULLABLE]
-    rules += [
-        ("date_out_of_range", _date_rule(["birth_date", "join_date", "exit_date"], schema, min_date, max_date)),
-        ("unknown_sex", ~pl.col("sex").is_in(list(SEX_CODES))),
-        ("birth_in_future", pl.col("birth_date") > as_of),
-        ("birth_after_join", pl.col("birth_date") > pl.col("join_date")),
-        ("exit_before_join", (pl.col("exit_date") < pl.col("join_date")).fill_null(False)),
-    ]
-    return _first_reason(rules)
+    return _first_reason(_member_rule_list(schema, as_of, min_date, max_date))
 
 
 def claim_rules(schema: pl.Schema, min_date: dt.date, max_date: dt.date) -> pl.Expr:
@@ -105,6 +98,60 @@ def _account(read: int, used: int, rejected: pl.DataFrame, what: str) -> dict[st
     if read != used + sum(set_aside.values()):
         raise EngineError(f"internal: {what} row account does not balance: {read} != {used} + {sum(set_aside.values())}")
     return {"read": read, "used": used, "set_aside": set_aside}
+
+
+def _codes(rules: list[tuple[str, pl.Expr]]) -> pl.Expr:
+    """The first matching rule as a small integer (0 = clean; ``i + 1`` = ``rules[i]``)."""
+    expr: Any = pl
+    for i, (_, cond) in enumerate(rules):
+        expr = expr.when(cond).then(pl.lit(i + 1, dtype=pl.UInt8))
+    return expr.otherwise(pl.lit(0, dtype=pl.UInt8))
+
+
+def _member_rule_list(schema: pl.Schema, as_of: dt.date, min_date: dt.date, max_date: dt.date) -> list[tuple[str, pl.Expr]]:
+    rules = [(f"null_{c}", pl.col(c).is_null()) for c in MEMBER_REQUIRED if c not in NULLABLE]
+    rules += [
+        ("date_out_of_range", _date_rule(["birth_date", "join_date", "exit_date"], schema, min_date, max_date)),
+        ("unknown_sex", ~pl.col("sex").is_in(list(SEX_CODES))),
+        ("birth_in_future", pl.col("birth_date") > as_of),
+        ("birth_after_join", pl.col("birth_date") > pl.col("join_date")),
+        ("exit_before_join", (pl.col("exit_date") < pl.col("join_date")).fill_null(False)),
+    ]
+    return rules
+
+
+def _duplicated(ids: pl.Series) -> pl.Series:
+    """Boolean mask: the (non-null) id occurs more than once. Exact.
+
+    Hashing the ids to UInt64 first makes the duplicate search a pass over
+    integers; only the rows whose hash repeats are then compared as strings.
+    """
+    notnull = ids.is_not_null()
+    cand = (ids.hash(seed=0).is_duplicated() & notnull).arg_true()
+    mask = np.zeros(len(ids), dtype=bool)
+    if len(cand):
+        sub = ids.gather(cand)
+        mask[cand.filter(sub.is_duplicated()).to_numpy()] = True
+    return pl.Series("_dup", mask)
+
+
+def _member_codes(
+    m: pl.LazyFrame, as_of: dt.date, min_date: dt.date, max_date: dt.date
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Members collected once with the UInt8 rule code ``_code`` (0 = clean), and the code -> reason table."""
+    schema = m.collect_schema()
+    rules = _member_rule_list(schema, as_of, min_date, max_date)
+    dup_code = len(rules) + 1
+    names = [r for r, _ in rules] + ["duplicate_member_id"]
+    df = m.with_columns(_codes(rules).alias("_code")).collect()
+    dup = _duplicated(df.get_column("member_id"))
+    if dup.any():
+        df = df.with_columns(
+            pl.when((pl.col("_code") == 0) & dup).then(pl.lit(dup_code, dtype=pl.UInt8)).otherwise(pl.col("_code")).alias("_code")
+        )
+    codes = pl.DataFrame({"_code": range(1, len(names) + 1), "reason": names},
+                         schema={"_code": pl.UInt8, "reason": pl.String})
+    return df, codes
 
 
 def validate(
@@ -130,32 +177,40 @@ def validate(
     Notes
     -----
     Account identity, checked: ``read = used + sum(set_aside)`` for members and claims.
+
+    The members are read once: every row rule is one integer-coded expression
+    evaluated in that pass, duplicate ids are found on 64-bit hashes of the ids
+    (confirmed exactly on the few candidate rows), and claimants' ids are looked up
+    the same way. Clean and set-aside rows keep the input order.
     """
     as_of = as_of or dt.date.today()
-    m = members.lazy()
     c = claims.lazy()
-    m_schema = m.collect_schema()
     c_schema = c.collect_schema()
 
-    m = m.with_columns(member_rules(m_schema, as_of, min_date, max_date))
-    dup_ids = m.group_by("member_id").agg(pl.len().alias("n")).filter((pl.col("n") > 1) & pl.col("member_id").is_not_null())
-    m = m.join(dup_ids.select("member_id", pl.lit(True).alias("_dup")), on="member_id", how="left", nulls_equal=False, maintain_order="left")
-    m = m.with_columns(
-        pl.when(pl.col("reason").is_null() & pl.col("_dup").fill_null(False))
-        .then(pl.lit("duplicate_member_id"))
-        .otherwise(pl.col("reason"))
-        .alias("reason")
-    ).drop("_dup")
-    m_flags = m.select("member_id", "reason").collect()
-    m_read = m_flags.height
-    rejected_members = m.filter(pl.col("reason").is_not_null()).collect()
-    clean_members = m.filter(pl.col("reason").is_null()).drop("reason")
-    m_used = int(m_flags["reason"].is_null().sum())
-
-    all_ids = m_flags.select("member_id").filter(pl.col("member_id").is_not_null()).unique()
-    bad_ids = m_flags.filter(pl.col("reason").is_not_null() & pl.col("member_id").is_not_null()).select("member_id").unique()
+    mdf, codes = _member_codes(members.lazy(), as_of, min_date, max_date)
+    m_read = mdf.height
+    bad = mdf.get_column("_code") != 0
+    n_bad = int(bad.sum())
+    if n_bad:
+        rejected_members = mdf.filter(bad).join(codes, on="_code", how="left", maintain_order="left").drop("_code")
+        clean_df = mdf.filter(~bad).drop("_code")
+    else:
+        rejected_members = mdf.clear().with_columns(pl.lit(None, dtype=pl.String).alias("reason")).drop("_code")
+        clean_df = mdf.drop("_code")
+    m_used = m_read - n_bad
 
     cdf = c.with_columns(claim_rules(c_schema, min_date, max_date)).with_row_index("_row").collect()
+    # claimants' ids among the members: known ids, and those with a clean row (an id with a
+    # clean row has exactly one row, so "known and not clean" means set aside)
+    claimant_ids = cdf.get_column("member_id").drop_nulls().unique()
+    ids = mdf.get_column("member_id")
+    hit = ids.hash(seed=0).is_in(claimant_ids.hash(seed=0).implode()) & ids.is_not_null()
+    sub = mdf.filter(hit).select("member_id", "_code")
+    sub = sub.filter(pl.col("member_id").is_in(claimant_ids.implode()))
+    all_ids = sub.get_column("member_id").unique()
+    clean_ids = sub.filter(pl.col("_code") == 0).get_column("member_id").unique()
+    del mdf, bad, ids, hit
+
     content_cols = [col for col in c_schema.names()]
     # duplicates among rows that pass the row rules
     ok = cdf.filter(pl.col("reason").is_null())
@@ -169,9 +224,9 @@ def validate(
         .then(pl.lit("duplicate_claim_row"))
         .when(pl.col("claim_id").is_in(conflict_ids["claim_id"].implode()))
         .then(pl.lit("duplicate_claim_id"))
-        .when(~pl.col("member_id").is_in(all_ids["member_id"].implode()))
+        .when(~pl.col("member_id").is_in(all_ids.implode()))
         .then(pl.lit("unknown_member"))
-        .when(pl.col("member_id").is_in(bad_ids["member_id"].implode()))
+        .when(~pl.col("member_id").is_in(clean_ids.implode()))
         .then(pl.lit("member_set_aside"))
         .otherwise(None)
         .alias("reason")
@@ -184,7 +239,7 @@ def validate(
         "members": _account(m_read, m_used, rejected_members, "members"),
         "claims": _account(cdf.height, clean_claims.height, rejected_claims, "claims"),
     }
-    return ValidationResult(clean_members, clean_claims.lazy(), rejected_members, rejected_claims, account)
+    return ValidationResult(clean_df.lazy(), clean_claims.lazy(), rejected_members, rejected_claims, account)
 
 
 from engine._callable import make_callable  # noqa: E402
