@@ -232,3 +232,65 @@ def test_synthetic_platform_select_and_antiselection() -> None:
     row = ref.filter(pl.col("duration_band") == "3-5")
     assert row["factor_lower"].item() <= 1.5 <= row["factor_upper"].item()
     assert row["factor_lower"].item() > 1.0  # anti-selection is detected
+
+
+# ---------------------------------------------------------------- CLI: fentan select
+
+
+def test_cli_select_from_cells_equals_api(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from engine.cli.main import main
+
+    cells = simulate_cells(21, expo_per_cell=400.0)
+    cells.write_parquet(tmp_path / "cells.parquet")
+    out = tmp_path / "select.parquet"
+    assert main(["select", "--cells", str(tmp_path / "cells.parquet"), "--bands", "3,6,12,24", "--age-width", "1",
+                 "--route", "both", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "duration factors vs 24+" in printed and "6-11" in printed
+    got = pl.read_parquet(out)
+    want = SelectFactors(bands=BANDS, age_width=1, route="both").fit(cells).summary
+    assert got.equals(want)
+    # planted effect recovered through the CLI (GLM route, adjusted for age and sex)
+    glm = got.filter(pl.col("route") == "glm")
+    for band, f in TRUTH.items():
+        row = glm.filter(pl.col("duration_band") == band)
+        assert row["factor_lower"].item() <= f <= row["factor_upper"].item(), (band, row)
+    # crude ('none') route and a non-default reference band
+    assert main(["select", "--cells", str(tmp_path / "cells.parquet"), "--adjust", "none", "--reference", "6-11",
+                 "--out", str(out), "--quiet"]) == 0
+    crude = pl.read_parquet(out)
+    assert crude.filter(pl.col("duration_band") == "6-11")["factor"].item() == 1.0
+    assert set(crude["adjusted_for"].to_list()) == {""}
+    # user errors: one line, exit code 2
+    for bad in (["--bands", "3,x"], ["--bands", "6,3"], ["--reference", "99+"], ["--adjust", "nope"],
+                ["--level", "1.5"]):
+        assert main(["select", "--cells", str(tmp_path / "cells.parquet"), "--out", str(out), "--quiet", *bad]) == 2
+    assert main(["select", "--out", str(out), "--quiet"]) == 2
+    assert main(["select", "--cells", str(tmp_path / "cells.parquet"), "--members", "m.parquet", "--out", str(out)]) == 2
+
+
+@pytest.mark.slow
+def test_cli_select_from_members_and_claims(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """members + claims -> exposure cells by duration, age, sex -> factors; equal to the API route."""
+    import datetime as dt
+
+    from engine.cli.main import main
+    from engine.exposure import exposure
+    from engine.synth import generate
+
+    plat = generate(20_000, 5, level=8.0)
+    plat.members.write_parquet(tmp_path / "members.parquet")
+    plat.claims.write_parquet(tmp_path / "claims.parquet")
+    out = tmp_path / "f.parquet"
+    args = ["select", "--members", str(tmp_path / "members.parquet"), "--claims", str(tmp_path / "claims.parquet"),
+            "--start", "2019-01-01", "--end", "2021-12-31", "--bands", "3,6,15", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    got = pl.read_parquet(out)
+    cells = exposure(plat.members, plat.claims, start=dt.date(2019, 1, 1), end=dt.date(2021, 12, 31), period="year",
+                     by=("duration", "age", "sex"))
+    want = select_factors(cells, bands=(3, 6, 15))
+    assert got.equals(want)
+    assert got["claims"].sum() == cells.filter(pl.col("duration") >= 3)["claims"].sum()
+    assert main([*args[:-3], "--start", "2021-12-31", "--end", "2019-01-01", "--out", str(out), "--quiet"]) == 2
+    assert main(["select", "--members", str(tmp_path / "members.parquet"), "--claims",
+                 str(tmp_path / "claims.parquet"), "--out", str(out), "--quiet"]) == 2  # no window

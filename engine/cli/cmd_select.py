@@ -1,0 +1,108 @@
+"""``fentan select``: incidence factors by duration since joining (select / anti-selection effects)."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "select"
+HELP = "select and duration factors with intervals by duration band, from members+claims or cells Parquet"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_argument_group("input: either --cells, or --members and --claims with --start and --end")
+    src.add_argument("--cells", default=None,
+                     help="cells Parquet with 'duration' (or 'duration_band'), claims and exposure_years: file, glob or directory")
+    src.add_argument("--members", default=None, help="members Parquet: file, glob or directory")
+    src.add_argument("--claims", default=None, help="claims Parquet: file, glob or directory")
+    src.add_argument("--start", default=None, help="first day of the study (YYYY-MM-DD, with --members)")
+    src.add_argument("--end", default=None, help="last day of the study (YYYY-MM-DD, inclusive, with --members)")
+    src.add_argument("--waiting-days", type=int, default=90, help="waiting period in days (default 90, with --members)")
+    src.add_argument("--period", default="year", help="calendar period of the cells built from members (default year)")
+    p.add_argument("--bands", default="3,6,12,24",
+                   help="month breakpoints starting each duration band (default 3,6,12,24: 3-5, 6-11, 12-23, 24+)")
+    p.add_argument("--reference", default=None, help="reference band whose factor is 1 (default: the last band)")
+    p.add_argument("--adjust", default=None,
+                   help="factors adjusted for in the GLM, comma-separated (default: age,sex when present; 'none' = crude)")
+    p.add_argument("--age-width", type=int, default=5, help="age grouped into bands of this many years (default 5)")
+    p.add_argument("--route", choices=("glm", "lifelines", "both"), default="glm",
+                   help="glm (Poisson GLM, adjusted), lifelines (piecewise exponential, crude) or both (default glm)")
+    p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
+    p.add_argument("--out", required=True, help="output Parquet file, e.g. select_factors.parquet")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+
+def _ints(text: str, what: str) -> list[int]:
+    from engine.errors import ConfigError
+
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{what}: '{text}' is not a comma-separated list of integers") from None
+    return vals
+
+
+def _cells_from_members(args: argparse.Namespace, adjust: list[str] | None):
+    from engine.cli.common import parse_date
+    from engine.errors import ConfigError, DataError
+    from engine.exposure import PERIODS, exposure
+    from engine.io import read_claims, read_members
+    from engine.validate import validate
+
+    if not (args.members and args.claims):
+        raise ConfigError("--members/--claims: give both, or --cells")
+    if not (args.start and args.end):
+        raise ConfigError("--start/--end: the study window is required with --members")
+    start, end = parse_date(args.start, "--start"), parse_date(args.end, "--end")
+    if end < start:
+        raise ConfigError(f"--end: {end} is before --start {start}")
+    if args.period not in PERIODS:
+        raise ConfigError(f"--period: must be one of {', '.join(PERIODS)}, got '{args.period}'")
+    if args.waiting_days < 0:
+        raise ConfigError(f"--waiting-days: must be >= 0, got {args.waiting_days}")
+    res = validate(read_members(args.members), read_claims(args.claims))
+    if not res.usable:
+        raise DataError(f"{args.members}: no usable member row (all set aside)")
+    members = res.members.collect()
+    extra = [c for c in (adjust if adjust is not None else ["sex"]) if c not in ("age", "duration")]
+    missing = [c for c in extra if c not in members.columns]
+    if missing:
+        raise ConfigError(f"--adjust: members have no column '{missing[0]}'")
+    by = ["duration", "age", *dict.fromkeys(extra)]
+    return exposure(members, res.claims.collect(), start=start, end=end, period=args.period,
+                    waiting_days=args.waiting_days, by=by)
+
+
+def run(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from engine.cli.common import print_table
+    from engine.errors import ConfigError, InputFileError
+    from engine.io import resolve_paths, write_parquet
+    from engine.select import SelectFactors
+
+    adjust: list[str] | None = None
+    if args.adjust is not None:
+        adjust = [] if args.adjust.strip().lower() in ("none", "") else [a.strip() for a in args.adjust.split(",")
+                                                                          if a.strip()]
+    if args.cells and (args.members or args.claims):
+        raise ConfigError("--cells: give either --cells or --members/--claims, not both")
+    if args.cells:
+        files = resolve_paths(args.cells)
+        try:
+            cells = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        except Exception as exc:  # unreadable / not Parquet
+            raise InputFileError(f"{args.cells}: cannot read cells Parquet ({type(exc).__name__})") from None
+    elif args.members or args.claims:
+        cells = _cells_from_members(args, adjust)
+    else:
+        raise ConfigError("--cells: give --cells, or --members and --claims with --start and --end")
+    model = SelectFactors(bands=_ints(args.bands, "--bands"), reference=args.reference, adjust=adjust,
+                          age_width=args.age_width, route=args.route, level=args.level).fit(cells)
+    table = model.summary
+    write_parquet(table, args.out)
+    if not args.quiet:
+        show = table.select("route", "duration_band", "exposure_years", "claims", "rate", "factor", "factor_lower",
+                            "factor_upper", "adjusted_for")
+        print_table(f"duration factors vs {model.reference_} ({args.level:.0%} intervals; written to {args.out})",
+                    show.to_dicts())
+    return 0
