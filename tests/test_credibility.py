@@ -97,8 +97,6 @@ def test_hachemeister_published_actuar_values(hache_fit: BuhlmannStraub) -> None
 
 
 def test_hachemeister_structure_against_plain_loop(hache_fit: BuhlmannStraub) -> None:
-    # NOTE: the one-level B-S printout (collective, between variance) was not found in a
-    # retrievable published source; it is checked against an independent loop oracle.
     o = bs_oracle([[float(v) for v in r] for r in RATIOS], [[float(v) for v in r] for r in WEIGHTS])
     assert hache_fit.s2_ == pytest.approx(o["s2"], rel=1e-12)
     assert hache_fit.a_ == pytest.approx(o["a"], rel=1e-10)
@@ -106,10 +104,43 @@ def test_hachemeister_structure_against_plain_loop(hache_fit: BuhlmannStraub) ->
     s = hache_fit.summary.sort("state")
     np.testing.assert_allclose(s.get_column("Z").to_numpy(), o["z"], rtol=1e-10)
     np.testing.assert_allclose(s.get_column("credibility_rate").to_numpy(), o["cred"], rtol=1e-10)
-    # actuar's printout of this fit (collective 1684, between state variance 89639) as
-    # recalled from its credibility vignette; the source text could not be retrieved here.
+
+
+def test_hachemeister_buhlmann_straub_printed_by_actuar_vignette(hache_fit: BuhlmannStraub) -> None:
+    """R actuar, vignette "credibility" (Dutang, Goulet, Milhaud, Pigeon, "Credibility theory
+    features of actuar"), section on the Bühlmann-Straub model, run with ``options(digits = 4)``::
+
+        > fit <- cm(~state, hachemeister, ratios = ratio.1:ratio.12, weights = weight.1:weight.12)
+        Collective premium: 1684
+        Between state variance: 89639
+        Within state variance: 139120026
+        > predict(fit)
+        [1] 2055 1524 1793 1443 1603
+
+    The expected numbers are the printed ones (4 significant digits; the variances print in
+    full), not values computed by this code."""
     assert round(hache_fit.collective_) == 1684
     assert round(hache_fit.a_) == 89639
+    assert round(hache_fit.s2_) == 139120026
+    cred = hache_fit.summary.sort("state").get_column("credibility_rate").to_numpy()
+    assert [round(float(v)) for v in cred] == [2055, 1524, 1793, 1443, 1603]
+    # predict() on the original data attaches the same premiums by state
+    p = hache_fit.predict(hachemeister()).group_by("state").agg(pl.col("credibility_rate").first()).sort("state")
+    assert [round(float(v)) for v in p.get_column("credibility_rate")] == [2055, 1524, 1793, 1443, 1603]
+
+
+def test_hachemeister_buhlmann_unit_weights_as_printed_by_actuar() -> None:
+    """``cm(~state, hachemeister, ratios = ratio.1:ratio.12)`` (no weights: the Bühlmann model,
+    every weight 1) prints, at actuar's default digits: collective premium 1671.017, between
+    state variance 72310.02, within state variance 46040.47 (output as transcribed in a public
+    notebook that reproduces actuar's cm(); checked here to the printed digits)."""
+    df = hachemeister().with_columns(pl.lit(1.0).alias("unit"))
+    fit = BuhlmannStraub(group="state", period="period", rate="ratio", exposure="unit").fit(df)
+    assert fit.collective_ == pytest.approx(1671.017, abs=5e-4)
+    assert fit.a_ == pytest.approx(72310.02, abs=5e-3)
+    assert fit.s2_ == pytest.approx(46040.47, abs=5e-3)
+    # equal weights: the collective is the plain mean of the 60 ratios (closed form)
+    assert fit.collective_ == pytest.approx(float(np.mean(RATIOS)), rel=1e-12)
 
 
 def test_claims_route_equals_rate_route() -> None:
