@@ -136,11 +136,27 @@ def scan_normalised(
             schema = lf.collect_schema()
         frames.append(normaliser(lf, schema, str(f)))
     if len(frames) == 1:
-        return frames[0]
-    try:
-        return pl.concat(frames, how="diagonal_relaxed")
-    except Exception as exc:
-        raise InputFileError(f"{path}: partitions cannot be combined ({str(exc).splitlines()[0]})") from None
+        out = frames[0]
+    else:
+        try:
+            out = pl.concat(frames, how="diagonal_relaxed")
+            out.collect_schema()
+        except Exception as exc:
+            raise InputFileError(f"{path}: partitions cannot be combined: {_type_clash(frames, files, exc)}") from None
+    # the files behind the frame: a decoding error found later (engine.validate) names the file
+    out._fentan_sources = [str(f) for f, _ in files]  # type: ignore[attr-defined]
+    return out
+
+
+def _type_clash(frames: list[pl.LazyFrame], files: list[tuple[Path, Path]], exc: Exception) -> str:
+    """Name the first column whose type differs between two files (for the error message)."""
+    seen: dict[str, tuple[pl.DataType, Path]] = {}
+    for lf, (f, _) in zip(frames, files, strict=True):
+        for name, dtype in lf.collect_schema().items():
+            if name in seen and seen[name][0] != dtype:
+                return f"column '{name}' is {seen[name][0]} in {seen[name][1]} but {dtype} in {f}"
+            seen.setdefault(name, (dtype, f))
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def read_members(path: PathLike | Sequence[PathLike]) -> pl.LazyFrame:

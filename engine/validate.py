@@ -8,7 +8,9 @@ Notes
 Member reasons, first match wins, in this order: ``null_<column>`` for a null
 required column, ``date_out_of_range`` (a date before ``min_date`` or after
 ``max_date``), ``unknown_sex``, ``birth_in_future`` (birth after ``as_of``),
-``birth_after_join``, ``exit_before_join``, then ``duplicate_member_id`` (every
+``birth_after_join``, ``exit_before_join``, ``implausible_age`` (older than
+``MAX_AGE_AT_JOIN`` = 110 at joining, i.e. more than 111 x 365.25 days between
+birth and join: a placeholder birth date such as 1900-01-01), then ``duplicate_member_id`` (every
 row of an id that occurs more than once: which one is right is unknowable).
 
 Claim reasons: ``null_<column>``, ``nonfinite_amount`` (NaN or inf),
@@ -19,6 +21,10 @@ and ``member_set_aside`` (the member exists but was set aside).
 
 Claims before joining, in the waiting period, after exit, and second claims are
 well-formed: :func:`engine.exposure` decides them and keeps them aside.
+
+An input column named ``reason`` is renamed ``reason_input`` (``reason`` is the
+set-aside reason). Data that cannot be decoded (a corrupt Parquet page) raises
+:class:`engine.errors.InputFileError` naming the file.
 """
 
 from __future__ import annotations
@@ -30,11 +36,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from engine.errors import EngineError
+from engine.errors import DataError, EngineError, InputFileError, SchemaError
 from engine.schema import CLAIM_REQUIRED, MEMBER_REQUIRED, NULLABLE, SEX_CODES
 
 MIN_DATE = dt.date(1900, 1, 1)
 MAX_DATE = dt.date(2100, 12, 31)
+#: oldest plausible age at joining (years); older means a placeholder birth date such as 1900-01-01
+MAX_AGE_AT_JOIN = 110
+#: a column of these names in the input is renamed ``<name>_input`` (``reason`` is the set-aside reason)
+RESERVED = ("reason",)
 
 
 @dataclass
@@ -61,6 +71,16 @@ class ValidationResult:
     def usable(self) -> bool:
         """True when at least one member row is clean."""
         return int(self.account["members"]["used"]) > 0
+
+    def require_usable(self, where: str) -> None:
+        """Raise a one-line :class:`DataError` naming ``where`` unless a member row is clean."""
+        acc = self.account["members"]
+        if int(acc["used"]) > 0:
+            return
+        if int(acc["read"]) == 0:
+            raise DataError(f"{where}: holds no member rows")
+        top = ", ".join(f"{r}: {n:,}" for r, n in sorted(acc["set_aside"].items(), key=lambda kv: -kv[1])[:3])
+        raise DataError(f"{where}: no usable member row: all {int(acc['read']):,} rows set aside ({top})")
 
 
 def _first_reason(rules: list[tuple[str, pl.Expr]]) -> pl.Expr:
@@ -100,6 +120,35 @@ def _account(read: int, used: int, rejected: pl.DataFrame, what: str) -> dict[st
     return {"read": read, "used": used, "set_aside": set_aside}
 
 
+def _sources(frame: Any) -> list[str]:
+    return list(getattr(frame, "_fentan_sources", None) or [])
+
+
+def _collect(lf: pl.LazyFrame, sources: list[str], what: str) -> pl.DataFrame:
+    """Collect ``lf``; a decoding failure becomes a one-line :class:`InputFileError` naming the file."""
+    try:
+        return lf.collect()
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as exc:  # noqa: B014
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        for f in sources:  # error path only: find the file that cannot be decoded
+            try:
+                pl.read_parquet(f)
+            except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as exc1:  # noqa: B014
+                one = (str(exc1).strip().splitlines() or [type(exc1).__name__])[0]
+                raise InputFileError(f"{f}: the data cannot be decoded, the file is corrupt ({one})") from None
+        where = ", ".join(sources[:3]) + (" ..." if len(sources) > 3 else "") if sources else what
+        raise InputFileError(f"{where}: the {what} data cannot be read ({msg})") from None
+
+
+def _rename_reserved(lf: pl.LazyFrame) -> pl.LazyFrame:
+    names = lf.collect_schema().names()
+    ren = {c: f"{c}_input" for c in RESERVED if c in names}
+    clash = [v for v in ren.values() if v in names]
+    if clash:
+        raise SchemaError(f"columns '{clash[0][:-6]}' and '{clash[0]}': '{clash[0][:-6]}' is reserved for the set-aside reason; rename one")
+    return lf.rename(ren) if ren else lf
+
+
 def _codes(rules: list[tuple[str, pl.Expr]]) -> pl.Expr:
     """The first matching rule as a small integer (0 = clean; ``i + 1`` = ``rules[i]``)."""
     expr: Any = pl
@@ -116,6 +165,8 @@ def _member_rule_list(schema: pl.Schema, as_of: dt.date, min_date: dt.date, max_
         ("birth_in_future", pl.col("birth_date") > as_of),
         ("birth_after_join", pl.col("birth_date") > pl.col("join_date")),
         ("exit_before_join", (pl.col("exit_date") < pl.col("join_date")).fill_null(False)),
+        ("implausible_age", (pl.col("join_date").cast(pl.Int32) - pl.col("birth_date").cast(pl.Int32))
+         > int((MAX_AGE_AT_JOIN + 1) * 365.25)),
     ]
     return rules
 
@@ -136,14 +187,14 @@ def _duplicated(ids: pl.Series) -> pl.Series:
 
 
 def _member_codes(
-    m: pl.LazyFrame, as_of: dt.date, min_date: dt.date, max_date: dt.date
+    m: pl.LazyFrame, as_of: dt.date, min_date: dt.date, max_date: dt.date, sources: list[str]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Members collected once with the UInt8 rule code ``_code`` (0 = clean), and the code -> reason table."""
     schema = m.collect_schema()
     rules = _member_rule_list(schema, as_of, min_date, max_date)
     dup_code = len(rules) + 1
     names = [r for r, _ in rules] + ["duplicate_member_id"]
-    df = m.with_columns(_codes(rules).alias("_code")).collect()
+    df = _collect(m.with_columns(_codes(rules).alias("_code")), sources, "members")
     dup = _duplicated(df.get_column("member_id"))
     if dup.any():
         df = df.with_columns(
@@ -184,10 +235,10 @@ def validate(
     the same way. Clean and set-aside rows keep the input order.
     """
     as_of = as_of or dt.date.today()
-    c = claims.lazy()
+    c = _rename_reserved(claims.lazy())
     c_schema = c.collect_schema()
 
-    mdf, codes = _member_codes(members.lazy(), as_of, min_date, max_date)
+    mdf, codes = _member_codes(_rename_reserved(members.lazy()), as_of, min_date, max_date, _sources(members))
     m_read = mdf.height
     bad = mdf.get_column("_code") != 0
     n_bad = int(bad.sum())
@@ -199,7 +250,7 @@ def validate(
         clean_df = mdf.drop("_code")
     m_used = m_read - n_bad
 
-    cdf = c.with_columns(claim_rules(c_schema, min_date, max_date)).with_row_index("_row").collect()
+    cdf = _collect(c.with_columns(claim_rules(c_schema, min_date, max_date)).with_row_index("_row"), _sources(claims), "claims")
     # claimants' ids among the members: known ids, and those with a clean row (an id with a
     # clean row has exactly one row, so "known and not clean" means set aside)
     claimant_ids = cdf.get_column("member_id").drop_nulls().unique()

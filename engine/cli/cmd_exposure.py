@@ -41,7 +41,7 @@ def _int(text: str, what: str, lo: int) -> int:
 def run(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from engine.cli.common import parse_date
+    from engine.cli.common import check_writable, parse_date
     from engine.errors import ConfigError, DataError
     from engine.exposure import PERIODS, exposure
     from engine.io import read_claims, read_members, write_parquet
@@ -62,10 +62,12 @@ def run(args: argparse.Namespace) -> int:
     if not bands or bands[0] != 0 or any(b <= a for a, b in zip(bands, bands[1:])):
         raise ConfigError(f"--duration-bands: must be increasing integers starting at 0, got '{args.duration_bands}'")
     as_of = parse_date(args.as_of, "--as-of") if args.as_of else None
+    check_writable(args.out, "--out")
+    if args.rejected_claims:
+        check_writable(args.rejected_claims, "--rejected-claims")
 
     res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of)
-    if not res.usable:
-        raise DataError(f"{args.members}: no usable member row (all set aside)")
+    res.require_usable(str(args.members))
     members = _clean_members(args.members, res, as_of)
     cols = (members[0] if isinstance(members, list) else members).collect_schema().names()
     missing = [b for b in by if b not in ("age", "duration", "duration_band") and b not in cols]
@@ -77,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
         terminate_on_claim=not args.no_terminate_on_claim, by=by, duration_bands=bands,
         batch_size=batch, return_rejected=True,
     )
+    if cells.height == 0 or int(cells["exposure_days"].sum()) == 0:
+        raise DataError(f"{args.members}: no member is at risk in the study window {start} to {end} "
+                        f"(--start/--end; {res.account['members']['used']:,} valid members)")
     write_parquet(cells, args.out)
     all_rejected = pl.concat([res.rejected_claims, rejected], how="diagonal_relaxed")
     if args.rejected_claims:
@@ -106,7 +111,7 @@ def _clean_members(path, res, as_of):
 
     from engine.errors import EngineError
     from engine.io import read_members, resolve_paths
-    from engine.validate import MAX_DATE, MIN_DATE, member_rules
+    from engine.validate import MAX_DATE, MIN_DATE, _rename_reserved, member_rules
 
     files = resolve_paths(path)
     if len(files) == 1:
@@ -115,7 +120,7 @@ def _clean_members(path, res, as_of):
     dup = rej.filter(pl.col("reason") == "duplicate_member_id").get_column("member_id").unique()
     parts = []
     for f in files:
-        lf = read_members(f)
+        lf = _rename_reserved(read_members(f))
         rule = member_rules(lf.collect_schema(), as_of or dt.date.today(), MIN_DATE, MAX_DATE)
         parts.append(
             lf.with_columns(rule.alias("__reason"))

@@ -28,7 +28,5 @@ def run(args: argparse.Namespace) -> int:
     write_parquet(res.rejected_claims, out / "rejected_claims.parquet")
     write_json(res.account, out / "account.json")
     print_table("row account", account_rows(res.account), quiet=args.quiet)
-    if not res.usable:
-        print(f"fentan validate: error: {args.members}: no usable member row (all set aside)")
-        return 2
+    res.require_usable(str(args.members))  # outputs are written first: they say why
     return 0

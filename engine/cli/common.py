@@ -35,6 +35,22 @@ def prepare_out_dir(path: str | Path, *, force: bool = False, must_be_new: bool 
     return p
 
 
+def check_writable(path: str | Path, what: str) -> Path:
+    """Refuse early an output file whose directory cannot be created or written (one line naming ``what``)."""
+    p = Path(path)
+    if p.is_dir():
+        raise OutputError(f"{what}: {p} is a directory; give a file name")
+    parent = p.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = parent / f".{p.name}.fentan-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"{what}: {parent}: cannot write here ({exc.strerror})") from None
+    return p
+
+
 def print_table(title: str, rows: list[dict[str, Any]], *, quiet: bool = False) -> None:
     """Print ``rows`` (list of dicts with equal keys) as a rich table."""
     if quiet or not rows:
