@@ -10,6 +10,7 @@ directory only when the run is complete (:func:`engine.outdir.staged_output`).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import time
@@ -132,6 +133,7 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
         acc = bs.account(ctx)
         return RunResult(None, acc, facts=ctx.facts, timings=timings)
     check_target(out, force=force)
+    started = dt.datetime.now(dt.timezone.utc)
     with staged_output(out, force=force) as stage, _Progress(show) as pg:
         ctx = bs.Context(cfg, stage)
         (stage / "rejected").mkdir()
@@ -149,6 +151,7 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
         acc = bs.account(ctx)
         summ = bp.summary(ctx)
         _timed("report", lambda: _finish(ctx, acc, summ, timings), pg, timings)
+        _run_record(ctx, started, timings)
         files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
     return RunResult(Path(out), acc, summ, ctx.facts, files, timings)
 
@@ -177,6 +180,39 @@ def _finish(ctx: Any, acc: dict[str, Any], summ: dict[str, Any], timings: dict[s
         from engine.report_build import build_report
 
         write_text(build_report(ctx, acc, summ), out / "report.html")
+
+
+#: the only output that records wall-clock times, host facts and input paths (exempt from byte identity)
+RUN_RECORD = "run.json"
+
+
+def _run_record(ctx: Any, started: dt.datetime, timings: dict[str, float]) -> None:
+    """Write ``run.json``: when, where and how fast the run went (the one non-reproducible output).
+
+    Every other output depends only on the data and the configuration; wall times, versions
+    and the input file list live here so they never break the byte identity of the others.
+    """
+    import platform
+
+    import polars as pl
+
+    from engine import __version__
+    from engine.io import resolve_paths, write_json
+
+    cfg = ctx.cfg
+    inputs = {}
+    for what, path in (("members", cfg.data.members), ("claims", cfg.data.claims)):
+        try:
+            files = resolve_paths(path)
+        except Exception:  # pragma: no cover - the data was read, so this does not fail
+            files = []
+        inputs[what] = {"path": str(path), "files": len(files), "bytes": int(sum(f.stat().st_size for f in files))}
+    write_json({"started_utc": started.isoformat(timespec="seconds"),
+                "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "seconds": timings, "config": cfg.source, "inputs": inputs,
+                "memory": ctx.data.get("memory_check"),
+                "versions": {"engine": __version__, "python": platform.python_version(), "polars": pl.__version__}},
+               ctx.out / RUN_RECORD)
 
 
 def _jsonable(v: Any) -> Any:

@@ -54,9 +54,12 @@ def stage_validate(ctx: Context) -> None:
     res = validate(read_members(cfg.data.members), read_claims(cfg.data.claims), as_of=cfg.data.as_of)
     if not res.usable:
         raise DataError(f"{cfg.data.members}: no usable member row (all set aside)")
-    members = res.members.collect()
+    # canonical row order (ids are unique after validation): every later step sees the same rows in the
+    # same order whatever the files' partitioning or row order, so sequential sums give the same bits
+    members = res.members.collect().sort("member_id", nulls_last=True)
     claims = res.claims.collect()
     claims = claims.drop([c for c in ("eligible", "reason") if c in claims.columns])
+    claims = claims.sort([c for c in ("claim_id", "member_id", "event_date") if c in claims.columns], nulls_last=True)
     start = cfg.study.start or members["join_date"].min()
     last = [members["join_date"].max()]
     if claims.height:
@@ -108,12 +111,22 @@ def stage_exposure(ctx: Context) -> None:
     d.update(cells=cells, select_cells=sel, exposure_rejected=rejected, by=by)
     ctx.write("cells", cells)
     res = d["validation"]
-    ctx.write("rejected/rejected_members", res.rejected_members)
-    ctx.write("rejected/rejected_claims", pl.concat([res.rejected_claims.with_columns(pl.lit("validation").alias("stage")),
-                                                     rejected.with_columns(pl.lit("exposure").alias("stage"))],
-                                                    how="diagonal_relaxed"))
+    ctx.write("rejected/rejected_members", canonical_rows(res.rejected_members))
+    ctx.write("rejected/rejected_claims", canonical_rows(
+        pl.concat([res.rejected_claims.with_columns(pl.lit("validation").alias("stage")),
+                   rejected.with_columns(pl.lit("exposure").alias("stage"))], how="diagonal_relaxed")))
     ctx.facts["claims_used"] = int(cells["claims"].sum())
     ctx.facts["exposure_years"] = float(cells["exposure_years"].sum())
+
+
+def canonical_rows(df: pl.DataFrame) -> pl.DataFrame:
+    """Rows sorted by every column (nulls last): the same bytes whatever the input files' order.
+
+    Columns keep their order; only sortable (non-nested) columns are sort keys. Rows equal
+    in every sort key are indistinguishable, so the order is canonical.
+    """
+    keys = [c for c, t in df.schema.items() if not t.is_nested() and t != pl.Object]
+    return df.sort(keys, nulls_last=True, maintain_order=True) if keys and df.height > 1 else df
 
 
 # --------------------------------------------------------------------------- incidence

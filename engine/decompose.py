@@ -219,13 +219,16 @@ def drivers_from_cells(
         if c[name].null_count():
             raise DataError(f"relativities[{col}]: no relativity for value {c.filter(pl.col(name).is_null())[col][0]!r}")
         rel = rel * pl.col(name)
-    s = c.select(
-        pl.col("_w").sum().alias("w"),
-        (pl.col("_w") * pl.col("_base") * pl.col("_ben")).sum().alias("wb"),
-        (pl.col("_w") * pl.col("_base") * pl.col("_ben") * pl.col("_sel")).sum().alias("wbs"),
-        (pl.col("_w") * pl.col("_base") * pl.col("_ben") * pl.col("_sel") * rel).sum().alias("wbsr"),
-    ).row(0, named=True)
-    incurred = float(c[amount_col].cast(pl.Float64).sum()) if amount_incurred_cny is None else float(amount_incurred_cny)
+    from engine.sums import exact_sum  # correctly rounded sums: same bits whatever the row order
+
+    terms = c.select(
+        pl.col("_w").alias("w"),
+        (pl.col("_w") * pl.col("_base") * pl.col("_ben")).alias("wb"),
+        (pl.col("_w") * pl.col("_base") * pl.col("_ben") * pl.col("_sel")).alias("wbs"),
+        (pl.col("_w") * pl.col("_base") * pl.col("_ben") * pl.col("_sel") * rel).alias("wbsr"),
+    )
+    s = {k: exact_sum(terms.get_column(k)) for k in terms.columns}
+    incurred = exact_sum(c[amount_col]) if amount_incurred_cny is None else float(amount_incurred_cny)
     E, P = s["w"], float(amount_approved_cny)
     if E <= 0:
         raise DataError(f"drivers{(' ' + label) if label else ''}: no eligible exposure in the window")
@@ -321,8 +324,10 @@ def share_drivers(
     )
     appr = pl.col("approved_date") if "approved_date" in c.columns else pl.lit(None, dtype=pl.Date)
     c = c.with_columns(pl.coalesce(appr, pl.col("event_date") + pl.duration(days=reporting_lag_days)).alias("_appr"))
-    approved = float(c.filter((pl.col("_appr") >= ps) & (pl.col("_appr") <= nd))["amount"].sum())
-    incurred = float(c.filter((pl.col("event_date") >= ps) & (pl.col("event_date") <= nd))["amount"].sum())
+    from engine.sums import exact_sum
+
+    approved = exact_sum(c.filter((pl.col("_appr") >= ps) & (pl.col("_appr") <= nd))["amount"])
+    incurred = exact_sum(c.filter((pl.col("event_date") >= ps) & (pl.col("event_date") <= nd))["amount"])
     return drivers_from_cells(
         cells,
         sharing_members=N,

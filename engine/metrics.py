@@ -164,7 +164,9 @@ def calibration_table(
     mid = np.cumsum(es) - es / 2.0
     b = np.minimum(np.floor(n_bins * mid / tot).astype(np.int64), n_bins - 1) + 1
     df = pl.DataFrame({"bin": b, "exposure_years": es, "predicted_claims": r[order] * es, "claims": d[order]})
-    out = df.group_by("bin").agg(pl.col("exposure_years", "predicted_claims", "claims").sum()).sort("bin")
+    from engine.sums import group_sums  # order-independent float sums: same bytes on every run
+
+    out = group_sums(df, ["bin"], ["exposure_years", "predicted_claims", "claims"])
     lo, hi = garwood_interval(out["claims"].to_numpy(), out["exposure_years"].to_numpy(), level)
     return out.with_columns(
         (pl.col("predicted_claims") / pl.col("exposure_years")).alias("predicted_rate"),

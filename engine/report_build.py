@@ -26,8 +26,10 @@ def _num(v: Any, fmt: str = "{:,.2f}") -> str:
 def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> str:
     """The complete HTML document of a run."""
     cfg, f, t, d = ctx.cfg, ctx.facts, ctx.tables, ctx.data
+    # no path or wall time here: the report is byte-identical for the same data and configuration
+    # (the configuration's location and the run's times are in config.toml and run.json)
     rep = Report(cfg.output.title, f"study {f.get('study_start')} to {f.get('study_end')}; "
-                                   f"configuration {cfg.source}")
+                                   "resolved configuration in config.toml beside this report")
     # -- headline
     s = rep.section("headline", "Headline answers")
     pooled = next((v for k, v in summary.items() if v["planset"] == "pooled"), None)

@@ -228,11 +228,14 @@ class SelectFactors:
         """Fit the duration-band factors on cells (see class docstring)."""
         cells = self._prepare(cells)
         e_col = self.exposure
-        agg = [pl.col(self.claims).cast(pl.Float64).sum().alias("claims"),
-               pl.col(e_col).cast(pl.Float64).sum().alias("exposure_years")]
+        from engine.sums import group_sums  # order-independent float sums: same bytes on every run
+
+        agg = [pl.col(self.claims).cast(pl.Float64).alias("claims"),
+               pl.col(e_col).cast(pl.Float64).alias("exposure_years")]
         if self.expected:
-            agg.append(pl.col(self.expected).cast(pl.Float64).sum().alias("expected"))
-        bands = cells.group_by("duration_band").agg(agg)
+            agg.append(pl.col(self.expected).cast(pl.Float64).alias("expected"))
+        bands = group_sums(cells.select(pl.col("duration_band"), *agg), ["duration_band"],
+                           [a.meta.output_name() for a in agg])
         bounds = [_parse_band(x) for x in bands.get_column("duration_band").to_list()]
         bands = bands.with_columns(
             pl.Series("duration_from", [lo for lo, _ in bounds], dtype=pl.Int32),
@@ -270,12 +273,14 @@ class SelectFactors:
 
     def _fit_glm(self, cells: pl.DataFrame, base: pl.DataFrame, labels: list[str], ref: str) -> pl.DataFrame:
         keys = ["duration_band", *self.adjust_]
-        agg = [pl.col(self.claims).cast(pl.Float64).sum().alias("_y"),
-               pl.col(self.exposure).cast(pl.Float64).sum().alias("_e")]
+        from engine.sums import group_sums  # order-independent float sums: same bytes on every run
+
+        agg = [pl.col(self.claims).cast(pl.Float64).alias("_y"),
+               pl.col(self.exposure).cast(pl.Float64).alias("_e")]
         if self.expected:
-            agg.append(pl.col(self.expected).cast(pl.Float64).sum().alias("_x"))
+            agg.append(pl.col(self.expected).cast(pl.Float64).alias("_x"))
         zero_bands = base.filter(pl.col("claims") == 0).get_column("duration_band").to_list()
-        g = cells.group_by(keys).agg(agg).filter(pl.col("_e") > 0)
+        g = group_sums(cells.select(*keys, *agg), keys, [a.meta.output_name() for a in agg]).filter(pl.col("_e") > 0)
         g = g.filter(~pl.col("duration_band").is_in(zero_bands))
         if self.expected:
             g = g.filter(pl.col("_x") > 0)

@@ -1,0 +1,79 @@
+"""Deterministic float sums: the same bytes whatever the row order and thread scheduling.
+
+polars' parallel ``group_by().sum()`` adds floats in an order that depends on thread
+scheduling (last-bit differences from run to run), and any sequential sum depends on
+the row order (which depends on how the input was partitioned). The helpers here sum
+in a *canonical* order: rows sorted by group, then by value. The result depends only
+on the multiset of values in each group, so it is identical across reruns and across
+any partitioning or shuffling of the same rows.
+
+Notes
+-----
+For group g with values x_1..x_n sorted ascending, the sum is ``numpy.add.reduceat``
+over that sorted run (a fixed sequence of float additions); :func:`exact_sum` is the
+correctly rounded sum (``math.fsum``), independent of order by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+__all__ = ["group_sums", "exact_sum"]
+
+
+def exact_sum(values: pl.Series | np.ndarray | Sequence[float]) -> float:
+    """Correctly rounded sum (``math.fsum``) of non-null values: independent of their order.
+
+    Notes
+    -----
+    fsum tracks the exact partial sums, so the result is the float nearest the exact
+    real sum, whatever the order of the terms.
+    """
+    if isinstance(values, pl.Series):
+        values = values.drop_nulls().cast(pl.Float64).to_numpy()
+    arr = np.asarray(values, dtype=float)
+    return math.fsum(arr.tolist())
+
+
+def group_sums(frame: pl.DataFrame, keys: Sequence[str], cols: Sequence[str]) -> pl.DataFrame:
+    """Sums of ``cols`` by ``keys``, one row per key combination sorted by keys; order-independent.
+
+    Parameters
+    ----------
+    frame : rows to sum (any order).
+    keys : grouping columns (nulls form their own group, sorted last).
+    cols : numeric columns to sum (nulls count as 0); returned as Float64.
+
+    Returns
+    -------
+    DataFrame with ``keys`` then ``cols``.
+
+    Notes
+    -----
+    Each column is summed over its rows sorted by (group, value), so the bits of the
+    result do not depend on the input's row order or on the number of threads.
+    """
+    keys = list(keys)
+    cols = list(cols)
+    if not keys:
+        return pl.DataFrame({c: [exact_sum(frame.get_column(c).fill_null(0))] for c in cols})
+    uniq = frame.select(keys).unique().sort(keys, nulls_last=True).with_row_index("_g")
+    if frame.height == 0:
+        return uniq.drop("_g").with_columns([pl.lit(0.0).alias(c) for c in cols])
+    idx = (frame.select(keys).with_row_index("_i").join(uniq, on=keys, how="left", nulls_equal=True)
+           .sort("_i").get_column("_g").to_numpy().astype(np.int64))
+    n = uniq.height
+    out = []
+    for c in cols:
+        v = frame.get_column(c).cast(pl.Float64).fill_null(0.0).to_numpy()
+        order = np.lexsort((v, idx))
+        vs, gs = v[order], idx[order]
+        starts = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])
+        sums = np.zeros(n)
+        sums[gs[starts]] = np.add.reduceat(vs, starts)
+        out.append(pl.Series(c, sums))
+    return uniq.drop("_g").with_columns(out)
