@@ -48,6 +48,7 @@ def stage_validate(ctx: Context) -> None:
     from engine.validate import validate
 
     from engine.batch_plans import _plansets
+    from engine.schema import MEMBER_OPTIONAL, MEMBER_REQUIRED
 
     cfg = ctx.cfg
     ctx.data["plansets"] = _plansets(ctx)  # plan files are checked before the data is read
@@ -57,6 +58,7 @@ def stage_validate(ctx: Context) -> None:
     # canonical row order (ids are unique after validation): every later step sees the same rows in the
     # same order whatever the files' partitioning or row order, so sequential sums give the same bits
     members = res.members.collect().sort("member_id", nulls_last=True)
+    members = members.select(_contract_first(members.columns, [*MEMBER_REQUIRED, *MEMBER_OPTIONAL]))
     claims = res.claims.collect()
     claims = claims.drop([c for c in ("eligible", "reason") if c in claims.columns])
     claims = claims.sort([c for c in ("claim_id", "member_id", "event_date") if c in claims.columns], nulls_last=True)
@@ -99,6 +101,7 @@ def account(ctx: Context) -> dict[str, Any]:
 def stage_exposure(ctx: Context) -> None:
     """Cells by period, age, sex and the rating factors; select cells by duration band."""
     from engine.exposure import exposure
+    from engine.schema import CLAIM_OPTIONAL, CLAIM_REQUIRED, MEMBER_OPTIONAL, MEMBER_REQUIRED
 
     cfg, d = ctx.cfg, ctx.data
     kw = dict(start=d["start"], end=d["end"], period=cfg.study.period, waiting_days=cfg.study.waiting_days,
@@ -111,20 +114,29 @@ def stage_exposure(ctx: Context) -> None:
     d.update(cells=cells, select_cells=sel, exposure_rejected=rejected, by=by)
     ctx.write("cells", cells)
     res = d["validation"]
-    ctx.write("rejected/rejected_members", canonical_rows(res.rejected_members))
+    ctx.write("rejected/rejected_members", canonical_rows(res.rejected_members, [*MEMBER_REQUIRED, *MEMBER_OPTIONAL]))
     ctx.write("rejected/rejected_claims", canonical_rows(
         pl.concat([res.rejected_claims.with_columns(pl.lit("validation").alias("stage")),
-                   rejected.with_columns(pl.lit("exposure").alias("stage"))], how="diagonal_relaxed")))
+                   rejected.with_columns(pl.lit("exposure").alias("stage"))], how="diagonal_relaxed"),
+        [*CLAIM_REQUIRED, *CLAIM_OPTIONAL]))
     ctx.facts["claims_used"] = int(cells["claims"].sum())
     ctx.facts["exposure_years"] = float(cells["exposure_years"].sum())
 
 
-def canonical_rows(df: pl.DataFrame) -> pl.DataFrame:
-    """Rows sorted by every column (nulls last): the same bytes whatever the input files' order.
+def _contract_first(columns: list[str], first: list[str], last: tuple[str, ...] = ()) -> list[str]:
+    """Column order independent of the files' layout: ``first``, the others by name, then ``last``."""
+    return ([c for c in first if c in columns] + sorted(c for c in columns if c not in first and c not in last)
+            + [c for c in last if c in columns])
 
-    Columns keep their order; only sortable (non-nested) columns are sort keys. Rows equal
-    in every sort key are indistinguishable, so the order is canonical.
+
+def canonical_rows(df: pl.DataFrame, first: list[str], last: tuple[str, ...] = ("reason", "stage")) -> pl.DataFrame:
+    """Set-aside rows in a canonical layout: the same bytes whatever the input files' layout and order.
+
+    Columns: ``first`` (the data contract's, in its order), then every other column by name
+    (hive partition columns sit wherever the files put them), then ``last``. Rows are sorted
+    by every sortable column (nulls last); rows equal in all of them are indistinguishable.
     """
+    df = df.select(_contract_first(df.columns, first, last))
     keys = [c for c, t in df.schema.items() if not t.is_nested() and t != pl.Object]
     return df.sort(keys, nulls_last=True, maintain_order=True) if keys and df.height > 1 else df
 
