@@ -334,3 +334,52 @@ def test_member_duration_and_age_conventions():
     births = pl.DataFrame({"b": [dt.date(2000, 2, 29)]})
     age = lambda at: births.select(member_attained_age(pl.col("b"), at).alias("a"))["a"][0]  # noqa: E731
     assert [age(dt.date(2021, 2, 28)), age(dt.date(2021, 3, 1)), age(dt.date(2024, 2, 29))] == [20, 21, 24]
+
+
+def test_cli_scores_members_with_a_saved_segmentation(sim, tmp_path):
+    """fentan segment --save-model, then --load DIR --members ... --at: same groups as the API."""
+    from engine.cli.main import main
+
+    cells, _ = sim
+    cells.drop("_rate").write_parquet(tmp_path / "cells.parquet")
+    model_dir = tmp_path / "models" / "seg"
+    assert main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(tmp_path / "fit"),
+                 "--by", "age,city_tier,channel", "--model", "cell", "--save-model", str(model_dir), "--quiet"]) == 0
+    seg = RiskSegmenter.load(model_dir)
+    members = pl.DataFrame({
+        "member_id": ["a", "b", "c", "d"],
+        "birth_date": [dt.date(1980, 2, 29), dt.date(1980, 3, 1), dt.date(1995, 6, 30), dt.date(1962, 1, 1)],
+        "sex": ["M", "F", "F", "M"], "join_date": [dt.date(2020, 1, 1)] * 4,
+        "exit_date": [None, None, None, None],
+        "city_tier": [5, 1, 4, 2], "channel": ["subsidy", "employer", "organic", "referral"],
+    }, schema_overrides={"exit_date": pl.Date})
+    members.write_parquet(tmp_path / "members.parquet")
+    assert main(["segment", "--load", str(model_dir), "--members", str(tmp_path / "members.parquet"),
+                 "--at", "2021-02-28", "--out", str(tmp_path / "score"), "--quiet"]) == 0
+    got = pl.read_parquet(tmp_path / "score" / "assignments.parquet")
+    assert got["member_id"].to_list() == ["a", "b", "c", "d"]
+    assert got["group"].to_list() == seg.assign(members, at=dt.date(2021, 2, 28)).to_list()
+    # the group of a member is the group of the cell with her attained age (29 Feb 1980 -> 40 on 28 Feb 2021)
+    age_cells = pl.DataFrame({"age": pl.Series([40, 41, 25, 59], dtype=pl.Int32), "city_tier": [5, 1, 4, 2],
+                              "channel": ["subsidy", "employer", "organic", "referral"]})
+    assert got["group"].to_list() == seg.assign(age_cells).to_list()
+    names = dict(seg.groups_.select("group", "name").iter_rows())
+    assert got["name"].to_list() == [names[g] for g in got["group"].to_list()]
+    # cells can be scored too, and reproduce the fit's assignment
+    assert main(["segment", "--load", str(model_dir), "--cells", str(tmp_path / "cells.parquet"),
+                 "--out", str(tmp_path / "score_cells"), "--quiet"]) == 0
+    gc = pl.read_parquet(tmp_path / "score_cells" / "assignments.parquet")
+    assert gc["group"].to_list() == seg.assign(cells).to_list()
+    # errors: no date for attained age, unseen category, both inputs, members without --load
+    bad = tmp_path / "bad.parquet"
+    members.with_columns(pl.lit("tv").alias("channel")).write_parquet(bad)
+    base = ["segment", "--load", str(model_dir), "--out", str(tmp_path / "e"), "--quiet"]
+    assert main([*base, "--members", str(tmp_path / "members.parquet")]) == 2
+    assert main([*base, "--members", str(bad), "--at", "2021-02-28"]) == 2
+    assert main([*base, "--members", str(bad), "--at", "2021-02-28", "--unknown", "null"]) == 0
+    want = seg.assign(pl.read_parquet(bad), at=dt.date(2021, 2, 28), unknown="null")
+    got_bad = pl.read_parquet(tmp_path / "e" / "assignments.parquet")["group"]
+    assert got_bad.to_list() == want.to_list() and got_bad.null_count() >= 1
+    assert main([*base, "--members", str(tmp_path / "members.parquet"), "--cells", str(tmp_path / "cells.parquet")]) == 2
+    assert main(["segment", "--members", str(tmp_path / "members.parquet"), "--cells", str(tmp_path / "cells.parquet"),
+                 "--out", str(tmp_path / "e2"), "--quiet"]) == 2

@@ -9,7 +9,8 @@ HELP = "segment cells into risk groups (tree, cluster or rules); write segments.
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cells", required=True, help="cells Parquet (output of fentan exposure): file, glob or directory")
+    p.add_argument("--cells", default=None,
+                   help="cells Parquet (output of fentan exposure): file, glob or directory; required unless --load")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--method", choices=("tree", "cluster", "rules"), default="tree", help="segmentation method (default tree)")
     p.add_argument("--max-groups", type=int, default=8, help="largest number of groups on the frontier (default 8)")
@@ -29,6 +30,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="incidence model for predicted rates: glm = engine.glm.PoissonGLM with the features' "
                         "interactions (default), cell = the built-in ridge Poisson GLM on cells")
     p.add_argument("--save-model", default=None, help="also save the segmentation as a model directory here")
+    sc = p.add_argument_group("scoring with a saved segmentation (instead of fitting)")
+    sc.add_argument("--load", default=None, metavar="DIR",
+                    help="saved segmentation directory (from --save-model): assign --members (or --cells) to its groups")
+    sc.add_argument("--members", default=None, help="members Parquet to assign (with --load): file, glob or directory")
+    sc.add_argument("--at", default=None, help="date of the attained age / duration of the members (YYYY-MM-DD)")
+    sc.add_argument("--unknown", choices=("error", "null"), default="error",
+                    help="rows matching no group: error (default) or a null group")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
 
@@ -66,6 +74,12 @@ def run(args: argparse.Namespace) -> int:
     from engine.segment_model import CellPoissonModel
     from engine.segmentation import RiskSegmenter
 
+    if args.load:
+        return _score(args)
+    if not args.cells:
+        raise ConfigError("--cells: a cells Parquet is required to fit a segmentation (or --load DIR to score)")
+    if args.members:
+        raise ConfigError("--members: scoring members needs a saved segmentation (--load DIR)")
     if args.method == "rules" and not args.rules:
         raise ConfigError("--rules: a rules file is required with --method rules")
     out = prepare_out_dir(args.out)
@@ -97,4 +111,40 @@ def run(args: argparse.Namespace) -> int:
     print_table(f"risk groups ({args.method}, K={seg.n_groups_}, recommended K={seg.recommended_k_})",
                 seg.summary.select("group", "name", "rule", "exposure_years", "claims", "rate", "expected_claims_per_period",
                                    "share_cv", "cross_subsidy_pct").to_dicts(), quiet=args.quiet)
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    """Assign members (or cells) to the groups of a saved segmentation; write assignments.parquet."""
+    import polars as pl
+
+    from engine.cli.common import parse_date, prepare_out_dir, print_table
+    from engine.errors import ConfigError, InputFileError
+    from engine.io import read_members, resolve_paths, write_parquet
+    from engine.segmentation import RiskSegmenter
+
+    if bool(args.members) == bool(args.cells):
+        raise ConfigError("--load: give exactly one of --members or --cells to assign")
+    seg = RiskSegmenter.load(args.load)
+    at = parse_date(args.at, "--at") if args.at else None
+    if args.members:
+        frame = read_members(args.members).collect()
+        if at is None and any(f in ("age", "duration") and f not in frame.columns for f in seg.features_):
+            raise ConfigError("--at: a date is needed to compute the members' attained age or duration")
+        ids = ["member_id"]
+    else:
+        try:
+            frame = pl.concat([pl.read_parquet(f) for f in resolve_paths(args.cells)], how="diagonal_relaxed")
+        except Exception as exc:  # unreadable / not Parquet
+            raise InputFileError(f"{args.cells}: cannot read cells Parquet ({type(exc).__name__})") from None
+        ids = [c for c in frame.columns if c in ("period", *seg.features_, "exposure_years", "claims")]
+    group = seg.assign(frame, at=at, unknown=args.unknown)
+    names = seg.groups_.select(pl.col("group").cast(pl.Int32), "name")
+    keep = [c for c in ids if c in frame.columns] + [f for f in seg.features_ if f in frame.columns and f not in ids]
+    out_df = frame.select(keep).with_columns(group).join(names, on="group", how="left", maintain_order="left")
+    out = prepare_out_dir(args.out)
+    write_parquet(out_df, out / "assignments.parquet")
+    counts = out_df.group_by("group", "name").len().sort("group")
+    print_table(f"{out_df.height:,} rows assigned to {seg.n_groups_} groups ({out / 'assignments.parquet'})",
+                counts.rename({"len": "rows"}).to_dicts(), quiet=args.quiet)
     return 0
