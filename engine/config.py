@@ -132,7 +132,7 @@ class RunConfig(_Section):
 
 def _fmt(err: dict[str, Any]) -> str:
     loc = ".".join(str(p) for p in err.get("loc", ()))
-    msg = err.get("msg", "invalid")
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
         msg = "unknown key"
     return f"{loc}: {msg}" if loc else msg
@@ -152,6 +152,11 @@ def config_from_dict(raw: dict[str, Any], where: str = "<config>", base: Path | 
         plans = cfg.plans.model_copy(update={"files": [res(f) for f in cfg.plans.files],
                                              "pooled": res(cfg.plans.pooled) if cfg.plans.pooled else None})
         cfg = cfg.model_copy(update={"data": data, "plans": plans})
+        refs = [("plans.pooled", cfg.plans.pooled)] if cfg.plans.pooled else []
+        refs += [(f"plans.files[{i}]", f) for i, f in enumerate(cfg.plans.files)]
+        for key, f in refs:  # a plan reference is checked before any data is read
+            if not Path(f).is_file():
+                raise ConfigError(f"{where}: {key}: no such plan file {f}")
     return cfg.model_copy(update={"source": where})
 
 

@@ -140,12 +140,14 @@ def _collect(lf: pl.LazyFrame, sources: list[str], what: str) -> pl.DataFrame:
         raise InputFileError(f"{where}: the {what} data cannot be read ({msg})") from None
 
 
-def _rename_reserved(lf: pl.LazyFrame) -> pl.LazyFrame:
+def _rename_reserved(lf: pl.LazyFrame, sources: list[str] | None = None) -> pl.LazyFrame:
     names = lf.collect_schema().names()
     ren = {c: f"{c}_input" for c in RESERVED if c in names}
     clash = [v for v in ren.values() if v in names]
     if clash:
-        raise SchemaError(f"columns '{clash[0][:-6]}' and '{clash[0]}': '{clash[0][:-6]}' is reserved for the set-aside reason; rename one")
+        where = ", ".join(sources[:3]) + (" ..." if len(sources) > 3 else "") + ": " if sources else ""
+        raise SchemaError(f"{where}columns '{clash[0][:-6]}' and '{clash[0]}': '{clash[0][:-6]}' is reserved "
+                          "for the set-aside reason; rename one")
     return lf.rename(ren) if ren else lf
 
 
@@ -235,10 +237,10 @@ def validate(
     the same way. Clean and set-aside rows keep the input order.
     """
     as_of = as_of or dt.date.today()
-    c = _rename_reserved(claims.lazy())
+    c = _rename_reserved(claims.lazy(), _sources(claims))
     c_schema = c.collect_schema()
 
-    mdf, codes = _member_codes(_rename_reserved(members.lazy()), as_of, min_date, max_date, _sources(members))
+    mdf, codes = _member_codes(_rename_reserved(members.lazy(), _sources(members)), as_of, min_date, max_date, _sources(members))
     m_read = mdf.height
     bad = mdf.get_column("_code") != 0
     n_bad = int(bad.sum())
