@@ -173,38 +173,43 @@ def _member_rule_list(schema: pl.Schema, as_of: dt.date, min_date: dt.date, max_
     return rules
 
 
-def _duplicated(ids: pl.Series) -> pl.Series:
+def _duplicated(ids: pl.Series, hashes: pl.Series) -> pl.Series:
     """Boolean mask: the (non-null) id occurs more than once. Exact.
 
-    Hashing the ids to UInt64 first makes the duplicate search a pass over
-    integers; only the rows whose hash repeats are then compared as strings.
+    ``hashes`` are 64-bit hashes of ``ids``. Repeated hashes are found by sorting
+    the integers (a hash table over 10^7 keys is several times slower), then only
+    the rows whose hash repeats are compared as strings.
     """
-    notnull = ids.is_not_null()
-    cand = (ids.hash(seed=0).is_duplicated() & notnull).arg_true()
+    s = hashes.sort()
+    rep = s.filter(s == s.shift(1)).unique()
     mask = np.zeros(len(ids), dtype=bool)
-    if len(cand):
-        sub = ids.gather(cand)
-        mask[cand.filter(sub.is_duplicated()).to_numpy()] = True
+    if len(rep):
+        cand = (hashes.is_in(rep.implode()) & ids.is_not_null()).arg_true()
+        if len(cand):
+            sub = ids.gather(cand)
+            mask[cand.filter(sub.is_duplicated()).to_numpy()] = True
     return pl.Series("_dup", mask)
 
 
 def _member_codes(
     m: pl.LazyFrame, as_of: dt.date, min_date: dt.date, max_date: dt.date, sources: list[str]
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Members collected once with the UInt8 rule code ``_code`` (0 = clean), and the code -> reason table."""
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
+    """Members collected once with the UInt8 rule code ``_code`` (0 = clean), the code -> reason table, id hashes."""
     schema = m.collect_schema()
     rules = _member_rule_list(schema, as_of, min_date, max_date)
     dup_code = len(rules) + 1
     names = [r for r, _ in rules] + ["duplicate_member_id"]
     df = _collect(m.with_columns(_codes(rules).alias("_code")), sources, "members")
-    dup = _duplicated(df.get_column("member_id"))
+    ids = df.get_column("member_id")
+    hashes = ids.hash(seed=0)
+    dup = _duplicated(ids, hashes)
     if dup.any():
         df = df.with_columns(
             pl.when((pl.col("_code") == 0) & dup).then(pl.lit(dup_code, dtype=pl.UInt8)).otherwise(pl.col("_code")).alias("_code")
         )
     codes = pl.DataFrame({"_code": range(1, len(names) + 1), "reason": names},
                          schema={"_code": pl.UInt8, "reason": pl.String})
-    return df, codes
+    return df, codes, hashes
 
 
 def validate(
@@ -240,7 +245,7 @@ def validate(
     c = _rename_reserved(claims.lazy(), _sources(claims))
     c_schema = c.collect_schema()
 
-    mdf, codes = _member_codes(_rename_reserved(members.lazy(), _sources(members)), as_of, min_date, max_date, _sources(members))
+    mdf, codes, hashes = _member_codes(_rename_reserved(members.lazy(), _sources(members)), as_of, min_date, max_date, _sources(members))
     m_read = mdf.height
     bad = mdf.get_column("_code") != 0
     n_bad = int(bad.sum())
@@ -257,12 +262,12 @@ def validate(
     # clean row has exactly one row, so "known and not clean" means set aside)
     claimant_ids = cdf.get_column("member_id").drop_nulls().unique()
     ids = mdf.get_column("member_id")
-    hit = ids.hash(seed=0).is_in(claimant_ids.hash(seed=0).implode()) & ids.is_not_null()
+    hit = hashes.is_in(claimant_ids.hash(seed=0).implode()) & ids.is_not_null()
     sub = mdf.filter(hit).select("member_id", "_code")
     sub = sub.filter(pl.col("member_id").is_in(claimant_ids.implode()))
     all_ids = sub.get_column("member_id").unique()
     clean_ids = sub.filter(pl.col("_code") == 0).get_column("member_id").unique()
-    del mdf, bad, ids, hit
+    del mdf, bad, ids, hit, hashes
 
     content_cols = [col for col in c_schema.names()]
     # duplicates among rows that pass the row rules
