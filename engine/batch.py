@@ -94,7 +94,8 @@ def _as_config(config: RunConfig | str | Path) -> RunConfig:
 
 
 def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force: bool = False,
-        dry_run: bool = False, quiet: bool = False, progress: bool = True) -> RunResult:
+        dry_run: bool = False, quiet: bool = False, progress: bool = True,
+        memory_limit: str | int | None = None) -> RunResult:
     """Run the whole pipeline of ``config`` and write every output into ``out``.
 
     Parameters
@@ -104,6 +105,9 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
     force : replace an existing output directory.
     dry_run : validate the configuration and the data, compute the row account, write nothing.
     quiet : print nothing. progress : show a progress line per stage on stderr.
+    memory_limit : peak memory allowed (bytes or ``'8GB'``); default ``[run] memory_limit``, else
+        80 % of the available memory. Checked from the Parquet footers before any data is read
+        (:func:`engine.memguard.check_memory`): above it the run stops with a ResourceError.
 
     Returns
     -------
@@ -126,8 +130,10 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
         out = base / "fentan-run"
     timings: dict[str, float] = {}
     show = progress and not quiet
+    mem = _memory_check(cfg, memory_limit)  # footers only: refuse early, before any data is read
     if dry_run:
         ctx = bs.Context(cfg, None)
+        ctx.data["memory_check"] = mem.as_dict()
         with _Progress(show) as pg:
             _timed("validate", lambda: bs.stage_validate(ctx), pg, timings)
         acc = bs.account(ctx)
@@ -136,6 +142,7 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
     started = dt.datetime.now(dt.timezone.utc)
     with staged_output(out, force=force) as stage, _Progress(show) as pg:
         ctx = bs.Context(cfg, stage)
+        ctx.data["memory_check"] = mem.as_dict()
         (stage / "rejected").mkdir()
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("validate", lambda: bs.stage_validate(ctx)),
@@ -154,6 +161,17 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
         _run_record(ctx, started, timings)
         files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
     return RunResult(Path(out), acc, summ, ctx.facts, files, timings)
+
+
+def _memory_check(cfg: RunConfig, memory_limit: str | int | None) -> Any:
+    from engine.memguard import check_memory
+
+    if memory_limit is not None:
+        return check_memory(cfg.data.members, cfg.data.claims, memory_limit, source="--memory-limit")
+    if cfg.run.memory_limit is not None:
+        return check_memory(cfg.data.members, cfg.data.claims, cfg.run.memory_limit,
+                            source=f"{cfg.source}: run.memory_limit")
+    return check_memory(cfg.data.members, cfg.data.claims)
 
 
 def _timed(name: str, fn: Callable[[], Any], pg: _Progress, timings: dict[str, float]) -> None:

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.errors import ConfigError
 
@@ -116,6 +116,24 @@ class OutputSection(_Section):
     title: str = "fentan run report"
 
 
+class RunSection(_Section):
+    """Resources of the run (see docs/batch.md, "Memory")."""
+
+    memory_limit: str | int | None = None  # e.g. "8GB"; default: a fraction of the available memory
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _size(cls, v: str | int | None) -> str | int | None:
+        if v is not None:
+            from engine.memguard import parse_size
+
+            try:
+                parse_size(v)
+            except ValueError as exc:
+                raise ValueError(str(exc).split(": ", 1)[-1]) from None
+        return v
+
+
 class RunConfig(_Section):
     """A whole run; see docs/batch.md for every key."""
 
@@ -127,6 +145,7 @@ class RunConfig(_Section):
     projection: ProjectionSection = ProjectionSection()
     plans: PlansSection = PlansSection()
     output: OutputSection = OutputSection()
+    run: RunSection = RunSection()
     source: str | None = None  # the file it came from (set by load_config)
 
 

@@ -14,6 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
     p.add_argument("--dry-run", action="store_true", help="validate the configuration and data, print the row account, write nothing")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--memory-limit", default=None, metavar="SIZE",
+                   help="peak memory allowed, e.g. 8GB (default: [run] memory_limit, else 80%% of the available memory); "
+                        "checked from the Parquet footers before any data is read")
 
 
 def print_run(result, *, quiet: bool = False) -> None:
@@ -44,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from engine.batch import run as run_batch
     from engine.cli.common import account_rows, print_table
 
-    result = run_batch(args.config, args.out, force=args.force, dry_run=args.dry_run, quiet=args.quiet)
+    result = run_batch(args.config, args.out, force=args.force, dry_run=args.dry_run, quiet=args.quiet,
+                       memory_limit=args.memory_limit)
     if args.dry_run:
         if not args.quiet:
             print_table(f"row account (dry run; study {result.facts.get('study_start')} to "

@@ -1,0 +1,139 @@
+"""Memory guard of ``fentan run`` (issue 10, item 5): refuse early from Parquet footers, or run.
+
+No test builds large data: a tiny limit forces the refusal on a small partitioned input.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from engine.cli.main import main
+from engine.errors import ConfigError
+from engine.memguard import BASE_BYTES, PER_ROW_FACTOR, available_memory, default_limit, estimate_inputs, parse_size
+
+REPO = Path(__file__).resolve().parents[1]
+
+CONFIG = """
+[data]
+members = "members"
+claims = "claims.parquet"
+{run}
+[segmentation]
+min_expected_claims = 1.0
+max_groups = 2
+
+[projection]
+horizon = 6
+scenarios = 8
+"""
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from engine.synth import generate
+
+    root = tmp_path_factory.mktemp("memguard")
+    plat = generate(5_000, 3, level=6.0)
+    m = plat.members
+    for tier in sorted(m["city_tier"].unique().to_list()):  # hive partitions
+        d = root / "members" / f"city_tier={tier}"
+        d.mkdir(parents=True)
+        m.filter(pl.col("city_tier") == tier).drop("city_tier").write_parquet(d / "part-0.parquet")
+    plat.claims.write_parquet(root / "claims.parquet")
+    (root / "run.toml").write_text(CONFIG.format(run=""))
+    return root
+
+
+def _no_read(*args, **kwargs):  # the guard must decide before any data is read
+    raise AssertionError("the data was read before the memory check")
+
+
+def test_tiny_limit_refused_before_reading(platform: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture) -> None:
+    import engine.io
+
+    monkeypatch.setattr(engine.io, "read_members", _no_read)
+    monkeypatch.setattr(engine.io, "read_claims", _no_read)
+    out = platform / "out-tiny"
+    code = main(["run", str(platform / "run.toml"), "--out", str(out), "--memory-limit", "1MB"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1
+    line = err[0]
+    assert "5,000 member rows" in line and "memory limit of 1.0 MB" in line
+    assert "--memory-limit" in line and "[run] memory_limit" in line and "fentan exposure" in line
+    assert not out.exists()
+
+
+def test_config_key_limit_and_bad_value(platform: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = platform / "small-limit.toml"
+    cfg.write_text(CONFIG.format(run='[run]\nmemory_limit = "2 MiB"\n'))
+    assert main(["run", str(cfg), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "memory limit of 2.1 MB" in err and "run.memory_limit" in err
+    # the command line wins over the configuration
+    assert main(["run", str(cfg), "--dry-run", "--quiet", "--memory-limit", "64GB"]) == 0
+    bad = platform / "bad-limit.toml"
+    bad.write_text(CONFIG.format(run='[run]\nmemory_limit = "lots"\n'))
+    assert main(["run", str(bad), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run.memory_limit" in err[0] and "lots" in err[0]
+
+
+def test_generous_limit_runs_and_records_the_check(platform: Path) -> None:
+    out = platform / "out-ok"
+    assert main(["run", str(platform / "run.toml"), "--out", str(out), "--quiet", "--memory-limit", "64GB"]) == 0
+    rec = json.loads((out / "run.json").read_text())["memory"]
+    assert rec["ok"] and rec["member_rows"] == 5_000 and rec["limit_bytes"] == 64 * 10**9
+
+
+def test_estimate_from_footers_against_a_hand_count(tmp_path: Path) -> None:
+    """Fixed-width columns: width = bytes + 1/8 validity bit; strings: 16 + mean uncompressed length."""
+    import datetime as dt
+
+    n = 1000
+    pl.DataFrame({"a": pl.Series(range(n), dtype=pl.Int64), "d": [dt.date(2020, 1, 1)] * n,
+                  "x": [0.5] * n}).write_parquet(tmp_path / "m.parquet")
+    pl.DataFrame({"i": pl.Series(range(10), dtype=pl.Int32)}).write_parquet(tmp_path / "c.parquet")
+    rm, wm, rc, wc, need = estimate_inputs(tmp_path / "m.parquet", tmp_path / "c.parquet")
+    assert (rm, rc) == (n, 10)
+    assert wm == pytest.approx(8.125 + 4.125 + 8.125)
+    assert wc == pytest.approx(4.125)
+    assert need == int(BASE_BYTES + PER_ROW_FACTOR * (n * wm + 10 * wc))
+
+
+def test_estimate_bounds_a_measured_run(platform: Path) -> None:
+    """The estimate is an upper bound of the peak RSS of a real run (a child process)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, "-m", "engine.cli.main", "run", str(platform / "run.toml"), "--out",
+                    str(platform / "out-rss"), "--quiet"], check=True, cwd=REPO, timeout=300)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    assert peak > 50e6 and peak >= before * 1024  # a real measurement
+    *_, need = estimate_inputs(platform / "members", platform / "claims.parquet")
+    assert need >= peak
+
+
+@pytest.mark.parametrize(("text", "n"), [("8GB", 8 * 10**9), ("512MiB", 512 * 2**20), ("1.5G", 1_500_000_000),
+                                         (2_000_000, 2_000_000), (" 64 kb ", 64_000), ("3e9", 3 * 10**9)])
+def test_parse_size(text, n) -> None:
+    assert parse_size(text) == n
+
+
+@pytest.mark.parametrize("text", ["", "lots", "8 GiGa", "-1GB", "0", True, "GB"])
+def test_parse_size_rejects(text) -> None:
+    with pytest.raises(ConfigError):
+        parse_size(text)
+
+
+def test_default_limit_is_a_fraction_of_available() -> None:
+    avail = available_memory()
+    lim, desc = default_limit()
+    assert avail is not None and avail > 0
+    assert 0 < lim <= avail and "available" in desc
