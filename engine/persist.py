@@ -22,20 +22,65 @@ from engine.io import write_json, write_parquet
 FORMAT_VERSION = 1
 
 
-def fingerprint(df: pl.DataFrame) -> str:
-    """A stable SHA-256 fingerprint of a frame's schema and content (row order matters).
+def fingerprint(df: pl.DataFrame, *, ignore_row_order: bool = False) -> str:
+    """A stable SHA-256 fingerprint of a frame's schema and content.
+
+    Parameters
+    ----------
+    df : the frame (e.g. a model's training cells).
+    ignore_row_order : False (default): row order matters, as for cells, which the contract
+        keeps sorted by their keys. True: the rows are first sorted by every column, so any
+        permutation of the same rows gives the same fingerprint.
 
     Notes
     -----
-    Hashes the column names and dtypes, then ``DataFrame.hash_rows`` with fixed
-    seeds; the same data gives the same fingerprint across runs and machines.
+    Hashes a versioned tag, the column names and dtypes, the row count, then per column its
+    null mask and its values in a canonical little-endian byte form (dates and times as their
+    integer days / units, floats with -0.0 folded into 0.0 and one NaN, strings and binaries
+    as lengths plus bytes, categoricals as their text). It depends only on the data, never on
+    hash seeds, chunking, threads or the process, so the same data gives the same fingerprint
+    across runs, processes and machines. ``DataFrame.hash_rows`` is not used: its values may
+    change between polars versions, and its signature changed in polars 2.
     """
-    h = hashlib.sha256()
+    import numpy as np
+
+    if ignore_row_order and df.height > 1:
+        keys = [c for c, t in df.schema.items() if not t.is_nested() and t != pl.Object]
+        if keys:
+            df = df.sort(keys, nulls_last=True, maintain_order=True)
+    h = hashlib.sha256(b"fentan-fingerprint-2\0")
     h.update(repr([(n, str(t)) for n, t in df.schema.items()]).encode())
-    if df.height:
-        rows = df.hash_rows(seed=0, seed_1=1, seed_2=2, seed_3=3)
-        h.update(rows.to_numpy().tobytes())
+    h.update(int(df.height).to_bytes(8, "little"))
+    for name in df.columns:
+        s = df.get_column(name)
+        h.update(name.encode() + b"\0")
+        h.update(np.packbits(s.is_null().to_numpy()).tobytes())
+        h.update(_canonical_bytes(s))
     return h.hexdigest()
+
+
+def _canonical_bytes(s: pl.Series) -> bytes:
+    """Values of ``s`` as bytes that depend only on the values (nulls as zero / empty)."""
+    import numpy as np
+
+    t = s.dtype
+    if t == pl.Categorical:
+        s, t = s.cast(pl.String), pl.String
+    if t == pl.String:
+        v = s.fill_null("")
+        lengths = v.str.len_bytes().cast(pl.Int64).to_numpy().astype("<i8")
+        return lengths.tobytes() + "".join(v.to_list()).encode()
+    if t == pl.Binary:
+        vals = [b or b"" for b in s.to_list()]
+        return np.array([len(b) for b in vals], dtype="<i8").tobytes() + b"".join(vals)
+    if t == pl.Boolean:
+        return s.fill_null(False).to_numpy().astype(np.uint8).tobytes()
+    if t.is_temporal() or t.is_integer() or t.is_float():
+        v = s.to_physical().fill_null(0).to_numpy()
+        if v.dtype.kind == "f":
+            v = np.where(np.isnan(v), np.nan, v + 0.0)  # one NaN; -0.0 + 0.0 == +0.0
+        return np.ascontiguousarray(v.astype(v.dtype.newbyteorder("<"))).tobytes()
+    return repr(s.to_list()).encode()  # nested, decimal, enum, object: their Python values
 
 
 def save_model(
