@@ -239,3 +239,33 @@ def test_incidence_is_additive_over_partial_cells() -> None:
     for col in ("exposure_years", "claims", "rate", "rate_upper", "expected", "ae_lower"):
         np.testing.assert_allclose(a[col].to_numpy(), b[col].to_numpy(), rtol=1e-12)
         np.testing.assert_allclose(a[col].to_numpy(), c[col].to_numpy(), rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_synthetic_platform_true_ae_covered_at_nominal_frequency() -> None:
+    """engine.synth 10^6 members (no select/anti-selection, no share-driven lapse, level 8 so that the
+    480 groups have ~22 claims each): the planted A/E of every (5-year age band, sex, tier, channel)
+    group is level x group multiplier exactly, since the synthetic incidence is level x CI2020 CI4 x
+    multiplier. Garwood intervals must cover it at least at their level (within binomial noise,
+    3 sd) and not absurdly more often (they are exact, so only mildly conservative at ~22 claims)."""
+    from engine.exposure import exposure
+    from engine.synth import generate
+    from engine.synth.config import CHANNELS as SYN_CHANNELS
+    from engine.synth.config import risk_group_codes
+
+    plat = generate(1_000_000, seed=12, level=8.0, select_factor=1.0, antiselection_channel=None,
+                    lapse_share_slope=0.0)
+    cfg = plat.params["config"]
+    level, mult = float(cfg["level"]), np.asarray(cfg["group_multipliers"], float)
+    cells = exposure(plat.members, plat.claims, start=dt.date(2019, 1, 1), end=dt.date(2021, 12, 31),
+                     period="year", waiting_days=int(cfg["waiting_days"]), by=("age", "sex", "city_tier", "channel"))
+    cells = cells.with_columns(((pl.col("age") // 5) * 5).alias("age_band"))
+    by = ["age_band", "sex", "city_tier", "channel"]
+    for lv, upper in ((0.5, 0.75), (0.8, 0.93), (0.9, 0.97), (0.95, 0.99)):
+        inc = incidence(cells, by=by, level=lv)
+        assert inc.height >= 400 and inc["claims"].median() >= 15
+        code = np.array([SYN_CHANNELS.index(c) for c in inc["channel"]])
+        true_ae = level * mult[risk_group_codes(inc["city_tier"].to_numpy(), code) - 1]
+        cov = float(np.mean((inc["ae_lower"].to_numpy() <= true_ae) & (true_ae <= inc["ae_upper"].to_numpy())))
+        sd = np.sqrt(lv * (1 - lv) / inc.height)
+        assert lv - 3 * sd <= cov <= upper, (lv, cov)
