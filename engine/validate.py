@@ -199,16 +199,16 @@ def _member_codes(
     rules = _member_rule_list(schema, as_of, min_date, max_date)
     dup_code = len(rules) + 1
     names = [r for r, _ in rules] + ["duplicate_member_id"]
-    df = _collect(m.with_columns(_codes(rules).alias("_code")), sources, "members")
+    df = _collect(m.with_columns(_codes(rules).alias("__fentan_code")), sources, "members")
     ids = df.get_column("member_id")
     hashes = ids.hash(seed=0)
     dup = _duplicated(ids, hashes)
     if dup.any():
         df = df.with_columns(
-            pl.when((pl.col("_code") == 0) & dup).then(pl.lit(dup_code, dtype=pl.UInt8)).otherwise(pl.col("_code")).alias("_code")
+            pl.when((pl.col("__fentan_code") == 0) & dup).then(pl.lit(dup_code, dtype=pl.UInt8)).otherwise(pl.col("__fentan_code")).alias("__fentan_code")
         )
-    codes = pl.DataFrame({"_code": range(1, len(names) + 1), "reason": names},
-                         schema={"_code": pl.UInt8, "reason": pl.String})
+    codes = pl.DataFrame({"__fentan_code": range(1, len(names) + 1), "reason": names},
+                         schema={"__fentan_code": pl.UInt8, "reason": pl.String})
     return df, codes, hashes
 
 
@@ -247,38 +247,38 @@ def validate(
 
     mdf, codes, hashes = _member_codes(_rename_reserved(members.lazy(), _sources(members)), as_of, min_date, max_date, _sources(members))
     m_read = mdf.height
-    bad = mdf.get_column("_code") != 0
+    bad = mdf.get_column("__fentan_code") != 0
     n_bad = int(bad.sum())
     if n_bad:
-        rejected_members = mdf.filter(bad).join(codes, on="_code", how="left", maintain_order="left").drop("_code")
-        clean_df = mdf.filter(~bad).drop("_code")
+        rejected_members = mdf.filter(bad).join(codes, on="__fentan_code", how="left", maintain_order="left").drop("__fentan_code")
+        clean_df = mdf.filter(~bad).drop("__fentan_code")
     else:
-        rejected_members = mdf.clear().with_columns(pl.lit(None, dtype=pl.String).alias("reason")).drop("_code")
-        clean_df = mdf.drop("_code")
+        rejected_members = mdf.clear().with_columns(pl.lit(None, dtype=pl.String).alias("reason")).drop("__fentan_code")
+        clean_df = mdf.drop("__fentan_code")
     m_used = m_read - n_bad
 
-    cdf = _collect(c.with_columns(claim_rules(c_schema, min_date, max_date)).with_row_index("_row"), _sources(claims), "claims")
+    cdf = _collect(c.with_columns(claim_rules(c_schema, min_date, max_date)).with_row_index("__fentan_row"), _sources(claims), "claims")
     # claimants' ids among the members: known ids, and those with a clean row (an id with a
     # clean row has exactly one row, so "known and not clean" means set aside)
     claimant_ids = cdf.get_column("member_id").drop_nulls().unique()
     ids = mdf.get_column("member_id")
     hit = hashes.is_in(claimant_ids.hash(seed=0).implode()) & ids.is_not_null()
-    sub = mdf.filter(hit).select("member_id", "_code")
+    sub = mdf.filter(hit).select("member_id", "__fentan_code")
     sub = sub.filter(pl.col("member_id").is_in(claimant_ids.implode()))
     all_ids = sub.get_column("member_id").unique()
-    clean_ids = sub.filter(pl.col("_code") == 0).get_column("member_id").unique()
+    clean_ids = sub.filter(pl.col("__fentan_code") == 0).get_column("member_id").unique()
     del mdf, bad, ids, hit, hashes
 
     content_cols = [col for col in c_schema.names()]
     # duplicates among rows that pass the row rules
     ok = cdf.filter(pl.col("reason").is_null())
     exact_dup_rows = ok.filter(pl.struct(content_cols).is_duplicated() & ~pl.struct(content_cols).is_first_distinct())
-    ok_rest = ok.filter(~pl.col("_row").is_in(exact_dup_rows["_row"].implode()))
+    ok_rest = ok.filter(~pl.col("__fentan_row").is_in(exact_dup_rows["__fentan_row"].implode()))
     conflict_ids = ok_rest.group_by("claim_id").len().filter(pl.col("len") > 1).select("claim_id")
     reason = (
         pl.when(pl.col("reason").is_not_null())
         .then(pl.col("reason"))
-        .when(pl.col("_row").is_in(exact_dup_rows["_row"].implode()))
+        .when(pl.col("__fentan_row").is_in(exact_dup_rows["__fentan_row"].implode()))
         .then(pl.lit("duplicate_claim_row"))
         .when(pl.col("claim_id").is_in(conflict_ids["claim_id"].implode()))
         .then(pl.lit("duplicate_claim_id"))
@@ -290,8 +290,8 @@ def validate(
         .alias("reason")
     )
     cdf = cdf.with_columns(reason)
-    rejected_claims = cdf.filter(pl.col("reason").is_not_null()).sort("_row").drop("_row")
-    clean_claims = cdf.filter(pl.col("reason").is_null()).sort("_row").drop("_row", "reason")
+    rejected_claims = cdf.filter(pl.col("reason").is_not_null()).sort("__fentan_row").drop("__fentan_row")
+    clean_claims = cdf.filter(pl.col("reason").is_null()).sort("__fentan_row").drop("__fentan_row", "reason")
 
     account = {
         "members": _account(m_read, m_used, rejected_members, "members"),
