@@ -217,10 +217,11 @@ def _interval_events(ctx: _Ctx, lo: np.ndarray, hi: np.ndarray, grid: _Grid, key
             grid.add(keyer(iy, a_t, v_new), t, +1)
 
 
-def accumulate(
-    cal: Calendar, mem: Members, spec: KeySpec, waiting_days: int, *, force_generic: bool = False
-) -> dict[str, np.ndarray]:
-    """Sharing and at-risk day counts of one batch, as sparse cells.
+def accumulate(cal: Calendar, mem: Members, spec: KeySpec, waiting_days: int) -> dict[str, np.ndarray]:
+    """Sharing and at-risk day counts of one batch, as sparse cells (reference implementation).
+
+    :mod:`engine.exposure` uses the faster :mod:`engine.cells_fast`; this event
+    version is kept as an independent check of it (tests compare the two).
 
     Returns
     -------
@@ -228,10 +229,6 @@ def accumulate(
     ``p`` (period index), ``exposure_days``, ``sharing_days``; only cells with
     sharing days > 0.
     """
-    if not force_generic:
-        fast = accumulate_fast(cal, mem, spec, waiting_days)
-        if fast is not None:
-            return fast
     if mem.birth.size == 0:
         empty = np.zeros(0, dtype=np.int64)
         return {k: empty for k in ("sid", "p", "exposure_days", "sharing_days", "age", "dim")}
@@ -291,106 +288,6 @@ def keys_at(cal: Calendar, spec: KeySpec, birth: np.ndarray, join: np.ndarray, t
         last = days_from_civil(ny, nm, np.ones_like(nm)) - days_from_civil(ty, tm, np.ones_like(tm))
         dur = 12 * (ty - jy) + (tm - jm) - (td < np.minimum(jd, last))
         out["dim"] = np.searchsorted(spec.edges, dur, side="right") - 1 if spec.dim == "band" else dur
-    return out
-
-
-# --------------------------------------------------------------------------- fast path (no duration key)
-#: largest (keys x window days) day grid the fast path will allocate
-FAST_GRID_MAX = 20_000_000
-
-
-def accumulate_fast(cal: Calendar, mem: Members, spec: KeySpec, waiting_days: int) -> dict[str, np.ndarray] | None:
-    """Same result as :func:`accumulate` for keys without duration, on a (key, day) grid.
-
-    Notes
-    -----
-    Attained age uses one integer per member, ``B = 512 * year(birth) + md(birth)``, and one per
-    day, ``C(t) = 512 * year(t) + md(t)``: ``age(t) = (C(t) - B) >> 9`` (floor division; the
-    (month, day) code is below 512). Birthday crossings of year ``Y`` add ``+1`` under age
-    ``Y - year(birth)`` and ``-1`` under the age below; they are counted once in ``X[g, t]`` and
-    applied as ``X[g] - X[g + 1]`` (the age below is the previous row of the same static key).
-    Invalid events go to a trash row 0. The difference array is integrated over days
-    (``cumsum``) and summed per period (``add.reduceat``). Returns None when the grid
-    would be too large.
-    """
-    if spec.dim is not None or mem.birth.size == 0:
-        return None
-    S, E = cal.start, cal.end
-    nd = E - S + 2  # columns: days S .. E+1
-    i32 = np.int32
-    # clip everything into [S - 1, E + 1] (int32): invalid intervals stay invalid (lo > hi)
-    s0 = np.clip(mem.join, S, E + 1).astype(i32)
-    s1 = np.clip(np.minimum(mem.exit - 1, E), S - 1, E).astype(i32)
-    r0 = np.clip(mem.join + waiting_days, S, E + 1).astype(i32)
-    np.maximum(r0, s0, out=r0)
-    r1 = np.minimum(s1, np.clip(mem.cover_end, S - 1, E).astype(i32))
-    live = s0 <= s1
-    if not live.any():
-        return None
-    off = S - 1  # C index of day t is t - off
-    dt_ = DayTable(S - 1, E + 1)
-    C = (512 * dt_.year.astype(np.int64) + dt_.md).astype(i32)
-    if spec.age:
-        bt = DayTable(int(mem.birth.min()), int(mem.birth.max()))
-        k = mem.birth - bt.lo
-        by = bt.year[k].astype(i32)
-        bmd = bt.md[k]
-        B = 512 * by + bmd.astype(i32)
-        amin = int(((C[s0[live] - off] - B[live]) >> 9).min())
-        amax = int(((C[s1[live] - off] - B[live]) >> 9).max())
-        na = amax - amin + 1
-    else:
-        na, amin = 1, 0
-    G = max(mem.n_sid, 1) * na
-    size = (G + 1) * nd
-    if size > FAST_GRID_MAX:
-        return None
-    # flat index of (row of age 0 of the member's static key, day S - S): + age * nd + (t - S)
-    base_nd = ((1 + mem.sid.astype(np.int64) * na - amin) * nd - S).astype(i32)
-    years = np.arange(int(dt_.year[1]), int(dt_.year[-2]) + 1)
-    if spec.age:
-        codes = np.arange(32 * 13)
-        ok = ((codes // 32) >= 1) & ((codes // 32) <= 12) & ((codes % 32) >= 1)
-        bday = np.zeros((years.size, codes.size), dtype=i32)
-        for i, y in enumerate(years):
-            bday[i, ok] = birthday(np.full(int(ok.sum()), y), codes[ok])
-        age0_nd = base_nd - by * i32(nd)  # + Y * nd + t gives the index of the age reached in year Y
-    grids = []
-    masks = []
-    for lo, hi in ((s0, s1), (r0, r1)):
-        valid = lo <= hi
-        if spec.age:
-            start = base_nd + ((C[lo - off] - B) >> 9) * i32(nd) + lo
-            stop = base_nd + ((C[hi - off] - B) >> 9) * i32(nd) + (hi + 1)
-        else:
-            start = base_nd + lo
-            stop = base_nd + (hi + 1)
-        counts = np.bincount(np.where(valid, start, 0), minlength=size)
-        counts -= np.bincount(np.where(valid, stop, 0), minlength=size)
-        grids.append(counts)
-        masks.append((lo, hi))
-    if spec.age:
-        crosses = [np.zeros(size, dtype=np.int64), np.zeros(size, dtype=np.int64)]
-        for i, y in enumerate(years):
-            t = bday[i][bmd]
-            idx = age0_nd + (i32(y * nd) + t)
-            for (lo, hi), cross in zip(masks, crosses):
-                # lo < t <= hi implies a valid interval and t inside the window
-                cross += np.bincount(np.where((t > lo) & (t <= hi), idx, 0), minlength=size)
-        for k in range(2):
-            cross = crosses[k].reshape(G + 1, nd)
-            grid = grids[k].reshape(G + 1, nd) + cross
-            grid[:-1] -= cross[1:]
-            grids[k] = grid
-    grids = [g.reshape(G + 1, nd)[1:] for g in grids]
-    # integrate the difference array over days, then sum the days of each period
-    starts = np.maximum(cal.first, S) - S
-    sd = np.add.reduceat(np.cumsum(grids[0], axis=1)[:, : nd - 1], starts, axis=1)
-    ed = np.add.reduceat(np.cumsum(grids[1], axis=1)[:, : nd - 1], starts, axis=1)
-    g, p = np.nonzero(sd)
-    out = {"sid": g // na, "p": p, "exposure_days": ed[g, p], "sharing_days": sd[g, p]}
-    if spec.age:
-        out["age"] = g % na + amin
     return out
 
 

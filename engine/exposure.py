@@ -29,16 +29,15 @@ from __future__ import annotations
 
 import datetime as dt
 import numbers
-import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from engine.cells import NEVER, Calendar, KeySpec, Members, accumulate, encode_static, keys_at
+from engine.cells import Calendar, KeySpec
+from engine.exposure_batch import batch_cells, batches, check_columns, claimant_cells, claimants, parts_of
 from engine.dates import day_number
 from engine.errors import ConfigError, DataError, EngineError
 
@@ -201,24 +200,6 @@ def band_labels(edges: Sequence[int]) -> list[str]:
     return [*out, f"{edges[-1]}+"]
 
 
-def _days(s: pl.Series) -> np.ndarray:
-    return s.to_physical().cast(pl.Int64).fill_null(NEVER).to_numpy()
-
-
-def _batches(members: Any, batch_size: int) -> Any:
-    """Yield member DataFrames: each partition of a list, sliced into ``batch_size`` rows."""
-    parts = list(members) if isinstance(members, (list, tuple)) else [members]
-    for part in parts:
-        if isinstance(part, pl.DataFrame):
-            for off in range(0, part.height, batch_size):
-                yield part.slice(off, batch_size)
-            continue
-        lf = _lazy(part, "members")
-        n = int(lf.select(pl.len()).collect().item())
-        for off in range(0, n, batch_size):
-            yield lf.slice(off, batch_size).collect()
-
-
 def exposure(
     members: pl.LazyFrame | pl.DataFrame | Sequence[pl.LazyFrame | pl.DataFrame],
     claims: pl.LazyFrame | pl.DataFrame,
@@ -283,17 +264,19 @@ def exposure(
         raise DataError(f"claims: column '{clash[0]}' is reserved by exposure")
     c = c.drop([x for x in ("eligible", "reason") if x in c_schema])  # recomputed
     cdf = c.with_row_index("__ord").collect()
-    need_m = ["member_id", "birth_date", "join_date", "exit_date", *static]
-    cell_parts: list[pl.DataFrame] = []
-    classified: list[pl.DataFrame] = []
-    for mb in _batches(members, bs):
-        missing = [x for x in need_m if x not in mb.columns]
-        if missing:
-            what = "by" if missing[0] in static else "members"
-            raise DataError(f"{what}: members have no column '{missing[0]}'")
-        cells_b, cl_b = _one_batch(mb.select(need_m), cdf, cal, spec, static, w, terminate_on_claim)
-        cell_parts.append(cells_b)
-        classified.append(cl_b)
+    parts = parts_of(members)
+    check_columns(parts, static)
+    cm = claimants(parts, cdf.get_column("member_id").drop_nulls().unique().sort(), static)
+    mm = cm.select("member_id", pl.col("join_date").alias("__join"), pl.col("exit_date").alias("__exit")).with_row_index("__row")
+    cb = cdf.filter(pl.col("member_id").is_in(mm.get_column("member_id").implode()))
+    cl = _classify_joined(cb, mm, w, terminate_on_claim)
+    cols = ["birth_date", "join_date", "exit_date", *static]
+    cell_parts = [batch_cells(mb, cal, spec, static, w) for mb in batches(parts, cols, bs)]
+    if not cell_parts:
+        raise DataError("members: no member rows")
+    if cm.height:
+        cell_parts.append(claimant_cells(cm, cl, cal, spec, static, w, terminate_on_claim))
+    classified = [cl]
     keys = ["period", *by]
     cells = _combine(cell_parts, keys, by, edges)
     rejected = _rejected(cdf, classified, start, end)
@@ -301,95 +284,6 @@ def exposure(
     if used + rejected.height != cdf.height:
         raise EngineError(f"internal: claims account does not balance: {cdf.height} != {used} + {rejected.height}")
     return (cells, rejected) if return_rejected else cells
-
-
-def _one_batch(
-    mb: pl.DataFrame, cdf: pl.DataFrame, cal: Calendar, spec: KeySpec, static: list[str], w: int, terminate: bool
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Cells (with day sums, claims, amount) and classified claims of one member batch."""
-    n = mb.height
-    ids = cdf.get_column("member_id")
-    mm = (
-        mb.select("member_id", pl.col("join_date").alias("__join"), pl.col("exit_date").alias("__exit"))
-        .with_row_index("__row")
-        .filter(pl.col("member_id").is_in(ids.implode()))
-    )
-    if mm.get_column("member_id").is_duplicated().any():
-        dup = mm.filter(pl.col("member_id").is_duplicated()).get_column("member_id")[0]
-        raise DataError(f"members: member_id '{dup}' occurs more than once (run engine.validate first)")
-    cb = cdf.filter(pl.col("member_id").is_in(mm.get_column("member_id").implode()))
-    cl = _classify_joined(cb, mm, w, terminate)
-    cover_end = np.full(n, NEVER, dtype=np.int64)
-    elig = cl.filter(pl.col("eligible"))
-    if terminate and elig.height:
-        first = elig.group_by("__row").agg(pl.col("event_date").min())
-        cover_end[first["__row"].to_numpy()] = _days(first["event_date"])
-    sid, n_sid, decode = encode_static(mb, static)
-    mem = Members(
-        birth=_days(mb.get_column("birth_date")),
-        join=_days(mb.get_column("join_date")),
-        exit=_days(mb.get_column("exit_date")),
-        cover_end=cover_end,
-        sid=sid,
-        n_sid=n_sid,
-    )
-    cols = ["sid", "p", *(["age"] if spec.age else []), *(["dim"] if spec.dim else [])]
-    cells = _accumulate_threads(cal, mem, spec, w, cols)
-    inwin = elig.filter(pl.col("event_date").is_between(_date(cal.start), _date(cal.end)))
-    rows = inwin.get_column("__row").to_numpy()
-    t = _days(inwin.get_column("event_date"))
-    ck = keys_at(cal, spec, mem.birth[rows], mem.join[rows], t)
-    ck["sid"] = sid[rows]
-    cc = (
-        pl.DataFrame({k: np.asarray(ck[k], dtype=np.int64) for k in cols})
-        .with_columns(pl.lit(1, dtype=pl.Int64).alias("claims"), inwin.get_column("amount").cast(pl.Float64).alias("amount"))
-        .group_by(cols)
-        .agg(pl.col("claims").sum(), pl.col("amount").sum())
-    )
-    cells = cells.join(cc, on=cols, how="full", coalesce=True).with_columns(
-        pl.col("exposure_days", "sharing_days", "claims").fill_null(0), pl.col("amount").fill_null(0.0)
-    )
-    period_days = cal.first[cells.get_column("p").to_numpy()]
-    keyed = [pl.Series("period", period_days.astype(np.int32)).cast(pl.Date)]
-    if spec.age:
-        keyed.append(cells.get_column("age").cast(pl.Int32))
-    if spec.dim:
-        keyed.append(cells.get_column("dim").cast(pl.Int32).alias("duration" if spec.dim == "duration" else "band"))
-    static_df = decode(cells.get_column("sid").to_numpy())
-    out = pl.concat([pl.DataFrame(keyed), static_df, cells.select("exposure_days", "sharing_days", "claims", "amount")], how="horizontal")
-    return out, cl
-
-
-#: members per half below which a batch is not split across threads
-PARALLEL_MIN = 100_000
-
-
-def _accumulate_threads(cal: Calendar, mem: Members, spec: KeySpec, w: int, cols: list[str]) -> pl.DataFrame:
-    """Day sums of a batch; large batches are cut in two halves run on two threads.
-
-    numpy releases the GIL in its array loops, so the halves overlap on two cores;
-    integer sums make the result identical to one pass.
-    """
-    n = mem.birth.size
-    workers = min(2, os.cpu_count() or 1)
-    if workers < 2 or n < 2 * PARALLEL_MIN:
-        halves = [mem]
-    else:
-        h = n // 2
-        halves = [
-            Members(mem.birth[a:b], mem.join[a:b], mem.exit[a:b], mem.cover_end[a:b], mem.sid[a:b], mem.n_sid)
-            for a, b in ((0, h), (h, n))
-        ]
-    if len(halves) == 1:
-        accs = [accumulate(cal, mem, spec, w)]
-    else:
-        with ThreadPoolExecutor(max_workers=2) as ex:
-            accs = list(ex.map(lambda m: accumulate(cal, m, spec, w), halves))
-    frames = [
-        pl.DataFrame({k: np.asarray(a[k], dtype=np.int64) for k in [*cols, "exposure_days", "sharing_days"]}) for a in accs
-    ]
-    out = frames[0] if len(frames) == 1 else pl.concat(frames).group_by(cols).agg(pl.col("exposure_days", "sharing_days").sum())
-    return out
 
 
 def _date(day: int) -> dt.date:

@@ -1,4 +1,4 @@
-"""fentan exposure CLI, and the fast grid path vs the generic event path."""
+"""fentan exposure CLI, and the fast grid path (engine.cells_fast) vs the reference event path."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-import engine.cells as cells_mod
 from engine.cli.main import main
 from engine.exposure import exposure
 from test_exposure import KW, _random_members
@@ -70,22 +69,55 @@ def test_cli_bad_arguments_name_the_option(files, capsys, extra, needle):
     assert not (tmp / "x.parquet").exists()
 
 
-@pytest.mark.parametrize("by", [("age", "sex"), ("tier",), (), ("channel", "age")])
+def _generic_cells(m: pl.DataFrame, c: pl.DataFrame, by, period) -> pl.DataFrame:
+    """Sharing and at-risk days with the reference event implementation (engine.cells.accumulate)."""
+    from engine.cells import Calendar, KeySpec, Members, accumulate, encode_static
+    from engine.dates import day_number
+    from engine.exposure import classify_claims
+
+    static = [b for b in by if b not in ("age", "duration", "duration_band")]
+    dim = "duration" if "duration" in by else ("band" if "duration_band" in by else None)
+    spec = KeySpec(age="age" in by, dim=dim, edges=np.array([0, 3, 6, 12, 24]))
+    cal = Calendar(day_number(KW["start"]), day_number(KW["end"]), period)
+    first = (classify_claims(m, c, waiting_days=KW["waiting_days"]).filter("eligible").group_by("member_id")
+             .agg(pl.col("event_date").min().alias("first")))
+    mm = m.join(first, on="member_id", how="left", maintain_order="left")
+    day = lambda col: mm[col].cast(pl.Int64).fill_null(2**31 - 1).to_numpy()  # noqa: E731
+    sid, n_sid, decode = encode_static(mm, static)
+    acc = accumulate(cal, Members(day("birth_date"), day("join_date"), day("exit_date"), day("first"), sid, n_sid),
+                     spec, KW["waiting_days"])
+    cols = {"period": pl.Series("period", cal.first[acc["p"]].astype(np.int32)).cast(pl.Date)}
+    if spec.age:
+        cols["age"] = pl.Series("age", acc["age"]).cast(pl.Int32)
+    if dim:
+        cols["dim"] = pl.Series("dim", acc["dim"]).cast(pl.Int32)
+    out = pl.concat([pl.DataFrame(cols), decode(np.asarray(acc["sid"])),
+                     pl.DataFrame({"exposure_days": acc["exposure_days"], "sharing_days": acc["sharing_days"]})],
+                    how="horizontal")
+    return out
+
+
+@pytest.mark.parametrize("by", [("age", "sex"), ("tier",), (), ("channel", "age"), ("age", "duration_band", "sex"),
+                                ("duration", "age")])
 @pytest.mark.parametrize("period", ["month", "year"])
-def test_fast_path_equals_generic_path(monkeypatch, by, period):
+def test_fast_path_equals_reference_events(by, period):
+    """engine.cells_fast (used by exposure) vs the reference event implementation engine.cells.accumulate."""
     m, c = _random_members(1500, 7)
     fast = exposure(m, c, by=by, period=period, **KW)
-    monkeypatch.setattr(cells_mod, "FAST_GRID_MAX", 0)  # the fast path declines: same cells
-    assert exposure(m, c, by=by, period=period, **KW).equals(fast)
-    monkeypatch.setattr(cells_mod, "FAST_GRID_MAX", 20_000_000)
-    orig = cells_mod.accumulate
+    ref = _generic_cells(m, c, by, period)
+    if "duration_band" in by:
+        from engine.exposure import band_labels
 
-    def generic(*a, **k):
-        return orig(*a, **k, force_generic=True)
-
-    monkeypatch.setattr("engine.exposure.accumulate", generic)
-    slow = exposure(m, c, by=by, period=period, **KW)
-    assert fast.equals(slow)
+        labels = band_labels([0, 3, 6, 12, 24])
+        ref = ref.with_columns(pl.col("dim").map_elements(lambda i: labels[i], return_dtype=pl.String)
+                               .alias("duration_band")).drop("dim")
+    elif "duration" in by:
+        ref = ref.rename({"dim": "duration"})
+    keys = ["period", *by]
+    want = ref.select(*keys, "exposure_days", "sharing_days").sort(keys, nulls_last=True)
+    want = want.group_by(keys, maintain_order=True).agg(pl.col("exposure_days", "sharing_days").sum())
+    got = fast.select(*keys, "exposure_days", "sharing_days")
+    assert got.equals(want.cast(dict(got.schema)))
 
 
 def test_engine_exposure_is_callable_after_submodule_import():
@@ -96,12 +128,19 @@ def test_engine_exposure_is_callable_after_submodule_import():
     assert engine.exposure(m, c, **KW).equals(mod.exposure(m, c, **KW))
 
 
-def test_threaded_halves_equal_one_pass(monkeypatch):
-    import engine.exposure as mod
+def test_threaded_parts_equal_one_pass(monkeypatch):
+    import engine.cells_fast as fast_mod
+    import engine.exposure_batch as mod
 
     m, c = _random_members(2000, 11)
-    for by in [("age", "sex"), ("duration_band", "tier")]:
+    for by in [("age", "sex"), ("duration_band", "tier"), ("duration", "age", "channel")]:
         one = exposure(m, c, by=by, **KW)
         monkeypatch.setattr(mod, "PARALLEL_MIN", 10)
         assert exposure(m, c, by=by, batch_size=900, **KW).equals(one)
+        monkeypatch.setattr(mod, "MAX_MEMBERS", 128)  # several parts per batch, two threads
+        monkeypatch.setattr(fast_mod, "MAX_MEMBERS", 128)
+        assert exposure(m, c, by=by, **KW).equals(one)
+        assert exposure(m.lazy(), c.lazy(), by=by, batch_size=700, **KW).equals(one)
         monkeypatch.setattr(mod, "PARALLEL_MIN", 100_000)
+        monkeypatch.setattr(mod, "MAX_MEMBERS", 4_000_000)
+        monkeypatch.setattr(fast_mod, "MAX_MEMBERS", 4_000_000)

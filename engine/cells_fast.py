@@ -1,0 +1,351 @@
+"""Fast exposure accumulation: member day intervals -> (key, period) day counts on a small grid.
+
+The same arithmetic as :func:`engine.cells.accumulate` (the reference
+implementation), organised for speed and bounded memory:
+
+* every member interval ends on its last sharing day ``s1``, so the sharing
+  interval ``[s0, s1]``, the at-risk interval ``[r0, s1]`` (no claim) and the
+  part lost to a claim ``[c0, s1]`` share their closing event;
+* the waiting part ``[s0, r0 - 1]`` is counted as its own small interval and
+  subtracted: ``exposure = sharing - waiting`` (minus the days after the first
+  eligible claim, counted separately for the few claimants);
+* a key change on day t (a birthday, a duration boundary) is recorded once,
+  under the new key, and applied as ``+X[g] - X[g - offset]`` where the offset
+  is the distance between the new and the old key in the grid (``nd`` rows for
+  one year of age, 1 row for one duration step);
+* all arrays are int32 (day numbers) and the grid has one row per key and one
+  column per period (plus an overflow column for day ``end + 1``), so it fits
+  in the processor cache.
+
+Notes
+-----
+An event ``(g, t, s)`` adds ``s`` to every day ``t .. end`` of key ``g``. With
+``p(t)`` the period of day t, ``rem(t) = last_day(p(t)) - t + 1`` and
+``len(p)`` the window-clipped length of period p::
+
+    partial[g, p(t)] += s * rem(t)        full[g, p(t)] += s
+    days[g, p] = partial[g, p] + len(p) * sum_{q < p} full[g, q]
+
+exact integer arithmetic (float64 sums of integers below 2**53). An interval
+``[lo, s1]`` is ``+1`` at ``lo`` under the key of ``lo`` and ``-1`` at
+``s1 + 1`` under the key of ``s1``; an empty interval ``lo = s1 + 1`` puts both
+events on the same key and day, so they cancel without a mask. Attained age on
+day t is ``(C(t) - B) >> 9`` with ``C(t) = 512 year(t) + md(t)`` and
+``B = 512 year(birth) + md(birth)`` (the (month, day) code ``md = 32 month + day``
+is below 512, so the shift is a floor division). When a birthday and a duration boundary fall on
+the same day, the birthday uses the duration of the day before and the
+duration change the age of the day, so the two changes compose.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+from engine.cells import Calendar, KeySpec
+from engine.dates import DayTable, MonthTable, birthday
+
+I32 = np.int32
+K = np.int64(2**32)  # an event adds rem(t) + K: the low 32 bits sum rem, the high bits count events
+
+
+class _Tables:
+    """Per-day lookup tables over ``[start - 1, end + 1]`` (index ``t - d0``)."""
+
+    def __init__(self, cal: Calendar) -> None:
+        S, E = cal.start, cal.end
+        self.d0 = S - 1
+        dt_ = DayTable(S - 1, E + 1)
+        self.C = (512 * dt_.year.astype(np.int64) + dt_.md).astype(I32)
+        self.mi = dt_.mi.astype(I32)
+        self.day = dt_.day.astype(I32)
+        self.last = dt_.last.astype(I32)
+        P = cal.n_periods
+        pidx = np.full(E - S + 3, P, dtype=I32)
+        pidx[1:-1] = cal.pidx
+        rem = np.zeros(E - S + 3, dtype=np.int64)
+        rem[1:-1] = cal.rem
+        self.pidx, self.remk = pidx, rem + K
+        self.len_ext = np.append(cal.length, 0).astype(np.int64)
+        self.y0, self.y1 = int(dt_.year[1]), int(dt_.year[-2])  # years of the window days
+        codes = np.arange(32 * 13)
+        ok = ((codes // 32) >= 1) & ((codes // 32) <= 12) & ((codes % 32) >= 1)
+        bd = np.zeros((self.y1 - self.y0 + 1, codes.size), dtype=np.int64)
+        for i, y in enumerate(range(self.y0, self.y1 + 1)):  # a few years x 416 codes
+            bd[i, ok] = birthday(np.full(int(ok.sum()), y), codes[ok])
+        self.bday = np.clip(bd, S - 1, E + 1).astype(I32)  # birthdays outside the window land on its edges
+
+
+def tables(cal: Calendar) -> _Tables:
+    """The lookup tables of ``cal`` (built once per calendar)."""
+    t = getattr(cal, "_fast_tables", None)
+    if t is None:
+        t = _Tables(cal)
+        cal._fast_tables = t  # type: ignore[attr-defined]
+    return t
+
+
+#: most members in one accumulation call (each accumulator gets at most one event per member and
+#: grid cell, and 366 x members must stay below 2**32 for the low bits)
+MAX_MEMBERS = 4_000_000
+
+
+class _Acc:
+    """Event sums over the flat grid, ``rem(t) + K`` per event (exact int64, one sign)."""
+
+    def __init__(self, size: int) -> None:
+        self.v = np.zeros(size, dtype=np.int64)
+
+    def add(self, idx: np.ndarray, w: np.ndarray) -> None:
+        if idx.size:
+            np.add.at(self.v, idx, w)
+
+    def split(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sum of rem, number of events) per grid cell."""
+        return self.v & (K - 1), self.v >> 32
+
+
+Events = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+class Space:
+    """Key space and per-member key attributes of one batch of live members.
+
+    Parameters
+    ----------
+    cal, spec : calendar and day-varying keys.
+    birth, join : day numbers (int32) of the live members (``s0 <= s1``).
+    sid, n_sid : static key id per member and the number of ids.
+    s0, s1 : first and last sharing day inside the window.
+    """
+
+    _MEMBER = ("base", "B", "by", "bmd", "jmi", "jd", "jk", "s0", "s1", "row0", "row1")
+
+    def __init__(self, cal: Calendar, spec: KeySpec, birth: np.ndarray, join: np.ndarray, sid: np.ndarray,
+                 n_sid: int, s0: np.ndarray, s1: np.ndarray) -> None:
+        self.cal, self.spec, self.T = cal, spec, tables(cal)
+        T = self.T
+        self.np1 = cal.n_periods + 1
+        n = s0.size
+        amin = amax = dmin = dmax = 0
+        a0 = a1 = d0 = d1 = 0
+        if spec.age:
+            bt = DayTable(int(birth.min()), int(birth.max())) if n else DayTable(0, 0)
+            k = birth - bt.lo
+            self.by = bt.year[k].astype(I32)
+            self.bmd = bt.md[k].astype(np.intp)
+            self.B = 512 * self.by + self.bmd.astype(I32)
+            a0, a1 = self.age(None, s0), self.age(None, s1)
+            if n:
+                amin, amax = int(a0.min()), int(a1.max())
+        if spec.dim is not None:
+            jt = DayTable(int(join.min()), int(join.max())) if n else DayTable(0, 0)
+            k = join - jt.lo
+            self._jt, self._ann, self.jk = jt, {}, k.astype(np.intp)
+            self.jmi = jt.mi[k].astype(I32)
+            self.jd = jt.day[k].astype(I32)
+            jmin = int(self.jmi.min()) if n else 0
+            jmax = int(self.jmi.max()) if n else 0
+            self.months = MonthTable(jmin, max(int(T.mi[-1]), jmax + int(spec.edges[-1])) + 1)
+            maxdur = max(int(T.mi[-1]) - jmin + 2, 1)
+            self.band_of = (np.searchsorted(spec.edges, np.arange(maxdur), side="right") - 1).astype(I32)
+            d0, d1 = self.dim(None, s0), self.dim(None, s1)
+            if n:
+                dmin, dmax = int(d0.min()), int(d1.max())
+        self.amin, self.na = amin, amax - amin + 1
+        self.dmin, self.nd = dmin, dmax - dmin + 1
+        self.n_keys = max(int(n_sid), 1) * self.na * self.nd
+        self.size = self.n_keys * self.np1
+        it = I32 if self.size < 2**31 - 1 else np.int64
+        self.base = ((sid.astype(it) * self.na - amin) * self.nd - dmin).astype(it)  # row = base + a nd + d
+        self.s0, self.s1 = s0, s1
+        self.row0 = self.base + a0 * self.nd + d0  # rows of the days s0 and s1
+        self.row1 = self.base + a1 * self.nd + d1
+
+    def view(self, part: slice) -> Space:
+        """The same key space restricted to members ``part`` (array views, no copy)."""
+        v = copy.copy(self)
+        for name in self._MEMBER:
+            if hasattr(self, name):
+                setattr(v, name, getattr(self, name)[part])
+        return v
+
+    # -- keys on day numbers t inside [start - 1, end + 1] for members ix (None = all)
+    def _g(self, a: np.ndarray, ix: np.ndarray | None) -> np.ndarray:
+        return a if ix is None else a[ix]
+
+    def age(self, ix: np.ndarray | None, t: np.ndarray) -> np.ndarray:
+        return (self.T.C[t - self.T.d0] - self._g(self.B, ix)) >> 9
+
+    def dur(self, ix: np.ndarray | None, t: np.ndarray) -> np.ndarray:
+        T = self.T
+        k = t - T.d0
+        return (T.mi[k] - self._g(self.jmi, ix)) - (T.day[k] < np.minimum(self._g(self.jd, ix), T.last[k]))
+
+    def dim(self, ix: np.ndarray | None, t: np.ndarray) -> np.ndarray:
+        v = self.dur(ix, t)
+        return self.band_of[v] if self.spec.dim == "band" else v
+
+    def row(self, ix: np.ndarray | None, t: np.ndarray) -> np.ndarray:
+        r = self._g(self.base, ix)
+        if self.spec.age:
+            r = r + self.age(ix, t) * self.nd
+        if self.spec.dim:
+            r = r + self.dim(ix, t)
+        return r
+
+    def flat(self, row: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return row * self.np1 + self.T.pidx[t - self.T.d0]
+
+    def w(self, t: np.ndarray) -> np.ndarray:
+        return self.T.remk[t - self.T.d0]
+
+    # -- intervals
+    def accumulate(self, lo: np.ndarray | None, sub_lo: np.ndarray | None = None) -> Events:
+        """Events of the tail intervals ``[lo, s1]`` (``s0 <= lo <= s1 + 1``; None = ``s0``), and of ``[sub_lo, s1]``.
+
+        ``sub_lo`` (``lo <= sub_lo <= s1 + 1``) shares the closing events and the key
+        changes after ``sub_lo``. At most :data:`MAX_MEMBERS` members per call. Returns
+        ``name -> (sum of rem, count)`` per grid cell, combined by :meth:`days`.
+        """
+        s1 = self.s1
+        if s1.size > MAX_MEMBERS:
+            raise ValueError(f"internal: {s1.size} members in one accumulation call (max {MAX_MEMBERS})")
+        names = ("lo", "stop", "age", "dim") + (("sub", "cut_age", "cut_dim") if sub_lo is not None else ())
+        acc = {k: _Acc(self.size) for k in names}
+        if lo is None:
+            lo = self.s0
+            acc["lo"].add(self.flat(self.row0, lo), self.w(lo))
+        else:
+            acc["lo"].add(self.flat(self.row(None, np.minimum(lo, s1)), lo), self.w(lo))
+        t_end = s1 + 1
+        acc["stop"].add(self.flat(self.row1, t_end), self.w(t_end))
+        cut = None
+        if sub_lo is not None:
+            acc["sub"].add(self.flat(self.row(None, np.minimum(sub_lo, s1)), sub_lo), self.w(sub_lo))
+            cut = np.minimum(sub_lo, s1)
+        if self.spec.age:
+            self._age_crossings(lo, acc["age"], cut, acc.get("cut_age"))
+        if self.spec.dim:
+            self._dim_crossings(lo, acc["dim"], cut, acc.get("cut_dim"))
+        return {k: a.split() for k, a in acc.items()}
+
+    def _age_crossings(self, lo: np.ndarray, acc: _Acc, cut: np.ndarray | None, cut_acc: _Acc | None) -> None:
+        """Birthdays t with ``lo < t <= s1`` under the new age (those with ``t <= cut`` also into ``cut_acc``)."""
+        T = self.T
+        hi = self.s1
+        for y in range(T.y0, T.y1 + 1):
+            t = T.bday[y - T.y0][self.bmd]
+            sel = np.flatnonzero((t > lo) & (t <= hi))
+            if sel.size == 0:
+                continue
+            ts = t[sel]
+            row = self.base[sel] + (y - self.by[sel]) * self.nd
+            if self.spec.dim:
+                row = row + self.dim(sel, ts - 1)
+            f = self.flat(row, ts)
+            w = self.w(ts)
+            acc.add(f, w)
+            if cut is not None:
+                k = np.flatnonzero(ts <= cut[sel])
+                cut_acc.add(f[k], w[k])
+
+    def _anniversaries(self, months: int) -> np.ndarray:
+        """Day of the ``months``-th month boundary after joining, for every join day of the batch (table)."""
+        tab = self._ann.get(months)
+        if tab is None:
+            jt = self._jt
+            tab = self.months.anniversary(jt.mi.astype(np.int64) + months, jt.day.astype(np.int64)).astype(I32)
+            self._ann[months] = tab
+        return tab
+
+    def _dim_crossings(self, lo: np.ndarray, acc: _Acc, cut: np.ndarray | None, cut_acc: _Acc | None) -> None:
+        """Duration (or band) changes t with ``lo < t <= s1`` under the new value (age of day t).
+
+        Bands: one pass per band edge; durations: the j-th month boundary after ``lo``.
+        """
+        hi = self.s1
+        jk = self.jk
+        if self.spec.dim == "band":
+            steps = [(e, int(m), None) for e, m in enumerate(self.spec.edges.tolist()) if e > 0]
+        else:
+            live = np.flatnonzero(lo <= hi)
+            d_lo = self.dim(live, lo[live])
+            n_steps = self.dim(live, hi[live]) - d_lo
+            steps = [(j, None, (live, d_lo, n_steps)) for j in range(1, int(n_steps.max(initial=0)) + 1)]
+        for v, months, extra in steps:
+            if extra is None:  # band edge v: boundary of `months` months
+                t_all = self._anniversaries(months)[jk]
+                sel = np.flatnonzero((t_all > lo) & (t_all <= hi))
+                t = t_all[sel]
+                v_new = v
+            else:  # completed months: the j-th boundary after lo, value d_lo + j
+                live, d_lo, n_steps = extra
+                k = np.flatnonzero(n_steps >= v)
+                sel = live[k]
+                v_new = d_lo[k] + v
+                ann = self.months.anniversary(self.jmi[sel].astype(np.int64) + v_new, self.jd[sel])
+                t = ann.astype(I32)
+            if sel.size == 0:
+                continue
+            row = self.base[sel] + v_new
+            if self.spec.age:
+                row = row + self.age(sel, t) * self.nd
+            f = self.flat(row, t)
+            w = self.w(t)
+            acc.add(f, w)
+            if cut is not None:
+                m = np.flatnonzero(t <= cut[sel])
+                cut_acc.add(f[m], w[m])
+
+    def _shift(self, x: tuple[np.ndarray, np.ndarray], off: int) -> tuple[np.ndarray, np.ndarray]:
+        """A key change recorded under the new key g: ``+x[g]`` and ``-x[g]`` under ``g - off``."""
+        out = []
+        for a in x:
+            b = a.copy()
+            if off:
+                b[:-off] -= a[off:]
+            out.append(b)
+        return out[0], out[1]
+
+    def days(self, ev: Events, sub: bool = False) -> np.ndarray:
+        """Day counts (keys, periods) of the tail intervals, or of the ``sub_lo`` intervals."""
+        rem = ev["sub" if sub else "lo"][0] - ev["stop"][0]
+        cnt = ev["sub" if sub else "lo"][1] - ev["stop"][1]
+        for name, off in (("age", self.nd * self.np1), ("dim", self.np1)):
+            if name in ev:
+                r, c = self._shift(ev[name], off)
+                rem, cnt = rem + r, cnt + c
+                if sub:
+                    r, c = self._shift(ev["cut_" + name], off)
+                    rem, cnt = rem - r, cnt - c
+        full = cnt.reshape(-1, self.np1)
+        excl = np.cumsum(full, axis=1) - full
+        out = rem.reshape(-1, self.np1) + excl * self.T.len_ext
+        return out[:, :-1]
+
+    def keys(self, g: np.ndarray) -> dict[str, np.ndarray]:
+        """Static id, age and duration key of grid rows ``g``."""
+        out = {"sid": g // (self.na * self.nd)}
+        if self.spec.age:
+            out["age"] = (g // self.nd) % self.na + self.amin
+        if self.spec.dim:
+            out["dim"] = g % self.nd + self.dmin
+        return out
+
+
+def merge(a: Events, b: Events) -> Events:
+    """Sum of two event sets of the same space (parts of a batch)."""
+    return {k: (v[0] + b[k][0], v[1] + b[k][1]) for k, v in a.items()}
+
+
+def grid_cells(space: Space, days: dict[str, np.ndarray], nonzero_of: str) -> dict[str, Any]:
+    """Sparse cells of dense day arrays: rows where ``days[nonzero_of]`` is not 0."""
+    g, p = np.nonzero(days[nonzero_of])
+    out: dict[str, Any] = space.keys(g)
+    out["p"] = p
+    for k, v in days.items():
+        out[k] = v[g, p]
+    return out
