@@ -298,29 +298,37 @@ def share_drivers(
 
     if notice_date < period_start:
         raise ConfigError(f"notice_date: {notice_date} is before period_start {period_start}")
-    m = _collect(members)
-    c = _collect(claims)
+    m = members.lazy()
+    names = m.collect_schema().names()
     if plan is not None:
-        if plan_col not in m.columns:
+        if plan_col not in names:
             raise ConfigError(f"plan_col: members have no column '{plan_col}'")
         m = m.filter(pl.col(plan_col) == plan)
+    c = _collect(claims)
     c = eligible_claims(m, c, waiting_days=waiting_days, terminate_on_claim=terminate_on_claim)
-    c = c.filter(pl.col("member_id").is_in(m["member_id"].implode()))
+    # claims of these members: look the (few) claimants up instead of hashing every member id
+    ids = c.get_column("member_id").unique()
+    present = m.select("member_id").filter(pl.col("member_id").is_in(ids.implode())).collect().get_column("member_id")
+    c = c.filter(pl.col("member_id").is_in(present.implode()))
     d = pl.lit(notice_date)
     ps, nd = pl.lit(period_start), pl.lit(notice_date)
     first = pl.max_horizontal(pl.col("join_date") + pl.duration(days=waiting_days), ps)
     last_excl = pl.min_horizontal(pl.col("exit_date").fill_null(notice_date + dt.timedelta(days=1)), nd + pl.duration(days=1))
     rel_cols = list((relativities or {}).keys())
-    mm = m.with_columns(
-        ((last_excl - first).dt.total_days().clip(lower_bound=0)).alias("_days"),
-        attained_age(pl.col("birth_date"), d).alias("age"),
-        completed_months(pl.col("join_date"), d).alias("duration"),
-    )
-    N = int(mm.filter((pl.col("join_date") <= nd) & (pl.col("exit_date").is_null() | (nd < pl.col("exit_date")))).height)
+    keys = ["age", "sex", "duration", *rel_cols]
+    # only the columns the cells need; cells sorted by their keys (same sums on every run)
+    mm = m.select("birth_date", "join_date", "exit_date", "sex", *[x for x in rel_cols if x not in ("sex",)])
+    N = int(mm.filter((pl.col("join_date") <= nd) & (pl.col("exit_date").is_null() | (nd < pl.col("exit_date"))))
+            .select(pl.len()).collect().item())
     cells = (
-        mm.filter(pl.col("_days") > 0)
-        .group_by("age", "sex", "duration", *rel_cols)
+        mm.with_columns(((last_excl - first).dt.total_days().clip(lower_bound=0)).alias("_days"))
+        .filter(pl.col("_days") > 0)
+        .with_columns(attained_age(pl.col("birth_date"), d).alias("age"),
+                      completed_months(pl.col("join_date"), d).alias("duration"))
+        .group_by(*keys)
         .agg((pl.col("_days").sum() / 365.25).alias("exposure_years"))
+        .sort(keys, nulls_last=True)
+        .collect()
     )
     appr = pl.col("approved_date") if "approved_date" in c.columns else pl.lit(None, dtype=pl.Date)
     c = c.with_columns(pl.coalesce(appr, pl.col("event_date") + pl.duration(days=reporting_lag_days)).alias("_appr"))

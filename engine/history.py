@@ -341,13 +341,11 @@ def share_history(
     year_start = np.searchsorted(years, years, side="left")  # years are sorted
     P = T.size
 
-    pools = m.select(keys).unique().sort(keys).with_row_index("_pool")
+    # members reduced to (pool keys, join, exit) counts first: the joins below run on the small frame
+    agg = m.group_by(*keys, "join_date", "exit_date").agg(pl.len().alias("_n"))
+    pools = agg.select(keys).unique().sort(keys).with_row_index("_pool")
     n_pools = pools.height
-    agg = (
-        m.join(pools, on=keys, how="left", nulls_equal=True)
-        .group_by("_pool", "join_date", "exit_date")
-        .agg(pl.len().alias("_n"))
-    )
+    agg = agg.join(pools, on=keys, how="left", nulls_equal=True).sort("_pool", "join_date", "exit_date")
     jd, xd = _days(agg["join_date"]), _days(agg["exit_date"])
     wt = agg["_n"].cast(pl.Float64).to_numpy()
     code = agg["_pool"].cast(pl.Int64).to_numpy()
@@ -355,7 +353,8 @@ def share_history(
     NE = sharing_counts(jd, xd, T, wt, pool=code, n_pools=n_pools, delay_days=waiting_days)
 
     # claims -> pool, period
-    cl = c.join(m.select("member_id", *keys).join(pools, on=keys, how="left", nulls_equal=True), on="member_id", how="inner")
+    claimants = m.select("member_id", *keys).filter(pl.col("member_id").is_in(c.get_column("member_id").unique().implode()))
+    cl = c.join(claimants.join(pools, on=keys, how="left", nulls_equal=True), on="member_id", how="inner")
     appr = pl.col("approved_date") if "approved_date" in cl.columns else pl.lit(None, dtype=pl.Date)
     cl = cl.with_columns(
         pl.coalesce(appr, pl.col("event_date") + pl.duration(days=reporting_lag_days)).alias("_appr")
