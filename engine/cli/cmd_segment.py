@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="incidence model for predicted rates: glm = engine.glm.PoissonGLM with the features' "
                         "interactions (default), cell = the built-in ridge Poisson GLM on cells")
     p.add_argument("--save-model", default=None, help="also save the segmentation as a model directory here")
+    p.add_argument("--plans-template", default=None, metavar="TOML",
+                   help="also write plans.toml: one vertical plan per group, terms of the first plan of this "
+                        "plan file (e.g. configs/xianghubao.toml)")
     sc = p.add_argument_group("scoring with a saved segmentation (instead of fitting)")
     sc.add_argument("--load", default=None, metavar="DIR",
                     help="saved segmentation directory (from --save-model): assign --members (or --cells) to its groups")
@@ -82,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--members: scoring members needs a saved segmentation (--load DIR)")
     if args.method == "rules" and not args.rules:
         raise ConfigError("--rules: a rules file is required with --method rules")
+    template = None
+    if args.plans_template:
+        from engine.plans import load_plans
+
+        template = load_plans(args.plans_template)[0]
     out = prepare_out_dir(args.out)
     cells = pl.concat([pl.read_parquet(f) for f in resolve_paths(args.cells)], how="diagonal_relaxed")
     seg = RiskSegmenter(
@@ -108,6 +116,12 @@ def run(args: argparse.Namespace) -> int:
     write_parquet(seg.frontier_, out / "frontier.parquet")
     if args.save_model:
         seg.save(args.save_model)
+    if template is not None:
+        from engine.io import write_text
+        from engine.plans import to_toml
+        from engine.segment_plans import segment_plans
+
+        write_text(to_toml(segment_plans(seg, template)), out / "plans.toml")
     print_table(f"risk groups ({args.method}, K={seg.n_groups_}, recommended K={seg.recommended_k_})",
                 seg.summary.select("group", "name", "rule", "exposure_years", "claims", "rate", "expected_claims_per_period",
                                    "share_cv", "cross_subsidy_pct").to_dicts(), quiet=args.quiet)
