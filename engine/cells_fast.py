@@ -75,7 +75,7 @@ class _Tables:
         bd = np.zeros((self.y1 - self.y0 + 1, codes.size), dtype=np.int64)
         for i, y in enumerate(range(self.y0, self.y1 + 1)):  # a few years x 416 codes
             bd[i, ok] = birthday(np.full(int(ok.sum()), y), codes[ok])
-        self.bday = np.clip(bd, S - 1, E + 1).astype(I32)  # birthdays outside the window land on its edges
+        self.bday_flat = np.clip(bd, S - 1, E + 1).astype(I32).ravel()  # birthday of (year - y0, md code)
 
 
 def tables(cal: Calendar) -> _Tables:
@@ -119,9 +119,17 @@ class Space:
     birth, join : day numbers (int32) of the live members (``s0 <= s1``).
     sid, n_sid : static key id per member and the number of ids.
     s0, s1 : first and last sharing day inside the window.
+
+    Notes
+    -----
+    Keys of the days ``s0`` and ``s1`` (age ``a0, a1``, duration ``d0, d1``) are
+    computed once; the key changes inside ``(s0, s1]`` are then the ages
+    ``a0 + 1 .. a1`` (birthday of year ``year(birth) + a``) and the durations
+    ``d0 + 1 .. d1`` (month boundary of that duration), enumerated step by step
+    over the members that still have one.
     """
 
-    _MEMBER = ("base", "B", "by", "bmd", "jmi", "jd", "jk", "s0", "s1", "row0", "row1")
+    _MEMBER = ("base", "B", "bmd", "jk", "jmi", "jd", "s0", "s1", "a0", "a1", "d0", "d1", "ra0", "row0", "row1", "kb0")
 
     def __init__(self, cal: Calendar, spec: KeySpec, birth: np.ndarray, join: np.ndarray, sid: np.ndarray,
                  n_sid: int, s0: np.ndarray, s1: np.ndarray) -> None:
@@ -130,26 +138,26 @@ class Space:
         self.np1 = cal.n_periods + 1
         n = s0.size
         amin = amax = dmin = dmax = 0
-        a0 = a1 = d0 = d1 = 0
+        a0 = a1 = d0 = d1 = I32(0)
         if spec.age:
-            bt = DayTable(int(birth.min()), int(birth.max())) if n else DayTable(0, 0)
-            k = birth - bt.lo
-            self.by = bt.year[k].astype(I32)
-            self.bmd = bt.md[k].astype(np.intp)
-            self.B = 512 * self.by + self.bmd.astype(I32)
+            lo = int(birth.min()) if n else 0
+            bt = DayTable(lo, int(birth.max()) if n else 0)
+            btab = (512 * bt.year.astype(np.int64) + bt.md).astype(I32)  # B = 512 year + md, md < 512
+            self.B = btab[birth - lo]
+            self.bmd = (self.B & 511).astype(np.intp)
             a0, a1 = self.age(None, s0), self.age(None, s1)
             if n:
                 amin, amax = int(a0.min()), int(a1.max())
         if spec.dim is not None:
-            jt = DayTable(int(join.min()), int(join.max())) if n else DayTable(0, 0)
-            k = join - jt.lo
-            self._jt, self._ann, self.jk = jt, {}, k.astype(np.intp)
-            self.jmi = jt.mi[k].astype(I32)
-            self.jd = jt.day[k].astype(I32)
-            jmin = int(self.jmi.min()) if n else 0
-            jmax = int(self.jmi.max()) if n else 0
-            self.months = MonthTable(jmin, max(int(T.mi[-1]), jmax + int(spec.edges[-1])) + 1)
+            lo = int(join.min()) if n else 0
+            jt = DayTable(lo, int(join.max()) if n else 0)
+            self._jt, self._ann = jt, None
+            self.jk = (join - lo).astype(np.intp)
+            self.jmi = jt.mi[self.jk]
+            self.jd = jt.day[self.jk].astype(I32)
+            jmin = int(jt.mi.min())
             maxdur = max(int(T.mi[-1]) - jmin + 2, 1)
+            self.months = MonthTable(jmin, int(jt.mi.max()) + max(int(spec.edges[-1]), maxdur) + 1)
             self.band_of = (np.searchsorted(spec.edges, np.arange(maxdur), side="right") - 1).astype(I32)
             d0, d1 = self.dim(None, s0), self.dim(None, s1)
             if n:
@@ -160,16 +168,20 @@ class Space:
         self.size = self.n_keys * self.np1
         it = I32 if self.size < 2**31 - 1 else np.int64
         self.base = ((sid.astype(it) * self.na - amin) * self.nd - dmin).astype(it)  # row = base + a nd + d
-        self.s0, self.s1 = s0, s1
-        self.row0 = self.base + a0 * self.nd + d0  # rows of the days s0 and s1
+        self.s0, self.s1, self.a0, self.a1, self.d0, self.d1 = s0, s1, a0, a1, d0, d1
+        self.ra0 = self.base + a0 * self.nd  # row of s0 without the duration
+        self.row0 = self.ra0 + d0  # rows of the days s0 and s1
         self.row1 = self.base + a1 * self.nd + d1
+        if spec.age:
+            self.kb0 = (((self.B >> 9) + a0 - T.y0) * 416).astype(np.intp) + self.bmd  # birthday of age a0 (+416 a year)
 
     def view(self, part: slice) -> Space:
         """The same key space restricted to members ``part`` (array views, no copy)."""
         v = copy.copy(self)
         for name in self._MEMBER:
-            if hasattr(self, name):
-                setattr(v, name, getattr(self, name)[part])
+            val = getattr(self, name, None)
+            if isinstance(val, np.ndarray):
+                setattr(v, name, val[part])
         return v
 
     # -- keys on day numbers t inside [start - 1, end + 1] for members ix (None = all)
@@ -213,92 +225,87 @@ class Space:
         s1 = self.s1
         if s1.size > MAX_MEMBERS:
             raise ValueError(f"internal: {s1.size} members in one accumulation call (max {MAX_MEMBERS})")
+        spec = self.spec
         names = ("lo", "stop", "age", "dim") + (("sub", "cut_age", "cut_dim") if sub_lo is not None else ())
         acc = {k: _Acc(self.size) for k in names}
         if lo is None:
-            lo = self.s0
+            lo, a_lo, d_lo = self.s0, self.a0, self.d0
             acc["lo"].add(self.flat(self.row0, lo), self.w(lo))
+            if spec.age:
+                self._age_steps(None, a_lo, self.a1 - a_lo, acc["age"], self.kb0, self.ra0)
+            if spec.dim:
+                self._dim_steps(None, d_lo, self.d1 - d_lo, acc["dim"])
         else:
-            acc["lo"].add(self.flat(self.row(None, np.minimum(lo, s1)), lo), self.w(lo))
+            key_day = np.minimum(lo, s1)
+            valid = lo <= s1
+            a_lo = self.age(None, key_day) if spec.age else I32(0)
+            d_lo = self.dim(None, key_day) if spec.dim else I32(0)
+            acc["lo"].add(self.flat(self.base + a_lo * self.nd + d_lo, lo), self.w(lo))
+            if spec.age:
+                self._age_steps(None, a_lo, np.where(valid, self.a1 - a_lo, 0), acc["age"])
+            if spec.dim:
+                self._dim_steps(None, d_lo, np.where(valid, self.d1 - d_lo, 0), acc["dim"])
         t_end = s1 + 1
         acc["stop"].add(self.flat(self.row1, t_end), self.w(t_end))
-        cut = None
-        if sub_lo is not None:
-            acc["sub"].add(self.flat(self.row(None, np.minimum(sub_lo, s1)), sub_lo), self.w(sub_lo))
+        if sub_lo is not None:  # [sub_lo, s1] = [lo, s1] - [lo, cut - 1] with cut = min(sub_lo, s1)
             cut = np.minimum(sub_lo, s1)
-        if self.spec.age:
-            self._age_crossings(lo, acc["age"], cut, acc.get("cut_age"))
-        if self.spec.dim:
-            self._dim_crossings(lo, acc["dim"], cut, acc.get("cut_dim"))
+            a_c = self.age(None, cut) if spec.age else I32(0)
+            d_c = self.dim(None, cut) if spec.dim else I32(0)
+            acc["sub"].add(self.flat(self.base + a_c * self.nd + d_c, sub_lo), self.w(sub_lo))
+            if spec.age:
+                m = np.flatnonzero(a_c > a_lo)  # a birthday in (lo, cut]
+                self._age_steps(m, a_lo[m], (a_c - a_lo)[m], acc["cut_age"])
+            if spec.dim:
+                m = np.flatnonzero(d_c > d_lo)
+                self._dim_steps(m, d_lo[m], (d_c - d_lo)[m], acc["cut_dim"])
         return {k: a.split() for k, a in acc.items()}
 
-    def _age_crossings(self, lo: np.ndarray, acc: _Acc, cut: np.ndarray | None, cut_acc: _Acc | None) -> None:
-        """Birthdays t with ``lo < t <= s1`` under the new age (those with ``t <= cut`` also into ``cut_acc``)."""
+    def _age_steps(self, m: np.ndarray | None, a_lo: np.ndarray, steps: np.ndarray, acc: _Acc,
+                   kb: np.ndarray | None = None, ra: np.ndarray | None = None) -> None:
+        """Birthdays reaching ages ``a_lo + 1 .. a_lo + steps`` of members ``m`` (None = all), under the new age."""
         T = self.T
-        hi = self.s1
-        for y in range(T.y0, T.y1 + 1):
-            t = T.bday[y - T.y0][self.bmd]
-            sel = np.flatnonzero((t > lo) & (t <= hi))
-            if sel.size == 0:
-                continue
-            ts = t[sel]
-            row = self.base[sel] + (y - self.by[sel]) * self.nd
+        if kb is None:
+            kb = (((self._g(self.B, m) >> 9) + a_lo - T.y0) * 416).astype(np.intp) + self._g(self.bmd, m)
+            ra = self._g(self.base, m) + a_lo * self.nd
+        for j in range(1, int(steps.max(initial=0)) + 1):
+            s = np.flatnonzero(steps >= j)
+            t = T.bday_flat[kb[s] + 416 * j]
+            row = ra[s] + j * self.nd
             if self.spec.dim:
-                row = row + self.dim(sel, ts - 1)
-            f = self.flat(row, ts)
-            w = self.w(ts)
-            acc.add(f, w)
-            if cut is not None:
-                k = np.flatnonzero(ts <= cut[sel])
-                cut_acc.add(f[k], w[k])
+                row = row + self.dim(s if m is None else m[s], t - 1)
+            acc.add(self.flat(row, t), self.w(t))
 
-    def _anniversaries(self, months: int) -> np.ndarray:
-        """Day of the ``months``-th month boundary after joining, for every join day of the batch (table)."""
-        tab = self._ann.get(months)
-        if tab is None:
+    def _anniversary(self, v: np.ndarray, jk: np.ndarray) -> np.ndarray:
+        """Day on which the duration key reaches value ``v`` (band index or completed months)."""
+        if self._ann is None:
             jt = self._jt
-            tab = self.months.anniversary(jt.mi.astype(np.int64) + months, jt.day.astype(np.int64)).astype(I32)
-            self._ann[months] = tab
-        return tab
+            nv = len(self.spec.edges) if self.spec.dim == "band" else self.dmin + self.nd
+            if nv * jt.mi.size <= 4_000_000:  # table (value, join day)
+                months = self.spec.edges if self.spec.dim == "band" else np.arange(nv)
+                mi = jt.mi.astype(np.int64)[None, :] + np.asarray(months, dtype=np.int64)[:, None]
+                dom = np.broadcast_to(jt.day.astype(np.int64)[None, :], mi.shape)
+                self._ann = (self.months.anniversary(mi.ravel(), dom.ravel()).astype(I32), jt.mi.size)
+            else:
+                self._ann = (None, 0)
+        tab, J = self._ann
+        if tab is not None:
+            return tab[v.astype(np.intp) * J + jk]
+        months = self.spec.edges[v] if self.spec.dim == "band" else v
+        jt = self._jt
+        return self.months.anniversary(jt.mi[jk].astype(np.int64) + months, jt.day[jk]).astype(I32)
 
-    def _dim_crossings(self, lo: np.ndarray, acc: _Acc, cut: np.ndarray | None, cut_acc: _Acc | None) -> None:
-        """Duration (or band) changes t with ``lo < t <= s1`` under the new value (age of day t).
-
-        Bands: one pass per band edge; durations: the j-th month boundary after ``lo``.
-        """
-        hi = self.s1
-        jk = self.jk
-        if self.spec.dim == "band":
-            steps = [(e, int(m), None) for e, m in enumerate(self.spec.edges.tolist()) if e > 0]
-        else:
-            live = np.flatnonzero(lo <= hi)
-            d_lo = self.dim(live, lo[live])
-            n_steps = self.dim(live, hi[live]) - d_lo
-            steps = [(j, None, (live, d_lo, n_steps)) for j in range(1, int(n_steps.max(initial=0)) + 1)]
-        for v, months, extra in steps:
-            if extra is None:  # band edge v: boundary of `months` months
-                t_all = self._anniversaries(months)[jk]
-                sel = np.flatnonzero((t_all > lo) & (t_all <= hi))
-                t = t_all[sel]
-                v_new = v
-            else:  # completed months: the j-th boundary after lo, value d_lo + j
-                live, d_lo, n_steps = extra
-                k = np.flatnonzero(n_steps >= v)
-                sel = live[k]
-                v_new = d_lo[k] + v
-                ann = self.months.anniversary(self.jmi[sel].astype(np.int64) + v_new, self.jd[sel])
-                t = ann.astype(I32)
-            if sel.size == 0:
-                continue
-            row = self.base[sel] + v_new
+    def _dim_steps(self, m: np.ndarray | None, d_lo: np.ndarray, steps: np.ndarray, acc: _Acc) -> None:
+        """Duration (band) values ``d_lo + 1 .. d_lo + steps`` of members ``m``, under the new value."""
+        jk = self._g(self.jk, m)
+        base = self._g(self.base, m)
+        for j in range(1, int(steps.max(initial=0)) + 1):
+            s = np.flatnonzero(steps >= j)
+            v = d_lo[s] + j
+            t = self._anniversary(v, jk[s])
+            row = base[s] + v
             if self.spec.age:
-                row = row + self.age(sel, t) * self.nd
-            f = self.flat(row, t)
-            w = self.w(t)
-            acc.add(f, w)
-            if cut is not None:
-                m = np.flatnonzero(t <= cut[sel])
-                cut_acc.add(f[m], w[m])
+                row = row + self.age(s if m is None else m[s], t) * self.nd
+            acc.add(self.flat(row, t), self.w(t))
 
     def _shift(self, x: tuple[np.ndarray, np.ndarray], off: int) -> tuple[np.ndarray, np.ndarray]:
         """A key change recorded under the new key g: ``+x[g]`` and ``-x[g]`` under ``g - off``."""
@@ -315,12 +322,11 @@ class Space:
         rem = ev["sub" if sub else "lo"][0] - ev["stop"][0]
         cnt = ev["sub" if sub else "lo"][1] - ev["stop"][1]
         for name, off in (("age", self.nd * self.np1), ("dim", self.np1)):
-            if name in ev:
-                r, c = self._shift(ev[name], off)
-                rem, cnt = rem + r, cnt + c
-                if sub:
-                    r, c = self._shift(ev["cut_" + name], off)
-                    rem, cnt = rem - r, cnt - c
+            r, c = self._shift(ev[name], off)
+            rem, cnt = rem + r, cnt + c
+            if sub:
+                r, c = self._shift(ev["cut_" + name], off)
+                rem, cnt = rem - r, cnt - c
         full = cnt.reshape(-1, self.np1)
         excl = np.cumsum(full, axis=1) - full
         out = rem.reshape(-1, self.np1) + excl * self.T.len_ext

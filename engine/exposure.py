@@ -28,8 +28,10 @@ at risk for each of them); later ones are ``after_first_claim``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import numbers
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,7 +39,7 @@ import numpy as np
 import polars as pl
 
 from engine.cells import Calendar, KeySpec
-from engine.exposure_batch import batch_cells, batches, check_columns, claimant_cells, claimants, parts_of
+from engine.exposure_batch import batch_cells, batches, check_columns, claimant_cells, claimants, parts_of, prepare_batch
 from engine.dates import day_number
 from engine.errors import ConfigError, DataError, EngineError
 
@@ -160,7 +162,7 @@ def _classify_joined(cdf: pl.DataFrame, mm: pl.DataFrame, w: int, terminate_on_c
 DAY_KEYS = ("age", "duration", "duration_band")
 SUMS = ("exposure_days", "exposure_years", "sharing_days", "sharing_years", "claims", "amount")
 DAYS_PER_YEAR = 365.25
-DEFAULT_BATCH = 2_000_000
+DEFAULT_BATCH = 1_000_000
 
 
 def _check_args(start, end, period, by, duration_bands, batch_size) -> tuple[list[str], np.ndarray]:
@@ -229,7 +231,7 @@ def exposure(
         ``duration`` (completed months since joining), ``duration_band`` (labels
         from ``duration_bands``) and any member column (e.g. ``sex``).
     duration_bands : lower edges in months of the duration bands (start at 0).
-    batch_size : members per batch (default 2,000,000); results do not depend on it.
+    batch_size : members per batch (default 1,000,000); results do not depend on it.
     return_rejected : also return the claims set aside, with ``reason``.
 
     Returns
@@ -266,14 +268,18 @@ def exposure(
     cdf = c.with_row_index("__ord").collect()
     parts = parts_of(members)
     check_columns(parts, static)
-    cm = claimants(parts, cdf.get_column("member_id").drop_nulls().unique().sort(), static)
+    ids = cdf.get_column("member_id").drop_nulls().unique().sort()
+    cols = ["birth_date", "join_date", "exit_date", *static]
+    with ThreadPoolExecutor(max_workers=1) as ex:  # the claimants are looked up while the batches are counted
+        fut = ex.submit(claimants, parts, ids, static)
+        prep = functools.partial(prepare_batch, cal=cal, spec=spec, static=static, w=w)
+        cell_parts = [batch_cells(b) for b in batches(parts, cols, bs, prep)]
+        cm = fut.result()
+    if not cell_parts:
+        raise DataError("members: no member rows")
     mm = cm.select("member_id", pl.col("join_date").alias("__join"), pl.col("exit_date").alias("__exit")).with_row_index("__row")
     cb = cdf.filter(pl.col("member_id").is_in(mm.get_column("member_id").implode()))
     cl = _classify_joined(cb, mm, w, terminate_on_claim)
-    cols = ["birth_date", "join_date", "exit_date", *static]
-    cell_parts = [batch_cells(mb, cal, spec, static, w) for mb in batches(parts, cols, bs)]
-    if not cell_parts:
-        raise DataError("members: no member rows")
     if cm.height:
         cell_parts.append(claimant_cells(cm, cl, cal, spec, static, w, terminate_on_claim))
     classified = [cl]

@@ -29,7 +29,7 @@ the floating-point result is the same on every run.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -72,31 +72,34 @@ def check_columns(parts: Sequence[Any], static: list[str]) -> None:
             raise DataError(f"{what}: members have no column '{missing[0]}'")
 
 
-def batches(parts: Sequence[Any], cols: list[str], batch_size: int) -> Iterator[pl.DataFrame]:
-    """Member DataFrames of ``cols``: each partition in slices of ``batch_size`` rows.
+def batches(parts: Sequence[Any], cols: list[str], batch_size: int, prepare: Callable[[pl.DataFrame], Any]) -> Iterator[Any]:
+    """``prepare(frame)`` of each slice of ``batch_size`` rows of ``cols``, partition by partition.
 
-    LazyFrame slices are collected one ahead on a background thread (polars releases
-    the GIL), so reading overlaps counting; at most two slices are held.
+    Slices are read (LazyFrames) and prepared one ahead on a background thread (polars
+    and numpy release the GIL), so reading overlaps counting; at most two are held.
     """
-    for part in parts:
-        if isinstance(part, pl.DataFrame):
-            sel = part.select(cols)
-            for off in range(0, sel.height, batch_size):
-                yield sel.slice(off, batch_size)
-            continue
-        lf = as_lazy(part, "members").select(cols)
-        n = int(lf.select(pl.len()).collect().item())
-        offs = list(range(0, n, batch_size))
-        if not offs:
-            continue
-        with ThreadPoolExecutor(max_workers=1) as ex:
-            nxt = ex.submit(lf.slice(offs[0], batch_size).collect)
-            for i in range(len(offs)):
-                cur = nxt.result()
-                if i + 1 < len(offs):
-                    nxt = ex.submit(lf.slice(offs[i + 1], batch_size).collect)
-                yield cur
-                del cur
+    def jobs() -> Iterator[Callable[[], Any]]:
+        for part in parts:
+            if isinstance(part, pl.DataFrame):
+                sel = part.select(cols)
+                for off in range(0, sel.height, batch_size):
+                    yield lambda off=off: prepare(sel.slice(off, batch_size))
+                continue
+            lf = as_lazy(part, "members").select(cols)
+            n = int(lf.select(pl.len()).collect().item())
+            for off in range(0, n, batch_size):
+                yield lambda off=off: prepare(lf.slice(off, batch_size).collect())
+
+    with ThreadPoolExecutor(max_workers=1) as ex:
+        it = jobs()
+        job = next(it, None)
+        nxt = ex.submit(job) if job is not None else None
+        while nxt is not None:
+            cur = nxt.result()
+            job = next(it, None)
+            nxt = ex.submit(job) if job is not None else None
+            yield cur
+            del cur
 
 
 def _day_array(s: pl.Series) -> np.ndarray:
@@ -150,15 +153,20 @@ def _events(space: Space, lo: np.ndarray | None, sub_lo: np.ndarray | None = Non
     return out
 
 
-def batch_cells(mb: pl.DataFrame, cal: Calendar, spec: KeySpec, static: list[str], w: int) -> pl.DataFrame:
-    """Sharing and at-risk days of a batch of members, ignoring claims (two threads for large batches)."""
+def prepare_batch(mb: pl.DataFrame, cal: Calendar, spec: KeySpec, static: list[str], w: int) -> tuple[Space, np.ndarray, Any]:
+    """Day arrays, static key ids and the key space of a batch of members (run on the reading thread)."""
     birth = _day_array(mb.get_column("birth_date"))
     join = _day_array(mb.get_column("join_date"))
     exit_ = _day_array(mb.get_column("exit_date"))
     idx, birth, join, s0, s1, r0 = _intervals(birth, join, exit_, cal, w)
     sid, n_sid, decode = encode_static(mb, static)
     sid = sid if idx is None else sid[idx]
-    space = Space(cal, spec, birth, join, sid, n_sid, s0, s1)
+    return Space(cal, spec, birth, join, sid, n_sid, s0, s1), r0, decode
+
+
+def batch_cells(prepared: tuple[Space, np.ndarray, Any]) -> pl.DataFrame:
+    """Sharing and at-risk days of a prepared batch of members, ignoring claims."""
+    space, r0, decode = prepared
     ev = _events(space, None, r0)
     sharing = space.days(ev)
     exposure = space.days(ev, sub=True)
@@ -166,7 +174,7 @@ def batch_cells(mb: pl.DataFrame, cal: Calendar, spec: KeySpec, static: list[str
     m = cells["p"].size
     sums = {"exposure_days": cells["exposure_days"], "sharing_days": cells["sharing_days"],
             "claims": np.zeros(m, dtype=np.int64), "amount": np.zeros(m, dtype=np.float64)}
-    return _frame(space, cal, spec, cells, decode, sums)
+    return _frame(space, space.cal, space.spec, cells, decode, sums)
 
 
 def claimants(parts: Sequence[Any], ids: pl.Series, static: list[str]) -> pl.DataFrame:
