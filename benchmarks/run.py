@@ -34,7 +34,7 @@ RESULTS = HERE / "results.json"
 MARK = "BENCH_RESULT "
 
 #: fentan stages timed at every size: (adapter module, function)
-FENTAN = ["read_validate", "exposure", "exposure_duration", "glm", "segmentation", "select", "run"]
+FENTAN = ["read_validate", "exposure", "exposure_duration", "exposure_inmem", "glm", "segmentation", "select", "run"]
 #: peers: (module, function, fentan stage it is compared with)
 PEERS = [
     ("polars_naive", "exposure", "exposure"),

@@ -220,45 +220,76 @@ class Space:
 
         ``sub_lo`` (``lo <= sub_lo <= s1 + 1``) shares the closing events and the key
         changes after ``sub_lo``. At most :data:`MAX_MEMBERS` members per call. Returns
-        ``name -> (sum of rem, count)`` per grid cell, combined by :meth:`days`.
+        ``"main"`` (and ``"sub"``) -> (sum of rem, net count) per grid cell, key changes
+        applied; :meth:`days` integrates them.
         """
         s1 = self.s1
         if s1.size > MAX_MEMBERS:
             raise ValueError(f"internal: {s1.size} members in one accumulation call (max {MAX_MEMBERS})")
         spec = self.spec
-        names = ("lo", "stop", "age", "dim") + (("sub", "cut_age", "cut_dim") if sub_lo is not None else ())
-        acc = {k: _Acc(self.size) for k in names}
+        tot = {k: (np.zeros(self.size, dtype=np.int64), np.zeros(self.size, dtype=np.int64))
+               for k in (("main", "sub") if sub_lo is not None else ("main",))}
+        acc = _Acc(self.size)
+        age_off, dim_off = self.nd * self.np1, self.np1
+
+        def fold(into: dict[str, int], off: int = 0) -> None:
+            """Decode ``acc`` into the totals (sign per target), applying a key change offset; reset it."""
+            rem, cnt = acc.split()
+            if off:  # recorded under the new key g: -x[g] under the old key g - off
+                rem[:-off] -= rem[off:].copy()
+                cnt[:-off] -= cnt[off:].copy()
+            for name, sign in into.items():
+                r, c = tot[name]
+                if sign > 0:
+                    r += rem
+                    c += cnt
+                else:
+                    r -= rem
+                    c -= cnt
+            acc.v[:] = 0
+
+        both = {"main": 1, "sub": 1} if sub_lo is not None else {"main": 1}
         if lo is None:
             lo, a_lo, d_lo = self.s0, self.a0, self.d0
-            acc["lo"].add(self.flat(self.row0, lo), self.w(lo))
+            acc.add(self.flat(self.row0, lo), self.w(lo))
+            fold({"main": 1})
             if spec.age:
-                self._age_steps(None, a_lo, self.a1 - a_lo, acc["age"], self.kb0, self.ra0)
+                self._age_steps(None, a_lo, self.a1 - a_lo, acc, self.kb0, self.ra0)
+                fold(both, age_off)
             if spec.dim:
-                self._dim_steps(None, d_lo, self.d1 - d_lo, acc["dim"])
+                self._dim_steps(None, d_lo, self.d1 - d_lo, acc)
+                fold(both, dim_off)
         else:
             key_day = np.minimum(lo, s1)
             valid = lo <= s1
             a_lo = self.age(None, key_day) if spec.age else I32(0)
             d_lo = self.dim(None, key_day) if spec.dim else I32(0)
-            acc["lo"].add(self.flat(self.base + a_lo * self.nd + d_lo, lo), self.w(lo))
+            acc.add(self.flat(self.base + a_lo * self.nd + d_lo, lo), self.w(lo))
+            fold({"main": 1})
             if spec.age:
-                self._age_steps(None, a_lo, np.where(valid, self.a1 - a_lo, 0), acc["age"])
+                self._age_steps(None, a_lo, np.where(valid, self.a1 - a_lo, 0), acc)
+                fold(both, age_off)
             if spec.dim:
-                self._dim_steps(None, d_lo, np.where(valid, self.d1 - d_lo, 0), acc["dim"])
+                self._dim_steps(None, d_lo, np.where(valid, self.d1 - d_lo, 0), acc)
+                fold(both, dim_off)
         t_end = s1 + 1
-        acc["stop"].add(self.flat(self.row1, t_end), self.w(t_end))
+        acc.add(self.flat(self.row1, t_end), self.w(t_end))
+        fold({k: -1 for k in both})
         if sub_lo is not None:  # [sub_lo, s1] = [lo, s1] - [lo, cut - 1] with cut = min(sub_lo, s1)
             cut = np.minimum(sub_lo, s1)
             a_c = self.age(None, cut) if spec.age else I32(0)
             d_c = self.dim(None, cut) if spec.dim else I32(0)
-            acc["sub"].add(self.flat(self.base + a_c * self.nd + d_c, sub_lo), self.w(sub_lo))
+            acc.add(self.flat(self.base + a_c * self.nd + d_c, sub_lo), self.w(sub_lo))
+            fold({"sub": 1})
             if spec.age:
                 m = np.flatnonzero(a_c > a_lo)  # a birthday in (lo, cut]
-                self._age_steps(m, a_lo[m], (a_c - a_lo)[m], acc["cut_age"])
+                self._age_steps(m, a_lo[m], (a_c - a_lo)[m], acc)
+                fold({"sub": -1}, age_off)
             if spec.dim:
                 m = np.flatnonzero(d_c > d_lo)
-                self._dim_steps(m, d_lo[m], (d_c - d_lo)[m], acc["cut_dim"])
-        return {k: a.split() for k, a in acc.items()}
+                self._dim_steps(m, d_lo[m], (d_c - d_lo)[m], acc)
+                fold({"sub": -1}, dim_off)
+        return tot
 
     def _age_steps(self, m: np.ndarray | None, a_lo: np.ndarray, steps: np.ndarray, acc: _Acc,
                    kb: np.ndarray | None = None, ra: np.ndarray | None = None) -> None:
@@ -307,26 +338,9 @@ class Space:
                 row = row + self.age(s if m is None else m[s], t) * self.nd
             acc.add(self.flat(row, t), self.w(t))
 
-    def _shift(self, x: tuple[np.ndarray, np.ndarray], off: int) -> tuple[np.ndarray, np.ndarray]:
-        """A key change recorded under the new key g: ``+x[g]`` and ``-x[g]`` under ``g - off``."""
-        out = []
-        for a in x:
-            b = a.copy()
-            if off:
-                b[:-off] -= a[off:]
-            out.append(b)
-        return out[0], out[1]
-
     def days(self, ev: Events, sub: bool = False) -> np.ndarray:
-        """Day counts (keys, periods) of the tail intervals, or of the ``sub_lo`` intervals."""
-        rem = ev["sub" if sub else "lo"][0] - ev["stop"][0]
-        cnt = ev["sub" if sub else "lo"][1] - ev["stop"][1]
-        for name, off in (("age", self.nd * self.np1), ("dim", self.np1)):
-            r, c = self._shift(ev[name], off)
-            rem, cnt = rem + r, cnt + c
-            if sub:
-                r, c = self._shift(ev["cut_" + name], off)
-                rem, cnt = rem - r, cnt - c
+        """Day counts (keys, periods) of the tail intervals ``[lo, s1]``, or of ``[sub_lo, s1]``."""
+        rem, cnt = ev["sub" if sub else "main"]
         full = cnt.reshape(-1, self.np1)
         excl = np.cumsum(full, axis=1) - full
         out = rem.reshape(-1, self.np1) + excl * self.T.len_ext

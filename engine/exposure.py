@@ -39,6 +39,7 @@ import numpy as np
 import polars as pl
 
 from engine.cells import Calendar, KeySpec
+from engine.cells_sink import CellSink
 from engine.exposure_batch import batch_cells, batches, check_columns, claimant_cells, claimants, parts_of, prepare_batch
 from engine.dates import day_number
 from engine.errors import ConfigError, DataError, EngineError
@@ -273,18 +274,29 @@ def exposure(
     with ThreadPoolExecutor(max_workers=1) as ex:  # the claimants are looked up while the batches are counted
         fut = ex.submit(claimants, parts, ids, static)
         prep = functools.partial(prepare_batch, cal=cal, spec=spec, static=static, w=w)
-        cell_parts = [batch_cells(b) for b in batches(parts, cols, bs, prep)]
+        sink = CellSink(cal, spec, static)
+        n_batches = 0
+        for b in batches(parts, cols, bs, prep):
+            batch_cells(b, sink)
+            n_batches += 1
         cm = fut.result()
-    if not cell_parts:
+    if not n_batches:
         raise DataError("members: no member rows")
     mm = cm.select("member_id", pl.col("join_date").alias("__join"), pl.col("exit_date").alias("__exit")).with_row_index("__row")
     cb = cdf.filter(pl.col("member_id").is_in(mm.get_column("member_id").implode()))
     cl = _classify_joined(cb, mm, w, terminate_on_claim)
     if cm.height:
-        cell_parts.append(claimant_cells(cm, cl, cal, spec, static, w, terminate_on_claim))
+        claimant_cells(cm, cl, cal, spec, static, w, terminate_on_claim, sink)
     classified = [cl]
     keys = ["period", *by]
-    cells = _combine(cell_parts, keys, by, edges)
+    cells = sink.final(keys, by, band_labels(edges.tolist()))
+    if cells is None:
+        cells = _combine(sink.frames(), keys, by, edges)
+    else:
+        cells = cells.with_columns(
+            (pl.col("exposure_days") / DAYS_PER_YEAR).alias("exposure_years"),
+            (pl.col("sharing_days") / DAYS_PER_YEAR).alias("sharing_years"),
+        ).select([*keys, *SUMS])
     rejected = _rejected(cdf, classified, start, end)
     used = int(cells["claims"].sum())
     if used + rejected.height != cdf.height:
@@ -309,7 +321,7 @@ def _combine(
             idx = np.searchsorted(edges, df.get_column("duration").to_numpy(), side="right") - 1
         else:
             idx = df.get_column("band").to_numpy()
-        df = df.with_columns(pl.Series("duration_band", np.asarray(labels, dtype=object)[idx].tolist(), dtype=pl.String))
+        df = df.with_columns(pl.Series("duration_band", labels, dtype=pl.String).gather(pl.Series(idx.astype(np.int64))))
     df = df.group_by(keys).agg(pl.col("exposure_days", "sharing_days", "claims", "amount").sum())
     df = df.with_columns(
         (pl.col("exposure_days") / DAYS_PER_YEAR).alias("exposure_years"),

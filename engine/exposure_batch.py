@@ -37,6 +37,7 @@ import numpy as np
 import polars as pl
 
 from engine.cells import NEVER, Calendar, KeySpec, encode_static
+from engine.cells_sink import CellSink
 from engine.cells_fast import MAX_MEMBERS, Events, Space, grid_cells, merge
 from engine.errors import ConfigError, DataError
 
@@ -164,17 +165,20 @@ def prepare_batch(mb: pl.DataFrame, cal: Calendar, spec: KeySpec, static: list[s
     return Space(cal, spec, birth, join, sid, n_sid, s0, s1), r0, decode
 
 
-def batch_cells(prepared: tuple[Space, np.ndarray, Any]) -> pl.DataFrame:
-    """Sharing and at-risk days of a prepared batch of members, ignoring claims."""
+def batch_cells(prepared: tuple[Space, np.ndarray, Any], sink: CellSink) -> None:
+    """Sharing and at-risk days of a prepared batch of members (ignoring claims), added to ``sink``."""
     space, r0, decode = prepared
     ev = _events(space, None, r0)
-    sharing = space.days(ev)
-    exposure = space.days(ev, sub=True)
-    cells = grid_cells(space, {"sharing_days": sharing, "exposure_days": exposure}, "sharing_days")
-    m = cells["p"].size
-    sums = {"exposure_days": cells["exposure_days"], "sharing_days": cells["sharing_days"],
-            "claims": np.zeros(m, dtype=np.int64), "amount": np.zeros(m, dtype=np.float64)}
-    return _frame(space, space.cal, space.spec, cells, decode, sums)
+    dense = {"sharing_days": space.days(ev), "exposure_days": space.days(ev, sub=True)}
+
+    def frame() -> pl.DataFrame:
+        cells = grid_cells(space, dense, "sharing_days")
+        m = cells["p"].size
+        sums = {"exposure_days": cells["exposure_days"], "sharing_days": cells["sharing_days"],
+                "claims": np.zeros(m, dtype=np.int64), "amount": np.zeros(m, dtype=np.float64)}
+        return _frame(space, space.cal, space.spec, cells, decode, sums)
+
+    sink.add(space, decode, dense, frame)
 
 
 def claimants(parts: Sequence[Any], ids: pl.Series, static: list[str]) -> pl.DataFrame:
@@ -196,7 +200,7 @@ def claimants(parts: Sequence[Any], ids: pl.Series, static: list[str]) -> pl.Dat
 
 
 def claimant_cells(cm: pl.DataFrame, cl: pl.DataFrame, cal: Calendar, spec: KeySpec, static: list[str], w: int,
-                   terminate: bool) -> pl.DataFrame:
+                   terminate: bool, sink: CellSink) -> None:
     """Claimants: minus the at-risk days after the first eligible claim, plus claims and amounts.
 
     ``cl`` are the classified claims of ``cm`` with ``__row`` (row of ``cm``), sorted by input order.
@@ -229,9 +233,13 @@ def claimant_cells(cm: pl.DataFrame, cl: pl.DataFrame, cal: Calendar, spec: KeyS
     np1 = space.np1
     n_claims = np.bincount(flat, minlength=space.size).reshape(-1, np1)[:, :-1].astype(np.int64)
     amt = np.bincount(flat, weights=amount, minlength=space.size).reshape(-1, np1)[:, :-1]
-    cells = grid_cells(space, {"exposure_days": -lost, "claims": n_claims, "amount": amt,
-                               "mark": (lost != 0) | (n_claims != 0)}, "mark")
-    m = cells["p"].size
-    sums = {"exposure_days": cells["exposure_days"], "sharing_days": np.zeros(m, dtype=np.int64),
-            "claims": cells["claims"], "amount": cells["amount"]}
-    return _frame(space, cal, spec, cells, decode, sums)
+    dense = {"exposure_days": -lost, "claims": n_claims, "amount": amt}
+
+    def frame() -> pl.DataFrame:
+        cells = grid_cells(space, {**dense, "mark": (lost != 0) | (n_claims != 0)}, "mark")
+        m = cells["p"].size
+        sums = {"exposure_days": cells["exposure_days"], "sharing_days": np.zeros(m, dtype=np.int64),
+                "claims": cells["claims"], "amount": cells["amount"]}
+        return _frame(space, cal, spec, cells, decode, sums)
+
+    sink.add(space, decode, dense, frame)

@@ -144,3 +144,17 @@ def test_threaded_parts_equal_one_pass(monkeypatch):
         monkeypatch.setattr(mod, "PARALLEL_MIN", 100_000)
         monkeypatch.setattr(mod, "MAX_MEMBERS", 4_000_000)
         monkeypatch.setattr(fast_mod, "MAX_MEMBERS", 4_000_000)
+
+
+def test_dense_sink_equals_batch_frames(monkeypatch):
+    """The dense cell sink and its fallback (batch frames summed by polars) give identical cells."""
+    import engine.cells_sink as sink_mod
+
+    m, c = _random_members(1500, 13)
+    m = m.with_columns(pl.when(pl.col("tier") == 2).then(None).otherwise(pl.col("channel")).alias("channel"))
+    for by in [("age", "sex"), ("channel", "duration_band", "age", "tier"), ("duration", "sex"), ()]:
+        dense = exposure(m, c, by=by, batch_size=400, **KW)
+        monkeypatch.setattr(sink_mod, "MAX_DENSE", 0)
+        frames = exposure(m, c, by=by, batch_size=400, **KW)
+        monkeypatch.setattr(sink_mod, "MAX_DENSE", 40_000_000)
+        assert dense.equals(frames)
