@@ -57,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     # segmentation
     "RiskSegmenter": "engine.segmentation",
     "segmentation_metrics": "engine.segment_metrics",
+    "segment_plans": "engine.segment_plans",
     # shares
     "share_history": "engine.history",
     "sharing_calendar": "engine.history",
