@@ -321,17 +321,61 @@ def encode_column(s: pl.Series) -> tuple[np.ndarray, pl.Series]:
     return codes, pl.concat([vals, pl.Series(s.name, [None], dtype=s.dtype)])
 
 
+def _encode_one_pass(mb: pl.DataFrame, cols: list[str]) -> tuple[np.ndarray, list[tuple[None, pl.Series]]] | None:
+    """The static id ``sum_i code_i x prod_{j > i} k_j`` computed in one polars expression.
+
+    Values are taken from the first rows (small integer ranges, or at most 32 distinct
+    values); None when a value outside them occurs (the caller encodes column by column).
+    """
+    sid: Any = pl.lit(0, dtype=pl.Int64)
+    parts: list[tuple[None, pl.Series]] = []
+    for c in cols:
+        s = mb.get_column(c)
+        if s.dtype.is_integer() and s.null_count() == 0 and s.len():
+            lo, hi = int(s.min()), int(s.max())
+            if hi - lo > 100_000:
+                return None
+            code = pl.col(c).cast(pl.Int64) - lo
+            vals = pl.Series(c, np.arange(lo, hi + 1)).cast(s.dtype)
+        else:
+            if s.dtype == pl.Null:
+                return None
+            vals = s.head(50_000).drop_nulls().unique().sort()
+            k = vals.len()
+            if k > 32:
+                return None
+            code: Any = pl
+            for i, v in enumerate(vals.to_list()):
+                code = code.when(pl.col(c) == v).then(pl.lit(i, dtype=pl.Int64))
+            code = code.when(pl.col(c).is_null()).then(pl.lit(k, dtype=pl.Int64)).otherwise(pl.lit(None, dtype=pl.Int64))
+            vals = pl.concat([vals, pl.Series(c, [None], dtype=s.dtype)])
+        sid = sid * vals.len() + code
+        parts.append((None, vals))
+    if float(np.prod([v.len() for _, v in parts], dtype=np.float64)) > 2.0**40:
+        return None
+    out = mb.select(sid.alias("__sid")).to_series()
+    if out.null_count():  # a value outside the sampled ones
+        return None
+    return out.to_numpy(), parts
+
+
 def encode_static(mb: pl.DataFrame, cols: list[str]) -> tuple[np.ndarray, int, Any]:
     """Static key id per member, the number of ids, and a decoder ``sid array -> DataFrame``."""
     n = mb.height
     if not cols:
         return np.zeros(n, dtype=np.int64), 1, lambda sid: pl.DataFrame()
-    parts = [encode_column(mb.get_column(c)) for c in cols]
-    cards = [int(v.len()) for _, v in parts]
-    total = int(np.prod(cards, dtype=np.float64))
-    sid = np.zeros(n, dtype=np.int64)
-    for (codes, _), k in zip(parts, cards):
-        sid = sid * k + codes
+    fast = _encode_one_pass(mb, cols)
+    if fast is not None:
+        sid, parts = fast
+        cards = [int(v.len()) for _, v in parts]
+        total = int(np.prod(cards, dtype=np.float64))
+    else:
+        parts = [encode_column(mb.get_column(c)) for c in cols]
+        cards = [int(v.len()) for _, v in parts]
+        total = int(np.prod(cards, dtype=np.float64))
+        sid = np.zeros(n, dtype=np.int64)
+        for (codes, _), k in zip(parts, cards):
+            sid = sid * k + codes
     inverse = None
     if total > 200_000:  # compress to the combinations present
         uniq, sid = np.unique(sid, return_inverse=True)

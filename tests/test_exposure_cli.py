@@ -158,3 +158,15 @@ def test_dense_sink_equals_batch_frames(monkeypatch):
         frames = exposure(m, c, by=by, batch_size=400, **KW)
         monkeypatch.setattr(sink_mod, "MAX_DENSE", 40_000_000)
         assert dense.equals(frames)
+
+
+def test_static_encoding_beyond_the_sampled_values():
+    """A value first seen after the sampled rows: the one-pass static encoding falls back, same cells."""
+    from engine.cells import encode_static
+
+    n = 60_000
+    df = pl.DataFrame({"a": ["x"] * (n - 1) + ["y"], "b": [1] * n, "c": [None] * (n - 1) + ["z"]})
+    sid, k, decode = encode_static(df, ["a", "b", "c"])
+    back = decode(sid)
+    assert back.equals(df.with_columns(pl.col("b").cast(pl.Int64)))
+    assert k >= 4
