@@ -24,6 +24,24 @@ import polars as pl
 from engine.errors import ConfigError, DataError
 from engine.plans import Plan, PlanSet, assign_plans
 
+
+def _sums_by(df: pl.DataFrame, keys: list[str], exprs: dict[str, pl.Expr]) -> pl.DataFrame:
+    """Sums of ``exprs`` by ``keys``, keys in first-occurrence order; bit-for-bit reproducible.
+
+    polars' group sums add floats in an order that depends on the thread count; here each
+    group is summed in a canonical order (:func:`engine.sums.group_sums`), so plan tables
+    are the same bytes on any machine. Integer columns keep their integer type.
+    """
+    from engine.sums import group_sums
+
+    vals = df.select(*keys, *[e.alias(n) for n, e in exprs.items()])
+    out = group_sums(vals, keys, list(exprs))
+    ints = {n: t for n, t in vals.schema.items() if n in exprs and t.is_integer()}
+    if ints:
+        out = out.with_columns([pl.col(n).round(0).cast(t) for n, t in ints.items()])
+    order = vals.select(keys).unique(maintain_order=True).with_row_index("_o")
+    return out.join(order, on=keys, how="left", nulls_equal=True).sort("_o").drop("_o")
+
 #: largest number of groups per plan for the (groups x groups) cross-subsidy matrix
 MAX_MATRIX_GROUPS = 2000
 
@@ -88,9 +106,11 @@ def build_risk_table(
     if not study_years > 0:
         raise ConfigError(f"study_years: must be > 0, got {study_years}")
     aggs = [pl.col("exposure_years").sum()]
+    sums = {"exposure_years": pl.col("exposure_years")}
     if "claims" in df.columns:
         aggs.append(pl.col("claims").sum())
-    out = (df.group_by(list(by)).agg(aggs).sort(list(by))) if by else df.select(aggs)
+        sums["claims"] = pl.col("claims")
+    out = _sums_by(df, list(by), sums).sort(list(by)) if by else df.select(aggs)
     out = out.with_columns((pl.col("exposure_years") / study_years).alias("members"))
     if model is not None:
         try:
@@ -160,10 +180,9 @@ def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str)
         (pl.col("members") * pl.col("benefit_cny")).alias("_nb"),
     )
     first = [pl.col(c).first() for c in ("rule", "periods_per_year", "waiting_days", "per_claimant_cap", "annual_cap")]
-    plan = r.group_by("plan", maintain_order=True).agg(
-        pl.col("members").sum(), pl.col("_m").sum(), pl.col("_cost").sum(), pl.col("_costf").sum(),
-        pl.col("_var").sum(), pl.col("_nb").sum(), *first,
-    )
+    plan = _sums_by(r, ["plan"], {c: pl.col(c) for c in ("members", "_m", "_cost", "_costf", "_var", "_nb")}).join(
+        r.group_by("plan", maintain_order=True).agg(*first), on="plan", how="left", nulls_equal=True,
+        maintain_order="left")
     wait_periods = pl.col("waiting_days") * pl.col("periods_per_year") / 365.25
     plan = plan.with_columns(
         (pl.col("_costf") / pl.col("members")).alias("sustainable_share_cny"),
@@ -182,9 +201,7 @@ def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str)
             pl.col("annual_cap").fill_null(float("inf")) / pl.col("periods_per_year"),
         ).alias("capped_share_cny"),
     ).with_columns((pl.col("capped_share_cny") < pl.col("sustainable_share_cny") * (1 - 1e-12)).alias("cap_binding"))
-    grp = r.group_by(["plan", "group"], maintain_order=True).agg(
-        pl.col("members").sum(), pl.col("_m").sum(), pl.col("_costf").sum(), pl.col("_nb").sum()
-    )
+    grp = _sums_by(r, ["plan", "group"], {c: pl.col(c) for c in ("members", "_m", "_costf", "_nb")})
     grp = grp.join(
         plan.select("plan", "rule", "periods_per_year", "sustainable_share_cny", "expected_share_cny", "share_cv",
                     "share_cv_approx", "capped_share_cny", "cap_binding"),
@@ -235,16 +252,16 @@ def _cm_payment_cv(r: pl.DataFrame, plan: pl.DataFrame) -> pl.DataFrame:
     out = []
     for name, ppy in plan.filter(pl.col("rule") == "conditional_mean").select("plan", "periods_per_year").iter_rows():
         rows = r.filter(pl.col("plan") == name).with_columns((pl.col("rate") / ppy).alias("_p"))
-        cls = rows.group_by(["_p", "benefit_cny"], maintain_order=True).agg(pl.col("members").sum()).with_row_index("_k")
+        cls = _sums_by(rows, ["_p", "benefit_cny"], {"members": pl.col("members")}).with_row_index("_k")
         try:
             m1, sd = conditional_mean_moments(cls["members"].to_numpy(), cls["_p"].to_numpy(), cls["benefit_cny"].to_numpy())
             cv = np.where(m1 > 0, sd / np.where(m1 > 0, m1, 1.0), np.nan)
         except ResourceError:
             cv = np.full(cls.height, np.nan)
         cls = cls.with_columns(pl.Series("_cv", cv))
-        g = rows.join(cls.select("_p", "benefit_cny", "_cv"), on=["_p", "benefit_cny"], how="left").group_by("group").agg(
-            ((pl.col("_cv") * pl.col("members")).sum() / pl.col("members").sum()).alias("_cm_cv")
-        )
+        j = rows.join(cls.select("_p", "benefit_cny", "_cv"), on=["_p", "benefit_cny"], how="left")
+        g = _sums_by(j, ["group"], {"_cvm": pl.col("_cv") * pl.col("members"), "_w": pl.col("members")}).select(
+            "group", (pl.col("_cvm") / pl.col("_w")).alias("_cm_cv"))
         out.append(g.with_columns(pl.lit(name).alias("plan")).select("plan", "group", "_cm_cv"))
     if not out:
         return pl.DataFrame(schema={"plan": pl.String, "group": pl.String, "_cm_cv": pl.Float64})
@@ -255,9 +272,8 @@ def _flows(r: pl.DataFrame, plan: pl.DataFrame, label: str) -> pl.DataFrame:
     """Cross-subsidy matrix: payer group k funds beneficiary group j's claims, gross and net."""
     out = []
     for name, rule, ppy in plan.select("plan", "rule", "periods_per_year").iter_rows():
-        g = r.filter(pl.col("plan") == name).group_by("group", maintain_order=True).agg(
-            pl.col("members").sum(), pl.col("_costf").sum()
-        ).sort("group")
+        g = _sums_by(r.filter(pl.col("plan") == name), ["group"],
+                     {"members": pl.col("members"), "_costf": pl.col("_costf")}).sort("group")
         if g.height > MAX_MATRIX_GROUPS:
             from engine.errors import ResourceError
 
@@ -471,13 +487,16 @@ def _changes(all_plans: pl.DataFrame) -> pl.DataFrame:
 
     def side(label: str, suffix: str) -> pl.DataFrame:
         w = pl.col("members")
-        return g.filter(pl.col("planset") == label).group_by("group").agg(
-            w.sum().alias(f"members_{suffix}"),
-            pl.col("plan").unique().sort().str.join("+").alias(f"plan_{suffix}"),
-            ((pl.col("_annual") * w).sum() / w.sum()).alias(f"annual_payment_{suffix}_cny"),
-            ((pl.col("_xs") * w).sum() / w.sum()).alias(f"annual_cross_subsidy_{suffix}_cny"),
-            ((pl.col("mean_benefit_cny") * w).sum() / (pl.col("_annual") * w).sum()).alias(f"leverage_{suffix}"),
-            ((pl.col("payment_cv") * w).sum() / w.sum()).alias(f"share_cv_{suffix}"),
+        sub = g.filter(pl.col("planset") == label)
+        s = _sums_by(sub, ["group"], {"_w": w, "_a": pl.col("_annual") * w, "_x": pl.col("_xs") * w,
+                                      "_b": pl.col("mean_benefit_cny") * w, "_c": pl.col("payment_cv") * w})
+        names = sub.group_by("group").agg(pl.col("plan").unique().sort().str.join("+").alias(f"plan_{suffix}"))
+        return s.join(names, on="group", how="left", nulls_equal=True, maintain_order="left").select(
+            "group", pl.col("_w").alias(f"members_{suffix}"), f"plan_{suffix}",
+            (pl.col("_a") / pl.col("_w")).alias(f"annual_payment_{suffix}_cny"),
+            (pl.col("_x") / pl.col("_w")).alias(f"annual_cross_subsidy_{suffix}_cny"),
+            (pl.col("_b") / pl.col("_a")).alias(f"leverage_{suffix}"),
+            (pl.col("_c") / pl.col("_w")).alias(f"share_cv_{suffix}"),
         )
 
     out = side("pooled", "before").join(side("vertical", "after"), on="group", how="full", coalesce=True)
