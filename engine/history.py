@@ -271,6 +271,36 @@ def _pool_keys(members: pl.DataFrame, plan_col: str | None, by: Sequence[str] | 
     return members, keys
 
 
+def _member_counts(m: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Members counted by (pool keys, join_date, exit_date): ``keys..., join_date, exit_date, _n``.
+
+    The three keys are packed into one Int64 (static key id, join day, exit day or a
+    null code) so the group-by runs on integers; a plain group-by when they do not fit.
+    """
+    from engine.cells import encode_static
+
+    if m.height == 0:
+        return m.group_by(*keys, "join_date", "exit_date").agg(pl.len().alias("_n"))
+    j = m.get_column("join_date").to_physical().cast(pl.Int64)
+    x = m.get_column("exit_date").to_physical().cast(pl.Int64)
+    lo = int(min(j.min(), x.min() if x.null_count() < x.len() else j.min()))
+    hi = int(max(j.max(), x.max() if x.null_count() < x.len() else j.max()))
+    sid, n_sid, decode = encode_static(m, keys)
+    span = hi - lo + 2  # the last code stands for a null exit_date
+    if j.null_count() or float(n_sid) * span * span >= 2.0**62:
+        return m.group_by(*keys, "join_date", "exit_date").agg(pl.len().alias("_n"))
+    packed = (pl.Series(sid).cast(pl.Int64) * span + (j - lo)) * span + (x - lo).fill_null(span - 1)
+    counts = packed.value_counts(name="_n", sort=False)
+    v = counts.get_column(packed.name).to_numpy()
+    xs = v % span
+    rest = v // span
+    out = decode(rest // span)
+    join = pl.Series("join_date", rest % span + lo).cast(pl.Int32).cast(pl.Date)
+    exit_ = pl.Series("exit_date", np.where(xs == span - 1, 0, xs + lo)).cast(pl.Int32).cast(pl.Date)
+    exit_ = pl.select(pl.when(pl.Series(xs == span - 1)).then(None).otherwise(exit_)).to_series().alias("exit_date")
+    return pl.concat([out, pl.DataFrame([join, exit_]), counts.select(pl.col("_n").cast(pl.UInt32))], how="horizontal")
+
+
 def share_history(
     members: pl.DataFrame | pl.LazyFrame,
     claims: pl.DataFrame | pl.LazyFrame,
@@ -342,7 +372,7 @@ def share_history(
     P = T.size
 
     # members reduced to (pool keys, join, exit) counts first: the joins below run on the small frame
-    agg = m.group_by(*keys, "join_date", "exit_date").agg(pl.len().alias("_n"))
+    agg = _member_counts(m, keys)
     pools = agg.select(keys).unique().sort(keys).with_row_index("_pool")
     n_pools = pools.height
     agg = agg.join(pools, on=keys, how="left", nulls_equal=True).sort("_pool", "join_date", "exit_date")

@@ -271,3 +271,23 @@ def test_cli_history_writes_the_table(tmp_path):
     assert got["claims_approved"].to_list() == [0, 0, 0, 1, 0, 1]
     assert main(["history", "--members", str(tmp_path / "m.parquet"), "--claims", str(tmp_path / "c.parquet"),
                  "--start", "2020-01-01", "--end", "2020-03-31", "--sharing-days", "0", "--out", str(out)]) == 2
+
+
+def test_member_counts_packed_equals_group_by():
+    """The packed-integer count of members by (pool keys, join, exit) equals a plain group-by."""
+    import numpy as np
+
+    from engine.history import _member_counts
+
+    rng = np.random.default_rng(5)
+    n = 5000
+    join = pl.Series(rng.integers(17000, 18500, n)).cast(pl.Int32).cast(pl.Date)
+    ex = pl.Series(rng.integers(17000, 19500, n)).cast(pl.Int32).cast(pl.Date)
+    m = pl.DataFrame({"plan_id": rng.choice(["a", "b", None], n), "tier": rng.integers(1, 4, n),
+                      "join_date": join, "exit_date": ex}).with_columns(
+        pl.when(pl.Series(rng.random(n) < 0.4)).then(None).otherwise(pl.col("exit_date")).alias("exit_date"))
+    keys = ["plan_id", "tier"]
+    cols = [*keys, "join_date", "exit_date"]
+    got = _member_counts(m, keys).sort(cols, nulls_last=True)
+    want = m.group_by(cols).agg(pl.len().alias("_n")).sort(cols, nulls_last=True)
+    assert got.select(*cols, "_n").equals(want)
