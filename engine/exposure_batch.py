@@ -79,17 +79,27 @@ def batches(parts: Sequence[Any], cols: list[str], batch_size: int, prepare: Cal
     Slices are read (LazyFrames) and prepared one ahead on a background thread (polars
     and numpy release the GIL), so reading overlaps counting; at most two are held.
     """
+    def cuts(n: int, first: bool) -> list[tuple[int, int]]:
+        # the very first slice is a quarter batch, so counting starts sooner
+        head = max(batch_size // 4, 1) if first else batch_size
+        out = [(0, min(head, n))] if n else []
+        out += [(off, min(batch_size, n - off)) for off in range(min(head, n), n, batch_size)]
+        return out
+
     def jobs() -> Iterator[Callable[[], Any]]:
+        first = True
         for part in parts:
             if isinstance(part, pl.DataFrame):
                 sel = part.select(cols)
-                for off in range(0, sel.height, batch_size):
-                    yield lambda off=off: prepare(sel.slice(off, batch_size))
+                for off, k in cuts(sel.height, first):
+                    first = False
+                    yield lambda off=off, k=k: prepare(sel.slice(off, k))
                 continue
             lf = as_lazy(part, "members").select(cols)
             n = int(lf.select(pl.len()).collect().item())
-            for off in range(0, n, batch_size):
-                yield lambda off=off: prepare(lf.slice(off, batch_size).collect())
+            for off, k in cuts(n, first):
+                first = False
+                yield lambda off=off, k=k: prepare(lf.slice(off, k).collect())
 
     with ThreadPoolExecutor(max_workers=1) as ex:
         it = jobs()
