@@ -6,7 +6,6 @@ No test builds large data: a tiny limit forces the refusal on a small partitione
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -105,12 +104,15 @@ def test_estimate_from_footers_against_a_hand_count(tmp_path: Path) -> None:
 def test_generous_limit_runs_within_the_estimate(platform: Path) -> None:
     """A generous limit runs; the estimate bounds the run's measured peak RSS (a child process)."""
     out = platform / "out-ok"
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli.main", "run", str(platform / "run.toml"), "--out",
-                             str(out), "--quiet", "--memory-limit", "64GB"], cwd=REPO)
-    _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak (RUSAGE_CHILDREN mixes all children)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 0
-    peak = usage.ru_maxrss * 1024
+    # the child reports its own peak (VmHWM of its address space): getrusage's maxrss would also
+    # count the pytest parent's pages, copied at fork before exec
+    code = ("import sys\nfrom engine.cli.main import main\n"
+            f"rc = main(['run', {str(platform / 'run.toml')!r}, '--out', {str(out)!r}, '--quiet', '--memory-limit', '64GB'])\n"
+            "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1])\n"
+            "sys.exit(rc)\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    peak = int(res.stdout.split()[-1]) * 1024
     assert peak > 50e6  # a real measurement
     *_, need = estimate_inputs(platform / "members", platform / "claims.parquet")
     assert need >= peak
