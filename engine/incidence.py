@@ -6,8 +6,6 @@ Everything works on the exposure core's *cells* (sums of ``exposure_years`` and
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -219,12 +217,6 @@ def plot_incidence(inc: pl.DataFrame, ax: Any = None, x: str = "age", hue: str |
 __all__ = ["expected_claims", "garwood_interval", "incidence", "plot_incidence"]
 
 
-class _CallableModule(types.ModuleType):
-    """Once ``engine.incidence`` (this module) is imported, ``engine.incidence`` is the module
-    and not the function; making the module callable keeps ``engine.incidence(cells, ...)`` working."""
+from engine._callable import make_callable  # noqa: E402
 
-    def __call__(self, *args: Any, **kwargs: Any) -> pl.DataFrame:
-        return incidence(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__)

@@ -130,3 +130,8 @@ def segment_plans(seg: Any, template: Plan, *, prefix: str = "", name: str | Non
                    description=f"{k} vertical plans, one per risk group of a {seg.method} segmentation "
                                f"(template plan '{template.name}')",
                    source=f"segmentation ({seg.method}, K={k})")
+
+
+from engine._callable import make_callable  # noqa: E402
+
+make_callable(__name__)

@@ -24,7 +24,7 @@ def test_every_export_resolves(name: str) -> None:
 def test_function_named_like_its_module_stays_callable_after_all_imports() -> None:
     for info in pkgutil.walk_packages(engine.__path__, "engine."):
         importlib.import_module(info.name)
-    for name in ("exposure", "incidence", "decompose", "validate"):
+    for name in ("exposure", "incidence", "decompose", "validate", "segment_plans"):
         obj = getattr(engine, name)
         assert callable(obj), name
         fn = obj if isinstance(obj, types.FunctionType) else getattr(obj, name)
@@ -36,7 +36,7 @@ def test_submodule_imported_first_still_callable() -> None:
     code = (
         "import importlib, pkgutil, engine\n"
         "[importlib.import_module(i.name) for i in pkgutil.walk_packages(engine.__path__, 'engine.')]\n"
-        "for n in ('exposure', 'incidence', 'decompose', 'validate'):\n"
+        "for n in ('exposure', 'incidence', 'decompose', 'validate', 'segment_plans'):\n"
         "    obj = getattr(engine, n)\n"
         "    assert type(obj).__name__.startswith('CallableModule') or type(obj).__name__ == '_CallableModule', n\n"
         "    assert callable(obj) and getattr(obj, n).__name__ == n, n\n"
