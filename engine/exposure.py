@@ -270,7 +270,7 @@ def exposure(
     parts = parts_of(members)
     check_columns(parts, static)
     ids = cdf.get_column("member_id").drop_nulls().unique().sort()
-    cols = ["birth_date", "join_date", "exit_date", *static]
+    cols = list(dict.fromkeys(["birth_date", "join_date", "exit_date", *static]))
     with ThreadPoolExecutor(max_workers=1) as ex:  # the claimants are looked up while the batches are counted
         fut = ex.submit(claimants, parts, ids, static)
         prep = functools.partial(prepare_batch, cal=cal, spec=spec, static=static, w=w)

@@ -193,7 +193,7 @@ def batch_cells(prepared: tuple[Space, np.ndarray, Any], sink: CellSink) -> None
 
 def claimants(parts: Sequence[Any], ids: pl.Series, static: list[str]) -> pl.DataFrame:
     """Member rows whose ``member_id`` has a claim, from every partition (``__part`` = partition)."""
-    cols = ["member_id", "birth_date", "join_date", "exit_date", *static]
+    cols = list(dict.fromkeys(["member_id", "birth_date", "join_date", "exit_date", *static]))
     frames = []
     for i, p in enumerate(parts):
         f = as_lazy(p, "members").filter(pl.col("member_id").is_in(ids.implode())).select(cols).collect()

@@ -170,3 +170,13 @@ def test_static_encoding_beyond_the_sampled_values():
     back = decode(sid)
     assert back.equals(df.with_columns(pl.col("b").cast(pl.Int64)))
     assert k >= 4
+
+
+def test_member_columns_as_keys_are_not_read_twice():
+    """`by` may name member_id or a date column: cells by member, identical across batch sizes."""
+    m, c = _random_members(600, 17)
+    a = exposure(m, c, by=("member_id",), **KW)
+    assert a.equals(exposure(m, c, by=("member_id",), batch_size=128, **KW))
+    assert a.group_by("member_id").agg(pl.col("exposure_days").sum()).height <= m.height
+    j = exposure(m, c, by=("join_date", "age"), **KW)
+    assert j["exposure_days"].sum() == a["exposure_days"].sum()
