@@ -211,6 +211,11 @@ class Space:
     def flat(self, row: np.ndarray, t: np.ndarray) -> np.ndarray:
         return row * self.np1 + self.T.pidx[t - self.T.d0]
 
+    def event(self, acc: _Acc, row: np.ndarray, t: np.ndarray) -> None:
+        """Add the events (key row, day t) to ``acc``."""
+        k = t - self.T.d0
+        acc.add(row * self.np1 + self.T.pidx[k], self.T.remk[k])
+
     def w(self, t: np.ndarray) -> np.ndarray:
         return self.T.remk[t - self.T.d0]
 
@@ -251,7 +256,7 @@ class Space:
         both = {"main": 1, "sub": 1} if sub_lo is not None else {"main": 1}
         if lo is None:
             lo, a_lo, d_lo = self.s0, self.a0, self.d0
-            acc.add(self.flat(self.row0, lo), self.w(lo))
+            self.event(acc, self.row0, lo)
             fold({"main": 1})
             if spec.age:
                 self._age_steps(None, a_lo, self.a1 - a_lo, acc, self.kb0, self.ra0)
@@ -264,7 +269,7 @@ class Space:
             valid = lo <= s1
             a_lo = self.age(None, key_day) if spec.age else I32(0)
             d_lo = self.dim(None, key_day) if spec.dim else I32(0)
-            acc.add(self.flat(self.base + a_lo * self.nd + d_lo, lo), self.w(lo))
+            self.event(acc, self.base + a_lo * self.nd + d_lo, lo)
             fold({"main": 1})
             if spec.age:
                 self._age_steps(None, a_lo, np.where(valid, self.a1 - a_lo, 0), acc)
@@ -273,13 +278,13 @@ class Space:
                 self._dim_steps(None, d_lo, np.where(valid, self.d1 - d_lo, 0), acc)
                 fold(both, dim_off)
         t_end = s1 + 1
-        acc.add(self.flat(self.row1, t_end), self.w(t_end))
+        self.event(acc, self.row1, t_end)
         fold({k: -1 for k in both})
         if sub_lo is not None:  # [sub_lo, s1] = [lo, s1] - [lo, cut - 1] with cut = min(sub_lo, s1)
             cut = np.minimum(sub_lo, s1)
             a_c = self.age(None, cut) if spec.age else I32(0)
             d_c = self.dim(None, cut) if spec.dim else I32(0)
-            acc.add(self.flat(self.base + a_c * self.nd + d_c, sub_lo), self.w(sub_lo))
+            self.event(acc, self.base + a_c * self.nd + d_c, sub_lo)
             fold({"sub": 1})
             if spec.age:
                 m = np.flatnonzero(a_c > a_lo)  # a birthday in (lo, cut]
@@ -304,7 +309,7 @@ class Space:
             row = ra[s] + j * self.nd
             if self.spec.dim:
                 row = row + self.dim(s if m is None else m[s], t - 1)
-            acc.add(self.flat(row, t), self.w(t))
+            self.event(acc, row, t)
 
     def _anniversary(self, v: np.ndarray, jk: np.ndarray) -> np.ndarray:
         """Day on which the duration key reaches value ``v`` (band index or completed months)."""
@@ -336,7 +341,7 @@ class Space:
             row = base[s] + v
             if self.spec.age:
                 row = row + self.age(s if m is None else m[s], t) * self.nd
-            acc.add(self.flat(row, t), self.w(t))
+            self.event(acc, row, t)
 
     def days(self, ev: Events, sub: bool = False) -> np.ndarray:
         """Day counts (keys, periods) of the tail intervals ``[lo, s1]``, or of ``[sub_lo, s1]``."""
