@@ -1,40 +1,43 @@
 """Fast exposure accumulation: member day intervals -> (key, period) day counts on a small grid.
 
 The same arithmetic as :func:`engine.cells.accumulate` (the reference
-implementation), organised for speed and bounded memory:
+implementation, tested against this one), organised for speed and bounded memory:
 
-* every member interval ends on its last sharing day ``s1``, so the sharing
-  interval ``[s0, s1]``, the at-risk interval ``[r0, s1]`` (no claim) and the
-  part lost to a claim ``[c0, s1]`` share their closing event;
-* the waiting part ``[s0, r0 - 1]`` is counted as its own small interval and
-  subtracted: ``exposure = sharing - waiting`` (minus the days after the first
-  eligible claim, counted separately for the few claimants);
+* every member interval ends on its last sharing day ``s1``: the sharing
+  interval ``[s0, s1]``, the at-risk interval ``[r0, s1]`` (ignoring claims)
+  and the part after a first claim ``[c0, s1]`` share their closing event, so
+  :meth:`Space.accumulate` counts a tail interval and a second one starting
+  later (``sub_lo``) in one pass;
 * a key change on day t (a birthday, a duration boundary) is recorded once,
   under the new key, and applied as ``+X[g] - X[g - offset]`` where the offset
   is the distance between the new and the old key in the grid (``nd`` rows for
   one year of age, 1 row for one duration step);
-* all arrays are int32 (day numbers) and the grid has one row per key and one
-  column per period (plus an overflow column for day ``end + 1``), so it fits
-  in the processor cache.
+* day numbers are int32 and the grid has one row per key and one column per
+  period (plus an overflow column for day ``end + 1``), so it fits in the
+  processor cache.
 
 Notes
 -----
-An event ``(g, t, s)`` adds ``s`` to every day ``t .. end`` of key ``g``. With
+An event ``(g, t)`` adds 1 to every day ``t .. end`` of key ``g``. With
 ``p(t)`` the period of day t, ``rem(t) = last_day(p(t)) - t + 1`` and
 ``len(p)`` the window-clipped length of period p::
 
-    partial[g, p(t)] += s * rem(t)        full[g, p(t)] += s
-    days[g, p] = partial[g, p] + len(p) * sum_{q < p} full[g, q]
+    R[g, p(t)] += rem(t)        N[g, p(t)] += 1
+    days[g, p] = R[g, p] + len(p) * sum_{q < p} N[g, q]
 
-exact integer arithmetic (float64 sums of integers below 2**53). An interval
-``[lo, s1]`` is ``+1`` at ``lo`` under the key of ``lo`` and ``-1`` at
-``s1 + 1`` under the key of ``s1``; an empty interval ``lo = s1 + 1`` puts both
-events on the same key and day, so they cancel without a mask. Attained age on
-day t is ``(C(t) - B) >> 9`` with ``C(t) = 512 year(t) + md(t)`` and
+Both sums live in one int64 per cell: an event adds ``rem(t) + 2**32``, so the
+low 32 bits sum ``rem`` and the high bits count (at most one event per member
+and cell in one accumulator, at most :data:`MAX_MEMBERS` members per call:
+``366 x MAX_MEMBERS < 2**32``). Decoded sums are combined with signs (closing
+events subtract), exact integer arithmetic throughout. An interval ``[lo, s1]``
+is an event at ``lo`` under the key of ``lo`` minus one at ``s1 + 1`` under the
+key of ``s1``; an empty interval ``lo = s1 + 1`` puts both on the same key and
+day, so they cancel without a mask. Attained age on day t is
+``(C(t) - B) >> 9`` with ``C(t) = 512 year(t) + md(t)`` and
 ``B = 512 year(birth) + md(birth)`` (the (month, day) code ``md = 32 month + day``
-is below 512, so the shift is a floor division). When a birthday and a duration boundary fall on
-the same day, the birthday uses the duration of the day before and the
-duration change the age of the day, so the two changes compose.
+is below 512, so the shift is a floor division). When a birthday and a duration
+boundary fall on the same day, the birthday uses the duration of the day before
+and the duration change the age of the day, so the two changes compose.
 """
 
 from __future__ import annotations
@@ -215,9 +218,6 @@ class Space:
         """Add the events (key row, day t) to ``acc``."""
         k = t - self.T.d0
         acc.add(row * self.np1 + self.T.pidx[k], self.T.remk[k])
-
-    def w(self, t: np.ndarray) -> np.ndarray:
-        return self.T.remk[t - self.T.d0]
 
     # -- intervals
     def accumulate(self, lo: np.ndarray | None, sub_lo: np.ndarray | None = None) -> Events:
