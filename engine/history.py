@@ -401,7 +401,8 @@ def share_history(
         per_member = np.where(n_at > 0, total / np.where(n_at > 0, n_at, 1.0), np.nan)
     capv = np.inf if per_claimant_cap is None else float(per_claimant_cap)
     capped = np.minimum(per_member, capv)
-    plat_pc = np.where(n_at > 0, np.maximum(0.0, total - capv * n_at), 0.0)
+    # no cap (inf) times no sharing member (0) is only computed where the where() discards it
+    plat_pc = np.where(n_at > 0, np.maximum(0.0, total - capv * np.where(n_at > 0, n_at, 1.0)), 0.0)
     size = n_pools * P
     flat = pc * P + ti
     cnt = np.bincount(flat, minlength=size).reshape(n_pools, P)
