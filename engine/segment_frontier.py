@@ -108,7 +108,7 @@ def save_segmenter(seg: Any, path: str | Path) -> Path:
             "model": type(seg.model_).__name__ if hasattr(seg, "model_") else None,
         }
     }
-    return save_model(path, KIND, params, tables, extra=extra)
+    return save_model(path, KIND, params, tables, data_fingerprint=getattr(seg, "data_fingerprint_", None), extra=extra)
 
 
 def load_segmenter(cls: Any, path: str | Path) -> Any:
@@ -132,4 +132,5 @@ def load_segmenter(cls: Any, path: str | Path) -> Any:
     seg.unit_groups_ = tables["units"]
     seg.frontier_ = tables["frontier"]
     seg.base_ = tables.get("base")
+    seg.data_fingerprint_ = meta.get("data_fingerprint")
     return seg

@@ -226,6 +226,9 @@ class RiskSegmenter:
             cells = cells.collect()
         feats = self._check(cells)
         self.features_ = feats
+        from engine.persist import fingerprint
+
+        self.data_fingerprint_ = fingerprint(cells, ignore_row_order=True)
         self.window_years_ = float(self.window_years) if self.window_years else window_years(cells)
         base = self._base_rate(cells)
         model = copy.deepcopy(self.model) if self.model is not None else default_model(cells, feats)

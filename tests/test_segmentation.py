@@ -180,6 +180,10 @@ def test_save_load_and_member_scoring(sim, tmp_path):
     path = seg.save(tmp_path / "models" / "seg")
     assert not list(path.glob("*.pkl"))
     back = RiskSegmenter.load(path)
+    from engine.persist import fingerprint
+
+    assert back.data_fingerprint_ == seg.data_fingerprint_ == fingerprint(cells.reverse(), ignore_row_order=True)
+    assert back.data_fingerprint_ != fingerprint(cells.head(cells.height - 1), ignore_row_order=True)
     members = pl.DataFrame({
         "member_id": ["a", "b", "c", "d"],
         "birth_date": [dt.date(1980, 2, 29), dt.date(1980, 3, 1), dt.date(1995, 6, 30), dt.date(1962, 1, 1)],
