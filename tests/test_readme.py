@@ -43,3 +43,10 @@ def test_every_cli_command_is_listed() -> None:
     assert names, "no CLI commands discovered"
     unlisted = [n for n in names if f"`fentan {n}" not in README]
     assert unlisted == []
+
+
+def test_architecture_lists_every_module() -> None:
+    arch = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    modules = [p.name for p in (ROOT / "engine").rglob("*.py") if p.name != "__init__.py" and not p.name.startswith("cmd_")]
+    missing = sorted({m for m in modules if m not in arch})
+    assert missing == []
