@@ -95,6 +95,11 @@ def _limit(t: float | None, m: float | None) -> str:
 
 def _load_note(loads: list[list[float]]) -> str:
     top = max((x[0] for x in loads), default=0.0)
+    before = loads[0][0] if loads else 0.0
+    if before < 0.5 and top <= 2.5:
+        return (f"The machine was idle before the run (1-minute load {before:.2f}); during the run the load "
+                f"reached {top:.2f} from the suite's own child process (polars and fentan use up to two "
+                "threads, plus a reading thread), consistent with no other job competing for the 2 cores.\n")
     if top > 1.5:
         return (f"**Other processes were running**: the 1-minute load reached {top:.2f} on {os.cpu_count()} cores while the "
                 "suite itself keeps at most one child busy (up to 2 threads), so the machine was oversubscribed "
