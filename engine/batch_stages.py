@@ -53,8 +53,7 @@ def stage_validate(ctx: Context) -> None:
     cfg = ctx.cfg
     ctx.data["plansets"] = _plansets(ctx)  # plan files are checked before the data is read
     res = validate(read_members(cfg.data.members), read_claims(cfg.data.claims), as_of=cfg.data.as_of)
-    if not res.usable:
-        raise DataError(f"{cfg.data.members}: no usable member row (all set aside)")
+    res.require_usable(str(cfg.data.members))
     # canonical row order (ids are unique after validation): every later step sees the same rows in the
     # same order whatever the files' partitioning or row order, so sequential sums give the same bits
     members = res.members.collect().sort("member_id", nulls_last=True)

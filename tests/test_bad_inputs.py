@@ -248,8 +248,8 @@ def k_all_members_set_aside_exposure(x: Ctx) -> Case:
 
 def k_all_members_set_aside_run(x: Ctx) -> Case:
     mp = x.write(x.m.with_columns(pl.col("join_date").alias("exit_date"), pl.col("exit_date").alias("join_date"))
-                 .filter(pl.col("exit_date").is_not_null() & (pl.col("exit_date") > pl.col("join_date"))), "bad.parquet")
-    return Case(x.run(x.config(members=mp), "--dry-run"), error=("bad.parquet", "no usable member row"))
+                 .filter(pl.col("exit_date").is_not_null() & (pl.col("exit_date") < pl.col("join_date"))), "bad.parquet")
+    return Case(x.run(x.config(members=mp), "--dry-run"), error=("bad.parquet", "no usable member row", "exit_before_join"))
 
 
 def k_empty_study_window_exposure(x: Ctx) -> Case:

@@ -29,7 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.cli.common import parse_date, print_table
-    from engine.errors import DataError
     from engine.history import history_summary, parse_sharing_days, share_history
     from engine.io import read_claims, read_members, write_parquet
     from engine.validate import validate
@@ -40,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     sharing_days = parse_sharing_days(args.sharing_days)
     as_of = parse_date(args.as_of, "--as-of") if args.as_of else None
     res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of)
-    if not res.usable:
-        raise DataError(f"{args.members}: no usable member row (all set aside)")
+    res.require_usable(str(args.members))
     plan_col = None if args.plan_col.lower() == "none" else args.plan_col
     by = [b.strip() for b in args.by.split(",") if b.strip()]
     from engine.exposure import classify_claims

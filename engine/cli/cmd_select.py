@@ -43,7 +43,7 @@ def _ints(text: str, what: str) -> list[int]:
 
 def _cells_from_members(args: argparse.Namespace, adjust: list[str] | None):
     from engine.cli.common import parse_date
-    from engine.errors import ConfigError, DataError
+    from engine.errors import ConfigError
     from engine.exposure import PERIODS, exposure
     from engine.io import read_claims, read_members
     from engine.validate import validate
@@ -60,8 +60,7 @@ def _cells_from_members(args: argparse.Namespace, adjust: list[str] | None):
     if args.waiting_days < 0:
         raise ConfigError(f"--waiting-days: must be >= 0, got {args.waiting_days}")
     res = validate(read_members(args.members), read_claims(args.claims))
-    if not res.usable:
-        raise DataError(f"{args.members}: no usable member row (all set aside)")
+    res.require_usable(str(args.members))
     members = res.members.collect()
     extra = [c for c in (adjust if adjust is not None else ["sex"]) if c not in ("age", "duration")]
     missing = [c for c in extra if c not in members.columns]
