@@ -34,8 +34,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-import sys
-import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import permutations
@@ -514,11 +512,6 @@ def decompose(
     return out.with_columns(pct.alias("contribution_pct"))
 
 
-class _CallableModule(types.ModuleType):
-    """``engine.decompose`` is both this module and its main function: calling the module calls it."""
+from engine._callable import make_callable  # noqa: E402
 
-    def __call__(self, *args: Any, **kwargs: Any) -> pl.DataFrame:
-        return decompose(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import numbers
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from typing import Any
@@ -348,13 +347,6 @@ def _rejected(cdf: pl.DataFrame, classified: list[pl.DataFrame], start: dt.date,
     return out.sort("__ord").select([*claim_cols, "reason"])
 
 
-class _CallableModule(type(sys.modules[__name__])):  # type: ignore[misc]
-    """``engine.exposure`` is both this module and the function: importing the submodule
-    rebinds the package attribute to the module, so the module forwards calls to
-    :func:`exposure`."""
+from engine._callable import make_callable  # noqa: E402
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return exposure(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__)
