@@ -59,3 +59,19 @@ def test_segmentation_assigns_every_cell_and_orders_risk(fresh_cells: pl.DataFra
              .agg(pl.col("claims").sum() / pl.col("exposure_years").sum()).sort("group")["claims"].to_list())
     assert len(rates) == seg.n_groups_ >= 2
     assert rates == sorted(rates)  # groups are numbered by ascending rate
+
+
+@pytest.mark.slow
+def test_shipped_models_are_what_the_demo_fits(tmp_path: Path) -> None:
+    """models/demo is reproducible: the default demo fits the same bytes (model.json differs only in fit_date)."""
+    from engine.cli.cmd_demo import run_demo
+
+    run_demo(tmp_path / "demo", quiet=True, progress=False)
+    fitted = tmp_path / "demo" / "run" / "models"
+    for name in ("glm", "segmentation"):
+        for f in sorted((MODELS / name).glob("*.parquet")):
+            assert (fitted / name / f.name).read_bytes() == f.read_bytes(), f"{name}/{f.name}"
+        shipped = json.loads((MODELS / name / "model.json").read_text())
+        new = json.loads((fitted / name / "model.json").read_text())
+        shipped.pop("fit_date"), new.pop("fit_date")
+        assert new == shipped
