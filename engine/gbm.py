@@ -19,13 +19,12 @@ import polars as pl
 
 from engine.errors import ConfigError, DataError, ModelError
 from engine.features import default_factors
-from engine.glm import _frame, _jsonable, aggregate_cells, data_fingerprint, score_members
-from engine.metrics import mean_poisson_deviance
+from engine.glm import RateModel, _frame, _jsonable, aggregate_cells, data_fingerprint
 
 _CAT_DTYPES = (pl.String, pl.Categorical, pl.Enum, pl.Boolean)
 
 
-class PoissonGBM:
+class PoissonGBM(RateModel):
     """Poisson gradient boosting on cells: y = claims / exposure, sample_weight = exposure.
 
     Parameters
@@ -164,31 +163,6 @@ class PoissonGBM:
         """Predicted annual incidence rate per row of ``cells``."""
         self._check_fitted()
         return self.model_.predict(self._encode(_frame(cells)))
-
-    def predict_claims(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
-        """Predicted claims per row: rate x ``exposure_years``."""
-        df = _frame(cells)
-        if self.exposure_col not in df.columns:
-            raise DataError(f"cells: column '{self.exposure_col}' is required to predict claims")
-        return self.predict_rate(df) * df.get_column(self.exposure_col).cast(pl.Float64).to_numpy()
-
-    def score(self, cells: pl.DataFrame | pl.LazyFrame) -> float:
-        """Exposure-weighted mean Poisson deviance (lower is better)."""
-        df = _frame(cells)
-        return mean_poisson_deviance(df.get_column(self.claims_col).to_numpy(), self.predict_claims(df),
-                                     df.get_column(self.exposure_col).to_numpy())
-
-    def predict_members(self, members: pl.DataFrame | pl.LazyFrame, at: dt.date) -> pl.DataFrame:
-        """Predicted annual rate of each member sharing on ``at``."""
-        return score_members(self, members, at)
-
-    def plot_lorenz(self, cells: pl.DataFrame | pl.LazyFrame, ax: Any = None) -> Any:
-        """Lorenz curve of the model's ranking on ``cells``; returns the matplotlib Axes."""
-        from engine.metrics import plot_lorenz
-
-        df = _frame(cells)
-        return plot_lorenz(df.get_column(self.claims_col).to_numpy(), self.predict_rate(df),
-                           df.get_column(self.exposure_col).to_numpy(), ax=ax, label="PoissonGBM")
 
     def save(self, path: str | Path) -> Path:
         """Save parameters, seed and the aggregated training cells (no pickle); load refits."""

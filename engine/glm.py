@@ -106,7 +106,46 @@ def poisson_newton(
     return b, H, it, converged
 
 
-class PoissonGLM:
+class RateModel:
+    """What every incidence model on cells offers once it has ``predict_rate``.
+
+    Subclasses define ``predict_rate(cells)`` (annual rates) and the attributes
+    ``exposure_col`` and ``claims_col``.
+    """
+
+    exposure_col: str
+    claims_col: str
+
+    def predict_rate(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def predict_claims(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
+        """Predicted claims per row: rate x ``exposure_years``."""
+        df = _frame(cells)
+        if self.exposure_col not in df.columns:
+            raise DataError(f"cells: column '{self.exposure_col}' is required to predict claims")
+        return self.predict_rate(df) * df.get_column(self.exposure_col).cast(pl.Float64).to_numpy()
+
+    def score(self, cells: pl.DataFrame | pl.LazyFrame) -> float:
+        """Exposure-weighted mean Poisson deviance on ``cells`` (lower is better; see :mod:`engine.metrics`)."""
+        df = _frame(cells)
+        return mean_poisson_deviance(df.get_column(self.claims_col).to_numpy(), self.predict_claims(df),
+                                     df.get_column(self.exposure_col).to_numpy())
+
+    def predict_members(self, members: pl.DataFrame | pl.LazyFrame, at: dt.date) -> pl.DataFrame:
+        """Predicted annual rate of each member sharing on ``at`` (see :func:`score_members`)."""
+        return score_members(self, members, at)
+
+    def plot_lorenz(self, cells: pl.DataFrame | pl.LazyFrame, ax: Any = None) -> Any:
+        """Lorenz curve of the model's ranking on ``cells``; returns the matplotlib Axes."""
+        from engine.metrics import plot_lorenz
+
+        df = _frame(cells)
+        return plot_lorenz(df.get_column(self.claims_col).to_numpy(), self.predict_rate(df),
+                           df.get_column(self.exposure_col).to_numpy(), ax=ax, label=type(self).__name__)
+
+
+class PoissonGLM(RateModel):
     """Poisson GLM of incidence on cells: log rate = intercept + factors + age curve + interactions.
 
     Parameters
@@ -270,23 +309,6 @@ class PoissonGLM:
         q = norm.ppf(0.5 + lv / 2.0)
         return np.exp(eta), np.exp(eta - q * se), np.exp(eta + q * se)
 
-    def predict_claims(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
-        """Predicted claims per row: rate x ``exposure_years``."""
-        df = _frame(cells)
-        if self.exposure_col not in df.columns:
-            raise DataError(f"cells: column '{self.exposure_col}' is required to predict claims")
-        return self.predict_rate(df) * df.get_column(self.exposure_col).cast(pl.Float64).to_numpy()
-
-    def score(self, cells: pl.DataFrame | pl.LazyFrame) -> float:
-        """Exposure-weighted mean Poisson deviance on ``cells`` (lower is better; see :mod:`engine.metrics`)."""
-        df = _frame(cells)
-        return mean_poisson_deviance(df.get_column(self.claims_col).to_numpy(), self.predict_claims(df),
-                                     df.get_column(self.exposure_col).to_numpy())
-
-    def predict_members(self, members: pl.DataFrame | pl.LazyFrame, at: dt.date) -> pl.DataFrame:
-        """Predicted annual rate of each member sharing on ``at`` (see :func:`score_members`)."""
-        return score_members(self, members, at)
-
     # summaries --------------------------------------------------------------------
     @property
     def summary(self) -> pl.DataFrame:
@@ -343,14 +365,6 @@ class PoissonGLM:
             cols[f["name"]] = [str(levels.get(f["name"], f["reference"]))] * len(ages)
         grid = pl.DataFrame(cols)
         return grid.with_columns(pl.Series("rate", self.predict_rate(grid)))
-
-    def plot_lorenz(self, cells: pl.DataFrame | pl.LazyFrame, ax: Any = None) -> Any:
-        """Lorenz curve of the model's ranking on ``cells``; returns the matplotlib Axes."""
-        from engine.metrics import plot_lorenz
-
-        df = _frame(cells)
-        return plot_lorenz(df.get_column(self.claims_col).to_numpy(), self.predict_rate(df),
-                           df.get_column(self.exposure_col).to_numpy(), ax=ax, label="PoissonGLM")
 
     # persistence ------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

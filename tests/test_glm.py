@@ -301,6 +301,12 @@ def test_gbm_fits_predicts_and_is_deterministic() -> None:
     assert g.score(test) < null.score(test)
     pred = g.predict_rate(cells)
     assert np.all(pred > 0) and np.median(np.abs(pred / rate - 1)) < 0.15
+    # the methods shared with the GLM (engine.glm.RateModel), against plain numpy
+    e, d = test["exposure_years"].to_numpy(), test["claims"].to_numpy().astype(float)
+    mu = g.predict_rate(test) * e
+    np.testing.assert_allclose(g.predict_claims(test), mu, rtol=1e-12)
+    dev = 2 * (np.where(d > 0, d * np.log(np.where(d > 0, d, 1) / mu), 0.0) - (d - mu))
+    assert g.score(test) == pytest.approx(dev.sum() / e.sum(), rel=1e-9)
     with pytest.raises(DataError, match="channel"):
         g.predict_rate(cells.with_columns(pl.lit("tv").alias("channel")))
     with pytest.raises(ModelError):
