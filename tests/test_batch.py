@@ -11,6 +11,8 @@ import pytest
 
 from engine.cli.main import main
 
+from runconfig_kit import small_run_config
+
 REPO = Path(__file__).resolve().parents[1]
 
 #: output file -> columns it must have
@@ -40,25 +42,6 @@ OUTPUTS = {
 }
 OTHER = ["account.json", "summary.json", "report.html", "config.toml", "models/glm", "models/segmentation"]
 
-CONFIG = """
-[data]
-members = "data/members.parquet"
-claims = "data/claims.parquet"
-
-[segmentation]
-min_expected_claims = 1.0
-max_groups = 4
-
-[projection]
-horizon = 24
-scenarios = 64
-seed = 3
-
-[plans]
-pooled = "{repo}/configs/xianghubao.toml"
-files = ["{repo}/configs/vertical.toml"]
-"""
-
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -66,7 +49,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("batch")
     generate(30_000, 11, dirty=0.002, level=4.0).write(root / "data")
-    (root / "run.toml").write_text(CONFIG.format(repo=REPO), encoding="utf-8")
+    (root / "run.toml").write_text(small_run_config(max_groups=4, horizon=24, scenarios=64, seed=3), encoding="utf-8")
     return root
 
 

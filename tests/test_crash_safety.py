@@ -21,25 +21,9 @@ import pytest
 
 from engine.outdir import check_target, recover, staged_output
 
+from runconfig_kit import small_run_config
+
 REPO = Path(__file__).resolve().parents[1]
-
-CONFIG = """
-[data]
-members = "data/members.parquet"
-claims = "data/claims.parquet"
-
-[segmentation]
-min_expected_claims = 1.0
-max_groups = 3
-
-[projection]
-horizon = 12
-scenarios = 16
-
-[plans]
-pooled = "{repo}/configs/xianghubao.toml"
-files = ["{repo}/configs/vertical.toml"]
-"""
 
 
 def _cmd(cfg: Path, out: Path) -> list[str]:
@@ -67,7 +51,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, floa
     root = tmp_path_factory.mktemp("crash")
     generate(8_000, 5, dirty=0.002, level=6.0).write(root / "data")
     cfg = root / "run.toml"
-    cfg.write_text(CONFIG.format(repo=REPO), encoding="utf-8")
+    cfg.write_text(small_run_config(), encoding="utf-8")
     out = root / "out"
     t0 = time.monotonic()
     subprocess.run(_cmd(cfg, out), check=True, cwd=REPO, timeout=300)

@@ -24,26 +24,9 @@ import pytest
 
 from engine.cli.main import main
 
+from runconfig_kit import small_run_config
+
 REPO = Path(__file__).resolve().parents[1]
-
-CONFIG = """
-[data]
-members = "{members}"
-claims = "{claims}"
-
-[segmentation]
-min_expected_claims = 1.0
-max_groups = 3
-
-[projection]
-horizon = 12
-scenarios = 16
-seed = 5
-
-[plans]
-pooled = "{repo}/configs/xianghubao.toml"
-files = ["{repo}/configs/vertical.toml"]
-"""
 
 
 def _digests(root: Path) -> dict[str, str]:
@@ -89,12 +72,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     plat = generate(12_000, 21, dirty=0.003, level=6.0)
     plat.write(root / "data")
     cfg = root / "run.toml"
-    cfg.write_text(CONFIG.format(members="data/members.parquet", claims="data/claims.parquet", repo=REPO))
+    cfg.write_text(small_run_config(seed=5))
     members = pl.read_parquet(root / "data" / "members.parquet")
     claims = pl.read_parquet(root / "data" / "claims.parquet")
     mdir, cdir = _partition(members, claims, root / "parts", seed=7)
     cfg2 = root / "parts" / "run.toml"  # another file in another directory: its path must not leak
-    cfg2.write_text(CONFIG.format(members=mdir, claims=cdir, repo=REPO))
+    cfg2.write_text(small_run_config(mdir, cdir, seed=5))
     out = {name: root / f"out-{name}" for name in ("a", "b", "parts")}
     assert main(["run", str(cfg), "--out", str(out["a"]), "--quiet"]) == 0
     # the rerun: another process with one polars thread (float sums must not depend on threads)

@@ -17,21 +17,14 @@ from engine.cli.main import main
 from engine.errors import ConfigError
 from engine.memguard import BASE_BYTES, PER_ROW_FACTOR, available_memory, default_limit, estimate_inputs, parse_size
 
+from runconfig_kit import small_run_config
+
+
+def _config(run: str = "") -> str:
+    return small_run_config("members", "claims.parquet", max_groups=2, horizon=6, scenarios=8, plans=False, extra=run)
+
+
 REPO = Path(__file__).resolve().parents[1]
-
-CONFIG = """
-[data]
-members = "members"
-claims = "claims.parquet"
-{run}
-[segmentation]
-min_expected_claims = 1.0
-max_groups = 2
-
-[projection]
-horizon = 6
-scenarios = 8
-"""
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +39,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Path:
         d.mkdir(parents=True)
         m.filter(pl.col("city_tier") == tier).drop("city_tier").write_parquet(d / "part-0.parquet")
     plat.claims.write_parquet(root / "claims.parquet")
-    (root / "run.toml").write_text(CONFIG.format(run=""))
+    (root / "run.toml").write_text(_config())
     return root
 
 
@@ -73,14 +66,14 @@ def test_tiny_limit_refused_before_reading(platform: Path, monkeypatch: pytest.M
 
 def test_config_key_limit_and_bad_value(platform: Path, capsys: pytest.CaptureFixture) -> None:
     cfg = platform / "small-limit.toml"
-    cfg.write_text(CONFIG.format(run='[run]\nmemory_limit = "2 MiB"\n'))
+    cfg.write_text(_config('[run]\nmemory_limit = "2 MiB"\n'))
     assert main(["run", str(cfg), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "memory limit of 2.1 MB" in err and "run.memory_limit" in err
     # the command line wins over the configuration
     assert main(["run", str(cfg), "--dry-run", "--quiet", "--memory-limit", "64GB"]) == 0
     bad = platform / "bad-limit.toml"
-    bad.write_text(CONFIG.format(run='[run]\nmemory_limit = "lots"\n'))
+    bad.write_text(_config('[run]\nmemory_limit = "lots"\n'))
     assert main(["run", str(bad), "--dry-run"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "run.memory_limit" in err[0] and "lots" in err[0]
