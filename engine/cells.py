@@ -38,9 +38,6 @@ from engine.dates import (
     DayTable,
     MonthTable,
     birthday,
-    civil_from_days,
-    days_from_civil,
-    md_code,
     next_period_start,
     period_start,
 )
@@ -274,24 +271,6 @@ def accumulate(cal: Calendar, mem: Members, spec: KeySpec, waiting_days: int) ->
     return out
 
 
-def keys_at(cal: Calendar, spec: KeySpec, birth: np.ndarray, join: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
-    """Period index, age and duration/band on days ``t`` (for claims; plain arithmetic)."""
-    out: dict[str, np.ndarray] = {"p": np.searchsorted(cal.first, t, side="right") - 1}
-    ty, tm, td = civil_from_days(t)
-    if spec.age:
-        by, bm, bd = civil_from_days(birth)
-        out["age"] = ty - by - (md_code(tm, td) < md_code(bm, bd))
-    if spec.dim:
-        jy, jm, jd = civil_from_days(join)
-        ny = ty + (tm == 12)
-        nm = np.where(tm == 12, 1, tm + 1)
-        last = days_from_civil(ny, nm, np.ones_like(nm)) - days_from_civil(ty, tm, np.ones_like(tm))
-        dur = 12 * (ty - jy) + (tm - jm) - (td < np.minimum(jd, last))
-        out["dim"] = np.searchsorted(spec.edges, dur, side="right") - 1 if spec.dim == "band" else dur
-    return out
-
-
-# --------------------------------------------------------------------------- static keys
 def encode_column(s: pl.Series) -> tuple[np.ndarray, pl.Series]:
     """Integer codes ``0..k-1`` of a column and the ``k`` values (null included) they stand for."""
     if s.dtype.is_integer() and s.null_count() == 0 and s.len():

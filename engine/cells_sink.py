@@ -88,10 +88,11 @@ class CellSink:
             self.frames_.append(frame())
             return
         ao, do = space.amin - self.a0, space.dmin - self.d0
+        unique = np.unique(gids).size == gids.size
         for k, v in sums.items():
             blk = v.reshape(n_sid, space.na, space.nd, -1)
             target = self.arr[k][:, ao:ao + space.na, do:do + space.nd]
-            if np.unique(gids).size == gids.size:
+            if unique:
                 target[gids] += blk
             else:  # pragma: no cover - decoded values are unique per batch
                 np.add.at(target, gids, blk)

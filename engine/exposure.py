@@ -39,21 +39,13 @@ import polars as pl
 
 from engine.cells import Calendar, KeySpec
 from engine.cells_sink import CellSink
-from engine.exposure_batch import batch_cells, batches, check_columns, claimant_cells, claimants, parts_of, prepare_batch
+from engine.exposure_batch import as_lazy, batch_cells, batches, check_columns, claimant_cells, claimants, parts_of, prepare_batch
 from engine.dates import day_number
 from engine.errors import ConfigError, DataError, EngineError
 
 REASONS = ("before_join", "in_waiting_period", "after_exit", "after_first_claim", "outside_study")
 PERIODS = ("month", "quarter", "year")
 _CLAIM_TMP = ("__ord", "__join", "__exit", "__first")
-
-
-def _lazy(frame: pl.LazyFrame | pl.DataFrame, what: str) -> pl.LazyFrame:
-    if isinstance(frame, pl.DataFrame):
-        return frame.lazy()
-    if isinstance(frame, pl.LazyFrame):
-        return frame
-    raise ConfigError(f"{what}: expected a polars DataFrame or LazyFrame, got {type(frame).__name__}")
 
 
 def _check_waiting(waiting_days: Any) -> int:
@@ -105,8 +97,8 @@ def classify_claims(
     Existing ``eligible`` / ``reason`` columns of ``claims`` are dropped and recomputed.
     """
     w = _check_waiting(waiting_days)
-    m = _lazy(members, "members")
-    c = _lazy(claims, "claims")
+    m = as_lazy(members, "members")
+    c = as_lazy(claims, "claims")
     _need(m.collect_schema(), ("member_id", "join_date", "exit_date"), "members")
     c_schema = c.collect_schema()
     _need(c_schema, ("member_id", "event_date"), "claims")
@@ -254,7 +246,7 @@ def exposure(
     by, edges = _check_args(start, end, period, by, duration_bands, batch_size)
     w = _check_waiting(waiting_days)
     bs = batch_size or DEFAULT_BATCH
-    c = _lazy(claims, "claims")
+    c = as_lazy(claims, "claims")
     c_schema = c.collect_schema()
     _need(c_schema, ("member_id", "event_date", "amount"), "claims")
     static = [b for b in by if b not in DAY_KEYS]
@@ -301,10 +293,6 @@ def exposure(
     if used + rejected.height != cdf.height:
         raise EngineError(f"internal: claims account does not balance: {cdf.height} != {used} + {rejected.height}")
     return (cells, rejected) if return_rejected else cells
-
-
-def _date(day: int) -> dt.date:
-    return dt.date(1970, 1, 1) + dt.timedelta(days=int(day))
 
 
 def _combine(

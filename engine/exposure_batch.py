@@ -164,15 +164,23 @@ def _events(space: Space, lo: np.ndarray | None, sub_lo: np.ndarray | None = Non
     return out
 
 
-def prepare_batch(mb: pl.DataFrame, cal: Calendar, spec: KeySpec, static: list[str], w: int) -> tuple[Space, np.ndarray, Any]:
-    """Day arrays, static key ids and the key space of a batch of members (run on the reading thread)."""
+def _member_space(mb: pl.DataFrame, cal: Calendar, spec: KeySpec, static: list[str],
+                  w: int) -> tuple[Space, np.ndarray, Any, np.ndarray | None]:
+    """Key space of the members of ``mb`` sharing in the window, their first at-risk days, the decoder
+    of static key ids and the rows of ``mb`` kept (None: all)."""
     birth = _day_array(mb.get_column("birth_date"))
     join = _day_array(mb.get_column("join_date"))
     exit_ = _day_array(mb.get_column("exit_date"))
     idx, birth, join, s0, s1, r0 = _intervals(birth, join, exit_, cal, w)
     sid, n_sid, decode = encode_static(mb, static)
     sid = sid if idx is None else sid[idx]
-    return Space(cal, spec, birth, join, sid, n_sid, s0, s1), r0, decode
+    return Space(cal, spec, birth, join, sid, n_sid, s0, s1), r0, decode, idx
+
+
+def prepare_batch(mb: pl.DataFrame, cal: Calendar, spec: KeySpec, static: list[str], w: int) -> tuple[Space, np.ndarray, Any]:
+    """Day arrays, static key ids and the key space of a batch of members (run on the reading thread)."""
+    space, r0, decode, _ = _member_space(mb, cal, spec, static, w)
+    return space, r0, decode
 
 
 def batch_cells(prepared: tuple[Space, np.ndarray, Any], sink: CellSink) -> None:
@@ -215,15 +223,10 @@ def claimant_cells(cm: pl.DataFrame, cl: pl.DataFrame, cal: Calendar, spec: KeyS
 
     ``cl`` are the classified claims of ``cm`` with ``__row`` (row of ``cm``), sorted by input order.
     """
-    birth = _day_array(cm.get_column("birth_date"))
-    join = _day_array(cm.get_column("join_date"))
-    exit_ = _day_array(cm.get_column("exit_date"))
-    idx, birth, join, s0, s1, r0 = _intervals(birth, join, exit_, cal, w)
+    space, r0, decode, idx = _member_space(cm, cal, spec, static, w)
+    s0, s1 = space.s0, space.s1
     pos = np.full(cm.height, -1, dtype=np.int64)  # row of cm -> live position
     pos[np.arange(cm.height) if idx is None else idx] = np.arange(s0.size)
-    sid, n_sid, decode = encode_static(cm, static)
-    sid = sid if idx is None else sid[idx]
-    space = Space(cal, spec, birth, join, sid, n_sid, s0, s1)
     elig = cl.filter(pl.col("eligible"))
     lost = np.zeros((space.n_keys, cal.n_periods), dtype=np.int64)
     if terminate and elig.height:
