@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of)
     res.require_usable(str(args.members))
-    members = _clean_members(args.members, res, as_of)
+    members = res.members.collect()  # validation holds the clean members in memory already
     cols = (members[0] if isinstance(members, list) else members).collect_schema().names()
     missing = [b for b in by if b not in ("age", "duration", "duration_band") and b not in cols]
     if missing:
@@ -97,40 +97,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"cells: {cells.height:,} rows, {cells['exposure_years'].sum():,.1f} exposure-years, "
               f"{cells['sharing_years'].sum():,.1f} sharing-years, amount {cells['amount'].sum():,.0f} -> {args.out}")
     return 0
-
-
-def _clean_members(path, res, as_of):
-    """Clean members: one frame for one file; one lazy partition per file otherwise (streamed).
-
-    Each partition re-applies the row rules of :func:`engine.validate` and drops the
-    duplicated ids it found; the total is checked against validation's row account.
-    """
-    import datetime as dt
-
-    import polars as pl
-
-    from engine.errors import EngineError
-    from engine.io import read_members, resolve_paths
-    from engine.validate import MAX_DATE, MIN_DATE, _rename_reserved, member_rules
-
-    files = resolve_paths(path)
-    if len(files) == 1:
-        return res.members.collect()
-    rej = res.rejected_members
-    dup = rej.filter(pl.col("reason") == "duplicate_member_id").get_column("member_id").unique()
-    parts = []
-    for f in files:
-        lf = _rename_reserved(read_members(f))
-        rule = member_rules(lf.collect_schema(), as_of or dt.date.today(), MIN_DATE, MAX_DATE)
-        parts.append(
-            lf.with_columns(rule.alias("__reason"))
-            .filter(pl.col("__reason").is_null() & ~pl.col("member_id").is_in(dup.implode()))
-            .drop("__reason")
-        )
-    n = int(pl.concat([p.select(pl.len()) for p in parts]).collect().sum().item())
-    if n != int(res.account["members"]["used"]):
-        raise EngineError(f"internal: {path}: {n} clean members by partition != {res.account['members']['used']} validated")
-    return parts
 
 
 def _fmt(d: dict) -> str:
