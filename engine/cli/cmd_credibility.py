@@ -37,18 +37,12 @@ def _complement(text: str) -> str | float:
 
 
 def run(args: argparse.Namespace) -> int:
-    import polars as pl
 
-    from engine.cli.common import prepare_out_dir, print_table
+    from engine.cli.common import prepare_out_dir, print_table, read_cells
     from engine.credibility import BuhlmannStraub, limited_fluctuation_table
-    from engine.errors import InputFileError
-    from engine.io import resolve_paths, write_json, write_parquet
+    from engine.io import write_json, write_parquet
 
-    files = resolve_paths(args.cells)
-    try:
-        cells = pl.read_parquet([str(f) for f in files])
-    except Exception as exc:  # unreadable / not Parquet
-        raise InputFileError(f"{args.cells}: cannot read cells Parquet ({type(exc).__name__})") from None
+    cells = read_cells(args.cells)
     out = prepare_out_dir(args.out)
     comp = _complement(args.complement)
     if args.method == "buhlmann-straub":

@@ -29,18 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import polars as pl
 
-    from engine.cli.common import print_table
-    from engine.errors import ConfigError, InputFileError
+    from engine.cli.common import print_table, read_cells
+    from engine.errors import ConfigError
     from engine.incidence import incidence
-    from engine.io import resolve_paths, write_parquet
+    from engine.io import write_parquet
 
-    files = resolve_paths(args.cells)
-    try:
-        cells = pl.read_parquet([str(f) for f in files])
-    except Exception as exc:  # unreadable / not Parquet
-        raise InputFileError(f"{args.cells}: cannot read cells Parquet ({type(exc).__name__})") from None
+    cells = read_cells(args.cells)
     by = [b.strip() for b in args.by.split(",") if b.strip()]
     basis = None if args.basis.lower() in ("none", "") else args.basis.lower()
     if args.scale_basis and basis is None:

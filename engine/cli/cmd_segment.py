@@ -69,11 +69,10 @@ def _read_rules(path: str) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
-    import polars as pl
 
-    from engine.cli.common import prepare_out_dir, print_table
+    from engine.cli.common import prepare_out_dir, print_table, read_cells
     from engine.errors import ConfigError
-    from engine.io import resolve_paths, write_parquet
+    from engine.io import write_parquet
     from engine.segment_model import CellPoissonModel
     from engine.segmentation import RiskSegmenter
 
@@ -91,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
         template = load_plans(args.plans_template)[0]
     out = prepare_out_dir(args.out)
-    cells = pl.concat([pl.read_parquet(f) for f in resolve_paths(args.cells)], how="diagonal_relaxed")
+    cells = read_cells(args.cells)
     seg = RiskSegmenter(
         method=args.method,
         max_groups=args.max_groups,
@@ -132,9 +131,9 @@ def _score(args: argparse.Namespace) -> int:
     """Assign members (or cells) to the groups of a saved segmentation; write assignments.parquet."""
     import polars as pl
 
-    from engine.cli.common import parse_date, prepare_out_dir, print_table
-    from engine.errors import ConfigError, InputFileError
-    from engine.io import read_members, resolve_paths, write_parquet
+    from engine.cli.common import parse_date, prepare_out_dir, print_table, read_cells
+    from engine.errors import ConfigError
+    from engine.io import read_members, write_parquet
     from engine.segmentation import RiskSegmenter
 
     if bool(args.members) == bool(args.cells):
@@ -147,10 +146,7 @@ def _score(args: argparse.Namespace) -> int:
             raise ConfigError("--at: a date is needed to compute the members' attained age or duration")
         ids = ["member_id"]
     else:
-        try:
-            frame = pl.concat([pl.read_parquet(f) for f in resolve_paths(args.cells)], how="diagonal_relaxed")
-        except Exception as exc:  # unreadable / not Parquet
-            raise InputFileError(f"{args.cells}: cannot read cells Parquet ({type(exc).__name__})") from None
+        frame = read_cells(args.cells)
         ids = [c for c in frame.columns if c in ("period", *seg.features_, "exposure_years", "claims")]
     group = seg.assign(frame, at=at, unknown=args.unknown)
     names = seg.groups_.select(pl.col("group").cast(pl.Int32), "name")

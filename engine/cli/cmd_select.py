@@ -72,11 +72,10 @@ def _cells_from_members(args: argparse.Namespace, adjust: list[str] | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    import polars as pl
 
-    from engine.cli.common import print_table
-    from engine.errors import ConfigError, InputFileError
-    from engine.io import resolve_paths, write_parquet
+    from engine.cli.common import print_table, read_cells
+    from engine.errors import ConfigError
+    from engine.io import write_parquet
     from engine.select import SelectFactors
 
     adjust: list[str] | None = None
@@ -86,11 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cells and (args.members or args.claims):
         raise ConfigError("--cells: give either --cells or --members/--claims, not both")
     if args.cells:
-        files = resolve_paths(args.cells)
-        try:
-            cells = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
-        except Exception as exc:  # unreadable / not Parquet
-            raise InputFileError(f"{args.cells}: cannot read cells Parquet ({type(exc).__name__})") from None
+        cells = read_cells(args.cells)
     elif args.members or args.claims:
         cells = _cells_from_members(args, adjust)
     else:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import ConfigError, OutputError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def parse_date(text: str, what: str) -> dt.date:
@@ -77,3 +80,20 @@ def account_rows(account: dict[str, Any]) -> list[dict[str, Any]]:
         for reason, n in sorted(acc.get("set_aside", {}).items()):
             rows.append({"table": what, "status": f"set aside: {reason}", "rows": int(n)})
     return rows
+
+
+def read_cells(path: str) -> pl.DataFrame:
+    """Cells Parquet (file, glob or directory; files with different columns are aligned).
+
+    Raises :class:`engine.errors.InputFileError` naming ``path`` when a file cannot be read.
+    """
+    import polars as pl
+
+    from engine.errors import InputFileError
+    from engine.io import resolve_paths
+
+    files = resolve_paths(path)
+    try:
+        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+    except Exception as exc:  # unreadable / not Parquet
+        raise InputFileError(f"{path}: cannot read cells Parquet ({type(exc).__name__})") from None
