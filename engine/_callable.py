@@ -13,16 +13,15 @@ import types
 from typing import Any
 
 
-def make_callable(module_name: str, function_name: str | None = None) -> None:
-    """Let ``engine.<module_name>(...)`` call the function of the same name.
+def make_callable(module_name: str) -> None:
+    """Let ``engine.<name>(...)`` call the function ``<name>`` of the module ``engine.<name>``.
 
     Parameters
     ----------
     module_name : the full module name, e.g. ``"engine.validate"`` (pass ``__name__``).
-    function_name : the function to forward to; the module's last name part by default.
     """
     module = sys.modules[module_name]
-    name = function_name or module_name.rsplit(".", 1)[-1]
+    name = module_name.rsplit(".", 1)[-1]
 
     class _CallableModule(types.ModuleType):
         def __call__(self, *args: Any, **kwargs: Any) -> Any:

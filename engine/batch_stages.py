@@ -144,7 +144,6 @@ def canonical_rows(df: pl.DataFrame, first: list[str], last: tuple[str, ...] = (
 def stage_incidence(ctx: Context) -> None:
     """Crude incidence vs the basis, GLM with held-out deviance, Lorenz/Gini, calibration, select, credibility."""
     from engine.credibility import limited_fluctuation_table
-    from engine.glm import PoissonGLM
     from engine.incidence import incidence
     from engine.metrics import calibration_table, gini, mean_poisson_deviance, split_cells
     from engine.select import SelectFactors

@@ -414,23 +414,10 @@ class PoissonGLM(RateModel):
 
 
 def data_fingerprint(df: pl.DataFrame) -> str:
-    """SHA-256 fingerprint of the training cells: :func:`engine.persist.fingerprint`.
-
-    Falls back to the same recipe with ``hash_rows(seed=0)`` when the installed polars'
-    ``hash_rows`` has no ``seed_1..seed_3`` arguments (polars >= 2).
-    """
+    """SHA-256 fingerprint of the training cells (:func:`engine.persist.fingerprint`)."""
     from engine.persist import fingerprint
 
-    try:
-        return fingerprint(df)
-    except TypeError:
-        import hashlib
-
-        h = hashlib.sha256()
-        h.update(repr([(n, str(t)) for n, t in df.schema.items()]).encode())
-        if df.height:
-            h.update(df.hash_rows(seed=0).to_numpy().tobytes())
-        return h.hexdigest()
+    return fingerprint(df)
 
 
 def _dev(d: np.ndarray, mu: np.ndarray) -> float:

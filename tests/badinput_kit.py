@@ -5,13 +5,6 @@ the Ctx that writes corrupted inputs and builds CLI argv, and the one-error-line
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
-import os
-import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path

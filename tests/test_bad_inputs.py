@@ -17,24 +17,16 @@ the ``fentan`` entry point) to prove the process exits non-zero without a traceb
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import math
 import os
-import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pytest
 
-from engine.cli.main import main
-from badinput_kit import AS_OF, D, Case, Ctx, _one_error_line, _run, base, big  # noqa: F401  (fixtures)
+from badinput_kit import Case, Ctx, _one_error_line, _run, base, big  # noqa: F401  (base, big: fixtures)
 
 
 def k_missing_file(x: Ctx) -> Case:
