@@ -122,7 +122,7 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
     """
     from engine import batch_plans as bp
     from engine import batch_stages as bs
-    from engine.outdir import check_target, staged_output
+    from engine.outdir import staged_output
 
     cfg = _as_config(config)
     if out is None:
@@ -138,7 +138,6 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
             _timed("validate", lambda: bs.stage_validate(ctx), pg, timings)
         acc = bs.account(ctx)
         return RunResult(None, acc, facts=ctx.facts, timings=timings)
-    check_target(out, force=force)
     started = dt.datetime.now(dt.timezone.utc)
     with staged_output(out, force=force) as stage, _Progress(show) as pg:
         ctx = bs.Context(cfg, stage)
@@ -166,12 +165,10 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
 def _memory_check(cfg: RunConfig, memory_limit: str | int | None) -> Any:
     from engine.memguard import check_memory
 
-    if memory_limit is not None:
-        return check_memory(cfg.data.members, cfg.data.claims, memory_limit, source="--memory-limit")
-    if cfg.run.memory_limit is not None:
-        return check_memory(cfg.data.members, cfg.data.claims, cfg.run.memory_limit,
-                            source=f"{cfg.source}: run.memory_limit")
-    return check_memory(cfg.data.members, cfg.data.claims)
+    limit, source = memory_limit, "--memory-limit"
+    if limit is None and cfg.run.memory_limit is not None:
+        limit, source = cfg.run.memory_limit, f"{cfg.source}: run.memory_limit"
+    return check_memory(cfg.data.members, cfg.data.claims, limit, source=source if limit is not None else None)
 
 
 def _timed(name: str, fn: Callable[[], Any], pg: _Progress, timings: dict[str, float]) -> None:
