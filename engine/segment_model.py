@@ -28,13 +28,12 @@ def group_sums(frame: pl.DataFrame, keys: Sequence[str], cols: Sequence[str]) ->
     polars' parallel ``group_by().sum()`` may add floats in a different order from run
     to run (last-bit differences); here the sums are sequential ``numpy.bincount``.
     """
-    keys = list(keys)
-    uniq = frame.select(keys).unique().sort(keys).with_row_index("_g")
-    idx = frame.select(keys).with_row_index("_i").join(uniq, on=keys, how="left").sort("_i")["_g"].to_numpy()
-    idx = idx.astype(np.int64)
+    from engine.sums import group_index
+
+    uniq, idx = group_index(frame, keys)
     sums = [pl.Series(c, np.bincount(idx, weights=frame.get_column(c).to_numpy().astype(float), minlength=uniq.height))
             for c in cols]
-    return uniq.drop("_g").with_columns(sums), idx
+    return uniq.with_columns(sums), idx
 
 
 def key_columns(cells: pl.DataFrame) -> list[str]:

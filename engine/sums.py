@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-__all__ = ["group_sums", "exact_sum"]
+__all__ = ["group_index", "group_sums", "exact_sum"]
 
 
 def exact_sum(values: pl.Series | np.ndarray | Sequence[float]) -> float:
@@ -37,6 +37,20 @@ def exact_sum(values: pl.Series | np.ndarray | Sequence[float]) -> float:
         values = values.drop_nulls().cast(pl.Float64).to_numpy()
     arr = np.asarray(values, dtype=float)
     return math.fsum(arr.tolist())
+
+
+def group_index(frame: pl.DataFrame, keys: Sequence[str]) -> tuple[pl.DataFrame, np.ndarray]:
+    """The distinct ``keys`` of ``frame`` sorted (nulls last) and each row's position among them.
+
+    Returns
+    -------
+    (uniq, idx): ``uniq`` one row per key combination; ``idx[i]`` the row of ``uniq`` of row ``i``.
+    """
+    keys = list(keys)
+    uniq = frame.select(keys).unique().sort(keys, nulls_last=True).with_row_index("_g")
+    idx = (frame.select(keys).with_row_index("_i").join(uniq, on=keys, how="left", nulls_equal=True)
+           .sort("_i").get_column("_g").to_numpy().astype(np.int64))
+    return uniq.drop("_g"), idx
 
 
 def group_sums(frame: pl.DataFrame, keys: Sequence[str], cols: Sequence[str]) -> pl.DataFrame:
@@ -61,11 +75,9 @@ def group_sums(frame: pl.DataFrame, keys: Sequence[str], cols: Sequence[str]) ->
     cols = list(cols)
     if not keys:
         return pl.DataFrame({c: [exact_sum(frame.get_column(c).fill_null(0))] for c in cols})
-    uniq = frame.select(keys).unique().sort(keys, nulls_last=True).with_row_index("_g")
+    uniq, idx = group_index(frame, keys)
     if frame.height == 0:
-        return uniq.drop("_g").with_columns([pl.lit(0.0).alias(c) for c in cols])
-    idx = (frame.select(keys).with_row_index("_i").join(uniq, on=keys, how="left", nulls_equal=True)
-           .sort("_i").get_column("_g").to_numpy().astype(np.int64))
+        return uniq.with_columns([pl.lit(0.0).alias(c) for c in cols])
     n = uniq.height
     out = []
     for c in cols:
@@ -76,4 +88,4 @@ def group_sums(frame: pl.DataFrame, keys: Sequence[str], cols: Sequence[str]) ->
         sums = np.zeros(n)
         sums[gs[starts]] = np.add.reduceat(vs, starts)
         out.append(pl.Series(c, sums))
-    return uniq.drop("_g").with_columns(out)
+    return uniq.with_columns(out)
