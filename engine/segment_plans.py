@@ -9,12 +9,13 @@ pooled plan of ``configs/xianghubao.toml``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 from engine.errors import ConfigError, ModelError
 from engine.plan_expr import Expression
-from engine.plans import Eligibility, Plan, PlanSet
+from engine.plans import Plan, PlanSet
 
 __all__ = ["rule_expression", "segment_plans"]
 
@@ -103,7 +104,8 @@ def segment_plans(seg: Any, template: Plan, *, prefix: str = "", name: str | Non
             "or use method='tree' / contiguous_age=True for marketable plans)"
         )
     feats = list(seg.features_)
-    names = seg.groups_.sort("group").get_column("name").to_list()
+    groups = seg.groups_.sort("group")
+    names, group_rules = groups.get_column("name").to_list(), groups.get_column("rule").to_list()
     texts: list[str | None] = []
     for rules in seg.rules_:
         texts.append(None if rules is None else _group_text(list(rules), feats))
@@ -118,12 +120,10 @@ def segment_plans(seg: Any, template: Plan, *, prefix: str = "", name: str | Non
         if t_el.when is not None:
             text = f"({t_el.when.text})" if text is None else f"({t_el.when.text}) and ({text})"
         when = None if text is None else Expression.parse(text)
-        plans.append(Plan(
-            name=f"{prefix}{names[g]}", eligibility=Eligibility(age=t_el.age, values=dict(t_el.values), when=when),
-            benefits=template.benefits, fee=template.fee, waiting_days=template.waiting_days,
-            sharing_days=template.sharing_days, per_claimant_cap=template.per_claimant_cap,
-            annual_cap=template.annual_cap, rule=template.rule,
-            description=f"risk group {g + 1} of {len(names)} ({seg.method}): {seg.groups_.sort('group')['rule'][g]}",
+        plans.append(dataclasses.replace(  # every other term of the template is kept as it is
+            template, name=f"{prefix}{names[g]}",
+            eligibility=dataclasses.replace(t_el, values=dict(t_el.values), when=when),
+            description=f"risk group {g + 1} of {len(names)} ({seg.method}): {group_rules[g]}",
         ))
     k = len(plans)
     return PlanSet(tuple(plans), name=name or f"segments_k{k}", allow_overlap=seg.method == "rules",
