@@ -265,7 +265,8 @@ def test_matrix_has_at_least_25_error_kinds() -> None:
 # --------------------------------------------------------------------------- real processes: no traceback
 def _fentan_cmd() -> list[str]:
     exe = shutil.which("fentan") or str(Path(sys.executable).with_name("fentan"))
-    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "engine.cli.main"]
+    assert os.path.exists(exe), "the fentan console script is not installed (pip install -e '.[test]')"
+    return [exe]
 
 
 @pytest.mark.parametrize("how", ["module", "entry_point"])
