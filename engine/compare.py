@@ -336,7 +336,8 @@ class ComparisonResult:
 
     def plot_changes(self, ax=None):
         """Bar chart of each group's annual payment before (pooled) and after (vertical); returns the ax."""
-        import matplotlib.pyplot as plt
+        from engine._optional import pyplot
+        plt = pyplot()
 
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 4))
@@ -352,7 +353,8 @@ class ComparisonResult:
 
     def plot_cross_subsidy(self, plan: str | None = None, ax=None):
         """Heat map of the net cross-subsidy (CNY per member-year) payer -> beneficiary in a pooled plan; returns the ax."""
-        import matplotlib.pyplot as plt
+        from engine._optional import pyplot
+        plt = pyplot()
 
         m = self.cross_subsidy
         plan = plan or m["plan"][0]

@@ -360,7 +360,8 @@ class BuhlmannStraub:
 
     def plot_credibility(self, ax: Any = None) -> Any:
         """Observed vs credibility rate per group (bubble size ~ exposure); returns the ax."""
-        import matplotlib.pyplot as plt
+        from engine._optional import pyplot
+        plt = pyplot()
 
         self._check_fitted()
         if ax is None:

@@ -188,7 +188,8 @@ def plot_incidence(inc: pl.DataFrame, ax: Any = None, x: str = "age", hue: str |
     -------
     The matplotlib Axes.
     """
-    import matplotlib.pyplot as plt
+    from engine._optional import pyplot
+    plt = pyplot()
 
     if x not in inc.columns:
         raise ConfigError(f"plot_incidence: column '{x}' is not in the incidence table")

@@ -178,7 +178,8 @@ def calibration_table(
 
 def plot_lorenz(claims: Any, predicted_rate: Any, exposure: Any, ax: Any = None, label: str | None = None) -> Any:
     """Plot the Lorenz curve with the diagonal; returns the matplotlib Axes."""
-    import matplotlib.pyplot as plt
+    from engine._optional import pyplot
+    plt = pyplot()
 
     x, y = lorenz_curve(claims, predicted_rate, exposure)
     g = gini(claims, predicted_rate, exposure)
@@ -194,7 +195,8 @@ def plot_lorenz(claims: Any, predicted_rate: Any, exposure: Any, ax: Any = None,
 
 def plot_calibration(table: pl.DataFrame, ax: Any = None) -> Any:
     """Plot observed vs predicted rate per bin of :func:`calibration_table`; returns the Axes."""
-    import matplotlib.pyplot as plt
+    from engine._optional import pyplot
+    plt = pyplot()
 
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 5))

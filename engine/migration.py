@@ -58,7 +58,8 @@ class MigrationResult:
 
     def plot_history(self, ax=None):
         """Members of each plan by round; returns the ax."""
-        import matplotlib.pyplot as plt
+        from engine._optional import pyplot
+        plt = pyplot()
 
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 4))

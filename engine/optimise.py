@@ -136,7 +136,8 @@ class OptimiseResult:
 
     def plot_tradeoff(self, ax=None):
         """Cross-subsidy and share CV of the smallest plan against K (the granularity trade-off); returns the ax."""
-        import matplotlib.pyplot as plt
+        from engine._optional import pyplot
+        plt = pyplot()
 
         t = self.tradeoff.filter(pl.col("feasible"))
         if ax is None:

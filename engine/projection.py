@@ -82,7 +82,8 @@ class ProjectionResult:
 
     def plot_share(self, plan: str | None = None, ax: Any = None) -> Any:
         """Plot the mean share with its P5-P95 band and the sustainable share; returns the ax."""
-        import matplotlib.pyplot as plt
+        from engine._optional import pyplot
+        plt = pyplot()
 
         if ax is None:
             _, ax = plt.subplots(figsize=(8, 4))

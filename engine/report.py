@@ -37,9 +37,14 @@ footer{color:#6b7785;font-size:12px;text-align:center;padding:20px}
 """
 
 
+#: said in place of each figure when matplotlib (the ``plot`` extra) is not installed
+NO_PLOTS = "Figures need matplotlib: pip install 'fentan[plot]'"
+
+
 def figure_to_data_uri(fig: Any, dpi: int = 110) -> str:
     """Render a matplotlib figure to a ``data:image/png;base64,...`` URI and close it."""
-    import matplotlib.pyplot as plt
+    from engine._optional import pyplot
+    plt = pyplot()
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
@@ -118,7 +123,10 @@ class Report:
 
     @staticmethod
     def figure(sec: Section, fig: Any, alt: str) -> None:
-        """Add a matplotlib figure as an embedded PNG."""
+        """Add a matplotlib figure as an embedded PNG (``None``: the plot extra is missing, say so)."""
+        if fig is None:
+            sec.parts.append(f'<p class="note">[figure omitted: {html.escape(alt)}. {NO_PLOTS}]</p>')
+            return
         sec.parts.append(f'<img alt="{html.escape(alt)}" src="{figure_to_data_uri(fig)}">')
 
     @staticmethod

@@ -11,7 +11,8 @@ from typing import Any
 
 import polars as pl
 
-from engine import report_figures as rf
+from engine import report_figures
+from engine._optional import available
 from engine.report import Report
 
 #: section ids in order (tests check them)
@@ -23,9 +24,17 @@ def _num(v: Any, fmt: str = "{:,.2f}") -> str:
     return "n/a" if v is None or v != v else fmt.format(v)
 
 
+class _NoFigures:
+    """Stands in for the figure module when matplotlib is absent: every figure is ``None``."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
 def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> str:
     """The complete HTML document of a run."""
     cfg, f, t, d = ctx.cfg, ctx.facts, ctx.tables, ctx.data
+    rf: Any = report_figures if available("matplotlib") else _NoFigures()
     # no path or wall time here: the report is byte-identical for the same data and configuration
     # (the configuration's location and the run's times are in config.toml and run.json)
     rep = Report(cfg.output.title, f"study {f.get('study_start')} to {f.get('study_end')}; "

@@ -9,10 +9,10 @@ import polars as pl
 
 
 def _plt() -> Any:
-    import matplotlib
+    from engine._optional import require
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    require("matplotlib", "the report's figures").use("Agg")
+    plt = require("matplotlib.pyplot", "the report's figures")
 
     plt.rcParams.update({"font.size": 10, "axes.grid": True, "grid.alpha": 0.3, "svg.hashsalt": "fentan"})
     return plt

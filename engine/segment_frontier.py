@@ -23,7 +23,8 @@ def plot_frontier(frontier: pl.DataFrame, ax: Any = None) -> Any:
     The recommended K is circled. Needs the optional ``plot`` extra (matplotlib).
     """
     if ax is None:
-        import matplotlib.pyplot as plt
+        from engine._optional import pyplot
+        plt = pyplot()
 
         _, ax = plt.subplots(figsize=(6, 4))
     x = frontier["share_cv_weighted"].to_numpy()

@@ -399,7 +399,8 @@ class SelectFactors:
 
     def plot_factors(self, ax: Any = None) -> Any:
         """Factor by duration band with interval bars (one series per route); returns the ax."""
-        import matplotlib.pyplot as plt
+        from engine._optional import pyplot
+        plt = pyplot()
 
         df = self.summary
         if ax is None:

@@ -14,3 +14,30 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("explore", derandomize=False, deadline=None, max_examples=500, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# ----------------------------------------------------------------------------- shared slow fixtures
+# One small demo (generated platform, validation and the whole pipeline) is run once per session and
+# shared by the tests that only read it, instead of each module generating and running its own.
+import contextlib  # noqa: E402
+import io  # noqa: E402
+from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+import pytest  # noqa: E402
+
+#: the shared small demo: 20,000 members, seed 5, 1% dirty rows of every kind
+SMALL_DEMO = {"members": 20_000, "seed": 5, "dirty": 0.01}
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """``fentan demo`` on a small platform, run once: ``out`` (its directory), ``printed`` (its stdout)
+    and ``result`` (what :func:`engine.cli.cmd_demo.run_demo` returned). Read it; never write into it."""
+    from engine.cli.cmd_demo import run_demo
+
+    out = tmp_path_factory.mktemp("small_demo") / "demo"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        result = run_demo(out, progress=False, **SMALL_DEMO)
+    return SimpleNamespace(out=Path(out), printed=buf.getvalue(), result=result)

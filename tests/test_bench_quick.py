@@ -1,7 +1,9 @@
-"""CI quick benchmark: catches a gross (> 4x) slowdown against benchmarks/results.json.
+"""The quick benchmark runs, and its verdict logic is right.
 
-The timing check warns (does not fail) on a 2x slowdown, so a noisy shared machine does
-not make CI flaky; it is skipped when no results file is committed.
+Timings never fail the test suite: wall times depend on the machine, its load and the library
+builds, so a slowdown against benchmarks/results.json only prints a warning here. Performance is
+judged by ``python -m benchmarks.run --quick`` (which exits non-zero on a gross slowdown) and the
+full benchmark run, not by the unit tests. A stage that breaks (status other than ok) still fails.
 """
 
 from __future__ import annotations
@@ -53,12 +55,14 @@ def test_quick_benchmark(tmp_path: Path) -> None:
 
     cfg_path = HERE / "config.toml"
     q = load_config(cfg_path)["quick"]
-    rows = compare(run_quick(cfg_path, tmp_path), json.loads(RESULTS.read_text())["records"],
+    measured = run_quick(cfg_path, tmp_path)
+    broken = [r for r in measured if r.get("status") != "ok"]
+    assert not broken, f"benchmark stages that failed to run: {broken}"
+    rows = compare(measured, json.loads(RESULTS.read_text())["records"],
                    float(q["warn_ratio"]), float(q["fail_ratio"]), float(q["floor_seconds"]))
     assert any(r["verdict"] != "no reference" for r in rows), "quick workload absent from the committed results"
     for r in rows:
-        if r["verdict"] == "warn":
+        if r["verdict"] in ("warn", "fail") and "ratio" in r:
             warnings.warn(f"benchmark {r['stage']}: {r['wall_s']:.2f} s vs committed {r['committed_s']:.2f} s "
-                          f"(x{r['ratio']:.1f}); noisy machine or a regression", stacklevel=1)
-    gross = [r for r in rows if r["verdict"] == "fail"]
-    assert not gross, f"gross slowdown or broken stage: {gross}"
+                          f"(x{r['ratio']:.1f}) on this machine; timings are judged by the benchmarks, "
+                          "not by the test suite", stacklevel=1)

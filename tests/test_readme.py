@@ -24,8 +24,11 @@ def test_tour_runs_as_written() -> None:
 def test_test_command_is_what_ci_runs() -> None:
     assert "pip install -e '.[test]' && python -m pytest -q" in README
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert "pip install" in ci and "-e '.[test]'" in ci
-    assert re.search(r"python3? -m pytest -q\s*$", ci, flags=re.M)
+    # a fresh virtual environment, then the README's install and test commands inside it
+    assert re.search(r"python3 -m venv \S+", ci) and re.search(r"source \S+/bin/activate", ci)
+    assert "python -m pip install" in ci and "-e '.[test]'" in ci
+    assert re.search(r"^python -m pytest -q\b", ci, flags=re.M)
+    assert ci.index("source ") < ci.index("python -m pip install") < ci.index("python -m pytest")
     assert "pip install -e '.[test]' && fentan demo" in README
 
 

@@ -330,18 +330,17 @@ def test_cli_synth_and_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["synth", "--members", "100", "--seed", "3", "--out", str(out), "--quiet", "--force"]) == 0
     assert main(["synth", "--members", "100", "--seed", "3", "--out", str(tmp_path / "x"), "--dirty", "2"]) == 2
 
-    demo = tmp_path / "demo"
-    assert main(["demo", "--out", str(demo), "--members", "20000", "--seed", "1"]) == 0
-    text = capsys.readouterr().out
+
+
+def test_cli_demo_prints_its_tables(small_demo) -> None:
+    text, demo = small_demo.printed, small_demo.out
     assert "row account" in text and "members (rows)" in text
     assert (demo / "data" / "members.parquet").exists()
     assert (demo / "validation" / "account.json").exists()
 
 
-def test_run_demo_returns_a_balanced_account(tmp_path: Path) -> None:
-    from engine.cli.cmd_demo import run_demo
-
-    res = run_demo(tmp_path / "d", members=20_000, seed=4, quiet=True, dirty=0.01)
+def test_run_demo_returns_a_balanced_account(small_demo) -> None:
+    res = small_demo.result
     for what in ("members", "claims"):
         acc = res["account"][what]
         assert acc["read"] == acc["used"] + sum(acc["set_aside"].values())
