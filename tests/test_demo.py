@@ -21,7 +21,7 @@ def test_demo_small_platform_end_to_end(tmp_path: Path, capsys) -> None:
     assert acc["members"] == {**acc["members"], "read": raw["members"]["read"], "used": raw["members"]["used"]}
     assert acc["claims"]["read"] == raw["claims"]["read"]
     # demo.toml is a valid run configuration pointing at the generated data
-    from engine.config import load_config
+    from engine.pipeline.config import load_config
 
     cfg = load_config(out / "demo.toml")
     assert Path(cfg.data.members) == (out / "data" / "members.parquet").resolve()
