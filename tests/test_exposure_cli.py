@@ -70,8 +70,9 @@ def test_cli_bad_arguments_name_the_option(files, capsys, extra, needle):
 
 
 def _generic_cells(m: pl.DataFrame, c: pl.DataFrame, by, period) -> pl.DataFrame:
-    """Sharing and at-risk days with the reference event implementation (engine.cells.calendar.accumulate)."""
-    from engine.cells.calendar import Calendar, KeySpec, Members, accumulate, encode_static
+    """Sharing and at-risk days with the reference event implementation (tests/kits/oracle_cells.py)."""
+    from engine.cells.calendar import Calendar, KeySpec, encode_static
+    from tests.kits.oracle_cells import Members, accumulate
     from engine.cells.dates import day_number
     from engine.cells._exposure import classify_claims
 
@@ -101,7 +102,7 @@ def _generic_cells(m: pl.DataFrame, c: pl.DataFrame, by, period) -> pl.DataFrame
                                 ("duration", "age")])
 @pytest.mark.parametrize("period", ["month", "year"])
 def test_fast_path_equals_reference_events(by, period):
-    """engine.cells._accumulate (used by exposure) vs the reference event implementation engine.cells.calendar.accumulate."""
+    """engine.cells._accumulate (used by exposure) vs the reference event implementation (tests/kits/oracle_cells.py)."""
     m, c = _random_members(1500, 7)
     fast = exposure(m, c, by=by, period=period, **KW)
     ref = _generic_cells(m, c, by, period)

@@ -1,7 +1,7 @@
 """Fast exposure accumulation: member day intervals -> (key, period) day counts on a small grid.
 
-The same arithmetic as :func:`engine.cells.calendar.accumulate` (the reference
-implementation, tested against this one), organised for speed and bounded memory:
+The same arithmetic as the event-by-event reference sweep (``tests/kits/oracle_cells.py``,
+tested against this one), organised for speed and bounded memory:
 
 * every member interval ends on its last sharing day ``s1``: the sharing
   interval ``[s0, s1]``, the at-risk interval ``[r0, s1]`` (ignoring claims)
