@@ -96,7 +96,7 @@ def child(engine: str, n: int) -> None:
     rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     if engine == "fentan":
-        from engine.exposure import exposure
+        from engine.cells._exposure import exposure
 
         out = exposure(members, claims, start=START, end=END, period="month", waiting_days=90, by=BY)
         total = int(out["exposure_days"].sum())
@@ -128,8 +128,8 @@ def child_stream(root: str) -> None:
     """Exposure over partition files, one lazy frame per file (streamed)."""
     import glob
 
-    from engine.exposure import exposure
-    from engine.io import read_claims, read_members
+    from engine.cells._exposure import exposure
+    from engine.data.io import read_claims, read_members
 
     files = sorted(glob.glob(os.path.join(root, "members", "*.parquet")))
     t0 = time.perf_counter()

@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--plans", type=int, default=5)
     ap.add_argument("--chunk-size", type=int, default=2048)
     args = ap.parse_args()
-    from engine.projection import project
+    from engine.projection._project import project
 
     groups = make_groups(args.groups, args.plans)
     kw = dict(horizon=args.horizon, n_scenarios=args.scenarios, seed=0, waiting_periods=3,

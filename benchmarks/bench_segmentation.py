@@ -9,14 +9,11 @@ Run: python benchmarks/bench_segmentation.py
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_segmentation_sim import sim_cells  # noqa: E402
+from tests.kits.segmentation_sim import sim_cells
 
-from engine.segmentation import RiskSegmenter, default_model  # noqa: E402
+from engine.segmentation.segmenter import RiskSegmenter, default_model
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="output directory (default: a temporary one)")
     args = ap.parse_args()
     from engine.synth import generate
-    from engine.validate import validate
+    from engine.data.validation import validate
 
     t0 = time.perf_counter()
     plat = generate(args.members, args.seed, dirty=args.dirty)

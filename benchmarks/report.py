@@ -251,7 +251,7 @@ def plot(doc: dict[str, Any], path: Path) -> Path | None:
 
 def write_report(doc: dict[str, Any], cfg: dict[str, Any], where: Path) -> list[Path]:
     """Write RESULTS.md and scaling.png into ``where``."""
-    from engine.io import write_text
+    from engine.data.io import write_text
 
     paths = [write_text(markdown(doc, cfg), where / "RESULTS.md")]
     png = plot(doc, where / "scaling.png")

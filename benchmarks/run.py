@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     stages = a.stages.split(",") if a.stages else None
     doc = suite(sizes, a.config, a.data_dir, not a.no_peers, stages, a.with_1e8)
     doc["command"] = "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv)
-    from engine.io import write_json
+    from engine.data.io import write_json
 
     out = a.out or RESULTS
     if a.merge and out.exists():

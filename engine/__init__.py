@@ -1,104 +1,152 @@
 """fentan: actuarial pricing and segmentation engine for ex-post cost-sharing pools.
 
-The public API is imported lazily (``engine.exposure`` etc.) so the CLI starts fast.
+The package is laid out by stage of the flow (see ARCHITECTURE.md)::
+
+    data -> cells -> estimators, segmentation, shares -> projection -> plans -> pipeline, report -> cli
+
+Every public name is re-exported here explicitly. Heavy optional libraries (scikit-learn,
+lifelines, matplotlib, scipy.stats) are imported inside the functions that need them, so
+``import engine`` and ``fentan --help`` stay fast.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from engine import synth
+from engine._version import __version__
+from engine.cells import band_labels, classify_claims, exposure
+from engine.data import (
+    ValidationResult,
+    load_model,
+    read_claims,
+    read_members,
+    reference_basis,
+    save_model,
+    validate,
+)
+from engine.errors import (
+    ConfigError,
+    DataError,
+    EngineError,
+    InputFileError,
+    ModelError,
+    OutputError,
+    ResourceError,
+    SchemaError,
+)
+from engine.estimators import (
+    BuhlmannStraub,
+    PoissonGBM,
+    PoissonGLM,
+    SelectFactors,
+    calibration_table,
+    credibility_blend,
+    full_standard,
+    garwood_interval,
+    gini,
+    incidence,
+    limited_fluctuation,
+    limited_fluctuation_table,
+    lorenz_curve,
+    mean_poisson_deviance,
+    plot_incidence,
+    score_members,
+    select_factors,
+    split_cells,
+)
+from engine.pipeline import RunConfig, RunResult, load_config, run
+from engine.plans import (
+    build_risk_table,
+    compare_plans,
+    compare_rules,
+    load_plans,
+    migrate,
+    optimise_plans,
+    rules_for_plan,
+    share_rule,
+)
+from engine.projection import ProjectionResult, groups_from_table, project
+from engine.segmentation import RiskSegmenter, segment_plans, segmentation_metrics
+from engine.shares import (
+    ShareDrivers,
+    decompose,
+    drivers_from_cells,
+    share_drivers,
+    share_history,
+    sharing_calendar,
+    sustainable,
+)
 
-__version__ = "0.1.0"
-
-#: public name -> module that defines it
-_EXPORTS: dict[str, str] = {
+__all__ = [
+    "__version__",
     # errors
-    "EngineError": "engine.errors",
-    "DataError": "engine.errors",
-    "SchemaError": "engine.errors",
-    "InputFileError": "engine.errors",
-    "ConfigError": "engine.errors",
-    "ModelError": "engine.errors",
-    "OutputError": "engine.errors",
-    "ResourceError": "engine.errors",
+    "EngineError",
+    "DataError",
+    "SchemaError",
+    "InputFileError",
+    "ConfigError",
+    "ModelError",
+    "OutputError",
+    "ResourceError",
     # schema / io / validation
-    "read_members": "engine.io",
-    "read_claims": "engine.io",
-    "validate": "engine.validate",
-    "ValidationResult": "engine.validate",
-    "reference_basis": "engine.reference",
-    "save_model": "engine.persist",
-    "load_model": "engine.persist",
+    "read_members",
+    "read_claims",
+    "validate",
+    "ValidationResult",
+    "reference_basis",
+    "save_model",
+    "load_model",
     # synthetic platform
-    "synth": "engine.synth",
+    "synth",
     # exposure core
-    "exposure": "engine.exposure",
-    "classify_claims": "engine.exposure",
-    "band_labels": "engine.exposure",
+    "exposure",
+    "classify_claims",
+    "band_labels",
     # incidence
-    "incidence": "engine.incidence",
-    "garwood_interval": "engine.incidence",
-    "PoissonGLM": "engine.glm",
-    "PoissonGBM": "engine.glm",
-    "score_members": "engine.glm",
-    "plot_incidence": "engine.incidence",
-    "split_cells": "engine.metrics",
-    "gini": "engine.metrics",
-    "lorenz_curve": "engine.metrics",
-    "calibration_table": "engine.metrics",
-    "mean_poisson_deviance": "engine.metrics",
-    "select_factors": "engine.select",
-    "SelectFactors": "engine.select",
-    "BuhlmannStraub": "engine.credibility",
-    "limited_fluctuation": "engine.credibility",
-    "limited_fluctuation_table": "engine.credibility",
-    "full_standard": "engine.credibility",
-    "credibility_blend": "engine.credibility",
+    "incidence",
+    "garwood_interval",
+    "PoissonGLM",
+    "PoissonGBM",
+    "score_members",
+    "plot_incidence",
+    "split_cells",
+    "gini",
+    "lorenz_curve",
+    "calibration_table",
+    "mean_poisson_deviance",
+    "select_factors",
+    "SelectFactors",
+    "BuhlmannStraub",
+    "limited_fluctuation",
+    "limited_fluctuation_table",
+    "full_standard",
+    "credibility_blend",
     # segmentation
-    "RiskSegmenter": "engine.segmentation",
-    "segmentation_metrics": "engine.segment_metrics",
-    "segment_plans": "engine.segment_plans",
+    "RiskSegmenter",
+    "segmentation_metrics",
+    "segment_plans",
     # shares
-    "share_history": "engine.history",
-    "sharing_calendar": "engine.history",
-    "decompose": "engine.decompose",
-    "share_drivers": "engine.decompose",
-    "drivers_from_cells": "engine.decompose",
-    "sustainable": "engine.decompose",
-    "ShareDrivers": "engine.decompose",
-    "project": "engine.projection",
-    "ProjectionResult": "engine.projection",
-    "groups_from_table": "engine.projection_config",
+    "share_history",
+    "sharing_calendar",
+    "decompose",
+    "share_drivers",
+    "drivers_from_cells",
+    "sustainable",
+    "ShareDrivers",
+    "project",
+    "ProjectionResult",
+    "groups_from_table",
     # plans
-    "load_plans": "engine.plans",
-    "compare_plans": "engine.compare",
-    "build_risk_table": "engine.compare",
-    "share_rule": "engine.sharing",
-    "compare_rules": "engine.sharing",
-    "rules_for_plan": "engine.sharing",
-    "migrate": "engine.migration",
-    "optimise_plans": "engine.optimise",
+    "load_plans",
+    "compare_plans",
+    "build_risk_table",
+    "share_rule",
+    "compare_rules",
+    "rules_for_plan",
+    "migrate",
+    "optimise_plans",
     # batch
-    "run": "engine.batch",
-    "RunResult": "engine.batch",
-    "RunConfig": "engine.config",
-    "load_config": "engine.config",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name == "synth":  # a submodule, not an attribute of it
-        return importlib.import_module("engine.synth")
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'engine' has no attribute '{name}'")
-    value = getattr(importlib.import_module(mod), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
-
-
-__all__ = ["__version__", *_EXPORTS]
+    "run",
+    "RunResult",
+    "RunConfig",
+    "load_config",
+]

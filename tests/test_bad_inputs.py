@@ -1,6 +1,6 @@
 """Bad-input matrix (issue 10, item 1), the error kinds: every kind of unusable input through the real CLI.
 
-The kinds whose rows are set aside are in test_bad_inputs_setaside.py; the kit in badinput_kit.py.
+The kinds whose rows are set aside are in test_bad_inputs_setaside.py; the kit in tests/kits/badinput.py.
 
 Each kind either
 - fails with exit code 2 and exactly ONE line on stderr, ``fentan <cmd>: error: ...``, that
@@ -26,7 +26,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from badinput_kit import Case, Ctx, _one_error_line, _run, base, big  # noqa: F401  (base, big: fixtures)
+from tests.kits.badinput import Case, Ctx, _one_error_line, _run, base, big  # noqa: F401  (base, big: fixtures)
 
 
 def k_missing_file(x: Ctx) -> Case:

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from badinput_kit import D, Case, Ctx, _run, base  # noqa: F401  (base: fixture)
+from tests.kits.badinput import D, Case, Ctx, _run, base  # noqa: F401  (base: fixture)
 
 
 # --------------------------------------------------------------------------- working kinds (rows set aside)

@@ -1,4 +1,4 @@
-"""End-to-end tests of ``fentan run`` (engine.batch) on a small generated platform."""
+"""End-to-end tests of ``fentan run`` (engine.pipeline.runner) on a small generated platform."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from engine.cli.main import main
 
-from runconfig_kit import small_run_config
+from tests.kits.runconfig import small_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,7 +101,7 @@ def test_summary_per_plan(done: Path) -> None:
         assert p["sustainable_share_cny"] > 0
         assert 0.0 <= p["cap_binds_probability_max"] <= 1.0
     # the copied configuration is the resolved one and loads again
-    from engine.config import load_config
+    from engine.pipeline.config import load_config
 
     cfg = load_config(done / "config.toml")
     assert Path(cfg.data.members).is_absolute() and Path(cfg.data.members).exists()
@@ -132,7 +132,7 @@ def test_existing_output_refused(platform: Path, done: Path, capsys: pytest.Capt
 
 
 def test_failure_mid_run_leaves_previous_outputs(platform: Path, done: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.batch_stages as bs
+    import engine.pipeline._stages as bs
 
     snapshot = {p.relative_to(done): p.read_bytes() for p in done.rglob("*") if p.is_file()}
 
@@ -182,7 +182,7 @@ def test_report_has_every_section_and_its_images(done: Path) -> None:
     import base64
     from html.parser import HTMLParser
 
-    from engine.report_build import SECTIONS
+    from engine.report.build import SECTIONS
 
     class Parse(HTMLParser):
         def __init__(self) -> None:
@@ -222,8 +222,8 @@ def test_report_has_every_section_and_its_images(done: Path) -> None:
 
 
 def test_class_cross_subsidy_against_a_loop() -> None:
-    from engine.batch_plans import class_cross_subsidy
-    from engine.plans import load_plans
+    from engine.pipeline._plan_stages import class_cross_subsidy
+    from engine.plans.planset import load_plans
 
     pooled = load_plans(REPO / "configs" / "xianghubao.toml")
     table = pl.DataFrame({

@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from engine.compare import build_risk_table, compare_plans
+from engine.plans.compare import build_risk_table, compare_plans
 from engine.errors import ConfigError, DataError
-from engine.plans import plans_from_dict
+from engine.plans.planset import plans_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -232,7 +232,7 @@ def test_cli_writes_outputs(tmp_path):
     assert set(rules["group"]) == {"30|1", "50|4"}
     trade = pl.read_parquet(out / "optimise_tradeoff.parquet")
     assert trade["k"].to_list() == [1, 2] and trade["feasible"].all()
-    from engine.plans import load_plans
+    from engine.plans.planset import load_plans
 
     assert len(load_plans(out / "optimised_k2.toml")) == 2
     code = main(["plans", str(ROOT / "configs" / "vertical.toml"), "--cells", str(tmp_path / "none.parquet"),
@@ -241,7 +241,7 @@ def test_cli_writes_outputs(tmp_path):
 
 
 def test_conditional_mean_plan_payment_cv_matches_sharing_module():
-    from engine.sharing import share_rule
+    from engine.plans.sharing import share_rule
 
     raw = {"plans": [_plan("pool", (0, 59), [{"age": [0, 39], "amount": 300000}, {"age": [40, 59], "amount": 100000}],
                            rule="conditional_mean")]}
@@ -265,7 +265,7 @@ def test_write(tmp_path):
 
 
 def test_rules_for_plan_agrees_with_compare():
-    from engine.sharing import rules_for_plan
+    from engine.plans.sharing import rules_for_plan
 
     r = rules_for_plan(TABLE, POOLED[0])
     eq = {row["group"]: row for row in r.filter(pl.col("rule") == "equal").iter_rows(named=True)}
@@ -281,9 +281,9 @@ def test_plots_and_summaries_return(capsys):
     import matplotlib
 
     matplotlib.use("Agg")
-    from engine.migration import migrate
-    from engine.optimise import optimise_plans
-    from engine.plans import PlanSet
+    from engine.plans.migration import migrate
+    from engine.plans.optimise import optimise_plans
+    from engine.plans.planset import PlanSet
 
     res = compare_plans(TABLE, VERTICAL, pooled=POOLED)
     assert res.plot_changes() is not None and res.plot_cross_subsidy() is not None
@@ -299,7 +299,7 @@ def test_plots_and_summaries_return(capsys):
 
 
 def test_cli_with_saved_glm(tmp_path):
-    glm = pytest.importorskip("engine.glm")
+    glm = pytest.importorskip("engine.estimators.glm")
     from engine.cli.main import main
 
     rng = np.random.default_rng(5)
@@ -333,7 +333,7 @@ def test_plan_without_members_is_listed():
 
 
 def test_matrix_size_guard_and_lazy_input(monkeypatch):
-    import engine.compare as cmp
+    import engine.plans.compare as cmp
     from engine.errors import ResourceError
 
     res = compare_plans(TABLE.lazy(), VERTICAL, pooled=POOLED)

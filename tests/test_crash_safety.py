@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.outdir import check_target, recover, staged_output
+from engine.pipeline.outdir import check_target, recover, staged_output
 
-from runconfig_kit import small_run_config
+from tests.kits.runconfig import small_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Tests of engine.credibility against R actuar's published Hachemeister output,
+"""Tests of engine.estimators.credibility against R actuar's published Hachemeister output,
 an independent plain-loop oracle, and closed forms."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from engine.credibility import (
+from engine.estimators.credibility import (
     BuhlmannStraub,
     credibility_blend,
     full_standard,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.decompose import (
+from engine.shares.decomposition import (
     DRIVERS,
     ShareDrivers,
     attained_age,
@@ -26,7 +26,7 @@ from engine.decompose import (
     sustainable,
 )
 from engine.errors import ConfigError, DataError, ModelError
-from engine.history import share_history
+from engine.shares.history import share_history
 
 D = dt.date
 n_drivers = len(DRIVERS)
@@ -218,7 +218,7 @@ def test_share_drivers_match_day_loop_oracle(seed):
     ps, nd, w, lag, fee = D(2020, 3, 1), D(2020, 5, 31), 60, 25, 0.08
     got = share_drivers(members, claims, period_start=ps, notice_date=nd, fee=fee, waiting_days=w,
                         reporting_lag_days=lag, select_factors=SEL, relativities=REL)
-    from engine.reference import reference_basis
+    from engine.data.reference import reference_basis
 
     base = {(r["age"], r["sex"]): r["rate"] for r in reference_basis().iter_rows(named=True)}
     sel = lambda k: 0.5 if k < 3 else (0.8 if k < 12 else 1.0)  # noqa: E731
@@ -278,7 +278,7 @@ def test_drivers_from_cells_errors_name_the_table():
 
 
 def test_drivers_from_exposure_cells_reproduce_the_history_share():
-    from engine.exposure import exposure
+    from engine.cells._exposure import exposure
 
     members, claims = _platform(8, n=200, n_claims=150)
     claims = claims.drop("eligible")
@@ -294,10 +294,11 @@ def test_drivers_from_exposure_cells_reproduce_the_history_share():
     assert d.select < 1.0 and d.mix > 0
 
 
-def test_engine_decompose_is_callable_even_after_submodule_import():
+def test_engine_decompose_is_the_function_even_after_submodule_import():
     import engine
-    import engine.decompose as mod
+    import engine.shares.decomposition as mod
 
     a, b = _drivers([1.0] * n_drivers), _drivers([3.0] + [1.0] * (n_drivers - 1))
     assert engine.decompose(a, b)["contribution_cny"].sum() == pytest.approx(2.0)
-    assert mod(a, b).equals(decompose(a, b))
+    assert engine.decompose is mod.decompose
+    assert mod.decompose(a, b).equals(decompose(a, b))

@@ -22,7 +22,7 @@ def test_demo_small_platform_end_to_end(small_demo, tmp_path: Path, capsys) -> N
     assert acc["members"] == {**acc["members"], "read": raw["members"]["read"], "used": raw["members"]["used"]}
     assert acc["claims"]["read"] == raw["claims"]["read"]
     # demo.toml is a valid run configuration pointing at the generated data
-    from engine.config import load_config
+    from engine.pipeline.config import load_config
 
     cfg = load_config(small_demo.out / "demo.toml")
     assert Path(cfg.data.members) == (small_demo.out / "data" / "members.parquet").resolve()

@@ -144,8 +144,8 @@ def test_missing_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_report_without_matplotlib_says_so_in_place_of_each_figure() -> None:
     """The run's report is still written without the plot extra, with a note where each figure would be."""
-    from engine.report import NO_PLOTS, Report, Section
-    from engine.report_build import _NoFigures
+    from engine.report.document import NO_PLOTS, Report, Section
+    from engine.report.build import _NoFigures
 
     assert _NoFigures().fan_charts(object(), {}) is None
     sec = Section("s", "title")

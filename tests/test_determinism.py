@@ -24,7 +24,7 @@ import pytest
 
 from engine.cli.main import main
 
-from runconfig_kit import small_run_config
+from tests.kits.runconfig import small_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 
-import numpy as np
 import polars as pl
 import pytest
 
 from engine.errors import ConfigError, DataError
-from engine.exposure import band_labels, exposure
-from oracle_exposure import oracle
+from engine.cells._exposure import band_labels, exposure
+from tests.kits.oracle_exposure import oracle
+from tests.kits.random_members import KW, _random_members
 
 D = dt.date
 CLAIM_SCHEMA = {"claim_id": pl.String, "member_id": pl.String, "event_date": pl.Date, "amount": pl.Float64}
@@ -121,28 +121,6 @@ def test_contract_dtypes_and_order():
     assert not cells.select(keys).is_duplicated().any()
 
 
-def _random_members(n: int, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    rng = np.random.default_rng(seed)
-    base = np.datetime64("2017-01-01")
-    join = base + rng.integers(0, 1600, n).astype("timedelta64[D]")
-    birth = join - rng.integers(365 * 18, 365 * 70, n).astype("timedelta64[D]")
-    stay = rng.integers(0, 1200, n)
-    exit_ = np.where(rng.random(n) < 0.5, join + stay.astype("timedelta64[D]"), np.datetime64("NaT"))
-    m = pl.DataFrame({"member_id": [f"m{i}" for i in range(n)], "birth_date": birth, "sex": rng.choice(["M", "F"], n),
-                      "join_date": join, "exit_date": exit_, "tier": rng.integers(1, 4, n),
-                      "channel": rng.choice(["organic", "subsidy", "referral", "employer"], n)})
-    m = m.with_columns(pl.col("birth_date", "join_date", "exit_date").cast(pl.Date))
-    k = n // 3
-    who = rng.integers(0, n, k)
-    ev = join[who] + rng.integers(-30, 900, k).astype("timedelta64[D]")
-    c = pl.DataFrame({"claim_id": [f"c{i}" for i in range(k)], "member_id": [f"m{i}" for i in who],
-                      "event_date": ev, "amount": rng.integers(1, 30, k) * 1e4}).with_columns(pl.col("event_date").cast(pl.Date))
-    return m, c
-
-
-KW = dict(start=D(2018, 3, 15), end=D(2020, 11, 20), waiting_days=90)
-
-
 def test_invariances_shuffle_batches_by_order():
     m, c = _random_members(3000, 1)
     by = ("age", "sex", "duration_band", "tier")
@@ -169,7 +147,7 @@ def test_conservation_per_member_exposure():
     cells, rej = exposure(m, c, by=("age", "channel"), period="quarter", return_rejected=True, **KW)
     # per-member closed form: at-risk days = |[max(join+w, start), min(exit-1, first eligible claim, end)]|
     used = c.join(rej.select("claim_id"), on="claim_id", how="anti")
-    from engine.exposure import classify_claims
+    from engine.cells._exposure import classify_claims
 
     first = (classify_claims(m, c, waiting_days=90).filter("eligible").group_by("member_id")
              .agg(pl.col("event_date").min().alias("first")))

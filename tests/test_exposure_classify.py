@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from engine.errors import ConfigError, DataError
-from engine.exposure import classify_claims
+from engine.cells._exposure import classify_claims
 
 D = dt.date
 

@@ -1,4 +1,4 @@
-"""fentan exposure CLI, and the fast grid path (engine.cells_fast) vs the reference event path."""
+"""fentan exposure CLI, and the fast grid path (engine.cells._accumulate) vs the reference event path."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from engine.cli.main import main
-from engine.exposure import exposure
-from test_exposure import KW, _random_members
+from engine.cells._exposure import exposure
+from tests.kits.random_members import KW, _random_members
 
 D = dt.date
 
@@ -70,10 +70,11 @@ def test_cli_bad_arguments_name_the_option(files, capsys, extra, needle):
 
 
 def _generic_cells(m: pl.DataFrame, c: pl.DataFrame, by, period) -> pl.DataFrame:
-    """Sharing and at-risk days with the reference event implementation (engine.cells.accumulate)."""
-    from engine.cells import Calendar, KeySpec, Members, accumulate, encode_static
-    from engine.dates import day_number
-    from engine.exposure import classify_claims
+    """Sharing and at-risk days with the reference event implementation (tests/kits/oracle_cells.py)."""
+    from engine.cells.calendar import Calendar, KeySpec, encode_static
+    from tests.kits.oracle_cells import Members, accumulate
+    from engine.cells.dates import day_number
+    from engine.cells._exposure import classify_claims
 
     static = [b for b in by if b not in ("age", "duration", "duration_band")]
     dim = "duration" if "duration" in by else ("band" if "duration_band" in by else None)
@@ -101,12 +102,12 @@ def _generic_cells(m: pl.DataFrame, c: pl.DataFrame, by, period) -> pl.DataFrame
                                 ("duration", "age")])
 @pytest.mark.parametrize("period", ["month", "year"])
 def test_fast_path_equals_reference_events(by, period):
-    """engine.cells_fast (used by exposure) vs the reference event implementation engine.cells.accumulate."""
+    """engine.cells._accumulate (used by exposure) vs the reference event implementation (tests/kits/oracle_cells.py)."""
     m, c = _random_members(1500, 7)
     fast = exposure(m, c, by=by, period=period, **KW)
     ref = _generic_cells(m, c, by, period)
     if "duration_band" in by:
-        from engine.exposure import band_labels
+        from engine.cells._exposure import band_labels
 
         labels = band_labels([0, 3, 6, 12, 24])
         ref = ref.with_columns(pl.col("dim").map_elements(lambda i: labels[i], return_dtype=pl.String)
@@ -122,15 +123,15 @@ def test_fast_path_equals_reference_events(by, period):
 
 def test_engine_exposure_is_callable_after_submodule_import():
     import engine
-    import engine.exposure as mod
+    import engine.cells._exposure as mod
 
     m, c = _random_members(50, 9)
     assert engine.exposure(m, c, **KW).equals(mod.exposure(m, c, **KW))
 
 
 def test_threaded_parts_equal_one_pass(monkeypatch):
-    import engine.cells_fast as fast_mod
-    import engine.exposure_batch as mod
+    import engine.cells._accumulate as fast_mod
+    import engine.cells._batch as mod
 
     m, c = _random_members(2000, 11)
     for by in [("age", "sex"), ("duration_band", "tier"), ("duration", "age", "channel")]:
@@ -148,7 +149,7 @@ def test_threaded_parts_equal_one_pass(monkeypatch):
 
 def test_dense_sink_equals_batch_frames(monkeypatch):
     """The dense cell sink and its fallback (batch frames summed by polars) give identical cells."""
-    import engine.cells_sink as sink_mod
+    import engine.cells._sink as sink_mod
 
     m, c = _random_members(1500, 13)
     m = m.with_columns(pl.when(pl.col("tier") == 2).then(None).otherwise(pl.col("channel")).alias("channel"))
@@ -162,7 +163,7 @@ def test_dense_sink_equals_batch_frames(monkeypatch):
 
 def test_static_encoding_beyond_the_sampled_values():
     """A value first seen after the sampled rows: the one-pass static encoding falls back, same cells."""
-    from engine.cells import encode_static
+    from engine.cells.calendar import encode_static
 
     n = 60_000
     df = pl.DataFrame({"a": ["x"] * (n - 1) + ["y"], "b": [1] * n, "c": [None] * (n - 1) + ["z"]})

@@ -8,8 +8,8 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.exposure import exposure
-from oracle_exposure import oracle
+from engine.cells._exposure import exposure
+from tests.kits.oracle_exposure import oracle
 
 D = dt.date
 BASE = D(2019, 1, 1)

@@ -11,9 +11,9 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from engine.errors import ConfigError, DataError, ModelError
-from engine.features import bspline_basis, design_matrix
-from engine.gbm import PoissonGBM
-from engine.glm import PoissonGLM, aggregate_cells, score_members
+from engine.estimators.features import bspline_basis, design_matrix
+from engine.estimators.gbm import PoissonGBM
+from engine.estimators.glm import PoissonGLM, aggregate_cells, score_members
 
 CHANNELS = ["employer", "organic", "referral", "subsidy"]
 #: planted log effects (reference levels F, tier 1, employer)
@@ -287,7 +287,7 @@ def test_score_members_attained_age_and_rates() -> None:
 
 
 def test_gbm_fits_predicts_and_is_deterministic() -> None:
-    from engine.metrics import split_cells
+    from engine.estimators.metrics import split_cells
 
     cells, rate = planted_cells(12, total_years=1e7, periods=2)
     train, test = split_cells(cells, 0.3, seed=1)
@@ -301,7 +301,7 @@ def test_gbm_fits_predicts_and_is_deterministic() -> None:
     assert g.score(test) < null.score(test)
     pred = g.predict_rate(cells)
     assert np.all(pred > 0) and np.median(np.abs(pred / rate - 1)) < 0.15
-    # the methods shared with the GLM (engine.glm.RateModel), against plain numpy
+    # the methods shared with the GLM (engine.estimators.glm.RateModel), against plain numpy
     e, d = test["exposure_years"].to_numpy(), test["claims"].to_numpy().astype(float)
     mu = g.predict_rate(test) * e
     np.testing.assert_allclose(g.predict_claims(test), mu, rtol=1e-12)
@@ -343,8 +343,8 @@ def test_gbm_save_load_refits_identically(tmp_path) -> None:
 @pytest.mark.slow
 def test_end_to_end_synthetic_platform_recovers_planted_groups() -> None:
     """synth -> exposure cells -> incidence A/E and PoissonGLM: planted tier x channel multipliers recovered."""
-    from engine.exposure import exposure
-    from engine.incidence import incidence
+    from engine.cells._exposure import exposure
+    from engine.estimators.crude import incidence
     from engine.synth import generate
     from engine.synth.config import CHANNELS as SYN_CHANNELS
     from engine.synth.config import risk_group_codes

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from engine.errors import ConfigError
-from engine.history import notice_dates, share_history, sharing_calendar
+from engine.shares.history import notice_dates, share_history, sharing_calendar
 
 D = dt.date
 
@@ -277,7 +277,7 @@ def test_member_counts_packed_equals_group_by():
     """The packed-integer count of members by (pool keys, join, exit) equals a plain group-by."""
     import numpy as np
 
-    from engine.history import _member_counts
+    from engine.shares.history import _member_counts
 
     rng = np.random.default_rng(5)
     n = 5000

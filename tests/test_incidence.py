@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 
 from engine.errors import ConfigError, DataError
-from engine.incidence import garwood_interval, incidence, plot_incidence
-from engine.reference import reference_basis
+from engine.estimators.crude import garwood_interval, incidence, plot_incidence
+from engine.data.reference import reference_basis
 
 # ---------------------------------------------------------------- Garwood
 
@@ -203,7 +203,7 @@ def test_cli_incidence(tmp_path, capsys) -> None:
 
 def test_engine_incidence_is_callable_after_submodule_import() -> None:
     import engine
-    import engine.incidence as mod
+    import engine.estimators.crude as mod
 
     cells = _cells()
     assert engine.incidence(cells, by=["sex"]).equals(mod.incidence(cells, by=["sex"]))
@@ -212,7 +212,7 @@ def test_engine_incidence_is_callable_after_submodule_import() -> None:
 
 def test_cli_fits_and_saves_glm(tmp_path) -> None:
     from engine.cli.main import main
-    from engine.glm import PoissonGLM
+    from engine.estimators.glm import PoissonGLM
 
     cells = _cells()
     cp = tmp_path / "cells.parquet"
@@ -248,7 +248,7 @@ def test_synthetic_platform_true_ae_covered_at_nominal_frequency() -> None:
     group is level x group multiplier exactly, since the synthetic incidence is level x CI2020 CI4 x
     multiplier. Garwood intervals must cover it at least at their level (within binomial noise,
     3 sd) and not absurdly more often (they are exact, so only mildly conservative at ~22 claims)."""
-    from engine.exposure import exposure
+    from engine.cells._exposure import exposure
     from engine.synth import generate
     from engine.synth.config import CHANNELS as SYN_CHANNELS
     from engine.synth.config import risk_group_codes

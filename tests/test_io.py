@@ -11,7 +11,7 @@ import pytest
 
 from engine.cli.main import main
 from engine.errors import InputFileError, SchemaError
-from engine.io import read_claims, read_members, write_parquet
+from engine.data.io import read_claims, read_members, write_parquet
 
 D = dt.date
 
@@ -93,7 +93,7 @@ def test_directory_with_hive_partitions_and_mixed_id_types(tmp_path: Path) -> No
 
 
 def test_int_and_string_ids_match_across_files(tmp_path: Path) -> None:
-    from engine.validate import validate
+    from engine.data.validation import validate
 
     members([5, 6]).write_parquet(tmp_path / "m.parquet")
     claims(["c1", "c2"], ["5", "6"]).write_parquet(tmp_path / "c.parquet")

@@ -15,9 +15,9 @@ import pytest
 
 from engine.cli.main import main
 from engine.errors import ConfigError
-from engine.memguard import BASE_BYTES, PER_ROW_FACTOR, available_memory, default_limit, estimate_inputs, parse_size
+from engine.pipeline.memguard import BASE_BYTES, PER_ROW_FACTOR, available_memory, default_limit, estimate_inputs, parse_size
 
-from runconfig_kit import small_run_config
+from tests.kits.runconfig import small_run_config
 
 
 def _config(run: str = "") -> str:
@@ -49,10 +49,10 @@ def _no_read(*args, **kwargs):  # the guard must decide before any data is read
 
 def test_tiny_limit_refused_before_reading(platform: Path, monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture) -> None:
-    import engine.io
+    import engine.data.io
 
-    monkeypatch.setattr(engine.io, "read_members", _no_read)
-    monkeypatch.setattr(engine.io, "read_claims", _no_read)
+    monkeypatch.setattr(engine.data.io, "read_members", _no_read)
+    monkeypatch.setattr(engine.data.io, "read_claims", _no_read)
     out = platform / "out-tiny"
     code = main(["run", str(platform / "run.toml"), "--out", str(out), "--memory-limit", "1MB"])
     err = capsys.readouterr().err.strip().splitlines()

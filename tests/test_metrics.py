@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from engine.errors import ConfigError, DataError
-from engine.metrics import (
+from engine.estimators.metrics import (
     calibration_table,
     gini,
     lorenz_curve,

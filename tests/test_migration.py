@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from engine.errors import ConfigError, DataError
-from engine.migration import migrate, remaining
-from engine.plans import plans_from_dict
+from engine.plans.migration import migrate, remaining
+from engine.plans.planset import plans_from_dict
 
 
 def _opts(**kw):

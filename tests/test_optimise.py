@@ -8,10 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from engine.compare import compare_plans
+from engine.plans.compare import compare_plans
 from engine.errors import ConfigError, DataError
-from engine.optimise import optimise_plans, set_partitions
-from engine.plans import plans_from_dict
+from engine.plans.optimise import optimise_plans, set_partitions
+from engine.plans.planset import plans_from_dict
 
 TEMPLATE = plans_from_dict({"plans": [{
     "name": "t", "eligibility": {"age": [0, 4]}, "fee": 0.1, "sharing_days": [28],
@@ -140,7 +140,7 @@ def test_constraints_hold_and_solution_is_consistent_with_compare(tmp_path):
     assert feasible[-1] <= feasible[0]
     assert res.plans(1).height == 1
     # the K-plan solution as a TOML file reads back to the same plan set
-    from engine.plans import load_plans
+    from engine.plans.planset import load_plans
 
     k = max(res.solutions)
     f = tmp_path / "opt.toml"

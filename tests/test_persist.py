@@ -1,4 +1,4 @@
-"""``engine.persist.fingerprint``: stable across processes and chunking, sensitive to content."""
+"""``engine.data.persist.fingerprint``: stable across processes and chunking, sensitive to content."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.persist import fingerprint, load_model, save_model
+from engine.data.persist import fingerprint, load_model, save_model
 
 
 def _frame() -> pl.DataFrame:
@@ -28,7 +28,7 @@ def _frame() -> pl.DataFrame:
 def test_same_data_same_fingerprint_in_another_process() -> None:
     df = _frame()
     code = ("import datetime as dt, polars as pl\n"
-            "from engine.persist import fingerprint\n"
+            "from engine.data.persist import fingerprint\n"
             "df = pl.DataFrame({'period': [dt.date(2020, 1, 1), dt.date(2020, 2, 1), dt.date(2020, 3, 1)],"
             " 'age': pl.Series([30, 31, None], dtype=pl.Int32), 'sex': ['M', None, 'F'],"
             " 'exposure_years': [0.5, 1.25, float('nan')], 'claims': [0, 1, 2], 'flag': [True, None, False]})\n"
@@ -86,7 +86,7 @@ def test_permutations_share_the_order_free_fingerprint(rows, rnd) -> None:
 
 
 def test_glm_fingerprint_is_persist_fingerprint(tmp_path) -> None:
-    from engine.glm import data_fingerprint
+    from engine.estimators.glm import data_fingerprint
 
     df = _frame()
     assert data_fingerprint(df) == fingerprint(df)

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from engine.errors import ConfigError, DataError
-from engine.plans import Expression, PlanSet, assign_plans, load_plans, plans_from_dict, tokenize
+from engine.plans.planset import Expression, PlanSet, assign_plans, load_plans, plans_from_dict, tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -301,7 +301,7 @@ def test_random_expressions_match_python(text):
 
 @pytest.mark.parametrize("name", ["xianghubao", "vertical", "elderly"])
 def test_to_toml_round_trip(name, tmp_path):
-    from engine.plans import to_toml
+    from engine.plans.planset import to_toml
 
     ps = load_plans(ROOT / "configs" / f"{name}.toml")
     f = tmp_path / "rt.toml"

@@ -7,9 +7,9 @@ import polars as pl
 import pytest
 from scipy import stats
 
-import engine.projection as projection
+import engine.projection._project as projection
 from engine.errors import ConfigError, ResourceError
-from engine.projection import groups_from_table, project
+from engine.projection._project import groups_from_table, project
 
 CLOSED = dict(fee=0.08, periods_per_year=12, waiting_periods=3, lapse=0.0, elasticity=0.0)
 
@@ -186,7 +186,7 @@ def test_strong_elasticity_with_adverse_selection_spirals():
 
 
 def test_spiral_rule_on_hand_made_paths():
-    from engine.dynamics import detect_spiral
+    from engine.projection.dynamics import detect_spiral
 
     H = 30
     members = np.r_[np.full(10, 1000.0), 1000.0 * 0.9 ** np.arange(1, 21)]
@@ -235,7 +235,7 @@ def _mc(**kw):
 
 
 def test_same_seed_same_bytes_whatever_the_chunk_size(tmp_path):
-    from engine.io import write_parquet
+    from engine.data.io import write_parquet
 
     ref = _mc(chunk_size=2048)
     for cs in (1, 300, 512):
@@ -295,8 +295,8 @@ def test_groups_errors_name_the_column(frame, match):
 def test_risk_flags_drive_adverse_selection():
     g = pl.DataFrame({"group": ["a", "b"], "members": [100.0, 100.0], "rate": [0.001, 0.001],
                       "benefit": [1.0, 1.0], "risk": ["low", "high"]})
-    from engine.dynamics import compile_model
-    from engine.projection_config import make_assumptions, prepare_groups
+    from engine.projection.dynamics import compile_model
+    from engine.projection.assumptions import make_assumptions, prepare_groups
 
     a = make_assumptions(elasticity={"base": 2.0, "adverse_selection": 1.0})
     m = compile_model(prepare_groups(g), a)
@@ -321,7 +321,7 @@ def test_per_plan_joiner_schedules_and_replacement():
 
 
 def test_select_factor_table_from_duration_bands():
-    from engine.projection_config import select_factors_from_table
+    from engine.projection.assumptions import select_factors_from_table
 
     tab = pl.DataFrame({"duration_band": ["0-2", "3-5", "6-11", "12+"], "duration_from": [0, 3, 6, 12],
                         "duration_to": [3, 6, 12, None], "factor": [None, 0.6, 0.8, 1.0]})

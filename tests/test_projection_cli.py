@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from engine.cli.main import main
-from engine.projection import project
-from engine.projection_config import load_projection_config
+from engine.projection._project import project
+from engine.projection.assumptions import load_projection_config
 
 TOML = """
 [projection]

@@ -1,7 +1,7 @@
 """The vectorised projection against a plain-loop oracle written from docs/projection.md.
 
 The oracle tracks members per (group, exact tenure) in dictionaries, period by
-period, with scalar arithmetic only; it shares no code with engine.dynamics.
+period, with scalar arithmetic only; it shares no code with engine.projection.dynamics.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from engine.projection import project
+from engine.projection._project import project
 
 BIG_TENURE = 10_000  # "past every select / tenure table"
 

@@ -3,7 +3,7 @@
 - exposure is invariant under row order and partitioning (cells of random batches, concatenated
   and summed, equal the cells of the whole), and cells are additive over keys;
 - exposure is never negative and no member has more exposure days than days in the window,
-  checked member by member against the day-by-day oracle (tests/oracle_exposure.py);
+  checked member by member against the day-by-day oracle (tests/kits/oracle_exposure.py);
 - credibility factors lie in [0, 1] and do not fall when exposure (or claims) grows;
 - a realised share times the sharing members equals the approved cost with the fee, with
   the sharing base and the approved amount recomputed by plain loops.
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from oracle_exposure import oracle
+from tests.kits.oracle_exposure import oracle
 
 START, END = dt.date(2019, 6, 1), dt.date(2020, 5, 31)
 WAIT = 30
@@ -58,7 +58,7 @@ def platforms(draw, max_members: int = 10, max_claims: int = 8) -> tuple[pl.Data
 
 
 def _cells(members: pl.DataFrame, claims: pl.DataFrame, by=("age", "sex")) -> pl.DataFrame:
-    from engine.exposure import exposure
+    from engine.cells._exposure import exposure
 
     return exposure(members, claims, start=START, end=END, waiting_days=WAIT, by=list(by))
 
@@ -94,7 +94,7 @@ def test_exposure_invariant_under_row_order_and_partitioning(plat, rnd, n_parts)
     combined = _sum(pl.concat(pieces), keys)
     assert combined.equals(_sum(whole, keys))
     # the same batches given to engine.exposure as partitions (processed one by one)
-    from engine.exposure import exposure
+    from engine.cells._exposure import exposure
 
     parts = [shuffled.filter(pl.Series(part == p)) for p in range(n_parts)]
     streamed = exposure([x for x in parts if x.height], sc, start=START, end=END, waiting_days=WAIT, by=keys[1:])
@@ -139,7 +139,7 @@ def test_exposure_nonnegative_and_within_each_members_days(plat) -> None:
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.floats(0, 50_000, allow_nan=False), min_size=1, max_size=30), st.floats(1, 5000))
 def test_limited_fluctuation_in_unit_interval_and_monotone(claims, full) -> None:
-    from engine.credibility import limited_fluctuation
+    from engine.estimators.credibility import limited_fluctuation
 
     n = np.sort(np.asarray(claims))
     z = np.asarray(limited_fluctuation(n, full_standard=full))
@@ -152,7 +152,7 @@ def test_limited_fluctuation_in_unit_interval_and_monotone(claims, full) -> None
 @given(st.lists(st.tuples(st.floats(50, 5000), st.floats(0.002, 0.2)), min_size=3, max_size=8),
        st.integers(2, 5), st.integers(0, 2**31 - 1))
 def test_buhlmann_straub_z_in_unit_interval_and_rising_with_exposure(groups, n_periods, seed) -> None:
-    from engine.credibility import BuhlmannStraub
+    from engine.estimators.credibility import BuhlmannStraub
 
     rng = np.random.default_rng(seed)
     rows = []
@@ -184,7 +184,7 @@ def test_buhlmann_straub_z_in_unit_interval_and_rising_with_exposure(groups, n_p
 @PROPS
 @given(platforms(max_members=12, max_claims=24), st.sampled_from([0.0, 0.08, 0.15]), st.integers(0, 40))
 def test_share_times_sharing_members_is_cost_with_fee(plat, fee, lag) -> None:
-    from engine.history import share_history
+    from engine.shares.history import share_history
 
     members, claims = plat
     hist = share_history(members, claims, start=START, end=END, fee=fee, waiting_days=WAIT, reporting_lag_days=lag,

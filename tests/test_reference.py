@@ -1,4 +1,4 @@
-"""engine.reference: the shipped CI2020 basis read back against the CSV (plain csv module) and the
+"""engine.data.reference: the shipped CI2020 basis read back against the CSV (plain csv module) and the
 published age ratios quoted in shared/reference/README.md."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ConfigError
-from engine.reference import reference_basis, reference_dir, reference_provenance
+from engine.data.reference import reference_basis, reference_dir, reference_provenance
 
 CSV = Path(__file__).resolve().parents[1] / "models" / "reference" / "ci2020.csv"
 

@@ -6,7 +6,7 @@ import base64
 
 import polars as pl
 
-from engine.report import Report, figure_to_data_uri, html_table
+from engine.report.document import Report, figure_to_data_uri, html_table
 
 
 def test_table_escapes_and_formats() -> None:

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_segmentation_sim import sim_cells  # noqa: E402
+from tests.kits.segmentation_sim import sim_cells
 
-from engine.errors import ConfigError, ModelError  # noqa: E402
-from engine.plans import assign_plans, load_plans, to_toml  # noqa: E402
-from engine.segment_model import CellPoissonModel  # noqa: E402
-from engine.segment_plans import rule_expression, segment_plans  # noqa: E402
-from engine.segmentation import RiskSegmenter  # noqa: E402
+from engine.errors import ConfigError, ModelError
+from engine.plans.planset import assign_plans, load_plans, to_toml
+from engine.segmentation._model import CellPoissonModel
+from engine.segmentation._plans import rule_expression, segment_plans
+from engine.segmentation.segmenter import RiskSegmenter
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -101,8 +99,8 @@ def test_rules_segmentation_with_overlap_and_other_group(cells, template):
 def test_template_expression_is_kept_and_errors(cells, template, tmp_path):
     from dataclasses import replace
 
-    from engine.plan_expr import Expression
-    from engine.plans import Eligibility
+    from engine.plans.expr import Expression
+    from engine.plans.planset import Eligibility
 
     seg = RiskSegmenter(method="tree", features=["age", "city_tier"], model=CellPoissonModel()).fit(cells)
     t2 = replace(template, eligibility=Eligibility(age=(0, 59), when=Expression.parse("sex == 'F'")))

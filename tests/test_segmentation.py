@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 from scipy.stats import chi2
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_segmentation_sim import planted_group, sim_cells  # noqa: E402
+from tests.kits.segmentation_sim import planted_group, sim_cells
 
-from engine.errors import ConfigError, DataError, ModelError  # noqa: E402
-from engine.segment_metrics import gini, weighted_ari  # noqa: E402
-from engine.segment_model import CellPoissonModel  # noqa: E402
-from engine.segmentation import RiskSegmenter  # noqa: E402
+from engine.errors import ConfigError, DataError, ModelError
+from engine.segmentation.metrics import gini, weighted_ari
+from engine.segmentation._model import CellPoissonModel
+from engine.segmentation.segmenter import RiskSegmenter
 
 
 class FixedModel:
@@ -180,7 +177,7 @@ def test_save_load_and_member_scoring(sim, tmp_path):
     path = seg.save(tmp_path / "models" / "seg")
     assert not list(path.glob("*.pkl"))
     back = RiskSegmenter.load(path)
-    from engine.persist import fingerprint
+    from engine.data.persist import fingerprint
 
     assert back.data_fingerprint_ == seg.data_fingerprint_ == fingerprint(cells.reverse(), ignore_row_order=True)
     assert back.data_fingerprint_ != fingerprint(cells.head(cells.height - 1), ignore_row_order=True)
@@ -300,8 +297,8 @@ def test_cli_rules_plan_from_toml(tmp_path, capsys):
 
 
 def test_default_model_is_glm_with_interactions(sim):
-    """The default incidence model is engine.glm.PoissonGLM with the features' pairwise interactions."""
-    pytest.importorskip("engine.glm")
+    """The default incidence model is engine.estimators.glm.PoissonGLM with the features' pairwise interactions."""
+    pytest.importorskip("engine.estimators.glm")
     cells, _ = sim
     seg = RiskSegmenter(method="cluster", features=["city_tier", "channel"], adjust_for=["age", "sex"]).fit(cells.drop("_rate"))
     assert type(seg.model_).__name__ == "PoissonGLM"
@@ -311,7 +308,7 @@ def test_default_model_is_glm_with_interactions(sim):
 
 
 def test_member_duration_and_age_conventions():
-    from engine.segment_metrics import member_attained_age, member_duration
+    from engine.segmentation.metrics import member_attained_age, member_duration
 
     def slow_months(j, d):
         """Count month boundaries one by one (plain loop oracle)."""

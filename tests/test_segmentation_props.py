@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.segment_dp import dp_partition
-from engine.segment_tree import _candidates, make_units
-from engine.segmentation import RiskSegmenter
+from engine.segmentation._dp import dp_partition
+from engine.segmentation._tree import _candidates, make_units
+from engine.segmentation.segmenter import RiskSegmenter
 
 # FENTAN_HYPOTHESIS_EXAMPLES raises the number of examples for a longer local run
 SETTINGS = settings(max_examples=int(os.environ.get("FENTAN_HYPOTHESIS_EXAMPLES", "40")), deadline=None,

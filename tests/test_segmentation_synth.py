@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import sys
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_segmentation_cells import platform_cells, standin_cells  # noqa: E402
+from tests.kits.segmentation_cells import platform_cells, standin_cells
 
-from engine.segment_model import CellPoissonModel  # noqa: E402
-from engine.segmentation import RiskSegmenter  # noqa: E402
+from engine.segmentation._model import CellPoissonModel
+from engine.segmentation.segmenter import RiskSegmenter
 
 START, END = dt.date(2018, 10, 16), dt.date(2021, 12, 31)
 
@@ -35,7 +32,7 @@ def platform():
 @pytest.mark.parametrize("method", ["tree", "cluster"])
 def test_synth_planted_groups_recovered_on_members(platform, method):
     plat, cells, window, how = platform
-    # the cluster axis needs a model with the tier x channel interaction (engine.glm may be main effects)
+    # the cluster axis needs a model with the tier x channel interaction (engine.estimators.glm may be main effects)
     seg = RiskSegmenter(method=method, features=["city_tier", "channel"], adjust_for=["age", "sex"],
                         window_years=window, model=CellPoissonModel()).fit(cells)
     assert seg.n_groups_ == 4, (how, seg.frontier_)

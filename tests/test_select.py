@@ -1,4 +1,4 @@
-"""Tests of engine.select: duration-band factors by a Poisson GLM (checked against
+"""Tests of engine.estimators.select: duration-band factors by a Poisson GLM (checked against
 statsmodels) and by lifelines' piecewise-exponential fitter (cross-checked with
 each other and with the closed form claims / exposure), recovery of a planted
 select / anti-selection effect and interval coverage."""
@@ -11,7 +11,7 @@ import pytest
 import statsmodels.api as sm
 
 from engine.errors import ConfigError, DataError, ModelError
-from engine.select import SelectFactors, band_labels, duration_band_expr, poisson_irls, select_factors
+from engine.estimators.select import SelectFactors, band_labels, duration_band_expr, poisson_irls, select_factors
 
 # planted truth: anti-selection 1.3 in months 3-5 right after a 90-day waiting period,
 # select effect 0.6 in months 6-23, ultimate 1.0 from month 24
@@ -209,11 +209,11 @@ def test_crude_rate_interval_is_garwood() -> None:
 def test_synthetic_platform_select_and_antiselection() -> None:
     """engine.synth plants sel = 0.6 for the waiting period + 12 months (to day 455,
     ~month 14.9) and anti-selection 1.5 for the referral channel in days 90-179
-    (~months 3-5); cells come from engine.exposure by duration and the planted
+    (~months 3-5); cells come from engine.cells._exposure by duration and the planted
     risk group (lapse is risk-selective, so the risk group is adjusted for)."""
     import datetime as dt
 
-    from engine.exposure import exposure
+    from engine.cells._exposure import exposure
     from engine.synth import generate
 
     plat = generate(1_000_000, 11, level=8.0)
@@ -275,7 +275,7 @@ def test_cli_select_from_members_and_claims(tmp_path) -> None:  # type: ignore[n
     import datetime as dt
 
     from engine.cli.main import main
-    from engine.exposure import exposure
+    from engine.cells._exposure import exposure
     from engine.synth import generate
 
     plat = generate(20_000, 5, level=8.0)

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from engine.errors import ConfigError, DataError, ResourceError
-from engine.sharing import benefit_lattice, compare_rules, conditional_mean, share_rule
+from engine.plans.sharing import benefit_lattice, compare_rules, conditional_mean, share_rule
 
 
 def _members(counts, probs, benefits):
@@ -176,7 +176,7 @@ def test_lattice_and_errors():
 
 @pytest.mark.parametrize("model", ["poisson", "bernoulli"])
 def test_moments_match_full_allocation(model):
-    from engine.sharing import conditional_mean_moments
+    from engine.plans.sharing import conditional_mean_moments
 
     n = np.array([20, 7, 12, 3])
     p = np.array([0.02, 0.05, 0.08, 0.2])

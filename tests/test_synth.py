@@ -16,9 +16,9 @@ import pytest
 
 from engine.cli.main import main
 from engine.errors import ConfigError
-from engine.reference import reference_basis
+from engine.data.reference import reference_basis
 from engine.synth import generate
-from engine.validate import validate
+from engine.data.validation import validate
 
 START, END = dt.date(2018, 10, 16), dt.date(2021, 12, 31)
 CHANNELS = ["organic", "subsidy", "referral", "employer"]
@@ -428,7 +428,7 @@ def test_expected_share_path_closed_form() -> None:
 
 # ----------------------------------------------------------------------------- consistency with engine.exposure
 def test_ineligible_kinds_reach_exposure_with_their_reasons() -> None:
-    from engine.exposure import classify_claims
+    from engine.cells._exposure import classify_claims
 
     plat = generate(200_000, seed=11, dirty=0.02, level=3.0)
     res = validate(plat.members, plat.claims)
@@ -443,7 +443,7 @@ def test_ineligible_kinds_reach_exposure_with_their_reasons() -> None:
 
 @pytest.mark.slow
 def test_eligible_claims_agree_with_exposure_classification(plat_hi, oracle_hi) -> None:  # type: ignore[no-untyped-def]
-    from engine.exposure import classify_claims
+    from engine.cells._exposure import classify_claims
 
     cls = classify_claims(plat_hi.members, plat_hi.claims, waiting_days=90)
     eligible = cls.filter(pl.col("eligible"))

@@ -7,7 +7,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from engine.validate import validate
+from engine.data.validation import validate
 
 D = dt.date
 AS_OF = D(2022, 6, 30)

@@ -20,9 +20,9 @@ def generate(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     cells.parquet (by the study keys), cells_dur.parquet (plus duration_band) and
     member_rows.parquet (for the member-level peers).
     """
-    from engine.exposure import exposure
+    from engine.cells._exposure import exposure
     from engine.synth import generate as synth
-    from engine.validate import validate
+    from engine.data.validation import validate
 
     t0 = time.perf_counter()
     data.mkdir(parents=True, exist_ok=True)
@@ -44,8 +44,8 @@ def generate(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
 
 def read_validate(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     """Read the raw Parquet files and validate them (engine.read_members/read_claims + validate)."""
-    from engine.io import read_claims, read_members
-    from engine.validate import validate
+    from engine.data.io import read_claims, read_members
+    from engine.data.validation import validate
 
     t0 = time.perf_counter()
     res = validate(read_members(data / "members.parquet"), read_claims(data / "claims.parquet"), as_of=as_of(cfg))
@@ -60,8 +60,8 @@ def _exposure(data: Path, cfg: dict[str, Any], extra: tuple[str, ...]) -> dict[s
     The clean Parquet files are scanned lazily inside the timed work, so the peak RSS is
     what fentan itself needs (no member frame is held before exposure starts).
     """
-    from engine.exposure import exposure
-    from engine.io import read_claims, read_members
+    from engine.cells._exposure import exposure
+    from engine.data.io import read_claims, read_members
 
     kw = study(cfg)
     by = (*kw["by"], *extra)
@@ -87,7 +87,7 @@ def exposure_duration(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]
 
 def exposure_inmem(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     """Exposure on member and claim DataFrames already in memory (loaded untimed; as inside ``fentan run``)."""
-    from engine.exposure import exposure
+    from engine.cells._exposure import exposure
 
     m, c = clean(data)
     kw = study(cfg)
@@ -102,7 +102,7 @@ def exposure_inmem(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
 
 def glm(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     """PoissonGLM on cells: sex + city_tier + channel + age B-spline (6 df)."""
-    from engine.glm import PoissonGLM
+    from engine.estimators.glm import PoissonGLM
 
     cells = pl.read_parquet(data / "cells.parquet")
     warm(lambda: PoissonGLM(factors=["sex", "city_tier", "channel"], age="spline").fit(cells.head(5000)))
@@ -115,7 +115,7 @@ def glm(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
 
 def segmentation(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     """RiskSegmenter(method="tree") on the cells (default incidence model, K frontier 1..8)."""
-    from engine.segmentation import RiskSegmenter
+    from engine.segmentation.segmenter import RiskSegmenter
 
     cells = pl.read_parquet(data / "cells.parquet")
     warm(lambda: RiskSegmenter(method="tree", min_expected_claims=0.0).fit(cells.head(5000)))
@@ -127,7 +127,7 @@ def segmentation(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
 
 def select(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     """Select (duration-band) factors on cells, GLM route adjusted for age band and sex."""
-    from engine.select import SelectFactors
+    from engine.estimators.select import SelectFactors
 
     cells = pl.read_parquet(data / "cells_dur.parquet")
     warm(lambda: SelectFactors(route="glm").fit(cells.head(5000)))
@@ -142,7 +142,7 @@ def select(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
 
 def _projection(scenarios: int, cfg: dict[str, Any]) -> dict[str, Any]:
     from benchmarks.bench_projection import make_groups
-    from engine.projection import project
+    from engine.projection._project import project
 
     p = cfg["projection"]
     groups = make_groups(int(p["groups"]), int(p["plans"]))
@@ -168,8 +168,8 @@ def projection_small(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
-    """``fentan run`` end to end (engine.batch.run) on the raw files, default configuration."""
-    from engine.batch import run as fentan_run
+    """``fentan run`` end to end (engine.pipeline.runner.run) on the raw files, default configuration."""
+    from engine.pipeline.runner import run as fentan_run
 
     toml = data / "run.toml"
     toml.write_text(f'[data]\nmembers = "{data / "members.parquet"}"\nclaims = "{data / "claims.parquet"}"\n'
@@ -187,8 +187,8 @@ def cells_scaling(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     period key is relabelled), so the claims and exposure stay the same and only the
     number of rows changes.
     """
-    from engine.glm import PoissonGLM
-    from engine.segmentation import RiskSegmenter
+    from engine.estimators.glm import PoissonGLM
+    from engine.segmentation.segmenter import RiskSegmenter
 
     cells = pl.read_parquet(data / "cells.parquet")
     keys = [c for c in cells.columns if c in ("period", *cfg["study"]["by"])]
@@ -241,8 +241,8 @@ def generate_partitioned(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, A
 
 def exposure_stream(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     """Exposure over the partition files, one lazy frame per file (streamed; read time included)."""
-    from engine.exposure import exposure as expo
-    from engine.io import read_claims, read_members
+    from engine.cells._exposure import exposure as expo
+    from engine.data.io import read_claims, read_members
 
     files = sorted((data / "members").glob("*.parquet"))
     t0 = time.perf_counter()

@@ -38,7 +38,7 @@ def demo_config(data: dict[str, Path], config: str | Path | None = None) -> Any:
     """The demo RunConfig: ``configs/demo.toml`` (or ``config``) with ``[data]`` pointing at ``data``."""
     import tomllib
 
-    from engine.config import config_from_dict
+    from engine.pipeline.config import config_from_dict
     from engine.errors import ConfigError
 
     path = Path(config) if config else demo_config_path()
@@ -77,14 +77,14 @@ def run_demo(
     -------
     dict with ``out``, ``data`` (paths), ``params`` (generator parameters),
     ``account`` (row account), ``validation`` (the ValidationResult),
-    ``run`` (the :class:`engine.batch.RunResult` or None) and ``seconds`` per step.
+    ``run`` (the :class:`engine.pipeline.runner.RunResult` or None) and ``seconds`` per step.
     """
     import time
 
     from engine.cli.common import account_rows, prepare_out_dir, print_table
-    from engine.io import read_claims, read_members, write_json, write_parquet, write_text
+    from engine.data.io import read_claims, read_members, write_json, write_parquet, write_text
     from engine.synth import generate
-    from engine.validate import validate
+    from engine.data.validation import validate
 
     t0 = time.perf_counter()
     root = prepare_out_dir(out)
@@ -108,9 +108,9 @@ def run_demo(
     print_table("fentan demo: synthetic platform", summary, quiet=quiet)
     result = None
     if pipeline:
-        from engine.batch import run as run_batch
+        from engine.pipeline.runner import run as run_batch
         from engine.cli.cmd_run import print_run
-        from engine.config import to_toml
+        from engine.pipeline.config import to_toml
 
         cfg = demo_config(data, config)
         write_text(to_toml(cfg), root / "demo.toml")

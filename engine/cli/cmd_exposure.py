@@ -43,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.cli.common import check_writable, parse_date
     from engine.errors import ConfigError, DataError
-    from engine.exposure import PERIODS, exposure
-    from engine.io import read_claims, read_members, write_parquet
-    from engine.validate import validate
+    from engine.cells._exposure import PERIODS, exposure
+    from engine.data.io import read_claims, read_members, write_parquet
+    from engine.data.validation import validate
 
     start = parse_date(args.start, "--start")
     end = parse_date(args.end, "--end")

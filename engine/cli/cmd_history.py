@@ -29,9 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.cli.common import parse_date, print_table
-    from engine.history import history_summary, parse_sharing_days, share_history
-    from engine.io import read_claims, read_members, write_parquet
-    from engine.validate import validate
+    from engine.shares.history import history_summary, parse_sharing_days, share_history
+    from engine.data.io import read_claims, read_members, write_parquet
+    from engine.data.validation import validate
     import polars as pl
 
     start = parse_date(args.start, "--start")
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     res.require_usable(str(args.members))
     plan_col = None if args.plan_col.lower() == "none" else args.plan_col
     by = [b.strip() for b in args.by.split(",") if b.strip()]
-    from engine.exposure import classify_claims
+    from engine.cells._exposure import classify_claims
 
     members = res.members.collect()
     claims = res.claims.collect()

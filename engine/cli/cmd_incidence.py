@@ -32,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.cli.common import print_table, read_cells
     from engine.errors import ConfigError
-    from engine.incidence import incidence
-    from engine.io import write_parquet
+    from engine.estimators.crude import incidence
+    from engine.data.io import write_parquet
 
     cells = read_cells(args.cells)
     by = [b.strip() for b in args.by.split(",") if b.strip()]
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _fit_glm(cells, by: list[str], args: argparse.Namespace) -> None:
     from engine.errors import ConfigError
-    from engine.glm import PoissonGLM
+    from engine.estimators.glm import PoissonGLM
 
     factors = ([f.strip() for f in args.factors.split(",") if f.strip()] if args.factors is not None
                else [b for b in by if b != "age"])

@@ -37,12 +37,12 @@ def load_rate_model(path: str):
     import importlib
 
     from engine.errors import ModelError
-    from engine.persist import load_model
+    from engine.data.persist import load_model
 
     meta, _tables = load_model(path)
     kind = meta.get("kind", "")
     cls = None
-    for mod in ("engine.glm", "engine"):
+    for mod in ("engine.estimators", "engine"):
         try:
             cls = getattr(importlib.import_module(mod), kind)
             break
@@ -64,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
     import polars as pl
 
     from engine.cli.common import prepare_out_dir, print_table
-    from engine.compare import build_risk_table, compare_plans
+    from engine.plans.compare import build_risk_table, compare_plans
     from engine.errors import ConfigError, InputFileError
-    from engine.io import file_schema, resolve_paths, write_parquet
-    from engine.plans import PlanSet, load_plans
+    from engine.data.io import file_schema, resolve_paths, write_parquet
+    from engine.plans.planset import PlanSet, load_plans
 
     plans = load_plans(args.config)
     pooled = load_plans(args.pooled) if args.pooled else None
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         import sys
 
         from engine.errors import DataError, ResourceError
-        from engine.sharing import rules_for_plan
+        from engine.plans.sharing import rules_for_plan
 
         frames = []
         for label, pset in (("pooled", pooled), ("vertical", plans)):
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         if frames:
             write_parquet(pl.concat(frames).select("planset", "plan", pl.exclude("planset", "plan")), out / "rules.parquet")
     if args.optimise is not None:
-        from engine.optimise import optimise_plans
+        from engine.plans.optimise import optimise_plans
 
         if args.optimise < 1:
             raise ConfigError("--optimise: must be an integer >= 1")
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         if opt.solutions:
             write_parquet(pl.concat([opt.plans(k).with_columns(pl.lit(k).alias("k")) for k in opt.solutions]),
                           out / "optimise_plans.parquet")
-            from engine.io import write_text
+            from engine.data.io import write_text
 
             for k in opt.solutions:  # ready-to-edit plan files, one per K
                 write_text(opt.to_toml(k), out / f"optimised_k{k}.toml")
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
                     opt.tradeoff.with_columns(pl.col("feasible").cast(pl.String)).select("k", "feasible", "cross_subsidy_cny_per_period", "min_expected_claims_per_period",
                                         "max_share_cv_approx", "plans").to_dicts(), quiet=args.quiet)
     if args.migrate:
-        from engine.migration import migrate
+        from engine.plans.migration import migrate
 
         options = PlanSet(((pooled.plans if pooled else ()) + plans.plans), name="options", allow_overlap=True,
                           source=f"{args.pooled} + {args.config}" if pooled else args.config)

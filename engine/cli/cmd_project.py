@@ -37,9 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.cli.common import prepare_out_dir
-    from engine.io import write_json, write_parquet
-    from engine.projection import project_assumptions
-    from engine.projection_config import make_assumptions, read_groups
+    from engine.data.io import write_json, write_parquet
+    from engine.projection._project import project_assumptions
+    from engine.projection.assumptions import make_assumptions, read_groups
 
     groups, kw = read_groups(args.groups)
     flat = {"horizon": args.horizon, "n_scenarios": args.scenarios, "seed": args.seed,

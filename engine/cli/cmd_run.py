@@ -44,7 +44,7 @@ def print_run(result, *, quiet: bool = False) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.batch import run as run_batch
+    from engine.pipeline.runner import run as run_batch
     from engine.cli.common import account_rows, print_table
 
     result = run_batch(args.config, args.out, force=args.force, dry_run=args.dry_run, quiet=args.quiet,

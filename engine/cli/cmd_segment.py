@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--monotone-age", action="store_true", help="group rates must not fall with age")
     p.add_argument("--contiguous-age", action="store_true", help="groups are age bands (marketable plans)")
     p.add_argument("--model", choices=("glm", "cell"), default="glm",
-                   help="incidence model for predicted rates: glm = engine.glm.PoissonGLM with the features' "
+                   help="incidence model for predicted rates: glm = engine.estimators.glm.PoissonGLM with the features' "
                         "interactions (default), cell = the built-in ridge Poisson GLM on cells")
     p.add_argument("--save-model", default=None, help="also save the segmentation as a model directory here")
     p.add_argument("--plans-template", default=None, metavar="TOML",
@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.cli.common import prepare_out_dir, print_table, read_cells
     from engine.errors import ConfigError
-    from engine.io import write_parquet
-    from engine.segment_model import CellPoissonModel
-    from engine.segmentation import RiskSegmenter
+    from engine.data.io import write_parquet
+    from engine.segmentation._model import CellPoissonModel
+    from engine.segmentation.segmenter import RiskSegmenter
 
     if args.load:
         return _score(args)
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--rules: a rules file is required with --method rules")
     template = None
     if args.plans_template:
-        from engine.plans import load_plans
+        from engine.plans.planset import load_plans
 
         template = load_plans(args.plans_template)[0]
     out = prepare_out_dir(args.out)
@@ -116,9 +116,9 @@ def run(args: argparse.Namespace) -> int:
     if args.save_model:
         seg.save(args.save_model)
     if template is not None:
-        from engine.io import write_text
-        from engine.plans import to_toml
-        from engine.segment_plans import segment_plans
+        from engine.data.io import write_text
+        from engine.plans.planset import to_toml
+        from engine.segmentation._plans import segment_plans
 
         write_text(to_toml(segment_plans(seg, template)), out / "plans.toml")
     print_table(f"risk groups ({args.method}, K={seg.n_groups_}, recommended K={seg.recommended_k_})",
@@ -133,8 +133,8 @@ def _score(args: argparse.Namespace) -> int:
 
     from engine.cli.common import parse_date, prepare_out_dir, print_table, read_cells
     from engine.errors import ConfigError
-    from engine.io import read_members, write_parquet
-    from engine.segmentation import RiskSegmenter
+    from engine.data.io import read_members, write_parquet
+    from engine.segmentation.segmenter import RiskSegmenter
 
     if bool(args.members) == bool(args.cells):
         raise ConfigError("--load: give exactly one of --members or --cells to assign")

@@ -44,9 +44,9 @@ def _ints(text: str, what: str) -> list[int]:
 def _cells_from_members(args: argparse.Namespace, adjust: list[str] | None):
     from engine.cli.common import parse_date
     from engine.errors import ConfigError
-    from engine.exposure import PERIODS, exposure
-    from engine.io import read_claims, read_members
-    from engine.validate import validate
+    from engine.cells._exposure import PERIODS, exposure
+    from engine.data.io import read_claims, read_members
+    from engine.data.validation import validate
 
     if not (args.members and args.claims):
         raise ConfigError("--members/--claims: give both, or --cells")
@@ -75,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.cli.common import print_table, read_cells
     from engine.errors import ConfigError
-    from engine.io import write_parquet
-    from engine.select import SelectFactors
+    from engine.data.io import write_parquet
+    from engine.estimators.select import SelectFactors
 
     adjust: list[str] | None = None
     if args.adjust is not None:

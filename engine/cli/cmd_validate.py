@@ -18,8 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.cli.common import account_rows, parse_date, prepare_out_dir, print_table
-    from engine.io import read_claims, read_members, write_json, write_parquet
-    from engine.validate import validate
+    from engine.data.io import read_claims, read_members, write_json, write_parquet
+    from engine.data.validation import validate
 
     out = prepare_out_dir(args.out)
     as_of = parse_date(args.as_of, "--as-of") if args.as_of else None

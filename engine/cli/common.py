@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine._display import print_table  # noqa: F401  (re-exported for the commands)
 from engine.errors import ConfigError, OutputError
 
 if TYPE_CHECKING:
@@ -54,21 +54,6 @@ def check_writable(path: str | Path, what: str) -> Path:
     return p
 
 
-def print_table(title: str, rows: list[dict[str, Any]], *, quiet: bool = False) -> None:
-    """Print ``rows`` (list of dicts with equal keys) as a rich table."""
-    if quiet or not rows:
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for key in rows[0]:
-        table.add_column(str(key), justify="right" if isinstance(rows[0][key], (int, float)) else "left")
-    for r in rows:
-        table.add_row(*[f"{v:,.4g}" if isinstance(v, float) else (f"{v:,}" if isinstance(v, int) else str(v)) for v in r.values()])
-    Console(width=max(100, shutil.get_terminal_size((100, 20)).columns)).print(table)
-
-
 def account_rows(account: dict[str, Any]) -> list[dict[str, Any]]:
     """Flatten a row account into table rows: table, reason, rows."""
     rows: list[dict[str, Any]] = []
@@ -90,7 +75,7 @@ def read_cells(path: str) -> pl.DataFrame:
     import polars as pl
 
     from engine.errors import InputFileError
-    from engine.io import resolve_paths
+    from engine.data.io import resolve_paths
 
     files = resolve_paths(path)
     try:

@@ -37,7 +37,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``fentan`` argument parser with every discovered subcommand."""
-    from engine import __version__
+    from engine._version import __version__
 
     parser = _Parser(prog="fentan", description="Pricing and segmentation engine for ex-post cost-sharing pools.")
     parser.add_argument("--version", action="version", version=f"fentan {__version__}")

@@ -69,7 +69,7 @@ class SynthPlatform:
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write members/claims/truth Parquet and ``synth_params.json`` atomically into ``out_dir``."""
-        from engine.io import write_json, write_parquet
+        from engine.data.io import write_json, write_parquet
 
         out = Path(out_dir)
         paths = {

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.reference import reference_basis
+from engine.data.reference import reference_basis
 from engine.synth.config import CAUSES, CHANNELS, SynthConfig
 from engine.synth.population import Population, attained_age, day_number
 

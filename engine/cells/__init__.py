@@ -1,0 +1,17 @@
+"""The exposure core: member intervals and claims -> additive cells (period x keys).
+
+Member rows are touched here once; every later stage fits on cells.
+"""
+
+from engine.cells._exposure import PERIODS, band_labels, classify_claims, exposure
+from engine.cells.sums import exact_sum, group_index, group_sums
+
+__all__ = [
+    "PERIODS",
+    "band_labels",
+    "classify_claims",
+    "exact_sum",
+    "exposure",
+    "group_index",
+    "group_sums",
+]

@@ -1,0 +1,328 @@
+"""The stages of ``fentan run`` (see :mod:`engine.pipeline.runner`): each reads and extends a :class:`engine.pipeline._state.RunState`.
+
+Every stage writes its tables into the staging directory ``ctx.out`` with the
+atomic writers of :mod:`engine.data.io`; the batch driver swaps the directory in at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from engine.errors import ConfigError, DataError
+from engine.pipeline._state import RunState
+
+MEMBER_KEYS = ("age", "sex")
+#: length of the early and late windows whose shares are decomposed (calendar months)
+DECOMPOSE_MONTHS = 3
+
+
+#: plan used when the configuration names no plan file: Xianghubao's published main plan
+DEFAULT_PLANS = {
+    "planset": {"name": "pooled", "description": "one pooled plan (Xianghubao main plan rules)"},
+    "plans": [{"name": "pooled", "eligibility": {"age": [0, 59]},
+               "benefit": [{"age": [0, 39], "amount": 300000}, {"age": [40, 59], "amount": 100000}],
+               "fee": 0.08, "waiting_days": 90, "sharing_days": [14, 28], "rule": "equal",
+               "caps": {"per_claimant": 0.1, "annual": 188.0}}],
+}
+
+
+def plansets(ctx: RunState) -> tuple[Any, list[tuple[str, Any]]]:
+    """The pooled plan set (or None) and the plan files of the configuration, ``[(file stem, plan set)]``."""
+    from engine.plans.planset import load_plans, plans_from_dict
+
+    pc = ctx.cfg.plans
+    pooled = load_plans(pc.pooled) if pc.pooled else None
+    files = [(Path(f).stem, load_plans(f)) for f in pc.files]
+    if not files:
+        files = [("default", plans_from_dict(DEFAULT_PLANS, "built-in default plan"))]
+    return pooled, files
+
+
+# --------------------------------------------------------------------------- validate
+def stage_validate(ctx: RunState) -> None:
+    """Read and validate members and claims; fix the study window."""
+    from engine.data.io import read_claims, read_members
+    from engine.data.validation import validate
+
+    from engine.data.schema import MEMBER_OPTIONAL, MEMBER_REQUIRED
+
+    cfg = ctx.cfg
+    ctx.plansets = plansets(ctx)  # plan files are checked before the data is read
+    res = validate(read_members(cfg.data.members), read_claims(cfg.data.claims), as_of=cfg.data.as_of)
+    res.require_usable(str(cfg.data.members))
+    # canonical row order (ids are unique after validation): every later step sees the same rows in the
+    # same order whatever the files' partitioning or row order, so sequential sums give the same bits
+    members = res.members.collect().sort("member_id", nulls_last=True)
+    members = members.select(_contract_first(members.columns, [*MEMBER_REQUIRED, *MEMBER_OPTIONAL]))
+    claims = res.claims.collect()
+    claims = claims.drop([c for c in ("eligible", "reason") if c in claims.columns])
+    claims = claims.sort([c for c in ("claim_id", "member_id", "event_date") if c in claims.columns], nulls_last=True)
+    start = cfg.study.start or members["join_date"].min()
+    last = [members["join_date"].max()]
+    if claims.height:
+        last.append(claims["event_date"].max())
+    end = cfg.study.end or cfg.data.as_of or max(d for d in last if d is not None)
+    if end < start:
+        raise ConfigError(f"{cfg.source}: study.end: {end} is before the study start {start}")
+    missing = [f for f in cfg.study.factors if f not in members.columns]
+    if missing:
+        raise ConfigError(f"{cfg.source}: study.factors: members have no column '{missing[0]}'")
+    ctx.validation, ctx.members, ctx.claims, ctx.start, ctx.end = res, members, claims, start, end
+    ctx.facts.update(study_start=start.isoformat(), study_end=end.isoformat())
+
+
+def account(ctx: RunState) -> dict[str, Any]:
+    """Row account: validation plus the claims set aside at exposure time; identity checked."""
+    res = ctx.validation
+    acc = {k: {"read": int(v["read"]), "used": int(v["used"]), "set_aside": dict(v["set_aside"])}
+           for k, v in res.account.items() if isinstance(v, dict) and "read" in v}
+    rej = ctx.exposure_rejected
+    if rej is not None:
+        c = acc["claims"]
+        for reason, n in rej.group_by("reason").len().sort("reason").iter_rows():
+            c["set_aside"][str(reason)] = c["set_aside"].get(str(reason), 0) + int(n)
+        c["used"] = int(ctx.cells["claims"].sum())
+        c["used_amount_cny"] = float(ctx.cells["amount"].sum())
+    for what, a in acc.items():
+        a["set_aside"] = dict(sorted(a["set_aside"].items()))
+        a["set_aside_total"] = int(sum(a["set_aside"].values()))
+        a["identity_holds"] = a["read"] == a["used"] + a["set_aside_total"]
+        if not a["identity_holds"]:
+            raise RuntimeError(f"internal: {what}: read {a['read']} != used {a['used']} + set aside {a['set_aside_total']}")
+    return acc
+
+
+# --------------------------------------------------------------------------- exposure
+def stage_exposure(ctx: RunState) -> None:
+    """Cells by period, age, sex and the rating factors; select cells by duration band."""
+    from engine.cells._exposure import exposure
+    from engine.data.schema import CLAIM_OPTIONAL, CLAIM_REQUIRED, MEMBER_OPTIONAL, MEMBER_REQUIRED
+
+    cfg = ctx.cfg
+    kw = dict(start=ctx.start, end=ctx.end, period=cfg.study.period, waiting_days=cfg.study.waiting_days,
+              terminate_on_claim=cfg.study.terminate_on_claim, duration_bands=cfg.study.duration_bands)
+    by = [*MEMBER_KEYS, *[f for f in cfg.study.factors if f not in MEMBER_KEYS]]
+    cells, rejected = exposure(ctx.members, ctx.claims, by=by, return_rejected=True, **kw)
+    if cells.height == 0 or float(cells["exposure_years"].sum()) <= 0:
+        raise DataError(f"{cfg.data.members}: no exposure in the study window {ctx.start} to {ctx.end}")
+    sel = exposure(ctx.members, ctx.claims, by=["age", "sex", "duration_band"], **kw)
+    ctx.cells, ctx.select_cells, ctx.exposure_rejected, ctx.by = cells, sel, rejected, by
+    ctx.write("cells", cells)
+    res = ctx.validation
+    ctx.write("rejected/rejected_members", canonical_rows(res.rejected_members, [*MEMBER_REQUIRED, *MEMBER_OPTIONAL]))
+    ctx.write("rejected/rejected_claims", canonical_rows(
+        pl.concat([res.rejected_claims.with_columns(pl.lit("validation").alias("stage")),
+                   rejected.with_columns(pl.lit("exposure").alias("stage"))], how="diagonal_relaxed"),
+        [*CLAIM_REQUIRED, *CLAIM_OPTIONAL]))
+    ctx.facts["claims_used"] = int(cells["claims"].sum())
+    ctx.facts["exposure_years"] = float(cells["exposure_years"].sum())
+
+
+def _contract_first(columns: list[str], first: list[str], last: tuple[str, ...] = ()) -> list[str]:
+    """Column order independent of the files' layout: ``first``, the others by name, then ``last``."""
+    return ([c for c in first if c in columns] + sorted(c for c in columns if c not in first and c not in last)
+            + [c for c in last if c in columns])
+
+
+def canonical_rows(df: pl.DataFrame, first: list[str], last: tuple[str, ...] = ("reason", "stage")) -> pl.DataFrame:
+    """Set-aside rows in a canonical layout: the same bytes whatever the input files' layout and order.
+
+    Columns: ``first`` (the data contract's, in its order), then every other column by name
+    (hive partition columns sit wherever the files put them), then ``last``. Rows are sorted
+    by every sortable column (nulls last); rows equal in all of them are indistinguishable.
+    """
+    df = df.select(_contract_first(df.columns, first, last))
+    keys = [c for c, t in df.schema.items() if not t.is_nested() and t != pl.Object]
+    return df.sort(keys, nulls_last=True, maintain_order=True) if keys and df.height > 1 else df
+
+
+# --------------------------------------------------------------------------- incidence
+def stage_incidence(ctx: RunState) -> None:
+    """Crude incidence vs the basis, GLM with held-out deviance, Lorenz/Gini, calibration, select, credibility."""
+    from engine.estimators.credibility import limited_fluctuation_table
+    from engine.estimators.crude import incidence
+    from engine.estimators.metrics import calibration_table, gini, mean_poisson_deviance, split_cells
+    from engine.estimators.select import SelectFactors
+
+    cfg = ctx.cfg
+    ic = cfg.incidence
+    cells = ctx.cells
+    basis = None if ic.basis.lower() in ("", "none") else ic.basis.lower()
+    inc = incidence(_sums(cells, ["age", "sex"]), by=["age", "sex"], level=ic.level, basis=basis, table=ic.table)
+    ctx.write("incidence", inc)
+    factors = tuple(["sex", *[f for f in cfg.study.factors if f not in MEMBER_KEYS]])
+    inter = tuple(tuple(p) for p in ic.interactions)
+    for p in inter:
+        if len(p) != 2 or any(x not in factors for x in p):
+            raise ConfigError(f"{cfg.source}: incidence.interactions: {list(p)} must be a pair of study factors or sex")
+    glm_kw = dict(factors=factors, age=None if ic.age == "none" else ic.age, age_df=ic.age_df,
+                  interactions=inter, alpha=ic.alpha, level=ic.level)
+    train, test = split_cells(cells, test_size=ic.holdout_share, seed=ic.seed)
+    # cells by risk class (periods summed, deterministically) for the GLM, Lorenz, Gini and calibration
+    keys = ["age", *factors]
+    train, test = _sums(train, keys), _sums(test, keys)
+    held = _fit_glm(ctx, glm_kw, train)
+    mu = np.asarray(held.predict_rate(test), dtype=float)
+    y, e = test["claims"].to_numpy(), test["exposure_years"].to_numpy()
+    overall = float(train["claims"].sum()) / max(float(train["exposure_years"].sum()), 1e-12)
+    dev_model = mean_poisson_deviance(y, mu * e, e)
+    dev_null = mean_poisson_deviance(y, np.full_like(e, overall) * e, e)
+    g = gini(y, mu, e) if y.sum() > 0 else float("nan")
+    calib = calibration_table(y, mu, e, n_bins=10, level=ic.level) if y.sum() > 0 else pl.DataFrame()
+    glm = _fit_glm(ctx, glm_kw, _sums(cells, keys))
+    ctx.write("glm_coefficients", glm.summary)
+    ctx.write("calibration", calib)
+    ctx.glm, ctx.lorenz = glm, (y, mu, e)
+    try:
+        sel = _sums(ctx.select_cells, ["age", "sex", "duration_band"])
+        sf = SelectFactors(bands=tuple(cfg.study.duration_bands), level=ic.level).fit(sel).summary
+    except (DataError, ConfigError, ValueError) as exc:  # too few claims in a band: reported, not fatal
+        sf = pl.DataFrame({"note": [f"select factors not estimated: {str(exc).splitlines()[0]}"]})
+    ctx.write("select_factors", sf)
+    by = [f for f in cfg.study.factors if f not in MEMBER_KEYS] or ["sex"]
+    cred = limited_fluctuation_table(_sums(cells, by), by=by, full_standard=ic.credibility_full_standard)
+    ctx.write("credibility", cred)
+    ctx.facts.update(heldout_deviance=dev_model, heldout_deviance_null=dev_null,
+                     heldout_deviance_explained=(1 - dev_model / dev_null) if dev_null > 0 else None,
+                     gini=g, overall_rate=float(cells["claims"].sum()) / float(cells["exposure_years"].sum()))
+    if basis is not None and "expected" in inc.columns:
+        exp_ = float(inc["expected"].sum())
+        ctx.facts["ae_vs_basis"] = float(inc["claims"].sum()) / exp_ if exp_ > 0 else None
+
+
+def _sums(cells: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Cells summed over every key not in ``keys``, bit-for-bit deterministic (sequential sums).
+
+    Downstream functions then sum single rows per group, so reruns give the same bytes
+    (polars' parallel float group sums may differ in the last bit from run to run).
+    """
+    from engine.segmentation._model import group_sums
+
+    cols = [c for c in ("exposure_days", "exposure_years", "sharing_days", "sharing_years", "claims", "amount")
+            if c in cells.columns]
+    out, _ = group_sums(cells, keys, cols)
+    ints = {c: pl.Int64 for c in ("exposure_days", "sharing_days", "claims") if c in cols}
+    return out.with_columns([pl.col(c).round(0).cast(t) for c, t in ints.items()])
+
+
+def _fit_glm(ctx: RunState, kw: dict[str, Any], cells: pl.DataFrame) -> Any:
+    """Fit the GLM; a singular design (a level without claims in small data) is retried with a small ridge."""
+    import warnings
+
+    from engine.errors import ModelError
+    from engine.estimators.glm import PoissonGLM
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model = PoissonGLM(**kw).fit(cells)
+        except ModelError:
+            alpha = max(float(kw.get("alpha") or 0.0), 1e-4)
+            ctx.facts["glm_ridge_fallback"] = alpha
+            model = PoissonGLM(**{**kw, "alpha": alpha}).fit(cells)
+    for w in caught:
+        ctx.facts.setdefault("warnings", []).append(f"GLM: {str(w.message).splitlines()[0]}")
+    return model
+
+
+# --------------------------------------------------------------------------- segmentation
+def stage_segmentation(ctx: RunState) -> None:
+    """Risk groups and the granularity frontier."""
+    from engine.segmentation.segmenter import RiskSegmenter
+
+    cfg = ctx.cfg
+    sc = cfg.segmentation
+    kw = dict(method=sc.method, max_groups=sc.max_groups, n_groups=sc.n_groups,
+              min_expected_claims=sc.min_expected_claims, monotone_age=sc.monotone_age,
+              contiguous_age=sc.contiguous_age, features=sc.features, adjust_for=tuple(sc.adjust_for),
+              rules={"groups": sc.rules} if sc.method == "rules" else None)
+    try:
+        seg = RiskSegmenter(**kw).fit(ctx.cells)
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg.source}: segmentation: {exc}") from None
+    except DataError as exc:
+        if "floor" not in str(exc):
+            raise
+        # the pool is too small for the floor even as one group: keep one pooled group and say so
+        msg = (f"segmentation.min_expected_claims = {sc.min_expected_claims}: {str(exc).splitlines()[0]}; "
+               "the run keeps one pooled group")
+        ctx.facts.setdefault("warnings", []).append(msg)
+        seg = RiskSegmenter(**{**kw, "n_groups": 1, "max_groups": 1, "min_expected_claims": 0.0}).fit(ctx.cells)
+    cols = ["group", "name", "rule", "exposure_years", "claims", "rate", "rate_lower", "rate_upper", "relativity",
+            "predicted_rate", "expected_claims_per_period", "share_cv", "credibility", "own_share", "cross_subsidy",
+            "cross_subsidy_per_period", "cross_subsidy_pct", "meets_floor"]
+    groups = seg.groups_
+    ctx.write("segments", groups.select([c for c in cols if c in groups.columns]))
+    ctx.write("frontier", seg.frontier_)
+    ctx.segmenter = seg
+    ctx.facts.update(groups=int(seg.n_groups_), recommended_groups=int(seg.recommended_k_))
+
+
+# --------------------------------------------------------------------------- history
+def stage_history(ctx: RunState) -> None:
+    """Realised shares per sharing period and the decomposition of their change."""
+    from engine.cells._exposure import classify_claims
+    from engine.shares.history import share_history
+
+    cfg = ctx.cfg
+    hc = cfg.history
+    members = ctx.members
+    plan_col = hc.plan_col if hc.plan_col and hc.plan_col in members.columns else None
+    classified = classify_claims(members, ctx.claims, waiting_days=cfg.study.waiting_days)
+    classified = classified.collect() if isinstance(classified, pl.LazyFrame) else classified
+    ctx.classified = classified
+    hist = share_history(
+        members, classified, start=ctx.start, end=ctx.end, sharing_days=tuple(hc.sharing_days), fee=hc.fee,
+        waiting_days=cfg.study.waiting_days, reporting_lag_days=hc.reporting_lag_days,
+        per_claimant_cap=hc.per_claimant_cap or None, annual_cap=hc.annual_cap or None, plan_col=plan_col,
+    )
+    ctx.write("history", hist)
+    ctx.write("decomposition", _decomposition(ctx, plan_col))
+
+
+def _month_start(d: dt.date, add: int = 0) -> dt.date:
+    m = d.year * 12 + d.month - 1 + add
+    return dt.date(m // 12, m % 12 + 1, 1)
+
+
+def _decomposition(ctx: RunState, plan_col: str | None) -> pl.DataFrame:
+    """Shapley (or configured) attribution: early month -> last month -> sustainable."""
+    from engine.shares.decomposition import decompose, share_drivers, sustainable
+
+    cfg = ctx.cfg
+    hc = cfg.history
+    # early: the first full calendar month after the first cohort's waiting period; late: the last full month
+    early0 = _month_start(ctx.start + dt.timedelta(days=cfg.study.waiting_days), 1)
+    late0 = _month_start(ctx.end + dt.timedelta(days=1), -DECOMPOSE_MONTHS)
+    if _month_start(early0, DECOMPOSE_MONTHS) > late0:
+        return pl.DataFrame({"note": ["study too short for a decomposition (needs two 3-month windows after the waiting period)"]})
+    kw = dict(fee=hc.fee, waiting_days=cfg.study.waiting_days, reporting_lag_days=hc.reporting_lag_days,
+              terminate_on_claim=cfg.study.terminate_on_claim)
+    if plan_col is not None:
+        kw["plan_col"] = plan_col
+
+    def window(m0: dt.date, label: str):
+        return share_drivers(ctx.members, ctx.classified, period_start=m0,
+                             notice_date=_month_start(m0, DECOMPOSE_MONTHS) - dt.timedelta(days=1), label=label, **kw)
+
+    try:
+        a = window(early0, f"{early0:%Y-%m}..{_month_start(early0, DECOMPOSE_MONTHS - 1):%Y-%m}")
+        b = window(late0, f"{late0:%Y-%m}..{_month_start(late0, DECOMPOSE_MONTHS - 1):%Y-%m}")
+        s = sustainable(b)
+        parts = [decompose(a, b, method=hc.decompose).with_columns(pl.lit(f"{a.label} -> {b.label}").alias("comparison"),
+                                                                    pl.lit(a.share_cny).alias("share_a_cny"),
+                                                                    pl.lit(b.share_cny).alias("share_b_cny")),
+                 decompose(b, s, method=hc.decompose).with_columns(pl.lit(f"{b.label} -> sustainable").alias("comparison"),
+                                                                    pl.lit(b.share_cny).alias("share_a_cny"),
+                                                                    pl.lit(s.share_cny).alias("share_b_cny"))]
+    except (DataError, ConfigError, ZeroDivisionError, ValueError) as exc:
+        return pl.DataFrame({"note": [f"decomposition not computed: {str(exc).splitlines()[0]}"]})
+    ctx.facts.update(share_early_cny=a.share_cny, share_late_cny=b.share_cny, share_sustainable_cny=s.share_cny,
+                     share_early_month=a.label, share_late_month=b.label)
+    out = pl.concat(parts, how="diagonal_relaxed")
+    return out.select("comparison", pl.exclude("comparison"))

@@ -1,0 +1,75 @@
+"""The typed state of one ``fentan run``: what each stage reads and adds.
+
+:mod:`engine.pipeline._stages` and :mod:`engine.pipeline._plan_stages` both extend one
+:class:`RunState`; neither imports the other's internals through it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from engine.data.validation import ValidationResult
+    from engine.estimators.glm import PoissonGLM
+    from engine.pipeline.config import RunConfig
+    from engine.plans.planset import PlanSet
+    from engine.projection._project import ProjectionResult
+    from engine.segmentation.segmenter import RiskSegmenter
+
+
+@dataclass
+class RunState:
+    """State shared by the stages of one run.
+
+    ``cfg``, ``out`` (staging directory, None for a dry run), the tables written so far
+    (``tables``) and the scalar facts of ``summary.json`` (``facts``); then, stage by stage,
+    the typed intermediate results below (None until the stage that sets them has run).
+    """
+
+    cfg: RunConfig
+    out: Path | None
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    #: run: the memory estimate made from the Parquet footers before any data is read
+    memory_check: dict[str, Any] | None = None
+    #: validate: (pooled plan set or None, [(file label, plan set)]), checked before the data is read
+    plansets: tuple[PlanSet | None, list[tuple[str, PlanSet]]] | None = None
+    validation: ValidationResult | None = None
+    members: pl.DataFrame | None = None
+    claims: pl.DataFrame | None = None
+    start: dt.date | None = None
+    end: dt.date | None = None
+    #: exposure: cells by period and ``by``; select cells by duration band; claims set aside at exposure time
+    cells: pl.DataFrame | None = None
+    select_cells: pl.DataFrame | None = None
+    exposure_rejected: pl.DataFrame | None = None
+    by: list[str] = field(default_factory=list)
+    #: incidence: the GLM fitted on all cells, and (claims, predicted rate, exposure) of the held-out cells
+    glm: PoissonGLM | None = None
+    lorenz: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    #: segmentation
+    segmenter: RiskSegmenter | None = None
+    #: history: claims with their eligibility
+    classified: pl.DataFrame | None = None
+    #: plans: members sharing at the end of the study by risk class (see ``_plan_stages.risk_table``)
+    risk_table: pl.DataFrame | None = None
+    #: projection: one result per projected plan set label
+    projections: dict[str, ProjectionResult] = field(default_factory=dict)
+
+    def write(self, name: str, df: pl.DataFrame) -> None:
+        """Keep ``df`` and write it as ``<name>.parquet`` (``rejected/x`` allowed)."""
+        from engine.data.io import write_parquet
+
+        self.tables[name] = df
+        if self.out is not None:
+            write_parquet(df, self.out / f"{name}.parquet")
+
+
+__all__ = ["RunState"]

@@ -1,0 +1,219 @@
+"""The run configuration (``fentan run CONFIG.toml``): schema, defaults and loading.
+
+Every section is optional except ``[data]``; unknown keys are errors. Relative
+paths are resolved against the configuration file's directory. Errors name the
+file and the dotted key, e.g. ``run.toml: study.period: must be one of month,
+quarter, year``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSection(_Section):
+    """Where the platform's files are (file, glob or directory each)."""
+
+    members: str
+    claims: str
+    as_of: dt.date | None = None
+
+
+class StudySection(_Section):
+    """The experience study window and exposure conventions."""
+
+    start: dt.date | None = None
+    end: dt.date | None = None
+    period: Literal["month", "quarter", "year"] = "month"
+    waiting_days: int = Field(90, ge=0, le=3650)
+    terminate_on_claim: bool = True
+    factors: list[str] = Field(default_factory=lambda: ["city_tier", "channel"])
+    duration_bands: list[int] = Field(default_factory=lambda: [0, 3, 6, 12, 24])
+
+    @model_validator(mode="after")
+    def _window(self) -> "StudySection":
+        if self.start and self.end and self.end < self.start:
+            raise ValueError("end must not be before start")
+        return self
+
+
+class IncidenceSection(_Section):
+    """Crude incidence against a basis, and the Poisson GLM."""
+
+    basis: str = "ci2020"
+    table: str = "CI4"
+    level: float = Field(0.95, gt=0, lt=1)
+    age: Literal["spline", "factor", "none"] = "spline"
+    age_df: int = Field(6, ge=3, le=20)
+    interactions: list[list[str]] = Field(default_factory=list)
+    holdout_share: float = Field(0.2, gt=0, lt=1)
+    seed: int = Field(0, ge=0)
+    alpha: float = Field(0.0, ge=0)
+    credibility_full_standard: float = Field(1082.0, gt=0)
+
+
+class SegmentationSection(_Section):
+    """How members are split into risk groups."""
+
+    method: Literal["tree", "cluster", "rules"] = "tree"
+    max_groups: int = Field(8, ge=1, le=100)
+    min_expected_claims: float = Field(30.0, ge=0)
+    contiguous_age: bool = False
+    monotone_age: bool = False
+    rules: list[dict[str, Any]] = Field(default_factory=list)
+    features: list[str] | None = None
+    adjust_for: list[str] = Field(default_factory=list)
+    n_groups: int | None = Field(None, ge=1, le=100)
+
+
+class HistorySection(_Section):
+    """Realised share history conventions (defaults: Xianghubao's published rules)."""
+
+    sharing_days: list[int] = Field(default_factory=lambda: [14, 28])
+    fee: float = Field(0.08, ge=0, lt=1)
+    reporting_lag_days: int = Field(30, ge=0)
+    per_claimant_cap: float | None = Field(0.1, ge=0)  # 0 = no cap
+    annual_cap: float | None = Field(188.0, ge=0)  # 0 = no cap
+    plan_col: str | None = "plan_id"
+    decompose: Literal["shapley", "sequential", "lmdi"] = "shapley"
+
+
+class ProjectionSection(_Section):
+    """Stochastic projection assumptions (see docs/projection.md)."""
+
+    horizon: int = Field(120, ge=1, le=1200)
+    scenarios: int = Field(1000, ge=1, le=1_000_000)
+    seed: int = Field(0, ge=0)
+    chunk_size: int = Field(2048, ge=1)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class PlansSection(_Section):
+    """Plan files to compare (paths to TOML plan sets)."""
+
+    files: list[str] = Field(default_factory=list)
+    pooled: str | None = None
+    growth_per_period: float = Field(0.0, gt=-1)
+    recent_years: float = Field(1.0, gt=0)
+
+
+class OutputSection(_Section):
+    """What is written besides the always-written tables."""
+
+    models: bool = True
+    report: bool = True
+    title: str = "fentan run report"
+
+
+class RunSection(_Section):
+    """Resources of the run (see docs/batch.md, "Memory")."""
+
+    memory_limit: str | int | None = None  # e.g. "8GB"; default: a fraction of the available memory
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _size(cls, v: str | int | None) -> str | int | None:
+        if v is not None:
+            from engine.pipeline.memguard import parse_size
+
+            try:
+                parse_size(v)
+            except ValueError as exc:
+                raise ValueError(str(exc).split(": ", 1)[-1]) from None
+        return v
+
+
+class RunConfig(_Section):
+    """A whole run; see docs/batch.md for every key."""
+
+    data: DataSection
+    study: StudySection = StudySection()
+    incidence: IncidenceSection = IncidenceSection()
+    segmentation: SegmentationSection = SegmentationSection()
+    history: HistorySection = HistorySection()
+    projection: ProjectionSection = ProjectionSection()
+    plans: PlansSection = PlansSection()
+    output: OutputSection = OutputSection()
+    run: RunSection = RunSection()
+    source: str | None = None  # the file it came from (set by load_config)
+
+
+def _fmt(err: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown key"
+    return f"{loc}: {msg}" if loc else msg
+
+
+def config_from_dict(raw: dict[str, Any], where: str = "<config>", base: Path | None = None) -> RunConfig:
+    """Validate a configuration mapping; resolve relative paths against ``base``."""
+    try:
+        cfg = RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_fmt(exc.errors()[0])}") from None
+    if base is not None:
+        def res(p: str) -> str:
+            return p if Path(p).is_absolute() else str((base / p))
+
+        data = cfg.data.model_copy(update={"members": res(cfg.data.members), "claims": res(cfg.data.claims)})
+        plans = cfg.plans.model_copy(update={"files": [res(f) for f in cfg.plans.files],
+                                             "pooled": res(cfg.plans.pooled) if cfg.plans.pooled else None})
+        cfg = cfg.model_copy(update={"data": data, "plans": plans})
+        refs = [("plans.pooled", cfg.plans.pooled)] if cfg.plans.pooled else []
+        refs += [(f"plans.files[{i}]", f) for i, f in enumerate(cfg.plans.files)]
+        for key, f in refs:  # a plan reference is checked before any data is read
+            if not Path(f).is_file():
+                raise ConfigError(f"{where}: {key}: no such plan file {f}")
+    return cfg.model_copy(update={"source": where})
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a run configuration TOML file."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: no such configuration file")
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a UTF-8 text file") from None
+    return config_from_dict(raw, str(p), p.resolve().parent)
+
+
+def to_toml(cfg: RunConfig) -> str:
+    """Render the resolved configuration as TOML (for the copy kept with the outputs)."""
+    data = cfg.model_dump(mode="json", exclude={"source"}, exclude_none=True)
+    lines: list[str] = [f"# resolved configuration (from {cfg.source})"]
+
+    def val(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(val(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f'"{k}" = {val(x)}' for k, x in v.items()) + " }"
+        raise TypeError(type(v))  # pragma: no cover
+
+    for section, body in data.items():
+        lines.append(f"\n[{section}]")
+        for k, v in body.items():
+            if not (isinstance(v, dict) and not v):
+                lines.append(f"{k} = {val(v)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,121 @@
+"""A small fallback incidence model for segmentation when ``engine.estimators.glm`` is not available.
+
+:class:`CellPoissonModel` is a ridge-penalised Poisson GLM on cells with one-hot
+main effects, 5-year age bands plus a linear age term, and all pairwise
+interactions of the categorical features. It offers the ``fit(cells)`` /
+``predict_rate(cells)`` protocol that :class:`engine.segmentation.segmenter.RiskSegmenter`
+needs from any incidence model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+
+import numpy as np
+import polars as pl
+
+from engine.errors import DataError, ModelError
+
+SUMS = {"exposure_days", "exposure_years", "sharing_days", "sharing_years", "claims", "amount"}
+
+
+def group_sums(frame: pl.DataFrame, keys: Sequence[str], cols: Sequence[str]) -> tuple[pl.DataFrame, np.ndarray]:
+    """Sums of ``cols`` by ``keys`` (sorted by keys) and each row's group index; bit-for-bit deterministic.
+
+    Notes
+    -----
+    polars' parallel ``group_by().sum()`` may add floats in a different order from run
+    to run (last-bit differences); here the sums are sequential ``numpy.bincount``.
+    """
+    from engine.cells.sums import group_index
+
+    uniq, idx = group_index(frame, keys)
+    sums = [pl.Series(c, np.bincount(idx, weights=frame.get_column(c).to_numpy().astype(float), minlength=uniq.height))
+            for c in cols]
+    return uniq.with_columns(sums), idx
+
+
+def key_columns(cells: pl.DataFrame) -> list[str]:
+    """The key columns of cells: every column that is neither a sum nor ``period``."""
+    return [c for c in cells.columns if c not in SUMS and c != "period" and not c.startswith("_")]
+
+
+class CellPoissonModel:
+    """Poisson GLM on cells: log rate = one-hot main effects + pairwise categorical interactions.
+
+    Parameters
+    ----------
+    features : keys used (default: all key columns of the cells at fit).
+    ordered : integer keys modelled as 5-year bands plus a linear term.
+    alpha : L2 penalty of ``sklearn.linear_model.PoissonRegressor`` (per unit weight).
+
+    Notes
+    -----
+    Fitted on the cells summed over ``period``: y = claims / exposure_years,
+    sample_weight = exposure_years, which maximises the Poisson likelihood of the
+    counts with log(exposure) offset.
+    """
+
+    def __init__(self, features: Sequence[str] | None = None, ordered: Sequence[str] = ("age", "duration"), alpha: float = 1e-6) -> None:
+        self.features = features
+        self.ordered = ordered
+        self.alpha = alpha
+
+    def _design(self, cells: pl.DataFrame) -> np.ndarray:
+        cols = [np.ones(cells.height)]
+        cats = []
+        for f in self.features_:
+            v = cells.get_column(f).to_numpy()
+            if f in self.ordered:
+                a = v.astype(float)
+                cols.append((a - self.center_[f]) / self.scale_[f])
+                band = np.floor(a / 5.0)
+                for lv in self.levels_[f][1:]:
+                    cols.append((band == lv).astype(float))
+            else:
+                cats.append(f)
+                for lv in self.levels_[f][1:]:
+                    cols.append((v == lv).astype(float))
+        for f1, f2 in combinations(cats, 2):
+            v1, v2 = cells.get_column(f1).to_numpy(), cells.get_column(f2).to_numpy()
+            for l1 in self.levels_[f1][1:]:
+                for l2 in self.levels_[f2][1:]:
+                    cols.append(((v1 == l1) & (v2 == l2)).astype(float))
+        return np.column_stack(cols)
+
+    def fit(self, cells: pl.DataFrame) -> CellPoissonModel:
+        from sklearn.linear_model import PoissonRegressor
+
+        feats = list(self.features) if self.features is not None else key_columns(cells)
+        missing = [f for f in feats if f not in cells.columns]
+        if missing:
+            raise DataError(f"cells: column '{missing[0]}' needed by the incidence model is missing")
+        self.features_ = feats
+        if feats:
+            agg = group_sums(cells, feats, ["exposure_years", "claims"])[0]
+        else:
+            agg = pl.DataFrame({"exposure_years": [float(np.sum(cells["exposure_years"].to_numpy()))],
+                                "claims": [float(np.sum(cells["claims"].to_numpy()))]})
+        agg = agg.filter(pl.col("exposure_years") > 0)
+        self.levels_, self.center_, self.scale_ = {}, {}, {}
+        for f in feats:
+            v = agg.get_column(f).to_numpy()
+            if f in self.ordered:
+                a = v.astype(float)
+                self.center_[f] = float(a.mean())
+                self.scale_[f] = float(a.std()) or 1.0
+                self.levels_[f] = sorted(set(np.floor(a / 5.0).tolist()))
+            else:
+                self.levels_[f] = sorted(set(v.tolist()), key=lambda x: (str(type(x)), x))
+        X = self._design(agg)
+        e = agg.get_column("exposure_years").to_numpy().astype(float)
+        y = agg.get_column("claims").to_numpy().astype(float) / e
+        self.glm_ = PoissonRegressor(alpha=self.alpha, fit_intercept=False, solver="newton-cholesky", max_iter=200, tol=1e-10)
+        self.glm_.fit(X, y, sample_weight=e / e.mean())
+        return self
+
+    def predict_rate(self, cells: pl.DataFrame) -> np.ndarray:
+        if not hasattr(self, "glm_"):
+            raise ModelError("CellPoissonModel: call fit(cells) before predict_rate")
+        return self.glm_.predict(self._design(cells))

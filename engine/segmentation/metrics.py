@@ -1,0 +1,371 @@
+"""Metrics of a segmentation: homogeneity, deviance explained, Gini, share volatility, cross-subsidy, ARI.
+
+All functions are vectorised over cells (numpy / polars); nothing loops over members.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from engine.errors import ConfigError, DataError
+
+#: Xianghubao benefit schedule (CNY): 300,000 up to age 39, 100,000 at 40-59 (reference/README.md).
+XIANGHUBAO_BENEFIT: tuple[tuple[int, float], ...] = ((39, 300_000.0), (10**6, 100_000.0))
+FULL_CREDIBILITY_CLAIMS = 1082.0
+
+
+def garwood(claims: np.ndarray, exposure: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Exact Poisson (Garwood) interval for the rate claims / exposure.
+
+    Notes
+    -----
+    lower = chi2.ppf(a/2, 2D) / (2E) (0 when D = 0); upper = chi2.ppf(1 - a/2, 2D + 2) / (2E).
+    """
+    from scipy.stats import chi2
+
+    d = np.asarray(claims, float)
+    e = np.asarray(exposure, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo = np.where(d > 0, chi2.ppf(alpha / 2, 2 * np.maximum(d, 1e-300)) / (2 * e), 0.0)
+        hi = chi2.ppf(1 - alpha / 2, 2 * d + 2) / (2 * e)
+    return lo, hi
+
+
+def window_years(cells: pl.DataFrame) -> float:
+    """Calendar length (years) of the data window spanned by the ``period`` column (1.0 without it).
+
+    Notes
+    -----
+    The period length is the smallest gap between distinct ``period`` starts
+    (a month, quarter or year); the window runs from the first period start to the
+    end of the last period: T = (last - first) + one period length, in days / 365.25.
+    With a single period (or none) T = 1; pass the window explicitly in that case.
+    """
+    if "period" not in cells.columns or cells.height == 0:
+        return 1.0
+    p = np.unique(cells.get_column("period").cast(pl.Int32).to_numpy())
+    if p.size == 1:
+        return 1.0  # one period: its length is unknown; pass window_years explicitly
+    step = float(np.min(np.diff(p)))
+    return float(p[-1] - p[0] + step) / 365.25
+
+
+def benefit_per_cell(cells: pl.DataFrame, benefit: Any = None) -> np.ndarray:
+    """Benefit B per claim for each cell.
+
+    ``benefit`` may be a number, a column name, a callable ``age -> B`` (vectorised),
+    or a list of ``(max_age, B)`` pairs (the Xianghubao schedule is
+    ``[(39, 300000), (10**6, 100000)]``). When ``None``: the mean ``amount`` per claim
+    of the cell's schedule band (age <= 39 / >= 40 if ``age`` is a key, else overall)
+    when the cells carry ``amount`` and claims; else the Xianghubao schedule when ``age``
+    is a key; else 1 (shares are then in units of the benefit).
+    """
+    n = cells.height
+    has_age = "age" in cells.columns
+    if benefit is None:
+        if "amount" in cells.columns and float(cells.get_column("claims").sum()) > 0:
+            band = (cells.get_column("age").to_numpy() >= 40).astype(int) if has_age else np.zeros(n, int)
+            a = np.bincount(band, weights=cells.get_column("amount").to_numpy().astype(float), minlength=2)
+            c = np.bincount(band, weights=cells.get_column("claims").to_numpy().astype(float), minlength=2)
+            overall = a.sum() / c.sum()
+            mean = np.where(c > 0, a / np.where(c > 0, c, 1.0), overall)
+            return mean[band]
+        benefit = list(XIANGHUBAO_BENEFIT) if has_age else 1.0
+    if isinstance(benefit, (int, float)):
+        return np.full(n, float(benefit))
+    if isinstance(benefit, str):
+        if benefit not in cells.columns:
+            raise ConfigError(f"benefit: column '{benefit}' is not in the cells")
+        return cells.get_column(benefit).to_numpy().astype(float)
+    if not has_age:
+        raise ConfigError("benefit: an age schedule needs an 'age' key in the cells")
+    age = cells.get_column("age").to_numpy()
+    if callable(benefit):
+        return np.asarray(benefit(age), float) * np.ones(n)
+    sched = sorted((int(a), float(b)) for a, b in benefit)
+    out = np.full(n, sched[-1][1])
+    for a, b in reversed(sched):
+        out = np.where(age <= a, b, out)
+    return out
+
+
+def weighted_ari(a: np.ndarray, b: np.ndarray, w: np.ndarray | None = None) -> float:
+    """Adjusted Rand index of two labelings with non-negative weights (e.g. exposure).
+
+    Notes
+    -----
+    The Hubert-Arabie formula with weighted counts n_ij = sum of w over items
+    labelled (i, j), C(x) = x (x - 1) / 2:
+    ARI = (sum C(n_ij) - sum C(a_i) sum C(b_j) / C(n)) /
+          ((sum C(a_i) + sum C(b_j)) / 2 - sum C(a_i) sum C(b_j) / C(n)).
+    With integer weights this equals ``sklearn.metrics.adjusted_rand_score`` on the
+    items repeated w times. 1.0 when both labelings have a single class.
+    """
+    a = np.asarray(a)
+    b = np.asarray(b)
+    w = np.ones(a.size) if w is None else np.asarray(w, float)
+    _, ia = np.unique(a, return_inverse=True)
+    _, ib = np.unique(b, return_inverse=True)
+    tab = np.zeros((ia.max() + 1, ib.max() + 1))
+    np.add.at(tab, (ia, ib), w)
+
+    def c2(x: np.ndarray | float) -> np.ndarray | float:
+        return x * (x - 1.0) / 2.0
+
+    n = tab.sum()
+    sij = c2(tab).sum()
+    sa = c2(tab.sum(1)).sum()
+    sb = c2(tab.sum(0)).sum()
+    expected = sa * sb / c2(n)
+    maxi = 0.5 * (sa + sb)
+    if maxi == expected:
+        return 1.0
+    return float((sij - expected) / (maxi - expected))
+
+
+def gini(rank_rate: np.ndarray, claims: np.ndarray, measure: np.ndarray) -> float:
+    """Ordered-Lorenz Gini: items sorted by ``rank_rate`` ascending, x = cumulative measure share, y = claims share.
+
+    Notes
+    -----
+    G = 1 - sum_i (x_i - x_{i-1}) (y_i + y_{i-1}); ties in ``rank_rate`` are merged
+    first, so the value does not depend on the order within a group.
+    """
+    r = np.asarray(rank_rate, float)
+    u, inv = np.unique(r, return_inverse=True)
+    d = np.bincount(inv, weights=claims, minlength=u.size)
+    m = np.bincount(inv, weights=measure, minlength=u.size)
+    if d.sum() <= 0 or m.sum() <= 0:
+        return 0.0
+    x = np.concatenate([[0.0], np.cumsum(m) / m.sum()])
+    y = np.concatenate([[0.0], np.cumsum(d) / d.sum()])
+    return float(1.0 - np.sum(np.diff(x) * (y[1:] + y[:-1])))
+
+
+def poisson_deviance(d: np.ndarray, mu: np.ndarray) -> float:
+    """2 sum [d log(d/mu) - (d - mu)] (d log d = 0 at d = 0)."""
+    d = np.asarray(d, float)
+    mu = np.asarray(mu, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(d > 0, d * np.log(np.where(d > 0, d, 1.0) / np.where(mu > 0, mu, 1e-300)), 0.0)
+    return float(2.0 * np.sum(t - (d - mu)))
+
+
+def segmentation_metrics(
+    cells: pl.DataFrame,
+    groups: Any,
+    predicted_rate: Any,
+    *,
+    benefit: Any = None,
+    period_months: float = 1.0,
+    window: float | None = None,
+    base_rate: Any = None,
+    fee: float = 0.0,
+    alpha: float = 0.05,
+    finest: Any = None,
+) -> tuple[pl.DataFrame, dict[str, float]]:
+    """Per-group table and overall metrics of any segmentation of ``cells``.
+
+    Parameters
+    ----------
+    cells : cells with ``exposure_years``, ``claims`` (and optionally ``amount``, ``age``, ``period``).
+    groups : group label per cell (sequence aligned with the rows; nulls are not allowed).
+    predicted_rate : model incidence per exposure-year per cell (annual).
+    benefit : see :func:`benefit_per_cell`.
+    period_months : sharing period length; annual quantities times period_months / 12.
+    window : data window in years (default: from ``period``, see :func:`window_years`).
+    base_rate : optional per-cell base rate the groups are relative to (rate = base x relativity).
+    finest : optional label per cell of the finest units (distinct feature combinations) at
+        which the residual cross-subsidy is measured (default: each cell).
+
+    Returns
+    -------
+    (groups table, scalars). The table has one row per group (sorted by label):
+    exposure_years, claims, rate (= claims / exposure), rate_lower/upper (Garwood),
+    predicted_rate (exposure-weighted), expected_claims_per_period, share_cv,
+    credibility, own_share (annual risk cost per exposure-year), cross_subsidy,
+    cross_subsidy_per_period and cross_subsidy_pct.
+
+    Notes
+    -----
+    T = window years; expected claims per period n_g = D_g / T * period_months / 12
+    (the group's experience rate times its mean annual exposure); share CV = 1/sqrt(n_g);
+    credibility Z = min(1, sqrt(D_g / 1082)) on the group's observed claims.
+    Risk cost per cell s_c = (1 + fee) r_c B_c with r_c the predicted rate; pooled
+    share s = sum E s_c / sum E; group share s_g likewise within g; cross-subsidy
+    of g = s - s_g (positive: g overpays in the pooled plan).
+    Homogeneity: within = sum E (rho_c - rhobar_g)^2 / sum E of the predicted
+    relativity rho = r / base; ``homogeneity`` = 1 - within / total.
+    Deviance explained = 1 - Dev(group rates) / Dev(one rate), on observed claims
+    with mu_c = E_c base_c rho_g, rho_g = D_g / sum_g E base.
+    Gini: ordered Lorenz of observed claims against E x base, ranked by rho_g.
+    ``cross_subsidy_abs_pct`` = sum_g E_g |s - s_g| / (E s) (between the groups of a pooled plan);
+    ``residual_cross_subsidy_pct`` = sum_u E_u |s_g(u) - s_u| / (E s), what remains between the
+    units u (``finest``) inside the groups once each group pays its own share.
+    """
+    E = cells.get_column("exposure_years").to_numpy().astype(float)
+    D = cells.get_column("claims").to_numpy().astype(float)
+    g = np.asarray(pl.Series(groups).to_numpy() if not isinstance(groups, np.ndarray) else groups)
+    if g.size != cells.height:
+        raise DataError(f"groups: {g.size} labels for {cells.height} cells")
+    r = np.asarray(predicted_rate, float)
+    if r.size != cells.height or not np.all(np.isfinite(r)):
+        raise DataError("predicted_rate: needs one finite rate per cell")
+    base = np.ones_like(E) if base_rate is None else np.asarray(base_rate, float)
+    T = window_years(cells) if window is None else float(window)
+    B = benefit_per_cell(cells, benefit)
+    labels, gi = np.unique(g, return_inverse=True)
+    k = labels.size
+    Eg = np.bincount(gi, weights=E, minlength=k)
+    Dg = np.bincount(gi, weights=D, minlength=k)
+    Mg = np.bincount(gi, weights=E * base, minlength=k)
+    mug = np.bincount(gi, weights=E * r, minlength=k)
+    s_c = (1.0 + fee) * r * B
+    sg = np.bincount(gi, weights=E * s_c, minlength=k) / np.where(Eg > 0, Eg, 1.0)
+    s = float(np.sum(E * s_c) / E.sum())
+    lo, hi = garwood(Dg, Eg, alpha)
+    n_per = Dg / T * period_months / 12.0
+    with np.errstate(divide="ignore"):
+        cv = np.where(n_per > 0, 1.0 / np.sqrt(np.where(n_per > 0, n_per, 1.0)), np.inf)
+    table = pl.DataFrame(
+        {
+            "group": labels,
+            "exposure_years": Eg,
+            "claims": Dg,
+            "rate": Dg / np.where(Eg > 0, Eg, np.nan),
+            "rate_lower": lo,
+            "rate_upper": hi,
+            "relativity": Dg / np.where(Mg > 0, Mg, np.nan),
+            "predicted_rate": mug / np.where(Eg > 0, Eg, np.nan),
+            "predicted_relativity": mug / np.where(Mg > 0, Mg, np.nan),
+            "expected_claims_per_period": n_per,
+            "share_cv": cv,
+            "credibility": np.minimum(1.0, np.sqrt(Dg / FULL_CREDIBILITY_CLAIMS)),
+            "own_share": sg,
+            "cross_subsidy": s - sg,
+            "cross_subsidy_per_period": (s - sg) * period_months / 12.0,
+            "cross_subsidy_pct": (s - sg) / s if s > 0 else np.zeros(k),
+        }
+    )
+    rho = r / np.where(base > 0, base, np.nan)
+    rbar = np.bincount(gi, weights=E * rho, minlength=k) / np.where(Eg > 0, Eg, 1.0)
+    within = float(np.sum(E * (rho - rbar[gi]) ** 2) / E.sum())
+    total = float(np.sum(E * (rho - np.sum(E * rho) / E.sum()) ** 2) / E.sum())
+    rho_g = Dg / np.where(Mg > 0, Mg, 1.0)
+    dev_seg = poisson_deviance(D, E * base * rho_g[gi])
+    dev_null = poisson_deviance(D, E * base * D.sum() / np.sum(E * base))
+    if finest is None:
+        su, Eu, gu = s_c, E, gi
+    else:
+        _, ui = np.unique(np.asarray(finest), return_inverse=True)
+        Eu = np.bincount(ui, weights=E)
+        su = np.bincount(ui, weights=E * s_c) / np.where(Eu > 0, Eu, 1.0)
+        gu = np.zeros(Eu.size, np.int64)
+        gu[ui] = gi
+    resid = float(np.sum(Eu * np.abs(sg[gu] - su)) / (E.sum() * s)) if s > 0 else 0.0
+    scal = {
+        "n_groups": float(k),
+        "window_years": T,
+        "pooled_share": s,
+        "within_dispersion": within,
+        "homogeneity": 1.0 - within / total if total > 0 else 1.0,
+        "deviance_explained": 1.0 - dev_seg / dev_null if dev_null > 0 else 0.0,
+        "gini": gini(rho_g[gi], D, E * base),
+        "cross_subsidy_abs_pct": float(np.sum(Eg * np.abs(s - sg)) / (E.sum() * s)) if s > 0 else 0.0,
+        "residual_cross_subsidy_pct": resid,
+        "share_cv_max": float(cv.max()),
+        "share_cv_weighted": float(np.sum(Eg * cv) / Eg.sum()),
+        "min_expected_claims_per_period": float(n_per.min()),
+    }
+    return table, scal
+
+
+def recommend_k(removed: np.ndarray, min_marginal: float) -> int:
+    """Largest K such that every step k-1 -> k (k <= K) removes at least ``min_marginal`` of the removable cross-subsidy.
+
+    ``removed[k-1]`` is the share of removable cross-subsidy removed with k groups
+    (0 at k = 1). Steps are taken in order and the first small step stops.
+    """
+    k = 1
+    for i in range(1, len(removed)):
+        if removed[i] - removed[i - 1] >= min_marginal:
+            k = i + 1
+        else:
+            break
+    return k
+
+
+def frontier_table(
+    cells: pl.DataFrame,
+    partitions: dict[int, np.ndarray],
+    finest: np.ndarray,
+    predicted_rate: np.ndarray,
+    *,
+    min_marginal: float,
+    metric_kw: dict[str, Any],
+) -> tuple[pl.DataFrame, int]:
+    """Granularity frontier over K and the recommended K (see :func:`recommend_k`).
+
+    Notes
+    -----
+    R(K) = residual cross-subsidy of the K-group plan measured between the finest
+    units (every distinct combination of the segmentation features): sum_u E_u |s_g(u) - s_u|.
+    cross_subsidy_removed(K) = 1 - R(K) / R(1): 0 for one pooled plan, 1 when every
+    group is internally homogeneous in risk cost. Volatility added = exposure-weighted
+    share CV(K) - share CV(1).
+    """
+    rows = []
+    for k in sorted(partitions):
+        _, m = segmentation_metrics(cells, partitions[k], predicted_rate, finest=finest, **metric_kw)
+        rows.append({"k": k, **m})
+    fr = pl.DataFrame(rows)
+    r1 = float(fr["residual_cross_subsidy_pct"][0]) if fr["k"][0] == 1 else float("nan")
+    if fr["k"][0] != 1:
+        _, m1 = segmentation_metrics(cells, np.zeros(cells.height, np.int64), predicted_rate, finest=finest, **metric_kw)
+        r1 = m1["residual_cross_subsidy_pct"]
+    removed = (1.0 - fr["residual_cross_subsidy_pct"] / r1 if r1 > 0 else fr["residual_cross_subsidy_pct"] * 0.0).to_numpy()
+    ks = fr["k"].to_numpy()
+    k_rec = int(ks[recommend_k(removed, min_marginal) - 1]) if ks.size else 1
+    fr = fr.with_columns(
+        pl.Series("cross_subsidy_removed", removed),
+        (pl.col("share_cv_weighted") - pl.col("share_cv_weighted").first()).alias("volatility_added"),
+        (pl.col("k") == k_rec).alias("recommended"),
+    ).drop("n_groups")
+    return fr, k_rec
+
+
+def member_attained_age(birth: pl.Expr, at: Any) -> pl.Expr:
+    """Age last birthday on date ``at`` (29 February birthdays fall on 1 March in common years).
+
+    Notes
+    -----
+    age = year(at) - year(birth) - [ (month, day)(at) < (month, day)(birth) ];
+    comparing (month, day) pairs makes a 29 February birthday pass on 1 March in a
+    common year and on 29 February in a leap year.
+    """
+    at_lit = pl.lit(at, dtype=pl.Date)
+    before = (at_lit.dt.month() < birth.dt.month()) | (
+        (at_lit.dt.month() == birth.dt.month()) & (at_lit.dt.day() < birth.dt.day())
+    )
+    return (at_lit.dt.year() - birth.dt.year() - before.cast(pl.Int32)).cast(pl.Int32)
+
+
+
+def member_duration(join: pl.Expr, at: Any) -> pl.Expr:
+    """Completed months since ``join`` on date ``at`` (shared/domain.md section 4).
+
+    Notes
+    -----
+    The k-th month boundary falls on join's day of month, or on the month's last
+    day when that day does not exist; so
+    n = 12 (year(at) - year(join)) + month(at) - month(join) - [day(at) < min(day(join), last day of at's month)].
+    """
+    import calendar
+
+    last = calendar.monthrange(at.year, at.month)[1]
+    boundary = pl.min_horizontal(join.dt.day().cast(pl.Int32), pl.lit(last, dtype=pl.Int32))
+    n = (at.year - join.dt.year().cast(pl.Int32)) * 12 + (at.month - join.dt.month().cast(pl.Int32))
+    return (n - (pl.lit(at.day, dtype=pl.Int32) < boundary).cast(pl.Int32)).cast(pl.Int32)

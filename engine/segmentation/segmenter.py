@@ -1,0 +1,524 @@
+"""RiskSegmenter: split a pool into homogeneous risk groups with credibility floors and a granularity frontier.
+
+Methods: ``tree`` (Poisson regression tree with readable rules), ``cluster``
+(optimal 1-D partition of the model's predicted risk by dynamic programming) and
+``rules`` (a user's existing plan, so the same metrics apply). See
+``docs/segmentation.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from engine.errors import ConfigError, DataError, ModelError
+from engine.segmentation._dp import dp_partition, isotonic_by_profile
+from engine.segmentation.metrics import (
+    FULL_CREDIBILITY_CLAIMS,
+    frontier_table,
+    member_attained_age,
+    member_duration,
+    segmentation_metrics,
+    window_years,
+)
+from engine.segmentation._model import CellPoissonModel, group_sums, key_columns
+from engine.segmentation._rules import describe_units, parse_rules, rules_for_labels
+from engine.segmentation._tree import Rule, grow_tree, make_units, rule_expr, rule_from_json, rule_mask, rule_text, rule_to_json
+
+METHODS = ("tree", "cluster", "rules")
+MAX_DP_UNITS = 3000
+
+
+def default_model(cells: pl.DataFrame | None = None, features: Sequence[str] | None = None) -> Any:
+    """The default incidence model: ``engine.estimators.glm.PoissonGLM`` with the segmentation's interactions.
+
+    Factors are the categorical key columns of ``cells``, age a spline when ``age`` is a
+    key, and every pair of categorical segmentation features interacts (the cluster
+    method partitions the model's risk, so it must be able to express the interactions
+    that define the groups). Falls back to :class:`CellPoissonModel` when ``engine.estimators.glm``
+    is not installed.
+    """
+    try:
+        from engine.estimators.glm import PoissonGLM
+    except ImportError:
+        return CellPoissonModel()
+    if cells is None:
+        return PoissonGLM()
+    factors = [k for k in key_columns(cells) if k not in ("age", "duration")]
+    cats = [f for f in (features if features is not None else factors) if f in factors]
+    return PoissonGLM(factors=factors, age="spline" if "age" in cells.columns else None,
+                      interactions=list(combinations(cats, 2)), alpha=1e-6)
+
+
+class RiskSegmenter:
+    """Segment cells into risk groups (sklearn-style; fitted attributes end in ``_``).
+
+    Parameters
+    ----------
+    method : "tree", "cluster" or "rules".
+    max_groups : largest number of groups K considered (the frontier runs K = 1..max_groups).
+    n_groups : use exactly this K (the largest feasible K <= n_groups); default: the recommended K.
+    min_expected_claims : floor on each group's expected claims per sharing period (30 -> share CV <= 18%).
+    min_credibility : optional floor on limited-fluctuation credibility Z = min(1, sqrt(D_g / 1082)).
+    period_months : sharing period length in months (1 = monthly shares).
+    monotone_age : group rates must not fall with age (within each combination of the other features).
+    contiguous_age : each group's ages form one band within each combination of the other features.
+    features : segmentation keys (default: every key column of the cells except ``period``).
+    adjust_for : keys whose effect is divided out first (e.g. ("age", "sex")); groups are then
+        relative-risk groups on top of a base rate by these keys.
+    ordered_features : integer keys split by thresholds (bands); the others are categorical.
+    model : incidence model with ``fit(cells)`` / ``predict_rate(cells)`` (default engine.estimators.glm.PoissonGLM).
+    rules : config for ``method="rules"`` (see :func:`engine.segmentation._rules.parse_rules`).
+    other : for ``rules``: "error" (unmatched cells raise) or "group" (they form a group "other").
+    min_gain : minimum Poisson deviance reduction of a tree split (10.83 = chi2(1) at 0.1%).
+    max_leaves : leaves grown by the tree before they are merged into K groups
+        (default 2 * max_groups; without merging, i.e. contiguous_age, max_groups).
+    leaf_floor_fraction : a leaf needs this fraction of the claims floor; the merged groups
+        need the whole floor (leaves are building blocks, e.g. the same channel in two tiers).
+    min_marginal_gain : K criterion: each extra group must remove at least this share of the
+        removable cross-subsidy.
+    cluster_loss : "deviance" or "sse" (of the log-rate) for the DP partition.
+    max_rule_terms : a cluster group is written as rules (an OR of at most this many
+        conjunctions reproducing it exactly) when possible, else as its factor profile.
+    benefit : benefit per claim for cross-subsidy (see :func:`engine.segmentation.metrics.benefit_per_cell`).
+    fee : management fee loading of the shares.
+    window_years : length of the data window (default: from ``period``).
+    random_state : seed of the bootstrap in :meth:`stability`.
+    """
+
+    def __init__(
+        self,
+        method: str = "tree",
+        max_groups: int = 8,
+        n_groups: int | None = None,
+        min_expected_claims: float = 30.0,
+        min_credibility: float | None = None,
+        period_months: float = 1,
+        monotone_age: bool = False,
+        contiguous_age: bool = False,
+        features: Sequence[str] | None = None,
+        adjust_for: Sequence[str] = (),
+        ordered_features: Sequence[str] = ("age", "duration"),
+        model: Any = None,
+        rules: Any = None,
+        other: str = "error",
+        min_gain: float = 10.83,
+        max_leaves: int | None = None,
+        leaf_floor_fraction: float = 0.25,
+        min_marginal_gain: float = 0.05,
+        cluster_loss: str = "deviance",
+        max_rule_terms: int = 6,
+        benefit: Any = None,
+        fee: float = 0.0,
+        window_years: float | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.method = method
+        self.max_groups = max_groups
+        self.n_groups = n_groups
+        self.min_expected_claims = min_expected_claims
+        self.min_credibility = min_credibility
+        self.period_months = period_months
+        self.monotone_age = monotone_age
+        self.contiguous_age = contiguous_age
+        self.features = features
+        self.adjust_for = adjust_for
+        self.ordered_features = ordered_features
+        self.model = model
+        self.rules = rules
+        self.other = other
+        self.min_gain = min_gain
+        self.max_leaves = max_leaves
+        self.leaf_floor_fraction = leaf_floor_fraction
+        self.min_marginal_gain = min_marginal_gain
+        self.cluster_loss = cluster_loss
+        self.max_rule_terms = max_rule_terms
+        self.benefit = benefit
+        self.fee = fee
+        self.window_years = window_years
+        self.random_state = random_state
+
+    _PARAMS = (
+        "method", "max_groups", "n_groups", "min_expected_claims", "min_credibility", "period_months",
+        "monotone_age", "contiguous_age", "features", "adjust_for", "ordered_features", "model", "rules",
+        "other", "min_gain", "max_leaves", "leaf_floor_fraction", "min_marginal_gain", "cluster_loss", "max_rule_terms", "benefit", "fee", "window_years", "random_state",
+    )
+
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._PARAMS}
+
+    # ------------------------------------------------------------------ validation
+    def _check(self, cells: pl.DataFrame) -> list[str]:
+        if self.method not in METHODS:
+            raise ConfigError(f"method: '{self.method}' is not one of {', '.join(METHODS)}")
+        if not isinstance(self.max_groups, int) or self.max_groups < 1:
+            raise ConfigError(f"max_groups: must be a positive integer, got {self.max_groups!r}")
+        if self.n_groups is not None and (not isinstance(self.n_groups, int) or self.n_groups < 1):
+            raise ConfigError(f"n_groups: must be a positive integer or None, got {self.n_groups!r}")
+        if self.min_expected_claims is None or self.min_expected_claims < 0:
+            raise ConfigError("min_expected_claims: must be >= 0")
+        if self.min_credibility is not None and not 0 <= self.min_credibility <= 1:
+            raise ConfigError("min_credibility: must lie in [0, 1]")
+        if not self.period_months or self.period_months <= 0:
+            raise ConfigError("period_months: must be > 0")
+        if self.other not in ("error", "group"):
+            raise ConfigError(f"other: '{self.other}' is not one of 'error', 'group'")
+        if not isinstance(cells, pl.DataFrame):
+            raise DataError("cells: expected a polars DataFrame (output of engine.exposure)")
+        for c in ("exposure_years", "claims"):
+            if c not in cells.columns:
+                raise DataError(f"cells: required column '{c}' is missing")
+        feats = list(self.features) if self.features is not None else [c for c in key_columns(cells) if c not in self.adjust_for]
+        if self.method == "rules" and self.features is None:
+            feats = sorted({f for _, r in parse_rules(self.rules, tuple(self.ordered_features)) for f in r})
+        if not feats:
+            raise ConfigError("features: at least one segmentation feature is needed (cells have no key left)")
+        for f in [*feats, *self.adjust_for]:
+            if f not in cells.columns:
+                raise DataError(f"cells: feature column '{f}' is missing")
+            if cells.get_column(f).null_count():
+                raise DataError(f"cells: feature column '{f}' has nulls")
+        for f in feats:
+            if f in self.ordered_features and not cells.schema[f].is_integer():
+                raise DataError(f"cells: ordered feature '{f}' must be an integer column")
+        if cells.height == 0 or float(cells.get_column("exposure_years").sum()) <= 0:
+            raise DataError("cells: no exposure")
+        if (cells.get_column("exposure_years") < 0).any() or (cells.get_column("claims") < 0).any():
+            raise DataError("cells: exposure_years and claims must be >= 0")
+        return feats
+
+    # ------------------------------------------------------------------ fit
+    def _base_rate(self, cells: pl.DataFrame) -> np.ndarray:
+        """Base rate per cell by ``adjust_for`` keys: (D_k + 1) / (E_k + 1 / rbar), smoothed towards rbar."""
+        if not self.adjust_for:
+            self.base_ = None
+            return np.ones(cells.height)
+        keys = list(self.adjust_for)
+        rbar = float(cells["claims"].sum()) / float(cells["exposure_years"].sum())
+        if rbar <= 0:
+            raise DataError("cells: adjust_for needs at least one claim")
+        self.base_ = (
+            group_sums(cells, keys, ["claims", "exposure_years"])[0]
+            .with_columns(((pl.col("claims") + 1.0) / (pl.col("exposure_years") + 1.0 / rbar)).alias("base_rate"))
+            .select(*keys, "base_rate").sort(keys)
+        )
+        return self._lookup_base(cells)
+
+    def _lookup_base(self, cells: pl.DataFrame) -> np.ndarray:
+        if self.base_ is None:
+            return np.ones(cells.height)
+        keys = [c for c in self.base_.columns if c != "base_rate"]
+        j = cells.select(keys).with_row_index("_i").join(self.base_, on=keys, how="left").sort("_i")
+        b = j.get_column("base_rate")
+        if b.null_count():
+            raise DataError(f"cells: {b.null_count()} rows have {', '.join(keys)} values without a base rate")
+        return b.to_numpy()
+
+    def fit(self, cells: pl.DataFrame) -> RiskSegmenter:
+        """Fit the segmentation on ``cells`` (DataFrame or LazyFrame); returns self."""
+        if isinstance(cells, pl.LazyFrame):
+            cells = cells.collect()
+        feats = self._check(cells)
+        self.features_ = feats
+        from engine.data.persist import fingerprint
+
+        self.data_fingerprint_ = fingerprint(cells, ignore_row_order=True)
+        self.window_years_ = float(self.window_years) if self.window_years else window_years(cells)
+        base = self._base_rate(cells)
+        model = copy.deepcopy(self.model) if self.model is not None else default_model(cells, feats)
+        self.model_ = model.fit(cells) or model
+        pred = np.asarray(self.model_.predict_rate(cells), float)
+        if pred.shape != (cells.height,) or not np.all(np.isfinite(pred)) or np.any(pred < 0):
+            raise ModelError("model: predict_rate(cells) must return one finite non-negative rate per cell")
+        E = cells["exposure_years"].to_numpy().astype(float)
+        work = cells.select(feats).with_columns(
+            pl.Series("E", E), pl.Series("D", cells["claims"].to_numpy().astype(float)),
+            pl.Series("M", E * base), pl.Series("mu", E * pred),
+        )
+        ufr = group_sums(work, feats, ["E", "D", "M", "mu"])[0]
+        units = make_units(ufr, feats, list(self.ordered_features))
+        self.units_ = units
+        floor = self.min_expected_claims * 12.0 * self.window_years_ / self.period_months
+        if self.min_credibility:
+            floor = max(floor, FULL_CREDIBILITY_CLAIMS * self.min_credibility**2)
+        self.floor_claims_ = float(floor)
+        age = "age" if "age" in feats else None
+        rules_by_k: dict[int, list[Rule]] = {}
+        if self.method == "tree":
+            parts, rules_by_k = self._tree(units, floor, age)
+        elif self.method == "cluster":
+            parts = self._cluster(units, floor, age)
+        else:
+            parsed = parse_rules(self.rules, tuple(self.ordered_features))
+            lab = np.full(units.n, -1, np.int64)
+            for i, (_, r) in enumerate(parsed):
+                lab[(lab < 0) & rule_mask(units, r)] = i
+            names = [n for n, _ in parsed]
+            if (lab < 0).any():
+                if self.other == "error":
+                    ex = units.frame.filter(pl.Series(lab < 0)).row(0, named=True)
+                    raise ConfigError(f"rules: {int((lab < 0).sum())} feature combinations match no group, e.g. "
+                                      f"{ {f: ex[f] for f in feats} }; add a group or use other='group'")
+                lab[lab < 0] = len(parsed)
+                names.append("other")
+            used = np.unique(lab)
+            parts = {int(used.size): np.searchsorted(used, lab)}
+            rules_by_k[int(used.size)] = [[parsed[i][1]] if i < len(parsed) else None for i in used]
+            self.group_names_ = [names[i] for i in used]
+        if self.method != "rules":  # every group of every K meets the floor (the tree's root may not)
+            parts = {k: lab for k, lab in parts.items()
+                     if np.bincount(lab, weights=units.D, minlength=k).min() >= floor - 1e-9}
+        if not parts:
+            raise DataError(f"cells: no segmentation meets the floor of {floor:.1f} claims per group "
+                            f"(min_expected_claims={self.min_expected_claims}); the pool is too small")
+        self._finish(cells, units, parts, rules_by_k, pred, base)
+        return self
+
+    def _renumber(self, units: Any, lab: np.ndarray, risk: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Relabel groups 0..k-1 by ascending relativity (ties: first unit); returns (labels, old order).
+
+        The relativity is sum(risk)/M with risk = the observed claims D (tree, rules) or the
+        partitioned predicted claims (cluster).
+        """
+        k = lab.max() + 1
+        d = np.bincount(lab, weights=units.D if risk is None else risk, minlength=k)
+        m = np.bincount(lab, weights=units.M, minlength=k)
+        first = np.array([np.flatnonzero(lab == i).min() for i in range(k)])
+        order = np.lexsort((first, d / np.where(m > 0, m, 1.0)))
+        new = np.empty(k, np.int64)
+        new[order] = np.arange(k)
+        return new[lab], order
+
+    def _tree(self, units: Any, floor: float, age: str | None) -> tuple[dict[int, np.ndarray], dict[int, list]]:
+        """Grow the Poisson tree; then merge leaves into K groups by the DP (unless contiguous_age)."""
+        merge = not self.contiguous_age
+        max_leaves = self.max_leaves or (2 * self.max_groups if merge else self.max_groups)
+        leaf_floor = floor * (self.leaf_floor_fraction if merge else 1.0)
+        seq = grow_tree(units, max_groups=max_leaves, floor=leaf_floor, min_gain=self.min_gain,
+                        monotone_age=age if self.monotone_age else None)
+        parts: dict[int, np.ndarray] = {}
+        rules_by_k: dict[int, list] = {}
+        if not merge:
+            for rules in seq:
+                lab = np.zeros(units.n, np.int64)
+                for i, r in enumerate(rules):
+                    lab[rule_mask(units, r)] = i
+                lab, order = self._renumber(units, lab)
+                parts[len(rules)] = lab
+                rules_by_k[len(rules)] = [[rules[o]] for o in order]
+            return parts, rules_by_k
+        leaves = seq[-1]
+        leaf = np.zeros(units.n, np.int64)
+        for i, r in enumerate(leaves):
+            leaf[rule_mask(units, r)] = i
+        nl = len(leaves)
+        d = np.bincount(leaf, weights=units.D, minlength=nl)
+        m = np.bincount(leaf, weights=units.M, minlength=nl)
+        x = np.log(np.maximum(d / np.where(m > 0, m, 1.0), 1e-12))
+        order = np.lexsort((np.arange(nl), x))
+        sol = dp_partition(x[order], m[order], d[order], d[order], min(self.max_groups, nl), floor=floor, loss="deviance")
+        for k, (_, bounds) in sol.items():
+            glab_sorted = np.searchsorted(np.asarray(bounds, np.int64), np.arange(nl), side="right")
+            glab = np.empty(nl, np.int64)
+            glab[order] = glab_sorted
+            lab, gorder = self._renumber(units, glab[leaf])
+            parts[k] = lab
+            rules_by_k[k] = [[leaves[i] for i in range(nl) if glab[i] == go] for go in gorder]
+        return parts, rules_by_k
+
+    def _cluster(self, units: Any, floor: float, age: str | None) -> dict[int, np.ndarray]:
+        """DP partition of the predicted log-relativity; monotone/contiguous via isotonic projection in age."""
+        x = np.log(np.maximum(units.mu / np.where(units.M > 0, units.M, 1.0), 1e-12))
+        if age and (self.monotone_age or self.contiguous_age):
+            others = [f for f in units.features if f != age]
+            prof = np.zeros(units.n, np.int64)
+            for f in others:
+                prof = prof * (len(units.levels[f]) + 1) + units.codes[f]
+            x = isotonic_by_profile(x, units.M, units.codes[age].astype(float), prof)
+        order = np.lexsort((np.arange(units.n), x))
+        xs, w, mu, d = x[order], units.M[order], units.mu[order], units.D[order]
+        if age and (self.monotone_age or self.contiguous_age):
+            mu = w * np.exp(xs)  # the projected risk is the one partitioned
+        mu_units = np.empty(units.n)
+        mu_units[order] = mu
+        # merge equal projected values (and, above MAX_DP_UNITS, quantile bins of the sorted axis)
+        key = np.unique(xs, return_inverse=True)[1]
+        if key.max() + 1 > MAX_DP_UNITS:
+            cw = np.cumsum(w) / w.sum()
+            key = np.minimum((cw * MAX_DP_UNITS).astype(np.int64), MAX_DP_UNITS - 1)
+            # keep equal values in one bin: every unit takes the bin of the first unit with its value
+            _, first, inv = np.unique(xs, return_index=True, return_inverse=True)
+            key = np.unique(key[first][inv], return_inverse=True)[1]
+        nb = key.max() + 1
+        bw = np.bincount(key, weights=w, minlength=nb)
+        bmu = np.bincount(key, weights=mu, minlength=nb)
+        bd = np.bincount(key, weights=d, minlength=nb)
+        bx = np.log(np.maximum(bmu / np.where(bw > 0, bw, 1.0), 1e-12))
+        sol = dp_partition(bx, bw, bmu, bd, min(self.max_groups, nb), floor=floor, loss=self.cluster_loss)
+        parts = {}
+        for k, (_, bounds) in sol.items():
+            blab = np.searchsorted(np.asarray(bounds, np.int64), np.arange(nb), side="right")
+            lab = np.empty(units.n, np.int64)
+            lab[order] = blab[key]
+            parts[k], _ = self._renumber(units, lab, risk=mu_units)
+        return parts
+
+    def _finish(self, cells: pl.DataFrame, units: Any, parts: dict, rules_by_k: dict, pred: np.ndarray, base: np.ndarray) -> None:
+        feats = self.features_
+        cell_unit = self._cell_units(cells, units)
+        mkw = {"benefit": self.benefit, "period_months": float(self.period_months), "window": self.window_years_,
+               "base_rate": base if self.base_ is not None else None, "fee": self.fee}
+        cell_parts = {k: lab[cell_unit] + 1 for k, lab in parts.items()}
+        self.frontier_, k_rec = frontier_table(cells, cell_parts, cell_unit, pred,
+                                               min_marginal=self.min_marginal_gain, metric_kw=mkw)
+        self.recommended_k_ = k_rec
+        if self.method == "rules":
+            k = next(iter(parts))
+        elif self.n_groups is not None:
+            k = max([kk for kk in parts if kk <= self.n_groups], default=min(parts))
+        else:
+            k = k_rec
+        self.n_groups_ = int(k)
+        self.partitions_ = parts
+        self.unit_groups_ = units.frame.select(feats).with_columns(pl.Series("group", parts[k] + 1, dtype=pl.Int32)) if feats else pl.DataFrame({"group": [1]}, schema={"group": pl.Int32})
+        table, self.metrics_ = segmentation_metrics(cells, cell_parts[k], pred, **mkw)
+        self.rules_ = rules_by_k.get(k)
+        if self.rules_ is None and k > 1:  # cluster: exact rules where a few conjunctions suffice
+            self.rules_ = rules_for_labels(units, parts[k], max_terms=self.max_rule_terms)
+        elif self.rules_ is None:
+            self.rules_ = [[{}]]
+        texts, names = [], []
+        for g in range(k):
+            if self.rules_ is not None and self.rules_[g] is not None:
+                texts.append(" | ".join(rule_text(r, feats) for r in self.rules_[g]))
+            elif self.rules_ is not None:
+                texts.append("no other group matches")
+            else:
+                texts.append(describe_units(units, parts[k] == g))
+            names.append(self.group_names_[g] if self.method == "rules" else f"G{g + 1}")
+        self.groups_ = table.with_columns(pl.col("group").cast(pl.Int32), pl.Series("name", names),
+                                          pl.Series("rule", texts),
+                                          (pl.col("claims") >= self.floor_claims_ - 1e-9).alias("meets_floor"),
+                                          ).select("group", "name", "rule", pl.exclude("group", "name", "rule"))
+
+    def _cell_units(self, cells: pl.DataFrame, units: Any) -> np.ndarray:
+        feats = self.features_
+        if not feats:
+            return np.zeros(cells.height, np.int64)
+        u = units.frame.select(feats).with_row_index("_u")
+        j = cells.select(feats).with_row_index("_i").join(u, on=feats, how="left").sort("_i")
+        return j.get_column("_u").to_numpy().astype(np.int64)
+
+    # ------------------------------------------------------------------ use
+    def _fitted(self) -> None:
+        if not hasattr(self, "groups_"):
+            raise ModelError("RiskSegmenter: call fit(cells) (or load a saved model) first")
+
+    def assign(self, frame: pl.DataFrame, at: Any = None, unknown: str = "error") -> pl.Series:
+        """Group id (Int32, 1..K) of every row of ``frame`` (cells or members).
+
+        Members need ``birth_date`` and a date ``at`` when ``age`` is a feature:
+        attained age (age last birthday) on ``at`` is used; likewise ``duration``
+        (completed months since ``join_date``) on ``at``. Rows whose feature values
+        match no group (an unseen category, or a rules plan without "other") raise
+        :class:`DataError` when ``unknown="error"`` or get null when ``unknown="null"``.
+        """
+        self._fitted()
+        feats = self.features_
+        if isinstance(frame, pl.LazyFrame):
+            frame = frame.collect()
+        df = frame
+        for f in feats:
+            if f not in df.columns:
+                if f == "age" and "birth_date" in df.columns:
+                    if at is None:
+                        raise ConfigError("at: a date is needed to compute attained age from birth_date")
+                    df = df.with_columns(member_attained_age(pl.col("birth_date"), at).alias("age"))
+                elif f == "duration" and "join_date" in df.columns:
+                    if at is None:
+                        raise ConfigError("at: a date is needed to compute duration from join_date")
+                    df = df.with_columns(member_duration(pl.col("join_date"), at).alias("duration"))
+                else:
+                    raise DataError(f"frame: column '{f}' needed for assignment is missing")
+        if self.rules_ is not None:
+            expr = pl.lit(None, dtype=pl.Int32)
+            for g in reversed(range(len(self.rules_))):
+                rs = self.rules_[g]
+                if rs is not None:
+                    expr = pl.when(pl.any_horizontal([rule_expr(r) for r in rs])).then(pl.lit(g + 1, dtype=pl.Int32)).otherwise(expr)
+            if any(r is None for r in self.rules_):
+                other_g = [g + 1 for g, r in enumerate(self.rules_) if r is None][0]
+                expr = expr.fill_null(pl.lit(other_g, dtype=pl.Int32))
+            out = df.with_columns(expr.alias("__group"))["__group"]
+        elif feats:
+            out = df.select(feats).with_row_index("_i").join(self.unit_groups_, on=feats, how="left").sort("_i")["group"]
+        else:
+            out = pl.Series("group", [1] * df.height, dtype=pl.Int32)
+        n_null = out.null_count()
+        if n_null and unknown == "error":
+            raise DataError(f"frame: {n_null} rows match no group (unseen feature values); use unknown='null' to keep them")
+        return out.alias("group").cast(pl.Int32)
+
+    def predict_rate(self, cells: pl.DataFrame) -> np.ndarray:
+        """Annual rate per row implied by the segmentation: base rate x group relativity (claims / M of the group)."""
+        g = self.assign(cells).to_numpy()
+        rel = self.groups_.sort("group")["relativity"].fill_nan(0.0).to_numpy()
+        return self._lookup_base(cells) * rel[g - 1]
+
+    @property
+    def summary(self) -> pl.DataFrame:
+        """Per-group table: group, name, rule, exposure, claims, rate with Garwood interval, volume, CV, cross-subsidy."""
+        self._fitted()
+        return self.groups_.select("group", "name", "rule", "exposure_years", "claims", "rate", "rate_lower",
+                                   "rate_upper", "expected_claims_per_period", "share_cv", "credibility",
+                                   "cross_subsidy", "cross_subsidy_pct")
+
+    def print_summary(self) -> None:
+        """Print the groups and the headline metrics with rich."""
+        from engine._display import print_table
+
+        self._fitted()
+        print_table(f"risk groups ({self.method}, K={self.n_groups_}, recommended K={self.recommended_k_})",
+                    self.summary.to_dicts())
+        print_table("metrics", [{"metric": k, "value": float(v)} for k, v in self.metrics_.items()])
+
+    def plot_frontier(self, ax: Any = None) -> Any:
+        """Plot cross-subsidy removed against share volatility over K; returns the matplotlib ax."""
+        from engine.segmentation._frontier import plot_frontier
+
+        self._fitted()
+        return plot_frontier(self.frontier_, ax=ax)
+
+    def stability(self, cells: pl.DataFrame, n_boot: int = 20) -> dict[str, float]:
+        """Bootstrap adjusted Rand index of the fitted segmentation (see engine.segmentation._frontier.bootstrap_ari)."""
+        from engine.segmentation._frontier import bootstrap_ari
+
+        self._fitted()
+        if not hasattr(self, "model_"):
+            raise ModelError("stability: needs the incidence model of a fit (a loaded segmentation has none); refit")
+        self.stability_ = bootstrap_ari(self, cells, n_boot=n_boot, seed=self.random_state)
+        return self.stability_
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Save to a model directory (Parquet tables + model.json; the incidence model is not included)."""
+        from engine.segmentation._frontier import save_segmenter
+
+        self._fitted()
+        return save_segmenter(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RiskSegmenter:
+        """Load a segmentation saved by :meth:`save`; it can assign, predict_rate and summarise."""
+        from engine.segmentation._frontier import load_segmenter
+
+        return load_segmenter(cls, path)
+
+
+__all__ = ["RiskSegmenter", "default_model", "rule_from_json", "rule_to_json"]

@@ -1,0 +1,489 @@
+"""Realised cost-share history: one row per pool and sharing period.
+
+A pool is a plan (``plan_col``) optionally split further by ``by`` keys. For
+each sharing period the table gives the sharing base, the approved claims, the
+fee, the uncapped and capped shares, and what the platform pays above the
+per-claimant cap and the annual cap.
+
+Notes
+-----
+Conventions (docs/history.md has worked examples):
+
+* Notice dates come from ``sharing_days`` (days of the month, clipped to the
+  month's last day; ``"monthly"`` / ``"month_end"`` = calendar month ends).
+  Period t is the half-open interval ``(notice_{t-1}, notice_t]``; its
+  ``period_start`` is the day after the previous notice date.
+* A claim is paid in the period containing its approval date; when
+  ``approved_date`` is null, ``event_date + reporting_lag_days`` is used.
+  Only eligible claims are shared (see :func:`engine.cells._exposure.classify_claims`).
+* Sharing base N_t = members sharing on the notice date d:
+  ``join_date <= d < exit_date`` (domain.md: "the last day of the period").
+  Eligible members additionally have ``d >= join_date + waiting_days``.
+* ``share_cny = (1 + fee) * amount_approved_cny / N_t`` (uncapped).
+* Per-claimant cap c: ``share_capped_cny = sum_claims min((1 + fee) * B / N_t, c)``;
+  the platform pays ``sum_claims max(0, (1 + fee) * B - c * N_t)``.
+* Annual cap A per member and calendar year (of the notice date): a member
+  whose year-to-date capped shares reach A pays nothing more that year; the
+  platform pays the rest. The total is exact over join cohorts: members who
+  started sharing later in the year reach the cap later.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from engine.errors import ConfigError, DataError
+
+SharingDays = Sequence[int] | int | str
+_EPOCH = dt.date(1970, 1, 1)
+_FAR = np.int64(10**9)  # a day number beyond any date: "never exits"
+
+HISTORY_COLUMNS = [
+    "period_start",
+    "notice_date",
+    "period_days",
+    "sharing_members",
+    "eligible_members",
+    "claims_approved",
+    "amount_approved_cny",
+    "fee_cny",
+    "cost_with_fee_cny",
+    "share_cny",
+    "share_capped_cny",
+    "platform_paid_per_claimant_cap_cny",
+    "platform_paid_per_claimant_cap_per_member_cny",
+    "cumulative_share_cny",
+    "share_paid_cny",
+    "cumulative_paid_cny",
+    "platform_paid_annual_cap_per_member_cny",
+    "platform_paid_annual_cap_cny",
+    "members_paid_cny",
+    "share_paid_mean_cny",
+]
+
+
+# --------------------------------------------------------------------------- calendar
+def parse_sharing_days(sharing_days: SharingDays) -> tuple[int, ...]:
+    """Normalise ``sharing_days`` to a sorted tuple of days 1..31 (31 = month end).
+
+    Accepts a sequence of ints, one int, ``"monthly"`` / ``"month_end"`` (month
+    ends) or a comma-separated string such as ``"14,28"``.
+    """
+    if isinstance(sharing_days, str):
+        s = sharing_days.strip().lower()
+        if s in ("monthly", "month_end", "month-end", "end"):
+            return (31,)
+        try:
+            days: Sequence[int] = [int(x) for x in s.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"sharing_days: '{sharing_days}' is not 'monthly' or a list of days like '14,28'") from None
+    elif isinstance(sharing_days, (int, np.integer)):
+        days = [int(sharing_days)]
+    else:
+        days = [int(d) for d in sharing_days]
+    if not days or any(d < 1 or d > 31 for d in days):
+        raise ConfigError(f"sharing_days: {sharing_days!r} must be days of the month in 1..31")
+    return tuple(sorted(set(days)))
+
+
+def notice_dates(first: dt.date, last: dt.date, sharing_days: SharingDays = (14, 28)) -> list[dt.date]:
+    """All notice dates d with ``first <= d <= last`` (a day beyond the month's length is its last day)."""
+    days = parse_sharing_days(sharing_days)
+    out: set[dt.date] = set()
+    y, m = first.year, first.month
+    while (y, m) <= (last.year, last.month):
+        n = calendar.monthrange(y, m)[1]
+        for d in days:
+            day = dt.date(y, m, min(d, n))
+            if first <= day <= last:
+                out.add(day)
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return sorted(out)
+
+
+def sharing_calendar(start: dt.date, end: dt.date, sharing_days: SharingDays = (14, 28)) -> pl.DataFrame:
+    """The sharing periods whose notice date lies in ``[start, end]``: ``period_start``, ``notice_date``."""
+    prev_first = dt.date(start.year - 1, 12, 1) if start.month == 1 else dt.date(start.year, start.month - 1, 1)
+    nd = notice_dates(min(prev_first, start - dt.timedelta(days=62)), end, sharing_days)
+    rows = [(nd[i - 1] + dt.timedelta(days=1), nd[i]) for i in range(1, len(nd)) if nd[i] >= start]
+    return pl.DataFrame(rows, schema={"period_start": pl.Date, "notice_date": pl.Date}, orient="row")
+
+
+# --------------------------------------------------------------------------- helpers
+def _days(s: pl.Series | np.ndarray) -> np.ndarray:
+    """Dates as int64 day numbers since 1970-01-01 (null -> far future)."""
+    if isinstance(s, pl.Series):
+        return s.cast(pl.Int64).fill_null(int(_FAR)).to_numpy()
+    return np.asarray(s, dtype=np.int64)
+
+
+def _collect(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+
+
+def sharing_counts(
+    join_days: np.ndarray,
+    exit_days: np.ndarray,
+    notice_days: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    pool: np.ndarray | None = None,
+    n_pools: int = 1,
+    delay_days: int = 0,
+) -> np.ndarray:
+    """Members sharing (``join + delay <= d < exit``) on each notice day, per pool.
+
+    A difference array over notice indices found with ``searchsorted``:
+    O((n + P) log P) for n member rows and P notice dates, no loop over members.
+
+    Returns
+    -------
+    ndarray of shape (n_pools, P), float64 counts (sums of ``weights``).
+
+    Notes
+    -----
+    ``a = searchsorted(T, join + delay, 'left')`` is the first notice with
+    ``T >= join + delay``; ``e = searchsorted(T, exit, 'left')`` the first with
+    ``T >= exit``. A member counts on notices ``a <= t < e``: +w at a, -w at
+    max(a, e), cumulative sum.
+    """
+    T = np.asarray(notice_days, dtype=np.int64)
+    P = T.size
+    w = np.ones(join_days.size) if weights is None else np.asarray(weights, dtype=np.float64)
+    code = np.zeros(join_days.size, dtype=np.int64) if pool is None else np.asarray(pool, dtype=np.int64)
+    a = np.searchsorted(T, np.asarray(join_days, dtype=np.int64) + delay_days, side="left")
+    e = np.searchsorted(T, np.asarray(exit_days, dtype=np.int64), side="left")
+    e = np.maximum(a, e)
+    size = n_pools * (P + 1)
+    diff = np.bincount(code * (P + 1) + a, w, minlength=size) - np.bincount(code * (P + 1) + e, w, minlength=size)
+    return np.cumsum(diff.reshape(n_pools, P + 1), axis=1)[:, :P]
+
+
+def cohort_counts(
+    join_days: np.ndarray,
+    exit_days: np.ndarray,
+    notice_days: np.ndarray,
+    lo: int,
+    hi: int,
+    weights: np.ndarray,
+    pool: np.ndarray,
+    n_pools: int,
+) -> np.ndarray:
+    """``n[p, k, t]`` for one calendar year (notices ``lo <= t < hi``, local indices).
+
+    Members of pool p sharing on notice t whose sharing this year began at
+    notice k. A member sharing on notices ``[a, e)`` is in cohort
+    ``k = max(a, lo)`` on ``t in [k, min(e, hi))``: a two-dimensional
+    difference array, no loop over members.
+    """
+    T = np.asarray(notice_days, dtype=np.int64)
+    a = np.searchsorted(T, join_days, side="left")
+    e = np.searchsorted(T, exit_days, side="left")
+    L = hi - lo
+    k = np.maximum(a, lo)
+    end = np.minimum(e, hi)
+    ok = k < end
+    kk, ee, ww, pp = k[ok] - lo, end[ok] - lo, weights[ok], pool[ok]
+    size = n_pools * L * (L + 1)
+    base = pp * L * (L + 1) + kk * (L + 1)
+    diff = np.bincount(base + kk, ww, minlength=size) - np.bincount(base + ee, ww, minlength=size)
+    return np.cumsum(diff.reshape(n_pools, L, L + 1), axis=2)[:, :, :L]
+
+
+def annual_cap_split(
+    shares: np.ndarray, cohorts: np.ndarray, cap: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Apply the annual cap per join cohort within one calendar year.
+
+    Parameters
+    ----------
+    shares : (pools, L) capped share per member in the year's periods (0 where undefined).
+    cohorts : (pools, L, L) from :func:`cohort_counts`.
+    cap : annual cap per member (None = no cap).
+
+    Returns
+    -------
+    cumulative_full, paid_full, platform_total, members_paid_total, each (pools, L):
+    the year-to-date share and the payment of a member sharing since the year's
+    first notice, the platform's total annual-cap payment, and the members' total.
+
+    Notes
+    -----
+    For cohort k (first notice shared this year), cumulative share
+    ``C_k(t) = S(t) - S(k-1)`` with S the year-to-date cumulative sum; it pays
+    ``min(A, C_k(t)) - min(A, C_k(t-1))`` in period t (exactly s_t while
+    ``C_k(t) <= A``) and the platform pays the rest.
+    """
+    A = np.inf if cap is None else float(cap)
+    L = shares.shape[1]
+    S = np.cumsum(shares, axis=1)
+    S_before = S - shares
+    t = np.arange(L)
+    upper = t[:, None] <= t[None, :]  # [k, t]: cohort k exists at t
+    C = S[:, None, :] - S_before[:, :, None]  # C[p, k, t] = S(t) - S(k-1)
+    C_prev = C - shares[:, None, :]
+    paid = np.where(C <= A, shares[:, None, :], np.maximum(0.0, A - C_prev))
+    paid = np.where(upper[None], paid, 0.0)
+    platform_each = np.where(upper[None], shares[:, None, :] - paid, 0.0)
+    platform_total = np.einsum("pkt,pkt->pt", cohorts, platform_each)
+    members_total = np.einsum("pkt,pkt->pt", cohorts, paid)
+    return S, paid[:, 0, :], platform_total, members_total
+
+
+# --------------------------------------------------------------------------- main entry
+def eligible_claims(
+    members: pl.DataFrame, claims: pl.DataFrame, *, waiting_days: int, terminate_on_claim: bool
+) -> pl.DataFrame:
+    """Claims with ``eligible`` True (classified by :func:`engine.cells._exposure.classify_claims` when needed)."""
+    if "eligible" not in claims.columns:
+        try:
+            from engine.cells._exposure import classify_claims
+        except ImportError as exc:  # pragma: no cover - exposure module is part of the package
+            raise ConfigError(f"claims: no 'eligible' column and engine.exposure is unavailable ({exc})") from None
+        claims = _collect(
+            classify_claims(members, claims, waiting_days=waiting_days, terminate_on_claim=terminate_on_claim)
+        )
+    return claims.filter(pl.col("eligible").fill_null(False))
+
+
+def _pool_keys(members: pl.DataFrame, plan_col: str | None, by: Sequence[str] | None) -> tuple[pl.DataFrame, list[str]]:
+    keys: list[str] = []
+    if plan_col is not None:
+        if plan_col not in members.columns:
+            if plan_col != "plan_id":
+                raise ConfigError(f"plan_col: members have no column '{plan_col}'")
+            members = members.with_columns(pl.lit("all").alias("plan_id"))
+        keys.append(plan_col)
+    for k in by or ():
+        if k not in members.columns:
+            raise ConfigError(f"by: members have no column '{k}'")
+        if k not in keys:
+            keys.append(k)
+    if not keys:
+        members = members.with_columns(pl.lit("all").alias("pool"))
+        keys = ["pool"]
+    return members, keys
+
+
+def _member_counts(m: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Members counted by (pool keys, join_date, exit_date): ``keys..., join_date, exit_date, _n``.
+
+    The three keys are packed into one Int64 (static key id, join day, exit day or a
+    null code) so the group-by runs on integers; a plain group-by when they do not fit.
+    """
+    from engine.cells.calendar import encode_static
+
+    if m.height == 0:
+        return m.group_by(*keys, "join_date", "exit_date").agg(pl.len().alias("_n"))
+    j = m.get_column("join_date").to_physical().cast(pl.Int64)
+    x = m.get_column("exit_date").to_physical().cast(pl.Int64)
+    lo = int(min(j.min(), x.min() if x.null_count() < x.len() else j.min()))
+    hi = int(max(j.max(), x.max() if x.null_count() < x.len() else j.max()))
+    sid, n_sid, decode = encode_static(m, keys)
+    span = hi - lo + 2  # the last code stands for a null exit_date
+    if j.null_count() or float(n_sid) * span * span >= 2.0**62:
+        return m.group_by(*keys, "join_date", "exit_date").agg(pl.len().alias("_n"))
+    packed = (pl.Series(sid).cast(pl.Int64) * span + (j - lo)) * span + (x - lo).fill_null(span - 1)
+    counts = packed.value_counts(name="_n", sort=False)
+    v = counts.get_column(packed.name).to_numpy()
+    xs = v % span
+    rest = v // span
+    out = decode(rest // span)
+    join = pl.Series("join_date", rest % span + lo).cast(pl.Int32).cast(pl.Date)
+    exit_ = pl.Series("exit_date", np.where(xs == span - 1, 0, xs + lo)).cast(pl.Int32).cast(pl.Date)
+    exit_ = pl.select(pl.when(pl.Series(xs == span - 1)).then(None).otherwise(exit_)).to_series().alias("exit_date")
+    return pl.concat([out, pl.DataFrame([join, exit_]), counts.select(pl.col("_n").cast(pl.UInt32))], how="horizontal")
+
+
+def share_history(
+    members: pl.DataFrame | pl.LazyFrame,
+    claims: pl.DataFrame | pl.LazyFrame,
+    *,
+    start: dt.date,
+    end: dt.date,
+    sharing_days: SharingDays = (14, 28),
+    fee: float = 0.08,
+    waiting_days: int = 90,
+    reporting_lag_days: int = 30,
+    per_claimant_cap: float | None = 0.1,
+    annual_cap: float | None = 188.0,
+    plan_col: str | None = "plan_id",
+    by: Sequence[str] | None = None,
+    terminate_on_claim: bool = True,
+) -> pl.DataFrame:
+    """Realised share history per pool and sharing period.
+
+    Parameters
+    ----------
+    members, claims : validated frames (data contract). Claims may carry an
+        ``eligible`` column; otherwise they are classified with
+        :func:`engine.cells._exposure.classify_claims`.
+    start, end : periods whose notice date lies in ``[start, end]`` (inclusive).
+    sharing_days : days of the month of the notice dates (``(14, 28)``:
+        Xianghubao), one day, or ``"monthly"`` (calendar month ends).
+    fee : management fee as a fraction of approved claims.
+    waiting_days : waiting period (eligible members: ``d >= join + waiting_days``).
+    reporting_lag_days : approval date assumed ``event_date + lag`` when null.
+    per_claimant_cap : maximum per member per claim (CNY), None = no cap.
+    annual_cap : maximum per member per calendar year (CNY), None = no cap.
+    plan_col : pool column; None = one pool. A missing default ``plan_id``
+        column means one pool labelled ``"all"``.
+    by : further member columns splitting pools.
+
+    Returns
+    -------
+    DataFrame sorted by pool keys and ``notice_date`` with the pool keys and
+    :data:`HISTORY_COLUMNS`. Shares are null where no member shares.
+
+    Notes
+    -----
+    ``share_cny = (1 + fee) * amount_approved_cny / sharing_members``;
+    ``share_capped_cny = sum_c min((1 + fee) B_c / N, cap)``;
+    identity: ``cost_with_fee_cny = members_paid_cny +
+    platform_paid_per_claimant_cap_cny + platform_paid_annual_cap_cny``.
+    Cumulation for the annual cap starts at the first notice of the start
+    year (periods before ``start`` in that year are computed, not returned).
+    """
+    if end < start:
+        raise ConfigError(f"end: {end} is before start {start}")
+    if fee < 0 or waiting_days < 0 or reporting_lag_days < 0:
+        raise ConfigError("fee, waiting_days and reporting_lag_days must be >= 0")
+    for name, cap in (("per_claimant_cap", per_claimant_cap), ("annual_cap", annual_cap)):
+        if cap is not None and not cap > 0:
+            raise ConfigError(f"{name}: {cap} must be > 0 or None")
+    m = _collect(members)
+    c = _collect(claims)
+    m, keys = _pool_keys(m, plan_col, by)
+    c = eligible_claims(m, c, waiting_days=waiting_days, terminate_on_claim=terminate_on_claim)
+
+    cal_all = sharing_calendar(dt.date(start.year, 1, 1), end, sharing_days)
+    if cal_all.height == 0 or cal_all["notice_date"].max() < start:  # type: ignore[operator]
+        raise ConfigError(f"start/end: no notice date between {start} and {end} for sharing_days {sharing_days!r}")
+    T = _days(cal_all["notice_date"])
+    t_prev = int(_days(cal_all["period_start"])[0]) - 1
+    years = cal_all["notice_date"].dt.year().to_numpy()
+    year_start = np.searchsorted(years, years, side="left")  # years are sorted
+    P = T.size
+
+    # members reduced to (pool keys, join, exit) counts first: the joins below run on the small frame
+    agg = _member_counts(m, keys)
+    pools = agg.select(keys).unique().sort(keys).with_row_index("_pool")
+    n_pools = pools.height
+    agg = agg.join(pools, on=keys, how="left", nulls_equal=True).sort("_pool", "join_date", "exit_date")
+    jd, xd = _days(agg["join_date"]), _days(agg["exit_date"])
+    wt = agg["_n"].cast(pl.Float64).to_numpy()
+    code = agg["_pool"].cast(pl.Int64).to_numpy()
+    N = sharing_counts(jd, xd, T, wt, pool=code, n_pools=n_pools)
+    NE = sharing_counts(jd, xd, T, wt, pool=code, n_pools=n_pools, delay_days=waiting_days)
+
+    # claims -> pool, period
+    claimants = m.select("member_id", *keys).filter(pl.col("member_id").is_in(c.get_column("member_id").unique().implode()))
+    cl = c.join(claimants.join(pools, on=keys, how="left", nulls_equal=True), on="member_id", how="inner")
+    appr = pl.col("approved_date") if "approved_date" in cl.columns else pl.lit(None, dtype=pl.Date)
+    cl = cl.with_columns(
+        pl.coalesce(appr, pl.col("event_date") + pl.duration(days=reporting_lag_days)).alias("_appr")
+    )
+    ad = _days(cl["_appr"])
+    t_idx = np.searchsorted(T, ad, side="left")
+    inside = (ad > t_prev) & (t_idx < P)
+    pc = cl["_pool"].cast(pl.Int64).to_numpy()[inside]
+    ti = t_idx[inside]
+    amt = cl["amount"].cast(pl.Float64).to_numpy()[inside]
+    n_at = N[pc, ti]
+    total = (1.0 + fee) * amt
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_member = np.where(n_at > 0, total / np.where(n_at > 0, n_at, 1.0), np.nan)
+    capv = np.inf if per_claimant_cap is None else float(per_claimant_cap)
+    capped = np.minimum(per_member, capv)
+    # no cap (inf) times no sharing member (0) is only computed where the where() discards it
+    plat_pc = np.where(n_at > 0, np.maximum(0.0, total - capv * np.where(n_at > 0, n_at, 1.0)), 0.0)
+    size = n_pools * P
+    flat = pc * P + ti
+    cnt = np.bincount(flat, minlength=size).reshape(n_pools, P)
+    amount = np.bincount(flat, amt, minlength=size).reshape(n_pools, P)
+    capped_sum = np.bincount(flat, np.nan_to_num(capped), minlength=size).reshape(n_pools, P)
+    plat_pc_sum = np.bincount(flat, plat_pc, minlength=size).reshape(n_pools, P)
+
+    has = N > 0
+    cost = (1.0 + fee) * amount
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(has, cost / np.where(has, N, 1.0), np.nan)
+    share_capped = np.where(has, capped_sum, np.nan)
+    s0 = np.nan_to_num(share_capped)
+    cum_full, paid_full, plat_ac, members_paid = (np.zeros_like(s0) for _ in range(4))
+    starts = np.unique(year_start)
+    for i, lo in enumerate(starts):  # one calendar year at a time: memory pools x L^2, L <= 31
+        hi = int(starts[i + 1]) if i + 1 < starts.size else P
+        cohorts = cohort_counts(jd, xd, T, int(lo), hi, wt, code, n_pools)
+        blocks = annual_cap_split(s0[:, lo:hi], cohorts, annual_cap)
+        for arr, blk in zip((cum_full, paid_full, plat_ac, members_paid), blocks, strict=True):
+            arr[:, lo:hi] = blk
+    cum_paid = np.zeros_like(paid_full)
+    for i, lo in enumerate(starts):
+        hi = int(starts[i + 1]) if i + 1 < starts.size else P
+        cum_paid[:, lo:hi] = np.cumsum(paid_full[:, lo:hi], axis=1)
+
+    keep = np.flatnonzero(T >= (start - _EPOCH).days)
+    nan_if = lambda x: np.where(has, x, np.nan)  # noqa: E731
+    cols: dict[str, Any] = {
+        "_pool": np.repeat(np.arange(n_pools), keep.size),
+        "period_start": np.tile(cal_all["period_start"].to_numpy()[keep], n_pools),
+        "notice_date": np.tile(cal_all["notice_date"].to_numpy()[keep], n_pools),
+    }
+    plen = (T - np.concatenate([[t_prev], T[:-1]]))
+    values = {
+        "period_days": np.broadcast_to(plen, N.shape),
+        "sharing_members": N,
+        "eligible_members": NE,
+        "claims_approved": cnt,
+        "amount_approved_cny": amount,
+        "fee_cny": fee * amount,
+        "cost_with_fee_cny": cost,
+        "share_cny": share,
+        "share_capped_cny": share_capped,
+        "platform_paid_per_claimant_cap_cny": plat_pc_sum,
+        "platform_paid_per_claimant_cap_per_member_cny": share - share_capped,
+        "cumulative_share_cny": nan_if(cum_full),
+        "share_paid_cny": nan_if(paid_full),
+        "cumulative_paid_cny": nan_if(cum_paid),
+        "platform_paid_annual_cap_per_member_cny": nan_if(s0 - paid_full),
+        "platform_paid_annual_cap_cny": plat_ac,
+        "members_paid_cny": members_paid,
+    }
+    for k, v in values.items():
+        cols[k] = np.asarray(v)[:, keep].reshape(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols["share_paid_mean_cny"] = np.where(cols["sharing_members"] > 0, cols["members_paid_cny"] / np.where(cols["sharing_members"] > 0, cols["sharing_members"], 1), np.nan)
+    out = pl.DataFrame(cols).with_columns(
+        pl.col("period_days", "sharing_members", "eligible_members", "claims_approved").round(0).cast(pl.Int64),
+        pl.col("period_start", "notice_date").cast(pl.Date),
+    )
+    out = out.with_columns(pl.col(pl.Float64).fill_nan(None))
+    out = pools.join(out, on="_pool", how="right").drop("_pool")
+    return out.select(*keys, *HISTORY_COLUMNS).sort(*keys, "notice_date")
+
+
+def history_summary(history: pl.DataFrame, keys: Sequence[str] = ("plan_id",)) -> pl.DataFrame:
+    """Totals per pool and calendar year: cost, members' payments and the platform's cap payments."""
+    ks = [k for k in keys if k in history.columns]
+    if "notice_date" not in history.columns:
+        raise DataError("history: no 'notice_date' column (not a share_history table)")
+    return (
+        history.group_by(*ks, pl.col("notice_date").dt.year().alias("year"))
+        .agg(
+            pl.len().alias("periods"),
+            pl.col("claims_approved").sum(),
+            pl.col("cost_with_fee_cny").sum(),
+            pl.col("members_paid_cny").sum(),
+            pl.col("platform_paid_per_claimant_cap_cny").sum(),
+            pl.col("platform_paid_annual_cap_cny").sum(),
+            pl.col("share_paid_cny").sum().alias("annual_share_paid_cny"),
+        )
+        .sort(*ks, "year")
+    )

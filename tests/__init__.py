@@ -1,0 +1,1 @@
+"""The fentan test suite."""
