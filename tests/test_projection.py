@@ -49,7 +49,7 @@ def test_closed_pool_monte_carlo_mean_within_ci():
     assert abs(mean_all - expected) < 4 * sd_one / np.sqrt(S * H)
     per_period = res.periods["share_mean_cny"].to_numpy()
     assert np.all(np.abs(per_period - expected) < 4.5 * sd_one / np.sqrt(S))
-    # CV of one period's share ~ 1 / sqrt(expected claims) (shared/domain.md)
+    # CV of one period's share ~ 1 / sqrt(expected claims) (docs/domain.md)
     cv = res.periods["share_sd_cny"].to_numpy() / per_period
     np.testing.assert_allclose(cv.mean(), 1 / np.sqrt(lam / 12 * N), rtol=0.05)
 

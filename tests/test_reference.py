@@ -1,5 +1,5 @@
 """engine.data.reference: the shipped CI2020 basis read back against the CSV (plain csv module) and the
-published age ratios quoted in shared/reference/README.md."""
+published age ratios quoted in docs/reference-data.md."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ days/years, sharing days/years, claims and amount.
 
 Notes
 -----
-Conventions (domain.md section 4), with day numbers and ``X`` = exit_date
+Conventions (docs/domain.md section 4), with day numbers and ``X`` = exit_date
 (null = never), ``w`` = waiting_days:
 
 * shares on day d:  ``join <= d < X``;
@@ -43,7 +43,6 @@ from engine.cells._batch import as_lazy, batch_cells, batches, check_columns, cl
 from engine.cells.dates import day_number
 from engine.errors import ConfigError, DataError, EngineError
 
-REASONS = ("before_join", "in_waiting_period", "after_exit", "after_first_claim", "outside_study")
 PERIODS = ("month", "quarter", "year")
 _CLAIM_TMP = ("__ord", "__join", "__exit", "__first")
 

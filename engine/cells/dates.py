@@ -12,7 +12,7 @@ Notes
       age = year(t) - year(birth) - [ (month(t), day(t)) < (month(birth), day(birth)) ]
 
   The tuple comparison puts a 29 February birthday on 1 March in common years
-  (28 February < 29 February < 1 March), as domain.md section 4 requires.
+  (28 February < 29 February < 1 March), as docs/domain.md section 4 requires.
 * Completed months since ``join`` on day ``t`` (a month boundary is the same
   day-of-month, or the month's last day when that day does not exist)::
 
@@ -32,11 +32,6 @@ EPOCH = dt.date(1970, 1, 1)
 def day_number(d: dt.date) -> int:
     """Days since 1970-01-01 of a ``datetime.date``."""
     return (d - EPOCH).days
-
-
-def from_day_number(n: int) -> dt.date:
-    """The ``datetime.date`` of a day number."""
-    return EPOCH + dt.timedelta(days=int(n))
 
 
 def civil_from_days(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

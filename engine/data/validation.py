@@ -96,11 +96,6 @@ def _date_rule(cols: list[str], schema: pl.Schema, lo: dt.date, hi: dt.date) -> 
     return pl.any_horizontal(conds).fill_null(False) if conds else pl.lit(False)
 
 
-def member_rules(schema: pl.Schema, as_of: dt.date, min_date: dt.date, max_date: dt.date) -> pl.Expr:
-    """The member rules as one ``reason`` expression (see module Notes)."""
-    return _first_reason(_member_rule_list(schema, as_of, min_date, max_date))
-
-
 def claim_rules(schema: pl.Schema, min_date: dt.date, max_date: dt.date) -> pl.Expr:
     """The row-local claim rules as one ``reason`` expression (see module Notes)."""
     rules = [(f"null_{c}", pl.col(c).is_null()) for c in CLAIM_REQUIRED if c not in NULLABLE]

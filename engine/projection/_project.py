@@ -174,7 +174,7 @@ def project(
 
     Notes
     -----
-    Share of plan p in period t (equal sharing, shared/domain.md)::
+    Share of plan p in period t (equal sharing, docs/domain.md)::
 
         share_t = sum_g paid_{g,t} * min((1 + fee) * B_g / N_{p,t}, per_claimant_cap)
 

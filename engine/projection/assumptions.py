@@ -5,7 +5,7 @@ default. None of the behavioural defaults (lapse rates, elasticities, the
 "user education" speed) is a published figure: they are configurable
 assumptions, documented in ``docs/projection.md``. The Xianghubao figures (fee
 8%, 90-day waiting period, 0.1 CNY per-claimant cap, 188 CNY annual cap) come
-from ``shared/reference/README.md``.
+from ``docs/reference-data.md``.
 
 Bad input raises :class:`engine.errors.ConfigError` naming the key or column.
 """

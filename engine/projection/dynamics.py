@@ -363,7 +363,7 @@ def stationary_shares(m: Model, at_period: float = 0.0) -> tuple[np.ndarray, np.
     the plan's mix ``m_g`` give the equilibrium weights ``n_g ∝ m_g / o_g`` and
 
     * sustainable share ``S* = (1 + fee) sum_g n_g mu_g B_g / sum_g n_g``, every
-      member past the waiting period and select effects (shared/domain.md);
+      member past the waiting period and select effects (docs/domain.md);
     * stationary share (the renewal steady state, replacements included): a
       joiner's cohort ``c_0 = 1, c_{tau+1} = c_tau (1 - q_tau)(1 - h_tau)``
       (``q = 0`` while waiting), geometric tail after the last bucket;

@@ -355,7 +355,7 @@ def member_attained_age(birth: pl.Expr, at: Any) -> pl.Expr:
 
 
 def member_duration(join: pl.Expr, at: Any) -> pl.Expr:
-    """Completed months since ``join`` on date ``at`` (shared/domain.md section 4).
+    """Completed months since ``join`` on date ``at`` (docs/domain.md section 4).
 
     Notes
     -----

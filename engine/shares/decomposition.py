@@ -56,7 +56,7 @@ DRIVERS: tuple[str, ...] = (
     "incidence",
 )
 
-#: default benefit schedule (Xianghubao main plan, shared/reference/README.md): CNY by age from
+#: default benefit schedule (Xianghubao main plan, docs/reference-data.md): CNY by age from
 XIANGHUBAO_BENEFITS = pl.DataFrame({"age_min": [0, 40], "benefit_cny": [300_000.0, 100_000.0]},
                                    schema={"age_min": pl.Int32, "benefit_cny": pl.Float64})
 

@@ -17,7 +17,7 @@ Conventions (docs/history.md has worked examples):
   ``approved_date`` is null, ``event_date + reporting_lag_days`` is used.
   Only eligible claims are shared (see :func:`engine.cells._exposure.classify_claims`).
 * Sharing base N_t = members sharing on the notice date d:
-  ``join_date <= d < exit_date`` (domain.md: "the last day of the period").
+  ``join_date <= d < exit_date`` (docs/domain.md: "the last day of the period").
   Eligible members additionally have ``d >= join_date + waiting_days``.
 * ``share_cny = (1 + fee) * amount_approved_cny / N_t`` (uncapped).
 * Per-claimant cap c: ``share_capped_cny = sum_claims min((1 + fee) * B / N_t, c)``;

@@ -1,4 +1,4 @@
-"""Slow day-by-day oracle of the exposure core: domain.md section 4 read literally.
+"""Slow day-by-day oracle of the exposure core: docs/domain.md section 4 read literally.
 
 Python loops over members and days; only for small test data.
 """

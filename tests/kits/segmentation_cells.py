@@ -2,7 +2,7 @@
 
 Uses ``engine.exposure`` when it is installed; otherwise a small vectorised
 stand-in (one period = the whole window; keys age, sex and member factors),
-following shared/domain.md section 4: at risk from join + waiting days to exit
+following docs/domain.md section 4: at risk from join + waiting days to exit
 (exclusive) or the first eligible claim (inclusive), attained age split at
 birthdays (29 February -> 1 March), claims counted in the cell of their event day.
 """
