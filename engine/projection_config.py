@@ -104,21 +104,22 @@ class Elasticity(_Model):
 
 
 class SpiralRule(_Model):
-    """Death-spiral detection on the expected (deterministic) path of each plan.
+    """Death-spiral rule on each plan's membership and share paths (:func:`engine.spiral.spiral_period`).
 
-    Detected at the first period t >= window where, over [t - window, t]:
-    membership fell every period and by more than ``members_drop``; the share
-    rose by more than ``share_rise``; the lapse rate rose by more than
-    ``lapse_rise`` (exits accelerating); and the share is not converging: it
-    exceeds the sustainable share by more than ``overshoot``, or its rise over
-    the second half of the window is at least its rise over the first half.
+    Detected at the first period t where, over the current uninterrupted fall of
+    membership (at most ``window`` periods back, at least ``min_periods`` long):
+    membership fell by more than ``members_drop``; the share rose by more than
+    ``share_rise``; exits are not slowing (the recent per-period fall keeps at least
+    ``persistence`` of the earlier pace); and the share is not converging (above the
+    sustainable share by more than ``overshoot``, or its rise not slowing by the same test).
     """
 
     window: int | None = Field(None, ge=2)
     members_drop: float = Field(0.05, ge=0.0, lt=1.0)
     share_rise: float = Field(0.05, ge=0.0)
-    lapse_rise: float = Field(0.05, ge=0.0)
     overshoot: float = Field(0.10, ge=0.0)
+    persistence: float = Field(0.9, gt=0.0, le=1.0)
+    min_periods: int = Field(3, ge=2)
 
 
 class ProjectionAssumptions(_Model):
