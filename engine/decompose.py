@@ -139,7 +139,7 @@ def drivers_from_cells(
     period_days: int,
     fee: float = 0.08,
     base_rates: pl.DataFrame | None = None,
-    select_factors: pl.DataFrame | None = None,
+    select_factors: pl.DataFrame | Any | None = None,
     relativities: Mapping[str, pl.DataFrame] | None = None,
     benefits: pl.DataFrame | None = None,
     weight_col: str = "exposure_years",
@@ -159,8 +159,9 @@ def drivers_from_cells(
     period_days : window length in days.
     base_rates : ``age``, ``sex``, ``rate`` (default: CI2020 CI4 via
         :func:`engine.reference.reference_basis`).
-    select_factors : ``duration_min`` (completed months), ``factor``; a cell
-        takes the row with the largest ``duration_min <= duration``. None = 1.
+    select_factors : ``engine.select_factors`` output (or a fitted ``SelectFactors``),
+        read by :func:`engine.select_table.select_table`: a cell takes the band with the
+        largest ``duration_from <= duration``. None = 1.
     relativities : column -> frame (that column, ``relativity``). None = none.
     benefits : ``age_min``, ``benefit_cny`` (default: 300,000 below 40, 100,000 from 40).
     amount_incurred_cny : I; when given, ``amount_col`` is not needed.
@@ -200,12 +201,14 @@ def drivers_from_cells(
     if select_factors is not None:
         if "duration" not in c.columns:
             raise DataError("cells: column 'duration' is required with select_factors")
+        from engine.select_table import select_table
+
         c = c.with_columns(pl.col("duration").cast(pl.Int32)).sort("duration").join_asof(
-            select_factors.select(pl.col("duration_min").cast(pl.Int32), pl.col("factor").cast(pl.Float64).alias("_sel")).sort("duration_min"),
-            left_on="duration", right_on="duration_min", strategy="backward",
+            select_table(select_factors).select("duration_from", pl.col("factor").alias("_sel")),
+            left_on="duration", right_on="duration_from", strategy="backward",
         )
         if c["_sel"].null_count():
-            raise DataError("select_factors: no factor for the smallest duration (add duration_min 0)")
+            raise DataError("cells: a negative duration has no select factor")
     else:
         c = c.with_columns(pl.lit(1.0).alias("_sel"))
     rel = pl.lit(1.0)
@@ -270,7 +273,7 @@ def share_drivers(
     waiting_days: int = 90,
     reporting_lag_days: int = 30,
     base_rates: pl.DataFrame | None = None,
-    select_factors: pl.DataFrame | None = None,
+    select_factors: pl.DataFrame | Any | None = None,
     relativities: Mapping[str, pl.DataFrame] | None = None,
     benefits: pl.DataFrame | None = None,
     plan: str | None = None,

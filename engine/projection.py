@@ -193,7 +193,7 @@ def project(
     >>> res.plans["sustainable_share_cny"][0] > 0
     True
     """
-    if isinstance(select_factors, pl.DataFrame):
+    if isinstance(select_factors, pl.DataFrame) or hasattr(select_factors, "summary"):  # a SelectFactors too
         select_factors = select_factors_from_table(select_factors, periods_per_year)
     if isinstance(incidence_trend, pl.DataFrame):
         incidence_trend = trend_from_table(incidence_trend)

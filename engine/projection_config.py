@@ -383,33 +383,23 @@ def read_groups(path: str | Path) -> tuple[pl.DataFrame, dict[str, Any]]:
     return prepare_groups(read_groups_parquet(path), str(path)), {}
 
 
-def select_factors_from_table(table: pl.DataFrame, periods_per_year: int = 12, *, factor: str = "factor",
+def select_factors_from_table(table: Any, periods_per_year: int = 12, *, factor: str = "factor",
                               route: str | None = None) -> list[float]:
     """Per-period select factors from a duration-band table (e.g. ``engine.select_factors(...)``).
 
-    The table has ``duration_from`` (months, inclusive), ``duration_to`` (months,
-    exclusive or null for the open last band) and ``factor``. Period tau (completed
+    The table is read by :func:`engine.select_table.select_table` (``select_factors``
+    output or a fitted ``SelectFactors`` unchanged: ``duration_from`` months inclusive,
+    ``factor``, optional ``route``; bands before the first one get factor 0). Period tau (completed
     periods since joining) starts at month ``tau * 12 / periods_per_year`` and takes the
     factor of the band containing that month; the open band's factor is the last entry
     (it applies thereafter). Null factors (bands inside the waiting period, no exposure)
     become 0: the model gives no incidence in the waiting period anyway.
     """
-    for col in ("duration_from", factor):
-        if col not in table.columns:
-            raise ConfigError(f"select_factors: table column '{col}' is required")
-    if "route" in table.columns:
-        routes = table["route"].unique(maintain_order=True).to_list()
-        pick = route if route is not None else routes[0]
-        if pick not in routes:
-            raise ConfigError(f"select_factors: route '{pick}' not in the table ({routes})")
-        table = table.filter(pl.col("route") == pick)
-    t = table.sort("duration_from")
+    from engine.select_table import select_table
+
+    t = select_table(table, route=route, factor=factor)
     lo = t["duration_from"].cast(pl.Float64).to_numpy()
-    f = t[factor].cast(pl.Float64).fill_null(0.0).fill_nan(0.0).to_numpy()
-    if lo.size == 0 or lo[0] != 0:
-        raise ConfigError("select_factors: the first band must start at duration 0")
-    if np.any(f < 0):
-        raise ConfigError("select_factors: factors must be >= 0")
+    f = t["factor"].to_numpy()
     n_periods = int(np.ceil(lo[-1] * periods_per_year / 12.0)) + 1
     months = np.arange(n_periods) * 12.0 / periods_per_year
     idx = np.searchsorted(lo, months, side="right") - 1
