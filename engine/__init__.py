@@ -69,6 +69,10 @@ _EXPORTS: dict[str, str] = {
     "project": "engine.projection",
     "ProjectionResult": "engine.projection",
     "groups_from_table": "engine.projection_config",
+    "project_calendar": "engine.calendar_projection",
+    "CalendarProjection": "engine.calendar_projection",
+    "select_table": "engine.select_table",
+    "spiral_period": "engine.spiral",
     # plans
     "load_plans": "engine.plans",
     "compare_plans": "engine.compare",
