@@ -71,6 +71,8 @@ _EXPORTS: dict[str, str] = {
     "groups_from_table": "engine.projection_config",
     "project_calendar": "engine.calendar_projection",
     "CalendarProjection": "engine.calendar_projection",
+    "membership_from_curve": "engine.membership_curve",
+    "points_from_members": "engine.membership_curve",
     "select_table": "engine.select_table",
     "spiral_period": "engine.spiral",
     # plans

@@ -19,10 +19,12 @@ MONTH_DAYS = DAYS_PER_YEAR / 12.0
 
 
 def per_day(value: float | Sequence[float] | np.ndarray, n_days: int, what: str) -> np.ndarray:
-    """A scalar or an array of one value per day of the grid, as float64 (n_days,)."""
+    """A scalar or an array of one value per day of the grid, as float64 (n_days,); later days are ignored."""
     a = np.asarray(value, dtype=np.float64)
     if a.ndim == 0:
         a = np.full(n_days, float(a))
+    elif a.ndim == 1 and a.size > n_days:  # e.g. a curve to 31 Dec, the last notice on the 28th
+        a = a[:n_days]
     if a.shape != (n_days,):
         raise ConfigError(f"{what}: expected one value per day ({n_days}), got shape {a.shape}")
     if not np.all(np.isfinite(a)) or np.any(a < 0):

@@ -175,7 +175,8 @@ def project_calendar(
     waiting_days, reporting_lag_days : int
         Days after joining before a member can claim; days from the event to payment.
     joiners : float or array (D,)
-        Joiners per day (D = days from ``start`` to the last notice date, inclusive).
+        Joiners per day (D = days from ``start`` to the last notice date, inclusive; an
+        array may be longer, the days after the last notice date are ignored).
     lapse_annual : float or array (D,)
         Annual lapse rate, constant or varying by day.
     select_factors : select table (``engine.select_factors`` output ...) or None.
