@@ -73,6 +73,8 @@ _EXPORTS: dict[str, str] = {
     "CalendarProjection": "engine.calendar_projection",
     "membership_from_curve": "engine.membership_curve",
     "points_from_members": "engine.membership_curve",
+    "replay": "engine.replay",
+    "ReplayResult": "engine.replay",
     "select_table": "engine.select_table",
     "spiral_period": "engine.spiral",
     # plans

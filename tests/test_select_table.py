@@ -95,3 +95,23 @@ def test_bad_tables() -> None:
         select_table(pl.DataFrame({"duration_from": [0, 0], "factor": [1.0, 1.0]}))
     with pytest.raises(ConfigError, match="route"):
         select_table(pl.DataFrame({"duration_from": [0], "factor": [1.0], "route": ["glm"]}), route="x")
+
+
+def test_select_factors_output_feeds_replay_unchanged(fitted) -> None:
+    import datetime as dt
+
+    from engine.replay import build_model, replay
+    from engine.replay_model import Aggregate
+
+    _, sf = fitted
+    pts = pl.DataFrame({"date": [dt.date(2020, 1, 1), dt.date(2021, 12, 31)], "members": [0.0, 1e6]})
+    groups = pl.DataFrame({"group": ["a"], "weight": [1.0], "benefit_cny": [1e5], "rate": [2e-3]})
+    ag = [Aggregate("claimants_year", dt.date(2021, 6, 30), 300.0)]
+    kw = dict(start=dt.date(2020, 1, 1), end=dt.date(2021, 12, 31), groups=groups, sharing_days="monthly")
+    m = build_model(pts, ag, select_factors=sf.summary, **kw)
+    t = select_table(sf.summary)
+    tau = np.arange(m.D)
+    np.testing.assert_allclose(m.kernel(1.0, 1.0), np.where(tau >= 90, factor_at(t, np.floor(tau / (365.25 / 12))), 0))
+    r = replay(pts, ag, select_factors=sf.summary, fit=("level",), n_boot=0, **kw)
+    # one count, one parameter: fitted up to the variance term of the normal likelihood (mu-hat ~ y - 1/2)
+    assert r.fit["fitted"][0] == pytest.approx(300.0, abs=1.0)
