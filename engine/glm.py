@@ -185,6 +185,10 @@ class PoissonGLM(RateModel):
     ``feature_names_``, ``cov_`` (inverse Fisher information, intercept first, in the order
     ``["intercept"] + feature_names_``), ``deviance_``, ``null_deviance_``, ``n_iter_``,
     ``converged_``, ``spec_`` (levels, knots), ``data_fingerprint_``, ``fit_date_``.
+    ``converged_`` is False, with a ``RuntimeWarning`` naming the terms and the remedy, when
+    the MLE does not exist (separation: a level, combination or spline span without
+    claims) or a fitted rate is numerically 0, whatever the Newton step says
+    (:func:`engine.glm_checks.divergence`).
     We do not use sklearn's default lbfgs ``PoissonRegressor``: at incidence-scale rates
     (~1e-3) its gradient is tiny and it stops far from the optimum (see docs/incidence.md).
     """

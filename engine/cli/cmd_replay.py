@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 NAME = "replay"
 HELP = "replay a platform from its public figures: fit incidence and select wear-off, project the shares"
@@ -18,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
 
-def _report(res, meta: dict, years: list[int]) -> str:
+def _report(res: Any, meta: dict[str, Any], years: list[int]) -> str:
     f = res.facts
     lines = [f"# Replay: {meta['name']}", "", f"Config `{meta['config']}`, data `{meta['data']}`.", "",
              "## Parameters (profile-likelihood and bootstrap intervals)", "", _md(res.params), "",
@@ -33,11 +34,17 @@ def _report(res, meta: dict, years: list[int]) -> str:
     return "\n".join(lines)
 
 
-def _md(df) -> str:
+def _fmt(v: Any) -> str:
+    if not isinstance(v, float):
+        return str(v)
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+
+
+def _md(df: Any) -> str:
     cols = df.columns
     rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in df.iter_rows():
-        rows.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r) + " |")
+        rows.append("| " + " | ".join(_fmt(v) for v in r) + " |")
     return "\n".join(rows)
 
 
