@@ -334,3 +334,7 @@ def replay(
 
 
 __all__ = ["ReplayResult", "build_model", "replay"]
+
+from engine._callable import make_callable  # noqa: E402
+
+make_callable(__name__)

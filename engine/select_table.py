@@ -90,3 +90,7 @@ def factor_at(table: pl.DataFrame, months: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["COLUMNS", "factor_at", "select_table"]
+
+from engine._callable import make_callable  # noqa: E402
+
+make_callable(__name__)

@@ -115,3 +115,13 @@ def test_shipped_xianghubao_config_runs_from_the_cli(tmp_path, capsys) -> None:
     fit = pl.read_parquet(tmp_path / "out" / "fit.parquet")
     assert fit.height == 5 and {2019, 2020, 2021} <= set(years["year"].to_list())
     assert (tmp_path / "out" / "report.md").read_text().count("|") > 20
+
+
+def test_engine_replay_is_callable_even_after_submodule_import() -> None:
+    import engine
+    import engine.replay as mod
+
+    assert callable(engine.replay) and mod.replay is replay
+    with pytest.raises(ConfigError, match="fit"):
+        engine.replay(POINTS, _template(), start=START, end=END, groups=GROUPS, sharing_days="monthly",
+                      fit=("incidence",), n_boot=0)
