@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from engine import synth
 from engine._version import __version__
+from engine.calibration import ReplayResult, replay
 from engine.cells import band_labels, classify_claims, exposure
 from engine.data import (
     ValidationResult,
@@ -51,6 +52,7 @@ from engine.estimators import (
     plot_incidence,
     score_members,
     select_factors,
+    select_table,
     split_cells,
 )
 from engine.pipeline import RunConfig, RunResult, load_config, run
@@ -64,7 +66,16 @@ from engine.plans import (
     rules_for_plan,
     share_rule,
 )
-from engine.projection import ProjectionResult, groups_from_table, project
+from engine.projection import (
+    CalendarProjection,
+    ProjectionResult,
+    groups_from_table,
+    membership_from_curve,
+    points_from_members,
+    project,
+    project_calendar,
+    spiral_period,
+)
 from engine.segmentation import RiskSegmenter, segment_plans, segmentation_metrics
 from engine.shares import (
     ShareDrivers,
@@ -135,6 +146,15 @@ __all__ = [
     "project",
     "ProjectionResult",
     "groups_from_table",
+    "project_calendar",
+    "CalendarProjection",
+    "membership_from_curve",
+    "points_from_members",
+    "spiral_period",
+    # calibration to published figures
+    "replay",
+    "ReplayResult",
+    "select_table",
     # plans
     "load_plans",
     "compare_plans",

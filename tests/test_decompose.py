@@ -129,13 +129,13 @@ def test_bad_arguments():
 
 
 def test_sustainable_gap():
-    a = _drivers([1.08, 1 / 24, 0.5, 0.8, 200.0, 0.7, 1.1, 0.05])
+    a = _drivers([1.08, 1 / 24, 0.9, 0.55, 0.8, 200.0, 0.7, 1.1, 0.05])
     s = sustainable(a)
-    assert (s.dilution, s.reporting_lag, s.select) == (1.0, 1.0, 1.0)
+    assert (s.dilution, s.waiting, s.reporting_lag, s.select) == (1.0, 1.0, 1.0, 1.0)
     out = decompose(a, s)
     got = dict(zip(out["driver"], out["contribution_cny"], strict=True))
     assert sum(got.values()) == pytest.approx(s.share_cny - a.share_cny, rel=1e-12)
-    assert got["ageing"] == 0 and got["incidence"] == 0 and got["dilution"] > 0
+    assert got["ageing"] == 0 and got["incidence"] == 0 and got["dilution"] > 0 and got["waiting"] > 0
     assert out["contribution_pct"].sum() == pytest.approx(100.0)
 
 
@@ -224,11 +224,12 @@ def test_share_drivers_match_day_loop_oracle(seed):
     sel = lambda k: 0.5 if k < 3 else (0.8 if k < 12 else 1.0)  # noqa: E731
     rel = {1: 1.3, 2: 1.0, 3: 0.8}
     days = [(ps + dt.timedelta(days=i)) for i in range((nd - ps).days + 1)]
-    E = wb = wbs = wbsr = 0.0
+    E = Y = wb = wbs = wbsr = 0.0
     N = 0
     for m in members.iter_rows(named=True):
         shares = lambda d: m["join_date"] <= d and (m["exit_date"] is None or d < m["exit_date"])  # noqa: E731
         N += shares(nd)
+        Y += sum(1 for d in days if shares(d)) / 365.25
         n_days = sum(1 for d in days if shares(d) and d >= m["join_date"] + dt.timedelta(days=w))
         if not n_days:
             continue
@@ -247,13 +248,43 @@ def test_share_drivers_match_day_loop_oracle(seed):
     dt_y = len(days) / 365.25
     assert got.fee == pytest.approx(1 + fee)
     assert got.period_length == pytest.approx(dt_y)
-    assert got.dilution == pytest.approx(E / (N * dt_y))
+    assert got.dilution == pytest.approx(Y / (N * dt_y))
+    assert got.waiting == pytest.approx(E / Y)
     assert got.reporting_lag == pytest.approx(P / I)
     assert got.ageing == pytest.approx(wb / E)
     assert got.select == pytest.approx(wbs / wb)
     assert got.mix == pytest.approx(wbsr / wbs)
     assert got.incidence == pytest.approx(I / E / (wbsr / E))
     assert got.share_cny == pytest.approx((1 + fee) * P / N, rel=1e-12)
+
+
+@pytest.mark.parametrize("w", [0, 30, 90])
+def test_waiting_is_separate_from_growth_dilution_closed_form(w):
+    """One member joins every day from day 0 and none leaves; window = days T0..T1 (inclusive).
+
+    On day d, d + 1 members share and max(d - w + 1, 0) are past the wait, so
+    Y = sum_d (d + 1) / 365.25, E = sum_d max(d - w + 1, 0) / 365.25, N = T1 + 1 and
+    dilution = Y / (N dt), waiting = E / Y; with a closed pool both are 1.
+    """
+    day0, T0, T1 = D(2020, 1, 1), 200, 229
+    n = T1 + 1
+    members = pl.DataFrame({"member_id": [f"m{i}" for i in range(n)], "birth_date": [D(1990, 1, 1)] * n,
+                            "sex": ["M"] * n, "join_date": [day0 + dt.timedelta(days=i) for i in range(n)],
+                            "exit_date": [None] * n}, schema_overrides={"exit_date": pl.Date})
+    claims = pl.DataFrame(schema={"claim_id": pl.String, "member_id": pl.String, "event_date": pl.Date,
+                                  "amount": pl.Float64, "approved_date": pl.Date})
+    got = share_drivers(members, claims, period_start=day0 + dt.timedelta(days=T0),
+                        notice_date=day0 + dt.timedelta(days=T1), waiting_days=w)
+    d = np.arange(T0, T1 + 1)
+    Y, E = (d + 1).sum(), np.maximum(d - w + 1, 0).sum()
+    assert got.dilution == pytest.approx(Y / (n * len(d)), rel=1e-12)
+    assert got.waiting == pytest.approx(E / Y, rel=1e-12)
+    assert got.dilution * got.waiting == pytest.approx(E / (n * len(d)), rel=1e-12)  # the old single driver
+    # a closed pool (everyone joined long before the window): no growth dilution and no waiting
+    closed = members.with_columns(pl.lit(D(2015, 1, 1)).alias("join_date"))
+    c = share_drivers(closed, claims, period_start=day0 + dt.timedelta(days=T0),
+                      notice_date=day0 + dt.timedelta(days=T1), waiting_days=w)
+    assert (c.dilution, c.waiting) == (pytest.approx(1.0, rel=1e-12), pytest.approx(1.0, rel=1e-12))
 
 
 def test_share_drivers_agree_with_history_for_one_period():

@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--age", default="auto", choices=["auto", "spline", "factor", "linear", "none"],
                    help="GLM age term (default auto)")
     g.add_argument("--age-df", type=int, default=6, help="degrees of freedom of the age spline (default 6)")
+    g.add_argument("--age-knots", choices=["claims", "exposure", "uniform"], default="claims",
+                   help="age spline knots at claims or exposure quantiles, or uniform (default claims)")
     g.add_argument("--interactions", default="", help="factor pairs, e.g. city_tier:channel,sex:channel")
     g.add_argument("--alpha", type=float, default=0.0, help="ridge penalty (sklearn scale, default 0)")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
@@ -64,7 +66,7 @@ def _fit_glm(cells, by: list[str], args: argparse.Namespace) -> None:
             raise ConfigError(f"--interactions: '{item}' is not a pair 'a:b'")
         pairs.append(tuple(parts))
     model = PoissonGLM(factors=tuple(factors), age=None if args.age == "none" else args.age, age_df=args.age_df,
-                       interactions=tuple(pairs), alpha=args.alpha, level=args.level).fit(cells)
+                       age_knots=args.age_knots, interactions=tuple(pairs), alpha=args.alpha, level=args.level).fit(cells)
     model.save(args.model_out)
     if not args.quiet:
         model.print_summary()

@@ -12,9 +12,11 @@ from engine.estimators.crude import garwood_interval, incidence, plot_incidence
 from engine.estimators.gbm import PoissonGBM
 from engine.estimators.glm import PoissonGLM
 from engine.estimators.metrics import calibration_table, gini, lorenz_curve, mean_poisson_deviance, split_cells
+from engine.estimators._select_table import select_table
 from engine.estimators.select import SelectFactors, select_factors
 
 __all__ = [
+    "select_table",
     "BuhlmannStraub",
     "PoissonGBM",
     "PoissonGLM",

@@ -63,6 +63,43 @@ def spline_knots(lo: float, hi: float, df: int, degree: int = SPLINE_DEGREE) -> 
     return [float(lo)] * (degree + 1) + [float(v) for v in inner] + [float(hi)] * (degree + 1)
 
 
+def quantile_knots(ages: np.ndarray, weights: np.ndarray, df: int, degree: int = SPLINE_DEGREE) -> list[float]:
+    """Full knot vector with ``df - degree`` interior knots at weighted quantiles of age.
+
+    Parameters
+    ----------
+    ages : distinct or repeated ages of the training cells.
+    weights : non-negative weight per row (claims or exposure).
+
+    Notes
+    -----
+    Each integer age a carries its weight W_a spread evenly over [a - 1/2, a + 1/2]
+    (clipped to [lo, hi], the youngest and oldest age), so the cumulative weight F is
+    continuous and piecewise linear. Interior knot j (j = 1..m, m = df - degree) is the
+    leftmost x with F(x) = j / (m + 1) x F(hi). Distinct levels give strictly increasing
+    knots, and every span between knots holds 1 / (m + 1) of the weight: with claims as
+    weights, every basis function has claims in its support. Falls back to uniform knots
+    when the weights are all zero.
+    """
+    a = np.asarray(ages, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    lo, hi = float(a.min()), float(a.max())
+    n_int = df - degree
+    ux, inv = np.unique(a, return_inverse=True)
+    wa = np.bincount(inv, weights=w, minlength=len(ux))
+    if n_int <= 0 or not wa.sum() > 0:
+        return spline_knots(lo, hi, df, degree)
+    edges = np.clip(np.concatenate([[ux[0] - 0.5], (ux[:-1] + ux[1:]) / 2.0, [ux[-1] + 0.5]]), lo, hi)
+    F = np.concatenate([[0.0], np.cumsum(wa)])
+    inner = []
+    for j in range(1, n_int + 1):
+        q = j / (n_int + 1) * F[-1]
+        i = int(np.searchsorted(F, q, side="left"))  # first edge with F >= q; segment i-1 has positive mass
+        x0, x1, f0, f1 = edges[i - 1], edges[i], F[i - 1], F[i]
+        inner.append(float(x0 + (x1 - x0) * (q - f0) / (f1 - f0)))
+    return [lo] * (degree + 1) + inner + [hi] * (degree + 1)
+
+
 def _levels(df: pl.DataFrame, col: str) -> list[str]:
     s = df.get_column(col)
     if s.null_count():
@@ -77,6 +114,10 @@ def build_spec(
     age_df: int,
     interactions: Sequence[Sequence[str]],
     reference: Mapping[str, Any] | None = None,
+    *,
+    age_knots: str = "uniform",
+    claims_col: str = "claims",
+    exposure_col: str = "exposure_years",
 ) -> dict[str, Any]:
     """Build the design spec from training cells (already restricted to positive exposure).
 
@@ -89,6 +130,8 @@ def build_spec(
     effect is absorbed in the intercept and each other level gets a column ``f[level]``.
     An interaction ``(f, g)`` adds the products ``f[a]:g[b]`` of non-reference columns; a
     product that is zero on every training cell (combination never observed) is dropped.
+    Spline knots: ``age_knots="uniform"`` (evenly spaced), ``"claims"`` or ``"exposure"``
+    (at weighted quantiles of age, :func:`quantile_knots`).
     """
     facs = default_factors(df) if factors is None else [factors] if isinstance(factors, str) else list(factors)
     reference = dict(reference or {})
@@ -110,9 +153,8 @@ def build_spec(
             raise ConfigError(f"reference: level '{ref}' of '{f}' is not in the data (levels: {levels[:10]})")
         spec["factors"].append({"name": f, "levels": levels, "reference": ref})
     if age == "spline":
-        a = df.get_column("age").cast(pl.Float64)
-        spec["age"] = {"kind": "spline", "knots": spline_knots(float(a.min()), float(a.max()), int(age_df)),
-                       "degree": SPLINE_DEGREE}
+        spec["age"] = {"kind": "spline", "knots": _age_knots(df, int(age_df), age_knots, claims_col, exposure_col),
+                       "degree": SPLINE_DEGREE, "placement": age_knots}
     elif age == "factor":
         levels = _levels(df, "age")
         spec["age"] = {"kind": "factor", "levels": levels, "reference": str(reference.get("age", levels[0]))}
@@ -130,6 +172,19 @@ def build_spec(
         mat, cols = blocks[":".join(it["terms"])]
         it["keep"] = [c for j, c in enumerate(cols) if np.any(mat[:, j] != 0)]
     return spec
+
+
+def _age_knots(df: pl.DataFrame, age_df: int, how: str, claims_col: str, exposure_col: str) -> list[float]:
+    a = df.get_column("age").cast(pl.Float64)
+    if how == "uniform":
+        return spline_knots(float(a.min()), float(a.max()), age_df)
+    col = {"claims": claims_col, "exposure": exposure_col}.get(how)
+    if col is None:
+        raise ConfigError(f"age_knots: '{how}' must be 'claims', 'exposure' or 'uniform'")
+    if col not in df.columns:
+        raise DataError(f"cells: column '{col}' is required to place the age knots by {how}")
+    spline_knots(float(a.min()), float(a.max()), age_df)  # validates age_df and the age range
+    return quantile_knots(a.to_numpy(), df.get_column(col).cast(pl.Float64).fill_null(0.0).to_numpy(), age_df)
 
 
 def _factor_block(df: pl.DataFrame, name: str, levels: list[str], ref: str) -> tuple[np.ndarray, list[str]]:
@@ -236,5 +291,5 @@ def member_covariates(members: pl.DataFrame | pl.LazyFrame, at: dt.date, columns
 
 __all__ = [
     "attained_age_expr", "bspline_basis", "build_spec", "default_factors", "design_matrix", "key_columns",
-    "member_covariates", "spec_columns", "spline_knots",
+    "member_covariates", "quantile_knots", "spec_columns", "spline_knots",
 ]

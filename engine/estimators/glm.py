@@ -19,6 +19,7 @@ import polars as pl
 
 from engine.errors import ConfigError, DataError, ModelError
 from engine.estimators._base import RateModel, _frame, _jsonable, aggregate_cells, data_fingerprint, score_members
+from engine.estimators._glm_checks import divergence
 from engine.estimators.features import build_spec, design_matrix, spec_columns
 
 
@@ -42,10 +43,17 @@ def poisson_newton(
     Maximises l(b) = sum_c [D_c eta_c - exp(eta_c)] - 1/2 sum_j p_j b_j^2 with
     eta = X b + log E. Gradient X'(D - mu) - p b, Hessian X' diag(mu) X + diag(p); the
     Newton step is solved by Cholesky and halved while it lowers l. Converged when the
-    largest step is below ``tol``. Starts from the intercept log(sum D / sum E).
+    largest step is below ``tol``. Starts from the intercept log(sum D / sum E). A design
+    without full column rank raises :class:`ModelError`; a Hessian that stops being
+    numerically positive definite on a full-rank design (fitted means underflowing as a
+    coefficient runs away) ends the iterations with ``converged = False``. The step test
+    alone cannot see a divergence once the means have underflowed: callers check
+    :func:`engine.estimators._glm_checks.divergence` as well.
     """
     from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        raise ModelError("PoissonGLM: the design is singular (collinear columns or a level without exposure)")
     off = np.log(exposure)
     b = np.zeros(X.shape[1])
     b[0] = np.log(claims.sum() / exposure.sum())
@@ -64,8 +72,8 @@ def poisson_newton(
         H = (X.T * mu) @ X + np.diag(penalty)
         try:
             step = cho_solve(cho_factor(H), g)
-        except LinAlgError:
-            raise ModelError("PoissonGLM: the design is singular (collinear columns or a level without exposure)") from None
+        except LinAlgError:  # full-rank design, so the fitted means underflowed: a coefficient diverges
+            break
         t = 1.0
         for _ in range(40):
             fn = negll(b + t * step)
@@ -94,8 +102,11 @@ class PoissonGLM(RateModel):
         ages, ``"factor"`` with 2..age_df, none without an ``age`` column), ``"spline"``
         (cubic B-spline, ``age_df`` columns), ``"factor"`` (one level per age),
         ``"linear"`` (log-linear in age) or ``None`` (no age term).
-    age_df : degrees of freedom of the age spline (>= 3; ``age_df - 3`` interior knots,
-        uniform between the youngest and oldest training age).
+    age_df : degrees of freedom of the age spline (>= 3; ``age_df - 3`` interior knots).
+    age_knots : where the interior knots go: ``"claims"`` (default: at quantiles of the
+        training claims by age, so every basis function has claims in its support and a
+        sparse young tail cannot make a coefficient diverge), ``"exposure"`` (quantiles of
+        exposure) or ``"uniform"`` (evenly spaced between the youngest and oldest age).
     interactions : pairs of factors whose non-reference columns are multiplied.
     alpha : ridge penalty, in sklearn's ``PoissonRegressor`` scale (per unit exposure):
         the fit maximises loglik - alpha * sum(E) / 2 * ||coef||^2; the intercept is free.
@@ -111,6 +122,10 @@ class PoissonGLM(RateModel):
     ``feature_names_``, ``cov_`` (inverse Fisher information, intercept first, in the order
     ``["intercept"] + feature_names_``), ``deviance_``, ``null_deviance_``, ``n_iter_``,
     ``converged_``, ``spec_`` (levels, knots), ``data_fingerprint_``, ``fit_date_``.
+    ``converged_`` is False, with a ``RuntimeWarning`` naming the terms and the remedy, when
+    the MLE does not exist (separation: a level, combination or spline span without
+    claims) or a fitted rate is numerically 0, whatever the Newton step says
+    (:func:`engine.estimators._glm_checks.divergence`).
     We do not use sklearn's default lbfgs ``PoissonRegressor``: at incidence-scale rates
     (~1e-3) its gradient is tiny and it stops far from the optimum (see docs/incidence.md).
     """
@@ -120,6 +135,7 @@ class PoissonGLM(RateModel):
         factors: Sequence[str] | None = None,
         age: str | None = "auto",
         age_df: int = 6,
+        age_knots: str = "claims",
         interactions: Sequence[Sequence[str]] = (),
         alpha: float = 0.0,
         level: float = 0.95,
@@ -132,6 +148,7 @@ class PoissonGLM(RateModel):
         self.factors = factors
         self.age = age
         self.age_df = age_df
+        self.age_knots = age_knots
         self.interactions = interactions
         self.alpha = alpha
         self.level = level
@@ -144,7 +161,7 @@ class PoissonGLM(RateModel):
     # sklearn protocol -------------------------------------------------------------
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters (sklearn protocol)."""
-        return {k: getattr(self, k) for k in ("factors", "age", "age_df", "interactions", "alpha", "level",
+        return {k: getattr(self, k) for k in ("factors", "age", "age_df", "age_knots", "interactions", "alpha", "level",
                                               "reference", "exposure_col", "claims_col", "tol", "max_iter")}
 
     def set_params(self, **params: Any) -> PoissonGLM:
@@ -168,7 +185,8 @@ class PoissonGLM(RateModel):
             raise ConfigError(f"alpha: {self.alpha} must be non-negative")
         df = _frame(cells)
         probe = df.filter(pl.col(self.exposure_col) > 0) if self.exposure_col in df.columns else df
-        spec = build_spec(probe, self.factors, self.age, int(self.age_df), self.interactions, self.reference)
+        spec = build_spec(probe, self.factors, self.age, int(self.age_df), self.interactions, self.reference,
+                          age_knots=self.age_knots, claims_col=self.claims_col, exposure_col=self.exposure_col)
         keys = spec_columns(spec)
         agg = aggregate_cells(df, keys, self.exposure_col, self.claims_col)
         d = agg.get_column(self.claims_col).to_numpy()
@@ -180,14 +198,20 @@ class PoissonGLM(RateModel):
         pen = np.full(X.shape[1], float(self.alpha) * e.sum())
         pen[0] = 0.0
         b, H, n_iter, ok = poisson_newton(X, d, e, pen, float(self.tol), int(self.max_iter))
-        if not ok:
-            warnings.warn(f"PoissonGLM: Newton did not converge in {n_iter} iterations (a level without claims?)",
-                          RuntimeWarning, stacklevel=2)
+        why = divergence(X, d, e, b, pen == 0.0, ["intercept", *names])
+        if why is not None or not ok:
+            ok = False
+            warnings.warn(f"PoissonGLM: not converged after {n_iter} iterations ("
+                          f"{why or 'the step did not fall below tol'}); merge sparse levels, drop the "
+                          "interaction, or set alpha > 0 (docs/incidence.md)", RuntimeWarning, stacklevel=2)
         self.spec_ = spec
         self.feature_names_ = names
         self.intercept_ = float(b[0])
         self.coef_ = b[1:].copy()
-        self.cov_ = np.linalg.inv(H)
+        try:
+            self.cov_ = np.linalg.inv(H)
+        except np.linalg.LinAlgError:  # only after a divergence (the design has full rank)
+            self.cov_ = np.linalg.pinv(H)
         self.n_iter_ = n_iter
         self.converged_ = ok
         mu = np.exp(X @ b) * e
@@ -261,7 +285,8 @@ class PoissonGLM(RateModel):
 
         self._check_fitted()
         coef = np.concatenate([[self.intercept_], self.coef_])
-        se = np.sqrt(np.diag(self.cov_))
+        var = np.diag(self.cov_)
+        se = np.sqrt(np.where(var >= 0, var, np.nan))  # negative only after a divergence (pseudo-inverse)
         z = coef / se
         q = norm.ppf(0.5 + float(self.level) / 2.0)
         return pl.DataFrame({

@@ -1,6 +1,11 @@
 """Stochastic projection of the share to its sustainable level: assumptions, cohort dynamics, results."""
 
 from engine.projection._project import ProjectionResult, project, project_assumptions
+from engine.projection._spiral import spiral_period
 from engine.projection.assumptions import ProjectionAssumptions, groups_from_table
+from engine.projection.calendar import CalendarProjection, calendar_periods, project_calendar
+from engine.projection.membership import MembershipCurve, membership_from_curve, points_from_members
 
-__all__ = ["ProjectionAssumptions", "ProjectionResult", "groups_from_table", "project", "project_assumptions"]
+__all__ = ["CalendarProjection", "MembershipCurve", "ProjectionAssumptions", "ProjectionResult", "calendar_periods",
+           "groups_from_table", "membership_from_curve", "points_from_members", "project", "project_assumptions",
+           "project_calendar", "spiral_period"]

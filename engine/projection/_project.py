@@ -194,7 +194,7 @@ def project(
     >>> res.plans["sustainable_share_cny"][0] > 0
     True
     """
-    if isinstance(select_factors, pl.DataFrame):
+    if isinstance(select_factors, pl.DataFrame) or hasattr(select_factors, "summary"):  # a SelectFactors too
         select_factors = select_factors_from_table(select_factors, periods_per_year)
     if isinstance(incidence_trend, pl.DataFrame):
         incidence_trend = trend_from_table(incidence_trend)
@@ -329,7 +329,7 @@ def _plans_frames(m: Model, det: dict[str, np.ndarray], periods: pl.DataFrame,
         sel = m.plan_idx == p
         bens = np.unique(m.benefit[sel])
         thr = dict(window=window, members_drop=rule.members_drop, share_rise=rule.share_rise,
-                   lapse_rise=rule.lapse_rise, overshoot=rule.overshoot)
+                   overshoot=rule.overshoot, persistence=rule.persistence, min_periods=rule.min_periods)
         t_sp = detect_spiral(det["members"][:, p], det["share"][:, p], det["lapses"][:, p], sus_t[:, p], **thr)
         t_mc = detect_spiral(mc["members"][:, p], mc["share"][:, p], mc["lapses"][:, p], sus_t[:, p], **thr)
         lev = bens / (ppy * sus[p]) if sus[p] > 0 else None

@@ -1,4 +1,4 @@
-"""Assumptions and the groups table of the share projection (``engine.projection``).
+"""Assumptions and the groups table of the share projection (``engine.projection._project``).
 
 Everything the projection needs beyond the fitted incidences is here, with its
 default. None of the behavioural defaults (lapse rates, elasticities, the
@@ -104,21 +104,22 @@ class Elasticity(_Model):
 
 
 class SpiralRule(_Model):
-    """Death-spiral detection on the expected (deterministic) path of each plan.
+    """Death-spiral rule on each plan's membership and share paths (:func:`engine.projection._spiral.spiral_period`).
 
-    Detected at the first period t >= window where, over [t - window, t]:
-    membership fell every period and by more than ``members_drop``; the share
-    rose by more than ``share_rise``; the lapse rate rose by more than
-    ``lapse_rise`` (exits accelerating); and the share is not converging: it
-    exceeds the sustainable share by more than ``overshoot``, or its rise over
-    the second half of the window is at least its rise over the first half.
+    Detected at the first period t where, over the current uninterrupted fall of
+    membership (at most ``window`` periods back, at least ``min_periods`` long):
+    membership fell by more than ``members_drop``; the share rose by more than
+    ``share_rise``; exits are not slowing (the recent per-period fall keeps at least
+    ``persistence`` of the earlier pace); and the share is not converging (above the
+    sustainable share by more than ``overshoot``, or its rise not slowing by the same test).
     """
 
     window: int | None = Field(None, ge=2)
     members_drop: float = Field(0.05, ge=0.0, lt=1.0)
     share_rise: float = Field(0.05, ge=0.0)
-    lapse_rise: float = Field(0.05, ge=0.0)
     overshoot: float = Field(0.10, ge=0.0)
+    persistence: float = Field(0.9, gt=0.0, le=1.0)
+    min_periods: int = Field(3, ge=2)
 
 
 class ProjectionAssumptions(_Model):
@@ -382,33 +383,23 @@ def read_groups(path: str | Path) -> tuple[pl.DataFrame, dict[str, Any]]:
     return prepare_groups(read_groups_parquet(path), str(path)), {}
 
 
-def select_factors_from_table(table: pl.DataFrame, periods_per_year: int = 12, *, factor: str = "factor",
+def select_factors_from_table(table: Any, periods_per_year: int = 12, *, factor: str = "factor",
                               route: str | None = None) -> list[float]:
     """Per-period select factors from a duration-band table (e.g. ``engine.select_factors(...)``).
 
-    The table has ``duration_from`` (months, inclusive), ``duration_to`` (months,
-    exclusive or null for the open last band) and ``factor``. Period tau (completed
+    The table is read by :func:`engine.estimators._select_table.select_table` (``select_factors``
+    output or a fitted ``SelectFactors`` unchanged: ``duration_from`` months inclusive,
+    ``factor``, optional ``route``; bands before the first one get factor 0). Period tau (completed
     periods since joining) starts at month ``tau * 12 / periods_per_year`` and takes the
     factor of the band containing that month; the open band's factor is the last entry
     (it applies thereafter). Null factors (bands inside the waiting period, no exposure)
     become 0: the model gives no incidence in the waiting period anyway.
     """
-    for col in ("duration_from", factor):
-        if col not in table.columns:
-            raise ConfigError(f"select_factors: table column '{col}' is required")
-    if "route" in table.columns:
-        routes = table["route"].unique(maintain_order=True).to_list()
-        pick = route if route is not None else routes[0]
-        if pick not in routes:
-            raise ConfigError(f"select_factors: route '{pick}' not in the table ({routes})")
-        table = table.filter(pl.col("route") == pick)
-    t = table.sort("duration_from")
+    from engine.estimators._select_table import select_table
+
+    t = select_table(table, route=route, factor=factor)
     lo = t["duration_from"].cast(pl.Float64).to_numpy()
-    f = t[factor].cast(pl.Float64).fill_null(0.0).fill_nan(0.0).to_numpy()
-    if lo.size == 0 or lo[0] != 0:
-        raise ConfigError("select_factors: the first band must start at duration 0")
-    if np.any(f < 0):
-        raise ConfigError("select_factors: factors must be >= 0")
+    f = t["factor"].to_numpy()
     n_periods = int(np.ceil(lo[-1] * periods_per_year / 12.0)) + 1
     months = np.arange(n_periods) * 12.0 / periods_per_year
     idx = np.searchsorted(lo, months, side="right") - 1

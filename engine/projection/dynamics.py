@@ -1,4 +1,4 @@
-"""Vectorised cohort dynamics of the share projection (internal to ``engine.projection``).
+"""Vectorised cohort dynamics of the share projection (internal to ``engine.projection._project``).
 
 State: members ``n[s, g, tau]`` by scenario s, group g and tenure bucket tau
 (completed periods since joining; the last bucket holds every longer tenure).
@@ -397,46 +397,16 @@ def stationary_shares(m: Model, at_period: float = 0.0) -> tuple[np.ndarray, np.
     return sus, stat, weights
 
 
-def detect_spiral(members: np.ndarray, share: np.ndarray, lapses: np.ndarray, sustainable: np.ndarray | float,
-                  window: int, members_drop: float = 0.05, share_rise: float = 0.05, lapse_rise: float = 0.05,
-                  overshoot: float = 0.10) -> int | None:
+def detect_spiral(members: np.ndarray, share: np.ndarray, lapses: np.ndarray | None, sustainable: np.ndarray | float,
+                  window: int, members_drop: float = 0.05, share_rise: float = 0.05, overshoot: float = 0.10,
+                  persistence: float = 0.9, min_periods: int = 3) -> int | None:
     """First period at which the death-spiral rule holds on one plan's path, else None.
 
-    Parameters
-    ----------
-    members, share, lapses : array (H,)
-        The plan's path (members sharing, share per member, lapses) period by period.
-    sustainable : array (H,) or float
-        The sustainable share at each period's incidence level (ageing included).
-    window : int
-        W, the look-back window in periods.
-    members_drop, share_rise, lapse_rise, overshoot : float
-        Thresholds (relative) of the rule below.
-
-    Notes
-    -----
-    Detected at the first t >= W (a = t - W, c = t - W // 2) where all hold:
-
-    1. membership fell in every period of [a, t] and ``M_t < (1 - members_drop) M_a``;
-    2. the share rose: ``S_t > (1 + share_rise) S_a``;
-    3. exits accelerate: ``L_t / M_t > (1 + lapse_rise) L_a / M_a``;
-    4. the share is not converging: it overshoots the sustainable share,
-       ``S_t > (1 + overshoot) S*_t``, or its rise is not slowing down,
-       ``S_t - S_c >= S_c - S_a``.
+    The rule is stated on the membership and share paths only (``lapses`` is not read):
+    see :func:`engine.projection._spiral.spiral_period` for the conditions and their thresholds.
     """
-    M = np.asarray(members, dtype=np.float64)
-    S = np.asarray(share, dtype=np.float64)
-    L = np.asarray(lapses, dtype=np.float64)
-    H = M.size
-    sus = np.broadcast_to(np.asarray(sustainable, dtype=np.float64), (H,))
-    lr = np.divide(L, M, out=np.zeros(H), where=M > 0)
-    falling = np.concatenate([[0], np.cumsum(np.diff(M) < 0)])
-    for t in range(window, H):
-        a, c = t - window, t - window // 2
-        if not (falling[t] - falling[a] == window and M[t] < (1.0 - members_drop) * M[a]):
-            continue
-        if not (S[t] > (1.0 + share_rise) * S[a] and lr[t] > (1.0 + lapse_rise) * lr[a]):
-            continue
-        if S[t] > (1.0 + overshoot) * sus[t] or S[t] - S[c] >= S[c] - S[a]:
-            return t
-    return None
+    from engine.projection._spiral import spiral_period
+
+    return spiral_period(members, share, sustainable, window=window, members_drop=members_drop,
+                         share_rise=share_rise, overshoot=overshoot, persistence=persistence,
+                         min_periods=min_periods)

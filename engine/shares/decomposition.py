@@ -3,17 +3,22 @@
 The share of a window (one or several sharing periods ending on a notice date)
 is written as a product of driver factors
 
-    S = (1+fee) x dt x dilution x reporting_lag x ageing x select x mix x incidence
+    S = (1+fee) x dt x dilution x waiting x reporting_lag x ageing x select x mix x incidence
 
-with (E = eligible member-years in the window, N = sharing members on the
+with (E = eligible member-years in the window, Y = sharing member-years in the
+window (waiting days included), N = sharing members on the
 notice date, P = approved amount in the window, I = incurred amount: eligible
 claims whose event lies in the window, w_c the eligible exposure of cell c,
 base = reference rate by age and sex, B = benefit by age, sel = select factor
 by duration, rel = product of factor relativities):
 
 * ``period_years`` dt = window days / 365.25,
-* ``dilution`` = E / (N dt): the eligible fraction of the sharing base
-  (growth dilution: members still in the waiting period),
+* ``dilution`` = Y / (N dt): growth dilution, the mean membership over the
+  window against the sharing base counted on the notice date (1 for a constant
+  membership, below 1 when the pool grows inside the window),
+* ``waiting`` = E / Y: the fraction of sharing member-time past the waiting
+  period (1 without a waiting period; about (1 + g)^-w under steady growth g per
+  period and a wait of w periods),
 * ``reporting_lag`` = P / I: approved versus incurred,
 * ``ageing`` = sum_c w_c base_c B_c / sum_c w_c: expected cost per eligible
   member-year from age, sex and benefit (CNY / year),
@@ -49,6 +54,7 @@ DRIVERS: tuple[str, ...] = (
     "fee",
     "period_length",
     "dilution",
+    "waiting",
     "reporting_lag",
     "ageing",
     "select",
@@ -67,7 +73,7 @@ class ShareDrivers:
 
     Attributes
     ----------
-    fee, period_length, dilution, reporting_lag, ageing, select, mix, incidence : float
+    fee, period_length, dilution, waiting, reporting_lag, ageing, select, mix, incidence : float
         The factors (``fee`` = 1 + fee rate; ``period_length`` = dt in years;
         ``ageing`` in CNY per member-year; the others dimensionless).
     label : a name for tables.
@@ -77,6 +83,7 @@ class ShareDrivers:
     fee: float
     period_length: float
     dilution: float
+    waiting: float
     reporting_lag: float
     ageing: float
     select: float
@@ -139,15 +146,16 @@ def drivers_from_cells(
     period_days: int,
     fee: float = 0.08,
     base_rates: pl.DataFrame | None = None,
-    select_factors: pl.DataFrame | None = None,
+    select_factors: pl.DataFrame | Any | None = None,
     relativities: Mapping[str, pl.DataFrame] | None = None,
     benefits: pl.DataFrame | None = None,
     weight_col: str = "exposure_years",
     amount_col: str = "amount",
     amount_incurred_cny: float | None = None,
     label: str = "",
+    sharing_years: float | None = None,
 ) -> ShareDrivers:
-    """Driver factors from cells of eligible exposure (e.g. :func:`engine.exposure` cells).
+    """Driver factors from cells of eligible exposure (e.g. :func:`engine.cells._exposure` cells).
 
     Parameters
     ----------
@@ -159,11 +167,15 @@ def drivers_from_cells(
     period_days : window length in days.
     base_rates : ``age``, ``sex``, ``rate`` (default: CI2020 CI4 via
         :func:`engine.data.reference.reference_basis`).
-    select_factors : ``duration_min`` (completed months), ``factor``; a cell
-        takes the row with the largest ``duration_min <= duration``. None = 1.
+    select_factors : ``engine.select_factors`` output (or a fitted ``SelectFactors``),
+        read by :func:`engine.estimators._select_table.select_table`: a cell takes the band with the
+        largest ``duration_from <= duration``. None = 1.
     relativities : column -> frame (that column, ``relativity``). None = none.
     benefits : ``age_min``, ``benefit_cny`` (default: 300,000 below 40, 100,000 from 40).
     amount_incurred_cny : I; when given, ``amount_col`` is not needed.
+    sharing_years : Y, sharing member-years in the window (waiting days included).
+        None: the sum of the cells' ``sharing_years`` column if they have one, else
+        Y = E (then ``waiting`` = 1 and ``dilution`` carries the whole E / (N dt)).
 
     Returns
     -------
@@ -200,12 +212,14 @@ def drivers_from_cells(
     if select_factors is not None:
         if "duration" not in c.columns:
             raise DataError("cells: column 'duration' is required with select_factors")
+        from engine.estimators._select_table import select_table
+
         c = c.with_columns(pl.col("duration").cast(pl.Int32)).sort("duration").join_asof(
-            select_factors.select(pl.col("duration_min").cast(pl.Int32), pl.col("factor").cast(pl.Float64).alias("_sel")).sort("duration_min"),
-            left_on="duration", right_on="duration_min", strategy="backward",
+            select_table(select_factors).select("duration_from", pl.col("factor").alias("_sel")),
+            left_on="duration", right_on="duration_from", strategy="backward",
         )
         if c["_sel"].null_count():
-            raise DataError("select_factors: no factor for the smallest duration (add duration_min 0)")
+            raise DataError("cells: a negative duration has no select factor")
     else:
         c = c.with_columns(pl.lit(1.0).alias("_sel"))
     rel = pl.lit(1.0)
@@ -233,6 +247,11 @@ def drivers_from_cells(
     if s["wbsr"] <= 0:
         raise DataError("drivers: the expected cost of the eligible members is 0 (check base_rates / relativities)")
     dt_years = period_days / 365.25
+    if sharing_years is None:
+        sharing_years = exact_sum(c["sharing_years"]) if "sharing_years" in c.columns else E
+    Y = float(sharing_years)
+    if Y < E * (1.0 - 1e-12):
+        raise DataError(f"sharing_years: {Y} is below the eligible member-years {E} (eligible days are sharing days)")
     ageing = s["wb"] / E
     select = s["wbs"] / s["wb"]
     mix = s["wbsr"] / s["wbs"]
@@ -248,14 +267,16 @@ def drivers_from_cells(
     return ShareDrivers(
         fee=1.0 + fee,
         period_length=dt_years,
-        dilution=E / (sharing_members * dt_years),
+        dilution=Y / (sharing_members * dt_years),
+        waiting=E / Y,
         reporting_lag=lag,
         ageing=ageing,
         select=select,
         mix=mix,
         incidence=incidence,
         label=label,
-        details={"sharing_members": float(sharing_members), "eligible_years": E, "approved_cny": P,
+        details={"sharing_members": float(sharing_members), "eligible_years": E, "sharing_years": Y,
+                 "approved_cny": P,
                  "incurred_cny": incurred, "expected_cny": E * ageing * select * mix, "period_days": int(period_days)},
     )
 
@@ -270,7 +291,7 @@ def share_drivers(
     waiting_days: int = 90,
     reporting_lag_days: int = 30,
     base_rates: pl.DataFrame | None = None,
-    select_factors: pl.DataFrame | None = None,
+    select_factors: pl.DataFrame | Any | None = None,
     relativities: Mapping[str, pl.DataFrame] | None = None,
     benefits: pl.DataFrame | None = None,
     plan: str | None = None,
@@ -284,7 +305,9 @@ def share_drivers(
     waiting period), grouped by age, sex and duration on the notice date and by
     the relativity columns. Incurred = eligible claims with event in the
     window; approved = eligible claims whose approval date (or event + lag)
-    lies in the window. N = members sharing on the notice date.
+    lies in the window. N = members sharing on the notice date. Y = the members'
+    sharing days in the window / 365.25 (waiting days included), which separates the
+    ``waiting`` driver E / Y from growth ``dilution`` Y / (N dt).
 
     Notes
     -----
@@ -318,6 +341,8 @@ def share_drivers(
     mm = m.select("birth_date", "join_date", "exit_date", "sex", *[x for x in rel_cols if x not in ("sex",)])
     N = int(mm.filter((pl.col("join_date") <= nd) & (pl.col("exit_date").is_null() | (nd < pl.col("exit_date"))))
             .select(pl.len()).collect().item())
+    share_days = (last_excl - pl.max_horizontal(pl.col("join_date"), ps)).dt.total_days().clip(lower_bound=0)
+    Y = float(mm.select(share_days.sum()).collect().item() or 0) / 365.25
     cells = (
         mm.with_columns(((last_excl - first).dt.total_days().clip(lower_bound=0)).alias("_days"))
         .filter(pl.col("_days") > 0)
@@ -346,17 +371,18 @@ def share_drivers(
         relativities=relativities,
         benefits=benefits,
         label=label if label is not None else f"{period_start}..{notice_date}",
+        sharing_years=Y,
     )
 
 
 def sustainable(drivers: ShareDrivers, *, select_ultimate: float = 1.0, **overrides: Any) -> ShareDrivers:
     """The stationary counterpart of ``drivers``: everyone eligible, no lag, select effect worn off.
 
-    ``dilution = 1``, ``reporting_lag = 1``, ``select = select_ultimate`` (the
+    ``dilution = 1``, ``waiting = 1``, ``reporting_lag = 1``, ``select = select_ultimate`` (the
     factor at the longest duration); ``overrides`` replace any other factor
     (e.g. the equilibrium ``ageing`` and ``mix`` from a projection).
     """
-    base = {"dilution": 1.0, "reporting_lag": 1.0, "select": float(select_ultimate), "label": "sustainable"}
+    base = {"dilution": 1.0, "waiting": 1.0, "reporting_lag": 1.0, "select": float(select_ultimate), "label": "sustainable"}
     base.update(overrides)
     return drivers.replace(**base)
 
