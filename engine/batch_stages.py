@@ -166,7 +166,7 @@ def stage_incidence(ctx: Context) -> None:
     keys = ["age", *factors]
     train, test = _sums(train, keys), _sums(test, keys)
     held = _fit_glm(ctx, glm_kw, train)
-    mu = np.asarray(held.predict_rate(test), dtype=float)
+    mu = np.asarray(held.predict(test), dtype=float)
     y, e = test["claims"].to_numpy(), test["exposure_years"].to_numpy()
     overall = float(train["claims"].sum()) / max(float(train["exposure_years"].sum()), 1e-12)
     dev_model = mean_poisson_deviance(y, mu * e, e)

@@ -3,7 +3,8 @@
 :class:`PoissonGLM` fits log(rate) = intercept + treatment-coded factors + a B-spline (or
 factor) age curve + factor interactions, by maximum likelihood on cells:
 claims_c ~ Poisson(exposure_c * rate_c). :class:`PoissonGBM` (in :mod:`engine.gbm`) is the
-gradient-boosting variant with the same ``predict_rate`` API.
+gradient-boosting variant with the same ``predict`` API (the estimator contract of
+:mod:`engine._estimator`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine._estimator import Estimator, predict_rates
 from engine.errors import ConfigError, DataError, ModelError
 from engine.features import build_spec, design_matrix, member_covariates, spec_columns
 from engine.metrics import mean_poisson_deviance
@@ -106,25 +108,33 @@ def poisson_newton(
     return b, H, it, converged
 
 
-class RateModel:
-    """What every incidence model on cells offers once it has ``predict_rate``.
+class RateModel(Estimator):
+    """What every incidence model on cells offers once it has ``predict``.
 
-    Subclasses define ``predict_rate(cells)`` (annual rates) and the attributes
+    Subclasses define ``predict(cells)`` (annual rates) and the attributes
     ``exposure_col`` and ``claims_col``.
     """
 
     exposure_col: str
     claims_col: str
 
-    def predict_rate(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:  # pragma: no cover - abstract
+    def predict(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:  # pragma: no cover - abstract
+        """Predicted annual incidence rate (claims per exposure-year) per row of ``cells``."""
         raise NotImplementedError
+
+    def predict_rate(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
+        """Deprecated alias of :meth:`predict` (removed in the next release)."""
+        from engine._estimator import _warn_renamed
+
+        _warn_renamed(type(self).__name__, "predict_rate", "predict")
+        return self.predict(cells)
 
     def predict_claims(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """Predicted claims per row: rate x ``exposure_years``."""
         df = _frame(cells)
         if self.exposure_col not in df.columns:
             raise DataError(f"cells: column '{self.exposure_col}' is required to predict claims")
-        return self.predict_rate(df) * df.get_column(self.exposure_col).cast(pl.Float64).to_numpy()
+        return self.predict(df) * df.get_column(self.exposure_col).cast(pl.Float64).to_numpy()
 
     def score(self, cells: pl.DataFrame | pl.LazyFrame) -> float:
         """Exposure-weighted mean Poisson deviance on ``cells`` (lower is better; see :mod:`engine.metrics`)."""
@@ -141,7 +151,7 @@ class RateModel:
         from engine.metrics import plot_lorenz
 
         df = _frame(cells)
-        return plot_lorenz(df.get_column(self.claims_col).to_numpy(), self.predict_rate(df),
+        return plot_lorenz(df.get_column(self.claims_col).to_numpy(), self.predict(df),
                            df.get_column(self.exposure_col).to_numpy(), ax=ax, label=type(self).__name__)
 
 
@@ -204,23 +214,12 @@ class PoissonGLM(RateModel):
         self.tol = tol
         self.max_iter = max_iter
 
-    # sklearn protocol -------------------------------------------------------------
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters (sklearn protocol)."""
-        return {k: getattr(self, k) for k in ("factors", "age", "age_df", "interactions", "alpha", "level",
-                                              "reference", "exposure_col", "claims_col", "tol", "max_iter")}
+    _fitted_attrs = ("coef_", "spec_")
 
-    def set_params(self, **params: Any) -> PoissonGLM:
-        """Set constructor parameters (sklearn protocol)."""
-        for k, v in params.items():
-            if k not in self.get_params():
-                raise ConfigError(f"PoissonGLM: unknown parameter '{k}'")
-            setattr(self, k, v)
-        return self
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "coef_"):
-            raise ModelError("PoissonGLM: call fit(cells) (or PoissonGLM.load(path)) first")
+    def _key_numbers(self) -> dict[str, Any]:
+        return {"cells": self.n_cells_, "exposure-years": self.exposure_years_, "claims": self.claims_,
+                "terms": 1 + len(self.feature_names_), "deviance": self.deviance_,
+                "null deviance": self.null_deviance_, "converged": self.converged_}
 
     def fit(self, cells: pl.DataFrame | pl.LazyFrame) -> PoissonGLM:
         """Fit on cells (``exposure_years``, ``claims`` and the model's keys); returns self."""
@@ -277,7 +276,7 @@ class PoissonGLM(RateModel):
         X, _ = design_matrix(_frame(cells), self.spec_)
         return self.intercept_ + X @ self.coef_
 
-    def predict_rate(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
+    def predict(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """Predicted annual incidence rate (claims per exposure-year) per row of ``cells``."""
         return np.exp(self.linear_predictor(cells))
 
@@ -364,7 +363,7 @@ class PoissonGLM(RateModel):
         for f in self.spec_["factors"]:
             cols[f["name"]] = [str(levels.get(f["name"], f["reference"]))] * len(ages)
         grid = pl.DataFrame(cols)
-        return grid.with_columns(pl.Series("rate", self.predict_rate(grid)))
+        return grid.with_columns(pl.Series("rate", self.predict(grid)))
 
     # persistence ------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -375,7 +374,7 @@ class PoissonGLM(RateModel):
         names = ["intercept", *self.feature_names_]
         coef = pl.DataFrame({"term": names, "coef": np.concatenate([[self.intercept_], self.coef_])})
         cov = pl.DataFrame({n: self.cov_[:, j] for j, n in enumerate(names)})
-        params = _jsonable(self.get_params())
+        params = _jsonable(self.get_params(deep=False))
         fitted = {"spec": self.spec_, "n_iter": self.n_iter_, "converged": self.converged_,
                   "deviance": self.deviance_, "null_deviance": self.null_deviance_, "loglik": self.loglik_,
                   "n_cells": self.n_cells_, "exposure_years": self.exposure_years_, "claims": self.claims_}
@@ -448,7 +447,7 @@ def score_members(model: Any, members: pl.DataFrame | pl.LazyFrame, at: dt.date)
     Parameters
     ----------
     model : fitted :class:`PoissonGLM` or :class:`PoissonGBM` (anything with ``columns_``
-        and ``predict_rate``).
+        and ``predict``).
     members : members frame of the data contract (``birth_date``, ``sex``, factors ...).
     at : scoring date.
 
@@ -459,7 +458,7 @@ def score_members(model: Any, members: pl.DataFrame | pl.LazyFrame, at: dt.date)
     """
     cols = list(model.columns_)
     cov = member_covariates(members, at, cols)
-    return cov.with_columns(pl.Series("rate", np.asarray(model.predict_rate(cov), dtype=float)))
+    return cov.with_columns(pl.Series("rate", predict_rates(model, cov)))
 
 
 def __getattr__(name: str) -> Any:

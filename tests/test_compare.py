@@ -189,7 +189,7 @@ def test_build_risk_table_crude_and_model():
     assert r[50]["rate"] == pytest.approx(24 / 50.0)
 
     class Fake:
-        def predict_rate(self, df):
+        def predict(self, df):
             return (df["age"] / 1000.0).to_numpy()
 
     t2 = build_risk_table(_cells(), Fake(), by=["age"])
@@ -319,7 +319,7 @@ def test_cli_with_saved_glm(tmp_path):
                  "--model", str(tmp_path / "glm"), "--out", str(out), "--quiet"])
     assert code == 0
     risk = pl.read_parquet(out / "risk_table.parquet")
-    assert np.allclose(risk["rate"].to_numpy(), model.predict_rate(risk))
+    assert np.allclose(risk["rate"].to_numpy(), model.predict(risk))
     code = main(["plans", str(ROOT / "configs" / "vertical.toml"), "--cells", str(tmp_path / "cells.parquet"),
                  "--model", str(tmp_path / "nomodel"), "--out", str(out), "--quiet"])
     assert code == 2
