@@ -21,6 +21,7 @@ _EXPORTS: dict[str, str] = {
     "ModelError": "engine.errors",
     "OutputError": "engine.errors",
     "ResourceError": "engine.errors",
+    "NotFittedError": "engine._estimator",
     # schema / io / validation
     "read_members": "engine.io",
     "read_claims": "engine.io",

@@ -44,6 +44,7 @@ from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from engine._results import ResultMixin, _html_card, print_frame
+from engine._results import warn_renamed as _warn_renamed
 from engine.errors import ModelError
 
 __all__ = ["Estimator", "NotFittedError", "ResultMixin", "predict_rates", "print_frame"]
@@ -55,11 +56,6 @@ class NotFittedError(ModelError, _SklearnNotFittedError):
     It is a :class:`~engine.errors.ModelError` (so the CLI reports it in one line) and
     scikit-learn's ``NotFittedError`` (so sklearn tooling recognises it).
     """
-
-
-def _warn_renamed(owner: str, old: str, new: str, stacklevel: int = 3) -> None:
-    warnings.warn(f"{owner}: '{old}' is deprecated and will be removed in the next release; use '{new}'",
-                  DeprecationWarning, stacklevel=stacklevel)
 
 
 class _RenamedParam:

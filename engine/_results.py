@@ -9,13 +9,20 @@ HTML card. This module imports neither scikit-learn nor matplotlib.
 from __future__ import annotations
 
 import html
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-__all__ = ["ResultMixin", "print_frame"]
+__all__ = ["ResultMixin", "print_frame", "warn_renamed"]
+
+
+def warn_renamed(owner: str, old: str, new: str, stacklevel: int = 3) -> None:
+    """Warn that ``owner``'s ``old`` name is deprecated in favour of ``new`` (removed in the next release)."""
+    warnings.warn(f"{owner}: '{old}' is deprecated and will be removed in the next release; use '{new}'",
+                  DeprecationWarning, stacklevel=stacklevel)
 
 
 def _fmt(v: Any, decimals: int) -> str:

@@ -283,3 +283,18 @@ def test_small_result_objects(capsys: pytest.CaptureFixture[str]) -> None:
         html = r._repr_html_()
         assert type(r).__name__ in html
     assert "&lt;pooled&gt;" in d._repr_html_()
+
+
+def test_split_seed_is_random_state() -> None:
+    from engine.metrics import split_cells
+    from engine.projection import project
+    from engine.projection_config import groups_from_table
+
+    new = split_cells(CELLS, 0.25, random_state=7)
+    with pytest.warns(DeprecationWarning, match="'seed' is deprecated.*'random_state'"):
+        old = split_cells(CELLS, 0.25, seed=7)
+    assert new[1].equals(old[1])
+    g = groups_from_table({"group": ["a", "b"], "members": [5000.0, 2000.0], "rate": [0.002, 0.004],
+                           "benefit": [300_000.0, 100_000.0]})
+    res = project(g, horizon=3, n_scenarios=50, seed=9)  # project's seed is the [projection] config key
+    assert res.summary.equals(res.plans) and "ProjectionResult" in res._repr_html_()

@@ -290,7 +290,7 @@ def test_gbm_fits_predicts_and_is_deterministic() -> None:
     from engine.metrics import split_cells
 
     cells, rate = planted_cells(12, total_years=1e7, periods=2)
-    train, test = split_cells(cells, 0.3, seed=1)
+    train, test = split_cells(cells, 0.3, random_state=1)
     kw = dict(max_iter=80, learning_rate=0.05, min_samples_leaf=40, random_state=3)
     with threadpool_limits(1):
         g = PoissonGBM(**kw).fit(train)
