@@ -33,6 +33,7 @@ commands that must start fast).
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -88,7 +89,6 @@ def _short(v: Any, limit: int = 60) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
-
 class Estimator(BaseEstimator):
     """Base class of fentan's estimators (see the module docstring for the contract).
 
@@ -105,10 +105,13 @@ class Estimator(BaseEstimator):
     # ---------------------------------------------------------------- renamed parameters
     def _take_renamed(self, renamed: Mapping[str, Any]) -> None:
         """Apply deprecated ``__init__`` keywords (old names) to the new parameters, with a warning."""
+        sig = inspect.signature(type(self).__init__).parameters
         for old, value in renamed.items():
             new = self._renamed_params.get(old)
             if new is None:
                 raise TypeError(f"{type(self).__name__}.__init__() got an unexpected keyword argument '{old}'")
+            if getattr(self, new) != sig[new].default:
+                raise TypeError(f"{type(self).__name__}.__init__() got both '{new}' and its deprecated alias '{old}'")
             _warn_renamed(type(self).__name__, old, new, stacklevel=4)
             setattr(self, new, value)
 
@@ -139,8 +142,6 @@ class Estimator(BaseEstimator):
 
     # ---------------------------------------------------------------- display
     def _changed_params(self) -> dict[str, str]:
-        import inspect
-
         sig = inspect.signature(type(self).__init__).parameters
         out = {}
         for k, v in self.get_params(deep=False).items():

@@ -285,6 +285,8 @@ def test_plots_and_summaries_return(capsys):
     from engine.optimise import optimise_plans
     from engine.plans import PlanSet
 
+    import matplotlib.pyplot as plt
+
     res = compare_plans(TABLE, VERTICAL, pooled=POOLED)
     assert res.plot_changes() is not None and res.plot_cross_subsidy() is not None
     res.print_summary()
@@ -293,9 +295,17 @@ def test_plots_and_summaries_return(capsys):
     mig.print_summary()
     opt = optimise_plans(TABLE, POOLED[0], max_plans=2, min_claims_per_period=0.1)
     assert opt.plot_tradeoff() is not None
-    opt.print_summary()
+    opt.print_summary(decimals=2)
     out = capsys.readouterr().out
     assert "migration" in out and "granularity" in out and "plans" in out
+    # the result-object contract: summary is a DataFrame property, plots draw on the ax given, HTML card
+    for r in (res, mig, opt):
+        assert isinstance(r.summary, pl.DataFrame) and r.summary.height > 0
+        assert type(r).__name__ in r._repr_html_()
+    for plot in (res.plot_changes, res.plot_cross_subsidy, mig.plot_history, opt.plot_tradeoff):
+        fig, ax = plt.subplots()
+        assert plot(ax=ax) is ax
+        plt.close(fig)
 
 
 def test_cli_with_saved_glm(tmp_path):

@@ -149,7 +149,7 @@ def test_summary_print_summary_repr_html(name: str, fitted: Any, capsys: pytest.
     fitted.print_summary(decimals=2)
     assert capsys.readouterr().out.strip()
     html = fitted._repr_html_()
-    assert isinstance(html, str) and name in html and "fitted" in html
+    assert isinstance(html, str) and name in html and "fitted" in html and "not fitted" not in html
     bundle = fitted._repr_mimebundle_()
     assert bundle["text/html"] == html and bundle["text/plain"] == repr(fitted)
 
@@ -202,6 +202,8 @@ def test_renamed_column_parameters_warn(cls: type, old: str, new: str, value: st
         assert getattr(est, old) == value
     with pytest.raises(TypeError, match="unexpected keyword"):
         cls(no_such_parameter=1)
+    with pytest.raises(TypeError, match="both"):
+        cls(**{old: value, new: "other"})
 
 
 def test_renamed_columns_fit_the_same() -> None:
