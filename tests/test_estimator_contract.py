@@ -128,6 +128,11 @@ def test_unfitted_use_raises_not_fitted(name: str) -> None:
     if hasattr(type(est), "predict"):
         with pytest.raises(NotFittedError):
             est.predict(CELLS)
+    with pytest.raises(NotFittedError):
+        est.print_summary(decimals=2)
+    for m in [m for m in dir(type(est)) if m.startswith("plot_")]:
+        with pytest.raises(NotFittedError):
+            getattr(est, m)(**ESTIMATORS[name][1].get(m, {}))
     html = est._repr_html_()
     assert name in html and "not fitted" in html
 
