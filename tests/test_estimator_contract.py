@@ -305,3 +305,24 @@ def test_split_seed_is_random_state() -> None:
                            "benefit": [300_000.0, 100_000.0]})
     res = project(g, horizon=3, n_scenarios=50, seed=9)  # project's seed is the [projection] config key
     assert res.summary.equals(res.plans) and "ProjectionResult" in res._repr_html_()
+
+
+def test_plot_functions_return_the_ax() -> None:
+    import matplotlib.pyplot as plt
+
+    from engine.incidence import incidence, plot_incidence
+    from engine.metrics import calibration_table, plot_calibration, plot_lorenz
+    from engine.segment_frontier import plot_frontier
+
+    glm = ESTIMATORS["PoissonGLM"][0]().fit(CELLS)
+    seg = ESTIMATORS["RiskSegmenter"][0]().fit(CELLS)
+    d, r, e = CELLS["claims"].to_numpy(), glm.predict(CELLS), CELLS["exposure_years"].to_numpy()
+    calls = [lambda ax: plot_lorenz(d, r, e, ax=ax), lambda ax: plot_calibration(calibration_table(d, r, e), ax=ax),
+             lambda ax: plot_frontier(seg.frontier_, ax=ax),
+             lambda ax: plot_incidence(incidence(CELLS, by=["age", "sex"], basis=None), ax=ax)]
+    for call in calls:
+        fig, ax = plt.subplots()
+        try:
+            assert call(ax) is ax
+        finally:
+            plt.close(fig)
