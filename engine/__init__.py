@@ -12,6 +12,7 @@ lifelines, matplotlib, scipy.stats) are imported inside the functions that need 
 from __future__ import annotations
 
 from engine import synth
+from engine._estimator import NotFittedError
 from engine._version import __version__
 from engine.calibration import ReplayResult, replay
 from engine.cells import band_labels, classify_claims, exposure
@@ -98,6 +99,7 @@ __all__ = [
     "ModelError",
     "OutputError",
     "ResourceError",
+    "NotFittedError",
     # schema / io / validation
     "read_members",
     "read_claims",

@@ -189,7 +189,7 @@ def test_build_risk_table_crude_and_model():
     assert r[50]["rate"] == pytest.approx(24 / 50.0)
 
     class Fake:
-        def predict_rate(self, df):
+        def predict(self, df):
             return (df["age"] / 1000.0).to_numpy()
 
     t2 = build_risk_table(_cells(), Fake(), by=["age"])
@@ -285,6 +285,8 @@ def test_plots_and_summaries_return(capsys):
     from engine.plans.optimise import optimise_plans
     from engine.plans.planset import PlanSet
 
+    import matplotlib.pyplot as plt
+
     res = compare_plans(TABLE, VERTICAL, pooled=POOLED)
     assert res.plot_changes() is not None and res.plot_cross_subsidy() is not None
     res.print_summary()
@@ -293,9 +295,17 @@ def test_plots_and_summaries_return(capsys):
     mig.print_summary()
     opt = optimise_plans(TABLE, POOLED[0], max_plans=2, min_claims_per_period=0.1)
     assert opt.plot_tradeoff() is not None
-    opt.print_summary()
+    opt.print_summary(decimals=2)
     out = capsys.readouterr().out
     assert "migration" in out and "granularity" in out and "plans" in out
+    # the result-object contract: summary is a DataFrame property, plots draw on the ax given, HTML card
+    for r in (res, mig, opt):
+        assert isinstance(r.summary, pl.DataFrame) and r.summary.height > 0
+        assert type(r).__name__ in r._repr_html_()
+    for plot in (res.plot_changes, res.plot_cross_subsidy, mig.plot_history, opt.plot_tradeoff):
+        fig, ax = plt.subplots()
+        assert plot(ax=ax) is ax
+        plt.close(fig)
 
 
 def test_cli_with_saved_glm(tmp_path):
@@ -319,7 +329,7 @@ def test_cli_with_saved_glm(tmp_path):
                  "--model", str(tmp_path / "glm"), "--out", str(out), "--quiet"])
     assert code == 0
     risk = pl.read_parquet(out / "risk_table.parquet")
-    assert np.allclose(risk["rate"].to_numpy(), model.predict_rate(risk))
+    assert np.allclose(risk["rate"].to_numpy(), model.predict(risk))
     code = main(["plans", str(ROOT / "configs" / "vertical.toml"), "--cells", str(tmp_path / "cells.parquet"),
                  "--model", str(tmp_path / "nomodel"), "--out", str(out), "--quiet"])
     assert code == 2

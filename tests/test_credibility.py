@@ -81,7 +81,7 @@ def bs_oracle(x: list[list[float]], w: list[list[float]]) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def hache_fit() -> BuhlmannStraub:
-    return BuhlmannStraub(group="state", period="period", rate="ratio", exposure="weight").fit(hachemeister())
+    return BuhlmannStraub(group="state", period="period", rate="ratio", exposure_col="weight").fit(hachemeister())
 
 
 def test_hachemeister_published_actuar_values(hache_fit: BuhlmannStraub) -> None:
@@ -124,8 +124,8 @@ def test_hachemeister_buhlmann_straub_printed_by_actuar_vignette(hache_fit: Buhl
     assert round(hache_fit.s2_) == 139120026
     cred = hache_fit.summary.sort("state").get_column("credibility_rate").to_numpy()
     assert [round(float(v)) for v in cred] == [2055, 1524, 1793, 1443, 1603]
-    # predict() on the original data attaches the same premiums by state
-    p = hache_fit.predict(hachemeister()).group_by("state").agg(pl.col("credibility_rate").first()).sort("state")
+    # transform() on the original data attaches the same premiums by state
+    p = hache_fit.transform(hachemeister()).group_by("state").agg(pl.col("credibility_rate").first()).sort("state")
     assert [round(float(v)) for v in p.get_column("credibility_rate")] == [2055, 1524, 1793, 1443, 1603]
 
 
@@ -135,7 +135,7 @@ def test_hachemeister_buhlmann_unit_weights_as_printed_by_actuar() -> None:
     state variance 72310.02, within state variance 46040.47 (output as transcribed in a public
     notebook that reproduces actuar's cm(); checked here to the printed digits)."""
     df = hachemeister().with_columns(pl.lit(1.0).alias("unit"))
-    fit = BuhlmannStraub(group="state", period="period", rate="ratio", exposure="unit").fit(df)
+    fit = BuhlmannStraub(group="state", period="period", rate="ratio", exposure_col="unit").fit(df)
     assert fit.collective_ == pytest.approx(1671.017, abs=5e-4)
     assert fit.a_ == pytest.approx(72310.02, abs=5e-3)
     assert fit.s2_ == pytest.approx(46040.47, abs=5e-3)
@@ -145,8 +145,8 @@ def test_hachemeister_buhlmann_unit_weights_as_printed_by_actuar() -> None:
 
 def test_claims_route_equals_rate_route() -> None:
     df = hachemeister().with_columns((pl.col("ratio") * pl.col("weight")).alias("claims"))
-    a = BuhlmannStraub(group="state", rate="ratio", exposure="weight").fit(df)
-    b = BuhlmannStraub(group="state", claims="claims", exposure="weight").fit(df)
+    a = BuhlmannStraub(group="state", rate="ratio", exposure_col="weight").fit(df)
+    b = BuhlmannStraub(group="state", claims_col="claims", exposure_col="weight").fit(df)
     assert a.a_ == pytest.approx(b.a_, rel=1e-12)
     assert a.collective_ == pytest.approx(b.collective_, rel=1e-12)
 
@@ -158,8 +158,8 @@ def test_cells_with_extra_keys_are_summed() -> None:
                            pl.lit("M").alias("sex"))
     rest = df.with_columns((pl.col("claims") * 0.7).alias("claims"), (pl.col("weight") * 0.7).alias("weight"),
                            pl.lit("F").alias("sex"))
-    a = BuhlmannStraub(group="state", exposure="weight").fit(df)
-    b = BuhlmannStraub(group="state", exposure="weight").fit(pl.concat([half, rest]))
+    a = BuhlmannStraub(group="state", exposure_col="weight").fit(df)
+    b = BuhlmannStraub(group="state", exposure_col="weight").fit(pl.concat([half, rest]))
     assert b.s2_ == pytest.approx(a.s2_, rel=1e-9)
     assert b.a_ == pytest.approx(a.a_, rel=1e-9)
 
@@ -226,17 +226,17 @@ def test_poisson_within_and_complements() -> None:
         (pl.col("ratio") / 1e5 * pl.col("weight")).alias("claims"),  # rates ~0.02
         (pl.col("weight") * 0.018).alias("expected"),
     )
-    fit = BuhlmannStraub(group="state", exposure="weight", within="poisson").fit(df)
+    fit = BuhlmannStraub(group="state", exposure_col="weight", within="poisson").fit(df)
     xw = df["claims"].sum() / df["weight"].sum()
     assert fit.s2_ == pytest.approx(xw, rel=1e-12)
-    ref = BuhlmannStraub(group="state", exposure="weight", complement="reference").fit(df)
+    ref = BuhlmannStraub(group="state", exposure_col="weight", complement="reference").fit(df)
     np.testing.assert_allclose(ref.summary["complement"].to_numpy(), 0.018)
     z = ref.summary["Z"].to_numpy()
     np.testing.assert_allclose(ref.summary["credibility_rate"].to_numpy(),
                                z * ref.summary["rate"].to_numpy() + (1 - z) * 0.018)
-    fixed = BuhlmannStraub(group="state", exposure="weight", complement=0.5).fit(df)
+    fixed = BuhlmannStraub(group="state", exposure_col="weight", complement=0.5).fit(df)
     assert (fixed.summary["complement"] == 0.5).all()
-    pred = fit.predict(pl.DataFrame({"state": [1, 99]}))
+    pred = fit.transform(pl.DataFrame({"state": [1, 99]}))
     assert pred["Z"][1] == 0.0 and pred["credibility_rate"][1] == pytest.approx(fit.collective_)
 
 
@@ -265,11 +265,11 @@ def test_z_in_unit_interval_and_monotone_in_exposure(exposures: list[float], see
 def test_errors() -> None:
     df = hachemeister()
     with pytest.raises(DataError, match="claims"):
-        BuhlmannStraub(group="state", exposure="weight").fit(df)
+        BuhlmannStraub(group="state", exposure_col="weight").fit(df)
     with pytest.raises(ConfigError, match="within"):
-        BuhlmannStraub(group="state", exposure="weight", rate="ratio", within="x").fit(df)
+        BuhlmannStraub(group="state", exposure_col="weight", rate="ratio", within="x").fit(df)
     with pytest.raises(ModelError, match="at least 2"):
-        BuhlmannStraub(group="state", exposure="weight", rate="ratio").fit(df.filter(pl.col("state") == 1))
+        BuhlmannStraub(group="state", exposure_col="weight", rate="ratio").fit(df.filter(pl.col("state") == 1))
     with pytest.raises(ModelError, match="not fitted"):
         _ = BuhlmannStraub().summary
 

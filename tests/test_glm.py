@@ -171,7 +171,7 @@ def test_planted_cell_rates_within_prediction_intervals() -> None:
     """Fitted cell rates from a correctly specified model are close to the planted ones."""
     cells, rate = planted_cells(5)
     m = PoissonGLM(factors=("sex", "city_tier", "channel"), age="spline", age_df=5).fit(cells)
-    pred = m.predict_rate(cells)
+    pred = m.predict(cells)
     assert np.median(np.abs(pred / rate - 1)) < 0.08
     assert m.predict_claims(cells).sum() == pytest.approx(float(cells["claims"].sum()), rel=1e-8)  # MLE: totals match
 
@@ -198,9 +198,9 @@ def test_defaults_errors_and_summary(capsys) -> None:
     m.print_summary()
     assert "channel[subsidy]" in capsys.readouterr().out
     with pytest.raises(ModelError):
-        PoissonGLM().predict_rate(cells)
+        PoissonGLM().predict(cells)
     with pytest.raises(DataError, match="channel"):
-        m.predict_rate(cells.with_columns(pl.lit("tv").alias("channel")))
+        m.predict(cells.with_columns(pl.lit("tv").alias("channel")))
     with pytest.raises(ConfigError, match="region"):
         PoissonGLM(factors=("region",)).fit(cells)
     with pytest.raises(ConfigError, match="interactions"):
@@ -233,7 +233,7 @@ def test_save_load_scores_identically(tmp_path) -> None:
     assert not list(p.glob("*.pkl")) and not list(p.glob("*.pickle"))
     m2 = PoissonGLM.load(p)
     new, _ = planted_cells(9, ages=range(15, 70))  # includes ages outside the training range
-    np.testing.assert_array_equal(m2.predict_rate(new), m.predict_rate(new))
+    np.testing.assert_array_equal(m2.predict(new), m.predict(new))
     assert m2.summary.equals(m.summary)
     assert m2.get_params() == {**m.get_params(), "interactions": (("city_tier", "channel"),),
                                "factors": ("sex", "city_tier", "channel")}
@@ -247,7 +247,7 @@ def test_cli_model_loader_finds_glm(tmp_path) -> None:
     cells, _ = planted_cells(10)
     m = PoissonGLM(factors=("sex",), age="linear").fit(cells)
     m.save(tmp_path / "g")
-    np.testing.assert_array_equal(load_rate_model(str(tmp_path / "g")).predict_rate(cells), m.predict_rate(cells))
+    np.testing.assert_array_equal(load_rate_model(str(tmp_path / "g")).predict(cells), m.predict(cells))
 
 
 def _age_oracle(b: dt.date, d: dt.date) -> int:
@@ -278,7 +278,7 @@ def test_score_members_attained_age_and_rates() -> None:
         assert out["member_id"].to_list() == [f"m{i}" for i in active]
         assert out["age"].to_list() == [_age_oracle(births[i], at) for i in active]
         cells_like = out.select("sex", "city_tier", "channel", "age")
-        np.testing.assert_array_equal(out["rate"].to_numpy(), m.predict_rate(cells_like))
+        np.testing.assert_array_equal(out["rate"].to_numpy(), m.predict(cells_like))
     assert score_members(m, members, dt.date(2021, 2, 28))["age"][0] == 40  # 29 Feb 1980: not yet 41
     assert score_members(m, members, dt.date(2021, 3, 1))["age"][0] == 41
 
@@ -290,27 +290,27 @@ def test_gbm_fits_predicts_and_is_deterministic() -> None:
     from engine.estimators.metrics import split_cells
 
     cells, rate = planted_cells(12, total_years=1e7, periods=2)
-    train, test = split_cells(cells, 0.3, seed=1)
+    train, test = split_cells(cells, 0.3, random_state=1)
     kw = dict(max_iter=80, learning_rate=0.05, min_samples_leaf=40, random_state=3)
     with threadpool_limits(1):
         g = PoissonGBM(**kw).fit(train)
         g2 = PoissonGBM(**kw).fit(train)
     assert g.features_ == ["sex", "city_tier", "channel", "age"] and list(g.levels_) == ["sex", "channel"]
-    np.testing.assert_array_equal(g.predict_rate(test), g2.predict_rate(test))
+    np.testing.assert_array_equal(g.predict(test), g2.predict(test))
     null = PoissonGLM(factors=(), age=None).fit(train)
     assert g.score(test) < null.score(test)
-    pred = g.predict_rate(cells)
+    pred = g.predict(cells)
     assert np.all(pred > 0) and np.median(np.abs(pred / rate - 1)) < 0.15
     # the methods shared with the GLM (engine.estimators.glm.RateModel), against plain numpy
     e, d = test["exposure_years"].to_numpy(), test["claims"].to_numpy().astype(float)
-    mu = g.predict_rate(test) * e
+    mu = g.predict(test) * e
     np.testing.assert_allclose(g.predict_claims(test), mu, rtol=1e-12)
     dev = 2 * (np.where(d > 0, d * np.log(np.where(d > 0, d, 1) / mu), 0.0) - (d - mu))
     assert g.score(test) == pytest.approx(dev.sum() / e.sum(), rel=1e-9)
     with pytest.raises(DataError, match="channel"):
-        g.predict_rate(cells.with_columns(pl.lit("tv").alias("channel")))
+        g.predict(cells.with_columns(pl.lit("tv").alias("channel")))
     with pytest.raises(ModelError):
-        PoissonGBM().predict_rate(cells)
+        PoissonGBM().predict(cells)
 
 
 def test_gbm_save_load_refits_identically(tmp_path) -> None:
@@ -324,13 +324,13 @@ def test_gbm_save_load_refits_identically(tmp_path) -> None:
     with threadpool_limits(1):
         g2 = PoissonGBM.load(p)
     new, _ = planted_cells(14)
-    np.testing.assert_array_equal(g2.predict_rate(new), g.predict_rate(new))
+    np.testing.assert_array_equal(g2.predict(new), g.predict(new))
     members = pl.DataFrame({"member_id": ["a"], "birth_date": [dt.date(1990, 5, 5)], "sex": ["M"],
                             "join_date": [dt.date(2020, 1, 1)], "exit_date": [None], "city_tier": [3],
                             "channel": ["subsidy"]}, schema_overrides={"exit_date": pl.Date})
     out = g2.predict_members(members, dt.date(2021, 1, 1))
     assert out["age"][0] == 30 and out["rate"][0] == pytest.approx(
-        g.predict_rate(pl.DataFrame({"sex": ["M"], "city_tier": [3], "channel": ["subsidy"], "age": [30]}))[0])
+        g.predict(pl.DataFrame({"sex": ["M"], "city_tier": [3], "channel": ["subsidy"], "age": [30]}))[0])
     # a tampered training table is refused
     pl.read_parquet(p / "training.parquet").head(5).write_parquet(p / "training.parquet")
     with pytest.raises(ModelError, match="fingerprint"):

@@ -222,7 +222,7 @@ def test_cli_fits_and_saves_glm(tmp_path) -> None:
                  "--model-out", str(mdir), "--age", "linear", "--interactions", "sex:city_tier", "--quiet"]) == 0
     m = PoissonGLM.load(mdir)
     ref = PoissonGLM(factors=("sex", "city_tier"), age="linear", interactions=(("sex", "city_tier"),)).fit(cells)
-    np.testing.assert_array_equal(m.predict_rate(cells), ref.predict_rate(cells))
+    np.testing.assert_array_equal(m.predict(cells), ref.predict(cells))
     assert main(["incidence", "--cells", str(cp), "--out", str(tmp_path / "i.parquet"), "--model-out",
                  str(mdir), "--interactions", "sex", "--quiet"]) == 2
 

@@ -61,8 +61,8 @@ def _cells(n_age: int = 30) -> pl.DataFrame:
 
 def test_hash_split_deterministic_disjoint_and_stable() -> None:
     cells = _cells()
-    tr, te = split_cells(cells, 0.25, seed=3)
-    tr2, te2 = split_cells(cells, 0.25, seed=3)
+    tr, te = split_cells(cells, 0.25, random_state=3)
+    tr2, te2 = split_cells(cells, 0.25, random_state=3)
     assert tr.equals(tr2) and te.equals(te2)
     assert tr.height + te.height == cells.height
     assert pl.concat([tr, te]).sort("period", "age", "sex").equals(cells.sort("period", "age", "sex"))
@@ -71,9 +71,9 @@ def test_hash_split_deterministic_disjoint_and_stable() -> None:
     assert abs(te.height - 60) < 4 * math.sqrt(240 * 0.25 * 0.75)
     # a cell's side depends only on its own keys: shuffling and adding cells does not move it
     bigger = pl.concat([cells, _cells(40).filter(pl.col("age") >= 50)]).sample(fraction=1.0, shuffle=True, seed=1)
-    _, te3 = split_cells(bigger, 0.25, seed=3)
+    _, te3 = split_cells(bigger, 0.25, random_state=3)
     assert te3.filter(pl.col("age") < 50).sort("period", "age", "sex").equals(te.sort("period", "age", "sex"))
-    assert not split_cells(cells, 0.25, seed=4)[1].equals(te)
+    assert not split_cells(cells, 0.25, random_state=4)[1].equals(te)
 
 
 def test_period_split_is_out_of_time() -> None:

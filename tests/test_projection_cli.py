@@ -133,3 +133,7 @@ def test_summary_print_and_plot(capsys):
     assert "sustainable" in out and "death" in out
     ax = res.plot_share()
     assert ax.get_title() == "plan all" and len(ax.lines) == 2
+    assert res.plot_share(ax=ax) is ax
+    res.print_summary(decimals=2)
+    assert "sustainable" in capsys.readouterr().out
+    assert "ProjectionResult" in res._repr_html_()

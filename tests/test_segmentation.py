@@ -24,7 +24,7 @@ class FixedModel:
     def fit(self, cells):
         return self
 
-    def predict_rate(self, cells):
+    def predict(self, cells):
         return cells["_rate"].to_numpy()
 
 
@@ -56,7 +56,7 @@ def test_planted_groups_recovered(sim, method):
     rng = np.random.default_rng(99)
     e = cells["exposure_years"].to_numpy()
     held = rng.poisson(rate * e)
-    d_seg = _dev(held, seg.predict_rate(cells) * e)
+    d_seg = _dev(held, seg.predict(cells) * e)
     d_oracle = _dev(held, rate * e)
     assert d_seg <= 1.02 * d_oracle
 

@@ -121,7 +121,7 @@ class RandomRateModel:
     def fit(self, cells):
         return self
 
-    def predict_rate(self, cells):
+    def predict(self, cells):
         return cells["_rate"].to_numpy()
 
 

@@ -94,7 +94,7 @@ def test_synth_held_out_deviance_close_to_planted_groups(platform):
         t = np.where(d > 0, d * np.log(np.where(d > 0, d, 1) / mu), 0.0)
         return 2 * np.sum(t - (d - mu))
 
-    d_seg = dev(seg.predict_rate(test) * e)
-    d_truth = dev(truth.predict_rate(test) * e)
+    d_seg = dev(seg.predict(test) * e)
+    d_truth = dev(truth.predict(test) * e)
     assert seg.n_groups_ == 4
     assert d_seg <= 1.02 * d_truth

@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "buhlmann-straub":
         if comp == "overall":
             comp = "collective"
-        fit = BuhlmannStraub(group=args.group, period=args.period, claims=args.claims, exposure=args.exposure,
-                             complement=comp, within=args.within).fit(cells)
+        fit = BuhlmannStraub(group=args.group, period=args.period, claims_col=args.claims,
+                             exposure_col=args.exposure, complement=comp, within=args.within).fit(cells)
         table = fit.summary
         structure = {"method": "buhlmann-straub", **fit.structure_}
     else:
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         elif comp == "reference":
             comp = "expected"
         table = limited_fluctuation_table(cells, args.group, complement=comp, full_standard=args.full_standard,
-                                          claims=args.claims, exposure=args.exposure)
+                                          claims_col=args.claims, exposure_col=args.exposure)
         structure = {"method": "limited-fluctuation", "full_standard": args.full_standard,
                      "complement": args.complement}
     write_parquet(table, out / "credibility.parquet")

@@ -11,7 +11,7 @@ HELP = "compare vertical plans with a pooled plan: shares, leverage, volatility,
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", metavar="CONFIG", help="plan-set TOML (e.g. configs/vertical.toml)")
     p.add_argument("--cells", required=True, help="cells Parquet (file, glob or directory) from the exposure core")
-    p.add_argument("--model", default=None, help="fitted incidence model directory (predict_rate); default crude rates")
+    p.add_argument("--model", default=None, help="fitted incidence model directory (predict); default crude rates")
     p.add_argument("--pooled", default=None, help="pooled plan TOML (default: one pool of every covered member)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--by", default=None, help="comma-separated cell keys to keep (default: all but period/duration)")
@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_rate_model(path: str):
-    """Load a saved model directory and return an object with ``predict_rate``."""
+    """Load a saved model directory and return an object with ``predict`` (annual rates)."""
     import importlib
 
     from engine.errors import ModelError
@@ -54,8 +54,8 @@ def load_rate_model(path: str):
         fn = getattr(cls, loader, None)
         if callable(fn):
             model = fn(path)
-            if not hasattr(model, "predict_rate"):
-                raise ModelError(f"{path}: a {kind} has no predict_rate")
+            if not hasattr(model, "predict"):
+                raise ModelError(f"{path}: a {kind} has no predict")
             return model
     raise ModelError(f"{path}: {kind} cannot be loaded (no load method)")
 
@@ -147,9 +147,9 @@ def run(args: argparse.Namespace) -> int:
         write_parquet(mig.flows, out / "migration_flows.parquet")
         write_parquet(mig.history, out / "migration_history.parquet")
         print_table(f"migration ({'converged' if mig.converged else 'NOT converged'} after {mig.rounds} rounds)",
-                    mig.summary().to_dicts(), quiet=args.quiet)
+                    mig.summary.to_dicts(), quiet=args.quiet)
     cols = ["planset", "plan", "members", "expected_claims_per_period", "sustainable_share_cny", "leverage", "share_cv"]
-    print_table("plans", res.summary().select(cols).to_dicts(), quiet=args.quiet)
+    print_table("plans", res.summary.select(cols).to_dicts(), quiet=args.quiet)
     print_table("what verticalisation changes (annual CNY per member)",
                 res.changes.select("group", "annual_payment_before_cny", "annual_payment_after_cny",
                                    "annual_cross_subsidy_before_cny", "leverage_before", "leverage_after",

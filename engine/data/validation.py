@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine._results import ResultMixin
 from engine.errors import DataError, EngineError, InputFileError, SchemaError
 from engine.data.schema import CLAIM_REQUIRED, MEMBER_REQUIRED, NULLABLE, SEX_CODES
 
@@ -48,7 +49,7 @@ RESERVED = ("reason",)
 
 
 @dataclass
-class ValidationResult:
+class ValidationResult(ResultMixin):
     """Clean frames, set-aside frames (with ``reason``) and the row account.
 
     Attributes
@@ -66,6 +67,28 @@ class ValidationResult:
     rejected_members: pl.DataFrame
     rejected_claims: pl.DataFrame
     account: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> pl.DataFrame:
+        """The row account as a table: ``table`` (members, claims), ``status`` (read, used,
+        set aside: <reason>), ``rows``."""
+        rows: list[dict[str, Any]] = []
+        for what, acc in self.account.items():
+            if not isinstance(acc, dict) or "read" not in acc:
+                continue
+            rows.append({"table": what, "status": "read", "rows": int(acc["read"])})
+            rows.append({"table": what, "status": "used", "rows": int(acc["used"])})
+            for reason, n in sorted(acc.get("set_aside", {}).items()):
+                rows.append({"table": what, "status": f"set aside: {reason}", "rows": int(n)})
+        return pl.DataFrame(rows, schema={"table": pl.String, "status": pl.String, "rows": pl.Int64})
+
+    def _key_numbers(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for what, acc in self.account.items():
+            if isinstance(acc, dict) and "read" in acc:
+                out[f"{what} read"] = int(acc["read"])
+                out[f"{what} used"] = int(acc["used"])
+        return out
 
     @property
     def usable(self) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine._estimator import Estimator, predict_rates
 from engine.errors import DataError
 from engine.estimators.features import member_covariates
 from engine.estimators.metrics import mean_poisson_deviance
@@ -42,25 +43,33 @@ def aggregate_cells(df: pl.DataFrame, keys: Sequence[str], exposure_col: str, cl
     return agg
 
 
-class RateModel:
-    """What every incidence model on cells offers once it has ``predict_rate``.
+class RateModel(Estimator):
+    """What every incidence model on cells offers once it has ``predict``.
 
-    Subclasses define ``predict_rate(cells)`` (annual rates) and the attributes
+    Subclasses define ``predict(cells)`` (annual rates) and the attributes
     ``exposure_col`` and ``claims_col``.
     """
 
     exposure_col: str
     claims_col: str
 
-    def predict_rate(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:  # pragma: no cover - abstract
+    def predict(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:  # pragma: no cover - abstract
+        """Predicted annual incidence rate (claims per exposure-year) per row of ``cells``."""
         raise NotImplementedError
+
+    def predict_rate(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
+        """Deprecated alias of :meth:`predict` (removed in the next release)."""
+        from engine._estimator import _warn_renamed
+
+        _warn_renamed(type(self).__name__, "predict_rate", "predict")
+        return self.predict(cells)
 
     def predict_claims(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """Predicted claims per row: rate x ``exposure_years``."""
         df = _frame(cells)
         if self.exposure_col not in df.columns:
             raise DataError(f"cells: column '{self.exposure_col}' is required to predict claims")
-        return self.predict_rate(df) * df.get_column(self.exposure_col).cast(pl.Float64).to_numpy()
+        return self.predict(df) * df.get_column(self.exposure_col).cast(pl.Float64).to_numpy()
 
     def score(self, cells: pl.DataFrame | pl.LazyFrame) -> float:
         """Exposure-weighted mean Poisson deviance on ``cells`` (lower is better; see :mod:`engine.estimators.metrics`)."""
@@ -77,7 +86,7 @@ class RateModel:
         from engine.estimators.metrics import plot_lorenz
 
         df = _frame(cells)
-        return plot_lorenz(df.get_column(self.claims_col).to_numpy(), self.predict_rate(df),
+        return plot_lorenz(df.get_column(self.claims_col).to_numpy(), self.predict(df),
                            df.get_column(self.exposure_col).to_numpy(), ax=ax, label=type(self).__name__)
 
 
@@ -104,7 +113,7 @@ def score_members(model: Any, members: pl.DataFrame | pl.LazyFrame, at: dt.date)
     Parameters
     ----------
     model : fitted :class:`PoissonGLM` or :class:`PoissonGBM` (anything with ``columns_``
-        and ``predict_rate``).
+        and ``predict``).
     members : members frame of the data contract (``birth_date``, ``sex``, factors ...).
     at : scoring date.
 
@@ -115,7 +124,7 @@ def score_members(model: Any, members: pl.DataFrame | pl.LazyFrame, at: dt.date)
     """
     cols = list(model.columns_)
     cov = member_covariates(members, at, cols)
-    return cov.with_columns(pl.Series("rate", np.asarray(model.predict_rate(cov), dtype=float)))
+    return cov.with_columns(pl.Series("rate", predict_rates(model, cov)))
 
 
 __all__ = ["RateModel", "aggregate_cells", "data_fingerprint", "score_members"]

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine._estimator import Estimator, _warn_renamed, renamed_param
 from engine.errors import ConfigError, DataError, ModelError
 
 __all__ = [
@@ -64,8 +65,8 @@ def _require(df: pl.DataFrame, cols: Sequence[str], what: str) -> None:
         raise DataError(f"{what}: cells lack column(s) {missing}; present: {df.columns}")
 
 
-class BuhlmannStraub:
-    """Bühlmann-Straub credibility for group incidence rates (sklearn-style).
+class BuhlmannStraub(Estimator):
+    """Bühlmann-Straub credibility for group incidence rates (the estimator contract of :mod:`engine._estimator`).
 
     Parameters
     ----------
@@ -74,10 +75,12 @@ class BuhlmannStraub:
     period : str
         Within-group key of repeated observations (default ``"period"``).
         Any column works, e.g. a calendar year derived from ``period``.
-    claims : str
+    claims_col : str
         Claim-count column (default ``"claims"``). Ignored when ``rate`` is given.
-    exposure : str
+        ``claims`` is a deprecated alias.
+    exposure_col : str
         Exposure column, the weights ``w_ij`` (default ``"exposure_years"``).
+        ``exposure`` is a deprecated alias.
     rate : str or None
         If given, the column holds observed rates ``X`` directly (e.g. claim cost
         per exposure-year); cells are then combined as exposure-weighted means.
@@ -124,21 +127,32 @@ class BuhlmannStraub:
         self,
         group: str | Sequence[str] = "group",
         period: str = "period",
-        claims: str = "claims",
-        exposure: str = "exposure_years",
+        claims_col: str = "claims",
+        exposure_col: str = "exposure_years",
         rate: str | None = None,
         complement: str | float = "collective",
         reference: str = "expected",
         within: str = "empirical",
+        **renamed: Any,
     ) -> None:
         self.group = group
         self.period = period
-        self.claims = claims
-        self.exposure = exposure
+        self.claims_col = claims_col
+        self.exposure_col = exposure_col
         self.rate = rate
         self.complement = complement
         self.reference = reference
         self.within = within
+        self._take_renamed(renamed)
+
+    _fitted_attrs = ("groups_",)
+    _renamed_params = {"claims": "claims_col", "exposure": "exposure_col"}
+    claims = renamed_param("claims_col")
+    exposure = renamed_param("exposure_col")
+
+    def _key_numbers(self) -> dict[str, Any]:
+        return {"groups": self.n_groups_, "collective m": self.collective_, "within s2": self.s2_,
+                "between a": self.a_, "k": self.k_}
 
     # ------------------------------------------------------------------ fit
     def _validate(self, cells: pl.DataFrame) -> list[str]:
@@ -156,11 +170,11 @@ class BuhlmannStraub:
         keys = _as_list(self.group, "group")
         if self.period in keys:
             raise ConfigError(f"period: {self.period!r} is also a group column")
-        need = [*keys, self.period, self.exposure, self.rate if self.rate is not None else self.claims]
+        need = [*keys, self.period, self.exposure_col, self.rate if self.rate is not None else self.claims_col]
         if c == "reference":
             need.append(self.reference)
         _require(cells, need, "BuhlmannStraub.fit")
-        nums = [self.exposure, self.rate if self.rate is not None else self.claims]
+        nums = [self.exposure_col, self.rate if self.rate is not None else self.claims_col]
         if c == "reference":
             nums.append(self.reference)
         for col in nums:
@@ -188,11 +202,11 @@ class BuhlmannStraub:
             ``self``, fitted.
         """
         keys = self._validate(cells)
-        w_col = self.exposure
+        w_col = self.exposure_col
         if self.rate is not None:
             num = (pl.col(self.rate).cast(pl.Float64) * pl.col(w_col).cast(pl.Float64)).sum().alias("_num")
         else:
-            num = pl.col(self.claims).cast(pl.Float64).sum().alias("_num")
+            num = pl.col(self.claims_col).cast(pl.Float64).sum().alias("_num")
         aggs = [num, pl.col(w_col).cast(pl.Float64).sum().alias("_w")]
         if self.complement == "reference":
             aggs.append(pl.col(self.reference).cast(pl.Float64).sum().alias("_ref"))
@@ -286,10 +300,6 @@ class BuhlmannStraub:
         return self
 
     # -------------------------------------------------------------- outputs
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "groups_"):
-            raise ModelError("BuhlmannStraub: not fitted; call fit(cells) first")
-
     @property
     def summary(self) -> pl.DataFrame:
         """Per-group table: keys, exposure_years, claims, rate, Z, credibility_rate, complement."""
@@ -315,14 +325,23 @@ class BuhlmannStraub:
             "n_groups": self.n_groups_,
         }
 
-    def predict(self, cells: pl.DataFrame) -> pl.DataFrame:
+    def predict(self, cells: pl.DataFrame) -> np.ndarray:
+        """Credibility rate (expected annual rate) of each row of ``cells``, by its group.
+
+        Groups not seen in ``fit`` get the collective rate (or the fixed complement);
+        with ``complement="reference"`` they get NaN. :meth:`transform` attaches ``Z``
+        and ``credibility_rate`` as columns instead.
+        """
+        return self.transform(cells).get_column("credibility_rate").cast(pl.Float64).fill_null(np.nan).to_numpy()
+
+    def transform(self, cells: pl.DataFrame) -> pl.DataFrame:
         """Attach ``Z`` and ``credibility_rate`` to rows of ``cells`` by group.
 
         Groups not seen in ``fit`` get ``Z = 0`` and the collective rate (or the
         fixed complement); with ``complement="reference"`` they get null.
         """
         self._check_fitted()
-        _require(cells, self.group_keys_, "BuhlmannStraub.predict")
+        _require(cells, self.group_keys_, "BuhlmannStraub.transform")
         tab = self.groups_.select([*self.group_keys_, "Z", "credibility_rate"])
         out = cells.join(tab, on=self.group_keys_, how="left")
         if self.complement == "collective":
@@ -444,8 +463,9 @@ def limited_fluctuation_table(
     by: str | Sequence[str],
     complement: float | str = "overall",
     full_standard: float = 1082.0,
-    claims: str = "claims",
-    exposure: str = "exposure_years",
+    claims_col: str = "claims",
+    exposure_col: str = "exposure_years",
+    **renamed: Any,
 ) -> pl.DataFrame:
     """Limited-fluctuation credibility rates per group of cells.
 
@@ -460,12 +480,24 @@ def limited_fluctuation_table(
         other string = a column of expected claims (complement = expected / exposure).
     full_standard : float
         Claims for full credibility.
+    claims_col, exposure_col : str
+        Columns of the cells (``claims`` and ``exposure`` are deprecated aliases).
 
     Returns
     -------
     polars.DataFrame
         ``by``, exposure_years, claims, rate, Z, complement, credibility_rate.
     """
+    for old, new in (("claims", "claims_col"), ("exposure", "exposure_col")):
+        if old in renamed:
+            _warn_renamed("limited_fluctuation_table", old, new)
+            if new == "claims_col":
+                claims_col = renamed.pop(old)
+            else:
+                exposure_col = renamed.pop(old)
+    if renamed:
+        raise TypeError(f"limited_fluctuation_table() got an unexpected keyword argument '{next(iter(renamed))}'")
+    claims, exposure = claims_col, exposure_col
     keys = _as_list(by, "by")
     need = [*keys, claims, exposure]
     ref_col = complement if isinstance(complement, str) and complement != "overall" else None

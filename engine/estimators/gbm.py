@@ -71,23 +71,27 @@ class PoissonGBM(RateModel):
         self.exposure_col = exposure_col
         self.claims_col = claims_col
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters (sklearn protocol)."""
-        return {k: getattr(self, k) for k in (
-            "features", "categorical", "max_iter", "learning_rate", "max_leaf_nodes", "max_depth",
-            "min_samples_leaf", "l2_regularization", "random_state", "exposure_col", "claims_col")}
+    _fitted_attrs = ("model_", "features_")
 
-    def set_params(self, **params: Any) -> PoissonGBM:
-        """Set constructor parameters (sklearn protocol)."""
-        for k, v in params.items():
-            if k not in self.get_params():
-                raise ConfigError(f"PoissonGBM: unknown parameter '{k}'")
-            setattr(self, k, v)
-        return self
+    def _key_numbers(self) -> dict[str, Any]:
+        e = self.train_.get_column(self.exposure_col)
+        return {"training cells": self.train_.height, "exposure-years": float(e.sum()),
+                "claims": float(self.train_.get_column(self.claims_col).sum()), "features": ", ".join(self.features_),
+                "trees": int(self.model_.n_iter_)}
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise ModelError("PoissonGBM: call fit(cells) (or PoissonGBM.load(path)) first")
+    @property
+    def summary(self) -> pl.DataFrame:
+        """Per feature: kind (categorical or ordered), number of levels (categorical) and range (ordered)."""
+        self._check_fitted()
+        rows = []
+        for f in self.features_:
+            s = self.train_.get_column(f)
+            cat = f in self.levels_
+            rows.append({"feature": f, "kind": "categorical" if cat else "ordered",
+                         "levels": len(self.levels_[f]) if cat else int(s.n_unique()),
+                         "min": None if cat else float(s.min()), "max": None if cat else float(s.max())})
+        return pl.DataFrame(rows, schema={"feature": pl.String, "kind": pl.String, "levels": pl.Int64,
+                                          "min": pl.Float64, "max": pl.Float64})
 
     def _encode(self, df: pl.DataFrame) -> np.ndarray:
         cols = []
@@ -159,7 +163,7 @@ class PoissonGBM(RateModel):
         self._check_fitted()
         return list(self.features_)
 
-    def predict_rate(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
+    def predict(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """Predicted annual incidence rate per row of ``cells``."""
         self._check_fitted()
         return self.model_.predict(self._encode(_frame(cells)))
@@ -169,7 +173,7 @@ class PoissonGBM(RateModel):
         from engine.data.persist import save_model
 
         self._check_fitted()
-        params = _jsonable(self.get_params())
+        params = _jsonable(self.get_params(deep=False))
         extra = {"fitted": {"features": self.features_, "levels": self.levels_,
                             "train_fingerprint": self.train_fingerprint_},
                  "persistence": "refit from training.parquet with the stored parameters and seed"}

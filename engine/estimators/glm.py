@@ -3,7 +3,8 @@
 :class:`PoissonGLM` fits log(rate) = intercept + treatment-coded factors + a B-spline (or
 factor) age curve + factor interactions, by maximum likelihood on cells:
 claims_c ~ Poisson(exposure_c * rate_c). :class:`PoissonGBM` (in :mod:`engine.estimators.gbm`) is the
-gradient-boosting variant with the same ``predict_rate`` API.
+gradient-boosting variant with the same ``predict`` API (the estimator contract of
+:mod:`engine._estimator`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine._estimator import Estimator, predict_rates
 from engine.errors import ConfigError, DataError, ModelError
 from engine.estimators._base import RateModel, _frame, _jsonable, aggregate_cells, data_fingerprint, score_members
 from engine.estimators._glm_checks import divergence
@@ -158,23 +160,12 @@ class PoissonGLM(RateModel):
         self.tol = tol
         self.max_iter = max_iter
 
-    # sklearn protocol -------------------------------------------------------------
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Constructor parameters (sklearn protocol)."""
-        return {k: getattr(self, k) for k in ("factors", "age", "age_df", "age_knots", "interactions", "alpha", "level",
-                                              "reference", "exposure_col", "claims_col", "tol", "max_iter")}
+    _fitted_attrs = ("coef_", "spec_")
 
-    def set_params(self, **params: Any) -> PoissonGLM:
-        """Set constructor parameters (sklearn protocol)."""
-        for k, v in params.items():
-            if k not in self.get_params():
-                raise ConfigError(f"PoissonGLM: unknown parameter '{k}'")
-            setattr(self, k, v)
-        return self
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "coef_"):
-            raise ModelError("PoissonGLM: call fit(cells) (or PoissonGLM.load(path)) first")
+    def _key_numbers(self) -> dict[str, Any]:
+        return {"cells": self.n_cells_, "exposure-years": self.exposure_years_, "claims": self.claims_,
+                "terms": 1 + len(self.feature_names_), "deviance": self.deviance_,
+                "null deviance": self.null_deviance_, "converged": self.converged_}
 
     def fit(self, cells: pl.DataFrame | pl.LazyFrame) -> PoissonGLM:
         """Fit on cells (``exposure_years``, ``claims`` and the model's keys); returns self."""
@@ -238,7 +229,7 @@ class PoissonGLM(RateModel):
         X, _ = design_matrix(_frame(cells), self.spec_)
         return self.intercept_ + X @ self.coef_
 
-    def predict_rate(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
+    def predict(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """Predicted annual incidence rate (claims per exposure-year) per row of ``cells``."""
         return np.exp(self.linear_predictor(cells))
 
@@ -326,7 +317,7 @@ class PoissonGLM(RateModel):
         for f in self.spec_["factors"]:
             cols[f["name"]] = [str(levels.get(f["name"], f["reference"]))] * len(ages)
         grid = pl.DataFrame(cols)
-        return grid.with_columns(pl.Series("rate", self.predict_rate(grid)))
+        return grid.with_columns(pl.Series("rate", self.predict(grid)))
 
     # persistence ------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -337,7 +328,7 @@ class PoissonGLM(RateModel):
         names = ["intercept", *self.feature_names_]
         coef = pl.DataFrame({"term": names, "coef": np.concatenate([[self.intercept_], self.coef_])})
         cov = pl.DataFrame({n: self.cov_[:, j] for j, n in enumerate(names)})
-        params = _jsonable(self.get_params())
+        params = _jsonable(self.get_params(deep=False))
         fitted = {"spec": self.spec_, "n_iter": self.n_iter_, "converged": self.converged_,
                   "deviance": self.deviance_, "null_deviance": self.null_deviance_, "loglik": self.loglik_,
                   "n_cells": self.n_cells_, "exposure_years": self.exposure_years_, "claims": self.claims_}

@@ -57,7 +57,8 @@ def mean_poisson_deviance(claims: Any, predicted_claims: Any, exposure: Any) -> 
 
 
 def split_cells(
-    cells: pl.DataFrame, test_size: float = 0.25, seed: int = 0, method: str = "hash", keys: Sequence[str] | None = None
+    cells: pl.DataFrame, test_size: float = 0.25, random_state: int = 0, method: str = "hash",
+    keys: Sequence[str] | None = None, seed: int | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Deterministic train / test split of cells.
 
@@ -68,6 +69,7 @@ def split_cells(
         mapped to [0, 1), is below ``test_size``; ``"period"``: the last
         ``ceil(test_size * n_periods)`` periods are the test set (out-of-time).
     keys : key columns hashed (default: every key column).
+    random_state : seed of the hash (``seed`` is a deprecated alias).
 
     Notes
     -----
@@ -77,6 +79,11 @@ def split_cells(
     """
     from engine.estimators.features import key_columns
 
+    if seed is not None:
+        from engine._results import warn_renamed
+
+        warn_renamed("split_cells", "seed", "random_state")
+        random_state = seed
     if not 0.0 < float(test_size) < 1.0:
         raise ConfigError(f"test_size: {test_size} must lie strictly between 0 and 1")
     if method == "period":
@@ -92,7 +99,7 @@ def split_cells(
         ks = list(keys) if keys is not None else key_columns(cells)
         if not ks:
             raise ConfigError("cells: no key column to hash")
-        h = cells.select(ks).hash_rows(seed=int(seed))
+        h = cells.select(ks).hash_rows(seed=int(random_state))
         u = (h.to_numpy() >> np.uint64(11)).astype(np.float64) / float(2**53)
         mask = pl.Series(u < float(test_size))
     else:

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine._estimator import Estimator, renamed_param
 from engine.errors import ConfigError, DataError, ModelError
 from engine.estimators.crude import garwood_interval
 
@@ -118,8 +119,8 @@ def poisson_irls(
     return b, cov
 
 
-class SelectFactors:
-    """Incidence factors by duration band since joining (sklearn-style).
+class SelectFactors(Estimator):
+    """Incidence factors by duration band since joining (the estimator contract of :mod:`engine._estimator`).
 
     Parameters
     ----------
@@ -140,8 +141,8 @@ class SelectFactors:
     expected : str or None
         Optional column of expected claims (reference basis); if given it replaces
         exposure in the GLM offset, so factors are relative A/E.
-    duration, claims, exposure : str
-        Column names.
+    duration, claims_col, exposure_col : str
+        Column names (``claims`` and ``exposure`` are deprecated aliases of the last two).
 
     Attributes
     ----------
@@ -161,8 +162,9 @@ class SelectFactors:
         level: float = 0.95,
         expected: str | None = None,
         duration: str = "duration",
-        claims: str = "claims",
-        exposure: str = "exposure_years",
+        claims_col: str = "claims",
+        exposure_col: str = "exposure_years",
+        **renamed: Any,
     ) -> None:
         self.bands = bands
         self.reference = reference
@@ -172,8 +174,20 @@ class SelectFactors:
         self.level = level
         self.expected = expected
         self.duration = duration
-        self.claims = claims
-        self.exposure = exposure
+        self.claims_col = claims_col
+        self.exposure_col = exposure_col
+        self._take_renamed(renamed)
+
+    _fitted_attrs = ("summary_",)
+    _renamed_params = {"claims": "claims_col", "exposure": "exposure_col"}
+    claims = renamed_param("claims_col")
+    exposure = renamed_param("exposure_col")
+
+    def _key_numbers(self) -> dict[str, Any]:
+        s = self.summary_
+        return {"reference band": self.reference_, "bands": s.get_column("duration_band").n_unique(),
+                "routes": ", ".join(s.get_column("route").unique(maintain_order=True).to_list()),
+                "adjusted for": ", ".join(self.adjust_) or "(crude)"}
 
     # ------------------------------------------------------------- prepare
     def _prepare(self, cells: pl.DataFrame) -> pl.DataFrame:
@@ -181,7 +195,7 @@ class SelectFactors:
             cells = cells.collect()
         if not isinstance(cells, pl.DataFrame):
             raise DataError(f"select_factors: expected polars cells, got {type(cells).__name__}")
-        if "member_id" in cells.columns and self.exposure not in cells.columns:
+        if "member_id" in cells.columns and self.exposure_col not in cells.columns:
             raise DataError(
                 "select_factors: got member rows; build cells first, e.g. "
                 "engine.exposure(members, claims, by=['duration', 'age', 'sex'])"
@@ -195,7 +209,7 @@ class SelectFactors:
             raise ConfigError(f"bands: need >= 2 strictly increasing month breakpoints >= 0, got {self.bands!r}")
         if not isinstance(self.age_width, int) or self.age_width < 1:
             raise ConfigError(f"age_width: must be a positive int, got {self.age_width!r}")
-        need = [self.claims, self.exposure] + ([self.expected] if self.expected else [])
+        need = [self.claims_col, self.exposure_col] + ([self.expected] if self.expected else [])
         missing = [c for c in need if c not in cells.columns]
         if missing:
             raise DataError(f"select_factors: cells lack column(s) {missing}")
@@ -207,8 +221,8 @@ class SelectFactors:
             cells = cells.with_columns(duration_band_expr(b, self.duration))
             below = cells.filter(pl.col("duration_band").is_null())
             # durations before the first band start are outside the study by the user's choice of bands
-            self.excluded_exposure_years_ = float(below.get_column(self.exposure).sum())
-            self.excluded_claims_ = float(below.get_column(self.claims).sum())
+            self.excluded_exposure_years_ = float(below.get_column(self.exposure_col).sum())
+            self.excluded_claims_ = float(below.get_column(self.claims_col).sum())
             cells = cells.filter(pl.col("duration_band").is_not_null())
         elif "duration_band" not in cells.columns:
             raise DataError(f"select_factors: cells need {self.duration!r} or 'duration_band' (by=['duration', ...])")
@@ -226,10 +240,10 @@ class SelectFactors:
     def fit(self, cells: pl.DataFrame) -> SelectFactors:
         """Fit the duration-band factors on cells (see class docstring)."""
         cells = self._prepare(cells)
-        e_col = self.exposure
+        e_col = self.exposure_col
         from engine.cells.sums import group_sums  # order-independent float sums: same bytes on every run
 
-        agg = [pl.col(self.claims).cast(pl.Float64).alias("claims"),
+        agg = [pl.col(self.claims_col).cast(pl.Float64).alias("claims"),
                pl.col(e_col).cast(pl.Float64).alias("exposure_years")]
         if self.expected:
             agg.append(pl.col(self.expected).cast(pl.Float64).alias("expected"))
@@ -276,8 +290,8 @@ class SelectFactors:
         keys = ["duration_band", *self.adjust_]
         from engine.cells.sums import group_sums  # order-independent float sums: same bytes on every run
 
-        agg = [pl.col(self.claims).cast(pl.Float64).alias("_y"),
-               pl.col(self.exposure).cast(pl.Float64).alias("_e")]
+        agg = [pl.col(self.claims_col).cast(pl.Float64).alias("_y"),
+               pl.col(self.exposure_col).cast(pl.Float64).alias("_e")]
         if self.expected:
             agg.append(pl.col(self.expected).cast(pl.Float64).alias("_x"))
         zero_bands = base.filter(pl.col("claims") == 0).get_column("duration_band").to_list()
@@ -381,8 +395,7 @@ class SelectFactors:
     def summary(self) -> pl.DataFrame:
         """duration_band, duration_from/to (months), exposure_years, claims, crude rate with
         Garwood interval, factor with interval, is_reference, adjusted_for, route."""
-        if not hasattr(self, "summary_"):
-            raise ModelError("SelectFactors: not fitted; call fit(cells) first")
+        self._check_fitted()
         return self.summary_
 
     def print_summary(self, decimals: int = 4) -> None:

@@ -47,7 +47,7 @@ def risk_table(ctx: RunState) -> pl.DataFrame:
     table = counts.join(rec, on=keys, how="left").with_columns(pl.col("exposure_years").fill_null(0.0),
                                                                pl.col("claims").fill_null(0))
     try:
-        table = table.with_columns(pl.Series("rate", np.asarray(ctx.glm.predict_rate(table), dtype=float)))
+        table = table.with_columns(pl.Series("rate", np.asarray(ctx.glm.predict(table), dtype=float)))
     except EngineError as exc:
         raise EngineError(f"risk table at {end}: the GLM cannot score the members ({exc})") from None
     seg = ctx.segmenter

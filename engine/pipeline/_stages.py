@@ -162,12 +162,12 @@ def stage_incidence(ctx: RunState) -> None:
             raise ConfigError(f"{cfg.source}: incidence.interactions: {list(p)} must be a pair of study factors or sex")
     glm_kw = dict(factors=factors, age=None if ic.age == "none" else ic.age, age_df=ic.age_df,
                   interactions=inter, alpha=ic.alpha, level=ic.level)
-    train, test = split_cells(cells, test_size=ic.holdout_share, seed=ic.seed)
+    train, test = split_cells(cells, test_size=ic.holdout_share, random_state=ic.seed)
     # cells by risk class (periods summed, deterministically) for the GLM, Lorenz, Gini and calibration
     keys = ["age", *factors]
     train, test = _sums(train, keys), _sums(test, keys)
     held = _fit_glm(ctx, glm_kw, train)
-    mu = np.asarray(held.predict_rate(test), dtype=float)
+    mu = np.asarray(held.predict(test), dtype=float)
     y, e = test["claims"].to_numpy(), test["exposure_years"].to_numpy()
     overall = float(train["claims"].sum()) / max(float(train["exposure_years"].sum()), 1e-12)
     dev_model = mean_poisson_deviance(y, mu * e, e)

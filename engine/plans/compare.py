@@ -8,7 +8,7 @@ member attributes the eligibility rules use (``sex``, ``city_tier`` ...). An
 optional ``group`` column names the risk groups to report (e.g. the segments
 of :class:`engine.RiskSegmenter`); by default the groups are the vertical
 plans themselves. :func:`build_risk_table` builds the table from cells and,
-optionally, a fitted model with ``predict_rate``.
+optionally, a fitted model with ``predict``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine._results import ResultMixin, print_frame
 from engine.errors import ConfigError, DataError
 from engine.plans.planset import Plan, PlanSet, assign_plans
 
@@ -73,7 +74,7 @@ def build_risk_table(
     Parameters
     ----------
     cells : the exposure core's cells (``exposure_years``, ``claims`` and keys).
-    model : optional fitted model with ``predict_rate(frame) -> array`` (e.g.
+    model : optional fitted model with ``predict(frame) -> array`` of annual rates (e.g.
         :class:`engine.PoissonGLM`); without it the rate is crude claims / exposure.
     by : keys to keep (default: every key column except ``period``,
         ``duration`` and ``duration_band``, i.e. a stationary pool past select effects).
@@ -114,7 +115,9 @@ def build_risk_table(
     out = out.with_columns((pl.col("exposure_years") / study_years).alias("members"))
     if model is not None:
         try:
-            rate = np.asarray(model.predict_rate(out), dtype=float)
+            from engine._estimator import predict_rates
+
+            rate = predict_rates(model, out)
         except Exception as exc:  # model errors are re-raised with context
             from engine.errors import EngineError
 
@@ -304,7 +307,7 @@ def _flows(r: pl.DataFrame, plan: pl.DataFrame, label: str) -> pl.DataFrame:
 
 
 @dataclass
-class ComparisonResult:
+class ComparisonResult(ResultMixin):
     """Output of :func:`compare_plans`.
 
     Attributes
@@ -334,7 +337,7 @@ class ComparisonResult:
         write_parquet(self.uncovered, out / "uncovered.parquet")
         return out
 
-    def plot_changes(self, ax=None):
+    def plot_changes(self, ax: Any = None) -> Any:
         """Bar chart of each group's annual payment before (pooled) and after (vertical); returns the ax."""
         from engine._optional import pyplot
         plt = pyplot()
@@ -351,7 +354,7 @@ class ComparisonResult:
         ax.legend()
         return ax
 
-    def plot_cross_subsidy(self, plan: str | None = None, ax=None):
+    def plot_cross_subsidy(self, plan: str | None = None, ax: Any = None) -> Any:
         """Heat map of the net cross-subsidy (CNY per member-year) payer -> beneficiary in a pooled plan; returns the ax."""
         from engine._optional import pyplot
         plt = pyplot()
@@ -375,16 +378,21 @@ class ComparisonResult:
         ax.figure.colorbar(im, ax=ax)
         return ax
 
+    @property
     def summary(self) -> pl.DataFrame:
         """Per-plan rows of both plan sets."""
         return self.plans.filter(pl.col("level") == "plan")
 
-    def print_summary(self) -> None:
-        """Print the per-plan summary and the per-group changes."""
-        from engine._display import print_table
+    def print_summary(self, decimals: int = 4) -> None:
+        """Print the per-plan summary and the per-group changes, floats to ``decimals`` significant digits."""
+        print_frame(self.summary.drop("level", "group"), "plans", decimals)
+        print_frame(self.changes, "what verticalisation changes", decimals)
 
-        print_table("plans", self.summary().drop("level", "group").to_dicts())
-        print_table("what verticalisation changes", self.changes.to_dicts())
+    def _key_numbers(self) -> dict[str, Any]:
+        s = self.summary
+        return {"vertical plans": s.filter(pl.col("planset") == "vertical").height,
+                "pooled plans": s.filter(pl.col("planset") == "pooled").height,
+                "groups": self.changes.height, "uncovered rows": self.uncovered.height}
 
 
 def _group_col(table: pl.DataFrame, group: str | Sequence[str] | None) -> tuple[pl.DataFrame, bool]:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
 
+from engine._results import ResultMixin, print_frame
 from engine.plans.compare import _check_table
 from engine.errors import ConfigError, DataError
 from engine.plans.planset import PlanSet, assign_plans
@@ -24,7 +26,7 @@ PRICES = ("payment", "per_benefit")
 
 
 @dataclass
-class MigrationResult:
+class MigrationResult(ResultMixin):
     """Output of :func:`migrate`.
 
     Attributes
@@ -45,18 +47,20 @@ class MigrationResult:
     converged: bool
     rounds: int
 
+    @property
     def summary(self) -> pl.DataFrame:
         """Members and annual payment per plan at the start and at the fixed point."""
         return self.pools.select("plan", "members_start", "members_end", "annual_payment_start_cny", "annual_payment_end_cny")
 
-    def print_summary(self) -> None:
-        """Print :meth:`summary` with the convergence status."""
-        from engine._display import print_table
-
+    def print_summary(self, decimals: int = 4) -> None:
+        """Print :attr:`summary` with the convergence status, floats to ``decimals`` significant digits."""
         state = "converged" if self.converged else "NOT converged"
-        print_table(f"migration ({state} after {self.rounds} rounds)", self.summary().to_dicts())
+        print_frame(self.summary, f"migration ({state} after {self.rounds} rounds)", decimals)
 
-    def plot_history(self, ax=None):
+    def _key_numbers(self) -> dict[str, Any]:
+        return {"plans": self.pools.height, "converged": self.converged, "rounds": self.rounds}
+
+    def plot_history(self, ax: Any = None) -> Any:
         """Members of each plan by round; returns the ax."""
         from engine._optional import pyplot
         plt = pyplot()

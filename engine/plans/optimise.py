@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 import polars as pl
 
+from engine._results import ResultMixin, print_frame
 from engine.plans.compare import _check_table
 from engine.errors import ConfigError, DataError
 from engine.plans.planset import BenefitBand, Eligibility, Plan, PlanSet
@@ -84,7 +86,7 @@ class PlanSpec:
 
 
 @dataclass
-class OptimiseResult:
+class OptimiseResult(ResultMixin):
     """Output of :func:`optimise_plans`.
 
     Attributes
@@ -134,7 +136,7 @@ class OptimiseResult:
 
         return to_toml(self.planset(k))
 
-    def plot_tradeoff(self, ax=None):
+    def plot_tradeoff(self, ax: Any = None) -> Any:
         """Cross-subsidy and share CV of the smallest plan against K (the granularity trade-off); returns the ax."""
         from engine._optional import pyplot
         plt = pyplot()
@@ -151,16 +153,18 @@ class OptimiseResult:
         ax.set_title("granularity trade-off")
         return ax
 
+    @property
     def summary(self) -> pl.DataFrame:
         """The granularity trade-off table."""
         return self.tradeoff
 
-    def print_summary(self) -> None:
-        """Print the granularity trade-off."""
-        from engine._display import print_table
+    def print_summary(self, decimals: int = 4) -> None:
+        """Print the granularity trade-off, floats to ``decimals`` significant digits."""
+        print_frame(self.tradeoff.with_columns(pl.col("feasible").cast(pl.String)),
+                    f"granularity trade-off ({self.objective} cross-subsidy)", decimals)
 
-        print_table(f"granularity trade-off ({self.objective} cross-subsidy)",
-                    self.tradeoff.with_columns(pl.col("feasible").cast(pl.String)).to_dicts())
+    def _key_numbers(self) -> dict[str, Any]:
+        return {"objective": self.objective, "feasible K": ", ".join(str(k) for k in sorted(self.solutions))}
 
 
 def _cost(n: np.ndarray, c: np.ndarray, block: np.ndarray, nb: int, objective: str) -> tuple[float, np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine._results import ResultMixin, print_frame
 from engine.projection.dynamics import BLOCK, QUANTITIES, Model, compile_model, detect_spiral, deterministic, simulate, \
     stationary_shares
 from engine.errors import ResourceError
@@ -32,7 +33,7 @@ PATHS = ("share",)
 
 
 @dataclass
-class ProjectionResult:
+class ProjectionResult(ResultMixin):
     """Output of :func:`project`.
 
     Attributes
@@ -68,17 +69,22 @@ class ProjectionResult:
         """The per-plan table (alias of ``plans``)."""
         return self.plans
 
-    def print_summary(self) -> None:
-        """Print the per-plan table with rich."""
-        from engine._display import print_table
-
+    def print_summary(self, decimals: int = 4) -> None:
+        """Print the per-plan table with rich, floats to ``decimals`` significant digits."""
         rows = [{"plan": r["plan"], "members now": round(r["members_start"]), "members end": round(r["members_end"]),
                  "share end (mean)": r["share_end_mean_cny"], "share end (P95)": r["share_end_p95_cny"],
                  "sustainable share": r["sustainable_share_cny"], "leverage": r["sustainable_leverage_max"],
                  "death spiral": f"period {r['death_spiral_period']}" if r["death_spiral"] else "no"}
                 for r in self.plans.iter_rows(named=True)]
-        print_table(f"share projection, CNY per member per period ({self.assumptions.horizon} periods, "
-                    f"{self.assumptions.n_scenarios} scenarios, seed {self.assumptions.seed})", rows)
+        print_frame(pl.DataFrame(rows), f"share projection, CNY per member per period ({self.assumptions.horizon} periods, "
+                    f"{self.assumptions.n_scenarios} scenarios, seed {self.assumptions.seed})", decimals)
+
+    def _key_numbers(self) -> dict[str, Any]:
+        a = self.assumptions
+        out: dict[str, Any] = {"horizon (periods)": a.horizon, "scenarios": a.n_scenarios, "seed": a.seed}
+        for r in self.plans.iter_rows(named=True):
+            out[f"{r['plan']}: sustainable share (CNY)"] = float(r["sustainable_share_cny"])
+        return out
 
     def plot_share(self, plan: str | None = None, ax: Any = None) -> Any:
         """Plot the mean share with its P5-P95 band and the sustainable share; returns the ax."""

@@ -44,13 +44,14 @@ def plot_frontier(frontier: pl.DataFrame, ax: Any = None) -> Any:
     return ax
 
 
-def bootstrap_ari(seg: Any, cells: pl.DataFrame, *, n_boot: int = 20, seed: int = 0) -> dict[str, Any]:
+def bootstrap_ari(seg: Any, cells: pl.DataFrame, *, n_boot: int = 20, random_state: int = 0,
+                  seed: int | None = None) -> dict[str, Any]:
     """Stability of a fitted segmentation: adjusted Rand index between it and refits on resampled claims.
 
     Notes
     -----
     Parametric bootstrap: claims*_c ~ Poisson(E_c r_c) with r_c the fitted model's
-    rate (``numpy.random.default_rng(seed)``); the segmenter is refitted with the
+    rate (``numpy.random.default_rng(random_state)``; ``seed`` is a deprecated alias); the segmenter is refitted with the
     same parameters and K fixed at the fitted ``n_groups_``; the benefit per cell is
     frozen at its value on the original data. Agreement between the original and
     refitted groups of the distinct feature combinations is the exposure-weighted
@@ -59,12 +60,19 @@ def bootstrap_ari(seg: Any, cells: pl.DataFrame, *, n_boot: int = 20, seed: int 
     """
     if seg.method == "rules":
         return {"ari_mean": 1.0, "ari_min": 1.0, "ari_sd": 0.0, "n_boot": n_boot, "ari": [1.0] * n_boot}
-    rng = np.random.default_rng(seed)
+    if seed is not None:
+        from engine._estimator import _warn_renamed
+
+        _warn_renamed("bootstrap_ari", "seed", "random_state")
+        random_state = seed
+    from engine._estimator import predict_rates
+
+    rng = np.random.default_rng(random_state)
     E = cells["exposure_years"].to_numpy().astype(float)
-    mu = E * np.asarray(seg.model_.predict_rate(cells), float)
+    mu = E * predict_rates(seg.model_, cells)
     b = benefit_per_cell(cells, seg.benefit)
     base_cells = cells.with_columns(pl.Series("_benefit", b))
-    params = seg.get_params()
+    params = seg.get_params(deep=False)
     params.update(n_groups=seg.n_groups_, benefit="_benefit", features=seg.features_)
     units = seg.unit_groups_
     feats = seg.features_
@@ -93,7 +101,7 @@ def save_segmenter(seg: Any, path: str | Path) -> Path:
     """Write ``groups``, ``units``, ``frontier`` (and ``base``) Parquet tables and model.json (rules as JSON)."""
     from engine.data.persist import save_model
 
-    params = {k: _jsonable(list(v) if isinstance(v, tuple) else v) for k, v in seg.get_params().items() if k != "model"}
+    params = {k: _jsonable(list(v) if isinstance(v, tuple) else v) for k, v in seg.get_params(deep=False).items() if k != "model"}
     tables = {"groups": seg.groups_, "units": seg.unit_groups_, "frontier": seg.frontier_}
     if seg.base_ is not None:
         tables["base"] = seg.base_
@@ -120,7 +128,7 @@ def load_segmenter(cls: Any, path: str | Path) -> Any:
     fitted = meta.get("fitted")
     if not isinstance(fitted, dict) or "groups" not in tables:
         raise ModelError(f"{path}: RiskSegmenter model lacks its fitted section or groups table")
-    params = {k: v for k, v in meta["params"].items() if k in cls._PARAMS}
+    params = {k: v for k, v in meta["params"].items() if k in cls._get_param_names()}
     seg = cls(**params)
     seg.features_ = list(fitted["features"])
     seg.n_groups_ = int(fitted["n_groups"])

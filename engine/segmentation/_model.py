@@ -3,7 +3,7 @@
 :class:`CellPoissonModel` is a ridge-penalised Poisson GLM on cells with one-hot
 main effects, 5-year age bands plus a linear age term, and all pairwise
 interactions of the categorical features. It offers the ``fit(cells)`` /
-``predict_rate(cells)`` protocol that :class:`engine.segmentation.segmenter.RiskSegmenter`
+``predict(cells)`` protocol that :class:`engine.segmentation.RiskSegmenter`
 needs from any incidence model.
 """
 
@@ -15,7 +15,8 @@ from itertools import combinations
 import numpy as np
 import polars as pl
 
-from engine.errors import DataError, ModelError
+from engine._estimator import Estimator, _warn_renamed
+from engine.errors import DataError
 
 SUMS = {"exposure_days", "exposure_years", "sharing_days", "sharing_years", "claims", "amount"}
 
@@ -41,7 +42,7 @@ def key_columns(cells: pl.DataFrame) -> list[str]:
     return [c for c in cells.columns if c not in SUMS and c != "period" and not c.startswith("_")]
 
 
-class CellPoissonModel:
+class CellPoissonModel(Estimator):
     """Poisson GLM on cells: log rate = one-hot main effects + pairwise categorical interactions.
 
     Parameters
@@ -61,6 +62,20 @@ class CellPoissonModel:
         self.features = features
         self.ordered = ordered
         self.alpha = alpha
+
+    _fitted_attrs = ("glm_",)
+
+    def _key_numbers(self) -> dict[str, object]:
+        return {"features": ", ".join(self.features_), "coefficients": int(self.glm_.coef_.size)}
+
+    @property
+    def summary(self) -> pl.DataFrame:
+        """Per feature: kind (ordered or categorical) and number of levels (5-year bands for ordered keys)."""
+        self._check_fitted()
+        return pl.DataFrame({"feature": list(self.features_),
+                             "kind": ["ordered" if f in self.ordered else "categorical" for f in self.features_],
+                             "levels": [len(self.levels_[f]) for f in self.features_]},
+                            schema={"feature": pl.String, "kind": pl.String, "levels": pl.Int64})
 
     def _design(self, cells: pl.DataFrame) -> np.ndarray:
         cols = [np.ones(cells.height)]
@@ -85,6 +100,7 @@ class CellPoissonModel:
         return np.column_stack(cols)
 
     def fit(self, cells: pl.DataFrame) -> CellPoissonModel:
+        """Fit on cells (``exposure_years``, ``claims`` and the keys); returns self."""
         from sklearn.linear_model import PoissonRegressor
 
         feats = list(self.features) if self.features is not None else key_columns(cells)
@@ -115,7 +131,12 @@ class CellPoissonModel:
         self.glm_.fit(X, y, sample_weight=e / e.mean())
         return self
 
-    def predict_rate(self, cells: pl.DataFrame) -> np.ndarray:
-        if not hasattr(self, "glm_"):
-            raise ModelError("CellPoissonModel: call fit(cells) before predict_rate")
+    def predict(self, cells: pl.DataFrame) -> np.ndarray:
+        """Predicted annual incidence rate per row of ``cells``."""
+        self._check_fitted()
         return self.glm_.predict(self._design(cells))
+
+    def predict_rate(self, cells: pl.DataFrame) -> np.ndarray:
+        """Deprecated alias of :meth:`predict` (removed in the next release)."""
+        _warn_renamed("CellPoissonModel", "predict_rate", "predict")
+        return self.predict(cells)

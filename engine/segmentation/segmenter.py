@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine._estimator import Estimator, _warn_renamed, predict_rates, print_frame
 from engine.errors import ConfigError, DataError, ModelError
 from engine.segmentation._dp import dp_partition, isotonic_by_profile
 from engine.segmentation.metrics import (
@@ -56,8 +57,11 @@ def default_model(cells: pl.DataFrame | None = None, features: Sequence[str] | N
                       interactions=list(combinations(cats, 2)), alpha=1e-6)
 
 
-class RiskSegmenter:
-    """Segment cells into risk groups (sklearn-style; fitted attributes end in ``_``).
+class RiskSegmenter(Estimator):
+    """Segment cells into risk groups (the estimator contract of :mod:`engine._estimator`).
+
+    :meth:`predict` gives each row's expected annual rate (base rate x group relativity);
+    :meth:`assign` gives its group label (1..K), a different thing.
 
     Parameters
     ----------
@@ -73,7 +77,7 @@ class RiskSegmenter:
     adjust_for : keys whose effect is divided out first (e.g. ("age", "sex")); groups are then
         relative-risk groups on top of a base rate by these keys.
     ordered_features : integer keys split by thresholds (bands); the others are categorical.
-    model : incidence model with ``fit(cells)`` / ``predict_rate(cells)`` (default engine.estimators.glm.PoissonGLM).
+    model : incidence model with ``fit(cells)`` / ``predict(cells)`` (default engine.estimators.glm.PoissonGLM).
     rules : config for ``method="rules"`` (see :func:`engine.segmentation._rules.parse_rules`).
     other : for ``rules``: "error" (unmatched cells raise) or "group" (they form a group "other").
     min_gain : minimum Poisson deviance reduction of a tree split (10.83 = chi2(1) at 0.1%).
@@ -144,14 +148,13 @@ class RiskSegmenter:
         self.window_years = window_years
         self.random_state = random_state
 
-    _PARAMS = (
-        "method", "max_groups", "n_groups", "min_expected_claims", "min_credibility", "period_months",
-        "monotone_age", "contiguous_age", "features", "adjust_for", "ordered_features", "model", "rules",
-        "other", "min_gain", "max_leaves", "leaf_floor_fraction", "min_marginal_gain", "cluster_loss", "max_rule_terms", "benefit", "fee", "window_years", "random_state",
-    )
+    _fitted_attrs = ("groups_",)
 
-    def get_params(self, deep: bool = False) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._PARAMS}
+    def _key_numbers(self) -> dict[str, Any]:
+        m = self.metrics_
+        return {"groups K": self.n_groups_, "recommended K": self.recommended_k_, "features": ", ".join(self.features_),
+                "claims floor": self.floor_claims_,
+                **{k: float(v) for k, v in list(m.items())[:4]}}
 
     # ------------------------------------------------------------------ validation
     def _check(self, cells: pl.DataFrame) -> list[str]:
@@ -233,9 +236,9 @@ class RiskSegmenter:
         base = self._base_rate(cells)
         model = copy.deepcopy(self.model) if self.model is not None else default_model(cells, feats)
         self.model_ = model.fit(cells) or model
-        pred = np.asarray(self.model_.predict_rate(cells), float)
+        pred = predict_rates(self.model_, cells)
         if pred.shape != (cells.height,) or not np.all(np.isfinite(pred)) or np.any(pred < 0):
-            raise ModelError("model: predict_rate(cells) must return one finite non-negative rate per cell")
+            raise ModelError("model: predict(cells) must return one finite non-negative rate per cell")
         E = cells["exposure_years"].to_numpy().astype(float)
         work = cells.select(feats).with_columns(
             pl.Series("E", E), pl.Series("D", cells["claims"].to_numpy().astype(float)),
@@ -417,8 +420,7 @@ class RiskSegmenter:
 
     # ------------------------------------------------------------------ use
     def _fitted(self) -> None:
-        if not hasattr(self, "groups_"):
-            raise ModelError("RiskSegmenter: call fit(cells) (or load a saved model) first")
+        self._check_fitted()
 
     def assign(self, frame: pl.DataFrame, at: Any = None, unknown: str = "error") -> pl.Series:
         """Group id (Int32, 1..K) of every row of ``frame`` (cells or members).
@@ -465,11 +467,16 @@ class RiskSegmenter:
             raise DataError(f"frame: {n_null} rows match no group (unseen feature values); use unknown='null' to keep them")
         return out.alias("group").cast(pl.Int32)
 
-    def predict_rate(self, cells: pl.DataFrame) -> np.ndarray:
+    def predict(self, cells: pl.DataFrame) -> np.ndarray:
         """Annual rate per row implied by the segmentation: base rate x group relativity (claims / M of the group)."""
         g = self.assign(cells).to_numpy()
         rel = self.groups_.sort("group")["relativity"].fill_nan(0.0).to_numpy()
         return self._lookup_base(cells) * rel[g - 1]
+
+    def predict_rate(self, cells: pl.DataFrame) -> np.ndarray:
+        """Deprecated alias of :meth:`predict` (removed in the next release)."""
+        _warn_renamed("RiskSegmenter", "predict_rate", "predict")
+        return self.predict(cells)
 
     @property
     def summary(self) -> pl.DataFrame:
@@ -479,14 +486,13 @@ class RiskSegmenter:
                                    "rate_upper", "expected_claims_per_period", "share_cv", "credibility",
                                    "cross_subsidy", "cross_subsidy_pct")
 
-    def print_summary(self) -> None:
-        """Print the groups and the headline metrics with rich."""
-        from engine._display import print_table
-
+    def print_summary(self, decimals: int = 4) -> None:
+        """Print the groups and the headline metrics with rich, floats to ``decimals`` significant digits."""
         self._fitted()
-        print_table(f"risk groups ({self.method}, K={self.n_groups_}, recommended K={self.recommended_k_})",
-                    self.summary.to_dicts())
-        print_table("metrics", [{"metric": k, "value": float(v)} for k, v in self.metrics_.items()])
+        print_frame(self.summary, f"risk groups ({self.method}, K={self.n_groups_}, recommended K={self.recommended_k_})",
+                    decimals)
+        print_frame(pl.DataFrame({"metric": list(self.metrics_), "value": [float(v) for v in self.metrics_.values()]}),
+                    "metrics", decimals)
 
     def plot_frontier(self, ax: Any = None) -> Any:
         """Plot cross-subsidy removed against share volatility over K; returns the matplotlib ax."""
@@ -502,7 +508,7 @@ class RiskSegmenter:
         self._fitted()
         if not hasattr(self, "model_"):
             raise ModelError("stability: needs the incidence model of a fit (a loaded segmentation has none); refit")
-        self.stability_ = bootstrap_ari(self, cells, n_boot=n_boot, seed=self.random_state)
+        self.stability_ = bootstrap_ari(self, cells, n_boot=n_boot, random_state=self.random_state)
         return self.stability_
 
     # ------------------------------------------------------------------ persistence
@@ -515,7 +521,7 @@ class RiskSegmenter:
 
     @classmethod
     def load(cls, path: str | Path) -> RiskSegmenter:
-        """Load a segmentation saved by :meth:`save`; it can assign, predict_rate and summarise."""
+        """Load a segmentation saved by :meth:`save`; it can assign, predict and summarise."""
         from engine.segmentation._frontier import load_segmenter
 
         return load_segmenter(cls, path)

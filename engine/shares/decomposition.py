@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine._results import ResultMixin
 from engine.errors import ConfigError, DataError, ModelError
 
 #: driver names in the default (documented) sequential order
@@ -68,7 +69,7 @@ XIANGHUBAO_BENEFITS = pl.DataFrame({"age_min": [0, 40], "benefit_cny": [300_000.
 
 
 @dataclass(frozen=True)
-class ShareDrivers:
+class ShareDrivers(ResultMixin):
     """The driver factors of one window's share; their product is ``share_cny``.
 
     Attributes
@@ -112,6 +113,14 @@ class ShareDrivers:
         """One row per driver: ``driver``, ``factor``."""
         f = self.factors()
         return pl.DataFrame({"driver": list(f), "factor": list(f.values())})
+
+    @property
+    def summary(self) -> pl.DataFrame:
+        """One row per driver (``driver``, ``factor``); their product is :attr:`share_cny`."""
+        return self.to_frame()
+
+    def _key_numbers(self) -> dict[str, Any]:
+        return {"label": self.label or "(none)", "share (CNY)": self.share_cny, **self.factors()}
 
 
 # --------------------------------------------------------------------------- cell attributes

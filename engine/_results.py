@@ -1,0 +1,98 @@
+"""Display half of the estimator contract (:mod:`engine._estimator`) for result objects.
+
+Result objects (projection, decomposition, plan comparison, migration, optimisation,
+validation) mix in :class:`ResultMixin`: ``summary`` is a property returning a polars
+DataFrame, ``print_summary(decimals=)`` prints it, ``_repr_html_`` is a compact escaped
+HTML card. This module imports neither scikit-learn nor matplotlib.
+"""
+
+from __future__ import annotations
+
+import html
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+__all__ = ["ResultMixin", "print_frame", "warn_renamed"]
+
+
+def warn_renamed(owner: str, old: str, new: str, stacklevel: int = 3) -> None:
+    """Warn that ``owner``'s ``old`` name is deprecated in favour of ``new`` (removed in the next release)."""
+    warnings.warn(f"{owner}: '{old}' is deprecated and will be removed in the next release; use '{new}'",
+                  DeprecationWarning, stacklevel=stacklevel)
+
+
+def _fmt(v: Any, decimals: int) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):,.{decimals}g}"
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
+    return "" if v is None else str(v)
+
+
+def print_frame(df: pl.DataFrame, title: str | None = None, decimals: int = 4) -> None:
+    """Print a polars DataFrame as a rich table, floats to ``decimals`` significant digits."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=escape(title) if title else None)
+    for c in df.columns:
+        t.add_column(escape(str(c)), justify="right" if df.schema[c].is_numeric() else "left")
+    for row in df.iter_rows():
+        t.add_row(*[escape(_fmt(v, decimals)) for v in row])
+    Console(width=max(100, min(200, 12 * len(df.columns)))).print(t)
+
+
+def _html_card(name: str, subtitle: str, sections: list[tuple[str, Mapping[str, Any]]]) -> str:
+    parts = [f'<div class="fentan-repr"><strong>{html.escape(name)}</strong>']
+    if subtitle:
+        parts.append(f" <em>{html.escape(subtitle)}</em>")
+    for title, items in sections:
+        if not items:
+            continue
+        rows = "".join(f"<tr><th style=\"text-align:left\">{html.escape(str(k))}</th>"
+                       f"<td style=\"text-align:left\">{html.escape(_fmt(v, 6) if not isinstance(v, str) else v)}</td></tr>"
+                       for k, v in items.items())
+        parts.append(f"<table><caption style=\"text-align:left\">{html.escape(title)}</caption>{rows}</table>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+class ResultMixin:
+    """``summary`` / ``print_summary`` / ``_repr_html_`` for result objects (dataclasses).
+
+    Subclasses define the :attr:`summary` property and may override :meth:`_key_numbers`.
+    """
+
+    @property
+    def summary(self) -> pl.DataFrame:  # pragma: no cover - every result overrides it
+        """The result as a table."""
+        raise NotImplementedError
+
+    def print_summary(self, decimals: int = 4) -> None:
+        """Print :attr:`summary` as a table, floats to ``decimals`` significant digits."""
+        print_frame(self.summary, title=type(self).__name__, decimals=decimals)
+
+    def _key_numbers(self) -> dict[str, Any]:
+        """Headline numbers for the HTML card (override)."""
+        return {}
+
+    def _repr_html_(self) -> str:
+        """Compact HTML card: class name, table shapes, key numbers."""
+        import dataclasses
+
+        shapes: dict[str, Any] = {}
+        if dataclasses.is_dataclass(self):
+            for f in dataclasses.fields(self):
+                v = getattr(self, f.name)
+                if isinstance(v, pl.DataFrame):
+                    shapes[f.name] = f"{v.height:,} rows x {v.width} columns"
+                elif isinstance(v, pl.LazyFrame):
+                    shapes[f.name] = "lazy frame"
+        return _html_card(type(self).__name__, "", [("key numbers", self._key_numbers()), ("tables", shapes)])
