@@ -16,14 +16,16 @@ import polars as pl
 
 from engine.batch_stages import Context
 from engine.errors import ConfigError
+from engine.conventions import (ANNUAL_CAP_CNY, DAYS_PER_YEAR, FEE, PER_CLAIMANT_CAP_CNY, REPORTING_LAG_DAYS, SHARING_DAYS,
+                                WAITING_DAYS, days_to_periods)
 
 #: plan used when the configuration names no plan file: Xianghubao's published main plan
 DEFAULT_PLANS = {
     "planset": {"name": "pooled", "description": "one pooled plan (Xianghubao main plan rules)"},
     "plans": [{"name": "pooled", "eligibility": {"age": [0, 59]},
                "benefit": [{"age": [0, 39], "amount": 300000}, {"age": [40, 59], "amount": 100000}],
-               "fee": 0.08, "waiting_days": 90, "sharing_days": [14, 28], "rule": "equal",
-               "caps": {"per_claimant": 0.1, "annual": 188.0}}],
+               "fee": FEE, "waiting_days": WAITING_DAYS, "sharing_days": list(SHARING_DAYS), "rule": "equal",
+               "caps": {"per_claimant": PER_CLAIMANT_CAP_CNY, "annual": ANNUAL_CAP_CNY}}],
 }
 
 
@@ -52,7 +54,7 @@ def risk_table(ctx: Context) -> pl.DataFrame:
                                  (pl.col("join_date") > waiting_from).cast(pl.Float64).alias("waiting_members"))
               .group_by(keys).agg(pl.len().cast(pl.Float64).alias("members"), pl.col("waiting_members").sum())
               .sort(keys))
-    first = end - dt.timedelta(days=round(365.25 * cfg.plans.recent_years))
+    first = end - dt.timedelta(days=round(DAYS_PER_YEAR * cfg.plans.recent_years))
     recent = d["cells"].filter(pl.col("period") >= first)
     rec = _sums(recent if recent.height else d["cells"], keys).select(*keys, "exposure_years", "claims")
     table = counts.join(rec, on=keys, how="left").with_columns(pl.col("exposure_years").fill_null(0.0),
@@ -152,8 +154,9 @@ def class_cross_subsidy(table: pl.DataFrame, pooled: Any) -> pl.DataFrame:
                       "pooled_payment_cny_per_year", "cross_subsidy_cny_per_year")
 
 
-def _groups_for(table: pl.DataFrame, pset: Any, label: str, pooled_name: str | None = None) -> list[tuple[str, dict, pl.DataFrame]]:
-    """Per plan: (label, projection settings, groups table)."""
+def _groups_for(table: pl.DataFrame, pset: Any, label: str, pooled_name: str | None = None,
+                lag_days: int = REPORTING_LAG_DAYS) -> list[tuple[str, dict, pl.DataFrame]]:
+    """Per plan: (label, projection settings, groups table); ``lag_days`` = the reporting lag in days."""
     from engine.plans import assign_plans
 
     rows = assign_plans(table, pset, where=f"risk table ({label})").filter(pl.col("plan").is_not_null())
@@ -175,7 +178,9 @@ def _groups_for(table: pl.DataFrame, pset: Any, label: str, pooled_name: str | N
                             + (pl.col("benefit_cny") / 1000).round(0).cast(pl.Int64).cast(pl.String) + pl.lit("k")).alias("group"))
         plan = by_name.get(name) or next(iter(pset))
         ppy = plan.periods_per_year
-        meta = {"periods_per_year": ppy, "fee": plan.fee, "waiting_periods": int(round(plan.waiting_days * ppy / 365.25)),
+        # waiting period and reporting lag in days, converted to sharing periods once (engine.conventions)
+        meta = {"periods_per_year": ppy, "fee": plan.fee, "waiting_periods": days_to_periods(plan.waiting_days, ppy),
+                "reporting_lag_periods": days_to_periods(lag_days, ppy),
                 "per_claimant_cap": plan.per_claimant_cap, "annual_cap": plan.annual_cap}
         out.append((f"{label}/{name}", meta, g.with_columns(pl.col("rate").fill_nan(0.0))))
     return out
@@ -191,12 +196,13 @@ def stage_projection(ctx: Context, progress: Any = None) -> None:
     table = ctx.data["risk_table"]
     pooled, files = ctx.data["plansets"]
     jobs: list[tuple[str, dict, pl.DataFrame]] = []
+    lag = cfg.history.reporting_lag_days
     if pooled is not None:
-        jobs += _groups_for(table, pooled, "pooled")
+        jobs += _groups_for(table, pooled, "pooled", lag_days=lag)
     else:
-        jobs += _groups_for(table, files[0][1], "pooled", pooled_name="pooled")[:1]
+        jobs += _groups_for(table, files[0][1], "pooled", pooled_name="pooled", lag_days=lag)[:1]
     for label, pset in files:
-        jobs += _groups_for(table, pset, label)
+        jobs += _groups_for(table, pset, label, lag_days=lag)
     extra = dict(pc.extra)
     bad = sorted(set(extra) & {"horizon", "n_scenarios", "seed", "chunk_size"})
     if bad:

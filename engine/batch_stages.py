@@ -239,7 +239,8 @@ def stage_segmentation(ctx: Context) -> None:
     kw = dict(method=sc.method, max_groups=sc.max_groups, n_groups=sc.n_groups,
               min_expected_claims=sc.min_expected_claims, monotone_age=sc.monotone_age,
               contiguous_age=sc.contiguous_age, features=sc.features, adjust_for=tuple(sc.adjust_for),
-              rules={"groups": sc.rules} if sc.method == "rules" else None)
+              rules={"groups": sc.rules} if sc.method == "rules" else None,
+              fee=cfg.history.fee)  # own shares and cross-subsidy carry the management fee, like every share
     try:
         seg = RiskSegmenter(**kw).fit(ctx.data["cells"])
     except ConfigError as exc:

@@ -23,6 +23,7 @@ import polars as pl
 
 from engine.errors import ConfigError, DataError
 from engine.plans import Plan, PlanSet, assign_plans
+from engine.conventions import DAYS_PER_YEAR
 
 
 def _sums_by(df: pl.DataFrame, keys: list[str], exprs: dict[str, pl.Expr]) -> pl.DataFrame:
@@ -183,7 +184,7 @@ def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str)
     plan = _sums_by(r, ["plan"], {c: pl.col(c) for c in ("members", "_m", "_cost", "_costf", "_var", "_nb")}).join(
         r.group_by("plan", maintain_order=True).agg(*first), on="plan", how="left", nulls_equal=True,
         maintain_order="left")
-    wait_periods = pl.col("waiting_days") * pl.col("periods_per_year") / 365.25
+    wait_periods = pl.col("waiting_days") * pl.col("periods_per_year") / DAYS_PER_YEAR
     plan = plan.with_columns(
         (pl.col("_costf") / pl.col("members")).alias("sustainable_share_cny"),
         (pl.col("_nb") / pl.col("members")).alias("mean_benefit_cny"),

@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy import stats
 
 from engine.errors import ConfigError, DataError, ModelError
+from engine.conventions import CREDIBILITY_PROBABILITY, CREDIBILITY_TOLERANCE, FULL_CREDIBILITY_CLAIMS, full_credibility_standard
 
 __all__ = [
     "BuhlmannStraub",
@@ -381,7 +381,7 @@ class BuhlmannStraub:
 # --------------------------------------------------------------------------
 # limited fluctuation
 # --------------------------------------------------------------------------
-def full_standard(p: float = 0.90, k: float = 0.05, cv: float = 0.0) -> float:
+def full_standard(p: float = CREDIBILITY_PROBABILITY, k: float = CREDIBILITY_TOLERANCE, cv: float = 0.0) -> float:
     """Claims needed for full credibility (limited-fluctuation / classical).
 
     Notes
@@ -396,11 +396,10 @@ def full_standard(p: float = 0.90, k: float = 0.05, cv: float = 0.0) -> float:
         raise ConfigError(f"k: tolerance must be > 0, got {k!r}")
     if not (cv >= 0.0):
         raise ConfigError(f"cv: must be >= 0, got {cv!r}")
-    z = float(stats.norm.ppf((1.0 + p) / 2.0))
-    return (z / k) ** 2 * (1.0 + cv**2)
+    return full_credibility_standard(p, k, cv)
 
 
-def limited_fluctuation(claims: Any, full_standard: float = 1082.0) -> Any:
+def limited_fluctuation(claims: Any, full_standard: float = FULL_CREDIBILITY_CLAIMS) -> Any:
     """Limited-fluctuation credibility factor ``Z = min(1, sqrt(n / n_full))``.
 
     Parameters
@@ -442,7 +441,7 @@ def limited_fluctuation_table(
     cells: pl.DataFrame,
     by: str | Sequence[str],
     complement: float | str = "overall",
-    full_standard: float = 1082.0,
+    full_standard: float = FULL_CREDIBILITY_CLAIMS,
     claims: str = "claims",
     exposure: str = "exposure_years",
 ) -> pl.DataFrame:

@@ -43,6 +43,7 @@ import numpy as np
 import polars as pl
 
 from engine.errors import ConfigError, DataError, ModelError
+from engine.conventions import DAYS_PER_YEAR, FEE, REPORTING_LAG_DAYS, WAITING_DAYS
 
 #: driver names in the default (documented) sequential order
 DRIVERS: tuple[str, ...] = (
@@ -137,7 +138,7 @@ def drivers_from_cells(
     sharing_members: float,
     amount_approved_cny: float,
     period_days: int,
-    fee: float = 0.08,
+    fee: float = FEE,
     base_rates: pl.DataFrame | None = None,
     select_factors: pl.DataFrame | None = None,
     relativities: Mapping[str, pl.DataFrame] | None = None,
@@ -232,7 +233,7 @@ def drivers_from_cells(
         raise DataError(f"drivers{(' ' + label) if label else ''}: no eligible exposure in the window")
     if s["wbsr"] <= 0:
         raise DataError("drivers: the expected cost of the eligible members is 0 (check base_rates / relativities)")
-    dt_years = period_days / 365.25
+    dt_years = period_days / DAYS_PER_YEAR
     ageing = s["wb"] / E
     select = s["wbs"] / s["wb"]
     mix = s["wbsr"] / s["wbs"]
@@ -266,9 +267,9 @@ def share_drivers(
     *,
     period_start: dt.date,
     notice_date: dt.date,
-    fee: float = 0.08,
-    waiting_days: int = 90,
-    reporting_lag_days: int = 30,
+    fee: float = FEE,
+    waiting_days: int = WAITING_DAYS,
+    reporting_lag_days: int = REPORTING_LAG_DAYS,
     base_rates: pl.DataFrame | None = None,
     select_factors: pl.DataFrame | None = None,
     relativities: Mapping[str, pl.DataFrame] | None = None,
@@ -324,7 +325,7 @@ def share_drivers(
         .with_columns(attained_age(pl.col("birth_date"), d).alias("age"),
                       completed_months(pl.col("join_date"), d).alias("duration"))
         .group_by(*keys)
-        .agg((pl.col("_days").sum() / 365.25).alias("exposure_years"))
+        .agg((pl.col("_days").sum() / DAYS_PER_YEAR).alias("exposure_years"))
         .sort(keys, nulls_last=True)
         .collect()
     )

@@ -42,6 +42,7 @@ from engine.cells_sink import CellSink
 from engine.exposure_batch import as_lazy, batch_cells, batches, check_columns, claimant_cells, claimants, parts_of, prepare_batch
 from engine.dates import day_number
 from engine.errors import ConfigError, DataError, EngineError
+from engine.conventions import DAYS_PER_YEAR, WAITING_DAYS
 
 REASONS = ("before_join", "in_waiting_period", "after_exit", "after_first_claim", "outside_study")
 PERIODS = ("month", "quarter", "year")
@@ -64,7 +65,7 @@ def classify_claims(
     members: pl.LazyFrame | pl.DataFrame,
     claims: pl.LazyFrame | pl.DataFrame,
     *,
-    waiting_days: int = 90,
+    waiting_days: int = WAITING_DAYS,
     terminate_on_claim: bool = True,
 ) -> pl.DataFrame:
     """Mark each claim eligible or not, with the reason, independent of any study window.
@@ -153,7 +154,6 @@ def _classify_joined(cdf: pl.DataFrame, mm: pl.DataFrame, w: int, terminate_on_c
 # --------------------------------------------------------------------------- exposure
 DAY_KEYS = ("age", "duration", "duration_band")
 SUMS = ("exposure_days", "exposure_years", "sharing_days", "sharing_years", "claims", "amount")
-DAYS_PER_YEAR = 365.25
 DEFAULT_BATCH = 1_000_000
 
 
@@ -201,7 +201,7 @@ def exposure(
     start: dt.date,
     end: dt.date,
     period: str = "month",
-    waiting_days: int = 90,
+    waiting_days: int = WAITING_DAYS,
     terminate_on_claim: bool = True,
     by: Sequence[str] = ("age", "sex"),
     duration_bands: Sequence[int] = (0, 3, 6, 12, 24),

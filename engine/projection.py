@@ -21,6 +21,7 @@ from engine.errors import ResourceError
 from engine.projection_config import (Elasticity, Expectations, Joiners, Lapse, ProjectionAssumptions, SpiralRule,
                                       groups_from_table, make_assumptions, prepare_groups,
                                       select_factors_from_table, trend_from_table)
+from engine.conventions import FEE, REPORTING_LAG_DAYS, WAITING_DAYS
 
 __all__ = ["project", "ProjectionResult", "groups_from_table", "Joiners", "Lapse", "Expectations", "Elasticity",
            "SpiralRule", "ProjectionAssumptions"]
@@ -108,9 +109,11 @@ def project(
     n_scenarios: int = 1000,
     seed: int = 0,
     periods_per_year: int = 12,
-    fee: float = 0.08,
-    waiting_periods: int = 3,
-    reporting_lag_periods: int = 1,
+    fee: float = FEE,
+    waiting_days: int = WAITING_DAYS,
+    reporting_lag_days: int = REPORTING_LAG_DAYS,
+    waiting_periods: int | None = None,
+    reporting_lag_periods: int | None = None,
     per_claimant_cap: float | None = None,
     annual_cap: float | None = None,
     select_factors: Sequence[float] | Mapping[str, Sequence[float]] | pl.DataFrame | None = None,
@@ -141,11 +144,14 @@ def project(
     periods_per_year : int
         Sharing periods per year (12 monthly, 24 twice a month).
     fee : float
-        Management fee as a share of the claims paid (Xianghubao: 0.08).
-    waiting_periods : int
-        Whole periods after joining before a member can claim (90 days ~ 3 months).
-    reporting_lag_periods : int
-        Claims incurred in period t are paid (shared) in t + lag.
+        Management fee as a share of the claims paid (default :data:`engine.conventions.FEE`).
+    waiting_days, reporting_lag_days : int
+        The waiting period and the reporting lag in days (defaults in :mod:`engine.conventions`).
+    waiting_periods, reporting_lag_periods : int or None
+        The same in whole sharing periods; None (default) converts the days with
+        :func:`engine.conventions.days_to_periods` (90 days = 3 monthly periods, 30 days = 1).
+        Members wait ``waiting_periods`` after joining before they can claim; claims
+        incurred in period t are paid (shared) in t + ``reporting_lag_periods``.
     per_claimant_cap, annual_cap : float or None
         CNY per member per claim, and CNY per member per projection year
         (Xianghubao: 0.1 and 188); the excess is paid by the platform.
@@ -204,6 +210,7 @@ def project(
         incidence_trend = list(incidence_trend)
     kw: dict[str, Any] = dict(incidence_trend=incidence_trend, horizon=horizon, n_scenarios=n_scenarios, seed=seed,
                               periods_per_year=periods_per_year, fee=fee, waiting_periods=waiting_periods,
+                              waiting_days=waiting_days, reporting_lag_days=reporting_lag_days,
                               reporting_lag_periods=reporting_lag_periods, per_claimant_cap=per_claimant_cap,
                               annual_cap=annual_cap, claimants_exit=claimants_exit, chunk_size=chunk_size,
                               select_factors=(dict(select_factors) if isinstance(select_factors, Mapping)

@@ -9,28 +9,14 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy.stats import chi2
 
 from engine.errors import ConfigError, DataError
+from engine.conventions import BENEFIT_SCHEDULE, DAYS_PER_YEAR, FEE
+from engine.credibility import limited_fluctuation
+from engine.incidence import garwood_interval
 
 #: Xianghubao benefit schedule (CNY): 300,000 up to age 39, 100,000 at 40-59 (reference/README.md).
-XIANGHUBAO_BENEFIT: tuple[tuple[int, float], ...] = ((39, 300_000.0), (10**6, 100_000.0))
-FULL_CREDIBILITY_CLAIMS = 1082.0
-
-
-def garwood(claims: np.ndarray, exposure: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Exact Poisson (Garwood) interval for the rate claims / exposure.
-
-    Notes
-    -----
-    lower = chi2.ppf(a/2, 2D) / (2E) (0 when D = 0); upper = chi2.ppf(1 - a/2, 2D + 2) / (2E).
-    """
-    d = np.asarray(claims, float)
-    e = np.asarray(exposure, float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lo = np.where(d > 0, chi2.ppf(alpha / 2, 2 * np.maximum(d, 1e-300)) / (2 * e), 0.0)
-        hi = chi2.ppf(1 - alpha / 2, 2 * d + 2) / (2 * e)
-    return lo, hi
+XIANGHUBAO_BENEFIT: tuple[tuple[int, float], ...] = BENEFIT_SCHEDULE
 
 
 def window_years(cells: pl.DataFrame) -> float:
@@ -49,7 +35,7 @@ def window_years(cells: pl.DataFrame) -> float:
     if p.size == 1:
         return 1.0  # one period: its length is unknown; pass window_years explicitly
     step = float(np.min(np.diff(p)))
-    return float(p[-1] - p[0] + step) / 365.25
+    return float(p[-1] - p[0] + step) / DAYS_PER_YEAR
 
 
 def benefit_per_cell(cells: pl.DataFrame, benefit: Any = None) -> np.ndarray:
@@ -162,7 +148,7 @@ def segmentation_metrics(
     period_months: float = 1.0,
     window: float | None = None,
     base_rate: Any = None,
-    fee: float = 0.0,
+    fee: float = FEE,
     alpha: float = 0.05,
     finest: Any = None,
 ) -> tuple[pl.DataFrame, dict[str, float]]:
@@ -192,7 +178,8 @@ def segmentation_metrics(
     -----
     T = window years; expected claims per period n_g = D_g / T * period_months / 12
     (the group's experience rate times its mean annual exposure); share CV = 1/sqrt(n_g);
-    credibility Z = min(1, sqrt(D_g / 1082)) on the group's observed claims.
+    credibility Z = min(1, sqrt(D_g / 1082.2)) on the group's observed claims
+    (:func:`engine.credibility.limited_fluctuation`); rate interval: :func:`engine.incidence.garwood_interval`.
     Risk cost per cell s_c = (1 + fee) r_c B_c with r_c the predicted rate; pooled
     share s = sum E s_c / sum E; group share s_g likewise within g; cross-subsidy
     of g = s - s_g (positive: g overpays in the pooled plan).
@@ -225,7 +212,7 @@ def segmentation_metrics(
     s_c = (1.0 + fee) * r * B
     sg = np.bincount(gi, weights=E * s_c, minlength=k) / np.where(Eg > 0, Eg, 1.0)
     s = float(np.sum(E * s_c) / E.sum())
-    lo, hi = garwood(Dg, Eg, alpha)
+    lo, hi = garwood_interval(Dg, Eg, 1.0 - alpha)
     n_per = Dg / T * period_months / 12.0
     with np.errstate(divide="ignore"):
         cv = np.where(n_per > 0, 1.0 / np.sqrt(np.where(n_per > 0, n_per, 1.0)), np.inf)
@@ -242,7 +229,7 @@ def segmentation_metrics(
             "predicted_relativity": mug / np.where(Mg > 0, Mg, np.nan),
             "expected_claims_per_period": n_per,
             "share_cv": cv,
-            "credibility": np.minimum(1.0, np.sqrt(Dg / FULL_CREDIBILITY_CLAIMS)),
+            "credibility": limited_fluctuation(Dg),
             "own_share": sg,
             "cross_subsidy": s - sg,
             "cross_subsidy_per_period": (s - sg) * period_months / 12.0,

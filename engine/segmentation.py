@@ -20,7 +20,6 @@ import polars as pl
 from engine.errors import ConfigError, DataError, ModelError
 from engine.segment_dp import dp_partition, isotonic_by_profile
 from engine.segment_metrics import (
-    FULL_CREDIBILITY_CLAIMS,
     frontier_table,
     member_attained_age,
     member_duration,
@@ -30,6 +29,7 @@ from engine.segment_metrics import (
 from engine.segment_model import CellPoissonModel, group_sums, key_columns
 from engine.segment_rules import describe_units, parse_rules, rules_for_labels
 from engine.segment_tree import Rule, grow_tree, make_units, rule_expr, rule_from_json, rule_mask, rule_text, rule_to_json
+from engine.conventions import FEE, FULL_CREDIBILITY_CLAIMS
 
 METHODS = ("tree", "cluster", "rules")
 MAX_DP_UNITS = 3000
@@ -65,7 +65,7 @@ class RiskSegmenter:
     max_groups : largest number of groups K considered (the frontier runs K = 1..max_groups).
     n_groups : use exactly this K (the largest feasible K <= n_groups); default: the recommended K.
     min_expected_claims : floor on each group's expected claims per sharing period (30 -> share CV <= 18%).
-    min_credibility : optional floor on limited-fluctuation credibility Z = min(1, sqrt(D_g / 1082)).
+    min_credibility : optional floor on limited-fluctuation credibility Z = min(1, sqrt(D_g / 1082.2)).
     period_months : sharing period length in months (1 = monthly shares).
     monotone_age : group rates must not fall with age (within each combination of the other features).
     contiguous_age : each group's ages form one band within each combination of the other features.
@@ -115,7 +115,7 @@ class RiskSegmenter:
         cluster_loss: str = "deviance",
         max_rule_terms: int = 6,
         benefit: Any = None,
-        fee: float = 0.0,
+        fee: float = FEE,
         window_years: float | None = None,
         random_state: int = 0,
     ) -> None:

@@ -42,6 +42,7 @@ import polars as pl
 from scipy import stats
 
 from engine.errors import ConfigError, DataError, ResourceError
+from engine.conventions import FEE
 
 RULES = ("equal", "risk_proportional", "conditional_mean")
 MODELS = ("poisson", "bernoulli")
@@ -284,7 +285,7 @@ def share_rule(
     rule: str,
     groups: pl.DataFrame,
     *,
-    fee: float = 0.0,
+    fee: float = FEE,
     periods_per_year: float = 12.0,
     model: str = "poisson",
     unit: float | None = None,
