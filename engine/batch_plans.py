@@ -40,7 +40,7 @@ def risk_table(ctx: Context) -> pl.DataFrame:
     ``claims`` = the last ``plans.recent_years`` of cells (0 for a class without recent exposure).
     """
     from engine.batch_stages import _sums
-    from engine.decompose import attained_age
+    from engine.dates import attained_age_expr
     from engine.errors import EngineError
 
     cfg, d = ctx.cfg, ctx.data
@@ -50,7 +50,7 @@ def risk_table(ctx: Context) -> pl.DataFrame:
     on = pl.lit(end)
     alive = m.filter((pl.col("join_date") <= end) & (pl.col("exit_date").is_null() | (pl.col("exit_date") > end)))
     waiting_from = end - dt.timedelta(days=cfg.study.waiting_days)
-    counts = (alive.with_columns(attained_age(pl.col("birth_date"), on).alias("age"),
+    counts = (alive.with_columns(attained_age_expr(pl.col("birth_date"), on).alias("age"),
                                  (pl.col("join_date") > waiting_from).cast(pl.Float64).alias("waiting_members"))
               .group_by(keys).agg(pl.len().cast(pl.Float64).alias("members"), pl.col("waiting_members").sum())
               .sort(keys))
@@ -125,7 +125,9 @@ def class_cross_subsidy(table: pl.DataFrame, pooled: Any) -> pl.DataFrame:
     P = sum_i N_i c_i / sum_i N_i a year; the cross-subsidy of i is P - c_i (positive: the
     class overpays). Classes are summed member-weighted into (age band, factor level) cells.
     """
+    from engine.exposure import band_labels
     from engine.plans import PlanSet, assign_plans
+    from engine.sharing import cross_subsidy, pooled_share
 
     plan = next(iter(pooled))
     rows = assign_plans(table, PlanSet((plan,), name="pooled", source=pooled.source), where="risk table (pooled)")
@@ -135,9 +137,9 @@ def class_cross_subsidy(table: pl.DataFrame, pooled: Any) -> pl.DataFrame:
     col = keys[0] if keys else "sex"
     cost = (1 + pl.col("fee")) * pl.col("rate") * pl.col("benefit_cny")
     rows = rows.with_columns(cost.alias("own_cost_cny_per_year"))
-    pay = float((rows["members"] * rows["own_cost_cny_per_year"]).sum() / rows["members"].sum())
+    pay = float(pooled_share(rows["members"], rows["own_cost_cny_per_year"]))
     edges = list(AGE_BANDS)
-    labels = [f"{a}-{b - 1}" for a, b in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
+    labels = band_labels(edges)
     band = pl.lit(labels[-1])
     for lo, lab in reversed(list(zip(edges[1:], labels[:-1]))):
         band = pl.when(pl.col("age") < lo).then(pl.lit(lab)).otherwise(band)
@@ -147,7 +149,7 @@ def class_cross_subsidy(table: pl.DataFrame, pooled: Any) -> pl.DataFrame:
            .agg(pl.col("members").sum(), ((pl.col("members") * pl.col("own_cost_cny_per_year")).sum()
                                           / pl.col("members").sum()).alias("own_cost_cny_per_year"))
            .with_columns(pl.lit(pay).alias("pooled_payment_cny_per_year"),
-                         (pl.lit(pay) - pl.col("own_cost_cny_per_year")).alias("cross_subsidy_cny_per_year"),
+                         cross_subsidy(pl.lit(pay), pl.col("own_cost_cny_per_year")).alias("cross_subsidy_cny_per_year"),
                          pl.lit(col).alias("factor"), pl.lit(plan.name).alias("plan"))
            .sort("age_band", "factor_level"))
     return out.select("plan", "factor", "age_band", "factor_level", "members", "own_cost_cny_per_year",

@@ -37,7 +37,9 @@ import polars as pl
 from engine.dates import (
     DayTable,
     MonthTable,
+    age_from_civil,
     birthday,
+    months_from_civil,
     next_period_start,
     period_start,
 )
@@ -134,12 +136,12 @@ class _Ctx:
     def age(self, ix: np.ndarray, t: np.ndarray) -> np.ndarray:
         d = self.cal.days
         k = t - d.lo
-        return d.year[k] - self.by[ix] - (d.md[k] < self.bmd[ix])
+        return age_from_civil(d.year[k], d.md[k], self.by[ix], self.bmd[ix])
 
     def dur(self, ix: np.ndarray, t: np.ndarray) -> np.ndarray:
         d = self.cal.days
         k = t - d.lo
-        return (d.mi[k] - self.jmi[ix]) - (d.day[k] < np.minimum(self.jd[ix], d.last[k]))
+        return months_from_civil(d.mi[k], d.day[k], d.last[k], self.jmi[ix], self.jd[ix])
 
     def dim(self, ix: np.ndarray, t: np.ndarray) -> np.ndarray:
         v = self.dur(ix, t)

@@ -24,6 +24,7 @@ import polars as pl
 from engine.errors import ConfigError, DataError
 from engine.plans import Plan, PlanSet, assign_plans
 from engine.conventions import DAYS_PER_YEAR
+from engine.sharing import cross_subsidy, leverage
 
 
 def _sums_by(df: pl.DataFrame, keys: list[str], exprs: dict[str, pl.Expr]) -> pl.DataFrame:
@@ -212,11 +213,11 @@ def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str)
         (pl.col("_nb") / pl.col("members")).alias("mean_benefit_cny"),
     ).with_columns(
         pl.when(pl.col("rule") == "equal").then(pl.col("sustainable_share_cny")).otherwise(pl.col("own_share_cny")).alias("payment_cny"),
-    ).with_columns((pl.col("payment_cny") - pl.col("own_share_cny")).alias("cross_subsidy_cny"))
+    ).with_columns(cross_subsidy(pl.col("payment_cny"), pl.col("own_share_cny")).alias("cross_subsidy_cny"))
     cols = ["planset", "plan", "level", "group", "rule", "periods_per_year", "members", "expected_claims_per_period",
             "mean_benefit_cny", "expected_share_cny", "sustainable_share_cny", "own_share_cny", "payment_cny",
             "cross_subsidy_cny", "leverage", "share_cv", "share_cv_approx", "payment_cv", "capped_share_cny", "cap_binding"]
-    lev = pl.col("mean_benefit_cny") / (pl.col("periods_per_year") * pl.col("payment_cny"))
+    lev = leverage(pl.col("mean_benefit_cny"), pl.col("payment_cny"), pl.col("periods_per_year"))
     plan_rows = plan.with_columns(
         pl.lit(label).alias("planset"), pl.lit("plan").alias("level"), pl.lit(None, dtype=pl.String).alias("group"),
         pl.col("_m").alias("expected_claims_per_period"), pl.col("sustainable_share_cny").alias("own_share_cny"),
@@ -498,7 +499,7 @@ def _changes(all_plans: pl.DataFrame) -> pl.DataFrame:
             "group", pl.col("_w").alias(f"members_{suffix}"), f"plan_{suffix}",
             (pl.col("_a") / pl.col("_w")).alias(f"annual_payment_{suffix}_cny"),
             (pl.col("_x") / pl.col("_w")).alias(f"annual_cross_subsidy_{suffix}_cny"),
-            (pl.col("_b") / pl.col("_a")).alias(f"leverage_{suffix}"),
+            leverage(pl.col("_b"), pl.col("_a"), 1.0).alias(f"leverage_{suffix}"),  # _a is already annual
             (pl.col("_c") / pl.col("_w")).alias(f"share_cv_{suffix}"),
         )
 

@@ -44,6 +44,7 @@ import polars as pl
 
 from engine.errors import ConfigError, DataError, ModelError
 from engine.conventions import DAYS_PER_YEAR, FEE, REPORTING_LAG_DAYS, WAITING_DAYS
+from engine.dates import attained_age_expr, completed_months_expr
 
 #: driver names in the default (documented) sequential order
 DRIVERS: tuple[str, ...] = (
@@ -109,24 +110,6 @@ class ShareDrivers:
 
 
 # --------------------------------------------------------------------------- cell attributes
-def attained_age(birth: pl.Expr, on: pl.Expr) -> pl.Expr:
-    """Age last birthday on date ``on`` (29 February birthdays fall on 1 March in common years)."""
-    before = (on.dt.month() < birth.dt.month()) | (
-        (on.dt.month() == birth.dt.month()) & (on.dt.day() < birth.dt.day())
-    )
-    return (on.dt.year().cast(pl.Int32) - birth.dt.year().cast(pl.Int32) - before.cast(pl.Int32)).cast(pl.Int32)
-
-
-def completed_months(join: pl.Expr, on: pl.Expr) -> pl.Expr:
-    """Completed months since ``join`` on ``on`` (anniversary day clipped to the month's last day)."""
-    m = (on.dt.year().cast(pl.Int32) - join.dt.year().cast(pl.Int32)) * 12 + (
-        on.dt.month().cast(pl.Int32) - join.dt.month().cast(pl.Int32)
-    )
-    month_len = on.dt.month_end().dt.day().cast(pl.Int32)
-    anniv_day = pl.min_horizontal(join.dt.day().cast(pl.Int32), month_len)
-    return (m - (on.dt.day().cast(pl.Int32) < anniv_day).cast(pl.Int32)).cast(pl.Int32)
-
-
 def _collect(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
 
@@ -322,8 +305,8 @@ def share_drivers(
     cells = (
         mm.with_columns(((last_excl - first).dt.total_days().clip(lower_bound=0)).alias("_days"))
         .filter(pl.col("_days") > 0)
-        .with_columns(attained_age(pl.col("birth_date"), d).alias("age"),
-                      completed_months(pl.col("join_date"), d).alias("duration"))
+        .with_columns(attained_age_expr(pl.col("birth_date"), d).alias("age"),
+                      completed_months_expr(pl.col("join_date"), d).alias("duration"))
         .group_by(*keys)
         .agg((pl.col("_days").sum() / DAYS_PER_YEAR).alias("exposure_years"))
         .sort(keys, nulls_last=True)

@@ -188,7 +188,13 @@ def _check_args(start, end, period, by, duration_bands, batch_size) -> tuple[lis
 
 
 def band_labels(edges: Sequence[int]) -> list[str]:
-    """Labels of duration bands with lower edges ``edges``: ``"0-2", ..., "24+"``."""
+    """Labels of the bands with lower edges ``edges`` (months, ages): ``"0-2", ..., "24+"``.
+
+    Notes
+    -----
+    Band i covers the integers edges[i] .. edges[i+1] - 1 and is labelled "lo-hi", or "lo"
+    when it holds one value (edges (0, 1) give "0"); the last band is open: "lo+".
+    """
     edges = list(edges)
     out = [f"{a}-{b - 1}" if b - 1 > a else f"{a}" for a, b in zip(edges, edges[1:])]
     return [*out, f"{edges[-1]}+"]

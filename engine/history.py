@@ -39,6 +39,7 @@ import numpy as np
 import polars as pl
 
 from engine.errors import ConfigError, DataError
+from engine.sharing import capped_share, member_share
 from engine.conventions import ANNUAL_CAP_CNY, FEE, PER_CLAIMANT_CAP_CNY, REPORTING_LAG_DAYS, SHARING_DAYS, WAITING_DAYS
 
 SharingDays = Sequence[int] | int | str
@@ -398,10 +399,9 @@ def share_history(
     amt = cl["amount"].cast(pl.Float64).to_numpy()[inside]
     n_at = N[pc, ti]
     total = (1.0 + fee) * amt
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_member = np.where(n_at > 0, total / np.where(n_at > 0, n_at, 1.0), np.nan)
+    per_member = member_share(amt, n_at, fee)
     capv = np.inf if per_claimant_cap is None else float(per_claimant_cap)
-    capped = np.minimum(per_member, capv)
+    capped = capped_share(per_member, per_claimant_cap)
     # no cap (inf) times no sharing member (0) is only computed where the where() discards it
     plat_pc = np.where(n_at > 0, np.maximum(0.0, total - capv * np.where(n_at > 0, n_at, 1.0)), 0.0)
     size = n_pools * P

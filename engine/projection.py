@@ -18,6 +18,7 @@ import polars as pl
 from engine.dynamics import BLOCK, QUANTITIES, Model, compile_model, detect_spiral, deterministic, simulate, \
     stationary_shares
 from engine.errors import ResourceError
+from engine.sharing import leverage
 from engine.projection_config import (Elasticity, Expectations, Joiners, Lapse, ProjectionAssumptions, SpiralRule,
                                       groups_from_table, make_assumptions, prepare_groups,
                                       select_factors_from_table, trend_from_table)
@@ -339,7 +340,7 @@ def _plans_frames(m: Model, det: dict[str, np.ndarray], periods: pl.DataFrame,
                    lapse_rise=rule.lapse_rise, overshoot=rule.overshoot)
         t_sp = detect_spiral(det["members"][:, p], det["share"][:, p], det["lapses"][:, p], sus_t[:, p], **thr)
         t_mc = detect_spiral(mc["members"][:, p], mc["share"][:, p], mc["lapses"][:, p], sus_t[:, p], **thr)
-        lev = bens / (ppy * sus[p]) if sus[p] > 0 else None
+        lev = leverage(bens, sus[p], ppy) if sus[p] > 0 else None
         end = last.filter(pl.col("plan") == name).row(0, named=True)
         rows.append({
             "plan": name, "groups": int(sel.sum()), "benefit_bands": int(bens.size),
@@ -356,7 +357,7 @@ def _plans_frames(m: Model, det: dict[str, np.ndarray], periods: pl.DataFrame,
         for b in bens:
             wb = float(weights[sel & (m.benefit == b)].sum())
             band_rows.append({"plan": name, "benefit_cny": float(b), "stationary_member_weight": wb,
-                              "sustainable_leverage": float(b / (ppy * sus[p])) if sus[p] > 0 else None})
+                              "sustainable_leverage": float(leverage(b, sus[p], ppy)) if sus[p] > 0 else None})
     plans = pl.DataFrame(rows, schema_overrides={"death_spiral_period": pl.Int32, "share_end_cv": pl.Float64,
                                                  "sustainable_leverage_min": pl.Float64,
                                                  "sustainable_leverage_max": pl.Float64,
@@ -370,7 +371,7 @@ def _leverage_frame(m: Model, periods: pl.DataFrame) -> pl.DataFrame:
         "plan", "benefit_cny")
 
     def lev(col: str) -> pl.Expr:
-        return pl.when(pl.col(col) > 0).then(pl.col("benefit_cny") / (ppy * pl.col(col)))
+        return pl.when(pl.col(col) > 0).then(leverage(pl.col("benefit_cny"), pl.col(col), ppy))
 
     return (periods.select("plan", "period", "share_mean_cny", "share_p95_cny", "det_share_cny")
             .join(bands, on="plan").sort("plan", "benefit_cny", "period")

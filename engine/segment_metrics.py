@@ -14,6 +14,7 @@ from engine.errors import ConfigError, DataError
 from engine.conventions import BENEFIT_SCHEDULE, DAYS_PER_YEAR, FEE
 from engine.credibility import limited_fluctuation
 from engine.incidence import garwood_interval
+from engine.sharing import cross_subsidy, pooled_share
 
 #: Xianghubao benefit schedule (CNY): 300,000 up to age 39, 100,000 at 40-59 (reference/README.md).
 XIANGHUBAO_BENEFIT: tuple[tuple[int, float], ...] = BENEFIT_SCHEDULE
@@ -211,7 +212,7 @@ def segmentation_metrics(
     mug = np.bincount(gi, weights=E * r, minlength=k)
     s_c = (1.0 + fee) * r * B
     sg = np.bincount(gi, weights=E * s_c, minlength=k) / np.where(Eg > 0, Eg, 1.0)
-    s = float(np.sum(E * s_c) / E.sum())
+    s = float(pooled_share(E, s_c))
     lo, hi = garwood_interval(Dg, Eg, 1.0 - alpha)
     n_per = Dg / T * period_months / 12.0
     with np.errstate(divide="ignore"):
@@ -231,7 +232,7 @@ def segmentation_metrics(
             "share_cv": cv,
             "credibility": limited_fluctuation(Dg),
             "own_share": sg,
-            "cross_subsidy": s - sg,
+            "cross_subsidy": cross_subsidy(s, sg),
             "cross_subsidy_per_period": (s - sg) * period_months / 12.0,
             "cross_subsidy_pct": (s - sg) / s if s > 0 else np.zeros(k),
         }
@@ -321,37 +322,3 @@ def frontier_table(
         (pl.col("k") == k_rec).alias("recommended"),
     ).drop("n_groups")
     return fr, k_rec
-
-
-def member_attained_age(birth: pl.Expr, at: Any) -> pl.Expr:
-    """Age last birthday on date ``at`` (29 February birthdays fall on 1 March in common years).
-
-    Notes
-    -----
-    age = year(at) - year(birth) - [ (month, day)(at) < (month, day)(birth) ];
-    comparing (month, day) pairs makes a 29 February birthday pass on 1 March in a
-    common year and on 29 February in a leap year.
-    """
-    at_lit = pl.lit(at, dtype=pl.Date)
-    before = (at_lit.dt.month() < birth.dt.month()) | (
-        (at_lit.dt.month() == birth.dt.month()) & (at_lit.dt.day() < birth.dt.day())
-    )
-    return (at_lit.dt.year() - birth.dt.year() - before.cast(pl.Int32)).cast(pl.Int32)
-
-
-
-def member_duration(join: pl.Expr, at: Any) -> pl.Expr:
-    """Completed months since ``join`` on date ``at`` (shared/domain.md section 4).
-
-    Notes
-    -----
-    The k-th month boundary falls on join's day of month, or on the month's last
-    day when that day does not exist; so
-    n = 12 (year(at) - year(join)) + month(at) - month(join) - [day(at) < min(day(join), last day of at's month)].
-    """
-    import calendar
-
-    last = calendar.monthrange(at.year, at.month)[1]
-    boundary = pl.min_horizontal(join.dt.day().cast(pl.Int32), pl.lit(last, dtype=pl.Int32))
-    n = (at.year - join.dt.year().cast(pl.Int32)) * 12 + (at.month - join.dt.month().cast(pl.Int32))
-    return (n - (pl.lit(at.day, dtype=pl.Int32) < boundary).cast(pl.Int32)).cast(pl.Int32)

@@ -21,8 +21,6 @@ from engine.errors import ConfigError, DataError, ModelError
 from engine.segment_dp import dp_partition, isotonic_by_profile
 from engine.segment_metrics import (
     frontier_table,
-    member_attained_age,
-    member_duration,
     segmentation_metrics,
     window_years,
 )
@@ -30,6 +28,7 @@ from engine.segment_model import CellPoissonModel, group_sums, key_columns
 from engine.segment_rules import describe_units, parse_rules, rules_for_labels
 from engine.segment_tree import Rule, grow_tree, make_units, rule_expr, rule_from_json, rule_mask, rule_text, rule_to_json
 from engine.conventions import FEE, FULL_CREDIBILITY_CLAIMS
+from engine.dates import attained_age_expr, completed_months_expr
 
 METHODS = ("tree", "cluster", "rules")
 MAX_DP_UNITS = 3000
@@ -439,11 +438,11 @@ class RiskSegmenter:
                 if f == "age" and "birth_date" in df.columns:
                     if at is None:
                         raise ConfigError("at: a date is needed to compute attained age from birth_date")
-                    df = df.with_columns(member_attained_age(pl.col("birth_date"), at).alias("age"))
+                    df = df.with_columns(attained_age_expr(pl.col("birth_date"), at).alias("age"))
                 elif f == "duration" and "join_date" in df.columns:
                     if at is None:
                         raise ConfigError("at: a date is needed to compute duration from join_date")
-                    df = df.with_columns(member_duration(pl.col("join_date"), at).alias("duration"))
+                    df = df.with_columns(completed_months_expr(pl.col("join_date"), at).alias("duration"))
                 else:
                     raise DataError(f"frame: column '{f}' needed for assignment is missing")
         if self.rules_ is not None:

@@ -312,7 +312,8 @@ def test_default_model_is_glm_with_interactions(sim):
 
 
 def test_member_duration_and_age_conventions():
-    from engine.segment_metrics import member_attained_age, member_duration
+    from engine.dates import attained_age_expr as member_attained_age
+    from engine.dates import completed_months_expr as member_duration
 
     def slow_months(j, d):
         """Count month boundaries one by one (plain loop oracle)."""
