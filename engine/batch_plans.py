@@ -109,6 +109,59 @@ def stage_plans(ctx: Context) -> None:
     ctx.write("cross_subsidy", pl.concat(xs, how="diagonal_relaxed").select(first + [pl.exclude(first)]))
     ctx.write("changes", pl.concat(changes, how="diagonal_relaxed").select(first + [pl.exclude(first)]))
     ctx.write("cross_subsidy_classes", class_cross_subsidy(table, pooled or files[0][1]))
+    segments = segments_in_pooled_plan(ctx.tables.get("segments"), ctx.tables["plans"], ctx.tables["cross_subsidy"])
+    if segments is not None:
+        ctx.write("segments", segments)
+
+
+#: columns of the segments table that price the groups in the pooled plan
+POOLED_COLUMNS = ("own_share", "cross_subsidy", "cross_subsidy_per_period", "cross_subsidy_pct")
+
+
+def segments_in_pooled_plan(segments: pl.DataFrame | None, plans: pl.DataFrame,
+                            flows: pl.DataFrame) -> pl.DataFrame | None:
+    """The segments table with each group's own share and cross-subsidy in the pooled plan.
+
+    Parameters
+    ----------
+    segments : the segmentation's groups table (``group``, ...), or None.
+    plans, flows : the plan comparison's ``plans`` and ``cross_subsidy`` tables.
+
+    Returns
+    -------
+    The segments table with :data:`POOLED_COLUMNS` taken from the group rows of the pooled
+    plan whose cross-subsidy the report draws (the first of ``flows``); None when there is
+    nothing to replace.
+
+    Notes
+    -----
+    One number for one thing: group k's cross-subsidy is the pooled plan's, x_k = s - s_k
+    (:func:`engine.sharing.cross_subsidy`, CNY per member per sharing period, on the
+    members sharing at the end of the study), so ``cross_subsidy`` = x_k x periods_per_year
+    (a year, the row sum of the heat map), ``cross_subsidy_per_period`` = x_k,
+    ``cross_subsidy_pct`` = x_k / s and ``own_share`` = s_k x periods_per_year. The
+    segmenter's in-study figures (over the study's exposure) stay in the fitted model.
+    """
+    if segments is None or "group" not in segments.columns or flows.height == 0:
+        return None
+    pf, pn = flows["plan_file"][0], flows["plan"][0]
+    rows = plans.filter((pl.col("planset") == "pooled") & (pl.col("level") == "group")
+                        & (pl.col("plan_file") == pf) & (pl.col("plan") == pn))
+    if rows.height == 0:
+        return None
+    ppy = pl.col("periods_per_year")
+    priced = rows.select(
+        pl.col("group").cast(pl.String).alias("_g"),
+        (pl.col("own_share_cny") * ppy).alias("own_share"),
+        (pl.col("cross_subsidy_cny") * ppy).alias("cross_subsidy"),
+        pl.col("cross_subsidy_cny").alias("cross_subsidy_per_period"),
+        (pl.col("cross_subsidy_cny") / pl.col("payment_cny")).alias("cross_subsidy_pct"),
+    )
+    cols = segments.columns
+    out = (segments.drop([c for c in POOLED_COLUMNS if c in cols])
+           .with_columns(pl.col("group").cast(pl.String).alias("_g"))
+           .join(priced, on="_g", how="left", maintain_order="left").drop("_g"))
+    return out.select([c for c in cols if c in out.columns] + [c for c in POOLED_COLUMNS if c not in cols])
 
 
 #: age bands of the class cross-subsidy grid (lower edges)
@@ -229,7 +282,15 @@ def stage_projection(ctx: Context, progress: Any = None) -> None:
 
 
 def summary(ctx: Context) -> dict[str, Any]:
-    """Per plan: sustainable share, leverage, share CV, death spiral, probability that the annual cap binds."""
+    """Per plan: sustainable share, share at today's mix and after caps, leverage, share CV, death spiral,
+    probability that the annual cap binds.
+
+    Notes
+    -----
+    ``sustainable_share_cny`` is the projection's (:func:`engine.dynamics.stationary_shares`), the one
+    shown in the headline and the projection table; ``share_current_mix_cny`` and ``share_after_caps_cny``
+    come from the plan comparison (:func:`engine.compare.compare_plans`), as does ``leverage``.
+    """
     plans = ctx.tables["plans"].filter(pl.col("level") == "plan")
     proj = ctx.tables["projection_plans"]
     periods = ctx.tables["projection"]
@@ -243,15 +304,18 @@ def summary(ctx: Context) -> dict[str, Any]:
         entry = {"planset": r["planset"], "plan_file": r["plan_file"] if r["planset"] != "pooled" else None,
                  "plan": r["plan"], "members": _f(r.get("members")),
                  "expected_claims_per_period": _f(r.get("expected_claims_per_period")),
-                 "sustainable_share_cny": _f(r.get("sustainable_share_cny")), "leverage": _f(r.get("leverage")),
-                 "share_cv": _f(r.get("share_cv")), "capped_share_cny": _f(r.get("capped_share_cny")),
+                 # the sustainable share is the projection's (stationary pool, mix at its equilibrium:
+                 # shared/domain.md); the plan comparison gives the share at today's mix and after caps
+                 "sustainable_share_cny": None,
+                 "share_current_mix_cny": _f(r.get("share_current_mix_cny")), "leverage": _f(r.get("leverage")),
+                 "share_cv": _f(r.get("share_cv")), "share_after_caps_cny": _f(r.get("share_after_caps_cny")),
                  "cap_binding": bool(r["cap_binding"]) if r.get("cap_binding") is not None else None}
         p = proj.filter(pl.col("plan") == label)
         if p.height:
             q = p.row(0, named=True)
             pp = periods.filter(pl.col("plan") == label)
             cap = pp["annual_cap_binds_prob"] if "annual_cap_binds_prob" in pp.columns else pl.Series([], dtype=pl.Float64)
-            entry.update(projected_sustainable_share_cny=_f(q["sustainable_share_cny"]),
+            entry.update(sustainable_share_cny=_f(q["sustainable_share_cny"]),
                          sustainable_leverage_max=_f(q["sustainable_leverage_max"]),
                          share_end_mean_cny=_f(q["share_end_mean_cny"]), share_end_p95_cny=_f(q["share_end_p95_cny"]),
                          death_spiral=bool(q["death_spiral"]), death_spiral_period=q["death_spiral_period"],

@@ -200,11 +200,11 @@ def _sums(cells: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     Downstream functions then sum single rows per group, so reruns give the same bytes
     (polars' parallel float group sums may differ in the last bit from run to run).
     """
-    from engine.segment_model import group_sums
+    from engine.sums import group_sums
 
     cols = [c for c in ("exposure_days", "exposure_years", "sharing_days", "sharing_years", "claims", "amount")
             if c in cells.columns]
-    out, _ = group_sums(cells, keys, cols)
+    out = group_sums(cells, keys, cols)
     ints = {c: pl.Int64 for c in ("exposure_days", "sharing_days", "claims") if c in cols}
     return out.with_columns([pl.col(c).round(0).cast(t) for c, t in ints.items()])
 
@@ -291,7 +291,12 @@ def _month_start(d: dt.date, add: int = 0) -> dt.date:
 
 
 def _decomposition(ctx: Context, plan_col: str | None) -> pl.DataFrame:
-    """Shapley (or configured) attribution: early month -> last month -> sustainable."""
+    """Shapley (or configured) attribution: early months -> last months -> stationary.
+
+    "Stationary" is the last window's experience with no dilution, no reporting lag and select
+    effects worn off (:func:`engine.decompose.sustainable`) at that window's mix: not the
+    sustainable share of the projection, whose mix is at its equilibrium.
+    """
     from engine.decompose import decompose, share_drivers, sustainable
 
     cfg, d = ctx.cfg, ctx.data
@@ -317,12 +322,12 @@ def _decomposition(ctx: Context, plan_col: str | None) -> pl.DataFrame:
         parts = [decompose(a, b, method=hc.decompose).with_columns(pl.lit(f"{a.label} -> {b.label}").alias("comparison"),
                                                                     pl.lit(a.share_cny).alias("share_a_cny"),
                                                                     pl.lit(b.share_cny).alias("share_b_cny")),
-                 decompose(b, s, method=hc.decompose).with_columns(pl.lit(f"{b.label} -> sustainable").alias("comparison"),
+                 decompose(b, s, method=hc.decompose).with_columns(pl.lit(f"{b.label} -> stationary").alias("comparison"),
                                                                     pl.lit(b.share_cny).alias("share_a_cny"),
                                                                     pl.lit(s.share_cny).alias("share_b_cny"))]
     except (DataError, ConfigError, ZeroDivisionError, ValueError) as exc:
         return pl.DataFrame({"note": [f"decomposition not computed: {str(exc).splitlines()[0]}"]})
-    ctx.facts.update(share_early_cny=a.share_cny, share_late_cny=b.share_cny, share_sustainable_cny=s.share_cny,
+    ctx.facts.update(share_early_cny=a.share_cny, share_late_cny=b.share_cny, share_late_stationary_cny=s.share_cny,
                      share_early_month=a.label, share_late_month=b.label)
     out = pl.concat(parts, how="diagonal_relaxed")
     return out.select("comparison", pl.exclude("comparison"))

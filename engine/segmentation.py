@@ -24,7 +24,8 @@ from engine.segment_metrics import (
     segmentation_metrics,
     window_years,
 )
-from engine.segment_model import CellPoissonModel, group_sums, key_columns
+from engine.segment_model import CellPoissonModel, key_columns
+from engine.sums import group_sums
 from engine.segment_rules import describe_units, parse_rules, rules_for_labels
 from engine.segment_tree import Rule, grow_tree, make_units, rule_expr, rule_from_json, rule_mask, rule_text, rule_to_json
 from engine.conventions import FEE, FULL_CREDIBILITY_CLAIMS
@@ -203,7 +204,7 @@ class RiskSegmenter:
         if rbar <= 0:
             raise DataError("cells: adjust_for needs at least one claim")
         self.base_ = (
-            group_sums(cells, keys, ["claims", "exposure_years"])[0]
+            group_sums(cells, keys, ["claims", "exposure_years"])
             .with_columns(((pl.col("claims") + 1.0) / (pl.col("exposure_years") + 1.0 / rbar)).alias("base_rate"))
             .select(*keys, "base_rate").sort(keys)
         )
@@ -240,7 +241,7 @@ class RiskSegmenter:
             pl.Series("E", E), pl.Series("D", cells["claims"].to_numpy().astype(float)),
             pl.Series("M", E * base), pl.Series("mu", E * pred),
         )
-        ufr = group_sums(work, feats, ["E", "D", "M", "mu"])[0]
+        ufr = group_sums(work, feats, ["E", "D", "M", "mu"])
         units = make_units(ufr, feats, list(self.ordered_features))
         self.units_ = units
         floor = self.min_expected_claims * 12.0 * self.window_years_ / self.period_months
