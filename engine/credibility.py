@@ -407,8 +407,8 @@ def limited_fluctuation(claims: Any, full_standard: float = FULL_CREDIBILITY_CLA
     claims : float or array-like
         Observed claim counts ``n`` (>= 0).
     full_standard : float
-        Claims for full credibility (default 1,082: 90% probability of being
-        within ±5%; see :func:`full_standard`).
+        Claims for full credibility (default :data:`engine.conventions.FULL_CREDIBILITY_CLAIMS`,
+        1,082.2: 90% probability of being within ±5%; see :func:`full_standard`).
 
     Returns
     -------

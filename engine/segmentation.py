@@ -87,7 +87,7 @@ class RiskSegmenter:
     max_rule_terms : a cluster group is written as rules (an OR of at most this many
         conjunctions reproducing it exactly) when possible, else as its factor profile.
     benefit : benefit per claim for cross-subsidy (see :func:`engine.segment_metrics.benefit_per_cell`).
-    fee : management fee loading of the shares.
+    fee : management fee loading of the shares (default :data:`engine.conventions.FEE`, like every share).
     window_years : length of the data window (default: from ``period``).
     random_state : seed of the bootstrap in :meth:`stability`.
     """

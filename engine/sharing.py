@@ -369,7 +369,7 @@ def share_rule(
     rule : ``"equal"``, ``"risk_proportional"`` or ``"conditional_mean"``.
     groups : one row per class of identical risks with ``members``, ``rate``
         (claims per member-year) and ``benefit_cny``; optional ``group`` label.
-    fee : management fee phi, charged on the claims.
+    fee : management fee phi, charged on the claims (default :data:`engine.conventions.FEE`).
     periods_per_year : the per-period probability is p = rate / periods_per_year.
     model : ``"poisson"`` or ``"bernoulli"`` claim counts.
 

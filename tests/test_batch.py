@@ -146,6 +146,7 @@ def done_two_groups(platform: Path) -> Path:
     text = small_run_config(horizon=6, scenarios=8, seed=3).replace(
         "[segmentation]\n", '[segmentation]\nmethod = "rules"\n'
         'rules = [{name = "young", age = [0, 39]}, {name = "old", age = [40, 200]}]\n')
+    text += "\n[history]\nfee = 0.05\n"  # not the default: the segmenter must receive the configured fee
     (platform / "rules.toml").write_text(text, encoding="utf-8")
     out = platform / "out-rules"
     assert main(["run", str(platform / "rules.toml"), "--out", str(out), "--quiet"]) == 0
@@ -155,6 +156,8 @@ def done_two_groups(platform: Path) -> Path:
 def test_group_cross_subsidy_is_one_number(done_two_groups: Path) -> None:
     """Each risk group's cross-subsidy in the pooled plan: segments.parquet = plans.parquet = the heat map's data."""
     done = done_two_groups
+    model = json.loads((done / "models" / "segmentation" / "model.json").read_text())
+    assert model["params"]["fee"] == 0.05  # the batch passes the configured fee to the segmenter
     seg = pl.read_parquet(done / "segments.parquet")
     flows = pl.read_parquet(done / "cross_subsidy.parquet")
     pf, pn = flows["plan_file"][0], flows["plan"][0]
