@@ -24,7 +24,7 @@ import polars as pl
 from engine.errors import ConfigError, DataError
 from engine.plans import Plan, PlanSet, assign_plans
 from engine.conventions import DAYS_PER_YEAR
-from engine.sharing import cross_subsidy, leverage
+from engine.sharing import capped_share, cross_subsidy, leverage
 
 
 def _sums_by(df: pl.DataFrame, keys: list[str], exprs: dict[str, pl.Expr]) -> pl.DataFrame:
@@ -195,13 +195,11 @@ def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str)
     ).with_columns(
         (pl.col("share_current_mix_cny") * pl.col("at_risk_fraction")).alias("expected_share_cny"),
     )
-    caps = [pl.col("share_current_mix_cny")]
+    # both caps at the expected claim count: per claimant x claims a period, and the annual cap spread
+    cap = pl.min_horizontal(pl.col("per_claimant_cap").fill_null(float("inf")) * pl.col("_m"),
+                            pl.col("annual_cap").fill_null(float("inf")) / pl.col("periods_per_year"))
     plan = plan.with_columns(
-        pl.min_horizontal(
-            *caps,
-            pl.col("per_claimant_cap").fill_null(float("inf")) * pl.col("_m"),
-            pl.col("annual_cap").fill_null(float("inf")) / pl.col("periods_per_year"),
-        ).alias("share_after_caps_cny"),
+        capped_share(pl.col("share_current_mix_cny"), cap).alias("share_after_caps_cny"),
     ).with_columns((pl.col("share_after_caps_cny") < pl.col("share_current_mix_cny") * (1 - 1e-12)).alias("cap_binding"))
     grp = _sums_by(r, ["plan", "group"], {c: pl.col(c) for c in ("members", "_m", "_costf", "_nb")})
     grp = grp.join(

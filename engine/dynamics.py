@@ -291,7 +291,7 @@ def simulate(m: Model, rows: int, draw: Draw, record: Callable[[int, dict[str, n
                 cum[:] = 0.0
             allowed = np.maximum(a.annual_cap - cum, 0.0)
             binds = (share_unc > allowed).astype(np.float64)
-            share = np.minimum(share_unc, allowed)
+            share = capped_share(share_unc, allowed)  # the annual cap: what is left of it this year
             cum += share
             excess_amount += (share_unc - share) * N
         else:
