@@ -181,7 +181,7 @@ def completed_months(join: np.ndarray, day: np.ndarray) -> np.ndarray:
     return months_from_civil(12 * y + m - 1, d, last_day(y, m), 12 * yj + mj - 1, dj)
 
 
-def _on_days(fn: Any, first: pl.Expr, at: dt.date | pl.Expr) -> pl.Expr:
+def _on_days(fn: Any, first: pl.Expr, at: dt.date | str | pl.Expr) -> pl.Expr:
     """Polars expression applying ``fn(first_days, at_days)`` (numpy, day numbers) row-wise; null stays null."""
     at_e = pl.lit(at, dtype=pl.Date) if isinstance(at, dt.date) else at
 
@@ -197,12 +197,12 @@ def _on_days(fn: Any, first: pl.Expr, at: dt.date | pl.Expr) -> pl.Expr:
     return pl.struct(a=first, b=at_e).map_batches(apply, return_dtype=pl.Int32, is_elementwise=True)
 
 
-def attained_age_expr(birth: str | pl.Expr, at: dt.date | pl.Expr) -> pl.Expr:
-    """:func:`attained_age` as an Int32 polars expression of a birth-date column on date ``at`` (a date or an expression)."""
+def attained_age_expr(birth: str | pl.Expr, at: dt.date | str | pl.Expr) -> pl.Expr:
+    """:func:`attained_age` as an Int32 polars expression of a birth-date column on ``at`` (a date, a column name or an expression)."""
     return _on_days(attained_age, pl.col(birth) if isinstance(birth, str) else birth, at)
 
 
-def completed_months_expr(join: str | pl.Expr, at: dt.date | pl.Expr) -> pl.Expr:
+def completed_months_expr(join: str | pl.Expr, at: dt.date | str | pl.Expr) -> pl.Expr:
     """:func:`completed_months` as an Int32 polars expression of a join-date column on date ``at``."""
     return _on_days(completed_months, pl.col(join) if isinstance(join, str) else join, at)
 
