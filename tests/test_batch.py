@@ -28,8 +28,8 @@ OUTPUTS = {
     "projection.parquet": ["plan", "period", "members", "share_mean_cny", "share_p5_cny", "share_p95_cny",
                            "annual_cap_binds_prob"],
     "projection_plans.parquet": ["plan", "sustainable_share_cny", "death_spiral"],
-    "plans.parquet": ["plan_file", "planset", "plan", "level", "members", "sustainable_share_cny", "leverage",
-                      "share_cv"],
+    "plans.parquet": ["plan_file", "planset", "plan", "level", "members", "share_current_mix_cny", "leverage",
+                      "share_cv", "share_after_caps_cny"],
     "cross_subsidy.parquet": ["plan_file", "plan", "payer_group", "beneficiary_group", "net_cny_per_member_year"],
     "cross_subsidy_classes.parquet": ["plan", "factor", "age_band", "factor_level", "members",
                                       "own_cost_cny_per_year", "pooled_payment_cny_per_year",
@@ -105,6 +105,78 @@ def test_summary_per_plan(done: Path) -> None:
 
     cfg = load_config(done / "config.toml")
     assert Path(cfg.data.members).is_absolute() and Path(cfg.data.members).exists()
+
+
+def _section_text(html: str, sid: str) -> str:
+    """The text of ``<section id=sid>`` of a report (tags removed)."""
+    import re
+
+    body = html.split(f'<section id="{sid}">', 1)[1].split("</section>", 1)[0]
+    return re.sub(r"<[^>]+>", " ", body)
+
+
+def test_one_number_for_one_thing(done: Path) -> None:
+    """summary.json, the Parquet outputs and report.html show the same number for the same concept."""
+    from engine.report.document import _fmt
+
+    summary = json.loads((done / "summary.json").read_text())["plans"]
+    proj = pl.read_parquet(done / "projection_plans.parquet")
+    plans = pl.read_parquet(done / "plans.parquet").filter(pl.col("level") == "plan")
+    html = (done / "report.html").read_text(encoding="utf-8")
+    headline, projection = _section_text(html, "headline"), _section_text(html, "projection")
+    for label, entry in summary.items():
+        # the sustainable share: the projection's, in summary.json, the headline and the projection table
+        sus = proj.filter(pl.col("plan") == label)["sustainable_share_cny"].item()
+        assert entry["sustainable_share_cny"] == sus, label
+        assert _fmt(sus) in headline and _fmt(sus) in projection, label
+        # the share at today's mix and after caps, and the leverage: the plan comparison's
+        planset = "pooled" if entry["planset"] == "pooled" else entry["plan_file"]
+        row = plans.filter((pl.col("plan") == entry["plan"]) & (pl.col("planset") == entry["planset"])
+                           & (pl.lit(planset == "pooled") | (pl.col("plan_file") == planset))).row(0, named=True)
+        for key in ("share_current_mix_cny", "share_after_caps_cny", "leverage"):
+            assert entry[key] == pytest.approx(row[key], rel=1e-12), (label, key)
+        assert "sustainable_share_cny" not in plans.columns  # one meaning: no second "sustainable" column
+    pooled = next(v for v in summary.values() if v["planset"] == "pooled")
+    assert f"{pooled['sustainable_share_cny']:,.2f}" in headline
+
+
+@pytest.fixture(scope="module")
+def done_two_groups(platform: Path) -> Path:
+    """The platform run with two risk groups by age rules (the default tree keeps one on this platform)."""
+    text = small_run_config(horizon=6, scenarios=8, seed=3).replace(
+        "[segmentation]\n", '[segmentation]\nmethod = "rules"\n'
+        'rules = [{name = "young", age = [0, 39]}, {name = "old", age = [40, 200]}]\n')
+    text += "\n[history]\nfee = 0.05\n"  # not the default: the segmenter must receive the configured fee
+    (platform / "rules.toml").write_text(text, encoding="utf-8")
+    out = platform / "out-rules"
+    assert main(["run", str(platform / "rules.toml"), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_group_cross_subsidy_is_one_number(done_two_groups: Path) -> None:
+    """Each risk group's cross-subsidy in the pooled plan: segments.parquet = plans.parquet = the heat map's data."""
+    done = done_two_groups
+    model = json.loads((done / "models" / "segmentation" / "model.json").read_text())
+    assert model["params"]["fee"] == 0.05  # the batch passes the configured fee to the segmenter
+    seg = pl.read_parquet(done / "segments.parquet")
+    flows = pl.read_parquet(done / "cross_subsidy.parquet")
+    pf, pn = flows["plan_file"][0], flows["plan"][0]
+    heat = (flows.filter((pl.col("plan_file") == pf) & (pl.col("plan") == pn))
+            .group_by("payer_group").agg(pl.col("net_cny_per_member_year").sum()))
+    groups = pl.read_parquet(done / "plans.parquet").filter(
+        (pl.col("level") == "group") & (pl.col("planset") == "pooled") & (pl.col("plan_file") == pf)
+        & (pl.col("plan") == pn))
+    assert seg.height >= 2  # a real comparison between groups
+    for g, xs, xs_pp, own in seg.select("group", "cross_subsidy", "cross_subsidy_per_period", "own_share").iter_rows():
+        h = heat.filter(pl.col("payer_group") == str(g))["net_cny_per_member_year"]
+        r = groups.filter(pl.col("group") == str(g)).row(0, named=True)
+        if h.len() == 0:  # a group with no member sharing at the end of the study
+            assert xs is None
+            continue
+        assert xs == pytest.approx(h.item(), rel=1e-9, abs=1e-9), g
+        assert xs == pytest.approx(r["cross_subsidy_cny"] * r["periods_per_year"], rel=1e-12), g
+        assert xs_pp == pytest.approx(r["cross_subsidy_cny"], rel=1e-12), g
+        assert own == pytest.approx(r["own_share_cny"] * r["periods_per_year"], rel=1e-12), g
 
 
 def test_same_seed_same_bytes(platform: Path, done: Path) -> None:

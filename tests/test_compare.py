@@ -45,7 +45,7 @@ def test_hand_computed_example():
     p = _row(res, "pooled", "pool")
     assert p["members"] == 1500
     assert p["expected_claims_per_period"] == pytest.approx(1.5)
-    assert p["sustainable_share_cny"] == pytest.approx(180.0)
+    assert p["share_current_mix_cny"] == pytest.approx(180.0)
     assert p["expected_share_cny"] == pytest.approx(180.0)
     assert p["share_cv_approx"] == pytest.approx(1 / math.sqrt(1.5))
     assert p["share_cv"] == pytest.approx(math.sqrt(0.5 * 300000**2 + 1.0 * 100000**2) / 250000)  # 0.938083
@@ -58,7 +58,7 @@ def test_hand_computed_example():
     assert b["leverage"] == pytest.approx(100000 / (24 * 180))
     y = _row(res, "vertical", "young")
     o = _row(res, "vertical", "old")
-    assert y["sustainable_share_cny"] == pytest.approx(162.0) and o["sustainable_share_cny"] == pytest.approx(216.0)
+    assert y["share_current_mix_cny"] == pytest.approx(162.0) and o["share_current_mix_cny"] == pytest.approx(216.0)
     assert y["leverage"] == pytest.approx(300000 / (24 * 162)) and o["leverage"] == pytest.approx(100000 / (24 * 216))
     assert y["share_cv"] == pytest.approx(1 / math.sqrt(0.5)) and o["share_cv"] == pytest.approx(1.0)
     # matrix: gross[A->B] = 180000 * 108000/270000 = 72000; gross[B->A] = 90000 * 162000/270000 = 54000
@@ -80,7 +80,7 @@ def test_hand_computed_example():
 def test_default_pooled_is_the_union_and_groups_default_to_plans():
     res = compare_plans(TABLE.drop("group"), VERTICAL)
     p = _row(res, "pooled", "pooled")
-    assert p["sustainable_share_cny"] == pytest.approx(180.0)
+    assert p["share_current_mix_cny"] == pytest.approx(180.0)
     assert set(res.changes["group"]) == {"young", "old"}
 
 
@@ -90,10 +90,10 @@ def test_caps_and_growth():
     capped = plans_from_dict(raw, "c.toml")
     res = compare_plans(TABLE, VERTICAL, pooled=capped, growth_per_period=0.01)
     p = _row(res, "pooled", "pool")
-    assert p["capped_share_cny"] == pytest.approx(0.15)  # 0.1 CNY x 1.5 expected claimants < 188/24
+    assert p["share_after_caps_cny"] == pytest.approx(0.15)  # 0.1 CNY x 1.5 expected claimants < 188/24
     assert p["cap_binding"] is True
     assert p["expected_share_cny"] == pytest.approx(180.0 * 1.01 ** (-90 * 24 / 365.25))
-    assert p["sustainable_share_cny"] == pytest.approx(180.0)
+    assert p["share_current_mix_cny"] == pytest.approx(180.0)
 
 
 def test_risk_proportional_plan_has_no_cross_subsidy():
@@ -339,7 +339,7 @@ def test_plan_without_members_is_listed():
     t = TABLE.filter(pl.col("age") < 40)
     res = compare_plans(t, VERTICAL, pooled=POOLED)
     old = _row(res, "vertical", "old")
-    assert old["members"] == 0.0 and old["sustainable_share_cny"] is None
+    assert old["members"] == 0.0 and old["share_current_mix_cny"] is None
 
 
 def test_matrix_size_guard_and_lazy_input(monkeypatch):
@@ -347,7 +347,7 @@ def test_matrix_size_guard_and_lazy_input(monkeypatch):
     from engine.errors import ResourceError
 
     res = compare_plans(TABLE.lazy(), VERTICAL, pooled=POOLED)
-    assert _row(res, "pooled", "pool")["sustainable_share_cny"] == pytest.approx(180.0)
+    assert _row(res, "pooled", "pool")["share_current_mix_cny"] == pytest.approx(180.0)
     monkeypatch.setattr(cmp, "MAX_MATRIX_GROUPS", 1)
     with pytest.raises(ResourceError, match="2 groups"):
         compare_plans(TABLE, VERTICAL, pooled=POOLED)

@@ -290,10 +290,12 @@ def test_full_standard_1082() -> None:
 
 
 def test_limited_fluctuation_values() -> None:
-    assert limited_fluctuation(1082) == 1.0
+    # the default standard is the formula's (z_0.95 / 0.05)^2 = 1082.2, not a rounded 1,082
+    assert limited_fluctuation(1083) == 1.0
+    assert limited_fluctuation(1082) == pytest.approx(math.sqrt(1082 / 1082.2173816), rel=1e-9)
     assert limited_fluctuation(5000) == 1.0
     assert limited_fluctuation(0) == 0.0
-    assert limited_fluctuation(270.5) == pytest.approx(0.5)
+    assert limited_fluctuation(full_standard() / 4) == pytest.approx(0.5)
     np.testing.assert_allclose(limited_fluctuation([0, 100, 2000], 400), [0, 0.5, 1])
     assert credibility_blend(0.02, 0.01, 0.5) == pytest.approx(0.015)
     with pytest.raises(DataError):
@@ -305,7 +307,7 @@ def test_limited_fluctuation_table() -> None:
     t = limited_fluctuation_table(cells, "g")
     overall = 2541 / 7e4
     a = t.filter(pl.col("g") == "a")
-    z = math.sqrt(541 / 1082)
+    z = math.sqrt(541 / full_standard())  # (z_0.95 / 0.05)^2 = 1082.2
     assert a["Z"].item() == pytest.approx(z)
     assert a["credibility_rate"].item() == pytest.approx(z * 541 / 2e4 + (1 - z) * overall)
     assert t.filter(pl.col("g") == "b")["Z"].item() == 1.0

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.cells.dates import attained_age_expr as attained_age
+from engine.cells.dates import completed_months_expr as completed_months
 from engine.shares.decomposition import (
     DRIVERS,
     ShareDrivers,
-    attained_age,
-    completed_months,
     decompose,
     drivers_from_cells,
     lmdi,

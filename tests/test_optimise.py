@@ -134,7 +134,7 @@ def test_constraints_hold_and_solution_is_consistent_with_compare(tmp_path):
         p = cmp.plans.filter((pl.col("planset") == "vertical") & (pl.col("level") == "plan"))
         for s in specs:
             row = p.filter(pl.col("plan") == s.name).row(0, named=True)
-            assert row["sustainable_share_cny"] == pytest.approx(s.share_cny)
+            assert row["share_current_mix_cny"] == pytest.approx(s.share_cny)
             assert row["expected_claims_per_period"] == pytest.approx(s.expected_claims_per_period)
     feasible = res.tradeoff.filter(pl.col("feasible"))["cross_subsidy_cny_per_period"].to_list()
     assert feasible[-1] <= feasible[0]

@@ -122,7 +122,8 @@ def test_rules_reproduce_hand_computed_metrics():
     assert g["rate_lower"][1] == pytest.approx(chi2.ppf(0.025, 80) / 12000)
     assert g["expected_claims_per_period"].to_list() == pytest.approx([7 / 12, 40 / 12])
     assert g["share_cv"].to_list() == pytest.approx([1 / math.sqrt(7 / 12), 1 / math.sqrt(40 / 12)])
-    cost = [0.001 * 300e3, 0.002 * 300e3, 0.005 * 100e3, 0.007 * 100e3]
+    fee = 0.08  # the platform's fee, the default of every share (engine.conventions.FEE)
+    cost = [(1 + fee) * c for c in (0.001 * 300e3, 0.002 * 300e3, 0.005 * 100e3, 0.007 * 100e3)]
     ex = [1000, 3000, 2000, 4000]
     pooled = sum(c * e for c, e in zip(cost, ex)) / 10000
     own = [(cost[0] * 1000 + cost[1] * 3000) / 4000, (cost[2] * 2000 + cost[3] * 4000) / 6000]
@@ -308,7 +309,8 @@ def test_default_model_is_glm_with_interactions(sim):
 
 
 def test_member_duration_and_age_conventions():
-    from engine.segmentation.metrics import member_attained_age, member_duration
+    from engine.cells.dates import attained_age_expr as member_attained_age
+    from engine.cells.dates import completed_months_expr as member_duration
 
     def slow_months(j, d):
         """Count month boundaries one by one (plain loop oracle)."""

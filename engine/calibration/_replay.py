@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.conventions import FEE, REPORTING_LAG_DAYS, SHARING_DAYS, WAITING_DAYS
+
 from engine.errors import ConfigError, DataError
 from engine.calibration._model import PARAMS, Aggregate, ReplayModel, window
 from engine.calibration._result import ReplayResult
@@ -55,8 +57,8 @@ def _aggregates(aggregates: pl.DataFrame | Sequence[Aggregate]) -> list[Aggregat
 
 
 def build_model(points: pl.DataFrame, aggregates: Any, *, start: dt.date, end: dt.date, groups: pl.DataFrame,
-                sharing_days: Any = (14, 28), fee: float = 0.08, waiting_days: int = 90,
-                reporting_lag_days: int = 30, per_claimant_cap: float | None = None, base_lapse_annual: float = 0.0,
+                sharing_days: Any = SHARING_DAYS, fee: float = FEE, waiting_days: int = WAITING_DAYS,
+                reporting_lag_days: int = REPORTING_LAG_DAYS, per_claimant_cap: float | None = None, base_lapse_annual: float = 0.0,
                 interpolation: str = "linear", basis: str = "CI4", model_error: float = 0.02,
                 select_factors: Any = None) -> ReplayModel:
     """The :class:`ReplayModel` of a replay (calendar, membership from the curve, groups, aggregates)."""
@@ -171,10 +173,10 @@ def replay(
     start: dt.date,
     end: dt.date,
     groups: pl.DataFrame,
-    sharing_days: Any = (14, 28),
-    fee: float = 0.08,
-    waiting_days: int = 90,
-    reporting_lag_days: int = 30,
+    sharing_days: Any = SHARING_DAYS,
+    fee: float = FEE,
+    waiting_days: int = WAITING_DAYS,
+    reporting_lag_days: int = REPORTING_LAG_DAYS,
     per_claimant_cap: float | None = None,
     annual_cap: float | None = None,
     base_lapse_annual: float = 0.0,

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from engine.cells.calendar import Calendar, KeySpec
-from engine.cells.dates import DayTable, MonthTable, birthday
+from engine.cells.dates import DayTable, MonthTable, birthday, months_from_civil
 
 I32 = np.int32
 K = np.int64(2**32)  # an event adds rem(t) + K: the low 32 bits sum rem, the high bits count events
@@ -192,12 +192,14 @@ class Space:
         return a if ix is None else a[ix]
 
     def age(self, ix: np.ndarray | None, t: np.ndarray) -> np.ndarray:
+        # engine.cells.dates.age_from_civil on packed codes 512 year + md (md < 512): the shift takes
+        # year - birth_year and borrows one exactly when md < birth_md
         return (self.T.C[t - self.T.d0] - self._g(self.B, ix)) >> 9
 
     def dur(self, ix: np.ndarray | None, t: np.ndarray) -> np.ndarray:
         T = self.T
         k = t - T.d0
-        return (T.mi[k] - self._g(self.jmi, ix)) - (T.day[k] < np.minimum(self._g(self.jd, ix), T.last[k]))
+        return months_from_civil(T.mi[k], T.day[k], T.last[k], self._g(self.jmi, ix), self._g(self.jd, ix))
 
     def dim(self, ix: np.ndarray | None, t: np.ndarray) -> np.ndarray:
         v = self.dur(ix, t)

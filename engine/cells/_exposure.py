@@ -42,6 +42,7 @@ from engine.cells._sink import CellSink
 from engine.cells._batch import as_lazy, batch_cells, batches, check_columns, claimant_cells, claimants, parts_of, prepare_batch
 from engine.cells.dates import day_number
 from engine.errors import ConfigError, DataError, EngineError
+from engine.conventions import DAYS_PER_YEAR, WAITING_DAYS
 
 PERIODS = ("month", "quarter", "year")
 _CLAIM_TMP = ("__ord", "__join", "__exit", "__first")
@@ -63,7 +64,7 @@ def classify_claims(
     members: pl.LazyFrame | pl.DataFrame,
     claims: pl.LazyFrame | pl.DataFrame,
     *,
-    waiting_days: int = 90,
+    waiting_days: int = WAITING_DAYS,
     terminate_on_claim: bool = True,
 ) -> pl.DataFrame:
     """Mark each claim eligible or not, with the reason, independent of any study window.
@@ -152,7 +153,6 @@ def _classify_joined(cdf: pl.DataFrame, mm: pl.DataFrame, w: int, terminate_on_c
 # --------------------------------------------------------------------------- exposure
 DAY_KEYS = ("age", "duration", "duration_band")
 SUMS = ("exposure_days", "exposure_years", "sharing_days", "sharing_years", "claims", "amount")
-DAYS_PER_YEAR = 365.25
 DEFAULT_BATCH = 1_000_000
 
 
@@ -187,7 +187,13 @@ def _check_args(start, end, period, by, duration_bands, batch_size) -> tuple[lis
 
 
 def band_labels(edges: Sequence[int]) -> list[str]:
-    """Labels of duration bands with lower edges ``edges``: ``"0-2", ..., "24+"``."""
+    """Labels of the bands with lower edges ``edges`` (months, ages): ``"0-2", ..., "24+"``.
+
+    Notes
+    -----
+    Band i covers the integers edges[i] .. edges[i+1] - 1 and is labelled "lo-hi", or "lo"
+    when it holds one value (edges (0, 1) give "0"); the last band is open: "lo+".
+    """
     edges = list(edges)
     out = [f"{a}-{b - 1}" if b - 1 > a else f"{a}" for a, b in zip(edges, edges[1:])]
     return [*out, f"{edges[-1]}+"]
@@ -200,7 +206,7 @@ def exposure(
     start: dt.date,
     end: dt.date,
     period: str = "month",
-    waiting_days: int = 90,
+    waiting_days: int = WAITING_DAYS,
     terminate_on_claim: bool = True,
     by: Sequence[str] = ("age", "sex"),
     duration_bands: Sequence[int] = (0, 3, 6, 12, 24),

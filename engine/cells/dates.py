@@ -23,8 +23,10 @@ Notes
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import numpy as np
+import polars as pl
 
 EPOCH = dt.date(1970, 1, 1)
 
@@ -114,6 +116,90 @@ class MonthTable:
         """Day number of day-of-month ``dom`` in month ``mi``, capped at the month's last day."""
         k = mi - self.lo
         return self.first[k] + np.minimum(dom, self.length[k]) - 1
+
+
+def age_from_civil(year: np.ndarray, md: np.ndarray, birth_year: np.ndarray, birth_md: np.ndarray) -> np.ndarray:
+    """Attained age from the civil parts of the day and of the birth (the one age formula).
+
+    Parameters
+    ----------
+    year, md : year and :func:`md_code` of the day (numpy arrays; the dtype is kept).
+    birth_year, birth_md : year and :func:`md_code` of the birth.
+
+    Notes
+    -----
+    age = year - birth_year - [md < birth_md] (age last birthday). The (month, day)
+    comparison puts a 29 February birthday on 1 March in common years.
+    """
+    return year - birth_year - (md < birth_md)
+
+
+def months_from_civil(month_index: np.ndarray, day: np.ndarray, last: np.ndarray, join_month_index: np.ndarray,
+                      join_day: np.ndarray) -> np.ndarray:
+    """Completed months since joining from the civil parts of the day and of the join date (the one duration formula).
+
+    Parameters
+    ----------
+    month_index, day, last : ``12 year + month - 1``, day of month and the month's length, of the day.
+    join_month_index, join_day : the same for the join date.
+
+    Notes
+    -----
+    months = (month_index - join_month_index) - [day < min(join_day, last)]: a month
+    boundary is join's day of month, or the month's last day when that day does not exist.
+    """
+    return (month_index - join_month_index) - (day < np.minimum(join_day, last))
+
+
+def attained_age(birth: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Age last birthday on day numbers ``day`` of members born on day numbers ``birth`` (int64).
+
+    Notes
+    -----
+    :func:`age_from_civil` on the civil dates (domain.md section 4: a 29 February
+    birthday falls on 1 March in common years).
+    """
+    yb, mb, db = civil_from_days(birth)
+    y, m, d = civil_from_days(day)
+    return age_from_civil(y, md_code(m, d), yb, md_code(mb, db))
+
+
+def completed_months(join: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Completed months on day numbers ``day`` since day numbers ``join`` (int64).
+
+    Notes
+    -----
+    :func:`months_from_civil` on the civil dates (domain.md section 4).
+    """
+    yj, mj, dj = civil_from_days(join)
+    y, m, d = civil_from_days(day)
+    return months_from_civil(12 * y + m - 1, d, last_day(y, m), 12 * yj + mj - 1, dj)
+
+
+def _on_days(fn: Any, first: pl.Expr, at: dt.date | str | pl.Expr) -> pl.Expr:
+    """Polars expression applying ``fn(first_days, at_days)`` (numpy, day numbers) row-wise; null stays null."""
+    at_e = pl.lit(at, dtype=pl.Date) if isinstance(at, dt.date) else at
+
+    def apply(s: pl.Series) -> pl.Series:
+        a = s.struct.field("a")
+        b = s.struct.field("b")
+        ok = (a.is_not_null() & b.is_not_null()).to_numpy()
+        x = a.cast(pl.Date).to_physical().fill_null(0).to_numpy().astype(np.int64)
+        t = b.cast(pl.Date).to_physical().fill_null(0).to_numpy().astype(np.int64)
+        out = pl.Series(np.asarray(fn(x, t), dtype=np.int32))
+        return out if ok.all() else out.set(pl.Series(~ok), None)  # type: ignore[arg-type]
+
+    return pl.struct(a=first, b=at_e).map_batches(apply, return_dtype=pl.Int32, is_elementwise=True)
+
+
+def attained_age_expr(birth: str | pl.Expr, at: dt.date | str | pl.Expr) -> pl.Expr:
+    """:func:`attained_age` as an Int32 polars expression of a birth-date column on ``at`` (a date, a column name or an expression)."""
+    return _on_days(attained_age, pl.col(birth) if isinstance(birth, str) else birth, at)
+
+
+def completed_months_expr(join: str | pl.Expr, at: dt.date | str | pl.Expr) -> pl.Expr:
+    """:func:`completed_months` as an Int32 polars expression of a join-date column on date ``at``."""
+    return _on_days(completed_months, pl.col(join) if isinstance(join, str) else join, at)
 
 
 def birthday(year: np.ndarray, bmd: np.ndarray) -> np.ndarray:

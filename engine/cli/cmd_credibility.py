@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from engine.conventions import FULL_CREDIBILITY_CLAIMS
+
 NAME = "credibility"
 HELP = "credibility-weighted group rates (Bühlmann-Straub or limited fluctuation) from cells Parquet"
 
@@ -17,8 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Bühlmann-Straub within-group variance (default: empirical, as R actuar)")
     p.add_argument("--complement", default="collective",
                    help="'collective', 'reference' (needs an 'expected' column) or a fixed rate (default: collective)")
-    p.add_argument("--full-standard", type=float, default=1082.0,
-                   help="limited fluctuation: claims for full credibility (default 1082)")
+    p.add_argument("--full-standard", type=float, default=FULL_CREDIBILITY_CLAIMS,
+                   help=f"limited fluctuation: claims for full credibility (default {FULL_CREDIBILITY_CLAIMS:,.1f})")
     p.add_argument("--claims", default="claims", help="claims column (default: claims)")
     p.add_argument("--exposure", default="exposure_years", help="exposure column (default: exposure_years)")
     p.add_argument("--out", required=True, help="output directory (credibility.parquet, structure.json)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from engine.conventions import WAITING_DAYS
+
 NAME = "exposure"
 HELP = "exposure cells (period x age x ... : exposure/sharing days and years, claims, amount)"
 
@@ -14,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", required=True, help="first day of the study (YYYY-MM-DD)")
     p.add_argument("--end", required=True, help="last day of the study (YYYY-MM-DD, inclusive)")
     p.add_argument("--period", default="month", help="month, quarter or year (default month)")
-    p.add_argument("--waiting-days", default="90", help="waiting period in days (default 90)")
+    p.add_argument("--waiting-days", default=str(WAITING_DAYS), help=f"waiting period in days (default {WAITING_DAYS})")
     p.add_argument("--by", default="age,sex", help="keys after period, comma-separated: age, sex, duration, "
                    "duration_band or any member column (default age,sex); 'none' for period only")
     p.add_argument("--duration-bands", default="0,3,6,12,24", help="lower edges in months of duration_band (default 0,3,6,12,24)")

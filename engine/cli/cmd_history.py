@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from engine import conventions as c
+
 NAME = "history"
 HELP = "realised cost-share history per plan and sharing period (shares, caps, platform payments)"
 
@@ -13,12 +15,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--claims", required=True, help="claims Parquet: file, glob or directory")
     p.add_argument("--start", required=True, help="first notice date included (YYYY-MM-DD)")
     p.add_argument("--end", required=True, help="last notice date included (YYYY-MM-DD, inclusive)")
-    p.add_argument("--sharing-days", default="14,28", help="notice days of the month ('14,28'), one day, or 'monthly' (month ends)")
-    p.add_argument("--fee", type=float, default=0.08, help="management fee as a fraction of approved claims (default 0.08)")
-    p.add_argument("--waiting-days", type=int, default=90, help="waiting period in days (default 90)")
-    p.add_argument("--reporting-lag-days", type=int, default=30, help="approval = event + lag when approved_date is null (default 30)")
-    p.add_argument("--per-claimant-cap", type=float, default=0.1, help="max CNY per member per claim; 0 = no cap (default 0.1)")
-    p.add_argument("--annual-cap", type=float, default=188.0, help="max CNY per member per calendar year; 0 = no cap (default 188)")
+    days = ",".join(str(d) for d in c.SHARING_DAYS)
+    p.add_argument("--sharing-days", default=days, help=f"notice days of the month ('{days}'), one day, or 'monthly' (month ends)")
+    p.add_argument("--fee", type=float, default=c.FEE, help=f"management fee as a fraction of approved claims (default {c.FEE})")
+    p.add_argument("--waiting-days", type=int, default=c.WAITING_DAYS, help=f"waiting period in days (default {c.WAITING_DAYS})")
+    p.add_argument("--reporting-lag-days", type=int, default=c.REPORTING_LAG_DAYS,
+                   help=f"approval = event + lag when approved_date is null (default {c.REPORTING_LAG_DAYS})")
+    p.add_argument("--per-claimant-cap", type=float, default=c.PER_CLAIMANT_CAP_CNY,
+                   help=f"max CNY per member per claim; 0 = no cap (default {c.PER_CLAIMANT_CAP_CNY:g})")
+    p.add_argument("--annual-cap", type=float, default=c.ANNUAL_CAP_CNY,
+                   help=f"max CNY per member per calendar year; 0 = no cap (default {c.ANNUAL_CAP_CNY:g})")
     p.add_argument("--plan-col", default="plan_id", help="pool column; 'none' = one pool (default plan_id)")
     p.add_argument("--by", default="", help="extra member columns splitting pools, comma-separated")
     p.add_argument("--as-of", default=None, help="validation: date after which a birth is in the future")

@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         write_parquet(mig.history, out / "migration_history.parquet")
         print_table(f"migration ({'converged' if mig.converged else 'NOT converged'} after {mig.rounds} rounds)",
                     mig.summary.to_dicts(), quiet=args.quiet)
-    cols = ["planset", "plan", "members", "expected_claims_per_period", "sustainable_share_cny", "leverage", "share_cv"]
+    cols = ["planset", "plan", "members", "expected_claims_per_period", "share_current_mix_cny", "leverage", "share_cv"]
     print_table("plans", res.summary.select(cols).to_dicts(), quiet=args.quiet)
     print_table("what verticalisation changes (annual CNY per member)",
                 res.changes.select("group", "annual_payment_before_cny", "annual_payment_after_cny",

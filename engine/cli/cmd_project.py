@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from engine.conventions import FEE, REPORTING_LAG_DAYS, WAITING_DAYS
+
 NAME = "project"
 HELP = "project shares per plan (deterministic + Monte Carlo): sustainable share, leverage, death spiral"
 
@@ -16,9 +18,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenarios", type=int, default=None, help="Monte Carlo scenarios (default 1000)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--periods-per-year", type=int, default=None, help="sharing periods a year (default 12)")
-    p.add_argument("--fee", type=float, default=None, help="management fee share of claims (default 0.08)")
-    p.add_argument("--waiting-periods", type=int, default=None, help="waiting period in periods (default 3)")
-    p.add_argument("--reporting-lag", type=int, default=None, help="reporting lag in periods (default 1)")
+    p.add_argument("--fee", type=float, default=None, help=f"management fee share of claims (default {FEE})")
+    p.add_argument("--waiting-periods", type=int, default=None,
+                   help=f"waiting period in periods (default: {WAITING_DAYS} days in sharing periods: 3 monthly)")
+    p.add_argument("--reporting-lag", type=int, default=None,
+                   help=f"reporting lag in periods (default: {REPORTING_LAG_DAYS} days in sharing periods: 1 monthly)")
     p.add_argument("--per-claimant-cap", type=float, default=None, help="CNY per member per claim (default none)")
     p.add_argument("--annual-cap", type=float, default=None, help="CNY per member per year (default none)")
     p.add_argument("--joiners", type=float, default=None, help="joiners per period, platform-wide")

@@ -30,11 +30,11 @@ def print_run(result, *, quiet: bool = False) -> None:
     for w in result.facts.get("warnings", []):
         print(f"fentan run: warning: {w}", file=sys.stderr)
     rows = [{"plan": k, "members": round(v.get("members") or 0), "share": v.get("sustainable_share_cny") or 0.0,
-             "after caps": v.get("capped_share_cny") or 0.0, "leverage": round(v.get("leverage") or 0),
+             "after caps": v.get("share_after_caps_cny") or 0.0, "leverage": round(v.get("leverage") or 0),
              "CV": v.get("share_cv") or 0.0, "spiral": "YES" if v.get("death_spiral") else "no",
              "P(cap)": v.get("cap_binds_probability_max") or 0.0} for k, v in result.summary.items()]
-    print_table("headline per plan: sustainable share (CNY per member per sharing period), leverage, "
-                "share CV, death spiral, P(annual cap binds)", rows)
+    print_table("headline per plan: sustainable share (CNY per member per sharing period), share at today's mix "
+                "after caps, leverage, share CV, death spiral, P(annual cap binds)", rows)
     print_table("row account", account_rows(result.account))
     f = result.facts
     print(f"study {f.get('study_start')} to {f.get('study_end')}: {f.get('claims_used', 0):,} eligible claims, "

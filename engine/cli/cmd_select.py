@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from engine.conventions import WAITING_DAYS
+
 NAME = "select"
 HELP = "select and duration factors with intervals by duration band, from members+claims or cells Parquet"
 
@@ -16,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--claims", default=None, help="claims Parquet: file, glob or directory")
     src.add_argument("--start", default=None, help="first day of the study (YYYY-MM-DD, with --members)")
     src.add_argument("--end", default=None, help="last day of the study (YYYY-MM-DD, inclusive, with --members)")
-    src.add_argument("--waiting-days", type=int, default=90, help="waiting period in days (default 90, with --members)")
+    src.add_argument("--waiting-days", type=int, default=WAITING_DAYS, help=f"waiting period in days (default {WAITING_DAYS}, with --members)")
     src.add_argument("--period", default="year", help="calendar period of the cells built from members (default year)")
     p.add_argument("--bands", default="3,6,12,24",
                    help="month breakpoints starting each duration band (default 3,6,12,24: 3-5, 6-11, 12-23, 24+)")

@@ -39,6 +39,7 @@ import polars as pl
 from engine._results import ResultMixin
 from engine.errors import DataError, EngineError, InputFileError, SchemaError
 from engine.data.schema import CLAIM_REQUIRED, MEMBER_REQUIRED, NULLABLE, SEX_CODES
+from engine.conventions import DAYS_PER_YEAR
 
 MIN_DATE = dt.date(1900, 1, 1)
 MAX_DATE = dt.date(2100, 12, 31)
@@ -186,7 +187,7 @@ def _member_rule_list(schema: pl.Schema, as_of: dt.date, min_date: dt.date, max_
         ("birth_after_join", pl.col("birth_date") > pl.col("join_date")),
         ("exit_before_join", (pl.col("exit_date") < pl.col("join_date")).fill_null(False)),
         ("implausible_age", (pl.col("join_date").cast(pl.Int32) - pl.col("birth_date").cast(pl.Int32))
-         > int((MAX_AGE_AT_JOIN + 1) * 365.25)),
+         > int((MAX_AGE_AT_JOIN + 1) * DAYS_PER_YEAR)),
     ]
     return rules
 

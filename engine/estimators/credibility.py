@@ -38,6 +38,7 @@ import polars as pl
 
 from engine._estimator import Estimator, _warn_renamed, renamed_param
 from engine.errors import ConfigError, DataError, ModelError
+from engine.conventions import CREDIBILITY_PROBABILITY, CREDIBILITY_TOLERANCE, FULL_CREDIBILITY_CLAIMS, full_credibility_standard
 
 __all__ = [
     "BuhlmannStraub",
@@ -399,7 +400,7 @@ class BuhlmannStraub(Estimator):
 # --------------------------------------------------------------------------
 # limited fluctuation
 # --------------------------------------------------------------------------
-def full_standard(p: float = 0.90, k: float = 0.05, cv: float = 0.0) -> float:
+def full_standard(p: float = CREDIBILITY_PROBABILITY, k: float = CREDIBILITY_TOLERANCE, cv: float = 0.0) -> float:
     """Claims needed for full credibility (limited-fluctuation / classical).
 
     Notes
@@ -414,13 +415,10 @@ def full_standard(p: float = 0.90, k: float = 0.05, cv: float = 0.0) -> float:
         raise ConfigError(f"k: tolerance must be > 0, got {k!r}")
     if not (cv >= 0.0):
         raise ConfigError(f"cv: must be >= 0, got {cv!r}")
-    from scipy import stats
-
-    z = float(stats.norm.ppf((1.0 + p) / 2.0))
-    return (z / k) ** 2 * (1.0 + cv**2)
+    return full_credibility_standard(p, k, cv)
 
 
-def limited_fluctuation(claims: Any, full_standard: float = 1082.0) -> Any:
+def limited_fluctuation(claims: Any, full_standard: float = FULL_CREDIBILITY_CLAIMS) -> Any:
     """Limited-fluctuation credibility factor ``Z = min(1, sqrt(n / n_full))``.
 
     Parameters
@@ -428,8 +426,8 @@ def limited_fluctuation(claims: Any, full_standard: float = 1082.0) -> Any:
     claims : float or array-like
         Observed claim counts ``n`` (>= 0).
     full_standard : float
-        Claims for full credibility (default 1,082: 90% probability of being
-        within ±5%; see :func:`full_standard`).
+        Claims for full credibility (default :data:`engine.conventions.FULL_CREDIBILITY_CLAIMS`,
+        1,082.2: 90% probability of being within ±5%; see :func:`full_standard`).
 
     Returns
     -------
@@ -462,7 +460,7 @@ def limited_fluctuation_table(
     cells: pl.DataFrame,
     by: str | Sequence[str],
     complement: float | str = "overall",
-    full_standard: float = 1082.0,
+    full_standard: float = FULL_CREDIBILITY_CLAIMS,
     claims_col: str = "claims",
     exposure_col: str = "exposure_years",
     **renamed: Any,

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.cells.dates import attained_age_expr
 from engine.errors import ConfigError, DataError
 
 SUM_COLUMNS = frozenset({"exposure_days", "exposure_years", "sharing_days", "sharing_years", "claims", "amount",
@@ -252,23 +253,6 @@ def spec_columns(spec: dict[str, Any]) -> list[str]:
     return [f["name"] for f in spec["factors"]] + (["age"] if spec["age"] is not None else [])
 
 
-def attained_age_expr(birth: str | pl.Expr, at: dt.date | pl.Expr) -> pl.Expr:
-    """Attained age (age last birthday) on day ``at`` as an Int32 expression.
-
-    Notes
-    -----
-    age = year(at) - year(birth) - [ (month, day)(at) < (month, day)(birth) ].
-    For a birth on 29 February the comparison with (2, 29) puts the birthday on 1 March
-    in common years, as the domain convention requires (no day lies between 28 Feb and
-    1 Mar in a common year).
-    """
-    b = pl.col(birth) if isinstance(birth, str) else birth
-    d = pl.lit(at) if isinstance(at, dt.date) else at
-    md_d = d.dt.month().cast(pl.Int32) * 100 + d.dt.day().cast(pl.Int32)
-    md_b = b.dt.month().cast(pl.Int32) * 100 + b.dt.day().cast(pl.Int32)
-    return (d.dt.year().cast(pl.Int32) - b.dt.year().cast(pl.Int32) - (md_d < md_b).cast(pl.Int32)).alias("age")
-
-
 def member_covariates(members: pl.DataFrame | pl.LazyFrame, at: dt.date, columns: Sequence[str] = ()) -> pl.DataFrame:
     """Covariates of members on day ``at``: ``member_id``, attained ``age``, ``sex`` and ``columns``.
 
@@ -285,11 +269,11 @@ def member_covariates(members: pl.DataFrame | pl.LazyFrame, at: dt.date, columns
     if "exit_date" in names:
         active = active & (pl.col("exit_date").is_null() | (pl.col("exit_date") > pl.lit(at)))
     return lf.filter(active).select(
-        "member_id", attained_age_expr("birth_date", at), *[pl.col(c) for c in dict.fromkeys(extra)]
+        "member_id", attained_age_expr("birth_date", at).alias("age"), *[pl.col(c) for c in dict.fromkeys(extra)]
     ).collect()
 
 
 __all__ = [
-    "attained_age_expr", "bspline_basis", "build_spec", "default_factors", "design_matrix", "key_columns",
+    "bspline_basis", "build_spec", "default_factors", "design_matrix", "key_columns",
     "member_covariates", "quantile_knots", "spec_columns", "spline_knots",
 ]

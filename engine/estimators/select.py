@@ -45,19 +45,14 @@ import polars as pl
 
 from engine._estimator import Estimator, renamed_param
 from engine.errors import ConfigError, DataError, ModelError
+from engine.cells._exposure import band_labels
 from engine.estimators.crude import garwood_interval
 
-__all__ = ["SelectFactors", "select_factors", "duration_band_expr", "band_labels", "poisson_irls"]
+__all__ = ["SelectFactors", "select_factors", "duration_band_expr", "poisson_irls"]
 
 DEFAULT_BANDS: tuple[int, ...] = (0, 3, 6, 12, 24)
 _ROUTES = ("glm", "lifelines", "both")
 _OPEN_BAND_MONTHS = 12.0  # nominal length of the open last band on the lifelines time axis
-
-
-def band_labels(bands: Sequence[int]) -> list[str]:
-    """Labels for month breakpoints: (0, 3, 6, 12, 24) -> 0-2, 3-5, 6-11, 12-23, 24+."""
-    b = list(bands)
-    return [f"{lo}-{hi - 1}" for lo, hi in zip(b[:-1], b[1:])] + [f"{b[-1]}+"]
 
 
 def duration_band_expr(bands: Sequence[int] = DEFAULT_BANDS, duration: str = "duration") -> pl.Expr:

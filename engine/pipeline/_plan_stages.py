@@ -16,6 +16,8 @@ import polars as pl
 from engine.errors import ConfigError
 from engine.pipeline._stages import _sums, plansets
 from engine.pipeline._state import RunState
+from engine.conventions import DAYS_PER_YEAR, REPORTING_LAG_DAYS, days_to_periods
+
 
 def risk_table(ctx: RunState) -> pl.DataFrame:
     """The members sharing on the last day of the study by age, sex and factors, with GLM ``rate`` and ``group``.
@@ -27,7 +29,7 @@ def risk_table(ctx: RunState) -> pl.DataFrame:
     predicted annual rate; ``group`` = the segmentation's risk group; ``exposure_years`` and
     ``claims`` = the last ``plans.recent_years`` of cells (0 for a class without recent exposure).
     """
-    from engine.shares.decomposition import attained_age
+    from engine.cells.dates import attained_age_expr
     from engine.errors import EngineError
 
     cfg = ctx.cfg
@@ -37,11 +39,11 @@ def risk_table(ctx: RunState) -> pl.DataFrame:
     on = pl.lit(end)
     alive = m.filter((pl.col("join_date") <= end) & (pl.col("exit_date").is_null() | (pl.col("exit_date") > end)))
     waiting_from = end - dt.timedelta(days=cfg.study.waiting_days)
-    counts = (alive.with_columns(attained_age(pl.col("birth_date"), on).alias("age"),
+    counts = (alive.with_columns(attained_age_expr(pl.col("birth_date"), on).alias("age"),
                                  (pl.col("join_date") > waiting_from).cast(pl.Float64).alias("waiting_members"))
               .group_by(keys).agg(pl.len().cast(pl.Float64).alias("members"), pl.col("waiting_members").sum())
               .sort(keys))
-    first = end - dt.timedelta(days=round(365.25 * cfg.plans.recent_years))
+    first = end - dt.timedelta(days=round(DAYS_PER_YEAR * cfg.plans.recent_years))
     recent = ctx.cells.filter(pl.col("period") >= first)
     rec = _sums(recent if recent.height else ctx.cells, keys).select(*keys, "exposure_years", "claims")
     table = counts.join(rec, on=keys, how="left").with_columns(pl.col("exposure_years").fill_null(0.0),
@@ -85,6 +87,59 @@ def stage_plans(ctx: RunState) -> None:
     ctx.write("cross_subsidy", pl.concat(xs, how="diagonal_relaxed").select(first + [pl.exclude(first)]))
     ctx.write("changes", pl.concat(changes, how="diagonal_relaxed").select(first + [pl.exclude(first)]))
     ctx.write("cross_subsidy_classes", class_cross_subsidy(table, pooled or files[0][1]))
+    segments = segments_in_pooled_plan(ctx.tables.get("segments"), ctx.tables["plans"], ctx.tables["cross_subsidy"])
+    if segments is not None:
+        ctx.write("segments", segments)
+
+
+#: columns of the segments table that price the groups in the pooled plan
+POOLED_COLUMNS = ("own_share", "cross_subsidy", "cross_subsidy_per_period", "cross_subsidy_pct")
+
+
+def segments_in_pooled_plan(segments: pl.DataFrame | None, plans: pl.DataFrame,
+                            flows: pl.DataFrame) -> pl.DataFrame | None:
+    """The segments table with each group's own share and cross-subsidy in the pooled plan.
+
+    Parameters
+    ----------
+    segments : the segmentation's groups table (``group``, ...), or None.
+    plans, flows : the plan comparison's ``plans`` and ``cross_subsidy`` tables.
+
+    Returns
+    -------
+    The segments table with :data:`POOLED_COLUMNS` taken from the group rows of the pooled
+    plan whose cross-subsidy the report draws (the first of ``flows``); None when there is
+    nothing to replace.
+
+    Notes
+    -----
+    One number for one thing: group k's cross-subsidy is the pooled plan's, x_k = s - s_k
+    (:func:`engine.plans.sharing.cross_subsidy`, CNY per member per sharing period, on the
+    members sharing at the end of the study), so ``cross_subsidy`` = x_k x periods_per_year
+    (a year, the row sum of the heat map), ``cross_subsidy_per_period`` = x_k,
+    ``cross_subsidy_pct`` = x_k / s and ``own_share`` = s_k x periods_per_year. The
+    segmenter's in-study figures (over the study's exposure) stay in the fitted model.
+    """
+    if segments is None or "group" not in segments.columns or flows.height == 0:
+        return None
+    pf, pn = flows["plan_file"][0], flows["plan"][0]
+    rows = plans.filter((pl.col("planset") == "pooled") & (pl.col("level") == "group")
+                        & (pl.col("plan_file") == pf) & (pl.col("plan") == pn))
+    if rows.height == 0:
+        return None
+    ppy = pl.col("periods_per_year")
+    priced = rows.select(
+        pl.col("group").cast(pl.String).alias("_g"),
+        (pl.col("own_share_cny") * ppy).alias("own_share"),
+        (pl.col("cross_subsidy_cny") * ppy).alias("cross_subsidy"),
+        pl.col("cross_subsidy_cny").alias("cross_subsidy_per_period"),
+        (pl.col("cross_subsidy_cny") / pl.col("payment_cny")).alias("cross_subsidy_pct"),
+    )
+    cols = segments.columns
+    out = (segments.drop([c for c in POOLED_COLUMNS if c in cols])
+           .with_columns(pl.col("group").cast(pl.String).alias("_g"))
+           .join(priced, on="_g", how="left", maintain_order="left").drop("_g"))
+    return out.select([c for c in cols if c in out.columns] + [c for c in POOLED_COLUMNS if c not in cols])
 
 
 #: age bands of the class cross-subsidy grid (lower edges)
@@ -101,7 +156,9 @@ def class_cross_subsidy(table: pl.DataFrame, pooled: Any) -> pl.DataFrame:
     P = sum_i N_i c_i / sum_i N_i a year; the cross-subsidy of i is P - c_i (positive: the
     class overpays). Classes are summed member-weighted into (age band, factor level) cells.
     """
+    from engine.cells._exposure import band_labels
     from engine.plans.planset import PlanSet, assign_plans
+    from engine.plans.sharing import cross_subsidy, pooled_share
 
     plan = next(iter(pooled))
     rows = assign_plans(table, PlanSet((plan,), name="pooled", source=pooled.source), where="risk table (pooled)")
@@ -111,9 +168,9 @@ def class_cross_subsidy(table: pl.DataFrame, pooled: Any) -> pl.DataFrame:
     col = keys[0] if keys else "sex"
     cost = (1 + pl.col("fee")) * pl.col("rate") * pl.col("benefit_cny")
     rows = rows.with_columns(cost.alias("own_cost_cny_per_year"))
-    pay = float((rows["members"] * rows["own_cost_cny_per_year"]).sum() / rows["members"].sum())
+    pay = float(pooled_share(rows["members"], rows["own_cost_cny_per_year"]))
     edges = list(AGE_BANDS)
-    labels = [f"{a}-{b - 1}" for a, b in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
+    labels = band_labels(edges)
     band = pl.lit(labels[-1])
     for lo, lab in reversed(list(zip(edges[1:], labels[:-1]))):
         band = pl.when(pl.col("age") < lo).then(pl.lit(lab)).otherwise(band)
@@ -123,15 +180,16 @@ def class_cross_subsidy(table: pl.DataFrame, pooled: Any) -> pl.DataFrame:
            .agg(pl.col("members").sum(), ((pl.col("members") * pl.col("own_cost_cny_per_year")).sum()
                                           / pl.col("members").sum()).alias("own_cost_cny_per_year"))
            .with_columns(pl.lit(pay).alias("pooled_payment_cny_per_year"),
-                         (pl.lit(pay) - pl.col("own_cost_cny_per_year")).alias("cross_subsidy_cny_per_year"),
+                         cross_subsidy(pl.lit(pay), pl.col("own_cost_cny_per_year")).alias("cross_subsidy_cny_per_year"),
                          pl.lit(col).alias("factor"), pl.lit(plan.name).alias("plan"))
            .sort("age_band", "factor_level"))
     return out.select("plan", "factor", "age_band", "factor_level", "members", "own_cost_cny_per_year",
                       "pooled_payment_cny_per_year", "cross_subsidy_cny_per_year")
 
 
-def _groups_for(table: pl.DataFrame, pset: Any, label: str, pooled_name: str | None = None) -> list[tuple[str, dict, pl.DataFrame]]:
-    """Per plan: (label, projection settings, groups table)."""
+def _groups_for(table: pl.DataFrame, pset: Any, label: str, pooled_name: str | None = None,
+                lag_days: int = REPORTING_LAG_DAYS) -> list[tuple[str, dict, pl.DataFrame]]:
+    """Per plan: (label, projection settings, groups table); ``lag_days`` = the reporting lag in days."""
     from engine.plans.planset import assign_plans
 
     rows = assign_plans(table, pset, where=f"risk table ({label})").filter(pl.col("plan").is_not_null())
@@ -153,7 +211,9 @@ def _groups_for(table: pl.DataFrame, pset: Any, label: str, pooled_name: str | N
                             + (pl.col("benefit_cny") / 1000).round(0).cast(pl.Int64).cast(pl.String) + pl.lit("k")).alias("group"))
         plan = by_name.get(name) or next(iter(pset))
         ppy = plan.periods_per_year
-        meta = {"periods_per_year": ppy, "fee": plan.fee, "waiting_periods": int(round(plan.waiting_days * ppy / 365.25)),
+        # waiting period and reporting lag in days, converted to sharing periods once (engine.conventions)
+        meta = {"periods_per_year": ppy, "fee": plan.fee, "waiting_periods": days_to_periods(plan.waiting_days, ppy),
+                "reporting_lag_periods": days_to_periods(lag_days, ppy),
                 "per_claimant_cap": plan.per_claimant_cap, "annual_cap": plan.annual_cap}
         out.append((f"{label}/{name}", meta, g.with_columns(pl.col("rate").fill_nan(0.0))))
     return out
@@ -179,12 +239,13 @@ def stage_projection(ctx: RunState, progress: Any = None) -> None:
     table = ctx.risk_table
     pooled, files = ctx.plansets
     jobs: list[tuple[str, dict, pl.DataFrame]] = []
+    lag = cfg.history.reporting_lag_days
     if pooled is not None:
-        jobs += _groups_for(table, pooled, "pooled")
+        jobs += _groups_for(table, pooled, "pooled", lag_days=lag)
     else:
-        jobs += _groups_for(table, files[0][1], "pooled", pooled_name="pooled")[:1]
+        jobs += _groups_for(table, files[0][1], "pooled", pooled_name="pooled", lag_days=lag)[:1]
     for label, pset in files:
-        jobs += _groups_for(table, pset, label)
+        jobs += _groups_for(table, pset, label, lag_days=lag)
     extra = dict(pc.extra)
     bad = sorted(set(extra) & {"horizon", "n_scenarios", "seed", "chunk_size"})
     if bad:
@@ -211,7 +272,15 @@ def stage_projection(ctx: RunState, progress: Any = None) -> None:
 
 
 def summary(ctx: RunState) -> dict[str, Any]:
-    """Per plan: sustainable share, leverage, share CV, death spiral, probability that the annual cap binds."""
+    """Per plan: sustainable share, share at today's mix and after caps, leverage, share CV, death spiral,
+    probability that the annual cap binds.
+
+    Notes
+    -----
+    ``sustainable_share_cny`` is the projection's (:func:`engine.projection.dynamics.stationary_shares`), the one
+    shown in the headline and the projection table; ``share_current_mix_cny`` and ``share_after_caps_cny``
+    come from the plan comparison (:func:`engine.plans.compare.compare_plans`), as does ``leverage``.
+    """
     plans = ctx.tables["plans"].filter(pl.col("level") == "plan")
     proj = ctx.tables["projection_plans"]
     periods = ctx.tables["projection"]
@@ -225,15 +294,18 @@ def summary(ctx: RunState) -> dict[str, Any]:
         entry = {"planset": r["planset"], "plan_file": r["plan_file"] if r["planset"] != "pooled" else None,
                  "plan": r["plan"], "members": _f(r.get("members")),
                  "expected_claims_per_period": _f(r.get("expected_claims_per_period")),
-                 "sustainable_share_cny": _f(r.get("sustainable_share_cny")), "leverage": _f(r.get("leverage")),
-                 "share_cv": _f(r.get("share_cv")), "capped_share_cny": _f(r.get("capped_share_cny")),
+                 # the sustainable share is the projection's (stationary pool, mix at its equilibrium:
+                 # shared/domain.md); the plan comparison gives the share at today's mix and after caps
+                 "sustainable_share_cny": None,
+                 "share_current_mix_cny": _f(r.get("share_current_mix_cny")), "leverage": _f(r.get("leverage")),
+                 "share_cv": _f(r.get("share_cv")), "share_after_caps_cny": _f(r.get("share_after_caps_cny")),
                  "cap_binding": bool(r["cap_binding"]) if r.get("cap_binding") is not None else None}
         p = proj.filter(pl.col("plan") == label)
         if p.height:
             q = p.row(0, named=True)
             pp = periods.filter(pl.col("plan") == label)
             cap = pp["annual_cap_binds_prob"] if "annual_cap_binds_prob" in pp.columns else pl.Series([], dtype=pl.Float64)
-            entry.update(projected_sustainable_share_cny=_f(q["sustainable_share_cny"]),
+            entry.update(sustainable_share_cny=_f(q["sustainable_share_cny"]),
                          sustainable_leverage_max=_f(q["sustainable_leverage_max"]),
                          share_end_mean_cny=_f(q["share_end_mean_cny"]), share_end_p95_cny=_f(q["share_end_p95_cny"]),
                          death_spiral=bool(q["death_spiral"]), death_spiral_period=q["death_spiral_period"],

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.conventions import ANNUAL_CAP_CNY, FEE, PER_CLAIMANT_CAP_CNY, SHARING_DAYS, WAITING_DAYS
 from engine.errors import ConfigError, DataError
 from engine.pipeline._state import RunState
 
@@ -26,8 +27,8 @@ DEFAULT_PLANS = {
     "planset": {"name": "pooled", "description": "one pooled plan (Xianghubao main plan rules)"},
     "plans": [{"name": "pooled", "eligibility": {"age": [0, 59]},
                "benefit": [{"age": [0, 39], "amount": 300000}, {"age": [40, 59], "amount": 100000}],
-               "fee": 0.08, "waiting_days": 90, "sharing_days": [14, 28], "rule": "equal",
-               "caps": {"per_claimant": 0.1, "annual": 188.0}}],
+               "fee": FEE, "waiting_days": WAITING_DAYS, "sharing_days": list(SHARING_DAYS), "rule": "equal",
+               "caps": {"per_claimant": PER_CLAIMANT_CAP_CNY, "annual": ANNUAL_CAP_CNY}}],
 }
 
 
@@ -201,11 +202,11 @@ def _sums(cells: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     Downstream functions then sum single rows per group, so reruns give the same bytes
     (polars' parallel float group sums may differ in the last bit from run to run).
     """
-    from engine.segmentation._model import group_sums
+    from engine.cells.sums import group_sums
 
     cols = [c for c in ("exposure_days", "exposure_years", "sharing_days", "sharing_years", "claims", "amount")
             if c in cells.columns]
-    out, _ = group_sums(cells, keys, cols)
+    out = group_sums(cells, keys, cols)
     ints = {c: pl.Int64 for c in ("exposure_days", "sharing_days", "claims") if c in cols}
     return out.with_columns([pl.col(c).round(0).cast(t) for c, t in ints.items()])
 
@@ -240,7 +241,8 @@ def stage_segmentation(ctx: RunState) -> None:
     kw = dict(method=sc.method, max_groups=sc.max_groups, n_groups=sc.n_groups,
               min_expected_claims=sc.min_expected_claims, monotone_age=sc.monotone_age,
               contiguous_age=sc.contiguous_age, features=sc.features, adjust_for=tuple(sc.adjust_for),
-              rules={"groups": sc.rules} if sc.method == "rules" else None)
+              rules={"groups": sc.rules} if sc.method == "rules" else None,
+              fee=cfg.history.fee)  # own shares and cross-subsidy carry the management fee, like every share
     try:
         seg = RiskSegmenter(**kw).fit(ctx.cells)
     except ConfigError as exc:
@@ -291,7 +293,12 @@ def _month_start(d: dt.date, add: int = 0) -> dt.date:
 
 
 def _decomposition(ctx: RunState, plan_col: str | None) -> pl.DataFrame:
-    """Shapley (or configured) attribution: early month -> last month -> sustainable."""
+    """Shapley (or configured) attribution: early months -> last months -> stationary.
+
+    "Stationary" is the last window's experience with no dilution, no reporting lag and select
+    effects worn off (:func:`engine.shares.decomposition.sustainable`) at that window's mix: not the
+    sustainable share of the projection, whose mix is at its equilibrium.
+    """
     from engine.shares.decomposition import decompose, share_drivers, sustainable
 
     cfg = ctx.cfg
@@ -317,12 +324,12 @@ def _decomposition(ctx: RunState, plan_col: str | None) -> pl.DataFrame:
         parts = [decompose(a, b, method=hc.decompose).with_columns(pl.lit(f"{a.label} -> {b.label}").alias("comparison"),
                                                                     pl.lit(a.share_cny).alias("share_a_cny"),
                                                                     pl.lit(b.share_cny).alias("share_b_cny")),
-                 decompose(b, s, method=hc.decompose).with_columns(pl.lit(f"{b.label} -> sustainable").alias("comparison"),
+                 decompose(b, s, method=hc.decompose).with_columns(pl.lit(f"{b.label} -> stationary").alias("comparison"),
                                                                     pl.lit(b.share_cny).alias("share_a_cny"),
                                                                     pl.lit(s.share_cny).alias("share_b_cny"))]
     except (DataError, ConfigError, ZeroDivisionError, ValueError) as exc:
         return pl.DataFrame({"note": [f"decomposition not computed: {str(exc).splitlines()[0]}"]})
-    ctx.facts.update(share_early_cny=a.share_cny, share_late_cny=b.share_cny, share_sustainable_cny=s.share_cny,
+    ctx.facts.update(share_early_cny=a.share_cny, share_late_cny=b.share_cny, share_late_stationary_cny=s.share_cny,
                      share_early_month=a.label, share_late_month=b.label)
     out = pl.concat(parts, how="diagonal_relaxed")
     return out.select("comparison", pl.exclude("comparison"))

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.errors import ConfigError
+from engine.conventions import ANNUAL_CAP_CNY, FEE, FULL_CREDIBILITY_CLAIMS, PER_CLAIMANT_CAP_CNY, REPORTING_LAG_DAYS, SHARING_DAYS, WAITING_DAYS
 
 
 class _Section(BaseModel):
@@ -36,7 +37,7 @@ class StudySection(_Section):
     start: dt.date | None = None
     end: dt.date | None = None
     period: Literal["month", "quarter", "year"] = "month"
-    waiting_days: int = Field(90, ge=0, le=3650)
+    waiting_days: int = Field(WAITING_DAYS, ge=0, le=3650)
     terminate_on_claim: bool = True
     factors: list[str] = Field(default_factory=lambda: ["city_tier", "channel"])
     duration_bands: list[int] = Field(default_factory=lambda: [0, 3, 6, 12, 24])
@@ -60,7 +61,7 @@ class IncidenceSection(_Section):
     holdout_share: float = Field(0.2, gt=0, lt=1)
     seed: int = Field(0, ge=0)
     alpha: float = Field(0.0, ge=0)
-    credibility_full_standard: float = Field(1082.0, gt=0)
+    credibility_full_standard: float = Field(FULL_CREDIBILITY_CLAIMS, gt=0)
 
 
 class SegmentationSection(_Section):
@@ -80,11 +81,11 @@ class SegmentationSection(_Section):
 class HistorySection(_Section):
     """Realised share history conventions (defaults: Xianghubao's published rules)."""
 
-    sharing_days: list[int] = Field(default_factory=lambda: [14, 28])
-    fee: float = Field(0.08, ge=0, lt=1)
-    reporting_lag_days: int = Field(30, ge=0)
-    per_claimant_cap: float | None = Field(0.1, ge=0)  # 0 = no cap
-    annual_cap: float | None = Field(188.0, ge=0)  # 0 = no cap
+    sharing_days: list[int] = Field(default_factory=lambda: list(SHARING_DAYS))
+    fee: float = Field(FEE, ge=0, lt=1)
+    reporting_lag_days: int = Field(REPORTING_LAG_DAYS, ge=0)
+    per_claimant_cap: float | None = Field(PER_CLAIMANT_CAP_CNY, ge=0)  # 0 = no cap
+    annual_cap: float | None = Field(ANNUAL_CAP_CNY, ge=0)  # 0 = no cap
     plan_col: str | None = "plan_id"
     decompose: Literal["shapley", "sequential", "lmdi"] = "shapley"
 

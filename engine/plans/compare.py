@@ -24,6 +24,8 @@ import polars as pl
 from engine._results import ResultMixin, print_frame
 from engine.errors import ConfigError, DataError
 from engine.plans.planset import Plan, PlanSet, assign_plans
+from engine.conventions import DAYS_PER_YEAR
+from engine.plans.sharing import capped_share, cross_subsidy, leverage
 
 
 def _sums_by(df: pl.DataFrame, keys: list[str], exprs: dict[str, pl.Expr]) -> pl.DataFrame:
@@ -186,43 +188,41 @@ def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str)
     plan = _sums_by(r, ["plan"], {c: pl.col(c) for c in ("members", "_m", "_cost", "_costf", "_var", "_nb")}).join(
         r.group_by("plan", maintain_order=True).agg(*first), on="plan", how="left", nulls_equal=True,
         maintain_order="left")
-    wait_periods = pl.col("waiting_days") * pl.col("periods_per_year") / 365.25
+    wait_periods = pl.col("waiting_days") * pl.col("periods_per_year") / DAYS_PER_YEAR
     plan = plan.with_columns(
-        (pl.col("_costf") / pl.col("members")).alias("sustainable_share_cny"),
+        (pl.col("_costf") / pl.col("members")).alias("share_current_mix_cny"),
         (pl.col("_nb") / pl.col("members")).alias("mean_benefit_cny"),
         (1.0 / pl.col("_m").sqrt()).alias("share_cv_approx"),
         (pl.col("_var").sqrt() / pl.col("_cost")).alias("share_cv"),
         ((1.0 + growth) ** (-wait_periods)).alias("at_risk_fraction"),
     ).with_columns(
-        (pl.col("sustainable_share_cny") * pl.col("at_risk_fraction")).alias("expected_share_cny"),
+        (pl.col("share_current_mix_cny") * pl.col("at_risk_fraction")).alias("expected_share_cny"),
     )
-    caps = [pl.col("sustainable_share_cny")]
+    # both caps at the expected claim count: per claimant x claims a period, and the annual cap spread
+    cap = pl.min_horizontal(pl.col("per_claimant_cap").fill_null(float("inf")) * pl.col("_m"),
+                            pl.col("annual_cap").fill_null(float("inf")) / pl.col("periods_per_year"))
     plan = plan.with_columns(
-        pl.min_horizontal(
-            *caps,
-            pl.col("per_claimant_cap").fill_null(float("inf")) * pl.col("_m"),
-            pl.col("annual_cap").fill_null(float("inf")) / pl.col("periods_per_year"),
-        ).alias("capped_share_cny"),
-    ).with_columns((pl.col("capped_share_cny") < pl.col("sustainable_share_cny") * (1 - 1e-12)).alias("cap_binding"))
+        capped_share(pl.col("share_current_mix_cny"), cap).alias("share_after_caps_cny"),
+    ).with_columns((pl.col("share_after_caps_cny") < pl.col("share_current_mix_cny") * (1 - 1e-12)).alias("cap_binding"))
     grp = _sums_by(r, ["plan", "group"], {c: pl.col(c) for c in ("members", "_m", "_costf", "_nb")})
     grp = grp.join(
-        plan.select("plan", "rule", "periods_per_year", "sustainable_share_cny", "expected_share_cny", "share_cv",
-                    "share_cv_approx", "capped_share_cny", "cap_binding"),
+        plan.select("plan", "rule", "periods_per_year", "share_current_mix_cny", "expected_share_cny", "share_cv",
+                    "share_cv_approx", "share_after_caps_cny", "cap_binding"),
         on="plan", how="left",
     ).with_columns(
         (pl.col("_costf") / pl.col("members")).alias("own_share_cny"),
         (pl.col("_nb") / pl.col("members")).alias("mean_benefit_cny"),
     ).with_columns(
-        pl.when(pl.col("rule") == "equal").then(pl.col("sustainable_share_cny")).otherwise(pl.col("own_share_cny")).alias("payment_cny"),
-    ).with_columns((pl.col("payment_cny") - pl.col("own_share_cny")).alias("cross_subsidy_cny"))
+        pl.when(pl.col("rule") == "equal").then(pl.col("share_current_mix_cny")).otherwise(pl.col("own_share_cny")).alias("payment_cny"),
+    ).with_columns(cross_subsidy(pl.col("payment_cny"), pl.col("own_share_cny")).alias("cross_subsidy_cny"))
     cols = ["planset", "plan", "level", "group", "rule", "periods_per_year", "members", "expected_claims_per_period",
-            "mean_benefit_cny", "expected_share_cny", "sustainable_share_cny", "own_share_cny", "payment_cny",
-            "cross_subsidy_cny", "leverage", "share_cv", "share_cv_approx", "payment_cv", "capped_share_cny", "cap_binding"]
-    lev = pl.col("mean_benefit_cny") / (pl.col("periods_per_year") * pl.col("payment_cny"))
+            "mean_benefit_cny", "expected_share_cny", "share_current_mix_cny", "own_share_cny", "payment_cny",
+            "cross_subsidy_cny", "leverage", "share_cv", "share_cv_approx", "payment_cv", "share_after_caps_cny", "cap_binding"]
+    lev = leverage(pl.col("mean_benefit_cny"), pl.col("payment_cny"), pl.col("periods_per_year"))
     plan_rows = plan.with_columns(
         pl.lit(label).alias("planset"), pl.lit("plan").alias("level"), pl.lit(None, dtype=pl.String).alias("group"),
-        pl.col("_m").alias("expected_claims_per_period"), pl.col("sustainable_share_cny").alias("own_share_cny"),
-        pl.col("sustainable_share_cny").alias("payment_cny"), pl.lit(0.0).alias("cross_subsidy_cny"),
+        pl.col("_m").alias("expected_claims_per_period"), pl.col("share_current_mix_cny").alias("own_share_cny"),
+        pl.col("share_current_mix_cny").alias("payment_cny"), pl.lit(0.0).alias("cross_subsidy_cny"),
     ).with_columns(lev.alias("leverage"), pl.col("share_cv").alias("payment_cv")).select(cols)
     grp = grp.join(_cm_payment_cv(r, plan), on=["plan", "group"], how="left").with_columns(
         pl.when(pl.col("rule") == "conditional_mean").then(pl.col("_cm_cv")).otherwise(pl.col("share_cv")).alias("payment_cv")
@@ -230,7 +230,7 @@ def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str)
     grp_rows = grp.with_columns(
         pl.lit(label).alias("planset"), pl.lit("group").alias("level"), pl.col("_m").alias("expected_claims_per_period"),
         pl.when(pl.col("rule") == "equal").then(pl.col("expected_share_cny"))
-        .otherwise(pl.col("own_share_cny") * pl.col("expected_share_cny") / pl.col("sustainable_share_cny"))
+        .otherwise(pl.col("own_share_cny") * pl.col("expected_share_cny") / pl.col("share_current_mix_cny"))
         .alias("expected_share_cny"),
     ).with_columns(lev.alias("leverage")).select(cols)
     flows = _flows(r, plan, label)
@@ -445,9 +445,12 @@ def compare_plans(
     and period length dt = 1/periods_per_year:
 
     - expected claims per period m_p = sum_i N_i lambda_i dt;
-    - sustainable share (stationary closed form: everyone past the waiting
-      period, no growth) S_p = sum_i (1+phi_i) N_i lambda_i dt B_i / N_p;
-      the period-by-period path comes from :func:`engine.projection._project.project`;
+    - share at the current mix ``share_current_mix_cny`` (every member of the
+      risk table past the waiting period, no growth, today's mix)
+      S_p = sum_i (1+phi_i) N_i lambda_i dt B_i / N_p. It is not the sustainable
+      share: that one (shared/domain.md) also lets the mix reach its equilibrium
+      under lapses and claims, and comes from :func:`engine.projection.project`
+      (``sustainable_share_cny``), with the period-by-period path;
     - expected share = S_p (1+g)^(-w), w = waiting_days x periods_per_year / 365.25;
     - own (risk-based) share of group k: S_k = sum_{i in k} (1+phi_i) N_i lambda_i dt B_i / N_k;
     - payment per member: S_p under the equal rule, S_k in expectation under the
@@ -456,8 +459,8 @@ def compare_plans(
     - leverage L = mean benefit / (periods_per_year x payment) = B / (12 x monthly share);
     - share CV: exact compound Poisson sqrt(sum m_i B_i^2) / sum m_i B_i,
       and the approximation 1/sqrt(m_p) (equal when every benefit is equal);
-    - capped share = min(S_p, per-claimant cap x m_p, annual cap / periods_per_year),
-      a deterministic approximation at the expected claim count.
+    - share after caps ``share_after_caps_cny`` = min(S_p, per-claimant cap x m_p,
+      annual cap / periods_per_year), a deterministic approximation at the expected claim count.
     """
     if not isinstance(plans, PlanSet):
         raise ConfigError("plans: must be a PlanSet (use engine.load_plans)")
@@ -505,7 +508,7 @@ def _changes(all_plans: pl.DataFrame) -> pl.DataFrame:
             "group", pl.col("_w").alias(f"members_{suffix}"), f"plan_{suffix}",
             (pl.col("_a") / pl.col("_w")).alias(f"annual_payment_{suffix}_cny"),
             (pl.col("_x") / pl.col("_w")).alias(f"annual_cross_subsidy_{suffix}_cny"),
-            (pl.col("_b") / pl.col("_a")).alias(f"leverage_{suffix}"),
+            leverage(pl.col("_b"), pl.col("_a"), 1.0).alias(f"leverage_{suffix}"),  # _a is already annual
             (pl.col("_c") / pl.col("_w")).alias(f"share_cv_{suffix}"),
         )
 

@@ -21,6 +21,7 @@ from engine._results import ResultMixin, print_frame
 from engine.plans.compare import _check_table
 from engine.errors import ConfigError, DataError
 from engine.plans.planset import PlanSet, assign_plans
+from engine.conventions import DAYS_PER_YEAR
 
 PRICES = ("payment", "per_benefit")
 
@@ -152,7 +153,7 @@ def migrate(
     m = lam[:, None] / ppy[None, :]  # expected claims per member and period
     cost = (1 + fee)[None, :] * m * ben  # own cost per member and period
     wait = np.array([p.waiting_days for p in opts], dtype=float)
-    lost = lam[:, None] * ben * wait[None, :] / 365.25  # expected benefit lost while waiting in plan q
+    lost = lam[:, None] * ben * wait[None, :] / DAYS_PER_YEAR  # expected benefit lost while waiting in plan q
     names = opts.names
     covered = elig.any(axis=1)
     x = np.zeros((len(n_row), P))

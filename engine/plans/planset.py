@@ -24,6 +24,7 @@ import polars as pl
 
 from engine.errors import ConfigError, DataError
 from engine.plans.expr import Expression, Token, tokenize  # noqa: F401 (re-exported)
+from engine.conventions import FEE, SHARING_DAYS, WAITING_DAYS, periods_per_year
 
 RULES = ("equal", "risk_proportional", "conditional_mean")
 
@@ -80,9 +81,9 @@ class Plan:
     name: str
     eligibility: Eligibility
     benefits: tuple[BenefitBand, ...]
-    fee: float = 0.08
-    waiting_days: int = 90
-    sharing_days: tuple[int, ...] = (14, 28)
+    fee: float = FEE
+    waiting_days: int = WAITING_DAYS
+    sharing_days: tuple[int, ...] = SHARING_DAYS
     per_claimant_cap: float | None = None
     annual_cap: float | None = None
     rule: str = "equal"
@@ -91,7 +92,7 @@ class Plan:
     @property
     def periods_per_year(self) -> int:
         """Sharing periods per year: 12 x the number of sharing days per month."""
-        return 12 * len(self.sharing_days)
+        return periods_per_year(self.sharing_days)
 
     def benefit_expr(self) -> pl.Expr:
         """Polars expression giving the benefit (CNY) at column ``age``; null outside every band."""
@@ -229,13 +230,13 @@ def _parse_plan(raw: Any, i: int, where: str) -> Plan:
                 raise err(f"no benefit band covers eligible age {missing[0]}", "benefit")
     else:
         raise err("must be a positive number or a non-empty list of bands", "benefit")
-    fee = raw.get("fee", 0.08)
+    fee = raw.get("fee", FEE)
     if not _num(fee) or not 0 <= fee < 1:
         raise err("must be a number in [0, 1)", "fee")
-    wait = raw.get("waiting_days", 90)
+    wait = raw.get("waiting_days", WAITING_DAYS)
     if not _int(wait) or not 0 <= wait <= 3650:
         raise err("must be an integer number of days in [0, 3650]", "waiting_days")
-    days = raw.get("sharing_days", [14, 28])
+    days = raw.get("sharing_days", list(SHARING_DAYS))
     if not (isinstance(days, list) and days and all(_int(d) and 1 <= d <= 28 for d in days)):
         raise err("must be a non-empty list of days of the month in 1..28 (e.g. [14, 28] or [28])", "sharing_days")
     if len(set(days)) != len(days) or sorted(days) != days:

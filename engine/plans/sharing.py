@@ -36,14 +36,86 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import reduce
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from engine.errors import ConfigError, DataError, ResourceError
+from engine.conventions import FEE
 
 RULES = ("equal", "risk_proportional", "conditional_mean")
 MODELS = ("poisson", "bernoulli")
+
+
+# ----------------------------------------------------------------------------- share formulas
+# One implementation of each formula of a member's share (shared/domain.md section 3); the history,
+# the projection, the plan comparison and the segmentation call these. They work on numpy arrays
+# and, except capped_share on arrays, on polars expressions and Series alike.
+def member_share(amount: Any, members: Any, fee: float = FEE, empty: float = np.nan) -> np.ndarray:
+    """Share per member of an amount shared equally with the fee: (1 + fee) amount / N.
+
+    Parameters
+    ----------
+    amount : claims amount (CNY), scalar or array.
+    members : members sharing N, broadcast against ``amount``.
+    fee : management fee phi.
+    empty : value where N <= 0 (nobody shares).
+
+    Notes
+    -----
+    s = (1 + phi) A / N (equal sharing; shared/domain.md "expected share").
+    """
+    total = (1.0 + fee) * np.asarray(amount, dtype=np.float64)
+    n = np.asarray(members, dtype=np.float64)
+    return np.divide(total, n, out=np.full(np.broadcast(total, n).shape, float(empty)), where=n > 0)
+
+
+def capped_share(share: Any, cap: float | Any | None) -> Any:
+    """A share after a cap: min(share, cap); ``cap=None`` = no cap.
+
+    Notes
+    -----
+    s_capped = min(s, c). The per-claimant cap applies to a member's share of one claim,
+    s = (1 + phi) B / N; the excess, N (s - c), is paid by the platform.
+    Works on numpy arrays and on polars expressions.
+    """
+    if cap is None:
+        return share
+    if isinstance(share, pl.Expr) or isinstance(cap, pl.Expr):
+        return pl.min_horizontal(share, cap)
+    return np.minimum(share, cap)
+
+
+def pooled_share(weights: Any, own: Any) -> Any:
+    """Equal-sharing share of a pool: the weighted mean of its members' own shares.
+
+    Notes
+    -----
+    s = sum_i w_i s_i / sum_i w_i (w = members or exposure). Numpy arrays or polars Series.
+    """
+    return (weights * own).sum() / weights.sum()
+
+
+def cross_subsidy(pooled: Any, own: Any) -> Any:
+    """Cross-subsidy of a group in a pooled plan: pooled share minus its own risk-based share.
+
+    Notes
+    -----
+    x_k = s - s_k (shared/domain.md); positive: k overpays. Scalars, arrays or polars expressions.
+    """
+    return pooled - own
+
+
+def leverage(benefit: Any, share: Any, periods_per_year: Any) -> Any:
+    """Leverage of a member: benefit / annual share.
+
+    Notes
+    -----
+    L = B / (periods_per_year x share) = B / (12 x monthly share) (shared/domain.md).
+    Scalars, arrays or polars expressions.
+    """
+    return benefit / (periods_per_year * share)
 
 
 def benefit_lattice(benefits: np.ndarray, unit: float | None = None) -> tuple[float, np.ndarray]:
@@ -285,7 +357,7 @@ def share_rule(
     rule: str,
     groups: pl.DataFrame,
     *,
-    fee: float = 0.0,
+    fee: float = FEE,
     periods_per_year: float = 12.0,
     model: str = "poisson",
     unit: float | None = None,
@@ -298,7 +370,7 @@ def share_rule(
     rule : ``"equal"``, ``"risk_proportional"`` or ``"conditional_mean"``.
     groups : one row per class of identical risks with ``members``, ``rate``
         (claims per member-year) and ``benefit_cny``; optional ``group`` label.
-    fee : management fee phi, charged on the claims.
+    fee : management fee phi, charged on the claims (default :data:`engine.conventions.FEE`).
     periods_per_year : the per-period probability is p = rate / periods_per_year.
     model : ``"poisson"`` or ``"bernoulli"`` claim counts.
 
@@ -359,7 +431,7 @@ def share_rule(
         "payment_sd_cny": sd,
         "payment_cv": np.where(mean > 0, sd / np.where(mean > 0, mean, 1.0), np.nan),
         "fairness": np.where(fair > 0, mean / np.where(fair > 0, fair, 1.0), np.nan),
-        "cross_subsidy_cny": mean - fair,
+        "cross_subsidy_cny": cross_subsidy(mean, fair),
     })
 
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from engine.conventions import DAYS_PER_YEAR
+
 from engine.errors import ConfigError
 
-DAYS_PER_YEAR = 365.25
 #: days of one tenure month in the select kernel (365.25 / 12)
 MONTH_DAYS = DAYS_PER_YEAR / 12.0
 

@@ -19,9 +19,11 @@ from engine._results import ResultMixin, print_frame
 from engine.projection.dynamics import BLOCK, QUANTITIES, Model, compile_model, detect_spiral, deterministic, simulate, \
     stationary_shares
 from engine.errors import ResourceError
+from engine.plans.sharing import leverage
 from engine.projection.assumptions import (Elasticity, Expectations, Joiners, Lapse, ProjectionAssumptions, SpiralRule,
                                       groups_from_table, make_assumptions, prepare_groups,
                                       select_factors_from_table, trend_from_table)
+from engine.conventions import FEE, REPORTING_LAG_DAYS, WAITING_DAYS
 
 __all__ = ["project", "ProjectionResult", "groups_from_table", "Joiners", "Lapse", "Expectations", "Elasticity",
            "SpiralRule", "ProjectionAssumptions"]
@@ -114,9 +116,11 @@ def project(
     n_scenarios: int = 1000,
     seed: int = 0,
     periods_per_year: int = 12,
-    fee: float = 0.08,
-    waiting_periods: int = 3,
-    reporting_lag_periods: int = 1,
+    fee: float = FEE,
+    waiting_days: int = WAITING_DAYS,
+    reporting_lag_days: int = REPORTING_LAG_DAYS,
+    waiting_periods: int | None = None,
+    reporting_lag_periods: int | None = None,
     per_claimant_cap: float | None = None,
     annual_cap: float | None = None,
     select_factors: Sequence[float] | Mapping[str, Sequence[float]] | pl.DataFrame | None = None,
@@ -147,11 +151,14 @@ def project(
     periods_per_year : int
         Sharing periods per year (12 monthly, 24 twice a month).
     fee : float
-        Management fee as a share of the claims paid (Xianghubao: 0.08).
-    waiting_periods : int
-        Whole periods after joining before a member can claim (90 days ~ 3 months).
-    reporting_lag_periods : int
-        Claims incurred in period t are paid (shared) in t + lag.
+        Management fee as a share of the claims paid (default :data:`engine.conventions.FEE`).
+    waiting_days, reporting_lag_days : int
+        The waiting period and the reporting lag in days (defaults in :mod:`engine.conventions`).
+    waiting_periods, reporting_lag_periods : int or None
+        The same in whole sharing periods; None (default) converts the days with
+        :func:`engine.conventions.days_to_periods` (90 days = 3 monthly periods, 30 days = 1).
+        Members wait ``waiting_periods`` after joining before they can claim; claims
+        incurred in period t are paid (shared) in t + ``reporting_lag_periods``.
     per_claimant_cap, annual_cap : float or None
         CNY per member per claim, and CNY per member per projection year
         (Xianghubao: 0.1 and 188); the excess is paid by the platform.
@@ -210,6 +217,7 @@ def project(
         incidence_trend = list(incidence_trend)
     kw: dict[str, Any] = dict(incidence_trend=incidence_trend, horizon=horizon, n_scenarios=n_scenarios, seed=seed,
                               periods_per_year=periods_per_year, fee=fee, waiting_periods=waiting_periods,
+                              waiting_days=waiting_days, reporting_lag_days=reporting_lag_days,
                               reporting_lag_periods=reporting_lag_periods, per_claimant_cap=per_claimant_cap,
                               annual_cap=annual_cap, claimants_exit=claimants_exit, chunk_size=chunk_size,
                               select_factors=(dict(select_factors) if isinstance(select_factors, Mapping)
@@ -338,7 +346,7 @@ def _plans_frames(m: Model, det: dict[str, np.ndarray], periods: pl.DataFrame,
                    overshoot=rule.overshoot, persistence=rule.persistence, min_periods=rule.min_periods)
         t_sp = detect_spiral(det["members"][:, p], det["share"][:, p], det["lapses"][:, p], sus_t[:, p], **thr)
         t_mc = detect_spiral(mc["members"][:, p], mc["share"][:, p], mc["lapses"][:, p], sus_t[:, p], **thr)
-        lev = bens / (ppy * sus[p]) if sus[p] > 0 else None
+        lev = leverage(bens, sus[p], ppy) if sus[p] > 0 else None
         end = last.filter(pl.col("plan") == name).row(0, named=True)
         rows.append({
             "plan": name, "groups": int(sel.sum()), "benefit_bands": int(bens.size),
@@ -355,7 +363,7 @@ def _plans_frames(m: Model, det: dict[str, np.ndarray], periods: pl.DataFrame,
         for b in bens:
             wb = float(weights[sel & (m.benefit == b)].sum())
             band_rows.append({"plan": name, "benefit_cny": float(b), "stationary_member_weight": wb,
-                              "sustainable_leverage": float(b / (ppy * sus[p])) if sus[p] > 0 else None})
+                              "sustainable_leverage": float(leverage(b, sus[p], ppy)) if sus[p] > 0 else None})
     plans = pl.DataFrame(rows, schema_overrides={"death_spiral_period": pl.Int32, "share_end_cv": pl.Float64,
                                                  "sustainable_leverage_min": pl.Float64,
                                                  "sustainable_leverage_max": pl.Float64,
@@ -369,7 +377,7 @@ def _leverage_frame(m: Model, periods: pl.DataFrame) -> pl.DataFrame:
         "plan", "benefit_cny")
 
     def lev(col: str) -> pl.Expr:
-        return pl.when(pl.col(col) > 0).then(pl.col("benefit_cny") / (ppy * pl.col(col)))
+        return pl.when(pl.col(col) > 0).then(leverage(pl.col("benefit_cny"), pl.col(col), ppy))
 
     return (periods.select("plan", "period", "share_mean_cny", "share_p95_cny", "det_share_cny")
             .join(bands, on="plan").sort("plan", "benefit_cny", "period")

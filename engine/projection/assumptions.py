@@ -19,9 +19,10 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from engine.errors import ConfigError
+from engine.conventions import FEE, REPORTING_LAG_DAYS, WAITING_DAYS, days_to_periods
 
 __all__ = [
     "Joiners",
@@ -129,9 +130,13 @@ class ProjectionAssumptions(_Model):
     n_scenarios: int = Field(1000, ge=1, le=10_000_000)
     seed: int = Field(0, ge=0)
     periods_per_year: int = Field(12, ge=1, le=366)
-    fee: float = Field(0.08, ge=0.0)
-    waiting_periods: int = Field(3, ge=0, le=600)
-    reporting_lag_periods: int = Field(1, ge=0, le=600)
+    fee: float = Field(FEE, ge=0.0)
+    waiting_days: int = Field(WAITING_DAYS, ge=0, le=3650)
+    reporting_lag_days: int = Field(REPORTING_LAG_DAYS, ge=0, le=3650)
+    #: whole periods; None = ``days_to_periods(waiting_days, periods_per_year)``
+    waiting_periods: int | None = Field(None, ge=0, le=600)
+    #: whole periods; None = ``days_to_periods(reporting_lag_days, periods_per_year)``
+    reporting_lag_periods: int | None = Field(None, ge=0, le=600)
     per_claimant_cap: float | None = Field(None, gt=0.0)
     annual_cap: float | None = Field(None, gt=0.0)
     select_factors: list[float] | dict[str, list[float]] | None = None
@@ -143,6 +148,17 @@ class ProjectionAssumptions(_Model):
     elasticity: Elasticity = Elasticity()
     spiral: SpiralRule = SpiralRule()
     chunk_size: int = Field(2048, ge=1)
+
+    @model_validator(mode="after")
+    def _periods_from_days(self) -> "ProjectionAssumptions":
+        # the waiting period and the reporting lag are rules in days; the projection counts whole
+        # sharing periods: one conversion (engine.conventions.days_to_periods), no second default
+        if self.waiting_periods is None:
+            object.__setattr__(self, "waiting_periods", days_to_periods(self.waiting_days, self.periods_per_year))
+        if self.reporting_lag_periods is None:
+            object.__setattr__(self, "reporting_lag_periods",
+                               days_to_periods(self.reporting_lag_days, self.periods_per_year))
+        return self
 
 
 def _fmt(err: dict[str, Any]) -> str:

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.conventions import FEE, REPORTING_LAG_DAYS, SHARING_DAYS, WAITING_DAYS
+
 from engine.projection._calendar_model import DAYS_PER_YEAR, cohort_paths, daily_hazard, paid_by_day, per_day, select_kernel
 from engine.errors import ConfigError, DataError
 
@@ -145,10 +147,10 @@ def project_calendar(
     *,
     start: dt.date,
     end: dt.date,
-    sharing_days: Any = (14, 28),
-    fee: float = 0.08,
-    waiting_days: int = 90,
-    reporting_lag_days: int = 30,
+    sharing_days: Any = SHARING_DAYS,
+    fee: float = FEE,
+    waiting_days: int = WAITING_DAYS,
+    reporting_lag_days: int = REPORTING_LAG_DAYS,
     joiners: float | Sequence[float] | np.ndarray = 0.0,
     lapse_annual: float | Sequence[float] | np.ndarray = 0.0,
     select_factors: Any = None,

@@ -36,6 +36,7 @@ import polars as pl
 
 from engine.errors import ConfigError
 from engine.projection.assumptions import ProjectionAssumptions
+from engine.plans.sharing import capped_share, member_share
 
 BLOCK = 256
 
@@ -279,8 +280,8 @@ def simulate(m: Model, rows: int, draw: Draw, record: Callable[[int, dict[str, n
             paid = K
         N = m.by_plan(Ng)
         Np = N[:, m.plan_idx]
-        per_claim = np.divide(fee1 * m.benefit, Np, out=np.zeros((S, G)), where=Np > 0)
-        capped = per_claim if a.per_claimant_cap is None else np.minimum(per_claim, a.per_claimant_cap)
+        per_claim = member_share(m.benefit, Np, a.fee, empty=0.0)
+        capped = capped_share(per_claim, a.per_claimant_cap)
         share_unc = m.by_plan(paid * capped)
         excess_amount = m.by_plan(paid * (per_claim - capped)) * N
         if not bool((Np > 0).all()):  # nobody left to share: the platform pays
@@ -290,7 +291,7 @@ def simulate(m: Model, rows: int, draw: Draw, record: Callable[[int, dict[str, n
                 cum[:] = 0.0
             allowed = np.maximum(a.annual_cap - cum, 0.0)
             binds = (share_unc > allowed).astype(np.float64)
-            share = np.minimum(share_unc, allowed)
+            share = capped_share(share_unc, allowed)  # the annual cap: what is left of it this year
             cum += share
             excess_amount += (share_unc - share) * N
         else:

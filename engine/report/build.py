@@ -56,17 +56,21 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
             ("pooled death spiral", "YES" if pooled.get("death_spiral") else "no", bool(pooled.get("death_spiral"))),
         ]
     if f.get("share_late_cny") is not None:
-        items.append((f"share per member over {f['share_late_month']} (3 months, before caps) -> sustainable",
-                      f"{f['share_late_cny']:,.2f} -> {f['share_sustainable_cny']:,.2f}", False))
+        items.append((f"share per member over {f['share_late_month']} (3 months, before caps) -> stationary "
+                      "(no dilution, no lag, select worn off)",
+                      f"{f['share_late_cny']:,.2f} -> {f['share_late_stationary_cny']:,.2f}", False))
     Report.kpis(s, items)
     rows = [{"plan": k, "members": round(v.get("members") or 0), "sustainable share (CNY/period)": v.get("sustainable_share_cny"),
-             "after caps": v.get("capped_share_cny"), "leverage": v.get("leverage"), "share CV": v.get("share_cv"),
+             "today's mix, after caps": v.get("share_after_caps_cny"), "leverage": v.get("leverage"), "share CV": v.get("share_cv"),
              "death spiral": "YES" if v.get("death_spiral") else "no",
              "P(annual cap binds), max": v.get("cap_binds_probability_max")} for k, v in summary.items()]
     Report.table(s, pl.DataFrame(rows))
-    Report.text(s, "Sustainable share: the stationary share once growth stops and every member is past the waiting "
-                   "period (closed form of engine.compare); leverage = benefit / annual share; share CV: volatility "
-                   "of one period's share; P(annual cap binds): largest probability over the projection periods.")
+    Report.text(s, "Sustainable share: the share of a stationary pool (growth stopped, every member past the waiting "
+                   "period, select effects worn off, the mix at its equilibrium; engine.projection._project); today's mix, "
+                   "after caps: the share of the members sharing at the end of the study, all past the waiting period, "
+                   "after the per-claimant and annual caps (engine.plans.compare); leverage = benefit / annual share at "
+                   "today's mix; share CV: volatility of one period's share; P(annual cap binds): largest probability "
+                   "over the projection periods.")
     for w in f.get("warnings", []):
         Report.text(s, f"warning: {w}")
     # -- account
@@ -121,8 +125,8 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
     Report.figure(s, rf.fan_charts(t["projection"], summary), "projected share fan charts")
     pc = cfg.projection
     Report.text(s, f"{pc.scenarios:,} Monte Carlo scenarios over {pc.horizon} sharing periods (seed {pc.seed}); "
-                   "band = P5-P95 of the share after the caps, dashed = sustainable share, dotted = sustainable share "
-                   "after the per-claimant and annual caps (when they bind, the platform pays the difference).")
+                   "band = P5-P95 of the share after the caps, dashed = sustainable share, dotted = share at today's "
+                   "mix after the per-claimant and annual caps (when they bind, the platform pays the difference).")
     Report.table(s, t["projection_plans"].select([c for c in ("plan", "members_start", "members_end",
                                                                "share_end_mean_cny", "share_end_p95_cny",
                                                                "sustainable_share_cny", "death_spiral",
@@ -148,7 +152,7 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
     s = rep.section("plans", "Plan comparison")
     p = t["plans"].filter(pl.col("level") == "plan")
     Report.table(s, p.select([c for c in ("plan_file", "planset", "plan", "members", "expected_claims_per_period",
-                                          "sustainable_share_cny", "leverage", "share_cv", "cap_binding")
+                                          "share_current_mix_cny", "leverage", "share_cv", "cap_binding")
                               if c in p.columns]))
     ch = t["changes"]
     Report.table(s, ch.select([c for c in ("plan_file", "group", "annual_payment_before_cny", "annual_payment_after_cny",

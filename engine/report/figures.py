@@ -141,7 +141,7 @@ def decomposition(dec: pl.DataFrame) -> Any:
 
 
 def fan_charts(periods: pl.DataFrame, summary: dict[str, Any]) -> Any:
-    """Projected share fan chart per plan: mean, P5-P95 band, sustainable share (uncapped and capped)."""
+    """Projected share fan chart per plan: mean, P5-P95 band, sustainable share and the share after caps."""
     plt = _plt()
     labels = periods["plan"].unique(maintain_order=True).to_list()
     n = len(labels)
@@ -155,11 +155,11 @@ def fan_charts(periods: pl.DataFrame, summary: dict[str, Any]) -> Any:
                         label="P5-P95")
         ax.plot(x, d["share_mean_cny"].to_numpy(), color="C0", label="mean (after caps)")
         info = summary.get(label, {})
-        sus, cap = info.get("sustainable_share_cny"), info.get("capped_share_cny")
+        sus, cap = info.get("sustainable_share_cny"), info.get("share_after_caps_cny")
         if sus is not None:
             ax.axhline(sus, linestyle="--", color="k", lw=1, label=f"sustainable {sus:,.2f}")
         if cap is not None and sus is not None and cap < sus * 0.999:
-            ax.axhline(cap, linestyle=":", color="C3", lw=1.5, label=f"sustainable after caps {cap:,.2f}")
+            ax.axhline(cap, linestyle=":", color="C3", lw=1.5, label=f"today's mix after caps {cap:,.2f}")
         ax.set_ylim(bottom=0)
         ax.set_xlabel("sharing period")
         ax.set_ylabel("CNY per member")
@@ -175,7 +175,7 @@ def fan_charts(periods: pl.DataFrame, summary: dict[str, Any]) -> Any:
 def leverage(summary: dict[str, Any]) -> Any:
     """Leverage (benefit / annual share) and sustainable annual share per plan."""
     plt = _plt()
-    labels = [k for k, v in summary.items() if v.get("leverage") is not None]
+    labels = [k for k, v in summary.items() if v.get("leverage") is not None and v.get("sustainable_share_cny") is not None]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 0.5 * max(len(labels), 3) + 1.5))
     y = np.arange(len(labels))
     lev = [summary[k]["leverage"] for k in labels]

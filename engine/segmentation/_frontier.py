@@ -11,7 +11,7 @@ import polars as pl
 
 from engine.errors import ModelError
 from engine.segmentation.metrics import benefit_per_cell, weighted_ari
-from engine.segmentation._model import group_sums
+from engine.cells.sums import group_sums
 from engine.segmentation._tree import rule_from_json, rule_to_json
 
 KIND = "RiskSegmenter"
@@ -76,7 +76,7 @@ def bootstrap_ari(seg: Any, cells: pl.DataFrame, *, n_boot: int = 20, random_sta
     params.update(n_groups=seg.n_groups_, benefit="_benefit", features=seg.features_)
     units = seg.unit_groups_
     feats = seg.features_
-    w = units.join(group_sums(cells, feats, ["exposure_years"])[0],
+    w = units.join(group_sums(cells, feats, ["exposure_years"]),
                    on=feats, how="left", maintain_order="left")["exposure_years"].fill_null(0.0).to_numpy()
     vals = []
     for _ in range(n_boot):

@@ -16,25 +16,10 @@ import numpy as np
 import polars as pl
 
 from engine._estimator import Estimator, _warn_renamed
-from engine.errors import DataError
+from engine.errors import DataError, ModelError
+from engine.cells.sums import group_sums
 
 SUMS = {"exposure_days", "exposure_years", "sharing_days", "sharing_years", "claims", "amount"}
-
-
-def group_sums(frame: pl.DataFrame, keys: Sequence[str], cols: Sequence[str]) -> tuple[pl.DataFrame, np.ndarray]:
-    """Sums of ``cols`` by ``keys`` (sorted by keys) and each row's group index; bit-for-bit deterministic.
-
-    Notes
-    -----
-    polars' parallel ``group_by().sum()`` may add floats in a different order from run
-    to run (last-bit differences); here the sums are sequential ``numpy.bincount``.
-    """
-    from engine.cells.sums import group_index
-
-    uniq, idx = group_index(frame, keys)
-    sums = [pl.Series(c, np.bincount(idx, weights=frame.get_column(c).to_numpy().astype(float), minlength=uniq.height))
-            for c in cols]
-    return uniq.with_columns(sums), idx
 
 
 def key_columns(cells: pl.DataFrame) -> list[str]:
@@ -109,7 +94,7 @@ class CellPoissonModel(Estimator):
             raise DataError(f"cells: column '{missing[0]}' needed by the incidence model is missing")
         self.features_ = feats
         if feats:
-            agg = group_sums(cells, feats, ["exposure_years", "claims"])[0]
+            agg = group_sums(cells, feats, ["exposure_years", "claims"])
         else:
             agg = pl.DataFrame({"exposure_years": [float(np.sum(cells["exposure_years"].to_numpy()))],
                                 "claims": [float(np.sum(cells["claims"].to_numpy()))]})

@@ -11,27 +11,13 @@ import numpy as np
 import polars as pl
 
 from engine.errors import ConfigError, DataError
+from engine.conventions import BENEFIT_SCHEDULE, DAYS_PER_YEAR, FEE
+from engine.estimators.credibility import limited_fluctuation
+from engine.estimators.crude import garwood_interval
+from engine.plans.sharing import cross_subsidy, pooled_share
 
 #: Xianghubao benefit schedule (CNY): 300,000 up to age 39, 100,000 at 40-59 (reference/README.md).
-XIANGHUBAO_BENEFIT: tuple[tuple[int, float], ...] = ((39, 300_000.0), (10**6, 100_000.0))
-FULL_CREDIBILITY_CLAIMS = 1082.0
-
-
-def garwood(claims: np.ndarray, exposure: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Exact Poisson (Garwood) interval for the rate claims / exposure.
-
-    Notes
-    -----
-    lower = chi2.ppf(a/2, 2D) / (2E) (0 when D = 0); upper = chi2.ppf(1 - a/2, 2D + 2) / (2E).
-    """
-    from scipy.stats import chi2
-
-    d = np.asarray(claims, float)
-    e = np.asarray(exposure, float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lo = np.where(d > 0, chi2.ppf(alpha / 2, 2 * np.maximum(d, 1e-300)) / (2 * e), 0.0)
-        hi = chi2.ppf(1 - alpha / 2, 2 * d + 2) / (2 * e)
-    return lo, hi
+XIANGHUBAO_BENEFIT: tuple[tuple[int, float], ...] = BENEFIT_SCHEDULE
 
 
 def window_years(cells: pl.DataFrame) -> float:
@@ -50,7 +36,7 @@ def window_years(cells: pl.DataFrame) -> float:
     if p.size == 1:
         return 1.0  # one period: its length is unknown; pass window_years explicitly
     step = float(np.min(np.diff(p)))
-    return float(p[-1] - p[0] + step) / 365.25
+    return float(p[-1] - p[0] + step) / DAYS_PER_YEAR
 
 
 def benefit_per_cell(cells: pl.DataFrame, benefit: Any = None) -> np.ndarray:
@@ -163,7 +149,7 @@ def segmentation_metrics(
     period_months: float = 1.0,
     window: float | None = None,
     base_rate: Any = None,
-    fee: float = 0.0,
+    fee: float = FEE,
     alpha: float = 0.05,
     finest: Any = None,
 ) -> tuple[pl.DataFrame, dict[str, float]]:
@@ -193,7 +179,8 @@ def segmentation_metrics(
     -----
     T = window years; expected claims per period n_g = D_g / T * period_months / 12
     (the group's experience rate times its mean annual exposure); share CV = 1/sqrt(n_g);
-    credibility Z = min(1, sqrt(D_g / 1082)) on the group's observed claims.
+    credibility Z = min(1, sqrt(D_g / 1082.2)) on the group's observed claims
+    (:func:`engine.estimators.credibility.limited_fluctuation`); rate interval: :func:`engine.estimators.crude.garwood_interval`.
     Risk cost per cell s_c = (1 + fee) r_c B_c with r_c the predicted rate; pooled
     share s = sum E s_c / sum E; group share s_g likewise within g; cross-subsidy
     of g = s - s_g (positive: g overpays in the pooled plan).
@@ -225,8 +212,8 @@ def segmentation_metrics(
     mug = np.bincount(gi, weights=E * r, minlength=k)
     s_c = (1.0 + fee) * r * B
     sg = np.bincount(gi, weights=E * s_c, minlength=k) / np.where(Eg > 0, Eg, 1.0)
-    s = float(np.sum(E * s_c) / E.sum())
-    lo, hi = garwood(Dg, Eg, alpha)
+    s = float(pooled_share(E, s_c))
+    lo, hi = garwood_interval(Dg, Eg, 1.0 - alpha)
     n_per = Dg / T * period_months / 12.0
     with np.errstate(divide="ignore"):
         cv = np.where(n_per > 0, 1.0 / np.sqrt(np.where(n_per > 0, n_per, 1.0)), np.inf)
@@ -243,9 +230,9 @@ def segmentation_metrics(
             "predicted_relativity": mug / np.where(Mg > 0, Mg, np.nan),
             "expected_claims_per_period": n_per,
             "share_cv": cv,
-            "credibility": np.minimum(1.0, np.sqrt(Dg / FULL_CREDIBILITY_CLAIMS)),
+            "credibility": limited_fluctuation(Dg),
             "own_share": sg,
-            "cross_subsidy": s - sg,
+            "cross_subsidy": cross_subsidy(s, sg),
             "cross_subsidy_per_period": (s - sg) * period_months / 12.0,
             "cross_subsidy_pct": (s - sg) / s if s > 0 else np.zeros(k),
         }
@@ -335,37 +322,3 @@ def frontier_table(
         (pl.col("k") == k_rec).alias("recommended"),
     ).drop("n_groups")
     return fr, k_rec
-
-
-def member_attained_age(birth: pl.Expr, at: Any) -> pl.Expr:
-    """Age last birthday on date ``at`` (29 February birthdays fall on 1 March in common years).
-
-    Notes
-    -----
-    age = year(at) - year(birth) - [ (month, day)(at) < (month, day)(birth) ];
-    comparing (month, day) pairs makes a 29 February birthday pass on 1 March in a
-    common year and on 29 February in a leap year.
-    """
-    at_lit = pl.lit(at, dtype=pl.Date)
-    before = (at_lit.dt.month() < birth.dt.month()) | (
-        (at_lit.dt.month() == birth.dt.month()) & (at_lit.dt.day() < birth.dt.day())
-    )
-    return (at_lit.dt.year() - birth.dt.year() - before.cast(pl.Int32)).cast(pl.Int32)
-
-
-
-def member_duration(join: pl.Expr, at: Any) -> pl.Expr:
-    """Completed months since ``join`` on date ``at`` (docs/domain.md section 4).
-
-    Notes
-    -----
-    The k-th month boundary falls on join's day of month, or on the month's last
-    day when that day does not exist; so
-    n = 12 (year(at) - year(join)) + month(at) - month(join) - [day(at) < min(day(join), last day of at's month)].
-    """
-    import calendar
-
-    last = calendar.monthrange(at.year, at.month)[1]
-    boundary = pl.min_horizontal(join.dt.day().cast(pl.Int32), pl.lit(last, dtype=pl.Int32))
-    n = (at.year - join.dt.year().cast(pl.Int32)) * 12 + (at.month - join.dt.month().cast(pl.Int32))
-    return (n - (pl.lit(at.day, dtype=pl.Int32) < boundary).cast(pl.Int32)).cast(pl.Int32)

@@ -21,16 +21,16 @@ from engine._estimator import Estimator, _warn_renamed, predict_rates, print_fra
 from engine.errors import ConfigError, DataError, ModelError
 from engine.segmentation._dp import dp_partition, isotonic_by_profile
 from engine.segmentation.metrics import (
-    FULL_CREDIBILITY_CLAIMS,
     frontier_table,
-    member_attained_age,
-    member_duration,
     segmentation_metrics,
     window_years,
 )
-from engine.segmentation._model import CellPoissonModel, group_sums, key_columns
+from engine.segmentation._model import CellPoissonModel, key_columns
+from engine.cells.sums import group_sums
 from engine.segmentation._rules import describe_units, parse_rules, rules_for_labels
 from engine.segmentation._tree import Rule, grow_tree, make_units, rule_expr, rule_from_json, rule_mask, rule_text, rule_to_json
+from engine.conventions import FEE, FULL_CREDIBILITY_CLAIMS
+from engine.cells.dates import attained_age_expr, completed_months_expr
 
 METHODS = ("tree", "cluster", "rules")
 MAX_DP_UNITS = 3000
@@ -69,7 +69,7 @@ class RiskSegmenter(Estimator):
     max_groups : largest number of groups K considered (the frontier runs K = 1..max_groups).
     n_groups : use exactly this K (the largest feasible K <= n_groups); default: the recommended K.
     min_expected_claims : floor on each group's expected claims per sharing period (30 -> share CV <= 18%).
-    min_credibility : optional floor on limited-fluctuation credibility Z = min(1, sqrt(D_g / 1082)).
+    min_credibility : optional floor on limited-fluctuation credibility Z = min(1, sqrt(D_g / 1082.2)).
     period_months : sharing period length in months (1 = monthly shares).
     monotone_age : group rates must not fall with age (within each combination of the other features).
     contiguous_age : each group's ages form one band within each combination of the other features.
@@ -91,7 +91,7 @@ class RiskSegmenter(Estimator):
     max_rule_terms : a cluster group is written as rules (an OR of at most this many
         conjunctions reproducing it exactly) when possible, else as its factor profile.
     benefit : benefit per claim for cross-subsidy (see :func:`engine.segmentation.metrics.benefit_per_cell`).
-    fee : management fee loading of the shares.
+    fee : management fee loading of the shares (default :data:`engine.conventions.FEE`, like every share).
     window_years : length of the data window (default: from ``period``).
     random_state : seed of the bootstrap in :meth:`stability`.
     """
@@ -119,7 +119,7 @@ class RiskSegmenter(Estimator):
         cluster_loss: str = "deviance",
         max_rule_terms: int = 6,
         benefit: Any = None,
-        fee: float = 0.0,
+        fee: float = FEE,
         window_years: float | None = None,
         random_state: int = 0,
     ) -> None:
@@ -207,7 +207,7 @@ class RiskSegmenter(Estimator):
         if rbar <= 0:
             raise DataError("cells: adjust_for needs at least one claim")
         self.base_ = (
-            group_sums(cells, keys, ["claims", "exposure_years"])[0]
+            group_sums(cells, keys, ["claims", "exposure_years"])
             .with_columns(((pl.col("claims") + 1.0) / (pl.col("exposure_years") + 1.0 / rbar)).alias("base_rate"))
             .select(*keys, "base_rate").sort(keys)
         )
@@ -244,7 +244,7 @@ class RiskSegmenter(Estimator):
             pl.Series("E", E), pl.Series("D", cells["claims"].to_numpy().astype(float)),
             pl.Series("M", E * base), pl.Series("mu", E * pred),
         )
-        ufr = group_sums(work, feats, ["E", "D", "M", "mu"])[0]
+        ufr = group_sums(work, feats, ["E", "D", "M", "mu"])
         units = make_units(ufr, feats, list(self.ordered_features))
         self.units_ = units
         floor = self.min_expected_claims * 12.0 * self.window_years_ / self.period_months
@@ -441,11 +441,11 @@ class RiskSegmenter(Estimator):
                 if f == "age" and "birth_date" in df.columns:
                     if at is None:
                         raise ConfigError("at: a date is needed to compute attained age from birth_date")
-                    df = df.with_columns(member_attained_age(pl.col("birth_date"), at).alias("age"))
+                    df = df.with_columns(attained_age_expr(pl.col("birth_date"), at).alias("age"))
                 elif f == "duration" and "join_date" in df.columns:
                     if at is None:
                         raise ConfigError("at: a date is needed to compute duration from join_date")
-                    df = df.with_columns(member_duration(pl.col("join_date"), at).alias("duration"))
+                    df = df.with_columns(completed_months_expr(pl.col("join_date"), at).alias("duration"))
                 else:
                     raise DataError(f"frame: column '{f}' needed for assignment is missing")
         if self.rules_ is not None:

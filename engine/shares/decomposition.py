@@ -49,6 +49,8 @@ import polars as pl
 
 from engine._results import ResultMixin
 from engine.errors import ConfigError, DataError, ModelError
+from engine.conventions import DAYS_PER_YEAR, FEE, REPORTING_LAG_DAYS, WAITING_DAYS
+from engine.cells.dates import attained_age_expr, completed_months_expr
 
 #: driver names in the default (documented) sequential order
 DRIVERS: tuple[str, ...] = (
@@ -124,24 +126,6 @@ class ShareDrivers(ResultMixin):
 
 
 # --------------------------------------------------------------------------- cell attributes
-def attained_age(birth: pl.Expr, on: pl.Expr) -> pl.Expr:
-    """Age last birthday on date ``on`` (29 February birthdays fall on 1 March in common years)."""
-    before = (on.dt.month() < birth.dt.month()) | (
-        (on.dt.month() == birth.dt.month()) & (on.dt.day() < birth.dt.day())
-    )
-    return (on.dt.year().cast(pl.Int32) - birth.dt.year().cast(pl.Int32) - before.cast(pl.Int32)).cast(pl.Int32)
-
-
-def completed_months(join: pl.Expr, on: pl.Expr) -> pl.Expr:
-    """Completed months since ``join`` on ``on`` (anniversary day clipped to the month's last day)."""
-    m = (on.dt.year().cast(pl.Int32) - join.dt.year().cast(pl.Int32)) * 12 + (
-        on.dt.month().cast(pl.Int32) - join.dt.month().cast(pl.Int32)
-    )
-    month_len = on.dt.month_end().dt.day().cast(pl.Int32)
-    anniv_day = pl.min_horizontal(join.dt.day().cast(pl.Int32), month_len)
-    return (m - (on.dt.day().cast(pl.Int32) < anniv_day).cast(pl.Int32)).cast(pl.Int32)
-
-
 def _collect(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
 
@@ -153,7 +137,7 @@ def drivers_from_cells(
     sharing_members: float,
     amount_approved_cny: float,
     period_days: int,
-    fee: float = 0.08,
+    fee: float = FEE,
     base_rates: pl.DataFrame | None = None,
     select_factors: pl.DataFrame | Any | None = None,
     relativities: Mapping[str, pl.DataFrame] | None = None,
@@ -255,7 +239,7 @@ def drivers_from_cells(
         raise DataError(f"drivers{(' ' + label) if label else ''}: no eligible exposure in the window")
     if s["wbsr"] <= 0:
         raise DataError("drivers: the expected cost of the eligible members is 0 (check base_rates / relativities)")
-    dt_years = period_days / 365.25
+    dt_years = period_days / DAYS_PER_YEAR
     if sharing_years is None:
         sharing_years = exact_sum(c["sharing_years"]) if "sharing_years" in c.columns else E
     Y = float(sharing_years)
@@ -296,9 +280,9 @@ def share_drivers(
     *,
     period_start: dt.date,
     notice_date: dt.date,
-    fee: float = 0.08,
-    waiting_days: int = 90,
-    reporting_lag_days: int = 30,
+    fee: float = FEE,
+    waiting_days: int = WAITING_DAYS,
+    reporting_lag_days: int = REPORTING_LAG_DAYS,
     base_rates: pl.DataFrame | None = None,
     select_factors: pl.DataFrame | Any | None = None,
     relativities: Mapping[str, pl.DataFrame] | None = None,
@@ -351,14 +335,14 @@ def share_drivers(
     N = int(mm.filter((pl.col("join_date") <= nd) & (pl.col("exit_date").is_null() | (nd < pl.col("exit_date"))))
             .select(pl.len()).collect().item())
     share_days = (last_excl - pl.max_horizontal(pl.col("join_date"), ps)).dt.total_days().clip(lower_bound=0)
-    Y = float(mm.select(share_days.sum()).collect().item() or 0) / 365.25
+    Y = float(mm.select(share_days.sum()).collect().item() or 0) / DAYS_PER_YEAR
     cells = (
         mm.with_columns(((last_excl - first).dt.total_days().clip(lower_bound=0)).alias("_days"))
         .filter(pl.col("_days") > 0)
-        .with_columns(attained_age(pl.col("birth_date"), d).alias("age"),
-                      completed_months(pl.col("join_date"), d).alias("duration"))
+        .with_columns(attained_age_expr(pl.col("birth_date"), d).alias("age"),
+                      completed_months_expr(pl.col("join_date"), d).alias("duration"))
         .group_by(*keys)
-        .agg((pl.col("_days").sum() / 365.25).alias("exposure_years"))
+        .agg((pl.col("_days").sum() / DAYS_PER_YEAR).alias("exposure_years"))
         .sort(keys, nulls_last=True)
         .collect()
     )

@@ -39,6 +39,8 @@ import numpy as np
 import polars as pl
 
 from engine.errors import ConfigError, DataError
+from engine.plans.sharing import capped_share, member_share
+from engine.conventions import ANNUAL_CAP_CNY, FEE, PER_CLAIMANT_CAP_CNY, REPORTING_LAG_DAYS, SHARING_DAYS, WAITING_DAYS
 
 SharingDays = Sequence[int] | int | str
 _EPOCH = dt.date(1970, 1, 1)
@@ -92,7 +94,7 @@ def parse_sharing_days(sharing_days: SharingDays) -> tuple[int, ...]:
     return tuple(sorted(set(days)))
 
 
-def notice_dates(first: dt.date, last: dt.date, sharing_days: SharingDays = (14, 28)) -> list[dt.date]:
+def notice_dates(first: dt.date, last: dt.date, sharing_days: SharingDays = SHARING_DAYS) -> list[dt.date]:
     """All notice dates d with ``first <= d <= last`` (a day beyond the month's length is its last day)."""
     days = parse_sharing_days(sharing_days)
     out: set[dt.date] = set()
@@ -107,7 +109,7 @@ def notice_dates(first: dt.date, last: dt.date, sharing_days: SharingDays = (14,
     return sorted(out)
 
 
-def sharing_calendar(start: dt.date, end: dt.date, sharing_days: SharingDays = (14, 28)) -> pl.DataFrame:
+def sharing_calendar(start: dt.date, end: dt.date, sharing_days: SharingDays = SHARING_DAYS) -> pl.DataFrame:
     """The sharing periods whose notice date lies in ``[start, end]``: ``period_start``, ``notice_date``."""
     prev_first = dt.date(start.year - 1, 12, 1) if start.month == 1 else dt.date(start.year, start.month - 1, 1)
     nd = notice_dates(min(prev_first, start - dt.timedelta(days=62)), end, sharing_days)
@@ -307,12 +309,12 @@ def share_history(
     *,
     start: dt.date,
     end: dt.date,
-    sharing_days: SharingDays = (14, 28),
-    fee: float = 0.08,
-    waiting_days: int = 90,
-    reporting_lag_days: int = 30,
-    per_claimant_cap: float | None = 0.1,
-    annual_cap: float | None = 188.0,
+    sharing_days: SharingDays = SHARING_DAYS,
+    fee: float = FEE,
+    waiting_days: int = WAITING_DAYS,
+    reporting_lag_days: int = REPORTING_LAG_DAYS,
+    per_claimant_cap: float | None = PER_CLAIMANT_CAP_CNY,
+    annual_cap: float | None = ANNUAL_CAP_CNY,
     plan_col: str | None = "plan_id",
     by: Sequence[str] | None = None,
     terminate_on_claim: bool = True,
@@ -397,10 +399,9 @@ def share_history(
     amt = cl["amount"].cast(pl.Float64).to_numpy()[inside]
     n_at = N[pc, ti]
     total = (1.0 + fee) * amt
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_member = np.where(n_at > 0, total / np.where(n_at > 0, n_at, 1.0), np.nan)
+    per_member = member_share(amt, n_at, fee)
     capv = np.inf if per_claimant_cap is None else float(per_claimant_cap)
-    capped = np.minimum(per_member, capv)
+    capped = capped_share(per_member, per_claimant_cap)
     # no cap (inf) times no sharing member (0) is only computed where the where() discards it
     plat_pc = np.where(n_at > 0, np.maximum(0.0, total - capv * np.where(n_at > 0, n_at, 1.0)), 0.0)
     size = n_pools * P

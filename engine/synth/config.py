@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.conventions import BENEFIT_BANDS, FEE, WAITING_DAYS
 from engine.errors import ConfigError
 
 #: Planted risk groups: (label, name). Assignment rule in :func:`risk_group_codes`.
@@ -57,11 +58,11 @@ class SynthConfig:
     # plan rules (reference/README.md: Xianghubao main plan)
     start: dt.date = dt.date(2018, 10, 16)
     end: dt.date = dt.date(2021, 12, 31)
-    waiting_days: int = 90
-    fee: float = 0.08
-    benefit_young_cny: float = 300_000.0
-    benefit_old_cny: float = 100_000.0
-    benefit_age_limit: int = 40  # 300k up to age 39, 100k from 40
+    waiting_days: int = WAITING_DAYS
+    fee: float = FEE
+    benefit_young_cny: float = BENEFIT_BANDS[0][2]
+    benefit_old_cny: float = BENEFIT_BANDS[1][2]
+    benefit_age_limit: int = BENEFIT_BANDS[1][0]  # 300k up to age 39, 100k from 40
     exit_at_60: bool = True  # members leave on their 60th birthday
     plan_id: str | None = "main"
 

@@ -29,6 +29,8 @@ from collections import Counter
 import numpy as np
 import polars as pl
 
+from engine.conventions import WAITING_DAYS
+
 MEMBER_KINDS = (
     "null_member_id",
     "null_birth_date",
@@ -118,7 +120,7 @@ def _corrupt_claims(c: pl.DataFrame, picks: dict[str, np.ndarray]) -> pl.DataFra
 
 
 def make_dirty(
-    members: pl.DataFrame, claims: pl.DataFrame, dirty: float, rng: np.random.Generator, waiting_days: int = 90
+    members: pl.DataFrame, claims: pl.DataFrame, dirty: float, rng: np.random.Generator, waiting_days: int = WAITING_DAYS
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, dict[str, int]]]:
     """Corrupt and append rows; return (members, claims, expected set-aside counts by reason)."""
     n_m = members.height

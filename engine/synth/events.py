@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.conventions import DAYS_PER_YEAR
 from engine.data.reference import reference_basis
 from engine.synth.config import CAUSES, CHANNELS, SynthConfig
 from engine.synth.population import Population, attained_age, day_number
@@ -109,7 +110,7 @@ def draw_events(pop: Population, cfg: SynthConfig, rng: np.random.Generator) -> 
         anti = pop.channel == CHANNELS.index(cfg.antiselection_channel)
         smax = np.where(anti, max(cfg.select_factor, 1.0, cfg.select_factor * f, f), smax)
     lam_max = qmax * pop.multiplier * smax
-    counts = rng.poisson(lam_max * dur / 365.25)
+    counts = rng.poisson(lam_max * dur / DAYS_PER_YEAR)
     idx = np.repeat(np.arange(n, dtype=np.int64), counts)
     t = pop.join[idx] + rng.random(idx.size) * dur[idx]
     day = np.minimum(np.floor(t).astype(np.int64), stop[idx] - 1)

@@ -10,77 +10,30 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.conventions import DAYS_PER_YEAR
+from engine.cells.dates import EPOCH, attained_age, birthday, civil_from_days, day_number, days_from_civil, md_code  # noqa: F401 (re-exported)
 from engine.synth.config import CHANNELS, SynthConfig, risk_group_codes
-
-EPOCH = dt.date(1970, 1, 1)
-
-
-def day_number(d: dt.date) -> int:
-    """Days since 1970-01-01."""
-    return (d - EPOCH).days
 
 
 def ymd(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Year, month (1-12) and day (1-31) of int64 day numbers (proleptic Gregorian).
+    """Year, month (1-12) and day (1-31) of int64 day numbers (:func:`engine.cells.dates.civil_from_days`).
 
-    Notes
-    -----
-    Integer civil-from-days algorithm (H. Hinnant, "chrono-compatible low-level
-    date algorithms"), vectorised; eras of 400 years = 146,097 days.
+    Many dates over a short span are converted once per distinct day, then looked up.
     """
     days = np.asarray(days, dtype=np.int64)
     if days.size > 100_000:  # many dates over a short span: compute the span once, then look up
         lo, hi = int(days.min()), int(days.max())
         if hi - lo < days.size // 10:
-            y, m, d = ymd(np.arange(lo, hi + 1, dtype=np.int64))
+            y, m, d = civil_from_days(np.arange(lo, hi + 1, dtype=np.int64))
             i = days - lo
             return y[i], m[i], d[i]
-    z = days + 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = np.where(mp < 10, mp + 3, mp - 9)
-    year = yoe + era * 400 + (month <= 2)
-    return year, month, day
-
-
-def days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
-    """Day numbers of (year, month, day) arrays (inverse of :func:`ymd`)."""
-    y = np.asarray(year, dtype=np.int64) - (np.asarray(month) <= 2)
-    era = y // 400
-    yoe = y - era * 400
-    mp = np.where(month > 2, month - 3, month + 9)
-    doy = (153 * mp + 2) // 5 + np.asarray(day, dtype=np.int64) - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
-def attained_age(birth: np.ndarray, day: np.ndarray) -> np.ndarray:
-    """Age last birthday on ``day`` (a 29 February birthday falls on 1 March in common years).
-
-    Notes
-    -----
-    age = year(d) - year(b) - [(month(d), day(d)) < (month(b), day(b))]; in a
-    common year (2, 28) < (2, 29) and (3, 1) > (2, 29), which is the convention.
-    """
-    yb, mb, db = ymd(birth)
-    yd, md, dd = ymd(day)
-    before = (md < mb) | ((md == mb) & (dd < db))
-    return yd - yb - before.astype(np.int64)
+    return civil_from_days(days)
 
 
 def birthday_at(birth: np.ndarray, age: int) -> np.ndarray:
     """Day number of the ``age``-th birthday (29 February -> 1 March in a common year)."""
     yb, mb, db = ymd(birth)
-    y = yb + age
-    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
-    feb29 = (mb == 2) & (db == 29) & ~leap
-    m = np.where(feb29, 3, mb)
-    d = np.where(feb29, 1, db)
-    return days_from_civil(y, m, d)
+    return birthday(yb + age, md_code(mb, db))
 
 
 def month_index(local_day: np.ndarray, start: dt.date) -> np.ndarray:
@@ -124,7 +77,7 @@ def draw_population(n: int, cfg: SynthConfig, rng: np.random.Generator) -> Popul
     join = np.sort(rng.choice(n_days, size=n, p=join_weights(cfg, n_days))).astype(np.int64)
     aw = np.asarray(cfg.age_weights, dtype=float)
     age_years = rng.choice(60, size=n, p=aw / aw.sum())
-    age_days = np.floor((age_years + rng.random(n)) * 365.25).astype(np.int64)
+    age_days = np.floor((age_years + rng.random(n)) * DAYS_PER_YEAR).astype(np.int64)
     age_days = np.maximum(age_days, 30)  # eligible from 30 days old
     birth = join + day_number(cfg.start) - age_days
     # guard: the age at joining must stay below 60 by the calendar convention
