@@ -87,6 +87,12 @@ def rule_mask(units: Units, rule: Rule) -> np.ndarray:
     """Boolean mask of the units satisfying ``rule``."""
     mask = np.ones(units.n, bool)
     for f, cond in rule.items():
+        if f in units.codes and cond[0] != "range":  # on integer codes: no string comparisons
+            lv = units.levels[f]
+            allowed = set(cond[1])
+            hit = np.fromiter((v in allowed for v in lv), bool, len(lv))
+            mask &= hit[units.codes[f]]
+            continue
         vals = units.frame.get_column(f).to_numpy()
         if cond[0] == "range":
             lo, hi = cond[1], cond[2]
