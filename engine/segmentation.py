@@ -72,7 +72,7 @@ class RiskSegmenter:
         of a group's 95% Garwood interval (0.5 -> 66 claims); the stricter of the floors applies.
     min_expected_claims : deprecated (DeprecationWarning): the old floor on expected claims per
         sharing period, which mixed credibility with share stability. Share stability belongs to
-        plan design (``engine.segment_plans.plan_stability``, ``optimise_plans(max_share_cv=...)``).
+        plan design (``engine.plan_stability.plan_stability``, ``optimise_plans(max_share_cv=...)``).
         When given, it replaces ``min_claims`` by min_expected_claims x 12 T / period_months.
     min_credibility : optional floor on limited-fluctuation credibility Z = min(1, sqrt(D_g / 1082)).
     period_months : sharing period length in months (1 = monthly shares), for the per-period metrics.
@@ -332,7 +332,7 @@ class RiskSegmenter:
         if self.min_expected_claims is not None:
             warnings.warn("min_expected_claims is deprecated: a risk group needs credibility over the data "
                           "(min_claims, max_rel_width); share stability per period is a plan-design target "
-                          "(engine.segment_plans.plan_stability)", DeprecationWarning, stacklevel=3)
+                          "(engine.plan_stability.plan_stability)", DeprecationWarning, stacklevel=3)
             floor = self.min_expected_claims * 12.0 * self.window_years_ / self.period_months
         else:
             floor = float(self.min_claims)

@@ -157,3 +157,28 @@ def test_members_are_assigned_by_their_attained_age_at_the_date(fits, tmp_path):
         assert saved.assign(m, at=at).to_list() == seg.assign(m, at=at).to_list()
     assert saved.selection_ == seg.selection_
     assert saved.frontier_.equals(seg.frontier_)
+
+
+def test_share_stability_is_a_plan_design_target(fits):
+    """Credible groups (the segmentation) are checked for share stability at the plans' operating size."""
+    from pathlib import Path
+
+    from engine.plan_stability import claims_for_share_cv, plan_stability
+    from engine.plans import load_plans
+    from engine.segment_plans import segment_plans
+
+    _, seg = fits("age_channel", 0)
+    assert claims_for_share_cv(0.1) == pytest.approx(100.0)
+    g = seg.groups_.sort("group")
+    st = plan_stability(seg, 10_000_000, period_months=1, max_share_cv=0.1)
+    n = g["rate"].to_numpy() * 1e7 * g["exposure_years"].to_numpy() / g["exposure_years"].sum() / 12
+    assert st["share_cv"].to_numpy() == pytest.approx(1 / np.sqrt(n))
+    assert st["meets_target"].to_list() == list(1 / np.sqrt(n) <= 0.1)
+    small = plan_stability(seg, 100_000, max_share_cv=0.1)
+    assert not small["meets_target"].any()
+    enough = plan_stability(seg, dict(zip(small["name"], small["members_needed"])), max_share_cv=0.1)
+    assert enough["meets_target"].all()
+    template = load_plans(Path(__file__).resolve().parents[1] / "configs" / "xianghubao.toml")[0]
+    with pytest.warns(UserWarning, match="share CV above the target"):
+        ps = segment_plans(seg, template, operating_members=100_000)
+    assert all("share CV" in p.description for p in ps.plans)
