@@ -76,26 +76,32 @@ def merge_sequence(units: Any, leaves: list[Rule], floor: float) -> dict[int, li
     claims are merged first, then the cheapest pair; it stops when no two groups
     form one conjunction.
     """
-    groups = [(r, float(units.D[m].sum()), float(units.M[m].sum()))
-              for r in leaves for m in [rule_mask(units, r)]]
-    out = {len(groups): [g[0] for g in groups]}
-    while len(groups) > 1:
-        best = None
-        for i in range(len(groups)):
-            for j in range(i + 1, len(groups)):
-                (ri, di, mi), (rj, dj, mj) = groups[i], groups[j]
-                u = conjunction_union(units, ri, rj)
-                if u is None:
-                    continue
-                key = (not (di < floor or dj < floor), 2 * (_ll(di, mi) + _ll(dj, mj) - _ll(di + dj, mi + mj)))
-                if best is None or key < best[0]:
-                    best = (key, i, j, u)
-        if best is None:
-            break
-        _, i, j, u = best
-        gi, gj = groups[i], groups[j]
-        groups = [g for t, g in enumerate(groups) if t not in (i, j)] + [(u, gi[1] + gj[1], gi[2] + gj[2])]
-        out[len(groups)] = [g[0] for g in groups]
+    groups = {i: (r, float(units.D[m].sum()), float(units.M[m].sum()))
+              for i, r in enumerate(leaves) for m in [rule_mask(units, r)]}
+    out = {len(groups): [g[0] for g in groups.values()]}
+    pairs: dict[tuple[int, int], tuple] = {}  # (i, j) -> (key, union); only pairs with a new group are computed
+
+    def add_pairs(j: int) -> None:
+        rj, dj, mj = groups[j]
+        for i, (ri, di, mi) in groups.items():
+            if i == j:
+                continue
+            u = conjunction_union(units, ri, rj)
+            if u is not None:
+                key = (not (di < floor or dj < floor), 2 * (_ll(di, mi) + _ll(dj, mj) - _ll(di + dj, mi + mj)), i, j)
+                pairs[(min(i, j), max(i, j))] = (key, u)
+
+    for j in list(groups):
+        add_pairs(j)
+    nxt = len(leaves)
+    while len(groups) > 1 and pairs:
+        (i, j), (_, u) = min(pairs.items(), key=lambda kv: kv[1][0])
+        gi, gj = groups.pop(i), groups.pop(j)
+        pairs = {ab: v for ab, v in pairs.items() if i not in ab and j not in ab}
+        groups[nxt] = (u, gi[1] + gj[1], gi[2] + gj[2])
+        add_pairs(nxt)
+        nxt += 1
+        out[len(groups)] = [g[0] for g in groups.values()]
     return out
 
 

@@ -41,8 +41,9 @@ def select_k(seg: Any, units: Any, parts: dict[int, np.ndarray], floor: float, a
     -----
     Each fold refits the segmentation (tree or cluster, same parameters) on the other
     folds' units with the claims floor scaled by (F - 1) / F, the share of the data
-    it sees; the cluster method keeps the incidence model fitted once on all the data
-    (its predicted rates of held-out units are used, their claims are not).
+    it sees. The cluster method partitions the incidence model's predictions, fitted
+    once on all the data, so its partitions are the same in every fold: the folds
+    refit the group rates on the training cells and score the held-out cells.
     Skipped for ``rules`` (K is the user's), in the refits of the bootstrap (K is
     given) and with the deprecated ``min_marginal_gain`` (the old greedy rule); with
     ``n_groups`` the cross-validated K is still reported (``recommended_k_``).
@@ -67,9 +68,9 @@ def select_k(seg: Any, units: Any, parts: dict[int, np.ndarray], floor: float, a
     if seg.method == "tree":
         def fit_fold(u: Any) -> dict[int, np.ndarray]:
             return seg._tree(u, f_floor, age)[0]
-    else:
+    else:  # the DP partitions the model's predictions, the same in every fold: only the group rates are refitted
         def fit_fold(u: Any) -> dict[int, np.ndarray]:
-            return seg._cluster(u, f_floor, age)
+            return parts
     dev = cv_deviance(units, cell_unit, cell_d, cell_m, cell_mu, fit_fold, ks, n_folds=seg.n_folds, seed=seg.random_state,
                       keep_prediction=seg.method == "cluster")
     k, table = one_se_choice(dev, ks)
