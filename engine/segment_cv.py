@@ -127,7 +127,8 @@ def one_se_choice(dev: np.ndarray, ks: list[int]) -> tuple[int, pl.DataFrame]:
     return int(ks[choice]), table
 
 
-def selection_text(table: pl.DataFrame, k: int, n_folds: int, *, why_no_tree: str | None = None) -> str:
+def selection_text(table: pl.DataFrame, k: int, n_folds: int, *, why_no_tree: str | None = None,
+                   max_groups: int | None = None) -> str:
     """One sentence saying why K groups were chosen, with the numbers (no split: why not)."""
     if why_no_tree is not None:
         return f"one group: {why_no_tree}"
@@ -141,9 +142,18 @@ def selection_text(table: pl.DataFrame, k: int, n_folds: int, *, why_no_tree: st
                 f"({one['cv_se_diff']:.1f})")
     r = t[k]
     base = f"K=1 {one['cv_deviance']:.1f}, " if one is not None else ""
-    return (f"K={k}: {n_folds}-fold held-out Poisson deviance {base}K={k} {r['cv_deviance']:.1f}, "
-            f"lowest at K={best['k']} {best['cv_deviance']:.1f}; K={k} is the smallest K within one "
-            f"standard error of it (se {r['cv_se_diff']:.1f})")
+    text = f"K={k}: {n_folds}-fold held-out Poisson deviance {base}"
+    if k == best["k"]:
+        text += f"lowest at K={k} {r['cv_deviance']:.1f}"
+        prev = t.get(k - 1)
+        if prev is not None:
+            text += (f"; K={k - 1} is {prev['cv_deviance'] - r['cv_deviance']:.1f} higher, more than one "
+                     f"standard error ({prev['cv_se_diff']:.1f})")
+        if max_groups is not None and k == max_groups:
+            text += "; the deviance still falls at the largest K tried (max_groups): more groups may pay off"
+        return text
+    return (text + f"K={k} {r['cv_deviance']:.1f}, lowest at K={best['k']} {best['cv_deviance']:.1f}; K={k} is "
+            f"the smallest K within one standard error of it (se {r['cv_se_diff']:.1f})")
 
 
 def claims_for_rel_width(max_width: float, alpha: float = 0.05) -> float:

@@ -75,6 +75,6 @@ def select_k(seg: Any, units: Any, parts: dict[int, np.ndarray], floor: float, a
                       keep_prediction=seg.method == "cluster")
     k, table = one_se_choice(dev, ks)
     seg.cv_, seg.cv_k_ = table, k
-    seg.selection_ = selection_text(table, k, seg.n_folds)
+    seg.selection_ = selection_text(table, k, seg.n_folds, max_groups=seg.max_groups)
     if seg.n_groups is not None:
         seg.selection_ = f"K fixed by n_groups={seg.n_groups} (cross-validation: {seg.selection_})"
