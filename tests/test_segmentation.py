@@ -213,8 +213,9 @@ def test_save_load_and_member_scoring(sim, tmp_path):
 
 def test_frontier_criterion_and_plot(sim):
     cells, _ = sim
-    seg = RiskSegmenter(method="cluster", features=["city_tier", "channel"], adjust_for=["age", "sex"],
-                        min_marginal_gain=0.05, model=CellPoissonModel()).fit(cells)
+    with pytest.warns(DeprecationWarning, match="min_marginal_gain"):  # the former greedy rule, still available
+        seg = RiskSegmenter(method="cluster", features=["city_tier", "channel"], adjust_for=["age", "sex"],
+                            min_marginal_gain=0.05, model=CellPoissonModel()).fit(cells)
     fr = seg.frontier_
     rem = fr["cross_subsidy_removed"].to_list()
     assert rem[0] == pytest.approx(0.0)
