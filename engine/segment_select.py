@@ -1,4 +1,4 @@
-"""K selection for :class:`engine.segmentation.RiskSegmenter`: cross-validation, or why no split is made.
+"""Claims floor and K selection for :class:`engine.segmentation.RiskSegmenter`: cross-validation, or why no split.
 
 Sets on the segmenter: ``cv_`` (the cross-validation table, one row per K, or None),
 ``cv_k_`` (the K it chooses, or None) and ``selection_`` (one sentence with the numbers).
@@ -14,6 +14,41 @@ import numpy as np
 from engine.segment_cv import cv_deviance, one_se_choice, selection_text
 
 
+def floor_source(seg: Any) -> str:
+    """The parameters that set the claims floor, for messages."""
+    if seg.min_expected_claims is not None:
+        return f"min_expected_claims={seg.min_expected_claims}"
+    return f"min_claims={seg.min_claims}" + (f", max_rel_width={seg.max_rel_width}" if seg.max_rel_width else "")
+
+
+def claims_floor(seg: Any) -> float:
+    """Claims floor per group over the fitting data (credibility), from min_claims / max_rel_width / aliases.
+
+    Notes
+    -----
+    floor = max(min_claims, D(max_rel_width), 1082 z^2) with D(w) the fewest claims whose
+    95% Garwood interval has relative width <= w (:func:`engine.segment_cv.claims_for_rel_width`)
+    and z = ``min_credibility``. The deprecated ``min_expected_claims`` n replaces min_claims
+    by n x 12 T / period_months (T = window years), with a DeprecationWarning.
+    """
+    from engine.segment_metrics import FULL_CREDIBILITY_CLAIMS
+
+    if seg.min_expected_claims is not None:
+        warnings.warn("min_expected_claims is deprecated: a risk group needs credibility over the data "
+                      "(min_claims, max_rel_width); share stability per period is a plan-design target "
+                      "(engine.plan_stability.plan_stability)", DeprecationWarning, stacklevel=3)
+        floor = seg.min_expected_claims * 12.0 * seg.window_years_ / seg.period_months
+    else:
+        floor = float(seg.min_claims)
+    if seg.max_rel_width is not None:
+        from engine.segment_cv import claims_for_rel_width
+
+        floor = max(floor, claims_for_rel_width(seg.max_rel_width))
+    if seg.min_credibility:
+        floor = max(floor, FULL_CREDIBILITY_CLAIMS * seg.min_credibility**2)
+    return float(floor)
+
+
 def why_no_split(seg: Any, units: Any, floor: float) -> str:
     """Why the full data allow no second group: too few claims for the floor, or no split gains enough."""
     from engine.segment_tree import _candidates
@@ -21,12 +56,12 @@ def why_no_split(seg: Any, units: Any, floor: float) -> str:
     total = float(units.D.sum())
     if total < 2 * floor:
         return (f"the data hold {total:.0f} claims and each group needs at least {floor:.0f} "
-                f"({seg._floor_source()})")
+                f"({floor_source(seg)})")
     if seg.method != "tree":
-        return f"no partition of the predicted risk leaves {floor:.0f} claims in every group ({seg._floor_source()})"
+        return f"no partition of the predicted risk leaves {floor:.0f} claims in every group ({floor_source(seg)})"
     cands = _candidates(units, np.ones(units.n, bool), floor, {}, seg.max_clauses, seg.lookahead)
     if not cands:
-        return f"no split leaves at least {floor:.0f} claims on both sides ({seg._floor_source()})"
+        return f"no split leaves at least {floor:.0f} claims on both sides ({floor_source(seg)})"
     best = cands[0]
     return (f"the best split (on {best[1]}) improves the Poisson deviance by {best[4]:.1f}"
             + (f" ({best[0]:.1f} with its children's best splits)" if seg.lookahead else "")

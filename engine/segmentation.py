@@ -9,7 +9,6 @@ Methods: ``tree`` (Poisson regression tree with readable rules), ``cluster``
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
@@ -30,6 +29,7 @@ from engine.segment_metrics import (
 )
 from engine.segment_model import CellPoissonModel, group_sums, key_columns
 from engine.segment_rules import describe_units, parse_rules, rules_for_labels
+from engine.segment_select import claims_floor, floor_source
 from engine.segment_tree import Rule, grow_tree, make_units, rule_expr, rule_from_json, rule_mask, rule_text, rule_to_json
 
 METHODS = ("tree", "cluster", "rules")
@@ -287,7 +287,7 @@ class RiskSegmenter:
         ufr = group_sums(work, feats, ["E", "D", "M", "mu"])[0]
         units = make_units(ufr, feats, list(self.ordered_features))
         self.units_ = units
-        floor = self._floor()
+        floor = claims_floor(self)
         self.floor_claims_ = float(floor)
         age = "age" if "age" in feats else None
         rules_by_k: dict[int, list[Rule]] = {}
@@ -317,32 +317,10 @@ class RiskSegmenter:
                      if np.bincount(lab, weights=units.D, minlength=k).min() >= floor - 1e-9}
         if not parts:
             raise DataError(f"cells: no segmentation meets the floor of {floor:.1f} claims per group "
-                            f"({self._floor_source()}); the pool is too small")
+                            f"({floor_source(self)}); the pool is too small")
         self._select(units, parts, floor, age, work)
         self._finish(cells, units, parts, rules_by_k, pred, base)
         return self
-
-    def _floor_source(self) -> str:
-        if self.min_expected_claims is not None:
-            return f"min_expected_claims={self.min_expected_claims}"
-        return f"min_claims={self.min_claims}" + (f", max_rel_width={self.max_rel_width}" if self.max_rel_width else "")
-
-    def _floor(self) -> float:
-        """Claims floor per group over the fitting data (credibility), from min_claims / max_rel_width / aliases."""
-        if self.min_expected_claims is not None:
-            warnings.warn("min_expected_claims is deprecated: a risk group needs credibility over the data "
-                          "(min_claims, max_rel_width); share stability per period is a plan-design target "
-                          "(engine.plan_stability.plan_stability)", DeprecationWarning, stacklevel=3)
-            floor = self.min_expected_claims * 12.0 * self.window_years_ / self.period_months
-        else:
-            floor = float(self.min_claims)
-        if self.max_rel_width is not None:
-            from engine.segment_cv import claims_for_rel_width
-
-            floor = max(floor, claims_for_rel_width(self.max_rel_width))
-        if self.min_credibility:
-            floor = max(floor, FULL_CREDIBILITY_CLAIMS * self.min_credibility**2)
-        return float(floor)
 
     def _select(self, units: Any, parts: dict, floor: float, age: str | None, work: pl.DataFrame) -> None:
         """Cross-validated choice of K (``cv_``, ``cv_k_``, ``selection_``); see :mod:`engine.segment_select`."""
