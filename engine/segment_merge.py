@@ -105,16 +105,28 @@ def merge_sequence(units: Any, leaves: list[Rule], floor: float) -> dict[int, li
     return out
 
 
-def best_conjunction_partitions(units: Any, seq: list[list[Rule]], floor: float, kmax: int) -> dict[int, list[Rule]]:
+def best_conjunction_partitions(units: Any, seq: list[list[Rule]], floor: float, kmax: int,
+                                regrow: Any = None) -> dict[int, list[Rule]]:
     """For every K <= kmax the best feasible partition (highest likelihood) among the tree at K leaves and the merges.
 
-    Feasible: every group holds at least ``floor`` observed claims.
+    Feasible: every group holds at least ``floor`` observed claims. With ``regrow``
+    (a function ``start rules -> tree sequence``), the tree is grown once more from
+    every merged partition of fewer than ``kmax`` groups, and those trees' prefixes
+    are candidates too: a merge can join pieces of a group that two branches cut
+    (``age >= 50 & city_tier in {1,2}`` and ``... in {3,4,5}``) into one leaf whose
+    own split the branches were too small to find.
     """
     cands: dict[int, list[list[Rule]]] = {}
     for rules in seq:
         cands.setdefault(len(rules), []).append(rules)
-    for k, rules in merge_sequence(units, seq[-1], floor).items():
+    merged = merge_sequence(units, seq[-1], floor)
+    for k, rules in merged.items():
         cands.setdefault(k, []).append(rules)
+    if regrow is not None:
+        for k, rules in merged.items():
+            if 1 < k < kmax:
+                for more in regrow(rules)[1:]:
+                    cands.setdefault(len(more), []).append(more)
     out: dict[int, list[Rule]] = {}
     for k, options in cands.items():
         if k > kmax:

@@ -260,6 +260,7 @@ def grow_tree(
     max_tries: int = 50,
     max_clauses: int | None = None,
     lookahead: bool = False,
+    start: list[Rule] | None = None,
 ) -> list[list[Rule]]:
     """Grow a best-first Poisson tree; return the leaf rules after 1, 2, ..., K splits-1.
 
@@ -272,6 +273,7 @@ def grow_tree(
     lookahead : score splits by their gain plus their children's best gains (finds
         interactions whose first split gains little alone); a split is taken when
         that score reaches ``min_gain``.
+    start : grow from these leaves (a partition of the units) instead of the root.
 
     Notes
     -----
@@ -284,7 +286,7 @@ def grow_tree(
     are scanned at every threshold. Among the leaves, the split with the largest
     gain is taken first (best-first), so the sequence of trees is nested.
     """
-    leaves = [_Leaf(np.ones(units.n, bool), {})]
+    leaves = [_Leaf(rule_mask(units, r), r) for r in start] if start else [_Leaf(np.ones(units.n, bool), {})]
     seq = [[leaf.rule for leaf in leaves]]
 
     def leaf_rates(ls: list[_Leaf]) -> np.ndarray:

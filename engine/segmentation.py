@@ -358,7 +358,11 @@ class RiskSegmenter:
         if conj:  # leaves merged back while each group stays one conjunction (engine.segment_merge)
             from engine.segment_merge import best_conjunction_partitions
 
-            seq = list(best_conjunction_partitions(units, seq, floor, self.max_groups).values())
+            def regrow(start: list) -> list:
+                return grow_tree(units, max_groups=self.max_groups, floor=leaf_floor, min_gain=self.min_gain,
+                                 max_clauses=self.max_clauses, lookahead=self.lookahead, start=start)
+
+            seq = list(best_conjunction_partitions(units, seq, floor, self.max_groups, regrow).values())
         if not merge:
             for rules in seq:
                 lab = np.zeros(units.n, np.int64)
