@@ -54,13 +54,17 @@ def test_defaults_find_the_planted_groups(fits, design, seed):
     assert (p.members.height, len(DESIGNS[design])) == (1_000_000, 4)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_five_groups_with_a_tier_band_are_close(fits, seed):
-    """Five groups where tier matters in one age band only: the greedy tree can put a band edge a few years off
-    in one branch (seed 0: ARI 0.87, deviance +1.2%); documented in docs/segmentation.md."""
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_five_groups_with_a_tier_band(fits, seed):
+    """Five groups where tier matters in one age band only. Seeds 1 and 2 are recovered exactly; on seed 0 the
+    greedy tree puts a band edge three years off in one branch (ARI 0.87, deviance +1.2%): the known limit
+    documented in docs/segmentation.md, checked here at a looser bound so that it cannot get worse unnoticed."""
     p, seg = fits("bands_tier", seed)
     ari, ratio = _scores(p, seg)
-    assert ari >= 0.85 and ratio <= 1.02
+    if seed == 0:
+        assert ari >= 0.85 and ratio <= 1.02
+    else:
+        assert seg.n_groups_ == 5 and ari >= 0.9 and ratio <= 1.01
 
 
 def test_rules_are_short_conjunctions_with_their_numbers(fits):
