@@ -258,7 +258,7 @@ def stage_segmentation(ctx: Context) -> None:
                                "max_rel_width": None, "min_expected_claims": None}).fit(ctx.data["cells"])
     cols = ["group", "name", "rule", "members", "exposure_years", "claims", "rate", "rate_lower", "rate_upper", "relativity",
             "predicted_rate", "expected_claims_per_period", "share_cv", "credibility", "own_share", "cross_subsidy",
-            "cross_subsidy_per_period", "cross_subsidy_pct", "meets_floor"]
+            "cross_subsidy_per_period", "cross_subsidy_pct", "meets_floor", "note"]
     groups = seg.groups_
     ctx.write("segments", groups.select([c for c in cols if c in groups.columns]))
     ctx.write("frontier", seg.frontier_)

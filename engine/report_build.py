@@ -97,7 +97,7 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
         Report.text(s, f"Number of groups: {f['segmentation_choice']}.")
     Report.table(s, t["segments"].select([c for c in ("group", "name", "rule", "members", "exposure_years", "claims", "rate",
                                                       "rate_lower", "rate_upper", "relativity",
-                                                      "expected_claims_per_period", "share_cv", "cross_subsidy_pct")
+                                                      "expected_claims_per_period", "share_cv", "cross_subsidy_pct", "note")
                                           if c in t["segments"].columns]))
     # -- history
     s = rep.section("history", "Realised shares and their decomposition")

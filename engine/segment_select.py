@@ -49,6 +49,48 @@ def claims_floor(seg: Any) -> float:
     return float(floor)
 
 
+def group_notes(seg: Any, units: Any, table: Any) -> list[str]:
+    """Per group: which other group's rate it cannot be told from, and whether one rule could hold both.
+
+    Notes
+    -----
+    Groups g and h with claims D and exposure E have equal rates when, given
+    D_g + D_h, D_g ~ Binomial(D_g + D_h, E_g / (E_g + E_h)); the note names the
+    most similar other group when this exact two-sided test gives p > 0.05, and says
+    whether their union is one conjunction (``engine.segment_merge.conjunction_union``)
+    or would need two, i.e. why the groups are kept apart (rules stay marketable).
+    """
+    from scipy.stats import binomtest
+
+    from engine.segment_merge import conjunction_union
+
+    k = table.height
+    rules = seg.rules_ if seg.rules_ is not None and all(r is not None and len(r) == 1 for r in seg.rules_) else None
+    if k < 2 or seg.method == "rules":
+        return [""] * k
+    d = table["claims"].to_numpy()
+    e = table["exposure_years"].to_numpy()
+    notes = []
+    for g in range(k):
+        best = None
+        for h in range(k):
+            if h == g or d[g] + d[h] <= 0:
+                continue
+            p = binomtest(int(round(d[g])), int(round(d[g] + d[h])), e[g] / (e[g] + e[h])).pvalue
+            if p > 0.05 and (best is None or p > best[1]):
+                best = (h, p)
+        if best is None:
+            notes.append("")
+            continue
+        h, p = best
+        text = f"rate not distinguishable from G{h + 1} (p = {p:.2f})"
+        if rules is not None:
+            u = conjunction_union(units, rules[g][0], rules[h][0])
+            text += "; one rule could hold both" if u is not None else "; together they need two rules"
+        notes.append(text)
+    return notes
+
+
 def why_no_split(seg: Any, units: Any, floor: float) -> str:
     """Why the full data allow no second group: too few claims for the floor, or no split gains enough."""
     from engine.segment_tree import _candidates

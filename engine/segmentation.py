@@ -475,6 +475,9 @@ class RiskSegmenter:
                                           (pl.col("exposure_years") / self.window_years_).alias("members"),
                                           (pl.col("claims") >= self.floor_claims_ - 1e-9).alias("meets_floor"),
                                           ).select("group", "name", "rule", pl.exclude("group", "name", "rule"))
+        from engine.segment_select import group_notes
+
+        self.groups_ = self.groups_.with_columns(pl.Series("note", group_notes(self, units, self.groups_), pl.String))
 
     def _cell_units(self, cells: pl.DataFrame, units: Any) -> np.ndarray:
         feats = self.features_
@@ -551,6 +554,7 @@ class RiskSegmenter:
         cols = [c for c in ("members",) if c in self.groups_.columns]
         return self.groups_.select("group", "name", "rule", *cols, "exposure_years", "claims", "rate", "rate_lower",
                                    "rate_upper", "expected_claims_per_period", "share_cv", "credibility",
+                                   *[c for c in ("note",) if c in self.groups_.columns],
                                    "cross_subsidy", "cross_subsidy_pct")
 
     def print_summary(self) -> None:

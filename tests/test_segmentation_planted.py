@@ -216,3 +216,21 @@ def test_lookahead_option_finds_the_crossing_groups(fits):
     seg = RiskSegmenter(lookahead=True).fit(p.cells.drop(TRUTH_COLS))
     ari, ratio = _scores(p, seg)
     assert ari >= 0.9 and ratio <= 1.02
+
+
+def test_groups_that_need_two_rules_are_explained():
+    """A planted group that is not one conjunction ("tiers 3-5 but not tiers 4-5 & subsidy") comes out as two
+    groups with the same rate; the note says so."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_segmentation_sim import sim_cells
+
+    from engine.segment_model import CellPoissonModel
+
+    cells, _ = sim_cells(seed=1, scale=500)
+    seg = RiskSegmenter(features=["city_tier", "channel"], adjust_for=["age", "sex"], model=CellPoissonModel()).fit(cells)
+    notes = dict(zip(seg.groups_["rule"], seg.groups_["note"]))
+    assert "together they need two rules" in notes["city_tier in {3} & channel in {subsidy}"]
+    assert notes["city_tier in {4,5} & channel in {subsidy}"] == ""
