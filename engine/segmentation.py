@@ -20,7 +20,6 @@ import polars as pl
 from engine.errors import ConfigError, DataError, ModelError
 from engine.segment_dp import dp_partition, isotonic_by_profile
 from engine.segment_metrics import (
-    FULL_CREDIBILITY_CLAIMS,
     frontier_table,
     member_attained_age,
     member_duration,
