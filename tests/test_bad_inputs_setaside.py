@@ -253,7 +253,7 @@ def test_run_account_holds_on_dirty_partitions(tmp_path, base, capsys) -> None: 
     x = Ctx(tmp_path, *base)
     d = _dirty_partitions(x)
     cp = x.write(_dirty_claims(x), "claims.parquet", "claims")
-    code, out, err = _run(x.run(x.config("[study]\nfactors = [\"city_tier\"]\n[segmentation]\nmin_expected_claims = 1.0\n",
+    code, out, err = _run(x.run(x.config("[study]\nfactors = [\"city_tier\"]\n[segmentation]\nmin_claims = 20.0\n",
                                           members=d, claims=cp)), capsys)
     assert "Traceback" not in out + err
     assert code == 0, err

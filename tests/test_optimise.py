@@ -176,3 +176,13 @@ def test_bands_cover_ages_between_rows():
     res = optimise_plans(t, TEMPLATE, max_plans=3, min_claims_per_period=0.0)
     specs = res.solutions[3]
     assert [(s.age_min, s.age_max) for s in specs] == [(0, 1), (2, 3), (4, 4)]
+
+
+def test_share_cv_target_is_the_claims_floor():
+    """max_share_cv = c is the floor of 1 / c^2 expected claims per period at the table's membership."""
+    t = _table(2)
+    a = optimise_plans(t, TEMPLATE, max_plans=3, max_share_cv=0.2)  # 25 claims per period
+    b = optimise_plans(t, TEMPLATE, max_plans=3, min_claims_per_period=25.0)
+    assert a.tradeoff.equals(b.tradeoff)
+    with pytest.raises(ConfigError, match="max_share_cv"):
+        optimise_plans(t, TEMPLATE, max_plans=3, max_share_cv=0.0)

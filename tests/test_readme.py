@@ -19,6 +19,11 @@ def test_tour_runs_as_written() -> None:
     out = subprocess.run([sys.executable, "-c", tour], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Traceback" not in out.stderr
+    # example 4: the default segmentation of the demo platform finds more than one risk group, with its rules
+    k = re.search(r"risk groups: (\d+);", out.stdout)
+    assert k and int(k.group(1)) > 1, out.stdout[-3000:]
+    rules = re.findall(r"^(.+?) +[\d,]+ members +\d+ claims .* per mille$", out.stdout, flags=re.M)
+    assert len(rules) == int(k.group(1)) and all("|" not in r for r in rules), rules
 
 
 def test_test_command_is_what_ci_runs() -> None:

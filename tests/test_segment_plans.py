@@ -87,7 +87,7 @@ def test_rules_segmentation_with_overlap_and_other_group(cells, template):
         {"name": "tier5", "city_tier": [5]},
     ]
     seg = RiskSegmenter(method="rules", rules=rules, other="group", model=CellPoissonModel(),
-                        features=["age", "city_tier", "channel"], min_expected_claims=0).fit(cells)
+                        features=["age", "city_tier", "channel"], min_claims=0).fit(cells)
     ps = segment_plans(seg, template)
     assert ps.allow_overlap and ps.names == seg.groups_.sort("group")["name"].to_list()
     assert "other" in ps.names

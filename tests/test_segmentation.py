@@ -47,8 +47,9 @@ def _dev(d, mu):
 @pytest.mark.parametrize("method", ["tree", "cluster"])
 def test_planted_groups_recovered(sim, method):
     cells, rate = sim
+    # the planted "tiers 3-5 but not tiers 4-5 & subsidy" group is two conjunctions: the tree merges leaves
     seg = RiskSegmenter(method=method, features=["city_tier", "channel"], adjust_for=["age", "sex"],
-                        model=CellPoissonModel()).fit(cells)
+                        model=CellPoissonModel(), merge_leaves=method == "tree").fit(cells)
     assert seg.n_groups_ == 4
     ari = weighted_ari(_truth(cells), seg.assign(cells).to_numpy(), cells["exposure_years"].to_numpy())
     assert ari >= 0.9
@@ -107,7 +108,7 @@ def test_rules_reproduce_hand_computed_metrics():
         "_rate": [0.001, 0.002, 0.005, 0.007],
     })
     cfg = [{"name": "young", "age": [0, 39]}, {"name": "old", "age": [40, 59]}]
-    seg = RiskSegmenter(method="rules", rules=cfg, model=FixedModel(), min_expected_claims=0,
+    seg = RiskSegmenter(method="rules", rules=cfg, model=FixedModel(), min_claims=0,
                         period_months=1, benefit=[(39, 300_000), (200, 100_000)]).fit(cells)
     g = seg.groups_.sort("group")
     assert g["name"].to_list() == ["young", "old"]
@@ -155,8 +156,8 @@ def test_rules_unmatched_error_or_other():
                           "claims": [1, 2, 3], "_rate": [0.1, 0.2, 0.3]})
     cfg = [{"name": "young", "age": [0, 39]}, {"name": "mid", "age": [40, 59]}]
     with pytest.raises(ConfigError, match="match no group"):
-        RiskSegmenter(method="rules", rules=cfg, model=FixedModel(), min_expected_claims=0).fit(cells)
-    seg = RiskSegmenter(method="rules", rules=cfg, other="group", model=FixedModel(), min_expected_claims=0).fit(cells)
+        RiskSegmenter(method="rules", rules=cfg, model=FixedModel(), min_claims=0).fit(cells)
+    seg = RiskSegmenter(method="rules", rules=cfg, other="group", model=FixedModel(), min_claims=0).fit(cells)
     assert seg.groups_["name"].to_list() == ["young", "mid", "other"]
     assert seg.assign(cells).to_list() == [1, 2, 3]
     with pytest.raises(ConfigError, match=r"rules\[1\]"):
@@ -200,14 +201,19 @@ def test_save_load_and_member_scoring(sim, tmp_path):
     assert back.frontier_.equals(seg.frontier_)
     with pytest.raises(ModelError, match="stability"):
         back.stability(cells, n_boot=1)
+    # an unseen channel matches no group where a group's rule names the channel
+    tv = pl.DataFrame({"age": pl.Series([25, 50] * 5, dtype=pl.Int32), "city_tier": [1, 1, 2, 2, 3, 3, 4, 4, 5, 5],
+                       "channel": ["tv"] * 10})
+    assert any("channel" in r for rs in back.rules_ for r in rs)
     with pytest.raises(DataError, match="match no group"):
-        back.assign(members.with_columns(pl.lit("tv").alias("channel")), at=at)
+        back.assign(tv)
 
 
 def test_frontier_criterion_and_plot(sim):
     cells, _ = sim
-    seg = RiskSegmenter(method="cluster", features=["city_tier", "channel"], adjust_for=["age", "sex"],
-                        min_marginal_gain=0.05, model=CellPoissonModel()).fit(cells)
+    with pytest.warns(DeprecationWarning, match="min_marginal_gain"):  # the former greedy rule, still available
+        seg = RiskSegmenter(method="cluster", features=["city_tier", "channel"], adjust_for=["age", "sex"],
+                            min_marginal_gain=0.05, model=CellPoissonModel()).fit(cells)
     fr = seg.frontier_
     rem = fr["cross_subsidy_removed"].to_list()
     assert rem[0] == pytest.approx(0.0)
@@ -229,7 +235,7 @@ def test_frontier_criterion_and_plot(sim):
 def test_stability_seeded(sim):
     cells, _ = sim
     small = cells.filter(pl.col("period") == pl.col("period").min())
-    seg = RiskSegmenter(features=["city_tier", "channel"], model=FixedModel(), min_expected_claims=5,
+    seg = RiskSegmenter(features=["city_tier", "channel"], model=FixedModel(), min_claims=60,
                         window_years=1.0).fit(small)
     s1 = seg.stability(small, n_boot=3)
     s2 = seg.stability(small, n_boot=3)
@@ -252,6 +258,7 @@ def test_cli_segment(sim, tmp_path):
             "expected_claims_per_period", "share_cv"} <= set(s.columns)
     assert s["exposure_years"].sum() == pytest.approx(cells["exposure_years"].sum())
     assert f["recommended"].sum() == 1
+    assert {"cv_deviance", "cv_se_diff", "cv_best"} <= set(f.columns) and "members" in s.columns
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
     # deterministic: a second run writes the same bytes
     rc = main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(tmp_path / "out2"),
@@ -282,7 +289,7 @@ def test_cli_rules_plan_from_toml(tmp_path, capsys):
     cells.write_parquet(tmp_path / "cells.parquet")
     (tmp_path / "plan.toml").write_text('[[groups]]\nname = "young"\nage = [0, 39]\n\n[[groups]]\nname = "old"\nage = [40, 59]\n')
     rc = main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(tmp_path / "o"), "--method", "rules",
-               "--rules", str(tmp_path / "plan.toml"), "--min-expected-claims", "0", "--save-model", str(tmp_path / "m"),
+               "--rules", str(tmp_path / "plan.toml"), "--min-claims", "0", "--save-model", str(tmp_path / "m"),
                "--model", "cell"])
     assert rc == 0
     s = pl.read_parquet(tmp_path / "o" / "segments.parquet")
@@ -301,7 +308,8 @@ def test_default_model_is_glm_with_interactions(sim):
     """The default incidence model is engine.estimators.glm.PoissonGLM with the features' pairwise interactions."""
     pytest.importorskip("engine.estimators.glm")
     cells, _ = sim
-    seg = RiskSegmenter(method="cluster", features=["city_tier", "channel"], adjust_for=["age", "sex"]).fit(cells.drop("_rate"))
+    seg = RiskSegmenter(method="cluster", features=["city_tier", "channel"], adjust_for=["age", "sex"],
+                        n_groups=4).fit(cells.drop("_rate"))
     assert type(seg.model_).__name__ == "PoissonGLM"
     assert [tuple(p) for p in seg.model_.interactions] == [("city_tier", "channel")]
     ari = weighted_ari(_truth(cells), seg.assign(cells).to_numpy(), cells["exposure_years"].to_numpy())
@@ -375,7 +383,10 @@ def test_cli_scores_members_with_a_saved_segmentation(sim, tmp_path):
     assert gc["group"].to_list() == seg.assign(cells).to_list()
     # errors: no date for attained age, unseen category, both inputs, members without --load
     bad = tmp_path / "bad.parquet"
-    members.with_columns(pl.lit("tv").alias("channel")).write_parquet(bad)
+    older = pl.DataFrame({"member_id": ["e"], "birth_date": [dt.date(1970, 5, 5)], "sex": ["F"],
+                          "join_date": [dt.date(2020, 1, 1)], "exit_date": [None], "city_tier": [5], "channel": ["organic"]},
+                         schema=members.schema)
+    pl.concat([members, older]).with_columns(pl.lit("tv").alias("channel")).write_parquet(bad)  # tier 5 at 50: by channel
     base = ["segment", "--load", str(model_dir), "--out", str(tmp_path / "e"), "--quiet"]
     assert main([*base, "--members", str(tmp_path / "members.parquet")]) == 2
     assert main([*base, "--members", str(bad), "--at", "2021-02-28"]) == 2

@@ -146,7 +146,7 @@ def random_cells(draw):
 def test_constraints_always_hold(cells, method, max_groups, min_claims, min_cred, monotone, contiguous):
     if cells["exposure_years"].sum() == 0:
         return
-    seg = RiskSegmenter(method=method, max_groups=max_groups, min_expected_claims=min_claims,
+    seg = RiskSegmenter(method=method, max_groups=max_groups, min_claims=12 * min_claims,  # = min_claims a month over 1 year
                         min_credibility=min_cred, monotone_age=monotone, contiguous_age=contiguous,
                         features=["age", "city_tier", "channel"], model=RandomRateModel(), window_years=1.0,
                         min_gain=0.0)

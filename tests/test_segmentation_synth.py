@@ -82,9 +82,9 @@ def test_synth_held_out_deviance_close_to_planted_groups(platform):
         cc = plat.claims.join(mm.select("member_id"), on="member_id", how="semi")
         halves.append(platform_cells(mm, cc, START, END)[0])
     train, test = halves[0], halves[1].filter(pl.col("exposure_years") > 0)
-    # half the platform: a floor of 15 expected claims per month lets the planted plan itself qualify
+    # half the platform: a floor of 15 claims per month of the window lets the planted plan itself qualify
     kw = dict(features=["city_tier", "channel"], adjust_for=["age", "sex"], window_years=window,
-              model=CellPoissonModel(), min_expected_claims=15)
+              model=CellPoissonModel(), min_claims=15 * 12 * window)
     seg = RiskSegmenter(**kw).fit(train)
     truth = RiskSegmenter(method="rules", rules=TRUE_PLAN, **kw).fit(train)
     e = test["exposure_years"].to_numpy()

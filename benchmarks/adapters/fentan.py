@@ -118,7 +118,7 @@ def segmentation(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     from engine.segmentation.segmenter import RiskSegmenter
 
     cells = pl.read_parquet(data / "cells.parquet")
-    warm(lambda: RiskSegmenter(method="tree", min_expected_claims=0.0).fit(cells.head(5000)))
+    warm(lambda: RiskSegmenter(method="tree", min_claims=0.0).fit(cells.head(5000)))
     t0 = time.perf_counter()
     seg = RiskSegmenter(method="tree").fit(cells)
     wall = time.perf_counter() - t0
@@ -194,7 +194,7 @@ def cells_scaling(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     keys = [c for c in cells.columns if c in ("period", *cfg["study"]["by"])]
     sums = [c for c in cells.columns if c not in keys]
     periods = sorted(cells["period"].unique().to_list())
-    warm(lambda: RiskSegmenter(method="tree", min_expected_claims=0.0).fit(cells.head(5000)))
+    warm(lambda: RiskSegmenter(method="tree", min_claims=0.0).fit(cells.head(5000)))
     warm(lambda: PoissonGLM(factors=["sex", "city_tier", "channel"], age="spline").fit(cells.head(5000)))
     out = []
     for k in (1, 3, 12, len(periods)):

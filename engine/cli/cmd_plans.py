@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimise", type=int, default=None, metavar="K",
                    help="also propose up to K plans minimising the cross-subsidy (template: the pooled plan)")
     p.add_argument("--min-claims", type=float, default=30.0, help="optimiser: minimum expected claims per period per plan")
+    p.add_argument("--max-share-cv", type=float, default=None,
+                   help="optimiser: share-CV target per plan at the table's membership (replaces --min-claims: 1/cv^2)")
     p.add_argument("--factors", default="", help="optimiser: comma-separated factors that may split an age band")
     p.add_argument("--rules", action="store_true",
                    help="also compare equal, risk-proportional and conditional-mean sharing inside every plan")
@@ -123,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--optimise: must be an integer >= 1")
         template = pooled[0] if pooled else plans[0]
         opt = optimise_plans(table, template, max_plans=args.optimise, min_claims_per_period=args.min_claims,
+                             max_share_cv=args.max_share_cv,
                              factors=[f.strip() for f in args.factors.split(",") if f.strip()],
                              periods_per_year=args.periods_per_year)
         write_parquet(opt.tradeoff, out / "optimise_tradeoff.parquet")

@@ -15,8 +15,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=("tree", "cluster", "rules"), default="tree", help="segmentation method (default tree)")
     p.add_argument("--max-groups", type=int, default=8, help="largest number of groups on the frontier (default 8)")
     p.add_argument("--groups", type=int, default=None, help="use exactly this many groups (default: the recommended K)")
-    p.add_argument("--min-expected-claims", type=float, default=30.0,
-                   help="floor of expected claims per sharing period per group (default 30)")
+    p.add_argument("--min-claims", type=float, default=50.0,
+                   help="credibility floor: observed claims per group over the data (default 50)")
+    p.add_argument("--max-rel-width", type=float, default=None,
+                   help="credibility floor: largest relative width of a group's 95%% rate interval (e.g. 0.5)")
+    p.add_argument("--min-expected-claims", type=float, default=None,
+                   help="deprecated: floor of expected claims per sharing period per group (use --min-claims; "
+                        "share stability is a plan-design target)")
+    p.add_argument("--max-clauses", type=int, default=3, help="at most this many features in a group's rule (default 3)")
+    p.add_argument("--folds", type=int, default=5, help="folds of the cross-validation choosing K (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds (default 0)")
     p.add_argument("--min-credibility", type=float, default=None, help="floor of limited-fluctuation credibility Z")
     p.add_argument("--period-months", type=float, default=1.0, help="sharing period in months (default 1)")
     p.add_argument("--window-years", type=float, default=None,
@@ -95,7 +103,12 @@ def run(args: argparse.Namespace) -> int:
         method=args.method,
         max_groups=args.max_groups,
         n_groups=args.groups,
+        min_claims=args.min_claims,
+        max_rel_width=args.max_rel_width,
         min_expected_claims=args.min_expected_claims,
+        max_clauses=args.max_clauses,
+        n_folds=args.folds,
+        random_state=args.seed,
         min_credibility=args.min_credibility,
         period_months=args.period_months,
         monotone_age=args.monotone_age,
@@ -107,9 +120,9 @@ def run(args: argparse.Namespace) -> int:
         window_years=args.window_years,
     ).fit(cells)
     segments = seg.groups_.select(
-        "group", "name", "rule", "exposure_years", "claims", "rate", "rate_lower", "rate_upper",
+        "group", "name", "rule", "members", "exposure_years", "claims", "rate", "rate_lower", "rate_upper",
         "relativity", "predicted_rate", "expected_claims_per_period", "share_cv", "credibility",
-        "own_share", "cross_subsidy", "cross_subsidy_per_period", "cross_subsidy_pct", "meets_floor",
+        "own_share", "cross_subsidy", "cross_subsidy_per_period", "cross_subsidy_pct", "meets_floor", "note",
     )
     write_parquet(segments, out / "segments.parquet")
     write_parquet(seg.frontier_, out / "frontier.parquet")
@@ -122,8 +135,10 @@ def run(args: argparse.Namespace) -> int:
 
         write_text(to_toml(segment_plans(seg, template)), out / "plans.toml")
     print_table(f"risk groups ({args.method}, K={seg.n_groups_}, recommended K={seg.recommended_k_})",
-                seg.summary.select("group", "name", "rule", "exposure_years", "claims", "rate", "expected_claims_per_period",
-                                   "share_cv", "cross_subsidy_pct").to_dicts(), quiet=args.quiet)
+                seg.summary.select("group", "name", "rule", "members", "claims", "rate", "rate_lower", "rate_upper",
+                                   "expected_claims_per_period", "share_cv", "cross_subsidy_pct").to_dicts(), quiet=args.quiet)
+    if not args.quiet:
+        print(f"K: {seg.selection_}")
     return 0
 
 

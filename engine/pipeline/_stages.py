@@ -239,7 +239,8 @@ def stage_segmentation(ctx: RunState) -> None:
     cfg = ctx.cfg
     sc = cfg.segmentation
     kw = dict(method=sc.method, max_groups=sc.max_groups, n_groups=sc.n_groups,
-              min_expected_claims=sc.min_expected_claims, monotone_age=sc.monotone_age,
+              min_claims=sc.min_claims, max_rel_width=sc.max_rel_width, min_expected_claims=sc.min_expected_claims,
+              max_clauses=sc.max_clauses, n_folds=sc.n_folds, random_state=sc.seed, monotone_age=sc.monotone_age,
               contiguous_age=sc.contiguous_age, features=sc.features, adjust_for=tuple(sc.adjust_for),
               rules={"groups": sc.rules} if sc.method == "rules" else None,
               fee=cfg.history.fee)  # own shares and cross-subsidy carry the management fee, like every share
@@ -251,18 +252,22 @@ def stage_segmentation(ctx: RunState) -> None:
         if "floor" not in str(exc):
             raise
         # the pool is too small for the floor even as one group: keep one pooled group and say so
-        msg = (f"segmentation.min_expected_claims = {sc.min_expected_claims}: {str(exc).splitlines()[0]}; "
+        which = (f"min_expected_claims = {sc.min_expected_claims}" if sc.min_expected_claims is not None
+                 else f"min_claims = {sc.min_claims}")
+        msg = (f"segmentation.{which}: {str(exc).splitlines()[0]}; "
                "the run keeps one pooled group")
         ctx.facts.setdefault("warnings", []).append(msg)
-        seg = RiskSegmenter(**{**kw, "n_groups": 1, "max_groups": 1, "min_expected_claims": 0.0}).fit(ctx.cells)
-    cols = ["group", "name", "rule", "exposure_years", "claims", "rate", "rate_lower", "rate_upper", "relativity",
+        seg = RiskSegmenter(**{**kw, "n_groups": 1, "max_groups": 1, "min_claims": 0.0,
+                               "max_rel_width": None, "min_expected_claims": None}).fit(ctx.cells)
+    cols = ["group", "name", "rule", "members", "exposure_years", "claims", "rate", "rate_lower", "rate_upper", "relativity",
             "predicted_rate", "expected_claims_per_period", "share_cv", "credibility", "own_share", "cross_subsidy",
-            "cross_subsidy_per_period", "cross_subsidy_pct", "meets_floor"]
+            "cross_subsidy_per_period", "cross_subsidy_pct", "meets_floor", "note"]
     groups = seg.groups_
     ctx.write("segments", groups.select([c for c in cols if c in groups.columns]))
     ctx.write("frontier", seg.frontier_)
     ctx.segmenter = seg
-    ctx.facts.update(groups=int(seg.n_groups_), recommended_groups=int(seg.recommended_k_))
+    ctx.facts.update(groups=int(seg.n_groups_), recommended_groups=int(seg.recommended_k_),
+                     segmentation_choice=seg.selection_)
 
 
 # --------------------------------------------------------------------------- history

@@ -69,7 +69,12 @@ class SegmentationSection(_Section):
 
     method: Literal["tree", "cluster", "rules"] = "tree"
     max_groups: int = Field(8, ge=1, le=100)
-    min_expected_claims: float = Field(30.0, ge=0)
+    min_claims: float = Field(50.0, ge=0)
+    max_rel_width: float | None = Field(None, gt=0)
+    min_expected_claims: float | None = Field(None, ge=0)  # deprecated: use min_claims
+    max_clauses: int = Field(3, ge=1)
+    n_folds: int = Field(5, ge=2)
+    seed: int = Field(0, ge=0)
     contiguous_age: bool = False
     monotone_age: bool = False
     rules: list[dict[str, Any]] = Field(default_factory=list)

@@ -128,7 +128,7 @@ class OptimiseResult(ResultMixin):
                               benefits=bands, fee=t.fee, waiting_days=t.waiting_days, sharing_days=t.sharing_days,
                               per_claimant_cap=t.per_claimant_cap, annual_cap=t.annual_cap, rule=t.rule))
         return PlanSet(tuple(plans), name=f"optimised_k{k}", source=f"optimiser (K={k})",
-                       description=f"{k} plans proposed by engine.optimise ({self.objective} cross-subsidy)")
+                       description=f"{k} plans proposed by engine.plans.optimise ({self.objective} cross-subsidy)")
 
     def to_toml(self, k: int) -> str:
         """The K-plan solution as a plan-set TOML file (readable by :func:`engine.load_plans`)."""
@@ -184,6 +184,7 @@ def optimise_plans(
     *,
     max_plans: int = 6,
     min_claims_per_period: float = 30.0,
+    max_share_cv: float | None = None,
     factors: Sequence[str] = (),
     max_factor_groups: int = 2,
     contiguous_levels: bool = True,
@@ -201,6 +202,9 @@ def optimise_plans(
     max_plans : the largest number of plans K.
     min_claims_per_period : every plan needs at least this many expected claims per
         period (share CV about 1/sqrt of it).
+    max_share_cv : the same constraint as a share-CV target at the operating membership
+        of the risk table (``members``): when given, min_claims_per_period = 1 / cv^2
+        (0.10 -> 100 claims per period).
     factors : columns that may split an age band (each with few levels).
     max_factor_groups : a band is split by one factor into at most this many plans.
     contiguous_levels : numeric factors are split only into runs of consecutive levels
@@ -221,6 +225,10 @@ def optimise_plans(
         raise ConfigError(f"objective: must be one of {', '.join(OBJECTIVES)}")
     if not (isinstance(max_plans, int) and max_plans >= 1):
         raise ConfigError("max_plans: must be an integer >= 1")
+    if max_share_cv is not None:
+        from engine.plans.stability import claims_for_share_cv
+
+        min_claims_per_period = claims_for_share_cv(max_share_cv)
     if min_claims_per_period < 0:
         raise ConfigError("min_claims_per_period: must be >= 0")
     if not (isinstance(max_factor_groups, int) and max_factor_groups >= 2):

@@ -106,8 +106,11 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
     # -- segmentation
     s = rep.section("segmentation", "Risk groups and granularity")
     Report.figure(s, rf.frontier(t["frontier"]), "granularity frontier")
-    Report.table(s, t["segments"].select([c for c in ("group", "name", "exposure_years", "claims", "rate", "relativity",
-                                                      "expected_claims_per_period", "share_cv", "cross_subsidy_pct")
+    if f.get("segmentation_choice"):
+        Report.text(s, f"Number of groups: {f['segmentation_choice']}.")
+    Report.table(s, t["segments"].select([c for c in ("group", "name", "rule", "members", "exposure_years", "claims", "rate",
+                                                      "rate_lower", "rate_upper", "relativity",
+                                                      "expected_claims_per_period", "share_cv", "cross_subsidy_pct", "note")
                                           if c in t["segments"].columns]))
     # -- history
     s = rep.section("history", "Realised shares and their decomposition")

@@ -74,7 +74,14 @@ def lorenz_and_calibration(y: np.ndarray, mu: np.ndarray, e: np.ndarray, calib: 
 def frontier(fr: pl.DataFrame) -> Any:
     """Granularity frontier: cross-subsidy removed vs share volatility added, by K."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(9, 4.4))
+    cv = "cv_deviance" in fr.columns and fr["cv_deviance"].null_count() < fr.height
+    if cv:
+        fig, (ax, axc) = plt.subplots(1, 2, figsize=(11, 4.4))
+        from engine.segmentation._frontier import plot_cv
+
+        plot_cv(fr, ax=axc)
+    else:
+        fig, ax = plt.subplots(figsize=(9, 4.4))
     k = fr["k"].to_numpy()
     ax.plot(k, fr["residual_cross_subsidy_pct"].to_numpy(), "o-", label="residual cross-subsidy (%)")
     ax.set_xlabel("number of risk groups K")
@@ -88,12 +95,12 @@ def frontier(fr: pl.DataFrame) -> Any:
         ax.axvline(int(rec["k"][0]), color="green", alpha=0.5, label=f"recommended K = {int(rec['k'][0])}")
     ax.set_xticks(k)
     if len(k) == 1:
-        ax.text(0.5, 0.92, f"only K = {int(k[0])} meets the floor of expected claims per sharing period",
+        ax.text(0.5, 0.92, f"only K = {int(k[0])} meets the claims floor of a group",
                 transform=ax.transAxes, ha="center", fontsize=9, color="C3")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, fontsize=8, frameon=False)
-    ax.set_title("granularity frontier: few groups keep the cross-subsidy, many groups add volatility", fontsize=10)
+    ax.set_title("granularity frontier: cross-subsidy and volatility by K", fontsize=10)
     fig.tight_layout()
     return fig
 

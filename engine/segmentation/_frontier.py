@@ -17,16 +17,49 @@ from engine.segmentation._tree import rule_from_json, rule_to_json
 KIND = "RiskSegmenter"
 
 
-def plot_frontier(frontier: pl.DataFrame, ax: Any = None) -> Any:
-    """Cross-subsidy removed (y) against the exposure-weighted share CV (x), one point per K.
+def plot_cv(frontier: pl.DataFrame, ax: Any = None) -> Any:
+    """The K criterion: held-out Poisson deviance by K with one-standard-error bars; the chosen K marked.
 
-    The recommended K is circled. Needs the optional ``plot`` extra (matplotlib).
+    The error bar of K is the standard error of its difference to the lowest K
+    (``cv_se_diff``, see :func:`engine.segmentation._cv.one_se_choice`); the dotted line is
+    the lowest deviance plus its one-standard-error allowance.
     """
     if ax is None:
         from engine._optional import pyplot
         plt = pyplot()
 
         _, ax = plt.subplots(figsize=(6, 4))
+    fr = frontier.filter(pl.col("cv_deviance").is_not_null())
+    k, y, se = fr["k"].to_numpy(), fr["cv_deviance"].to_numpy(), fr["cv_se_diff"].to_numpy()
+    ax.errorbar(k, y, yerr=se, marker="o", color="C0", capsize=3, label="held-out deviance +- 1 se")
+    ax.axhline(float(y.min()), color="grey", ls=":", lw=1)
+    rec = fr.filter(pl.col("recommended"))
+    if rec.height:
+        ax.scatter(rec["k"], rec["cv_deviance"], s=160, facecolors="none", edgecolors="C3",
+                   label=f"chosen K={rec['k'][0]} (one-se rule)", zorder=3)
+    ax.set_xticks(k)
+    ax.set_xlabel("number of risk groups K")
+    ax.set_ylabel("held-out Poisson deviance (sum over folds)")
+    ax.set_title("choice of K (cross-validation)", fontsize=10)
+    ax.legend(loc="upper right", fontsize=8)
+    return ax
+
+
+def plot_frontier(frontier: pl.DataFrame, ax: Any = None) -> Any:
+    """Cross-subsidy removed (y) against the exposure-weighted share CV (x), one point per K.
+
+    The recommended K is circled. With a cross-validated choice (``cv_deviance`` in the
+    frontier) and no ``ax`` given, a second panel shows the criterion (:func:`plot_cv`);
+    the returned ax is the frontier's. Needs the optional ``plot`` extra (matplotlib).
+    """
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        if "cv_deviance" in frontier.columns and frontier["cv_deviance"].null_count() < frontier.height:
+            _, (ax, axc) = plt.subplots(1, 2, figsize=(11, 4))
+            plot_cv(frontier, ax=axc)
+        else:
+            _, ax = plt.subplots(figsize=(6, 4))
     x = frontier["share_cv_weighted"].to_numpy()
     y = frontier["cross_subsidy_removed"].to_numpy()
     ks = frontier["k"].to_numpy()
@@ -81,7 +114,9 @@ def bootstrap_ari(seg: Any, cells: pl.DataFrame, *, n_boot: int = 20, random_sta
     vals = []
     for _ in range(n_boot):
         cb = base_cells.with_columns(pl.Series("claims", rng.poisson(mu).astype(np.int64)))
-        refit = type(seg)(**params).fit(cb)
+        refit = type(seg)(**params)
+        refit._skip_cv = True  # K is fixed: no cross-validation in the refits
+        refit.fit(cb)
         lab = refit.assign(units.select(feats), unknown="null").fill_null(0).to_numpy()
         vals.append(weighted_ari(units["group"].to_numpy(), lab, w))
     v = np.asarray(vals)
@@ -112,6 +147,7 @@ def save_segmenter(seg: Any, path: str | Path) -> Path:
             "recommended_k": seg.recommended_k_,
             "window_years": seg.window_years_,
             "floor_claims": seg.floor_claims_,
+            "selection": getattr(seg, "selection_", None),
             "metrics": {k: float(v) for k, v in seg.metrics_.items()},
             "rules": None if seg.rules_ is None else [None if rs is None else [rule_to_json(r) for r in rs] for rs in seg.rules_],
             "model": type(seg.model_).__name__ if hasattr(seg, "model_") else None,
@@ -135,6 +171,7 @@ def load_segmenter(cls: Any, path: str | Path) -> Any:
     seg.recommended_k_ = int(fitted["recommended_k"])
     seg.window_years_ = float(fitted["window_years"])
     seg.floor_claims_ = float(fitted["floor_claims"])
+    seg.selection_ = fitted.get("selection") or ""
     seg.metrics_ = dict(fitted["metrics"])
     seg.rules_ = None if fitted["rules"] is None else [None if rs is None else [rule_from_json(r) for r in rs] for rs in fitted["rules"]]
     seg.groups_ = tables["groups"]

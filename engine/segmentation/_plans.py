@@ -63,7 +63,8 @@ def _group_text(rules: list[dict[str, tuple]], features: list[str]) -> str | Non
     return texts[0] if len(texts) == 1 else " or ".join(f"({t})" for t in texts)
 
 
-def segment_plans(seg: Any, template: Plan, *, prefix: str = "", name: str | None = None) -> PlanSet:
+def segment_plans(seg: Any, template: Plan, *, prefix: str = "", name: str | None = None,
+                  operating_members: float | dict[str, float] | None = None, max_share_cv: float = 0.10) -> PlanSet:
     """One plan per group of a fitted :class:`engine.RiskSegmenter`.
 
     Parameters
@@ -76,6 +77,13 @@ def segment_plans(seg: Any, template: Plan, *, prefix: str = "", name: str | Non
         proposed plan keeps; the group's rules are added to that eligibility.
     prefix : prepended to the group names to form the plan names.
     name : name of the plan set (default ``segments_k<K>``).
+    operating_members : members the plans will operate at (platform total, split as the
+        data's exposure, or group name -> members). When given, each plan's share CV at
+        that size is checked against ``max_share_cv`` (:func:`engine.plans.stability.plan_stability`):
+        it is written in the plan's description, and plans missing the target raise a
+        ``UserWarning`` with the members each needs. Share stability is a plan-design
+        question: the segmentation itself only requires credible groups.
+    max_share_cv : share-CV target per sharing period (default 10%: 100 expected claims).
 
     Returns
     -------
@@ -125,8 +133,29 @@ def segment_plans(seg: Any, template: Plan, *, prefix: str = "", name: str | Non
             eligibility=dataclasses.replace(t_el, values=dict(t_el.values), when=when),
             description=f"risk group {g + 1} of {len(names)} ({seg.method}): {group_rules[g]}",
         ))
+    if operating_members is not None:
+        plans = _with_stability(seg, plans, template, operating_members, max_share_cv)
     k = len(plans)
     return PlanSet(tuple(plans), name=name or f"segments_k{k}", allow_overlap=seg.method == "rules",
                    description=f"{k} vertical plans, one per risk group of a {seg.method} segmentation "
                                f"(template plan '{template.name}')",
                    source=f"segmentation ({seg.method}, K={k})")
+
+
+def _with_stability(seg: Any, plans: list[Plan], template: Plan, members: Any, max_cv: float) -> list[Plan]:
+    import warnings
+
+    from engine.plans.stability import plan_stability
+
+    st = plan_stability(seg, members, period_months=12.0 / template.periods_per_year, max_share_cv=max_cv)
+    out, short = [], []
+    for p, r in zip(plans, st.iter_rows(named=True)):
+        out.append(dataclasses.replace(p, description=f"{p.description}; share CV {r['share_cv']:.1%} at "
+                                                      f"{r['operating_members']:,.0f} members"))
+        if not r["meets_target"]:
+            short.append(f"{p.name} ({r['share_cv']:.1%}; needs {r['members_needed']:,.0f} members)")
+    if short:
+        warnings.warn(f"share CV above the target {max_cv:.0%} at the operating membership: " + ", ".join(short),
+                      UserWarning, stacklevel=3)
+    return out
+

@@ -87,6 +87,12 @@ def rule_mask(units: Units, rule: Rule) -> np.ndarray:
     """Boolean mask of the units satisfying ``rule``."""
     mask = np.ones(units.n, bool)
     for f, cond in rule.items():
+        if f in units.codes and cond[0] != "range":  # on integer codes: no string comparisons
+            lv = units.levels[f]
+            allowed = set(cond[1])
+            hit = np.fromiter((v in allowed for v in lv), bool, len(lv))
+            mask &= hit[units.codes[f]]
+            continue
         vals = units.frame.get_column(f).to_numpy()
         if cond[0] == "range":
             lo, hi = cond[1], cond[2]
@@ -179,12 +185,26 @@ def _monotone_ok(units: Units, leaf_rate: np.ndarray, age: str) -> bool:
     return bool(np.all((np.diff(r) >= -1e-12 * np.maximum(1.0, np.abs(r[1:]))) | ~same))
 
 
-def _candidates(units: Units, mask: np.ndarray, floor: float) -> list[tuple]:
-    """All feasible splits of the units in ``mask``: (gain, feature, left_codes, right_codes), best first."""
+def _allowed(units: Units, rule: Rule | None, max_clauses: int | None) -> list[str]:
+    """Features a node may split on: all, or only those already in its rule once it has ``max_clauses`` clauses."""
+    if rule is None or max_clauses is None or len(rule) < max_clauses:
+        return units.features
+    return [f for f in units.features if f in rule]
+
+
+def _candidates(units: Units, mask: np.ndarray, floor: float, rule: Rule | None = None,
+                max_clauses: int | None = None, lookahead: bool = False) -> list[tuple]:
+    """All feasible splits of the units in ``mask``: (score, feature, left_codes, right_codes, gain), best first.
+
+    The score is the split's deviance gain, or with ``lookahead`` the gain plus the
+    best gains of its two children (:mod:`engine.segmentation._lookahead`). With
+    ``max_clauses``, a node whose ``rule`` already has that many clauses only
+    splits on the features in it (a band or a set narrows, no clause is added).
+    """
     out = []
     Dn, Mn = units.D[mask].sum(), units.M[mask].sum()
     base = _ll(Dn, Mn)
-    for f in units.features:
+    for f in _allowed(units, rule, max_clauses):
         k = len(units.levels[f])
         c = units.codes[f][mask]
         d = np.bincount(c, weights=units.D[mask], minlength=k)
@@ -202,8 +222,15 @@ def _candidates(units: Units, mask: np.ndarray, floor: float) -> list[tuple]:
         dr, mr = Dn - dl, Mn - ml
         gain = 2.0 * (_ll(dl, ml) + _ll(dr, mr) - base)
         ok = (dl >= floor) & (dr >= floor)
+        score = gain
+        if lookahead and ok.any():
+            from engine.segmentation._lookahead import child_gains
+
+            child = dict(rule or {}, **{f: ("in", [])})
+            gl, gr = child_gains(units, mask, f, order, floor, _allowed(units, child, max_clauses))
+            score = gain + gl + gr
         for i in np.flatnonzero(ok):
-            out.append((float(gain[i]), f, order[: i + 1], order[i + 1 :]))
+            out.append((float(score[i]), f, order[: i + 1], order[i + 1 :], float(gain[i])))
     out.sort(key=lambda t: (-t[0], units.features.index(t[1])))
     return out
 
@@ -231,6 +258,9 @@ def grow_tree(
     min_gain: float,
     monotone_age: str | None = None,
     max_tries: int = 50,
+    max_clauses: int | None = None,
+    lookahead: bool = False,
+    start: list[Rule] | None = None,
 ) -> list[list[Rule]]:
     """Grow a best-first Poisson tree; return the leaf rules after 1, 2, ..., K splits-1.
 
@@ -239,6 +269,11 @@ def grow_tree(
     floor : minimum observed claims per leaf (the per-period floor times periods).
     min_gain : minimum Poisson deviance reduction of a split.
     monotone_age : name of the age feature when group rates must not fall with age.
+    max_clauses : a leaf's rule holds at most this many features (clauses); None = no limit.
+    lookahead : score splits by their gain plus their children's best gains (finds
+        interactions whose first split gains little alone); a split is taken when
+        that score reaches ``min_gain``.
+    start : grow from these leaves (a partition of the units) instead of the root.
 
     Notes
     -----
@@ -251,7 +286,7 @@ def grow_tree(
     are scanned at every threshold. Among the leaves, the split with the largest
     gain is taken first (best-first), so the sequence of trees is nested.
     """
-    leaves = [_Leaf(np.ones(units.n, bool), {})]
+    leaves = [_Leaf(rule_mask(units, r), r) for r in start] if start else [_Leaf(np.ones(units.n, bool), {})]
     seq = [[leaf.rule for leaf in leaves]]
 
     def leaf_rates(ls: list[_Leaf]) -> np.ndarray:
@@ -262,7 +297,7 @@ def grow_tree(
         return r
 
     def best_split(leaf: _Leaf) -> tuple | None:
-        cands = [c for c in _candidates(units, leaf.mask, floor) if c[0] >= min_gain]
+        cands = [c for c in _candidates(units, leaf.mask, floor, leaf.rule, max_clauses, lookahead) if c[0] >= min_gain]
         if not monotone_age:
             return cands[0] if cands else None
         for cand in cands[:max_tries]:
@@ -272,7 +307,7 @@ def grow_tree(
         return None
 
     def _children(leaf: _Leaf, cand: tuple) -> list[_Leaf]:
-        _, f, lc, rc = cand
+        f, lc, rc = cand[1:4]
         c = units.codes[f]
         node_codes = np.unique(c[leaf.mask])
         if f in units.ordered:  # thresholds: codes without exposure fall in the band around them

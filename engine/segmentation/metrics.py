@@ -109,7 +109,7 @@ def weighted_ari(a: np.ndarray, b: np.ndarray, w: np.ndarray | None = None) -> f
     maxi = 0.5 * (sa + sb)
     if maxi == expected:
         return 1.0
-    return float((sij - expected) / (maxi - expected))
+    return float(min(1.0, (sij - expected) / (maxi - expected)))  # no rounding above 1
 
 
 def gini(rank_rate: np.ndarray, claims: np.ndarray, measure: np.ndarray) -> float:

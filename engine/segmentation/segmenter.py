@@ -1,4 +1,4 @@
-"""RiskSegmenter: split a pool into homogeneous risk groups with credibility floors and a granularity frontier.
+"""RiskSegmenter: split a pool into homogeneous risk groups with a credibility floor and a granularity frontier.
 
 Methods: ``tree`` (Poisson regression tree with readable rules), ``cluster``
 (optimal 1-D partition of the model's predicted risk by dynamic programming) and
@@ -31,6 +31,7 @@ from engine.segmentation._rules import describe_units, parse_rules, rules_for_la
 from engine.segmentation._tree import Rule, grow_tree, make_units, rule_expr, rule_from_json, rule_mask, rule_text, rule_to_json
 from engine.conventions import FEE, FULL_CREDIBILITY_CLAIMS
 from engine.cells.dates import attained_age_expr, completed_months_expr
+from engine.segmentation._select import claims_floor, floor_source
 
 METHODS = ("tree", "cluster", "rules")
 MAX_DP_UNITS = 3000
@@ -67,10 +68,18 @@ class RiskSegmenter(Estimator):
     ----------
     method : "tree", "cluster" or "rules".
     max_groups : largest number of groups K considered (the frontier runs K = 1..max_groups).
-    n_groups : use exactly this K (the largest feasible K <= n_groups); default: the recommended K.
-    min_expected_claims : floor on each group's expected claims per sharing period (30 -> share CV <= 18%).
+    n_groups : use exactly this K (the largest feasible K <= n_groups); default: the K chosen by
+        cross-validation (``n_folds``), skipped when n_groups is given.
+    min_claims : credibility floor: every group holds at least this many observed claims over the
+        fitting data (default 50: the 95% Garwood interval of its rate is about +-28%).
+    max_rel_width : optional credibility floor as the largest relative width (upper - lower) / rate
+        of a group's 95% Garwood interval (0.5 -> 66 claims); the stricter of the floors applies.
+    min_expected_claims : deprecated (DeprecationWarning): the old floor on expected claims per
+        sharing period, which mixed credibility with share stability. Share stability belongs to
+        plan design (``engine.plans.stability.plan_stability``, ``optimise_plans(max_share_cv=...)``).
+        When given, it replaces ``min_claims`` by min_expected_claims x 12 T / period_months.
     min_credibility : optional floor on limited-fluctuation credibility Z = min(1, sqrt(D_g / 1082.2)).
-    period_months : sharing period length in months (1 = monthly shares).
+    period_months : sharing period length in months (1 = monthly shares), for the per-period metrics.
     monotone_age : group rates must not fall with age (within each combination of the other features).
     contiguous_age : each group's ages form one band within each combination of the other features.
     features : segmentation keys (default: every key column of the cells except ``period``).
@@ -80,20 +89,33 @@ class RiskSegmenter(Estimator):
     model : incidence model with ``fit(cells)`` / ``predict(cells)`` (default engine.estimators.glm.PoissonGLM).
     rules : config for ``method="rules"`` (see :func:`engine.segmentation._rules.parse_rules`).
     other : for ``rules``: "error" (unmatched cells raise) or "group" (they form a group "other").
-    min_gain : minimum Poisson deviance reduction of a tree split (10.83 = chi2(1) at 0.1%).
-    max_leaves : leaves grown by the tree before they are merged into K groups
-        (default 2 * max_groups; without merging, i.e. contiguous_age, max_groups).
-    leaf_floor_fraction : a leaf needs this fraction of the claims floor; the merged groups
-        need the whole floor (leaves are building blocks, e.g. the same channel in two tiers).
-    min_marginal_gain : K criterion: each extra group must remove at least this share of the
-        removable cross-subsidy.
+    min_gain : minimum Poisson deviance reduction of a tree split, with look-ahead of the split and
+        its children's best splits (10.83 = chi2(1) at 0.1%).
+    max_leaves : leaves grown by the tree (default max_groups; 2 * max_groups with merge_leaves).
+    max_clauses : at most this many features in a group's rule (a tree leaf is one conjunction of
+        an age band and sets of levels); default 3.
+    lookahead : tree splits are scored by their gain plus their children's best gains, so an
+        interaction whose first split gains little alone is found (default True).
+    merge_leaves : merge tree leaves into K groups by the optimal DP (groups become ORs of
+        conjunctions, not marketable as one rule); default False: every group is one leaf.
+    leaf_floor_fraction : with merge_leaves, a leaf needs this fraction of the claims floor.
+    n_folds : folds of the cross-validation choosing K (units = distinct feature combinations,
+        seeded by ``random_state``; see :mod:`engine.segmentation._cv`).
+    min_marginal_gain : deprecated: the old greedy K rule (each extra group removes at least this
+        share of the removable cross-subsidy); when given it replaces cross-validation.
     cluster_loss : "deviance" or "sse" (of the log-rate) for the DP partition.
     max_rule_terms : a cluster group is written as rules (an OR of at most this many
         conjunctions reproducing it exactly) when possible, else as its factor profile.
     benefit : benefit per claim for cross-subsidy (see :func:`engine.segmentation.metrics.benefit_per_cell`).
     fee : management fee loading of the shares (default :data:`engine.conventions.FEE`, like every share).
     window_years : length of the data window (default: from ``period``).
-    random_state : seed of the bootstrap in :meth:`stability`.
+    random_state : seed of the cross-validation folds and of the bootstrap in :meth:`stability`.
+
+    Notes
+    -----
+    K is chosen on the whole frontier K = 1..max_groups: the smallest K whose held-out
+    Poisson deviance is within one standard error of the lowest
+    (:func:`engine.segmentation._cv.one_se_choice`); ``selection_`` says why, with the numbers.
     """
 
     def __init__(
@@ -101,7 +123,9 @@ class RiskSegmenter(Estimator):
         method: str = "tree",
         max_groups: int = 8,
         n_groups: int | None = None,
-        min_expected_claims: float = 30.0,
+        min_claims: float = 50.0,
+        max_rel_width: float | None = None,
+        min_expected_claims: float | None = None,
         min_credibility: float | None = None,
         period_months: float = 1,
         monotone_age: bool = False,
@@ -114,8 +138,12 @@ class RiskSegmenter(Estimator):
         other: str = "error",
         min_gain: float = 10.83,
         max_leaves: int | None = None,
+        max_clauses: int | None = 3,
+        lookahead: bool = False,
+        merge_leaves: bool = False,
         leaf_floor_fraction: float = 0.25,
-        min_marginal_gain: float = 0.05,
+        n_folds: int = 5,
+        min_marginal_gain: float | None = None,
         cluster_loss: str = "deviance",
         max_rule_terms: int = 6,
         benefit: Any = None,
@@ -126,6 +154,8 @@ class RiskSegmenter(Estimator):
         self.method = method
         self.max_groups = max_groups
         self.n_groups = n_groups
+        self.min_claims = min_claims
+        self.max_rel_width = max_rel_width
         self.min_expected_claims = min_expected_claims
         self.min_credibility = min_credibility
         self.period_months = period_months
@@ -139,6 +169,10 @@ class RiskSegmenter(Estimator):
         self.other = other
         self.min_gain = min_gain
         self.max_leaves = max_leaves
+        self.max_clauses = max_clauses
+        self.lookahead = lookahead
+        self.merge_leaves = merge_leaves
+        self.n_folds = n_folds
         self.leaf_floor_fraction = leaf_floor_fraction
         self.min_marginal_gain = min_marginal_gain
         self.cluster_loss = cluster_loss
@@ -164,8 +198,16 @@ class RiskSegmenter(Estimator):
             raise ConfigError(f"max_groups: must be a positive integer, got {self.max_groups!r}")
         if self.n_groups is not None and (not isinstance(self.n_groups, int) or self.n_groups < 1):
             raise ConfigError(f"n_groups: must be a positive integer or None, got {self.n_groups!r}")
-        if self.min_expected_claims is None or self.min_expected_claims < 0:
+        if self.min_claims is None or self.min_claims < 0:
+            raise ConfigError(f"min_claims: must be >= 0, got {self.min_claims!r}")
+        if self.max_rel_width is not None and not self.max_rel_width > 0:
+            raise ConfigError(f"max_rel_width: must be > 0, got {self.max_rel_width!r}")
+        if self.min_expected_claims is not None and self.min_expected_claims < 0:
             raise ConfigError("min_expected_claims: must be >= 0")
+        if not isinstance(self.n_folds, int) or self.n_folds < 2:
+            raise ConfigError(f"n_folds: must be an integer >= 2, got {self.n_folds!r}")
+        if self.max_clauses is not None and (not isinstance(self.max_clauses, int) or self.max_clauses < 1):
+            raise ConfigError(f"max_clauses: must be a positive integer or None, got {self.max_clauses!r}")
         if self.min_credibility is not None and not 0 <= self.min_credibility <= 1:
             raise ConfigError("min_credibility: must lie in [0, 1]")
         if not self.period_months or self.period_months <= 0:
@@ -247,9 +289,7 @@ class RiskSegmenter(Estimator):
         ufr = group_sums(work, feats, ["E", "D", "M", "mu"])
         units = make_units(ufr, feats, list(self.ordered_features))
         self.units_ = units
-        floor = self.min_expected_claims * 12.0 * self.window_years_ / self.period_months
-        if self.min_credibility:
-            floor = max(floor, FULL_CREDIBILITY_CLAIMS * self.min_credibility**2)
+        floor = claims_floor(self)
         self.floor_claims_ = float(floor)
         age = "age" if "age" in feats else None
         rules_by_k: dict[int, list[Rule]] = {}
@@ -279,9 +319,17 @@ class RiskSegmenter(Estimator):
                      if np.bincount(lab, weights=units.D, minlength=k).min() >= floor - 1e-9}
         if not parts:
             raise DataError(f"cells: no segmentation meets the floor of {floor:.1f} claims per group "
-                            f"(min_expected_claims={self.min_expected_claims}); the pool is too small")
+                            f"({floor_source(self)}); the pool is too small")
+        self._select(units, parts, floor, age, work)
         self._finish(cells, units, parts, rules_by_k, pred, base)
         return self
+
+    def _select(self, units: Any, parts: dict, floor: float, age: str | None, work: pl.DataFrame) -> None:
+        """Cross-validated choice of K (``cv_``, ``cv_k_``, ``selection_``); see :mod:`engine.segmentation._select`."""
+        from engine.segmentation._select import select_k
+
+        cu = self._cell_units(work, units)
+        select_k(self, units, parts, floor, age, cu, *(work[c].to_numpy() for c in ("D", "M", "mu")))
 
     def _renumber(self, units: Any, lab: np.ndarray, risk: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Relabel groups 0..k-1 by ascending relativity (ties: first unit); returns (labels, old order).
@@ -300,13 +348,23 @@ class RiskSegmenter(Estimator):
 
     def _tree(self, units: Any, floor: float, age: str | None) -> tuple[dict[int, np.ndarray], dict[int, list]]:
         """Grow the Poisson tree; then merge leaves into K groups by the DP (unless contiguous_age)."""
-        merge = not self.contiguous_age
-        max_leaves = self.max_leaves or (2 * self.max_groups if merge else self.max_groups)
-        leaf_floor = floor * (self.leaf_floor_fraction if merge else 1.0)
+        merge = self.merge_leaves and not self.contiguous_age
+        conj = not merge and not self.contiguous_age and not self.monotone_age
+        max_leaves = self.max_leaves or (2 * self.max_groups if merge else 3 * self.max_groups if conj else self.max_groups)
+        leaf_floor = floor * (self.leaf_floor_fraction if merge or conj else 1.0)
         seq = grow_tree(units, max_groups=max_leaves, floor=leaf_floor, min_gain=self.min_gain,
-                        monotone_age=age if self.monotone_age else None)
+                        monotone_age=age if self.monotone_age else None,
+                        max_clauses=self.max_clauses, lookahead=self.lookahead)
         parts: dict[int, np.ndarray] = {}
         rules_by_k: dict[int, list] = {}
+        if conj:  # leaves merged back while each group stays one conjunction (engine.segmentation._merge)
+            from engine.segmentation._merge import best_conjunction_partitions
+
+            def regrow(start: list) -> list:
+                return grow_tree(units, max_groups=self.max_groups, floor=leaf_floor, min_gain=self.min_gain,
+                                 max_clauses=self.max_clauses, lookahead=self.lookahead, start=start)
+
+            seq = list(best_conjunction_partitions(units, seq, floor, self.max_groups, regrow).values())
         if not merge:
             for rules in seq:
                 lab = np.zeros(units.n, np.int64)
@@ -378,8 +436,17 @@ class RiskSegmenter(Estimator):
         mkw = {"benefit": self.benefit, "period_months": float(self.period_months), "window": self.window_years_,
                "base_rate": base if self.base_ is not None else None, "fee": self.fee}
         cell_parts = {k: lab[cell_unit] + 1 for k, lab in parts.items()}
-        self.frontier_, k_rec = frontier_table(cells, cell_parts, cell_unit, pred,
-                                               min_marginal=self.min_marginal_gain, metric_kw=mkw)
+        mm = 0.05 if self.min_marginal_gain is None else self.min_marginal_gain
+        self.frontier_, k_rec = frontier_table(cells, cell_parts, cell_unit, pred, min_marginal=mm, metric_kw=mkw)
+        if self.min_marginal_gain is None and self.method != "rules":
+            k_rec = self.cv_k_ if self.cv_k_ is not None else (self.n_groups or min(parts))
+            k_rec = max([kk for kk in parts if kk <= k_rec], default=min(parts))
+            fr = self.frontier_.with_columns((pl.col("k") == k_rec).alias("recommended"))
+            if self.cv_ is not None:
+                fr = fr.join(self.cv_.drop("chosen"), on="k", how="left")
+            self.frontier_ = fr
+        elif self.min_marginal_gain is not None:
+            self.selection_ += f": K={k_rec}"
         self.recommended_k_ = k_rec
         if self.method == "rules":
             k = next(iter(parts))
@@ -407,8 +474,12 @@ class RiskSegmenter(Estimator):
             names.append(self.group_names_[g] if self.method == "rules" else f"G{g + 1}")
         self.groups_ = table.with_columns(pl.col("group").cast(pl.Int32), pl.Series("name", names),
                                           pl.Series("rule", texts),
+                                          (pl.col("exposure_years") / self.window_years_).alias("members"),
                                           (pl.col("claims") >= self.floor_claims_ - 1e-9).alias("meets_floor"),
                                           ).select("group", "name", "rule", pl.exclude("group", "name", "rule"))
+        from engine.segmentation._select import group_notes
+
+        self.groups_ = self.groups_.with_columns(pl.Series("note", group_notes(self, units, self.groups_), pl.String))
 
     def _cell_units(self, cells: pl.DataFrame, units: Any) -> np.ndarray:
         feats = self.features_
@@ -480,10 +551,16 @@ class RiskSegmenter(Estimator):
 
     @property
     def summary(self) -> pl.DataFrame:
-        """Per-group table: group, name, rule, exposure, claims, rate with Garwood interval, volume, CV, cross-subsidy."""
+        """Per-group table: group, name, rule, members, exposure, claims, rate with Garwood interval, volume, CV, cross-subsidy.
+
+        ``members`` is the mean number of members at risk over the data window
+        (exposure-years / T); why this K was chosen is in ``selection_``.
+        """
         self._fitted()
-        return self.groups_.select("group", "name", "rule", "exposure_years", "claims", "rate", "rate_lower",
+        cols = [c for c in ("members",) if c in self.groups_.columns]
+        return self.groups_.select("group", "name", "rule", *cols, "exposure_years", "claims", "rate", "rate_lower",
                                    "rate_upper", "expected_claims_per_period", "share_cv", "credibility",
+                                   *[c for c in ("note",) if c in self.groups_.columns],
                                    "cross_subsidy", "cross_subsidy_pct")
 
     def print_summary(self, decimals: int = 4) -> None:
@@ -491,6 +568,7 @@ class RiskSegmenter(Estimator):
         self._fitted()
         print_frame(self.summary, f"risk groups ({self.method}, K={self.n_groups_}, recommended K={self.recommended_k_})",
                     decimals)
+        print(f"K: {getattr(self, 'selection_', '')}")
         print_frame(pl.DataFrame({"metric": list(self.metrics_), "value": [float(v) for v in self.metrics_.values()]}),
                     "metrics", decimals)
 

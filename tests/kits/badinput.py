@@ -127,7 +127,7 @@ class Ctx:
         if "[output]" not in text:
             body += "\n[output]\nreport = false\nmodels = false\n"
         if "[segmentation]" not in text:
-            body += "\n[segmentation]\nmin_expected_claims = 5.0\n"
+            body += "\n[segmentation]\nmin_claims = 50.0\n"
         p = self.tmp / "run.toml"
         p.write_text(body, encoding="utf-8")
         return str(p)

@@ -16,7 +16,7 @@ def small_run_config(members: str | Path = "data/members.parquet", claims: str |
     Xianghubao pooled plan and the vertical plan set.
     """
     text = f'[data]\nmembers = "{members}"\nclaims = "{claims}"\n{extra}\n'
-    text += f"[segmentation]\nmin_expected_claims = 1.0\nmax_groups = {max_groups}\n\n"
+    text += f"[segmentation]\nmin_claims = 20.0\nmax_groups = {max_groups}\n\n"
     text += f"[projection]\nhorizon = {horizon}\nscenarios = {scenarios}\n"
     if seed is not None:
         text += f"seed = {seed}\n"
