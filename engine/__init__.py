@@ -84,6 +84,11 @@ _EXPORTS: dict[str, str] = {
     "rules_for_plan": "engine.sharing",
     "migrate": "engine.migration",
     "optimise_plans": "engine.optimise",
+    "plan_size": "engine.plan_size",
+    "PlanSizeResult": "engine.plan_size",
+    "tempo": "engine.tempo",
+    "TempoResult": "engine.tempo",
+    "TempoCriteria": "engine.tempo",
     # batch
     "run": "engine.batch",
     "RunResult": "engine.batch",

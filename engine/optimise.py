@@ -74,6 +74,7 @@ class PlanSpec:
     expected_claims_per_period: float = 0.0
     share_cny: float = 0.0
     cross_subsidy_cny: float = 0.0
+    members_for_target_cv: float | None = None
 
     @property
     def name(self) -> str:
@@ -108,7 +109,8 @@ class OptimiseResult:
         if k not in self.solutions:
             raise ConfigError(f"k: no feasible solution with {k} plans")
         rows = [{**s.__dict__, "levels": [str(v) for v in s.levels], "name": s.name} for s in self.solutions[k]]
-        return pl.DataFrame(rows, schema_overrides={"factor": pl.String, "levels": pl.List(pl.String)})
+        return pl.DataFrame(rows, schema_overrides={"factor": pl.String, "levels": pl.List(pl.String),
+                                                  "members_for_target_cv": pl.Float64})
 
     def planset(self, k: int) -> PlanSet:
         """The K-plan solution as a :class:`PlanSet` (template's fee, waiting, sharing, caps, rule)."""
@@ -185,6 +187,10 @@ def optimise_plans(
     objective: str = "absolute",
     periods_per_year: float | None = None,
     study_years: float = 1.0,
+    target_share_cv: float | None = None,
+    members_scale: float = 1.0,
+    growth_per_period: float = 0.0,
+    reporting_lag_periods: float = 0.0,
 ) -> OptimiseResult:
     """Propose K = 1..max_plans vertical plans that minimise the cross-subsidy.
 
@@ -201,6 +207,14 @@ def optimise_plans(
     contiguous_levels : numeric factors are split only into runs of consecutive levels
         (``city_tier in {4, 5}``), which a platform can market.
     objective : ``"absolute"`` (money moved, CNY per period) or ``"squared"``.
+    target_share_cv : float, optional
+        Also require every plan's operating membership (``members_scale`` x its members
+        in the table) to reach the members needed for this share CV per period
+        (:func:`engine.plan_size.plan_size`), with the template's waiting period,
+        ``growth_per_period`` and ``reporting_lag_periods``. The table's members may be
+        the study's, far fewer than the plan will operate with ("two different sizes").
+    members_scale : float
+        Operating members per member of the table.
 
     Notes
     -----
@@ -211,7 +225,16 @@ def optimise_plans(
     a_0 < ... < a_{A-1}, best[j][k] = min over i < j and band options o of
     best[i][k - blocks(o)] + T(a_i..a_{j-1}, o), subject to every plan's
     expected claims >= min_claims_per_period, is exact.
+
+    The member constraint (``target_share_cv``): with m_i = N_i lambda_i dt,
+    e = (1+g)^(-w-L) and w the template's waiting period in periods,
+    N*_p = N_p sum m_i B_i^2 / ((sum m_i B_i)^2 e cv^2) (scale-free: it depends on
+    the plan's mix only), and the plan is admissible when members_scale N_p >= N*_p.
     """
+    if target_share_cv is not None and not target_share_cv > 0:
+        raise ConfigError("target_share_cv: must be > 0")
+    if not members_scale > 0:
+        raise ConfigError("members_scale: must be > 0")
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective: must be one of {', '.join(OBJECTIVES)}")
     if not (isinstance(max_plans, int) and max_plans >= 1):
@@ -236,6 +259,15 @@ def optimise_plans(
     n = table["members"].to_numpy()
     m = n * table["rate"].to_numpy() / ppy
     c = (1 + template.fee) * table["rate"].to_numpy() / ppy * table["_b"].to_numpy()
+    bcol = table["_b"].to_numpy().astype(np.float64)
+    mb, mb2 = m * bcol, m * bcol * bcol
+    if target_share_cv is not None:
+        from engine.plan_size import eligible_fraction
+
+        e_frac = eligible_fraction(growth_per_period, template.waiting_days * ppy / 365.25, reporting_lag_periods)
+        need_k = 1.0 / (e_frac * target_share_cv**2)
+    else:
+        need_k = 0.0
     # options: (factor, blocks); factor None = no split
     options: list[tuple[str | None, list[tuple], np.ndarray | None]] = [(None, [()], None)]
     codes: dict[str, np.ndarray] = {}
@@ -275,6 +307,15 @@ def optimise_plans(
                 claims = np.bincount(block, weights=rm, minlength=nb)
                 if (claims < min_claims_per_period).any() or (np.bincount(block, weights=rn, minlength=nb) <= 0).any():
                     continue
+                need = None
+                if target_share_cv is not None:
+                    s1 = np.bincount(block, weights=mb[rows], minlength=nb)
+                    s2 = np.bincount(block, weights=mb2[rows], minlength=nb)
+                    nn = np.bincount(block, weights=rn, minlength=nb)
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        need = np.where(s1 > 0, nn * s2 / np.where(s1 > 0, s1, 1.0) ** 2 * need_k, np.inf)
+                    if (members_scale * nn < need).any():
+                        continue
                 cost, members, share = _cost(rn, rc, block, nb, objective)
                 for k in range(nb, max_plans + 1):
                     if not np.isfinite(best[i, k - nb]):
@@ -288,7 +329,8 @@ def optimise_plans(
                             dev = 0.5 * float(np.sum(rn[sel] * np.abs(share[bi] - rc[sel])))
                             hi = int(ages[j]) - 1 if j < A else int(ages[j - 1])  # ages between rows belong to the band
                             specs.append(PlanSpec(int(ages[i]), hi, f, part[bi] if f else (),
-                                                  float(members[bi]), float(claims[bi]), float(share[bi]), dev))
+                                                  float(members[bi]), float(claims[bi]), float(share[bi]), dev,
+                                                  float(need[bi]) if need is not None else None))
                         back[(j, k)] = (i, k - nb, specs)
     total_cost = float(np.sum(n * c))
     rows_out = []
