@@ -98,7 +98,7 @@ def test_deterministic_path_oracle_surprise_and_settling():
 def test_schedule_forms():
     # growth: the planned membership grows at g to the target, then base exits are replaced
     s = tempo_schedules(100.0, 0.01, 10, growth=[0.5], target_members=400.0)
-    _, _, g, j = s[0]
+    _, _, _, j = s[0]
     plan = np.concatenate([[100.0], np.minimum(100 * 1.5 ** np.arange(10), 400)])  # P_-1 = P_0 = N_0
     assert np.allclose(j, plan[1:] - 0.99 * plan[:-1]) and j[-1] == pytest.approx(4.0)
     assert j[0] == pytest.approx(1.0)  # period 0 only replaces exits
@@ -131,6 +131,9 @@ def test_recommendation_and_binding_criterion():
     assert lax.recommended == "g=0.3" and "no criterion binds" in lax.binding
     none = tempo(GROUPS, growth=[0.0, 0.3], criteria={"max_surprise_p95": 0.0}, **kw)
     assert none.recommended is None
+    crit = TempoCriteria(max_surprise_p95=0.5, max_spiral_prob=0.05, min_retained_1y=0.9)
+    assert crit.failures({"peak_surprise_p95": 1.6, "spiral_prob": 0.05, "retained_1y": 0.8,
+                          "peak_lapse_annual": 0.1}) == ["max_surprise_p95", "max_spiral_prob", "min_retained_1y"]
     with pytest.raises(ConfigError, match="criteria.bogus"):
         tempo(GROUPS, growth=[0.1], criteria={"bogus": 1}, **kw)
 
