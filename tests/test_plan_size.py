@@ -47,7 +47,7 @@ def test_eligible_fraction_cases():
         eligible_fraction(-0.05, 3, 0, 0.01)  # shrinking faster than exits: no steady state
 
 
-def _projected(final_members: float, n_scenarios: int, horizon: int = 300):  # noqa: D103
+def _projected(final_members: float, n_scenarios: int, horizon: int = 300):
     j0 = final_members * (1 - 1 / (1 + G_RATE)) / (1 + G_RATE) ** (horizon - 1)  # ~ final size
     g = groups_from_table({"group": ["hi", "lo"], "members": [0.0, 0.0], "rate": [RATE, RATE], "benefit": BEN,
                            "joiner_mix": MIX})
