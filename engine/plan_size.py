@@ -277,3 +277,8 @@ def plan_size(
             "members_ratio": total / need, "target_cv": float(target_cv)})
     return PlanSizeResult(pl.DataFrame(rows, schema_overrides={"share_cv": pl.Float64,
                                                                "share_cv_approx": pl.Float64}), float(target_cv))
+
+
+from engine._callable import make_callable  # noqa: E402
+
+make_callable(__name__)

@@ -341,3 +341,8 @@ def _retention(m: Any, ratio: np.ndarray, mix_members: np.ndarray) -> dict[int, 
             continue
         out[y] = float(np.sum(fg * by_group / np.where(wg > 0, wg, 1.0)) / fg.sum())
     return out
+
+
+from engine._callable import make_callable  # noqa: E402
+
+make_callable(__name__)
