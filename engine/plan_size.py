@@ -74,6 +74,8 @@ def eligible_fraction(growth_per_period: float = 0.0, waiting_periods: float = 0
     lagf = (1.0 + g) ** (-float(reporting_lag_periods))
     if w == 0:
         e = np.ones_like(r) * lagf
+    elif np.all(r == 1.0):  # no growth, no exits: a closed pool, everyone past the waiting period
+        e = np.ones_like(r) * lagf
     elif np.any(r >= 1.0):
         raise ConfigError("growth_per_period: the membership must grow faster than it shrinks by exits "
                           "(need (1 - exit) / (1 + growth) < 1) for a steady state; use growth > -exit")

@@ -43,6 +43,7 @@ def test_eligible_fraction_cases():
     assert eligible_fraction(0.05, 3) == pytest.approx(1.05**-3)  # domain formula
     assert eligible_fraction(0.0, 3, 0, 0.01) == pytest.approx(0.99**3)  # stationary renewal
     assert eligible_fraction(0.0, 0, 2) == 1.0
+    assert eligible_fraction(0.0, 3) == 1.0  # closed stationary pool
     with pytest.raises(ConfigError):
         eligible_fraction(-0.05, 3, 0, 0.01)  # shrinking faster than exits: no steady state
 

@@ -101,3 +101,27 @@ def test_optimiser_member_constraint_against_enumeration():
     free = optimise_plans(t, TEMPLATE, max_plans=4, min_claims_per_period=0.0)
     assert free.tradeoff["feasible"].sum() >= res.tradeoff["feasible"].sum()
     assert free.tradeoff["feasible"].sum() > res.tradeoff["feasible"].sum()
+
+
+def test_cli_plans_target_cv_and_member_constraint(tmp_path):
+    from pathlib import Path
+
+    from engine.cli.main import main
+    from tests.test_compare import _cells
+
+    root = Path(__file__).resolve().parents[1]
+    cells = tmp_path / "cells.parquet"
+    _cells().write_parquet(cells)
+    args = ["plans", str(root / "configs" / "vertical.toml"), "--cells", str(cells), "--pooled",
+            str(root / "configs" / "xianghubao.toml"), "--quiet", "--optimise", "2", "--min-claims", "0"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--target-cv", "0.2"]) == 0
+    a = pl.read_parquet(tmp_path / "a" / "plans.parquet")
+    assert main([*args, "--out", str(tmp_path / "b"), "--target-cv", "0.1"]) == 0
+    b = pl.read_parquet(tmp_path / "b" / "plans.parquet")
+    assert np.allclose(b["members_for_target_cv"].to_numpy(), 4 * a["members_for_target_cv"].to_numpy(),
+                       equal_nan=True)  # null for a plan nobody is eligible for
+    # a tiny operating scale makes every K infeasible under the member constraint
+    assert main([*args, "--out", str(tmp_path / "c"), "--members-scale", "1e-6"]) == 0
+    assert not pl.read_parquet(tmp_path / "c" / "optimise_tradeoff.parquet")["feasible"].any()
+    assert main([*args, "--out", str(tmp_path / "d"), "--members-scale", "1e12"]) == 0
+    assert pl.read_parquet(tmp_path / "d" / "optimise_tradeoff.parquet")["feasible"].all()
