@@ -21,7 +21,7 @@ from engine.projection_config import make_assumptions, prepare_groups
 from engine.spiral import spiral_period
 from engine.tempo_result import TempoCriteria, TempoResult, _criteria
 
-__all__ = ["tempo", "TempoResult", "TempoCriteria", "tempo_schedules"]
+__all__ = ["TempoCriteria", "TempoResult", "tempo", "tempo_schedules", "tempo_sensitivity"]
 
 RETENTION_YEARS = (1, 3, 5)
 
@@ -152,8 +152,6 @@ def tempo(
     is the one failed by the next faster tempo.
     """
     crit = _criteria(criteria)
-    for bad in ("n_scenarios", "horizon", "seed"):
-        projection.pop(bad, None)
     a0 = make_assumptions(horizon=horizon, n_scenarios=n_scenarios, seed=seed, **projection)
     g = prepare_groups(groups, risk_flag_scores=a0.elasticity.risk_flag_scores)
     plans = g["plan"].unique(maintain_order=True).to_list()
@@ -220,6 +218,58 @@ def tempo(
                 "assumptions": a0.model_dump(mode="json", exclude={"joiners"})}
     return TempoResult(table, pl.concat(paths).select("tempo", pl.exclude("tempo")), recommended, binding, crit,
                        float(sus or 0.0), settings)
+
+
+def tempo_sensitivity(groups: pl.DataFrame, *, elasticities: Sequence[float], education_speeds: Sequence[float],
+                      adverse_selection: float | None = None, **kw: Any) -> pl.DataFrame:
+    """The recommended tempo for every pair of the two behavioural assumptions.
+
+    Parameters
+    ----------
+    groups : polars DataFrame
+        As for :func:`tempo`.
+    elasticities, education_speeds : sequences of float
+        Values of ``elasticity.base`` and ``expectations.speed`` crossed (the other
+        ``elasticity`` and ``expectations`` settings in ``kw`` are kept).
+    adverse_selection : float, optional
+        ``elasticity.adverse_selection`` (default: as in ``kw["elasticity"]``, else 0).
+    **kw :
+        Every other :func:`tempo` argument (tempos, target, criteria, seed ...).
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per (elasticity, education_speed): ``recommended``, ``recommended_speed``
+        (growth per period or multiple; null if none), ``binding``, and the recommended
+        tempo's ``peak_surprise_p95`` and ``spiral_prob``.
+
+    Notes
+    -----
+    Elasticity and education speed are not published figures (docs/tempo.md, "Limits"):
+    the answer is reported as a range over them rather than a point.
+    """
+    el = kw.pop("elasticity", None)
+    el = el.model_dump() if hasattr(el, "model_dump") else el
+    el = dict(el) if isinstance(el, Mapping) else ({"base": el} if el is not None else {})
+    if adverse_selection is not None:
+        el["adverse_selection"] = adverse_selection
+    ex = kw.pop("expectations", None)
+    ex = ex.model_dump() if hasattr(ex, "model_dump") else ex
+    ex = dict(ex) if isinstance(ex, Mapping) else {}
+    if not elasticities or not education_speeds:
+        raise ConfigError("tempo sensitivity: give at least one elasticity and one education_speed")
+    rows = []
+    for e in elasticities:
+        for v in education_speeds:
+            r = tempo(groups, elasticity={**el, "base": float(e)}, expectations={**ex, "speed": float(v)}, **kw)
+            rec = r.table.filter(pl.col("tempo") == r.recommended) if r.recommended else None
+            rows.append({"elasticity": float(e), "education_speed": float(v), "recommended": r.recommended,
+                         "recommended_speed": float(rec["speed"][0]) if rec is not None else None,
+                         "binding": r.binding,
+                         "peak_surprise_p95": float(rec["peak_surprise_p95"][0]) if rec is not None else None,
+                         "spiral_prob": float(rec["spiral_prob"][0]) if rec is not None else None})
+    return pl.DataFrame(rows, schema_overrides={"recommended": pl.String, "recommended_speed": pl.Float64,
+                                                "peak_surprise_p95": pl.Float64, "spiral_prob": pl.Float64})
 
 
 def _recommend(table: pl.DataFrame, fails: list[list[str]]) -> tuple[str | None, str]:

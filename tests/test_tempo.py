@@ -175,3 +175,21 @@ def test_plan_must_be_named_when_several():
         tempo(g, growth=[0.1], n_scenarios=5, **BASE)
     assert tempo(g, plan="b", growth=[0.1], n_scenarios=5, **BASE).assumptions["plan"] == "b"
     assert math.isfinite(tempo(g, plan="all", growth=[0.1], n_scenarios=5, **BASE).sustainable_share_cny)
+
+
+def test_sensitivity_to_elasticity_and_education_speed():
+    from engine.tempo import tempo_sensitivity
+
+    big = GROUPS.with_columns(pl.col("members") * 20)
+    kw = dict(growth=[0.0, 0.05, 0.1, 0.2, 0.4], n_scenarios=30, **{**BASE, "target_members": 1e8})
+    s = tempo_sensitivity(big, elasticities=[0.5, 2.0], education_speeds=[0.05, 0.5], **kw)
+    assert s.height == 4 and set(s.columns) >= {"recommended", "binding", "recommended_speed"}
+    # each cell is exactly the single run with those assumptions
+    one = tempo(big, elasticity={"base": 2.0}, expectations={"speed": 0.5}, **kw)
+    row = s.filter((pl.col("elasticity") == 2.0) & (pl.col("education_speed") == 0.5)).row(0, named=True)
+    assert row["recommended"] == one.recommended and row["binding"] == one.binding
+    # every cell's recommendation meets the criteria it was judged by
+    ok = s.filter(pl.col("recommended").is_not_null())
+    assert (ok["peak_surprise_p95"] <= 1.5).all() and (ok["spiral_prob"] < 0.05).all()
+    with pytest.raises(ConfigError, match="at least one"):
+        tempo_sensitivity(big, elasticities=[], education_speeds=[0.1], **kw)

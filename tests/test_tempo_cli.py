@@ -53,12 +53,21 @@ def test_cli_writes_outputs_and_is_seeded(tmp_path, capsys):
     assert not pl.read_parquet(tmp_path / "c" / "tempo.parquet").equals(a)
 
 
+def test_cli_sensitivity(tmp_path):
+    cfg = _write(tmp_path, CONFIG.replace("[projection]", "[tempo.sensitivity]\nelasticity = [0.0, 2.0]\n"
+                                          "education_speed = [0.1]\n\n[projection]"))
+    assert main(["tempo", str(cfg), "--out", str(tmp_path / "s"), "--quiet"]) == 0
+    s = pl.read_parquet(tmp_path / "s" / "tempo_sensitivity.parquet")
+    assert s["elasticity"].to_list() == [0.0, 2.0]
+
+
 def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
     cases = [CONFIG.replace("growth = [0.0, 0.1]", "speed = [1]"),
              CONFIG.replace("growth = [0.0, 0.1]", ""),
              CONFIG.replace("max_surprise_p95 = 0.5", "max_surprise = 0.5"),
              CONFIG.replace("target_members = 2_000_000", "target_members = 10"),
-             CONFIG.replace("[tempo]", "[tempo]\nstart = \"cold\"")]
+             CONFIG.replace("[tempo]", "[tempo]\nstart = \"cold\""),
+             CONFIG.replace("[projection]", "[tempo.sensitivity]\nelasticity = [1.0]\n\n[projection]")]
     for i, text in enumerate(cases):
         cfg = _write(tmp_path, text)
         assert main(["tempo", str(cfg), "--out", str(tmp_path / f"e{i}")]) == 2, text

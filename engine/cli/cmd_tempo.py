@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 TEMPO_KEYS = {"plan", "growth", "periods_to_target", "multiples", "target_members", "criteria", "horizon",
-              "scenarios", "seed", "settle_tol", "start"}
+              "scenarios", "seed", "settle_tol", "start", "sensitivity"}
 
 
 def load_tempo_config(path: str) -> tuple[object, dict, dict]:
@@ -79,9 +79,19 @@ def run(args: argparse.Namespace) -> int:
             t[key] = val
     if not any(k in t for k in ("growth", "periods_to_target", "multiples")):
         raise ConfigError(f"{args.config}: tempo: give growth, periods_to_target or multiples")
+    sens = t.pop("sensitivity", None)
+    if sens is not None and (not isinstance(sens, dict) or set(sens) != {"elasticity", "education_speed"}):
+        raise ConfigError(f"{args.config}: tempo.sensitivity: needs exactly the lists elasticity and education_speed")
     out = prepare_out_dir(args.out, force=args.force, must_be_new=True)
     try:
         res = tempo(groups, **t, **kw)
+        if sens is not None:
+            from engine.io import write_parquet
+            from engine.tempo import tempo_sensitivity
+
+            table = tempo_sensitivity(groups, elasticities=list(sens["elasticity"]),
+                                      education_speeds=list(sens["education_speed"]), **t, **kw)
+            write_parquet(table, out / "tempo_sensitivity.parquet")
     except ConfigError as exc:
         raise ConfigError(f"{args.config}: {exc}") from None
     except TypeError as exc:
