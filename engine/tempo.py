@@ -362,7 +362,10 @@ def _one_tempo(m: Any, sus: float, settle_tol: float, mix_members: np.ndarray) -
 
 
 def _retention(m: Any, ratio: np.ndarray, mix_members: np.ndarray) -> dict[int, float | None]:
-    """Joiner-weighted cohort survival after 1, 3, 5 years, mean over scenarios (see :func:`tempo`)."""
+    """Joiner-weighted cohort survival after 1, 3, 5 years, mean over scenarios (see :func:`tempo`).
+
+    Claim exits use the incidence at the start (no ageing or trend).
+    """
     a = m.a
     H, ppy = a.horizon, a.periods_per_year
     S = ratio.shape[1]
@@ -376,15 +379,17 @@ def _retention(m: Any, ratio: np.ndarray, mix_members: np.ndarray) -> dict[int, 
         if n_coh <= 0 or float(J[:n_coh].sum()) <= 0:
             out[y] = None
             continue
-        surv = np.ones((n_coh, S, m.G))
-        for k in range(K):
-            tau = min(k, T - 1)
-            r = ratio[k:k + n_coh]  # (n_coh, S): the ratio in period t0 + k
-            h = np.minimum(m.hbase[None, None, :, tau] * r[:, :, None] ** m.eps[None, None, :], a.lapse.max_hazard)
-            surv *= (1.0 - q[None, None, :, tau]) * (1.0 - h)
         w = J[:n_coh]  # (n_coh, G)
         wg = w.sum(axis=0)
-        by_group = (surv * w[:, None, :]).sum(axis=0).mean(axis=0)  # (G,)
+        by_group = np.zeros(m.G)
+        for gi in np.nonzero(wg > 0)[0]:  # one group at a time: memory n_coh x S
+            surv = np.ones((n_coh, S))
+            for k in range(K):
+                tau = min(k, T - 1)
+                r = ratio[k:k + n_coh]  # (n_coh, S): the ratio in period t0 + k
+                h = np.minimum(m.hbase[gi, tau] * r ** m.eps[gi], a.lapse.max_hazard)
+                surv *= (1.0 - q[gi, tau]) * (1.0 - h)
+            by_group[gi] = float((surv * w[:, gi:gi + 1]).sum(axis=0).mean())
         fg = np.where(wg > 0, mix_members, 0.0)
         if fg.sum() <= 0:
             out[y] = None

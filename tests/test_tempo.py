@@ -193,3 +193,13 @@ def test_sensitivity_to_elasticity_and_education_speed():
     assert (ok["peak_surprise_p95"] <= 1.5).all() and (ok["spiral_prob"] < 0.05).all()
     with pytest.raises(ConfigError, match="at least one"):
         tempo_sensitivity(big, elasticities=[], education_speeds=[0.1], **kw)
+
+
+def test_as_given_start_runs_and_differs_from_a_steady_start():
+    launch = GROUPS.with_columns(waiting_members=pl.col("members") * 0.5)
+    a = tempo(launch, growth=[0.0, 0.1], n_scenarios=10, start="as_given", **BASE)
+    b = tempo(launch, growth=[0.0, 0.1], n_scenarios=10, **BASE)
+    assert a.table["det_peak_surprise"][0] != b.table["det_peak_surprise"][0]
+    assert b.table["det_peak_surprise"][0] == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(ConfigError, match="start"):
+        tempo(launch, growth=[0.1], n_scenarios=10, start="cold", **BASE)
