@@ -156,7 +156,7 @@ class TempoResult:
         return self.html_section()
 
     def write(self, out_dir: Any) -> Any:
-        """Write tempo.parquet, tempo_paths.parquet, tempo.png, tempo.html and recommendation.json."""
+        """Write tempo.parquet, tempo_paths.parquet, tempo.png, tempo.html (self-contained) and recommendation.json."""
         from pathlib import Path
 
         import matplotlib
@@ -176,8 +176,11 @@ class TempoResult:
         fig.tight_layout()
         fig.savefig(out / "tempo.png", dpi=110)
         plt.close(fig)
-        (out / "tempo.html").write_text("<!doctype html><meta charset=\"utf-8\"><title>tempo</title>"
-                                        + self.html_section("tempo.png"), encoding="utf-8")
+        import base64
+
+        png = base64.b64encode((out / "tempo.png").read_bytes()).decode("ascii")
+        (out / "tempo.html").write_text("<!doctype html><meta charset=\"utf-8\"><title>tempo</title>"  # self-contained
+                                        + self.html_section(f"data:image/png;base64,{png}"), encoding="utf-8")
         write_json({"recommended": self.recommended, "binding": self.binding,
                     "criteria": self.criteria.model_dump(), "assumptions": self.assumptions},
                    out / "recommendation.json")

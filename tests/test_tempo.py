@@ -167,6 +167,7 @@ def test_result_object_and_outputs(tmp_path):
     for f in ("tempo.parquet", "tempo_paths.parquet", "tempo.png", "tempo.html", "recommendation.json"):
         assert (out / f).exists()
     assert pl.read_parquet(out / "tempo.parquet").height == 2
+    assert "data:image/png;base64," in (out / "tempo.html").read_text(encoding="utf-8")
 
 
 def test_plan_must_be_named_when_several():
