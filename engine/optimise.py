@@ -92,7 +92,9 @@ class OptimiseResult:
     ----------
     tradeoff : one row per K = 1..max_plans: feasibility, total cross-subsidy
         with exactly K plans (CNY per period), its share of the total cost, the
-        smallest plan's expected claims per period and its share CV (1/sqrt), and
+        smallest plan's expected claims per period and its share CV (1/sqrt), the
+        smallest operating members / members needed for the target CV (with
+        ``target_share_cv``; >= 1 by construction), and
         the best total with at most K plans (splitting a plan can raise the
         absolute objective, because a plan's share is a mean, not a median).
     solutions : K -> list of :class:`PlanSpec` (feasible K only).
@@ -339,7 +341,7 @@ def optimise_plans(
         if not np.isfinite(best[A, k]):
             rows_out.append({"k": k, "feasible": False, "cross_subsidy_cny_per_period": None,
                              "cross_subsidy_share": None, "min_expected_claims_per_period": None,
-                             "max_share_cv_approx": None, "plans": ""})
+                             "max_share_cv_approx": None, "plans": "", "min_members_ratio": None})
             continue
         specs: list[PlanSpec] = []
         j, kk = A, k
@@ -353,7 +355,9 @@ def optimise_plans(
                          "cross_subsidy_share": float(best[A, k]) / total_cost if total_cost > 0 and objective == "absolute" else None,
                          "min_expected_claims_per_period": mn,
                          "max_share_cv_approx": float(1 / np.sqrt(mn)) if mn > 0 else None,
-                         "plans": "; ".join(s.name for s in specs)})
+                         "plans": "; ".join(s.name for s in specs),
+                         "min_members_ratio": min(members_scale * s.members / s.members_for_target_cv for s in specs)
+                         if target_share_cv is not None else None})
     running = float("inf")
     for r in rows_out:  # the absolute objective is not monotone in K: also report the best with at most K plans
         if r["cross_subsidy_cny_per_period"] is not None:
@@ -362,5 +366,6 @@ def optimise_plans(
     tradeoff = pl.DataFrame(rows_out, schema={
         "k": pl.Int64, "feasible": pl.Boolean, "cross_subsidy_cny_per_period": pl.Float64,
         "cross_subsidy_share": pl.Float64, "min_expected_claims_per_period": pl.Float64,
-        "max_share_cv_approx": pl.Float64, "plans": pl.String, "best_at_most_k_cny_per_period": pl.Float64})
+        "max_share_cv_approx": pl.Float64, "plans": pl.String, "min_members_ratio": pl.Float64,
+        "best_at_most_k_cny_per_period": pl.Float64})
     return OptimiseResult(tradeoff=tradeoff, solutions=solutions, template=template, objective=objective)

@@ -97,6 +97,9 @@ def test_optimiser_member_constraint_against_enumeration():
                 assert s.members_for_target_cv == pytest.approx(_need(t, s.age_min, s.age_max, cv))
                 assert scale * s.members >= s.members_for_target_cv
             assert "members_for_target_cv" in res.plans(k).columns
+            assert row["min_members_ratio"] == pytest.approx(
+                min(scale * sp.members / sp.members_for_target_cv for sp in res.solutions[k])) and \
+                row["min_members_ratio"] >= 1
     # without the constraint more K are feasible
     free = optimise_plans(t, TEMPLATE, max_plans=4, min_claims_per_period=0.0)
     assert free.tradeoff["feasible"].sum() >= res.tradeoff["feasible"].sum()
