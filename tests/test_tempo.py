@@ -204,3 +204,17 @@ def test_as_given_start_runs_and_differs_from_a_steady_start():
     assert b.table["det_peak_surprise"][0] == pytest.approx(1.0, abs=1e-12)
     with pytest.raises(ConfigError, match="start"):
         tempo(launch, growth=[0.1], n_scenarios=10, start="cold", **BASE)
+
+
+def test_instant_education_limit_leaves_no_surprise():
+    # speed 1 on ever shorter periods (same annual tempo, waiting 3 months, lag 1 month): the surprise
+    # left, the one-period rise, shrinks in proportion to the period length -> none in the limit
+    left = []
+    for ppy in (12, 52, 104):
+        k = ppy / 12
+        r = tempo(GROUPS, periods_to_target=[round(24 * k)], target_members=5e6, horizon=round(48 * k), n_scenarios=1,
+                  expectations=1.0, periods_per_year=ppy, waiting_periods=round(3 * k), reporting_lag_periods=round(k),
+                  seed=0)
+        left.append(float(r.table["det_peak_surprise"][0]) - 1.0)
+    assert left[0] > left[1] > left[2] > 0
+    assert 0.15 < left[1] / left[0] < 0.35 and 0.35 < left[2] / left[1] < 0.65  # ~ 12/52 and 52/104
