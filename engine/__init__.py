@@ -63,19 +63,24 @@ from engine.plans import (
     compare_rules,
     load_plans,
     migrate,
+    PlanSizeResult,
     optimise_plans,
+    plan_size,
     rules_for_plan,
     share_rule,
 )
 from engine.projection import (
     CalendarProjection,
     ProjectionResult,
+    TempoCriteria,
+    TempoResult,
     groups_from_table,
     membership_from_curve,
     points_from_members,
     project,
     project_calendar,
     spiral_period,
+    tempo,
 )
 from engine.segmentation import RiskSegmenter, segment_plans, segmentation_metrics
 from engine.shares import (
@@ -166,6 +171,11 @@ __all__ = [
     "rules_for_plan",
     "migrate",
     "optimise_plans",
+    "plan_size",
+    "PlanSizeResult",
+    "tempo",
+    "TempoResult",
+    "TempoCriteria",
     # batch
     "run",
     "RunResult",

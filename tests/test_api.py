@@ -24,7 +24,7 @@ def test_every_export_resolves(name: str) -> None:
 def test_functions_are_plain_functions_after_all_imports() -> None:
     for info in pkgutil.walk_packages(engine.__path__, "engine."):
         importlib.import_module(info.name)
-    for name in ("exposure", "incidence", "decompose", "validate", "segment_plans"):
+    for name in ("exposure", "incidence", "decompose", "validate", "segment_plans", "plan_size", "tempo"):
         obj = getattr(engine, name)
         assert isinstance(obj, types.FunctionType) and obj.__name__ == name, name
 

@@ -28,6 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-claims", type=float, default=30.0, help="optimiser: minimum expected claims per period per plan")
     p.add_argument("--max-share-cv", type=float, default=None,
                    help="optimiser: share-CV target per plan at the table's membership (replaces --min-claims: 1/cv^2)")
+    p.add_argument("--target-cv", type=float, default=0.10,
+                   help="share CV per period that members_for_target_cv is sized for (default 0.10)")
+    p.add_argument("--members-scale", type=float, default=None,
+                   help="optimiser: operating members per member of the table; with it, every plan must reach "
+                        "the members needed for --target-cv")
     p.add_argument("--factors", default="", help="optimiser: comma-separated factors that may split an age band")
     p.add_argument("--rules", action="store_true",
                    help="also compare equal, risk-proportional and conditional-mean sharing inside every plan")
@@ -98,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--periods-per-year: must be > 0")
     out = prepare_out_dir(args.out)
     res = compare_plans(table, plans, pooled=pooled, group=group, periods_per_year=args.periods_per_year,
-                        growth_per_period=args.growth)
+                        growth_per_period=args.growth, target_share_cv=args.target_cv)
     res.write(out)
     write_parquet(table, out / "risk_table.parquet")
     if args.rules:
@@ -127,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
         opt = optimise_plans(table, template, max_plans=args.optimise, min_claims_per_period=args.min_claims,
                              max_share_cv=args.max_share_cv,
                              factors=[f.strip() for f in args.factors.split(",") if f.strip()],
-                             periods_per_year=args.periods_per_year)
+                             periods_per_year=args.periods_per_year,
+                             target_share_cv=args.target_cv if args.members_scale is not None else None,
+                             members_scale=args.members_scale or 1.0, growth_per_period=args.growth)
         write_parquet(opt.tradeoff, out / "optimise_tradeoff.parquet")
         if opt.solutions:
             write_parquet(pl.concat([opt.plans(k).with_columns(pl.lit(k).alias("k")) for k in opt.solutions]),

@@ -5,11 +5,13 @@ from engine.plans.migration import MigrationResult, migrate
 from engine.plans.optimise import OptimiseResult, optimise_plans
 from engine.plans.planset import Plan, PlanSet, assign_plans, load_plans, plans_from_dict, to_toml
 from engine.plans.sharing import compare_rules, rules_for_plan, share_rule
+from engine.plans.size import PlanSizeResult, plan_size
 
 __all__ = [
     "ComparisonResult",
     "MigrationResult",
     "OptimiseResult",
+    "PlanSizeResult",
     "Plan",
     "PlanSet",
     "assign_plans",
@@ -19,6 +21,7 @@ __all__ = [
     "load_plans",
     "migrate",
     "optimise_plans",
+    "plan_size",
     "plans_from_dict",
     "rules_for_plan",
     "share_rule",

@@ -173,7 +173,8 @@ def _meta(plans: PlanSet, ppy: float | None) -> pl.DataFrame:
     )
 
 
-def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str, target_cv: float = 0.10,
+              lag: float = 0.0) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Per-plan and per-(plan, group) statistics for rows with ``plan``, ``group``, ``benefit_cny``, ``fee``."""
     r = rows.filter(pl.col("plan").is_not_null()).join(meta, on="plan", how="left")
     r = r.with_columns(
@@ -197,6 +198,9 @@ def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str)
         ((1.0 + growth) ** (-wait_periods)).alias("at_risk_fraction"),
     ).with_columns(
         (pl.col("share_current_mix_cny") * pl.col("at_risk_fraction")).alias("expected_share_cny"),
+        # engine.plans.size closed form with no exits: N* = N sum(m B^2) / ((sum m B)^2 e cv^2), e = (1+g)^(-w-L)
+        (pl.col("members") * pl.col("_var") / (pl.col("_cost") ** 2 * pl.col("at_risk_fraction")
+                                                * (1.0 + growth) ** (-lag) * target_cv**2)).alias("members_for_target_cv"),
     )
     # both caps at the expected claim count: per claimant x claims a period, and the annual cap spread
     cap = pl.min_horizontal(pl.col("per_claimant_cap").fill_null(float("inf")) * pl.col("_m"),
@@ -207,7 +211,7 @@ def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str)
     grp = _sums_by(r, ["plan", "group"], {c: pl.col(c) for c in ("members", "_m", "_costf", "_nb")})
     grp = grp.join(
         plan.select("plan", "rule", "periods_per_year", "share_current_mix_cny", "expected_share_cny", "share_cv",
-                    "share_cv_approx", "share_after_caps_cny", "cap_binding"),
+                    "share_cv_approx", "share_after_caps_cny", "cap_binding", "members_for_target_cv"),
         on="plan", how="left",
     ).with_columns(
         (pl.col("_costf") / pl.col("members")).alias("own_share_cny"),
@@ -217,7 +221,8 @@ def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str)
     ).with_columns(cross_subsidy(pl.col("payment_cny"), pl.col("own_share_cny")).alias("cross_subsidy_cny"))
     cols = ["planset", "plan", "level", "group", "rule", "periods_per_year", "members", "expected_claims_per_period",
             "mean_benefit_cny", "expected_share_cny", "share_current_mix_cny", "own_share_cny", "payment_cny",
-            "cross_subsidy_cny", "leverage", "share_cv", "share_cv_approx", "payment_cv", "share_after_caps_cny", "cap_binding"]
+            "cross_subsidy_cny", "leverage", "share_cv", "share_cv_approx", "payment_cv", "share_after_caps_cny", "cap_binding",
+            "members_for_target_cv"]
     lev = leverage(pl.col("mean_benefit_cny"), pl.col("payment_cny"), pl.col("periods_per_year"))
     plan_rows = plan.with_columns(
         pl.lit(label).alias("planset"), pl.lit("plan").alias("level"), pl.lit(None, dtype=pl.String).alias("group"),
@@ -418,6 +423,8 @@ def compare_plans(
     periods_per_year: float | None = None,
     growth_per_period: float = 0.0,
     study_years: float = 1.0,
+    target_share_cv: float = 0.10,
+    reporting_lag_periods: float = 0.0,
 ) -> ComparisonResult:
     """Compare a vertical plan set with a pooled plan on the same membership.
 
@@ -438,6 +445,8 @@ def compare_plans(
     growth_per_period : steady growth g of new members per period; only
         ``(1+g)^(-w)`` of members are past a waiting period of w periods.
     study_years : divides ``exposure_years`` when ``members`` is absent.
+    target_share_cv : the share CV per period that ``members_for_target_cv`` is sized for.
+    reporting_lag_periods : claims are shared L periods after they occur (plan size only).
 
     Notes
     -----
@@ -460,8 +469,15 @@ def compare_plans(
     - share CV: exact compound Poisson sqrt(sum m_i B_i^2) / sum m_i B_i,
       and the approximation 1/sqrt(m_p) (equal when every benefit is equal);
     - share after caps ``share_after_caps_cny`` = min(S_p, per-claimant cap x m_p,
-      annual cap / periods_per_year), a deterministic approximation at the expected claim count.
+      annual cap / periods_per_year), a deterministic approximation at the expected claim count;
+    - members for the target CV (:func:`engine.plans.size.plan_size`, no exits):
+      N* = N_p sum_i m_i B_i^2 / ((sum_i m_i B_i)^2 e cv^2), e = (1+g)^(-w-L) the
+      fraction of sharing members whose claims are paid (waiting period and lag).
     """
+    if not (isinstance(target_share_cv, (int, float)) and target_share_cv > 0):
+        raise ConfigError("target_share_cv: must be a number > 0")
+    if not (isinstance(reporting_lag_periods, (int, float)) and reporting_lag_periods >= 0):
+        raise ConfigError("reporting_lag_periods: must be a number >= 0")
     if not isinstance(plans, PlanSet):
         raise ConfigError("plans: must be a PlanSet (use engine.load_plans)")
     if not (isinstance(growth_per_period, (int, float)) and growth_per_period > -1):
@@ -474,7 +490,8 @@ def compare_plans(
     if not has_group:
         vert = vert.with_columns(pl.col("plan").fill_null("(none)").alias("group"))
         table = table.with_columns(vert["group"])
-    v_plans, v_flows = _evaluate(vert, _meta(plans, periods_per_year), growth_per_period, "vertical")
+    v_plans, v_flows = _evaluate(vert, _meta(plans, periods_per_year), growth_per_period, "vertical",
+                                 target_share_cv, reporting_lag_periods)
     if pooled is None:
         pool_rows = vert.with_columns(pl.when(pl.col("plan").is_not_null()).then(pl.lit("pooled")).alias("plan"))
         ppy = periods_per_year or max(p.periods_per_year for p in plans)
@@ -485,7 +502,8 @@ def compare_plans(
         pset = pooled if isinstance(pooled, PlanSet) else PlanSet((pooled,), name=pooled.name, source="pooled plan")
         pool_rows = assign_plans(table, pset, where="risk table (pooled)")
         meta = _meta(pset, periods_per_year)
-    p_plans, p_flows = _evaluate(pool_rows, meta, growth_per_period, "pooled")
+    p_plans, p_flows = _evaluate(pool_rows, meta, growth_per_period, "pooled", target_share_cv,
+                                 reporting_lag_periods)
     all_plans = pl.concat([p_plans, v_plans], how="vertical_relaxed")
     changes = _changes(all_plans)
     uncovered = vert.filter(pl.col("plan").is_null()).drop([c for c in vert.columns if c.startswith("eligible_")] + ["plan", "benefit_cny", "fee"])

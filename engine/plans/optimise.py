@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.conventions import DAYS_PER_YEAR
 from engine._results import ResultMixin, print_frame
 from engine.plans.compare import _check_table
 from engine.errors import ConfigError, DataError
@@ -76,6 +77,7 @@ class PlanSpec:
     expected_claims_per_period: float = 0.0
     share_cny: float = 0.0
     cross_subsidy_cny: float = 0.0
+    members_for_target_cv: float | None = None
 
     @property
     def name(self) -> str:
@@ -93,7 +95,9 @@ class OptimiseResult(ResultMixin):
     ----------
     tradeoff : one row per K = 1..max_plans: feasibility, total cross-subsidy
         with exactly K plans (CNY per period), its share of the total cost, the
-        smallest plan's expected claims per period and its share CV (1/sqrt), and
+        smallest plan's expected claims per period and its share CV (1/sqrt), the
+        smallest operating members / members needed for the target CV (with
+        ``target_share_cv``; >= 1 by construction), and
         the best total with at most K plans (splitting a plan can raise the
         absolute objective, because a plan's share is a mean, not a median).
     solutions : K -> list of :class:`PlanSpec` (feasible K only).
@@ -110,7 +114,8 @@ class OptimiseResult(ResultMixin):
         if k not in self.solutions:
             raise ConfigError(f"k: no feasible solution with {k} plans")
         rows = [{**s.__dict__, "levels": [str(v) for v in s.levels], "name": s.name} for s in self.solutions[k]]
-        return pl.DataFrame(rows, schema_overrides={"factor": pl.String, "levels": pl.List(pl.String)})
+        return pl.DataFrame(rows, schema_overrides={"factor": pl.String, "levels": pl.List(pl.String),
+                                                  "members_for_target_cv": pl.Float64})
 
     def planset(self, k: int) -> PlanSet:
         """The K-plan solution as a :class:`PlanSet` (template's fee, waiting, sharing, caps, rule)."""
@@ -191,6 +196,10 @@ def optimise_plans(
     objective: str = "absolute",
     periods_per_year: float | None = None,
     study_years: float = 1.0,
+    target_share_cv: float | None = None,
+    members_scale: float = 1.0,
+    growth_per_period: float = 0.0,
+    reporting_lag_periods: float = 0.0,
 ) -> OptimiseResult:
     """Propose K = 1..max_plans vertical plans that minimise the cross-subsidy.
 
@@ -210,6 +219,14 @@ def optimise_plans(
     contiguous_levels : numeric factors are split only into runs of consecutive levels
         (``city_tier in {4, 5}``), which a platform can market.
     objective : ``"absolute"`` (money moved, CNY per period) or ``"squared"``.
+    target_share_cv : float, optional
+        Also require every plan's operating membership (``members_scale`` x its members
+        in the table) to reach the members needed for this share CV per period
+        (:func:`engine.plans.size.plan_size`), with the template's waiting period,
+        ``growth_per_period`` and ``reporting_lag_periods``. The table's members may be
+        the study's, far fewer than the plan will operate with ("two different sizes").
+    members_scale : float
+        Operating members per member of the table.
 
     Notes
     -----
@@ -220,7 +237,16 @@ def optimise_plans(
     a_0 < ... < a_{A-1}, best[j][k] = min over i < j and band options o of
     best[i][k - blocks(o)] + T(a_i..a_{j-1}, o), subject to every plan's
     expected claims >= min_claims_per_period, is exact.
+
+    The member constraint (``target_share_cv``): with m_i = N_i lambda_i dt,
+    e = (1+g)^(-w-L) and w the template's waiting period in periods,
+    N*_p = N_p sum m_i B_i^2 / ((sum m_i B_i)^2 e cv^2) (scale-free: it depends on
+    the plan's mix only), and the plan is admissible when members_scale N_p >= N*_p.
     """
+    if target_share_cv is not None and not target_share_cv > 0:
+        raise ConfigError("target_share_cv: must be > 0")
+    if not members_scale > 0:
+        raise ConfigError("members_scale: must be > 0")
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective: must be one of {', '.join(OBJECTIVES)}")
     if not (isinstance(max_plans, int) and max_plans >= 1):
@@ -249,6 +275,15 @@ def optimise_plans(
     n = table["members"].to_numpy()
     m = n * table["rate"].to_numpy() / ppy
     c = (1 + template.fee) * table["rate"].to_numpy() / ppy * table["_b"].to_numpy()
+    bcol = table["_b"].to_numpy().astype(np.float64)
+    mb, mb2 = m * bcol, m * bcol * bcol
+    if target_share_cv is not None:
+        from engine.plans.size import eligible_fraction
+
+        e_frac = eligible_fraction(growth_per_period, template.waiting_days * ppy / DAYS_PER_YEAR, reporting_lag_periods)
+        need_k = 1.0 / (e_frac * target_share_cv**2)
+    else:
+        need_k = 0.0
     # options: (factor, blocks); factor None = no split
     options: list[tuple[str | None, list[tuple], np.ndarray | None]] = [(None, [()], None)]
     codes: dict[str, np.ndarray] = {}
@@ -288,6 +323,15 @@ def optimise_plans(
                 claims = np.bincount(block, weights=rm, minlength=nb)
                 if (claims < min_claims_per_period).any() or (np.bincount(block, weights=rn, minlength=nb) <= 0).any():
                     continue
+                need = None
+                if target_share_cv is not None:
+                    s1 = np.bincount(block, weights=mb[rows], minlength=nb)
+                    s2 = np.bincount(block, weights=mb2[rows], minlength=nb)
+                    nn = np.bincount(block, weights=rn, minlength=nb)
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        need = np.where(s1 > 0, nn * s2 / np.where(s1 > 0, s1, 1.0) ** 2 * need_k, np.inf)
+                    if (members_scale * nn < need).any():
+                        continue
                 cost, members, share = _cost(rn, rc, block, nb, objective)
                 for k in range(nb, max_plans + 1):
                     if not np.isfinite(best[i, k - nb]):
@@ -301,7 +345,8 @@ def optimise_plans(
                             dev = 0.5 * float(np.sum(rn[sel] * np.abs(share[bi] - rc[sel])))
                             hi = int(ages[j]) - 1 if j < A else int(ages[j - 1])  # ages between rows belong to the band
                             specs.append(PlanSpec(int(ages[i]), hi, f, part[bi] if f else (),
-                                                  float(members[bi]), float(claims[bi]), float(share[bi]), dev))
+                                                  float(members[bi]), float(claims[bi]), float(share[bi]), dev,
+                                                  float(need[bi]) if need is not None else None))
                         back[(j, k)] = (i, k - nb, specs)
     total_cost = float(np.sum(n * c))
     rows_out = []
@@ -310,7 +355,7 @@ def optimise_plans(
         if not np.isfinite(best[A, k]):
             rows_out.append({"k": k, "feasible": False, "cross_subsidy_cny_per_period": None,
                              "cross_subsidy_share": None, "min_expected_claims_per_period": None,
-                             "max_share_cv_approx": None, "plans": ""})
+                             "max_share_cv_approx": None, "plans": "", "min_members_ratio": None})
             continue
         specs: list[PlanSpec] = []
         j, kk = A, k
@@ -324,7 +369,9 @@ def optimise_plans(
                          "cross_subsidy_share": float(best[A, k]) / total_cost if total_cost > 0 and objective == "absolute" else None,
                          "min_expected_claims_per_period": mn,
                          "max_share_cv_approx": float(1 / np.sqrt(mn)) if mn > 0 else None,
-                         "plans": "; ".join(s.name for s in specs)})
+                         "plans": "; ".join(s.name for s in specs),
+                         "min_members_ratio": min(members_scale * s.members / s.members_for_target_cv for s in specs)
+                         if target_share_cv is not None else None})
     running = float("inf")
     for r in rows_out:  # the absolute objective is not monotone in K: also report the best with at most K plans
         if r["cross_subsidy_cny_per_period"] is not None:
@@ -333,5 +380,6 @@ def optimise_plans(
     tradeoff = pl.DataFrame(rows_out, schema={
         "k": pl.Int64, "feasible": pl.Boolean, "cross_subsidy_cny_per_period": pl.Float64,
         "cross_subsidy_share": pl.Float64, "min_expected_claims_per_period": pl.Float64,
-        "max_share_cv_approx": pl.Float64, "plans": pl.String, "best_at_most_k_cny_per_period": pl.Float64})
+        "max_share_cv_approx": pl.Float64, "plans": pl.String, "min_members_ratio": pl.Float64,
+        "best_at_most_k_cny_per_period": pl.Float64})
     return OptimiseResult(tradeoff=tradeoff, solutions=solutions, template=template, objective=objective)
