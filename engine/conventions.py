@@ -52,6 +52,11 @@ BENEFIT_SCHEDULE: tuple[tuple[int, float], ...] = tuple(
     (hi if i < len(BENEFIT_BANDS) - 1 else 10**6, b) for i, (_, hi, b) in enumerate(BENEFIT_BANDS)
 )
 
+# ----------------------------------------------------------------------------- plan design
+#: target coefficient of variation of one sharing period's share (10 %: about 100 expected claims a
+#: period with one benefit, CV ~ 1 / sqrt(expected claims)); plan design, not credibility
+TARGET_SHARE_CV = 0.10
+
 # ----------------------------------------------------------------------------- credibility
 #: probability p of the limited-fluctuation full-credibility standard
 CREDIBILITY_PROBABILITY = 0.90
@@ -130,6 +135,6 @@ def days_to_years(days: float) -> float:
 __all__ = [
     "ANNUAL_CAP_CNY", "BENEFIT_BANDS", "BENEFIT_SCHEDULE", "CREDIBILITY_PROBABILITY", "CREDIBILITY_TOLERANCE",
     "DAYS_PER_YEAR", "ELIGIBLE_AGES", "FEE", "FULL_CREDIBILITY_CLAIMS", "MONTHS_PER_YEAR", "PER_CLAIMANT_CAP_CNY",
-    "REPORTING_LAG_DAYS", "SHARING_DAYS", "WAITING_DAYS", "days_to_periods", "days_to_years",
+    "REPORTING_LAG_DAYS", "SHARING_DAYS", "TARGET_SHARE_CV", "WAITING_DAYS", "days_to_periods", "days_to_years",
     "full_credibility_standard", "periods_per_year",
 ]

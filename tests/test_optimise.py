@@ -178,11 +178,12 @@ def test_bands_cover_ages_between_rows():
     assert [(s.age_min, s.age_max) for s in specs] == [(0, 1), (2, 3), (4, 4)]
 
 
-def test_share_cv_target_is_the_claims_floor():
-    """max_share_cv = c is the floor of 1 / c^2 expected claims per period at the table's membership."""
+def test_max_share_cv_is_a_deprecated_name_of_the_share_cv_target():
+    """One share-CV constraint: ``max_share_cv`` (old name) warns and means ``target_share_cv``."""
     t = _table(2)
-    a = optimise_plans(t, TEMPLATE, max_plans=3, max_share_cv=0.2)  # 25 claims per period
-    b = optimise_plans(t, TEMPLATE, max_plans=3, min_claims_per_period=25.0)
+    with pytest.warns(DeprecationWarning, match="target_share_cv"):
+        a = optimise_plans(t, TEMPLATE, max_plans=3, max_share_cv=0.2)
+    b = optimise_plans(t, TEMPLATE, max_plans=3, target_share_cv=0.2)
     assert a.tradeoff.equals(b.tradeoff)
-    with pytest.raises(ConfigError, match="max_share_cv"):
+    with pytest.raises(ConfigError, match="target_share_cv"), pytest.warns(DeprecationWarning):
         optimise_plans(t, TEMPLATE, max_plans=3, max_share_cv=0.0)

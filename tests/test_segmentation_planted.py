@@ -174,13 +174,13 @@ def test_share_stability_is_a_plan_design_target(fits):
     _, seg = fits("age_channel", 0)
     assert claims_for_share_cv(0.1) == pytest.approx(100.0)
     g = seg.groups_.sort("group")
-    st = plan_stability(seg, 10_000_000, period_months=1, max_share_cv=0.1)
+    st = plan_stability(seg, 10_000_000, period_months=1, target_share_cv=0.1)
     n = g["rate"].to_numpy() * 1e7 * g["exposure_years"].to_numpy() / g["exposure_years"].sum() / 12
     assert st["share_cv"].to_numpy() == pytest.approx(1 / np.sqrt(n))
     assert st["meets_target"].to_list() == list(1 / np.sqrt(n) <= 0.1)
-    small = plan_stability(seg, 100_000, max_share_cv=0.1)
+    small = plan_stability(seg, 100_000, target_share_cv=0.1)
     assert not small["meets_target"].any()
-    enough = plan_stability(seg, dict(zip(small["name"], small["members_needed"])), max_share_cv=0.1)
+    enough = plan_stability(seg, dict(zip(small["name"], small["members_needed"])), target_share_cv=0.1)
     assert enough["meets_target"].all()
     template = load_plans(Path(__file__).resolve().parents[1] / "configs" / "xianghubao.toml")[0]
     with pytest.warns(UserWarning, match="share CV above the target"):

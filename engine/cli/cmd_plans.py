@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from engine.conventions import TARGET_SHARE_CV
 
 NAME = "plans"
 HELP = "compare vertical plans with a pooled plan: shares, leverage, volatility, cross-subsidy, migration"
@@ -27,9 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also propose up to K plans minimising the cross-subsidy (template: the pooled plan)")
     p.add_argument("--min-claims", type=float, default=30.0, help="optimiser: minimum expected claims per period per plan")
     p.add_argument("--max-share-cv", type=float, default=None,
-                   help="optimiser: share-CV target per plan at the table's membership (replaces --min-claims: 1/cv^2)")
-    p.add_argument("--target-cv", type=float, default=0.10,
-                   help="share CV per period that members_for_target_cv is sized for (default 0.10)")
+                   help="deprecated name of --target-cv with --members-scale 1 (the optimiser's share-CV constraint)")
+    p.add_argument("--target-cv", type=float, default=TARGET_SHARE_CV,
+                   help=f"share CV per period that members_for_target_cv is sized for (default {TARGET_SHARE_CV})")
     p.add_argument("--members-scale", type=float, default=None,
                    help="optimiser: operating members per member of the table; with it, every plan must reach "
                         "the members needed for --target-cv")
@@ -130,10 +133,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--optimise: must be an integer >= 1")
         template = pooled[0] if pooled else plans[0]
         opt = optimise_plans(table, template, max_plans=args.optimise, min_claims_per_period=args.min_claims,
-                             max_share_cv=args.max_share_cv,
                              factors=[f.strip() for f in args.factors.split(",") if f.strip()],
-                             periods_per_year=args.periods_per_year,
-                             target_share_cv=args.target_cv if args.members_scale is not None else None,
+                             periods_per_year=args.periods_per_year, target_share_cv=_optimiser_cv(args),
                              members_scale=args.members_scale or 1.0, growth_per_period=args.growth)
         write_parquet(opt.tradeoff, out / "optimise_tradeoff.parquet")
         if opt.solutions:
@@ -165,3 +166,11 @@ def run(args: argparse.Namespace) -> int:
                                    "annual_cross_subsidy_before_cny", "leverage_before", "leverage_after",
                                    "share_cv_before", "share_cv_after").to_dicts(), quiet=args.quiet)
     return 0
+
+
+def _optimiser_cv(args: argparse.Namespace) -> float | None:
+    """The optimiser's share-CV constraint: --target-cv with --members-scale, or the old --max-share-cv."""
+    if args.max_share_cv is not None:
+        print("fentan plans: --max-share-cv is deprecated; use --target-cv with --members-scale", file=sys.stderr)
+        return args.max_share_cv
+    return args.target_cv if args.members_scale is not None else None

@@ -24,7 +24,7 @@ import polars as pl
 from engine._results import ResultMixin, print_frame
 from engine.errors import ConfigError, DataError
 from engine.plans.planset import Plan, PlanSet, assign_plans
-from engine.conventions import DAYS_PER_YEAR
+from engine.conventions import DAYS_PER_YEAR, TARGET_SHARE_CV
 from engine.plans.sharing import capped_share, cross_subsidy, leverage
 
 
@@ -173,7 +173,7 @@ def _meta(plans: PlanSet, ppy: float | None) -> pl.DataFrame:
     )
 
 
-def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str, target_cv: float = 0.10,
+def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str, target_cv: float = TARGET_SHARE_CV,
               lag: float = 0.0) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Per-plan and per-(plan, group) statistics for rows with ``plan``, ``group``, ``benefit_cny``, ``fee``."""
     r = rows.filter(pl.col("plan").is_not_null()).join(meta, on="plan", how="left")
@@ -423,7 +423,7 @@ def compare_plans(
     periods_per_year: float | None = None,
     growth_per_period: float = 0.0,
     study_years: float = 1.0,
-    target_share_cv: float = 0.10,
+    target_share_cv: float = TARGET_SHARE_CV,
     reporting_lag_periods: float = 0.0,
 ) -> ComparisonResult:
     """Compare a vertical plan set with a pooled plan on the same membership.

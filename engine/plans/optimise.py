@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from engine.conventions import DAYS_PER_YEAR
-from engine._results import ResultMixin, print_frame
+from engine._results import ResultMixin, print_frame, warn_renamed
 from engine.plans.compare import _check_table
 from engine.errors import ConfigError, DataError
 from engine.plans.planset import BenefitBand, Eligibility, Plan, PlanSet
@@ -211,9 +211,7 @@ def optimise_plans(
     max_plans : the largest number of plans K.
     min_claims_per_period : every plan needs at least this many expected claims per
         period (share CV about 1/sqrt of it).
-    max_share_cv : the same constraint as a share-CV target at the operating membership
-        of the risk table (``members``): when given, min_claims_per_period = 1 / cv^2
-        (0.10 -> 100 claims per period).
+    max_share_cv : deprecated name of ``target_share_cv`` (DeprecationWarning).
     factors : columns that may split an age band (each with few levels).
     max_factor_groups : a band is split by one factor into at most this many plans.
     contiguous_levels : numeric factors are split only into runs of consecutive levels
@@ -243,6 +241,9 @@ def optimise_plans(
     N*_p = N_p sum m_i B_i^2 / ((sum m_i B_i)^2 e cv^2) (scale-free: it depends on
     the plan's mix only), and the plan is admissible when members_scale N_p >= N*_p.
     """
+    if max_share_cv is not None:
+        warn_renamed("optimise_plans", "max_share_cv", "target_share_cv")
+        target_share_cv = max_share_cv
     if target_share_cv is not None and not target_share_cv > 0:
         raise ConfigError("target_share_cv: must be > 0")
     if not members_scale > 0:
@@ -251,10 +252,6 @@ def optimise_plans(
         raise ConfigError(f"objective: must be one of {', '.join(OBJECTIVES)}")
     if not (isinstance(max_plans, int) and max_plans >= 1):
         raise ConfigError("max_plans: must be an integer >= 1")
-    if max_share_cv is not None:
-        from engine.plans.stability import claims_for_share_cv
-
-        min_claims_per_period = claims_for_share_cv(max_share_cv)
     if min_claims_per_period < 0:
         raise ConfigError("min_claims_per_period: must be >= 0")
     if not (isinstance(max_factor_groups, int) and max_factor_groups >= 2):

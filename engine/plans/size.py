@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.conventions import TARGET_SHARE_CV
 from engine.errors import ConfigError
 
-__all__ = ["plan_size", "PlanSizeResult", "eligible_fraction", "members_for_cv", "share_cv"]
+__all__ = ["plan_size", "PlanSizeResult", "claims_for_share_cv", "eligible_fraction", "members_for_cv", "share_cv"]
 
 
 def eligible_fraction(growth_per_period: float = 0.0, waiting_periods: float = 0.0,
@@ -110,6 +111,18 @@ def share_cv(members: float | np.ndarray, weight: Sequence[float], rate_per_peri
     return float(out) if out.ndim == 0 else out
 
 
+def claims_for_share_cv(target_cv: float) -> float:
+    """Expected claims per period giving a share CV of ``target_cv`` with one benefit: ``1 / cv^2``.
+
+    Notes
+    -----
+    :func:`members_for_cv` with one group and one benefit (kappa = 1): m* = 1 / cv^2.
+    """
+    if not target_cv or not target_cv > 0:
+        raise ConfigError(f"target_share_cv: must be > 0, got {target_cv!r}")
+    return 1.0 / (target_cv * target_cv)
+
+
 def members_for_cv(target_cv: float, weight: Sequence[float], rate_per_period: Sequence[float],
                    benefit: Sequence[float], eligible: float | Sequence[float] = 1.0) -> float:
     """Members N* giving a share CV of ``target_cv``: ``N* = a2 / (a1^2 cv^2)`` (see :func:`share_cv`)."""
@@ -187,7 +200,7 @@ class PlanSizeResult:
 def plan_size(
     groups: pl.DataFrame | Mapping[str, Sequence[Any]],
     *,
-    target_cv: float = 0.10,
+    target_cv: float = TARGET_SHARE_CV,
     periods_per_year: float = 12,
     growth_per_period: float = 0.0,
     waiting_periods: float = 0.0,

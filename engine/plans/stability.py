@@ -15,20 +15,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine._results import warn_renamed
+from engine.conventions import TARGET_SHARE_CV
 from engine.errors import ConfigError, ModelError
+from engine.plans.size import claims_for_share_cv, members_for_cv, share_cv
 
-DEFAULT_MAX_SHARE_CV = 0.10
-
-
-def claims_for_share_cv(max_share_cv: float) -> float:
-    """Expected claims per period that keep the share CV at or below ``max_share_cv``: n = 1 / cv^2."""
-    if not max_share_cv or max_share_cv <= 0:
-        raise ConfigError(f"max_share_cv: must be > 0, got {max_share_cv!r}")
-    return 1.0 / max_share_cv**2
+#: kept for one release: the default share-CV target lives in engine.conventions
+DEFAULT_MAX_SHARE_CV = TARGET_SHARE_CV
 
 
 def plan_stability(seg: Any, operating_members: float | dict[str, float], *, period_months: float = 1.0,
-                   max_share_cv: float = DEFAULT_MAX_SHARE_CV) -> pl.DataFrame:
+                   target_share_cv: float = TARGET_SHARE_CV, max_share_cv: float | None = None) -> pl.DataFrame:
     """Share CV per group of a segmentation when its plans operate at a given membership.
 
     Parameters
@@ -37,7 +34,9 @@ def plan_stability(seg: Any, operating_members: float | dict[str, float], *, per
     operating_members : members of the whole platform (split between the groups as in the
         data: by exposure), or a dict group name -> members of that plan.
     period_months : length of a sharing period (1 = monthly shares).
-    max_share_cv : target coefficient of variation of one period's share (default 10%).
+    target_share_cv : target coefficient of variation of one period's share (default
+        :data:`engine.conventions.TARGET_SHARE_CV`, 10%).
+    max_share_cv : deprecated name of ``target_share_cv`` (DeprecationWarning).
 
     Returns
     -------
@@ -56,7 +55,10 @@ def plan_stability(seg: Any, operating_members: float | dict[str, float], *, per
         raise ModelError("plan_stability: the segmentation is not fitted")
     if period_months <= 0:
         raise ConfigError("period_months: must be > 0")
-    n_target = claims_for_share_cv(max_share_cv)
+    if max_share_cv is not None:
+        warn_renamed("plan_stability", "max_share_cv", "target_share_cv")
+        target_share_cv = max_share_cv
+    claims_for_share_cv(target_share_cv)  # validates the target
     g = seg.groups_.sort("group")
     names = g["name"].to_list()
     if isinstance(operating_members, dict):
@@ -71,11 +73,11 @@ def plan_stability(seg: Any, operating_members: float | dict[str, float], *, per
         members = float(operating_members) * e / e.sum()
     rate = g["rate"].to_numpy()
     n = rate * members * period_months / 12.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cv = np.where(n > 0, 1.0 / np.sqrt(n), np.inf)
-        needed = np.where(rate > 0, 12.0 * n_target / (rate * period_months), np.inf)
+    mu = rate * period_months / 12.0  # claim probability per member and period
+    cv = np.array([share_cv(m, [1.0], [u], [1.0]) if u > 0 else np.inf for m, u in zip(members, mu)])
+    needed = np.array([members_for_cv(target_share_cv, [1.0], [u], [1.0]) if u > 0 else np.inf for u in mu])
     return pl.DataFrame({
         "group": g["group"], "name": names, "rule": g["rule"], "rate": rate, "operating_members": members,
-        "expected_claims_per_period": n, "share_cv": cv, "meets_target": cv <= max_share_cv + 1e-12,
+        "expected_claims_per_period": n, "share_cv": cv, "meets_target": cv <= target_share_cv + 1e-12,
         "members_needed": np.ceil(needed),
     })

@@ -13,6 +13,7 @@ import dataclasses
 import json
 from typing import Any
 
+from engine.conventions import TARGET_SHARE_CV
 from engine.errors import ConfigError, ModelError
 from engine.plans.expr import Expression
 from engine.plans.planset import Plan, PlanSet
@@ -64,7 +65,8 @@ def _group_text(rules: list[dict[str, tuple]], features: list[str]) -> str | Non
 
 
 def segment_plans(seg: Any, template: Plan, *, prefix: str = "", name: str | None = None,
-                  operating_members: float | dict[str, float] | None = None, max_share_cv: float = 0.10) -> PlanSet:
+                  operating_members: float | dict[str, float] | None = None, target_share_cv: float = TARGET_SHARE_CV,
+                  max_share_cv: float | None = None) -> PlanSet:
     """One plan per group of a fitted :class:`engine.RiskSegmenter`.
 
     Parameters
@@ -79,11 +81,12 @@ def segment_plans(seg: Any, template: Plan, *, prefix: str = "", name: str | Non
     name : name of the plan set (default ``segments_k<K>``).
     operating_members : members the plans will operate at (platform total, split as the
         data's exposure, or group name -> members). When given, each plan's share CV at
-        that size is checked against ``max_share_cv`` (:func:`engine.plans.stability.plan_stability`):
+        that size is checked against ``target_share_cv`` (:func:`engine.plans.stability.plan_stability`):
         it is written in the plan's description, and plans missing the target raise a
         ``UserWarning`` with the members each needs. Share stability is a plan-design
         question: the segmentation itself only requires credible groups.
-    max_share_cv : share-CV target per sharing period (default 10%: 100 expected claims).
+    target_share_cv : share-CV target per sharing period (default 10%: 100 expected claims).
+    max_share_cv : deprecated name of ``target_share_cv`` (DeprecationWarning).
 
     Returns
     -------
@@ -134,7 +137,12 @@ def segment_plans(seg: Any, template: Plan, *, prefix: str = "", name: str | Non
             description=f"risk group {g + 1} of {len(names)} ({seg.method}): {group_rules[g]}",
         ))
     if operating_members is not None:
-        plans = _with_stability(seg, plans, template, operating_members, max_share_cv)
+        if max_share_cv is not None:
+            from engine._results import warn_renamed
+
+            warn_renamed("segment_plans", "max_share_cv", "target_share_cv")
+            target_share_cv = max_share_cv
+        plans = _with_stability(seg, plans, template, operating_members, target_share_cv)
     k = len(plans)
     return PlanSet(tuple(plans), name=name or f"segments_k{k}", allow_overlap=seg.method == "rules",
                    description=f"{k} vertical plans, one per risk group of a {seg.method} segmentation "
@@ -147,7 +155,7 @@ def _with_stability(seg: Any, plans: list[Plan], template: Plan, members: Any, m
 
     from engine.plans.stability import plan_stability
 
-    st = plan_stability(seg, members, period_months=12.0 / template.periods_per_year, max_share_cv=max_cv)
+    st = plan_stability(seg, members, period_months=12.0 / template.periods_per_year, target_share_cv=max_cv)
     out, short = [], []
     for p, r in zip(plans, st.iter_rows(named=True)):
         out.append(dataclasses.replace(p, description=f"{p.description}; share CV {r['share_cv']:.1%} at "

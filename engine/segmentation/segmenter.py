@@ -76,7 +76,7 @@ class RiskSegmenter(Estimator):
         of a group's 95% Garwood interval (0.5 -> 66 claims); the stricter of the floors applies.
     min_expected_claims : deprecated (DeprecationWarning): the old floor on expected claims per
         sharing period, which mixed credibility with share stability. Share stability belongs to
-        plan design (``engine.plans.stability.plan_stability``, ``optimise_plans(max_share_cv=...)``).
+        plan design (``engine.plans.stability.plan_stability``, ``optimise_plans(target_share_cv=...)``).
         When given, it replaces ``min_claims`` by min_expected_claims x 12 T / period_months.
     min_credibility : optional floor on limited-fluctuation credibility Z = min(1, sqrt(D_g / 1082.2)).
     period_months : sharing period length in months (1 = monthly shares), for the per-period metrics.
