@@ -208,8 +208,15 @@ def atomic_path(final: PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, final)
-    except BaseException:
+    except OSError as exc:  # disk full, read-only, quota: one line naming the file
         tmp_path.unlink(missing_ok=True)
+        raise OutputError(f"{final}: cannot write ({exc.strerror or exc})") from None
+    except BaseException as exc:
+        tmp_path.unlink(missing_ok=True)
+        text = str(exc)
+        for why in ("No space left on device", "Read-only file system", "Disk quota exceeded"):
+            if why in text:  # a writer library's error wrapping the OS error
+                raise OutputError(f"{final}: cannot write ({why})") from None
         raise
 
 

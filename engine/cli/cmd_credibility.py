@@ -38,12 +38,12 @@ def _complement(text: str) -> str | float:
 
 def run(args: argparse.Namespace) -> int:
 
-    from engine.cli.common import prepare_out_dir, print_table, read_cells
+    from engine.cli.common import input_args, prepare_out_dir, print_table, read_cells
     from engine.credibility import BuhlmannStraub, limited_fluctuation_table
     from engine.io import write_json, write_parquet
 
     cells = read_cells(args.cells)
-    out = prepare_out_dir(args.out)
+    out = prepare_out_dir(args.out, inputs=input_args(args))
     comp = _complement(args.complement)
     if args.method == "buhlmann-straub":
         if comp == "overall":

@@ -87,7 +87,7 @@ def run_demo(
     from engine.validate import validate
 
     t0 = time.perf_counter()
-    root = prepare_out_dir(out)
+    root = prepare_out_dir(out, inputs=[config])
     plat = generate(members, seed, dirty=dirty)
     data = plat.write(root / "data")
     seconds = {"generate": round(time.perf_counter() - t0, 3)}

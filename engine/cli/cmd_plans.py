@@ -63,7 +63,7 @@ def load_rate_model(path: str):
 def run(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from engine.cli.common import prepare_out_dir, print_table
+    from engine.cli.common import input_args, prepare_out_dir, print_table
     from engine.compare import build_risk_table, compare_plans
     from engine.errors import ConfigError, InputFileError
     from engine.io import file_schema, resolve_paths, write_parquet
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         group = "group"
     if args.periods_per_year is not None and not args.periods_per_year > 0:
         raise ConfigError("--periods-per-year: must be > 0")
-    out = prepare_out_dir(args.out)
+    out = prepare_out_dir(args.out, inputs=input_args(args))
     res = compare_plans(table, plans, pooled=pooled, group=group, periods_per_year=args.periods_per_year,
                         growth_per_period=args.growth)
     res.write(out)

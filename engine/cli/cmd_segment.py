@@ -70,7 +70,7 @@ def _read_rules(path: str) -> object:
 
 def run(args: argparse.Namespace) -> int:
 
-    from engine.cli.common import prepare_out_dir, print_table, read_cells
+    from engine.cli.common import input_args, prepare_out_dir, print_table, read_cells
     from engine.errors import ConfigError
     from engine.io import write_parquet
     from engine.segment_model import CellPoissonModel
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         from engine.plans import load_plans
 
         template = load_plans(args.plans_template)[0]
-    out = prepare_out_dir(args.out)
+    out = prepare_out_dir(args.out, inputs=input_args(args))
     cells = read_cells(args.cells)
     seg = RiskSegmenter(
         method=args.method,
@@ -131,7 +131,7 @@ def _score(args: argparse.Namespace) -> int:
     """Assign members (or cells) to the groups of a saved segmentation; write assignments.parquet."""
     import polars as pl
 
-    from engine.cli.common import parse_date, prepare_out_dir, print_table, read_cells
+    from engine.cli.common import input_args, parse_date, prepare_out_dir, print_table, read_cells
     from engine.errors import ConfigError
     from engine.io import read_members, write_parquet
     from engine.segmentation import RiskSegmenter
@@ -152,7 +152,7 @@ def _score(args: argparse.Namespace) -> int:
     names = seg.groups_.select(pl.col("group").cast(pl.Int32), "name")
     keep = [c for c in ids if c in frame.columns] + [f for f in seg.features_ if f in frame.columns and f not in ids]
     out_df = frame.select(keep).with_columns(group).join(names, on="group", how="left", maintain_order="left")
-    out = prepare_out_dir(args.out)
+    out = prepare_out_dir(args.out, inputs=input_args(args))
     write_parquet(out_df, out / "assignments.parquet")
     counts = out_df.group_by("group", "name").len().sort("group")
     print_table(f"{out_df.height:,} rows assigned to {seg.n_groups_} groups ({out / 'assignments.parquet'})",

@@ -17,11 +17,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.cli.common import account_rows, parse_date, prepare_out_dir, print_table
+    from engine.cli.common import account_rows, input_args, parse_date, prepare_out_dir, print_table
     from engine.io import read_claims, read_members, write_json, write_parquet
     from engine.validate import validate
 
-    out = prepare_out_dir(args.out)
+    out = prepare_out_dir(args.out, inputs=input_args(args))
     as_of = parse_date(args.as_of, "--as-of") if args.as_of else None
     res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of)
     write_parquet(res.rejected_members, out / "rejected_members.parquet")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import ConfigError, OutputError
@@ -21,15 +22,36 @@ def parse_date(text: str, what: str) -> dt.date:
         raise ConfigError(f"{what}: '{text}' is not a date (YYYY-MM-DD)") from None
 
 
-def prepare_out_dir(path: str | Path, *, force: bool = False, must_be_new: bool = False) -> Path:
-    """Create ``path``; refuse an existing non-empty directory when ``must_be_new`` and not ``force``."""
+#: argparse destinations that name inputs (files, directories, globs, model directories)
+INPUT_ARGS = ("config", "members", "claims", "cells", "model", "pooled", "groups", "rules", "load",
+              "plans_template", "basis")
+
+
+def input_args(args: Any) -> list[str]:
+    """The input paths among a command's parsed arguments (those that exist, or globs)."""
+    return [v for k in INPUT_ARGS if isinstance(v := getattr(args, k, None), str)]
+
+
+def prepare_out_dir(path: str | Path, *, force: bool = False, must_be_new: bool = False,
+                    inputs: Sequence[str | Path | None] = ()) -> Path:
+    """Check and create the output directory ``path`` of a command, before any work.
+
+    Refuses (one-line :class:`OutputError`) what :func:`engine.outguard.guard_target` refuses:
+    the root, the home directory, a mount point, a directory that is, contains or lies inside one
+    of ``inputs``, an existing non-empty directory that fentan did not create (and, when
+    ``must_be_new``, any existing non-empty one without ``force``), too little free space.
+    Takes the target's lock until the command ends and marks a new directory as fentan's.
+    """
+    from engine.outguard import guard_target, hold_lock, write_marker
+
     p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise OutputError(f"{p}: exists and is not a directory")
-    if must_be_new and p.exists() and any(p.iterdir()) and not force:
-        raise OutputError(f"{p}: output directory exists; use --force to replace its contents")
+    hold_lock(p)
+    guard_target(p, inputs, force=force, replace=must_be_new)
     try:
+        fresh = not p.exists() or not any(p.iterdir())
         p.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            write_marker(p)
         probe = p / ".fentan-write-test"
         probe.write_text("")
         probe.unlink()

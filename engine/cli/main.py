@@ -75,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         code = 1
+    finally:
+        from engine.outguard import release_locks
+
+        release_locks()
     if argv is None:
         sys.exit(code)
     return code
