@@ -46,13 +46,15 @@ def stage_validate(ctx: Context) -> None:
     """Read and validate members and claims; fix the study window."""
     from engine.io import read_claims, read_members
     from engine.validate import validate
+    from engine.window import study_window
 
     from engine.batch_plans import _plansets
     from engine.schema import MEMBER_OPTIONAL, MEMBER_REQUIRED
 
     cfg = ctx.cfg
     ctx.data["plansets"] = _plansets(ctx)  # plan files are checked before the data is read
-    res = validate(read_members(cfg.data.members), read_claims(cfg.data.claims), as_of=cfg.data.as_of)
+    res = validate(read_members(cfg.data.members), read_claims(cfg.data.claims), as_of=cfg.data.as_of,
+                   as_of_source="data.as_of (the configuration)")
     res.require_usable(str(cfg.data.members))
     # canonical row order (ids are unique after validation): every later step sees the same rows in the
     # same order whatever the files' partitioning or row order, so sequential sums give the same bits
@@ -61,18 +63,19 @@ def stage_validate(ctx: Context) -> None:
     claims = res.claims.collect()
     claims = claims.drop([c for c in ("eligible", "reason") if c in claims.columns])
     claims = claims.sort([c for c in ("claim_id", "member_id", "event_date") if c in claims.columns], nulls_last=True)
-    start = cfg.study.start or members["join_date"].min()
-    last = [members["join_date"].max()]
-    if claims.height:
-        last.append(claims["event_date"].max())
-    end = cfg.study.end or cfg.data.as_of or max(d for d in last if d is not None)
+    as_of = dt.date.fromisoformat(res.account["as_of"]["date"])
+    win = study_window(cfg.study.start, cfg.study.end, as_of, res.account["as_of"]["source"], members, claims,
+                       where="study")
+    start, end = win["study_start"], win["study_end"]
     if end < start:
-        raise ConfigError(f"{cfg.source}: study.end: {end} is before the study start {start}")
+        raise ConfigError(f"{cfg.source}: study.end: {end} ({win['study_end_source']}) is before the study start "
+                          f"{start} ({win['study_start_source']})")
     missing = [f for f in cfg.study.factors if f not in members.columns]
     if missing:
         raise ConfigError(f"{cfg.source}: study.factors: members have no column '{missing[0]}'")
     ctx.data.update(validation=res, members=members, claims=claims, start=start, end=end)
-    ctx.facts.update(study_start=start.isoformat(), study_end=end.isoformat())
+    ctx.data["window"] = {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in win.items()}
+    ctx.facts.update(ctx.data["window"])
 
 
 def account(ctx: Context) -> dict[str, Any]:
@@ -93,6 +96,8 @@ def account(ctx: Context) -> dict[str, Any]:
         a["identity_holds"] = a["read"] == a["used"] + a["set_aside_total"]
         if not a["identity_holds"]:
             raise RuntimeError(f"internal: {what}: read {a['read']} != used {a['used']} + set aside {a['set_aside_total']}")
+    if "window" in ctx.data:  # what defined the as-of date and the study window
+        acc["window"] = dict(ctx.data["window"])
     return acc
 
 

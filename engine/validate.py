@@ -10,11 +10,13 @@ required column, ``date_out_of_range`` (a date before ``min_date`` or after
 ``max_date``), ``unknown_sex``, ``birth_in_future`` (birth after ``as_of``),
 ``birth_after_join``, ``exit_before_join``, ``implausible_age`` (older than
 ``MAX_AGE_AT_JOIN`` = 110 at joining, i.e. more than 111 x 365.25 days between
-birth and join: a placeholder birth date such as 1900-01-01), then ``duplicate_member_id`` (every
+birth and join: a placeholder birth date such as 1900-01-01), ``join_after_as_of``
+and ``exit_after_as_of`` (a join or exit after the data's as-of date), then ``duplicate_member_id`` (every
 row of an id that occurs more than once: which one is right is unknowable).
 
 Claim reasons: ``null_<column>``, ``nonfinite_amount`` (NaN or inf),
-``nonpositive_amount``, ``date_out_of_range``, ``duplicate_claim_row`` (an exact
+``nonpositive_amount``, ``date_out_of_range``, ``event_after_as_of``,
+``approval_after_as_of`` (an event or approval after the data's as-of date), ``duplicate_claim_row`` (an exact
 copy of an earlier row: the first is kept), ``duplicate_claim_id`` (every row
 of an id whose rows disagree), ``unknown_member`` (no member row has that id)
 and ``member_set_aside`` (the member exists but was set aside).
@@ -101,7 +103,7 @@ def member_rules(schema: pl.Schema, as_of: dt.date, min_date: dt.date, max_date:
     return _first_reason(_member_rule_list(schema, as_of, min_date, max_date))
 
 
-def claim_rules(schema: pl.Schema, min_date: dt.date, max_date: dt.date) -> pl.Expr:
+def claim_rules(schema: pl.Schema, min_date: dt.date, max_date: dt.date, as_of: dt.date | None = None) -> pl.Expr:
     """The row-local claim rules as one ``reason`` expression (see module Notes)."""
     rules = [(f"null_{c}", pl.col(c).is_null()) for c in CLAIM_REQUIRED if c not in NULLABLE]
     rules += [
@@ -109,6 +111,10 @@ def claim_rules(schema: pl.Schema, min_date: dt.date, max_date: dt.date) -> pl.E
         ("nonpositive_amount", pl.col("amount") <= 0),
         ("date_out_of_range", _date_rule(["event_date", "approved_date"], schema, min_date, max_date)),
     ]
+    if as_of is not None:
+        rules.append(("event_after_as_of", pl.col("event_date") > as_of))
+        if "approved_date" in schema:
+            rules.append(("approval_after_as_of", (pl.col("approved_date") > as_of).fill_null(False)))
     return _first_reason(rules)
 
 
@@ -169,6 +175,8 @@ def _member_rule_list(schema: pl.Schema, as_of: dt.date, min_date: dt.date, max_
         ("exit_before_join", (pl.col("exit_date") < pl.col("join_date")).fill_null(False)),
         ("implausible_age", (pl.col("join_date").cast(pl.Int32) - pl.col("birth_date").cast(pl.Int32))
          > int((MAX_AGE_AT_JOIN + 1) * 365.25)),
+        ("join_after_as_of", pl.col("join_date") > as_of),
+        ("exit_after_as_of", (pl.col("exit_date") > as_of).fill_null(False)),
     ]
     return rules
 
@@ -219,14 +227,17 @@ def validate(
     as_of: dt.date | None = None,
     min_date: dt.date = MIN_DATE,
     max_date: dt.date = MAX_DATE,
+    as_of_source: str = "as_of",
 ) -> ValidationResult:
     """Apply the data-contract rules and account for every row.
 
     Parameters
     ----------
     members, claims : frames already in the contract dtypes (see :func:`engine.read_members`).
-    as_of : date after which a birth date is "in the future" (default: today).
+    as_of : the data's as-of date: a birth, join, exit, event or approval after it is set aside
+        (default: derived from the claims, :func:`engine.window.derive_as_of`).
     min_date, max_date : plausible date range; dates outside are set aside.
+    as_of_source : what defined an ``as_of`` given here (recorded in the account).
 
     Returns
     -------
@@ -234,16 +245,21 @@ def validate(
 
     Notes
     -----
-    Account identity, checked: ``read = used + sum(set_aside)`` for members and claims.
+    Account identity, checked: ``read = used + sum(set_aside)`` for members and claims. The
+    account also holds ``as_of``: ``{"date", "source"}`` (what defined the as-of date).
 
     The members are read once: every row rule is one integer-coded expression
     evaluated in that pass, duplicate ids are found on 64-bit hashes of the ids
     (confirmed exactly on the few candidate rows), and claimants' ids are looked up
     the same way. Clean and set-aside rows keep the input order.
     """
-    as_of = as_of or dt.date.today()
     c = _rename_reserved(claims.lazy(), _sources(claims))
     c_schema = c.collect_schema()
+    craw = _collect(c.with_row_index("__fentan_row"), _sources(claims), "claims")  # decoding errors name the file
+    if as_of is None:
+        from engine.window import derive_as_of
+
+        as_of, as_of_source = derive_as_of(craw.lazy())
 
     mdf, codes, hashes = _member_codes(_rename_reserved(members.lazy(), _sources(members)), as_of, min_date, max_date, _sources(members))
     m_read = mdf.height
@@ -257,7 +273,8 @@ def validate(
         clean_df = mdf.drop("__fentan_code")
     m_used = m_read - n_bad
 
-    cdf = _collect(c.with_columns(claim_rules(c_schema, min_date, max_date)).with_row_index("__fentan_row"), _sources(claims), "claims")
+    cdf = craw.with_columns(claim_rules(c_schema, min_date, max_date, as_of))
+    del craw
     # claimants' ids among the members: known ids, and those with a clean row (an id with a
     # clean row has exactly one row, so "known and not clean" means set aside)
     claimant_ids = cdf.get_column("member_id").drop_nulls().unique()
@@ -296,6 +313,7 @@ def validate(
     account = {
         "members": _account(m_read, m_used, rejected_members, "members"),
         "claims": _account(cdf.height, clean_claims.height, rejected_claims, "claims"),
+        "as_of": {"date": as_of.isoformat(), "source": as_of_source},
     }
     return ValidationResult(clean_df.lazy(), clean_claims.lazy(), rejected_members, rejected_claims, account)
 

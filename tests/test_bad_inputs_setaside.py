@@ -266,3 +266,53 @@ def test_run_account_holds_on_dirty_partitions(tmp_path, base, capsys) -> None: 
                                            "implausible_age": 1, "null_member_id": 1, "unknown_sex": 1}
     for reason in ("unknown_member", "nonpositive_amount", "nonfinite_amount", "null_claim_id", "member_set_aside"):
         assert acc["claims"]["set_aside"].get(reason, 0) >= 1, reason
+
+
+# --------------------------------------------------------------------------- issue 16, item 2: dates after the as-of date
+def _late_rows(x: Ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One join in 2030 (a typo for 2020), one exit after the as-of date, one event and one approval after it."""
+    r = x.free_rows(2)
+    m = x.set_rows(x.m, r[:1], join_date=D(2030, 1, 1), exit_date=None)
+    m = m.with_columns(pl.when(pl.int_range(pl.len()).is_in(r[1:2])).then(pl.lit(D(2029, 5, 1)))
+                       .otherwise(pl.col("exit_date")).alias("exit_date"))
+    c = x.add_claims([{"event_date": D(2029, 3, 1), "approved_date": None},
+                      {"event_date": D(2021, 6, 1), "approved_date": D(2029, 4, 1)}])
+    return m, c
+
+
+def test_dates_after_the_as_of_date_set_aside_validate(tmp_path, base, capsys) -> None:  # type: ignore[no-untyped-def]
+    x = Ctx(tmp_path, *base)
+    m, c = _late_rows(x)
+    code, out, err = _run(x.validate(m, c), capsys)
+    assert code == 0, err
+    acc = json.loads((tmp_path / "out" / "account.json").read_text())
+    assert acc["members"]["set_aside"] == {"join_after_as_of": 1, "exit_after_as_of": 1}
+    assert acc["claims"]["set_aside"] == {"event_after_as_of": 1, "approval_after_as_of": 1}
+    assert acc["as_of"] == {"date": "2022-06-30", "source": "--as-of"}
+    for what in ("members", "claims"):
+        assert acc[what]["read"] == x.rows[what] == acc[what]["used"] + sum(acc[what]["set_aside"].values())
+
+
+def test_one_late_join_never_moves_the_study_window(tmp_path, base, capsys) -> None:  # type: ignore[no-untyped-def]
+    """No as-of date in the config: it is derived from the claims, printed, and kept in the account."""
+    x = Ctx(tmp_path, *base)
+    m, c = _late_rows(x)
+    mp, cp = x.write(m, "members.parquet", "members"), x.write(c, "claims.parquet", "claims")
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f'[data]\nmembers = "{mp}"\nclaims = "{cp}"\n[projection]\nscenarios = 20\nhorizon = 12\n'
+                   "[output]\nreport = false\nmodels = false\n[segmentation]\nmin_expected_claims = 5.0\n")
+    code, out, err = _run(["run", str(cfg), "--out", str(tmp_path / "run-out")], capsys)
+    assert code == 0, err
+    last = x.c.select(pl.coalesce("approved_date", "event_date").max()).item()
+    first = x.c["event_date"].min()
+    acc = json.loads((tmp_path / "run-out" / "account.json").read_text())
+    w = acc["window"]
+    assert w["as_of"] == last.isoformat() and w["study_end"] == last.isoformat()
+    assert w["as_of_source"].startswith("latest claim approval date") and w["study_end_source"] == "the as-of date"
+    assert w["study_start"] == first.replace(day=1).isoformat() and "earliest claim event" in w["study_start_source"]
+    assert f"as-of date {last}" in out and "latest claim approval date" in out
+    assert acc["members"]["set_aside"] == {"join_after_as_of": 1, "exit_after_as_of": 1}
+    assert acc["claims"]["set_aside"].get("event_after_as_of") == 1
+    assert acc["claims"]["set_aside"].get("approval_after_as_of") == 1
+    for what in ("members", "claims"):
+        assert acc[what]["read"] == x.rows[what] and acc[what]["identity_holds"]

@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration-bands", default="0,3,6,12,24", help="lower edges in months of duration_band (default 0,3,6,12,24)")
     p.add_argument("--no-terminate-on-claim", action="store_true", help="cover continues after an eligible claim")
     p.add_argument("--batch-size", default=None, help="members per batch (default 2000000)")
-    p.add_argument("--as-of", default=None, help="validation: date after which a birth is in the future")
+    p.add_argument("--as-of", default=None, help="validation: the data's as-of date; births, joins, exits, events and approvals "
+                   "after it are set aside (default: the latest claim approval date)")
     p.add_argument("--out", required=True, help="output cells Parquet file")
     p.add_argument("--rejected-claims", default=None, help="write every claim set aside (validation and eligibility) with its reason")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rejected_claims:
         check_writable(args.rejected_claims, "--rejected-claims")
 
-    res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of)
+    res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of, as_of_source="--as-of")
     res.require_usable(str(args.members))
     members = res.members.collect()  # validation holds the clean members in memory already
     cols = (members[0] if isinstance(members, list) else members).collect_schema().names()
@@ -94,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
               f"{_fmt(acc['members']['set_aside'])}")
         reasons = dict(zip(*all_rejected.group_by("reason").len().sort("reason").to_dict(as_series=False).values()))
         print(f"claims: {acc['claims']['read']:,} read = {used:,} used + {all_rejected.height:,} set aside {_fmt(reasons)}")
+        print(f"as-of date {acc['as_of']['date']} ({acc['as_of']['source']}); study {start} to {end} (--start/--end)")
         print(f"cells: {cells.height:,} rows, {cells['exposure_years'].sum():,.1f} exposure-years, "
               f"{cells['sharing_years'].sum():,.1f} sharing-years, amount {cells['amount'].sum():,.0f} -> {args.out}")
     return 0
