@@ -81,7 +81,8 @@ def stage_validate(ctx: Context) -> None:
 def account(ctx: Context) -> dict[str, Any]:
     """Row account: validation plus the claims set aside at exposure time; identity checked."""
     res = ctx.data["validation"]
-    acc = {k: {"read": int(v["read"]), "used": int(v["used"]), "set_aside": dict(v["set_aside"])}
+    acc = {k: {"read": int(v["read"]), "used": int(v["used"]), "set_aside": dict(v["set_aside"]),
+               **({"files": v["files"]} if "files" in v else {})}
            for k, v in res.account.items() if isinstance(v, dict) and "read" in v}
     rej = ctx.data.get("exposure_rejected")
     if rej is not None:

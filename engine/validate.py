@@ -130,6 +130,15 @@ def _sources(frame: Any) -> list[str]:
     return list(getattr(frame, "_fentan_sources", None) or [])
 
 
+def _files(frame: Any) -> dict[str, Any] | None:
+    """The files behind a frame read by :mod:`engine.io`: how many were read, which were skipped and why."""
+    sources = getattr(frame, "_fentan_sources", None)
+    if sources is None:
+        return None
+    skipped = dict(sorted((getattr(frame, "_fentan_skipped", None) or {}).items()))
+    return {"read": len(sources), "skipped": skipped}
+
+
 def _collect(lf: pl.LazyFrame, sources: list[str], what: str) -> pl.DataFrame:
     """Collect ``lf``; a decoding failure becomes a one-line :class:`InputFileError` naming the file."""
     try:
@@ -138,7 +147,7 @@ def _collect(lf: pl.LazyFrame, sources: list[str], what: str) -> pl.DataFrame:
         msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         for f in sources:  # error path only: find the file that cannot be decoded
             try:
-                pl.read_parquet(f)
+                pl.read_parquet(f, glob=False)
             except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as exc1:  # noqa: B014
                 one = (str(exc1).strip().splitlines() or [type(exc1).__name__])[0]
                 raise InputFileError(f"{f}: the data cannot be decoded, the file is corrupt ({one})") from None
@@ -315,6 +324,9 @@ def validate(
         "claims": _account(cdf.height, clean_claims.height, rejected_claims, "claims"),
         "as_of": {"date": as_of.isoformat(), "source": as_of_source},
     }
+    for what, frame in (("members", members), ("claims", claims)):
+        if (files := _files(frame)) is not None:  # every file found: read, or skipped with its reason
+            account[what]["files"] = files
     return ValidationResult(clean_df.lazy(), clean_claims.lazy(), rejected_members, rejected_claims, account)
 
 

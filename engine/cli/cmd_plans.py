@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     for f in files:
         file_schema(f)
     try:
-        cells = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        cells = pl.concat([pl.read_parquet(f, glob=False) for f in files], how="diagonal_relaxed")
     except Exception as exc:
         raise InputFileError(f"{args.cells}: cells cannot be read ({str(exc).splitlines()[0]})") from None
     model = load_rate_model(args.model) if args.model else None

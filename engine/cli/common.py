@@ -101,6 +101,14 @@ def account_rows(account: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"table": what, "status": "used", "rows": int(acc["used"])})
         for reason, n in sorted(acc.get("set_aside", {}).items()):
             rows.append({"table": what, "status": f"set aside: {reason}", "rows": int(n)})
+        files = acc.get("files")
+        if files and files.get("skipped"):  # files found but not read (named in account.json)
+            kinds: dict[str, int] = {}
+            for why in files["skipped"].values():
+                kinds[why.split(":")[0]] = kinds.get(why.split(":")[0], 0) + 1
+            rows.append({"table": what, "status": "files read", "rows": int(files["read"])})
+            for why, n in sorted(kinds.items()):
+                rows.append({"table": what, "status": f"files skipped: {why}", "rows": n})
     return rows
 
 
@@ -116,6 +124,6 @@ def read_cells(path: str) -> pl.DataFrame:
 
     files = resolve_paths(path)
     try:
-        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        return pl.concat([pl.read_parquet(f, glob=False) for f in files], how="diagonal_relaxed")
     except Exception as exc:  # unreadable / not Parquet
         raise InputFileError(f"{path}: cannot read cells Parquet ({type(exc).__name__})") from None
