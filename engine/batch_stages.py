@@ -54,7 +54,7 @@ def stage_validate(ctx: Context) -> None:
     cfg = ctx.cfg
     ctx.data["plansets"] = _plansets(ctx)  # plan files are checked before the data is read
     res = validate(read_members(cfg.data.members), read_claims(cfg.data.claims), as_of=cfg.data.as_of,
-                   as_of_source="data.as_of (the configuration)")
+                   as_of_source="data.as_of (the configuration)", max_amount=_max_amount(ctx.data["plansets"]))
     res.require_usable(str(cfg.data.members))
     # canonical row order (ids are unique after validation): every later step sees the same rows in the
     # same order whatever the files' partitioning or row order, so sequential sums give the same bits
@@ -73,9 +73,29 @@ def stage_validate(ctx: Context) -> None:
     missing = [f for f in cfg.study.factors if f not in members.columns]
     if missing:
         raise ConfigError(f"{cfg.source}: study.factors: members have no column '{missing[0]}'")
+    check_factor_types(members.schema, cfg.study.factors, f"{cfg.source}: study.factors")
     ctx.data.update(validation=res, members=members, claims=claims, start=start, end=end)
     ctx.data["window"] = {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in win.items()}
     ctx.facts.update(ctx.data["window"])
+
+
+def _max_amount(plansets: tuple[Any, list[tuple[str, Any]]]) -> float:
+    """Largest plausible claim amount: 10 x the largest benefit of the configured plans."""
+    from engine.validate import AMOUNT_BENEFIT_FACTOR, DEFAULT_MAX_AMOUNT
+
+    pooled, files = plansets
+    sets = [p for p in (pooled, *(f for _, f in files)) if p is not None]
+    top = max((b.amount for ps in sets for plan in ps.plans for b in plan.benefits), default=0.0)
+    return AMOUNT_BENEFIT_FACTOR * top if top > 0 else DEFAULT_MAX_AMOUNT
+
+
+def check_factor_types(schema: pl.Schema, factors: list[str], where: str) -> None:
+    """Refuse a rating factor whose type cannot be a level (a struct, list, array or binary column)."""
+    for f in factors:
+        dtype = schema.get(f)
+        if dtype is not None and (dtype.is_nested() or dtype in (pl.Binary, pl.Object)):
+            raise ConfigError(f"{where}: column '{f}' is of type {dtype}; a rating factor must be a string, "
+                              "integer, boolean or category column")
 
 
 def account(ctx: Context) -> dict[str, Any]:

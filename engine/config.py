@@ -184,6 +184,8 @@ def load_config(path: str | Path) -> RunConfig:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"{p}: no such configuration file")
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory, not a configuration file (give the TOML file)")
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

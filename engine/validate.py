@@ -15,7 +15,8 @@ and ``exit_after_as_of`` (a join or exit after the data's as-of date), then ``du
 row of an id that occurs more than once: which one is right is unknowable).
 
 Claim reasons: ``null_<column>``, ``nonfinite_amount`` (NaN or inf),
-``nonpositive_amount``, ``date_out_of_range``, ``event_after_as_of``,
+``nonpositive_amount``, ``implausible_amount`` (above ``max_amount``: 10 x the largest configured
+benefit in ``fentan run``, else 10^10), ``date_out_of_range``, ``event_after_as_of``,
 ``approval_after_as_of`` (an event or approval after the data's as-of date), ``duplicate_claim_row`` (an exact
 copy of an earlier row: the first is kept), ``duplicate_claim_id`` (every row
 of an id whose rows disagree), ``unknown_member`` (no member row has that id)
@@ -41,6 +42,10 @@ import polars as pl
 from engine.errors import DataError, EngineError, InputFileError, SchemaError
 from engine.schema import CLAIM_REQUIRED, MEMBER_REQUIRED, NULLABLE, SEX_CODES
 
+#: largest plausible claim amount when no benefit is configured (CNY); ``fentan run`` uses
+#: ``AMOUNT_BENEFIT_FACTOR`` x the largest benefit of its plans instead
+DEFAULT_MAX_AMOUNT = 1e10
+AMOUNT_BENEFIT_FACTOR = 10.0
 MIN_DATE = dt.date(1900, 1, 1)
 MAX_DATE = dt.date(2100, 12, 31)
 #: oldest plausible age at joining (years); older means a placeholder birth date such as 1900-01-01
@@ -103,12 +108,14 @@ def member_rules(schema: pl.Schema, as_of: dt.date, min_date: dt.date, max_date:
     return _first_reason(_member_rule_list(schema, as_of, min_date, max_date))
 
 
-def claim_rules(schema: pl.Schema, min_date: dt.date, max_date: dt.date, as_of: dt.date | None = None) -> pl.Expr:
+def claim_rules(schema: pl.Schema, min_date: dt.date, max_date: dt.date, as_of: dt.date | None = None,
+                max_amount: float = DEFAULT_MAX_AMOUNT) -> pl.Expr:
     """The row-local claim rules as one ``reason`` expression (see module Notes)."""
     rules = [(f"null_{c}", pl.col(c).is_null()) for c in CLAIM_REQUIRED if c not in NULLABLE]
     rules += [
         ("nonfinite_amount", ~pl.col("amount").is_finite()),
         ("nonpositive_amount", pl.col("amount") <= 0),
+        ("implausible_amount", pl.col("amount") > max_amount),
         ("date_out_of_range", _date_rule(["event_date", "approved_date"], schema, min_date, max_date)),
     ]
     if as_of is not None:
@@ -237,6 +244,7 @@ def validate(
     min_date: dt.date = MIN_DATE,
     max_date: dt.date = MAX_DATE,
     as_of_source: str = "as_of",
+    max_amount: float = DEFAULT_MAX_AMOUNT,
 ) -> ValidationResult:
     """Apply the data-contract rules and account for every row.
 
@@ -247,6 +255,7 @@ def validate(
         (default: derived from the claims, :func:`engine.window.derive_as_of`).
     min_date, max_date : plausible date range; dates outside are set aside.
     as_of_source : what defined an ``as_of`` given here (recorded in the account).
+    max_amount : largest plausible claim amount; a larger one is set aside (``implausible_amount``).
 
     Returns
     -------
@@ -282,7 +291,7 @@ def validate(
         clean_df = mdf.drop("__fentan_code")
     m_used = m_read - n_bad
 
-    cdf = craw.with_columns(claim_rules(c_schema, min_date, max_date, as_of))
+    cdf = craw.with_columns(claim_rules(c_schema, min_date, max_date, as_of, max_amount))
     del craw
     # claimants' ids among the members: known ids, and those with a clean row (an id with a
     # clean row has exactly one row, so "known and not clean" means set aside)

@@ -241,6 +241,43 @@ def k_corrupt_claims_file(x: Ctx) -> Case:
     return Case(x.validate(None, str(p)), error=("claims.parquet",))
 
 
+# --------------------------------------------------------------------------- issue 16, item 4: no internal error for user input
+def _plan(x: Ctx, when: str) -> str:
+    (x.tmp / "p.toml").write_text('[planset]\nname = "p"\n[[plans]]\nname = "a"\nbenefit = 100000\n'
+                                  f"eligibility = {{ when = '{when}' }}\n")
+    return x.config('[plans]\nfiles = ["p.toml"]\n')
+
+
+def k_expression_600_or_terms_dry_run(x: Ctx) -> Case:
+    return Case(x.run(_plan(x, " or ".join(f"age == {i}" for i in range(1200))), "--dry-run"),
+                error=("p.toml", "eligibility.when", "too large", "at most 1,000"))
+
+
+def k_expression_400_nested_parentheses(x: Ctx) -> Case:
+    return Case(x.run(_plan(x, "(" * 400 + "age > 30" + ")" * 400)), error=("p.toml", "eligibility.when", "nested too deeply"))
+
+
+def k_expression_too_long(x: Ctx) -> Case:
+    return Case(x.run(_plan(x, "age > 30 and channel in {" + ", ".join(f'"c{i:05d}"' for i in range(3000)) + "}"),
+                      "--dry-run"), error=("p.toml", "eligibility.when", "too long"))
+
+
+def k_struct_column_as_factor(x: Ctx) -> Case:
+    m = x.m.with_columns(pl.struct("city_tier", "channel").alias("geo"))
+    return Case(x.run(x.config('[study]\nfactors = ["geo"]\n', members=x.write(m, "members.parquet", "members")), "--dry-run"),
+                error=("run.toml", "study.factors", "'geo'", "Struct"))
+
+
+def k_list_column_as_factor_exposure(x: Ctx) -> Case:
+    m = x.m.with_columns(pl.concat_list("channel").alias("tags"))
+    return Case(x.exposure(m, None, "--by", "age,tags"), error=("--by", "'tags'", "List"))
+
+
+def k_config_path_is_a_directory(x: Ctx) -> Case:
+    (x.tmp / "conf.d").mkdir()
+    return Case(x.run(str(x.tmp / "conf.d")), error=("conf.d", "is a directory"))
+
+
 ERROR_KINDS = [v for k, v in dict(globals()).items() if k.startswith("k_")]
 
 
@@ -281,3 +318,4 @@ def test_subprocess_exits_2_without_traceback(kind, how, tmp_path, base) -> None
     assert "Traceback" not in proc.stdout + proc.stderr
     line = _one_error_line(proc.stderr, case.argv[0])
     assert all(n in line for n in case.error)
+

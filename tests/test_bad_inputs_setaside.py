@@ -179,6 +179,13 @@ def a_all_null_exit_column_of_null_type(x: Ctx) -> Case:
     return Case(x.validate(x.m.with_columns(pl.lit(None).alias("exit_date"))), aside={})
 
 
+
+def a_amount_beyond_plausibility(x: Ctx) -> Case:
+    """1e308 (and 1e11) CNY: set aside, never an overflow (issue 16)."""
+    return Case(x.validate(None, x.add_claims([{"amount": 1e308}, {"amount": 1e11}])),
+                aside={"claims": {"implausible_amount": 2}})
+
+
 ASIDE_KINDS = [v for k, v in dict(globals()).items() if k.startswith("a_")]
 
 
@@ -316,3 +323,17 @@ def test_one_late_join_never_moves_the_study_window(tmp_path, base, capsys) -> N
     assert acc["claims"]["set_aside"].get("approval_after_as_of") == 1
     for what in ("members", "claims"):
         assert acc[what]["read"] == x.rows[what] and acc[what]["identity_holds"]
+
+
+def test_amount_bound_follows_the_configured_benefit(tmp_path, base, capsys) -> None:  # type: ignore[no-untyped-def]
+    """In a run the bound is 10 x the largest benefit of the plans; no warning reaches stderr."""
+    x = Ctx(tmp_path, *base)
+    c = x.add_claims([{"amount": 1e308}, {"amount": 5_000_000.0}, {"amount": 900_000.0}])
+    (tmp_path / "p.toml").write_text('[planset]\nname = "p"\n[[plans]]\nname = "a"\nbenefit = 300000\n')
+    cfg = x.config('[plans]\nfiles = ["p.toml"]\n', claims=x.write(c, "claims.parquet", "claims"))
+    code, out, err = _run(x.run(cfg), capsys)
+    assert code == 0, err
+    assert err == ""  # no numpy / overflow warning
+    acc = json.loads((tmp_path / "run-out" / "account.json").read_text())
+    assert acc["claims"]["set_aside"]["implausible_amount"] == 2  # 1e308 and 5e6 > 10 x 300,000; 900,000 kept
+    assert acc["claims"]["read"] == x.rows["claims"] and acc["claims"]["identity_holds"]

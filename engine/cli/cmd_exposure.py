@@ -74,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     missing = [b for b in by if b not in ("age", "duration", "duration_band") and b not in cols]
     if missing:
         raise ConfigError(f"--by: members have no column '{missing[0]}'")
+    from engine.batch_stages import check_factor_types
+
+    check_factor_types(members.schema, [b for b in by if b in cols], "--by")
     claims = res.claims.collect()
     cells, rejected = exposure(
         members, claims, start=start, end=end, period=args.period, waiting_days=waiting,
