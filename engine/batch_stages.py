@@ -74,6 +74,9 @@ def stage_validate(ctx: Context) -> None:
     if missing:
         raise ConfigError(f"{cfg.source}: study.factors: members have no column '{missing[0]}'")
     check_factor_types(members.schema, cfg.study.factors, f"{cfg.source}: study.factors")
+    from engine.factor_levels import fill_missing
+
+    members = fill_missing(members, cfg.study.factors)  # a null factor is the level "missing", in every stage
     ctx.data.update(validation=res, members=members, claims=claims, start=start, end=end)
     ctx.data["window"] = {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in win.items()}
     ctx.facts.update(ctx.data["window"])

@@ -95,7 +95,11 @@ class PoissonGBM(RateModel):
             if f not in df.columns:
                 raise DataError(f"cells: column '{f}' is required by the model")
             s = df.get_column(f)
-            if s.null_count():
+            if f in self.levels_:  # a null factor is the level "missing" (engine.factor_levels)
+                from engine.factor_levels import as_levels
+
+                s = as_levels(s)
+            elif s.null_count():
                 raise DataError(f"cells: column '{f}' has {s.null_count()} null values")
             if f in self.levels_:
                 lv = self.levels_[f]
@@ -130,7 +134,9 @@ class PoissonGBM(RateModel):
                 raise ConfigError(f"categorical: '{c}' is not one of the features {feats}")
         train = aggregate_cells(df, feats, self.exposure_col, self.claims_col)
         self.features_ = feats
-        self.levels_ = {c: [str(v) for v in train.get_column(c).unique().sort().to_list()] for c in cats}
+        from engine.factor_levels import as_levels
+
+        self.levels_ = {c: [str(v) for v in as_levels(train.get_column(c)).unique().sort().to_list()] for c in cats}
         for c, lv in self.levels_.items():
             if len(lv) > 255:
                 raise ConfigError(f"categorical: '{c}' has {len(lv)} levels; at most 255 are supported")

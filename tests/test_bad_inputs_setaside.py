@@ -337,3 +337,27 @@ def test_amount_bound_follows_the_configured_benefit(tmp_path, base, capsys) -> 
     acc = json.loads((tmp_path / "run-out" / "account.json").read_text())
     assert acc["claims"]["set_aside"]["implausible_amount"] == 2  # 1e308 and 5e6 > 10 x 300,000; 900,000 kept
     assert acc["claims"]["read"] == x.rows["claims"] and acc["claims"]["identity_holds"]
+
+
+# --------------------------------------------------------------------------- issue 16, item 5: null rating factors
+def test_null_rating_factors_are_the_missing_level_in_every_command(tmp_path, base, capsys) -> None:  # type: ignore[no-untyped-def]
+    x = Ctx(tmp_path, *base)
+    m = x.m.with_columns(pl.when(pl.int_range(pl.len()) % 40 == 0).then(None).otherwise(pl.col("city_tier")).alias("city_tier"),
+                         pl.when(pl.int_range(pl.len()) % 55 == 0).then(None).otherwise(pl.col("channel")).alias("channel"))
+    mp = x.write(m, "members.parquet", "members")
+    code, out, err = _run(x.exposure(mp, None, "--by", "age,sex,city_tier,channel"), capsys)
+    assert code == 0, err
+    cells = pl.read_parquet(tmp_path / "cells.parquet")
+    assert "missing" in cells["city_tier"].to_list() and "missing" in cells["channel"].to_list()
+    assert cells["city_tier"].null_count() == 0
+    code, out, err = _run(x.run(x.config(members=mp)), capsys)
+    assert code == 0, err
+    run_cells = pl.read_parquet(tmp_path / "run-out" / "cells.parquet")
+    for f in ("city_tier", "channel"):
+        assert sorted(run_cells[f].unique().to_list()) == sorted(cells[f].unique().to_list())  # the same levels
+    acc = json.loads((tmp_path / "run-out" / "account.json").read_text())
+    assert acc["members"]["set_aside"] == {} and acc["members"]["read"] == x.rows["members"]
+    # the missing level carries its own exposure: the totals are those of the data without nulls
+    full = run_cells["exposure_years"].sum()
+    miss = run_cells.filter(pl.col("city_tier") == "missing")["exposure_years"].sum()
+    assert 0 < miss < full

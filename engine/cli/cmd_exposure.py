@@ -77,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
     from engine.batch_stages import check_factor_types
 
     check_factor_types(members.schema, [b for b in by if b in cols], "--by")
+    from engine.factor_levels import fill_missing
+
+    members = fill_missing(members, [b for b in by if b in cols and b != "sex"])
     claims = res.claims.collect()
     cells, rejected = exposure(
         members, claims, start=start, end=end, period=args.period, waiting_days=waiting,
