@@ -278,6 +278,37 @@ def k_config_path_is_a_directory(x: Ctx) -> Case:
     return Case(x.run(str(x.tmp / "conf.d")), error=("conf.d", "is a directory"))
 
 
+
+# --------------------------------------------------------------------------- issue 16, item 6: strict config types, before any data
+def _cfg_no_data(x: Ctx, text: str) -> str:
+    """A configuration whose data files do not exist: an error naming the key proves it came first."""
+    return x.config(text, members=str(x.tmp / "absent" / "m.parquet"), claims=str(x.tmp / "absent" / "c.parquet"))
+
+
+def k_config_number_as_string(x: Ctx) -> Case:
+    return Case(x.run(_cfg_no_data(x, '[study]\nwaiting_days = "90"\n')),
+                error=("run.toml", "study.waiting_days", "valid integer", "'90' (a string)"))
+
+
+def k_config_boolean_as_number(x: Ctx) -> Case:
+    return Case(x.run(_cfg_no_data(x, "[study]\nwaiting_days = true\n")),
+                error=("run.toml", "study.waiting_days", "valid integer", "True (a boolean)"))
+
+
+def k_config_string_as_boolean(x: Ctx) -> Case:
+    return Case(x.run(_cfg_no_data(x, '[study]\nterminate_on_claim = "no"\n')),
+                error=("run.toml", "study.terminate_on_claim", "valid boolean"))
+
+
+def k_config_float_as_string(x: Ctx) -> Case:
+    return Case(x.run(_cfg_no_data(x, '[history]\nfee = "0.08"\n')), error=("run.toml", "history.fee", "valid number"))
+
+
+def k_config_projection_extra_checked_first(x: Ctx) -> Case:
+    return Case(x.run(_cfg_no_data(x, '[projection]\nscenarios = 20\nhorizon = 12\nextra = { fee = "x" }\n')),
+                error=("run.toml", "projection.extra", "fee"))
+
+
 ERROR_KINDS = [v for k, v in dict(globals()).items() if k.startswith("k_")]
 
 
