@@ -123,6 +123,15 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
     ineligible at exposure time (waiting period, before joining, after exit, ...).
     A violation is an internal error.
     """
+    from engine.threads import one_blas_thread
+
+    with one_blas_thread():  # same bytes whatever the BLAS thread count (engine.threads)
+        return _run(config, out, force=force, dry_run=dry_run, quiet=quiet, progress=progress,
+                    memory_limit=memory_limit)
+
+
+def _run(config: RunConfig | str | Path, out: str | Path | None, *, force: bool, dry_run: bool, quiet: bool,
+         progress: bool, memory_limit: str | int | None) -> RunResult:
     from engine import batch_plans as bp
     from engine import batch_stages as bs
     from engine.outdir import MARKER, staged_output

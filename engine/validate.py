@@ -138,12 +138,14 @@ def _sources(frame: Any) -> list[str]:
 
 
 def _files(frame: Any) -> dict[str, Any] | None:
-    """The files behind a frame read by :mod:`engine.io`: how many were read, which were skipped and why."""
-    sources = getattr(frame, "_fentan_sources", None)
-    if sources is None:
+    """The files found but not read behind a frame read by :mod:`engine.io`, with the reasons.
+
+    (The files read are not counted here, so the account is the same for any layout of the same
+    rows; ``fentan run`` records them in ``run.json``.)
+    """
+    if getattr(frame, "_fentan_sources", None) is None:
         return None
-    skipped = dict(sorted((getattr(frame, "_fentan_skipped", None) or {}).items()))
-    return {"read": len(sources), "skipped": skipped}
+    return {"skipped": dict(sorted((getattr(frame, "_fentan_skipped", None) or {}).items()))}
 
 
 def _collect(lf: pl.LazyFrame, sources: list[str], what: str) -> pl.DataFrame:

@@ -194,7 +194,7 @@ def test_cli_validate_writes_outputs(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 0
     assert "row account" in capsys.readouterr().out
     acc = json.loads((out / "account.json").read_text())
-    one_file = {"read": 1, "skipped": {}}
+    one_file = {"skipped": {}}
     assert acc["members"] == {"read": 4, "used": 3, "set_aside": {"unknown_sex": 1}, "files": one_file}
     assert acc["claims"] == {"read": 4, "used": 2, "set_aside": {"member_set_aside": 1, "unknown_member": 1},
                              "files": one_file}

@@ -106,7 +106,6 @@ def account_rows(account: dict[str, Any]) -> list[dict[str, Any]]:
             kinds: dict[str, int] = {}
             for why in files["skipped"].values():
                 kinds[why.split(":")[0]] = kinds.get(why.split(":")[0], 0) + 1
-            rows.append({"table": what, "status": "files read", "rows": int(files["read"])})
             for why, n in sorted(kinds.items()):
                 rows.append({"table": what, "status": f"files skipped: {why}", "rows": n})
     return rows
