@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.coerce import api_input
 from engine.errors import ConfigError, DataError
 from engine.plans import Plan, PlanSet, assign_plans
 
@@ -399,6 +400,7 @@ def _group_col(table: pl.DataFrame, group: str | Sequence[str] | None) -> tuple[
     return table.with_columns(expr.alias("group")), True
 
 
+@api_input(frames=("risk_table",))
 def compare_plans(
     risk_table: pl.DataFrame,
     plans: PlanSet,

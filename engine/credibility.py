@@ -37,6 +37,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from engine.coerce import api_input
 from engine.errors import ConfigError, DataError, ModelError
 
 __all__ = [
@@ -174,6 +175,7 @@ class BuhlmannStraub:
                 raise DataError(f"BuhlmannStraub.fit: column {col!r} has negative values")
         return keys
 
+    @api_input(frames=("cells",))
     def fit(self, cells: pl.DataFrame) -> BuhlmannStraub:
         """Estimate the structural parameters and credibility factors from cells.
 
@@ -316,6 +318,7 @@ class BuhlmannStraub:
             "n_groups": self.n_groups_,
         }
 
+    @api_input(frames=("cells",))
     def predict(self, cells: pl.DataFrame) -> pl.DataFrame:
         """Attach ``Z`` and ``credibility_rate`` to rows of ``cells`` by group.
 

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.coerce import api_input
 from engine.errors import ConfigError, DataError, ModelError
 
 #: driver names in the default (documented) sequential order
@@ -131,6 +132,7 @@ def _collect(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
 
 
 # --------------------------------------------------------------------------- drivers from cells
+@api_input(frames=("cells", "base_rates"))
 def drivers_from_cells(
     cells: pl.DataFrame,
     *,

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.coerce import api_input
 from engine.cells import Calendar, KeySpec
 from engine.cells_sink import CellSink
 from engine.exposure_batch import as_lazy, batch_cells, batches, check_columns, claimant_cells, claimants, parts_of, prepare_batch
@@ -60,6 +61,7 @@ def _need(schema: pl.Schema, cols: Sequence[str], what: str) -> None:
         raise DataError(f"{what}: missing required column(s) {', '.join(repr(c) for c in missing)}")
 
 
+@api_input(frames=("members", "claims"))
 def classify_claims(
     members: pl.LazyFrame | pl.DataFrame,
     claims: pl.LazyFrame | pl.DataFrame,
@@ -194,6 +196,7 @@ def band_labels(edges: Sequence[int]) -> list[str]:
     return [*out, f"{edges[-1]}+"]
 
 
+@api_input(frames=("members", "claims"), dates=("start", "end"))
 def exposure(
     members: pl.LazyFrame | pl.DataFrame | Sequence[pl.LazyFrame | pl.DataFrame],
     claims: pl.LazyFrame | pl.DataFrame,

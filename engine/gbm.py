@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.coerce import api_input
 from engine.errors import ConfigError, DataError, ModelError
 from engine.features import default_factors
 from engine.glm import RateModel, _frame, _jsonable, aggregate_cells, data_fingerprint
@@ -113,6 +114,7 @@ class PoissonGBM(RateModel):
                 cols.append(s.cast(pl.Float64).to_numpy())
         return np.column_stack(cols) if cols else np.zeros((df.height, 0))
 
+    @api_input(frames=("cells",))
     def fit(self, cells: pl.DataFrame | pl.LazyFrame) -> PoissonGBM:
         """Fit on cells; returns self."""
         from sklearn.ensemble import HistGradientBoostingRegressor
@@ -165,6 +167,7 @@ class PoissonGBM(RateModel):
         self._check_fitted()
         return list(self.features_)
 
+    @api_input(frames=("cells",))
     def predict_rate(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """Predicted annual incidence rate per row of ``cells``."""
         self._check_fitted()

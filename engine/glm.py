@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.coerce import api_input
 from engine.errors import ConfigError, DataError, ModelError
 from engine.features import build_spec, design_matrix, member_covariates, spec_columns
 from engine.metrics import mean_poisson_deviance
@@ -119,6 +120,7 @@ class RateModel:
     def predict_rate(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @api_input(frames=("cells",))
     def predict_claims(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """Predicted claims per row: rate x ``exposure_years``."""
         df = _frame(cells)
@@ -126,12 +128,14 @@ class RateModel:
             raise DataError(f"cells: column '{self.exposure_col}' is required to predict claims")
         return self.predict_rate(df) * df.get_column(self.exposure_col).cast(pl.Float64).to_numpy()
 
+    @api_input(frames=("cells",))
     def score(self, cells: pl.DataFrame | pl.LazyFrame) -> float:
         """Exposure-weighted mean Poisson deviance on ``cells`` (lower is better; see :mod:`engine.metrics`)."""
         df = _frame(cells)
         return mean_poisson_deviance(df.get_column(self.claims_col).to_numpy(), self.predict_claims(df),
                                      df.get_column(self.exposure_col).to_numpy())
 
+    @api_input(frames=("members",), dates=("at",))
     def predict_members(self, members: pl.DataFrame | pl.LazyFrame, at: dt.date) -> pl.DataFrame:
         """Predicted annual rate of each member sharing on ``at`` (see :func:`score_members`)."""
         return score_members(self, members, at)
@@ -222,6 +226,7 @@ class PoissonGLM(RateModel):
         if not hasattr(self, "coef_"):
             raise ModelError("PoissonGLM: call fit(cells) (or PoissonGLM.load(path)) first")
 
+    @api_input(frames=("cells",))
     def fit(self, cells: pl.DataFrame | pl.LazyFrame) -> PoissonGLM:
         """Fit on cells (``exposure_years``, ``claims`` and the model's keys); returns self."""
         from engine.incidence import _check_level
@@ -271,12 +276,14 @@ class PoissonGLM(RateModel):
         self._check_fitted()
         return spec_columns(self.spec_)
 
+    @api_input(frames=("cells",))
     def linear_predictor(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """log(rate) per row of ``cells``."""
         self._check_fitted()
         X, _ = design_matrix(_frame(cells), self.spec_)
         return self.intercept_ + X @ self.coef_
 
+    @api_input(frames=("cells",))
     def predict_rate(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """Predicted annual incidence rate (claims per exposure-year) per row of ``cells``."""
         return np.exp(self.linear_predictor(cells))
@@ -442,6 +449,7 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+@api_input(frames=("members",), dates=("at",))
 def score_members(model: Any, members: pl.DataFrame | pl.LazyFrame, at: dt.date) -> pl.DataFrame:
     """Predicted annual incidence rate of every member sharing on day ``at``.
 

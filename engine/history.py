@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.coerce import api_input
 from engine.errors import ConfigError, DataError
 
 SharingDays = Sequence[int] | int | str
@@ -107,6 +108,7 @@ def notice_dates(first: dt.date, last: dt.date, sharing_days: SharingDays = (14,
     return sorted(out)
 
 
+@api_input(dates=("start", "end"))
 def sharing_calendar(start: dt.date, end: dt.date, sharing_days: SharingDays = (14, 28)) -> pl.DataFrame:
     """The sharing periods whose notice date lies in ``[start, end]``: ``period_start``, ``notice_date``."""
     prev_first = dt.date(start.year - 1, 12, 1) if start.month == 1 else dt.date(start.year, start.month - 1, 1)
@@ -301,6 +303,7 @@ def _member_counts(m: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     return pl.concat([out, pl.DataFrame([join, exit_]), counts.select(pl.col("_n").cast(pl.UInt32))], how="horizontal")
 
 
+@api_input(frames=("members", "claims"), dates=("start", "end"))
 def share_history(
     members: pl.DataFrame | pl.LazyFrame,
     claims: pl.DataFrame | pl.LazyFrame,

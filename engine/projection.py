@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.coerce import api_input
 from engine.dynamics import BLOCK, QUANTITIES, Model, compile_model, detect_spiral, deterministic, simulate, \
     stationary_shares
 from engine.errors import ResourceError
@@ -100,6 +101,7 @@ class ProjectionResult:
         return ax
 
 
+@api_input(frames=("groups",))
 def project(
     groups: pl.DataFrame | pl.LazyFrame,
     *,

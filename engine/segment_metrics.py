@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 from scipy.stats import chi2
 
+from engine.coerce import api_input
 from engine.errors import ConfigError, DataError
 
 #: Xianghubao benefit schedule (CNY): 300,000 up to age 39, 100,000 at 40-59 (reference/README.md).
@@ -153,6 +154,7 @@ def poisson_deviance(d: np.ndarray, mu: np.ndarray) -> float:
     return float(2.0 * np.sum(t - (d - mu)))
 
 
+@api_input(frames=("cells",))
 def segmentation_metrics(
     cells: pl.DataFrame,
     groups: Any,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.coerce import api_input
 from engine.errors import ConfigError, DataError, ModelError
 from engine.segment_dp import dp_partition, isotonic_by_profile
 from engine.segment_metrics import (
@@ -220,6 +221,7 @@ class RiskSegmenter:
             raise DataError(f"cells: {b.null_count()} rows have {', '.join(keys)} values without a base rate")
         return b.to_numpy()
 
+    @api_input(frames=("cells",))
     def fit(self, cells: pl.DataFrame) -> RiskSegmenter:
         """Fit the segmentation on ``cells`` (DataFrame or LazyFrame); returns self."""
         if isinstance(cells, pl.LazyFrame):
@@ -465,6 +467,7 @@ class RiskSegmenter:
             raise DataError(f"frame: {n_null} rows match no group (unseen feature values); use unknown='null' to keep them")
         return out.alias("group").cast(pl.Int32)
 
+    @api_input(frames=("cells",))
     def predict_rate(self, cells: pl.DataFrame) -> np.ndarray:
         """Annual rate per row implied by the segmentation: base rate x group relativity (claims / M of the group)."""
         g = self.assign(cells).to_numpy()

@@ -44,6 +44,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from engine.coerce import api_input
 from engine.errors import ConfigError, DataError, ModelError
 from engine.incidence import garwood_interval
 
@@ -224,6 +225,7 @@ class SelectFactors:
         return cells
 
     # ----------------------------------------------------------------- fit
+    @api_input(frames=("cells",))
     def fit(self, cells: pl.DataFrame) -> SelectFactors:
         """Fit the duration-band factors on cells (see class docstring)."""
         cells = self._prepare(cells)
@@ -420,6 +422,7 @@ class SelectFactors:
         return ax
 
 
+@api_input(frames=("cells",))
 def select_factors(cells: pl.DataFrame, **kwargs: Any) -> pl.DataFrame:
     """Duration-band incidence factors as a polars DataFrame.
 

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.coerce import api_input
 from engine.errors import DataError, EngineError, InputFileError, SchemaError
 from engine.schema import CLAIM_REQUIRED, MEMBER_REQUIRED, NULLABLE, SEX_CODES
 
@@ -238,6 +239,7 @@ def _member_codes(
     return df, codes, hashes
 
 
+@api_input(frames=("members", "claims"), dates=("as_of", "min_date", "max_date"))
 def validate(
     members: pl.LazyFrame | pl.DataFrame,
     claims: pl.LazyFrame | pl.DataFrame,
