@@ -89,6 +89,25 @@ def s_demo_out_contains_its_config(x: Ctx) -> Case:
                  "--quiet"], error=("proj", "contains the input", "my.toml"))
 
 
+
+def s_exposure_out_is_the_members_file(x: Ctx) -> Case:
+    argv = x.exposure()
+    return Case(_out(argv, argv[argv.index("--members") + 1]), error=("--out", "is the input", "members.parquet"))
+
+
+def s_exposure_out_inside_the_members_directory(x: Ctx) -> Case:
+    d = x.parts([x.m.head(1500), x.m.slice(1500)], "mdir", "members")
+    return Case(_out(x.exposure(d), Path(d) / "cells.parquet"), error=("--out", "lies inside the input directory", "mdir"))
+
+
+def s_incidence_model_out_is_the_cells_directory(x: Ctx) -> Case:
+    d = x.tmp / "cells"
+    d.mkdir()
+    x.c.head(0).write_parquet(d / "cells.parquet")
+    return Case(["incidence", "--cells", str(d), "--out", str(x.tmp / "inc.parquet"), "--model-out", str(d), "--quiet"],
+                error=("--out", "cells", "is the input"))
+
+
 SAFETY_KINDS = [v for k, v in dict(globals()).items() if k.startswith("s_")]
 
 

@@ -42,7 +42,7 @@ def _int(text: str, what: str, lo: int) -> int:
 def run(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from engine.cli.common import check_writable, parse_date
+    from engine.cli.common import check_writable, input_args, parse_date
     from engine.errors import ConfigError, DataError
     from engine.exposure import PERIODS, exposure
     from engine.io import read_claims, read_members, write_parquet
@@ -63,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
     if not bands or bands[0] != 0 or any(b <= a for a, b in zip(bands, bands[1:])):
         raise ConfigError(f"--duration-bands: must be increasing integers starting at 0, got '{args.duration_bands}'")
     as_of = parse_date(args.as_of, "--as-of") if args.as_of else None
-    check_writable(args.out, "--out")
+    check_writable(args.out, "--out", input_args(args))
     if args.rejected_claims:
-        check_writable(args.rejected_claims, "--rejected-claims")
+        check_writable(args.rejected_claims, "--rejected-claims", input_args(args))
 
     res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of, as_of_source="--as-of")
     res.require_usable(str(args.members))
@@ -101,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
               f"{_fmt(acc['members']['set_aside'])}")
         reasons = dict(zip(*all_rejected.group_by("reason").len().sort("reason").to_dict(as_series=False).values()))
         print(f"claims: {acc['claims']['read']:,} read = {used:,} used + {all_rejected.height:,} set aside {_fmt(reasons)}")
+        for what in ("members", "claims"):  # files found but not read, with the reasons
+            for f, why in (acc[what].get("files") or {}).get("skipped", {}).items():
+                print(f"{what}: skipped {f}: {why}")
         print(f"as-of date {acc['as_of']['date']} ({acc['as_of']['source']}); study {start} to {end} (--start/--end)")
         print(f"cells: {cells.height:,} rows, {cells['exposure_years'].sum():,.1f} exposure-years, "
               f"{cells['sharing_years'].sum():,.1f} sharing-years, amount {cells['amount'].sum():,.0f} -> {args.out}")

@@ -28,11 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.cli.common import parse_date, print_table
+    from engine.cli.common import check_writable, input_args, parse_date, print_table
     from engine.history import history_summary, parse_sharing_days, share_history
     from engine.io import read_claims, read_members, write_parquet
     from engine.validate import validate
     import polars as pl
+
+    check_writable(args.out, "--out", input_args(args))  # before any work: never onto an input
 
     start = parse_date(args.start, "--start")
     end = parse_date(args.end, "--end")

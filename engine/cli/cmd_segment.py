@@ -90,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
         template = load_plans(args.plans_template)[0]
     out = prepare_out_dir(args.out, inputs=input_args(args))
+    if args.save_model:
+        prepare_out_dir(args.save_model, inputs=input_args(args))
     cells = read_cells(args.cells)
     seg = RiskSegmenter(
         method=args.method,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 from pathlib import Path
 from collections.abc import Sequence
@@ -60,11 +61,23 @@ def prepare_out_dir(path: str | Path, *, force: bool = False, must_be_new: bool 
     return p
 
 
-def check_writable(path: str | Path, what: str) -> Path:
-    """Refuse early an output file whose directory cannot be created or written (one line naming ``what``)."""
+def check_writable(path: str | Path, what: str, inputs: Sequence[str | Path | None] = ()) -> Path:
+    """Refuse early an output file whose directory cannot be created or written (one line naming ``what``).
+
+    Also refuses an output file that is one of ``inputs`` or lies inside an input directory
+    (it would replace an input, or be read as one next time).
+    """
+    from engine.outguard import input_paths
+
     p = Path(path)
     if p.is_dir():
         raise OutputError(f"{what}: {p} is a directory; give a file name")
+    real = Path(os.path.realpath(os.path.abspath(p)))
+    for inp in input_paths(inputs):
+        if inp == real:
+            raise OutputError(f"{what}: {p}: refusing to write: it is the input {inp}")
+        if inp.is_dir() and inp in real.parents:
+            raise OutputError(f"{what}: {p}: refusing to write: it lies inside the input directory {inp}")
     parent = p.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
