@@ -53,7 +53,13 @@ def stage_validate(ctx: Context) -> None:
 
     cfg = ctx.cfg
     ctx.data["plansets"] = _plansets(ctx)  # plan files are checked before the data is read
-    res = validate(read_members(cfg.data.members), read_claims(cfg.data.claims), as_of=cfg.data.as_of,
+    mlf = read_members(cfg.data.members)
+    schema = mlf.collect_schema()  # from the footers: the factors are checked before any data is read
+    missing = [f for f in cfg.study.factors if f not in schema]
+    if missing:
+        raise ConfigError(f"{cfg.source}: study.factors: members have no column '{missing[0]}'")
+    check_factor_types(schema, cfg.study.factors, f"{cfg.source}: study.factors")
+    res = validate(mlf, read_claims(cfg.data.claims), as_of=cfg.data.as_of,
                    as_of_source="data.as_of (the configuration)", max_amount=_max_amount(ctx.data["plansets"]))
     res.require_usable(str(cfg.data.members))
     # canonical row order (ids are unique after validation): every later step sees the same rows in the
@@ -70,10 +76,6 @@ def stage_validate(ctx: Context) -> None:
     if end < start:
         raise ConfigError(f"{cfg.source}: study.end: {end} ({win['study_end_source']}) is before the study start "
                           f"{start} ({win['study_start_source']})")
-    missing = [f for f in cfg.study.factors if f not in members.columns]
-    if missing:
-        raise ConfigError(f"{cfg.source}: study.factors: members have no column '{missing[0]}'")
-    check_factor_types(members.schema, cfg.study.factors, f"{cfg.source}: study.factors")
     from engine.factor_levels import fill_missing
 
     members = fill_missing(members, cfg.study.factors)  # a null factor is the level "missing", in every stage
