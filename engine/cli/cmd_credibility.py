@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from engine.credibility import BuhlmannStraub, limited_fluctuation_table
     from engine.io import write_json, write_parquet
 
+    out = prepare_out_dir(args.out, inputs=input_args(args))  # checked before any work
     cells = read_cells(args.cells)
-    out = prepare_out_dir(args.out, inputs=input_args(args))
     comp = _complement(args.complement)
     if args.method == "buhlmann-straub":
         if comp == "overall":

@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
 
     plans = load_plans(args.config)
     pooled = load_plans(args.pooled) if args.pooled else None
+    if args.periods_per_year is not None and not args.periods_per_year > 0:
+        raise ConfigError("--periods-per-year: must be > 0")
+    out = prepare_out_dir(args.out, inputs=input_args(args))  # checked before any work
     files = resolve_paths(args.cells)
     for f in files:
         file_schema(f)
@@ -92,9 +95,6 @@ def run(args: argparse.Namespace) -> int:
             else pl.col(cols[0]).cast(pl.String).alias("group")
         )
         group = "group"
-    if args.periods_per_year is not None and not args.periods_per_year > 0:
-        raise ConfigError("--periods-per-year: must be > 0")
-    out = prepare_out_dir(args.out, inputs=input_args(args))
     res = compare_plans(table, plans, pooled=pooled, group=group, periods_per_year=args.periods_per_year,
                         growth_per_period=args.growth)
     res.write(out)

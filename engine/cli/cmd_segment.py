@@ -140,6 +140,7 @@ def _score(args: argparse.Namespace) -> int:
 
     if bool(args.members) == bool(args.cells):
         raise ConfigError("--load: give exactly one of --members or --cells to assign")
+    out = prepare_out_dir(args.out, inputs=input_args(args))  # checked before any work
     seg = RiskSegmenter.load(args.load)
     at = parse_date(args.at, "--at") if args.at else None
     if args.members:
@@ -154,7 +155,6 @@ def _score(args: argparse.Namespace) -> int:
     names = seg.groups_.select(pl.col("group").cast(pl.Int32), "name")
     keep = [c for c in ids if c in frame.columns] + [f for f in seg.features_ if f in frame.columns and f not in ids]
     out_df = frame.select(keep).with_columns(group).join(names, on="group", how="left", maintain_order="left")
-    out = prepare_out_dir(args.out, inputs=input_args(args))
     write_parquet(out_df, out / "assignments.parquet")
     counts = out_df.group_by("group", "name").len().sort("group")
     print_table(f"{out_df.height:,} rows assigned to {seg.n_groups_} groups ({out / 'assignments.parquet'})",
