@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from engine.coerce import api_input
 from engine.compare import _check_table
 from engine.errors import ConfigError, DataError
 from engine.plans import PlanSet, assign_plans
@@ -80,6 +81,7 @@ def _pool_stats(x: np.ndarray, cost: np.ndarray, m: np.ndarray, elig: np.ndarray
     return n, share, claims
 
 
+@api_input(frames=("risk_table",))
 def migrate(
     risk_table: pl.DataFrame,
     options: PlanSet,

@@ -18,6 +18,7 @@ from itertools import combinations
 import numpy as np
 import polars as pl
 
+from engine.coerce import api_input
 from engine.compare import _check_table
 from engine.errors import ConfigError, DataError
 from engine.plans import BenefitBand, Eligibility, Plan, PlanSet
@@ -173,6 +174,7 @@ def _cost(n: np.ndarray, c: np.ndarray, block: np.ndarray, nb: int, objective: s
     return float(np.sum(n * dev * dev)), members, share
 
 
+@api_input(frames=("risk_table",))
 def optimise_plans(
     risk_table: pl.DataFrame,
     template: Plan,

@@ -422,6 +422,7 @@ class RiskSegmenter:
         if not hasattr(self, "groups_"):
             raise ModelError("RiskSegmenter: call fit(cells) (or load a saved model) first")
 
+    @api_input(frames=("frame",), dates=("at",))
     def assign(self, frame: pl.DataFrame, at: Any = None, unknown: str = "error") -> pl.Series:
         """Group id (Int32, 1..K) of every row of ``frame`` (cells or members).
 
@@ -498,6 +499,7 @@ class RiskSegmenter:
         self._fitted()
         return plot_frontier(self.frontier_, ax=ax)
 
+    @api_input(frames=("cells",))
     def stability(self, cells: pl.DataFrame, n_boot: int = 20) -> dict[str, float]:
         """Bootstrap adjusted Rand index of the fitted segmentation (see engine.segment_frontier.bootstrap_ari)."""
         from engine.segment_frontier import bootstrap_ari
