@@ -241,6 +241,74 @@ def k_corrupt_claims_file(x: Ctx) -> Case:
     return Case(x.validate(None, str(p)), error=("claims.parquet",))
 
 
+# --------------------------------------------------------------------------- issue 16, item 4: no internal error for user input
+def _plan(x: Ctx, when: str) -> str:
+    (x.tmp / "p.toml").write_text('[planset]\nname = "p"\n[[plans]]\nname = "a"\nbenefit = 100000\n'
+                                  f"eligibility = {{ when = '{when}' }}\n")
+    return x.config('[plans]\nfiles = ["p.toml"]\n')
+
+
+def k_expression_600_or_terms_dry_run(x: Ctx) -> Case:
+    return Case(x.run(_plan(x, " or ".join(f"age == {i}" for i in range(1200))), "--dry-run"),
+                error=("p.toml", "eligibility.when", "too large", "at most 1,000"))
+
+
+def k_expression_400_nested_parentheses(x: Ctx) -> Case:
+    return Case(x.run(_plan(x, "(" * 400 + "age > 30" + ")" * 400)), error=("p.toml", "eligibility.when", "nested too deeply"))
+
+
+def k_expression_too_long(x: Ctx) -> Case:
+    return Case(x.run(_plan(x, "age > 30 and channel in {" + ", ".join(f'"c{i:05d}"' for i in range(3000)) + "}"),
+                      "--dry-run"), error=("p.toml", "eligibility.when", "too long"))
+
+
+def k_struct_column_as_factor(x: Ctx) -> Case:
+    m = x.m.with_columns(pl.struct("city_tier", "channel").alias("geo"))
+    return Case(x.run(x.config('[study]\nfactors = ["geo"]\n', members=x.write(m, "members.parquet", "members")), "--dry-run"),
+                error=("run.toml", "study.factors", "'geo'", "Struct"))
+
+
+def k_list_column_as_factor_exposure(x: Ctx) -> Case:
+    m = x.m.with_columns(pl.concat_list("channel").alias("tags"))
+    return Case(x.exposure(m, None, "--by", "age,tags"), error=("--by", "'tags'", "List"))
+
+
+def k_config_path_is_a_directory(x: Ctx) -> Case:
+    (x.tmp / "conf.d").mkdir()
+    return Case(x.run(str(x.tmp / "conf.d")), error=("conf.d", "is a directory"))
+
+
+
+# --------------------------------------------------------------------------- issue 16, item 6: strict config types, before any data
+def _cfg_no_data(x: Ctx, text: str) -> str:
+    """A configuration whose data files do not exist: an error naming the key proves it came first."""
+    return x.config(text, members=str(x.tmp / "absent" / "m.parquet"), claims=str(x.tmp / "absent" / "c.parquet"))
+
+
+def k_config_number_as_string(x: Ctx) -> Case:
+    return Case(x.run(_cfg_no_data(x, '[study]\nwaiting_days = "90"\n')),
+                error=("run.toml", "study.waiting_days", "valid integer", "'90' (a string)"))
+
+
+def k_config_boolean_as_number(x: Ctx) -> Case:
+    return Case(x.run(_cfg_no_data(x, "[study]\nwaiting_days = true\n")),
+                error=("run.toml", "study.waiting_days", "valid integer", "True (a boolean)"))
+
+
+def k_config_string_as_boolean(x: Ctx) -> Case:
+    return Case(x.run(_cfg_no_data(x, '[study]\nterminate_on_claim = "no"\n')),
+                error=("run.toml", "study.terminate_on_claim", "valid boolean"))
+
+
+def k_config_float_as_string(x: Ctx) -> Case:
+    return Case(x.run(_cfg_no_data(x, '[history]\nfee = "0.08"\n')), error=("run.toml", "history.fee", "valid number"))
+
+
+def k_config_projection_extra_checked_first(x: Ctx) -> Case:
+    return Case(x.run(_cfg_no_data(x, '[projection]\nscenarios = 20\nhorizon = 12\nextra = { fee = "x" }\n')),
+                error=("run.toml", "projection.extra", "fee"))
+
+
 ERROR_KINDS = [v for k, v in dict(globals()).items() if k.startswith("k_")]
 
 
@@ -281,3 +349,4 @@ def test_subprocess_exits_2_without_traceback(kind, how, tmp_path, base) -> None
     assert "Traceback" not in proc.stdout + proc.stderr
     line = _one_error_line(proc.stderr, case.argv[0])
     assert all(n in line for n in case.error)
+

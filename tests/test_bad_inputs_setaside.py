@@ -179,6 +179,13 @@ def a_all_null_exit_column_of_null_type(x: Ctx) -> Case:
     return Case(x.validate(x.m.with_columns(pl.lit(None).alias("exit_date"))), aside={})
 
 
+
+def a_amount_beyond_plausibility(x: Ctx) -> Case:
+    """1e308 (and 1e11) CNY: set aside, never an overflow (issue 16)."""
+    return Case(x.validate(None, x.add_claims([{"amount": 1e308}, {"amount": 1e11}])),
+                aside={"claims": {"implausible_amount": 2}})
+
+
 ASIDE_KINDS = [v for k, v in dict(globals()).items() if k.startswith("a_")]
 
 
@@ -266,3 +273,91 @@ def test_run_account_holds_on_dirty_partitions(tmp_path, base, capsys) -> None: 
                                            "implausible_age": 1, "null_member_id": 1, "unknown_sex": 1}
     for reason in ("unknown_member", "nonpositive_amount", "nonfinite_amount", "null_claim_id", "member_set_aside"):
         assert acc["claims"]["set_aside"].get(reason, 0) >= 1, reason
+
+
+# --------------------------------------------------------------------------- issue 16, item 2: dates after the as-of date
+def _late_rows(x: Ctx) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One join in 2030 (a typo for 2020), one exit after the as-of date, one event and one approval after it."""
+    r = x.free_rows(2)
+    m = x.set_rows(x.m, r[:1], join_date=D(2030, 1, 1), exit_date=None)
+    m = m.with_columns(pl.when(pl.int_range(pl.len()).is_in(r[1:2])).then(pl.lit(D(2029, 5, 1)))
+                       .otherwise(pl.col("exit_date")).alias("exit_date"))
+    c = x.add_claims([{"event_date": D(2029, 3, 1), "approved_date": None},
+                      {"event_date": D(2021, 6, 1), "approved_date": D(2029, 4, 1)}])
+    return m, c
+
+
+def test_dates_after_the_as_of_date_set_aside_validate(tmp_path, base, capsys) -> None:  # type: ignore[no-untyped-def]
+    x = Ctx(tmp_path, *base)
+    m, c = _late_rows(x)
+    code, out, err = _run(x.validate(m, c), capsys)
+    assert code == 0, err
+    acc = json.loads((tmp_path / "out" / "account.json").read_text())
+    assert acc["members"]["set_aside"] == {"join_after_as_of": 1, "exit_after_as_of": 1}
+    assert acc["claims"]["set_aside"] == {"event_after_as_of": 1, "approval_after_as_of": 1}
+    assert acc["as_of"] == {"date": "2022-06-30", "source": "--as-of"}
+    for what in ("members", "claims"):
+        assert acc[what]["read"] == x.rows[what] == acc[what]["used"] + sum(acc[what]["set_aside"].values())
+
+
+def test_one_late_join_never_moves_the_study_window(tmp_path, base, capsys) -> None:  # type: ignore[no-untyped-def]
+    """No as-of date in the config: it is derived from the claims, printed, and kept in the account."""
+    x = Ctx(tmp_path, *base)
+    m, c = _late_rows(x)
+    mp, cp = x.write(m, "members.parquet", "members"), x.write(c, "claims.parquet", "claims")
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f'[data]\nmembers = "{mp}"\nclaims = "{cp}"\n[projection]\nscenarios = 20\nhorizon = 12\n'
+                   "[output]\nreport = false\nmodels = false\n[segmentation]\nmin_expected_claims = 5.0\n")
+    code, out, err = _run(["run", str(cfg), "--out", str(tmp_path / "run-out")], capsys)
+    assert code == 0, err
+    last = x.c.select(pl.coalesce("approved_date", "event_date").max()).item()
+    first = x.c["event_date"].min()
+    acc = json.loads((tmp_path / "run-out" / "account.json").read_text())
+    w = acc["window"]
+    assert w["as_of"] == last.isoformat() and w["study_end"] == last.isoformat()
+    assert w["as_of_source"].startswith("latest claim approval date") and w["study_end_source"] == "the as-of date"
+    assert w["study_start"] == first.replace(day=1).isoformat() and "earliest claim event" in w["study_start_source"]
+    assert f"as-of date {last}" in out and "latest claim approval date" in out
+    assert acc["members"]["set_aside"] == {"join_after_as_of": 1, "exit_after_as_of": 1}
+    assert acc["claims"]["set_aside"].get("event_after_as_of") == 1
+    assert acc["claims"]["set_aside"].get("approval_after_as_of") == 1
+    for what in ("members", "claims"):
+        assert acc[what]["read"] == x.rows[what] and acc[what]["identity_holds"]
+
+
+def test_amount_bound_follows_the_configured_benefit(tmp_path, base, capsys) -> None:  # type: ignore[no-untyped-def]
+    """In a run the bound is 10 x the largest benefit of the plans; no warning reaches stderr."""
+    x = Ctx(tmp_path, *base)
+    c = x.add_claims([{"amount": 1e308}, {"amount": 5_000_000.0}, {"amount": 900_000.0}])
+    (tmp_path / "p.toml").write_text('[planset]\nname = "p"\n[[plans]]\nname = "a"\nbenefit = 300000\n')
+    cfg = x.config('[plans]\nfiles = ["p.toml"]\n', claims=x.write(c, "claims.parquet", "claims"))
+    code, out, err = _run(x.run(cfg), capsys)
+    assert code == 0, err
+    assert err == ""  # no numpy / overflow warning
+    acc = json.loads((tmp_path / "run-out" / "account.json").read_text())
+    assert acc["claims"]["set_aside"]["implausible_amount"] == 2  # 1e308 and 5e6 > 10 x 300,000; 900,000 kept
+    assert acc["claims"]["read"] == x.rows["claims"] and acc["claims"]["identity_holds"]
+
+
+# --------------------------------------------------------------------------- issue 16, item 5: null rating factors
+def test_null_rating_factors_are_the_missing_level_in_every_command(tmp_path, base, capsys) -> None:  # type: ignore[no-untyped-def]
+    x = Ctx(tmp_path, *base)
+    m = x.m.with_columns(pl.when(pl.int_range(pl.len()) % 40 == 0).then(None).otherwise(pl.col("city_tier")).alias("city_tier"),
+                         pl.when(pl.int_range(pl.len()) % 55 == 0).then(None).otherwise(pl.col("channel")).alias("channel"))
+    mp = x.write(m, "members.parquet", "members")
+    code, out, err = _run(x.exposure(mp, None, "--by", "age,sex,city_tier,channel"), capsys)
+    assert code == 0, err
+    cells = pl.read_parquet(tmp_path / "cells.parquet")
+    assert "missing" in cells["city_tier"].to_list() and "missing" in cells["channel"].to_list()
+    assert cells["city_tier"].null_count() == 0
+    code, out, err = _run(x.run(x.config(members=mp)), capsys)
+    assert code == 0, err
+    run_cells = pl.read_parquet(tmp_path / "run-out" / "cells.parquet")
+    for f in ("city_tier", "channel"):
+        assert sorted(run_cells[f].unique().to_list()) == sorted(cells[f].unique().to_list())  # the same levels
+    acc = json.loads((tmp_path / "run-out" / "account.json").read_text())
+    assert acc["members"]["set_aside"] == {} and acc["members"]["read"] == x.rows["members"]
+    # the missing level carries its own exposure: the totals are those of the data without nulls
+    full = run_cells["exposure_years"].sum()
+    miss = run_cells.filter(pl.col("city_tier") == "missing")["exposure_years"].sum()
+    assert 0 < miss < full

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from engine.pipeline.outdir import check_target, recover, staged_output
+from engine.pipeline.outguard import MARKER, write_marker
 
 from tests.kits.runconfig import small_run_config
 
@@ -99,6 +100,7 @@ def test_fallback_swap_killed_between_renames_is_recovered(tmp_path: Path) -> No
     old = tmp_path / f".out.old-{pid}"  # the previous outputs, moved aside
     old.mkdir()
     (old / "summary.json").write_text("{}")
+    write_marker(old)  # fentan's previous outputs
     staging = tmp_path / f".out.partial-{pid}"
     staging.mkdir()
     (staging / "cells.parquet").write_bytes(b"new")
@@ -123,13 +125,14 @@ def test_staged_output_swaps_and_cleans(tmp_path: Path, monkeypatch: pytest.Monk
     out = tmp_path / "out"
     out.mkdir()
     (out / "a.txt").write_text("old")
+    write_marker(out)  # created by fentan: --force may replace it
     with staged_output(out, force=True) as stage:
         (stage / "b.txt").write_text("new")
-        assert sorted(p.name for p in out.iterdir()) == ["a.txt"]  # nothing new visible yet
-    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+        assert sorted(p.name for p in out.iterdir()) == [MARKER, "a.txt"]  # nothing new visible yet
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "b.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     with pytest.raises(RuntimeError), staged_output(out, force=True) as stage:
         (stage / "c.txt").write_text("partial")
         raise RuntimeError("crash")
-    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "b.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

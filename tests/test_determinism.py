@@ -1,5 +1,5 @@
-"""``fentan run`` is byte-identical for the same data and seed: across reruns (in another process
-with another number of polars threads), and across a different partitioning and row order of the
+"""``fentan run`` is byte-identical for the same data and seed: across reruns (in other processes
+with one and with two polars and BLAS threads, ``OPENBLAS_NUM_THREADS``), and across a different partitioning and row order of the
 same input files (issue 10, item 3).
 
 Exemptions, by design (docs/batch.md, "Determinism"):
@@ -78,21 +78,26 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     mdir, cdir = _partition(members, claims, root / "parts", seed=7)
     cfg2 = root / "parts" / "run.toml"  # another file in another directory: its path must not leak
     cfg2.write_text(small_run_config(mdir, cdir, seed=5))
-    out = {name: root / f"out-{name}" for name in ("a", "b", "parts")}
+    out = {name: root / f"out-{name}" for name in ("a", "b", "c", "parts")}
     assert main(["run", str(cfg), "--out", str(out["a"]), "--quiet"]) == 0
-    # the rerun: another process with one polars thread (float sums must not depend on threads)
-    env = {**os.environ, "POLARS_MAX_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "engine.cli.main", "run", str(cfg), "--out", str(out["b"]), "--quiet"],
-                   check=True, cwd=REPO, env=env, timeout=300)
+    # the reruns: other processes with one, then two polars and BLAS threads (float sums and matrix
+    # products must not depend on threads)
+    for name, n in (("b", "1"), ("c", "2")):
+        env = {**os.environ, "POLARS_MAX_THREADS": n, "OPENBLAS_NUM_THREADS": n, "OMP_NUM_THREADS": n,
+               "MKL_NUM_THREADS": n}
+        subprocess.run([sys.executable, "-m", "engine.cli.main", "run", str(cfg), "--out", str(out[name]), "--quiet"],
+                       check=True, cwd=REPO, env=env, timeout=300)
     assert main(["run", str(cfg2), "--out", str(out["parts"]), "--quiet"]) == 0
     return out
 
 
-def test_rerun_is_byte_identical(runs: dict[str, Path]) -> None:
-    a, b = _digests(runs["a"]), _digests(runs["b"])
+@pytest.mark.parametrize("other", ["b", "c"], ids=["1_thread", "2_threads"])
+def test_rerun_is_byte_identical(runs: dict[str, Path], other: str) -> None:
+    a, b = _digests(runs["a"]), _digests(runs[other])
     assert set(a) == set(b)
-    for name in ("report.html", "summary.json", "cells.parquet", "select_factors.parquet",
-                 "decomposition.parquet", "calibration.parquet", "config.toml", "models/glm/model.json"):
+    for name in ("report.html", "summary.json", "cells.parquet", "select_factors.parquet", "segments.parquet",
+                 "frontier.parquet", "decomposition.parquet", "calibration.parquet", "config.toml",
+                 "models/glm/model.json", "models/segmentation/groups.parquet"):
         assert name in a, name  # every output is covered, including the once-unstable ones
     diff = sorted(k for k in a if a[k] != b[k] and k != "run.json")
     assert diff == []

@@ -172,8 +172,8 @@ def test_errors_name_the_option():
         exposure(EDGE_MEMBERS, EDGE_CLAIMS, period="week", **kw)
     with pytest.raises(ConfigError, match="^end"):
         exposure(EDGE_MEMBERS, EDGE_CLAIMS, start=D(2020, 1, 1), end=D(2019, 1, 1))
-    with pytest.raises(ConfigError, match="^start"):
-        exposure(EDGE_MEMBERS, EDGE_CLAIMS, start="2019-01-01", end=D(2019, 1, 1))
+    with pytest.raises(ConfigError, match="start: '01/01/2019' is not a date"):  # ISO text is a date (issue 16)
+        exposure(EDGE_MEMBERS, EDGE_CLAIMS, start="01/01/2019", end=D(2019, 1, 1))
     with pytest.raises(ConfigError, match="^duration_bands"):
         exposure(EDGE_MEMBERS, EDGE_CLAIMS, duration_bands=(3, 6), **kw)
     with pytest.raises(ConfigError, match="^by"):

@@ -34,7 +34,7 @@ def test_cli_writes_cells_and_rejected(files, capsys):
     out, rej = tmp / "cells.parquet", tmp / "rej.parquet"
     code = main(["exposure", "--members", str(tmp / "m"), "--claims", str(tmp / "c.parquet"), "--start", "2018-03-15",
                  "--end", "2020-11-20", "--period", "quarter", "--by", "age,sex,tier", "--out", str(out),
-                 "--rejected-claims", str(rej), "--batch-size", "300"])
+                 "--rejected-claims", str(rej), "--batch-size", "300", "--as-of", "2030-12-31"])
     assert code == 0
     got = pl.read_parquet(out)
     clean = m.filter(pl.col("member_id") != "bad")

@@ -194,8 +194,10 @@ def test_cli_validate_writes_outputs(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 0
     assert "row account" in capsys.readouterr().out
     acc = json.loads((out / "account.json").read_text())
-    assert acc["members"] == {"read": 4, "used": 3, "set_aside": {"unknown_sex": 1}}
-    assert acc["claims"] == {"read": 4, "used": 2, "set_aside": {"member_set_aside": 1, "unknown_member": 1}}
+    one_file = {"skipped": {}}
+    assert acc["members"] == {"read": 4, "used": 3, "set_aside": {"unknown_sex": 1}, "files": one_file}
+    assert acc["claims"] == {"read": 4, "used": 2, "set_aside": {"member_set_aside": 1, "unknown_member": 1},
+                             "files": one_file}
     rm = pl.read_parquet(out / "rejected_members.parquet")
     assert rm["member_id"].to_list() == ["c"] and rm["reason"].to_list() == ["unknown_sex"]
     rc = pl.read_parquet(out / "rejected_claims.parquet").sort("claim_id")

@@ -309,3 +309,22 @@ def test_to_toml_round_trip(name, tmp_path):
     back = load_plans(f)
     assert back.plans == ps.plans
     assert (back.name, back.allow_overlap, back.description) == (ps.name, ps.allow_overlap, ps.description)
+
+
+def test_expression_limits_and_long_chains() -> None:
+    """600 'or' terms compile flat (no recursion limit); past the documented limits a clear ValueError."""
+    import polars as pl
+    import pytest
+
+    from engine.plans.expr import MAX_DEPTH, MAX_TERMS, Expression
+
+    e = Expression.parse(" or ".join(f"age == {i}" for i in range(600)))
+    got = pl.DataFrame({"age": [5, 599, 600, None]}).select(e.to_polars().alias("x"))["x"].to_list()
+    assert got == [True, True, False, None]
+    assert Expression.parse("(" * MAX_DEPTH + "age > 1" + ")" * MAX_DEPTH).columns == {"age"}
+    with pytest.raises(ValueError, match="nested too deeply"):
+        Expression.parse("(" * (MAX_DEPTH + 1) + "age > 1" + ")" * (MAX_DEPTH + 1))
+    with pytest.raises(ValueError, match="nested too deeply"):
+        Expression.parse("not " * 100 + "age > 1")
+    with pytest.raises(ValueError, match="too large"):
+        Expression.parse(" and ".join(["age > 1"] * (MAX_TERMS + 1)))

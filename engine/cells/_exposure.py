@@ -41,6 +41,7 @@ from engine.cells.calendar import Calendar, KeySpec
 from engine.cells._sink import CellSink
 from engine.cells._batch import as_lazy, batch_cells, batches, check_columns, claimant_cells, claimants, parts_of, prepare_batch
 from engine.cells.dates import day_number
+from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError, EngineError
 from engine.conventions import DAYS_PER_YEAR, WAITING_DAYS
 
@@ -60,6 +61,7 @@ def _need(schema: pl.Schema, cols: Sequence[str], what: str) -> None:
         raise DataError(f"{what}: missing required column(s) {', '.join(repr(c) for c in missing)}")
 
 
+@api_input(frames=("members", "claims"))
 def classify_claims(
     members: pl.LazyFrame | pl.DataFrame,
     claims: pl.LazyFrame | pl.DataFrame,
@@ -199,6 +201,7 @@ def band_labels(edges: Sequence[int]) -> list[str]:
     return [*out, f"{edges[-1]}+"]
 
 
+@api_input(frames=("members", "claims"), dates=("start", "end"))
 def exposure(
     members: pl.LazyFrame | pl.DataFrame | Sequence[pl.LazyFrame | pl.DataFrame],
     claims: pl.LazyFrame | pl.DataFrame,

@@ -40,12 +40,12 @@ def _complement(text: str) -> str | float:
 
 def run(args: argparse.Namespace) -> int:
 
-    from engine.cli.common import prepare_out_dir, print_table, read_cells
+    from engine.cli.common import prepare_out_dir, print_table, read_cells, input_args
     from engine.estimators.credibility import BuhlmannStraub, limited_fluctuation_table
     from engine.data.io import write_json, write_parquet
 
+    out = prepare_out_dir(args.out, inputs=input_args(args))  # checked before any work
     cells = read_cells(args.cells)
-    out = prepare_out_dir(args.out)
     comp = _complement(args.complement)
     if args.method == "buhlmann-straub":
         if comp == "overall":

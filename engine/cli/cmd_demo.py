@@ -7,6 +7,7 @@ from ``configs/demo.toml``) and ``DIR/run`` (every output of ``fentan run`` and 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,14 @@ def demo_config_path() -> Path:
     return Path(__file__).resolve().parents[2] / "configs" / "demo.toml"
 
 
-def demo_config(data: dict[str, Path], config: str | Path | None = None) -> Any:
-    """The demo RunConfig: ``configs/demo.toml`` (or ``config``) with ``[data]`` pointing at ``data``."""
+def demo_config(data: dict[str, Path], config: str | Path | None = None,
+                window: tuple[str, str] | None = None) -> Any:
+    """The demo RunConfig: ``configs/demo.toml`` (or ``config``) with ``[data]`` pointing at ``data``.
+
+    ``window`` (ISO dates): the generated platform's launch and cut-off, the ``[study]`` start
+    and end unless the configuration sets them (claims approved after the cut-off are in the
+    data, so the as-of date, derived from the approvals, is later than the cut-off).
+    """
     import tomllib
 
     from engine.pipeline.config import config_from_dict
@@ -46,6 +53,10 @@ def demo_config(data: dict[str, Path], config: str | Path | None = None) -> Any:
         raise ConfigError(f"{path}: demo configuration not found (pass --config)")
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
     raw["data"] = {"members": str(Path(data["members"]).resolve()), "claims": str(Path(data["claims"]).resolve())}
+    if window:
+        study = raw.setdefault("study", {})
+        for key, day in zip(("start", "end"), window, strict=True):
+            study.setdefault(key, dt.date.fromisoformat(day))
     return config_from_dict(raw, str(path), path.resolve().parent)
 
 
@@ -87,7 +98,7 @@ def run_demo(
     from engine.data.validation import validate
 
     t0 = time.perf_counter()
-    root = prepare_out_dir(out)
+    root = prepare_out_dir(out, inputs=[config])
     plat = generate(members, seed, dirty=dirty)
     data = plat.write(root / "data")
     seconds = {"generate": round(time.perf_counter() - t0, 3)}
@@ -112,7 +123,7 @@ def run_demo(
         from engine.cli.cmd_run import print_run
         from engine.pipeline.config import to_toml
 
-        cfg = demo_config(data, config)
+        cfg = demo_config(data, config, (str(p["config"]["start"]), str(p["config"]["end"])))
         write_text(to_toml(cfg), root / "demo.toml")
         t1 = time.perf_counter()
         result = run_batch(cfg, root / "run", force=True, quiet=quiet, progress=progress)

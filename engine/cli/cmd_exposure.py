@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration-bands", default="0,3,6,12,24", help="lower edges in months of duration_band (default 0,3,6,12,24)")
     p.add_argument("--no-terminate-on-claim", action="store_true", help="cover continues after an eligible claim")
     p.add_argument("--batch-size", default=None, help="members per batch (default 2000000)")
-    p.add_argument("--as-of", default=None, help="validation: date after which a birth is in the future")
+    p.add_argument("--as-of", default=None, help="validation: the data's as-of date; births, joins, exits, events and approvals "
+                   "after it are set aside (default: the latest claim approval date)")
     p.add_argument("--out", required=True, help="output cells Parquet file")
     p.add_argument("--rejected-claims", default=None, help="write every claim set aside (validation and eligibility) with its reason")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
@@ -43,7 +44,7 @@ def _int(text: str, what: str, lo: int) -> int:
 def run(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from engine.cli.common import check_writable, parse_date
+    from engine.cli.common import check_writable, input_args, parse_date
     from engine.errors import ConfigError, DataError
     from engine.cells._exposure import PERIODS, exposure
     from engine.data.io import read_claims, read_members, write_parquet
@@ -64,17 +65,23 @@ def run(args: argparse.Namespace) -> int:
     if not bands or bands[0] != 0 or any(b <= a for a, b in zip(bands, bands[1:])):
         raise ConfigError(f"--duration-bands: must be increasing integers starting at 0, got '{args.duration_bands}'")
     as_of = parse_date(args.as_of, "--as-of") if args.as_of else None
-    check_writable(args.out, "--out")
+    check_writable(args.out, "--out", input_args(args))
     if args.rejected_claims:
-        check_writable(args.rejected_claims, "--rejected-claims")
+        check_writable(args.rejected_claims, "--rejected-claims", input_args(args))
 
-    res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of)
+    res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of, as_of_source="--as-of")
     res.require_usable(str(args.members))
     members = res.members.collect()  # validation holds the clean members in memory already
     cols = (members[0] if isinstance(members, list) else members).collect_schema().names()
     missing = [b for b in by if b not in ("age", "duration", "duration_band") and b not in cols]
     if missing:
         raise ConfigError(f"--by: members have no column '{missing[0]}'")
+    from engine.pipeline._stages import check_factor_types
+
+    check_factor_types(members.schema, [b for b in by if b in cols], "--by")
+    from engine.data.factor_levels import fill_missing
+
+    members = fill_missing(members, [b for b in by if b in cols and b != "sex"])
     claims = res.claims.collect()
     cells, rejected = exposure(
         members, claims, start=start, end=end, period=args.period, waiting_days=waiting,
@@ -96,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
               f"{_fmt(acc['members']['set_aside'])}")
         reasons = dict(zip(*all_rejected.group_by("reason").len().sort("reason").to_dict(as_series=False).values()))
         print(f"claims: {acc['claims']['read']:,} read = {used:,} used + {all_rejected.height:,} set aside {_fmt(reasons)}")
+        for what in ("members", "claims"):  # files found but not read, with the reasons
+            for f, why in (acc[what].get("files") or {}).get("skipped", {}).items():
+                print(f"{what}: skipped {f}: {why}")
+        print(f"as-of date {acc['as_of']['date']} ({acc['as_of']['source']}); study {start} to {end} (--start/--end)")
         print(f"cells: {cells.height:,} rows, {cells['exposure_years'].sum():,.1f} exposure-years, "
               f"{cells['sharing_years'].sum():,.1f} sharing-years, amount {cells['amount'].sum():,.0f} -> {args.out}")
     return 0

@@ -27,30 +27,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"max CNY per member per calendar year; 0 = no cap (default {c.ANNUAL_CAP_CNY:g})")
     p.add_argument("--plan-col", default="plan_id", help="pool column; 'none' = one pool (default plan_id)")
     p.add_argument("--by", default="", help="extra member columns splitting pools, comma-separated")
-    p.add_argument("--as-of", default=None, help="validation: date after which a birth is in the future")
+    p.add_argument("--as-of", default=None, help="validation: the data's as-of date; births, joins, exits, events and approvals "
+                   "after it are set aside (default: the latest claim approval date)")
     p.add_argument("--rejected-claims", default=None, help="write the claims not shared (with their reason) here")
     p.add_argument("--out", required=True, help="output Parquet file")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.cli.common import parse_date, print_table
+    from engine.cli.common import parse_date, print_table, check_writable, input_args
     from engine.shares.history import history_summary, parse_sharing_days, share_history
     from engine.data.io import read_claims, read_members, write_parquet
     from engine.data.validation import validate
     import polars as pl
 
+    check_writable(args.out, "--out", input_args(args))  # before any work: never onto an input
+
     start = parse_date(args.start, "--start")
     end = parse_date(args.end, "--end")
     sharing_days = parse_sharing_days(args.sharing_days)
     as_of = parse_date(args.as_of, "--as-of") if args.as_of else None
-    res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of)
+    if args.rejected_claims:
+        check_writable(args.rejected_claims, "--rejected-claims", input_args(args))
+    res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of, as_of_source="--as-of")
     res.require_usable(str(args.members))
     plan_col = None if args.plan_col.lower() == "none" else args.plan_col
     by = [b.strip() for b in args.by.split(",") if b.strip()]
     from engine.cells._exposure import classify_claims
 
-    members = res.members.collect()
+    from engine.data.factor_levels import fill_missing
+
+    members = fill_missing(res.members.collect(), [b for b in by if b != "sex"])  # a null factor: "missing"
     claims = res.claims.collect()
     claims = claims.drop([c for c in ("eligible", "reason") if c in claims.columns])
     classified = classify_claims(members, claims, waiting_days=args.waiting_days)

@@ -32,11 +32,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    from engine.cli.common import print_table, read_cells
+    from engine.cli.common import check_writable, input_args, prepare_out_dir, print_table, read_cells
     from engine.errors import ConfigError
     from engine.estimators.crude import incidence
     from engine.data.io import write_parquet
 
+    check_writable(args.out, "--out", input_args(args))  # before any work: never onto an input
+    if args.model_out:
+        prepare_out_dir(args.model_out, inputs=input_args(args))
     cells = read_cells(args.cells)
     by = [b.strip() for b in args.by.split(",") if b.strip()]
     basis = None if args.basis.lower() in ("none", "") else args.basis.lower()

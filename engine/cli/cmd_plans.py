@@ -73,7 +73,7 @@ def load_rate_model(path: str):
 def run(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from engine.cli.common import prepare_out_dir, print_table
+    from engine.cli.common import prepare_out_dir, print_table, input_args
     from engine.plans.compare import build_risk_table, compare_plans
     from engine.errors import ConfigError, InputFileError
     from engine.data.io import file_schema, resolve_paths, write_parquet
@@ -81,11 +81,14 @@ def run(args: argparse.Namespace) -> int:
 
     plans = load_plans(args.config)
     pooled = load_plans(args.pooled) if args.pooled else None
+    if args.periods_per_year is not None and not args.periods_per_year > 0:
+        raise ConfigError("--periods-per-year: must be > 0")
+    out = prepare_out_dir(args.out, inputs=input_args(args))  # checked before any work
     files = resolve_paths(args.cells)
     for f in files:
         file_schema(f)
     try:
-        cells = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        cells = pl.concat([pl.read_parquet(f, glob=False) for f in files], how="diagonal_relaxed")
     except Exception as exc:
         raise InputFileError(f"{args.cells}: cells cannot be read ({str(exc).splitlines()[0]})") from None
     model = load_rate_model(args.model) if args.model else None
@@ -102,9 +105,6 @@ def run(args: argparse.Namespace) -> int:
             else pl.col(cols[0]).cast(pl.String).alias("group")
         )
         group = "group"
-    if args.periods_per_year is not None and not args.periods_per_year > 0:
-        raise ConfigError("--periods-per-year: must be > 0")
-    out = prepare_out_dir(args.out)
     res = compare_plans(table, plans, pooled=pooled, group=group, periods_per_year=args.periods_per_year,
                         growth_per_period=args.growth, target_share_cv=args.target_cv)
     res.write(out)

@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.cli.common import prepare_out_dir
+    from engine.cli.common import prepare_out_dir, input_args
     from engine.data.io import write_json, write_parquet
     from engine.projection._project import project_assumptions
     from engine.projection.assumptions import make_assumptions, read_groups
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         if vals:
             kw[sec] = {**dict(kw.get(sec) or {}), **vals}
     a = make_assumptions(**kw)
-    out = prepare_out_dir(args.out, force=args.force, must_be_new=True)
+    out = prepare_out_dir(args.out, force=args.force, must_be_new=True, inputs=input_args(args))
     res = project_assumptions(groups, a)
     write_parquet(res.periods, out / "projection.parquet")
     write_parquet(res.plans, out / "projection_plans.parquet")

@@ -37,10 +37,17 @@ def print_run(result, *, quiet: bool = False) -> None:
                 "after caps, leverage, share CV, death spiral, P(annual cap binds)", rows)
     print_table("row account", account_rows(result.account))
     f = result.facts
+    print(window_line(f))
     print(f"study {f.get('study_start')} to {f.get('study_end')}: {f.get('claims_used', 0):,} eligible claims, "
           f"{f.get('exposure_years', 0):,.0f} exposure-years, Gini {f.get('gini', float('nan')):.3f}, "
           f"{f.get('groups')} risk groups; {sum(result.timings.values()):.1f} s")
     print(f"outputs in {result.out} (report: {result.out / 'report.html'})")
+
+
+def window_line(facts: dict) -> str:
+    """One line: the as-of date and the study window, each with what defined it."""
+    return (f"as-of date {facts.get('as_of')} ({facts.get('as_of_source')}); study window {facts.get('study_start')} "
+            f"({facts.get('study_start_source')}) to {facts.get('study_end')} ({facts.get('study_end_source')})")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -78,7 +78,7 @@ def _read_rules(path: str) -> object:
 
 def run(args: argparse.Namespace) -> int:
 
-    from engine.cli.common import prepare_out_dir, print_table, read_cells
+    from engine.cli.common import input_args, prepare_out_dir, print_table, read_cells
     from engine.errors import ConfigError
     from engine.data.io import write_parquet
     from engine.segmentation._model import CellPoissonModel
@@ -97,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
         from engine.plans.planset import load_plans
 
         template = load_plans(args.plans_template)[0]
-    out = prepare_out_dir(args.out)
+    out = prepare_out_dir(args.out, inputs=input_args(args))
+    if args.save_model:
+        prepare_out_dir(args.save_model, inputs=input_args(args))
     cells = read_cells(args.cells)
     seg = RiskSegmenter(
         method=args.method,
@@ -146,13 +148,14 @@ def _score(args: argparse.Namespace) -> int:
     """Assign members (or cells) to the groups of a saved segmentation; write assignments.parquet."""
     import polars as pl
 
-    from engine.cli.common import parse_date, prepare_out_dir, print_table, read_cells
+    from engine.cli.common import input_args, parse_date, prepare_out_dir, print_table, read_cells
     from engine.errors import ConfigError
     from engine.data.io import read_members, write_parquet
     from engine.segmentation.segmenter import RiskSegmenter
 
     if bool(args.members) == bool(args.cells):
         raise ConfigError("--load: give exactly one of --members or --cells to assign")
+    out = prepare_out_dir(args.out, inputs=input_args(args))  # checked before any work
     seg = RiskSegmenter.load(args.load)
     at = parse_date(args.at, "--at") if args.at else None
     if args.members:
@@ -167,7 +170,6 @@ def _score(args: argparse.Namespace) -> int:
     names = seg.groups_.select(pl.col("group").cast(pl.Int32), "name")
     keep = [c for c in ids if c in frame.columns] + [f for f in seg.features_ if f in frame.columns and f not in ids]
     out_df = frame.select(keep).with_columns(group).join(names, on="group", how="left", maintain_order="left")
-    out = prepare_out_dir(args.out)
     write_parquet(out_df, out / "assignments.parquet")
     counts = out_df.group_by("group", "name").len().sort("group")
     print_table(f"{out_df.height:,} rows assigned to {seg.n_groups_} groups ({out / 'assignments.parquet'})",

@@ -75,10 +75,12 @@ def _cells_from_members(args: argparse.Namespace, adjust: list[str] | None):
 
 def run(args: argparse.Namespace) -> int:
 
-    from engine.cli.common import print_table, read_cells
+    from engine.cli.common import check_writable, input_args, print_table, read_cells
     from engine.errors import ConfigError
     from engine.data.io import write_parquet
     from engine.estimators.select import SelectFactors
+
+    check_writable(args.out, "--out", input_args(args))  # before any work: never onto an input
 
     adjust: list[str] | None = None
     if args.adjust is not None:

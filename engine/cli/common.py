@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine._display import print_table  # noqa: F401  (re-exported for the commands)
@@ -21,15 +24,36 @@ def parse_date(text: str, what: str) -> dt.date:
         raise ConfigError(f"{what}: '{text}' is not a date (YYYY-MM-DD)") from None
 
 
-def prepare_out_dir(path: str | Path, *, force: bool = False, must_be_new: bool = False) -> Path:
-    """Create ``path``; refuse an existing non-empty directory when ``must_be_new`` and not ``force``."""
+#: argparse destinations that name inputs (files, directories, globs, model directories)
+INPUT_ARGS = ("config", "members", "claims", "cells", "model", "pooled", "groups", "rules", "load",
+              "plans_template", "basis")
+
+
+def input_args(args: Any) -> list[str]:
+    """The input paths among a command's parsed arguments (those that exist, or globs)."""
+    return [v for k in INPUT_ARGS if isinstance(v := getattr(args, k, None), str)]
+
+
+def prepare_out_dir(path: str | Path, *, force: bool = False, must_be_new: bool = False,
+                    inputs: Sequence[str | Path | None] = ()) -> Path:
+    """Check and create the output directory ``path`` of a command, before any work.
+
+    Refuses (one-line :class:`OutputError`) what :func:`engine.pipeline.outguard.guard_target` refuses:
+    the root, the home directory, a mount point, a directory that is, contains or lies inside one
+    of ``inputs``, an existing non-empty directory that fentan did not create (and, when
+    ``must_be_new``, any existing non-empty one without ``force``), too little free space.
+    Takes the target's lock until the command ends and marks a new directory as fentan's.
+    """
+    from engine.pipeline.outguard import guard_target, hold_lock, write_marker
+
     p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise OutputError(f"{p}: exists and is not a directory")
-    if must_be_new and p.exists() and any(p.iterdir()) and not force:
-        raise OutputError(f"{p}: output directory exists; use --force to replace its contents")
+    hold_lock(p)
+    guard_target(p, inputs, force=force, replace=must_be_new)
     try:
+        fresh = not p.exists() or not any(p.iterdir())
         p.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            write_marker(p)
         probe = p / ".fentan-write-test"
         probe.write_text("")
         probe.unlink()
@@ -38,11 +62,23 @@ def prepare_out_dir(path: str | Path, *, force: bool = False, must_be_new: bool 
     return p
 
 
-def check_writable(path: str | Path, what: str) -> Path:
-    """Refuse early an output file whose directory cannot be created or written (one line naming ``what``)."""
+def check_writable(path: str | Path, what: str, inputs: Sequence[str | Path | None] = ()) -> Path:
+    """Refuse early an output file whose directory cannot be created or written (one line naming ``what``).
+
+    Also refuses an output file that is one of ``inputs`` or lies inside an input directory
+    (it would replace an input, or be read as one next time).
+    """
+    from engine.pipeline.outguard import input_paths
+
     p = Path(path)
     if p.is_dir():
         raise OutputError(f"{what}: {p} is a directory; give a file name")
+    real = Path(os.path.realpath(os.path.abspath(p)))
+    for inp in input_paths(inputs):
+        if inp == real:
+            raise OutputError(f"{what}: {p}: refusing to write: it is the input {inp}")
+        if inp.is_dir() and inp in real.parents:
+            raise OutputError(f"{what}: {p}: refusing to write: it lies inside the input directory {inp}")
     parent = p.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +100,13 @@ def account_rows(account: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"table": what, "status": "used", "rows": int(acc["used"])})
         for reason, n in sorted(acc.get("set_aside", {}).items()):
             rows.append({"table": what, "status": f"set aside: {reason}", "rows": int(n)})
+        files = acc.get("files")
+        if files and files.get("skipped"):  # files found but not read (named in account.json)
+            kinds: dict[str, int] = {}
+            for why in files["skipped"].values():
+                kinds[why.split(":")[0]] = kinds.get(why.split(":")[0], 0) + 1
+            for why, n in sorted(kinds.items()):
+                rows.append({"table": what, "status": f"files skipped: {why}", "rows": n})
     return rows
 
 
@@ -79,6 +122,6 @@ def read_cells(path: str) -> pl.DataFrame:
 
     files = resolve_paths(path)
     try:
-        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        return pl.concat([pl.read_parquet(f, glob=False) for f in files], how="diagonal_relaxed")
     except Exception as exc:  # unreadable / not Parquet
         raise InputFileError(f"{path}: cannot read cells Parquet ({type(exc).__name__})") from None

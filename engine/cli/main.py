@@ -59,7 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        code = int(args._run(args) or 0)
+        from engine._threads import one_blas_thread
+
+        with one_blas_thread():  # same bytes whatever OPENBLAS_NUM_THREADS (engine._threads)
+            code = int(args._run(args) or 0)
     except EngineError as exc:
         print(f"fentan {args.command}: error: {exc}", file=sys.stderr)
         code = exc.exit_code
@@ -75,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         code = 1
+    finally:
+        from engine.pipeline.outguard import release_locks
+
+        release_locks()
     if argv is None:
         sys.exit(code)
     return code

@@ -11,7 +11,6 @@ an id stored as int in one partition and as string in another is still one id.
 
 from __future__ import annotations
 
-import glob as _glob
 import json
 import os
 import tempfile
@@ -27,33 +26,40 @@ from engine.errors import InputFileError, OutputError
 from engine.data.schema import normalise_claims, normalise_members
 
 PathLike = str | os.PathLike[str]
+#: the value Hive and Spark write for a null partition value
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
 def resolve_paths(path: PathLike | Sequence[PathLike]) -> list[Path]:
-    """Expand a file, a glob, a directory (recursively, ``*.parquet``) or a list of them.
+    """Expand a file, a glob, a directory or a list of them into the data files to read.
 
+    Directories and globs follow the Hive and Spark conventions of :mod:`engine.data.listing`
+    (hidden and ``_`` entries skipped, ``.parquet`` in any case and ``.pq``, each real file once).
     Raises :class:`InputFileError` when nothing matches.
     """
-    if isinstance(path, (list, tuple)):
-        out: list[Path] = []
-        for p in path:
-            out.extend(resolve_paths(p))
-        return out
-    s = os.fspath(path)
-    p = Path(s)
-    if any(ch in s for ch in "*?["):
-        files = sorted(Path(f) for f in _glob.glob(s, recursive=True) if Path(f).is_file())
-        if not files:
-            raise InputFileError(f"{s}: the glob matches no file")
-        return files
-    if p.is_dir():
-        files = sorted(f for f in p.rglob("*.parquet") if f.is_file() and not f.name.startswith((".", "_")))
-        if not files:
-            raise InputFileError(f"{s}: the directory holds no .parquet file")
-        return files
-    if not p.exists():
-        raise InputFileError(f"{s}: no such file or directory")
-    return [p]
+    return [f for f, _ in _listed(path)[0]]
+
+
+def _listed(path: PathLike | Sequence[PathLike]) -> tuple[list[tuple[Path, Path]], dict[str, str]]:
+    """``[(file, hive root)]`` of every input and ``{skipped file: reason}`` (each real file once)."""
+    from engine.data.listing import list_input
+
+    items = list(path) if isinstance(path, (list, tuple)) else [path]
+    files: list[tuple[Path, Path]] = []
+    skipped: dict[str, str] = {}
+    seen: dict[str, Path] = {}
+    for item in items:
+        listing = list_input(item)
+        skipped.update(listing.skipped)
+        root = _hive_root(item)
+        for f in listing.files:
+            real = os.path.realpath(f)
+            if real in seen:
+                skipped[str(f)] = f"duplicate: the same file as {seen[real]}"
+                continue
+            seen[real] = f
+            files.append((f, root))
+    return files, skipped
 
 
 def _hive_root(path: PathLike) -> Path:
@@ -63,20 +69,23 @@ def _hive_root(path: PathLike) -> Path:
     wildcards; a file's root is its own directory (no partition columns). So a
     ``=`` in a parent directory of the data (``/data/run=3/``) never becomes a column.
     """
+    from engine.data.listing import glob_root, is_glob
+
     s = os.fspath(path)
     p = Path(s)
-    if any(ch in s for ch in "*?["):
-        parts: list[str] = []
-        for part in p.parts:
-            if any(ch in part for ch in "*?["):
-                break
-            parts.append(part)
-        return Path(*parts) if parts else Path(".")
+    if is_glob(s):
+        return glob_root(s)
     return p if p.is_dir() else p.parent
 
 
-def _hive_values(file: Path, root: Path) -> dict[str, str]:
-    """Return ``key=value`` directory segments between ``root`` and ``file``."""
+def _hive_values(file: Path, root: Path) -> dict[str, str | None]:
+    """Return ``key=value`` directory segments between ``root`` and ``file``.
+
+    Keys and values are URL-decoded (``city=S%C3%A3o%20Paulo``); ``__HIVE_DEFAULT_PARTITION__``
+    is null.
+    """
+    from urllib.parse import unquote
+
     try:
         parts = file.parent.relative_to(root).parts
     except ValueError:
@@ -88,7 +97,7 @@ def _hive_values(file: Path, root: Path) -> dict[str, str]:
     for seg in parts:
         if "=" in seg:
             k, v = seg.split("=", 1)
-            out[k] = v
+            out[unquote(k)] = None if v == HIVE_NULL else unquote(v)
     return out
 
 
@@ -98,7 +107,7 @@ def file_schema(file: Path) -> pl.Schema:
         if file.stat().st_size == 0:
             raise InputFileError(f"{file}: the file is empty (0 bytes)")
         pq.read_schema(file)
-        return pl.read_parquet_schema(file)
+        return pl.scan_parquet(file, glob=False, hive_partitioning=False).collect_schema()
     except InputFileError:
         raise
     except Exception as exc:  # pyarrow raises several types for bad files
@@ -111,23 +120,22 @@ def scan_normalised(
     normaliser: Callable[[pl.LazyFrame, pl.Schema, str], pl.LazyFrame],
 ) -> pl.LazyFrame:
     """Scan every file under ``path``, normalise each to the contract, and concatenate."""
-    items = list(path) if isinstance(path, (list, tuple)) else [path]
-    files = [(f, _hive_root(item)) for item in items for f in resolve_paths(item)]
+    files, skipped = _listed(path)
     if not files:
         raise InputFileError("no input path given")
     frames = []
-    hive_keys: dict[str, list[str]] = {}
+    hive_keys: dict[str, list[str | None]] = {}
     per_file = []
     for f, root in files:
         hv = _hive_values(f, root)
         for k, v in hv.items():
             hive_keys.setdefault(k, []).append(v)
         per_file.append((f, file_schema(f), hv))
-    hive_int = {k: all(v.lstrip("-").isdigit() for v in vs) for k, vs in hive_keys.items()}
+    hive_int = {k: all(_int_text(v) for v in vs if v is not None) for k, vs in hive_keys.items()}
     for f, schema, hv in per_file:
-        lf = pl.scan_parquet(f, hive_partitioning=False)
+        lf = pl.scan_parquet(f, hive_partitioning=False, glob=False)  # a literal path, never a pattern
         extra = [
-            pl.lit(int(v) if hive_int[k] else v, dtype=pl.Int64 if hive_int[k] else pl.String).alias(k)
+            pl.lit(int(v) if hive_int[k] and v is not None else v, dtype=pl.Int64 if hive_int[k] else pl.String).alias(k)
             for k, v in hv.items()
             if k not in schema
         ]
@@ -145,7 +153,14 @@ def scan_normalised(
             raise InputFileError(f"{path}: partitions cannot be combined: {_type_clash(frames, files, exc)}") from None
     # the files behind the frame: a decoding error found later (engine.validate) names the file
     out._fentan_sources = [str(f) for f, _ in files]  # type: ignore[attr-defined]
+    out._fentan_skipped = skipped  # type: ignore[attr-defined]  # named in the row account
     return out
+
+
+def _int_text(v: str) -> bool:
+    """An integer written without leading zeros (``7``, ``-3``, ``0``; not ``007``): Int64 partition values."""
+    body = v[1:] if v.startswith("-") else v
+    return body.isdigit() and body.isascii() and (body == "0" or not body.startswith("0"))
 
 
 def _type_clash(frames: list[pl.LazyFrame], files: list[tuple[Path, Path]], exc: Exception) -> str:
@@ -208,8 +223,15 @@ def atomic_path(final: PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, final)
-    except BaseException:
+    except OSError as exc:  # disk full, read-only, quota: one line naming the file
         tmp_path.unlink(missing_ok=True)
+        raise OutputError(f"{final}: cannot write ({exc.strerror or exc})") from None
+    except BaseException as exc:
+        tmp_path.unlink(missing_ok=True)
+        text = str(exc)
+        for why in ("No space left on device", "Read-only file system", "Disk quota exceeded"):
+            if why in text:  # a writer library's error wrapping the OS error
+                raise OutputError(f"{final}: cannot write ({why})") from None
         raise
 
 

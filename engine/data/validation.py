@@ -10,11 +10,14 @@ required column, ``date_out_of_range`` (a date before ``min_date`` or after
 ``max_date``), ``unknown_sex``, ``birth_in_future`` (birth after ``as_of``),
 ``birth_after_join``, ``exit_before_join``, ``implausible_age`` (older than
 ``MAX_AGE_AT_JOIN`` = 110 at joining, i.e. more than 111 x 365.25 days between
-birth and join: a placeholder birth date such as 1900-01-01), then ``duplicate_member_id`` (every
+birth and join: a placeholder birth date such as 1900-01-01), ``join_after_as_of``
+and ``exit_after_as_of`` (a join or exit after the data's as-of date), then ``duplicate_member_id`` (every
 row of an id that occurs more than once: which one is right is unknowable).
 
 Claim reasons: ``null_<column>``, ``nonfinite_amount`` (NaN or inf),
-``nonpositive_amount``, ``date_out_of_range``, ``duplicate_claim_row`` (an exact
+``nonpositive_amount``, ``implausible_amount`` (above ``max_amount``: 10 x the largest configured
+benefit in ``fentan run``, else 10^10), ``date_out_of_range``, ``event_after_as_of``,
+``approval_after_as_of`` (an event or approval after the data's as-of date), ``duplicate_claim_row`` (an exact
 copy of an earlier row: the first is kept), ``duplicate_claim_id`` (every row
 of an id whose rows disagree), ``unknown_member`` (no member row has that id)
 and ``member_set_aside`` (the member exists but was set aside).
@@ -37,10 +40,15 @@ import numpy as np
 import polars as pl
 
 from engine._results import ResultMixin
+from engine.data._coerce import api_input
 from engine.errors import DataError, EngineError, InputFileError, SchemaError
 from engine.data.schema import CLAIM_REQUIRED, MEMBER_REQUIRED, NULLABLE, SEX_CODES
 from engine.conventions import DAYS_PER_YEAR
 
+#: largest plausible claim amount when no benefit is configured (CNY); ``fentan run`` uses
+#: ``AMOUNT_BENEFIT_FACTOR`` x the largest benefit of its plans instead
+DEFAULT_MAX_AMOUNT = 1e10
+AMOUNT_BENEFIT_FACTOR = 10.0
 MIN_DATE = dt.date(1900, 1, 1)
 MAX_DATE = dt.date(2100, 12, 31)
 #: oldest plausible age at joining (years); older means a placeholder birth date such as 1900-01-01
@@ -120,14 +128,20 @@ def _date_rule(cols: list[str], schema: pl.Schema, lo: dt.date, hi: dt.date) -> 
     return pl.any_horizontal(conds).fill_null(False) if conds else pl.lit(False)
 
 
-def claim_rules(schema: pl.Schema, min_date: dt.date, max_date: dt.date) -> pl.Expr:
+def claim_rules(schema: pl.Schema, min_date: dt.date, max_date: dt.date, as_of: dt.date | None = None,
+                max_amount: float = DEFAULT_MAX_AMOUNT) -> pl.Expr:
     """The row-local claim rules as one ``reason`` expression (see module Notes)."""
     rules = [(f"null_{c}", pl.col(c).is_null()) for c in CLAIM_REQUIRED if c not in NULLABLE]
     rules += [
         ("nonfinite_amount", ~pl.col("amount").is_finite()),
         ("nonpositive_amount", pl.col("amount") <= 0),
+        ("implausible_amount", pl.col("amount") > max_amount),
         ("date_out_of_range", _date_rule(["event_date", "approved_date"], schema, min_date, max_date)),
     ]
+    if as_of is not None:
+        rules.append(("event_after_as_of", pl.col("event_date") > as_of))
+        if "approved_date" in schema:
+            rules.append(("approval_after_as_of", (pl.col("approved_date") > as_of).fill_null(False)))
     return _first_reason(rules)
 
 
@@ -143,6 +157,17 @@ def _sources(frame: Any) -> list[str]:
     return list(getattr(frame, "_fentan_sources", None) or [])
 
 
+def _files(frame: Any) -> dict[str, Any] | None:
+    """The files found but not read behind a frame read by :mod:`engine.data.io`, with the reasons.
+
+    (The files read are not counted here, so the account is the same for any layout of the same
+    rows; ``fentan run`` records them in ``run.json``.)
+    """
+    if getattr(frame, "_fentan_sources", None) is None:
+        return None
+    return {"skipped": dict(sorted((getattr(frame, "_fentan_skipped", None) or {}).items()))}
+
+
 def _collect(lf: pl.LazyFrame, sources: list[str], what: str) -> pl.DataFrame:
     """Collect ``lf``; a decoding failure becomes a one-line :class:`InputFileError` naming the file."""
     try:
@@ -151,7 +176,7 @@ def _collect(lf: pl.LazyFrame, sources: list[str], what: str) -> pl.DataFrame:
         msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         for f in sources:  # error path only: find the file that cannot be decoded
             try:
-                pl.read_parquet(f)
+                pl.read_parquet(f, glob=False)
             except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as exc1:  # noqa: B014
                 one = (str(exc1).strip().splitlines() or [type(exc1).__name__])[0]
                 raise InputFileError(f"{f}: the data cannot be decoded, the file is corrupt ({one})") from None
@@ -188,6 +213,8 @@ def _member_rule_list(schema: pl.Schema, as_of: dt.date, min_date: dt.date, max_
         ("exit_before_join", (pl.col("exit_date") < pl.col("join_date")).fill_null(False)),
         ("implausible_age", (pl.col("join_date").cast(pl.Int32) - pl.col("birth_date").cast(pl.Int32))
          > int((MAX_AGE_AT_JOIN + 1) * DAYS_PER_YEAR)),
+        ("join_after_as_of", pl.col("join_date") > as_of),
+        ("exit_after_as_of", (pl.col("exit_date") > as_of).fill_null(False)),
     ]
     return rules
 
@@ -231,6 +258,7 @@ def _member_codes(
     return df, codes, hashes
 
 
+@api_input(frames=("members", "claims"), dates=("as_of", "min_date", "max_date"))
 def validate(
     members: pl.LazyFrame | pl.DataFrame,
     claims: pl.LazyFrame | pl.DataFrame,
@@ -238,14 +266,19 @@ def validate(
     as_of: dt.date | None = None,
     min_date: dt.date = MIN_DATE,
     max_date: dt.date = MAX_DATE,
+    as_of_source: str = "as_of",
+    max_amount: float = DEFAULT_MAX_AMOUNT,
 ) -> ValidationResult:
     """Apply the data-contract rules and account for every row.
 
     Parameters
     ----------
     members, claims : frames already in the contract dtypes (see :func:`engine.read_members`).
-    as_of : date after which a birth date is "in the future" (default: today).
+    as_of : the data's as-of date: a birth, join, exit, event or approval after it is set aside
+        (default: derived from the claims, :func:`engine.data.window.derive_as_of`).
     min_date, max_date : plausible date range; dates outside are set aside.
+    as_of_source : what defined an ``as_of`` given here (recorded in the account).
+    max_amount : largest plausible claim amount; a larger one is set aside (``implausible_amount``).
 
     Returns
     -------
@@ -253,16 +286,21 @@ def validate(
 
     Notes
     -----
-    Account identity, checked: ``read = used + sum(set_aside)`` for members and claims.
+    Account identity, checked: ``read = used + sum(set_aside)`` for members and claims. The
+    account also holds ``as_of``: ``{"date", "source"}`` (what defined the as-of date).
 
     The members are read once: every row rule is one integer-coded expression
     evaluated in that pass, duplicate ids are found on 64-bit hashes of the ids
     (confirmed exactly on the few candidate rows), and claimants' ids are looked up
     the same way. Clean and set-aside rows keep the input order.
     """
-    as_of = as_of or dt.date.today()
     c = _rename_reserved(claims.lazy(), _sources(claims))
     c_schema = c.collect_schema()
+    craw = _collect(c.with_row_index("__fentan_row"), _sources(claims), "claims")  # decoding errors name the file
+    if as_of is None:
+        from engine.data.window import derive_as_of
+
+        as_of, as_of_source = derive_as_of(craw.lazy())
 
     mdf, codes, hashes = _member_codes(_rename_reserved(members.lazy(), _sources(members)), as_of, min_date, max_date, _sources(members))
     m_read = mdf.height
@@ -276,7 +314,8 @@ def validate(
         clean_df = mdf.drop("__fentan_code")
     m_used = m_read - n_bad
 
-    cdf = _collect(c.with_columns(claim_rules(c_schema, min_date, max_date)).with_row_index("__fentan_row"), _sources(claims), "claims")
+    cdf = craw.with_columns(claim_rules(c_schema, min_date, max_date, as_of, max_amount))
+    del craw
     # claimants' ids among the members: known ids, and those with a clean row (an id with a
     # clean row has exactly one row, so "known and not clean" means set aside)
     claimant_ids = cdf.get_column("member_id").drop_nulls().unique()
@@ -315,5 +354,9 @@ def validate(
     account = {
         "members": _account(m_read, m_used, rejected_members, "members"),
         "claims": _account(cdf.height, clean_claims.height, rejected_claims, "claims"),
+        "as_of": {"date": as_of.isoformat(), "source": as_of_source},
     }
+    for what, frame in (("members", members), ("claims", claims)):
+        if (files := _files(frame)) is not None:  # every file found: read, or skipped with its reason
+            account[what]["files"] = files
     return ValidationResult(clean_df.lazy(), clean_claims.lazy(), rejected_members, rejected_claims, account)

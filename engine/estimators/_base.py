@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.data._coerce import api_input
 from engine._estimator import Estimator, predict_rates
 from engine.errors import DataError
 from engine.estimators.features import member_covariates
@@ -64,6 +65,7 @@ class RateModel(Estimator):
         _warn_renamed(type(self).__name__, "predict_rate", "predict")
         return self.predict(cells)
 
+    @api_input(frames=("cells",))
     def predict_claims(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """Predicted claims per row: rate x ``exposure_years``."""
         df = _frame(cells)
@@ -71,12 +73,14 @@ class RateModel(Estimator):
             raise DataError(f"cells: column '{self.exposure_col}' is required to predict claims")
         return self.predict(df) * df.get_column(self.exposure_col).cast(pl.Float64).to_numpy()
 
+    @api_input(frames=("cells",))
     def score(self, cells: pl.DataFrame | pl.LazyFrame) -> float:
         """Exposure-weighted mean Poisson deviance on ``cells`` (lower is better; see :mod:`engine.estimators.metrics`)."""
         df = _frame(cells)
         return mean_poisson_deviance(df.get_column(self.claims_col).to_numpy(), self.predict_claims(df),
                                      df.get_column(self.exposure_col).to_numpy())
 
+    @api_input(frames=("members",), dates=("at",))
     def predict_members(self, members: pl.DataFrame | pl.LazyFrame, at: dt.date) -> pl.DataFrame:
         """Predicted annual rate of each member sharing on ``at`` (see :func:`score_members`)."""
         return score_members(self, members, at)
@@ -107,6 +111,7 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+@api_input(frames=("members",), dates=("at",))
 def score_members(model: Any, members: pl.DataFrame | pl.LazyFrame, at: dt.date) -> pl.DataFrame:
     """Predicted annual incidence rate of every member sharing on day ``at``.
 

@@ -37,6 +37,7 @@ import numpy as np
 import polars as pl
 
 from engine._estimator import Estimator, _warn_renamed, renamed_param
+from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError, ModelError
 from engine.conventions import CREDIBILITY_PROBABILITY, CREDIBILITY_TOLERANCE, FULL_CREDIBILITY_CLAIMS, full_credibility_standard
 
@@ -188,6 +189,7 @@ class BuhlmannStraub(Estimator):
                 raise DataError(f"BuhlmannStraub.fit: column {col!r} has negative values")
         return keys
 
+    @api_input(frames=("cells",))
     def fit(self, cells: pl.DataFrame) -> BuhlmannStraub:
         """Estimate the structural parameters and credibility factors from cells.
 
@@ -326,6 +328,7 @@ class BuhlmannStraub(Estimator):
             "n_groups": self.n_groups_,
         }
 
+    @api_input(frames=("cells",))
     def predict(self, cells: pl.DataFrame) -> np.ndarray:
         """Credibility rate (expected annual rate) of each row of ``cells``, by its group.
 
@@ -335,6 +338,7 @@ class BuhlmannStraub(Estimator):
         """
         return self.transform(cells).get_column("credibility_rate").cast(pl.Float64).fill_null(np.nan).to_numpy()
 
+    @api_input(frames=("cells",))
     def transform(self, cells: pl.DataFrame) -> pl.DataFrame:
         """Attach ``Z`` and ``credibility_rate`` to rows of ``cells`` by group.
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError
 
 
@@ -97,6 +98,7 @@ def expected_claims(
     return (j[exposure_col] * j["rate"].fill_null(0.0)).alias("expected")
 
 
+@api_input(frames=("cells",))
 def incidence(
     cells: pl.DataFrame | pl.LazyFrame,
     by: Sequence[str] = ("age", "sex"),

@@ -102,9 +102,9 @@ def quantile_knots(ages: np.ndarray, weights: np.ndarray, df: int, degree: int =
 
 
 def _levels(df: pl.DataFrame, col: str) -> list[str]:
-    s = df.get_column(col)
-    if s.null_count():
-        raise DataError(f"cells: column '{col}' has {s.null_count()} null values")
+    from engine.data.factor_levels import as_levels
+
+    s = as_levels(df.get_column(col))  # a null is the level "missing"
     return [str(v) for v in s.unique().sort().to_list()]
 
 
@@ -189,9 +189,9 @@ def _age_knots(df: pl.DataFrame, age_df: int, how: str, claims_col: str, exposur
 
 
 def _factor_block(df: pl.DataFrame, name: str, levels: list[str], ref: str) -> tuple[np.ndarray, list[str]]:
-    s = df.get_column(name)
-    if s.null_count():
-        raise DataError(f"cells: column '{name}' has {s.null_count()} null values")
+    from engine.data.factor_levels import as_levels
+
+    s = as_levels(df.get_column(name))  # a null is the level "missing"
     codes = s.cast(pl.String).replace_strict(levels, list(range(len(levels))), default=None, return_dtype=pl.Int64)
     if codes.null_count():
         bad = s.cast(pl.String).filter(codes.is_null()).unique().sort().to_list()

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError, ModelError
 from engine.estimators.features import default_factors
 from engine.estimators._base import RateModel, _frame, _jsonable, aggregate_cells, data_fingerprint
@@ -99,7 +100,11 @@ class PoissonGBM(RateModel):
             if f not in df.columns:
                 raise DataError(f"cells: column '{f}' is required by the model")
             s = df.get_column(f)
-            if s.null_count():
+            if f in self.levels_:  # a null factor is the level "missing" (engine.data.factor_levels)
+                from engine.data.factor_levels import as_levels
+
+                s = as_levels(s)
+            elif s.null_count():
                 raise DataError(f"cells: column '{f}' has {s.null_count()} null values")
             if f in self.levels_:
                 lv = self.levels_[f]
@@ -113,6 +118,7 @@ class PoissonGBM(RateModel):
                 cols.append(s.cast(pl.Float64).to_numpy())
         return np.column_stack(cols) if cols else np.zeros((df.height, 0))
 
+    @api_input(frames=("cells",))
     def fit(self, cells: pl.DataFrame | pl.LazyFrame) -> PoissonGBM:
         """Fit on cells; returns self."""
         from sklearn.ensemble import HistGradientBoostingRegressor
@@ -134,7 +140,9 @@ class PoissonGBM(RateModel):
                 raise ConfigError(f"categorical: '{c}' is not one of the features {feats}")
         train = aggregate_cells(df, feats, self.exposure_col, self.claims_col)
         self.features_ = feats
-        self.levels_ = {c: [str(v) for v in train.get_column(c).unique().sort().to_list()] for c in cats}
+        from engine.data.factor_levels import as_levels
+
+        self.levels_ = {c: [str(v) for v in as_levels(train.get_column(c)).unique().sort().to_list()] for c in cats}
         for c, lv in self.levels_.items():
             if len(lv) > 255:
                 raise ConfigError(f"categorical: '{c}' has {len(lv)} levels; at most 255 are supported")
@@ -163,6 +171,7 @@ class PoissonGBM(RateModel):
         self._check_fitted()
         return list(self.features_)
 
+    @api_input(frames=("cells",))
     def predict(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """Predicted annual incidence rate per row of ``cells``."""
         self._check_fitted()

@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from engine._estimator import Estimator, predict_rates
+from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError, ModelError
 from engine.estimators._base import RateModel, _frame, _jsonable, aggregate_cells, data_fingerprint, score_members
 from engine.estimators._glm_checks import divergence
@@ -167,6 +168,7 @@ class PoissonGLM(RateModel):
                 "terms": 1 + len(self.feature_names_), "deviance": self.deviance_,
                 "null deviance": self.null_deviance_, "converged": self.converged_}
 
+    @api_input(frames=("cells",))
     def fit(self, cells: pl.DataFrame | pl.LazyFrame) -> PoissonGLM:
         """Fit on cells (``exposure_years``, ``claims`` and the model's keys); returns self."""
         from engine.estimators.crude import _check_level
@@ -223,12 +225,14 @@ class PoissonGLM(RateModel):
         self._check_fitted()
         return spec_columns(self.spec_)
 
+    @api_input(frames=("cells",))
     def linear_predictor(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """log(rate) per row of ``cells``."""
         self._check_fitted()
         X, _ = design_matrix(_frame(cells), self.spec_)
         return self.intercept_ + X @ self.coef_
 
+    @api_input(frames=("cells",))
     def predict(self, cells: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
         """Predicted annual incidence rate (claims per exposure-year) per row of ``cells``."""
         return np.exp(self.linear_predictor(cells))

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError
 
 
@@ -56,6 +57,7 @@ def mean_poisson_deviance(claims: Any, predicted_claims: Any, exposure: Any) -> 
     return float(poisson_deviance(d[keep], m[keep]).sum() / e[keep].sum())
 
 
+@api_input(frames=("cells",))
 def split_cells(
     cells: pl.DataFrame, test_size: float = 0.25, random_state: int = 0, method: str = "hash",
     keys: Sequence[str] | None = None, seed: int | None = None,

@@ -44,6 +44,7 @@ import numpy as np
 import polars as pl
 
 from engine._estimator import Estimator, renamed_param
+from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError, ModelError
 from engine.cells._exposure import band_labels
 from engine.estimators.crude import garwood_interval
@@ -232,6 +233,7 @@ class SelectFactors(Estimator):
         return cells
 
     # ----------------------------------------------------------------- fit
+    @api_input(frames=("cells",))
     def fit(self, cells: pl.DataFrame) -> SelectFactors:
         """Fit the duration-band factors on cells (see class docstring)."""
         cells = self._prepare(cells)
@@ -430,6 +432,7 @@ class SelectFactors(Estimator):
         return ax
 
 
+@api_input(frames=("cells",))
 def select_factors(cells: pl.DataFrame, **kwargs: Any) -> pl.DataFrame:
     """Duration-band incidence factors as a polars DataFrame.
 

@@ -49,12 +49,20 @@ def stage_validate(ctx: RunState) -> None:
     """Read and validate members and claims; fix the study window."""
     from engine.data.io import read_claims, read_members
     from engine.data.validation import validate
+    from engine.data.window import study_window
 
     from engine.data.schema import MEMBER_OPTIONAL, MEMBER_REQUIRED
 
     cfg = ctx.cfg
     ctx.plansets = plansets(ctx)  # plan files are checked before the data is read
-    res = validate(read_members(cfg.data.members), read_claims(cfg.data.claims), as_of=cfg.data.as_of)
+    mlf = read_members(cfg.data.members)
+    schema = mlf.collect_schema()  # from the footers: the factors are checked before any data is read
+    missing = [f for f in cfg.study.factors if f not in schema]
+    if missing:
+        raise ConfigError(f"{cfg.source}: study.factors: members have no column '{missing[0]}'")
+    check_factor_types(schema, cfg.study.factors, f"{cfg.source}: study.factors")
+    res = validate(mlf, read_claims(cfg.data.claims), as_of=cfg.data.as_of,
+                   as_of_source="data.as_of (the configuration)", max_amount=_max_amount(ctx.plansets))
     res.require_usable(str(cfg.data.members))
     # canonical row order (ids are unique after validation): every later step sees the same rows in the
     # same order whatever the files' partitioning or row order, so sequential sums give the same bits
@@ -63,24 +71,46 @@ def stage_validate(ctx: RunState) -> None:
     claims = res.claims.collect()
     claims = claims.drop([c for c in ("eligible", "reason") if c in claims.columns])
     claims = claims.sort([c for c in ("claim_id", "member_id", "event_date") if c in claims.columns], nulls_last=True)
-    start = cfg.study.start or members["join_date"].min()
-    last = [members["join_date"].max()]
-    if claims.height:
-        last.append(claims["event_date"].max())
-    end = cfg.study.end or cfg.data.as_of or max(d for d in last if d is not None)
+    as_of = dt.date.fromisoformat(res.account["as_of"]["date"])
+    win = study_window(cfg.study.start, cfg.study.end, as_of, res.account["as_of"]["source"], members, claims,
+                       where="study")
+    start, end = win["study_start"], win["study_end"]
     if end < start:
-        raise ConfigError(f"{cfg.source}: study.end: {end} is before the study start {start}")
-    missing = [f for f in cfg.study.factors if f not in members.columns]
-    if missing:
-        raise ConfigError(f"{cfg.source}: study.factors: members have no column '{missing[0]}'")
+        raise ConfigError(f"{cfg.source}: study.end: {end} ({win['study_end_source']}) is before the study start "
+                          f"{start} ({win['study_start_source']})")
+    from engine.data.factor_levels import fill_missing
+
+    members = fill_missing(members, cfg.study.factors)  # a null factor is the level "missing", in every stage
     ctx.validation, ctx.members, ctx.claims, ctx.start, ctx.end = res, members, claims, start, end
+    ctx.window = {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in win.items()}
     ctx.facts.update(study_start=start.isoformat(), study_end=end.isoformat())
+    ctx.facts.update(ctx.window)
+
+
+def _max_amount(plansets: tuple[Any, list[tuple[str, Any]]]) -> float:
+    """Largest plausible claim amount: 10 x the largest benefit of the configured plans."""
+    from engine.data.validation import AMOUNT_BENEFIT_FACTOR, DEFAULT_MAX_AMOUNT
+
+    pooled, files = plansets
+    sets = [p for p in (pooled, *(f for _, f in files)) if p is not None]
+    top = max((b.amount for ps in sets for plan in ps.plans for b in plan.benefits), default=0.0)
+    return AMOUNT_BENEFIT_FACTOR * top if top > 0 else DEFAULT_MAX_AMOUNT
+
+
+def check_factor_types(schema: pl.Schema, factors: list[str], where: str) -> None:
+    """Refuse a rating factor whose type cannot be a level (a struct, list, array or binary column)."""
+    for f in factors:
+        dtype = schema.get(f)
+        if dtype is not None and (dtype.is_nested() or dtype in (pl.Binary, pl.Object)):
+            raise ConfigError(f"{where}: column '{f}' is of type {dtype}; a rating factor must be a string, "
+                              "integer, boolean or category column")
 
 
 def account(ctx: RunState) -> dict[str, Any]:
     """Row account: validation plus the claims set aside at exposure time; identity checked."""
     res = ctx.validation
-    acc = {k: {"read": int(v["read"]), "used": int(v["used"]), "set_aside": dict(v["set_aside"])}
+    acc = {k: {"read": int(v["read"]), "used": int(v["used"]), "set_aside": dict(v["set_aside"]),
+               **({"files": v["files"]} if "files" in v else {})}
            for k, v in res.account.items() if isinstance(v, dict) and "read" in v}
     rej = ctx.exposure_rejected
     if rej is not None:
@@ -95,6 +125,8 @@ def account(ctx: RunState) -> dict[str, Any]:
         a["identity_holds"] = a["read"] == a["used"] + a["set_aside_total"]
         if not a["identity_holds"]:
             raise RuntimeError(f"internal: {what}: read {a['read']} != used {a['used']} + set aside {a['set_aside_total']}")
+    if ctx.window:  # what defined the as-of date and the study window
+        acc["window"] = dict(ctx.window)
     return acc
 
 

@@ -46,6 +46,8 @@ class RunState:
     claims: pl.DataFrame | None = None
     start: dt.date | None = None
     end: dt.date | None = None
+    #: validate: the as-of date and study window, each with what defined it (ISO dates)
+    window: dict[str, Any] = field(default_factory=dict)
     #: exposure: cells by period and ``by``; select cells by duration band; claims set aside at exposure time
     cells: pl.DataFrame | None = None
     select_cells: pl.DataFrame | None = None

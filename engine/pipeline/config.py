@@ -20,7 +20,9 @@ from engine.conventions import ANNUAL_CAP_CNY, FEE, FULL_CREDIBILITY_CLAIMS, PER
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a number must be a TOML number and a boolean a TOML boolean ("90", "no" and
+    # true are refused for numbers); dates may be TOML dates or ISO text
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class DataSection(_Section):
@@ -28,14 +30,14 @@ class DataSection(_Section):
 
     members: str
     claims: str
-    as_of: dt.date | None = None
+    as_of: dt.date | None = Field(None, strict=False)
 
 
 class StudySection(_Section):
     """The experience study window and exposure conventions."""
 
-    start: dt.date | None = None
-    end: dt.date | None = None
+    start: dt.date | None = Field(None, strict=False)
+    end: dt.date | None = Field(None, strict=False)
     period: Literal["month", "quarter", "year"] = "month"
     waiting_days: int = Field(WAITING_DAYS, ge=0, le=3650)
     terminate_on_claim: bool = True
@@ -104,6 +106,21 @@ class ProjectionSection(_Section):
     chunk_size: int = Field(2048, ge=1)
     extra: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("extra")
+    @classmethod
+    def _extra(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """Checked with the configuration, before any data is read (the keys of :func:`engine.project`)."""
+        bad = sorted(set(v) & {"horizon", "n_scenarios", "seed", "chunk_size"})
+        if bad:
+            raise ValueError(f"{bad[0]}: set it in [projection] directly")
+        from engine.projection.assumptions import make_assumptions
+
+        try:
+            make_assumptions(**v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
 
 class PlansSection(_Section):
     """Plan files to compare (paths to TOML plan sets)."""
@@ -160,7 +177,14 @@ def _fmt(err: dict[str, Any]) -> str:
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
         msg = "unknown key"
+    elif "input" in err and err.get("type", "").endswith(("_type", "_parsing")):
+        msg = f"{msg}, got {err['input']!r} ({_toml_type(err['input'])})"
     return f"{loc}: {msg}" if loc else msg
+
+
+def _toml_type(v: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
+            dict: "a table"}.get(type(v), type(v).__name__)
 
 
 def config_from_dict(raw: dict[str, Any], where: str = "<config>", base: Path | None = None) -> RunConfig:
@@ -190,6 +214,8 @@ def load_config(path: str | Path) -> RunConfig:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"{p}: no such configuration file")
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory, not a configuration file (give the TOML file)")
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

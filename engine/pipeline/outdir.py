@@ -27,26 +27,31 @@ import ctypes
 import errno
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from engine.errors import OutputError
+from engine.pipeline.outguard import MARKER, guard_target, target_lock, write_marker
 
-__all__ = ["check_target", "staged_output", "recover", "exchange"]
+__all__ = ["check_target", "staged_output", "recover", "exchange", "MARKER"]
 
 _AT_FDCWD = -100
+#: errors of writing the outputs (reported in one line naming the path; nothing is left behind)
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EACCES)
 _RENAME_EXCHANGE = 2
 
 
-def check_target(target: str | Path, *, force: bool) -> Path:
-    """Refuse an existing non-empty ``target`` unless ``force``; check the parent is writable."""
+def check_target(target: str | Path, *, force: bool, inputs: Sequence[str | Path | None] = ()) -> Path:
+    """Check ``target`` before any work (see :func:`engine.pipeline.outguard.guard_target`); create its parent.
+
+    Refuses an existing non-empty directory unless ``force`` and fentan created it (marker file),
+    the root, the home directory, a mount point, a target that is, contains or lies inside one
+    of ``inputs``, an unwritable parent and a nearly full filesystem.
+    """
     t = Path(target)
     recover(t)
-    if t.exists() and not t.is_dir():
-        raise OutputError(f"{t}: exists and is not a directory")
-    if t.exists() and any(t.iterdir()) and not force:
-        raise OutputError(f"{t}: output directory exists; use --force to replace it")
+    guard_target(t, inputs, force=force)
     parent = t.resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -88,21 +93,41 @@ def recover(target: str | Path) -> None:
 
 
 @contextmanager
-def staged_output(target: str | Path, *, force: bool = False) -> Iterator[Path]:
+def staged_output(target: str | Path, *, force: bool = False,
+                  inputs: Sequence[str | Path | None] = ()) -> Iterator[Path]:
     """Yield a staging directory; on success swap it in place of ``target`` (see the module notes).
 
-    An exception inside the block removes the staging directory and leaves ``target`` untouched.
+    The target is locked for the whole block (a concurrent run to it refuses) and checked by
+    :func:`check_target` against ``inputs`` first. The staging directory gets the fentan marker
+    file. An exception inside the block removes the staging directory and leaves ``target``
+    untouched; an ``OSError`` there (disk full, read-only) becomes a one-line :class:`OutputError`.
     """
-    t = check_target(target, force=force).resolve()
+    with target_lock(target):
+        with _staged(target, force=force, inputs=inputs) as stage:
+            yield stage
+
+
+@contextmanager
+def _staged(target: str | Path, *, force: bool, inputs: Sequence[str | Path | None]) -> Iterator[Path]:
+    t = check_target(target, force=force, inputs=inputs).resolve()
     parent = t.parent
     staging = parent / f".{t.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir()
+        write_marker(staging)
     except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
         raise OutputError(f"{parent}: cannot write here ({exc.strerror})") from None
     try:
         yield staging
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        where = exc.filename or t
+        raise OutputError(f"{where}: cannot write the outputs ({exc.strerror or exc}); nothing was changed "
+                          f"in {t}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

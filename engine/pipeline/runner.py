@@ -102,7 +102,10 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
     ----------
     config : a :class:`engine.pipeline.config.RunConfig` or the path of its TOML file.
     out : output directory (default: ``fentan-run`` beside the configuration file).
-    force : replace an existing output directory.
+    force : replace an existing output directory (only one fentan created: it holds the
+        ``.fentan-output`` marker). The target is checked before any work: never the root, the
+        home directory, a mount point, nor a directory that is, contains or lies inside an input
+        (:func:`engine.pipeline.outguard.guard_target`); a concurrent run to the same target refuses.
     dry_run : validate the configuration and the data, compute the row account, write nothing.
     quiet : print nothing. progress : show a progress line per stage on stderr.
     memory_limit : peak memory allowed (bytes or ``'8GB'``); default ``[run] memory_limit``, else
@@ -120,10 +123,19 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
     ineligible at exposure time (waiting period, before joining, after exit, ...).
     A violation is an internal error.
     """
+    from engine._threads import one_blas_thread
+
+    with one_blas_thread():  # same bytes whatever the BLAS thread count (engine._threads)
+        return _run(config, out, force=force, dry_run=dry_run, quiet=quiet, progress=progress,
+                    memory_limit=memory_limit)
+
+
+def _run(config: RunConfig | str | Path, out: str | Path | None, *, force: bool, dry_run: bool, quiet: bool,
+         progress: bool, memory_limit: str | int | None) -> RunResult:
     import engine.pipeline._plan_stages as bp
     import engine.pipeline._stages as bs
     from engine.pipeline._state import RunState
-    from engine.pipeline.outdir import staged_output
+    from engine.pipeline.outdir import MARKER, staged_output
 
     cfg = _as_config(config)
     if out is None:
@@ -140,7 +152,7 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
         acc = bs.account(ctx)
         return RunResult(None, acc, facts=ctx.facts, timings=timings)
     started = dt.datetime.now(dt.timezone.utc)
-    with staged_output(out, force=force) as stage, _Progress(show) as pg:
+    with staged_output(out, force=force, inputs=run_inputs(cfg)) as stage, _Progress(show) as pg:
         ctx = RunState(cfg, stage)
         ctx.memory_check = mem.as_dict()
         (stage / "rejected").mkdir()
@@ -159,8 +171,14 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
         summ = bp.summary(ctx)
         _timed("report", lambda: _finish(ctx, acc, summ, timings), pg, timings)
         _run_record(ctx, started, timings)
-        files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
+        files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file() and p.name != MARKER)
     return RunResult(Path(out), acc, summ, ctx.facts, files, timings)
+
+
+def run_inputs(cfg: RunConfig) -> list[str]:
+    """Every path a run reads: data, the configuration file and plan files (outputs must avoid them)."""
+    paths = [cfg.data.members, cfg.data.claims, *cfg.plans.files]
+    return [p for p in (*paths, cfg.plans.pooled, cfg.source) if p]
 
 
 def _memory_check(cfg: RunConfig, memory_limit: str | int | None) -> Any:

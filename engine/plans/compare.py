@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from engine._results import ResultMixin, print_frame
+from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError
 from engine.plans.planset import Plan, PlanSet, assign_plans
 from engine.conventions import DAYS_PER_YEAR, TARGET_SHARE_CV
@@ -414,6 +415,7 @@ def _group_col(table: pl.DataFrame, group: str | Sequence[str] | None) -> tuple[
     return table.with_columns(expr.alias("group")), True
 
 
+@api_input(frames=("risk_table",))
 def compare_plans(
     risk_table: pl.DataFrame,
     plans: PlanSet,

@@ -10,6 +10,10 @@ Grammar (never ``eval``)::
     literal := INT | FLOAT | STRING | "true" | "false"
     CMP     := "==" | "!=" | "<" | "<=" | ">" | ">="
 
+Limits (checked before parsing, so a hostile expression is a clear error, never a crash):
+at most :data:`MAX_CHARS` characters, :data:`MAX_TERMS` comparisons and ``in`` tests, and
+:data:`MAX_DEPTH` levels of nested parentheses and ``not``.
+
 Chained comparisons mean what they mean in mathematics: ``40 <= age <= 59`` is
 ``40 <= age and age <= 59``. Precedence: ``not`` > ``and`` > ``or``. A null
 attribute makes a comparison null, which eligibility treats as not eligible.
@@ -34,6 +38,12 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _KEYWORDS = {"and", "or", "not", "in", "true", "false"}
+#: longest eligibility expression (characters)
+MAX_CHARS = 20_000
+#: most comparisons / ``in`` tests joined by ``and`` / ``or`` in one expression
+MAX_TERMS = 1_000
+#: deepest nesting of parentheses and ``not``
+MAX_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -186,8 +196,47 @@ class _Parser:
         return node
 
 
+def check_limits(text: str) -> None:
+    """Raise ``ValueError`` when ``text`` exceeds :data:`MAX_CHARS`, :data:`MAX_TERMS` or :data:`MAX_DEPTH`."""
+    if len(text) > MAX_CHARS:
+        raise ValueError(f"expression too long: {len(text):,} characters (at most {MAX_CHARS:,})")
+    toks = tokenize(text)
+    depth = nots = deepest = 0
+    terms = 1
+    for t in toks:
+        if t.kind == "punct" and t.value == "(":
+            depth += 1
+        elif t.kind == "punct" and t.value == ")":
+            depth -= 1
+        if t.kind == "kw" and t.value == "not":
+            nots += 1
+        elif not (t.kind == "punct" and t.value == "("):
+            nots = 0
+        if t.kind == "kw" and t.value in ("and", "or"):
+            terms += 1
+        deepest = max(deepest, depth + nots)
+        if deepest > MAX_DEPTH:
+            raise ValueError(f"expression nested too deeply at position {t.pos}: more than {MAX_DEPTH} levels "
+                             "of parentheses and 'not'")
+    if terms > MAX_TERMS:
+        raise ValueError(f"expression too large: {terms:,} terms joined by 'and'/'or' (at most {MAX_TERMS:,}); "
+                         "use 'name in {...}' for long lists of values")
+
+
+def _chain(node: tuple) -> list[tuple]:
+    """The operands of a left-nested chain of one operator (``a or b or c``), without recursion."""
+    kind, out = node[0], []
+    while node[0] == kind:
+        out.append(node[2])
+        node = node[1]
+    out.append(node)
+    return out[::-1]
+
+
 def _names(node: tuple) -> set[str]:
     kind = node[0]
+    if kind in ("and", "or"):
+        return set().union(*(_names(n) for n in _chain(node)))
     if kind == "col":
         return {node[1]}
     if kind == "lit":
@@ -215,10 +264,10 @@ def _to_polars(node: tuple) -> pl.Expr:
         return pl.col(node[1])
     if kind == "lit":
         return pl.lit(node[1])
-    if kind == "or":
-        return _to_polars(node[1]) | _to_polars(node[2])
+    if kind == "or":  # flat (any/all_horizontal: the same three-valued logic as | and &)
+        return pl.any_horizontal([_to_polars(n) for n in _chain(node)])
     if kind == "and":
-        return _to_polars(node[1]) & _to_polars(node[2])
+        return pl.all_horizontal([_to_polars(n) for n in _chain(node)])
     if kind == "not":
         return ~_to_polars(node[1])
     if kind == "cmp":
@@ -236,6 +285,8 @@ class Expression:
 
     @classmethod
     def parse(cls, text: str) -> "Expression":
+        """Parse ``text``; raise ``ValueError`` (position or limit named) when it is not a valid expression."""
+        check_limits(text)
         return cls(text, _Parser(text).parse())
 
     @property

@@ -19,6 +19,7 @@ import polars as pl
 
 from engine._results import ResultMixin, print_frame
 from engine.plans.compare import _check_table
+from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError
 from engine.plans.planset import PlanSet, assign_plans
 from engine.conventions import DAYS_PER_YEAR
@@ -86,6 +87,7 @@ def _pool_stats(x: np.ndarray, cost: np.ndarray, m: np.ndarray, elig: np.ndarray
     return n, share, claims
 
 
+@api_input(frames=("risk_table",))
 def migrate(
     risk_table: pl.DataFrame,
     options: PlanSet,

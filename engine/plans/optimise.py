@@ -22,6 +22,7 @@ import polars as pl
 from engine.conventions import DAYS_PER_YEAR
 from engine._results import ResultMixin, print_frame, warn_renamed
 from engine.plans.compare import _check_table
+from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError
 from engine.plans.planset import BenefitBand, Eligibility, Plan, PlanSet
 
@@ -183,6 +184,7 @@ def _cost(n: np.ndarray, c: np.ndarray, block: np.ndarray, nb: int, objective: s
     return float(np.sum(n * dev * dev)), members, share
 
 
+@api_input(frames=("risk_table",))
 def optimise_plans(
     risk_table: pl.DataFrame,
     template: Plan,

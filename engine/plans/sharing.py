@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError, ResourceError
 from engine.conventions import FEE
 
@@ -353,6 +354,7 @@ def conditional_mean_moments(
     return m1, np.sqrt(np.maximum(m2 - m1 * m1, 0.0))
 
 
+@api_input(frames=("groups",))
 def share_rule(
     rule: str,
     groups: pl.DataFrame,
@@ -435,6 +437,7 @@ def share_rule(
     })
 
 
+@api_input(frames=("groups",))
 def compare_rules(groups: pl.DataFrame, **kwargs) -> pl.DataFrame:
     """:func:`share_rule` for the three rules stacked (same keyword arguments)."""
     return pl.concat([share_rule(r, groups, **kwargs) for r in RULES])

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from engine._results import ResultMixin, print_frame
+from engine.data._coerce import api_input
 from engine.projection.dynamics import BLOCK, QUANTITIES, Model, compile_model, detect_spiral, deterministic, simulate, \
     stationary_shares
 from engine.errors import ResourceError
@@ -109,6 +110,7 @@ class ProjectionResult(ResultMixin):
         return ax
 
 
+@api_input(frames=("groups",))
 def project(
     groups: pl.DataFrame | pl.LazyFrame,
     *,

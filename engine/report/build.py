@@ -77,6 +77,8 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
     s = rep.section("account", "Row account")
     acc_rows = []
     for what, a in account.items():
+        if not (isinstance(a, dict) and "read" in a):
+            continue
         acc_rows.append({"table": what, "status": "read", "rows": a["read"]})
         acc_rows.append({"table": what, "status": "used", "rows": a["used"]})
         for reason, n in a["set_aside"].items():
@@ -85,6 +87,11 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
     Report.text(s, "read = used + set aside holds for members and claims; claims set aside include those found "
                    "ineligible at exposure time (waiting period, before joining, after exit, after a first claim, "
                    "outside the study window). Every set-aside row is in rejected/ with its reason.")
+    w = account.get("window") or {}
+    if w:
+        Report.text(s, f"As-of date {w.get('as_of')} ({w.get('as_of_source')}); study window {w.get('study_start')} "
+                       f"({w.get('study_start_source')}) to {w.get('study_end')} ({w.get('study_end_source')}). "
+                       "A join, exit, event or approval after the as-of date is set aside.")
     # -- incidence
     s = rep.section("incidence", "Incidence by age against CI2020")
     Report.figure(s, rf.incidence_by_age(t["incidence"]), "incidence by age and sex against the CI2020 basis")

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError
 from engine.conventions import BENEFIT_SCHEDULE, DAYS_PER_YEAR, FEE
 from engine.estimators.credibility import limited_fluctuation
@@ -140,6 +141,7 @@ def poisson_deviance(d: np.ndarray, mu: np.ndarray) -> float:
     return float(2.0 * np.sum(t - (d - mu)))
 
 
+@api_input(frames=("cells",))
 def segmentation_metrics(
     cells: pl.DataFrame,
     groups: Any,

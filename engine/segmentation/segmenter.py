@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from engine._estimator import Estimator, _warn_renamed, predict_rates, print_frame
+from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError, ModelError
 from engine.segmentation._dp import dp_partition, isotonic_by_profile
 from engine.segmentation.metrics import (
@@ -265,6 +266,7 @@ class RiskSegmenter(Estimator):
             raise DataError(f"cells: {b.null_count()} rows have {', '.join(keys)} values without a base rate")
         return b.to_numpy()
 
+    @api_input(frames=("cells",))
     def fit(self, cells: pl.DataFrame) -> RiskSegmenter:
         """Fit the segmentation on ``cells`` (DataFrame or LazyFrame); returns self."""
         if isinstance(cells, pl.LazyFrame):
@@ -493,6 +495,7 @@ class RiskSegmenter(Estimator):
     def _fitted(self) -> None:
         self._check_fitted()
 
+    @api_input(frames=("frame",), dates=("at",))
     def assign(self, frame: pl.DataFrame, at: Any = None, unknown: str = "error") -> pl.Series:
         """Group id (Int32, 1..K) of every row of ``frame`` (cells or members).
 
@@ -538,6 +541,7 @@ class RiskSegmenter(Estimator):
             raise DataError(f"frame: {n_null} rows match no group (unseen feature values); use unknown='null' to keep them")
         return out.alias("group").cast(pl.Int32)
 
+    @api_input(frames=("cells",))
     def predict(self, cells: pl.DataFrame) -> np.ndarray:
         """Annual rate per row implied by the segmentation: base rate x group relativity (claims / M of the group)."""
         g = self.assign(cells).to_numpy()
@@ -579,6 +583,7 @@ class RiskSegmenter(Estimator):
         self._fitted()
         return plot_frontier(self.frontier_, ax=ax)
 
+    @api_input(frames=("cells",))
     def stability(self, cells: pl.DataFrame, n_boot: int = 20) -> dict[str, float]:
         """Bootstrap adjusted Rand index of the fitted segmentation (see engine.segmentation._frontier.bootstrap_ari)."""
         from engine.segmentation._frontier import bootstrap_ari

@@ -48,6 +48,7 @@ import numpy as np
 import polars as pl
 
 from engine._results import ResultMixin
+from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError, ModelError
 from engine.conventions import DAYS_PER_YEAR, FEE, REPORTING_LAG_DAYS, WAITING_DAYS
 from engine.cells.dates import attained_age_expr, completed_months_expr
@@ -131,6 +132,7 @@ def _collect(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
 
 
 # --------------------------------------------------------------------------- drivers from cells
+@api_input(frames=("cells", "base_rates"))
 def drivers_from_cells(
     cells: pl.DataFrame,
     *,

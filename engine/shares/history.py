@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError
 from engine.plans.sharing import capped_share, member_share
 from engine.conventions import ANNUAL_CAP_CNY, FEE, PER_CLAIMANT_CAP_CNY, REPORTING_LAG_DAYS, SHARING_DAYS, WAITING_DAYS
@@ -109,6 +110,7 @@ def notice_dates(first: dt.date, last: dt.date, sharing_days: SharingDays = SHAR
     return sorted(out)
 
 
+@api_input(dates=("start", "end"))
 def sharing_calendar(start: dt.date, end: dt.date, sharing_days: SharingDays = SHARING_DAYS) -> pl.DataFrame:
     """The sharing periods whose notice date lies in ``[start, end]``: ``period_start``, ``notice_date``."""
     prev_first = dt.date(start.year - 1, 12, 1) if start.month == 1 else dt.date(start.year, start.month - 1, 1)
@@ -303,6 +305,7 @@ def _member_counts(m: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     return pl.concat([out, pl.DataFrame([join, exit_]), counts.select(pl.col("_n").cast(pl.UInt32))], how="horizontal")
 
 
+@api_input(frames=("members", "claims"), dates=("start", "end"))
 def share_history(
     members: pl.DataFrame | pl.LazyFrame,
     claims: pl.DataFrame | pl.LazyFrame,

@@ -16,7 +16,7 @@ import pytest
 from engine.cli.main import main
 
 D = dt.date
-AS_OF = "2022-01-01"
+AS_OF = "2022-06-30"  # after the last approval of the generated platforms
 
 
 # --------------------------------------------------------------------------- base data
