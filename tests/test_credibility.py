@@ -8,7 +8,7 @@ import math
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
@@ -240,26 +240,59 @@ def test_poisson_within_and_complements() -> None:
     assert pred["Z"][1] == 0.0 and pred["credibility_rate"][1] == pytest.approx(fit.collective_)
 
 
+def _bs_oracle(w: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+    """Bühlmann-Straub s2 and a (unfloored) from domain.md section 3, by loops: w, x are groups x periods."""
+    n_groups, n_periods = w.shape
+    w_i = [sum(w[i]) for i in range(n_groups)]
+    xbar_i = [sum(w[i, j] * x[i, j] for j in range(n_periods)) / w_i[i] for i in range(n_groups)]
+    tot = sum(w_i)
+    xbar_w = sum(wi * xi for wi, xi in zip(w_i, xbar_i)) / tot
+    s2 = sum(w[i, j] * (x[i, j] - xbar_i[i]) ** 2 for i in range(n_groups) for j in range(n_periods)) \
+        / (n_groups * (n_periods - 1))
+    a = (sum(wi * (xi - xbar_w) ** 2 for wi, xi in zip(w_i, xbar_i)) - (n_groups - 1) * s2) \
+        / (tot - sum(wi**2 for wi in w_i) / tot)
+    return s2, a
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     exposures=st.lists(st.floats(1.0, 1e5), min_size=3, max_size=8),
     seed=st.integers(0, 10_000),
 )
 def test_z_in_unit_interval_and_monotone_in_exposure(exposures: list[float], seed: int) -> None:
+    """With a positive between-group variance, Z_i = w_i / (w_i + s2 / a) exactly, in [0, 1], rising with w_i."""
     rng = np.random.default_rng(seed)
-    rows = []
-    for g, e in enumerate(exposures):
-        for j in range(3):
-            rows.append({"group": g, "period": j, "exposure_years": e / 3,
-                         "claims": int(rng.poisson(e / 3 * rng.uniform(0.005, 0.05)))})
-    try:
-        fit = BuhlmannStraub().fit(pl.DataFrame(rows))
-    except ModelError:
-        return
-    s = fit.summary.sort("exposure_years")
+    rates = rng.uniform(0.005, 0.05, len(exposures))  # one true rate per group: between-group variance
+    w = np.array([[e / 3] * 3 for e in exposures])
+    claims = rng.poisson(w * rates[:, None])
+    rows = [{"group": g, "period": j, "exposure_years": w[g, j], "claims": int(claims[g, j])}
+            for g in range(len(exposures)) for j in range(3)]
+    s2, a = _bs_oracle(w, claims / w)
+    assume(a > 1e-9 * max(s2, 1e-300))  # the interesting case; a <= 0 (Z = 0) is tested below
+    fit = BuhlmannStraub().fit(pl.DataFrame(rows))
+    assert fit.s2_ == pytest.approx(s2, rel=1e-9) and fit.a_ == pytest.approx(a, rel=1e-9)
+    s = fit.summary.sort("group")
+    w_i = w.sum(axis=1)
+    np.testing.assert_allclose(s["Z"].to_numpy(), w_i / (w_i + s2 / a), rtol=1e-9)
+    assert fit.k_ == pytest.approx(s2 / a, rel=1e-9)
+    np.testing.assert_allclose(s["Z"].to_numpy(), w_i / (w_i + fit.k_), rtol=1e-14)  # Z = w / (w + k) exactly
+    s = s.sort("exposure_years")
     z = s["Z"].to_numpy()
-    assert ((z >= 0) & (z <= 1)).all()
+    assert ((z > 0) & (z < 1)).all()
     assert (np.diff(z) >= -1e-12).all()  # Z rises with exposure
+
+
+def test_z_is_zero_without_between_group_variance() -> None:
+    """Identical group rates and no within-group spread: a <= 0 is floored, Z = 0, rate = collective."""
+    rows = [{"group": g, "period": j, "exposure_years": 100.0 * (g + 1), "claims": (g + 1) * (1 + j % 2)}
+            for g in range(3) for j in range(2)]
+    s2, a = _bs_oracle(np.array([[100.0 * (g + 1)] * 2 for g in range(3)]),
+                       np.array([[(1 + j % 2) / 100.0 for j in range(2)] for _ in range(3)]))
+    assert s2 > 0 and a < 0
+    fit = BuhlmannStraub().fit(pl.DataFrame(rows))
+    assert fit.a_ == 0.0 and fit.a_unfloored_ == pytest.approx(a, rel=1e-9) and math.isinf(fit.k_)
+    assert (fit.summary["Z"] == 0.0).all()
+    np.testing.assert_allclose(fit.summary["credibility_rate"].to_numpy(), 0.015)
 
 
 def test_errors() -> None:
