@@ -20,6 +20,7 @@ from engine.credibility import (
     limited_fluctuation_table,
 )
 from engine.errors import ConfigError, DataError, ModelError
+from cli_error import error_line
 
 # Hachemeister (1975) as in R actuar `data(hachemeister)`: average bodily-injury
 # claim amounts (ratio.1..12) and claim numbers (weight.1..12), 5 states x 12 quarters.
@@ -344,7 +345,7 @@ def test_limited_fluctuation_table() -> None:
     assert t.filter(pl.col("g") == "b")["Z"].item() == 1.0
 
 
-def test_cli_credibility(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_credibility(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     import json
 
     from engine.cli.main import main
@@ -363,5 +364,7 @@ def test_cli_credibility(tmp_path) -> None:  # type: ignore[no-untyped-def]
     np.testing.assert_allclose(tab["credibility_rate"].to_numpy(), o["cred"], rtol=1e-10)
     assert main(["credibility", "--cells", str(tmp_path / "cells.parquet"), "--group", "nope",
                  "--out", str(out), "--quiet"]) == 2
+    error_line(capsys, "credibility", f"{tmp_path / 'cells.parquet'}: --group: column 'nope' is not in the cells")
     assert main(["credibility", "--cells", str(tmp_path / "cells.parquet"), "--group", "state",
                  "--complement", "abc", "--out", str(out), "--quiet"]) == 2
+    error_line(capsys, "credibility", "--complement", "'abc'", "is not 'collective', 'reference' or a number")

@@ -12,6 +12,7 @@ from scipy import stats
 from engine.errors import ConfigError, DataError
 from engine.incidence import garwood_interval, incidence, plot_incidence
 from engine.reference import reference_basis
+from cli_error import error_line
 
 # ---------------------------------------------------------------- Garwood
 
@@ -239,7 +240,7 @@ def test_cli_incidence(tmp_path, capsys) -> None:
     got = pl.read_parquet(out)
     assert got.equals(incidence(cells, by=["sex", "city_tier"], level=0.9, scale_basis=True))
     assert main(["incidence", "--cells", str(cp), "--by", "region", "--out", str(out)]) == 2
-    assert "region" in capsys.readouterr().err
+    error_line(capsys, "incidence", f"{cp}: --by: column 'region' is not in the cells")
     assert main(["incidence", "--cells", str(cp), "--by", "city_tier", "--basis", "none", "--out", str(out)]) == 0
 
 
@@ -252,7 +253,7 @@ def test_engine_incidence_is_callable_after_submodule_import() -> None:
     assert engine.garwood_interval is garwood_interval
 
 
-def test_cli_fits_and_saves_glm(tmp_path) -> None:
+def test_cli_fits_and_saves_glm(tmp_path, capsys) -> None:
     from engine.cli.main import main
     from engine.glm import PoissonGLM
 
@@ -267,6 +268,7 @@ def test_cli_fits_and_saves_glm(tmp_path) -> None:
     np.testing.assert_array_equal(m.predict_rate(cells), ref.predict_rate(cells))
     assert main(["incidence", "--cells", str(cp), "--out", str(tmp_path / "i.parquet"), "--model-out",
                  str(mdir), "--interactions", "sex", "--quiet"]) == 2
+    error_line(capsys, "incidence", "--interactions", "'sex'", "is not a pair 'a:b'")
 
 
 def test_incidence_is_additive_over_partial_cells() -> None:

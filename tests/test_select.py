@@ -12,6 +12,7 @@ import statsmodels.api as sm
 
 from engine.errors import ConfigError, DataError, ModelError
 from engine.select import SelectFactors, band_labels, duration_band_expr, poisson_irls, select_factors
+from cli_error import error_line
 
 # planted truth: anti-selection 1.3 in months 3-5 right after a 90-day waiting period,
 # select effect 0.6 in months 6-23, ultimate 1.0 from month 24
@@ -275,15 +276,25 @@ def test_cli_select_from_cells_equals_api(tmp_path, capsys) -> None:  # type: ig
     assert crude.filter(pl.col("duration_band") == "6-11")["factor"].item() == 1.0
     assert set(crude["adjusted_for"].to_list()) == {""}
     # user errors: one line, exit code 2
-    for bad in (["--bands", "3,x"], ["--bands", "6,3"], ["--reference", "99+"], ["--adjust", "nope"],
-                ["--level", "1.5"]):
-        assert main(["select", "--cells", str(tmp_path / "cells.parquet"), "--out", str(out), "--quiet", *bad]) == 2
+    cp = tmp_path / "cells.parquet"
+    capsys.readouterr()
+    for bad, needles in (
+        (["--bands", "3,x"], ("--bands", "'3,x'", "is not a comma-separated list of integers")),
+        (["--bands", "6,3"], ("bands", "strictly increasing", "[6, 3]")),
+        (["--reference", "99+"], ("reference", "'99+'", "not among bands with exposure")),
+        (["--adjust", "nope"], (f"{cp}: --adjust: column 'nope' is not in the cells",)),
+        (["--level", "1.5"], ("level", "must be in (0, 1)", "1.5")),
+    ):
+        assert main(["select", "--cells", str(cp), "--out", str(out), "--quiet", *bad]) == 2
+        error_line(capsys, "select", *needles)
     assert main(["select", "--out", str(out), "--quiet"]) == 2
-    assert main(["select", "--cells", str(tmp_path / "cells.parquet"), "--members", "m.parquet", "--out", str(out)]) == 2
+    error_line(capsys, "select", "--cells", "give --cells, or --members and --claims")
+    assert main(["select", "--cells", str(cp), "--members", "m.parquet", "--out", str(out)]) == 2
+    error_line(capsys, "select", "--cells", "not both")
 
 
 @pytest.mark.slow
-def test_cli_select_from_members_and_claims(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_select_from_members_and_claims(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     """members + claims -> exposure cells by duration, age, sex -> factors; equal to the API route."""
     import datetime as dt
 
@@ -305,5 +316,7 @@ def test_cli_select_from_members_and_claims(tmp_path) -> None:  # type: ignore[n
     assert got.equals(want)
     assert got["claims"].sum() == cells.filter(pl.col("duration") >= 3)["claims"].sum()
     assert main([*args[:-3], "--start", "2021-12-31", "--end", "2019-01-01", "--out", str(out), "--quiet"]) == 2
+    error_line(capsys, "select", "--end", "2019-01-01", "is before --start 2021-12-31")
     assert main(["select", "--members", str(tmp_path / "members.parquet"), "--claims",
                  str(tmp_path / "claims.parquet"), "--out", str(out), "--quiet"]) == 2  # no window
+    error_line(capsys, "select", "--start/--end", "the study window is required")

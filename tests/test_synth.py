@@ -19,6 +19,7 @@ from engine.errors import ConfigError
 from engine.reference import reference_basis
 from engine.synth import generate
 from engine.validate import validate
+from cli_error import error_line
 
 START, END = dt.date(2018, 10, 16), dt.date(2021, 12, 31)
 CHANNELS = ["organic", "subsidy", "referral", "employer"]
@@ -330,9 +331,10 @@ def test_cli_synth_and_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert pl.read_parquet(out / "truth.parquet").height == 5000
     # refuses a non-empty directory without --force
     assert main(["synth", "--members", "100", "--seed", "3", "--out", str(out), "--quiet"]) == 2
-    assert "--force" in capsys.readouterr().err
+    error_line(capsys, "synth", str(out), "output directory exists", "--force")
     assert main(["synth", "--members", "100", "--seed", "3", "--out", str(out), "--quiet", "--force"]) == 0
     assert main(["synth", "--members", "100", "--seed", "3", "--out", str(tmp_path / "x"), "--dirty", "2"]) == 2
+    error_line(capsys, "synth", "dirty", "must be in [0, 0.5)", "2.0")
 
     demo = tmp_path / "demo"
     assert main(["demo", "--out", str(demo), "--members", "20000", "--seed", "1"]) == 0

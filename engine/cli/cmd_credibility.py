@@ -38,11 +38,16 @@ def _complement(text: str) -> str | float:
 
 def run(args: argparse.Namespace) -> int:
 
-    from engine.cli.common import prepare_out_dir, print_table, read_cells
+    from engine.cli.common import prepare_out_dir, print_table, read_cells, require_columns
     from engine.credibility import BuhlmannStraub, limited_fluctuation_table
     from engine.io import write_json, write_parquet
 
     cells = read_cells(args.cells)
+    require_columns(cells, args.group, args.cells, "--group")
+    for option, col in (("--claims", args.claims), ("--exposure", args.exposure)):
+        require_columns(cells, [col], args.cells, option)
+    if args.method == "buhlmann-straub":
+        require_columns(cells, [args.period], args.cells, "--period")
     out = prepare_out_dir(args.out)
     comp = _complement(args.complement)
     if args.method == "buhlmann-straub":

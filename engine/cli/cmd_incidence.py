@@ -30,13 +30,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    from engine.cli.common import print_table, read_cells
+    from engine.cli.common import print_table, read_cells, require_columns
     from engine.errors import ConfigError
     from engine.incidence import incidence
     from engine.io import write_parquet
 
     cells = read_cells(args.cells)
     by = [b.strip() for b in args.by.split(",") if b.strip()]
+    require_columns(cells, by, args.cells, "--by")
     basis = None if args.basis.lower() in ("none", "") else args.basis.lower()
     if args.scale_basis and basis is None:
         raise ConfigError("--scale-basis: needs a reference basis (not --basis none)")

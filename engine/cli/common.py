@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import ConfigError, OutputError
+from engine.errors import ConfigError, DataError, OutputError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -19,6 +19,13 @@ def parse_date(text: str, what: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise ConfigError(f"{what}: '{text}' is not a date (YYYY-MM-DD)") from None
+
+
+def require_columns(df: pl.DataFrame, columns: list[str], path: str, option: str) -> None:
+    """Raise a one-line :class:`DataError` naming the file, the option and the first missing column."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: {option}: column '{missing[0]}' is not in the cells (columns: {', '.join(df.columns)})")
 
 
 def prepare_out_dir(path: str | Path, *, force: bool = False, must_be_new: bool = False) -> Path:
