@@ -205,7 +205,15 @@ def test_plot_and_print(capsys: pytest.CaptureFixture[str]) -> None:
     matplotlib.use("Agg")
     m = SelectFactors(bands=BANDS, route="both").fit(simulate_cells(8))
     ax = m.plot_factors()
-    assert ax.get_ylabel().startswith("incidence factor")
+    assert ax.get_xlabel() == "months since joining" and ax.get_ylabel() == f"incidence factor vs {m.reference_}"
+    s = m.summary
+    assert [c.get_label() for c in ax.containers] == ["glm", "lifelines"]  # one series per route
+    for c in ax.containers:  # the factors plotted, with their interval bars
+        r = s.filter(pl.col("route") == c.get_label())
+        np.testing.assert_allclose(c.lines[0].get_ydata(), r["factor"].to_numpy())
+        bars = c.lines[2][0].get_segments()
+        np.testing.assert_allclose([b[0][1] for b in bars], r["factor_lower"].to_numpy())
+    assert [t.get_text() for t in ax.get_xticklabels()] == s.filter(pl.col("route") == "glm")["duration_band"].to_list()
     m.print_summary()
     assert "duration factors" in capsys.readouterr().out
 
