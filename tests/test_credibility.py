@@ -323,6 +323,24 @@ def test_full_standard_1082() -> None:
         full_standard(1.2)
 
 
+def test_full_standard_and_blend_boundaries() -> None:
+    """Found by mutation testing: cv other than 0 and 1, the open ends of p, and Z = 0 / 1 exactly."""
+    z = stats.norm.ppf(0.95)
+    assert full_standard(0.90, 0.05, cv=0.5) == pytest.approx((z / 0.05) ** 2 * 1.25, rel=1e-12)
+    for bad, name in ((0.0, "p"), (1.0, "p")):
+        with pytest.raises(ConfigError, match=rf"^{name}: probability must be in \(0, 1\)"):
+            full_standard(bad)
+    with pytest.raises(ConfigError, match="^k: tolerance"):
+        full_standard(0.9, 0.0)
+    with pytest.raises(ConfigError, match="^cv: must be >= 0"):
+        full_standard(0.9, 0.05, cv=-0.1)
+    assert credibility_blend(0.02, 0.01, 1.0) == 0.02 and credibility_blend(0.02, 0.01, 0.0) == 0.01
+    np.testing.assert_allclose(credibility_blend(np.array([0.02, 0.04]), 0.01, np.array([0.25, 1.0])), [0.0125, 0.04])
+    for bad_z in (-1e-9, 1 + 1e-9):
+        with pytest.raises(DataError, match=r"Z must lie in \[0, 1\]"):
+            credibility_blend(0.02, 0.01, bad_z)
+
+
 def test_limited_fluctuation_values() -> None:
     assert limited_fluctuation(1082) == 1.0
     assert limited_fluctuation(5000) == 1.0
