@@ -96,3 +96,16 @@ def test_shapley_is_not_sequential_when_drivers_interact() -> None:
     for order in ([*range(8)], [*range(8)][::-1]):
         assert not np.allclose(phi, sequential_oracle(a, b, order), rtol=1e-6)
     np.testing.assert_allclose(_contributions(a, b, "shapley"), phi, rtol=1e-10)
+
+
+def test_sustainable_and_replace_keep_every_field() -> None:
+    """Survivors of mutation testing: the sustainable scenario's label, replacing details, the error text."""
+    a = _drivers([1.08, 1 / 12, 0.5, 0.9, 60.0, 0.7, 1.1, 0.002])
+    s = engine.sustainable(a, select_ultimate=0.95)
+    assert s.label == "sustainable"
+    assert (s.dilution, s.reporting_lag, s.select) == (1.0, 1.0, 0.95)
+    assert [getattr(s, n) for n in ("fee", "period_length", "ageing", "mix", "incidence")] == [1.08, 1 / 12, 60.0, 1.1,
+                                                                                            0.002]
+    assert a.replace(details={"N": 7}).details == {"N": 7}
+    with pytest.raises(engine.ConfigError, match=r"unknown factor\(s\) \['growth'\]; known: fee, period_length, "):
+        a.replace(growth=2.0)
