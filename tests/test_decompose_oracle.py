@@ -109,3 +109,15 @@ def test_sustainable_and_replace_keep_every_field() -> None:
     assert a.replace(details={"N": 7}).details == {"N": 7}
     with pytest.raises(engine.ConfigError, match=r"unknown factor\(s\) \['growth'\]; known: fee, period_length, "):
         a.replace(growth=2.0)
+
+
+def test_lmdi_refuses_a_zero_factor_in_either_window() -> None:
+    """Survivors of mutation testing: a zero in the first window (not only the second), and the message."""
+    msg = r"^decompose: method 'lmdi' needs every factor > 0 \(use 'shapley' or 'sequential'\)$"
+    ones = [1.0] * 8
+    for a, b in (([0.0] + ones[1:], ones), (ones, [0.0] + ones[1:])):
+        with pytest.raises(engine.ModelError, match=msg):
+            engine.decompose(_drivers(a), _drivers(b), method="lmdi")
+    # on positive factors it is exact too: parts sum to the change and a lone change gets all of it
+    out = engine.decompose(_drivers(ones), _drivers([2.0] + ones[1:]), method="lmdi")
+    assert out["contribution_cny"].to_list() == pytest.approx([1.0] + [0.0] * 7, abs=1e-15)
