@@ -63,7 +63,7 @@ def k_corrupt_parquet_pages(x: Ctx) -> Case:
     for i in range(8, len(data) // 2):
         data[i] = (data[i] * 31 + 7) % 256
     p.write_bytes(bytes(data))
-    return Case(x.validate(str(p)), error=("corrupt.parquet",))
+    return Case(x.validate(str(p)), error=(f"{p}: ", "the data cannot be decoded, the file is corrupt"))
 
 
 def k_missing_required_column(x: Ctx) -> Case:
@@ -203,7 +203,8 @@ def k_output_not_writable_exposure(x: Ctx) -> Case:
 
 def k_output_not_writable_run(x: Ctx) -> Case:
     (x.tmp / "file.txt").write_text("a regular file")
-    return Case(["run", x.config(), "--out", str(x.tmp / "file.txt" / "sub"), "--quiet"], error=("file.txt",))
+    return Case(["run", x.config(), "--out", str(x.tmp / "file.txt" / "sub"), "--quiet"],
+                error=(f"--out {x.tmp / 'file.txt' / 'sub'}: ", "file.txt is not a directory", "not writable"))
 
 
 def k_bad_as_of_argument(x: Ctx) -> Case:
@@ -238,7 +239,7 @@ def k_corrupt_claims_file(x: Ctx) -> Case:
     for i in range(8, len(data) // 2):
         data[i] = (data[i] * 31 + 7) % 256
     p.write_bytes(bytes(data))
-    return Case(x.validate(None, str(p)), error=("claims.parquet",))
+    return Case(x.validate(None, str(p)), error=(f"{p}: ", "the data cannot be decoded, the file is corrupt"))
 
 
 # --------------------------------------------------------------------------- issue 16, item 4: no internal error for user input

@@ -12,6 +12,7 @@ import pytest
 from engine.cli.main import main
 
 from tests.kits.runconfig import small_run_config
+from tests.kits.cli_error import error_line
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -198,8 +199,7 @@ def test_same_seed_same_bytes(platform: Path, done: Path) -> None:
 def test_existing_output_refused(platform: Path, done: Path, capsys: pytest.CaptureFixture) -> None:
     before = (done / "summary.json").read_bytes()
     assert main(["run", str(platform / "run.toml"), "--out", str(done)]) == 2
-    err = capsys.readouterr().err
-    assert str(done) in err and "--force" in err
+    error_line(capsys, "run", str(done), "output directory exists", "--force")
     assert (done / "summary.json").read_bytes() == before
 
 
@@ -232,11 +232,13 @@ def test_dry_run_writes_nothing(platform: Path, capsys: pytest.CaptureFixture) -
 @pytest.mark.parametrize(
     ("patch", "needle"),
     [
-        (("[segmentation]", "[segmentation]\nmax_grups = 3"), "segmentation.max_grups: unknown key"),
-        (("scenarios = 64", "scenarios = 0"), "projection.scenarios"),
-        (("data/members.parquet", "data/nothere.parquet"), "nothere.parquet"),
-        (("configs/vertical.toml", "configs/nothere.toml"), "nothere.toml"),
-        (("[segmentation]", "[study]\nfactors = [\"city_tier\", \"occupation\"]\n[segmentation]"), "study.factors"),
+        (("[segmentation]", "[segmentation]\nmax_grups = 3"), ("bad.toml: segmentation.max_grups: unknown key",)),
+        (("scenarios = 64", "scenarios = 0"), ("bad.toml: projection.scenarios: ", "greater than or equal to 1")),
+        (("data/members.parquet", "data/nothere.parquet"), ("data/nothere.parquet: no such file",)),
+        (("configs/vertical.toml", "configs/nothere.toml"), ("bad.toml: plans.files[0]: no such plan file",
+                                                             "configs/nothere.toml")),
+        (("[segmentation]", "[study]\nfactors = [\"city_tier\", \"occupation\"]\n[segmentation]"),
+         ("bad.toml: study.factors: members have no column 'occupation'",)),
     ],
 )
 def test_bad_config_exit_2_naming_the_key(platform: Path, patch: tuple[str, str], needle: str,
@@ -245,8 +247,7 @@ def test_bad_config_exit_2_naming_the_key(platform: Path, patch: tuple[str, str]
     bad = platform / "bad.toml"
     bad.write_text(text)
     assert main(["run", str(bad), "--out", str(platform / "bad-out"), "--quiet"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and needle in err[0], err
+    error_line(capsys, "run", *needle)  # file or key, column and rule
     assert not (platform / "bad-out").exists()
 
 

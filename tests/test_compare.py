@@ -13,6 +13,7 @@ import pytest
 from engine.plans.compare import build_risk_table, compare_plans
 from engine.errors import ConfigError, DataError
 from engine.plans.planset import plans_from_dict
+from tests.kits.cli_error import error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -206,7 +207,7 @@ def test_build_risk_table_crude_and_model():
         build_risk_table(_cells(), by=["nope"])
 
 
-def test_cli_writes_outputs(tmp_path):
+def test_cli_writes_outputs(tmp_path, capsys):
     from engine.cli.main import main
 
     cells = tmp_path / "cells.parquet"
@@ -223,6 +224,7 @@ def test_cli_writes_outputs(tmp_path):
     assert (out / "migration_pools.parquet").exists()
     code = main(["plans", str(tmp_path / "nope.toml"), "--cells", str(cells), "--out", str(out)])
     assert code == 2
+    error_line(capsys, "plans", str(tmp_path / "nope.toml"), "no such plan file")
     code = main(["plans", str(ROOT / "configs" / "vertical.toml"), "--cells", str(cells), "--pooled",
                  str(ROOT / "configs" / "xianghubao.toml"), "--out", str(out), "--quiet", "--optimise", "2",
                  "--min-claims", "0.1", "--factors", "city_tier", "--rules", "--group", "age,city_tier"])
@@ -235,9 +237,11 @@ def test_cli_writes_outputs(tmp_path):
     from engine.plans.planset import load_plans
 
     assert len(load_plans(out / "optimised_k2.toml")) == 2
+    capsys.readouterr()  # the warnings of the runs above
     code = main(["plans", str(ROOT / "configs" / "vertical.toml"), "--cells", str(tmp_path / "none.parquet"),
                  "--out", str(out), "--quiet"])
     assert code == 2
+    error_line(capsys, "plans", str(tmp_path / "none.parquet"), "no such file")
 
 
 def test_conditional_mean_plan_payment_cv_matches_sharing_module():
@@ -308,7 +312,7 @@ def test_plots_and_summaries_return(capsys):
         plt.close(fig)
 
 
-def test_cli_with_saved_glm(tmp_path):
+def test_cli_with_saved_glm(tmp_path, capsys):
     glm = pytest.importorskip("engine.estimators.glm")
     from engine.cli.main import main
 
@@ -333,6 +337,7 @@ def test_cli_with_saved_glm(tmp_path):
     code = main(["plans", str(ROOT / "configs" / "vertical.toml"), "--cells", str(tmp_path / "cells.parquet"),
                  "--model", str(tmp_path / "nomodel"), "--out", str(out), "--quiet"])
     assert code == 2
+    error_line(capsys, "plans", str(tmp_path / "nomodel"), "not a fentan model directory", "model.json")
 
 
 def test_plan_without_members_is_listed():

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
@@ -20,6 +20,7 @@ from engine.estimators.credibility import (
     limited_fluctuation_table,
 )
 from engine.errors import ConfigError, DataError, ModelError
+from tests.kits.cli_error import error_line
 
 # Hachemeister (1975) as in R actuar `data(hachemeister)`: average bodily-injury
 # claim amounts (ratio.1..12) and claim numbers (weight.1..12), 5 states x 12 quarters.
@@ -240,26 +241,59 @@ def test_poisson_within_and_complements() -> None:
     assert pred["Z"][1] == 0.0 and pred["credibility_rate"][1] == pytest.approx(fit.collective_)
 
 
+def _bs_oracle(w: np.ndarray, x: np.ndarray) -> tuple[float, float]:
+    """Bühlmann-Straub s2 and a (unfloored) from domain.md section 3, by loops: w, x are groups x periods."""
+    n_groups, n_periods = w.shape
+    w_i = [sum(w[i]) for i in range(n_groups)]
+    xbar_i = [sum(w[i, j] * x[i, j] for j in range(n_periods)) / w_i[i] for i in range(n_groups)]
+    tot = sum(w_i)
+    xbar_w = sum(wi * xi for wi, xi in zip(w_i, xbar_i)) / tot
+    s2 = sum(w[i, j] * (x[i, j] - xbar_i[i]) ** 2 for i in range(n_groups) for j in range(n_periods)) \
+        / (n_groups * (n_periods - 1))
+    a = (sum(wi * (xi - xbar_w) ** 2 for wi, xi in zip(w_i, xbar_i)) - (n_groups - 1) * s2) \
+        / (tot - sum(wi**2 for wi in w_i) / tot)
+    return s2, a
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     exposures=st.lists(st.floats(1.0, 1e5), min_size=3, max_size=8),
     seed=st.integers(0, 10_000),
 )
 def test_z_in_unit_interval_and_monotone_in_exposure(exposures: list[float], seed: int) -> None:
+    """With a positive between-group variance, Z_i = w_i / (w_i + s2 / a) exactly, in [0, 1], rising with w_i."""
     rng = np.random.default_rng(seed)
-    rows = []
-    for g, e in enumerate(exposures):
-        for j in range(3):
-            rows.append({"group": g, "period": j, "exposure_years": e / 3,
-                         "claims": int(rng.poisson(e / 3 * rng.uniform(0.005, 0.05)))})
-    try:
-        fit = BuhlmannStraub().fit(pl.DataFrame(rows))
-    except ModelError:
-        return
-    s = fit.summary.sort("exposure_years")
+    rates = rng.uniform(0.005, 0.05, len(exposures))  # one true rate per group: between-group variance
+    w = np.array([[e / 3] * 3 for e in exposures])
+    claims = rng.poisson(w * rates[:, None])
+    rows = [{"group": g, "period": j, "exposure_years": w[g, j], "claims": int(claims[g, j])}
+            for g in range(len(exposures)) for j in range(3)]
+    s2, a = _bs_oracle(w, claims / w)
+    assume(a > 1e-9 * max(s2, 1e-300))  # the interesting case; a <= 0 (Z = 0) is tested below
+    fit = BuhlmannStraub().fit(pl.DataFrame(rows))
+    assert fit.s2_ == pytest.approx(s2, rel=1e-9) and fit.a_ == pytest.approx(a, rel=1e-9)
+    s = fit.summary.sort("group")
+    w_i = w.sum(axis=1)
+    np.testing.assert_allclose(s["Z"].to_numpy(), w_i / (w_i + s2 / a), rtol=1e-9)
+    assert fit.k_ == pytest.approx(s2 / a, rel=1e-9)
+    np.testing.assert_allclose(s["Z"].to_numpy(), w_i / (w_i + fit.k_), rtol=1e-14)  # Z = w / (w + k) exactly
+    s = s.sort("exposure_years")
     z = s["Z"].to_numpy()
-    assert ((z >= 0) & (z <= 1)).all()
+    assert ((z > 0) & (z < 1)).all()
     assert (np.diff(z) >= -1e-12).all()  # Z rises with exposure
+
+
+def test_z_is_zero_without_between_group_variance() -> None:
+    """Identical group rates and no within-group spread: a <= 0 is floored, Z = 0, rate = collective."""
+    rows = [{"group": g, "period": j, "exposure_years": 100.0 * (g + 1), "claims": (g + 1) * (1 + j % 2)}
+            for g in range(3) for j in range(2)]
+    s2, a = _bs_oracle(np.array([[100.0 * (g + 1)] * 2 for g in range(3)]),
+                       np.array([[(1 + j % 2) / 100.0 for j in range(2)] for _ in range(3)]))
+    assert s2 > 0 and a < 0
+    fit = BuhlmannStraub().fit(pl.DataFrame(rows))
+    assert fit.a_ == 0.0 and fit.a_unfloored_ == pytest.approx(a, rel=1e-9) and math.isinf(fit.k_)
+    assert (fit.summary["Z"] == 0.0).all()
+    np.testing.assert_allclose(fit.summary["credibility_rate"].to_numpy(), 0.015)
 
 
 def test_errors() -> None:
@@ -289,6 +323,24 @@ def test_full_standard_1082() -> None:
         full_standard(1.2)
 
 
+def test_full_standard_and_blend_boundaries() -> None:
+    """Found by mutation testing: cv other than 0 and 1, the open ends of p, and Z = 0 / 1 exactly."""
+    z = stats.norm.ppf(0.95)
+    assert full_standard(0.90, 0.05, cv=0.5) == pytest.approx((z / 0.05) ** 2 * 1.25, rel=1e-12)
+    for bad, name in ((0.0, "p"), (1.0, "p")):
+        with pytest.raises(ConfigError, match=rf"^{name}: probability must be in \(0, 1\)"):
+            full_standard(bad)
+    with pytest.raises(ConfigError, match="^k: tolerance"):
+        full_standard(0.9, 0.0)
+    with pytest.raises(ConfigError, match="^cv: must be >= 0"):
+        full_standard(0.9, 0.05, cv=-0.1)
+    assert credibility_blend(0.02, 0.01, 1.0) == 0.02 and credibility_blend(0.02, 0.01, 0.0) == 0.01
+    np.testing.assert_allclose(credibility_blend(np.array([0.02, 0.04]), 0.01, np.array([0.25, 1.0])), [0.0125, 0.04])
+    for bad_z in (-1e-9, 1 + 1e-9):
+        with pytest.raises(DataError, match=r"Z must lie in \[0, 1\]"):
+            credibility_blend(0.02, 0.01, bad_z)
+
+
 def test_limited_fluctuation_values() -> None:
     # the default standard is the formula's (z_0.95 / 0.05)^2 = 1082.2, not a rounded 1,082
     assert limited_fluctuation(1083) == 1.0
@@ -313,7 +365,7 @@ def test_limited_fluctuation_table() -> None:
     assert t.filter(pl.col("g") == "b")["Z"].item() == 1.0
 
 
-def test_cli_credibility(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_credibility(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     import json
 
     from engine.cli.main import main
@@ -332,5 +384,7 @@ def test_cli_credibility(tmp_path) -> None:  # type: ignore[no-untyped-def]
     np.testing.assert_allclose(tab["credibility_rate"].to_numpy(), o["cred"], rtol=1e-10)
     assert main(["credibility", "--cells", str(tmp_path / "cells.parquet"), "--group", "nope",
                  "--out", str(out), "--quiet"]) == 2
+    error_line(capsys, "credibility", f"{tmp_path / 'cells.parquet'}: --group: column 'nope' is not in the cells")
     assert main(["credibility", "--cells", str(tmp_path / "cells.parquet"), "--group", "state",
                  "--complement", "abc", "--out", str(out), "--quiet"]) == 2
+    error_line(capsys, "credibility", "--complement", "'abc'", "is not 'collective', 'reference' or a number")

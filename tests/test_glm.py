@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 
 import numpy as np
@@ -147,24 +148,72 @@ def test_spline_basis_against_de_boor_and_clamping() -> None:
     np.testing.assert_allclose(bspline_basis(np.array([10.0, 80.0]), t), bspline_basis(np.array([20.0, 59.0]), t))
 
 
-def test_planted_effects_recovered_with_nominal_coverage() -> None:
-    """Over replications of a 10^6 member-year platform, 95% intervals cover the planted values ~95% of the time."""
-    hits, total = 0, 0
-    est = []
-    for seed in range(20):
+#: replications of the planted platform for the coverage tests (about 20 ms a fit)
+COVERAGE_REPS = 200
+Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975)
+
+
+@functools.cache
+def _planted_replications() -> tuple[np.ndarray, np.ndarray]:
+    """Standardised errors (coef - truth) / se, reps x terms, and each fit's Wald statistic.
+
+    The Wald statistic (b - beta)' V^-1 (b - beta) uses the engine's covariance, so it is
+    chi2(p) when both the estimates and the covariance are right.
+    """
+    z, wald = [], []
+    for seed in range(COVERAGE_REPS):
         cells, _ = planted_cells(100 + seed)
-        m = PoissonGLM(factors=("sex", "city_tier", "channel"), age="linear").fit(cells)
+        with threadpool_limits(1):  # small solves: BLAS threads only contend
+            m = PoissonGLM(factors=("sex", "city_tier", "channel"), age="linear").fit(cells)
         s = m.summary
         # age="linear" centres at the mean training age, as the simulation does
-        truth = np.array([TRUE[t] for t in s["term"]])
-        hits += int(((s["lower"].to_numpy() <= truth) & (truth <= s["upper"].to_numpy())).sum())
-        total += s.height
-        est.append(s["coef"].to_numpy() - truth)
-    cov = hits / total
-    sd = np.sqrt(0.95 * 0.05 / total)
-    assert abs(cov - 0.95) <= 3.5 * sd, cov
-    bias = np.mean(est, axis=0)
-    assert np.all(np.abs(bias) < 0.05)
+        err = s["coef"].to_numpy() - np.array([TRUE[t] for t in s["term"]])
+        z.append(err / s["se"].to_numpy())
+        wald.append(float(err @ np.linalg.solve(m.cov_, err)))
+    return np.array(z), np.array(wald)
+
+
+def _calibration_failures(z: np.ndarray, wald: np.ndarray, scale: float = 1.0) -> list[str]:
+    """Two-sided 3-sigma bands for intervals whose half-width is ``scale`` x the engine's.
+
+    - coverage of the 95% intervals (reps x terms of them) within 0.95 +- 3 sd, the sd from
+      the spread of the per-fit coverage over the independent replications (terms of one fit
+      are correlated);
+    - mean Wald statistic / p within 1 +- 3 sqrt(2 / (reps p)) (chi2(p) has mean p, variance 2p).
+      Scaling the standard errors by c scales it by 1 / c^2: 1.23 at c = 0.9, 0.83 at c = 1.1.
+    """
+    reps, p = z.shape
+    per_fit = (np.abs(z / scale) <= Z95).mean(axis=1)
+    cov, sd_cov = per_fit.mean(), per_fit.std(ddof=1) / np.sqrt(reps)
+    w = wald.mean() / p / scale**2
+    sd_w = np.sqrt(2 / (reps * p))
+    out = []
+    if abs(cov - 0.95) > 3 * sd_cov:
+        out.append(f"coverage {cov:.4f} outside 0.95 +- {3 * sd_cov:.4f}")
+    if abs(w - 1) > 3 * sd_w:
+        out.append(f"mean Wald / p {w:.3f} outside 1 +- {3 * sd_w:.3f}")
+    return out
+
+
+def test_planted_effects_recovered_with_nominal_coverage() -> None:
+    """Over 200 replications of a 10^6 member-year platform, 95% intervals cover the planted values 95% of the time.
+
+    The bands reject intervals 10% too narrow or too wide (next test); the mean standardised
+    error of every term is within 4 sd of 0 (no bias).
+    """
+    z, wald = _planted_replications()
+    assert _calibration_failures(z, wald) == []
+    assert np.all(np.abs(z.mean(axis=0)) < 4 / np.sqrt(COVERAGE_REPS)), z.mean(axis=0)
+
+
+@pytest.mark.parametrize("scale", [0.9, 1.1])
+def test_coverage_bands_reject_intervals_10pct_off(scale: float) -> None:
+    """The same replications with every interval 10% narrower or wider fail the bands."""
+    z, wald = _planted_replications()
+    fails = _calibration_failures(z, wald, scale)
+    assert any(f.startswith("mean Wald") for f in fails), fails
+    if scale < 1:
+        assert any(f.startswith("coverage") for f in fails), fails
 
 
 def test_planted_cell_rates_within_prediction_intervals() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.shares.history import notice_dates, share_history, sharing_calendar
+from tests.kits.cli_error import error_line
 
 D = dt.date
 
@@ -247,7 +248,7 @@ def test_unclassified_claims_are_classified_with_exposure_rules():
     assert got["amount_approved_cny"].to_list() == pytest.approx([1.0, 0, 0, 2.0, 100.0, 3.0])
 
 
-def test_cli_history_writes_the_table(tmp_path):
+def test_cli_history_writes_the_table(tmp_path, capsys):
     from engine.cli.main import main
 
     members = _members().with_columns(pl.lit("P1").alias("plan_id"))
@@ -271,6 +272,7 @@ def test_cli_history_writes_the_table(tmp_path):
     assert got["claims_approved"].to_list() == [0, 0, 0, 1, 0, 1]
     assert main(["history", "--members", str(tmp_path / "m.parquet"), "--claims", str(tmp_path / "c.parquet"),
                  "--start", "2020-01-01", "--end", "2020-03-31", "--sharing-days", "0", "--out", str(out)]) == 2
+    error_line(capsys, "history", "sharing_days", "'0'", "must be days of the month in 1..31")
 
 
 def test_member_counts_packed_equals_group_by():

@@ -18,6 +18,7 @@ from engine.errors import ConfigError
 from engine.pipeline.memguard import BASE_BYTES, PER_ROW_FACTOR, available_memory, default_limit, estimate_inputs, parse_size
 
 from tests.kits.runconfig import small_run_config
+from tests.kits.cli_error import error_line
 
 
 def _config(run: str = "") -> str:
@@ -68,15 +69,13 @@ def test_config_key_limit_and_bad_value(platform: Path, capsys: pytest.CaptureFi
     cfg = platform / "small-limit.toml"
     cfg.write_text(_config('[run]\nmemory_limit = "2 MiB"\n'))
     assert main(["run", str(cfg), "--dry-run"]) == 2
-    err = capsys.readouterr().err
-    assert "memory limit of 2.1 MB" in err and "run.memory_limit" in err
+    error_line(capsys, "run", "5,000 member rows", "memory limit of 2.1 MB", f"{cfg}: run.memory_limit")
     # the command line wins over the configuration
     assert main(["run", str(cfg), "--dry-run", "--quiet", "--memory-limit", "64GB"]) == 0
     bad = platform / "bad-limit.toml"
     bad.write_text(_config('[run]\nmemory_limit = "lots"\n'))
     assert main(["run", str(bad), "--dry-run"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "run.memory_limit" in err[0] and "lots" in err[0]
+    error_line(capsys, "run", f"{bad}: run.memory_limit", "'lots'", "is not a size")
 
 
 def test_estimate_from_footers_against_a_hand_count(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 from engine.cli.main import main
 from engine.projection._project import project
 from engine.projection.assumptions import load_projection_config
+from tests.kits.cli_error import error_line
 
 TOML = """
 [projection]
@@ -108,17 +109,17 @@ def test_cli_config_errors_are_one_line(tmp_path, capsys, edit, match):
 
 def test_cli_missing_groups_and_existing_out(tmp_path, capsys, groups_parquet):
     assert main(["project", "--groups", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "o")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    error_line(capsys, "project", str(tmp_path / "none.parquet"), "no such file")
     out = tmp_path / "o2"
     out.mkdir()
     (out / "x").write_text("")
     assert main(["project", "--groups", str(groups_parquet), "--out", str(out), "--horizon", "2",
                  "--scenarios", "5", "--quiet"]) == 2
-    assert "--force" in capsys.readouterr().err
+    error_line(capsys, "project", str(out), "output directory exists", "--force")
     bad = tmp_path / "bad.parquet"
     pl.DataFrame({"group": ["a"], "members": [1.0]}).write_parquet(bad)
     assert main(["project", "--groups", str(bad), "--out", str(tmp_path / "o3")]) == 2
-    assert "'rate' is required" in capsys.readouterr().err
+    error_line(capsys, "project", str(bad), "column 'rate' is required")
 
 
 def test_summary_print_and_plot(capsys):

@@ -15,6 +15,7 @@ from engine.plans.planset import assign_plans, load_plans, to_toml
 from engine.segmentation._model import CellPoissonModel
 from engine.segmentation._plans import rule_expression, segment_plans
 from engine.segmentation.segmenter import RiskSegmenter
+from tests.kits.cli_error import error_line
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -120,7 +121,7 @@ def test_template_expression_is_kept_and_errors(cells, template, tmp_path):
     assert np.all(np.asarray(back.names) == np.asarray(names))
 
 
-def test_cli_segment_writes_plans_toml_usable_by_fentan_plans(cells, template, tmp_path):
+def test_cli_segment_writes_plans_toml_usable_by_fentan_plans(cells, template, tmp_path, capsys):
     from engine.cli.main import main
 
     cells.write_parquet(tmp_path / "cells.parquet")
@@ -142,3 +143,4 @@ def test_cli_segment_writes_plans_toml_usable_by_fentan_plans(cells, template, t
     assert set(res.filter(pl.col("planset") == "vertical")["plan"].to_list()) == set(ps.names)
     assert main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(out), "--model", "cell",
                  "--plans-template", str(tmp_path / "missing.toml"), "--quiet"]) == 2
+    error_line(capsys, "segment", str(tmp_path / "missing.toml"), "no such plan file")

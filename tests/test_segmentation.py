@@ -16,6 +16,7 @@ from engine.errors import ConfigError, DataError, ModelError
 from engine.segmentation.metrics import gini, weighted_ari
 from engine.segmentation._model import CellPoissonModel
 from engine.segmentation.segmenter import RiskSegmenter
+from tests.kits.cli_error import error_line
 
 
 class FixedModel:
@@ -301,7 +302,7 @@ def test_cli_rules_plan_from_toml(tmp_path, capsys):
     back.print_summary()
     assert main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(tmp_path / "o2"),
                  "--method", "rules"]) == 2
-    assert "--rules" in capsys.readouterr().err
+    error_line(capsys, "segment", "--rules", "a rules file is required with --method rules")
 
 
 def test_default_model_is_glm_with_interactions(sim):
@@ -347,7 +348,7 @@ def test_member_duration_and_age_conventions():
     assert [age(dt.date(2021, 2, 28)), age(dt.date(2021, 3, 1)), age(dt.date(2024, 2, 29))] == [20, 21, 24]
 
 
-def test_cli_scores_members_with_a_saved_segmentation(sim, tmp_path):
+def test_cli_scores_members_with_a_saved_segmentation(sim, tmp_path, capsys):
     """fentan segment --save-model, then --load DIR --members ... --at: same groups as the API."""
     from engine.cli.main import main
 
@@ -388,12 +389,17 @@ def test_cli_scores_members_with_a_saved_segmentation(sim, tmp_path):
                          schema=members.schema)
     pl.concat([members, older]).with_columns(pl.lit("tv").alias("channel")).write_parquet(bad)  # tier 5 at 50: by channel
     base = ["segment", "--load", str(model_dir), "--out", str(tmp_path / "e"), "--quiet"]
+    capsys.readouterr()
     assert main([*base, "--members", str(tmp_path / "members.parquet")]) == 2
+    error_line(capsys, "segment", "--at", "a date is needed", "attained age")
     assert main([*base, "--members", str(bad), "--at", "2021-02-28"]) == 2
+    error_line(capsys, "segment", str(bad), "rows match no group", "column 'channel' = 'tv' unseen", "--unknown null")
     assert main([*base, "--members", str(bad), "--at", "2021-02-28", "--unknown", "null"]) == 0
     want = seg.assign(pl.read_parquet(bad), at=dt.date(2021, 2, 28), unknown="null")
     got_bad = pl.read_parquet(tmp_path / "e" / "assignments.parquet")["group"]
     assert got_bad.to_list() == want.to_list() and got_bad.null_count() >= 1
     assert main([*base, "--members", str(tmp_path / "members.parquet"), "--cells", str(tmp_path / "cells.parquet")]) == 2
+    error_line(capsys, "segment", "--load", "give exactly one of --members or --cells")
     assert main(["segment", "--members", str(tmp_path / "members.parquet"), "--cells", str(tmp_path / "cells.parquet"),
                  "--out", str(tmp_path / "e2"), "--quiet"]) == 2
+    error_line(capsys, "segment", "--members", "scoring members needs a saved segmentation (--load DIR)")

@@ -12,6 +12,7 @@ import statsmodels.api as sm
 
 from engine.errors import ConfigError, DataError, ModelError
 from engine.estimators.select import SelectFactors, band_labels, duration_band_expr, poisson_irls, select_factors
+from tests.kits.cli_error import error_line
 
 # planted truth: anti-selection 1.3 in months 3-5 right after a 90-day waiting period,
 # select effect 0.6 in months 6-23, ultimate 1.0 from month 24
@@ -121,12 +122,24 @@ def test_lifelines_left_truncated_rows_from_labels_only() -> None:
     )
 
 
+def _log_se(row: pl.DataFrame, level: float) -> float:
+    """Standard error of log(factor), from the row's Wald interval (symmetric on the log scale)."""
+    from scipy import stats
+
+    lo, f, hi = (np.log(row[c].item()) for c in ("factor_lower", "factor", "factor_upper"))
+    assert hi - f == pytest.approx(f - lo, rel=1e-9)
+    return (hi - lo) / (2 * stats.norm.ppf(0.5 + level / 2))
+
+
 def test_recovers_planted_effect_large_sample() -> None:
     cells = simulate_cells(4, expo_per_cell=40000.0, young_early=True)
     s = select_factors(cells, bands=BANDS, age_width=1, level=0.999)
     for band, f in TRUTH.items():
         row = s.filter(pl.col("duration_band") == band)
-        assert row["factor"].item() == pytest.approx(f, rel=0.05)
+        if band == "24+":  # the reference band
+            assert row["factor"].item() == 1.0 and row["is_reference"].item()
+            continue
+        assert abs(np.log(row["factor"].item() / f)) <= 4 * _log_se(row, 0.999), band
         assert row["factor_lower"].item() <= f <= row["factor_upper"].item()
 
 
@@ -134,7 +147,8 @@ def test_adjustment_removes_age_confounding() -> None:
     cells = simulate_cells(5, expo_per_cell=20000.0, young_early=True)
     adj = select_factors(cells, bands=BANDS, age_width=1).filter(pl.col("duration_band") == "6-11")["factor"].item()
     crude = select_factors(cells, bands=BANDS, adjust=[]).filter(pl.col("duration_band") == "6-11")["factor"].item()
-    assert adj == pytest.approx(0.6, rel=0.05)
+    row = select_factors(cells, bands=BANDS, age_width=1).filter(pl.col("duration_band") == "6-11")
+    assert abs(np.log(adj / 0.6)) <= 4 * _log_se(row, 0.95)
     assert crude < 0.5  # young recent joiners make the crude select effect look stronger
 
 
@@ -191,7 +205,15 @@ def test_plot_and_print(capsys: pytest.CaptureFixture[str]) -> None:
     matplotlib.use("Agg")
     m = SelectFactors(bands=BANDS, route="both").fit(simulate_cells(8))
     ax = m.plot_factors()
-    assert ax.get_ylabel().startswith("incidence factor")
+    assert ax.get_xlabel() == "months since joining" and ax.get_ylabel() == f"incidence factor vs {m.reference_}"
+    s = m.summary
+    assert [c.get_label() for c in ax.containers] == ["glm", "lifelines"]  # one series per route
+    for c in ax.containers:  # the factors plotted, with their interval bars
+        r = s.filter(pl.col("route") == c.get_label())
+        np.testing.assert_allclose(c.lines[0].get_ydata(), r["factor"].to_numpy())
+        bars = c.lines[2][0].get_segments()
+        np.testing.assert_allclose([b[0][1] for b in bars], r["factor_lower"].to_numpy())
+    assert [t.get_text() for t in ax.get_xticklabels()] == s.filter(pl.col("route") == "glm")["duration_band"].to_list()
     m.print_summary()
     assert "duration factors" in capsys.readouterr().out
 
@@ -262,15 +284,25 @@ def test_cli_select_from_cells_equals_api(tmp_path, capsys) -> None:  # type: ig
     assert crude.filter(pl.col("duration_band") == "6-11")["factor"].item() == 1.0
     assert set(crude["adjusted_for"].to_list()) == {""}
     # user errors: one line, exit code 2
-    for bad in (["--bands", "3,x"], ["--bands", "6,3"], ["--reference", "99+"], ["--adjust", "nope"],
-                ["--level", "1.5"]):
-        assert main(["select", "--cells", str(tmp_path / "cells.parquet"), "--out", str(out), "--quiet", *bad]) == 2
+    cp = tmp_path / "cells.parquet"
+    capsys.readouterr()
+    for bad, needles in (
+        (["--bands", "3,x"], ("--bands", "'3,x'", "is not a comma-separated list of integers")),
+        (["--bands", "6,3"], ("bands", "strictly increasing", "[6, 3]")),
+        (["--reference", "99+"], ("reference", "'99+'", "not among bands with exposure")),
+        (["--adjust", "nope"], (f"{cp}: --adjust: column 'nope' is not in the cells",)),
+        (["--level", "1.5"], ("level", "must be in (0, 1)", "1.5")),
+    ):
+        assert main(["select", "--cells", str(cp), "--out", str(out), "--quiet", *bad]) == 2
+        error_line(capsys, "select", *needles)
     assert main(["select", "--out", str(out), "--quiet"]) == 2
-    assert main(["select", "--cells", str(tmp_path / "cells.parquet"), "--members", "m.parquet", "--out", str(out)]) == 2
+    error_line(capsys, "select", "--cells", "give --cells, or --members and --claims")
+    assert main(["select", "--cells", str(cp), "--members", "m.parquet", "--out", str(out)]) == 2
+    error_line(capsys, "select", "--cells", "not both")
 
 
 @pytest.mark.slow
-def test_cli_select_from_members_and_claims(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_select_from_members_and_claims(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     """members + claims -> exposure cells by duration, age, sex -> factors; equal to the API route."""
     import datetime as dt
 
@@ -292,5 +324,7 @@ def test_cli_select_from_members_and_claims(tmp_path) -> None:  # type: ignore[n
     assert got.equals(want)
     assert got["claims"].sum() == cells.filter(pl.col("duration") >= 3)["claims"].sum()
     assert main([*args[:-3], "--start", "2021-12-31", "--end", "2019-01-01", "--out", str(out), "--quiet"]) == 2
+    error_line(capsys, "select", "--end", "2019-01-01", "is before --start 2021-12-31")
     assert main(["select", "--members", str(tmp_path / "members.parquet"), "--claims",
                  str(tmp_path / "claims.parquet"), "--out", str(out), "--quiet"]) == 2  # no window
+    error_line(capsys, "select", "--start/--end", "the study window is required")

@@ -19,6 +19,7 @@ from engine.errors import ConfigError
 from engine.data.reference import reference_basis
 from engine.synth import generate
 from engine.data.validation import validate
+from tests.kits.cli_error import error_line
 
 START, END = dt.date(2018, 10, 16), dt.date(2021, 12, 31)
 CHANNELS = ["organic", "subsidy", "referral", "employer"]
@@ -282,8 +283,12 @@ def oracle_hi(plat_hi):  # type: ignore[no-untyped-def]
 
 
 def _check(o: float, e: float, what: str) -> None:
+    """Observed first eligible claims within 4 sd of the expected: O - e is a counting process minus its
+    compensator (the hazard integrated over the at-risk time), so its variance is e. The weekly grid adds
+    an unbiased integration error well under one claim at 10^6 members. Measured (seed 77): |z| <= 2.1
+    over the 11 checks, overall 0.09%."""
     assert e > 30, what
-    tol = 4.0 * np.sqrt(e) + 0.03 * e
+    tol = 4.0 * np.sqrt(e)
     assert abs(o - e) <= tol, f"{what}: observed {o} vs expected {e:.1f} (tolerance {tol:.1f})"
 
 
@@ -313,7 +318,7 @@ def test_crude_incidence_by_age_band(oracle_hi) -> None:  # type: ignore[no-unty
     for i, name in enumerate(BANDS):
         _check(float(o_band[i]), float(e_band[i]), f"age band {name}")
         crude, true = o_band[i] / x_band[i], e_band[i] / x_band[i]
-        assert abs(crude / true - 1) < 4 / np.sqrt(e_band[i]) + 0.03
+        assert abs(crude / true - 1) < 4 / np.sqrt(e_band[i])  # sd of crude / true = 1 / sqrt(expected claims)
     # the age shape is there: 50-59 claim at several times the rate of 18-29
     assert (o_band[4] / x_band[4]) / (o_band[1] / x_band[1]) > 5
 
@@ -326,9 +331,10 @@ def test_cli_synth_and_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert pl.read_parquet(out / "truth.parquet").height == 5000
     # refuses a non-empty directory without --force
     assert main(["synth", "--members", "100", "--seed", "3", "--out", str(out), "--quiet"]) == 2
-    assert "--force" in capsys.readouterr().err
+    error_line(capsys, "synth", str(out), "output directory exists", "--force")
     assert main(["synth", "--members", "100", "--seed", "3", "--out", str(out), "--quiet", "--force"]) == 0
     assert main(["synth", "--members", "100", "--seed", "3", "--out", str(tmp_path / "x"), "--dirty", "2"]) == 2
+    error_line(capsys, "synth", "dirty", "must be in [0, 0.5)", "2.0")
 
 
 

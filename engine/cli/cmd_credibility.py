@@ -40,12 +40,17 @@ def _complement(text: str) -> str | float:
 
 def run(args: argparse.Namespace) -> int:
 
-    from engine.cli.common import prepare_out_dir, print_table, read_cells, input_args
+    from engine.cli.common import prepare_out_dir, print_table, read_cells, input_args, require_columns
     from engine.estimators.credibility import BuhlmannStraub, limited_fluctuation_table
     from engine.data.io import write_json, write_parquet
 
     out = prepare_out_dir(args.out, inputs=input_args(args))  # checked before any work
     cells = read_cells(args.cells)
+    require_columns(cells, args.group, args.cells, "--group")
+    for option, col in (("--claims", args.claims), ("--exposure", args.exposure)):
+        require_columns(cells, [col], args.cells, option)
+    if args.method == "buhlmann-straub":
+        require_columns(cells, [args.period], args.cells, "--period")
     comp = _complement(args.complement)
     if args.method == "buhlmann-straub":
         if comp == "overall":

@@ -35,8 +35,22 @@ def demo_config_path() -> Path:
     return Path(__file__).resolve().parents[2] / "configs" / "demo.toml"
 
 
+#: what defines the demo's as-of date (recorded in the row account)
+AS_OF_SOURCE = "the synthetic platform's extract date (cut-off + the longest approval lag)"
+
+
+def extract_date(params: dict[str, Any]) -> dt.date:
+    """The as-of date of a generated platform: its cut-off plus the longest approval lag.
+
+    The generator approves claims up to ``lag_days[1]`` days after their event, so an extract
+    that holds every claim of the study is taken that late; no generated date lies after it.
+    """
+    cfg = params["config"]
+    return dt.date.fromisoformat(str(cfg["end"])) + dt.timedelta(days=int(cfg["lag_days"][1]))
+
+
 def demo_config(data: dict[str, Path], config: str | Path | None = None,
-                window: tuple[str, str] | None = None) -> Any:
+                window: tuple[str, str] | None = None, as_of: dt.date | None = None) -> Any:
     """The demo RunConfig: ``configs/demo.toml`` (or ``config``) with ``[data]`` pointing at ``data``.
 
     ``window`` (ISO dates): the generated platform's launch and cut-off, the ``[study]`` start
@@ -53,6 +67,8 @@ def demo_config(data: dict[str, Path], config: str | Path | None = None,
         raise ConfigError(f"{path}: demo configuration not found (pass --config)")
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
     raw["data"] = {"members": str(Path(data["members"]).resolve()), "claims": str(Path(data["claims"]).resolve())}
+    if as_of is not None:
+        raw["data"]["as_of"] = as_of
     if window:
         study = raw.setdefault("study", {})
         for key, day in zip(("start", "end"), window, strict=True):
@@ -102,7 +118,9 @@ def run_demo(
     plat = generate(members, seed, dirty=dirty)
     data = plat.write(root / "data")
     seconds = {"generate": round(time.perf_counter() - t0, 3)}
-    res = validate(read_members(data["members"]), read_claims(data["claims"]))
+    as_of = extract_date(plat.params)
+    res = validate(read_members(data["members"]), read_claims(data["claims"]), as_of=as_of,
+                   as_of_source=AS_OF_SOURCE)
     vdir = prepare_out_dir(root / "validation")
     write_parquet(res.rejected_members, vdir / "rejected_members.parquet")
     write_parquet(res.rejected_claims, vdir / "rejected_claims.parquet")
@@ -123,7 +141,7 @@ def run_demo(
         from engine.cli.cmd_run import print_run
         from engine.pipeline.config import to_toml
 
-        cfg = demo_config(data, config, (str(p["config"]["start"]), str(p["config"]["end"])))
+        cfg = demo_config(data, config, (str(p["config"]["start"]), str(p["config"]["end"])), as_of=as_of)
         write_text(to_toml(cfg), root / "demo.toml")
         t1 = time.perf_counter()
         result = run_batch(cfg, root / "run", force=True, quiet=quiet, progress=progress)

@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    from engine.cli.common import check_writable, input_args, prepare_out_dir, print_table, read_cells
+    from engine.cli.common import check_writable, input_args, prepare_out_dir, print_table, read_cells, require_columns
     from engine.errors import ConfigError
     from engine.estimators.crude import incidence
     from engine.data.io import write_parquet
@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         prepare_out_dir(args.model_out, inputs=input_args(args))
     cells = read_cells(args.cells)
     by = [b.strip() for b in args.by.split(",") if b.strip()]
+    require_columns(cells, by, args.cells, "--by")
     basis = None if args.basis.lower() in ("none", "") else args.basis.lower()
     if args.scale_basis and basis is None:
         raise ConfigError("--scale-basis: needs a reference basis (not --basis none)")

@@ -144,12 +144,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unseen(seg, rows) -> str:
+    """The first unmatched row's feature values, naming the columns whose value the segmentation never saw."""
+    first = rows.row(0, named=True)
+    feats = [f for f in seg.features_ if f in rows.columns]
+    seen = getattr(seg, "unit_groups_", None)
+    unseen = [f for f in feats if seen is not None and f in seen.columns and first[f] not in set(seen[f].to_list())]
+    return ", ".join(f"column '{f}' = {first[f]!r}" + (" unseen" if f in unseen else "") for f in feats)
+
+
 def _score(args: argparse.Namespace) -> int:
     """Assign members (or cells) to the groups of a saved segmentation; write assignments.parquet."""
     import polars as pl
 
     from engine.cli.common import input_args, parse_date, prepare_out_dir, print_table, read_cells
-    from engine.errors import ConfigError
+    from engine.errors import ConfigError, DataError
     from engine.data.io import read_members, write_parquet
     from engine.segmentation.segmenter import RiskSegmenter
 
@@ -166,7 +175,11 @@ def _score(args: argparse.Namespace) -> int:
     else:
         frame = read_cells(args.cells)
         ids = [c for c in frame.columns if c in ("period", *seg.features_, "exposure_years", "claims")]
-    group = seg.assign(frame, at=at, unknown=args.unknown)
+    group = seg.assign(frame, at=at, unknown="null")
+    if args.unknown == "error" and group.null_count():
+        raise DataError(f"{args.members or args.cells}: {group.null_count()} rows match no group of the saved "
+                        f"segmentation ({_unseen(seg, frame.filter(group.is_null().to_numpy()))}); "
+                        "use --unknown null to keep them with a null group")
     names = seg.groups_.select(pl.col("group").cast(pl.Int32), "name")
     keep = [c for c in ids if c in frame.columns] + [f for f in seg.features_ if f in frame.columns and f not in ids]
     out_df = frame.select(keep).with_columns(group).join(names, on="group", how="left", maintain_order="left")

@@ -75,7 +75,7 @@ def _cells_from_members(args: argparse.Namespace, adjust: list[str] | None):
 
 def run(args: argparse.Namespace) -> int:
 
-    from engine.cli.common import check_writable, input_args, print_table, read_cells
+    from engine.cli.common import check_writable, input_args, print_table, read_cells, require_columns
     from engine.errors import ConfigError
     from engine.data.io import write_parquet
     from engine.estimators.select import SelectFactors
@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--cells: give either --cells or --members/--claims, not both")
     if args.cells:
         cells = read_cells(args.cells)
+        require_columns(cells, adjust or [], args.cells, "--adjust")
     elif args.members or args.claims:
         cells = _cells_from_members(args, adjust)
     else:

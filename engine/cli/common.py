@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine._display import print_table  # noqa: F401  (re-exported for the commands)
-from engine.errors import ConfigError, OutputError
+from engine.errors import ConfigError, OutputError, DataError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -22,6 +22,13 @@ def parse_date(text: str, what: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise ConfigError(f"{what}: '{text}' is not a date (YYYY-MM-DD)") from None
+
+
+def require_columns(df: pl.DataFrame, columns: list[str], path: str, option: str) -> None:
+    """Raise a one-line :class:`DataError` naming the file, the option and the first missing column."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: {option}: column '{missing[0]}' is not in the cells (columns: {', '.join(df.columns)})")
 
 
 #: argparse destinations that name inputs (files, directories, globs, model directories)

@@ -215,8 +215,8 @@ def plot_calibration(table: pl.DataFrame, ax: Any = None) -> Any:
     ax.errorbar(p, o, yerr=err, fmt="o", ms=4, capsize=2, label="observed (Garwood interval)")
     lim = [0.0, float(max(p.max(), table["observed_upper"].max()))]
     ax.plot(lim, lim, ls="--", color="grey", lw=1, label="perfect calibration")
-    ax.set_xlabel("predicted rate")
-    ax.set_ylabel("observed rate")
+    ax.set_xlabel("predicted rate (claims per exposure-year)")
+    ax.set_ylabel("observed rate (claims per exposure-year)")
     ax.legend()
     return ax
 
