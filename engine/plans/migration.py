@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from engine._results import ResultMixin, print_frame
-from engine.plans.compare import _check_table
+from engine.plans._risk_table import _check_table
 from engine.errors import ConfigError, DataError
 from engine.plans.planset import PlanSet, assign_plans
 from engine.conventions import DAYS_PER_YEAR
