@@ -1,13 +1,8 @@
 """Estimators on cells: crude incidence, GLM and GBM rate models, metrics, select factors, credibility."""
 
 from engine.estimators._base import RateModel, score_members
-from engine.estimators.credibility import (
-    BuhlmannStraub,
-    credibility_blend,
-    full_standard,
-    limited_fluctuation,
-    limited_fluctuation_table,
-)
+from engine.estimators._limited import credibility_blend, full_standard, limited_fluctuation, limited_fluctuation_table
+from engine.estimators.credibility import BuhlmannStraub
 from engine.estimators.crude import garwood_interval, incidence, plot_incidence
 from engine.estimators.gbm import PoissonGBM
 from engine.estimators.glm import PoissonGLM

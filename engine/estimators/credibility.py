@@ -39,7 +39,13 @@ import polars as pl
 from engine._estimator import Estimator, _warn_renamed, renamed_param
 from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError, ModelError
-from engine.conventions import CREDIBILITY_PROBABILITY, CREDIBILITY_TOLERANCE, FULL_CREDIBILITY_CLAIMS, full_credibility_standard
+from engine.estimators._limited import _as_list, _require
+from engine.estimators._limited import (  # noqa: F401  (re-exported: limited-fluctuation credibility)
+    credibility_blend,
+    full_standard,
+    limited_fluctuation,
+    limited_fluctuation_table,
+)
 
 __all__ = [
     "BuhlmannStraub",
@@ -52,19 +58,29 @@ __all__ = [
 _WITHIN = ("empirical", "poisson")
 
 
-def _as_list(keys: str | Sequence[str], what: str) -> list[str]:
-    if isinstance(keys, str):
-        return [keys]
-    out = list(keys)
-    if not out or not all(isinstance(k, str) for k in out):
-        raise ConfigError(f"{what}: expected a column name or a non-empty list of column names, got {keys!r}")
-    return out
+def _structure(
+    w_i: np.ndarray, xbar_i: np.ndarray, w: float, xbar_w: float, n_groups: int, s2: float
+) -> tuple[float, float, float, np.ndarray, float]:
+    """Between variance (unfloored and floored at 0), k, the groups' Z and the credibility-weighted collective.
 
-
-def _require(df: pl.DataFrame, cols: Sequence[str], what: str) -> None:
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise DataError(f"{what}: cells lack column(s) {missing}; present: {df.columns}")
+    Notes
+    -----
+    ``a = max(0, (sum_i w_i (Xbar_i - Xbar_w)^2 - (I - 1) s2) / (w - sum_i w_i^2 / w))``,
+    ``k = s2 / a``, ``Z_i = w_i / (w_i + k)``, ``m = sum_i Z_i Xbar_i / sum_i Z_i``;
+    with ``a = 0``: ``k = inf``, ``Z_i = 0`` and ``m = Xbar_w``.
+    """
+    denom = w - float((w_i**2).sum()) / w
+    a_raw = (float((w_i * (xbar_i - xbar_w) ** 2).sum()) - (n_groups - 1) * s2) / denom
+    a = max(0.0, a_raw)
+    if a > 0:
+        k = s2 / a
+        z_pos = w_i / (w_i + k)
+        m = float((z_pos * xbar_i).sum() / z_pos.sum())
+    else:
+        k = math.inf
+        z_pos = np.zeros_like(w_i)
+        m = xbar_w
+    return a_raw, a, k, z_pos, m
 
 
 class BuhlmannStraub(Estimator):
@@ -205,6 +221,35 @@ class BuhlmannStraub(Estimator):
             ``self``, fitted.
         """
         keys = self._validate(cells)
+        gp, pos = self._period_sums(cells, keys)
+        groups, gpos = self._group_sums(gp, pos, keys)
+        n_groups = gpos.height
+        if n_groups < 2:
+            raise ModelError(
+                f"BuhlmannStraub.fit: {n_groups} group(s) with positive {self.exposure_col!r}; at least 2 are needed"
+            )
+        w_i = gpos.get_column("_w").to_numpy()
+        xbar_i = gpos.get_column("_num").to_numpy() / w_i
+        w = float(w_i.sum())
+        xbar_w = float((w_i * xbar_i).sum() / w)
+        s2 = self._within_variance(pos, gpos, keys) if self.within == "empirical" else xbar_w
+        a_raw, a, k, z_pos, m = _structure(w_i, xbar_i, w, xbar_w, n_groups, s2)
+        self.groups_ = self._groups_table(groups, gpos, keys, z_pos, m)
+        self.group_keys_ = keys
+        self.collective_ = m
+        self.m_ = m
+        self.mean_rate_ = xbar_w
+        self.s2_ = s2
+        self.a_ = a
+        self.a_unfloored_ = a_raw
+        self.k_ = k
+        self.n_groups_ = n_groups
+        rows = self.groups_.select([*keys, "Z"]).rows()
+        self.Z_ = {(r[0] if len(keys) == 1 else tuple(r[:-1])): r[-1] for r in rows}
+        return self
+
+    def _period_sums(self, cells: pl.DataFrame, keys: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Claims (or rate x exposure) and exposure per group and period; the rows with exposure, with their rate ``_x``."""
         w_col = self.exposure_col
         if self.rate is not None:
             num = (pl.col(self.rate).cast(pl.Float64) * pl.col(w_col).cast(pl.Float64)).sum().alias("_num")
@@ -215,7 +260,12 @@ class BuhlmannStraub(Estimator):
             aggs.append(pl.col(self.reference).cast(pl.Float64).sum().alias("_ref"))
         gp = cells.group_by([*keys, self.period]).agg(aggs).sort([*keys, self.period])
         pos = gp.filter(pl.col("_w") > 0).with_columns((pl.col("_num") / pl.col("_w")).alias("_x"))
+        return gp, pos
 
+    def _group_sums(
+        self, gp: pl.DataFrame, pos: pl.DataFrame, keys: list[str]
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Sums per group with their number of periods with exposure: all groups, and those with exposure."""
         # per group sums (all groups, including those with zero exposure)
         g_aggs = [pl.col("_num").sum(), pl.col("_w").sum()]
         if self.complement == "reference":
@@ -225,44 +275,26 @@ class BuhlmannStraub(Estimator):
         groups = groups.join(n_per, on=keys, how="left").with_columns(
             pl.col("n_periods").fill_null(0).cast(pl.Int64)
         )
-        gpos = groups.filter(pl.col("_w") > 0)
-        n_groups = gpos.height
-        if n_groups < 2:
+        return groups, groups.filter(pl.col("_w") > 0)
+
+    def _within_variance(self, pos: pl.DataFrame, gpos: pl.DataFrame, keys: list[str]) -> float:
+        """Empirical within-group variance ``s2 = sum_i sum_j w_ij (X_ij - Xbar_i)^2 / sum_i (n_i - 1)``."""
+        dof = int((gpos.get_column("n_periods").to_numpy() - 1).sum())
+        if dof <= 0:
             raise ModelError(
-                f"BuhlmannStraub.fit: {n_groups} group(s) with positive {w_col!r}; at least 2 are needed"
+                f"BuhlmannStraub.fit: within='empirical' needs a group with 2+ periods of {self.period!r}; "
+                "every group has one period (use within='poisson')"
             )
-        w_i = gpos.get_column("_w").to_numpy()
-        xbar_i = gpos.get_column("_num").to_numpy() / w_i
-        w = float(w_i.sum())
-        xbar_w = float((w_i * xbar_i).sum() / w)
+        dev = pos.join(
+            gpos.select([*keys, (pl.col("_num") / pl.col("_w")).alias("_xbar")]), on=keys, how="inner"
+        )
+        ss = float((dev.get_column("_w") * (dev.get_column("_x") - dev.get_column("_xbar")) ** 2).sum())
+        return ss / dof
 
-        if self.within == "empirical":
-            dof = int((gpos.get_column("n_periods").to_numpy() - 1).sum())
-            if dof <= 0:
-                raise ModelError(
-                    f"BuhlmannStraub.fit: within='empirical' needs a group with 2+ periods of {self.period!r}; "
-                    "every group has one period (use within='poisson')"
-                )
-            dev = pos.join(
-                gpos.select([*keys, (pl.col("_num") / pl.col("_w")).alias("_xbar")]), on=keys, how="inner"
-            )
-            ss = float((dev.get_column("_w") * (dev.get_column("_x") - dev.get_column("_xbar")) ** 2).sum())
-            s2 = ss / dof
-        else:
-            s2 = xbar_w
-
-        denom = w - float((w_i**2).sum()) / w
-        a_raw = (float((w_i * (xbar_i - xbar_w) ** 2).sum()) - (n_groups - 1) * s2) / denom
-        a = max(0.0, a_raw)
-        if a > 0:
-            k = s2 / a
-            z_pos = w_i / (w_i + k)
-            m = float((z_pos * xbar_i).sum() / z_pos.sum())
-        else:
-            k = math.inf
-            z_pos = np.zeros_like(w_i)
-            m = xbar_w
-
+    def _groups_table(
+        self, groups: pl.DataFrame, gpos: pl.DataFrame, keys: list[str], z_pos: np.ndarray, m: float
+    ) -> pl.DataFrame:
+        """Per group: exposure, claims, periods, rate, Z, complement and ``credibility_rate = Z rate + (1 - Z) complement``."""
         zdf = gpos.select(keys).with_columns(pl.Series("Z", z_pos, dtype=pl.Float64))
         out = groups.join(zdf, on=keys, how="left").with_columns(pl.col("Z").fill_null(0.0))
         out = out.with_columns(
@@ -285,22 +317,10 @@ class BuhlmannStraub(Estimator):
             if self.rate is None
             else (pl.col("_num")).alias("claims_cost")
         )
-        self.groups_ = out.select(
+        return out.select(
             [*keys, pl.col("_w").alias("exposure_years"), claims_expr, "n_periods", "rate", "Z", "complement",
              "credibility_rate"]
         )
-        self.group_keys_ = keys
-        self.collective_ = m
-        self.m_ = m
-        self.mean_rate_ = xbar_w
-        self.s2_ = s2
-        self.a_ = a
-        self.a_unfloored_ = a_raw
-        self.k_ = k
-        self.n_groups_ = n_groups
-        rows = self.groups_.select([*keys, "Z"]).rows()
-        self.Z_ = {(r[0] if len(keys) == 1 else tuple(r[:-1])): r[-1] for r in rows}
-        return self
 
     # -------------------------------------------------------------- outputs
     @property
@@ -399,137 +419,3 @@ class BuhlmannStraub(Estimator):
         ax.set_ylabel("claims per exposure-year")
         ax.legend()
         return ax
-
-
-# --------------------------------------------------------------------------
-# limited fluctuation
-# --------------------------------------------------------------------------
-def full_standard(p: float = CREDIBILITY_PROBABILITY, k: float = CREDIBILITY_TOLERANCE, cv: float = 0.0) -> float:
-    """Claims needed for full credibility (limited-fluctuation / classical).
-
-    Notes
-    -----
-    ``n_full = (z_{(1+p)/2} / k)^2 * (1 + cv^2)`` where ``cv`` is the coefficient
-    of variation of the claim size (0 for claim counts / fixed benefits).
-    With p = 0.90 and k = 0.05: (1.644854 / 0.05)^2 = 1082.2.
-    """
-    if not (0.0 < p < 1.0):
-        raise ConfigError(f"p: probability must be in (0, 1), got {p!r}")
-    if not (k > 0.0):
-        raise ConfigError(f"k: tolerance must be > 0, got {k!r}")
-    if not (cv >= 0.0):
-        raise ConfigError(f"cv: must be >= 0, got {cv!r}")
-    return full_credibility_standard(p, k, cv)
-
-
-def limited_fluctuation(claims: Any, full_standard: float = FULL_CREDIBILITY_CLAIMS) -> Any:
-    """Limited-fluctuation credibility factor ``Z = min(1, sqrt(n / n_full))``.
-
-    Parameters
-    ----------
-    claims : float or array-like
-        Observed claim counts ``n`` (>= 0).
-    full_standard : float
-        Claims for full credibility (default :data:`engine.conventions.FULL_CREDIBILITY_CLAIMS`,
-        1,082.2: 90% probability of being within ±5%; see :func:`full_standard`).
-
-    Returns
-    -------
-    float or numpy.ndarray
-        ``Z`` with the shape of ``claims``.
-
-    Notes
-    -----
-    Square-root rule: ``Z = min(1, sqrt(n / n_full))``.
-    """
-    if not (full_standard > 0):
-        raise ConfigError(f"full_standard: must be > 0, got {full_standard!r}")
-    n = np.asarray(claims, dtype=float)
-    if np.isnan(n).any() or (n < 0).any():
-        raise DataError("limited_fluctuation: claims must be non-negative numbers")
-    z = np.minimum(1.0, np.sqrt(n / float(full_standard)))
-    return float(z) if z.ndim == 0 else z
-
-
-def credibility_blend(rate: Any, complement: Any, z: Any) -> Any:
-    """Blend ``Z * rate + (1 - Z) * complement`` (scalars or arrays)."""
-    zz = np.asarray(z, dtype=float)
-    if ((zz < 0) | (zz > 1)).any():
-        raise DataError("credibility_blend: Z must lie in [0, 1]")
-    out = zz * np.asarray(rate, dtype=float) + (1.0 - zz) * np.asarray(complement, dtype=float)
-    return float(out) if np.ndim(out) == 0 else out
-
-
-def limited_fluctuation_table(
-    cells: pl.DataFrame,
-    by: str | Sequence[str],
-    complement: float | str = "overall",
-    full_standard: float = FULL_CREDIBILITY_CLAIMS,
-    claims_col: str = "claims",
-    exposure_col: str = "exposure_years",
-    **renamed: Any,
-) -> pl.DataFrame:
-    """Limited-fluctuation credibility rates per group of cells.
-
-    Parameters
-    ----------
-    cells : polars.DataFrame
-        Cells with ``by`` columns, claims and exposure.
-    by : str or list of str
-        Group columns.
-    complement : "overall", float, or str
-        ``"overall"`` = total claims / total exposure; a number = fixed rate; any
-        other string = a column of expected claims (complement = expected / exposure).
-    full_standard : float
-        Claims for full credibility.
-    claims_col, exposure_col : str
-        Columns of the cells (``claims`` and ``exposure`` are deprecated aliases).
-
-    Returns
-    -------
-    polars.DataFrame
-        ``by``, exposure_years, claims, rate, Z, complement, credibility_rate.
-    """
-    for old, new in (("claims", "claims_col"), ("exposure", "exposure_col")):
-        if old in renamed:
-            _warn_renamed("limited_fluctuation_table", old, new)
-            if new == "claims_col":
-                claims_col = renamed.pop(old)
-            else:
-                exposure_col = renamed.pop(old)
-    if renamed:
-        raise TypeError(f"limited_fluctuation_table() got an unexpected keyword argument '{next(iter(renamed))}'")
-    claims, exposure = claims_col, exposure_col
-    keys = _as_list(by, "by")
-    need = [*keys, claims, exposure]
-    ref_col = complement if isinstance(complement, str) and complement != "overall" else None
-    if ref_col:
-        need.append(ref_col)
-    _require(cells, need, "limited_fluctuation_table")
-    aggs = [pl.col(exposure).cast(pl.Float64).sum().alias("exposure_years"),
-            pl.col(claims).sum().alias("claims")]
-    if ref_col:
-        aggs.append(pl.col(ref_col).cast(pl.Float64).sum().alias("_ref"))
-    g = cells.group_by(keys).agg(aggs).sort(keys)
-    n = g.get_column("claims").to_numpy()
-    z = np.atleast_1d(limited_fluctuation(n, full_standard))
-    g = g.with_columns(
-        pl.when(pl.col("exposure_years") > 0).then(pl.col("claims") / pl.col("exposure_years")).alias("rate"),
-        pl.Series("Z", z, dtype=pl.Float64),
-    )
-    if complement == "overall":
-        tot_e = float(g.get_column("exposure_years").sum())
-        if tot_e <= 0:
-            raise DataError("limited_fluctuation_table: total exposure is 0")
-        comp = pl.lit(float(g.get_column("claims").sum()) / tot_e)
-    elif ref_col:
-        comp = pl.when(pl.col("exposure_years") > 0).then(pl.col("_ref") / pl.col("exposure_years"))
-    else:
-        comp = pl.lit(float(complement))
-    g = g.with_columns(comp.cast(pl.Float64).alias("complement"))
-    g = g.with_columns(
-        (pl.col("Z") * pl.col("rate").fill_null(0.0) + (1 - pl.col("Z")) * pl.col("complement")).alias(
-            "credibility_rate"
-        )
-    )
-    return g.select([*keys, "exposure_years", "claims", "rate", "Z", "complement", "credibility_rate"])

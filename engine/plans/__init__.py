@@ -1,6 +1,7 @@
 """Plans: plan files, eligibility expressions, pooled vs vertical comparison, sharing rules, migration, optimiser."""
 
-from engine.plans.compare import ComparisonResult, build_risk_table, compare_plans
+from engine.plans._risk_table import build_risk_table
+from engine.plans.compare import ComparisonResult, compare_plans
 from engine.plans.migration import MigrationResult, migrate
 from engine.plans.optimise import OptimiseResult, optimise_plans
 from engine.plans.planset import Plan, PlanSet, assign_plans, load_plans, plans_from_dict, to_toml

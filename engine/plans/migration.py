@@ -20,6 +20,7 @@ import polars as pl
 from engine._results import ResultMixin, print_frame
 from engine.plans.compare import _check_table
 from engine.data._coerce import api_input
+from engine.plans._risk_table import _check_table
 from engine.errors import ConfigError, DataError
 from engine.plans.planset import PlanSet, assign_plans
 from engine.conventions import DAYS_PER_YEAR
@@ -133,6 +134,20 @@ def migrate(
     in plan p with A[i,p] - min_q A[i,q] > threshold moves to the argmin with
     probability ``move_probability``. Members are conserved row by row.
     """
+    _check_migrate_args(price, move_probability, threshold, waiting_cost)
+    table = _check_table(risk_table, study_years)
+    opts = PlanSet(options.plans, name=options.name, allow_overlap=True, source=options.source)
+    mk = _market(table, opts)
+    x0 = _initial_allocation(table, initial, mk)
+    x, flows, hist, converged, rounds = _move_rounds(
+        x0.copy(), mk, price=price, threshold=threshold, waiting_cost=waiting_cost,
+        move_probability=move_probability, max_rounds=max_rounds, tol=tol,
+    )
+    return _migration_result(table, mk, x0, x, flows, hist, converged, rounds)
+
+
+def _check_migrate_args(price: str, move_probability: float, threshold: float, waiting_cost: bool) -> None:
+    """Raise ConfigError on an unknown price, a probability outside (0, 1], a negative threshold or a misplaced waiting cost."""
     if price not in PRICES:
         raise ConfigError(f"price: must be one of {', '.join(PRICES)}")
     if not 0 < move_probability <= 1:
@@ -141,8 +156,31 @@ def migrate(
         raise ConfigError("threshold: must be >= 0")
     if waiting_cost and price != "payment":
         raise ConfigError("waiting_cost: only with price='payment' (CNY)")
-    table = _check_table(risk_table, study_years)
-    opts = PlanSet(options.plans, name=options.name, allow_overlap=True, source=options.source)
+
+
+@dataclass(frozen=True)
+class _Market:
+    """Rows x plans arrays of a migration: eligibility, benefit, expected claims, own cost, benefit lost waiting."""
+
+    names: list[str]
+    elig: np.ndarray
+    ben: np.ndarray
+    ppy: np.ndarray
+    equal: np.ndarray
+    n_row: np.ndarray
+    m: np.ndarray
+    cost: np.ndarray
+    lost: np.ndarray
+
+
+def _market(table: pl.DataFrame, opts: PlanSet) -> _Market:
+    """The arrays of :class:`_Market` for the risk table and the plans on offer.
+
+    Notes
+    -----
+    ``m[i,p] = lambda_i / ppy_p``; ``cost[i,p] = (1 + phi_p) m[i,p] B_{p,i}``;
+    ``lost[i,q] = lambda_i B_{q,i} waiting_days_q / 365.25``.
+    """
     a = assign_plans(table, opts)
     P = len(opts)
     elig = np.column_stack([a[f"eligible_{j}"].to_numpy() for j in range(P)]).astype(bool)
@@ -156,38 +194,65 @@ def migrate(
     cost = (1 + fee)[None, :] * m * ben  # own cost per member and period
     wait = np.array([p.waiting_days for p in opts], dtype=float)
     lost = lam[:, None] * ben * wait[None, :] / DAYS_PER_YEAR  # expected benefit lost while waiting in plan q
-    names = opts.names
+    return _Market(names=opts.names, elig=elig, ben=ben, ppy=ppy, equal=equal, n_row=n_row, m=m, cost=cost, lost=lost)
+
+
+def _initial_allocation(table: pl.DataFrame, initial: str | None, mk: _Market) -> np.ndarray:
+    """Members of each row in each plan at the start: the first eligible plan, or the plan named by ``initial``."""
+    names, elig, n_row = mk.names, mk.elig, mk.n_row
     covered = elig.any(axis=1)
-    x = np.zeros((len(n_row), P))
+    x = np.zeros((len(n_row), len(names)))
     if initial is None:
         first = np.argmax(elig, axis=1)
         x[np.arange(len(n_row))[covered], first[covered]] = n_row[covered]
-    else:
-        if initial not in table.columns:
-            raise DataError(f"risk table: initial-plan column '{initial}' is missing")
-        start = table[initial].cast(pl.String).to_list()
-        for i, s in enumerate(start):  # one lookup per row (cells, not members)
-            if s is None or not covered[i]:
-                continue
-            if s not in names:
-                raise DataError(f"risk table: {initial} '{s}' is not one of the options ({', '.join(names)})")
-            j = names.index(s)
-            if not elig[i, j]:
-                raise DataError(f"risk table: row {i} starts in '{s}' but is not eligible for it")
-            x[i, j] = n_row[i]
-    x0 = x.copy()
+        return x
+    if initial not in table.columns:
+        raise DataError(f"risk table: initial-plan column '{initial}' is missing")
+    start = table[initial].cast(pl.String).to_list()
+    for i, s in enumerate(start):  # one lookup per row (cells, not members)
+        if s is None or not covered[i]:
+            continue
+        if s not in names:
+            raise DataError(f"risk table: {initial} '{s}' is not one of the options ({', '.join(names)})")
+        j = names.index(s)
+        if not elig[i, j]:
+            raise DataError(f"risk table: row {i} starts in '{s}' but is not eligible for it")
+        x[i, j] = n_row[i]
+    return x
+
+
+def _move_rounds(
+    x: np.ndarray,
+    mk: _Market,
+    *,
+    price: str,
+    threshold: float,
+    waiting_cost: bool,
+    move_probability: float,
+    max_rounds: int,
+    tol: float,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, np.ndarray, np.ndarray]], bool, int]:
+    """Move members round by round to their cheapest plan: final allocation, flows, per-round pools, converged, rounds.
+
+    Notes
+    -----
+    Members of row i in plan p move to ``argmin_q A[i,q]`` with probability
+    ``move_probability`` when ``A[i,p] - min_q A[i,q] > threshold`` (plus the
+    benefit lost waiting when ``waiting_cost``).
+    """
+    P = len(mk.names)
     flows = np.zeros((P, P))
     total = float(x.sum())
     hist = []
     converged = False
     rounds = 0
     for rounds in range(1, max_rounds + 1):
-        n, share, _ = _pool_stats(x, cost, m, elig)
-        pay = np.where(equal[None, :] & (n[None, :] > 0), np.nan_to_num(share)[None, :], cost)
-        annual = pay * ppy[None, :]
+        n, share, _ = _pool_stats(x, mk.cost, mk.m, mk.elig)
+        pay = np.where(mk.equal[None, :] & (n[None, :] > 0), np.nan_to_num(share)[None, :], mk.cost)
+        annual = pay * mk.ppy[None, :]
         if price == "per_benefit":
-            annual = np.where(ben > 0, annual / np.where(ben > 0, ben, 1.0), np.inf)
-        annual = np.where(elig, annual, np.inf)
+            annual = np.where(mk.ben > 0, annual / np.where(mk.ben > 0, mk.ben, 1.0), np.inf)
+        annual = np.where(mk.elig, annual, np.inf)
         hist.append((rounds - 1, n.copy(), share.copy()))
         best = np.argmin(annual, axis=1)
         best_price = annual[np.arange(len(best)), best]
@@ -195,7 +260,7 @@ def migrate(
             saving = annual - best_price[:, None]
         need = np.full(len(best), float(threshold))
         if waiting_cost:
-            need = need + lost[np.arange(len(best)), best]
+            need = need + mk.lost[np.arange(len(best)), best]
         movers = (x > 0) & (saving > need[:, None]) & np.isfinite(saving)
         moved = np.where(movers, x * move_probability, 0.0)
         amount = float(moved.sum())
@@ -206,8 +271,23 @@ def migrate(
         np.add.at(x, (np.arange(len(best)), best), moved.sum(axis=1))
         for j in range(P):  # P is the number of plans (small)
             flows[j] += np.bincount(best, weights=moved[:, j], minlength=P)
-    n, share, claims = _pool_stats(x, cost, m, elig)
-    n0, share0, claims0 = _pool_stats(x0, cost, m, elig)
+    return x, flows, hist, converged, rounds
+
+
+def _migration_result(
+    table: pl.DataFrame,
+    mk: _Market,
+    x0: np.ndarray,
+    x: np.ndarray,
+    flows: np.ndarray,
+    hist: list[tuple[int, np.ndarray, np.ndarray]],
+    converged: bool,
+    rounds: int,
+) -> MigrationResult:
+    """Pools at start and end, flows between plans, per-round history and the rows at the fixed point."""
+    names, ppy, P = mk.names, mk.ppy, len(mk.names)
+    n, share, claims = _pool_stats(x, mk.cost, mk.m, mk.elig)
+    n0, share0, claims0 = _pool_stats(x0, mk.cost, mk.m, mk.elig)
     hist.append((rounds, n, share))
     pools = pl.DataFrame({
         "plan": names,

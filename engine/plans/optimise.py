@@ -23,6 +23,7 @@ from engine.conventions import DAYS_PER_YEAR
 from engine._results import ResultMixin, print_frame, warn_renamed
 from engine.plans.compare import _check_table
 from engine.data._coerce import api_input
+from engine.plans._risk_table import _check_table
 from engine.errors import ConfigError, DataError
 from engine.plans.planset import BenefitBand, Eligibility, Plan, PlanSet
 
@@ -246,6 +247,47 @@ def optimise_plans(
     if max_share_cv is not None:
         warn_renamed("optimise_plans", "max_share_cv", "target_share_cv")
         target_share_cv = max_share_cv
+    _check_optimise_args(target_share_cv, members_scale, objective, max_plans, min_claims_per_period, max_factor_groups)
+    table = _check_table(risk_table, study_years)
+    for f in factors:
+        if f not in table.columns:
+            raise DataError(f"risk table: factor column '{f}' is missing")
+        if table[f].n_unique() > 8:
+            raise ConfigError(f"factors: '{f}' has {table[f].n_unique()} levels; at most 8 can be enumerated")
+    ppy = float(periods_per_year or template.periods_per_year)
+    table = table.with_columns(template.benefit_expr().alias("_b")).sort("age")
+    if table["_b"].null_count():
+        bad = table.filter(pl.col("_b").is_null())["age"].min()
+        raise DataError(f"risk table: age {bad} is outside the template plan's benefit schedule")
+    if target_share_cv is not None:
+        from engine.plans.size import eligible_fraction
+
+        e_frac = eligible_fraction(growth_per_period, template.waiting_days * ppy / DAYS_PER_YEAR, reporting_lag_periods)
+        need_k = 1.0 / (e_frac * target_share_cv**2)
+    else:
+        need_k = 0.0
+    rows = _rows(table, template.fee, ppy)
+    options, codes = _band_options(table, factors, max_factor_groups, contiguous_levels)
+    best, back = _best_partitions(
+        rows, options, codes, max_plans=max_plans, min_claims_per_period=min_claims_per_period,
+        target_share_cv=target_share_cv, need_k=need_k, members_scale=members_scale, objective=objective,
+    )
+    tradeoff, solutions = _tradeoff(
+        best, back, total_cost=float(np.sum(rows.n * rows.c)), max_plans=max_plans, objective=objective,
+        target_share_cv=target_share_cv, members_scale=members_scale,
+    )
+    return OptimiseResult(tradeoff=tradeoff, solutions=solutions, template=template, objective=objective)
+
+
+def _check_optimise_args(
+    target_share_cv: float | None,
+    members_scale: float,
+    objective: str,
+    max_plans: int,
+    min_claims_per_period: float,
+    max_factor_groups: int,
+) -> None:
+    """Raise ConfigError on a bad option."""
     if target_share_cv is not None and not target_share_cv > 0:
         raise ConfigError("target_share_cv: must be > 0")
     if not members_scale > 0:
@@ -258,33 +300,48 @@ def optimise_plans(
         raise ConfigError("min_claims_per_period: must be >= 0")
     if not (isinstance(max_factor_groups, int) and max_factor_groups >= 2):
         raise ConfigError("max_factor_groups: must be an integer >= 2")
-    table = _check_table(risk_table, study_years)
-    for f in factors:
-        if f not in table.columns:
-            raise DataError(f"risk table: factor column '{f}' is missing")
-        if table[f].n_unique() > 8:
-            raise ConfigError(f"factors: '{f}' has {table[f].n_unique()} levels; at most 8 can be enumerated")
-    ppy = float(periods_per_year or template.periods_per_year)
-    table = table.with_columns(template.benefit_expr().alias("_b")).sort("age")
-    if table["_b"].null_count():
-        bad = table.filter(pl.col("_b").is_null())["age"].min()
-        raise DataError(f"risk table: age {bad} is outside the template plan's benefit schedule")
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Risk-table rows sorted by age, as arrays: members, own cost, expected claims and their benefit moments."""
+
+    ages: np.ndarray
+    starts: np.ndarray
+    n: np.ndarray
+    c: np.ndarray
+    m: np.ndarray
+    mb: np.ndarray
+    mb2: np.ndarray
+
+
+def _rows(table: pl.DataFrame, fee: float, ppy: float) -> _Rows:
+    """Arrays of the sorted risk table.
+
+    Notes
+    -----
+    ``m_i = N_i lambda_i / ppy`` (expected claims per period),
+    ``c_i = (1 + fee) lambda_i / ppy B_i`` (own cost per member and period).
+    """
     ages = np.array(sorted(table["age"].unique().to_list()))
     age_idx = np.searchsorted(ages, table["age"].to_numpy())
     n = table["members"].to_numpy()
     m = n * table["rate"].to_numpy() / ppy
-    c = (1 + template.fee) * table["rate"].to_numpy() / ppy * table["_b"].to_numpy()
+    c = (1 + fee) * table["rate"].to_numpy() / ppy * table["_b"].to_numpy()
     bcol = table["_b"].to_numpy().astype(np.float64)
     mb, mb2 = m * bcol, m * bcol * bcol
-    if target_share_cv is not None:
-        from engine.plans.size import eligible_fraction
+    starts = np.searchsorted(age_idx, np.arange(len(ages) + 1))
+    return _Rows(ages=ages, starts=starts, n=n, c=c, m=m, mb=mb, mb2=mb2)
 
-        e_frac = eligible_fraction(growth_per_period, template.waiting_days * ppy / DAYS_PER_YEAR, reporting_lag_periods)
-        need_k = 1.0 / (e_frac * target_share_cv**2)
-    else:
-        need_k = 0.0
-    # options: (factor, blocks); factor None = no split
-    options: list[tuple[str | None, list[tuple], np.ndarray | None]] = [(None, [()], None)]
+
+_Option = tuple[str | None, list[tuple], np.ndarray | None]
+
+
+def _band_options(
+    table: pl.DataFrame, factors: Sequence[str], max_factor_groups: int, contiguous_levels: bool
+) -> tuple[list[_Option], dict[str, np.ndarray]]:
+    """Ways to split an age band: no split, or one factor's levels partitioned into blocks; with the level codes."""
+    options: list[_Option] = [(None, [()], None)]
     codes: dict[str, np.ndarray] = {}
     for f in factors:
         levels = sorted(table[f].drop_nulls().unique().to_list())
@@ -297,26 +354,42 @@ def optimise_plans(
                 for v in blk:
                     lut[lookup[v]] = bi
             options.append((f, part, lut))
-    starts = np.searchsorted(age_idx, np.arange(len(ages) + 1))
+    return options, codes
+
+
+def _best_partitions(
+    rows: _Rows,
+    options: list[_Option],
+    codes: dict[str, np.ndarray],
+    *,
+    max_plans: int,
+    min_claims_per_period: float,
+    target_share_cv: float | None,
+    need_k: float,
+    members_scale: float,
+    objective: str,
+) -> tuple[np.ndarray, dict[tuple[int, int], tuple[int, int, list[PlanSpec]]]]:
+    """Dynamic programme over age cut points: least cross-subsidy with k plans for ages before j, and back-pointers.
+
+    Notes
+    -----
+    ``best[j][k] = min_{i<j, o} best[i][k - blocks(o)] + T(a_i..a_{j-1}, o)``
+    over admissible band options o (claims and members constraints).
+    """
+    ages, starts, n, c, m = rows.ages, rows.starts, rows.n, rows.c, rows.m
     A = len(ages)
-    INF = float("inf")
-    best = np.full((A + 1, max_plans + 1), INF)
+    best = np.full((A + 1, max_plans + 1), float("inf"))
     best[0, 0] = 0.0
     back: dict[tuple[int, int], tuple[int, int, list[PlanSpec]]] = {}
     for j in range(1, A + 1):
         for i in range(j):
-            rows = slice(starts[i], starts[j])
-            rn, rc, rm = n[rows], c[rows], m[rows]
+            sl = slice(starts[i], starts[j])
+            rn, rc, rm = n[sl], c[sl], m[sl]
             for f, part, lut in options:
-                if f is None:
-                    block = np.zeros(len(rn), dtype=np.int64)
-                    nb = 1
-                else:
-                    code = codes[f][rows]
-                    if (code < 0).any():
-                        continue  # a null level cannot be assigned to a marketed plan
-                    block = lut[code]
-                    nb = len(part)
+                split = _band_blocks(f, part, lut, codes, sl, len(rn))
+                if split is None:
+                    continue
+                block, nb = split
                 if nb > max_plans:
                     continue
                 claims = np.bincount(block, weights=rm, minlength=nb)
@@ -324,12 +397,8 @@ def optimise_plans(
                     continue
                 need = None
                 if target_share_cv is not None:
-                    s1 = np.bincount(block, weights=mb[rows], minlength=nb)
-                    s2 = np.bincount(block, weights=mb2[rows], minlength=nb)
-                    nn = np.bincount(block, weights=rn, minlength=nb)
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        need = np.where(s1 > 0, nn * s2 / np.where(s1 > 0, s1, 1.0) ** 2 * need_k, np.inf)
-                    if (members_scale * nn < need).any():
+                    need = _members_needed(rows, sl, block, nb, need_k)
+                    if (members_scale * np.bincount(block, weights=rn, minlength=nb) < need).any():
                         continue
                 cost, members, share = _cost(rn, rc, block, nb, objective)
                 for k in range(nb, max_plans + 1):
@@ -338,16 +407,66 @@ def optimise_plans(
                     cand = best[i, k - nb] + cost
                     if cand < best[j, k] - 1e-12 * max(1.0, abs(cand)):
                         best[j, k] = cand
-                        specs = []
-                        for bi in range(nb):
-                            sel = block == bi
-                            dev = 0.5 * float(np.sum(rn[sel] * np.abs(share[bi] - rc[sel])))
-                            hi = int(ages[j]) - 1 if j < A else int(ages[j - 1])  # ages between rows belong to the band
-                            specs.append(PlanSpec(int(ages[i]), hi, f, part[bi] if f else (),
-                                                  float(members[bi]), float(claims[bi]), float(share[bi]), dev,
-                                                  float(need[bi]) if need is not None else None))
+                        hi = int(ages[j]) - 1 if j < A else int(ages[j - 1])  # ages between rows belong to the band
+                        specs = [
+                            PlanSpec(int(ages[i]), hi, f, part[bi] if f else (),
+                                     float(members[bi]), float(claims[bi]), float(share[bi]),
+                                     0.5 * float(np.sum(rn[block == bi] * np.abs(share[bi] - rc[block == bi]))),
+                                     float(need[bi]) if need is not None else None)
+                            for bi in range(nb)
+                        ]
                         back[(j, k)] = (i, k - nb, specs)
-    total_cost = float(np.sum(n * c))
+    return best, back
+
+
+def _band_blocks(
+    f: str | None, part: list[tuple], lut: np.ndarray | None, codes: dict[str, np.ndarray], sl: slice, size: int
+) -> tuple[np.ndarray, int] | None:
+    """Plan index of each row of the band under one option, and the number of plans; None if a level is null."""
+    if f is None:
+        return np.zeros(size, dtype=np.int64), 1
+    code = codes[f][sl]
+    if (code < 0).any():
+        return None  # a null level cannot be assigned to a marketed plan
+    assert lut is not None
+    return lut[code], len(part)
+
+
+def _members_needed(rows: _Rows, sl: slice, block: np.ndarray, nb: int, need_k: float) -> np.ndarray:
+    """Operating members each plan needs for the target share CV.
+
+    Notes
+    -----
+    ``N*_p = N_p sum m_i B_i^2 / (sum m_i B_i)^2 * need_k`` with
+    ``need_k = 1 / (e cv^2)``; infinite when the plan expects no claims.
+    """
+    s1 = np.bincount(block, weights=rows.mb[sl], minlength=nb)
+    s2 = np.bincount(block, weights=rows.mb2[sl], minlength=nb)
+    nn = np.bincount(block, weights=rows.n[sl], minlength=nb)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(s1 > 0, nn * s2 / np.where(s1 > 0, s1, 1.0) ** 2 * need_k, np.inf)
+
+
+_TRADEOFF_SCHEMA = {
+    "k": pl.Int64, "feasible": pl.Boolean, "cross_subsidy_cny_per_period": pl.Float64,
+    "cross_subsidy_share": pl.Float64, "min_expected_claims_per_period": pl.Float64,
+    "max_share_cv_approx": pl.Float64, "plans": pl.String, "min_members_ratio": pl.Float64,
+    "best_at_most_k_cny_per_period": pl.Float64,
+}
+
+
+def _tradeoff(
+    best: np.ndarray,
+    back: dict[tuple[int, int], tuple[int, int, list[PlanSpec]]],
+    *,
+    total_cost: float,
+    max_plans: int,
+    objective: str,
+    target_share_cv: float | None,
+    members_scale: float,
+) -> tuple[pl.DataFrame, dict[int, list[PlanSpec]]]:
+    """The granularity trade-off table (one row per K) and the plans of each feasible K, read from the back-pointers."""
+    A = best.shape[0] - 1
     rows_out = []
     solutions: dict[int, list[PlanSpec]] = {}
     for k in range(1, max_plans + 1):
@@ -376,9 +495,4 @@ def optimise_plans(
         if r["cross_subsidy_cny_per_period"] is not None:
             running = min(running, r["cross_subsidy_cny_per_period"])
         r["best_at_most_k_cny_per_period"] = running if np.isfinite(running) else None
-    tradeoff = pl.DataFrame(rows_out, schema={
-        "k": pl.Int64, "feasible": pl.Boolean, "cross_subsidy_cny_per_period": pl.Float64,
-        "cross_subsidy_share": pl.Float64, "min_expected_claims_per_period": pl.Float64,
-        "max_share_cv_approx": pl.Float64, "plans": pl.String, "min_members_ratio": pl.Float64,
-        "best_at_most_k_cny_per_period": pl.Float64})
-    return OptimiseResult(tradeoff=tradeoff, solutions=solutions, template=template, objective=objective)
+    return pl.DataFrame(rows_out, schema=_TRADEOFF_SCHEMA), solutions

@@ -154,14 +154,7 @@ def tempo(
     crit = _criteria(criteria)
     a0 = make_assumptions(horizon=horizon, n_scenarios=n_scenarios, seed=seed, **projection)
     g = prepare_groups(groups, risk_flag_scores=a0.elasticity.risk_flag_scores)
-    plans = g["plan"].unique(maintain_order=True).to_list()
-    if plan is None:
-        if len(plans) > 1:
-            raise ConfigError(f"tempo: plan: the groups table has {len(plans)} plans; name one ({', '.join(plans)})")
-        plan = plans[0]
-    if plan not in plans:
-        raise ConfigError(f"tempo: plan '{plan}' is not in the groups table")
-    g = g.filter(pl.col("plan") == plan)
+    plan, g = _plan_groups(g, plan)
     m0 = compile_model(g, a0)
     n0 = float(g["members"].sum())
     mix = m0.mix
@@ -218,6 +211,18 @@ def tempo(
                 "assumptions": a0.model_dump(mode="json", exclude={"joiners"})}
     return TempoResult(table, pl.concat(paths).select("tempo", pl.exclude("tempo")), recommended, binding, crit,
                        float(sus or 0.0), settings)
+
+
+def _plan_groups(g: pl.DataFrame, plan: str | None) -> tuple[str, pl.DataFrame]:
+    """The plan swept (the only one when ``plan`` is None) and its rows of the groups table."""
+    plans = g["plan"].unique(maintain_order=True).to_list()
+    if plan is None:
+        if len(plans) > 1:
+            raise ConfigError(f"tempo: plan: the groups table has {len(plans)} plans; name one ({', '.join(plans)})")
+        plan = plans[0]
+    if plan not in plans:
+        raise ConfigError(f"tempo: plan '{plan}' is not in the groups table")
+    return plan, g.filter(pl.col("plan") == plan)
 
 
 def tempo_sensitivity(groups: pl.DataFrame, *, elasticities: Sequence[float], education_speeds: Sequence[float],

@@ -241,15 +241,12 @@ def simulate(m: Model, rows: int, draw: Draw, record: Callable[[int, dict[str, n
     a = m.a
     S, G, P = rows, m.G, m.P
     T = m.n0.shape[1]
-    w, lag, ppy = a.waiting_periods, a.reporting_lag_periods, a.periods_per_year
-    fee1 = 1.0 + a.fee
+    w, lag = a.waiting_periods, a.reporting_lag_periods
     sp = a.expectations
-    hmax = a.lapse.max_hazard
-    elastic = bool(np.any(m.eps != 0))
     mu_el = _squeeze_tenure(m.mu0[:, w:])       # (Te, 1, G) eligible tenures, or (1, 1, G)
     mu_const = mu_el.shape[0] == 1
     hb = _squeeze_tenure(m.hbase)               # (T, 1, G) or (1, 1, G)
-    h_const = hb.shape[0] == 1
+    elastic = bool(np.any(m.eps != 0))
     n = np.broadcast_to(m.n0.T[:, None, :], (T, S, G)).copy()
     pipe = None
     if lag:
@@ -278,35 +275,9 @@ def simulate(m: Model, rows: int, draw: Draw, record: Callable[[int, dict[str, n
             pipe[t % lag] = K
         else:
             paid = K
-        N = m.by_plan(Ng)
-        Np = N[:, m.plan_idx]
-        per_claim = member_share(m.benefit, Np, a.fee, empty=0.0)
-        capped = capped_share(per_claim, a.per_claimant_cap)
-        share_unc = m.by_plan(paid * capped)
-        excess_amount = m.by_plan(paid * (per_claim - capped)) * N
-        if not bool((Np > 0).all()):  # nobody left to share: the platform pays
-            excess_amount += m.by_plan(paid * np.where(Np > 0, 0.0, fee1 * m.benefit))
-        if a.annual_cap is not None:
-            if t % ppy == 0:
-                cum[:] = 0.0
-            allowed = np.maximum(a.annual_cap - cum, 0.0)
-            binds = (share_unc > allowed).astype(np.float64)
-            share = capped_share(share_unc, allowed)  # the annual cap: what is left of it this year
-            cum += share
-            excess_amount += (share_unc - share) * N
-        else:
-            binds = zeros_sp
-            share = share_unc
+        N, share_unc, share, excess_amount, binds = _period_shares(m, t, paid, Ng, cum, zeros_sp)
         if a.claimants_exit:
-            frac = np.divide(K, mexp, out=np.zeros((S, G)), where=mexp > 0)
-            keep = np.maximum(1.0 - mu * frac, 0.0)
-            if mu_const:
-                n[w:] *= keep
-                cex_g = Eg * (1.0 - keep[0])
-            else:
-                before = n[w:].sum(axis=0)
-                n[w:] *= keep
-                cex_g = before - n[w:].sum(axis=0)
+            cex_g = _claimant_exits(n, w, K, mexp, mu, Eg, mu_const)
             cexits = m.by_plan(cex_g)
         else:
             cex_g = None
@@ -314,20 +285,7 @@ def simulate(m: Model, rows: int, draw: Draw, record: Callable[[int, dict[str, n
         if X is None:
             X = share.copy()
         expected_now = X
-        if elastic:
-            ratio = share / np.maximum(X, sp.floor_cny)
-            h = np.minimum(hb * (ratio[:, m.plan_idx] ** m.eps), hmax)
-        else:
-            h = np.minimum(hb, hmax)
-        if h_const:
-            alive = Ng if cex_g is None else Ng - cex_g
-            lap_g = alive * h[0]
-            n *= 1.0 - h
-        else:
-            lap = n * h
-            lap_g = lap.sum(axis=0)
-            n -= lap
-        lapses = m.by_plan(lap_g)
+        lapses = m.by_plan(_lapse(m, n, hb, elastic, Ng, cex_g, share, X))
         X = X + sp.speed * (share - X)
         exits_prev = lapses + cexits
         n[T - 1] += n[T - 2]
@@ -338,6 +296,97 @@ def simulate(m: Model, rows: int, draw: Draw, record: Callable[[int, dict[str, n
                    "expected_claims": m.by_plan(mexp), "claims": m.by_plan(K), "paid_claims": m.by_plan(paid),
                    "share": share, "share_uncapped": share_unc, "platform_paid": excess_amount, "cap_binds": binds,
                    "lapses": lapses, "claimant_exits": cexits, "expected_share": expected_now})
+
+
+def _period_shares(
+    m: Model, t: int, paid: np.ndarray, Ng: np.ndarray, cum: np.ndarray, zeros_sp: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sharing members, uncapped and capped share, platform payment and annual-cap flag per plan in period t.
+
+    Notes
+    -----
+    ``share_unc = sum_g paid_g min((1 + fee) B_g / N_p, cap)``; then
+    ``share = min(share_unc, annual_cap - cum)`` with ``cum`` (updated in place)
+    reset at the first period of each projection year. The platform pays the
+    excess over the caps times N, and the whole cost where nobody shares.
+    """
+    a = m.a
+    N = m.by_plan(Ng)
+    Np = N[:, m.plan_idx]
+    per_claim = member_share(m.benefit, Np, a.fee, empty=0.0)
+    capped = capped_share(per_claim, a.per_claimant_cap)
+    share_unc = m.by_plan(paid * capped)
+    excess_amount = m.by_plan(paid * (per_claim - capped)) * N
+    if not bool((Np > 0).all()):  # nobody left to share: the platform pays
+        excess_amount += m.by_plan(paid * np.where(Np > 0, 0.0, (1.0 + a.fee) * m.benefit))
+    if a.annual_cap is not None:
+        if t % a.periods_per_year == 0:
+            cum[:] = 0.0
+        allowed = np.maximum(a.annual_cap - cum, 0.0)
+        binds = (share_unc > allowed).astype(np.float64)
+        share = capped_share(share_unc, allowed)  # the annual cap: what is left of it this year
+        cum += share
+        excess_amount += (share_unc - share) * N
+    else:
+        binds = zeros_sp
+        share = share_unc
+    return N, share_unc, share, excess_amount, binds
+
+
+def _claimant_exits(
+    n: np.ndarray, w: int, K: np.ndarray, mexp: np.ndarray, mu: np.ndarray, Eg: np.ndarray, mu_const: bool
+) -> np.ndarray:
+    """Remove claimants from the eligible tenures of ``n`` (in place); return the exits per scenario and group.
+
+    Notes
+    -----
+    Each eligible tenure keeps ``max(1 - mu_tau K / mexp, 0)`` of its members.
+    """
+    S, G = mexp.shape
+    frac = np.divide(K, mexp, out=np.zeros((S, G)), where=mexp > 0)
+    keep = np.maximum(1.0 - mu * frac, 0.0)
+    if mu_const:
+        n[w:] *= keep
+        return Eg * (1.0 - keep[0])
+    before = n[w:].sum(axis=0)
+    n[w:] *= keep
+    return before - n[w:].sum(axis=0)
+
+
+def _lapse(
+    m: Model,
+    n: np.ndarray,
+    hb: np.ndarray,
+    elastic: bool,
+    Ng: np.ndarray,
+    cex_g: np.ndarray | None,
+    share: np.ndarray,
+    X: np.ndarray,
+) -> np.ndarray:
+    """Remove lapses from ``n`` (in place); return the lapses per scenario and group.
+
+    Notes
+    -----
+    Hazard ``h = min(h_base (share / max(X, floor))^eps, max_hazard)`` with X
+    the expected share (``h = min(h_base, max_hazard)`` without elasticity);
+    ``hb`` is the base hazard by tenure from :func:`_squeeze_tenure`.
+    """
+    a = m.a
+    hmax = a.lapse.max_hazard
+    if elastic:
+        ratio = share / np.maximum(X, a.expectations.floor_cny)
+        h = np.minimum(hb * (ratio[:, m.plan_idx] ** m.eps), hmax)
+    else:
+        h = np.minimum(hb, hmax)
+    if hb.shape[0] == 1:
+        alive = Ng if cex_g is None else Ng - cex_g
+        lap_g = alive * h[0]
+        n *= 1.0 - h
+        return lap_g
+    lap = n * h
+    lap_g = lap.sum(axis=0)
+    n -= lap
+    return lap_g
 
 
 def deterministic(m: Model) -> dict[str, np.ndarray]:

@@ -39,7 +39,21 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
     # (the configuration's location and the run's times are in config.toml and run.json)
     rep = Report(cfg.output.title, f"study {f.get('study_start')} to {f.get('study_end')}; "
                                    "resolved configuration in config.toml beside this report")
-    # -- headline
+    _headline(rep, f, account, summary)
+    _account(rep, account)
+    _incidence(rep, t, rf)
+    _model(rep, ctx, f, t, rf)
+    _segmentation(rep, f, t, rf)
+    _history(rep, cfg, t, rf)
+    _projection(rep, cfg, t, summary, rf)
+    _leverage(rep, summary, rf)
+    _cross_subsidy(rep, t, rf)
+    _plans(rep, t)
+    return rep.render()
+
+
+def _headline(rep: Report, f: dict[str, Any], account: dict[str, Any], summary: dict[str, Any]) -> None:
+    """Headline answers: data used, model quality, risk groups and the pooled plan's share, leverage and spiral."""
     s = rep.section("headline", "Headline answers")
     pooled = next((v for k, v in summary.items() if v["planset"] == "pooled"), None)
     items = [
@@ -73,7 +87,10 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
                    "over the projection periods.")
     for w in f.get("warnings", []):
         Report.text(s, f"warning: {w}")
-    # -- account
+
+
+def _account(rep: Report, account: dict[str, Any]) -> None:
+    """Row account: rows read, used and set aside (with the reason) per table."""
     s = rep.section("account", "Row account")
     acc_rows = []
     for what, a in account.items():
@@ -92,12 +109,18 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
         Report.text(s, f"As-of date {w.get('as_of')} ({w.get('as_of_source')}); study window {w.get('study_start')} "
                        f"({w.get('study_start_source')}) to {w.get('study_end')} ({w.get('study_end_source')}). "
                        "A join, exit, event or approval after the as-of date is set aside.")
-    # -- incidence
+
+
+def _incidence(rep: Report, t: dict[str, pl.DataFrame], rf: Any) -> None:
+    """Crude incidence by age and sex against the CI2020 basis."""
     s = rep.section("incidence", "Incidence by age against CI2020")
     Report.figure(s, rf.incidence_by_age(t["incidence"]), "incidence by age and sex against the CI2020 basis")
     Report.text(s, "Crude incidence = claims / exposure-years (central exposure after the waiting period), with "
                    "exact Poisson (Garwood) intervals; the line is the CI2020 basis.")
-    # -- model
+
+
+def _model(rep: Report, ctx: Any, f: dict[str, Any], t: dict[str, pl.DataFrame], rf: Any) -> None:
+    """Risk model: Lorenz curve and calibration, held-out deviance, GLM coefficients, select factors, credibility."""
     s = rep.section("model", "Risk model: GLM, Lorenz curve, calibration")
     y, mu, e = ctx.lorenz
     Report.figure(s, rf.lorenz_and_calibration(y, mu, e, t["calibration"], f.get("gini") or float("nan")),
@@ -110,7 +133,10 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
     Report.table(s, t["select_factors"])
     Report.text(s, "Limited-fluctuation credibility by rating factor:")
     Report.table(s, t["credibility"])
-    # -- segmentation
+
+
+def _segmentation(rep: Report, f: dict[str, Any], t: dict[str, pl.DataFrame], rf: Any) -> None:
+    """Risk groups: the granularity frontier and the segments table."""
     s = rep.section("segmentation", "Risk groups and granularity")
     Report.figure(s, rf.frontier(t["frontier"]), "granularity frontier")
     if f.get("segmentation_choice"):
@@ -119,7 +145,10 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
                                                       "rate_lower", "rate_upper", "relativity",
                                                       "expected_claims_per_period", "share_cv", "cross_subsidy_pct", "note")
                                           if c in t["segments"].columns]))
-    # -- history
+
+
+def _history(rep: Report, cfg: Any, t: dict[str, pl.DataFrame], rf: Any) -> None:
+    """Realised shares and the attribution of their change."""
     s = rep.section("history", "Realised shares and their decomposition")
     plan_col = cfg.history.plan_col if cfg.history.plan_col in t["history"].columns else None
     Report.figure(s, rf.realised_shares(t["history"], plan_col), "realised shares")
@@ -130,7 +159,10 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
                        "windows and to the sustainable share (no residual).")
     else:
         Report.text(s, str(dec["note"][0]))
-    # -- projection
+
+
+def _projection(rep: Report, cfg: Any, t: dict[str, pl.DataFrame], summary: dict[str, Any], rf: Any) -> None:
+    """Projected share fan charts and the projection table per plan."""
     s = rep.section("projection", "Projected shares per plan")
     Report.figure(s, rf.fan_charts(t["projection"], summary), "projected share fan charts")
     pc = cfg.projection
@@ -141,10 +173,16 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
                                                                "share_end_mean_cny", "share_end_p95_cny",
                                                                "sustainable_share_cny", "death_spiral",
                                                                "death_spiral_period") if c in t["projection_plans"].columns]))
-    # -- leverage
+
+
+def _leverage(rep: Report, summary: dict[str, Any], rf: Any) -> None:
+    """Leverage per plan."""
     s = rep.section("leverage", "Leverage")
     Report.figure(s, rf.leverage(summary), "leverage per plan")
-    # -- cross-subsidy
+
+
+def _cross_subsidy(rep: Report, t: dict[str, pl.DataFrame], rf: Any) -> None:
+    """Cross-subsidy in the pooled plan: by class, and between the risk groups."""
     s = rep.section("cross-subsidy", "Cross-subsidy in the pooled plan")
     fig = rf.class_cross_subsidy(t["cross_subsidy_classes"])
     if fig is not None:
@@ -158,7 +196,10 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
                        "beneficiary group (CNY per payer member-year).")
     else:
         Report.text(s, "The segmentation kept a single risk group: no flow between groups to show.")
-    # -- plans
+
+
+def _plans(rep: Report, t: dict[str, pl.DataFrame]) -> None:
+    """Plan comparison: plans and the payment changes per group."""
     s = rep.section("plans", "Plan comparison")
     p = t["plans"].filter(pl.col("level") == "plan")
     Report.table(s, p.select([c for c in ("plan_file", "planset", "plan", "members", "expected_claims_per_period",
@@ -167,4 +208,3 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
     ch = t["changes"]
     Report.table(s, ch.select([c for c in ("plan_file", "group", "annual_payment_before_cny", "annual_payment_after_cny",
                                            "leverage_before", "leverage_after") if c in ch.columns]))
-    return rep.render()

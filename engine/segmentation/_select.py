@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from engine.segmentation._cv import cv_deviance, one_se_choice, selection_text
+from engine.segmentation._search import tree_partitions
 
 
 def floor_source(seg: Any) -> str:
@@ -144,7 +145,7 @@ def select_k(seg: Any, units: Any, parts: dict[int, np.ndarray], floor: float, a
     f_floor = floor * (seg.n_folds - 1) / seg.n_folds
     if seg.method == "tree":
         def fit_fold(u: Any) -> dict[int, np.ndarray]:
-            return seg._tree(u, f_floor, age)[0]
+            return tree_partitions(seg, u, f_floor, age)[0]
     else:  # the DP partitions the model's predictions, the same in every fold: only the group rates are refitted
         def fit_fold(u: Any) -> dict[int, np.ndarray]:
             return parts

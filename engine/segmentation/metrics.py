@@ -195,14 +195,7 @@ def segmentation_metrics(
     ``residual_cross_subsidy_pct`` = sum_u E_u |s_g(u) - s_u| / (E s), what remains between the
     units u (``finest``) inside the groups once each group pays its own share.
     """
-    E = cells.get_column("exposure_years").to_numpy().astype(float)
-    D = cells.get_column("claims").to_numpy().astype(float)
-    g = np.asarray(pl.Series(groups).to_numpy() if not isinstance(groups, np.ndarray) else groups)
-    if g.size != cells.height:
-        raise DataError(f"groups: {g.size} labels for {cells.height} cells")
-    r = np.asarray(predicted_rate, float)
-    if r.size != cells.height or not np.all(np.isfinite(r)):
-        raise DataError("predicted_rate: needs one finite rate per cell")
+    E, D, g, r = _metric_inputs(cells, groups, predicted_rate)
     base = np.ones_like(E) if base_rate is None else np.asarray(base_rate, float)
     T = window_years(cells) if window is None else float(window)
     B = benefit_per_cell(cells, benefit)
@@ -215,11 +208,70 @@ def segmentation_metrics(
     s_c = (1.0 + fee) * r * B
     sg = np.bincount(gi, weights=E * s_c, minlength=k) / np.where(Eg > 0, Eg, 1.0)
     s = float(pooled_share(E, s_c))
-    lo, hi = garwood_interval(Dg, Eg, 1.0 - alpha)
     n_per = Dg / T * period_months / 12.0
     with np.errstate(divide="ignore"):
         cv = np.where(n_per > 0, 1.0 / np.sqrt(np.where(n_per > 0, n_per, 1.0)), np.inf)
-    table = pl.DataFrame(
+    table = _group_table(labels, Eg, Dg, Mg, mug, sg, s, n_per, cv, period_months=period_months, alpha=alpha)
+    within, total = _relativity_dispersion(E, r, base, gi, k, Eg)
+    rho_g = Dg / np.where(Mg > 0, Mg, 1.0)
+    dev_seg = poisson_deviance(D, E * base * rho_g[gi])
+    dev_null = poisson_deviance(D, E * base * D.sum() / np.sum(E * base))
+    resid = _residual_cross_subsidy(E, s_c, gi, sg, s, finest)
+    scal = {
+        "n_groups": float(k),
+        "window_years": T,
+        "pooled_share": s,
+        "within_dispersion": within,
+        "homogeneity": 1.0 - within / total if total > 0 else 1.0,
+        "deviance_explained": 1.0 - dev_seg / dev_null if dev_null > 0 else 0.0,
+        "gini": gini(rho_g[gi], D, E * base),
+        "cross_subsidy_abs_pct": float(np.sum(Eg * np.abs(s - sg)) / (E.sum() * s)) if s > 0 else 0.0,
+        "residual_cross_subsidy_pct": resid,
+        "share_cv_max": float(cv.max()),
+        "share_cv_weighted": float(np.sum(Eg * cv) / Eg.sum()),
+        "min_expected_claims_per_period": float(n_per.min()),
+    }
+    return table, scal
+
+
+def _metric_inputs(
+    cells: pl.DataFrame, groups: Any, predicted_rate: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Exposure, claims, group labels and predicted rates per cell, checked for one value per cell."""
+    E = cells.get_column("exposure_years").to_numpy().astype(float)
+    D = cells.get_column("claims").to_numpy().astype(float)
+    g = np.asarray(pl.Series(groups).to_numpy() if not isinstance(groups, np.ndarray) else groups)
+    if g.size != cells.height:
+        raise DataError(f"groups: {g.size} labels for {cells.height} cells")
+    r = np.asarray(predicted_rate, float)
+    if r.size != cells.height or not np.all(np.isfinite(r)):
+        raise DataError("predicted_rate: needs one finite rate per cell")
+    return E, D, g, r
+
+
+def _group_table(
+    labels: np.ndarray,
+    Eg: np.ndarray,
+    Dg: np.ndarray,
+    Mg: np.ndarray,
+    mug: np.ndarray,
+    sg: np.ndarray,
+    s: float,
+    n_per: np.ndarray,
+    cv: np.ndarray,
+    *,
+    period_months: float,
+    alpha: float,
+) -> pl.DataFrame:
+    """One row per group: exposure, claims, rates with their Garwood interval, share CV, credibility and cross-subsidy.
+
+    Notes
+    -----
+    ``rate = D_g / E_g``; ``relativity = D_g / sum_g E base``; credibility
+    ``Z = min(1, sqrt(D_g / 1082.2))``; ``cross_subsidy = s - s_g``.
+    """
+    lo, hi = garwood_interval(Dg, Eg, 1.0 - alpha)
+    return pl.DataFrame(
         {
             "group": labels,
             "exposure_years": Eg,
@@ -236,16 +288,37 @@ def segmentation_metrics(
             "own_share": sg,
             "cross_subsidy": cross_subsidy(s, sg),
             "cross_subsidy_per_period": (s - sg) * period_months / 12.0,
-            "cross_subsidy_pct": (s - sg) / s if s > 0 else np.zeros(k),
+            "cross_subsidy_pct": (s - sg) / s if s > 0 else np.zeros(labels.size),
         }
     )
+
+
+def _relativity_dispersion(
+    E: np.ndarray, r: np.ndarray, base: np.ndarray, gi: np.ndarray, k: int, Eg: np.ndarray
+) -> tuple[float, float]:
+    """Exposure-weighted variance of the predicted relativity within the groups and in total.
+
+    Notes
+    -----
+    ``within = sum E (rho_c - rhobar_g)^2 / sum E``, ``total = sum E (rho_c - rhobar)^2 / sum E``,
+    ``rho = r / base``.
+    """
     rho = r / np.where(base > 0, base, np.nan)
     rbar = np.bincount(gi, weights=E * rho, minlength=k) / np.where(Eg > 0, Eg, 1.0)
     within = float(np.sum(E * (rho - rbar[gi]) ** 2) / E.sum())
     total = float(np.sum(E * (rho - np.sum(E * rho) / E.sum()) ** 2) / E.sum())
-    rho_g = Dg / np.where(Mg > 0, Mg, 1.0)
-    dev_seg = poisson_deviance(D, E * base * rho_g[gi])
-    dev_null = poisson_deviance(D, E * base * D.sum() / np.sum(E * base))
+    return within, total
+
+
+def _residual_cross_subsidy(
+    E: np.ndarray, s_c: np.ndarray, gi: np.ndarray, sg: np.ndarray, s: float, finest: Any
+) -> float:
+    """Cross-subsidy left between the finest units inside the groups, as a fraction of the pooled cost.
+
+    Notes
+    -----
+    ``sum_u E_u |s_g(u) - s_u| / (E s)``; the units are the cells when ``finest`` is None.
+    """
     if finest is None:
         su, Eu, gu = s_c, E, gi
     else:
@@ -254,22 +327,7 @@ def segmentation_metrics(
         su = np.bincount(ui, weights=E * s_c) / np.where(Eu > 0, Eu, 1.0)
         gu = np.zeros(Eu.size, np.int64)
         gu[ui] = gi
-    resid = float(np.sum(Eu * np.abs(sg[gu] - su)) / (E.sum() * s)) if s > 0 else 0.0
-    scal = {
-        "n_groups": float(k),
-        "window_years": T,
-        "pooled_share": s,
-        "within_dispersion": within,
-        "homogeneity": 1.0 - within / total if total > 0 else 1.0,
-        "deviance_explained": 1.0 - dev_seg / dev_null if dev_null > 0 else 0.0,
-        "gini": gini(rho_g[gi], D, E * base),
-        "cross_subsidy_abs_pct": float(np.sum(Eg * np.abs(s - sg)) / (E.sum() * s)) if s > 0 else 0.0,
-        "residual_cross_subsidy_pct": resid,
-        "share_cv_max": float(cv.max()),
-        "share_cv_weighted": float(np.sum(Eg * cv) / Eg.sum()),
-        "min_expected_claims_per_period": float(n_per.min()),
-    }
-    return table, scal
+    return float(np.sum(Eu * np.abs(sg[gu] - su)) / (E.sum() * s)) if s > 0 else 0.0
 
 
 def recommend_k(removed: np.ndarray, min_marginal: float) -> int:

@@ -40,6 +40,7 @@ import polars as pl
 
 from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError
+from engine.shares._counts import annual_cap_split, cohort_counts, sharing_counts
 from engine.plans.sharing import capped_share, member_share
 from engine.conventions import ANNUAL_CAP_CNY, FEE, PER_CLAIMANT_CAP_CNY, REPORTING_LAG_DAYS, SHARING_DAYS, WAITING_DAYS
 
@@ -129,115 +130,6 @@ def _days(s: pl.Series | np.ndarray) -> np.ndarray:
 
 def _collect(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     return frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-
-
-def sharing_counts(
-    join_days: np.ndarray,
-    exit_days: np.ndarray,
-    notice_days: np.ndarray,
-    weights: np.ndarray | None = None,
-    *,
-    pool: np.ndarray | None = None,
-    n_pools: int = 1,
-    delay_days: int = 0,
-) -> np.ndarray:
-    """Members sharing (``join + delay <= d < exit``) on each notice day, per pool.
-
-    A difference array over notice indices found with ``searchsorted``:
-    O((n + P) log P) for n member rows and P notice dates, no loop over members.
-
-    Returns
-    -------
-    ndarray of shape (n_pools, P), float64 counts (sums of ``weights``).
-
-    Notes
-    -----
-    ``a = searchsorted(T, join + delay, 'left')`` is the first notice with
-    ``T >= join + delay``; ``e = searchsorted(T, exit, 'left')`` the first with
-    ``T >= exit``. A member counts on notices ``a <= t < e``: +w at a, -w at
-    max(a, e), cumulative sum.
-    """
-    T = np.asarray(notice_days, dtype=np.int64)
-    P = T.size
-    w = np.ones(join_days.size) if weights is None else np.asarray(weights, dtype=np.float64)
-    code = np.zeros(join_days.size, dtype=np.int64) if pool is None else np.asarray(pool, dtype=np.int64)
-    a = np.searchsorted(T, np.asarray(join_days, dtype=np.int64) + delay_days, side="left")
-    e = np.searchsorted(T, np.asarray(exit_days, dtype=np.int64), side="left")
-    e = np.maximum(a, e)
-    size = n_pools * (P + 1)
-    diff = np.bincount(code * (P + 1) + a, w, minlength=size) - np.bincount(code * (P + 1) + e, w, minlength=size)
-    return np.cumsum(diff.reshape(n_pools, P + 1), axis=1)[:, :P]
-
-
-def cohort_counts(
-    join_days: np.ndarray,
-    exit_days: np.ndarray,
-    notice_days: np.ndarray,
-    lo: int,
-    hi: int,
-    weights: np.ndarray,
-    pool: np.ndarray,
-    n_pools: int,
-) -> np.ndarray:
-    """``n[p, k, t]`` for one calendar year (notices ``lo <= t < hi``, local indices).
-
-    Members of pool p sharing on notice t whose sharing this year began at
-    notice k. A member sharing on notices ``[a, e)`` is in cohort
-    ``k = max(a, lo)`` on ``t in [k, min(e, hi))``: a two-dimensional
-    difference array, no loop over members.
-    """
-    T = np.asarray(notice_days, dtype=np.int64)
-    a = np.searchsorted(T, join_days, side="left")
-    e = np.searchsorted(T, exit_days, side="left")
-    L = hi - lo
-    k = np.maximum(a, lo)
-    end = np.minimum(e, hi)
-    ok = k < end
-    kk, ee, ww, pp = k[ok] - lo, end[ok] - lo, weights[ok], pool[ok]
-    size = n_pools * L * (L + 1)
-    base = pp * L * (L + 1) + kk * (L + 1)
-    diff = np.bincount(base + kk, ww, minlength=size) - np.bincount(base + ee, ww, minlength=size)
-    return np.cumsum(diff.reshape(n_pools, L, L + 1), axis=2)[:, :, :L]
-
-
-def annual_cap_split(
-    shares: np.ndarray, cohorts: np.ndarray, cap: float | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Apply the annual cap per join cohort within one calendar year.
-
-    Parameters
-    ----------
-    shares : (pools, L) capped share per member in the year's periods (0 where undefined).
-    cohorts : (pools, L, L) from :func:`cohort_counts`.
-    cap : annual cap per member (None = no cap).
-
-    Returns
-    -------
-    cumulative_full, paid_full, platform_total, members_paid_total, each (pools, L):
-    the year-to-date share and the payment of a member sharing since the year's
-    first notice, the platform's total annual-cap payment, and the members' total.
-
-    Notes
-    -----
-    For cohort k (first notice shared this year), cumulative share
-    ``C_k(t) = S(t) - S(k-1)`` with S the year-to-date cumulative sum; it pays
-    ``min(A, C_k(t)) - min(A, C_k(t-1))`` in period t (exactly s_t while
-    ``C_k(t) <= A``) and the platform pays the rest.
-    """
-    A = np.inf if cap is None else float(cap)
-    L = shares.shape[1]
-    S = np.cumsum(shares, axis=1)
-    S_before = S - shares
-    t = np.arange(L)
-    upper = t[:, None] <= t[None, :]  # [k, t]: cohort k exists at t
-    C = S[:, None, :] - S_before[:, :, None]  # C[p, k, t] = S(t) - S(k-1)
-    C_prev = C - shares[:, None, :]
-    paid = np.where(C <= A, shares[:, None, :], np.maximum(0.0, A - C_prev))
-    paid = np.where(upper[None], paid, 0.0)
-    platform_each = np.where(upper[None], shares[:, None, :] - paid, 0.0)
-    platform_total = np.einsum("pkt,pkt->pt", cohorts, platform_each)
-    members_total = np.einsum("pkt,pkt->pt", cohorts, paid)
-    return S, paid[:, 0, :], platform_total, members_total
 
 
 # --------------------------------------------------------------------------- main entry
@@ -355,13 +247,7 @@ def share_history(
     Cumulation for the annual cap starts at the first notice of the start
     year (periods before ``start`` in that year are computed, not returned).
     """
-    if end < start:
-        raise ConfigError(f"end: {end} is before start {start}")
-    if fee < 0 or waiting_days < 0 or reporting_lag_days < 0:
-        raise ConfigError("fee, waiting_days and reporting_lag_days must be >= 0")
-    for name, cap in (("per_claimant_cap", per_claimant_cap), ("annual_cap", annual_cap)):
-        if cap is not None and not cap > 0:
-            raise ConfigError(f"{name}: {cap} must be > 0 or None")
+    _check_history_args(start, end, fee, waiting_days, reporting_lag_days, per_claimant_cap, annual_cap)
     m = _collect(members)
     c = _collect(claims)
     m, keys = _pool_keys(m, plan_col, by)
@@ -374,20 +260,106 @@ def share_history(
     t_prev = int(_days(cal_all["period_start"])[0]) - 1
     years = cal_all["notice_date"].dt.year().to_numpy()
     year_start = np.searchsorted(years, years, side="left")  # years are sorted
-    P = T.size
 
+    pools, jd, xd, wt, code = _pool_cohorts(m, keys)
+    n_pools = pools.height
+    N = sharing_counts(jd, xd, T, wt, pool=code, n_pools=n_pools)
+    NE = sharing_counts(jd, xd, T, wt, pool=code, n_pools=n_pools, delay_days=waiting_days)
+    cnt, amount, capped_sum, plat_pc_sum = _claim_sums(
+        m, c, keys, pools, T, t_prev, N, fee=fee, reporting_lag_days=reporting_lag_days,
+        per_claimant_cap=per_claimant_cap,
+    )
+
+    has = N > 0
+    cost = (1.0 + fee) * amount
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(has, cost / np.where(has, N, 1.0), np.nan)
+    share_capped = np.where(has, capped_sum, np.nan)
+    s0 = np.nan_to_num(share_capped)
+    cum_full, paid_full, plat_ac, members_paid, cum_paid = _annual_cap_pass(
+        s0, year_start, jd, xd, T, wt, code, n_pools, annual_cap
+    )
+
+    keep = np.flatnonzero(T >= (start - _EPOCH).days)
+    nan_if = lambda x: np.where(has, x, np.nan)  # noqa: E731
+    plen = (T - np.concatenate([[t_prev], T[:-1]]))
+    values = {
+        "period_days": np.broadcast_to(plen, N.shape),
+        "sharing_members": N,
+        "eligible_members": NE,
+        "claims_approved": cnt,
+        "amount_approved_cny": amount,
+        "fee_cny": fee * amount,
+        "cost_with_fee_cny": cost,
+        "share_cny": share,
+        "share_capped_cny": share_capped,
+        "platform_paid_per_claimant_cap_cny": plat_pc_sum,
+        "platform_paid_per_claimant_cap_per_member_cny": share - share_capped,
+        "cumulative_share_cny": nan_if(cum_full),
+        "share_paid_cny": nan_if(paid_full),
+        "cumulative_paid_cny": nan_if(cum_paid),
+        "platform_paid_annual_cap_per_member_cny": nan_if(s0 - paid_full),
+        "platform_paid_annual_cap_cny": plat_ac,
+        "members_paid_cny": members_paid,
+    }
+    return _history_frame(values, pools, keys, cal_all, keep, n_pools)
+
+
+def _check_history_args(
+    start: dt.date,
+    end: dt.date,
+    fee: float,
+    waiting_days: int,
+    reporting_lag_days: int,
+    per_claimant_cap: float | None,
+    annual_cap: float | None,
+) -> None:
+    """Raise ConfigError on a reversed period, a negative fee or delay, or a cap that is not positive."""
+    if end < start:
+        raise ConfigError(f"end: {end} is before start {start}")
+    if fee < 0 or waiting_days < 0 or reporting_lag_days < 0:
+        raise ConfigError("fee, waiting_days and reporting_lag_days must be >= 0")
+    for name, cap in (("per_claimant_cap", per_claimant_cap), ("annual_cap", annual_cap)):
+        if cap is not None and not cap > 0:
+            raise ConfigError(f"{name}: {cap} must be > 0 or None")
+
+
+def _pool_cohorts(
+    m: pl.DataFrame, keys: list[str]
+) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pools (keys and ``_pool`` index) and member cohorts: join day, exit day, count and pool code."""
     # members reduced to (pool keys, join, exit) counts first: the joins below run on the small frame
     agg = _member_counts(m, keys)
     pools = agg.select(keys).unique().sort(keys).with_row_index("_pool")
-    n_pools = pools.height
     agg = agg.join(pools, on=keys, how="left", nulls_equal=True).sort("_pool", "join_date", "exit_date")
     jd, xd = _days(agg["join_date"]), _days(agg["exit_date"])
     wt = agg["_n"].cast(pl.Float64).to_numpy()
     code = agg["_pool"].cast(pl.Int64).to_numpy()
-    N = sharing_counts(jd, xd, T, wt, pool=code, n_pools=n_pools)
-    NE = sharing_counts(jd, xd, T, wt, pool=code, n_pools=n_pools, delay_days=waiting_days)
+    return pools, jd, xd, wt, code
 
-    # claims -> pool, period
+
+def _claim_sums(
+    m: pl.DataFrame,
+    c: pl.DataFrame,
+    keys: list[str],
+    pools: pl.DataFrame,
+    T: np.ndarray,
+    t_prev: int,
+    N: np.ndarray,
+    *,
+    fee: float,
+    reporting_lag_days: int,
+    per_claimant_cap: float | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per pool and period: claim count, approved amount, capped share and platform per-claimant-cap payment.
+
+    Notes
+    -----
+    A claim falls in the first period whose notice date is on or after its
+    approval date (``event_date + reporting_lag_days`` when null);
+    ``platform = max(0, (1 + fee) B - cap N)`` where ``N > 0``.
+    """
+    n_pools, P = pools.height, T.size
     claimants = m.select("member_id", *keys).filter(pl.col("member_id").is_in(c.get_column("member_id").unique().implode()))
     cl = c.join(claimants.join(pools, on=keys, how="left", nulls_equal=True), on="member_id", how="inner")
     appr = pl.col("approved_date") if "approved_date" in cl.columns else pl.lit(None, dtype=pl.Date)
@@ -413,13 +385,22 @@ def share_history(
     amount = np.bincount(flat, amt, minlength=size).reshape(n_pools, P)
     capped_sum = np.bincount(flat, np.nan_to_num(capped), minlength=size).reshape(n_pools, P)
     plat_pc_sum = np.bincount(flat, plat_pc, minlength=size).reshape(n_pools, P)
+    return cnt, amount, capped_sum, plat_pc_sum
 
-    has = N > 0
-    cost = (1.0 + fee) * amount
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(has, cost / np.where(has, N, 1.0), np.nan)
-    share_capped = np.where(has, capped_sum, np.nan)
-    s0 = np.nan_to_num(share_capped)
+
+def _annual_cap_pass(
+    s0: np.ndarray,
+    year_start: np.ndarray,
+    jd: np.ndarray,
+    xd: np.ndarray,
+    T: np.ndarray,
+    wt: np.ndarray,
+    code: np.ndarray,
+    n_pools: int,
+    annual_cap: float | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Apply the annual cap one calendar year at a time: cumulative share, paid, platform, members' total, cumulative paid."""
+    P = T.size
     cum_full, paid_full, plat_ac, members_paid = (np.zeros_like(s0) for _ in range(4))
     starts = np.unique(year_start)
     for i, lo in enumerate(starts):  # one calendar year at a time: memory pools x L^2, L <= 31
@@ -432,33 +413,28 @@ def share_history(
     for i, lo in enumerate(starts):
         hi = int(starts[i + 1]) if i + 1 < starts.size else P
         cum_paid[:, lo:hi] = np.cumsum(paid_full[:, lo:hi], axis=1)
+    return cum_full, paid_full, plat_ac, members_paid, cum_paid
 
-    keep = np.flatnonzero(T >= (start - _EPOCH).days)
-    nan_if = lambda x: np.where(has, x, np.nan)  # noqa: E731
+
+def _history_frame(
+    values: dict[str, Any],
+    pools: pl.DataFrame,
+    keys: list[str],
+    cal_all: pl.DataFrame,
+    keep: np.ndarray,
+    n_pools: int,
+) -> pl.DataFrame:
+    """Long history frame from the (pools x periods) arrays, restricted to the returned periods.
+
+    Notes
+    -----
+    ``share_paid_mean_cny = members_paid_cny / sharing_members`` (null where
+    no member shares).
+    """
     cols: dict[str, Any] = {
         "_pool": np.repeat(np.arange(n_pools), keep.size),
         "period_start": np.tile(cal_all["period_start"].to_numpy()[keep], n_pools),
         "notice_date": np.tile(cal_all["notice_date"].to_numpy()[keep], n_pools),
-    }
-    plen = (T - np.concatenate([[t_prev], T[:-1]]))
-    values = {
-        "period_days": np.broadcast_to(plen, N.shape),
-        "sharing_members": N,
-        "eligible_members": NE,
-        "claims_approved": cnt,
-        "amount_approved_cny": amount,
-        "fee_cny": fee * amount,
-        "cost_with_fee_cny": cost,
-        "share_cny": share,
-        "share_capped_cny": share_capped,
-        "platform_paid_per_claimant_cap_cny": plat_pc_sum,
-        "platform_paid_per_claimant_cap_per_member_cny": share - share_capped,
-        "cumulative_share_cny": nan_if(cum_full),
-        "share_paid_cny": nan_if(paid_full),
-        "cumulative_paid_cny": nan_if(cum_paid),
-        "platform_paid_annual_cap_per_member_cny": nan_if(s0 - paid_full),
-        "platform_paid_annual_cap_cny": plat_ac,
-        "members_paid_cny": members_paid,
     }
     for k, v in values.items():
         cols[k] = np.asarray(v)[:, keep].reshape(-1)

@@ -1,0 +1,118 @@
+"""Counting kernels of the share history: members sharing per notice day, join cohorts per year, the annual cap.
+
+Difference arrays over notice indices found with ``searchsorted``; no loop over
+members. Used by :func:`engine.shares.history.share_history`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sharing_counts(
+    join_days: np.ndarray,
+    exit_days: np.ndarray,
+    notice_days: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    pool: np.ndarray | None = None,
+    n_pools: int = 1,
+    delay_days: int = 0,
+) -> np.ndarray:
+    """Members sharing (``join + delay <= d < exit``) on each notice day, per pool.
+
+    A difference array over notice indices found with ``searchsorted``:
+    O((n + P) log P) for n member rows and P notice dates, no loop over members.
+
+    Returns
+    -------
+    ndarray of shape (n_pools, P), float64 counts (sums of ``weights``).
+
+    Notes
+    -----
+    ``a = searchsorted(T, join + delay, 'left')`` is the first notice with
+    ``T >= join + delay``; ``e = searchsorted(T, exit, 'left')`` the first with
+    ``T >= exit``. A member counts on notices ``a <= t < e``: +w at a, -w at
+    max(a, e), cumulative sum.
+    """
+    T = np.asarray(notice_days, dtype=np.int64)
+    P = T.size
+    w = np.ones(join_days.size) if weights is None else np.asarray(weights, dtype=np.float64)
+    code = np.zeros(join_days.size, dtype=np.int64) if pool is None else np.asarray(pool, dtype=np.int64)
+    a = np.searchsorted(T, np.asarray(join_days, dtype=np.int64) + delay_days, side="left")
+    e = np.searchsorted(T, np.asarray(exit_days, dtype=np.int64), side="left")
+    e = np.maximum(a, e)
+    size = n_pools * (P + 1)
+    diff = np.bincount(code * (P + 1) + a, w, minlength=size) - np.bincount(code * (P + 1) + e, w, minlength=size)
+    return np.cumsum(diff.reshape(n_pools, P + 1), axis=1)[:, :P]
+
+
+def cohort_counts(
+    join_days: np.ndarray,
+    exit_days: np.ndarray,
+    notice_days: np.ndarray,
+    lo: int,
+    hi: int,
+    weights: np.ndarray,
+    pool: np.ndarray,
+    n_pools: int,
+) -> np.ndarray:
+    """``n[p, k, t]`` for one calendar year (notices ``lo <= t < hi``, local indices).
+
+    Members of pool p sharing on notice t whose sharing this year began at
+    notice k. A member sharing on notices ``[a, e)`` is in cohort
+    ``k = max(a, lo)`` on ``t in [k, min(e, hi))``: a two-dimensional
+    difference array, no loop over members.
+    """
+    T = np.asarray(notice_days, dtype=np.int64)
+    a = np.searchsorted(T, join_days, side="left")
+    e = np.searchsorted(T, exit_days, side="left")
+    L = hi - lo
+    k = np.maximum(a, lo)
+    end = np.minimum(e, hi)
+    ok = k < end
+    kk, ee, ww, pp = k[ok] - lo, end[ok] - lo, weights[ok], pool[ok]
+    size = n_pools * L * (L + 1)
+    base = pp * L * (L + 1) + kk * (L + 1)
+    diff = np.bincount(base + kk, ww, minlength=size) - np.bincount(base + ee, ww, minlength=size)
+    return np.cumsum(diff.reshape(n_pools, L, L + 1), axis=2)[:, :, :L]
+
+
+def annual_cap_split(
+    shares: np.ndarray, cohorts: np.ndarray, cap: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Apply the annual cap per join cohort within one calendar year.
+
+    Parameters
+    ----------
+    shares : (pools, L) capped share per member in the year's periods (0 where undefined).
+    cohorts : (pools, L, L) from :func:`cohort_counts`.
+    cap : annual cap per member (None = no cap).
+
+    Returns
+    -------
+    cumulative_full, paid_full, platform_total, members_paid_total, each (pools, L):
+    the year-to-date share and the payment of a member sharing since the year's
+    first notice, the platform's total annual-cap payment, and the members' total.
+
+    Notes
+    -----
+    For cohort k (first notice shared this year), cumulative share
+    ``C_k(t) = S(t) - S(k-1)`` with S the year-to-date cumulative sum; it pays
+    ``min(A, C_k(t)) - min(A, C_k(t-1))`` in period t (exactly s_t while
+    ``C_k(t) <= A``) and the platform pays the rest.
+    """
+    A = np.inf if cap is None else float(cap)
+    L = shares.shape[1]
+    S = np.cumsum(shares, axis=1)
+    S_before = S - shares
+    t = np.arange(L)
+    upper = t[:, None] <= t[None, :]  # [k, t]: cohort k exists at t
+    C = S[:, None, :] - S_before[:, :, None]  # C[p, k, t] = S(t) - S(k-1)
+    C_prev = C - shares[:, None, :]
+    paid = np.where(C <= A, shares[:, None, :], np.maximum(0.0, A - C_prev))
+    paid = np.where(upper[None], paid, 0.0)
+    platform_each = np.where(upper[None], shares[:, None, :] - paid, 0.0)
+    platform_total = np.einsum("pkt,pkt->pt", cohorts, platform_each)
+    members_total = np.einsum("pkt,pkt->pt", cohorts, paid)
+    return S, paid[:, 0, :], platform_total, members_total
