@@ -13,7 +13,7 @@ from typing import Any
 NAME = "demo"
 HELP = "run the demo on a generated platform (default 1,000,000 members)"
 
-DEFAULT_OUT = "fentan-demo"
+DEFAULT_OUT = "out/demo"  # where configs/demo.toml's [data] points (relative to the repository root)
 DEFAULT_MEMBERS = 1_000_000
 DEFAULT_SEED = 20181016
 DEFAULT_DIRTY = 0.001  # a few dirty rows of every kind, so the row account shows every reason
