@@ -3,7 +3,7 @@
 One number format for every printed table (:func:`format_number`): integers and large
 amounts (CNY, members, exposure) with thousands separators and never in scientific
 notation (``56,810,000``), smaller values (rates, shares) to significant digits
-(``0.001234``, ``8.79``).
+(``0.001234``, ``8.79``), below ``1e-6`` in scientific notation.
 
 The output format is chosen once per process (:func:`set_output_format`, the CLI's
 ``--format``):
@@ -61,7 +61,8 @@ def format_number(v: float, digits: int = 4) -> str:
     """``v`` for reading: thousands separators, no scientific notation, ``digits`` significant digits.
 
     Values of ``10**digits`` or more print whole (``56,810,000``); smaller ones keep
-    ``digits`` significant digits without trailing zeros (``8.79``, ``0.0001234``).
+    ``digits`` significant digits without trailing zeros (``8.79``, ``0.0001234``); values below
+    ``1e-6`` in magnitude keep scientific notation (``3.136e-16``).
     """
     x = float(v)
     if math.isnan(x) or math.isinf(x):
@@ -69,6 +70,8 @@ def format_number(v: float, digits: int = 4) -> str:
     if x == 0:
         return "0"
     a = abs(x)
+    if a < 1e-6:  # tiny values (a fitted parameter at its bound): positional notation would be unreadable
+        return f"{x:.{digits}g}"
     n = math.floor(math.log10(a)) + 1  # digits before the decimal point (<= 0 below 1)
     if n >= digits:
         return f"{x:,.0f}"

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(("value", "text"), [
     (56_810_000.0, "56,810,000"), (5.681e7, "56,810,000"), (12_345.6, "12,346"), (1234.5, "1,234"),
     (8.79, "8.79"), (0.001234, "0.001234"), (1.2e-05, "0.000012"), (0.5, "0.5"), (-3_000_000.0, "-3,000,000"),
-    (0.0, "0"), (float("nan"), "nan"),
+    (0.0, "0"), (float("nan"), "nan"), (3.1357e-16, "3.136e-16"),
 ])
 def test_numbers_never_in_scientific_notation(value: float, text: str) -> None:
     assert format_number(value) == text
