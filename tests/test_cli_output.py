@@ -68,13 +68,13 @@ def test_every_command_takes_format() -> None:
 
 
 def test_synth_json_and_csv_on_stdout_only(tmp_path: Path, capsys) -> None:
-    assert main(["synth", "--members", "2000", "--out", str(tmp_path / "a"), "--format", "json"]) == 0
+    assert main(["synth", "--n-members", "2000", "--out", str(tmp_path / "a"), "--format", "json"]) == 0
     out = capsys.readouterr().out
     docs = [json.loads(line) for line in out.splitlines()]
     assert docs[0]["table"] == "synthetic platform"
     items = {r["item"]: r["value"] for r in docs[0]["rows"]}
     assert isinstance(items["members rows"], int) and items["members rows"] >= 2000
-    assert main(["synth", "--members", "2000", "--out", str(tmp_path / "b"), "--format", "csv"]) == 0
+    assert main(["synth", "--n-members", "2000", "--out", str(tmp_path / "b"), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "# synthetic platform"
     rows = list(csv.DictReader(lines[1:]))
@@ -82,10 +82,10 @@ def test_synth_json_and_csv_on_stdout_only(tmp_path: Path, capsys) -> None:
 
 
 def test_synth_level_is_a_deprecated_alias(tmp_path: Path, capsys) -> None:
-    assert main(["synth", "--members", "2000", "--incidence-level", "0.4", "--out", str(tmp_path / "new"),
+    assert main(["synth", "--n-members", "2000", "--incidence-level", "0.4", "--out", str(tmp_path / "new"),
                  "--quiet"]) == 0
     assert capsys.readouterr().err == ""
-    assert main(["synth", "--members", "2000", "--level", "0.4", "--out", str(tmp_path / "old"), "--quiet"]) == 0
+    assert main(["synth", "--n-members", "2000", "--level", "0.4", "--out", str(tmp_path / "old"), "--quiet"]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--level is deprecated" in err[0] and "--incidence-level" in err[0]
     assert (tmp_path / "new" / "claims.parquet").read_bytes() == (tmp_path / "old" / "claims.parquet").read_bytes()
@@ -93,6 +93,8 @@ def test_synth_level_is_a_deprecated_alias(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.parametrize(("command", "new", "old", "value"), [
     (["synth", "--out", "x"], "incidence_level", "--level", "0.3"),
+    (["synth", "--out", "x"], "n_members", "--members", "300"),
+    (["demo"], "n_members", "--members", "300"),
     (["segment", "--out", "x"], "n_groups", "--groups", "3"),
     (["segment", "--out", "x"], "rate_model", "--model", "cell"),
     (["plans", "c.toml", "--cells", "c", "--out", "x"], "sharing_rules", "--rules", None),
@@ -120,8 +122,7 @@ def test_one_meaning_per_flag_name() -> None:
             kind = "number" if kind in ("int", "float") or a.dest == "waiting_days" else kind  # exposure parses it
             for opt in a.option_strings:
                 seen.setdefault(opt, {})[name] = kind
-    # --members: a count in synth/demo, a Parquet path elsewhere (documented, left for a later release)
-    mixed = {opt: kinds for opt, kinds in seen.items() if len(set(kinds.values())) > 1 and opt != "--members"}
+    mixed = {opt: kinds for opt, kinds in seen.items() if len(set(kinds.values())) > 1}
     assert mixed == {}, mixed
 
 

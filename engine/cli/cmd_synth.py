@@ -11,7 +11,8 @@ HELP = "generate a synthetic mutual-aid platform (members, claims, planted truth
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--members", type=int, default=1_000_000, help="memberships to generate (default 1,000,000)")
+    add_renamed(p, "--n-members", "--members", type=int, default=1_000_000, metavar="N",
+                help="memberships to generate (default 1,000,000; --members is a deprecated alias)")
     p.add_argument("--seed", type=int, default=20181016, help="random seed (same seed, same bytes)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--dirty", type=float, default=0.0, help="share of dirty rows of every kind (e.g. 0.01)")
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = prepare_out_dir(args.out, force=args.force, must_be_new=True)
     plat = generate(
-        args.members,
+        args.n_members,
         args.seed,
         start=parse_date(args.start, "--start"),
         end=parse_date(args.end, "--end"),
