@@ -33,6 +33,17 @@ def test_from_a_run_projects_its_plans(small_demo, tmp_path: Path, capsys) -> No
     assert a["periods_per_year"] == int(plans["periods_per_year"][0])  # the plans' sharing frequency
 
 
+def test_from_a_plans_output(small_demo, tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1] / "configs"
+    out = tmp_path / "plans"
+    assert main(["plans", str(root / "vertical.toml"), "--pooled", str(root / "xianghubao.toml"),
+                 "--cells", str(small_demo.out / "run" / "cells.parquet"), "--out", str(out), "--quiet"]) == 0
+    assert main(["project", "--from", str(out), "--out", str(tmp_path / "p"), *FAST]) == 0
+    plans = pl.read_parquet(out / "plans.parquet").filter(pl.col("level") == "plan", pl.col("members") > 0)
+    want = {f"{r['planset']}/{r['plan']}" for r in plans.iter_rows(named=True)}
+    assert set(pl.read_parquet(tmp_path / "p" / "projection_groups.parquet")["plan"]) == want
+
+
 @pytest.mark.parametrize("kind", ["segment", "model"])
 def test_from_a_segmentation_needs_a_benefit(small_demo, tmp_path: Path, capsys, kind: str) -> None:
     src = tmp_path / "seg"

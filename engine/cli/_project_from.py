@@ -3,7 +3,8 @@
 Recognised directories (first match wins):
 
 - a ``fentan run`` or ``fentan plans`` output (``plans.parquet``): one projected plan per plan of
-  the plan comparison (``pooled/<plan>`` and ``<plan file>/<plan>``), one group per group row;
+  the plan comparison (``pooled/<plan>`` and ``<plan file>/<plan>``, ``vertical/<plan>`` for a
+  ``fentan plans`` output), one group per group row;
   annual rate = expected claims per period x periods per year / members, benefit = the group's
   mean benefit. The plans' sharing frequency becomes the default ``--periods-per-year``.
 - a ``fentan segment --out`` output (``segments.parquet``) or a saved segmentation model
@@ -40,7 +41,7 @@ def _from_plans(path: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
     df = _read(path)
     _need(df, ("planset", "plan", "level", "group", "members", "expected_claims_per_period", "periods_per_year",
                "mean_benefit_cny"), path)
-    file_col = pl.col("plan_file") if "plan_file" in df.columns else pl.lit("plans")
+    file_col = pl.col("plan_file") if "plan_file" in df.columns else pl.col("planset")
     label = (pl.when(pl.col("planset") == "pooled").then(pl.lit("pooled/") + pl.col("plan"))
              .otherwise(file_col.cast(pl.String) + pl.lit("/") + pl.col("plan")))
     g = (df.filter(pl.col("level") == "group", pl.col("members") > 0)
