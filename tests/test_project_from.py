@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -27,10 +28,16 @@ def test_from_a_run_projects_its_plans(small_demo, tmp_path: Path, capsys) -> No
         assert g["members"].sum() == pytest.approx(r["members"])
         claims = (g["members"] * g["rate"]).sum() / r["periods_per_year"]
         assert claims == pytest.approx(r["expected_claims_per_period"], rel=1e-9)
-    import json
 
     a = json.loads((out / "projection_assumptions.json").read_text())
     assert a["periods_per_year"] == int(plans["periods_per_year"][0])  # the plans' sharing frequency
+    # the run's plans share one fee and caps (configs/xianghubao.toml, vertical.toml): they are the defaults
+    assert (a["fee"], a["per_claimant_cap"], a["annual_cap"]) == (0.08, 0.1, 188.0)
+    # claims-weighted benefits: the sustainable shares are the run's own
+    mine = dict(pl.read_parquet(out / "projection_plans.parquet").select("plan", "sustainable_share_cny").iter_rows())
+    theirs = dict(pl.read_parquet(run / "projection_plans.parquet").select("plan", "sustainable_share_cny").iter_rows())
+    for plan, share in theirs.items():
+        assert mine[plan] == pytest.approx(share, rel=0.01), plan
 
 
 def test_from_a_plans_output(small_demo, tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.from_dir is not None:
         from engine.cli._project_from import groups_from_dir
 
-        groups, kw = groups_from_dir(args.from_dir, args.benefit)
+        groups, kw = groups_from_dir(args.from_dir, args.benefit, args.fee)
     else:
         if args.benefit is not None:
             raise ConfigError("--benefit: only with --from (a groups table carries benefit_cny)")
