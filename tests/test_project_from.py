@@ -67,6 +67,10 @@ def test_from_a_segmentation_needs_a_benefit(small_demo, tmp_path: Path, capsys,
     seg = pl.read_parquet(next(src.glob("*.parquet")) if kind == "segment" else src / "groups.parquet")
     assert set(groups["plan"]) == {"segments"} and groups.height == seg.filter(pl.col("members") > 0).height
     assert (groups["benefit_cny"] == 300_000.0).all()
+    assert main(["project", "--from", str(src), "--benefit", "300000", "--plan-per-group", "--out",
+                 str(tmp_path / "v"), *FAST]) == 0
+    vertical = pl.read_parquet(tmp_path / "v" / "projection_groups.parquet")
+    assert vertical["plan"].to_list() == vertical["group"].to_list() == groups["group"].to_list()
 
 
 def test_from_errors_are_one_line(tmp_path: Path, capsys) -> None:
@@ -76,6 +80,7 @@ def test_from_errors_are_one_line(tmp_path: Path, capsys) -> None:
         (["--from", str(tmp_path / "missing")], "not a directory"),
         (["--from", str(empty)], "plans.parquet"),
         (["--groups", str(tmp_path / "g.parquet"), "--benefit", "1000"], "--benefit"),
+        (["--groups", str(tmp_path / "g.parquet"), "--plan-per-group"], "--plan-per-group"),
     ]:
         assert main(["project", *argv, "--out", str(tmp_path / "o"), *FAST]) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -11,7 +11,8 @@ Recognised directories (first match wins):
   lag become the defaults too, when every plan has the same.
 - a ``fentan segment --out`` output (``segments.parquet``) or a saved segmentation model
   directory (``groups.parquet`` with ``model.json``): one plan ``segments`` with one group per risk
-  group (its name, members and observed rate); the benefit per claim comes from ``--benefit``.
+  group (its name, members and observed rate), or with ``--plan-per-group`` one plan per risk group;
+  the benefit per claim comes from ``--benefit``.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def _run_rules(run_dir: Path, ppy: int | None) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _from_segments(path: Path, benefit: float | None) -> tuple[pl.DataFrame, dict[str, Any]]:
+def _from_segments(path: Path, benefit: float | None, plan_per_group: bool = False) -> tuple[pl.DataFrame, dict[str, Any]]:
     if benefit is None:
         raise ConfigError(f"{path}: a segmentation has no benefit per claim; pass --benefit CNY with --from")
     if not benefit > 0:
@@ -125,19 +126,21 @@ def _from_segments(path: Path, benefit: float | None) -> tuple[pl.DataFrame, dic
     _need(df, ("members", "rate"), path)
     name = pl.col("name") if "name" in df.columns else pl.lit("G") + pl.col("group").cast(pl.String)
     g = (df.filter(pl.col("members") > 0)
-         .select(pl.lit("segments").alias("plan"), name.cast(pl.String).alias("group"), "members",
+         .select((name.cast(pl.String) if plan_per_group else pl.lit("segments")).alias("plan"),
+                 name.cast(pl.String).alias("group"), "members",
                  pl.col("rate").fill_nan(0.0).fill_null(0.0), pl.lit(float(benefit)).alias("benefit_cny")))
     if g.height == 0:
         raise ConfigError(f"{path}: no group with members to project")
     return g, {}
 
 
-def groups_from_dir(directory: str | Path, benefit: float | None = None,
-                    fee: float | None = None) -> tuple[pl.DataFrame, dict[str, Any]]:
+def groups_from_dir(directory: str | Path, benefit: float | None = None, fee: float | None = None,
+                    plan_per_group: bool = False) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Groups table (plan, group, members, rate, benefit_cny) and default assumptions from an output directory.
 
     ``fee`` (the ``--fee`` flag) converts a plans table's expected shares back to benefits; default:
-    the run's plans' fee, else :data:`engine.conventions.FEE`.
+    the run's plans' fee, else :data:`engine.conventions.FEE`. ``plan_per_group``: a segmentation's
+    groups become one plan each (vertical plans) instead of the groups of one plan ``segments``.
     """
     from engine.conventions import FEE
     from engine.projection.assumptions import groups_from_table
@@ -150,9 +153,9 @@ def groups_from_dir(directory: str | Path, benefit: float | None = None,
         defaults.update(_run_rules(d, defaults.get("periods_per_year")))
         g = _cost_benefit(g, fee if fee is not None else defaults.get("fee", FEE))
     elif (d / "segments.parquet").is_file():
-        g, defaults = _from_segments(d / "segments.parquet", benefit)
+        g, defaults = _from_segments(d / "segments.parquet", benefit, plan_per_group)
     elif (d / "groups.parquet").is_file() and (d / "model.json").is_file():
-        g, defaults = _from_segments(d / "groups.parquet", benefit)
+        g, defaults = _from_segments(d / "groups.parquet", benefit, plan_per_group)
     else:
         raise ConfigError(f"--from: {d} has no plans.parquet, segments.parquet or segmentation model "
                           "(groups.parquet + model.json)")

@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "`fentan segment` output or saved segmentation model directory (needs --benefit)")
     p.add_argument("--benefit", type=float, default=None, metavar="CNY",
                    help="benefit per claim of every group, with --from a segmentation (plans carry their own)")
+    p.add_argument("--plan-per-group", action="store_true",
+                   help="with --from a segmentation: each risk group is its own plan (default: the groups of one plan)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--horizon", type=int, default=None, help="periods projected (default 120)")
     p.add_argument("--scenarios", type=int, default=None, help="Monte Carlo scenarios (default 1000)")
@@ -55,10 +57,11 @@ def run(args: argparse.Namespace) -> int:
     if args.from_dir is not None:
         from engine.cli._project_from import groups_from_dir
 
-        groups, kw = groups_from_dir(args.from_dir, args.benefit, args.fee)
+        groups, kw = groups_from_dir(args.from_dir, args.benefit, args.fee, args.plan_per_group)
     else:
-        if args.benefit is not None:
-            raise ConfigError("--benefit: only with --from (a groups table carries benefit_cny)")
+        if args.benefit is not None or args.plan_per_group:
+            flag = "--benefit" if args.benefit is not None else "--plan-per-group"
+            raise ConfigError(f"{flag}: only with --from (a groups table names its plans and benefit_cny)")
         groups, kw = read_groups(args.groups)
     flat = {"horizon": args.horizon, "n_scenarios": args.scenarios, "seed": args.seed,
             "periods_per_year": args.periods_per_year, "fee": args.fee, "waiting_periods": args.waiting_periods,
