@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine._display import emit_table, format_value
+
 __all__ = ["ResultMixin", "print_frame", "warn_renamed"]
 
 
@@ -26,27 +28,16 @@ def warn_renamed(owner: str, old: str, new: str, stacklevel: int = 3) -> None:
 
 
 def _fmt(v: Any, decimals: int) -> str:
-    if isinstance(v, (float, np.floating)):
-        return f"{float(v):,.{decimals}g}"
     if isinstance(v, (bool, np.bool_)):
         return str(bool(v))
-    if isinstance(v, (int, np.integer)):
-        return f"{int(v):,}"
-    return "" if v is None else str(v)
+    return format_value(v, "", decimals)
 
 
 def print_frame(df: pl.DataFrame, title: str | None = None, decimals: int = 4) -> None:
-    """Print a polars DataFrame as a rich table, floats to ``decimals`` significant digits."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    t = Table(title=escape(title) if title else None)
-    for c in df.columns:
-        t.add_column(escape(str(c)), justify="right" if df.schema[c].is_numeric() else "left")
-    for row in df.iter_rows():
-        t.add_row(*[escape(_fmt(v, decimals)) for v in row])
-    Console(width=max(100, min(200, 12 * len(df.columns)))).print(t)
+    """Print a polars DataFrame as a table (rich, CSV or JSON: the CLI's ``--format``), floats to
+    ``decimals`` significant digits, large amounts with thousands separators (:mod:`engine._display`)."""
+    emit_table(title, df.columns, list(df.iter_rows()), [df.schema[c].is_numeric() for c in df.columns],
+               digits=decimals)
 
 
 def _html_card(name: str, subtitle: str, sections: list[tuple[str, Mapping[str, Any]]]) -> str:

@@ -79,13 +79,13 @@ def s_validate_out_existing_user_directory(x: Ctx) -> Case:
 def s_demo_out_existing_user_directory(x: Ctx) -> Case:
     (x.tmp / "proj").mkdir()
     (x.tmp / "proj" / "data.csv").write_text("a,b\n")
-    return Case(["demo", "--out", str(x.tmp / "proj"), "--members", "2000", "--quiet"], error=("proj", "not created by fentan"))
+    return Case(["demo", "--out", str(x.tmp / "proj"), "--n-members", "2000", "--quiet"], error=("proj", "not created by fentan"))
 
 
 def s_demo_out_contains_its_config(x: Ctx) -> Case:
     (x.tmp / "proj").mkdir()
     (x.tmp / "proj" / "my.toml").write_text("[data]\n")
-    return Case(["demo", "--out", str(x.tmp / "proj"), "--config", str(x.tmp / "proj" / "my.toml"), "--members", "2000",
+    return Case(["demo", "--out", str(x.tmp / "proj"), "--config", str(x.tmp / "proj" / "my.toml"), "--n-members", "2000",
                  "--quiet"], error=("proj", "contains the input", "my.toml"))
 
 

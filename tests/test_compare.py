@@ -227,7 +227,7 @@ def test_cli_writes_outputs(tmp_path, capsys):
     error_line(capsys, "plans", str(tmp_path / "nope.toml"), "no such plan file")
     code = main(["plans", str(ROOT / "configs" / "vertical.toml"), "--cells", str(cells), "--pooled",
                  str(ROOT / "configs" / "xianghubao.toml"), "--out", str(out), "--quiet", "--optimise", "2",
-                 "--min-claims", "0.1", "--factors", "city_tier", "--rules", "--group", "age,city_tier"])
+                 "--min-claims", "0.1", "--factors", "city_tier", "--sharing-rules", "--group", "age,city_tier"])
     assert code == 0
     rules = pl.read_parquet(out / "rules.parquet")
     assert set(rules["rule"]) == {"equal", "risk_proportional", "conditional_mean"}

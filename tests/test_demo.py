@@ -27,7 +27,7 @@ def test_demo_small_platform_end_to_end(small_demo, tmp_path: Path, capsys) -> N
     cfg = load_config(small_demo.out / "demo.toml")
     assert Path(cfg.data.members) == (small_demo.out / "data" / "members.parquet").resolve()
     # a second demo into the same directory replaces the run (the demo owns its directory)
-    assert main(["demo", "--out", str(out), "--members", "5000", "--seed", "5", "--quiet"]) == 0
+    assert main(["demo", "--out", str(out), "--n-members", "5000", "--seed", "5", "--quiet"]) == 0
     assert capsys.readouterr().out == ""
     replaced = json.loads((out / "validation" / "account.json").read_text())
     assert replaced["members"]["read"] < raw["members"]["read"]  # the new, smaller platform replaced the old
@@ -35,5 +35,5 @@ def test_demo_small_platform_end_to_end(small_demo, tmp_path: Path, capsys) -> N
 
 def test_demo_validate_only(tmp_path: Path) -> None:
     out = tmp_path / "v"
-    assert main(["demo", "--out", str(out), "--members", "5000", "--validate-only", "--quiet"]) == 0
+    assert main(["demo", "--out", str(out), "--n-members", "5000", "--validate-only", "--quiet"]) == 0
     assert (out / "validation" / "account.json").exists() and not (out / "run").exists()

@@ -250,7 +250,7 @@ def test_cli_segment(sim, tmp_path):
     cells, _ = sim
     cells.drop("_rate").write_parquet(tmp_path / "cells.parquet")
     rc = main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(tmp_path / "out"),
-               "--by", "city_tier,channel", "--adjust-for", "age,sex", "--method", "cluster", "--model", "cell",
+               "--by", "city_tier,channel", "--adjust-for", "age,sex", "--method", "cluster", "--rate-model", "cell",
                "--quiet"])
     assert rc == 0
     s = pl.read_parquet(tmp_path / "out" / "segments.parquet")
@@ -263,7 +263,7 @@ def test_cli_segment(sim, tmp_path):
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".") and p.name != ".fentan-output"]
     # deterministic: a second run writes the same bytes
     rc = main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(tmp_path / "out2"),
-               "--by", "city_tier,channel", "--adjust-for", "age,sex", "--method", "cluster", "--model", "cell",
+               "--by", "city_tier,channel", "--adjust-for", "age,sex", "--method", "cluster", "--rate-model", "cell",
                "--quiet"])
     for name in ("segments.parquet", "frontier.parquet"):
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "out2" / name).read_bytes()
@@ -291,7 +291,7 @@ def test_cli_rules_plan_from_toml(tmp_path, capsys):
     (tmp_path / "plan.toml").write_text('[[groups]]\nname = "young"\nage = [0, 39]\n\n[[groups]]\nname = "old"\nage = [40, 59]\n')
     rc = main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(tmp_path / "o"), "--method", "rules",
                "--rules", str(tmp_path / "plan.toml"), "--min-claims", "0", "--save-model", str(tmp_path / "m"),
-               "--model", "cell"])
+               "--rate-model", "cell"])
     assert rc == 0
     s = pl.read_parquet(tmp_path / "o" / "segments.parquet")
     assert s["name"].to_list() == ["young", "old"]
@@ -356,7 +356,7 @@ def test_cli_scores_members_with_a_saved_segmentation(sim, tmp_path, capsys):
     cells.drop("_rate").write_parquet(tmp_path / "cells.parquet")
     model_dir = tmp_path / "models" / "seg"
     assert main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(tmp_path / "fit"),
-                 "--by", "age,city_tier,channel", "--model", "cell", "--save-model", str(model_dir), "--quiet"]) == 0
+                 "--by", "age,city_tier,channel", "--rate-model", "cell", "--save-model", str(model_dir), "--quiet"]) == 0
     seg = RiskSegmenter.load(model_dir)
     members = pl.DataFrame({
         "member_id": ["a", "b", "c", "d"],

@@ -326,14 +326,14 @@ def test_crude_incidence_by_age_band(oracle_hi) -> None:  # type: ignore[no-unty
 # ----------------------------------------------------------------------------- CLI
 def test_cli_synth_and_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "s"
-    assert main(["synth", "--members", "5000", "--seed", "3", "--out", str(out), "--dirty", "0.01", "--quiet"]) == 0
+    assert main(["synth", "--n-members", "5000", "--seed", "3", "--out", str(out), "--dirty", "0.01", "--quiet"]) == 0
     assert {p.name for p in out.iterdir()} == {"members.parquet", "claims.parquet", "truth.parquet", "synth_params.json", ".fentan-output"}
     assert pl.read_parquet(out / "truth.parquet").height == 5000
     # refuses a non-empty directory without --force
-    assert main(["synth", "--members", "100", "--seed", "3", "--out", str(out), "--quiet"]) == 2
+    assert main(["synth", "--n-members", "100", "--seed", "3", "--out", str(out), "--quiet"]) == 2
     error_line(capsys, "synth", str(out), "output directory exists", "--force")
-    assert main(["synth", "--members", "100", "--seed", "3", "--out", str(out), "--quiet", "--force"]) == 0
-    assert main(["synth", "--members", "100", "--seed", "3", "--out", str(tmp_path / "x"), "--dirty", "2"]) == 2
+    assert main(["synth", "--n-members", "100", "--seed", "3", "--out", str(out), "--quiet", "--force"]) == 0
+    assert main(["synth", "--n-members", "100", "--seed", "3", "--out", str(tmp_path / "x"), "--dirty", "2"]) == 2
     error_line(capsys, "synth", "dirty", "must be in [0, 0.5)", "2.0")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from engine.cli._flags import add_renamed
+
 from engine.conventions import FULL_CREDIBILITY_CLAIMS
 
 NAME = "credibility"
@@ -13,7 +15,8 @@ HELP = "credibility-weighted group rates (Bühlmann-Straub or limited fluctuatio
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cells", required=True, help="cells Parquet (output of the exposure step): file or glob")
     p.add_argument("--group", required=True, nargs="+", help="group column(s), e.g. plan_id or city_tier channel")
-    p.add_argument("--period", default="period", help="within-group period column (default: period)")
+    add_renamed(p, "--period-col", "--period", default="period",
+                help="within-group period column (default: period; --period is a deprecated alias)")
     p.add_argument("--method", choices=["buhlmann-straub", "limited-fluctuation"], default="buhlmann-straub")
     p.add_argument("--within", choices=["empirical", "poisson"], default="empirical",
                    help="Bühlmann-Straub within-group variance (default: empirical, as R actuar)")
@@ -21,8 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="'collective', 'reference' (needs an 'expected' column) or a fixed rate (default: collective)")
     p.add_argument("--full-standard", type=float, default=FULL_CREDIBILITY_CLAIMS,
                    help=f"limited fluctuation: claims for full credibility (default {FULL_CREDIBILITY_CLAIMS:,.1f})")
-    p.add_argument("--claims", default="claims", help="claims column (default: claims)")
-    p.add_argument("--exposure", default="exposure_years", help="exposure column (default: exposure_years)")
+    add_renamed(p, "--claims-col", "--claims", default="claims",
+                help="claims column (default: claims; --claims is a deprecated alias)")
+    add_renamed(p, "--exposure-col", "--exposure", default="exposure_years",
+                help="exposure column (default: exposure_years; --exposure is a deprecated alias)")
     p.add_argument("--out", required=True, help="output directory (credibility.parquet, structure.json)")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
@@ -55,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "buhlmann-straub":
         if comp == "overall":
             comp = "collective"
-        fit = BuhlmannStraub(group=args.group, period=args.period, claims_col=args.claims,
-                             exposure_col=args.exposure, complement=comp, within=args.within).fit(cells)
+        fit = BuhlmannStraub(group=args.group, period=args.period_col, claims_col=args.claims_col,
+                             exposure_col=args.exposure_col, complement=comp, within=args.within).fit(cells)
         table = fit.summary
         structure = {"method": "buhlmann-straub", **fit.structure_}
     else:
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         elif comp == "reference":
             comp = "expected"
         table = limited_fluctuation_table(cells, args.group, complement=comp, full_standard=args.full_standard,
-                                          claims_col=args.claims, exposure_col=args.exposure)
+                                          claims_col=args.claims_col, exposure_col=args.exposure_col)
         structure = {"method": "limited-fluctuation", "full_standard": args.full_standard,
                      "complement": args.complement}
     write_parquet(table, out / "credibility.parquet")

@@ -11,10 +11,12 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from engine.cli._flags import add_renamed
+
 NAME = "demo"
 HELP = "run the demo on a generated platform (default 1,000,000 members)"
 
-DEFAULT_OUT = "fentan-demo"
+DEFAULT_OUT = "out/demo"  # where configs/demo.toml's [data] points (relative to the repository root)
 DEFAULT_MEMBERS = 1_000_000
 DEFAULT_SEED = 20181016
 DEFAULT_DIRTY = 0.001  # a few dirty rows of every kind, so the row account shows every reason
@@ -22,7 +24,8 @@ DEFAULT_DIRTY = 0.001  # a few dirty rows of every kind, so the row account show
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default ./{DEFAULT_OUT})")
-    p.add_argument("--members", type=int, default=DEFAULT_MEMBERS, help="memberships to generate (default 1,000,000)")
+    add_renamed(p, "--n-members", "--members", type=int, default=DEFAULT_MEMBERS, metavar="N",
+                help="memberships to generate (default 1,000,000; --members is a deprecated alias)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed")
     p.add_argument("--dirty", type=float, default=DEFAULT_DIRTY, help=f"share of dirty rows (default {DEFAULT_DIRTY})")
     p.add_argument("--config", default=None, help="run configuration to use instead of configs/demo.toml ([data] is replaced)")
@@ -159,8 +162,8 @@ def run_demo(
 def run(args: argparse.Namespace) -> int:
     from engine.errors import ConfigError
 
-    if args.members < 1:
-        raise ConfigError(f"--members must be >= 1, got {args.members}")
-    result = run_demo(args.out, args.members, args.seed, args.quiet, dirty=args.dirty,
+    if args.n_members < 1:
+        raise ConfigError(f"--n-members must be >= 1, got {args.n_members}")
+    result = run_demo(args.out, args.n_members, args.seed, args.quiet, dirty=args.dirty,
                       pipeline=not args.validate_only, config=args.config)
     return 0 if result["validation"].usable else 2

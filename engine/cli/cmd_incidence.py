@@ -73,5 +73,9 @@ def _fit_glm(cells, by: list[str], args: argparse.Namespace) -> None:
                        age_knots=args.age_knots, interactions=tuple(pairs), alpha=args.alpha, level=args.level).fit(cells)
     model.save(args.model_out)
     if not args.quiet:
-        model.print_summary()
+        from engine._results import print_frame
+
+        print_frame(model.summary, title=f"PoissonGLM: {model.n_cells_:,} cells, {model.exposure_years_:,.1f} "
+                    f"exposure-years, {model.claims_:,.0f} claims, deviance {model.deviance_:,.2f} "
+                    f"(null {model.null_deviance_:,.2f}), {model.n_iter_} iterations")
         print(f"model saved to {args.model_out}")

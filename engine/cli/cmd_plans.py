@@ -7,6 +7,8 @@ import sys
 
 from engine.conventions import TARGET_SHARE_CV
 
+from engine.cli._flags import add_renamed
+
 NAME = "plans"
 HELP = "compare vertical plans with a pooled plan: shares, leverage, volatility, cross-subsidy, migration"
 
@@ -37,8 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="optimiser: operating members per member of the table; with it, every plan must reach "
                         "the members needed for --target-cv")
     p.add_argument("--factors", default="", help="optimiser: comma-separated factors that may split an age band")
-    p.add_argument("--rules", action="store_true",
-                   help="also compare equal, risk-proportional and conditional-mean sharing inside every plan")
+    add_renamed(p, "--sharing-rules", "--rules", action="store_true",
+                help="also compare equal, risk-proportional and conditional-mean sharing inside every plan "
+                     "(--rules is a deprecated alias; in `fentan segment`, --rules is a file of group rules)")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
 
@@ -109,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                         growth_per_period=args.growth, target_share_cv=args.target_cv)
     res.write(out)
     write_parquet(table, out / "risk_table.parquet")
-    if args.rules:
+    if args.sharing_rules:
         import sys
 
         from engine.errors import DataError, ResourceError

@@ -11,8 +11,16 @@ HELP = "project shares per plan (deterministic + Monte Carlo): sustainable share
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--groups", required=True,
-                   help="groups Parquet (plan, group, members, rate, benefit_cny, ...) or a projection TOML")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--groups", default=None,
+                     help="groups Parquet (plan, group, members, rate, benefit_cny, ...) or a projection TOML")
+    src.add_argument("--from", dest="from_dir", default=None, metavar="DIR",
+                     help="project the plans of a `fentan run` or `fentan plans` output directory, or the groups of a "
+                          "`fentan segment` output or saved segmentation model directory (needs --benefit)")
+    p.add_argument("--benefit", type=float, default=None, metavar="CNY",
+                   help="benefit per claim of every group, with --from a segmentation (plans carry their own)")
+    p.add_argument("--plan-per-group", action="store_true",
+                   help="with --from a segmentation: each risk group is its own plan (default: the groups of one plan)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--horizon", type=int, default=None, help="periods projected (default 120)")
     p.add_argument("--scenarios", type=int, default=None, help="Monte Carlo scenarios (default 1000)")
@@ -42,10 +50,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.cli.common import prepare_out_dir, input_args
     from engine.data.io import write_json, write_parquet
+    from engine.errors import ConfigError
     from engine.projection._project import project_assumptions
     from engine.projection.assumptions import make_assumptions, read_groups
 
-    groups, kw = read_groups(args.groups)
+    if args.from_dir is not None:
+        from engine.cli._project_from import groups_from_dir
+
+        groups, kw = groups_from_dir(args.from_dir, args.benefit, args.fee, args.plan_per_group)
+    else:
+        if args.benefit is not None or args.plan_per_group:
+            flag = "--benefit" if args.benefit is not None else "--plan-per-group"
+            raise ConfigError(f"{flag}: only with --from (a groups table names its plans and benefit_cny)")
+        groups, kw = read_groups(args.groups)
     flat = {"horizon": args.horizon, "n_scenarios": args.scenarios, "seed": args.seed,
             "periods_per_year": args.periods_per_year, "fee": args.fee, "waiting_periods": args.waiting_periods,
             "reporting_lag_periods": args.reporting_lag, "per_claimant_cap": args.per_claimant_cap,
@@ -67,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     write_parquet(res.leverage, out / "projection_leverage.parquet")
     write_parquet(res.bands, out / "projection_bands.parquet")
     write_json(a.model_dump(mode="json"), out / "projection_assumptions.json")
+    if args.from_dir is not None:  # the groups projected, so the run can be repeated with --groups
+        write_parquet(groups, out / "projection_groups.parquet")
     if not args.quiet:
         res.print_summary()
     return 0

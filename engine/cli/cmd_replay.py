@@ -74,5 +74,24 @@ def run(args: argparse.Namespace) -> int:
             plt.close(ax.figure)
         (out / "report.md").write_text(_report(res, meta, years), encoding="utf-8")
     if not args.quiet:
-        res.print_summary(years=years or None)
+        _print_replay(res, years or None)
     return 0
+
+
+def _print_replay(res: Any, years: list[int] | None) -> None:
+    """The replay's tables through the CLI printer (``--format``; thousands separators)."""
+    import polars as pl
+
+    from engine._results import print_frame
+    from engine.cli.common import print_table
+
+    f = res.facts
+    print(f"replay: log-likelihood {f['loglik']:.3f}, {f['n_aggregates']} aggregates, {f['n_boot']} bootstrap fits")
+    print_frame(res.params, title="parameters")
+    print_frame(res.fit.select("label", "kind", "date", "observed", "fitted", "sd", "z"), title="observed vs fitted")
+    y = res.years if years is None else res.years.filter(pl.col("year").is_in(list(years)))
+    print_frame(y.select("year", "complete", "annual_share_cny", "annual_share_lower_cny", "annual_share_upper_cny",
+                         "sustainable_annual_share_cny", "members_end"), title="annual shares (CNY per member)")
+    print_table("projection facts", [{"fact": k, "value": v} for k, v in f.items()
+                                     if k in ("sustainable_reached_on", "death_spiral", "death_spiral_on",
+                                              "leverage_sustainable")])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from engine.cli._flags import add_renamed
+
 NAME = "segment"
 HELP = "segment cells into risk groups (tree, cluster or rules); write segments.parquet and frontier.parquet"
 
@@ -14,7 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--method", choices=("tree", "cluster", "rules"), default="tree", help="segmentation method (default tree)")
     p.add_argument("--max-groups", type=int, default=8, help="largest number of groups on the frontier (default 8)")
-    p.add_argument("--groups", type=int, default=None, help="use exactly this many groups (default: the recommended K)")
+    add_renamed(p, "--n-groups", "--groups", type=int, default=None, metavar="K",
+                help="use exactly this many groups (default: the recommended K; --groups is a deprecated alias)")
     p.add_argument("--min-claims", type=float, default=50.0,
                    help="credibility floor: observed claims per group over the data (default 50)")
     p.add_argument("--max-rel-width", type=float, default=None,
@@ -34,9 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rules", default=None, help="JSON or TOML file with the groups of a rules plan (--method rules)")
     p.add_argument("--monotone-age", action="store_true", help="group rates must not fall with age")
     p.add_argument("--contiguous-age", action="store_true", help="groups are age bands (marketable plans)")
-    p.add_argument("--model", choices=("glm", "cell"), default="glm",
-                   help="incidence model for predicted rates: glm = engine.estimators.glm.PoissonGLM with the features' "
-                        "interactions (default), cell = the built-in ridge Poisson GLM on cells")
+    add_renamed(p, "--rate-model", "--model", choices=("glm", "cell"), default="glm",
+                help="incidence model for predicted rates: glm = engine.estimators.glm.PoissonGLM with the features' "
+                     "interactions (default), cell = the built-in ridge Poisson GLM on cells (--model is a deprecated "
+                     "alias; in `fentan plans`, --model is a fitted model directory)")
     p.add_argument("--save-model", default=None, help="also save the segmentation as a model directory here")
     p.add_argument("--plans-template", default=None, metavar="TOML",
                    help="also write plans.toml: one vertical plan per group, terms of the first plan of this "
@@ -104,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     seg = RiskSegmenter(
         method=args.method,
         max_groups=args.max_groups,
-        n_groups=args.groups,
+        n_groups=args.n_groups,
         min_claims=args.min_claims,
         max_rel_width=args.max_rel_width,
         min_expected_claims=args.min_expected_claims,
@@ -118,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         features=_split(args.by),
         adjust_for=tuple(_split(args.adjust_for) or ()),
         rules=_read_rules(args.rules) if args.rules else None,
-        model=CellPoissonModel() if args.model == "cell" else None,
+        model=CellPoissonModel() if args.rate_model == "cell" else None,
         window_years=args.window_years,
     ).fit(cells)
     segments = seg.groups_.select(

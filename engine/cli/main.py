@@ -38,6 +38,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The ``fentan`` argument parser with every discovered subcommand."""
     from engine._version import __version__
+    from engine.cli._flags import add_format
 
     parser = _Parser(prog="fentan", description="Pricing and segmentation engine for ex-post cost-sharing pools.")
     parser.add_argument("--version", action="version", version=f"fentan {__version__}")
@@ -45,8 +46,27 @@ def build_parser() -> argparse.ArgumentParser:
     for mod in _commands():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
+        add_format(p)
         p.set_defaults(_run=mod.run)
     return parser
+
+
+def _run_with_format(args: argparse.Namespace) -> int:
+    """Run the command with its ``--format``: with csv/json, stdout holds only the tables."""
+    import contextlib
+
+    from engine._display import set_output_format
+
+    fmt = getattr(args, "output_format", "table")
+    try:
+        if fmt == "table":
+            set_output_format("table")
+            return int(args._run(args) or 0)
+        set_output_format(fmt, sys.stdout)
+        with contextlib.redirect_stdout(sys.stderr):
+            return int(args._run(args) or 0)
+    finally:
+        set_output_format("table")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from engine._threads import one_blas_thread
 
         with one_blas_thread():  # same bytes whatever OPENBLAS_NUM_THREADS (engine._threads)
-            code = int(args._run(args) or 0)
+            code = _run_with_format(args)
     except EngineError as exc:
         print(f"fentan {args.command}: error: {exc}", file=sys.stderr)
         code = exc.exit_code
