@@ -139,3 +139,17 @@ def test_polars_threads_per_worker(spawned) -> None:
     assert spawned._mp_context.get_start_method() == "spawn"
     sizes = {spawned.submit(pl.thread_pool_size).result() for _ in range(4)}
     assert sizes == {1}
+
+
+@pytest.mark.parametrize("pool", ["threads", "spawned"])
+def test_sink_fallback_to_frames(pool, request, monkeypatch, tmp_path) -> None:
+    """A driver sink too large for a dense array takes the tasks' cells as frames: the same cells.
+
+    With threads every sink falls back; with spawned workers only the driver does (the workers'
+    dense arrays are turned into frames on arrival)."""
+    import engine.cells._sink as sink_mod
+
+    by = ("age", "duration_band", "tier", "channel")
+    WANT.setdefault(by, _want(by))
+    monkeypatch.setattr(sink_mod, "MAX_DENSE", 0)
+    _check(_files(tmp_path, SPLITS["3 files"]), request.getfixturevalue(pool), by)

@@ -173,8 +173,9 @@ class CellSink:
         """The sink's cells in a picklable form, for :meth:`absorb` in another process (executor seam)."""
         if not self.dense or self.arr is None:
             return {"frames": self.frames()}
-        n = len(self.values)
-        return {"arr": {k: v[:n] for k, v in self.arr.items()}, "values": self.values,
+        n = len(self.values)  # ids in use; arrays that are all zero (claims, amount of member batches) stay home
+        arr = {k: v[:n] for k, v in self.arr.items() if k in ("exposure_days", "sharing_days") or v[:n].any()}
+        return {"arr": arr, "values": self.values,
                 "a0": self.a0, "d0": self.d0, "na": self.na, "nd": self.nd}
 
     def absorb(self, state: dict[str, Any]) -> None:
@@ -192,7 +193,10 @@ class CellSink:
 
         def frame() -> pl.DataFrame:
             other = CellSink(self.cal, self.spec, self.static)
-            other.arr, other.values = arr, values
+            shape = arr["sharing_days"].shape
+            other.values = values
+            other.arr = {k: arr[k] if k in arr else np.zeros(shape, dtype=np.float64 if k == "amount" else np.int64)
+                         for k in (*INT_SUMS, "amount")}
             other.a0, other.d0, other.na, other.nd = state["a0"], state["d0"], state["na"], state["nd"]
             return other._dense_frame()
 
