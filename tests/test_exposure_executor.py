@@ -99,9 +99,11 @@ def test_claims_of_members_in_other_files(spawned, tmp_path) -> None:
     _check(_files(tmp_path, cuts), spawned, ("age", "sex"))
 
 
-def test_in_memory_frames(spawned) -> None:
+def test_in_memory_frames(spawned, threads) -> None:
     parts = [MEMBERS.slice(0, 1200), MEMBERS.slice(1200, 0), MEMBERS.slice(1200, N)]
     _check(parts, spawned, ("age", "sex"))
+    for ex in (spawned, threads):  # one frame cut into tasks of 700 rows
+        _check(MEMBERS, ex, ("age", "sex"), batch_size=700)
 
 
 SPLIT_SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

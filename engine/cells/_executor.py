@@ -1,6 +1,7 @@
 """The executor seam of :func:`engine.exposure`: one task per member partition, summed in the driver.
 
-A task reads one partition (a file, a frame) in batches and adds the day counts of its
+A task reads one partition (a file, a frame; an in-memory frame larger than a batch is cut
+into batch-sized slices) in batches and adds the day counts of its
 members (sharing days, at-risk days ignoring claims) to its own dense
 :class:`engine.cells._sink.CellSink`; the driver adds the tasks' sinks to its own
 (:meth:`CellSink.absorb`). Every number summed across tasks is an integer day count,
@@ -21,6 +22,8 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
+
+import polars as pl
 
 from engine.cells.calendar import Calendar, KeySpec
 from engine.cells._batch import batch_cells, batches, prepare_batch
@@ -125,6 +128,18 @@ def part_cells(part: Any, cal: Calendar, spec: KeySpec, static: list[str], w: in
     return sink.export(), n
 
 
+def _tasks(parts: Sequence[Any], batch_size: int) -> list[Any]:
+    """The unit of one task: a partition, or a slice of ``batch_size`` rows of an in-memory frame
+    (a LazyFrame stays whole: counting its rows could cost a pass over it)."""
+    out: list[Any] = []
+    for p in parts:
+        if isinstance(p, pl.DataFrame) and p.height > batch_size:
+            out.extend(p.slice(off, batch_size) for off in range(0, p.height, batch_size))
+        else:
+            out.append(p)
+    return out
+
+
 def member_cells(parts: Sequence[Any], cal: Calendar, spec: KeySpec, static: list[str], w: int, cols: list[str],
                  batch_size: int, sink: CellSink, executor: Executor | None) -> int:
     """Day counts of every member added to ``sink``, in this process or one task per partition; batches read."""
@@ -135,7 +150,7 @@ def member_cells(parts: Sequence[Any], cal: Calendar, spec: KeySpec, static: lis
             batch_cells(b, sink)
             n += 1
         return n
-    futures = [executor.submit(part_cells, p, cal, spec, static, w, cols, batch_size) for p in parts]
+    futures = [executor.submit(part_cells, p, cal, spec, static, w, cols, batch_size) for p in _tasks(parts, batch_size)]
     n = 0
     for fut in futures:  # submission order; the integer sums do not depend on it
         state, k = fut.result()
