@@ -135,6 +135,20 @@ def test_not_an_executor() -> None:
         engine.exposure(MEMBERS, CLAIMS, executor=4, **KW)
     with pytest.raises(ConfigError, match="n_workers"):
         process_pool(0)
+    with pytest.raises(ConfigError, match="threads_per_worker"):
+        process_pool(1, threads_per_worker=0)
+
+
+def test_task_error_reaches_the_caller(threads, tmp_path) -> None:
+    bad = tmp_path / "bad.parquet"
+    MEMBERS.head(10).with_columns(pl.col("birth_date").cast(pl.String)).write_parquet(bad)
+    parts = [*_files(tmp_path, SPLITS["3 files"]), pl.scan_parquet(bad)]
+    errors = []
+    for ex in (None, threads):  # the task's error reaches the caller as it does without an executor
+        with pytest.raises(pl.exceptions.InvalidOperationError, match="birth_date") as err:
+            engine.exposure(parts, CLAIMS, executor=ex, **KW)
+        errors.append(str(err.value))
+    assert errors[0] == errors[1]
 
 
 def test_polars_threads_per_worker(spawned) -> None:

@@ -105,7 +105,7 @@ def process_pool(n_workers: int, threads_per_worker: int | None = None) -> Proce
     """
     if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
         raise ConfigError(f"n_workers: must be a positive integer, got {n_workers!r}")
-    threads = threads_per_worker or max((os.cpu_count() or 1) // n_workers, 1)
+    threads = max((os.cpu_count() or 1) // n_workers, 1) if threads_per_worker is None else threads_per_worker
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"threads_per_worker: must be a positive integer, got {threads_per_worker!r}")
     return ProcessPoolExecutor(
@@ -152,8 +152,13 @@ def member_cells(parts: Sequence[Any], cal: Calendar, spec: KeySpec, static: lis
         return n
     futures = [executor.submit(part_cells, p, cal, spec, static, w, cols, batch_size) for p in _tasks(parts, batch_size)]
     n = 0
-    for fut in futures:  # submission order; the integer sums do not depend on it
-        state, k = fut.result()
-        sink.absorb(state)
-        n += k
+    try:
+        for fut in futures:  # submission order; the integer sums do not depend on it
+            state, k = fut.result()
+            sink.absorb(state)
+            n += k
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        raise
     return n
