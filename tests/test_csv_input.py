@@ -124,3 +124,18 @@ def test_mixed_formats_refused_even_as_a_list(tmp_path: Path) -> None:
     (tmp_path / "b.csv").write_text("member_id\nb\n")
     with pytest.raises(InputFileError, match="mixes CSV and Parquet"):
         read_members([tmp_path / "a.parquet", tmp_path / "b.csv"])
+
+
+def test_run_dry_run_reads_csv_with_the_same_account(platform, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """``fentan run`` (its memory guard included) takes CSV data paths; the dry run's account equals Parquet's."""
+    d, _, _ = platform
+    accounts = []
+    for ext in ("parquet", "csv"):
+        cfg = tmp_path / f"{ext}.toml"
+        cfg.write_text(f'[data]\nmembers = "{d}/members.{ext}"\nclaims = "{d}/claims.{ext}"\nas_of = {AS_OF}\n',
+                       encoding="utf-8")
+        code = main(["run", str(cfg), "--out", str(tmp_path / f"out-{ext}"), "--dry-run", "--format", "json"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        accounts.append(out)
+    assert accounts[0] == accounts[1] and accounts[0].strip()
