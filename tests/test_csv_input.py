@@ -139,3 +139,9 @@ def test_run_dry_run_reads_csv_with_the_same_account(platform, tmp_path, capsys)
         assert code == 0, err
         accounts.append(out)
     assert accounts[0] == accounts[1] and accounts[0].strip()
+
+
+def test_excel_export_with_bom_and_crlf(tmp_path: Path) -> None:
+    f = tmp_path / "m.csv"
+    f.write_bytes(b"\xef\xbb\xbfmember_id,birth_date,sex,join_date,exit_date\r\na,1980-01-01,M,2019-01-01,\r\n")
+    assert read_members(f).collect().row(0) == ("a", D(1980, 1, 1), "M", D(2019, 1, 1), None)
