@@ -145,3 +145,9 @@ def test_excel_export_with_bom_and_crlf(tmp_path: Path) -> None:
     f = tmp_path / "m.csv"
     f.write_bytes(b"\xef\xbb\xbfmember_id,birth_date,sex,join_date,exit_date\r\na,1980-01-01,M,2019-01-01,\r\n")
     assert read_members(f).collect().row(0) == ("a", D(1980, 1, 1), "M", D(2019, 1, 1), None)
+
+
+def test_empty_csv_file_given_alone_is_named(tmp_path: Path) -> None:
+    (tmp_path / "m.csv").write_bytes(b"")
+    with pytest.raises(InputFileError, match=r"m\.csv: the file is empty \(0 bytes\)"):
+        read_members(tmp_path / "m.csv")

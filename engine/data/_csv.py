@@ -72,6 +72,8 @@ def scan_csv_file(file: Path, contract: Mapping[str, pl.DataType]) -> pl.LazyFra
     SchemaError
         A contract value does not parse: the file, column, line and value named.
     """
+    if file.stat().st_size == 0:
+        raise InputFileError(f"{file}: the file is empty (0 bytes)")
     try:
         header = pl.scan_csv(file, infer_schema=False, glob=False).collect_schema().names()
     except Exception as exc:  # noqa: BLE001 - polars raises several types for bad files

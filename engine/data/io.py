@@ -40,7 +40,8 @@ def resolve_paths(path: PathLike | Sequence[PathLike]) -> list[Path]:
     """Expand a file, a glob, a directory or a list of them into the data files to read.
 
     Directories and globs follow the Hive and Spark conventions of :mod:`engine.data.listing`
-    (hidden and ``_`` entries skipped, ``.parquet`` in any case and ``.pq``, each real file once).
+    (hidden and ``_`` entries skipped, ``.parquet`` in any case, ``.pq``, ``.csv`` and ``.csv.gz``, each
+    real file once).
     Raises :class:`InputFileError` when nothing matches.
     """
     return [f for f, _ in _listed(path)[0]]
