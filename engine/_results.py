@@ -18,7 +18,7 @@ import polars as pl
 
 from engine._display import emit_table, format_value
 
-__all__ = ["ResultMixin", "print_frame", "warn_renamed"]
+__all__ = ["ResultMixin", "print_frame", "warn_renamed", "frames_card", "scalars"]
 
 
 def warn_renamed(owner: str, old: str, new: str, stacklevel: int = 3) -> None:
@@ -55,6 +55,30 @@ def _html_card(name: str, subtitle: str, sections: list[tuple[str, Mapping[str, 
     return "".join(parts)
 
 
+def scalars(d: Mapping[str, Any], limit: int = 12) -> dict[str, Any]:
+    """The first ``limit`` scalar entries (numbers, text, dates) of ``d``: key numbers for a card."""
+    import datetime as dt
+
+    ok = (int, float, str, bool, np.integer, np.floating, np.bool_, dt.date)
+    return dict(list(((str(k), v) for k, v in d.items() if isinstance(v, ok)))[:limit])
+
+
+def frames_card(obj: Any, numbers: Mapping[str, Any], subtitle: str = "") -> str:
+    """Compact escaped HTML card of a result object: class name, key ``numbers``, the shapes of
+    its polars frames (dataclass fields)."""
+    import dataclasses
+
+    shapes: dict[str, Any] = {}
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if isinstance(v, pl.DataFrame):
+                shapes[f.name] = f"{v.height:,} rows x {v.width} columns"
+            elif isinstance(v, pl.LazyFrame):
+                shapes[f.name] = "lazy frame"
+    return _html_card(type(obj).__name__, subtitle, [("key numbers", numbers), ("tables", shapes)])
+
+
 class ResultMixin:
     """``summary`` / ``print_summary`` / ``_repr_html_`` for result objects (dataclasses).
 
@@ -76,14 +100,4 @@ class ResultMixin:
 
     def _repr_html_(self) -> str:
         """Compact HTML card: class name, table shapes, key numbers."""
-        import dataclasses
-
-        shapes: dict[str, Any] = {}
-        if dataclasses.is_dataclass(self):
-            for f in dataclasses.fields(self):
-                v = getattr(self, f.name)
-                if isinstance(v, pl.DataFrame):
-                    shapes[f.name] = f"{v.height:,} rows x {v.width} columns"
-                elif isinstance(v, pl.LazyFrame):
-                    shapes[f.name] = "lazy frame"
-        return _html_card(type(self).__name__, "", [("key numbers", self._key_numbers()), ("tables", shapes)])
+        return frames_card(self, self._key_numbers())

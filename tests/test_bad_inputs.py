@@ -310,6 +310,50 @@ def k_config_projection_extra_checked_first(x: Ctx) -> Case:
                 error=("run.toml", "projection.extra", "fee"))
 
 
+def k_csv_impossible_date(x: Ctx) -> Case:
+    mp = x.write_csv(x.m, "members.csv", edit=x.text_at("birth_date", 5, "2019-02-30"))
+    return Case(x.validate(mp), error=("members.csv", "column 'birth_date'", "line 7", "'2019-02-30' is not a date (YYYY-MM-DD)"))
+
+
+def k_csv_non_iso_date(x: Ctx) -> Case:
+    mp = x.write_csv(x.m, "members.csv", edit=x.text_at("exit_date", 0, "03/02/2019"))
+    return Case(x.validate(mp), error=("members.csv", "column 'exit_date'", "line 2", "not a date (YYYY-MM-DD)"))
+
+
+def k_csv_claim_date_with_time(x: Ctx) -> Case:
+    cp = x.write_csv(x.c, "claims.csv", edit=x.text_at("event_date", 3, "2020-06-01T10:00:00"))
+    return Case(x.validate(None, cp), error=("claims.csv", "column 'event_date'", "line 5", "not a date"))
+
+
+def k_csv_amount_with_thousands_separator(x: Ctx) -> Case:
+    cp = x.write_csv(x.c, "claims.csv", edit=x.text_at("amount", 2, "100,000"))
+    return Case(x.validate(None, cp), error=("claims.csv", "column 'amount'", "line 4", "'100,000' is not a number"))
+
+
+def k_csv_missing_required_column(x: Ctx) -> Case:
+    return Case(x.validate(x.write_csv(x.m.drop("sex"), "members.csv")),
+                error=("members.csv", "missing required column", "'sex'"))
+
+
+def k_csv_not_utf8(x: Ctx) -> Case:
+    p = x.tmp / "members.csv"
+    x.m.head(20).write_csv(p)
+    p.write_bytes(p.read_bytes() + b"M9\xff\xfe,1990-01-01,M,2019-01-01,,p,1,app\n")
+    return Case(x.validate(str(p)), error=("members.csv", "not a readable CSV file"))
+
+
+def k_csv_and_parquet_in_one_directory(x: Ctx) -> Case:
+    x.write(x.m.head(1000), "mdir/part-0.parquet")
+    x.write_csv(x.m.slice(1000), "mdir/part-1.csv")
+    return Case(x.validate(str(x.tmp / "mdir")), error=("part-1.csv", "part-0.parquet", "mixes CSV and Parquet"))
+
+
+def k_csv_bad_date_in_a_partition(x: Ctx) -> Case:
+    x.write_csv(x.m.head(1000), "mdir/part=1/data.csv")
+    x.write_csv(x.m.slice(1000), "mdir/part=2/data.csv", edit=x.text_at("join_date", 9, "2019-1-5"))
+    return Case(x.validate(str(x.tmp / "mdir")), error=("part=2/data.csv", "column 'join_date'", "line 11", "not a date"))
+
+
 ERROR_KINDS = [v for k, v in dict(globals()).items() if k.startswith("k_")]
 
 

@@ -72,7 +72,7 @@ def test_upper_case_and_pq_files_are_read(tmp_path, base, capsys) -> None:  # ty
     (d / "notes.txt").write_text("not data")
     acc = _validate_dir(x, d, capsys)
     assert acc["members"]["read"] == 3000
-    assert acc["members"]["files"]["skipped"] == {f"{d}/notes.txt": "not a data file name (.parquet or .pq)"}
+    assert acc["members"]["files"]["skipped"] == {f"{d}/notes.txt": "not a data file name (.parquet, .pq, .csv or .csv.gz)"}
 
 
 def test_hive_values_keep_zeros_null_and_url_decoding(tmp_path) -> None:

@@ -186,6 +186,24 @@ def a_amount_beyond_plausibility(x: Ctx) -> Case:
                 aside={"claims": {"implausible_amount": 2}})
 
 
+def a_csv_empty_fields_are_nulls(x: Ctx) -> Case:
+    """In a CSV file an empty field is a null, as in Parquet: required ones set aside, nullable ones fine."""
+    r = x.free_rows(4)[1:]  # the first free member is the added claims' claimant
+    m = x.set_rows(x.m, r[:1], birth_date=None)
+    m = x.set_rows(m, r[1:2], sex=None)
+    m = x.set_rows(m, r[2:3], exit_date=None)  # nullable: still a member
+    c = x.add_claims([{"amount": None}, {"approved_date": None}])
+    mp, cp = x.write_csv(m, "members.csv", "members"), x.write_csv(c, "claims.csv", "claims")
+    return Case(x.validate(mp, cp), aside={"members": {"null_birth_date": 1, "null_sex": 1},
+                                           "claims": {"null_amount": 1}})
+
+
+def a_csv_nonfinite_amount(x: Ctx) -> Case:
+    """``nan`` and ``inf`` are numbers in a CSV file, set aside as in Parquet."""
+    c = x.add_claims([{"amount": float("nan")}, {"amount": float("inf")}])
+    return Case(x.validate(None, x.write_csv(c, "claims.csv", "claims")), aside={"claims": {"nonfinite_amount": 2}})
+
+
 ASIDE_KINDS = [v for k, v in dict(globals()).items() if k.startswith("a_")]
 
 

@@ -41,8 +41,10 @@ class ReplayResult:
                                                                   "death_spiral_on", "leverage_sustainable")})
 
     def _repr_html_(self) -> str:
-        return ("<h4>Replay: parameters</h4>" + self.params._repr_html_() + "<h4>Observed vs fitted</h4>"
-                + self.fit._repr_html_() + "<h4>Annual shares</h4>" + self.years._repr_html_())
+        """Compact HTML card: the fit's scalar facts (log-likelihood, aggregates, bootstrap fits) and the tables."""
+        from engine._results import frames_card, scalars
+
+        return frames_card(self, {"parameters": self.params.height, **scalars(self.facts)})
 
     def plot_shares(self, ax: Any = None) -> Any:
         """Expected share per period with its fan (parameters + Poisson) and the sustainable share."""

@@ -11,8 +11,8 @@ HELP = "exposure cells (period x age x ... : exposure/sharing days and years, cl
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--members", required=True, help="members Parquet: file, glob or directory")
-    p.add_argument("--claims", required=True, help="claims Parquet: file, glob or directory")
+    p.add_argument("--members", required=True, help="members Parquet or CSV: file, glob or directory")
+    p.add_argument("--claims", required=True, help="claims Parquet or CSV: file, glob or directory")
     p.add_argument("--start", required=True, help="first day of the study (YYYY-MM-DD)")
     p.add_argument("--end", required=True, help="last day of the study (YYYY-MM-DD, inclusive)")
     p.add_argument("--period", default="month", help="month, quarter or year (default month)")

@@ -11,8 +11,8 @@ HELP = "realised cost-share history per plan and sharing period (shares, caps, p
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--members", required=True, help="members Parquet: file, glob or directory")
-    p.add_argument("--claims", required=True, help="claims Parquet: file, glob or directory")
+    p.add_argument("--members", required=True, help="members Parquet or CSV: file, glob or directory")
+    p.add_argument("--claims", required=True, help="claims Parquet or CSV: file, glob or directory")
     p.add_argument("--start", required=True, help="first notice date included (YYYY-MM-DD)")
     p.add_argument("--end", required=True, help="last notice date included (YYYY-MM-DD, inclusive)")
     days = ",".join(str(d) for d in c.SHARING_DAYS)

@@ -14,8 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("input: either --cells, or --members and --claims with --start and --end")
     src.add_argument("--cells", default=None,
                      help="cells Parquet with 'duration' (or 'duration_band'), claims and exposure_years: file, glob or directory")
-    src.add_argument("--members", default=None, help="members Parquet: file, glob or directory")
-    src.add_argument("--claims", default=None, help="claims Parquet: file, glob or directory")
+    src.add_argument("--members", default=None, help="members Parquet or CSV: file, glob or directory")
+    src.add_argument("--claims", default=None, help="claims Parquet or CSV: file, glob or directory")
     src.add_argument("--start", default=None, help="first day of the study (YYYY-MM-DD, with --members)")
     src.add_argument("--end", default=None, help="last day of the study (YYYY-MM-DD, inclusive, with --members)")
     src.add_argument("--waiting-days", type=int, default=WAITING_DAYS, help=f"waiting period in days (default {WAITING_DAYS}, with --members)")

@@ -9,8 +9,8 @@ HELP = "validate members and claims; write the set-aside rows and the row accoun
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--members", required=True, help="members Parquet: file, glob or directory")
-    p.add_argument("--claims", required=True, help="claims Parquet: file, glob or directory")
+    p.add_argument("--members", required=True, help="members Parquet or CSV: file, glob or directory")
+    p.add_argument("--claims", required=True, help="claims Parquet or CSV: file, glob or directory")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--as-of", default=None, help="the data's as-of date: births, joins, exits, events and approvals after it are set aside "
                    "(default: the latest claim approval date)")

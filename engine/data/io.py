@@ -1,4 +1,4 @@
-"""Reading Parquet inputs (file, glob or directory, hive partitions) and atomic writes.
+"""Reading Parquet and CSV inputs (file, glob or directory, hive partitions) and atomic writes.
 
 Notes
 -----
@@ -7,6 +7,10 @@ truncated file, and a column whose type differs between partitions, is reported
 with the file and column named before any data is scanned. Every file is then
 normalised to the data contract on its own and the files are concatenated, so
 an id stored as int in one partition and as string in another is still one id.
+
+CSV files (``.csv``, ``.csv.gz``) are read under the same contract by :mod:`engine.data._csv`
+(strict ISO dates, every file checked in full when read). One input is all Parquet or all
+CSV: a mix is refused with one line naming a file of each kind.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
+from engine.data._csv import is_csv, scan_csv_file
 from engine.errors import InputFileError, OutputError
-from engine.data.schema import normalise_claims, normalise_members
+from engine.data.schema import (CLAIM_OPTIONAL, CLAIM_REQUIRED, MEMBER_OPTIONAL, MEMBER_REQUIRED,
+                                normalise_claims, normalise_members)
 
 PathLike = str | os.PathLike[str]
 #: the value Hive and Spark write for a null partition value
@@ -34,7 +40,8 @@ def resolve_paths(path: PathLike | Sequence[PathLike]) -> list[Path]:
     """Expand a file, a glob, a directory or a list of them into the data files to read.
 
     Directories and globs follow the Hive and Spark conventions of :mod:`engine.data.listing`
-    (hidden and ``_`` entries skipped, ``.parquet`` in any case and ``.pq``, each real file once).
+    (hidden and ``_`` entries skipped, ``.parquet`` in any case, ``.pq``, ``.csv`` and ``.csv.gz``, each
+    real file once).
     Raises :class:`InputFileError` when nothing matches.
     """
     return [f for f, _ in _listed(path)[0]]
@@ -126,14 +133,19 @@ def scan_normalised(
     frames = []
     hive_keys: dict[str, list[str | None]] = {}
     per_file = []
+    _one_format(files)
     for f, root in files:
         hv = _hive_values(f, root)
         for k, v in hv.items():
             hive_keys.setdefault(k, []).append(v)
-        per_file.append((f, file_schema(f), hv))
+        per_file.append((f, pl.Schema() if is_csv(f) else file_schema(f), hv))
     hive_int = {k: all(_int_text(v) for v in vs if v is not None) for k, vs in hive_keys.items()}
     for f, schema, hv in per_file:
-        lf = pl.scan_parquet(f, hive_partitioning=False, glob=False)  # a literal path, never a pattern
+        if is_csv(f):
+            lf = scan_csv_file(f, _CONTRACTS.get(normaliser, {}))
+            schema = lf.collect_schema()
+        else:
+            lf = pl.scan_parquet(f, hive_partitioning=False, glob=False)  # a literal path, never a pattern
         extra = [
             pl.lit(int(v) if hive_int[k] and v is not None else v, dtype=pl.Int64 if hive_int[k] else pl.String).alias(k)
             for k, v in hv.items()
@@ -157,6 +169,15 @@ def scan_normalised(
     return out
 
 
+def _one_format(files: list[tuple[Path, Path]]) -> None:
+    """Refuse an input mixing CSV and Parquet files (one line naming one file of each)."""
+    csv = next((f for f, _ in files if is_csv(f)), None)
+    other = next((f for f, _ in files if not is_csv(f)), None)
+    if csv is not None and other is not None:
+        raise InputFileError(f"{csv} and {other}: one input mixes CSV and Parquet files; "
+                             "convert them to one format (or give only one kind)")
+
+
 def _int_text(v: str) -> bool:
     """An integer written without leading zeros (``7``, ``-3``, ``0``; not ``007``): Int64 partition values."""
     body = v[1:] if v.startswith("-") else v
@@ -175,7 +196,7 @@ def _type_clash(frames: list[pl.LazyFrame], files: list[tuple[Path, Path]], exc:
 
 
 def read_members(path: PathLike | Sequence[PathLike]) -> pl.LazyFrame:
-    """Scan members Parquet (file, glob, directory with hive partitions) into the contract.
+    """Scan members Parquet or CSV (file, glob, directory with hive partitions) into the contract.
 
     Returns a LazyFrame with ``member_id`` String, dates as Date, ``sex`` upper-case
     String; rating factors untouched. See :mod:`engine.data.schema`.
@@ -184,8 +205,15 @@ def read_members(path: PathLike | Sequence[PathLike]) -> pl.LazyFrame:
 
 
 def read_claims(path: PathLike | Sequence[PathLike]) -> pl.LazyFrame:
-    """Scan claims Parquet (file, glob, directory with hive partitions) into the contract."""
+    """Scan claims Parquet or CSV (file, glob, directory with hive partitions) into the contract."""
     return scan_normalised(path, normalise_claims)
+
+
+#: the contract columns a CSV file's text is typed to, per normaliser
+_CONTRACTS: dict[Callable[..., Any], dict[str, pl.DataType]] = {
+    normalise_members: {**MEMBER_REQUIRED, **MEMBER_OPTIONAL},
+    normalise_claims: {**CLAIM_REQUIRED, **CLAIM_OPTIONAL},
+}
 
 
 # --------------------------------------------------------------------------- atomic writes

@@ -6,7 +6,8 @@ does not exist as such: an existing path is always read literally).
 - Below a directory (or below the wildcard-free part of a glob), a file or directory whose name
   starts with ``.`` (hidden: ``.old/``, ``.part.crc``) or ``_`` (Spark and Hive metadata:
   ``_temporary/``, ``_SUCCESS``, ``_committed_*``) is skipped, at any depth.
-- Data files end in ``.parquet`` (any case: ``.PARQUET``) or ``.pq``; other names are skipped.
+- Data files end in ``.parquet`` (any case: ``.PARQUET``), ``.pq``, ``.csv`` or ``.csv.gz``
+  (:mod:`engine.data._csv`); other names are skipped.
 - Symbolic links are resolved and every real file is read once: a link to a file or partition
   that is read anyway (``latest.parquet -> part=9/data.parquet``) is skipped as a duplicate.
   Directory links are followed once (a loop is never entered twice).
@@ -27,7 +28,7 @@ from engine.errors import InputFileError
 __all__ = ["Listing", "list_input", "DATA_SUFFIXES", "is_glob"]
 
 #: file name endings of data files (compared lower-case)
-DATA_SUFFIXES = (".parquet", ".pq")
+DATA_SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz")
 
 
 @dataclass
@@ -42,6 +43,9 @@ class Listing:
 
     files: list[Path] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+
+
+_NOT_DATA = "not a data file name (.parquet, .pq, .csv or .csv.gz)"
 
 
 def is_glob(s: str) -> bool:
@@ -112,7 +116,7 @@ def _walk(root: Path, listing: Listing, seen: dict[str, Path]) -> None:
             elif _is_data(e.name):
                 found.append((link, p))
             elif e.is_file(follow_symlinks=True) or not os.path.exists(p):
-                listing.skipped[str(p)] = "not a data file name (.parquet or .pq)"
+                listing.skipped[str(p)] = _NOT_DATA
     for _, f in sorted(found, key=lambda t: (t[0], str(t[1]))):
         _take(f, listing, seen)
     listing.files.sort()
@@ -145,7 +149,7 @@ def list_input(path: str | os.PathLike[str]) -> Listing:
             if why:
                 listing.skipped[str(m)] = why
             elif not _is_data(m.name):
-                listing.skipped[str(m)] = "not a data file name (.parquet or .pq)"
+                listing.skipped[str(m)] = _NOT_DATA
             else:
                 _take(m, listing, seen)
         if not listing.files:
@@ -156,7 +160,7 @@ def list_input(path: str | os.PathLike[str]) -> Listing:
     if p.is_dir():
         _walk(p, listing, seen)
         if not listing.files:
-            raise InputFileError(f"{s}: the directory holds no .parquet file (nor .pq)")
+            raise InputFileError(f"{s}: the directory holds no .parquet file (nor .pq, .csv, .csv.gz)")
         return listing
     if not p.exists():
         raise InputFileError(f"{s}: no such file or directory")

@@ -175,6 +175,8 @@ def _collect(lf: pl.LazyFrame, sources: list[str], what: str) -> pl.DataFrame:
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as exc:  # noqa: B014
         msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         for f in sources:  # error path only: find the file that cannot be decoded
+            if f.lower().endswith((".csv", ".csv.gz")):
+                continue  # CSV files are parsed in full when read (engine.data._csv)
             try:
                 pl.read_parquet(f, glob=False)
             except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as exc1:  # noqa: B014

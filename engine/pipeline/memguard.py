@@ -116,11 +116,28 @@ _WIDTH = {"date32": 4, "int32": 4, "uint32": 4, "float": 4, "int64": 8, "uint64"
           "timestamp": 8, "date64": 8, "int16": 2, "uint16": 2, "int8": 1, "uint8": 1, "bool": 1, "halffloat": 2}
 
 
+def _csv_stats(file: Path) -> tuple[int, float]:
+    """(rows, bytes per row) of one CSV file: its rows counted, its text size per row (a gzip file's
+    size times 5) as the in-memory width (text dates and numbers are wider than their values: an
+    overestimate, on the safe side)."""
+    import polars as pl
+
+    from engine.data._csv import scan_csv_file
+
+    rows = int(scan_csv_file(file, {}).select(pl.len()).collect().item())  # a one-line error for a bad file
+    size = file.stat().st_size * (5 if str(file).lower().endswith(".gz") else 1)
+    return rows, (size / rows if rows else 0.0)
+
+
 def _file_stats(file: Path) -> tuple[int, float]:
-    """(rows, in-memory bytes per row) of one Parquet file from its footer only."""
+    """(rows, in-memory bytes per row) of one Parquet file from its footer only (CSV: :func:`_csv_stats`)."""
     import pyarrow.parquet as pq
 
+    from engine.data._csv import is_csv
     from engine.data.io import file_schema
+
+    if is_csv(file):
+        return _csv_stats(file)
 
     file_schema(file)  # a one-line error for a missing, empty or corrupt file
     md = pq.read_metadata(file)

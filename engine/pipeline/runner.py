@@ -57,6 +57,17 @@ class RunResult:
     files: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
+    def _repr_html_(self) -> str:
+        """Compact HTML card: the output directory, the row account and the run's scalar facts."""
+        from engine._results import frames_card, scalars
+
+        numbers: dict[str, Any] = {"out": str(self.out) if self.out is not None else "dry run"}
+        for what in ("members", "claims"):
+            acc = self.account.get(what)
+            if isinstance(acc, dict) and "read" in acc:
+                numbers[f"{what} read"], numbers[f"{what} used"] = int(acc["read"]), int(acc["used"])
+        return frames_card(self, {**numbers, "plans": len(self.summary), **scalars(self.facts, 8)})
+
 
 class _Progress:
     """A rich status line per stage on stderr (silent when quiet or not wanted)."""

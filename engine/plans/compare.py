@@ -270,9 +270,13 @@ class ComparisonResult(ResultMixin):
 
     def _key_numbers(self) -> dict[str, Any]:
         s = self.summary
-        return {"vertical plans": s.filter(pl.col("planset") == "vertical").height,
-                "pooled plans": s.filter(pl.col("planset") == "pooled").height,
-                "groups": self.changes.height, "uncovered rows": self.uncovered.height}
+        out: dict[str, Any] = {"vertical plans": s.filter(pl.col("planset") == "vertical").height,
+                               "pooled plans": s.filter(pl.col("planset") == "pooled").height,
+                               "groups": self.changes.height, "uncovered rows": self.uncovered.height}
+        if "expected_share_cny" in s.columns:
+            for planset, plan, share in s.select("planset", "plan", "expected_share_cny").head(10).iter_rows():
+                out[f"{planset} {plan}: expected share (CNY per sharing period)"] = share
+        return out
 
 
 def _group_col(table: pl.DataFrame, group: str | Sequence[str] | None) -> tuple[pl.DataFrame, bool]:

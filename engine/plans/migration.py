@@ -61,7 +61,11 @@ class MigrationResult(ResultMixin):
         print_frame(self.summary, f"migration ({state} after {self.rounds} rounds)", decimals)
 
     def _key_numbers(self) -> dict[str, Any]:
-        return {"plans": self.pools.height, "converged": self.converged, "rounds": self.rounds}
+        out: dict[str, Any] = {"plans": self.pools.height, "converged": self.converged, "rounds": self.rounds}
+        if {"plan", "members_end"} <= set(self.pools.columns):
+            for plan, members in self.pools.select("plan", "members_end").head(10).iter_rows():
+                out[f"{plan}: members at the end"] = members
+        return out
 
     def plot_history(self, ax: Any = None) -> Any:
         """Members of each plan by round; returns the ax."""

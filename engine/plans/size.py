@@ -167,6 +167,16 @@ class PlanSizeResult:
         """The per-plan table."""
         return self.table
 
+    def _repr_html_(self) -> str:
+        """Compact HTML card: the target CV and, per plan, the members needed for it."""
+        from engine._results import frames_card
+
+        numbers: dict[str, object] = {"target share CV": self.target_cv}
+        if {"plan", "members_for_target_cv"} <= set(self.table.columns):
+            for plan, need in self.table.select("plan", "members_for_target_cv").head(10).iter_rows():
+                numbers[f"{plan}: members for the target CV"] = need
+        return frames_card(self, numbers)
+
     def print_summary(self) -> None:
         """Print the per-plan table."""
         from engine._display import print_table
@@ -192,9 +202,6 @@ class PlanSizeResult:
         ax.set_title("plan size for a stable share")
         ax.legend()
         return ax
-
-    def _repr_html_(self) -> str:
-        return self.table._repr_html_()
 
 
 def plan_size(

@@ -86,6 +86,14 @@ class TempoResult:
         """The per-tempo table."""
         return self.table
 
+    def _repr_html_(self) -> str:
+        """Compact HTML card: the recommended tempo, what binds, the sustainable share."""
+        from engine._results import frames_card
+
+        return frames_card(self, {"tempos": self.table.height, "recommended": str(self.recommended),
+                                  "binding": self.binding, "sustainable share (CNY per sharing period)": self.sustainable_share_cny,
+                                  "seed": self.assumptions.get("seed")}, "Operating tempo frontier")
+
     def print_summary(self) -> None:
         """Print the frontier and the recommendation."""
         from engine._display import print_table
@@ -151,9 +159,6 @@ class TempoResult:
                 f"Sustainable share {self.sustainable_share_cny:.4g} CNY per period. "
                 f"Elasticity and education speed are assumptions: see docs/tempo.md.</p>{img}"
                 f"{self.table.drop('fails')._repr_html_()}</section>")
-
-    def _repr_html_(self) -> str:
-        return self.html_section()
 
     def write(self, out_dir: Any) -> Any:
         """Write tempo.parquet, tempo_paths.parquet, tempo.png, tempo.html (self-contained) and recommendation.json."""

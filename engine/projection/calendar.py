@@ -53,6 +53,14 @@ class CalendarProjection:
         """The calendar-year table (annual shares with their fan)."""
         return self.years
 
+    def _repr_html_(self) -> str:
+        """Compact HTML card: periods and years projected, the scalar facts."""
+        from engine._results import frames_card, scalars
+
+        return frames_card(self, {"periods": self.periods.height, "years": self.years.height,
+                                  "scenarios": int(self.shares.shape[0]), **scalars(self.facts)},
+                           "share per period and annual shares by calendar year")
+
     def print_summary(self) -> None:
         """Print the calendar-year table and the facts."""
         from rich.console import Console
@@ -68,9 +76,6 @@ class CalendarProjection:
         con = Console(width=140)
         con.print(t)
         con.print({k: v for k, v in self.facts.items() if not isinstance(v, (list, dict))})
-
-    def _repr_html_(self) -> str:
-        return "<h4>CalendarProjection: annual shares</h4>" + self.years._repr_html_()
 
     def plot_shares(self, ax: Any = None) -> Any:
         """Share per period with the 5-95% fan and the sustainable share; returns the ax."""

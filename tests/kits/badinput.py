@@ -68,6 +68,23 @@ class Ctx:
             self.rows[role] = self.rows.get(role, 0) + df.height
         return str(p)
 
+    def write_csv(self, df: pl.DataFrame, name: str, role: str | None = None,
+                  edit: Callable[[pl.DataFrame], pl.DataFrame] | None = None) -> str:
+        """Write ``df`` as CSV (ISO dates); ``edit`` changes its text columns first (a bad value)."""
+        p = self.tmp / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        text = df.with_columns(pl.all().cast(pl.String))
+        (edit(text) if edit else text).write_csv(p)
+        if role:
+            self.rows[role] = self.rows.get(role, 0) + df.height
+        return str(p)
+
+    @staticmethod
+    def text_at(col: str, row: int, value: str | None) -> Callable[[pl.DataFrame], pl.DataFrame]:
+        """An ``edit`` for :meth:`write_csv`: the text of ``col`` at 0-based ``row`` becomes ``value``."""
+        return lambda df: df.with_columns(
+            pl.when(pl.int_range(pl.len()) == row).then(pl.lit(value, dtype=pl.String)).otherwise(pl.col(col)).alias(col))
+
     def parts(self, dfs: list[pl.DataFrame], name: str, role: str, key: str = "part") -> str:
         for i, df in enumerate(dfs):
             self.write(df, f"{name}/{key}={i + 1}/data.parquet", role)
