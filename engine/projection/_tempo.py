@@ -119,12 +119,13 @@ def tempo(
         same seed, so its row does not depend on the other tempos swept).
     settle_tol : float
         Tolerance of "reached the sustainable share".
-    start : {"steady", "as_given"}
+    start : {"steady", "as_given", "launch"}
         ``"steady"``: the plan's members start as a mature pool in its renewal steady
         state (tenures, waiting members and group mix such that, with no growth, the
         expected-value path is stationary and the share equals the expectation);
         ``"as_given"``: the groups table's ``members`` and ``waiting_members`` as the
-        projection reads them (a start-up transient then mixes with the tempo's effect).
+        projection reads them (a start-up transient then mixes with the tempo's effect);
+        ``"launch"``: a pool just launched, every member joined in period 0 (tenure 0).
     **projection :
         Any other :func:`engine.project` assumption (``waiting_periods``, ``lapse``,
         ``expectations``, ``elasticity``, ``spiral``, ``joiners`` ...).
@@ -162,8 +163,8 @@ def tempo(
     q_ult = m0.mu0[:, -1] if a0.claimants_exit else np.zeros(m0.G)
     exit_pp = float(np.sum(mix * (1.0 - (1.0 - hb) * (1.0 - q_ult))))
     base = a0.joiners.per_period
-    if start not in ("steady", "as_given"):
-        raise ConfigError(f"tempo.start: must be 'steady' or 'as_given', got {start!r}")
+    if start not in ("steady", "as_given", "launch"):
+        raise ConfigError(f"tempo.start: must be 'steady', 'as_given' or 'launch', got {start!r}")
     n_ss, o_g = _steady_state(m0)
     mix_members = g["members"].to_numpy() / n0 if n0 > 0 else mix
     if start == "steady":
@@ -184,6 +185,9 @@ def tempo(
         m = compile_model(g, a)
         if start == "steady":
             m.n0 = n_ss
+        elif start == "launch":
+            m.n0 = np.zeros_like(m.n0)
+            m.n0[:, 0] = g["members"].to_numpy()
         if multiples is None:  # per group: grow at g with the member mix, replace each group's own exits
             plan_path = _planned_path(joiners, n0, exit_pp)
             m.joiners = np.maximum(mix_members[None, :] * (plan_path[1:, None] - (1.0 - o_g[None, :])
