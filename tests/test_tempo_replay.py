@@ -84,7 +84,8 @@ def test_sensitivity_grid(sweep) -> None:
     s = sweep.sensitivity
     assert s.height == 4
     assert s.select("elasticity", "education_speed").rows() == [(0.5, 0.1), (0.5, 0.5), (2.0, 0.1), (2.0, 0.5)]
-    for c in ("recommended", "binding", "recommended_years_to_target", "actual_peak_surprise_p95",
+    for c in ("recommended", "binding", "recommended_years_to_target", "least_surprise", "least_surprise_p95",
+              "least_surprise_years_to_target", "actual_peak_surprise_p95",
               "actual_spiral_prob", "actual_meets_criteria"):
         assert c in s.columns
     assert s["actual_peak_surprise_p95"].is_finite().all()

@@ -341,7 +341,9 @@ def _sensitivity(inp: Mapping[str, Any], ptt: list[float], target: float, elasti
     years = {f"T={T:g}": T / proj["periods_per_year"] for T in ptt}
     yrs = pl.Series("recommended_years_to_target", [years.get(x) for x in sens["recommended"].to_list()],
                     dtype=pl.Float64)
-    return pl.concat([sens.with_columns(yrs), pl.DataFrame(rows)], how="horizontal")
+    lyrs = pl.Series("least_surprise_years_to_target", [years.get(x) for x in sens["least_surprise"].to_list()],
+                     dtype=pl.Float64)
+    return pl.concat([sens.with_columns(yrs, lyrs), pl.DataFrame(rows)], how="horizontal")
 
 
 #: keys of the [tempo] table of a replay tempo config

@@ -249,8 +249,9 @@ def tempo_sensitivity(groups: pl.DataFrame, *, elasticities: Sequence[float], ed
     -------
     polars.DataFrame
         One row per (elasticity, education_speed): ``recommended``, ``recommended_speed``
-        (growth per period or multiple; null if none), ``binding``, and the recommended
-        tempo's ``peak_surprise_p95`` and ``spiral_prob``.
+        (growth per period or multiple; null if none), ``binding``, the recommended
+        tempo's ``peak_surprise_p95`` and ``spiral_prob``, and the tempo with the lowest P95 peak
+        surprise (``least_surprise``, ``least_surprise_p95``), meeting the criteria or not.
 
     Notes
     -----
@@ -272,11 +273,13 @@ def tempo_sensitivity(groups: pl.DataFrame, *, elasticities: Sequence[float], ed
         for v in education_speeds:
             r = tempo(groups, elasticity={**el, "base": float(e)}, expectations={**ex, "speed": float(v)}, **kw)
             rec = r.table.filter(pl.col("tempo") == r.recommended) if r.recommended else None
+            least = r.table.sort("peak_surprise_p95", maintain_order=True).row(0, named=True)
             rows.append({"elasticity": float(e), "education_speed": float(v), "recommended": r.recommended,
                          "recommended_speed": float(rec["speed"][0]) if rec is not None else None,
                          "binding": r.binding,
                          "peak_surprise_p95": float(rec["peak_surprise_p95"][0]) if rec is not None else None,
-                         "spiral_prob": float(rec["spiral_prob"][0]) if rec is not None else None})
+                         "spiral_prob": float(rec["spiral_prob"][0]) if rec is not None else None,
+                         "least_surprise": least["tempo"], "least_surprise_p95": least["peak_surprise_p95"]})
     return pl.DataFrame(rows, schema_overrides={"recommended": pl.String, "recommended_speed": pl.Float64,
                                                 "peak_surprise_p95": pl.Float64, "spiral_prob": pl.Float64})
 
