@@ -139,3 +139,19 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         load_tempo_config(cfg)
     assert main(["tempo", str(cfg), "--out", str(tmp_path / "o2")]) == 2
     assert "tempo.nope" in capsys.readouterr().err
+
+
+def test_launch_start_puts_every_member_at_tenure_zero() -> None:
+    """start="launch": the whole pool leaves the wait together; the first share is w + lag periods in."""
+    from engine.projection import tempo
+
+    groups = pl.DataFrame({"group": ["a"], "members": [1e6], "waiting_members": [1e6], "rate": [0.01],
+                           "benefit_cny": [1e5]})
+    kw = dict(multiples=[0.0], joiners={"per_period": [0.0] * 12}, horizon=12, n_scenarios=5, seed=0,
+              waiting_periods=3, reporting_lag_periods=1, lapse={"base_annual": 0.0})
+    launch = tempo(groups, start="launch", **kw).paths["det_share_cny"].to_list()
+    assert launch[:4] == [0.0] * 4 and launch[4] > 0
+    given = tempo(groups, start="as_given", **kw).paths["det_share_cny"].to_list()
+    assert given[2] > 0  # as given: the waiting members spread over the wait, some eligible after one period
+    with pytest.raises(ConfigError, match="'steady', 'as_given' or 'launch'"):
+        tempo(groups, start="later", **kw)

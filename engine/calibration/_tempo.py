@@ -224,7 +224,7 @@ def tempo_from_replay(
     multiples : sequence of float
         Multiples of the actual joiners schedule swept alongside (1.0: the actual curve).
     criteria, horizon, n_scenarios, seed, settle_tol :
-        As for :func:`engine.projection.tempo` (the sweep starts ``"as_given"`` from the launch pool).
+        As for :func:`engine.projection.tempo` (the sweep starts from the launch pool, ``start="launch"``).
     periods_per_year : int
         Sharing periods a year of the projection (24: twice a month).
     elasticities, education_speeds : sequences of float, optional
