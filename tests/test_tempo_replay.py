@@ -120,6 +120,8 @@ def test_shipped_config_reads() -> None:
     assert Path(meta["replay"]).name == "xianghubao_public.toml" and meta["replay_boot"] == 0
     assert kw["elasticities"] and kw["education_speeds"] and kw["multiples"] == [1.0]
     assert kw["expectations"]["floor_cny"] == 0.5
+    shipped, _ = load_tempo_config("xianghubao_tempo")  # the shipped name, as for the replay
+    assert Path(shipped["path"]).name == "xianghubao_tempo.toml"
 
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -131,7 +133,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     assert main(["tempo", str(cfg), "--out", str(out), "--quiet"]) == 0
     for f in ("tempo.parquet", "tempo_replay.parquet", "tempo_actual.parquet", "placement.json",
-              "tempo_sensitivity.parquet", "tempo.png"):
+              "tempo_sensitivity.parquet", "tempo.png", "tempo_replay.png"):
         assert (out / f).exists(), f
     assert pl.read_parquet(out / "tempo_replay.parquet").height == 3
     cfg.write_text('replay = "xianghubao_public"\n[tempo]\nnope = 1\n', encoding="utf-8")

@@ -177,14 +177,32 @@ class ReplayTempo:
         return (f"<h4>Tempo from the replay: recommended {self.recommended} ({self.binding})</h4>"
                 + self.table.drop("fails")._repr_html_() + sens)
 
+    def plot_frontier(self, ax: Any = None) -> Any:
+        """The planned frontier (:meth:`TempoResult.plot_frontier`) with the actual curve(s) marked; returns the ax."""
+        ax = self.frontier.plot_frontier(ax)
+        act = self.table.filter((pl.col("kind") == "actual") & pl.col("growth_per_period").is_not_null())
+        x = act["growth_per_period"].to_numpy()
+        ax.plot(x, act["peak_surprise_mean"].to_numpy(), "*", color="tab:red", markersize=12, label="actual (mean)")
+        ax.plot(x, act["peak_surprise_p95"].to_numpy(), "*", color="tab:purple", markersize=12, label="actual (P95)")
+        ax.legend(loc="upper left", fontsize=8)
+        ax.set_xlabel("growth per period (the actual curve: its equivalent growth)")
+        return ax
+
     def write(self, out_dir: Any) -> Any:
         """The frontier's files (:meth:`TempoResult.write`) plus tempo_actual.parquet, tempo_actual_paths.parquet,
-        tempo_replay.parquet (both), placement.json and tempo_sensitivity.parquet."""
+        tempo_replay.parquet (both), tempo_replay.png (the frontier with the actual curve), placement.json
+        and tempo_sensitivity.parquet."""
         from pathlib import Path
+
+        import matplotlib.pyplot as plt
 
         from engine.data.io import write_json, write_parquet
 
         out = Path(self.frontier.write(out_dir))
+        ax = self.plot_frontier()
+        ax.figure.tight_layout()
+        ax.figure.savefig(out / "tempo_replay.png", dpi=110)
+        plt.close(ax.figure)
         write_parquet(self.actual.table, out / "tempo_actual.parquet")
         write_parquet(self.actual.paths, out / "tempo_actual_paths.parquet")
         write_parquet(self.table, out / "tempo_replay.parquet")
