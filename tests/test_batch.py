@@ -23,7 +23,7 @@ OUTPUTS = {
     "incidence.parquet": ["age", "sex", "exposure_years", "claims", "rate", "rate_lower", "rate_upper",
                           "expected_rate", "ae"],
     "segments.parquet": ["group", "name", "exposure_years", "claims", "rate", "expected_claims_per_period",
-                         "share_cv", "cross_subsidy_pct"],
+                         "share_cv", "cross_subsidy_pct_of_pooled_share"],
     "frontier.parquet": ["k", "residual_cross_subsidy_pct", "share_cv_max", "recommended"],
     "history.parquet": ["notice_date", "sharing_members", "claims_approved", "share_cny", "share_paid_cny"],
     "projection.parquet": ["plan", "period", "members", "share_mean_cny", "share_p5_cny", "share_p95_cny",
@@ -168,7 +168,9 @@ def test_group_cross_subsidy_is_one_number(done_two_groups: Path) -> None:
         (pl.col("level") == "group") & (pl.col("planset") == "pooled") & (pl.col("plan_file") == pf)
         & (pl.col("plan") == pn))
     assert seg.height >= 2  # a real comparison between groups
-    for g, xs, xs_pp, own in seg.select("group", "cross_subsidy", "cross_subsidy_per_period", "own_share").iter_rows():
+    assert not {"own_share", "cross_subsidy", "cross_subsidy_per_period", "cross_subsidy_pct"} & set(seg.columns)
+    for g, xs, xs_pp, own in seg.select("group", "cross_subsidy_cny_per_year", "cross_subsidy_cny_per_period",
+                                        "own_share_cny_per_year").iter_rows():
         h = heat.filter(pl.col("payer_group") == str(g))["net_cny_per_member_year"]
         r = groups.filter(pl.col("group") == str(g)).row(0, named=True)
         if h.len() == 0:  # a group with no member sharing at the end of the study

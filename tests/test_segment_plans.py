@@ -127,7 +127,7 @@ def test_cli_segment_writes_plans_toml_usable_by_fentan_plans(cells, template, t
     cells.write_parquet(tmp_path / "cells.parquet")
     out = tmp_path / "seg"
     assert main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(out), "--by", "age,city_tier",
-                 "--contiguous-age", "--monotone-age", "--groups", "4", "--max-groups", "4", "--model", "cell",
+                 "--contiguous-age", "--monotone-age", "--n-groups", "4", "--max-groups", "4", "--rate-model", "cell",
                  "--plans-template", str(CONFIGS / "xianghubao.toml"), "--quiet"]) == 0
     ps = load_plans(out / "plans.toml")
     seg = RiskSegmenter(method="tree", features=["age", "city_tier"], contiguous_age=True, monotone_age=True,
@@ -141,6 +141,6 @@ def test_cli_segment_writes_plans_toml_usable_by_fentan_plans(cells, template, t
     assert rc == 0
     res = pl.read_parquet(tmp_path / "cmp" / "plans.parquet")
     assert set(res.filter(pl.col("planset") == "vertical")["plan"].to_list()) == set(ps.names)
-    assert main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(out), "--model", "cell",
+    assert main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(out), "--rate-model", "cell",
                  "--plans-template", str(tmp_path / "missing.toml"), "--quiet"]) == 2
     error_line(capsys, "segment", str(tmp_path / "missing.toml"), "no such plan file")

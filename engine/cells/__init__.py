@@ -4,6 +4,7 @@ Member rows are touched here once; every later stage fits on cells.
 """
 
 from engine.cells._exposure import PERIODS, band_labels, classify_claims, exposure
+from engine.cells._executor import process_pool
 from engine.cells.sums import exact_sum, group_index, group_sums
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "exposure",
     "group_index",
     "group_sums",
+    "process_pool",
 ]

@@ -28,9 +28,8 @@ at risk for each of them); later ones are ``after_first_claim``.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import numbers
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,7 +38,8 @@ import polars as pl
 
 from engine.cells.calendar import Calendar, KeySpec
 from engine.cells._sink import CellSink
-from engine.cells._batch import as_lazy, batch_cells, batches, check_columns, claimant_cells, claimants, parts_of, prepare_batch
+from engine.cells._batch import as_lazy, check_columns, claimant_cells, claimants, parts_of
+from engine.cells._executor import check_executor, member_cells
 from engine.cells.dates import day_number
 from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError, EngineError
@@ -215,6 +215,7 @@ def exposure(
     duration_bands: Sequence[int] = (0, 3, 6, 12, 24),
     batch_size: int | None = None,
     return_rejected: bool = False,
+    executor: Executor | None = None,
 ) -> pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]:
     """Cells of exposure, sharing days, claims and amount by period and keys.
 
@@ -233,6 +234,10 @@ def exposure(
     duration_bands : lower edges in months of the duration bands (start at 0).
     batch_size : members per batch (default 1,000,000); results do not depend on it.
     return_rejected : also return the claims set aside, with ``reason``.
+    executor : a ``concurrent.futures.Executor`` (thread or *spawned* process pool, see
+        :func:`engine.cells.process_pool`): one task per member partition counts its members'
+        days; the driver sums them (integers, exact) and keeps the claimants pass. The cells
+        are bit-identical to the run without one. A process pool that forks is refused.
 
     Returns
     -------
@@ -253,6 +258,7 @@ def exposure(
     """
     by, edges = _check_args(start, end, period, by, duration_bands, batch_size)
     w = _check_waiting(waiting_days)
+    check_executor(executor)
     bs = batch_size or DEFAULT_BATCH
     c = as_lazy(claims, "claims")
     c_schema = c.collect_schema()
@@ -270,14 +276,10 @@ def exposure(
     check_columns(parts, static)
     ids = cdf.get_column("member_id").drop_nulls().unique().sort()
     cols = list(dict.fromkeys(["birth_date", "join_date", "exit_date", *static]))
+    sink = CellSink(cal, spec, static)
     with ThreadPoolExecutor(max_workers=1) as ex:  # the claimants are looked up while the batches are counted
         fut = ex.submit(claimants, parts, ids, static)
-        prep = functools.partial(prepare_batch, cal=cal, spec=spec, static=static, w=w)
-        sink = CellSink(cal, spec, static)
-        n_batches = 0
-        for b in batches(parts, cols, bs, prep):
-            batch_cells(b, sink)
-            n_batches += 1
+        n_batches = member_cells(parts, cal, spec, static, w, cols, bs, sink, executor)
         cm = fut.result()
     if not n_batches:
         raise DataError("members: no member rows")

@@ -24,6 +24,14 @@ MAX_DENSE = 40_000_000
 INT_SUMS = ("exposure_days", "sharing_days", "claims")
 
 
+class _Block:
+    """The key space of another sink's dense array, as :meth:`CellSink.add` reads a batch's."""
+
+    def __init__(self, amin: int, na: int, dmin: int, nd: int, n_ids: int) -> None:
+        self.amin, self.na, self.dmin, self.nd = amin, na, dmin, nd
+        self.n_keys = max(n_ids, 1) * na * nd
+
+
 class CellSink:
     """Accumulates batch cells; :meth:`frames` returns them as DataFrames for ``_combine``."""
 
@@ -160,6 +168,39 @@ class CellSink:
         out = pl.DataFrame([s for s in cols.values()])
         sums = pl.DataFrame({k: arr[k][g, a, d, p] for k in (*INT_SUMS, "amount")})
         return pl.concat([out, sums], how="horizontal")[perm]
+
+    def export(self) -> dict[str, Any]:
+        """The sink's cells in a picklable form, for :meth:`absorb` in another process (executor seam)."""
+        if not self.dense or self.arr is None:
+            return {"frames": self.frames()}
+        n = len(self.values)  # ids in use; arrays that are all zero (claims, amount of member batches) stay home
+        arr = {k: v[:n] for k, v in self.arr.items() if k in ("exposure_days", "sharing_days") or v[:n].any()}
+        return {"arr": arr, "values": self.values,
+                "a0": self.a0, "d0": self.d0, "na": self.na, "nd": self.nd}
+
+    def absorb(self, state: dict[str, Any]) -> None:
+        """Add the cells of another sink (:meth:`export`): static ids mapped through their values,
+        day arrays placed at their age and duration offsets; integer sums, exact in any order."""
+        if "frames" in state:
+            if state["frames"]:
+                self._to_frames()
+                self.frames_.extend(state["frames"])
+            return
+        values = state["values"]
+        vals = pl.concat(values, how="vertical_relaxed") if self.static else pl.DataFrame()
+        space = _Block(state["a0"], state["na"], state["d0"], state["nd"], len(values))
+        arr = state["arr"]
+
+        def frame() -> pl.DataFrame:
+            other = CellSink(self.cal, self.spec, self.static)
+            shape = arr["sharing_days"].shape
+            other.values = values
+            other.arr = {k: arr[k] if k in arr else np.zeros(shape, dtype=np.float64 if k == "amount" else np.int64)
+                         for k in (*INT_SUMS, "amount")}
+            other.a0, other.d0, other.na, other.nd = state["a0"], state["d0"], state["na"], state["nd"]
+            return other._dense_frame()
+
+        self.add(space, lambda ids: vals[ids] if self.static else pl.DataFrame(), arr, frame)
 
     def frames(self) -> list[pl.DataFrame]:
         """The accumulated cells (one frame when dense)."""

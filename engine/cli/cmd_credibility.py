@@ -52,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_out_dir(args.out, inputs=input_args(args))  # checked before any work
     cells = read_cells(args.cells)
     require_columns(cells, args.group, args.cells, "--group")
-    for option, col in (("--claims", args.claims), ("--exposure", args.exposure)):
+    for option, col in (("--claims-col", args.claims_col), ("--exposure-col", args.exposure_col)):
         require_columns(cells, [col], args.cells, option)
     if args.method == "buhlmann-straub":
-        require_columns(cells, [args.period], args.cells, "--period")
+        require_columns(cells, [args.period_col], args.cells, "--period-col")
     comp = _complement(args.complement)
     if args.method == "buhlmann-straub":
         if comp == "overall":

@@ -92,8 +92,11 @@ def stage_plans(ctx: RunState) -> None:
         ctx.write("segments", segments)
 
 
-#: columns of the segments table that price the groups in the pooled plan
-POOLED_COLUMNS = ("own_share", "cross_subsidy", "cross_subsidy_per_period", "cross_subsidy_pct")
+#: columns of the segments table that price the groups in the pooled plan (units in the names)
+POOLED_COLUMNS = ("own_share_cny_per_year", "cross_subsidy_cny_per_year", "cross_subsidy_cny_per_period",
+                  "cross_subsidy_pct_of_pooled_share")
+#: the segmenter's in-study figures, which the run's segments table replaces by the pooled plan's
+IN_STUDY_COLUMNS = ("own_share", "cross_subsidy", "cross_subsidy_per_period", "cross_subsidy_pct")
 
 
 def segments_in_pooled_plan(segments: pl.DataFrame | None, plans: pl.DataFrame,
@@ -117,8 +120,10 @@ def segments_in_pooled_plan(segments: pl.DataFrame | None, plans: pl.DataFrame,
     (:func:`engine.plans.sharing.cross_subsidy`, CNY per member per sharing period, on the
     members sharing at the end of the study), so ``cross_subsidy`` = x_k x periods_per_year
     (a year, the row sum of the heat map), ``cross_subsidy_per_period`` = x_k,
-    ``cross_subsidy_pct`` = x_k / s and ``own_share`` = s_k x periods_per_year. The
-    segmenter's in-study figures (over the study's exposure) stay in the fitted model.
+    ``cross_subsidy_pct`` = 100 x_k / s and ``own_share`` = s_k x periods_per_year, each
+    under a name that carries its unit (:data:`POOLED_COLUMNS`; the heat map's
+    ``cross_subsidy_cny_per_year`` is the same number). The segmenter's in-study figures
+    (:data:`IN_STUDY_COLUMNS`, over the study's exposure) stay in the fitted model only.
     """
     if segments is None or "group" not in segments.columns or flows.height == 0:
         return None
@@ -130,13 +135,13 @@ def segments_in_pooled_plan(segments: pl.DataFrame | None, plans: pl.DataFrame,
     ppy = pl.col("periods_per_year")
     priced = rows.select(
         pl.col("group").cast(pl.String).alias("_g"),
-        (pl.col("own_share_cny") * ppy).alias("own_share"),
-        (pl.col("cross_subsidy_cny") * ppy).alias("cross_subsidy"),
-        pl.col("cross_subsidy_cny").alias("cross_subsidy_per_period"),
-        (pl.col("cross_subsidy_cny") / pl.col("payment_cny")).alias("cross_subsidy_pct"),
+        (pl.col("own_share_cny") * ppy).alias("own_share_cny_per_year"),
+        (pl.col("cross_subsidy_cny") * ppy).alias("cross_subsidy_cny_per_year"),
+        pl.col("cross_subsidy_cny").alias("cross_subsidy_cny_per_period"),
+        (100.0 * pl.col("cross_subsidy_cny") / pl.col("payment_cny")).alias("cross_subsidy_pct_of_pooled_share"),
     )
-    cols = segments.columns
-    out = (segments.drop([c for c in POOLED_COLUMNS if c in cols])
+    cols = [c for c in segments.columns if c not in IN_STUDY_COLUMNS]
+    out = (segments.drop([c for c in (*POOLED_COLUMNS, *IN_STUDY_COLUMNS) if c in segments.columns])
            .with_columns(pl.col("group").cast(pl.String).alias("_g"))
            .join(priced, on="_g", how="left", maintain_order="left").drop("_g"))
     return out.select([c for c in cols if c in out.columns] + [c for c in POOLED_COLUMNS if c not in cols])

@@ -143,7 +143,7 @@ def _segmentation(rep: Report, f: dict[str, Any], t: dict[str, pl.DataFrame], rf
         Report.text(s, f"Number of groups: {f['segmentation_choice']}.")
     Report.table(s, t["segments"].select([c for c in ("group", "name", "rule", "members", "exposure_years", "claims", "rate",
                                                       "rate_lower", "rate_upper", "relativity",
-                                                      "expected_claims_per_period", "share_cv", "cross_subsidy_pct", "note")
+                                                      "expected_claims_per_period", "share_cv", "cross_subsidy_pct_of_pooled_share", "note")
                                           if c in t["segments"].columns]))
 
 

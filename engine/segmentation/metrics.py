@@ -114,31 +114,30 @@ def weighted_ari(a: np.ndarray, b: np.ndarray, w: np.ndarray | None = None) -> f
 
 
 def gini(rank_rate: np.ndarray, claims: np.ndarray, measure: np.ndarray) -> float:
-    """Ordered-Lorenz Gini: items sorted by ``rank_rate`` ascending, x = cumulative measure share, y = claims share.
+    """Ordered-Lorenz Gini of a ranking of groups or cells (0 when there are no claims or no measure).
 
     Notes
     -----
-    G = 1 - sum_i (x_i - x_{i-1}) (y_i + y_{i-1}); ties in ``rank_rate`` are merged
-    first, so the value does not depend on the order within a group.
+    G = 1 - sum_i (x_i - x_{i-1}) (y_i + y_{i-1}), items sorted by ``rank_rate`` (ties merged),
+    x the cumulative ``measure`` share and y the cumulative claims share: the one implementation is
+    :func:`engine.estimators.metrics.gini` (argument order: claims, ranking, measure).
     """
-    r = np.asarray(rank_rate, float)
-    u, inv = np.unique(r, return_inverse=True)
-    d = np.bincount(inv, weights=claims, minlength=u.size)
-    m = np.bincount(inv, weights=measure, minlength=u.size)
+    from engine.estimators.metrics import gini as _gini
+
+    d, m = np.asarray(claims, float), np.asarray(measure, float)
     if d.sum() <= 0 or m.sum() <= 0:
         return 0.0
-    x = np.concatenate([[0.0], np.cumsum(m) / m.sum()])
-    y = np.concatenate([[0.0], np.cumsum(d) / d.sum()])
-    return float(1.0 - np.sum(np.diff(x) * (y[1:] + y[:-1])))
+    return _gini(d, np.asarray(rank_rate, float), m)
 
 
 def poisson_deviance(d: np.ndarray, mu: np.ndarray) -> float:
-    """2 sum [d log(d/mu) - (d - mu)] (d log d = 0 at d = 0)."""
-    d = np.asarray(d, float)
-    mu = np.asarray(mu, float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(d > 0, d * np.log(np.where(d > 0, d, 1.0) / np.where(mu > 0, mu, 1e-300)), 0.0)
-    return float(2.0 * np.sum(t - (d - mu)))
+    """Total Poisson deviance 2 sum [d log(d/mu) - (d - mu)] (d log d = 0 at d = 0).
+
+    The sum of :func:`engine.estimators.metrics.poisson_deviance`, the one implementation of the unit deviance.
+    """
+    from engine.estimators.metrics import poisson_deviance as _unit
+
+    return float(_unit(np.asarray(d, float), np.asarray(mu, float)).sum())
 
 
 @api_input(frames=("cells",))

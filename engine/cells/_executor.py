@@ -1,0 +1,164 @@
+"""The executor seam of :func:`engine.exposure`: one task per member partition, summed in the driver.
+
+A task reads one partition (a file, a frame; an in-memory frame larger than a batch is cut
+into batch-sized slices) in batches and adds the day counts of its
+members (sharing days, at-risk days ignoring claims) to its own dense
+:class:`engine.cells._sink.CellSink`; the driver adds the tasks' sinks to its own
+(:meth:`CellSink.absorb`). Every number summed across tasks is an integer day count,
+so the sum is exact in any order and the cells are bit-identical to the run without
+an executor. The claimants pass (claims, amounts, at-risk days lost after a first
+claim) stays in the driver.
+
+Process pools must spawn their workers: polars deadlocks in forked children.
+:func:`process_pool` builds one (spawn context, the polars thread count set per worker).
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any
+
+import polars as pl
+
+from engine.cells.calendar import Calendar, KeySpec
+from engine.cells._batch import batch_cells, batches, prepare_batch
+from engine.cells._sink import CellSink
+from engine.errors import ConfigError
+
+_ENV = "POLARS_MAX_THREADS"
+
+
+def check_executor(executor: Any) -> None:
+    """None or a ``concurrent.futures.Executor``; a process pool must not fork its workers."""
+    if executor is None:
+        return
+    if not isinstance(executor, Executor):
+        raise ConfigError(f"executor: expected a concurrent.futures.Executor or None, got {type(executor).__name__}")
+    if isinstance(executor, ProcessPoolExecutor):
+        ctx = getattr(executor, "_mp_context", None)
+        method = ctx.get_start_method() if ctx is not None else multiprocessing.get_start_method()
+        if method == "fork":
+            raise ConfigError(
+                "executor: this ProcessPoolExecutor forks its workers, and polars deadlocks in forked "
+                "children; use engine.cells.process_pool(n_workers) or "
+                "ProcessPoolExecutor(mp_context=multiprocessing.get_context('spawn'))"
+            )
+
+
+_ENV_LOCK = threading.Lock()
+
+
+class _SpawnProcess(multiprocessing.context.SpawnProcess):
+    """A spawned worker started with ``POLARS_MAX_THREADS`` in its environment.
+
+    polars sizes its thread pool when it is imported, and a spawned child may import it before any
+    initializer runs (the parent's ``__main__`` is re-imported first), so the variable is put in
+    the environment the child inherits, for the moment of its start only.
+    """
+
+    def __init__(self, *args: Any, polars_threads: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._polars_threads = polars_threads
+
+    def start(self) -> None:
+        with _ENV_LOCK:
+            old = os.environ.get(_ENV)
+            os.environ[_ENV] = str(self._polars_threads)
+            try:
+                super().start()
+            finally:
+                if old is None:
+                    os.environ.pop(_ENV, None)
+                else:
+                    os.environ[_ENV] = old
+
+
+class _SpawnContext(multiprocessing.context.SpawnContext):
+    """The spawn context whose processes start with the polars thread count of the pool."""
+
+    def __init__(self, threads: int) -> None:
+        self.Process = functools.partial(_SpawnProcess, polars_threads=threads)  # type: ignore[misc]
+
+
+def _init_worker(threads: int) -> None:
+    """Pool initializer: the polars thread count in the worker's environment (for what it starts)."""
+    os.environ[_ENV] = str(threads)
+
+
+def process_pool(n_workers: int, threads_per_worker: int | None = None) -> ProcessPoolExecutor:
+    """A process pool for ``engine.exposure(..., executor=)``: spawned workers, polars threads set per worker.
+
+    Parameters
+    ----------
+    n_workers : number of worker processes (a positive integer).
+    threads_per_worker : polars threads in each worker (default: the machine's cores / ``n_workers``, at least 1).
+
+    Returns
+    -------
+    ProcessPoolExecutor
+        Use it as a context manager (``with process_pool(2) as ex: ...``) or call ``shutdown()``.
+    """
+    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
+        raise ConfigError(f"n_workers: must be a positive integer, got {n_workers!r}")
+    threads = max((os.cpu_count() or 1) // n_workers, 1) if threads_per_worker is None else threads_per_worker
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads_per_worker: must be a positive integer, got {threads_per_worker!r}")
+    return ProcessPoolExecutor(
+        max_workers=n_workers,
+        mp_context=_SpawnContext(threads),
+        initializer=_init_worker,
+        initargs=(threads,),
+    )
+
+
+def part_cells(part: Any, cal: Calendar, spec: KeySpec, static: list[str], w: int, cols: list[str],
+               batch_size: int) -> tuple[dict[str, Any], int]:
+    """One task: the member day counts of one partition (a picklable sink state) and its number of batches."""
+    sink = CellSink(cal, spec, static)
+    prep = functools.partial(prepare_batch, cal=cal, spec=spec, static=static, w=w)
+    n = 0
+    for b in batches([part], cols, batch_size, prep):
+        batch_cells(b, sink)
+        n += 1
+    return sink.export(), n
+
+
+def _tasks(parts: Sequence[Any], batch_size: int) -> list[Any]:
+    """The unit of one task: a partition, or a slice of ``batch_size`` rows of an in-memory frame
+    (a LazyFrame stays whole: counting its rows could cost a pass over it)."""
+    out: list[Any] = []
+    for p in parts:
+        if isinstance(p, pl.DataFrame) and p.height > batch_size:
+            out.extend(p.slice(off, batch_size) for off in range(0, p.height, batch_size))
+        else:
+            out.append(p)
+    return out
+
+
+def member_cells(parts: Sequence[Any], cal: Calendar, spec: KeySpec, static: list[str], w: int, cols: list[str],
+                 batch_size: int, sink: CellSink, executor: Executor | None) -> int:
+    """Day counts of every member added to ``sink``, in this process or one task per partition; batches read."""
+    if executor is None:
+        prep = functools.partial(prepare_batch, cal=cal, spec=spec, static=static, w=w)
+        n = 0
+        for b in batches(parts, cols, batch_size, prep):
+            batch_cells(b, sink)
+            n += 1
+        return n
+    futures = [executor.submit(part_cells, p, cal, spec, static, w, cols, batch_size) for p in _tasks(parts, batch_size)]
+    n = 0
+    try:
+        for fut in futures:  # submission order; the integer sums do not depend on it
+            state, k = fut.result()
+            sink.absorb(state)
+            n += k
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        raise
+    return n
