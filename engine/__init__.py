@@ -14,7 +14,7 @@ from __future__ import annotations
 from engine import synth
 from engine._estimator import NotFittedError
 from engine._version import __version__
-from engine.calibration import ReplayResult, replay
+from engine.calibration import ReplayResult, ReplayTempo, replay, tempo_from_replay
 from engine.cells import band_labels, classify_claims, exposure
 from engine.data import (
     ValidationResult,
@@ -161,6 +161,8 @@ __all__ = [
     # calibration to published figures
     "replay",
     "ReplayResult",
+    "tempo_from_replay",
+    "ReplayTempo",
     "select_table",
     # plans
     "load_plans",

@@ -17,6 +17,7 @@ from engine.calibration._tempo import load_tempo_config, replay_tempo_inputs
 from engine.calibration.config import replay_from_config
 from engine.cli.main import main
 from engine.errors import ConfigError
+from engine.projection.membership import membership_from_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "xianghubao_tempo.toml"
@@ -47,18 +48,15 @@ def test_inputs_follow_the_replay(rep) -> None:
     assert 12e6 < inp["launch_members"] < 14e6
     j = np.asarray(inp["actual_joiners"])
     assert j.size == 144 and j[0] == 0.0 and np.all(j >= 0)
-    daily = rep.inputs["points"]
-    assert inp["target_members"] == float(daily["members"].max())
-    # all the curve's joiners are in the launch pool or the schedule (periods of 365.25 / 24 days)
-    from engine.projection.membership import membership_from_curve
-
+    assert inp["target_members"] == float(rep.inputs["points"]["members"].max())
+    # every joiner of the curve is in the launch pool or in the schedule (periods of 365.25 / 24 days)
     c = membership_from_curve(rep.inputs["points"], rep.inputs["start"], rep.inputs["end"],
                               base_lapse_annual=rep.inputs["base_lapse_annual"])
     n = inp["curve_periods"]
     assert math.isclose(inp["launch_members"] + j[:n].sum(), float(c.daily["joiners"].sum()), rel_tol=1e-9)
-    sel = inp["projection"]["select_factors"]
-    w = inp["projection"]["waiting_periods"]
-    assert w == 6 and inp["projection"]["reporting_lag_periods"] == 2
+    proj = inp["projection"]
+    assert proj["waiting_periods"] == 6 and proj["reporting_lag_periods"] == 2 and proj["annual_cap"] is None
+    sel, w = proj["select_factors"], proj["waiting_periods"]
     assert sel[-1] == 1.0 and all(a <= b + 1e-12 for a, b in zip(sel[w:], sel[w + 1:], strict=False))
 
 
@@ -68,12 +66,13 @@ def test_table_shape_and_the_actual_curve_placed(sweep) -> None:
     assert t["speed"].to_list() == sorted(t["speed"].to_list())
     act = t.filter(pl.col("kind") == "actual").row(0, named=True)
     p = sweep.placement
-    # the actual curve reached its peak in about 17 months: 34 half-month periods on its planned path
+    # the actual curve reached its peak in about 17 months: some 34 half-month periods on its planned path
     assert 30 <= p["actual_periods_to_target"] <= 36
     assert act["periods_to_target"] == p["actual_periods_to_target"]
+    a = sweep.assumptions
     assert math.isclose(p["actual_growth_per_period"],
-                        (sweep.assumptions["target_members"] / sweep.assumptions["launch_members"])
-                        ** (1 / p["actual_periods_to_target"]) - 1, rel_tol=1e-12)
+                        (a["target_members"] / a["launch_members"]) ** (1 / p["actual_periods_to_target"]) - 1,
+                        rel_tol=1e-12)
     planned = sweep.frontier.table
     slow = planned.filter(pl.col("tempo") == p["planned_slower_neighbour"])["speed"][0]
     fast = planned.filter(pl.col("tempo") == p["planned_faster_neighbour"])["speed"][0]
@@ -85,11 +84,15 @@ def test_sensitivity_grid(sweep) -> None:
     s = sweep.sensitivity
     assert s.height == 4
     assert s.select("elasticity", "education_speed").rows() == [(0.5, 0.1), (0.5, 0.5), (2.0, 0.1), (2.0, 0.5)]
-    for c in ("recommended", "binding", "recommended_years_to_target", "actual_peak_surprise_p95",
+    for c in ("recommended", "binding", "recommended_years_to_target", "least_surprise", "least_surprise_p95",
+              "least_surprise_years_to_target", "actual_peak_surprise_p95",
               "actual_spiral_prob", "actual_meets_criteria"):
         assert c in s.columns
-    # the central cell of the grid agrees with the sweep run at the same assumptions
     assert s["actual_peak_surprise_p95"].is_finite().all()
+    # faster education leaves less surprise on the actual curve, at either elasticity
+    for e in (0.5, 2.0):
+        col = s.filter(pl.col("elasticity") == e)["actual_peak_surprise_p95"].to_list()
+        assert col[1] < col[0]
 
 
 def test_recommendation_meets_the_criteria(rep) -> None:
@@ -112,11 +115,13 @@ def test_seeded(rep, sweep) -> None:
     assert not other.table["peak_surprise_p95"].equals(sweep.table["peak_surprise_p95"])
 
 
-def test_shipped_config_reads(rep) -> None:
+def test_shipped_config_reads() -> None:
     meta, kw = load_tempo_config(CONFIG)
     assert Path(meta["replay"]).name == "xianghubao_public.toml" and meta["replay_boot"] == 0
     assert kw["elasticities"] and kw["education_speeds"] and kw["multiples"] == [1.0]
     assert kw["expectations"]["floor_cny"] == 0.5
+    shipped, _ = load_tempo_config("xianghubao_tempo")  # the shipped name, as for the replay
+    assert Path(shipped["path"]).name == "xianghubao_tempo.toml"
 
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -128,7 +133,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     assert main(["tempo", str(cfg), "--out", str(out), "--quiet"]) == 0
     for f in ("tempo.parquet", "tempo_replay.parquet", "tempo_actual.parquet", "placement.json",
-              "tempo_sensitivity.parquet", "tempo.png"):
+              "tempo_sensitivity.parquet", "tempo.png", "tempo_replay.png"):
         assert (out / f).exists(), f
     assert pl.read_parquet(out / "tempo_replay.parquet").height == 3
     cfg.write_text('replay = "xianghubao_public"\n[tempo]\nnope = 1\n', encoding="utf-8")
@@ -136,3 +141,19 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         load_tempo_config(cfg)
     assert main(["tempo", str(cfg), "--out", str(tmp_path / "o2")]) == 2
     assert "tempo.nope" in capsys.readouterr().err
+
+
+def test_launch_start_puts_every_member_at_tenure_zero() -> None:
+    """start="launch": the whole pool leaves the wait together; the first share is w + lag periods in."""
+    from engine.projection import tempo
+
+    groups = pl.DataFrame({"group": ["a"], "members": [1e6], "waiting_members": [1e6], "rate": [0.01],
+                           "benefit_cny": [1e5]})
+    kw = dict(multiples=[0.0], joiners={"per_period": [0.0] * 12}, horizon=12, n_scenarios=5, seed=0,
+              waiting_periods=3, reporting_lag_periods=1, lapse={"base_annual": 0.0})
+    launch = tempo(groups, start="launch", **kw).paths["det_share_cny"].to_list()
+    assert launch[:4] == [0.0] * 4 and launch[4] > 0
+    given = tempo(groups, start="as_given", **kw).paths["det_share_cny"].to_list()
+    assert given[2] > 0  # as given: the waiting members spread over the wait, some eligible after one period
+    with pytest.raises(ConfigError, match="'steady', 'as_given' or 'launch'"):
+        tempo(groups, start="later", **kw)

@@ -7,6 +7,8 @@ aggregates (claimants, shares, annual shares), then projects forward on the shar
 from engine.calibration._model import Aggregate, ReplayModel, select_curve
 from engine.calibration._replay import ReplayResult, build_model, replay
 from engine.calibration.config import load_replay_config, read_public_figures, replay_from_config
+from engine.calibration._tempo import ReplayTempo, tempo_from_config, tempo_from_replay
 
-__all__ = ["Aggregate", "ReplayModel", "ReplayResult", "build_model", "load_replay_config", "read_public_figures",
-           "replay", "replay_from_config", "select_curve"]
+__all__ = ["Aggregate", "ReplayModel", "ReplayResult", "ReplayTempo", "build_model", "load_replay_config",
+           "read_public_figures", "replay", "replay_from_config", "select_curve", "tempo_from_config",
+           "tempo_from_replay"]

@@ -263,8 +263,15 @@ def replay(
         u_b, _ = fitter.fit(u_hat)
         boots.append(fitter.theta(u_b))
     m.y = y_obs
-    return outputs(m, theta, boots, prof, -nll_hat, fitter.free, rng=rng, level_ci=level_ci,
-                   annual_cap=annual_cap, tolerance=tolerance, start=start, end=end)
+    res = outputs(m, theta, boots, prof, -nll_hat, fitter.free, rng=rng, level_ci=level_ci,
+                  annual_cap=annual_cap, tolerance=tolerance, start=start, end=end)
+    res.inputs = {"start": start, "end": end, "fee": fee, "waiting_days": waiting_days,
+                  "reporting_lag_days": reporting_lag_days, "per_claimant_cap": per_claimant_cap,
+                  "annual_cap": annual_cap, "base_lapse_annual": base_lapse_annual, "points": points,
+                  "interpolation": interpolation, "select_factors": select_factors,
+                  "groups": groups.select("group", "weight", "benefit_cny").with_columns(
+                      base_rate=pl.Series(m.base_rate, dtype=pl.Float64))}
+    return res
 
 
 __all__ = ["ReplayResult", "build_model", "replay"]

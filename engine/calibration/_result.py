@@ -19,6 +19,9 @@ class ReplayResult:
     periods: pl.DataFrame
     years: pl.DataFrame
     facts: dict[str, Any] = field(default_factory=dict)
+    #: what the fit was given (rules, groups with their base rates, the membership curve), for
+    #: :func:`engine.calibration.tempo_from_replay`
+    inputs: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def summary(self) -> pl.DataFrame:

@@ -11,7 +11,9 @@ HELP = "operating tempo frontier: how fast a plan may grow without outrunning me
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", metavar="CONFIG.toml",
                    help="[tempo] sweep (growth | periods_to_target | multiples, target_members, criteria), "
-                        "[projection] assumptions and [[groups]] rows (or groups = \"file.parquet\")")
+                        "[projection] assumptions and [[groups]] rows (or groups = \"file.parquet\"); or "
+                        "replay = \"REPLAY.toml\" with [tempo] years_to_target: the tempo of a replayed platform "
+                        "(e.g. configs/xianghubao_tempo.toml, or the shipped name 'xianghubao_tempo')")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--plan", default=None, help="the plan swept (overrides tempo.plan)")
     p.add_argument("--scenarios", type=int, default=None, help="Monte Carlo scenarios per tempo (default 200)")
@@ -68,11 +70,51 @@ def load_tempo_config(path: str) -> tuple[object, dict, dict]:
     return prepare_groups(groups, f"{p}: groups"), kw, t
 
 
+def _replay_config(path: str) -> bool:
+    """Whether the TOML is a replayed platform's tempo config (a top-level ``replay`` key), or a shipped name."""
+    import tomllib
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        from engine.calibration.config import resolve
+
+        try:
+            p = resolve(path)
+        except Exception:  # not a shipped name either: the ordinary loader names the missing file
+            return False
+    try:
+        return "replay" in tomllib.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    """``fentan tempo xianghubao_tempo.toml``: replay the platform, then sweep tempos from its launch pool."""
+    from engine.calibration._tempo import tempo_from_config
+    from engine.cli.common import prepare_out_dir
+
+    if args.plan is not None:
+        from engine.errors import ConfigError
+
+        raise ConfigError(f"{args.config}: --plan: a replayed platform has one plan")
+    res, _, _ = tempo_from_config(args.config, n_scenarios=args.scenarios, seed=args.seed)
+    out = prepare_out_dir(args.out, force=args.force, must_be_new=True)
+    res.write(out)
+    if not args.quiet:
+        res.print_summary()
+        print(f"recommended tempo: {res.recommended} ({res.binding}); actual curve: "
+              f"{'meets' if res.placement.get('actual_meets_criteria') else 'fails'} the criteria; written to {out}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from engine.cli.common import prepare_out_dir
     from engine.errors import ConfigError
     from engine.projection._tempo import tempo
 
+    if _replay_config(args.config):
+        return _run_replay(args)
     groups, kw, t = load_tempo_config(args.config)
     for key, val in (("plan", args.plan), ("n_scenarios", args.scenarios), ("seed", args.seed)):
         if val is not None:

@@ -119,12 +119,13 @@ def tempo(
         same seed, so its row does not depend on the other tempos swept).
     settle_tol : float
         Tolerance of "reached the sustainable share".
-    start : {"steady", "as_given"}
+    start : {"steady", "as_given", "launch"}
         ``"steady"``: the plan's members start as a mature pool in its renewal steady
         state (tenures, waiting members and group mix such that, with no growth, the
         expected-value path is stationary and the share equals the expectation);
         ``"as_given"``: the groups table's ``members`` and ``waiting_members`` as the
-        projection reads them (a start-up transient then mixes with the tempo's effect).
+        projection reads them (a start-up transient then mixes with the tempo's effect);
+        ``"launch"``: a pool just launched, every member joined in period 0 (tenure 0).
     **projection :
         Any other :func:`engine.project` assumption (``waiting_periods``, ``lapse``,
         ``expectations``, ``elasticity``, ``spiral``, ``joiners`` ...).
@@ -162,8 +163,8 @@ def tempo(
     q_ult = m0.mu0[:, -1] if a0.claimants_exit else np.zeros(m0.G)
     exit_pp = float(np.sum(mix * (1.0 - (1.0 - hb) * (1.0 - q_ult))))
     base = a0.joiners.per_period
-    if start not in ("steady", "as_given"):
-        raise ConfigError(f"tempo.start: must be 'steady' or 'as_given', got {start!r}")
+    if start not in ("steady", "as_given", "launch"):
+        raise ConfigError(f"tempo.start: must be 'steady', 'as_given' or 'launch', got {start!r}")
     n_ss, o_g = _steady_state(m0)
     mix_members = g["members"].to_numpy() / n0 if n0 > 0 else mix
     if start == "steady":
@@ -184,6 +185,9 @@ def tempo(
         m = compile_model(g, a)
         if start == "steady":
             m.n0 = n_ss
+        elif start == "launch":
+            m.n0 = np.zeros_like(m.n0)
+            m.n0[:, 0] = g["members"].to_numpy()
         if multiples is None:  # per group: grow at g with the member mix, replace each group's own exits
             plan_path = _planned_path(joiners, n0, exit_pp)
             m.joiners = np.maximum(mix_members[None, :] * (plan_path[1:, None] - (1.0 - o_g[None, :])
@@ -245,8 +249,9 @@ def tempo_sensitivity(groups: pl.DataFrame, *, elasticities: Sequence[float], ed
     -------
     polars.DataFrame
         One row per (elasticity, education_speed): ``recommended``, ``recommended_speed``
-        (growth per period or multiple; null if none), ``binding``, and the recommended
-        tempo's ``peak_surprise_p95`` and ``spiral_prob``.
+        (growth per period or multiple; null if none), ``binding``, the recommended
+        tempo's ``peak_surprise_p95`` and ``spiral_prob``, and the tempo with the lowest P95 peak
+        surprise (``least_surprise``, ``least_surprise_p95``), meeting the criteria or not.
 
     Notes
     -----
@@ -268,11 +273,13 @@ def tempo_sensitivity(groups: pl.DataFrame, *, elasticities: Sequence[float], ed
         for v in education_speeds:
             r = tempo(groups, elasticity={**el, "base": float(e)}, expectations={**ex, "speed": float(v)}, **kw)
             rec = r.table.filter(pl.col("tempo") == r.recommended) if r.recommended else None
+            least = r.table.sort("peak_surprise_p95", maintain_order=True).row(0, named=True)
             rows.append({"elasticity": float(e), "education_speed": float(v), "recommended": r.recommended,
                          "recommended_speed": float(rec["speed"][0]) if rec is not None else None,
                          "binding": r.binding,
                          "peak_surprise_p95": float(rec["peak_surprise_p95"][0]) if rec is not None else None,
-                         "spiral_prob": float(rec["spiral_prob"][0]) if rec is not None else None})
+                         "spiral_prob": float(rec["spiral_prob"][0]) if rec is not None else None,
+                         "least_surprise": least["tempo"], "least_surprise_p95": least["peak_surprise_p95"]})
     return pl.DataFrame(rows, schema_overrides={"recommended": pl.String, "recommended_speed": pl.Float64,
                                                 "peak_surprise_p95": pl.Float64, "spiral_prob": pl.Float64})
 
