@@ -259,3 +259,28 @@ def test_equals_sign_in_a_parent_directory_is_not_a_partition(tmp_path: Path) ->
 def test_empty_list_of_paths(tmp_path: Path) -> None:
     with pytest.raises(InputFileError):
         read_members([])
+
+
+def test_read_toml_names_the_file_and_the_rule(tmp_path) -> None:
+    """One TOML reader for every configuration, plan and tempo file: each failure is one line naming the file."""
+    from engine.data.io import read_toml
+    from engine.errors import ConfigError
+
+    good = tmp_path / "a.toml"
+    good.write_text('x = 1\n[t]\ny = "z"\n', encoding="utf-8")
+    assert read_toml(good) == {"x": 1, "t": {"y": "z"}}
+    cases = {
+        tmp_path / "absent.toml": "no such plan file",
+        tmp_path: "is a directory, not a plan file",
+    }
+    bad = tmp_path / "bad.toml"
+    bad.write_text("x = = 1\n", encoding="utf-8")
+    cases[bad] = "not valid TOML"
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes('name = "caf\xe9"\n'.encode("latin-1"))
+    cases[latin] = "not a UTF-8 text file"
+    for path, rule in cases.items():
+        with pytest.raises(ConfigError) as err:
+            read_toml(path, "plan")
+        msg = str(err.value)
+        assert msg.startswith(f"{path}: ") and rule in msg and "\n" not in msg, msg

@@ -378,17 +378,15 @@ def load_tempo_config(path: str | Any) -> tuple[dict[str, Any], dict[str, Any]]:
     ``[tempo.sensitivity]`` with ``elasticity`` and ``education_speed`` lists, ``replay_boot``)
     and ``[projection]`` (behavioural assumptions, as for :func:`engine.project`).
     """
-    import tomllib
     from pathlib import Path
 
     from engine.calibration.config import resolve
     from engine.projection.assumptions import make_assumptions
 
+    from engine.data.io import read_toml
+
     p = resolve(path)
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    raw = read_toml(p, "tempo configuration")
     unknown = set(raw) - {"replay", "tempo", "projection"}
     if unknown or not isinstance(raw.get("replay"), str):
         raise ConfigError(f"{p}: needs replay = \"<replay config>\", [tempo] and [projection] only")

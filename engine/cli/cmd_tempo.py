@@ -28,7 +28,6 @@ TEMPO_KEYS = {"plan", "growth", "periods_to_target", "multiples", "target_member
 
 def load_tempo_config(path: str) -> tuple[object, dict, dict]:
     """Groups table, projection keyword arguments and tempo keyword arguments from a tempo TOML."""
-    import tomllib
     from pathlib import Path
 
     import polars as pl
@@ -36,13 +35,10 @@ def load_tempo_config(path: str) -> tuple[object, dict, dict]:
     from engine.errors import ConfigError
     from engine.projection.assumptions import make_assumptions, prepare_groups, read_groups_parquet
 
+    from engine.data.io import read_toml
+
     p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"{p}: no such configuration file")
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    raw = read_toml(p, "configuration")
     unknown = set(raw) - {"tempo", "projection", "groups"}
     if unknown:
         raise ConfigError(f"{p}: {sorted(unknown)[0]}: unknown key (expected [tempo], [projection], [[groups]])")

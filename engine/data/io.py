@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +28,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from engine.data._csv import is_csv, scan_csv_file
-from engine.errors import InputFileError, OutputError
+from engine.errors import ConfigError, InputFileError, OutputError
 from engine.data.schema import (CLAIM_OPTIONAL, CLAIM_REQUIRED, MEMBER_OPTIONAL, MEMBER_REQUIRED,
                                 normalise_claims, normalise_members)
 
@@ -193,6 +194,26 @@ def _type_clash(frames: list[pl.LazyFrame], files: list[tuple[Path, Path]], exc:
                 return f"column '{name}' is {seen[name][0]} in {seen[name][1]} but {dtype} in {f}"
             seen.setdefault(name, (dtype, f))
     return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def read_toml(path: PathLike, what: str = "configuration") -> dict[str, Any]:
+    """A TOML file as a dict; a one-line :class:`ConfigError` naming the file when it is missing, a
+    directory, not UTF-8 text or not valid TOML (``what`` names the kind of file in the message)."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory, not a {what} file (give the TOML file)")
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such {what} file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a UTF-8 text file") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
 
 
 def read_members(path: PathLike | Sequence[PathLike]) -> pl.LazyFrame:

@@ -9,7 +9,6 @@ quarter, year``.
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -211,17 +210,10 @@ def config_from_dict(raw: dict[str, Any], where: str = "<config>", base: Path | 
 
 def load_config(path: str | Path) -> RunConfig:
     """Read and validate a run configuration TOML file."""
+    from engine.data.io import read_toml
+
     p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"{p}: no such configuration file")
-    if p.is_dir():
-        raise ConfigError(f"{p}: is a directory, not a configuration file (give the TOML file)")
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not a UTF-8 text file") from None
+    raw = read_toml(p, "configuration")
     return config_from_dict(raw, str(p), p.resolve().parent)
 
 

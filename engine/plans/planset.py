@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -301,16 +300,10 @@ def load_plans(path: str | Path) -> PlanSet:
         One line naming the file and the key, e.g.
         ``configs/x.toml: plans[1].fee: must be a number in [0, 1)``.
     """
+    from engine.data.io import read_toml
+
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: no such plan file")
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not a UTF-8 text file") from None
-    return plans_from_dict(raw, str(p))
+    return plans_from_dict(read_toml(p, "plan"), str(p))
 
 
 def assign_plans(table: pl.DataFrame, plans: PlanSet, *, where: str = "risk table") -> pl.DataFrame:

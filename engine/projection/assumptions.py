@@ -12,7 +12,6 @@ Bad input raises :class:`engine.errors.ConfigError` naming the key or column.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -347,13 +346,10 @@ def load_projection_config(path: str | Path) -> tuple[pl.DataFrame, dict[str, An
 
     Returns the validated groups table and the keyword arguments of ``project``.
     """
+    from engine.data.io import read_toml
+
     p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"{p}: no such configuration file")
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    raw = read_toml(p, "configuration")
     unknown = set(raw) - {"projection", "groups"}
     if unknown:
         raise ConfigError(f"{p}: {sorted(unknown)[0]}: unknown key (expected [projection] and [[groups]])")
