@@ -22,7 +22,7 @@ from engine.calibration._model import select_curve
 from engine.calibration._result import ReplayResult
 from engine.conventions import DAYS_PER_YEAR, MONTHS_PER_YEAR, days_to_periods
 from engine.errors import ConfigError
-from engine.projection._tempo import tempo, tempo_sensitivity
+from engine.projection._tempo import tempo, tempo_sections, tempo_sensitivity
 from engine.projection._tempo_result import TempoResult
 
 __all__ = ["ReplayTempo", "replay_tempo_inputs", "tempo_from_config", "tempo_from_replay"]
@@ -381,7 +381,6 @@ def load_tempo_config(path: str | Any) -> tuple[dict[str, Any], dict[str, Any]]:
     from pathlib import Path
 
     from engine.calibration.config import resolve
-    from engine.projection.assumptions import make_assumptions
 
     from engine.data.io import read_toml
 
@@ -390,25 +389,13 @@ def load_tempo_config(path: str | Any) -> tuple[dict[str, Any], dict[str, Any]]:
     unknown = set(raw) - {"replay", "tempo", "projection"}
     if unknown or not isinstance(raw.get("replay"), str):
         raise ConfigError(f"{p}: needs replay = \"<replay config>\", [tempo] and [projection] only")
-    t = dict(raw.get("tempo") or {})
-    bad = set(t) - TEMPO_KEYS
-    if bad:
-        raise ConfigError(f"{p}: tempo.{sorted(bad)[0]}: unknown key (one of {', '.join(sorted(TEMPO_KEYS))})")
-    if "scenarios" in t:
-        t["n_scenarios"] = t.pop("scenarios")
+    t, kw = tempo_sections(raw, p, TEMPO_KEYS,
+                           fixed=("horizon", "n_scenarios", "scenarios", "seed", "periods_per_year"))
     sens = t.pop("sensitivity", None)
     if sens is not None:
         if not isinstance(sens, dict) or set(sens) != {"elasticity", "education_speed"}:
             raise ConfigError(f"{p}: tempo.sensitivity: needs exactly the lists elasticity and education_speed")
         t["elasticities"], t["education_speeds"] = list(sens["elasticity"]), list(sens["education_speed"])
-    kw = dict(raw.get("projection") or {})
-    for k in ("horizon", "n_scenarios", "scenarios", "seed", "periods_per_year"):
-        if k in kw:
-            raise ConfigError(f"{p}: projection.{k}: set it in [tempo]")
-    try:
-        make_assumptions(**kw)
-    except ConfigError as exc:
-        raise ConfigError(f"{p}: projection.{exc}") from None
     rp = Path(raw["replay"])
     rp = rp if rp.is_absolute() or not (p.parent / rp).exists() else p.parent / rp
     return {"replay": str(rp), "replay_boot": int(t.pop("replay_boot", 0)), "path": str(p)}, {**t, **kw}

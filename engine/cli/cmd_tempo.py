@@ -33,7 +33,8 @@ def load_tempo_config(path: str) -> tuple[object, dict, dict]:
     import polars as pl
 
     from engine.errors import ConfigError
-    from engine.projection.assumptions import make_assumptions, prepare_groups, read_groups_parquet
+    from engine.projection._tempo import tempo_sections
+    from engine.projection.assumptions import prepare_groups, read_groups_parquet
 
     from engine.data.io import read_toml
 
@@ -42,12 +43,7 @@ def load_tempo_config(path: str) -> tuple[object, dict, dict]:
     unknown = set(raw) - {"tempo", "projection", "groups"}
     if unknown:
         raise ConfigError(f"{p}: {sorted(unknown)[0]}: unknown key (expected [tempo], [projection], [[groups]])")
-    t = dict(raw.get("tempo") or {})
-    bad = set(t) - TEMPO_KEYS
-    if bad:
-        raise ConfigError(f"{p}: tempo.{sorted(bad)[0]}: unknown key (one of {', '.join(sorted(TEMPO_KEYS))})")
-    if "scenarios" in t:
-        t["n_scenarios"] = t.pop("scenarios")
+    t, kw = tempo_sections(raw, p, TEMPO_KEYS)
     g = raw.get("groups")
     if isinstance(g, str):
         groups = read_groups_parquet(Path(g) if Path(g).is_absolute() else p.resolve().parent / g)
@@ -55,14 +51,6 @@ def load_tempo_config(path: str) -> tuple[object, dict, dict]:
         groups = pl.DataFrame(g)
     else:
         raise ConfigError(f"{p}: groups: must be [[groups]] tables or a Parquet path")
-    kw = dict(raw.get("projection") or {})
-    for k in ("horizon", "n_scenarios", "scenarios", "seed"):
-        if k in kw:
-            raise ConfigError(f"{p}: projection.{k}: set it in [tempo]")
-    try:
-        make_assumptions(**kw)
-    except ConfigError as exc:
-        raise ConfigError(f"{p}: projection.{exc}") from None
     return prepare_groups(groups, f"{p}: groups"), kw, t
 
 

@@ -408,3 +408,29 @@ def _retention(m: Any, ratio: np.ndarray, mix_members: np.ndarray) -> dict[int, 
             continue
         out[y] = float(np.sum(fg * by_group / np.where(wg > 0, wg, 1.0)) / fg.sum())
     return out
+
+
+def tempo_sections(raw: dict[str, Any], source: Any, tempo_keys: set[str],
+                   fixed: Sequence[str] = ("horizon", "n_scenarios", "scenarios", "seed")) -> tuple[dict, dict]:
+    """The ``[tempo]`` options and the ``[projection]`` assumptions of a tempo TOML, checked.
+
+    Unknown ``[tempo]`` keys are refused (``scenarios`` is the TOML name of ``n_scenarios``);
+    ``fixed`` keys belong to ``[tempo]`` and are refused in ``[projection]``, whose assumptions
+    are validated by :func:`make_assumptions`. Errors are one :class:`ConfigError` line naming
+    ``source`` and the key.
+    """
+    t = dict(raw.get("tempo") or {})
+    bad = set(t) - tempo_keys
+    if bad:
+        raise ConfigError(f"{source}: tempo.{sorted(bad)[0]}: unknown key (one of {', '.join(sorted(tempo_keys))})")
+    if "scenarios" in t:
+        t["n_scenarios"] = t.pop("scenarios")
+    kw = dict(raw.get("projection") or {})
+    for k in fixed:
+        if k in kw:
+            raise ConfigError(f"{source}: projection.{k}: set it in [tempo]")
+    try:
+        make_assumptions(**kw)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: projection.{exc}") from None
+    return t, kw
