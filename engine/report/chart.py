@@ -1,0 +1,73 @@
+"""Library-neutral chart specifications for the report.
+
+A section builds a :class:`Chart` (data, labels with units, series); a renderer turns it
+into an interactive figure (the report's plotting library, inlined) or a static PNG
+(matplotlib, ``--static``). Tests check a chart's content (labels, units, series, data)
+without rendering it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+SeriesKind = Literal["line", "markers", "bar", "band", "errorbars", "step"]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One plotted series.
+
+    Parameters
+    ----------
+    name : str
+        Legend entry (translated by the caller).
+    x, y : sequence
+        Coordinates; for ``kind="band"`` ``y`` is the centre (may be empty) and
+        ``lower``/``upper`` the band.
+    kind : {"line", "markers", "bar", "band", "errorbars", "step"}
+    lower, upper : sequence, optional
+        Interval bounds (bands and error bars).
+    axis : {"y", "y2"}
+        ``"y2"``: plotted against the secondary y axis (e.g. exposure bars).
+    dash : bool
+        Dashed line (references, caps).
+    """
+
+    name: str
+    x: Sequence[object]
+    y: Sequence[float]
+    kind: SeriesKind = "line"
+    lower: Sequence[float] | None = None
+    upper: Sequence[float] | None = None
+    axis: Literal["y", "y2"] = "y"
+    dash: bool = False
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One chart (one panel): title, axis labels with units, series and a caption.
+
+    ``x_label``/``y_label`` carry the unit, e.g. ``"claims per 1,000 exposure-years"``.
+    ``y_log`` asks for a logarithmic y axis. ``facet`` groups panels that belong together
+    (rendered side by side when wide, stacked when narrow).
+    """
+
+    title: str
+    x_label: str
+    y_label: str
+    series: tuple[Series, ...]
+    y2_label: str | None = None
+    caption: str = ""
+    y_log: bool = False
+    x_categorical: bool = False
+    facet: str | None = None
+    meta: dict[str, object] = field(default_factory=dict)
+
+    def series_named(self, name: str) -> Series:
+        """The series with this legend name (``KeyError`` if absent)."""
+        for s in self.series:
+            if s.name == name:
+                return s
+        raise KeyError(name)
