@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-SeriesKind = Literal["line", "markers", "bar", "band", "errorbars", "step"]
+SeriesKind = Literal["line", "markers", "bar", "hbar", "band", "errorbars", "step", "heatmap"]
 
 
 @dataclass(frozen=True)
@@ -26,23 +26,28 @@ class Series:
     x, y : sequence
         Coordinates; for ``kind="band"`` ``y`` is the centre (may be empty) and
         ``lower``/``upper`` the band.
-    kind : {"line", "markers", "bar", "band", "errorbars", "step"}
+    kind : {"line", "markers", "bar", "hbar", "band", "errorbars", "step", "heatmap"}
+        ``"hbar"``: horizontal bars (``x`` the values, ``y`` the category labels).
+        ``"heatmap"``: ``x`` column labels, ``y`` row labels, ``z`` the grid (rows x columns).
     lower, upper : sequence, optional
         Interval bounds (bands and error bars).
     axis : {"y", "y2"}
         ``"y2"``: plotted against the secondary y axis (e.g. exposure bars).
     dash : bool
         Dashed line (references, caps).
+    z : sequence of sequences, optional
+        The grid of a heatmap.
     """
 
     name: str
     x: Sequence[object]
-    y: Sequence[float]
+    y: Sequence[object]
     kind: SeriesKind = "line"
     lower: Sequence[float] | None = None
     upper: Sequence[float] | None = None
     axis: Literal["y", "y2"] = "y"
     dash: bool = False
+    z: Sequence[Sequence[float]] | None = None
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,13 @@ so the file opens offline with no external resource. Rendering is deterministic
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
+
+from engine.report.render import NO_PLOTS, figure_to_data_uri, render_chart
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'Noto Sans CJK SC',sans-serif;margin:0;color:#1d2733;background:#f6f7f9}
@@ -35,21 +35,6 @@ img{max-width:100%;height:auto;display:block;margin:8px 0}
 .flag{color:#b3261e;font-weight:600}
 footer{color:#6b7785;font-size:12px;text-align:center;padding:20px}
 """
-
-
-#: said in place of each figure when matplotlib (the ``plot`` extra) is not installed
-NO_PLOTS = "Figures need matplotlib: pip install 'fentan[plot]'"
-
-
-def figure_to_data_uri(fig: Any, dpi: int = 110) -> str:
-    """Render a matplotlib figure to a ``data:image/png;base64,...`` URI and close it."""
-    from engine._optional import pyplot
-    plt = pyplot()
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _fmt(v: Any) -> str:
@@ -128,6 +113,11 @@ class Report:
             sec.parts.append(f'<p class="note">[figure omitted: {html.escape(alt)}. {NO_PLOTS}]</p>')
             return
         sec.parts.append(f'<img alt="{html.escape(alt)}" src="{figure_to_data_uri(fig)}">')
+
+    @staticmethod
+    def chart(sec: Section, chart: Any) -> None:
+        """Add a :class:`~engine.report.chart.Chart`, rendered by :func:`engine.report.render.render_chart`."""
+        sec.parts.append(render_chart(chart))
 
     @staticmethod
     def kpis(sec: Section, items: list[tuple[str, str, bool]]) -> None:
