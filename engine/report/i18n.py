@@ -1,17 +1,23 @@
 """Report language: English (default) or Chinese, one catalogue.
 
 Every heading, label, caption and table header of the report goes through :func:`t`.
-The English text is the key; :data:`ZH` maps it to Chinese. Names the user wrote
+The English text is the key; :func:`zh_catalogue` maps it to Chinese. Names the user wrote
 (plans, factors, levels) are never passed through :func:`t`.
 
 Use ``with use_language("zh"): ...`` around the building of a report.
+
+The catalogue is data: every ``engine/report/locale/zh/*.toml`` file maps English text to
+Chinese (one file per area of the report); a key defined in two files is an error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 
 from engine.errors import ConfigError
 
@@ -19,8 +25,20 @@ LANGUAGES: tuple[str, ...] = ("en", "zh")
 
 _LANG: contextvars.ContextVar[str] = contextvars.ContextVar("fentan_report_language", default="en")
 
-#: English -> Chinese. Add an entry for every user-visible English string passed to ``t``.
-ZH: dict[str, str] = {}
+#: the directory of the Chinese catalogue files
+ZH_DIR = Path(__file__).parent / "locale" / "zh"
+
+
+@functools.cache
+def zh_catalogue() -> dict[str, str]:
+    """English -> Chinese, merged from every ``locale/zh/*.toml`` file (a duplicate key raises)."""
+    out: dict[str, str] = {}
+    for f in sorted(ZH_DIR.glob("*.toml")):
+        for k, v in tomllib.loads(f.read_text(encoding="utf-8")).items():
+            if k in out and out[k] != v:
+                raise ValueError(f"{f.name}: {k!r} is translated twice, differently")
+            out[k] = str(v)
+    return out
 
 
 def check_language(lang: str) -> str:
@@ -48,7 +66,7 @@ def use_language(lang: str) -> Iterator[None]:
 def t(text: str, **fmt: object) -> str:
     """Translate ``text`` into the current language, then ``str.format(**fmt)``.
 
-    Untranslated text falls back to English (a test lists every key missing from ``ZH``).
+    Untranslated text falls back to English (a test lists every key missing from the catalogue).
     """
-    out = ZH.get(text, text) if _LANG.get() == "zh" else text
+    out = zh_catalogue().get(text, text) if _LANG.get() == "zh" else text
     return out.format(**fmt) if fmt else out
