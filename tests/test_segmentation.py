@@ -403,3 +403,46 @@ def test_cli_scores_members_with_a_saved_segmentation(sim, tmp_path, capsys):
     assert main(["segment", "--members", str(tmp_path / "members.parquet"), "--cells", str(tmp_path / "cells.parquet"),
                  "--out", str(tmp_path / "e2"), "--quiet"]) == 2
     error_line(capsys, "segment", "--members", "scoring members needs a saved segmentation (--load DIR)")
+
+
+def test_cli_scoring_maps_a_null_factor_to_the_missing_level(sim, tmp_path, capsys):
+    """A null rating factor is the level "missing" when a saved segmentation scores members, as when it was fitted.
+
+    Fitted on cells whose tier held nulls (levels "1".."4", "missing"), a member with a null tier goes to the
+    group of the "missing" cells; fitted with integer levels, a null tier matches no group and the error names it.
+    """
+    from engine.cli.main import main
+    from engine.data.factor_levels import fill_missing
+
+    cells, _ = sim
+    cells = cells.drop("_rate")
+    with_null = fill_missing(cells.with_columns(pl.when(pl.col("city_tier") == 5).then(None)
+                                                .otherwise(pl.col("city_tier")).alias("city_tier")),
+                             ["city_tier"], sums=("exposure_years", "claims", "amount_cny"))
+    assert "missing" in with_null["city_tier"].to_list()
+    members = pl.DataFrame({
+        "member_id": ["a", "b", "c"], "birth_date": [dt.date(1980, 2, 29), dt.date(1995, 6, 30), dt.date(1962, 1, 1)],
+        "sex": ["M", "F", "M"], "join_date": [dt.date(2020, 1, 1)] * 3, "exit_date": [None] * 3,
+        "city_tier": [None, 1, 4], "channel": ["subsidy", "employer", "organic"],
+    }, schema_overrides={"exit_date": pl.Date, "city_tier": pl.Int64})
+    members.write_parquet(tmp_path / "members.parquet")
+    at = dt.date(2021, 2, 28)
+    for name, fit_cells in (("text", with_null), ("int", cells)):
+        fit_cells.write_parquet(tmp_path / f"{name}.parquet")
+        assert main(["segment", "--cells", str(tmp_path / f"{name}.parquet"), "--out", str(tmp_path / f"fit-{name}"),
+                     "--by", "age,city_tier,channel", "--rate-model", "cell",
+                     "--save-model", str(tmp_path / f"m-{name}"), "--quiet"]) == 0
+    seg = RiskSegmenter.load(tmp_path / "m-text")
+    assert main(["segment", "--load", str(tmp_path / "m-text"), "--members", str(tmp_path / "members.parquet"),
+                 "--at", "2021-02-28", "--out", str(tmp_path / "s-text"), "--quiet"]) == 0
+    got = pl.read_parquet(tmp_path / "s-text" / "assignments.parquet")["group"].to_list()
+    as_cells = pl.DataFrame({"age": pl.Series([40, 25, 59], dtype=pl.Int32), "city_tier": ["missing", "1", "4"],
+                             "channel": ["subsidy", "employer", "organic"]})
+    assert got == seg.assign(as_cells).to_list()
+    assert None not in got
+    # a null tier against integer levels: unseen, named in the one-line error
+    capsys.readouterr()
+    assert main(["segment", "--load", str(tmp_path / "m-int"), "--members", str(tmp_path / "members.parquet"),
+                 "--at", "2021-02-28", "--out", str(tmp_path / "s-int"), "--quiet"]) == 2
+    error_line(capsys, "segment", "members.parquet", "1 rows match no group", "column 'city_tier' = None unseen")
+    assert RiskSegmenter.load(tmp_path / "m-int").assign(members, at=at, unknown="null").null_count() == 1

@@ -19,6 +19,7 @@ import polars as pl
 
 from engine._estimator import Estimator, _warn_renamed, predict_rates, print_frame
 from engine.data._coerce import api_input
+from engine.data.factor_levels import as_levels
 from engine.errors import ConfigError, DataError, ModelError
 from engine.segmentation.metrics import (
     frontier_table,
@@ -407,6 +408,7 @@ class RiskSegmenter(Estimator):
                     df = df.with_columns(completed_months_expr(pl.col("join_date"), at).alias("duration"))
                 else:
                     raise DataError(f"frame: column '{f}' needed for assignment is missing")
+        df = self._align_levels(df)
         if self.rules_ is not None:
             expr = pl.lit(None, dtype=pl.Int32)
             for g in reversed(range(len(self.rules_))):
@@ -425,6 +427,25 @@ class RiskSegmenter(Estimator):
         if n_null and unknown == "error":
             raise DataError(f"frame: {n_null} rows match no group (unseen feature values); use unknown='null' to keep them")
         return out.alias("group").cast(pl.Int32)
+
+    def _align_levels(self, df: pl.DataFrame) -> pl.DataFrame:
+        """Factor columns of ``df`` typed as the fitted levels, a null as the level ``"missing"``.
+
+        A factor fitted as text (it held a null, so its levels are ``"1"``, ``"2"``, ...,
+        ``"missing"``, see :mod:`engine.data.factor_levels`) is compared as text, a null being
+        ``"missing"``; a factor fitted with integer levels keeps a null as null (an unseen level).
+        """
+        ref = getattr(self, "unit_groups_", None)
+        cols = []
+        for f in self.features_:
+            if f in ("age", "duration") or f not in df.columns or ref is None or f not in ref.columns:
+                continue
+            s, target = df.get_column(f), ref.schema[f]
+            if target == pl.String:
+                cols.append(as_levels(s).cast(pl.String))
+            elif s.dtype != target:
+                cols.append(s.cast(target, strict=False))  # a value not of the fitted type matches no group
+        return df.with_columns(cols) if cols else df
 
     @api_input(frames=("cells",))
     def predict(self, cells: pl.DataFrame) -> np.ndarray:
