@@ -24,6 +24,7 @@ from engine.conventions import FEE, REPORTING_LAG_DAYS, SHARING_DAYS, WAITING_DA
 from engine.errors import ConfigError, DataError
 from engine.calibration._model import PARAMS, Aggregate, ReplayModel, window
 from engine.calibration._result import ReplayResult
+from engine.data._coerce import api_input
 
 _TRANSFORMS = {"level": (np.log, np.exp), "s0": (np.log, np.exp), "tau_months": (np.log, np.exp)}
 
@@ -56,6 +57,7 @@ def _aggregates(aggregates: pl.DataFrame | Sequence[Aggregate]) -> list[Aggregat
     return out
 
 
+@api_input(frames=("points", "groups"), dates=("start", "end"))
 def build_model(points: pl.DataFrame, aggregates: Any, *, start: dt.date, end: dt.date, groups: pl.DataFrame,
                 sharing_days: Any = SHARING_DAYS, fee: float = FEE, waiting_days: int = WAITING_DAYS,
                 reporting_lag_days: int = REPORTING_LAG_DAYS, per_claimant_cap: float | None = None, base_lapse_annual: float = 0.0,
@@ -166,6 +168,7 @@ class _Fitter:
         return out[0], out[1]
 
 
+@api_input(frames=("points", "groups"), dates=("start", "end"))
 def replay(
     points: pl.DataFrame,
     aggregates: pl.DataFrame | Sequence[Aggregate],

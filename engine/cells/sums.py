@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
+from engine.data._coerce import api_input
 
 __all__ = ["group_index", "group_sums", "exact_sum"]
 
@@ -39,6 +40,7 @@ def exact_sum(values: pl.Series | np.ndarray | Sequence[float]) -> float:
     return math.fsum(arr.tolist())
 
 
+@api_input(frames=("frame",))
 def group_index(frame: pl.DataFrame, keys: Sequence[str]) -> tuple[pl.DataFrame, np.ndarray]:
     """The distinct ``keys`` of ``frame`` sorted (nulls last) and each row's position among them.
 
@@ -53,6 +55,7 @@ def group_index(frame: pl.DataFrame, keys: Sequence[str]) -> tuple[pl.DataFrame,
     return uniq.drop("_g"), idx
 
 
+@api_input(frames=("frame",))
 def group_sums(frame: pl.DataFrame, keys: Sequence[str], cols: Sequence[str]) -> pl.DataFrame:
     """Sums of ``cols`` by ``keys``, one row per key combination sorted by keys; order-independent.
 

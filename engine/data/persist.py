@@ -18,10 +18,12 @@ import polars as pl
 
 from engine.errors import ModelError
 from engine.data.io import write_json, write_parquet
+from engine.data._coerce import api_input
 
 FORMAT_VERSION = 1
 
 
+@api_input(frames=("df",))
 def fingerprint(df: pl.DataFrame, *, ignore_row_order: bool = False) -> str:
     """A stable SHA-256 fingerprint of a frame's schema and content.
 

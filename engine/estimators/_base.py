@@ -85,6 +85,7 @@ class RateModel(Estimator):
         """Predicted annual rate of each member sharing on ``at`` (see :func:`score_members`)."""
         return score_members(self, members, at)
 
+    @api_input(frames=("cells",))
     def plot_lorenz(self, cells: pl.DataFrame | pl.LazyFrame, ax: Any = None) -> Any:
         """Lorenz curve of the model's ranking on ``cells``; returns the matplotlib Axes."""
         from engine.estimators.metrics import plot_lorenz

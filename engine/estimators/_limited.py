@@ -14,6 +14,7 @@ import polars as pl
 from engine._estimator import _warn_renamed
 from engine.conventions import CREDIBILITY_PROBABILITY, CREDIBILITY_TOLERANCE, FULL_CREDIBILITY_CLAIMS, full_credibility_standard
 from engine.errors import ConfigError, DataError
+from engine.data._coerce import api_input
 
 
 def _as_list(keys: str | Sequence[str], what: str) -> list[str]:
@@ -89,6 +90,7 @@ def credibility_blend(rate: Any, complement: Any, z: Any) -> Any:
     return float(out) if np.ndim(out) == 0 else out
 
 
+@api_input(frames=("cells",))
 def limited_fluctuation_table(
     cells: pl.DataFrame,
     by: str | Sequence[str],

@@ -175,6 +175,7 @@ def incidence(
     return out.select(order)
 
 
+@api_input(frames=("inc",))
 def plot_incidence(inc: pl.DataFrame, ax: Any = None, x: str = "age", hue: str | None = "sex", log: bool = True) -> Any:
     """Plot crude incidence by ``x`` with Garwood intervals against the reference basis.
 

@@ -237,6 +237,7 @@ class PoissonGLM(RateModel):
         """Predicted annual incidence rate (claims per exposure-year) per row of ``cells``."""
         return np.exp(self.linear_predictor(cells))
 
+    @api_input(frames=("cells",))
     def predict_interval(
         self, cells: pl.DataFrame | pl.LazyFrame, level: float | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 
 from engine.errors import ConfigError, DataError
+from engine.data._coerce import api_input
 
 
 def _sums_by(df: pl.DataFrame, keys: list[str], exprs: dict[str, pl.Expr]) -> pl.DataFrame:
@@ -49,6 +50,7 @@ def _period_years(periods: pl.Series) -> float:
     return d.len() * step / 12.0
 
 
+@api_input(frames=("cells",))
 def build_risk_table(
     cells: pl.DataFrame | pl.LazyFrame,
     model: Any = None,

@@ -24,6 +24,7 @@ import polars as pl
 from engine.errors import ConfigError, DataError
 from engine.plans.expr import Expression, Token, tokenize  # noqa: F401 (re-exported)
 from engine.conventions import FEE, SHARING_DAYS, WAITING_DAYS, periods_per_year
+from engine.data._coerce import api_input
 
 RULES = ("equal", "risk_proportional", "conditional_mean")
 
@@ -306,6 +307,7 @@ def load_plans(path: str | Path) -> PlanSet:
     return plans_from_dict(read_toml(p, "plan"), str(p))
 
 
+@api_input(frames=("table",))
 def assign_plans(table: pl.DataFrame, plans: PlanSet, *, where: str = "risk table") -> pl.DataFrame:
     """Add ``eligible_<i>`` flags, the assigned ``plan`` (first eligible in file order), ``benefit_cny``, ``fee``.
 

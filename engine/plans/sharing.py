@@ -108,6 +108,7 @@ def leverage(benefit: Any, share: Any, periods_per_year: Any) -> Any:
     return benefit / (periods_per_year * share)
 
 
+@api_input(frames=("groups",))
 def share_rule(
     rule: str,
     groups: pl.DataFrame,

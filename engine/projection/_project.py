@@ -231,6 +231,7 @@ def project(
     return project_assumptions(groups, make_assumptions(**kw))
 
 
+@api_input(frames=("groups",))
 def project_assumptions(groups: pl.DataFrame | pl.LazyFrame, a: ProjectionAssumptions) -> ProjectionResult:
     """:func:`project` with the assumptions already validated."""
     g = prepare_groups(groups, risk_flag_scores=a.elasticity.risk_flag_scores)

@@ -20,6 +20,7 @@ from engine.errors import ConfigError
 from engine.projection.assumptions import make_assumptions, prepare_groups
 from engine.projection._spiral import spiral_period
 from engine.projection._tempo_result import TempoCriteria, TempoResult, _criteria
+from engine.data._coerce import api_input
 
 __all__ = ["TempoCriteria", "TempoResult", "tempo", "tempo_schedules", "tempo_sensitivity"]
 
@@ -79,6 +80,7 @@ def tempo_schedules(n0: float, exit_per_period: float, horizon: int, *, growth: 
     return out
 
 
+@api_input(frames=("groups",))
 def tempo(
     groups: pl.DataFrame,
     *,
@@ -229,6 +231,7 @@ def _plan_groups(g: pl.DataFrame, plan: str | None) -> tuple[str, pl.DataFrame]:
     return plan, g.filter(pl.col("plan") == plan)
 
 
+@api_input(frames=("groups",))
 def tempo_sensitivity(groups: pl.DataFrame, *, elasticities: Sequence[float], education_speeds: Sequence[float],
                       adverse_selection: float | None = None, **kw: Any) -> pl.DataFrame:
     """The recommended tempo for every pair of the two behavioural assumptions.

@@ -23,6 +23,7 @@ from engine.conventions import FEE, REPORTING_LAG_DAYS, SHARING_DAYS, WAITING_DA
 
 from engine.projection._calendar_model import DAYS_PER_YEAR, cohort_paths, daily_hazard, paid_by_day, per_day, select_kernel
 from engine.errors import ConfigError, DataError
+from engine.data._coerce import api_input
 
 QUANTILES = (0.05, 0.5, 0.95)
 
@@ -107,6 +108,7 @@ class CalendarProjection:
         return ax
 
 
+@api_input(dates=("start", "end"))
 def calendar_periods(start: dt.date, end: dt.date, sharing_days: Any) -> pl.DataFrame:
     """Sharing periods from ``start`` to the last notice date <= ``end``; the first starts on ``start``.
 
@@ -147,6 +149,7 @@ def _groups(groups: pl.DataFrame) -> dict[str, np.ndarray]:
     return g
 
 
+@api_input(frames=("groups",), dates=("start", "end"))
 def project_calendar(
     groups: pl.DataFrame,
     *,

@@ -17,6 +17,7 @@ import polars as pl
 
 from engine.projection._calendar_model import DAYS_PER_YEAR, daily_hazard
 from engine.errors import ConfigError, DataError
+from engine.data._coerce import api_input
 
 
 @dataclass
@@ -124,6 +125,7 @@ def interpolate(points: pl.DataFrame, start: dt.date, end: dt.date, method: str 
     return np.where(both, out, lin)
 
 
+@api_input(frames=("points",), dates=("start", "end"))
 def membership_from_curve(
     points: pl.DataFrame,
     start: dt.date,
@@ -177,6 +179,7 @@ def membership_from_curve(
     return MembershipCurve(daily, _points(points), method, float(base_lapse_annual))
 
 
+@api_input(frames=("members",))
 def points_from_members(members: pl.DataFrame | pl.LazyFrame, dates: list[dt.date] | pl.Series) -> pl.DataFrame:
     """Membership points counted from a member file: members sharing on each date.
 

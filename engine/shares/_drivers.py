@@ -283,6 +283,7 @@ def _factor_sums(c: pl.DataFrame, rel: pl.Expr) -> dict[str, float]:
     return {k: exact_sum(terms.get_column(k)) for k in terms.columns}
 
 
+@api_input(frames=("members", "claims", "base_rates", "benefits"), dates=("period_start", "notice_date"))
 def share_drivers(
     members: pl.DataFrame | pl.LazyFrame,
     claims: pl.DataFrame | pl.LazyFrame,

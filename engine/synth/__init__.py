@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from engine.data._coerce import api_input
 from engine.errors import ConfigError
 from engine.synth.config import CAUSES, CHANNELS, RISK_GROUPS, SynthConfig, risk_group_codes
 from engine.synth.events import Events, draw_events, rate_table, true_hazard
@@ -154,6 +155,7 @@ def _frames(pop: Population, ev: Events, cfg: SynthConfig) -> tuple[pl.DataFrame
     return members, claims, truth
 
 
+@api_input(dates=("start", "end"))
 def generate(
     n_members: int,
     seed: int,
