@@ -202,3 +202,50 @@ def test_force_replaces_a_directory_fentan_created(tmp_path) -> None:
         pass
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
     write_marker(out)
+
+
+@pytest.fixture
+def small_fs(tmp_path):  # type: ignore[no-untyped-def]
+    """A real tmpfs of ``size`` mounted for the test (root with CAP_SYS_ADMIN, as in CI); ``ro=True`` read-only."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def make(ro: bool = False, size: str = "2m") -> Path:
+        mnt = tmp_path / f"fs{len(mounted)}"
+        mnt.mkdir()
+        opts = f"size={size}" + (",ro" if ro else "")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(mnt)], capture_output=True, text=True)
+        if r.returncode:
+            pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or r.returncode}): needs root")
+        mounted.append(mnt)
+        return mnt
+
+    yield make
+    for m in mounted:
+        subprocess.run(["umount", "-l", str(m)], check=False)
+
+
+def test_a_real_full_disk_is_one_line_and_leaves_nothing(tmp_path, base, capsys, monkeypatch, small_fs) -> None:  # type: ignore[no-untyped-def]
+    """The kernel's ENOSPC (a 64 KiB filesystem, too small for the run's outputs): one line, nothing left there."""
+    import engine.pipeline.outguard as og
+
+    monkeypatch.setattr(og, "MIN_FREE_BYTES", 1024)  # let the run start, so the disk fills while it writes
+    mnt = small_fs(size="64k")
+    x = Ctx(tmp_path, *base)
+    code, _, err = _run(_out(x.run(x.config()), mnt / "out"), capsys)
+    assert code == 2, err
+    line = _one_error_line(err, "run")
+    assert os.strerror(errno.ENOSPC) in line and str(mnt) in line
+    assert list(mnt.iterdir()) == []  # no staging directory, no partial output
+    assert {p.name for p in tmp_path.iterdir()} >= {"claims.parquet", "members.parquet", "run.toml"}
+
+
+def test_a_real_read_only_filesystem_is_refused_before_work(tmp_path, base, capsys, small_fs) -> None:  # type: ignore[no-untyped-def]
+    mnt = small_fs(ro=True)
+    x = Ctx(tmp_path, *base)
+    code, _, err = _run(_out(x.run(x.config()), mnt / "out"), capsys)
+    assert code == 2, err
+    line = _one_error_line(err, "run")
+    assert str(mnt) in line and "not writable" in line
+    assert list(mnt.iterdir()) == []

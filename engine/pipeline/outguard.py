@@ -141,8 +141,9 @@ def guard_target(target: str | os.PathLike[str], inputs: Iterable[str | os.PathL
     return t
 
 
-def check_free_space(directory: Path, *, what: str, need: int = MIN_FREE_BYTES) -> None:
-    """Refuse when the filesystem of ``directory`` has less than ``need`` bytes free."""
+def check_free_space(directory: Path, *, what: str, need: int | None = None) -> None:
+    """Refuse when the filesystem of ``directory`` has less than ``need`` bytes free (default :data:`MIN_FREE_BYTES`)."""
+    need = MIN_FREE_BYTES if need is None else need
     try:
         free = shutil.disk_usage(directory).free
     except OSError:  # pragma: no cover - statvfs unsupported: the writes will tell
