@@ -20,7 +20,7 @@ from engine.report.i18n import t
 DRIVER_LABELS: dict[str, str] = {
     "fee": "management fee",
     "period_length": "length of the sharing window",
-    "dilution": "dilution (new members share before the pool's cost catches up)",
+    "dilution": "dilution (membership growth: more members share than were exposed over the window)",
     "waiting": "waiting period (members who pay but cannot claim yet)",
     "reporting_lag": "reporting lag (claims approved later)",
     "ageing": "ageing and benefit mix (expected cost per member by age and sex)",
