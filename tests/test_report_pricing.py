@@ -19,7 +19,7 @@ from scipy.stats import chi2
 
 from engine.estimators.glm import PoissonGLM
 from engine.report._pricing import (actual_expected, ae_chart, age_curve, age_curve_chart, calendar_label,
-                                    factor_relativities, groups_view, relativity_chart)
+                                    factor_relativities, groups_view, relativity_chart, with_expected)
 from engine.report._share_views import DRIVER_LABELS, decomposition_charts, decomposition_table, fan_charts
 from engine.shares._drivers import DRIVERS
 
@@ -160,6 +160,8 @@ def test_actual_expected_against_basis_and_model_matches_the_oracle(cells):
         assert r["ae_model"] == pytest.approx(d / em, rel=1e-12)
         assert (r["ae_basis_lower"], r["ae_basis_upper"]) == pytest.approx(_garwood(d, eb), rel=1e-9)
         assert (r["ae_model_lower"], r["ae_model_upper"]) == pytest.approx(_garwood(d, em), rel=1e-9)
+    # the report computes each cell's expected claims once and groups them by every key: the same table
+    assert actual_expected(with_expected(cells, _StubModel(), "ci2020", "CI4"), "city_tier").equals(ae)
 
 
 def test_glm_has_ae_one_on_its_own_levels_and_a_zero_count_interval(cells):

@@ -190,14 +190,39 @@ def calendar_label(cells: pl.DataFrame, max_periods: int = 16) -> pl.Expr:
     return pl.col("period").dt.year().cast(pl.String)
 
 
-def actual_expected(cells: pl.DataFrame, by: pl.Expr | str, glm: Any | None, basis: str | None, table: str = "CI4",
-                    level: float = 0.95) -> pl.DataFrame:
+def with_expected(cells: pl.DataFrame, glm: Any | None, basis: str | None, table: str = "CI4") -> pl.DataFrame:
+    """``cells`` with the expected claims of each cell: ``expected_basis`` (E x basis rate at the cell's age
+    and sex) and ``expected_model`` (E x the model's predicted rate), each when its source is given.
+
+    Computed once per run and grouped by every key of :func:`actual_expected`.
+    """
+    from engine.estimators.crude import expected_claims
+
+    out = cells
+    if basis is not None and "expected_basis" not in cells.columns:
+        out = out.with_columns(expected_claims(cells, basis, table).alias("expected_basis"))
+    if glm is not None and "expected_model" not in cells.columns:
+        out = out.with_columns(pl.Series("expected_model", np.asarray(glm.predict(cells), dtype=float)
+                                         * cells["exposure_years"].to_numpy()))
+    return out
+
+
+def actual_expected(cells: pl.DataFrame, by: pl.Expr | str, glm: Any | None = None, basis: str | None = None,
+                    table: str = "CI4", level: float = 0.95) -> pl.DataFrame:
     """Actual / expected claims by one key against the basis and against the fitted model.
+
+    Parameters
+    ----------
+    cells : exposure cells (``exposure_years``, ``claims``, ``age``, ``sex`` and the key's columns), or
+        the output of :func:`with_expected` (its expected columns are used as they are).
+    by : a column name or a polars expression (e.g. :func:`calendar_label`).
+    glm, basis, table : the model and the basis the claims are compared with (either may be None).
+    level : confidence level of the intervals.
 
     Returns
     -------
-    DataFrame sorted by ``key``: ``exposure_years``, ``claims``, and for each of ``basis`` and
-    ``model`` (when given) ``expected_<x>``, ``ae_<x>``, ``ae_<x>_lower``, ``ae_<x>_upper``.
+    DataFrame sorted by ``key`` (keys with exposure only): ``exposure_years``, ``claims``, and for each of
+    ``basis`` and ``model`` ``expected_<x>``, ``ae_<x>``, ``ae_<x>_lower``, ``ae_<x>_upper``.
 
     Notes
     -----
@@ -206,18 +231,11 @@ def actual_expected(cells: pl.DataFrame, by: pl.Expr | str, glm: Any | None, bas
     expected count treated as known (:func:`engine.estimators.crude.garwood_interval`).
     """
     from engine.cells.sums import group_sums
-    from engine.estimators.crude import expected_claims, garwood_interval
+    from engine.estimators.crude import garwood_interval
 
     key = pl.col(by) if isinstance(by, str) else by
-    w = cells.with_columns(key.cast(pl.String).alias("key"))
-    cols = ["exposure_years", "claims"]
-    if basis is not None:
-        w = w.with_columns(expected_claims(cells, basis, table).alias("expected_basis"))
-        cols.append("expected_basis")
-    if glm is not None:
-        w = w.with_columns(pl.Series("expected_model", np.asarray(glm.predict(cells), dtype=float)
-                                     * cells["exposure_years"].to_numpy()))
-        cols.append("expected_model")
+    w = with_expected(cells, glm, basis, table).with_columns(key.cast(pl.String).alias("key"))
+    cols = ["exposure_years", "claims", *[c for c in ("expected_basis", "expected_model") if c in w.columns]]
     out = group_sums(w, ["key"], cols).filter(pl.col("exposure_years") > 0)
     d = out["claims"].to_numpy()
     for x in ("basis", "model"):
@@ -283,11 +301,12 @@ def add_pricing(rep: Report, ctx: Any) -> None:
     s = rep.section("actual-expected", t("Actual / expected by calendar period, channel and tier"))
     keys: list[tuple[str, Any]] = [(t("calendar period"), calendar_label(cells))]
     keys += [(f, f) for f in cfg.study.factors if f in cells.columns and f not in ("age", "sex")]
+    expected = with_expected(cells, glm, basis, ic.table)
     for what, key in keys:
-        ae = actual_expected(cells, key, glm, basis, ic.table, ic.level)
+        ae = actual_expected(expected, key, level=ic.level)
         Report.chart(s, ae_chart(ae, what, basis_name))
         Report.table(s, _ae_table(ae, what))
 
 
 __all__ = ["PER", "actual_expected", "add_pricing", "ae_chart", "age_curve", "age_curve_chart", "calendar_label",
-           "factor_relativities", "groups_view", "relativity_chart"]
+           "factor_relativities", "groups_view", "relativity_chart", "with_expected"]
