@@ -146,3 +146,38 @@ def test_small_demo_report_has_the_assumptions_and_pricing_sections(small_demo):
     assert "Actual / expected claims by calendar period" in ae and "A/E, basis" in ae
     fans = _section(html, "fan-charts")
     assert fans.count("share paid (after caps)") == fans.count("cost per member before caps") >= 1
+
+
+def test_pricing_views_rebuild_from_the_run_outputs_in_chinese(small_demo):
+    """The views need only the run's outputs (cells, saved GLM, tables, configuration); in Chinese every
+    heading is translated and the names the user wrote (factors, plans) stay as written."""
+    from types import SimpleNamespace
+
+    from engine.estimators.glm import PoissonGLM
+    from engine.pipeline.config import load_config
+    from engine.report._pricing import actual_expected, add_pricing, calendar_label
+    from engine.report._share_views import add_share_views
+    from engine.report.document import Report
+
+    run = small_demo.out / "run"
+    tables = {n: pl.read_parquet(run / f"{n}.parquet") for n in ("segments", "incidence", "decomposition", "projection")}
+    cells = pl.read_parquet(run / "cells.parquet")
+    ctx = SimpleNamespace(cfg=load_config(run / "config.toml"), tables=tables, cells=cells,
+                          glm=PoissonGLM.load(run / "models" / "glm"))
+    summ = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    acc = json.loads((run / "account.json").read_text(encoding="utf-8"))
+    # one number for one thing: the A/E views add up to the run's claims used and its A/E against the basis
+    ae = actual_expected(cells, calendar_label(cells), None, "ci2020", ctx.cfg.incidence.table)
+    assert ae["claims"].sum() == acc["claims"]["used"]
+    assert ae["claims"].sum() / ae["expected_basis"].sum() == pytest.approx(summ["facts"]["ae_vs_basis"], rel=1e-9)
+    rep = Report("t")
+    with use_language("zh"):
+        add_pricing(rep, ctx)
+        add_share_views(rep, ctx, summ["plans"])
+    titles = {s.id: s.title for s in rep.sections}
+    assert titles == {"groups": "风险组及其规则", "relativities": "单因素相对系数与年龄曲线",
+                      "actual-expected": "按日历期间、渠道和城市等级的实际 / 预期",
+                      "drivers": "分摊额变动的原因：各驱动因素及其数值", "fan-charts": "预测分摊：实付分摊与封顶前成本"}
+    html = rep.render()
+    assert "city_tier：相对于基准水平 1 的相对系数" in html and "pooled/xianghubao：实付分摊（封顶后）" in html
+    assert "relativity against the reference level" not in html and "share paid (after caps)" not in html

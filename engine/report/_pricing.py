@@ -82,7 +82,8 @@ def factor_relativities(cells: pl.DataFrame, glm: Any, factor: str) -> pl.DataFr
     for lv in (str(v) for v in spec["levels"]):
         e, d = by.get(lv, (0.0, 0.0))
         c = coef.get(f"{factor}[{lv}]")
-        rel, lo, hi = (1.0, None, None) if lv == ref or c is None else (c[0], float(np.exp(c[1])), float(np.exp(c[2])))
+        with np.errstate(over="ignore"):  # a diverged coefficient (a level without claims) gives inf, not a warning
+            rel, lo, hi = (1.0, None, None) if lv == ref or c is None else (c[0], float(np.exp(c[1])), float(np.exp(c[2])))
         rows.append({"level": lv, "exposure_years": e, "claims": d, "crude_rate": d / e if e > 0 else None,
                      "glm_relativity": rel, "glm_lower": lo, "glm_upper": hi, "is_reference": lv == ref})
     out = pl.DataFrame(rows, schema={"level": pl.String, "exposure_years": pl.Float64, "claims": pl.Float64,
