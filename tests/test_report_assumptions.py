@@ -21,8 +21,8 @@ from scipy.stats import chi2
 import engine.conventions as cv
 from engine.pipeline.config import config_from_dict
 from engine.projection.assumptions import make_assumptions
-from engine.report._assumptions import (basis_table, data_fingerprint, level_factor, projection_table,
-                                        rules_table)
+from engine.report._assumptions import (basis_table, data_fingerprint, level_factor, plan_rules_table,
+                                        projection_table, rules_table)
 from engine.report.i18n import t, use_language, zh_catalogue
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +77,20 @@ def test_projection_assumptions_are_shown_as_projected():
     assert rows["expected share: adaptation speed per period"] == "0.3"
     assert rows["joiners"] == "500 per period, growth 0.01 per period, then replace"
     assert rows["horizon (sharing periods)"] == "48" and rows["Monte Carlo scenarios"] == "200"
+
+
+def test_plan_rules_are_the_projected_ones():
+    from types import SimpleNamespace
+
+    res = SimpleNamespace(assumptions=make_assumptions(periods_per_year=24, fee=0.06, per_claimant_cap=0.05),
+                          groups=pl.DataFrame({"benefit_cny": [300_000.0, 100_000.0, 300_000.0]}))
+    (row,) = plan_rules_table({"pooled/p": res}).iter_rows(named=True)
+    assert row["benefits (CNY)"] == "100,000, 300,000"
+    assert row["management fee (% of claims shared)"] == pytest.approx(6.0)
+    # days -> whole sharing periods: round(days x periods a year / 365.25)
+    assert row["waiting period (sharing periods)"] == round(cv.WAITING_DAYS * 24 / 365.25) == 6
+    assert row["reporting lag (sharing periods)"] == round(cv.REPORTING_LAG_DAYS * 24 / 365.25) == 2
+    assert row["per-claimant cap (CNY per member per claim)"] == 0.05 and row["annual cap (CNY per member per year)"] is None
 
 
 def test_data_fingerprint_ignores_row_and_column_order_not_content():

@@ -141,11 +141,13 @@ def projection_table(a: Any) -> pl.DataFrame:
 
 
 def plan_rules_table(projections: dict[str, Any]) -> pl.DataFrame:
-    """Per projected plan: sharing periods a year, fee, waiting period and lag in periods, caps (as projected)."""
+    """Per projected plan: benefits, sharing periods a year, fee, waiting period and lag in periods, caps (as projected)."""
     rows = []
     for label, res in projections.items():
         a = res.assumptions
-        rows.append({t("plan"): label, t("sharing periods per year"): a.periods_per_year,
+        benefits = sorted({float(b) for b in res.groups["benefit_cny"].to_list()}) if "benefit_cny" in res.groups.columns else []
+        rows.append({t("plan"): label, t("benefits (CNY)"): ", ".join(f"{b:,.0f}" for b in benefits),
+                     t("sharing periods per year"): a.periods_per_year,
                      t("management fee (% of claims shared)"): 100 * a.fee,
                      t("waiting period (sharing periods)"): a.waiting_periods,
                      t("reporting lag (sharing periods)"): a.reporting_lag_periods,
