@@ -235,6 +235,7 @@ def test_fan_charts_show_the_share_paid_apart_from_the_cost_before_caps():
     assert paid.y_label == cost.y_label == "CNY per member per sharing period"
     band = paid.series_named("P5-P95")
     assert band.lower == [1.0, 1.1, 1.2] and band.upper == [2.0, 2.1, 2.2]
+    assert paid.series_named("median share paid").y == [1.4, 1.5, 1.6]
     assert not any(s.dash for s in paid.series)  # no line at the uncapped level squashing the band
     assert cost.series_named("mean cost before caps").y == pytest.approx([8.5, 8.6, 8.7])
     assert cost.series_named("sustainable share (before caps) 8.80").dash

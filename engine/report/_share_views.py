@@ -19,14 +19,14 @@ from engine.report.i18n import t
 #: share driver id -> plain-language label (English; translated by :func:`driver_label`)
 DRIVER_LABELS: dict[str, str] = {
     "fee": "management fee",
-    "period_length": "length of the sharing window",
-    "dilution": "dilution (membership growth: more members share than were exposed over the window)",
-    "waiting": "waiting period (members who pay but cannot claim yet)",
+    "period_length": "window length",
+    "dilution": "dilution (membership growth)",
+    "waiting": "waiting period (new members cannot claim yet)",
     "reporting_lag": "reporting lag (claims approved later)",
-    "ageing": "ageing and benefit mix (expected cost per member by age and sex)",
-    "select": "select effect wearing off (new members claim less at first)",
-    "mix": "rating-factor mix (who joined and who left)",
-    "incidence": "incidence (actual against expected claims)",
+    "ageing": "age, sex and benefit mix",
+    "select": "select effect wearing off",
+    "mix": "rating-factor mix (who joined, who left)",
+    "incidence": "incidence (actual against expected)",
 }
 
 
@@ -87,12 +87,13 @@ def fan_charts(periods: pl.DataFrame, summary: dict[str, Any]) -> list[Chart]:
         out.append(Chart(
             t("{plan}: share paid (after caps){spiral}", plan=plan, spiral=spiral), t("sharing period"),
             t("CNY per member per sharing period"),
-            (Series(t("P5-P95"), x, d["share_p50_cny"].to_list(), kind="band", lower=d["share_p5_cny"].to_list(),
+            (Series(t("P5-P95"), x, [], kind="band", lower=d["share_p5_cny"].to_list(),
                     upper=d["share_p95_cny"].to_list()),
+             Series(t("median share paid"), x, d["share_p50_cny"].to_list(), kind="line"),
              Series(t("mean share paid"), x, d["share_mean_cny"].to_list(), kind="line")),
             facet=f"fan:{plan}", meta={"plan": plan},
-            caption=t("Band: P5-P95 of the share members pay after the per-claimant and annual caps; line inside "
-                      "the band: median.")))
+            caption=t("Band: P5-P95 of the share members pay after the per-claimant and annual caps, over the "
+                      "Monte Carlo scenarios.")))
         members = d["members"].to_numpy()
         paid = d["share_mean_cny"].to_numpy()
         platform = d["platform_paid_mean_cny"].to_numpy() if "platform_paid_mean_cny" in d.columns else 0.0 * paid
