@@ -190,7 +190,7 @@ def test_pricing_views_rebuild_from_the_run_outputs_in_chinese(small_demo):
         add_share_views(rep, ctx, summ["plans"])
     titles = {s.id: s.title for s in rep.sections}
     assert titles == {"groups": "风险组及其规则", "relativities": "单因素相对系数与年龄曲线",
-                      "actual-expected": "按日历期间、渠道和城市等级的实际 / 预期",
+                      "actual-expected": "按日历期间及按 city_tier, channel 的实际 / 预期",
                       "drivers": "分摊额变动的原因：各驱动因素及其数值", "fan-charts": "预测分摊：实付分摊与封顶前成本"}
     html = rep.render()
     assert "city_tier：相对于基准水平 1 的相对系数" in html and "pooled/xianghubao：实付分摊（封顶后）" in html

@@ -299,9 +299,10 @@ def add_pricing(rep: Report, ctx: Any) -> None:
         for sex in sorted(cells["sex"].unique().to_list()):
             curve = age_curve(cells, glm, inc, sex, k, ic.level)
             Report.chart(s, age_curve_chart(curve, sex, basis_name, ref or t("none")))
-    s = rep.section("actual-expected", t("Actual / expected by calendar period, channel and tier"))
-    keys: list[tuple[str, Any]] = [(t("calendar period"), calendar_label(cells))]
-    keys += [(f, f) for f in cfg.study.factors if f in cells.columns and f not in ("age", "sex")]
+    factors = [f for f in cfg.study.factors if f in cells.columns and f not in ("age", "sex")]
+    s = rep.section("actual-expected", t("Actual / expected by calendar period and by {factors}",
+                                         factors=", ".join(factors)) if factors else t("Actual / expected by calendar period"))
+    keys: list[tuple[str, Any]] = [(t("calendar period"), calendar_label(cells)), *[(f, f) for f in factors]]
     expected = with_expected(cells, glm, basis, ic.table)
     for what, key in keys:
         ae = actual_expected(expected, key, level=ic.level)
