@@ -19,7 +19,8 @@ from scipy.stats import chi2
 
 from engine.estimators.glm import PoissonGLM
 from engine.report._pricing import (actual_expected, ae_chart, age_curve, age_curve_chart, calendar_label,
-                                    factor_relativities, groups_view, relativity_chart, with_expected)
+                                    factor_relativities, groups_view, relativity_chart, relativity_table,
+                                    with_expected)
 from engine.report._share_views import DRIVER_LABELS, decomposition_charts, decomposition_table, fan_charts
 from engine.shares._drivers import DRIVERS
 
@@ -77,9 +78,13 @@ def test_one_factor_glm_reproduces_the_one_way_relativities(cells):
         assert r["exposure_years"] == pytest.approx(e, rel=1e-12)
         assert r["claims"] == d
         assert r["crude_relativity"] == pytest.approx((d / e) / ref, rel=1e-12)
+        assert (r["crude_lower"], r["crude_upper"]) == pytest.approx(_garwood(d, e * ref), rel=1e-9)
         # closed form: the saturated one-factor MLE is the crude rate, so exp(b) is the one-way relativity
         assert r["glm_relativity"] == pytest.approx(r["crude_relativity"], rel=1e-7)
     assert rel.filter(pl.col("is_reference"))["level"].to_list() == ["app"]
+    tab = relativity_table(rel, "channel")
+    assert tab["channel"].to_list() == ["app", "employer", "referral"] and tab["reference level"].to_list()[0] == "yes"
+    assert tab["one-way relativity"].to_list() == rel["crude_relativity"].to_list()
     # the interval is exp(b -/+ 1.96 se) with se^2 = 1/D_l + 1/D_ref (closed form of the two-level Poisson MLE)
     r = rel.filter(pl.col("level") == "referral").row(0, named=True)
     se = math.sqrt(1 / sums["referral"][1] + 1 / sums["app"][1])

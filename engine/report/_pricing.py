@@ -55,21 +55,25 @@ def _glm_factor(glm: Any, factor: str) -> dict[str, Any] | None:
     return next((f for f in glm.spec_["factors"] if f["name"] == factor), None)
 
 
-def factor_relativities(cells: pl.DataFrame, glm: Any, factor: str) -> pl.DataFrame:
+def factor_relativities(cells: pl.DataFrame, glm: Any, factor: str, level: float = 0.95) -> pl.DataFrame:
     """One-way and fitted relativities of one rating factor, against its reference level.
 
     Returns
     -------
-    DataFrame: ``level``, ``exposure_years``, ``claims``, ``crude_rate``, ``crude_relativity``,
-    ``glm_relativity``, ``glm_lower``, ``glm_upper``, ``is_reference`` (levels in the model's order).
+    DataFrame: ``level``, ``exposure_years``, ``claims``, ``crude_rate``, ``crude_relativity`` with
+    ``crude_lower``/``crude_upper``, ``glm_relativity``, ``glm_lower``, ``glm_upper``, ``is_reference``
+    (levels in the model's order).
 
     Notes
     -----
-    crude_relativity = (D_l / E_l) / (D_ref / E_ref) (one-way, no other factor held fixed);
+    crude_relativity = (D_l / E_l) / (D_ref / E_ref) (one-way, no other factor held fixed), with the
+    Garwood interval of D_l against the expected count E_l x D_ref / E_ref (the reference rate
+    treated as known, as an A/E; :func:`engine.estimators.crude.garwood_interval`);
     glm_relativity = exp(b_l) (other factors held fixed), interval exp(b_l -/+ z se_l); the
     reference level has 1 and no interval.
     """
     from engine.cells.sums import group_sums
+    from engine.estimators.crude import garwood_interval
 
     spec = _glm_factor(glm, factor)
     if spec is None:
@@ -90,10 +94,25 @@ def factor_relativities(cells: pl.DataFrame, glm: Any, factor: str) -> pl.DataFr
                                      "crude_rate": pl.Float64, "glm_relativity": pl.Float64, "glm_lower": pl.Float64,
                                      "glm_upper": pl.Float64, "is_reference": pl.Boolean})
     ref_rate = out.filter(pl.col("is_reference"))["crude_rate"][0]
-    crude = pl.col("crude_rate") / ref_rate if ref_rate else pl.lit(None, pl.Float64)
-    return out.with_columns(crude.alias("crude_relativity")).select(
-        "level", "exposure_years", "claims", "crude_rate", "crude_relativity", "glm_relativity", "glm_lower",
-        "glm_upper", "is_reference")
+    if ref_rate:  # the level's claims against its exposure at the reference rate: an A/E, one interval formula
+        d, e_ref = out["claims"].to_numpy(), out["exposure_years"].to_numpy() * ref_rate
+        lo, hi = garwood_interval(d, e_ref, level)
+        crude = [pl.col("crude_rate") / ref_rate, pl.Series("crude_lower", lo), pl.Series("crude_upper", hi)]
+    else:
+        crude = [pl.lit(None, pl.Float64).alias(c) for c in ("crude_relativity", "crude_lower", "crude_upper")]
+    return out.with_columns(crude[0].alias("crude_relativity"), *crude[1:]).select(
+        "level", "exposure_years", "claims", "crude_rate", "crude_relativity", "crude_lower", "crude_upper",
+        "glm_relativity", "glm_lower", "glm_upper", "is_reference")
+
+
+def relativity_table(rel: pl.DataFrame, factor: str) -> pl.DataFrame:
+    """The relativities of one factor as a report table (headers translated, the factor's name as written)."""
+    return pl.DataFrame({
+        factor: rel["level"], t("reference level"): [t("yes") if r else "" for r in rel["is_reference"].to_list()],
+        t("exposure (exposure-years)"): rel["exposure_years"], t("claims"): rel["claims"].round(0).cast(pl.Int64),
+        t("one-way relativity"): rel["crude_relativity"], t("lower (95%)"): rel["crude_lower"],
+        t("upper (95%)"): rel["crude_upper"], t("GLM relativity"): rel["glm_relativity"],
+        t("lower, GLM (95%)"): rel["glm_lower"], t("upper, GLM (95%)"): rel["glm_upper"]})
 
 
 def relativity_chart(rel: pl.DataFrame, factor: str) -> Chart:
@@ -112,7 +131,8 @@ def relativity_chart(rel: pl.DataFrame, factor: str) -> Chart:
          Series(t("reference = 1"), lv, [1.0] * len(lv), kind="line", dash=True)),
         y2_label=t("exposure-years"), x_categorical=True, facet="relativities",
         caption=t("GLM: exp(coefficient), other factors held fixed, Wald interval; one-way: crude rate of the "
-                  "level / crude rate of the reference level {ref}.", ref=ref),
+                  "level / crude rate of the reference level {ref} (its Garwood interval, with the reference rate "
+                  "treated as known, is in the table).", ref=ref),
         meta={"reference": ref, "factor": factor})
 
 
@@ -291,7 +311,9 @@ def add_pricing(rep: Report, ctx: Any) -> None:
     s = rep.section("relativities", t("One-way relativities and the age curve"))
     for f in glm.spec_["factors"]:
         if f["name"] in cells.columns:
-            Report.chart(s, relativity_chart(factor_relativities(cells, glm, f["name"]), f["name"]))
+            rel = factor_relativities(cells, glm, f["name"], ic.level)
+            Report.chart(s, relativity_chart(rel, f["name"]))
+            Report.table(s, relativity_table(rel, f["name"]))
     inc = tb.get("incidence")
     if glm.spec_.get("age") is not None and inc is not None and basis is not None:
         k = level_factor(float(inc["claims"].sum()), float(inc["expected"].sum()), ic.level)[0]
@@ -311,4 +333,5 @@ def add_pricing(rep: Report, ctx: Any) -> None:
 
 
 __all__ = ["PER", "actual_expected", "add_pricing", "ae_chart", "age_curve", "age_curve_chart", "calendar_label",
-           "factor_relativities", "groups_view", "relativity_chart", "with_expected"]
+           "factor_relativities", "groups_view", "relativity_chart", "relativity_table",
+           "with_expected"]
