@@ -292,7 +292,7 @@ def _ae_table(ae: pl.DataFrame, what: str) -> pl.DataFrame:
              "ae_model_lower": t("lower, GLM (95%)"), "ae_model_upper": t("upper, GLM (95%)")}
     if "ae_basis" not in ae.columns:
         names.update(ae_model_lower=t("lower (95%)"), ae_model_upper=t("upper (95%)"))
-    return ae.rename({c: names[c] for c in ae.columns if c in names})
+    return ae.with_columns(pl.col("claims").round(0).cast(pl.Int64)).rename({c: names[c] for c in ae.columns if c in names})
 
 
 # ----------------------------------------------------------------------------- the sections

@@ -123,6 +123,8 @@ def add_share_views(rep: Report, ctx: Any, summary: dict[str, Any]) -> None:
         Report.table(s, decomposition_table(dec))
     else:
         Report.text(s, t("No decomposition: the study is too short or the drivers could not be computed."))
+        if dec is not None and "note" in dec.columns and dec.height:
+            Report.text(s, str(dec["note"][0]))
     s = rep.section("fan-charts", t("Projected shares: paid, and cost before caps"))
     for c in fan_charts(tb["projection"], summary):
         Report.chart(s, c)
