@@ -13,11 +13,14 @@ import polars as pl
 
 import engine.report.figures as report_figures
 from engine._optional import available
+from engine.report._assumptions import add_assumptions
+from engine.report._pricing import add_pricing
+from engine.report._share_views import add_share_views
 from engine.report.document import Report
 
 #: section ids in order (tests check them)
 SECTIONS = ("headline", "account", "incidence", "model", "segmentation", "history", "projection", "leverage",
-            "cross-subsidy", "plans")
+            "cross-subsidy", "plans", "assumptions", "groups", "relativities", "actual-expected", "drivers", "fan-charts")
 
 
 def _num(v: Any, fmt: str = "{:,.2f}") -> str:
@@ -49,6 +52,9 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
     _leverage(rep, summary, rf)
     _cross_subsidy(rep, t, rf)
     _plans(rep, t)
+    add_assumptions(rep, ctx, account)
+    add_pricing(rep, ctx)
+    add_share_views(rep, ctx, summary)
     return rep.render()
 
 
