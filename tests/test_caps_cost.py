@@ -54,3 +54,62 @@ def test_leverage_before_and_after_the_caps():
     mean_benefit = (1000 * 300000 + 500 * 100000) / 1500
     assert p["leverage"] == pytest.approx(mean_benefit / (24 * 180.0))
     assert p["leverage_after_caps"] == pytest.approx(mean_benefit / 188.0)  # a year's capped payment is 188 CNY
+
+
+# ----------------------------------------------------------------------------- the platform's subsidy
+def _loop_oracle(paid, members, benefit, fee, cap, annual, ppy):
+    """Per projection year: cost, members' payments and platform, from the paid claims of one path (explicit loop)."""
+    out, cum = {}, 0.0
+    for t, k in enumerate(paid):
+        if t % ppy == 0:
+            cum = 0.0
+        per_claim = (1 + fee) * benefit / members
+        share_unc = k * min(per_claim, cap)
+        share = min(share_unc, max(annual - cum, 0.0))
+        cum += share
+        y = t // ppy
+        c, mp = out.get(y, (0.0, 0.0))
+        out[y] = (c + (1 + fee) * benefit * k, mp + share * members)
+    return out
+
+
+@pytest.mark.parametrize(("cap", "annual"), [(0.05, 1000.0), (10.0, 60.0), (0.3, 40.0)])
+def test_projected_subsidy_matches_a_loop_over_one_path(cap, annual):
+    from engine.projection import caps_cost_projected, groups_from_table, project
+
+    g = groups_from_table({"group": ["a"], "members": [200_000.0], "rate": [0.002], "benefit": [100_000.0]})
+    res = project(g, horizon=48, n_scenarios=1, seed=3, periods_per_year=24, fee=0.08, waiting_periods=0,
+                  reporting_lag_periods=0, per_claimant_cap=cap, annual_cap=annual, claimants_exit=False,
+                  lapse=0.0, joiners=0.0)
+    per = res.periods
+    assert per["members"].to_list() == pytest.approx([200_000.0] * 48)
+    want = _loop_oracle(per["paid_claims"].to_list(), 200_000.0, 100_000.0, 0.08, cap, annual, 24)
+    got = caps_cost_projected(per)
+    assert got["year"].to_list() == [0, 1]
+    for r in got.iter_rows(named=True):
+        cost, members_paid = want[r["year"]]
+        assert r["cost_cny"] == pytest.approx(cost, rel=1e-12)
+        assert r["members_paid_cny"] == pytest.approx(members_paid, rel=1e-12)
+        assert r["platform_paid_cny"] == pytest.approx(cost - members_paid, rel=1e-9, abs=1e-6)
+        assert r["platform_paid_pct_of_cost"] == pytest.approx(100 * (cost - members_paid) / cost, rel=1e-9)
+
+
+def test_realised_subsidy_sums_the_history_by_pool_and_calendar_year():
+    import datetime as dt
+
+    from engine.projection import caps_cost_realised
+
+    h = pl.DataFrame({
+        "plan_id": ["p", "p", "p", "q"],
+        "notice_date": [dt.date(2019, 12, 28), dt.date(2020, 1, 14), dt.date(2020, 1, 28), dt.date(2020, 1, 14)],
+        "cost_with_fee_cny": [108.0, 216.0, 54.0, 10.0],
+        "members_paid_cny": [8.0, 16.0, 4.0, 10.0],
+        "platform_paid_per_claimant_cap_cny": [100.0, 150.0, 50.0, 0.0],
+        "platform_paid_annual_cap_cny": [0.0, 50.0, None, 0.0],
+    })
+    got = caps_cost_realised(h, "plan_id")
+    assert got.select("plan", "year").rows() == [("p", 2019), ("p", 2020), ("q", 2020)]
+    p20 = got.row(1, named=True)
+    assert (p20["cost_cny"], p20["members_paid_cny"], p20["platform_paid_cny"]) == (270.0, 20.0, 250.0)
+    assert p20["platform_paid_pct_of_cost"] == pytest.approx(100 * 250 / 270)
+    assert got.row(2, named=True)["platform_paid_pct_of_cost"] == 0.0

@@ -42,7 +42,7 @@ BLOCK = 256
 
 #: per-plan quantities recorded each period (scenario rows x plans)
 QUANTITIES = ("members", "eligible", "joiners", "expected_claims", "claims", "paid_claims", "share",
-              "share_uncapped", "platform_paid", "cap_binds", "lapses", "claimant_exits", "expected_share")
+              "share_uncapped", "platform_paid", "cap_binds", "lapses", "claimant_exits", "expected_share", "members_paid")
 
 
 @dataclass
@@ -295,7 +295,7 @@ def simulate(m: Model, rows: int, draw: Draw, record: Callable[[int, dict[str, n
         record(t, {"members": N, "eligible": m.by_plan(Eg), "joiners": m.by_plan(np.ascontiguousarray(join)),
                    "expected_claims": m.by_plan(mexp), "claims": m.by_plan(K), "paid_claims": m.by_plan(paid),
                    "share": share, "share_uncapped": share_unc, "platform_paid": excess_amount, "cap_binds": binds,
-                   "lapses": lapses, "claimant_exits": cexits, "expected_share": expected_now})
+                   "lapses": lapses, "claimant_exits": cexits, "expected_share": expected_now, "members_paid": share * N})
 
 
 def _period_shares(
