@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from engine.cells.sums import group_sums
+
 #: columns of a caps' cost table, after its keys (CNY and percent of the cost)
 CAPS_COST_COLUMNS = ("cost_cny", "members_paid_cny", "platform_paid_cny", "platform_paid_pct_of_cost")
 
@@ -44,13 +46,12 @@ def caps_cost_projected(periods: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     cap, and the whole cost of a period nobody shares);
     ``platform_paid_pct_of_cost`` = 100 P / C (null when C = 0).
     """
-    lf = periods.lazy() if isinstance(periods, pl.DataFrame) else periods
-    out = (lf.group_by("plan", "year")
-           .agg(pl.col("cost_mean_cny").sum().alias("cost_cny"),
-                pl.col("members_paid_mean_cny").sum().alias("members_paid_cny"),
-                pl.col("platform_paid_mean_cny").sum().alias("platform_paid_cny"))
-           .collect())
-    return _finish(out, ["plan", "year"])
+    df = periods.collect() if isinstance(periods, pl.LazyFrame) else periods
+    vals = df.select("plan", "year", pl.col("cost_mean_cny").alias("cost_cny"),
+                     pl.col("members_paid_mean_cny").alias("members_paid_cny"),
+                     pl.col("platform_paid_mean_cny").alias("platform_paid_cny"))
+    return _finish(group_sums(vals, ["plan", "year"], ["cost_cny", "members_paid_cny", "platform_paid_cny"]),
+                   ["plan", "year"])
 
 
 def caps_cost_realised(history: pl.DataFrame | pl.LazyFrame, pool: str | None = None) -> pl.DataFrame:
@@ -77,18 +78,19 @@ def caps_cost_realised(history: pl.DataFrame | pl.LazyFrame, pool: str | None = 
     payments; the history's identity C = M + P holds period by period;
     ``platform_paid_pct_of_cost`` = 100 P / C.
     """
-    lf = history.lazy() if isinstance(history, pl.DataFrame) else history
+    df = history.collect() if isinstance(history, pl.LazyFrame) else history
     plan = pl.col(pool).cast(pl.String) if pool else pl.lit("all")
-    pc = pl.col("platform_paid_per_claimant_cap_cny").fill_null(0.0).fill_nan(0.0)
-    an = pl.col("platform_paid_annual_cap_cny").fill_null(0.0).fill_nan(0.0)
-    out = (lf.with_columns(plan.alias("plan"), pl.col("notice_date").dt.year().alias("year"))
-           .group_by("plan", "year")
-           .agg(pl.col("cost_with_fee_cny").fill_null(0.0).fill_nan(0.0).sum().alias("cost_cny"),
-                pl.col("members_paid_cny").fill_null(0.0).fill_nan(0.0).sum().alias("members_paid_cny"),
-                pc.sum().alias("platform_paid_per_claimant_cap_cny"), an.sum().alias("platform_paid_annual_cap_cny"))
-           .with_columns((pl.col("platform_paid_per_claimant_cap_cny") + pl.col("platform_paid_annual_cap_cny"))
-                         .alias("platform_paid_cny"))
-           .collect())
+
+    def val(c: str) -> pl.Expr:
+        return pl.col(c).cast(pl.Float64).fill_nan(0.0).fill_null(0.0)
+
+    cols = {"cost_cny": "cost_with_fee_cny", "members_paid_cny": "members_paid_cny",
+            "platform_paid_per_claimant_cap_cny": "platform_paid_per_claimant_cap_cny",
+            "platform_paid_annual_cap_cny": "platform_paid_annual_cap_cny"}
+    vals = df.select(plan.alias("plan"), pl.col("notice_date").dt.year().alias("year"),
+                     *(val(c).alias(n) for n, c in cols.items()))
+    out = group_sums(vals, ["plan", "year"], list(cols)).with_columns(
+        (pl.col("platform_paid_per_claimant_cap_cny") + pl.col("platform_paid_annual_cap_cny")).alias("platform_paid_cny"))
     return _finish(out, ["plan", "year"]).join(
         out.select("plan", "year", "platform_paid_per_claimant_cap_cny", "platform_paid_annual_cap_cny"),
         on=["plan", "year"], how="left", maintain_order="left")

@@ -309,6 +309,10 @@ def _period_shares(
     ``share = min(share_unc, annual_cap - cum)`` with ``cum`` (updated in place)
     reset at the first period of each projection year. The platform pays the
     excess over the caps times N, and the whole cost where nobody shares.
+    The annual cap binds in period t when ``share_unc > annual_cap - cum``, on the share
+    after the per-claimant cap: the projection's ``annual_cap_binds_prob`` is the mean of
+    this flag over the scenarios, the event of the plan comparison's deterministic
+    ``annual_cap_binding`` (periods_per_year x share after the per-claimant cap > annual cap).
     """
     a = m.a
     N = m.by_plan(Ng)

@@ -13,10 +13,11 @@ import polars as pl
 
 import engine.report.figures as report_figures
 from engine._optional import available
+from engine.report._economics import ECONOMICS_SECTIONS, add_economics
 from engine.report.document import Report
 
 #: section ids in order (tests check them)
-SECTIONS = ("headline", "account", "incidence", "model", "segmentation", "history", "projection", "leverage",
+SECTIONS = ("headline", *ECONOMICS_SECTIONS, "account", "incidence", "model", "segmentation", "history", "projection", "leverage",
             "cross-subsidy", "plans")
 
 
@@ -40,6 +41,7 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
     rep = Report(cfg.output.title, f"study {f.get('study_start')} to {f.get('study_end')}; "
                                    "resolved configuration in config.toml beside this report")
     _headline(rep, f, account, summary)
+    add_economics(rep, ctx, summary)
     _account(rep, account)
     _incidence(rep, t, rf)
     _model(rep, ctx, f, t, rf)

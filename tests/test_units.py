@@ -1,0 +1,42 @@
+"""Every number with its unit: percentages in percent, shares per period, month and year (hand-computed oracles)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from engine.conventions import per_claimant_cap_scale, per_month, per_year
+
+
+def test_shares_per_month_and_year():
+    # a half-monthly calendar (24 periods a year): 8.79 a period is 17.58 a month and 210.96 a year
+    assert per_month(8.79, 24) == pytest.approx(17.58)
+    assert per_year(8.79, 24) == pytest.approx(210.96)
+    assert per_month(3.0, 12) == pytest.approx(3.0)
+    df = pl.DataFrame({"s": [1.0, 2.0], "ppy": [24, 12]})
+    got = df.select(per_month(pl.col("s"), pl.col("ppy")).alias("m"), per_year(pl.col("s"), pl.col("ppy")).alias("y"))
+    assert got.rows() == [(2.0, 24.0), (2.0, 24.0)]
+
+
+def test_per_claimant_cap_scale_keeps_the_members_payment_per_claim():
+    # 0.1 CNY x 10^8 members = 10 CNY x 10^6 members: the most the members pay for one claim is unchanged
+    f = per_claimant_cap_scale(1_000_000)
+    assert 0.1 * f == pytest.approx(10.0)
+    assert 0.1 * f * 1_000_000 == pytest.approx(0.1 * 100_000_000)
+    with pytest.raises(ValueError, match="members"):
+        per_claimant_cap_scale(0)
+
+
+def test_cross_subsidy_percentages_are_percent():
+    from engine.segmentation.metrics import segmentation_metrics
+
+    # two cells, one exposure-year each, predicted rates 0.01 and 0.03, benefit 1, fee 0:
+    # own shares 0.01 and 0.03, pooled s = 0.02; group 0 overpays 0.01 = 50 % of s, group 1 -50 %
+    cells = pl.DataFrame({"exposure_years": [1.0, 1.0], "claims": [0, 1]})
+    table, scal = segmentation_metrics(cells, [0, 1], [0.01, 0.03], benefit=1.0, fee=0.0, window=1.0)
+    assert table["cross_subsidy_pct"].to_list() == pytest.approx([50.0, -50.0])
+    # between groups: (1 x 0.01 + 1 x 0.01) / (2 x 0.02) = 50 %; nothing left inside the one-cell groups
+    assert scal["cross_subsidy_abs_pct"] == pytest.approx(50.0)
+    assert scal["residual_cross_subsidy_pct"] == pytest.approx(0.0)
+    _, one = segmentation_metrics(cells, [0, 0], [0.01, 0.03], benefit=1.0, fee=0.0, window=1.0)
+    assert one["residual_cross_subsidy_pct"] == pytest.approx(50.0)
