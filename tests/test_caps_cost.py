@@ -68,8 +68,8 @@ def _loop_oracle(paid, members, benefit, fee, cap, annual, ppy):
         share = min(share_unc, max(annual - cum, 0.0))
         cum += share
         y = t // ppy
-        c, mp = out.get(y, (0.0, 0.0))
-        out[y] = (c + (1 + fee) * benefit * k, mp + share * members)
+        c, mp, _ = out.get(y, (0.0, 0.0, False))
+        out[y] = (c + (1 + fee) * benefit * k, mp + share * members, cum >= annual)
     return out
 
 
@@ -87,7 +87,8 @@ def test_projected_subsidy_matches_a_loop_over_one_path(cap, annual):
     got = caps_cost_projected(per)
     assert got["year"].to_list() == [0, 1]
     for r in got.iter_rows(named=True):
-        cost, members_paid = want[r["year"]]
+        cost, members_paid, reached = want[r["year"]]
+        assert r["annual_cap_binds_prob"] == (1.0 if reached else 0.0)
         assert r["cost_cny"] == pytest.approx(cost, rel=1e-12)
         assert r["members_paid_cny"] == pytest.approx(members_paid, rel=1e-12)
         assert r["platform_paid_cny"] == pytest.approx(cost - members_paid, rel=1e-9, abs=1e-6)
@@ -113,3 +114,24 @@ def test_realised_subsidy_sums_the_history_by_pool_and_calendar_year():
     assert (p20["cost_cny"], p20["members_paid_cny"], p20["platform_paid_cny"]) == (270.0, 20.0, 250.0)
     assert p20["platform_paid_pct_of_cost"] == pytest.approx(100 * 250 / 270)
     assert got.row(2, named=True)["platform_paid_pct_of_cost"] == 0.0
+
+
+@pytest.mark.parametrize(("annual", "binds"), [(150.0, True), (300.0, False)])
+def test_probability_that_the_annual_cap_binds_agrees_with_the_deterministic_flag(annual, binds):
+    """A large pool: the annual share after the per-claimant cap is 216 CNY (per claim 0.54 < cap 1, 16.7 claims a
+    period x 0.54 x 24); the flag says whether 216 exceeds the cap, the projection P(binds in a year) follows it."""
+    from engine.projection import caps_cost_projected, groups_from_table, project
+
+    g = groups_from_table({"group": ["a"], "members": [200_000.0], "rate": [0.002], "benefit": [100_000.0]})
+    res = project(g, horizon=48, n_scenarios=400, seed=11, periods_per_year=24, fee=0.08, waiting_periods=0,
+                  reporting_lag_periods=0, per_claimant_cap=1.0, annual_cap=annual, claimants_exit=False,
+                  lapse=0.0, joiners=0.0)
+    p = caps_cost_projected(res.periods)["annual_cap_binds_prob"].to_list()
+    table = pl.DataFrame({"age": [30], "members": [200_000.0], "rate": [0.002]})
+    plan = {"name": "a", "eligibility": {"age": [0, 59]}, "fee": 0.08, "waiting_days": 0, "sharing_days": [14, 28],
+            "benefit": 100_000, "caps": {"per_claimant": 1.0, "annual": annual}}
+    ps = plans_from_dict({"plans": [plan]}, "a.toml")
+    row = compare_plans(table, ps, pooled=ps).plans.filter(pl.col("level") == "plan").row(0, named=True)
+    assert row["annual_cap_binding"] is binds
+    # Poisson(400 claims a year): P(annual share < 150) = P(N < 278) and P(N >= 556) are both below 1e-9
+    assert p == ([1.0, 1.0] if binds else [0.0, 0.0])

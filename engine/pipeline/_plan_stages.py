@@ -295,13 +295,12 @@ def summary(ctx: RunState) -> dict[str, Any]:
     ``<key>_per_year`` = x ppy); ``leverage`` = ``leverage_before_caps``; ``leverage_after_caps`` uses
     the share after the caps. Which cap binds at today's mix: ``per_claimant_cap_binding``,
     ``annual_cap_binding`` (ppy x share after the per-claimant cap > annual cap), ``cap_binding``
-    (either); ``cap_binds_probability_max`` = max over the projection periods of P(annual cap
-    binds), the same event as ``annual_cap_binding``, simulated. ``caps_cost_by_year``: the
+    (either); ``cap_binds_probability_max`` / ``_mean`` = max / mean over the projection years of
+    P(the annual cap binds in the year), the same event as ``annual_cap_binding``, simulated. ``caps_cost_by_year``: the
     platform's subsidy per projection year (:func:`engine.projection._caps.caps_cost_projected`).
     """
     plans = ctx.tables["plans"].filter(pl.col("level") == "plan")
     proj = ctx.tables["projection_plans"]
-    periods = ctx.tables["projection"]
     out: dict[str, Any] = {}
     seen = set()
     rules = {f"{p['plan_file']}/{p['plan']}": p for p in (ctx.facts.get("caps") or {}).get("plans", [])}
@@ -327,8 +326,10 @@ def summary(ctx: RunState) -> dict[str, Any]:
                                 caps.filter(pl.col("plan") == label) if caps is not None else None, _f))
         if p.height:
             q = p.row(0, named=True)
-            pp = periods.filter(pl.col("plan") == label)
-            cap = pp["annual_cap_binds_prob"] if "annual_cap_binds_prob" in pp.columns else pl.Series([], dtype=pl.Float64)
+            # P(annual cap binds) per projection year (engine.projection._caps.caps_cost_projected)
+            yearly = caps.filter(pl.col("plan") == label) if caps is not None else None
+            cap = (yearly["annual_cap_binds_prob"] if yearly is not None and "annual_cap_binds_prob" in yearly.columns
+                   else pl.Series([], dtype=pl.Float64))
             entry.update(sustainable_share_cny=_f(q["sustainable_share_cny"]),
                          sustainable_leverage_max=_f(q["sustainable_leverage_max"]),
                          share_end_mean_cny=_f(q["share_end_mean_cny"]), share_end_p95_cny=_f(q["share_end_p95_cny"]),

@@ -35,7 +35,11 @@ def caps_cost_projected(periods: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     Returns
     -------
     DataFrame
-        ``plan``, ``year`` (projection year 0, 1, ...) and :data:`CAPS_COST_COLUMNS`.
+        ``plan``, ``year`` (projection year 0, 1, ...), :data:`CAPS_COST_COLUMNS` and, when the
+        periods carry ``annual_cap_reached_prob``, ``annual_cap_binds_prob``: P(the annual cap binds
+        in the year), the probability that a member present since the start of the projection year
+        reaches the annual cap within it (the largest of the year's ``annual_cap_reached_prob``,
+        which only grows within a year; the year's last period for a whole year).
 
     Notes
     -----
@@ -50,8 +54,12 @@ def caps_cost_projected(periods: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     vals = df.select("plan", "year", pl.col("cost_mean_cny").alias("cost_cny"),
                      pl.col("members_paid_mean_cny").alias("members_paid_cny"),
                      pl.col("platform_paid_mean_cny").alias("platform_paid_cny"))
-    return _finish(group_sums(vals, ["plan", "year"], ["cost_cny", "members_paid_cny", "platform_paid_cny"]),
-                   ["plan", "year"])
+    out = _finish(group_sums(vals, ["plan", "year"], ["cost_cny", "members_paid_cny", "platform_paid_cny"]),
+                  ["plan", "year"])
+    if "annual_cap_reached_prob" in df.columns:
+        p = df.group_by("plan", "year").agg(pl.col("annual_cap_reached_prob").max().alias("annual_cap_binds_prob"))
+        out = out.join(p, on=["plan", "year"], how="left", maintain_order="left")
+    return out
 
 
 def caps_cost_realised(history: pl.DataFrame | pl.LazyFrame, pool: str | None = None) -> pl.DataFrame:

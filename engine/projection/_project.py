@@ -312,6 +312,7 @@ def _periods_frame(m: Model, det: dict[str, np.ndarray], mc: dict[str, np.ndarra
         "share_uncapped_mean_cny": _long(mc["share_uncapped"]),
         "expected_share_mean_cny": _long(mc["expected_share"]),
         "annual_cap_binds_prob": _long(mc["cap_binds"]),
+        "annual_cap_reached_prob": _long(mc["cap_reached"]),
         "platform_paid_mean_cny": _long(mc["platform_paid"]),
         "members_paid_mean_cny": _long(mc["members_paid"]),
         "cost_mean_cny": _long(mc["members_paid"] + mc["platform_paid"]),

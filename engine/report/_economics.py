@@ -84,7 +84,7 @@ def caps_table(summary: dict[str, Any]) -> pl.DataFrame:
             t("annual cap, CNY per member per year"): v.get("annual_cap_cny"),
             t("per-claimant cap binds"): _yes(v.get("per_claimant_cap_binding")),
             t("annual cap binds"): _yes(v.get("annual_cap_binding")),
-            t("P(annual cap binds), projection, max"): v.get("cap_binds_probability_max"),
+            t("P(annual cap binds in a year), projection, max"): v.get("cap_binds_probability_max"),
             t("leverage before the caps"): v.get("leverage_before_caps"),
             t("leverage after the caps"): v.get("leverage_after_caps"),
             t("platform pays, % of cost, first projection year"): v.get("platform_paid_pct_of_cost_first_year"),
@@ -98,7 +98,8 @@ def subsidy_table(df: pl.DataFrame, year_label: str) -> pl.DataFrame:
              "members_paid_cny": t("members pay, CNY"),
              "platform_paid_per_claimant_cap_cny": t("platform pays above the per-claimant cap, CNY"),
              "platform_paid_annual_cap_cny": t("platform pays above the annual cap, CNY"),
-             "platform_paid_cny": t("platform pays, CNY"), "platform_paid_pct_of_cost": t("platform pays, % of cost")}
+             "platform_paid_cny": t("platform pays, CNY"), "platform_paid_pct_of_cost": t("platform pays, % of cost"),
+             "annual_cap_binds_prob": t("P(annual cap binds in the year)")}
     return df.select([pl.col(c).alias(n) for c, n in names.items() if c in df.columns])
 
 
@@ -123,9 +124,8 @@ def _caps(rep: Report, facts: dict[str, Any], tables: dict[str, pl.DataFrame], s
     Report.text(s, t("Per-claimant cap binds: a member's share of one claim, (1 + fee) x benefit / members, exceeds "
                      "the cap; annual cap binds: what is left after the per-claimant cap, times the periods a year, "
                      "exceeds the annual cap; both at today's mix and the expected claim count. P(annual cap binds): "
-                     "the largest probability over the projection periods that the annual cap binds in the period "
-                     "(the year-to-date share, after the per-claimant cap, of a member present since the start of the "
-                     "projection year would exceed it: the same event, simulated). Leverage = benefit "
+                     "the largest over the projection years of the probability that a member present since the start "
+                     "of the year reaches the annual cap within it (the same event, simulated). Leverage = benefit "
                      "/ annual share, before the caps (what the cost is) and after them (what members pay)."))
     proj = tables.get("caps_cost_projection")
     if proj is not None and proj.height:
