@@ -46,7 +46,7 @@ def shares_table(summary: dict[str, Any]) -> pl.DataFrame:
     for label, v in summary.items():
         rows.append({
             t("plan file / plan"): label,
-            t("periods a year"): v.get("periods_per_year"),
+            t("periods a year"): None if v.get("periods_per_year") is None else int(v["periods_per_year"]),
             t("sustainable share, CNY per period"): v.get("sustainable_share_cny"),
             t("sustainable share, CNY per month"): v.get("sustainable_share_cny_per_month"),
             t("sustainable share, CNY per year"): v.get("sustainable_share_cny_per_year"),
