@@ -220,3 +220,21 @@ def test_the_demo_says_it_scaled_the_per_claimant_cap(run, small_demo):
         assert p["per_claimant_cap_cny"] == pytest.approx(0.1 * caps["per_claimant_cap_scale"])
     html = (run["out"] / "report.html").read_text(encoding="utf-8")
     assert f"scales it to a platform of {peak:,} members" in html
+
+
+def test_share_cards_agree_with_summary_json(run):
+    cards = run["sections"]["shares"]["kpis"]
+    pooled_label, pooled = next((k, v) for k, v in run["summary"]["plans"].items() if v["planset"] == "pooled")
+    want = {"sustainable share, CNY per member per period / month / year":
+            ("sustainable_share_cny", "sustainable_share_cny_per_month", "sustainable_share_cny_per_year"),
+            "paid after the caps, CNY per member per year (today's mix)": ("share_after_caps_cny_per_year",),
+            "platform pays, % of cost, first projection year": ("platform_paid_pct_of_cost_first_year",),
+            "leverage before / after the caps": ("leverage_before_caps", "leverage_after_caps")}
+    assert len(cards) == len(want)
+    for label, value in cards:
+        plan, what = label.split(": ", 1)
+        assert plan == pooled_label
+        parts = value.split(" / ")
+        assert len(parts) == len(want[what])
+        for text, key in zip(parts, want[what], strict=True):
+            assert _agrees(text, pooled[key]), (what, key, text, pooled[key])

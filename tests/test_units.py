@@ -40,3 +40,34 @@ def test_cross_subsidy_percentages_are_percent():
     assert scal["residual_cross_subsidy_pct"] == pytest.approx(0.0)
     _, one = segmentation_metrics(cells, [0, 0], [0.01, 0.03], benefit=1.0, fee=0.0, window=1.0)
     assert one["residual_cross_subsidy_pct"] == pytest.approx(50.0)
+
+
+def test_units_and_caps_sections_in_chinese():
+    """Every header, label and caption of the units and caps sections is in the catalogue; plan names stay."""
+    from types import SimpleNamespace
+
+    from engine.report._economics import add_economics
+    from engine.report.document import Report
+    from engine.report.i18n import use_language, zh_catalogue
+
+    plan = {"planset": "pooled", "periods_per_year": 24.0, "sustainable_share_cny": 8.79,
+            "sustainable_share_cny_per_month": 17.58, "sustainable_share_cny_per_year": 210.96,
+            "per_claimant_cap_binding": False, "annual_cap_binding": True, "leverage_before_caps": 1400.0,
+            "leverage_after_caps": 1600.0, "platform_paid_pct_of_cost_first_year": 12.0}
+    caps = pl.DataFrame({"plan": ["pooled/main"], "year": [0], "cost_cny": [10.0], "members_paid_cny": [8.0],
+                         "platform_paid_cny": [2.0], "platform_paid_pct_of_cost": [20.0], "annual_cap_binds_prob": [1.0]})
+    facts = {"caps": {"per_claimant_cap_design_members": 100_000_000, "scale_caps_to_members": 1_000_000,
+                      "per_claimant_cap_scale": 100.0}}
+    ctx = SimpleNamespace(facts=facts, tables={"caps_cost_projection": caps})
+    zh = set(zh_catalogue().values())
+    with use_language("zh"):
+        rep = Report("t")
+        add_economics(rep, ctx, {"pooled/main": plan})
+        html = rep.render()
+    assert [s.title for s in rep.sections] == ["每位成员的分摊金额：每期、每月、每年", "封顶的成本"]
+    assert "pooled/main" in html  # the user's names are kept
+    for english in ("sustainable share, CNY per period", "The caps&#x27; cost", "platform pays, % of cost",
+                    "half a month", "scales it to a platform"):
+        assert english not in html
+    assert "可持续分摊额（元/期）" in zh and "可持续分摊额（元/期）" in html
+    assert "单案分摊上限是与规模相关的规则" in html and "1,000,000" in html

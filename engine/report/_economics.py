@@ -60,8 +60,34 @@ def shares_table(summary: dict[str, Any]) -> pl.DataFrame:
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
+def _num(v: Any, fmt: str = "{:,.2f}") -> str:
+    return "n/a" if v is None or v != v else fmt.format(v)
+
+
+def share_cards(summary: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """Headline cards of the pooled plan: its share per period / month / year, what members pay a year after the
+    caps, the platform's share of the cost and leverage before / after the caps (values as in ``summary.json``)."""
+    label, v = next(((k, v) for k, v in summary.items() if v.get("planset") == "pooled"), (None, None))
+    if v is None:
+        return []
+    return [
+        (t("{plan}: sustainable share, CNY per member per period / month / year", plan=label),
+         " / ".join(_num(v.get(k)) for k in ("sustainable_share_cny", "sustainable_share_cny_per_month",
+                                            "sustainable_share_cny_per_year")), False),
+        (t("{plan}: paid after the caps, CNY per member per year (today's mix)", plan=label),
+         _num(v.get("share_after_caps_cny_per_year")), False),
+        (t("{plan}: platform pays, % of cost, first projection year", plan=label),
+         _num(v.get("platform_paid_pct_of_cost_first_year"), "{:,.1f}"), False),
+        (t("{plan}: leverage before / after the caps", plan=label),
+         " / ".join(_num(v.get(k), "{:,.0f}") for k in ("leverage_before_caps", "leverage_after_caps")), False),
+    ]
+
+
 def _shares(rep: Report, summary: dict[str, Any]) -> None:
     s = rep.section("shares", t("Shares per member: per sharing period, per month, per year"))
+    cards = share_cards(summary)
+    if cards:
+        Report.kpis(s, cards)
     ppys = sorted({float(v["periods_per_year"]) for v in summary.values() if v.get("periods_per_year")})
     for ppy in ppys:
         Report.text(s, t("{ppy:g} sharing periods a year: one sharing period is {words}.", ppy=ppy,
