@@ -71,3 +71,18 @@ def test_units_and_caps_sections_in_chinese():
         assert english not in html
     assert "可持续分摊额（元/期）" in zh and "可持续分摊额（元/期）" in html
     assert "单案分摊上限是与规模相关的规则" in html and "1,000,000" in html
+
+
+def test_caps_charts_carry_the_tables_numbers_with_units():
+    from engine.report._economics import realised_chart, subsidy_chart
+
+    proj = pl.DataFrame({"plan": ["a", "a", "b"], "year": [0, 1, 0], "platform_paid_pct_of_cost": [10.0, 12.5, 0.0]})
+    c = subsidy_chart(proj)
+    assert "%" in c.y_label and [s.name for s in c.series] == ["a", "b"]
+    assert (c.series_named("a").x, c.series_named("a").y) == (["0", "1"], [10.0, 12.5])
+    hist = pl.DataFrame({"plan": ["all", "all"], "year": [2020, 2021], "cost_cny": [1e8, 2e8],
+                         "platform_paid_cny": [0.0, 5e7]})
+    r = realised_chart(hist)
+    assert "million CNY" in r.y_label
+    assert r.series_named("cost (benefits + fee)").y == [100.0, 200.0]
+    assert r.series_named("platform pays").y == [0.0, 50.0]

@@ -164,6 +164,22 @@ def _caps(rep: Report, facts: dict[str, Any], tables: dict[str, pl.DataFrame], s
     if hist is not None and hist.height:
         Report.text(s, t("Realised, per pool and calendar year of the notice date (the share history):"))
         Report.table(s, subsidy_table(hist, t("calendar year")), max_rows=200)
+        Report.chart(s, realised_chart(hist))
+
+
+def realised_chart(hist: pl.DataFrame) -> Chart:
+    """The cost and the platform's part of it per calendar year (million CNY), bars per pool (a :class:`Chart`)."""
+    series = []
+    for pool in hist["plan"].unique(maintain_order=True).to_list():
+        h = hist.filter(pl.col("plan") == pool).sort("year")
+        years = [str(y) for y in h["year"].to_list()]
+        prefix = "" if hist["plan"].n_unique() == 1 else f"{pool}: "
+        series.append(Series(prefix + t("cost (benefits + fee)"), years, (h["cost_cny"] / 1e6).to_list(), kind="bar"))
+        series.append(Series(prefix + t("platform pays"), years, (h["platform_paid_cny"] / 1e6).to_list(), kind="bar"))
+    return Chart(title=t("Realised cost by calendar year, and what the platform paid"), x_label=t("calendar year"),
+                 y_label=t("million CNY per calendar year"), series=tuple(series), x_categorical=True,
+                 caption=t("The share history's cost (benefits + fee) per calendar year of the notice date, and the "
+                           "part of it the platform paid above the caps (the members paid the rest)."))
 
 
 def subsidy_chart(proj: pl.DataFrame) -> Chart:
@@ -171,8 +187,9 @@ def subsidy_chart(proj: pl.DataFrame) -> Chart:
     series = []
     for plan in proj["plan"].unique(maintain_order=True).to_list():
         p = proj.filter(pl.col("plan") == plan).sort("year")
-        series.append(Series(plan, p["year"].to_list(), p["platform_paid_pct_of_cost"].to_list(), kind="line"))
+        series.append(Series(plan, [str(y) for y in p["year"].to_list()], p["platform_paid_pct_of_cost"].to_list(),
+                             kind="line"))
     return Chart(title=t("Platform's share of the cost, by projection year"), x_label=t("projection year"),
-                 y_label=t("platform pays, % of cost (benefits + fee)"), series=tuple(series),
+                 y_label=t("platform pays, % of cost (benefits + fee)"), series=tuple(series), x_categorical=True,
                  caption=t("What the caps cost the platform: the excess over the per-claimant and annual caps, "
                            "as a percentage of the benefits plus the fee."))
