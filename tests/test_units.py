@@ -86,3 +86,15 @@ def test_caps_charts_carry_the_tables_numbers_with_units():
     assert "million CNY" in r.y_label
     assert r.series_named("cost (benefits + fee)").y == [100.0, 200.0]
     assert r.series_named("platform pays").y == [0.0, 50.0]
+
+
+def test_leverage_chart_shows_both_leverages_per_plan():
+    from engine.report._economics import leverage_chart
+
+    summary = {"pooled/a": {"leverage_before_caps": 1163.0, "leverage_after_caps": 1306.0},
+               "v/b": {"leverage_before_caps": 259.0, "leverage_after_caps": 532.0}, "v/c": {}}
+    c = leverage_chart(summary)
+    assert c.series_named("before the caps (the cost)").x == [1163.0, 259.0]
+    assert c.series_named("after the caps (what members pay)").x == [1306.0, 532.0]
+    assert c.series_named("before the caps (the cost)").y == ["pooled/a", "v/b"]
+    assert leverage_chart({"v/c": {}}) is None

@@ -147,6 +147,9 @@ def _caps(rep: Report, facts: dict[str, Any], tables: dict[str, pl.DataFrame], s
     if caps:
         Report.text(s, _scale_text(caps))
     Report.table(s, caps_table(summary))
+    chart = leverage_chart(summary)
+    if chart is not None:
+        Report.chart(s, chart)
     Report.text(s, t("Per-claimant cap binds: a member's share of one claim, (1 + fee) x benefit / members, exceeds "
                      "the cap; annual cap binds: what is left after the per-claimant cap, times the periods a year, "
                      "exceeds the annual cap; both at today's mix and the expected claim count. P(annual cap binds): "
@@ -193,3 +196,19 @@ def subsidy_chart(proj: pl.DataFrame) -> Chart:
                  y_label=t("platform pays, % of cost (benefits + fee)"), series=tuple(series), x_categorical=True,
                  caption=t("What the caps cost the platform: the excess over the per-claimant and annual caps, "
                            "as a percentage of the benefits plus the fee."))
+
+
+def leverage_chart(summary: dict[str, Any]) -> Chart | None:
+    """Leverage per plan before and after the caps (horizontal bars; None when no plan has both)."""
+    labels = [k for k, v in summary.items()
+              if v.get("leverage_before_caps") is not None and v.get("leverage_after_caps") is not None]
+    if not labels:
+        return None
+    after = Series(t("after the caps (what members pay)"), [summary[k]["leverage_after_caps"] for k in labels],
+                   labels, kind="hbar")
+    before = Series(t("before the caps (the cost)"), [summary[k]["leverage_before_caps"] for k in labels],
+                    labels, kind="hbar")
+    return Chart(title=t("Leverage before and after the caps"), x_label=t("leverage = benefit / annual share"),
+                 y_label="", series=(after, before), x_categorical=True,
+                 caption=t("Before the caps: benefit / the annual share at today's mix; after the caps: benefit / "
+                           "what a member pays a year once the platform has paid the excess over the caps."))
