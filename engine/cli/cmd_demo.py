@@ -58,8 +58,8 @@ def demo_config(data: dict[str, Path], config: str | Path | None = None,
     """The demo RunConfig: ``configs/demo.toml`` (or ``config``) with ``[data]`` pointing at ``data``.
 
     ``platform_members``: the generated platform's peak membership; the size-dependent rules (the
-    per-claimant cap, designed for 10^8 members) are scaled to it (``[plans] scale_caps_to_members``)
-    unless the configuration sets that key itself.
+    per-claimant cap, designed for 10^8 members) are scaled to it (``[plans] scale_caps_to_members``),
+    unless a configuration given with ``config`` sets that key itself.
 
     ``window`` (ISO dates): the generated platform's launch and cut-off, the ``[study]`` start
     and end unless the configuration sets them (claims approved after the cut-off are in the
@@ -77,8 +77,10 @@ def demo_config(data: dict[str, Path], config: str | Path | None = None,
     raw["data"] = {"members": str(Path(data["members"]).resolve()), "claims": str(Path(data["claims"]).resolve())}
     if as_of is not None:
         raw["data"]["as_of"] = as_of
-    if platform_members:
-        raw.setdefault("plans", {}).setdefault("scale_caps_to_members", int(platform_members))
+    if platform_members:  # the shipped configuration is scaled to the platform generated; a user's keeps its value
+        plans = raw.setdefault("plans", {})
+        if config is None or "scale_caps_to_members" not in plans:
+            plans["scale_caps_to_members"] = int(platform_members)
     if window:
         study = raw.setdefault("study", {})
         for key, day in zip(("start", "end"), window, strict=True):
