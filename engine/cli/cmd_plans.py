@@ -172,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
         per_year(pl.col("share_after_caps_cny"), ppy).alias("after caps per year"),
         pl.col("leverage").alias("leverage before caps"), pl.col("leverage_after_caps").alias("after caps"), "share_cv")
     print_table("plans: share at today's mix in CNY per member per sharing period, per month and per year; what a "
-                "member pays a year after the caps; leverage before and after the caps", shown.to_dicts(), quiet=args.quiet)
+                "member pays a year after the caps; leverage before and after the caps", shown.to_dicts(),
+                quiet=args.quiet)
     print_table("what verticalisation changes (annual CNY per member)",
                 res.changes.select("group", "annual_payment_before_cny", "annual_payment_after_cny",
                                    "annual_cross_subsidy_before_cny", "leverage_before", "leverage_after",

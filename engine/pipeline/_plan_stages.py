@@ -296,8 +296,9 @@ def summary(ctx: RunState) -> dict[str, Any]:
     the share after the caps. Which cap binds at today's mix: ``per_claimant_cap_binding``,
     ``annual_cap_binding`` (ppy x share after the per-claimant cap > annual cap), ``cap_binding``
     (either); ``cap_binds_probability_max`` / ``_mean`` = max / mean over the projection years of
-    P(the annual cap binds in the year), the same event as ``annual_cap_binding``, simulated. ``caps_cost_by_year``: the
-    platform's subsidy per projection year (:func:`engine.projection._caps.caps_cost_projected`).
+    P(the annual cap binds in the year), the same event as ``annual_cap_binding``, simulated.
+    ``caps_cost_by_year``: the platform's subsidy per projection year
+    (:func:`engine.projection._caps.caps_cost_projected`).
     """
     plans = ctx.tables["plans"].filter(pl.col("level") == "plan")
     proj = ctx.tables["projection_plans"]

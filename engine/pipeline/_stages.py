@@ -66,8 +66,8 @@ def _scaled(pset: Any, scale: float) -> Any:
     """The plan set with every per-claimant cap multiplied by ``scale``."""
     import dataclasses
 
-    plans = tuple(dataclasses.replace(p, per_claimant_cap=None if p.per_claimant_cap is None else p.per_claimant_cap * scale)
-                  for p in pset)
+    plans = tuple(dataclasses.replace(p, per_claimant_cap=None if p.per_claimant_cap is None
+                                      else p.per_claimant_cap * scale) for p in pset)
     return dataclasses.replace(pset, plans=plans)
 
 
@@ -319,8 +319,8 @@ def stage_segmentation(ctx: RunState) -> None:
         seg = RiskSegmenter(**{**kw, "n_groups": 1, "max_groups": 1, "min_claims": 0.0,
                                "max_rel_width": None, "min_expected_claims": None}).fit(ctx.cells)
     cols = ["group", "name", "rule", "members", "exposure_years", "claims", "rate", "rate_lower", "rate_upper",
-            "relativity_to_portfolio", "predicted_rate", "expected_claims_per_period", "share_cv", "credibility", "own_share", "cross_subsidy",
-            "cross_subsidy_per_period", "cross_subsidy_pct", "meets_floor", "note"]
+            "relativity_to_portfolio", "predicted_rate", "expected_claims_per_period", "share_cv", "credibility",
+            "own_share", "cross_subsidy", "cross_subsidy_per_period", "cross_subsidy_pct", "meets_floor", "note"]
     # a group's rate relative to the named reference: the whole portfolio's crude rate over the study,
     # sum claims / sum exposure-years (the segmenter's own ``relativity`` is relative to its base rate,
     # the rate itself when no factor is adjusted for)
