@@ -218,6 +218,9 @@ def test_the_demo_says_it_scaled_the_per_claimant_cap(run, small_demo):
     assert caps["per_claimant_cap_scale"] == pytest.approx(caps["per_claimant_cap_design_members"] / peak)
     for p in caps["plans"]:
         assert p["per_claimant_cap_cny"] == pytest.approx(0.1 * caps["per_claimant_cap_scale"])
+    assert caps["history_per_claimant_cap_cny"] == pytest.approx(0.1 * caps["per_claimant_cap_scale"])
+    for v in run["summary"]["plans"].values():
+        assert v["per_claimant_cap_cny"] in (None, pytest.approx(0.1 * caps["per_claimant_cap_scale"]))
     html = (run["out"] / "report.html").read_text(encoding="utf-8")
     assert f"scales it to a platform of {peak:,} members" in html
 
@@ -238,3 +241,15 @@ def test_share_cards_agree_with_summary_json(run):
         assert len(parts) == len(want[what])
         for text, key in zip(parts, want[what], strict=True):
             assert _agrees(text, pooled[key]), (what, key, text, pooled[key])
+
+
+def test_the_realised_history_uses_the_scaled_cap(run):
+    """Scaled to the platform's peak (~10^4 members), the per-claimant cap is about 10^8 / 10^4 x 0.1 = 1,000 times
+    a member's share of one claim at most (1.08 x 300,000 / 10^4 = 32 CNY): it never binds, whereas 0.1 CNY would
+    bind on every claim. The realised cost is then paid by the members and above the annual cap only."""
+    hist = pl.read_parquet(run["out"] / "history.parquet")
+    caps = pl.read_parquet(run["out"] / "caps_cost_history.parquet")
+    assert hist["claims_approved"].sum() > 0 and caps["cost_cny"].sum() > 0
+    assert caps["platform_paid_per_claimant_cap_cny"].sum() == 0.0
+    assert caps["members_paid_cny"].sum() + caps["platform_paid_annual_cap_cny"].sum() == pytest.approx(
+        caps["cost_cny"].sum(), rel=1e-12)
