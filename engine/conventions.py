@@ -22,6 +22,7 @@ Notes
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from statistics import NormalDist
 
 # ----------------------------------------------------------------------------- calendar
@@ -41,6 +42,9 @@ REPORTING_LAG_DAYS = 30
 SHARING_DAYS: tuple[int, ...] = (14, 28)
 #: cap on one member's share of one claim (CNY)
 PER_CLAIMANT_CAP_CNY = 0.1
+#: members of the platform the per-claimant cap was designed for (Xianghubao: about 10^8); the cap
+#: limits what the members pay for one claim to cap x members, so it depends on the platform's size
+PER_CLAIMANT_CAP_DESIGN_MEMBERS = 100_000_000
 #: cap on one member's shares in a year (CNY)
 ANNUAL_CAP_CNY = 188.0
 #: ages eligible to join the main plan (inclusive)
@@ -127,6 +131,53 @@ def days_to_periods(days: float, periods_per_year: float) -> int:
     return int(round(float(days) * float(periods_per_year) / DAYS_PER_YEAR))
 
 
+def per_month(per_period: Any, periods_per_year: Any) -> Any:
+    """An amount per sharing period as an amount per month: x x periods_per_year / 12.
+
+    Works on numbers, numpy arrays and polars expressions alike.
+
+    Notes
+    -----
+    x_month = x_period x periods_per_year / 12 (a half-monthly calendar: twice the period's share).
+    """
+    return per_period * periods_per_year / MONTHS_PER_YEAR
+
+
+def per_year(per_period: Any, periods_per_year: Any) -> Any:
+    """An amount per sharing period as an amount per year: x x periods_per_year.
+
+    Notes
+    -----
+    x_year = x_period x periods_per_year (what a member present all year pays at a constant share).
+    """
+    return per_period * periods_per_year
+
+
+def per_claimant_cap_scale(members: float, design_members: float = PER_CLAIMANT_CAP_DESIGN_MEMBERS) -> float:
+    """Factor that carries a per-claimant cap designed for ``design_members`` to a platform of ``members``.
+
+    Parameters
+    ----------
+    members : float
+        Members of the platform the rule is applied to (e.g. a demo's peak membership).
+    design_members : float
+        Members of the platform the cap was designed for (default 10^8, Xianghubao).
+
+    Returns
+    -------
+    float
+
+    Notes
+    -----
+    The cap c limits the members' payment for one claim to c x N; keeping that payment the same
+    on a platform of N' members needs c' = c x N / N', so the factor is N / N' (0.1 CNY at 10^8
+    members is 10 CNY at 10^6).
+    """
+    if not members > 0:
+        raise ValueError(f"members: must be positive, got {members!r}")
+    return float(design_members) / float(members)
+
+
 def days_to_years(days: float) -> float:
     """Years of ``days`` days: days / 365.25."""
     return float(days) / DAYS_PER_YEAR
@@ -135,6 +186,7 @@ def days_to_years(days: float) -> float:
 __all__ = [
     "ANNUAL_CAP_CNY", "BENEFIT_BANDS", "BENEFIT_SCHEDULE", "CREDIBILITY_PROBABILITY", "CREDIBILITY_TOLERANCE",
     "DAYS_PER_YEAR", "ELIGIBLE_AGES", "FEE", "FULL_CREDIBILITY_CLAIMS", "MONTHS_PER_YEAR", "PER_CLAIMANT_CAP_CNY",
-    "REPORTING_LAG_DAYS", "SHARING_DAYS", "TARGET_SHARE_CV", "WAITING_DAYS", "days_to_periods", "days_to_years",
-    "full_credibility_standard", "periods_per_year",
+    "PER_CLAIMANT_CAP_DESIGN_MEMBERS", "REPORTING_LAG_DAYS", "SHARING_DAYS", "TARGET_SHARE_CV", "WAITING_DAYS",
+    "days_to_periods", "days_to_years", "full_credibility_standard", "per_claimant_cap_scale", "per_month", "per_year",
+    "periods_per_year",
 ]

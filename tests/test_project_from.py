@@ -31,8 +31,12 @@ def test_from_a_run_projects_its_plans(small_demo, tmp_path: Path, capsys) -> No
 
     a = json.loads((out / "projection_assumptions.json").read_text())
     assert a["periods_per_year"] == int(plans["periods_per_year"][0])  # the plans' sharing frequency
-    # the run's plans share one fee and caps (configs/xianghubao.toml, vertical.toml): they are the defaults
-    assert (a["fee"], a["per_claimant_cap"], a["annual_cap"]) == (0.08, 0.1, 188.0)
+    # the run's plans share one fee and caps (configs/xianghubao.toml, vertical.toml): they are the defaults,
+    # with the per-claimant cap scaled as the run scaled it (the demo: to its platform's size)
+    caps = json.loads((run / "summary.json").read_text())["facts"]["caps"]
+    assert caps["scale_caps_to_members"] == small_demo.result["params"]["peak_members"]
+    assert (a["fee"], a["annual_cap"]) == (0.08, 188.0)
+    assert a["per_claimant_cap"] == pytest.approx(0.1 * caps["per_claimant_cap_scale"], rel=1e-12)
     # claims-weighted benefits: the sustainable shares are the run's own
     mine = dict(pl.read_parquet(out / "projection_plans.parquet").select("plan", "sustainable_share_cny").iter_rows())
     theirs = dict(pl.read_parquet(run / "projection_plans.parquet").select("plan", "sustainable_share_cny").iter_rows())

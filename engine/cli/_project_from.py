@@ -86,7 +86,7 @@ def _run_rules(run_dir: Path, ppy: int | None) -> dict[str, Any]:
     import sys
     import tomllib
 
-    from engine.conventions import days_to_periods
+    from engine.conventions import days_to_periods, per_claimant_cap_scale
     from engine.plans.planset import load_plans
 
     cfg_path = run_dir / "config.toml"
@@ -101,7 +101,10 @@ def _run_rules(run_dir: Path, ppy: int | None) -> dict[str, Any]:
         print(f"fentan project: warning: {cfg_path}: plan files not read ({type(exc).__name__}); fee and caps "
               "come from the flags only", file=sys.stderr)
         return {}
-    rules = {(p.fee, p.per_claimant_cap, p.annual_cap, p.waiting_days) for p in plans}
+    n = raw.get("plans", {}).get("scale_caps_to_members")  # the run scaled its per-claimant caps: the same here
+    scale = per_claimant_cap_scale(n) if n else 1.0
+    rules = {(p.fee, None if p.per_claimant_cap is None else p.per_claimant_cap * scale, p.annual_cap, p.waiting_days)
+             for p in plans}
     if len(rules) != 1:
         print(f"fentan project: warning: {cfg_path}: the plans' fee, caps or waiting period differ; "
               "one set applies to every plan (give --fee, --per-claimant-cap, --annual-cap, --waiting-periods)",

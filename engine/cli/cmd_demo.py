@@ -53,8 +53,13 @@ def extract_date(params: dict[str, Any]) -> dt.date:
 
 
 def demo_config(data: dict[str, Path], config: str | Path | None = None,
-                window: tuple[str, str] | None = None, as_of: dt.date | None = None) -> Any:
+                window: tuple[str, str] | None = None, as_of: dt.date | None = None,
+                platform_members: int | None = None) -> Any:
     """The demo RunConfig: ``configs/demo.toml`` (or ``config``) with ``[data]`` pointing at ``data``.
+
+    ``platform_members``: the generated platform's peak membership; the size-dependent rules (the
+    per-claimant cap, designed for 10^8 members) are scaled to it (``[plans] scale_caps_to_members``),
+    unless a configuration given with ``config`` sets that key itself.
 
     ``window`` (ISO dates): the generated platform's launch and cut-off, the ``[study]`` start
     and end unless the configuration sets them (claims approved after the cut-off are in the
@@ -72,6 +77,10 @@ def demo_config(data: dict[str, Path], config: str | Path | None = None,
     raw["data"] = {"members": str(Path(data["members"]).resolve()), "claims": str(Path(data["claims"]).resolve())}
     if as_of is not None:
         raw["data"]["as_of"] = as_of
+    if platform_members:  # the shipped configuration is scaled to the platform generated; a user's keeps its value
+        plans = raw.setdefault("plans", {})
+        if config is None or "scale_caps_to_members" not in plans:
+            plans["scale_caps_to_members"] = int(platform_members)
     if window:
         study = raw.setdefault("study", {})
         for key, day in zip(("start", "end"), window, strict=True):
@@ -144,7 +153,8 @@ def run_demo(
         from engine.cli.cmd_run import print_run
         from engine.pipeline.config import to_toml
 
-        cfg = demo_config(data, config, (str(p["config"]["start"]), str(p["config"]["end"])), as_of=as_of)
+        cfg = demo_config(data, config, (str(p["config"]["start"]), str(p["config"]["end"])), as_of=as_of,
+                          platform_members=int(p["peak_members"]))
         write_text(to_toml(cfg), root / "demo.toml")
         t1 = time.perf_counter()
         result = run_batch(cfg, root / "run", force=True, quiet=quiet, progress=progress)

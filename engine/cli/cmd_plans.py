@@ -162,8 +162,18 @@ def run(args: argparse.Namespace) -> int:
         write_parquet(mig.history, out / "migration_history.parquet")
         print_table(f"migration ({'converged' if mig.converged else 'NOT converged'} after {mig.rounds} rounds)",
                     mig.summary.to_dicts(), quiet=args.quiet)
-    cols = ["planset", "plan", "members", "expected_claims_per_period", "share_current_mix_cny", "leverage", "share_cv"]
-    print_table("plans", res.summary.select(cols).to_dicts(), quiet=args.quiet)
+    from engine.conventions import per_month, per_year
+
+    ppy = pl.col("periods_per_year")
+    shown = res.summary.select(
+        "planset", "plan", "members", "expected_claims_per_period", "share_current_mix_cny",
+        per_month(pl.col("share_current_mix_cny"), ppy).alias("per month"),
+        per_year(pl.col("share_current_mix_cny"), ppy).alias("per year"),
+        per_year(pl.col("share_after_caps_cny"), ppy).alias("after caps per year"),
+        pl.col("leverage").alias("leverage before caps"), pl.col("leverage_after_caps").alias("after caps"), "share_cv")
+    print_table("plans: share at today's mix in CNY per member per sharing period, per month and per year; what a "
+                "member pays a year after the caps; leverage before and after the caps", shown.to_dicts(),
+                quiet=args.quiet)
     print_table("what verticalisation changes (annual CNY per member)",
                 res.changes.select("group", "annual_payment_before_cny", "annual_payment_after_cny",
                                    "annual_cross_subsidy_before_cny", "leverage_before", "leverage_after",

@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
     write_parquet(res.plans, out / "projection_plans.parquet")
     write_parquet(res.leverage, out / "projection_leverage.parquet")
     write_parquet(res.bands, out / "projection_bands.parquet")
+    from engine.projection._caps import caps_cost_projected
+
+    write_parquet(caps_cost_projected(res.periods), out / "projection_caps_cost.parquet")  # the platform's subsidy
     write_json(a.model_dump(mode="json"), out / "projection_assumptions.json")
     if args.from_dir is not None:  # the groups projected, so the run can be repeated with --groups
         write_parquet(groups, out / "projection_groups.parquet")

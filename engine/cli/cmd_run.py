@@ -29,12 +29,20 @@ def print_run(result, *, quiet: bool = False) -> None:
 
     for w in result.facts.get("warnings", []):
         print(f"fentan run: warning: {w}", file=sys.stderr)
-    rows = [{"plan": k, "members": round(v.get("members") or 0), "share": v.get("sustainable_share_cny") or 0.0,
-             "after caps": v.get("share_after_caps_cny") or 0.0, "leverage": round(v.get("leverage") or 0),
+    rows = [{"plan": k, "members": round(v.get("members") or 0),
+             "share / period": v.get("sustainable_share_cny") or 0.0,
+             "/ month": v.get("sustainable_share_cny_per_month") or 0.0,
+             "/ year": v.get("sustainable_share_cny_per_year") or 0.0,
+             "paid / year": v.get("share_after_caps_cny_per_year") or 0.0,
+             "platform %": v.get("platform_paid_pct_of_cost_first_year") or 0.0,
+             "leverage": round(v.get("leverage_before_caps") or 0),
+             "after caps": round(v.get("leverage_after_caps") or 0),
              "CV": v.get("share_cv") or 0.0, "spiral": "YES" if v.get("death_spiral") else "no",
-             "P(cap)": v.get("cap_binds_probability_max") or 0.0} for k, v in result.summary.items()]
-    print_table("headline per plan: sustainable share (CNY per member per sharing period), share at today's mix "
-                "after caps, leverage, share CV, death spiral, P(annual cap binds)", rows)
+             "P(annual cap)": v.get("cap_binds_probability_max") or 0.0} for k, v in result.summary.items()]
+    print_table("headline per plan: sustainable share in CNY per member per sharing period, per month and per year; "
+                "paid / year = what a member pays a year at today's mix after the caps; platform % = the platform's "
+                "share of the cost (benefits + fee) in the first projection year; leverage before and after the caps; "
+                "share CV; death spiral; P(annual cap binds)", rows)
     print_table("row account", account_rows(result.account))
     f = result.facts
     print(window_line(f))

@@ -14,7 +14,9 @@ import numpy as np
 import polars as pl
 
 from engine.errors import ConfigError
-from engine.pipeline._stages import _sums, plansets
+from engine.pipeline._economics import PLAN_SHARES, PROJECTION_SHARES, caps_facts, plan_entry, with_share_units
+from engine.pipeline._stages import _sums, cap_scale, plansets
+from engine.projection._caps import caps_cost_projected
 from engine.pipeline._state import RunState
 from engine.conventions import DAYS_PER_YEAR, REPORTING_LAG_DAYS, days_to_periods
 
@@ -83,7 +85,9 @@ def stage_plans(ctx: RunState) -> None:
         xs.append(res.cross_subsidy.with_columns(pl.lit(label).alias("plan_file")))
         changes.append(res.changes.with_columns(pl.lit(label).alias("plan_file")))
     first = ["plan_file"]
-    ctx.write("plans", pl.concat(plans, how="diagonal_relaxed").select(first + [pl.exclude(first)]))
+    ctx.write("plans", with_share_units(pl.concat(plans, how="diagonal_relaxed").select(first + [pl.exclude(first)]),
+                                        PLAN_SHARES))
+    ctx.facts["caps"] = caps_facts(ctx.cfg, (pooled, files), cap_scale(ctx.cfg))
     ctx.write("cross_subsidy", pl.concat(xs, how="diagonal_relaxed").select(first + [pl.exclude(first)]))
     ctx.write("changes", pl.concat(changes, how="diagonal_relaxed").select(first + [pl.exclude(first)]))
     ctx.write("cross_subsidy_classes", class_cross_subsidy(table, pooled or files[0][1]))
@@ -269,10 +273,12 @@ def stage_projection(ctx: RunState, progress: Any = None) -> None:
         res = project(groups, horizon=pc.horizon, n_scenarios=pc.scenarios, seed=pc.seed, chunk_size=pc.chunk_size,
                       **{**meta, **extra})
         periods.append(res.periods.with_columns(pl.lit(label).alias("plan")))
-        plans.append(res.plans.with_columns(pl.lit(label).alias("plan")))
+        plans.append(res.plans.with_columns(pl.lit(label).alias("plan"),
+                                            pl.lit(float(meta["periods_per_year"])).alias("periods_per_year")))
         results[label] = res
     ctx.write("projection", pl.concat(periods, how="diagonal_relaxed"))
-    ctx.write("projection_plans", pl.concat(plans, how="diagonal_relaxed"))
+    ctx.write("projection_plans", with_share_units(pl.concat(plans, how="diagonal_relaxed"), PROJECTION_SHARES))
+    ctx.write("caps_cost_projection", caps_cost_projected(ctx.tables["projection"]))
     ctx.projections = results
 
 
@@ -285,12 +291,20 @@ def summary(ctx: RunState) -> dict[str, Any]:
     ``sustainable_share_cny`` is the projection's (:func:`engine.projection.dynamics.stationary_shares`), the one
     shown in the headline and the projection table; ``share_current_mix_cny`` and ``share_after_caps_cny``
     come from the plan comparison (:func:`engine.plans.compare.compare_plans`), as does ``leverage``.
+    Each share is also given per month and per year (``<key>_per_month`` = x ppy / 12,
+    ``<key>_per_year`` = x ppy); ``leverage`` = ``leverage_before_caps``; ``leverage_after_caps`` uses
+    the share after the caps. Which cap binds at today's mix: ``per_claimant_cap_binding``,
+    ``annual_cap_binding`` (ppy x share after the per-claimant cap > annual cap), ``cap_binding``
+    (either); ``cap_binds_probability_max`` / ``_mean`` = max / mean over the projection years of
+    P(the annual cap binds in the year), the same event as ``annual_cap_binding``, simulated.
+    ``caps_cost_by_year``: the platform's subsidy per projection year
+    (:func:`engine.projection._caps.caps_cost_projected`).
     """
     plans = ctx.tables["plans"].filter(pl.col("level") == "plan")
     proj = ctx.tables["projection_plans"]
-    periods = ctx.tables["projection"]
     out: dict[str, Any] = {}
     seen = set()
+    rules = {f"{p['plan_file']}/{p['plan']}": p for p in (ctx.facts.get("caps") or {}).get("plans", [])}
     for r in plans.iter_rows(named=True):
         label = f"pooled/{r['plan']}" if r["planset"] == "pooled" else f"{r['plan_file']}/{r['plan']}"
         if label in seen:
@@ -306,10 +320,17 @@ def summary(ctx: RunState) -> dict[str, Any]:
                  "share_cv": _f(r.get("share_cv")), "share_after_caps_cny": _f(r.get("share_after_caps_cny")),
                  "cap_binding": bool(r["cap_binding"]) if r.get("cap_binding") is not None else None}
         p = proj.filter(pl.col("plan") == label)
+        rule = rules.get(label, {})
+        entry.update(per_claimant_cap_cny=rule.get("per_claimant_cap_cny"), annual_cap_cny=rule.get("annual_cap_cny"))
+        caps = ctx.tables.get("caps_cost_projection")
+        entry.update(plan_entry(r, p.row(0, named=True) if p.height else None,
+                                caps.filter(pl.col("plan") == label) if caps is not None else None, _f))
         if p.height:
             q = p.row(0, named=True)
-            pp = periods.filter(pl.col("plan") == label)
-            cap = pp["annual_cap_binds_prob"] if "annual_cap_binds_prob" in pp.columns else pl.Series([], dtype=pl.Float64)
+            # P(annual cap binds) per projection year (engine.projection._caps.caps_cost_projected)
+            yearly = caps.filter(pl.col("plan") == label) if caps is not None else None
+            cap = (yearly["annual_cap_binds_prob"] if yearly is not None and "annual_cap_binds_prob" in yearly.columns
+                   else pl.Series([], dtype=pl.Float64))
             entry.update(sustainable_share_cny=_f(q["sustainable_share_cny"]),
                          sustainable_leverage_max=_f(q["sustainable_leverage_max"]),
                          share_end_mean_cny=_f(q["share_end_mean_cny"]), share_end_p95_cny=_f(q["share_end_p95_cny"]),

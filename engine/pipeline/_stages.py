@@ -41,7 +41,34 @@ def plansets(ctx: RunState) -> tuple[Any, list[tuple[str, Any]]]:
     files = [(Path(f).stem, load_plans(f)) for f in pc.files]
     if not files:
         files = [("default", plans_from_dict(DEFAULT_PLANS, "built-in default plan"))]
+    scale = cap_scale(ctx.cfg)
+    if scale != 1.0:
+        pooled = _scaled(pooled, scale) if pooled is not None else None
+        files = [(label, _scaled(p, scale)) for label, p in files]
     return pooled, files
+
+
+def cap_scale(cfg: Any) -> float:
+    """Factor of every per-claimant cap of a run: 1, or the design size over ``[plans] scale_caps_to_members``.
+
+    Notes
+    -----
+    factor = PER_CLAIMANT_CAP_DESIGN_MEMBERS / scale_caps_to_members
+    (:func:`engine.conventions.per_claimant_cap_scale`); the annual cap, per member, is not scaled.
+    """
+    from engine.conventions import per_claimant_cap_scale
+
+    n = cfg.plans.scale_caps_to_members
+    return 1.0 if n is None else per_claimant_cap_scale(n)
+
+
+def _scaled(pset: Any, scale: float) -> Any:
+    """The plan set with every per-claimant cap multiplied by ``scale``."""
+    import dataclasses
+
+    plans = tuple(dataclasses.replace(p, per_claimant_cap=None if p.per_claimant_cap is None
+                                      else p.per_claimant_cap * scale) for p in pset)
+    return dataclasses.replace(pset, plans=plans)
 
 
 # --------------------------------------------------------------------------- validate
@@ -291,10 +318,14 @@ def stage_segmentation(ctx: RunState) -> None:
         ctx.facts.setdefault("warnings", []).append(msg)
         seg = RiskSegmenter(**{**kw, "n_groups": 1, "max_groups": 1, "min_claims": 0.0,
                                "max_rel_width": None, "min_expected_claims": None}).fit(ctx.cells)
-    cols = ["group", "name", "rule", "members", "exposure_years", "claims", "rate", "rate_lower", "rate_upper", "relativity",
-            "predicted_rate", "expected_claims_per_period", "share_cv", "credibility", "own_share", "cross_subsidy",
-            "cross_subsidy_per_period", "cross_subsidy_pct", "meets_floor", "note"]
-    groups = seg.groups_
+    cols = ["group", "name", "rule", "members", "exposure_years", "claims", "rate", "rate_lower", "rate_upper",
+            "relativity_to_portfolio", "predicted_rate", "expected_claims_per_period", "share_cv", "credibility",
+            "own_share", "cross_subsidy", "cross_subsidy_per_period", "cross_subsidy_pct", "meets_floor", "note"]
+    # a group's rate relative to the named reference: the whole portfolio's crude rate over the study,
+    # sum claims / sum exposure-years (the segmenter's own ``relativity`` is relative to its base rate,
+    # the rate itself when no factor is adjusted for)
+    groups = seg.groups_.with_columns(
+        (pl.col("rate") / (pl.col("claims").sum() / pl.col("exposure_years").sum())).alias("relativity_to_portfolio"))
     ctx.write("segments", groups.select([c for c in cols if c in groups.columns]))
     ctx.write("frontier", seg.frontier_)
     ctx.segmenter = seg
@@ -318,9 +349,15 @@ def stage_history(ctx: RunState) -> None:
     hist = share_history(
         members, classified, start=ctx.start, end=ctx.end, sharing_days=tuple(hc.sharing_days), fee=hc.fee,
         waiting_days=cfg.study.waiting_days, reporting_lag_days=hc.reporting_lag_days,
-        per_claimant_cap=hc.per_claimant_cap or None, annual_cap=hc.annual_cap or None, plan_col=plan_col,
+        per_claimant_cap=(hc.per_claimant_cap * cap_scale(cfg)) if hc.per_claimant_cap else None,
+        annual_cap=hc.annual_cap or None, plan_col=plan_col,
     )
     ctx.write("history", hist)
+    from engine.projection._caps import caps_cost_realised
+
+    caps = caps_cost_realised(hist, plan_col)
+    ctx.write("caps_cost_history", caps)
+    ctx.facts["caps_cost_history"] = caps.to_dicts()
     ctx.write("decomposition", _decomposition(ctx, plan_col))
 
 

@@ -128,6 +128,9 @@ class PlansSection(_Section):
     pooled: str | None = None
     growth_per_period: float = Field(0.0, gt=-1)
     recent_years: float = Field(1.0, gt=0)
+    # size-dependent rules: every per-claimant cap (plan files and [history]) is multiplied by
+    # PER_CLAIMANT_CAP_DESIGN_MEMBERS / scale_caps_to_members (engine.conventions.per_claimant_cap_scale)
+    scale_caps_to_members: int | None = Field(None, gt=0)
 
 
 class OutputSection(_Section):

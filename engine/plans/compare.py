@@ -48,6 +48,32 @@ def _meta(plans: PlanSet, ppy: float | None) -> pl.DataFrame:
     )
 
 
+#: the deterministic cap flags of a plan (True: the cap binds at today's mix)
+CAP_FLAGS = ("per_claimant_cap_binding", "annual_cap_binding", "cap_binding")
+
+
+def _caps(share: pl.Expr) -> list[pl.Expr]:
+    """The share after each cap at the expected claim count, and the flags of :data:`CAP_FLAGS`.
+
+    Notes
+    -----
+    With s the share per period at today's mix, m the expected claims a period, c the
+    per-claimant cap, A the annual cap and P the periods a year:
+    s1 = min(s, c m) (share after the per-claimant cap, ``share_after_per_claimant_cap_cny``),
+    s2 = min(s1, A / P) (``share_after_caps_cny``);
+    ``per_claimant_cap_binding`` = s > c m, ``annual_cap_binding`` = P s1 > A (the annual cap
+    binds on what is left after the per-claimant cap: the event whose probability the projection
+    estimates, ``annual_cap_binds_prob``), ``cap_binding`` = either.
+    """
+    tol = 1 - 1e-12
+    s1 = capped_share(share, pl.col("per_claimant_cap").fill_null(float("inf")) * pl.col("_m"))
+    s2 = capped_share(s1, pl.col("annual_cap").fill_null(float("inf")) / pl.col("periods_per_year"))
+    pc = s1 < share * tol
+    an = s2 < s1 * tol
+    return [s1.alias("share_after_per_claimant_cap_cny"), s2.alias("share_after_caps_cny"),
+            pc.alias("per_claimant_cap_binding"), an.alias("annual_cap_binding"), (pc | an).alias("cap_binding")]
+
+
 def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str, target_cv: float = TARGET_SHARE_CV,
               lag: float = 0.0) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Per-plan and per-(plan, group) statistics for rows with ``plan``, ``group``, ``benefit_cny``, ``fee``."""
@@ -77,16 +103,12 @@ def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str,
         (pl.col("members") * pl.col("_var") / (pl.col("_cost") ** 2 * pl.col("at_risk_fraction")
                                                 * (1.0 + growth) ** (-lag) * target_cv**2)).alias("members_for_target_cv"),
     )
-    # both caps at the expected claim count: per claimant x claims a period, and the annual cap spread
-    cap = pl.min_horizontal(pl.col("per_claimant_cap").fill_null(float("inf")) * pl.col("_m"),
-                            pl.col("annual_cap").fill_null(float("inf")) / pl.col("periods_per_year"))
-    plan = plan.with_columns(
-        capped_share(pl.col("share_current_mix_cny"), cap).alias("share_after_caps_cny"),
-    ).with_columns((pl.col("share_after_caps_cny") < pl.col("share_current_mix_cny") * (1 - 1e-12)).alias("cap_binding"))
+    plan = plan.with_columns(_caps(pl.col("share_current_mix_cny")))
     grp = _sums_by(r, ["plan", "group"], {c: pl.col(c) for c in ("members", "_m", "_costf", "_nb")})
     grp = grp.join(
         plan.select("plan", "rule", "periods_per_year", "share_current_mix_cny", "expected_share_cny", "share_cv",
-                    "share_cv_approx", "share_after_caps_cny", "cap_binding", "members_for_target_cv"),
+                    "share_cv_approx", "share_after_per_claimant_cap_cny", "share_after_caps_cny", *CAP_FLAGS,
+                    "members_for_target_cv"),
         on="plan", how="left",
     ).with_columns(
         (pl.col("_costf") / pl.col("members")).alias("own_share_cny"),
@@ -96,14 +118,18 @@ def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str,
     ).with_columns(cross_subsidy(pl.col("payment_cny"), pl.col("own_share_cny")).alias("cross_subsidy_cny"))
     cols = ["planset", "plan", "level", "group", "rule", "periods_per_year", "members", "expected_claims_per_period",
             "mean_benefit_cny", "expected_share_cny", "share_current_mix_cny", "own_share_cny", "payment_cny",
-            "cross_subsidy_cny", "leverage", "share_cv", "share_cv_approx", "payment_cv", "share_after_caps_cny", "cap_binding",
-            "members_for_target_cv"]
+            "cross_subsidy_cny", "leverage", "leverage_after_caps", "share_cv", "share_cv_approx", "payment_cv",
+            "share_after_per_claimant_cap_cny", "share_after_caps_cny", *CAP_FLAGS, "members_for_target_cv"]
     lev = leverage(pl.col("mean_benefit_cny"), pl.col("payment_cny"), pl.col("periods_per_year"))
+    # after the caps: the payment scaled by the plan's capped / uncapped share (equal sharing: the capped share)
+    lev_capped = leverage(pl.col("mean_benefit_cny"), pl.col("payment_cny") * pl.col("share_after_caps_cny")
+                          / pl.col("share_current_mix_cny"), pl.col("periods_per_year"))
     plan_rows = plan.with_columns(
         pl.lit(label).alias("planset"), pl.lit("plan").alias("level"), pl.lit(None, dtype=pl.String).alias("group"),
         pl.col("_m").alias("expected_claims_per_period"), pl.col("share_current_mix_cny").alias("own_share_cny"),
         pl.col("share_current_mix_cny").alias("payment_cny"), pl.lit(0.0).alias("cross_subsidy_cny"),
-    ).with_columns(lev.alias("leverage"), pl.col("share_cv").alias("payment_cv")).select(cols)
+    ).with_columns(lev.alias("leverage"), lev_capped.alias("leverage_after_caps"),
+                   pl.col("share_cv").alias("payment_cv")).select(cols)
     grp = grp.join(_cm_payment_cv(r, plan), on=["plan", "group"], how="left").with_columns(
         pl.when(pl.col("rule") == "conditional_mean").then(pl.col("_cm_cv")).otherwise(pl.col("share_cv")).alias("payment_cv")
     )
@@ -112,7 +138,7 @@ def _evaluate(rows: pl.DataFrame, meta: pl.DataFrame, growth: float, label: str,
         pl.when(pl.col("rule") == "equal").then(pl.col("expected_share_cny"))
         .otherwise(pl.col("own_share_cny") * pl.col("expected_share_cny") / pl.col("share_current_mix_cny"))
         .alias("expected_share_cny"),
-    ).with_columns(lev.alias("leverage")).select(cols)
+    ).with_columns(lev.alias("leverage"), lev_capped.alias("leverage_after_caps")).select(cols)
     flows = _flows(r, plan, label)
     empty = meta.filter(~pl.col("plan").is_in(plan_rows["plan"].implode()))
     if empty.height:  # plans nobody is eligible for are reported with 0 members
@@ -345,11 +371,15 @@ def compare_plans(
     - payment per member: S_p under the equal rule, S_k in expectation under the
       risk-proportional and conditional-mean rules;
     - cross-subsidy = payment - own share (positive: the group overpays);
-    - leverage L = mean benefit / (periods_per_year x payment) = B / (12 x monthly share);
+    - leverage L = mean benefit / (periods_per_year x payment) = B / (12 x monthly share), before the
+      caps (``leverage``), and after them (``leverage_after_caps``: the payment times
+      ``share_after_caps_cny / share_current_mix_cny``, what members pay once the platform has paid the excess);
     - share CV: exact compound Poisson sqrt(sum m_i B_i^2) / sum m_i B_i,
       and the approximation 1/sqrt(m_p) (equal when every benefit is equal);
     - share after caps ``share_after_caps_cny`` = min(S_p, per-claimant cap x m_p,
       annual cap / periods_per_year), a deterministic approximation at the expected claim count;
+      the flags ``per_claimant_cap_binding``, ``annual_cap_binding`` and ``cap_binding`` (either) say
+      which cap binds (:func:`_caps`);
     - members for the target CV (:func:`engine.plans.size.plan_size`, no exits):
       N* = N_p sum_i m_i B_i^2 / ((sum_i m_i B_i)^2 e cv^2), e = (1+g)^(-w-L) the
       fraction of sharing members whose claims are paid (waiting period and lag).

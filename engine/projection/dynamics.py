@@ -42,7 +42,8 @@ BLOCK = 256
 
 #: per-plan quantities recorded each period (scenario rows x plans)
 QUANTITIES = ("members", "eligible", "joiners", "expected_claims", "claims", "paid_claims", "share",
-              "share_uncapped", "platform_paid", "cap_binds", "lapses", "claimant_exits", "expected_share")
+              "share_uncapped", "platform_paid", "cap_binds", "lapses", "claimant_exits", "expected_share", "members_paid",
+              "cap_reached")
 
 
 @dataclass
@@ -276,6 +277,7 @@ def simulate(m: Model, rows: int, draw: Draw, record: Callable[[int, dict[str, n
         else:
             paid = K
         N, share_unc, share, excess_amount, binds = _period_shares(m, t, paid, Ng, cum, zeros_sp)
+        reached = zeros_sp if a.annual_cap is None else (cum >= a.annual_cap * (1 - 1e-12)).astype(np.float64)
         if a.claimants_exit:
             cex_g = _claimant_exits(n, w, K, mexp, mu, Eg, mu_const)
             cexits = m.by_plan(cex_g)
@@ -295,7 +297,8 @@ def simulate(m: Model, rows: int, draw: Draw, record: Callable[[int, dict[str, n
         record(t, {"members": N, "eligible": m.by_plan(Eg), "joiners": m.by_plan(np.ascontiguousarray(join)),
                    "expected_claims": m.by_plan(mexp), "claims": m.by_plan(K), "paid_claims": m.by_plan(paid),
                    "share": share, "share_uncapped": share_unc, "platform_paid": excess_amount, "cap_binds": binds,
-                   "lapses": lapses, "claimant_exits": cexits, "expected_share": expected_now})
+                   "lapses": lapses, "claimant_exits": cexits, "expected_share": expected_now, "members_paid": share * N,
+                   "cap_reached": reached})
 
 
 def _period_shares(
@@ -309,6 +312,13 @@ def _period_shares(
     ``share = min(share_unc, annual_cap - cum)`` with ``cum`` (updated in place)
     reset at the first period of each projection year. The platform pays the
     excess over the caps times N, and the whole cost where nobody shares.
+    The annual cap binds in period t when ``share_unc > annual_cap - cum``, on the share
+    after the per-claimant cap: the projection's ``annual_cap_binds_prob`` is the mean of
+    this flag over the scenarios. The annual cap binds in a projection year when the year-to-date
+    share reaches it (``cap_reached`` = cum >= annual_cap after period t; at the year's last period,
+    P(annual cap binds in the year), :func:`engine.projection._caps.caps_cost_projected`): the event
+    of the plan comparison's deterministic ``annual_cap_binding`` (periods_per_year x share after
+    the per-claimant cap > annual cap: the expected path reaches the cap).
     """
     a = m.a
     N = m.by_plan(Ng)

@@ -14,13 +14,15 @@ import polars as pl
 import engine.report.figures as report_figures
 from engine._optional import available
 from engine.report._assumptions import add_assumptions
+from engine.report._economics import ECONOMICS_SECTIONS, add_economics
 from engine.report._pricing import add_pricing
 from engine.report._share_views import add_share_views
 from engine.report.document import Report
 
 #: section ids in order (tests check them)
-SECTIONS = ("headline", "account", "incidence", "model", "segmentation", "history", "projection", "leverage",
-            "cross-subsidy", "plans", "assumptions", "groups", "relativities", "actual-expected", "drivers", "fan-charts")
+SECTIONS = ("headline", *ECONOMICS_SECTIONS, "account", "incidence", "model", "segmentation", "history", "projection",
+            "leverage", "cross-subsidy", "plans", "assumptions", "groups", "relativities", "actual-expected", "drivers",
+            "fan-charts")
 
 
 def _num(v: Any, fmt: str = "{:,.2f}") -> str:
@@ -43,6 +45,7 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
     rep = Report(cfg.output.title, f"study {f.get('study_start')} to {f.get('study_end')}; "
                                    "resolved configuration in config.toml beside this report")
     _headline(rep, f, account, summary)
+    add_economics(rep, ctx, summary)
     _account(rep, account)
     _incidence(rep, t, rf)
     _model(rep, ctx, f, t, rf)

@@ -67,9 +67,9 @@ def _draw_series(ax: Any, s: Series, i: int) -> None:
 
 def chart_figure(chart: Chart) -> Any:
     """Draw ``chart`` as a matplotlib figure (needs the ``plot`` extra)."""
-    from engine._optional import pyplot
+    from engine.report.figures import _plt
 
-    plt = pyplot()
+    plt = _plt()  # the report's style, whatever was drawn before: same bytes in any order
     fig, ax = plt.subplots(figsize=(9, 4.2))
     ax2 = ax.twinx() if any(s.axis == "y2" for s in chart.series) else None
     for i, s in enumerate(chart.series):

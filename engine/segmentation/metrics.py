@@ -190,8 +190,8 @@ def segmentation_metrics(
     Deviance explained = 1 - Dev(group rates) / Dev(one rate), on observed claims
     with mu_c = E_c base_c rho_g, rho_g = D_g / sum_g E base.
     Gini: ordered Lorenz of observed claims against E x base, ranked by rho_g.
-    ``cross_subsidy_abs_pct`` = sum_g E_g |s - s_g| / (E s) (between the groups of a pooled plan);
-    ``residual_cross_subsidy_pct`` = sum_u E_u |s_g(u) - s_u| / (E s), what remains between the
+    ``cross_subsidy_abs_pct`` = 100 sum_g E_g |s - s_g| / (E s) (percent, between the groups of a pooled plan);
+    ``residual_cross_subsidy_pct`` = 100 sum_u E_u |s_g(u) - s_u| / (E s) (percent), what remains between the
     units u (``finest``) inside the groups once each group pays its own share.
     """
     E, D, g, r = _metric_inputs(cells, groups, predicted_rate)
@@ -224,7 +224,7 @@ def segmentation_metrics(
         "homogeneity": 1.0 - within / total if total > 0 else 1.0,
         "deviance_explained": 1.0 - dev_seg / dev_null if dev_null > 0 else 0.0,
         "gini": gini(rho_g[gi], D, E * base),
-        "cross_subsidy_abs_pct": float(np.sum(Eg * np.abs(s - sg)) / (E.sum() * s)) if s > 0 else 0.0,
+        "cross_subsidy_abs_pct": 100.0 * float(np.sum(Eg * np.abs(s - sg)) / (E.sum() * s)) if s > 0 else 0.0,
         "residual_cross_subsidy_pct": resid,
         "share_cv_max": float(cv.max()),
         "share_cv_weighted": float(np.sum(Eg * cv) / Eg.sum()),
@@ -267,7 +267,8 @@ def _group_table(
     Notes
     -----
     ``rate = D_g / E_g``; ``relativity = D_g / sum_g E base``; credibility
-    ``Z = min(1, sqrt(D_g / 1082.2))``; ``cross_subsidy = s - s_g``.
+    ``Z = min(1, sqrt(D_g / 1082.2))``; ``cross_subsidy = s - s_g``; ``cross_subsidy_pct`` =
+    100 (s - s_g) / s (percent of the pooled share).
     """
     lo, hi = garwood_interval(Dg, Eg, 1.0 - alpha)
     return pl.DataFrame(
@@ -287,7 +288,7 @@ def _group_table(
             "own_share": sg,
             "cross_subsidy": cross_subsidy(s, sg),
             "cross_subsidy_per_period": (s - sg) * period_months / 12.0,
-            "cross_subsidy_pct": (s - sg) / s if s > 0 else np.zeros(labels.size),
+            "cross_subsidy_pct": 100.0 * (s - sg) / s if s > 0 else np.zeros(labels.size),
         }
     )
 
@@ -312,11 +313,11 @@ def _relativity_dispersion(
 def _residual_cross_subsidy(
     E: np.ndarray, s_c: np.ndarray, gi: np.ndarray, sg: np.ndarray, s: float, finest: Any
 ) -> float:
-    """Cross-subsidy left between the finest units inside the groups, as a fraction of the pooled cost.
+    """Cross-subsidy left between the finest units inside the groups, in percent of the pooled cost.
 
     Notes
     -----
-    ``sum_u E_u |s_g(u) - s_u| / (E s)``; the units are the cells when ``finest`` is None.
+    ``100 sum_u E_u |s_g(u) - s_u| / (E s)``; the units are the cells when ``finest`` is None.
     """
     if finest is None:
         su, Eu, gu = s_c, E, gi
@@ -326,7 +327,7 @@ def _residual_cross_subsidy(
         su = np.bincount(ui, weights=E * s_c) / np.where(Eu > 0, Eu, 1.0)
         gu = np.zeros(Eu.size, np.int64)
         gu[ui] = gi
-    return float(np.sum(Eu * np.abs(sg[gu] - su)) / (E.sum() * s)) if s > 0 else 0.0
+    return 100.0 * float(np.sum(Eu * np.abs(sg[gu] - su)) / (E.sum() * s)) if s > 0 else 0.0
 
 
 def recommend_k(removed: np.ndarray, min_marginal: float) -> int:
