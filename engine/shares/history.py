@@ -296,7 +296,8 @@ def _pool_cohorts(
     """Pools (keys and ``_pool`` index) and member cohorts (join day, exit day, count and pool code) from
     the members counted by (pool keys, join date, exit date)."""
     pools = agg.select(keys).unique().sort(keys).with_row_index("_pool")
-    agg = agg.join(pools, on=keys, how="left", nulls_equal=True).sort("_pool", "join_date", "exit_date")
+    # no sort: the counts are summed by np.bincount with integer weights (exact in any order)
+    agg = agg.join(pools, on=keys, how="left", nulls_equal=True)
     jd, xd = _days(agg["join_date"]), _days(agg["exit_date"])
     wt = agg["_n"].cast(pl.Float64).to_numpy()
     code = agg["_pool"].cast(pl.Int64).to_numpy()
