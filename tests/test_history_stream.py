@@ -11,6 +11,7 @@ processes). The sharing base is also checked against a direct count per notice d
 from __future__ import annotations
 
 import datetime as dt
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -135,3 +136,16 @@ def test_plan_filter_and_missing_plan_column(want) -> None:
     h1 = share_history(no_plan, CLAIMS, **{**HKW, "by": None})
     h3 = share_history([no_plan.slice(0, 10), no_plan.slice(10, N)], CLAIMS, **{**HKW, "by": None})
     assert h1.equals(h3) and h1["plan_id"].unique().to_list() == ["all"]
+
+
+@pytest.mark.skipif(os.environ.get("FENTAN_LARGE_TESTS") != "1", reason="10^6 members: opt-in (FENTAN_LARGE_TESTS=1)")
+def test_one_million_members_in_8_files(tmp_path, spawned) -> None:
+    """10^6 members: 8 files on a spawned pool against one in-memory frame, history and both windows."""
+    m, c = _random_members(1_000_000, seed=6)
+    m = m.with_columns(pl.Series("plan_id", np.random.default_rng(8).choice(["a", "b"], m.height)))
+    want = share_history(m, c, **HKW)
+    parts = _files(tmp_path, m, list(np.linspace(0, m.height, 9).astype(int)))
+    assert share_history(parts, c, executor=spawned, **HKW).equals(want)
+    for a, b in WINDOWS:
+        one = share_drivers(m, c, period_start=a, notice_date=b)
+        assert share_drivers(parts, c, period_start=a, notice_date=b, executor=spawned).factors() == one.factors()
