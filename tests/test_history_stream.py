@@ -149,3 +149,16 @@ def test_one_million_members_in_8_files(tmp_path, spawned) -> None:
     for a, b in WINDOWS:
         one = share_drivers(m, c, period_start=a, notice_date=b)
         assert share_drivers(parts, c, period_start=a, notice_date=b, executor=spawned).factors() == one.factors()
+
+
+def test_window_counts_numpy_equal_the_polars_formula() -> None:
+    """The window's day counts (numpy, day numbers) equal the same formula written as polars date expressions."""
+    from engine.shares._stream import _window_batch, _window_batch_polars
+
+    keys = ["age", "sex", "duration", "channel"]
+    got = _window_batch(MEMBERS, WINDOWS, 90, ["channel"], None)
+    want = _window_batch_polars(MEMBERS, WINDOWS, 90, ["channel"])
+    for (gc, gn, gy), (wc, wn, wy) in zip(got, want):
+        assert (gn, gy) == (wn, wy) and gn > 10_000
+        gc = gc.with_columns(pl.col("age", "duration").cast(pl.Int32)).sort(keys)
+        assert_frame_equal(gc, wc.select(gc.columns).sort(keys), check_exact=True)

@@ -151,9 +151,96 @@ Window = tuple[dt.date, dt.date]
 
 def _window_batch(mb: pl.DataFrame, windows: list[Window], waiting_days: int, rel_cols: list[str],
                   plan: tuple[str, str] | None) -> list[tuple[pl.DataFrame, int, int]]:
-    """Per window: eligible days by (age, sex, duration, rel_cols) on the notice date, N, sharing days."""
+    """Per window: eligible days by (age, sex, duration, rel_cols) on the notice date, N, sharing days.
+
+    Notes
+    -----
+    With day numbers J (join), X (exit, never = far future), window [s, d]: a member shares on d
+    when ``J <= d < X``; its sharing days are ``max(0, min(X, d + 1) - max(J, s))`` and its eligible
+    days ``max(0, min(X, d + 1) - max(J + waiting, s))``, keyed by attained age and completed months
+    on d (:func:`engine.cells.dates.attained_age`, :func:`engine.cells.dates.completed_months`).
+    """
+    from engine.cells.calendar import encode_static
+    from engine.cells.dates import day_number
+
     if plan is not None:
         mb = mb.filter(pl.col(plan[0]) == plan[1])
+    if mb.get_column("birth_date").null_count() or mb.get_column("join_date").null_count():
+        return _window_batch_polars(mb, windows, waiting_days, rel_cols)
+    j = mb.get_column("join_date").to_physical().cast(pl.Int64).to_numpy()
+    x = mb.get_column("exit_date").to_physical().cast(pl.Int64).fill_null(_FAR).to_numpy()
+    birth = mb.get_column("birth_date").to_physical().cast(pl.Int64).to_numpy()
+    sid, _, decode = encode_static(mb, ["sex", *rel_cols])
+    civil = _Civil(birth, j)  # civil dates once per batch, for every window
+    out = []
+    for period_start, notice_date in windows:
+        s, d = day_number(period_start), day_number(notice_date)
+        stop = np.minimum(x, d + 1)
+        n_sharing = int(np.count_nonzero((j <= d) & (d < x)))
+        share_days = int(np.clip(stop - np.maximum(j, s), 0, None).sum())
+        days = stop - np.maximum(j + waiting_days, s)
+        keep = np.flatnonzero(days > 0)
+        age, dur = civil.on(d, keep)
+        out.append((_cells_by(sid[keep], age, dur, days[keep], decode, rel_cols), n_sharing, share_days))
+    return out
+
+
+class _Civil:
+    """Civil parts of the birth and join day numbers of a batch; attained age and completed months on a day.
+
+    Uses the one age and duration formulas (:func:`engine.cells.dates.age_from_civil`,
+    :func:`engine.cells.dates.months_from_civil`), on civil dates computed once per batch.
+    """
+
+    def __init__(self, birth: np.ndarray, join: np.ndarray) -> None:
+        from engine.cells.dates import civil_from_days, md_code
+
+        yb, mb, db = civil_from_days(birth)
+        yj, mj, dj = civil_from_days(join)
+        self.yb, self.bmd, self.jmi, self.dj = yb, md_code(mb, db), 12 * yj + mj - 1, dj
+
+    def on(self, day: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(attained age, completed months) on day number ``day`` of the members at ``rows`` (int64)."""
+        from engine.cells.dates import age_from_civil, civil_from_days, last_day, md_code, months_from_civil
+
+        y, m, d = civil_from_days(np.array([day], dtype=np.int64))
+        age = age_from_civil(y, md_code(m, d), self.yb[rows], self.bmd[rows])
+        dur = months_from_civil(12 * y + m - 1, d, last_day(y, m), self.jmi[rows], self.dj[rows])
+        return age.astype(np.int64), dur.astype(np.int64)
+
+
+_FAR = 10**9  # a day number beyond any date: "never exits"
+
+
+def _cells_by(sid: np.ndarray, age: np.ndarray, dur: np.ndarray, days: np.ndarray, decode: Any,
+              rel_cols: list[str]) -> pl.DataFrame:
+    """Integer day sums by (age, static key id, duration) as a frame ``age, sex, duration, rel_cols..., _days``."""
+    if age.size == 0:
+        frame = decode(np.zeros(0, dtype=np.int64))
+        return pl.concat([pl.DataFrame({"age": pl.Series([], dtype=pl.Int32)}), frame,
+                          pl.DataFrame({"duration": pl.Series([], dtype=pl.Int32), "_days": pl.Series([], dtype=pl.Int64)})],
+                         how="horizontal").select("age", "sex", "duration", *rel_cols, "_days")
+    a0, d0 = int(age.min()), int(dur.min())
+    na, nd = int(age.max()) - a0 + 1, int(dur.max()) - d0 + 1
+    code = (sid.astype(np.int64) * na + (age - a0)) * nd + (dur - d0)
+    size = (int(sid.max()) + 1) * na * nd
+    if size <= 4 * code.size + 100_000:  # a dense grid: no sort
+        dense = np.bincount(code, weights=days, minlength=size)
+        uniq = np.flatnonzero(np.bincount(code, minlength=size))
+        total = dense[uniq].astype(np.int64)  # integer sums below 2^53: exact
+    else:
+        uniq, inv = np.unique(code, return_inverse=True)
+        total = np.bincount(inv, weights=days).astype(np.int64)
+    ds, rest = uniq % nd + d0, uniq // nd
+    keys = decode(rest // na)
+    frame = pl.concat([pl.DataFrame({"age": (rest % na + a0).astype(np.int32)}), keys,
+                       pl.DataFrame({"duration": ds.astype(np.int32), "_days": total})], how="horizontal")
+    return frame.select("age", "sex", "duration", *rel_cols, "_days")
+
+
+def _window_batch_polars(mb: pl.DataFrame, windows: list[Window], waiting_days: int,
+                         rel_cols: list[str]) -> list[tuple[pl.DataFrame, int, int]]:
+    """:func:`_window_batch` for members with a null birth or join date (they keep a null age or duration)."""
     keys = ["age", "sex", "duration", *rel_cols]
     out = []
     for period_start, notice_date in windows:
