@@ -69,7 +69,7 @@ def stage_validate(ctx: RunState) -> None:
     # claim amounts in the claims' canonical order below
     members = res.members
     members = members.select(_contract_first(members.collect_schema().names(), [*MEMBER_REQUIRED, *MEMBER_OPTIONAL]))
-    members = members.collect()
+    members = members.collect()  # the clean rows validation holds today (engine.pipeline.memguard.MEMBERS_HELD)
     claims = res.claims.collect()
     claims = claims.drop([c for c in ("eligible", "reason") if c in claims.columns])
     claims = claims.sort([c for c in ("claim_id", "member_id", "event_date") if c in claims.columns], nulls_last=True)
