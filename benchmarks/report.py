@@ -164,6 +164,7 @@ def markdown(doc: dict[str, Any], cfg: dict[str, Any]) -> str:
         for n in sorted(runs):
             st = runs[n]["stage_s"]
             L.append(f"| {n:,} | " + " | ".join(f"{st[k]:.2f}" if k in st else "-" for k in names) + " |")
+    L += _cli_runs(doc.get("cli_runs") or [])
     errs = [r for r in recs if r["engine"] == "fentan" and r["status"] != "ok"]
     if errs:
         L += ["", "Stages that did not complete:", ""]
@@ -209,6 +210,24 @@ def markdown(doc: dict[str, Any], cfg: dict[str, Any]) -> str:
         L += ["", f"Slope of log time on log cells: GLM {g:.2f}" + (f", segmentation {sg:.2f}" if sg else "") + "."]
     L += ["", "![time vs members](scaling.png)", ""]
     return "\n".join(L) + "\n"
+
+
+def _cli_runs(runs: list[dict[str, Any]]) -> list[str]:
+    """Whole-process ``fentan run`` measurements (``/usr/bin/time -v``), before/after a change, with CPU per stage."""
+    if not runs:
+        return []
+    L = ["", "`fentan run` as a user runs it (whole process, `/usr/bin/time -v`; wall and CPU seconds, "
+         "CPU = user + system of all threads; peak RSS of the process):", ""]
+    for note in dict.fromkeys(r.get("note", "") for r in runs):
+        if note:
+            L.append(f"* {note}")
+    L += ["", "| code | members | configuration | wall s | CPU s | peak RSS | load (1 min) | CPU s per stage |",
+          "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        st = ", ".join(f"{k} {v['cpu_s']:.1f}" for k, v in r.get("stages", {}).items())
+        L.append(f"| {r['code']} | {r['members']:,} | {r['config']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+                 f"{r['peak_rss_mb']:,.0f} MB | {r.get('load_1min', '-')} | {st} |")
+    return L
 
 
 def plot(doc: dict[str, Any], path: Path) -> Path | None:

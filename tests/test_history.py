@@ -279,7 +279,7 @@ def test_member_counts_packed_equals_group_by():
     """The packed-integer count of members by (pool keys, join, exit) equals a plain group-by."""
     import numpy as np
 
-    from engine.shares.history import _member_counts
+    from engine.shares._stream import member_counts as _member_counts
 
     rng = np.random.default_rng(5)
     n = 5000

@@ -15,7 +15,8 @@ import pytest
 
 from engine.cli.main import main
 from engine.errors import ConfigError
-from engine.pipeline.memguard import BASE_BYTES, PER_ROW_FACTOR, available_memory, default_limit, estimate_inputs, parse_size
+from engine.pipeline.memguard import (BASE_BYTES, PER_ROW_FACTOR, STREAM_BATCHES, available_memory, check_memory,
+                                     default_limit, estimate_inputs, parse_size)
 
 from tests.kits.runconfig import small_run_config
 from tests.kits.cli_error import error_line
@@ -90,7 +91,31 @@ def test_estimate_from_footers_against_a_hand_count(tmp_path: Path) -> None:
     assert (rm, rc) == (n, 10)
     assert wm == pytest.approx(8.125 + 4.125 + 8.125)
     assert wc == pytest.approx(4.125)
-    assert need == int(BASE_BYTES + PER_ROW_FACTOR * (n * wm + 10 * wc))
+    # the members held whole by validation, the claims held whole, two streamed batches of members
+    assert need == int(BASE_BYTES + PER_ROW_FACTOR * (n * wm + 10 * wc) + STREAM_BATCHES * n * wm)
+
+
+def test_only_what_cannot_stream_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamed members cost two batches whatever their number; the claims (held whole) are refused, by name."""
+    import engine.pipeline.memguard as mg
+    import engine.shares._stream as stream
+    from engine.errors import ResourceError
+
+    for n in (1000, 5000):
+        pl.DataFrame({"a": pl.Series(range(n), dtype=pl.Int64)}).write_parquet(tmp_path / f"m{n}.parquet")
+    pl.DataFrame({"i": pl.Series(range(200_000), dtype=pl.Int64)}).write_parquet(tmp_path / "c.parquet")
+    monkeypatch.setattr(stream, "DEFAULT_BATCH", 100)
+    held = [estimate_inputs(tmp_path / f"m{n}.parquet", tmp_path / "c.parquet")[-1] for n in (1000, 5000)]
+    assert held[1] - held[0] == pytest.approx(PER_ROW_FACTOR * 4000 * 8.125, abs=1)  # held: grows with the rows
+    monkeypatch.setattr(mg, "MEMBERS_HELD", False)
+    streamed = [estimate_inputs(tmp_path / f"m{n}.parquet", tmp_path / "c.parquet")[-1] for n in (1000, 5000)]
+    assert streamed[0] == streamed[1] == int(BASE_BYTES + PER_ROW_FACTOR * 200_000 * 8.125 + STREAM_BATCHES * 100 * 8.125)
+    limit = BASE_BYTES + 1_000_000  # above the streamed members, below the claims held whole
+    with pytest.raises(ResourceError) as err:
+        check_memory(tmp_path / "m5000.parquet", tmp_path / "c.parquet", limit, source="--memory-limit")
+    msg = str(err.value)
+    assert msg.startswith(str(tmp_path / "c.parquet")) and "200,000 claim rows (held whole" in msg
+    assert "5,000 member rows stream in batches" in msg and "memory limit of 801.0 MB (--memory-limit)" in msg
 
 
 def test_generous_limit_runs_within_the_estimate(platform: Path) -> None:

@@ -31,20 +31,12 @@ def risk_table(ctx: RunState) -> pl.DataFrame:
     predicted annual rate; ``group`` = the segmentation's risk group; ``exposure_years`` and
     ``claims`` = the last ``plans.recent_years`` of cells (0 for a class without recent exposure).
     """
-    from engine.cells.dates import attained_age_expr
     from engine.errors import EngineError
 
     cfg = ctx.cfg
     end: dt.date = ctx.end
     keys = list(ctx.by)
-    m = ctx.members
-    on = pl.lit(end)
-    alive = m.filter((pl.col("join_date") <= end) & (pl.col("exit_date").is_null() | (pl.col("exit_date") > end)))
-    waiting_from = end - dt.timedelta(days=cfg.study.waiting_days)
-    counts = (alive.with_columns(attained_age_expr(pl.col("birth_date"), on).alias("age"),
-                                 (pl.col("join_date") > waiting_from).cast(pl.Float64).alias("waiting_members"))
-              .group_by(keys).agg(pl.len().cast(pl.Float64).alias("members"), pl.col("waiting_members").sum())
-              .sort(keys))
+    counts = sharing_at(ctx.members, end, cfg.study.waiting_days, keys, ctx.executor)
     first = end - dt.timedelta(days=round(DAYS_PER_YEAR * cfg.plans.recent_years))
     recent = ctx.cells.filter(pl.col("period") >= first)
     rec = _sums(recent if recent.height else ctx.cells, keys).select(*keys, "exposure_years", "claims")
@@ -70,6 +62,34 @@ def risk_table(ctx: RunState) -> pl.DataFrame:
     ctx.risk_table = table
     ctx.facts["members_sharing_at_end"] = int(table["members"].sum())
     return table
+
+
+def _sharing_part(part: pl.DataFrame | pl.LazyFrame, end: dt.date, waiting_days: int, keys: list[str]) -> pl.DataFrame:
+    """One task: members of one partition sharing on ``end`` by ``keys`` (``members``, ``waiting_members``: integers)."""
+    from engine.cells.dates import attained_age_expr
+
+    alive = part.lazy().filter((pl.col("join_date") <= end) & (pl.col("exit_date").is_null() | (pl.col("exit_date") > end)))
+    waiting_from = end - dt.timedelta(days=waiting_days)
+    return (alive.with_columns(attained_age_expr(pl.col("birth_date"), pl.lit(end)).alias("age"),
+                               (pl.col("join_date") > waiting_from).cast(pl.Int64).alias("waiting_members"))
+            .group_by(keys).agg(pl.len().cast(pl.Int64).alias("members"), pl.col("waiting_members").sum())
+            .collect())
+
+
+def sharing_at(parts: list[Any], end: dt.date, waiting_days: int, keys: list[str], executor: Any = None) -> pl.DataFrame:
+    """Members sharing on ``end`` (``join <= end < exit``) by ``keys``, and those of them still waiting
+    (``join > end - waiting_days``), counted per partition (one task each on ``executor``) and summed (integers,
+    exact); float columns ``members``, ``waiting_members``, sorted by ``keys``."""
+    import functools
+
+    from engine.shares._stream import DEFAULT_BATCH, map_parts
+
+    fn = functools.partial(_sharing_part, end=end, waiting_days=waiting_days, keys=keys)
+    frames = [f for f in map_parts(fn, parts, DEFAULT_BATCH, executor) if f.height]
+    if not frames:
+        frames = [fn(parts[0].lazy().clear())]
+    both = pl.concat(frames, how="vertical_relaxed").group_by(keys).agg(pl.col("members", "waiting_members").sum())
+    return both.select(*keys, pl.col("members", "waiting_members").cast(pl.Float64)).sort(keys)
 
 
 def stage_plans(ctx: RunState) -> None:

@@ -74,7 +74,7 @@ def _scaled(pset: Any, scale: float) -> Any:
 # --------------------------------------------------------------------------- validate
 def stage_validate(ctx: RunState) -> None:
     """Read and validate members and claims; fix the study window."""
-    from engine.data.io import read_claims, read_members
+    from engine.data.io import read_claims, read_members, resolve_paths
     from engine.data.validation import validate
     from engine.data.window import study_window
 
@@ -91,10 +91,12 @@ def stage_validate(ctx: RunState) -> None:
     res = validate(mlf, read_claims(cfg.data.claims), as_of=cfg.data.as_of,
                    as_of_source="data.as_of (the configuration)", max_amount=_max_amount(ctx.plansets))
     res.require_usable(str(cfg.data.members))
-    # canonical row order (ids are unique after validation): every later step sees the same rows in the
-    # same order whatever the files' partitioning or row order, so sequential sums give the same bits
-    members = res.members.collect().sort("member_id", nulls_last=True)
-    members = members.select(_contract_first(members.columns, [*MEMBER_REQUIRED, *MEMBER_OPTIONAL]))
+    # no sort of the members: every later step reduces them to integer counts (exposure days, members by
+    # pool and dates, members sharing at the end) whose sums do not depend on the row order, and sums
+    # claim amounts in the claims' canonical order below
+    members = res.members
+    members = members.select(_contract_first(members.collect_schema().names(), [*MEMBER_REQUIRED, *MEMBER_OPTIONAL]))
+    members = members.collect()  # the clean rows validation holds today (engine.pipeline.memguard.MEMBERS_HELD)
     claims = res.claims.collect()
     claims = claims.drop([c for c in ("eligible", "reason") if c in claims.columns])
     claims = claims.sort([c for c in ("claim_id", "member_id", "event_date") if c in claims.columns], nulls_last=True)
@@ -108,10 +110,22 @@ def stage_validate(ctx: RunState) -> None:
     from engine.data.factor_levels import fill_missing
 
     members = fill_missing(members, cfg.study.factors)  # a null factor is the level "missing", in every stage
-    ctx.validation, ctx.members, ctx.claims, ctx.start, ctx.end = res, members, claims, start, end
+    ctx.validation, ctx.claims, ctx.start, ctx.end = res, claims, start, end
+    ctx.members = member_partitions(members, len(resolve_paths(cfg.data.members)))
     ctx.window = {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in win.items()}
     ctx.facts.update(study_start=start.isoformat(), study_end=end.isoformat())
     ctx.facts.update(ctx.window)
+
+
+def member_partitions(members: pl.DataFrame, n: int) -> list[pl.DataFrame]:
+    """The clean members as ``n`` contiguous slices (zero-copy; one per input file): one task each on an executor.
+
+    Every member pass reduces each slice to integer counts summed across slices, so the outputs do not
+    depend on ``n``.
+    """
+    n = max(1, min(int(n), members.height))
+    cuts = [members.height * i // n for i in range(n + 1)]
+    return [members.slice(a, b - a) for a, b in zip(cuts, cuts[1:])]
 
 
 def _max_amount(plansets: tuple[Any, list[tuple[str, Any]]]) -> float:
@@ -167,10 +181,10 @@ def stage_exposure(ctx: RunState) -> None:
     kw = dict(start=ctx.start, end=ctx.end, period=cfg.study.period, waiting_days=cfg.study.waiting_days,
               terminate_on_claim=cfg.study.terminate_on_claim, duration_bands=cfg.study.duration_bands)
     by = [*MEMBER_KEYS, *[f for f in cfg.study.factors if f not in MEMBER_KEYS]]
-    cells, rejected = exposure(ctx.members, ctx.claims, by=by, return_rejected=True, **kw)
+    cells, rejected = exposure(ctx.members, ctx.claims, by=by, return_rejected=True, executor=ctx.executor, **kw)
     if cells.height == 0 or float(cells["exposure_years"].sum()) <= 0:
         raise DataError(f"{cfg.data.members}: no exposure in the study window {ctx.start} to {ctx.end}")
-    sel = exposure(ctx.members, ctx.claims, by=["age", "sex", "duration_band"], **kw)
+    sel = exposure(ctx.members, ctx.claims, by=["age", "sex", "duration_band"], executor=ctx.executor, **kw)
     ctx.cells, ctx.select_cells, ctx.exposure_rejected, ctx.by = cells, sel, rejected, by
     ctx.write("cells", cells)
     res = ctx.validation
@@ -337,20 +351,22 @@ def stage_segmentation(ctx: RunState) -> None:
 def stage_history(ctx: RunState) -> None:
     """Realised shares per sharing period and the decomposition of their change."""
     from engine.cells._exposure import classify_claims
+    from engine.shares._stream import claimant_rows, column_names
     from engine.shares.history import share_history
 
     cfg = ctx.cfg
     hc = cfg.history
-    members = ctx.members
-    plan_col = hc.plan_col if hc.plan_col and hc.plan_col in members.columns else None
-    classified = classify_claims(members, ctx.claims, waiting_days=cfg.study.waiting_days)
+    members = ctx.members  # partitions: each is reduced to counts, none is joined whole
+    plan_col = hc.plan_col if hc.plan_col and hc.plan_col in column_names(members) else None
+    claimants = claimant_rows(members, ctx.claims.get_column("member_id").unique(), ["join_date", "exit_date"], {})
+    classified = classify_claims(claimants, ctx.claims, waiting_days=cfg.study.waiting_days)
     classified = classified.collect() if isinstance(classified, pl.LazyFrame) else classified
     ctx.classified = classified
     hist = share_history(
         members, classified, start=ctx.start, end=ctx.end, sharing_days=tuple(hc.sharing_days), fee=hc.fee,
         waiting_days=cfg.study.waiting_days, reporting_lag_days=hc.reporting_lag_days,
         per_claimant_cap=(hc.per_claimant_cap * cap_scale(cfg)) if hc.per_claimant_cap else None,
-        annual_cap=hc.annual_cap or None, plan_col=plan_col,
+        annual_cap=hc.annual_cap or None, plan_col=plan_col, executor=ctx.executor,
     )
     ctx.write("history", hist)
     from engine.projection._caps import caps_cost_realised
@@ -373,7 +389,8 @@ def _decomposition(ctx: RunState, plan_col: str | None) -> pl.DataFrame:
     effects worn off (:func:`engine.shares.decomposition.sustainable`) at that window's mix: not the
     sustainable share of the projection, whose mix is at its equilibrium.
     """
-    from engine.shares.decomposition import decompose, share_drivers, sustainable
+    from engine.shares._drivers import window_drivers
+    from engine.shares.decomposition import decompose, sustainable
 
     cfg = ctx.cfg
     hc = cfg.history
@@ -387,13 +404,13 @@ def _decomposition(ctx: RunState, plan_col: str | None) -> pl.DataFrame:
     if plan_col is not None:
         kw["plan_col"] = plan_col
 
-    def window(m0: dt.date, label: str):
-        return share_drivers(ctx.members, ctx.classified, period_start=m0,
-                             notice_date=_month_start(m0, DECOMPOSE_MONTHS) - dt.timedelta(days=1), label=label, **kw)
+    def window(m0: dt.date) -> tuple[dt.date, dt.date, str]:
+        return (m0, _month_start(m0, DECOMPOSE_MONTHS) - dt.timedelta(days=1),
+                f"{m0:%Y-%m}..{_month_start(m0, DECOMPOSE_MONTHS - 1):%Y-%m}")
 
-    try:
-        a = window(early0, f"{early0:%Y-%m}..{_month_start(early0, DECOMPOSE_MONTHS - 1):%Y-%m}")
-        b = window(late0, f"{late0:%Y-%m}..{_month_start(late0, DECOMPOSE_MONTHS - 1):%Y-%m}")
+    try:  # both windows in one pass over the members
+        a, b = window_drivers(ctx.members, ctx.classified, [window(early0), window(late0)], executor=ctx.executor,
+                              **kw)
         s = sustainable(b)
         parts = [decompose(a, b, method=hc.decompose).with_columns(pl.lit(f"{a.label} -> {b.label}").alias("comparison"),
                                                                     pl.lit(a.share_cny).alias("share_a_cny"),

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     import numpy as np
 
     from engine.data.validation import ValidationResult
@@ -37,12 +39,15 @@ class RunState:
     out: Path | None
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
+    #: run: the ``concurrent.futures.Executor`` the member passes run their tasks on (None: this process)
+    executor: Executor | None = None
     #: run: the memory estimate made from the Parquet footers before any data is read
     memory_check: dict[str, Any] | None = None
     #: validate: (pooled plan set or None, [(file label, plan set)]), checked before the data is read
     plansets: tuple[PlanSet | None, list[tuple[str, PlanSet]]] | None = None
     validation: ValidationResult | None = None
-    members: pl.DataFrame | None = None
+    #: validate: the clean members as partitions (frames or LazyFrames); every stage reduces them to counts
+    members: list[pl.DataFrame | pl.LazyFrame] | None = None
     claims: pl.DataFrame | None = None
     start: dt.date | None = None
     end: dt.date | None = None

@@ -1,26 +1,37 @@
-"""Memory guard of ``fentan run``: refuse early, from Parquet metadata, a run that would not fit.
+"""Memory guard of ``fentan run``: refuse early, from Parquet metadata, only what cannot stream.
 
-``fentan run`` holds the members in memory. Before any data is read, the guard reads each
-input file's footer (row counts, column types and sizes; no data page), estimates the peak
-memory of the run and compares it with the limit: ``--memory-limit``, else ``[run]
-memory_limit`` in the configuration, else :data:`DEFAULT_FRACTION` of the memory available
-now (``MemAvailable`` of ``/proc/meminfo``, capped by a cgroup limit). Above the limit it
-raises :class:`engine.errors.ResourceError` (exit 2) with a one-line message naming the
-need, the limit and how to raise it.
+What a run holds whole, and what it streams:
+
+* **streamed**: every pass over the members after validation (exposure cells, share history,
+  decomposition windows, members sharing at the end) reads them in batches of
+  :data:`engine.shares._stream.DEFAULT_BATCH` rows and keeps only additive counts, so its memory
+  does not grow with the members: at most two batches (:data:`STREAM_BATCHES`) are held at once;
+* **held whole**: the claims (always: they are few), and the clean member rows while validation
+  holds them (:data:`MEMBERS_HELD`: validation reads every member row into memory to find duplicate
+  ids; the flag goes to False when it streams). Cells, models and the projection are bounded by
+  the key grid, not by the rows (in :data:`BASE_BYTES`).
+
+Before any data is read, the guard reads each input file's footer (row counts, column types and
+sizes; no data page), estimates the peak memory of the run and compares it with the limit:
+``--memory-limit``, else ``[run] memory_limit`` in the configuration, else
+:data:`DEFAULT_FRACTION` of the memory available now (``MemAvailable`` of ``/proc/meminfo``,
+capped by a cgroup limit). Above the limit it raises :class:`engine.errors.ResourceError` (exit 2)
+with a one-line message naming what is held whole, the need, the limit and how to raise it.
 
 Notes
 -----
 Estimate (bytes), calibrated on measured peak RSS of whole runs (docs/batch.md):
 
-    need = BASE_BYTES + PER_ROW_FACTOR * (R_m * w_m + R_c * w_c)
+    need = BASE_BYTES + PER_ROW_FACTOR * (H * R_m * w_m + R_c * w_c) + STREAM_BATCHES * min(R_m, B) * w_m
 
-R_m, R_c = member and claim rows (footer row counts); w = the in-memory width of one row
-from the file schema: 4 bytes per date / int32, 8 per int64 / float64, 1 per bool, and
-for strings 16 bytes (polars string view) plus the column's mean uncompressed length
-(footer sizes). Synthetic members are w = 99 bytes; runs of 10^6 and 10^7 members peaked at
-0.96 and 3.06 GB, a slope of 233 bytes per member (2.35 w) above about 0.72 GB. The guard
-uses BASE_BYTES = 0.8 GB and PER_ROW_FACTOR = 3.0 (28 % above the measured slope), so the
-estimate (1.10 and 3.78 GB) is an upper bound of the measured peaks.
+R_m, R_c = member and claim rows (footer row counts); H = 1 while validation holds the members
+(:data:`MEMBERS_HELD`), else 0; B = the batch size; w = the in-memory width of one row from the
+file schema: 4 bytes per date / int32, 8 per int64 / float64, 1 per bool, and for strings 16 bytes
+(polars string view) plus the column's mean uncompressed length (footer sizes). Synthetic members
+are w = 99 bytes. Runs of 10^6 and 10^7 members peaked at 0.96 and 3.06 GB when the run also
+sorted a copy of the members (a slope of 2.35 w above about 0.72 GB); without that copy the
+slope is lower (docs/batch.md has the measurements). The guard keeps BASE_BYTES = 0.8 GB and
+PER_ROW_FACTOR = 3.0, an upper bound of every measured peak.
 """
 
 from __future__ import annotations
@@ -34,14 +45,18 @@ from typing import Any
 from engine.errors import ConfigError, ResourceError
 
 __all__ = ["parse_size", "format_size", "available_memory", "default_limit", "estimate_inputs", "check_memory",
-           "MemoryCheck", "DEFAULT_FRACTION", "BASE_BYTES", "PER_ROW_FACTOR"]
+           "MemoryCheck", "DEFAULT_FRACTION", "BASE_BYTES", "PER_ROW_FACTOR", "MEMBERS_HELD", "STREAM_BATCHES"]
 
 #: default limit = this fraction of the memory available when the run starts
 DEFAULT_FRACTION = 0.8
 #: interpreter, libraries, cells, models, projection and report (measured ~0.72 GB at 10^6, rounded up)
 BASE_BYTES = 800_000_000
-#: peak bytes per byte of raw row width (measured 2.35 between 10^6 and 10^7 members; margin to 3.0)
+#: peak bytes per byte of raw row width held whole (measured 2.35 between 10^6 and 10^7 members; margin to 3.0)
 PER_ROW_FACTOR = 3.0
+#: validation holds every clean member row (duplicate ids are found in memory); False once it streams
+MEMBERS_HELD = True
+#: member batches in memory at once in a streamed pass (the one counted and the one read ahead)
+STREAM_BATCHES = 2
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
@@ -193,8 +208,19 @@ def estimate_inputs(members: Any, claims: Any) -> tuple[int, float, int, float, 
             wsum += r * w
         out.append((rows, wsum / rows if rows else 0.0))
     (rm, wm), (rc, wc) = out
-    need = int(BASE_BYTES + PER_ROW_FACTOR * (rm * wm + rc * wc))
-    return rm, wm, rc, wc, need
+    return rm, wm, rc, wc, int(BASE_BYTES + _held(rm, wm, rc, wc) + _streamed(rm, wm))
+
+
+def _held(rm: int, wm: float, rc: int, wc: float) -> float:
+    """Bytes of the rows held whole: the claims, and the members while validation holds them."""
+    return PER_ROW_FACTOR * ((rm * wm if MEMBERS_HELD else 0.0) + rc * wc)
+
+
+def _streamed(rm: int, wm: float) -> float:
+    """Bytes of the streamed member passes: STREAM_BATCHES batches (not growing with the members)."""
+    from engine.shares._stream import DEFAULT_BATCH
+
+    return STREAM_BATCHES * min(rm, DEFAULT_BATCH) * wm
 
 
 def check_memory(members: Any, claims: Any, limit: str | int | None = None, *, source: str | None = None) -> MemoryCheck:
@@ -218,8 +244,10 @@ def check_memory(members: Any, claims: Any, limit: str | int | None = None, *, s
     ok = lim is None or need <= lim
     chk = MemoryCheck(rm, rc, round(wm, 1), round(wc, 1), need, lim, src, ok)
     if not ok:
+        held = (f"{rm:,} member rows (held whole by validation) + {rc:,} claim rows (held whole)" if MEMBERS_HELD
+                else f"{rc:,} claim rows (held whole; the {rm:,} member rows stream in batches)")
         raise ResourceError(
-            f"{members}: {rm:,} member rows (+ {rc:,} claim rows) need about {format_size(need)}, above the memory "
+            f"{members if MEMBERS_HELD else claims}: {held} need about {format_size(need)}, above the memory "
             f"limit of {format_size(lim)} ({src}); raise it with --memory-limit or [run] memory_limit in the "
             "configuration, or use fentan exposure, which streams the members in batches")
     return chk

@@ -15,6 +15,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ def _as_config(config: RunConfig | str | Path) -> RunConfig:
 
 def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force: bool = False,
         dry_run: bool = False, quiet: bool = False, progress: bool = True,
-        memory_limit: str | int | None = None) -> RunResult:
+        memory_limit: str | int | None = None, executor: Executor | None = None) -> RunResult:
     """Run the whole pipeline of ``config`` and write every output into ``out``.
 
     Parameters
@@ -122,6 +123,11 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
     memory_limit : peak memory allowed (bytes or ``'8GB'``); default ``[run] memory_limit``, else
         80 % of the available memory. Checked from the Parquet footers before any data is read
         (:func:`engine.pipeline.memguard.check_memory`): above it the run stops with a ResourceError.
+    executor : a ``concurrent.futures.Executor`` (a thread pool, or a process pool whose workers are
+        *spawned*: :func:`engine.cells.process_pool`; one that forks is refused). The passes over the
+        members (exposure, share history, decomposition windows, members sharing at the end) run one
+        task per partition on it and sum the tasks' integer counts in this process; every output is
+        bit-identical to the run without one. None: everything in this process.
 
     Returns
     -------
@@ -135,14 +141,16 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
     A violation is an internal error.
     """
     from engine._threads import one_blas_thread
+    from engine.cells._executor import check_executor
 
+    check_executor(executor)
     with one_blas_thread():  # same bytes whatever the BLAS thread count (engine._threads)
         return _run(config, out, force=force, dry_run=dry_run, quiet=quiet, progress=progress,
-                    memory_limit=memory_limit)
+                    memory_limit=memory_limit, executor=executor)
 
 
 def _run(config: RunConfig | str | Path, out: str | Path | None, *, force: bool, dry_run: bool, quiet: bool,
-         progress: bool, memory_limit: str | int | None) -> RunResult:
+         progress: bool, memory_limit: str | int | None, executor: Executor | None = None) -> RunResult:
     import engine.pipeline._plan_stages as bp
     import engine.pipeline._stages as bs
     from engine.pipeline._state import RunState
@@ -156,7 +164,7 @@ def _run(config: RunConfig | str | Path, out: str | Path | None, *, force: bool,
     show = progress and not quiet
     mem = _memory_check(cfg, memory_limit)  # footers only: refuse early, before any data is read
     if dry_run:
-        ctx = RunState(cfg, None)
+        ctx = RunState(cfg, None, executor=executor)
         ctx.memory_check = mem.as_dict()
         with _Progress(show) as pg:
             _timed("validate", lambda: bs.stage_validate(ctx), pg, timings)
@@ -164,7 +172,7 @@ def _run(config: RunConfig | str | Path, out: str | Path | None, *, force: bool,
         return RunResult(None, acc, facts=ctx.facts, timings=timings)
     started = dt.datetime.now(dt.timezone.utc)
     with staged_output(out, force=force, inputs=run_inputs(cfg)) as stage, _Progress(show) as pg:
-        ctx = RunState(cfg, stage)
+        ctx = RunState(cfg, stage, executor=executor)
         ctx.memory_check = mem.as_dict()
         (stage / "rejected").mkdir()
         steps: list[tuple[str, Callable[[], Any]]] = [

@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,6 @@ from engine._results import ResultMixin
 from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError
 from engine.conventions import DAYS_PER_YEAR, FEE, REPORTING_LAG_DAYS, WAITING_DAYS
-from engine.cells.dates import attained_age_expr, completed_months_expr
 
 #: driver names in the default (documented) sequential order
 DRIVERS: tuple[str, ...] = (
@@ -285,7 +285,7 @@ def _factor_sums(c: pl.DataFrame, rel: pl.Expr) -> dict[str, float]:
 
 @api_input(frames=("members", "claims", "base_rates", "benefits"), dates=("period_start", "notice_date"))
 def share_drivers(
-    members: pl.DataFrame | pl.LazyFrame,
+    members: pl.DataFrame | pl.LazyFrame | Sequence[pl.DataFrame | pl.LazyFrame],
     claims: pl.DataFrame | pl.LazyFrame,
     *,
     period_start: dt.date,
@@ -301,6 +301,8 @@ def share_drivers(
     plan_col: str = "plan_id",
     terminate_on_claim: bool = True,
     label: str | None = None,
+    batch_size: int | None = None,
+    executor: Executor | None = None,
 ) -> ShareDrivers:
     """Driver factors of the window ``[period_start, notice_date]`` from members and claims.
 
@@ -312,79 +314,74 @@ def share_drivers(
     sharing days in the window / 365.25 (waiting days included), which separates the
     ``waiting`` driver E / Y from growth ``dilution`` Y / (N dt).
 
+    ``members`` may be a list of partitions (frames or LazyFrames, e.g. one per file); they are
+    read in batches and reduced to integer day counts, summed exactly (in this process or one
+    task per partition on ``executor``, a ``concurrent.futures.Executor``): the result does not
+    depend on the partitioning. ``batch_size``: members per batch (default 1,000,000).
+
     Notes
     -----
     Attributes are taken on the notice date (a window of a month or two:
     age changes inside it are ignored). Eligible days are sharing days past
     the waiting period; they do not stop at a member's first claim.
     """
+    window = (period_start, notice_date, label if label is not None else f"{period_start}..{notice_date}")
+    return window_drivers(members, claims, [window], fee=fee, waiting_days=waiting_days,
+                          reporting_lag_days=reporting_lag_days, base_rates=base_rates, select_factors=select_factors,
+                          relativities=relativities, benefits=benefits, plan=plan, plan_col=plan_col,
+                          terminate_on_claim=terminate_on_claim, batch_size=batch_size, executor=executor)[0]
+
+
+def window_drivers(
+    members: pl.DataFrame | pl.LazyFrame | Sequence[pl.DataFrame | pl.LazyFrame],
+    claims: pl.DataFrame | pl.LazyFrame,
+    windows: Sequence[tuple[dt.date, dt.date, str]],
+    *,
+    fee: float = FEE,
+    waiting_days: int = WAITING_DAYS,
+    reporting_lag_days: int = REPORTING_LAG_DAYS,
+    plan: str | None = None,
+    plan_col: str = "plan_id",
+    terminate_on_claim: bool = True,
+    batch_size: int | None = None,
+    executor: Executor | None = None,
+    **drivers_kw: Any,
+) -> list[ShareDrivers]:
+    """:func:`share_drivers` of several windows ``(period_start, notice_date, label)`` in one pass over the members.
+
+    ``drivers_kw``: base_rates, select_factors, relativities, benefits (as in :func:`share_drivers`).
+    """
+    from engine.shares._stream import DEFAULT_BATCH, claimant_rows, column_names, parts_of, window_counts
     from engine.shares.history import eligible_claims
 
-    if notice_date < period_start:
-        raise ConfigError(f"notice_date: {notice_date} is before period_start {period_start}")
-    m = members.lazy()
-    names = m.collect_schema().names()
-    if plan is not None:
-        if plan_col not in names:
-            raise ConfigError(f"plan_col: members have no column '{plan_col}'")
-        m = m.filter(pl.col(plan_col) == plan)
+    for period_start, notice_date, _ in windows:
+        if notice_date < period_start:
+            raise ConfigError(f"notice_date: {notice_date} is before period_start {period_start}")
+    parts = parts_of(members)
+    names = column_names(parts)
+    if plan is not None and plan_col not in names:
+        raise ConfigError(f"plan_col: members have no column '{plan_col}'")
     c = _collect(claims)
-    c = eligible_claims(m, c, waiting_days=waiting_days, terminate_on_claim=terminate_on_claim)
     # claims of these members: look the (few) claimants up instead of hashing every member id
-    ids = c.get_column("member_id").unique()
-    present = m.select("member_id").filter(pl.col("member_id").is_in(ids.implode())).collect().get_column("member_id")
-    c = c.filter(pl.col("member_id").is_in(present.implode()))
-    cells, N, Y = _window_cells(m, period_start, notice_date, waiting_days, list((relativities or {}).keys()))
-    approved, incurred = _window_amounts(c, period_start, notice_date, reporting_lag_days)
-    return drivers_from_cells(
-        cells,
-        sharing_members=N,
-        amount_approved_cny=approved,
-        amount_incurred_cny=incurred,
-        period_days=(notice_date - period_start).days + 1,
-        fee=fee,
-        base_rates=base_rates,
-        select_factors=select_factors,
-        relativities=relativities,
-        benefits=benefits,
-        label=label if label is not None else f"{period_start}..{notice_date}",
-        sharing_years=Y,
-    )
-
-
-def _window_cells(
-    m: pl.LazyFrame, period_start: dt.date, notice_date: dt.date, waiting_days: int, rel_cols: list[str]
-) -> tuple[pl.DataFrame, int, float]:
-    """Eligible member-years by age, sex, duration and relativity columns; sharing members N; sharing years Y.
-
-    Notes
-    -----
-    A member is eligible on ``[max(join + waiting, start), min(exit, notice + 1))``
-    and shares on ``[max(join, start), ...)``; ``Y = sum sharing days / 365.25``;
-    N counts ``join <= notice < exit``. Attributes are taken on the notice date.
-    """
-    d = pl.lit(notice_date)
-    ps, nd = pl.lit(period_start), pl.lit(notice_date)
-    first = pl.max_horizontal(pl.col("join_date") + pl.duration(days=waiting_days), ps)
-    last_excl = pl.min_horizontal(pl.col("exit_date").fill_null(notice_date + dt.timedelta(days=1)), nd + pl.duration(days=1))
-    keys = ["age", "sex", "duration", *rel_cols]
-    # only the columns the cells need; cells sorted by their keys (same sums on every run)
-    mm = m.select("birth_date", "join_date", "exit_date", "sex", *[x for x in rel_cols if x not in ("sex",)])
-    N = int(mm.filter((pl.col("join_date") <= nd) & (pl.col("exit_date").is_null() | (nd < pl.col("exit_date"))))
-            .select(pl.len()).collect().item())
-    share_days = (last_excl - pl.max_horizontal(pl.col("join_date"), ps)).dt.total_days().clip(lower_bound=0)
-    Y = float(mm.select(share_days.sum()).collect().item() or 0) / DAYS_PER_YEAR
-    cells = (
-        mm.with_columns(((last_excl - first).dt.total_days().clip(lower_bound=0)).alias("_days"))
-        .filter(pl.col("_days") > 0)
-        .with_columns(attained_age_expr(pl.col("birth_date"), d).alias("age"),
-                      completed_months_expr(pl.col("join_date"), d).alias("duration"))
-        .group_by(*keys)
-        .agg((pl.col("_days").sum() / DAYS_PER_YEAR).alias("exposure_years"))
-        .sort(keys, nulls_last=True)
-        .collect()
-    )
-    return cells, N, Y
+    cm = claimant_rows(parts, c.get_column("member_id").unique(),
+                       ["join_date", "exit_date", *([plan_col] if plan is not None else [])], {})
+    if plan is not None:
+        cm = cm.filter(pl.col(plan_col) == plan)
+    c = eligible_claims(cm, c, waiting_days=waiting_days, terminate_on_claim=terminate_on_claim)
+    c = c.filter(pl.col("member_id").is_in(cm.get_column("member_id").implode()))
+    rel_cols = list((drivers_kw.get("relativities") or {}).keys())
+    counts = window_counts(parts, [(a, b) for a, b, _ in windows], waiting_days=waiting_days, rel_cols=rel_cols,
+                           plan=(plan_col, plan) if plan is not None else None,
+                           batch_size=batch_size or DEFAULT_BATCH, executor=executor)
+    out = []
+    for (period_start, notice_date, label), (cells, N, share_days) in zip(windows, counts, strict=True):
+        cells = cells.with_columns((pl.col("_days") / DAYS_PER_YEAR).alias("exposure_years")).drop("_days")
+        approved, incurred = _window_amounts(c, period_start, notice_date, reporting_lag_days)
+        out.append(drivers_from_cells(
+            cells, sharing_members=N, amount_approved_cny=approved, amount_incurred_cny=incurred,
+            period_days=(notice_date - period_start).days + 1, fee=fee, label=label,
+            sharing_years=float(share_days) / DAYS_PER_YEAR, **drivers_kw))
+    return out
 
 
 def _window_amounts(

@@ -33,6 +33,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ import polars as pl
 from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError
 from engine.shares._counts import annual_cap_split, cohort_counts, sharing_counts
+from engine.shares._stream import DEFAULT_BATCH, claimant_rows, column_names, history_cohorts, parts_of, pool_keys
 from engine.plans.sharing import capped_share, member_share
 from engine.conventions import ANNUAL_CAP_CNY, FEE, PER_CLAIMANT_CAP_CNY, REPORTING_LAG_DAYS, SHARING_DAYS, WAITING_DAYS
 
@@ -148,55 +150,6 @@ def eligible_claims(
     return claims.filter(pl.col("eligible").fill_null(False))
 
 
-def _pool_keys(members: pl.DataFrame, plan_col: str | None, by: Sequence[str] | None) -> tuple[pl.DataFrame, list[str]]:
-    keys: list[str] = []
-    if plan_col is not None:
-        if plan_col not in members.columns:
-            if plan_col != "plan_id":
-                raise ConfigError(f"plan_col: members have no column '{plan_col}'")
-            members = members.with_columns(pl.lit("all").alias("plan_id"))
-        keys.append(plan_col)
-    for k in by or ():
-        if k not in members.columns:
-            raise ConfigError(f"by: members have no column '{k}'")
-        if k not in keys:
-            keys.append(k)
-    if not keys:
-        members = members.with_columns(pl.lit("all").alias("pool"))
-        keys = ["pool"]
-    return members, keys
-
-
-def _member_counts(m: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """Members counted by (pool keys, join_date, exit_date): ``keys..., join_date, exit_date, _n``.
-
-    The three keys are packed into one Int64 (static key id, join day, exit day or a
-    null code) so the group-by runs on integers; a plain group-by when they do not fit.
-    """
-    from engine.cells.calendar import encode_static
-
-    if m.height == 0:
-        return m.group_by(*keys, "join_date", "exit_date").agg(pl.len().alias("_n"))
-    j = m.get_column("join_date").to_physical().cast(pl.Int64)
-    x = m.get_column("exit_date").to_physical().cast(pl.Int64)
-    lo = int(min(j.min(), x.min() if x.null_count() < x.len() else j.min()))
-    hi = int(max(j.max(), x.max() if x.null_count() < x.len() else j.max()))
-    sid, n_sid, decode = encode_static(m, keys)
-    span = hi - lo + 2  # the last code stands for a null exit_date
-    if j.null_count() or float(n_sid) * span * span >= 2.0**62:
-        return m.group_by(*keys, "join_date", "exit_date").agg(pl.len().alias("_n"))
-    packed = (pl.Series(sid).cast(pl.Int64) * span + (j - lo)) * span + (x - lo).fill_null(span - 1)
-    counts = packed.value_counts(name="_n", sort=False)
-    v = counts.get_column(packed.name).to_numpy()
-    xs = v % span
-    rest = v // span
-    out = decode(rest // span)
-    join = pl.Series("join_date", rest % span + lo).cast(pl.Int32).cast(pl.Date)
-    exit_ = pl.Series("exit_date", np.where(xs == span - 1, 0, xs + lo)).cast(pl.Int32).cast(pl.Date)
-    exit_ = pl.select(pl.when(pl.Series(xs == span - 1)).then(None).otherwise(exit_)).to_series().alias("exit_date")
-    return pl.concat([out, pl.DataFrame([join, exit_]), counts.select(pl.col("_n").cast(pl.UInt32))], how="horizontal")
-
-
 @api_input(frames=("members", "claims"), dates=("start", "end"))
 def share_history(
     members: pl.DataFrame | pl.LazyFrame,
@@ -213,13 +166,16 @@ def share_history(
     plan_col: str | None = "plan_id",
     by: Sequence[str] | None = None,
     terminate_on_claim: bool = True,
+    batch_size: int | None = None,
+    executor: Executor | None = None,
 ) -> pl.DataFrame:
     """Realised share history per pool and sharing period.
 
     Parameters
     ----------
-    members, claims : validated frames (data contract). Claims may carry an
-        ``eligible`` column; otherwise they are classified with
+    members, claims : validated frames (data contract). ``members`` may be a list of frames or
+        LazyFrames (partitions, e.g. one per file): each is read in batches and reduced to counts.
+        Claims may carry an ``eligible`` column; otherwise they are classified with
         :func:`engine.cells._exposure.classify_claims`.
     start, end : periods whose notice date lies in ``[start, end]`` (inclusive).
     sharing_days : days of the month of the notice dates (``(14, 28)``:
@@ -232,6 +188,10 @@ def share_history(
     plan_col : pool column; None = one pool. A missing default ``plan_id``
         column means one pool labelled ``"all"``.
     by : further member columns splitting pools.
+    batch_size : members per batch of the counting pass (default 1,000,000); results do not depend on it.
+    executor : a ``concurrent.futures.Executor`` (thread or *spawned* process pool,
+        :func:`engine.cells.process_pool`): one task per partition counts its members; the
+        driver sums the counts (integers, exact). Bit-identical to the run without one.
 
     Returns
     -------
@@ -246,12 +206,18 @@ def share_history(
     platform_paid_per_claimant_cap_cny + platform_paid_annual_cap_cny``.
     Cumulation for the annual cap starts at the first notice of the start
     year (periods before ``start`` in that year are computed, not returned).
+
+    The members enter only through additive integer counts (members by pool, join date and
+    exit date; :mod:`engine.shares._stream`) and the rows of the claimants, so no step holds
+    all member rows and the result does not depend on how the members are partitioned.
     """
     _check_history_args(start, end, fee, waiting_days, reporting_lag_days, per_claimant_cap, annual_cap)
-    m = _collect(members)
+    parts = parts_of(members)
+    keys, const = pool_keys(column_names(parts), plan_col, by)
     c = _collect(claims)
-    m, keys = _pool_keys(m, plan_col, by)
+    m = claimant_rows(parts, c.get_column("member_id").unique(), [*keys, "join_date", "exit_date"], const)
     c = eligible_claims(m, c, waiting_days=waiting_days, terminate_on_claim=terminate_on_claim)
+    cohorts = history_cohorts(parts, keys, const, batch_size=batch_size or DEFAULT_BATCH, executor=executor)
 
     cal_all = sharing_calendar(dt.date(start.year, 1, 1), end, sharing_days)
     if cal_all.height == 0 or cal_all["notice_date"].max() < start:  # type: ignore[operator]
@@ -261,7 +227,7 @@ def share_history(
     years = cal_all["notice_date"].dt.year().to_numpy()
     year_start = np.searchsorted(years, years, side="left")  # years are sorted
 
-    pools, jd, xd, wt, code = _pool_cohorts(m, keys)
+    pools, jd, xd, wt, code = _pool_cohorts(cohorts, keys)
     n_pools = pools.height
     N = sharing_counts(jd, xd, T, wt, pool=code, n_pools=n_pools)
     NE = sharing_counts(jd, xd, T, wt, pool=code, n_pools=n_pools, delay_days=waiting_days)
@@ -325,13 +291,13 @@ def _check_history_args(
 
 
 def _pool_cohorts(
-    m: pl.DataFrame, keys: list[str]
+    agg: pl.DataFrame, keys: list[str]
 ) -> tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pools (keys and ``_pool`` index) and member cohorts: join day, exit day, count and pool code."""
-    # members reduced to (pool keys, join, exit) counts first: the joins below run on the small frame
-    agg = _member_counts(m, keys)
+    """Pools (keys and ``_pool`` index) and member cohorts (join day, exit day, count and pool code) from
+    the members counted by (pool keys, join date, exit date)."""
     pools = agg.select(keys).unique().sort(keys).with_row_index("_pool")
-    agg = agg.join(pools, on=keys, how="left", nulls_equal=True).sort("_pool", "join_date", "exit_date")
+    # no sort: the counts are summed by np.bincount with integer weights (exact in any order)
+    agg = agg.join(pools, on=keys, how="left", nulls_equal=True)
     jd, xd = _days(agg["join_date"]), _days(agg["exit_date"])
     wt = agg["_n"].cast(pl.Float64).to_numpy()
     code = agg["_pool"].cast(pl.Int64).to_numpy()
@@ -361,7 +327,9 @@ def _claim_sums(
     """
     n_pools, P = pools.height, T.size
     claimants = m.select("member_id", *keys).filter(pl.col("member_id").is_in(c.get_column("member_id").unique().implode()))
-    cl = c.join(claimants.join(pools, on=keys, how="left", nulls_equal=True), on="member_id", how="inner")
+    # claims in their input order (the float sums below follow it), whatever the members' order
+    cl = c.join(claimants.join(pools, on=keys, how="left", nulls_equal=True), on="member_id", how="inner",
+                maintain_order="left")
     appr = pl.col("approved_date") if "approved_date" in cl.columns else pl.lit(None, dtype=pl.Date)
     cl = cl.with_columns(
         pl.coalesce(appr, pl.col("event_date") + pl.duration(days=reporting_lag_days)).alias("_appr")

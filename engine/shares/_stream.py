@@ -1,0 +1,331 @@
+"""Additive member counts of the share history and of the decomposition windows, per partition, summed.
+
+The history and the driver decomposition need from the members only integer counts:
+
+* **cohorts** (history): members counted by (pool keys, ``join_date``, ``exit_date``); the members
+  sharing and eligible on every notice day, and the join cohorts of the annual cap, follow from them;
+* **window days** (decomposition): eligible days by age, sex, duration (and relativity columns) on
+  the window's notice date, the members sharing on it (N) and their sharing days in the window;
+* **claimants**: the member rows of members with a claim (few), for the claims pass.
+
+Each partition (a file, a frame; an in-memory frame larger than a batch is cut into batch-sized
+slices) is read in batches and reduced to these counts, in this process or as one task per
+partition on a ``concurrent.futures.Executor``; the driver sums them. Every sum is a sum of
+integers, so the result does not depend on the partitioning, the batching or the order of the
+tasks: it is bit-identical to the count of all members at once. No step holds all member rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from engine.cells.dates import attained_age_expr, completed_months_expr
+from engine.errors import ConfigError
+
+#: members per batch of the counting passes (results do not depend on it)
+DEFAULT_BATCH = 1_000_000
+_COUNT = "_n"
+
+
+def parts_of(members: Any) -> list[pl.DataFrame | pl.LazyFrame]:
+    """The partitions of ``members``: a frame, a LazyFrame, or a list or tuple of them."""
+    parts = list(members) if isinstance(members, (list, tuple)) else [members]
+    for p in parts:
+        if not isinstance(p, (pl.DataFrame, pl.LazyFrame)):
+            raise ConfigError(f"members: expected a polars DataFrame or LazyFrame (or a list of them), "
+                              f"got {type(p).__name__}")
+    return parts
+
+
+def column_names(parts: Sequence[pl.DataFrame | pl.LazyFrame]) -> list[str]:
+    """Columns present in every partition (the first partition's order)."""
+    names = [p.columns if isinstance(p, pl.DataFrame) else p.collect_schema().names() for p in parts]
+    common = set(names[0]).intersection(*map(set, names[1:])) if names else set()
+    return [c for c in names[0] if c in common] if names else []
+
+
+def pool_keys(names: Sequence[str], plan_col: str | None, by: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
+    """Pool key columns and the constant columns to add (``{column: value}``) for the members' columns ``names``.
+
+    A missing default ``plan_id`` column means one pool labelled ``"all"``; no key at all means one
+    pool ``pool = "all"``. A missing ``by`` column or a missing non-default ``plan_col`` is an error.
+    """
+    keys: list[str] = []
+    const: dict[str, str] = {}
+    if plan_col is not None:
+        if plan_col not in names:
+            if plan_col != "plan_id":
+                raise ConfigError(f"plan_col: members have no column '{plan_col}'")
+            const["plan_id"] = "all"
+        keys.append(plan_col)
+    for k in by or ():
+        if k not in names:
+            raise ConfigError(f"by: members have no column '{k}'")
+        if k not in keys:
+            keys.append(k)
+    if not keys:
+        const["pool"] = "all"
+        keys = ["pool"]
+    return keys, const
+
+
+def member_counts(m: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Members counted by (pool keys, join_date, exit_date): ``keys..., join_date, exit_date, _n`` (UInt32).
+
+    The three keys are packed into one Int64 (static key id, join day, exit day or a
+    null code) so the group-by runs on integers; a plain group-by when they do not fit.
+    """
+    from engine.cells.calendar import encode_static
+
+    if m.height == 0:
+        return m.group_by(*keys, "join_date", "exit_date").agg(pl.len().cast(pl.UInt32).alias(_COUNT))
+    j = m.get_column("join_date").to_physical().cast(pl.Int64)
+    x = m.get_column("exit_date").to_physical().cast(pl.Int64)
+    lo = int(min(j.min(), x.min() if x.null_count() < x.len() else j.min()))
+    hi = int(max(j.max(), x.max() if x.null_count() < x.len() else j.max()))
+    sid, n_sid, decode = encode_static(m, keys)
+    span = hi - lo + 2  # the last code stands for a null exit_date
+    if j.null_count() or float(n_sid) * span * span >= 2.0**62:
+        return m.group_by(*keys, "join_date", "exit_date").agg(pl.len().cast(pl.UInt32).alias(_COUNT))
+    packed = (pl.Series(sid).cast(pl.Int64) * span + (j - lo)) * span + (x - lo).fill_null(span - 1)
+    counts = packed.value_counts(name=_COUNT, sort=False)
+    v = counts.get_column(packed.name).to_numpy()
+    xs = v % span
+    rest = v // span
+    out = decode(rest // span)
+    join = pl.Series("join_date", rest % span + lo).cast(pl.Int32).cast(pl.Date)
+    exit_ = pl.Series("exit_date", np.where(xs == span - 1, 0, xs + lo)).cast(pl.Int32).cast(pl.Date)
+    exit_ = pl.select(pl.when(pl.Series(xs == span - 1)).then(None).otherwise(exit_)).to_series().alias("exit_date")
+    return pl.concat([out, pl.DataFrame([join, exit_]), counts.select(pl.col(_COUNT).cast(pl.UInt32))],
+                     how="horizontal")
+
+
+def _sum_counts(frames: list[pl.DataFrame], keys: list[str], value_cols: list[str]) -> pl.DataFrame:
+    """Integer counts of several partitions summed by ``keys`` (exact: the order does not matter)."""
+    frames = [f for f in frames if f.height] or frames[:1]
+    if len(frames) == 1:
+        return frames[0]
+    both = pl.concat(frames, how="vertical_relaxed")
+    return both.group_by(keys).agg([pl.col(c).cast(pl.Int64).sum() for c in value_cols])
+
+
+# --------------------------------------------------------------------------- one task
+def _batches(part: Any, cols: list[str], batch_size: int, fn: Any) -> list[Any]:
+    from engine.cells._batch import batches
+
+    return list(batches([part], cols, batch_size, fn))
+
+
+def _with_const(mb: pl.DataFrame, const: dict[str, str]) -> pl.DataFrame:
+    return mb.with_columns([pl.lit(v, dtype=pl.String).alias(k) for k, v in const.items()]) if const else mb
+
+
+def _cohort_batch(mb: pl.DataFrame, keys: list[str], const: dict[str, str]) -> pl.DataFrame:
+    return member_counts(_with_const(mb, const), keys)
+
+
+def cohort_task(part: Any, keys: list[str], const: dict[str, str], batch_size: int) -> pl.DataFrame:
+    """One task: the cohort counts of one partition (picklable arguments and result)."""
+    cols = [k for k in keys if k not in const] + ["join_date", "exit_date"]
+    fn = functools.partial(_cohort_batch, keys=keys, const=const)
+    frames = _batches(part, list(dict.fromkeys(cols)), batch_size, fn)
+    if not frames:
+        return _cohort_batch(_empty(part, cols), keys, const)
+    return _sum_counts(frames, [*keys, "join_date", "exit_date"], [_COUNT])
+
+
+def _empty(part: Any, cols: list[str]) -> pl.DataFrame:
+    lf = part.lazy() if isinstance(part, pl.DataFrame) else part
+    return lf.select(cols).clear().collect()
+
+
+Window = tuple[dt.date, dt.date]
+
+
+def _window_batch(mb: pl.DataFrame, windows: list[Window], waiting_days: int, rel_cols: list[str],
+                  plan: tuple[str, str] | None) -> list[tuple[pl.DataFrame, int, int]]:
+    """Per window: eligible days by (age, sex, duration, rel_cols) on the notice date, N, sharing days.
+
+    Notes
+    -----
+    With day numbers J (join), X (exit, never = far future), window [s, d]: a member shares on d
+    when ``J <= d < X``; its sharing days are ``max(0, min(X, d + 1) - max(J, s))`` and its eligible
+    days ``max(0, min(X, d + 1) - max(J + waiting, s))``, keyed by attained age and completed months
+    on d (:func:`engine.cells.dates.attained_age`, :func:`engine.cells.dates.completed_months`).
+    """
+    from engine.cells.calendar import encode_static
+    from engine.cells.dates import day_number
+
+    if plan is not None:
+        mb = mb.filter(pl.col(plan[0]) == plan[1])
+    if mb.get_column("birth_date").null_count() or mb.get_column("join_date").null_count():
+        return _window_batch_polars(mb, windows, waiting_days, rel_cols)
+    j = mb.get_column("join_date").to_physical().cast(pl.Int64).to_numpy()
+    x = mb.get_column("exit_date").to_physical().cast(pl.Int64).fill_null(_FAR).to_numpy()
+    birth = mb.get_column("birth_date").to_physical().cast(pl.Int64).to_numpy()
+    sid, _, decode = encode_static(mb, ["sex", *rel_cols])
+    civil = _Civil(birth, j)  # civil dates once per batch, for every window
+    out = []
+    for period_start, notice_date in windows:
+        s, d = day_number(period_start), day_number(notice_date)
+        stop = np.minimum(x, d + 1)
+        n_sharing = int(np.count_nonzero((j <= d) & (d < x)))
+        share_days = int(np.clip(stop - np.maximum(j, s), 0, None).sum())
+        days = stop - np.maximum(j + waiting_days, s)
+        keep = np.flatnonzero(days > 0)
+        age, dur = civil.on(d, keep)
+        out.append((_cells_by(sid[keep], age, dur, days[keep], decode, rel_cols), n_sharing, share_days))
+    return out
+
+
+class _Civil:
+    """Civil parts of the birth and join day numbers of a batch; attained age and completed months on a day.
+
+    Uses the one age and duration formulas (:func:`engine.cells.dates.age_from_civil`,
+    :func:`engine.cells.dates.months_from_civil`), on civil dates computed once per batch.
+    """
+
+    def __init__(self, birth: np.ndarray, join: np.ndarray) -> None:
+        from engine.cells.dates import civil_from_days, md_code
+
+        yb, mb, db = civil_from_days(birth)
+        yj, mj, dj = civil_from_days(join)
+        self.yb, self.bmd, self.jmi, self.dj = yb, md_code(mb, db), 12 * yj + mj - 1, dj
+
+    def on(self, day: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(attained age, completed months) on day number ``day`` of the members at ``rows`` (int64)."""
+        from engine.cells.dates import age_from_civil, civil_from_days, last_day, md_code, months_from_civil
+
+        y, m, d = civil_from_days(np.array([day], dtype=np.int64))
+        age = age_from_civil(y, md_code(m, d), self.yb[rows], self.bmd[rows])
+        dur = months_from_civil(12 * y + m - 1, d, last_day(y, m), self.jmi[rows], self.dj[rows])
+        return age.astype(np.int64), dur.astype(np.int64)
+
+
+_FAR = 10**9  # a day number beyond any date: "never exits"
+
+
+def _cells_by(sid: np.ndarray, age: np.ndarray, dur: np.ndarray, days: np.ndarray, decode: Any,
+              rel_cols: list[str]) -> pl.DataFrame:
+    """Integer day sums by (age, static key id, duration) as a frame ``age, sex, duration, rel_cols..., _days``."""
+    if age.size == 0:
+        frame = decode(np.zeros(0, dtype=np.int64))
+        return pl.concat([pl.DataFrame({"age": pl.Series([], dtype=pl.Int32)}), frame,
+                          pl.DataFrame({"duration": pl.Series([], dtype=pl.Int32), "_days": pl.Series([], dtype=pl.Int64)})],
+                         how="horizontal").select("age", "sex", "duration", *rel_cols, "_days")
+    a0, d0 = int(age.min()), int(dur.min())
+    na, nd = int(age.max()) - a0 + 1, int(dur.max()) - d0 + 1
+    code = (sid.astype(np.int64) * na + (age - a0)) * nd + (dur - d0)
+    size = (int(sid.max()) + 1) * na * nd
+    if size <= 4 * code.size + 100_000:  # a dense grid: no sort
+        dense = np.bincount(code, weights=days, minlength=size)
+        uniq = np.flatnonzero(np.bincount(code, minlength=size))
+        total = dense[uniq].astype(np.int64)  # integer sums below 2^53: exact
+    else:
+        uniq, inv = np.unique(code, return_inverse=True)
+        total = np.bincount(inv, weights=days).astype(np.int64)
+    ds, rest = uniq % nd + d0, uniq // nd
+    keys = decode(rest // na)
+    frame = pl.concat([pl.DataFrame({"age": (rest % na + a0).astype(np.int32)}), keys,
+                       pl.DataFrame({"duration": ds.astype(np.int32), "_days": total})], how="horizontal")
+    return frame.select("age", "sex", "duration", *rel_cols, "_days")
+
+
+def _window_batch_polars(mb: pl.DataFrame, windows: list[Window], waiting_days: int,
+                         rel_cols: list[str]) -> list[tuple[pl.DataFrame, int, int]]:
+    """:func:`_window_batch` for members with a null birth or join date (they keep a null age or duration)."""
+    keys = ["age", "sex", "duration", *rel_cols]
+    out = []
+    for period_start, notice_date in windows:
+        ps, nd = pl.lit(period_start), pl.lit(notice_date)
+        first = pl.max_horizontal(pl.col("join_date") + pl.duration(days=waiting_days), ps)
+        last_excl = pl.min_horizontal(pl.col("exit_date").fill_null(notice_date + dt.timedelta(days=1)),
+                                      nd + pl.duration(days=1))
+        sharing = (pl.col("join_date") <= nd) & (pl.col("exit_date").is_null() | (nd < pl.col("exit_date")))
+        share_days = (last_excl - pl.max_horizontal(pl.col("join_date"), ps)).dt.total_days().clip(lower_bound=0)
+        tot = mb.select(sharing.sum().alias("n"), share_days.sum().alias("y"))
+        cells = (mb.lazy().with_columns((last_excl - first).dt.total_days().clip(lower_bound=0).alias("_days"))
+                 .filter(pl.col("_days") > 0)
+                 .with_columns(attained_age_expr(pl.col("birth_date"), nd).alias("age"),
+                               completed_months_expr(pl.col("join_date"), nd).alias("duration"))
+                 .group_by(*keys).agg(pl.col("_days").cast(pl.Int64).sum()).collect())
+        out.append((cells, int(tot["n"][0] or 0), int(tot["y"][0] or 0)))
+    return out
+
+
+def window_task(part: Any, windows: list[Window], waiting_days: int, rel_cols: list[str],
+                plan: tuple[str, str] | None, batch_size: int) -> list[tuple[pl.DataFrame, int, int]]:
+    """One task: the window counts of one partition, summed over its batches."""
+    cols = list(dict.fromkeys(["birth_date", "join_date", "exit_date", "sex", *rel_cols,
+                               *([plan[0]] if plan is not None else [])]))
+    fn = functools.partial(_window_batch, windows=windows, waiting_days=waiting_days, rel_cols=rel_cols, plan=plan)
+    per_batch = _batches(part, cols, batch_size, fn) or [fn(_empty(part, cols))]
+    return _sum_windows(per_batch, rel_cols)
+
+
+def _sum_windows(results: list[list[tuple[pl.DataFrame, int, int]]],
+                 rel_cols: list[str]) -> list[tuple[pl.DataFrame, int, int]]:
+    keys = ["age", "sex", "duration", *rel_cols]
+    out = []
+    for i in range(len(results[0])):
+        cells = _sum_counts([r[i][0] for r in results], keys, ["_days"])
+        out.append((cells, sum(r[i][1] for r in results), sum(r[i][2] for r in results)))
+    return out
+
+
+# --------------------------------------------------------------------------- the map and the sum
+def _tasks(parts: Sequence[Any], batch_size: int) -> list[Any]:
+    from engine.cells._executor import _tasks as cell_tasks
+
+    return cell_tasks(parts, batch_size)
+
+
+def map_parts(fn: Any, parts: Sequence[Any], batch_size: int, executor: Executor | None) -> list[Any]:
+    """``fn(part)`` of every partition, in this process or one task each on ``executor`` (results in part order)."""
+    from engine.cells._executor import check_executor
+
+    check_executor(executor)
+    if executor is None:
+        return [fn(p) for p in parts]
+    futures = [executor.submit(fn, p) for p in _tasks(parts, batch_size)]
+    try:
+        return [f.result() for f in futures]
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
+
+
+def history_cohorts(parts: Sequence[Any], keys: list[str], const: dict[str, str], *, batch_size: int = DEFAULT_BATCH,
+                    executor: Executor | None = None) -> pl.DataFrame:
+    """Members counted by (pool keys, join_date, exit_date) over every partition (``_n``, exact integer sums)."""
+    fn = functools.partial(cohort_task, keys=keys, const=const, batch_size=batch_size)
+    frames = map_parts(fn, parts, batch_size, executor)
+    return _sum_counts(frames, [*keys, "join_date", "exit_date"], [_COUNT])
+
+
+def window_counts(parts: Sequence[Any], windows: list[Window], *, waiting_days: int, rel_cols: list[str],
+                  plan: tuple[str, str] | None = None, batch_size: int = DEFAULT_BATCH,
+                  executor: Executor | None = None) -> list[tuple[pl.DataFrame, int, int]]:
+    """Per window, over every partition: eligible days by cell (``_days``, sorted by its keys), N, sharing days."""
+    fn = functools.partial(window_task, windows=windows, waiting_days=waiting_days, rel_cols=rel_cols, plan=plan,
+                           batch_size=batch_size)
+    res = _sum_windows(map_parts(fn, parts, batch_size, executor), rel_cols)
+    keys = ["age", "sex", "duration", *rel_cols]
+    return [(cells.sort(keys, nulls_last=True), n, y) for cells, n, y in res]
+
+
+def claimant_rows(parts: Sequence[Any], ids: pl.Series, cols: list[str], const: dict[str, str]) -> pl.DataFrame:
+    """The member rows (``cols``) of the members in ``ids``, from every partition (duplicates refused)."""
+    from engine.cells._batch import claimants
+
+    read = [c for c in cols if c not in const and c not in ("member_id", "birth_date", "join_date", "exit_date")]
+    rows = claimants(parts, ids, read).drop("__part")
+    return _with_const(rows, const).select(list(dict.fromkeys(["member_id", *cols])))

@@ -1,0 +1,164 @@
+"""History and decomposition from additive member counts (issue 22, part B, item 1).
+
+``share_history`` and ``share_drivers`` reduce the members, partition by partition and batch by
+batch, to integer counts (members by pool, join date and exit date; eligible days by cell) summed
+in the driver. The result must be bit-identical to the in-memory path (one frame of all members)
+on 10^5 members, whatever the split into files (1, 3, 8 files, uneven and empty ones, a
+hypothesis-chosen split of shuffled rows), the batch size and the executor (threads, spawned
+processes). The sharing base is also checked against a direct count per notice day (the formula).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from engine.cells import process_pool
+from engine.shares.decomposition import share_drivers
+from engine.shares.history import share_history
+from tests.kits.random_members import _random_members
+
+N = 100_000
+_M, CLAIMS = _random_members(N, seed=2022)
+MEMBERS = _M.with_columns(pl.Series("plan_id", np.random.default_rng(7).choice(["young", "old", "mid"], N)))
+HKW = dict(start=dt.date(2018, 3, 15), end=dt.date(2020, 11, 20), sharing_days=(14, 28), fee=0.1,
+           waiting_days=90, per_claimant_cap=0.5, annual_cap=100.0, by=["channel"])
+WINDOWS = [(dt.date(2018, 6, 1), dt.date(2018, 8, 31)), (dt.date(2020, 6, 1), dt.date(2020, 8, 31))]
+
+
+@pytest.fixture(scope="module")
+def spawned():
+    with process_pool(2) as ex:
+        yield ex
+
+
+@pytest.fixture(scope="module")
+def threads():
+    with ThreadPoolExecutor(max_workers=3) as ex:
+        yield ex
+
+
+@pytest.fixture(scope="module")
+def want() -> tuple[pl.DataFrame, list]:
+    hist = share_history(MEMBERS, CLAIMS, **HKW)
+    drivers = [share_drivers(MEMBERS, CLAIMS, period_start=a, notice_date=b, waiting_days=90) for a, b in WINDOWS]
+    return hist, drivers
+
+
+def _check(parts, want, executor=None, batch_size=None) -> None:
+    hist, drivers = want
+    got = share_history(parts, CLAIMS, executor=executor, batch_size=batch_size, **HKW)
+    assert_frame_equal(got, hist, check_exact=True)
+    assert got.equals(hist)
+    for (a, b), d in zip(WINDOWS, drivers):
+        g = share_drivers(parts, CLAIMS, period_start=a, notice_date=b, waiting_days=90, executor=executor,
+                          batch_size=batch_size)
+        assert g.factors() == d.factors()  # exact floats
+        assert dict(g.details) == dict(d.details)
+
+
+def _files(tmp_path, frame: pl.DataFrame, cuts: list[int]) -> list[pl.LazyFrame]:
+    out = []
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        path = tmp_path / f"part-{i:02d}.parquet"
+        frame.slice(a, b - a).write_parquet(path)
+        out.append(pl.scan_parquet(path))
+    return out
+
+
+SPLITS = {
+    "1 file": [0, N],
+    "3 files": [0, 30_000, 70_000, N],
+    "8 files": list(np.linspace(0, N, 9).astype(int)),
+    "uneven and empty": [0, 0, 7, 7, 99_000, N, N],
+}
+
+
+def test_sharing_base_is_the_direct_count(want) -> None:
+    """N_t and the eligible base against a count of ``join <= d < exit`` (and ``d >= join + 90``) per notice day."""
+    hist = want[0]
+    days = hist.select("plan_id", "channel", "notice_date").unique()
+    direct = days.join(MEMBERS.select("plan_id", "channel", "join_date", "exit_date"), on=["plan_id", "channel"])
+    sharing = (pl.col("join_date") <= pl.col("notice_date")) & (
+        pl.col("exit_date").is_null() | (pl.col("notice_date") < pl.col("exit_date")))
+    elig = sharing & (pl.col("notice_date") >= pl.col("join_date") + pl.duration(days=90))
+    direct = direct.group_by("plan_id", "channel", "notice_date").agg(
+        sharing.sum().cast(pl.Int64).alias("n"), elig.sum().cast(pl.Int64).alias("ne"))
+    both = hist.join(direct, on=["plan_id", "channel", "notice_date"], how="left")
+    assert both.height == hist.height
+    assert (both["sharing_members"] == both["n"]).all()
+    assert (both["eligible_members"] == both["ne"]).all()
+    assert int(hist["sharing_members"].max()) > 1000
+
+
+@pytest.mark.parametrize("split", list(SPLITS))
+def test_files_in_process(split, want, tmp_path) -> None:
+    _check(_files(tmp_path, MEMBERS, SPLITS[split]), want)
+
+
+@pytest.mark.parametrize("pool", ["threads", "spawned"])
+@pytest.mark.parametrize("split", ["3 files", "uneven and empty"])
+def test_files_on_executor(pool, split, want, request, tmp_path) -> None:
+    _check(_files(tmp_path, MEMBERS, SPLITS[split]), want, executor=request.getfixturevalue(pool))
+
+
+def test_small_batches_and_frames(want, spawned, threads) -> None:
+    _check(MEMBERS, want, batch_size=7_777)
+    _check([MEMBERS.slice(0, 40_000), MEMBERS.slice(40_000, 0), MEMBERS.slice(40_000, N)], want, executor=spawned)
+    _check(MEMBERS, want, executor=threads, batch_size=30_000)  # one frame cut into tasks
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(0, N), min_size=0, max_size=6), use_threads=st.booleans())
+def test_any_split(want, threads, cuts, use_threads) -> None:
+    bounds = [0, *sorted(cuts), N]
+    shuffled = MEMBERS[np.random.default_rng(len(cuts)).permutation(N)]  # files need not hold members in order
+    parts = [shuffled.slice(a, b - a) for a, b in zip(bounds, bounds[1:])]
+    _check(parts, want, executor=threads if use_threads else None)
+
+
+def test_plan_filter_and_missing_plan_column(want) -> None:
+    """A plan's drivers from partitions equal those of its members alone; no plan column = one pool ``all``."""
+    a, b = WINDOWS[1]
+    one = share_drivers(MEMBERS.filter(pl.col("plan_id") == "old"), CLAIMS, period_start=a, notice_date=b)
+    split = share_drivers([MEMBERS.slice(0, 500), MEMBERS.slice(500, N)], CLAIMS, period_start=a, notice_date=b,
+                          plan="old")
+    assert split.factors() == one.factors()
+    no_plan = MEMBERS.drop("plan_id")
+    h1 = share_history(no_plan, CLAIMS, **{**HKW, "by": None})
+    h3 = share_history([no_plan.slice(0, 10), no_plan.slice(10, N)], CLAIMS, **{**HKW, "by": None})
+    assert h1.equals(h3) and h1["plan_id"].unique().to_list() == ["all"]
+
+
+@pytest.mark.skipif(os.environ.get("FENTAN_LARGE_TESTS") != "1", reason="10^6 members: opt-in (FENTAN_LARGE_TESTS=1)")
+def test_one_million_members_in_8_files(tmp_path, spawned) -> None:
+    """10^6 members: 8 files on a spawned pool against one in-memory frame, history and both windows."""
+    m, c = _random_members(1_000_000, seed=6)
+    m = m.with_columns(pl.Series("plan_id", np.random.default_rng(8).choice(["a", "b"], m.height)))
+    want = share_history(m, c, **HKW)
+    parts = _files(tmp_path, m, list(np.linspace(0, m.height, 9).astype(int)))
+    assert share_history(parts, c, executor=spawned, **HKW).equals(want)
+    for a, b in WINDOWS:
+        one = share_drivers(m, c, period_start=a, notice_date=b)
+        assert share_drivers(parts, c, period_start=a, notice_date=b, executor=spawned).factors() == one.factors()
+
+
+def test_window_counts_numpy_equal_the_polars_formula() -> None:
+    """The window's day counts (numpy, day numbers) equal the same formula written as polars date expressions."""
+    from engine.shares._stream import _window_batch, _window_batch_polars
+
+    keys = ["age", "sex", "duration", "channel"]
+    got = _window_batch(MEMBERS, WINDOWS, 90, ["channel"], None)
+    want = _window_batch_polars(MEMBERS, WINDOWS, 90, ["channel"])
+    for (gc, gn, gy), (wc, wn, wy) in zip(got, want):
+        assert (gn, gy) == (wn, wy) and gn > 10_000
+        gc = gc.with_columns(pl.col("age", "duration").cast(pl.Int32)).sort(keys)
+        assert_frame_equal(gc, wc.select(gc.columns).sort(keys), check_exact=True)
