@@ -172,6 +172,8 @@ def data_fingerprint(members: pl.DataFrame | None, claims: pl.DataFrame | None) 
 
     h = hashlib.sha256()
     for name, df in (("members", members), ("claims", claims)):
+        if isinstance(df, (list, tuple)):  # the run's member partitions: one frame, as the rows are the data
+            df = pl.concat([p.lazy() if isinstance(p, pl.DataFrame) else p for p in df], how="vertical_relaxed").collect() if df else None
         fp = "absent" if df is None else fingerprint(df.select(sorted(df.columns)), ignore_row_order=True)
         h.update(f"{name}:{fp}\n".encode())
     return h.hexdigest()
