@@ -113,9 +113,9 @@ def _account(rep: Report, account: dict[str, Any]) -> None:
     if w:
         Report.text(s, t("As-of date {as_of} ({as_of_source}); study window {start} ({start_source}) to {end} "
                          "({end_source}). A join, exit, event or approval after the as-of date is set aside.",
-                         as_of=w.get("as_of"), as_of_source=t(str(w.get("as_of_source"))), start=w.get("study_start"),
-                         start_source=t(str(w.get("study_start_source"))), end=w.get("study_end"),
-                         end_source=t(str(w.get("study_end_source")))))
+                         as_of=w.get("as_of"), as_of_source=t_user(str(w.get("as_of_source"))),
+                         start=w.get("study_start"), start_source=t_user(str(w.get("study_start_source"))),
+                         end=w.get("study_end"), end_source=t_user(str(w.get("study_end_source")))))
 
 
 def _incidence(rep: Report, tb: dict[str, pl.DataFrame]) -> None:
@@ -129,6 +129,7 @@ def _incidence(rep: Report, tb: dict[str, pl.DataFrame]) -> None:
 def _model(rep: Report, ctx: Any, f: dict[str, Any], tb: dict[str, pl.DataFrame]) -> None:
     """Risk model: Lorenz curve and calibration, held-out deviance, GLM coefficients, select factors, credibility."""
     s = rep.section("model", t("Risk model: GLM, Lorenz curve, calibration"))
+    factors = tuple(ctx.cfg.study.factors)  # the user's names: table headers shown as written
     y, mu, e = ctx.lorenz
     Report.charts(s, rf.lorenz_and_calibration(y, mu, e, tb["calibration"], f.get("gini") or float("nan")))
     Report.kpis(s, [(t("held-out mean Poisson deviance (model / null)"),
@@ -138,7 +139,7 @@ def _model(rep: Report, ctx: Any, f: dict[str, Any], tb: dict[str, pl.DataFrame]
     Report.text(s, t("Select factors by duration band (incidence relative to the ultimate band):"))
     Report.table(s, tb["select_factors"])
     Report.text(s, t("Limited-fluctuation credibility by rating factor:"))
-    Report.table(s, tb["credibility"])
+    Report.table(s, tb["credibility"], keep=factors)
 
 
 def _segmentation(rep: Report, f: dict[str, Any], tb: dict[str, pl.DataFrame]) -> None:
@@ -165,7 +166,8 @@ def _history(rep: Report, cfg: Any, tb: dict[str, pl.DataFrame]) -> None:
         Report.text(s, t("Exact {method} attribution of the change in the share between two 3-month "
                          "windows and to the sustainable share (no residual).", method=cfg.history.decompose))
     else:
-        Report.text(s, t(str(dec["note"][0])))
+        note = str(dec["note"][0])  # the engine's reason, as its messages: English
+        Report.text(s, t("decomposition not computed: {reason}", reason=note.split(": ", 1)[-1]))
 
 
 def _projection(rep: Report, cfg: Any, tb: dict[str, pl.DataFrame], summary: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ Rendering is deterministic: same content, same bytes.
 from __future__ import annotations
 
 import html
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,9 +128,10 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _th(col: str, numeric: bool) -> str:
+def _th(col: str, numeric: bool, keep: Collection[str]) -> str:
     cls = "" if numeric else "s"
-    return f'<th class="{cls}" data-col="{html.escape(col)}" title="{html.escape(col)}">{html.escape(t(col))}</th>'
+    shown = col if col in keep else t(col)
+    return f'<th class="{cls}" data-col="{html.escape(col)}" title="{html.escape(col)}">{html.escape(shown)}</th>'
 
 
 def _td(v: Any, numeric: bool) -> str:
@@ -139,15 +141,16 @@ def _td(v: Any, numeric: bool) -> str:
     return f'<td data-v="{raw}">{html.escape(_fmt(v))}</td>'
 
 
-def html_table(df: pl.DataFrame, max_rows: int = STATIC_ROWS, name: str = "table") -> str:
+def html_table(df: pl.DataFrame, max_rows: int = STATIC_ROWS, name: str = "table", keep: Collection[str] = ()) -> str:
     """A polars frame as a sortable, filterable table with a CSV download (first ``max_rows`` rows, a note if cut).
 
     The displayed headers are translated (:func:`~engine.report.i18n.t`); ``data-col`` keeps the column
-    name, which the CSV download uses with the unrounded values (``data-v``). ``name``: the CSV file's name.
+    name, which the CSV download uses with the unrounded values (``data-v``). ``name``: the CSV file's name;
+    ``keep``: columns named by the user (factors), shown as written.
     """
     cols = df.columns
     num = [t_.is_numeric() for t_ in df.schema.values()]
-    head = "".join(_th(c, n) for c, n in zip(cols, num, strict=True))
+    head = "".join(_th(c, n, keep) for c, n in zip(cols, num, strict=True))
     rows = "".join("<tr>" + "".join(_td(v, n) for v, n in zip(r, num, strict=True)) + "</tr>"
                    for r in df.head(max_rows).iter_rows())
     shown = min(df.height, max_rows)
@@ -164,6 +167,7 @@ def html_table(df: pl.DataFrame, max_rows: int = STATIC_ROWS, name: str = "table
 class _Table:
     df: pl.DataFrame
     max_rows: int | None
+    keep: tuple[str, ...] = ()
 
 
 @dataclass
@@ -201,9 +205,12 @@ class Report:
         sec.parts.append(f'<p class="note">{html.escape(text)}</p>')
 
     @staticmethod
-    def table(sec: Section, df: pl.DataFrame, max_rows: int | None = None) -> None:
-        """Add a table (every row up to :data:`EMBEDDED_ROWS`; :data:`STATIC_ROWS` in the static mode)."""
-        sec.parts.append(_Table(df, max_rows))
+    def table(sec: Section, df: pl.DataFrame, max_rows: int | None = None, keep: Collection[str] = ()) -> None:
+        """Add a table (every row up to :data:`EMBEDDED_ROWS`; :data:`STATIC_ROWS` in the static mode).
+
+        Headers are translated, except the columns in ``keep`` (names the user wrote, e.g. factors).
+        """
+        sec.parts.append(_Table(df, max_rows, tuple(keep)))
 
     @staticmethod
     def chart(sec: Section, chart: Chart) -> None:
@@ -234,7 +241,7 @@ class Report:
         ident = f"{sec.id}-{counter[0]}"
         if isinstance(part, _Table):
             limit = part.max_rows or (STATIC_ROWS if self.mode == "static" else EMBEDDED_ROWS)
-            return html_table(part.df, limit, name=ident)
+            return html_table(part.df, limit, name=ident, keep=part.keep)
         return render_chart(part, self.mode, ident)
 
     def render(self) -> str:
