@@ -145,7 +145,11 @@ def _model(rep: Report, ctx: Any, f: dict[str, Any], tb: dict[str, pl.DataFrame]
 def _segmentation(rep: Report, f: dict[str, Any], tb: dict[str, pl.DataFrame]) -> None:
     """Risk groups: the granularity frontier and the segments table."""
     s = rep.section("segmentation", t("Risk groups and granularity"))
-    Report.charts(s, rf.frontier(tb["frontier"]))
+    charts = rf.frontier(tb["frontier"])
+    Report.charts(s, charts)
+    if not charts:
+        Report.text(s, t("only K = {k} meets the claims floor of a group: no frontier to draw.",
+                         k=", ".join(str(k) for k in tb["frontier"]["k"].to_list())))
     if f.get("segmentation_choice"):
         Report.text(s, t("Number of groups: {choice}.", choice=f["segmentation_choice"]))
     Report.table(s, tb["segments"].select([c for c in ("group", "name", "rule", "members", "exposure_years", "claims", "rate",

@@ -45,6 +45,8 @@ class Series:
         A ``#rrggbb`` colour; default: the series' place in :data:`PALETTE`.
     values : bool
         Write the values on the bars or heatmap cells.
+    markers : bool
+        Mark the points of a line (a short series, e.g. one point per K).
     """
 
     name: str
@@ -58,6 +60,7 @@ class Series:
     z: Sequence[Sequence[float]] | None = None
     color: str | None = None
     values: bool = False
+    markers: bool = False
 
 
 @dataclass(frozen=True)

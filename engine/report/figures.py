@@ -81,20 +81,25 @@ def _cv_chart(fr: pl.DataFrame) -> Chart:
 
 
 def frontier(fr: pl.DataFrame) -> list[Chart]:
-    """Granularity frontier: residual cross-subsidy and the largest share CV by K (and the K criterion)."""
+    """Granularity frontier: residual cross-subsidy and the largest share CV by K (and the K criterion).
+
+    No chart when a single K was searched (a frontier of one point): the report says so in words.
+    """
     k = fr["k"].to_list()
+    if len(k) < 2:
+        return []
     xs = fr["residual_cross_subsidy_pct"].to_list()
-    series = [Series(t("residual cross-subsidy"), k, xs, kind="line"),
-              Series(t("largest share CV (%)"), k, (100 * fr["share_cv_max"]).to_list(), axis="y2", dash=True)]
+    series = [Series(t("residual cross-subsidy"), k, xs, markers=True),
+              Series(t("largest share CV (%)"), k, (100 * fr["share_cv_max"]).to_list(), axis="y2", dash=True,
+                     markers=True)]
     rec = fr.filter(pl.col("recommended"))
     if rec.height:
         kr = int(rec["k"][0])
         lo, hi = min(v for v in xs if v is not None), max(v for v in xs if v is not None)
         series.append(Series(t("recommended K = {k}", k=kr), [kr, kr], [lo, hi], color=GREEN))
-    cap = t("only K = {k} meets the claims floor of a group", k=int(k[0])) if len(k) == 1 else ""
     charts = [Chart(t("granularity frontier: cross-subsidy and volatility by K"), t("number of risk groups K"),
                     t("residual cross-subsidy (% of pooled share)"), tuple(series),
-                    y2_label=t("largest period share CV (%)"), caption=cap, facet="frontier")]
+                    y2_label=t("largest period share CV (%)"), facet="frontier")]
     if "cv_deviance" in fr.columns and fr["cv_deviance"].null_count() < fr.height:
         charts.append(_cv_chart(fr))
     return charts

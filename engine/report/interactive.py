@@ -90,8 +90,9 @@ def _trace(s: Series, color: str, floor: float | None = None) -> list[dict[str, 
     common = {"name": s.name, "yaxis": axis}
     if s.kind in ("line", "step"):
         shape = "hv" if s.kind == "step" else "linear"
-        return [{**common, "type": "scatter", "mode": "lines", "x": _values(s.x), "y": _values(s.y),
-                 "line": {"color": color, "dash": dash, "shape": shape}}]
+        return [{**common, "type": "scatter", "mode": "lines+markers" if s.markers else "lines", "x": _values(s.x),
+                 "y": _values(s.y), "line": {"color": color, "dash": dash, "shape": shape},
+                 "marker": {"color": color, "size": 7}}]
     if s.kind == "markers":
         return [{**common, "type": "scatter", "mode": "markers", "x": _values(s.x), "y": _values(s.y),
                  "marker": {"color": color, "size": 6}}]

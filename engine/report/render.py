@@ -56,7 +56,7 @@ def _draw_series(ax: Any, s: Series, color: str) -> None:
     ls = "--" if s.dash else "-"
     x = list(s.x)
     if s.kind == "line":
-        ax.plot(x, s.y, ls, color=color, label=s.name)
+        ax.plot(x, s.y, ls, color=color, label=s.name, marker="o" if s.markers else None, ms=4)
     elif s.kind == "step":
         ax.step(x, s.y, ls, where="post", color=color, label=s.name)
     elif s.kind == "markers":
