@@ -20,6 +20,16 @@ from engine.report.i18n import t
 #: colours with a meaning (positive = overpays / raises the share, negative = the reverse)
 RED, GREEN, GREY, BLACK = "#d62728", "#2ca02c", "#7f7f7f", "#222222"
 PER_1000 = "claims per 1,000 exposure-years"
+#: points of the Lorenz curve drawn (one per held-out cell, up to this many)
+LORENZ_POINTS = 500
+
+
+def thin(n: int, most: int = LORENZ_POINTS) -> np.ndarray:
+    """Indices of at most ``most`` of ``n`` points, evenly spaced, the first and last kept (a curve drawn
+    with a subset of its own points: the page stays small whatever the number of cells)."""
+    if n <= most:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, most).round().astype(np.int64))
 
 
 def _sex_title(sex: Any) -> str:
@@ -50,7 +60,8 @@ def lorenz_and_calibration(y: np.ndarray, mu: np.ndarray, e: np.ndarray, calib: 
     lor = []
     if y.sum() > 0:
         x, c = lorenz_curve(y, mu, e)
-        lor.append(Series(t("GLM (Gini {gini})", gini=f"{gini:.3f}"), x.tolist(), c.tolist()))
+        keep = thin(len(x))
+        lor.append(Series(t("GLM (Gini {gini})", gini=f"{gini:.3f}"), x[keep].tolist(), c[keep].tolist()))
     lor.append(Series(t("no discrimination"), [0.0, 1.0], [0.0, 1.0], dash=True, color=GREY))
     charts = [Chart(t("Lorenz curve (held-out cells)"), t("cumulative share of exposure (lowest predicted risk first)"),
                     t("cumulative share of claims"), tuple(lor), facet="model")]
