@@ -124,3 +124,12 @@ def test_static_mode_draws_png_figures(small_demo, tmp_path: Path) -> None:
     assert all(base64.b64decode(p)[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     assert load_config(out / "config.toml").output.static is True  # recorded in the resolved configuration
     assert len(html.encode()) < MAX_REPORT_BYTES
+
+
+def test_values_on_bars_skip_empty_bars() -> None:
+    """Decomposition panels draw rises and falls as two series: a zero or missing bar carries no label."""
+    from engine.report.chart import bar_labels
+
+    assert bar_labels([0.0, 1234.5, float("nan"), None, -2.0, 3]) == ["", "1,234.50", "", "", "-2.00", "3.00"]
+    c = Chart("t", "CNY", "driver", (Series("up", [1.5, 0.0], ["fee", "lag"], kind="hbar", values=True),))
+    assert figure_json(c)["data"][0]["text"] == ["1.50", ""]

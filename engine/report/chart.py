@@ -94,3 +94,10 @@ class Chart:
     def color_of(self, i: int) -> str:
         """The colour of the ``i``-th series (its own, else the palette's)."""
         return self.series[i].color or PALETTE[i % len(PALETTE)]
+
+
+def bar_labels(values: Sequence[object]) -> list[str]:
+    """The values written on bars (``Series.values``): two decimals with thousands separators; none on an
+    empty or zero bar."""
+    return [f"{v:,.2f}" if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and v != 0 else ""
+            for v in values]

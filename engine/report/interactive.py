@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from engine.report.chart import Chart, Series
+from engine.report.chart import Chart, Series, bar_labels
 
 #: negative blue, zero white, positive red (matplotlib's RdBu_r, as the static figures)
 DIVERGING = [[0.0, "#2166ac"], [0.25, "#92c5de"], [0.5, "#f7f7f7"], [0.75, "#f4a582"], [1.0, "#b2182b"]]
@@ -103,7 +103,7 @@ def _trace(s: Series, color: str, floor: float | None = None) -> list[dict[str, 
         if horizontal:
             t["orientation"] = "h"
         if s.values:
-            t.update(texttemplate="%{" + ("x" if horizontal else "y") + ":,.2f}", textposition="auto")
+            t.update(text=bar_labels(s.x if horizontal else s.y), textposition="auto")
         return [t]
     if s.kind == "band":
         return _band(s, color, axis, floor)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from engine._optional import available
-from engine.report.chart import Chart, Series
+from engine.report.chart import Chart, Series, bar_labels
 from engine.report.i18n import t
 
 #: said in place of each figure when matplotlib (the ``plot`` extra) is not installed
@@ -64,11 +64,11 @@ def _draw_series(ax: Any, s: Series, color: str) -> None:
     elif s.kind == "bar":
         bars = ax.bar(x, s.y, alpha=0.45, color=color, label=s.name)
         if s.values:
-            ax.bar_label(bars, fmt="{:,.2f}", fontsize=7)
+            ax.bar_label(bars, labels=bar_labels(s.y), fontsize=7)
     elif s.kind == "hbar":
         bars = ax.barh(list(s.y), list(s.x), color=color, label=s.name)
         if s.values:
-            ax.bar_label(bars, fmt="{:,.2f}", fontsize=7)
+            ax.bar_label(bars, labels=bar_labels(s.x), fontsize=7, padding=2)
     elif s.kind == "band":
         ax.fill_between(x, list(s.lower or []), list(s.upper or []), alpha=0.25, color=color, label=s.name)
         if len(s.y):
@@ -117,7 +117,7 @@ def chart_figure(chart: Chart) -> Any:
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
     if handles and not all(s.kind == "heatmap" for s in chart.series):
-        ax.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
+        ax.legend(handles, labels, fontsize=8, loc="best", framealpha=0.85)
     fig.tight_layout()
     return fig
 
