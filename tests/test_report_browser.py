@@ -109,6 +109,29 @@ def test_sorting_and_filtering_a_table(browser, small_demo) -> None:
     assert _severe(browser) == []
 
 
+def test_csv_download_of_a_table(browser, small_demo, tmp_path: Path) -> None:
+    """The row account's CSV: Parquet-style column names, every row, the counts of account.json."""
+    import csv
+
+    from selenium.webdriver.common.by import By
+
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    _open(browser, small_demo.out / "run" / "report.html", 1300)
+    box = browser.find_element(By.CSS_SELECTOR, "#account div.tbl")
+    box.find_element(By.CSS_SELECTOR, "button").click()
+    path = tmp_path / f"{box.get_attribute('data-name')}.csv"
+    deadline = time.monotonic() + 10
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    rows = list(csv.DictReader(path.read_text(encoding="utf-8-sig").splitlines()))
+    account = json.loads((small_demo.out / "run" / "account.json").read_text())
+    want = {(what, status): n for what in ("members", "claims")
+            for status, n in [("read", account[what]["read"]), ("used", account[what]["used"]),
+                              *((f"set aside: {r}", k) for r, k in account[what]["set_aside"].items())]}
+    assert {(r["table"], r["status"]): int(r["rows"]) for r in rows} == want
+    assert len(rows) == len(box.find_elements(By.CSS_SELECTOR, "tbody tr"))
+
+
 def test_a_plot_is_interactive(browser, small_demo) -> None:
     """The leverage plot: plotly drew it from its data; hovering a bar shows its value; dragging zooms."""
     from selenium.webdriver.common.action_chains import ActionChains
