@@ -133,3 +133,26 @@ def test_values_on_bars_skip_empty_bars() -> None:
     assert bar_labels([0.0, 1234.5, float("nan"), None, -2.0, 3]) == ["", "1,234.50", "", "", "-2.00", "3.00"]
     c = Chart("t", "CNY", "driver", (Series("up", [1.5, 0.0], ["fee", "lag"], kind="hbar", values=True),))
     assert figure_json(c)["data"][0]["text"] == ["1.50", ""]
+
+
+def test_report_options_of_the_command_line_and_the_configuration(monkeypatch, tmp_path: Path) -> None:
+    """--static and --lang reach the demo; [output] static and language are strict (a TOML boolean, en or zh)."""
+    import engine.cli.cmd_demo as cmd_demo
+    from engine.cli.main import main
+    from engine.errors import ConfigError
+    from engine.pipeline.config import config_from_dict
+
+    seen = {}
+    monkeypatch.setattr(cmd_demo, "run_demo", lambda *a, **k: seen.update(k) or {"validation": type("V", (), {"usable": True})})
+    assert main(["demo", "--out", str(tmp_path / "d"), "--static", "--lang", "zh"]) == 0
+    assert seen["static"] is True and seen["language"] == "zh"
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 0
+    assert seen["static"] is None and seen["language"] is None  # the configuration's [output] decides
+    data = {"members": "m.parquet", "claims": "c.parquet"}
+    cfg = config_from_dict({"data": data, "output": {"static": True, "language": "zh"}})
+    assert cfg.output.static is True and cfg.output.language == "zh"
+    assert config_from_dict({"data": data}).output.static is False
+    with pytest.raises(ConfigError, match=r"output\.static"):
+        config_from_dict({"data": data, "output": {"static": "yes"}})
+    with pytest.raises(ConfigError, match=r"output\.language"):
+        config_from_dict({"data": data, "output": {"language": "english"}})
