@@ -103,3 +103,15 @@ def test_interactive_chart_inlines_plotly_once_and_falls_back_without_it(monkeyp
     page = r.render()
     assert 'class="plot"' not in page and page.count("data:image/png;base64,") == 3
     assert page.count("pip install &#x27;fentan[report]&#x27;") == 1
+
+
+def test_charts_of_one_facet_are_grouped() -> None:
+    from engine.report.chart import Chart, Series
+    from engine.report.document import _facets
+
+    def c(facet):
+        return Chart("t", "x", "y", (Series("s", [1], [1.0]),), facet=facet)
+
+    a, b, d, e = c("f"), c("f"), c(None), c("g")
+    assert _facets(["<p>", a, b, d, e, [c("h"), c("h")]]) == ["<p>", [a, b], d, e, [c("h"), c("h")]]
+    assert _facets([[a], b]) == [[a, b]]  # a chart after a group of its facet joins it

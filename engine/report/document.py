@@ -170,6 +170,21 @@ class _Table:
     keep: tuple[str, ...] = ()
 
 
+def _facets(parts: list[Any]) -> list[Any]:
+    """Consecutive charts of one ``facet`` (added one by one with :meth:`Report.chart`) as one group of panels."""
+    out: list[Any] = []
+    for p in parts:
+        facet = getattr(p, "facet", None)
+        prev = out[-1] if out else None
+        if facet is not None and isinstance(prev, list) and prev and getattr(prev[-1], "facet", None) == facet:
+            prev.append(p)
+        elif facet is not None and isinstance(prev, Chart) and prev.facet == facet:
+            out[-1] = [prev, p]
+        else:
+            out.append(list(p) if isinstance(p, list) else p)
+    return out
+
+
 @dataclass
 class Section:
     """One report section: an anchor id, a title and its parts in order (HTML, tables, charts)."""
@@ -214,7 +229,10 @@ class Report:
 
     @staticmethod
     def chart(sec: Section, chart: Chart) -> None:
-        """Add a :class:`~engine.report.chart.Chart`, drawn in the report's mode (:func:`engine.report.render.render_chart`)."""
+        """Add a :class:`~engine.report.chart.Chart`, drawn in the report's mode (:func:`engine.report.render.render_chart`).
+
+        Consecutive charts with the same ``facet`` are shown side by side (stacked when narrow).
+        """
         sec.parts.append(chart)
 
     @staticmethod
@@ -253,7 +271,7 @@ class Report:
         bodies = []
         for s in self.sections:
             counter = [0]
-            parts = "".join(self._part(s, p, counter) for p in s.parts)
+            parts = "".join(self._part(s, p, counter) for p in _facets(s.parts))
             bodies.append(f'<section id="{s.id}"><h2>{html.escape(s.title)}</h2>{parts}</section>')
         body = "".join(bodies)
         interactive = 'class="plot"' in body

@@ -161,7 +161,7 @@ def figure_json(chart: Chart) -> dict[str, Any]:
     return {"data": data, "layout": layout}
 
 
-def render_interactive(chart: Chart, ident: str) -> str:
+def render_interactive(chart: Chart, ident: str = "fig") -> str:
     """An HTML ``<figure>``: the chart's title, a ``div.plot`` drawn by plotly.js from embedded JSON, the caption.
 
     Parameters
