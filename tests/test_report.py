@@ -115,3 +115,13 @@ def test_charts_of_one_facet_are_grouped() -> None:
     a, b, d, e = c("f"), c("f"), c(None), c("g")
     assert _facets(["<p>", a, b, d, e, [c("h"), c("h")]]) == ["<p>", [a, b], d, e, [c("h"), c("h")]]
     assert _facets([[a], b]) == [[a, b]]  # a chart after a group of its facet joins it
+
+
+def test_booleans_are_shown_translated_and_downloaded_as_written() -> None:
+    from engine.report.i18n import use_language
+
+    df = pl.DataFrame({"death_spiral": [True, False]})
+    with use_language("zh"):
+        h = html_table(df)
+    assert '<td class="s" data-v="true">是</td>' in h and '<td class="s" data-v="false">否</td>' in h
+    assert 'data-col="death_spiral"' in h

@@ -135,6 +135,8 @@ def _th(col: str, numeric: bool, keep: Collection[str]) -> str:
 
 
 def _td(v: Any, numeric: bool) -> str:
+    if isinstance(v, bool):  # shown translated, downloaded as written
+        return f'<td class="s" data-v="{str(v).lower()}">{html.escape(_fmt(v))}</td>'
     if not numeric:
         return f'<td class="s">{html.escape(_fmt(v))}</td>'
     raw = "" if v is None or (isinstance(v, float) and v != v) else repr(v) if isinstance(v, float) else str(v)

@@ -22,6 +22,9 @@ from engine.report.chart import Chart, Series, bar_labels
 #: negative blue, zero white, positive red (matplotlib's RdBu_r, as the static figures)
 DIVERGING = [[0.0, "#2166ac"], [0.25, "#92c5de"], [0.5, "#f7f7f7"], [0.75, "#f4a582"], [1.0, "#b2182b"]]
 
+#: numbers on hover: four significant digits, thousands separators (d3-format)
+HOVER = ",.4~g"
+
 #: longest axis title line before it wraps (a narrow screen shows about this many characters)
 WRAP = 46
 
@@ -137,7 +140,8 @@ def figure_json(chart: Chart) -> dict[str, Any]:
     data = [tr for i, s in enumerate(chart.series) for tr in _trace(s, chart.color_of(i), floor)]
     heat = all(s.kind == "heatmap" for s in chart.series)
     hbar = any(s.kind == "hbar" for s in chart.series)
-    yaxis: dict[str, Any] = {"title": {"text": wrap(chart.y_label)}, "automargin": True, "zeroline": True}
+    yaxis: dict[str, Any] = {"title": {"text": wrap(chart.y_label)}, "automargin": True, "zeroline": True,
+                             "hoverformat": HOVER}
     if chart.y_log:
         yaxis["type"] = "log"
     if chart.y_min is not None:
@@ -148,6 +152,8 @@ def figure_json(chart: Chart) -> dict[str, Any]:
     xaxis: dict[str, Any] = {"title": {"text": wrap(chart.x_label)}, "automargin": True}
     if chart.x_categorical:
         xaxis["type"] = "category"
+    elif not any(isinstance(v, (dt.date, dt.datetime)) for s in chart.series for v in list(s.x)[:1]):
+        xaxis["hoverformat"] = HOVER
     layout: dict[str, Any] = {
         "xaxis": xaxis, "yaxis": yaxis, "hovermode": "closest", "barmode": "overlay",
         "margin": {"l": 60, "r": 20, "t": 12, "b": 40}, "font": {"size": 12},
@@ -157,6 +163,7 @@ def figure_json(chart: Chart) -> dict[str, Any]:
     }
     if any(s.axis == "y2" for s in chart.series):
         layout["yaxis2"] = {"title": {"text": wrap(chart.y2_label or "")}, "overlaying": "y", "side": "right",
+                            "hoverformat": HOVER,
                             "showgrid": False, "automargin": True, "rangemode": "tozero"}
     return {"data": data, "layout": layout}
 
