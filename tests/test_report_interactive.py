@@ -156,3 +156,11 @@ def test_report_options_of_the_command_line_and_the_configuration(monkeypatch, t
         config_from_dict({"data": data, "output": {"static": "yes"}})
     with pytest.raises(ConfigError, match=r"output\.language"):
         config_from_dict({"data": data, "output": {"language": "english"}})
+
+
+def test_many_bars_get_a_taller_plot() -> None:
+    names = [f"plan {i}" for i in range(12)]
+    many = Chart("t", "leverage", "plan", (Series("l", list(range(12)), names, kind="hbar"),))
+    few = Chart("t", "leverage", "plan", (Series("l", [1, 2], names[:2], kind="hbar"),))
+    assert f'style="height:{28 * 12 + 160}px"' in render_interactive(many)
+    assert "style=" not in render_interactive(few)

@@ -180,6 +180,8 @@ def render_interactive(chart: Chart, ident: str = "fig") -> str:
     payload = payload.replace("</", "<\\/")  # never closes the script element
     cap = f"<figcaption>{html.escape(chart.caption)}</figcaption>" if chart.caption else ""
     title = html.escape(chart.title)
+    rows = max((len(s.y) for s in chart.series if s.kind in ("hbar", "heatmap")), default=0)
+    tall = f' style="height:{28 * rows + 160}px"' if rows > 10 else ""  # one bar or cell row stays readable
     return (f'<figure class="chart"><div class="ct">{title}</div>'
-            f'<div class="plot" id="{ident}" role="img" aria-label="{title}"></div>'
+            f'<div class="plot" id="{ident}"{tall} role="img" aria-label="{title}"></div>'
             f'<script type="application/json" id="{ident}-data">{payload}</script>{cap}</figure>')
