@@ -44,8 +44,9 @@ p.note{color:#4a5868;font-size:14px;line-height:1.5}
 .tools .count{color:#6b7785}
 .box{max-height:520px;overflow:auto;border:1px solid #e6e9ee;border-radius:4px;max-width:100%;width:fit-content}
 table{border-collapse:collapse;font-size:13px}
-th,td{border-bottom:1px solid #e6e9ee;padding:4px 10px;text-align:right;white-space:nowrap}
-th{background:#eef2f6;position:sticky;top:0;cursor:pointer;user-select:none} td.s,th.s{text-align:left}
+th,td{border-bottom:1px solid #e6e9ee;padding:4px 8px;text-align:right;white-space:nowrap}
+th{background:#eef2f6;position:sticky;top:0;cursor:pointer;user-select:none;white-space:normal;vertical-align:bottom;min-width:3em}
+td.w{white-space:normal;min-width:16em;max-width:28em} td.s,th.s{text-align:left}
 th[aria-sort=ascending]::after{content:" \\25B2";font-size:10px} th[aria-sort=descending]::after{content:" \\25BC";font-size:10px}
 figure{margin:10px 0 16px;min-width:0} figcaption{color:#4a5868;font-size:13px;margin-top:4px}
 .ct{font-weight:600;font-size:14px;color:#16324f;margin-bottom:2px}
@@ -131,14 +132,17 @@ def _fmt(v: Any) -> str:
 def _th(col: str, numeric: bool, keep: Collection[str]) -> str:
     cls = "" if numeric else "s"
     shown = col if col in keep else t(col)
-    return f'<th class="{cls}" data-col="{html.escape(col)}" title="{html.escape(col)}">{html.escape(shown)}</th>'
+    text = html.escape(shown).replace("_", "_<wbr>")  # long column names break after an underscore
+    return f'<th class="{cls}" data-col="{html.escape(col)}" title="{html.escape(col)}">{text}</th>'
 
 
 def _td(v: Any, numeric: bool) -> str:
     if isinstance(v, bool):  # shown translated, downloaded as written
         return f'<td class="s" data-v="{str(v).lower()}">{html.escape(_fmt(v))}</td>'
     if not numeric:
-        return f'<td class="s">{html.escape(_fmt(v))}</td>'
+        text = _fmt(v)
+        cls = "s w" if len(text) > 30 else "s"  # a long text (rule, note) wraps in its own column
+        return f'<td class="{cls}">{html.escape(text)}</td>'
     raw = "" if v is None or (isinstance(v, float) and v != v) else repr(v) if isinstance(v, float) else str(v)
     return f'<td data-v="{raw}">{html.escape(_fmt(v))}</td>'
 
