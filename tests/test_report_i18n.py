@@ -71,37 +71,43 @@ class _Texts(HTMLParser):
     """Headings, chart titles, captions, KPI labels, table headers (shown text and data-col) of a report."""
 
     KINDS = {"h2": "heading", "figcaption": "caption", "th": "header", "nav": "nav"}
+    VOID = {"wbr", "br", "meta", "input", "img", "link"}
 
     def __init__(self) -> None:
         super().__init__()
-        self.stack: list[str] = []
+        self.stack: list[tuple[str, list[str]]] = []
         self.found: list[tuple[str, str]] = []
         self.cols: list[str] = []
         self.plots: list[dict] = []
-        self._json = False
         self.lang = ""
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if tag == "html":
             self.lang = a.get("lang", "")
+        if tag in self.VOID:
+            return
         if tag == "th":
             self.cols.append(a.get("data-col", ""))
         cls = a.get("class") or ""
         kind = self.KINDS.get(tag) or {"ct": "chart title", "l": "card label"}.get(cls)
-        self.stack.append(kind or "")
-        self._json = tag == "script" and a.get("type") == "application/json"
+        if tag == "script" and a.get("type") == "application/json":
+            kind = "json"
+        self.stack.append((kind or "", []))
 
     def handle_endtag(self, tag):
-        if self.stack:
-            self.stack.pop()
-        self._json = False
+        if tag in self.VOID or not self.stack:
+            return
+        kind, parts = self.stack.pop()
+        text = "".join(parts).strip()
+        if kind == "json":
+            self.plots.append(json.loads(text))
+        elif kind and text:
+            self.found.append((kind, text))
 
     def handle_data(self, data):
-        if self._json:
-            self.plots.append(json.loads(data))
-        elif self.stack and self.stack[-1] and data.strip():
-            self.found.append((self.stack[-1], data.strip()))
+        if self.stack:
+            self.stack[-1][1].append(data)
 
 
 def _labels(fig: dict) -> list[str]:
