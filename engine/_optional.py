@@ -2,7 +2,8 @@
 
 The core install (``pip install fentan``) carries polars, scikit-learn, lifelines, pyarrow, numpy,
 scipy, pydantic and rich. Plotting needs matplotlib, from the ``plot`` extra
-(``pip install 'fentan[plot]'``); the test extra includes it.
+(``pip install 'fentan[plot]'``); the interactive report needs plotly, from the ``report`` extra
+(``pip install 'fentan[report]'``); the test extra includes both.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from engine.errors import EngineError
 #: import name -> (distribution, extra that provides it)
 EXTRAS: dict[str, tuple[str, str]] = {
     "matplotlib": ("matplotlib", "plot"),
+    "plotly": ("plotly", "report"),
 }
 
 
@@ -52,3 +54,8 @@ def require(module: str, purpose: str) -> ModuleType:
 def pyplot() -> ModuleType:
     """``matplotlib.pyplot``, or :class:`MissingExtraError` naming the ``plot`` extra."""
     return require("matplotlib.pyplot", "plotting")
+
+
+def plotly_js() -> str:
+    """plotly.js (minified) as shipped inside the plotly package, or :class:`MissingExtraError` naming ``report``."""
+    return require("plotly.offline", "the interactive report").get_plotlyjs()

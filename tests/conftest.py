@@ -41,3 +41,18 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     with contextlib.redirect_stdout(buf):
         result = run_demo(out, progress=False, **SMALL_DEMO)
     return SimpleNamespace(out=Path(out), printed=buf.getvalue(), result=result)
+
+
+@pytest.fixture(scope="session")
+def small_demo_zh(small_demo, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The small demo's run again with ``fentan run demo.toml --lang zh`` (its data, not regenerated): ``out``
+    (the run directory) and ``missing`` (the texts the Chinese catalogue lacked while building it). Read it only."""
+    from engine.cli.main import main
+    from engine.report.i18n import missing_keys
+
+    out = tmp_path_factory.mktemp("small_demo_zh") / "run"
+    missing_keys(clear=True)
+    with contextlib.redirect_stderr(io.StringIO()):
+        code = main(["run", str(small_demo.out / "demo.toml"), "--lang", "zh", "--out", str(out), "--quiet"])
+    assert code == 0
+    return SimpleNamespace(out=Path(out), missing=missing_keys(clear=True))

@@ -273,6 +273,8 @@ def test_report_has_every_section_and_its_images(done: Path) -> None:
                 self.sections[self.current] = []
             if tag == "img" and self.current is not None:
                 self.sections[self.current].append(a.get("src", ""))
+            if tag == "div" and a.get("class") == "plot" and self.current is not None:
+                self.sections[self.current].append(f"plot:{a['id']}")
             for key in ("src", "href"):
                 v = a.get(key) or ""
                 if v and not (v.startswith("data:") or v.startswith("#")):
@@ -282,16 +284,22 @@ def test_report_has_every_section_and_its_images(done: Path) -> None:
     p.feed((done / "report.html").read_text(encoding="utf-8"))
     assert list(p.sections) == list(SECTIONS)
     assert p.external == []  # self-contained
-    want_images = {"incidence": 1, "model": 1, "segmentation": 1, "history": 2, "projection": 1, "leverage": 1,
-                   "cross-subsidy": 1}
+    several_k = pl.read_parquet(done / "frontier.parquet").height > 1  # a frontier of one K is said in words
+    want_images = {"incidence": 1, "model": 1, "segmentation": int(several_k), "history": 2, "projection": 1,
+                   "leverage": 1, "cross-subsidy": 1}
+    html = (done / "report.html").read_text(encoding="utf-8")
     for sec, n in want_images.items():
         imgs = p.sections[sec]
         assert len(imgs) >= n, sec
         for src in imgs:
+            if src.startswith("plot:"):  # interactive (the report extra): the plotly figure's JSON, with data
+                raw = html.split(f'<script type="application/json" id="{src[5:]}-data">', 1)[1].split("</script>", 1)[0]
+                fig = json.loads(raw)
+                assert fig["data"] and any(len(tr.get("x") or tr.get("z") or []) for tr in fig["data"]), sec
+                continue
             assert src.startswith("data:image/png;base64,")
             png = base64.b64decode(src.split(",", 1)[1])
             assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000, sec  # a real, non-empty plot
-    html = (done / "report.html").read_text(encoding="utf-8")
     for text in ("Headline answers", "Row account", "in_waiting_period", "pooled/xianghubao", "vertical/youth"):
         assert text in html
 

@@ -142,13 +142,14 @@ def test_missing_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(err.value, ImportError) and err.value.exit_code == 2
 
 
-def test_report_without_matplotlib_says_so_in_place_of_each_figure() -> None:
-    """The run's report is still written without the plot extra, with a note where each figure would be."""
-    from engine.report.document import NO_PLOTS, Report, Section
-    from engine.report.build import _NoFigures
+def test_report_without_matplotlib_says_so_in_place_of_each_figure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's report is still written without the plot and report extras, with a note where each figure would be."""
+    import engine.report.render as render
+    from engine.report.chart import Chart, Series
 
-    assert _NoFigures().fan_charts(object(), {}) is None
-    sec = Section("s", "title")
-    Report.figure(sec, None, "projected share fan charts")
-    assert sec.parts == [f'<p class="note">[figure omitted: projected share fan charts. {NO_PLOTS}]</p>']
-    assert "pip install 'fentan[plot]'" in NO_PLOTS
+    monkeypatch.setattr(render, "available", lambda module: False)
+    chart = Chart("projected share fan charts", "period", "CNY", (Series("mean", [1], [2.0]),))
+    for mode in ("static", "interactive"):
+        assert render.render_chart(chart, mode) == (
+            f'<p class="note">[figure omitted: projected share fan charts. {render.NO_PLOTS}]</p>')
+    assert "pip install 'fentan[plot]'" in render.NO_PLOTS

@@ -42,3 +42,18 @@ def test_series_named():
     assert c.series_named("exposure").axis == "y2"
     with pytest.raises(KeyError):
         c.series_named("absent")
+
+
+def test_static_heatmap_and_bar_values():
+    """Both renderers draw every figure: the static one writes heat-map cells and bar values too."""
+    heat = Chart("cross-subsidy", "city_tier", "age band",
+                 (Series("CNY per member-year", ["1", "2"], ["0-17", "18-29"], kind="heatmap",
+                         z=[[1.5, -2.0], [float("nan"), 0.25]], values=True),))
+    fig = chart_figure(heat)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["1.5", "-2.0", "0.2"]  # NaN cell left empty
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0-17", "18-29"]
+    bars = Chart("leverage", "leverage", "plan", (Series("l", [3.0, 0.0], ["a", "b"], kind="hbar", values=True),))
+    ax = chart_figure(bars).axes[0]
+    assert [p.get_width() for p in ax.patches] == [3.0, 0.0]
+    assert [t.get_text() for t in ax.texts] == ["3.00", ""]

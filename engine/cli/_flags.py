@@ -44,3 +44,11 @@ def add_format(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="table", dest="output_format",
                    help="how printed tables look: table (rich; full width when piped), csv or json "
                         "(one object per line); with csv/json other messages go to stderr (default table)")
+
+
+def add_report_arguments(p: argparse.ArgumentParser) -> None:
+    """``--static`` and ``--lang``: the report's figures and language, over ``[output] static`` / ``language``."""
+    p.add_argument("--static", action="store_true", default=None,
+                   help="static PNG figures in report.html (for print and PDF) instead of interactive plots")
+    p.add_argument("--lang", choices=("en", "zh"), default=None,
+                   help="language of report.html (default: [output] language, else en)")

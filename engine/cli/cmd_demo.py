@@ -11,7 +11,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from engine.cli._flags import add_renamed
+from engine.cli._flags import add_renamed, add_report_arguments
 
 NAME = "demo"
 HELP = "run the demo on a generated platform (default 1,000,000 members)"
@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="run configuration to use instead of configs/demo.toml ([data] is replaced)")
     p.add_argument("--validate-only", action="store_true", help="generate and validate only (no pipeline)")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    add_report_arguments(p)
 
 
 def demo_config_path() -> Path:
@@ -98,6 +99,8 @@ def run_demo(
     pipeline: bool = True,
     config: str | Path | None = None,
     progress: bool = True,
+    static: bool | None = None,
+    language: str | None = None,
 ) -> dict[str, Any]:
     """Generate a platform, validate it and (by default) run the whole pipeline on it.
 
@@ -111,6 +114,8 @@ def run_demo(
     dirty : share of dirty rows of every kind (set aside by validation).
     quiet : print nothing. pipeline : run the whole pipeline (else validate only).
     config : run configuration replacing ``configs/demo.toml`` (its ``[data]`` is replaced).
+    static, language : the report's figures (PNG instead of interactive) and language (``"en"``,
+        ``"zh"``), over the configuration's ``[output]``; ``None`` keeps it.
 
     Returns
     -------
@@ -151,10 +156,11 @@ def run_demo(
     if pipeline:
         from engine.pipeline.runner import run as run_batch
         from engine.cli.cmd_run import print_run
-        from engine.pipeline.config import to_toml
+        from engine.pipeline.config import to_toml, with_output
 
         cfg = demo_config(data, config, (str(p["config"]["start"]), str(p["config"]["end"])), as_of=as_of,
                           platform_members=int(p["peak_members"]))
+        cfg = with_output(cfg, static=static, language=language)
         write_text(to_toml(cfg), root / "demo.toml")
         t1 = time.perf_counter()
         result = run_batch(cfg, root / "run", force=True, quiet=quiet, progress=progress)
@@ -175,5 +181,5 @@ def run(args: argparse.Namespace) -> int:
     if args.n_members < 1:
         raise ConfigError(f"--n-members must be >= 1, got {args.n_members}")
     result = run_demo(args.out, args.n_members, args.seed, args.quiet, dirty=args.dirty,
-                      pipeline=not args.validate_only, config=args.config)
+                      pipeline=not args.validate_only, config=args.config, static=args.static, language=args.lang)
     return 0 if result["validation"].usable else 2

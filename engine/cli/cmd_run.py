@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from engine.cli._flags import add_report_arguments
+
 NAME = "run"
 HELP = "run the whole pipeline of a configuration file: validate, cells, incidence, groups, shares, plans, report"
 
@@ -14,6 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
     p.add_argument("--dry-run", action="store_true", help="validate the configuration and data, print the row account, write nothing")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    add_report_arguments(p)
     p.add_argument("--memory-limit", default=None, metavar="SIZE",
                    help="peak memory allowed, e.g. 8GB (default: [run] memory_limit, else 80%% of the available memory); "
                         "checked from the Parquet footers before any data is read")
@@ -62,7 +65,12 @@ def run(args: argparse.Namespace) -> int:
     from engine.pipeline.runner import run as run_batch
     from engine.cli.common import account_rows, print_table
 
-    result = run_batch(args.config, args.out, force=args.force, dry_run=args.dry_run, quiet=args.quiet,
+    from engine.pipeline.config import load_config, with_output
+
+    config = args.config
+    if args.static or args.lang:
+        config = with_output(load_config(args.config), static=args.static, language=args.lang)
+    result = run_batch(config, args.out, force=args.force, dry_run=args.dry_run, quiet=args.quiet,
                        memory_limit=args.memory_limit)
     if args.dry_run:
         if not args.quiet:

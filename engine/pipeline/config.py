@@ -139,6 +139,8 @@ class OutputSection(_Section):
     models: bool = True
     report: bool = True
     title: str = "fentan run report"
+    static: bool = False  # PNG figures (print, PDF) instead of interactive plots
+    language: Literal["en", "zh"] = "en"  # of every heading, label, caption and table header
 
 
 class RunSection(_Section):
@@ -209,6 +211,23 @@ def config_from_dict(raw: dict[str, Any], where: str = "<config>", base: Path | 
             if not Path(f).is_file():
                 raise ConfigError(f"{where}: {key}: no such plan file {f}")
     return cfg.model_copy(update={"source": where})
+
+
+def with_output(cfg: RunConfig, *, static: bool | None = None, language: str | None = None) -> RunConfig:
+    """``cfg`` with the report options of the command line (``--static``, ``--lang``) over ``[output]``.
+
+    ``None`` keeps the configuration's value; the result is validated like the file (a bad language
+    is a ConfigError naming ``output.language``).
+    """
+    changes = {k: v for k, v in (("static", static), ("language", language)) if v is not None}
+    if not changes:
+        return cfg
+    where = cfg.source or "<config>"
+    try:
+        output = OutputSection.model_validate({**cfg.output.model_dump(), **changes})
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: output.{_fmt(exc.errors()[0])}") from None
+    return cfg.model_copy(update={"output": output})
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -1,8 +1,9 @@
 """Assemble the run report (``report.html``) from a finished run's context.
 
 Sections (ids): headline, account, incidence, model, segmentation, history,
-projection, leverage, cross-subsidy, plans. Each figure is a PNG data URI
-(:mod:`engine.report.document`), so the file is self-contained.
+projection, leverage, cross-subsidy, plans. Figures are chart specifications
+(:mod:`engine.report.figures`) drawn interactively or as PNG (``[output] static``); the text is in
+``[output] language`` (:mod:`engine.report.i18n`). The file is self-contained.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from typing import Any
 
 import polars as pl
 
-import engine.report.figures as report_figures
-from engine._optional import available
+import engine.report.figures as rf
 from engine.report._assumptions import add_assumptions
 from engine.report._economics import ECONOMICS_SECTIONS, add_economics
 from engine.report._pricing import add_pricing
 from engine.report._share_views import add_share_views
 from engine.report.document import Report
+from engine.report.i18n import t, t_user, use_language
 
 #: section ids in order (tests check them)
 SECTIONS = ("headline", *ECONOMICS_SECTIONS, "account", "incidence", "model", "segmentation", "history", "projection",
@@ -26,35 +27,39 @@ SECTIONS = ("headline", *ECONOMICS_SECTIONS, "account", "incidence", "model", "s
 
 
 def _num(v: Any, fmt: str = "{:,.2f}") -> str:
-    return "n/a" if v is None or v != v else fmt.format(v)
+    return t("n/a") if v is None or v != v else fmt.format(v)
 
 
-class _NoFigures:
-    """Stands in for the figure module when matplotlib is absent: every figure is ``None``."""
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None
+def _yes(flag: Any) -> str:
+    return t("YES") if flag else t("no")
 
 
 def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> str:
-    """The complete HTML document of a run."""
-    cfg, f, t = ctx.cfg, ctx.facts, ctx.tables
-    rf: Any = report_figures if available("matplotlib") else _NoFigures()
+    """The complete HTML document of a run, in ``[output] language``, static or interactive per ``[output] static``."""
+    cfg = ctx.cfg
+    with use_language(cfg.output.language):
+        return _build(ctx, account, summary)
+
+
+def _build(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> str:
+    cfg, f, tb = ctx.cfg, ctx.facts, ctx.tables
     # no path or wall time here: the report is byte-identical for the same data and configuration
     # (the configuration's location and the run's times are in config.toml and run.json)
-    rep = Report(cfg.output.title, f"study {f.get('study_start')} to {f.get('study_end')}; "
-                                   "resolved configuration in config.toml beside this report")
+    title = t_user(cfg.output.title)  # the default title is translated; a user's own title stays as written
+    rep = Report(title, t("study {start} to {end}; resolved configuration in config.toml beside this report",
+                          start=f.get("study_start"), end=f.get("study_end")),
+                 mode="static" if cfg.output.static else "interactive")
     _headline(rep, f, account, summary)
     add_economics(rep, ctx, summary)
     _account(rep, account)
-    _incidence(rep, t, rf)
-    _model(rep, ctx, f, t, rf)
-    _segmentation(rep, f, t, rf)
-    _history(rep, cfg, t, rf)
-    _projection(rep, cfg, t, summary, rf)
-    _leverage(rep, summary, rf)
-    _cross_subsidy(rep, t, rf)
-    _plans(rep, t)
+    _incidence(rep, tb)
+    _model(rep, ctx, f, tb)
+    _segmentation(rep, f, tb)
+    _history(rep, cfg, tb)
+    _projection(rep, cfg, tb, summary)
+    _leverage(rep, summary)
+    _cross_subsidy(rep, tb)
+    _plans(rep, tb)
     add_assumptions(rep, ctx, account)
     add_pricing(rep, ctx)
     add_share_views(rep, ctx, summary)
@@ -63,157 +68,164 @@ def build_report(ctx: Any, account: dict[str, Any], summary: dict[str, Any]) -> 
 
 def _headline(rep: Report, f: dict[str, Any], account: dict[str, Any], summary: dict[str, Any]) -> None:
     """Headline answers: data used, model quality, risk groups and the pooled plan's share, leverage and spiral."""
-    s = rep.section("headline", "Headline answers")
+    s = rep.section("headline", t("Headline answers"))
     pooled = next((v for k, v in summary.items() if v["planset"] == "pooled"), None)
     items = [
-        ("members used / read", f"{account['members']['used']:,} / {account['members']['read']:,}", False),
-        ("eligible claims used / read", f"{account['claims']['used']:,} / {account['claims']['read']:,}", False),
-        ("actual / expected vs CI2020", _num(f.get("ae_vs_basis"), "{:.2f}"), False),
-        ("Gini of the GLM (held-out)", _num(f.get("gini"), "{:.3f}"), False),
-        ("risk groups (recommended)", f"{f.get('groups')} ({f.get('recommended_groups')})", False),
+        (t("members used / read"), f"{account['members']['used']:,} / {account['members']['read']:,}", False),
+        (t("eligible claims used / read"), f"{account['claims']['used']:,} / {account['claims']['read']:,}", False),
+        (t("actual / expected vs CI2020"), _num(f.get("ae_vs_basis"), "{:.2f}"), False),
+        (t("Gini of the GLM (held-out)"), _num(f.get("gini"), "{:.3f}"), False),
+        (t("risk groups (recommended)"), f"{f.get('groups')} ({f.get('recommended_groups')})", False),
     ]
     if pooled:
         items += [
-            ("pooled sustainable share, CNY / period", _num(pooled.get("sustainable_share_cny")), False),
-            ("pooled leverage", _num(pooled.get("leverage"), "{:,.0f}"), False),
-            ("pooled death spiral", "YES" if pooled.get("death_spiral") else "no", bool(pooled.get("death_spiral"))),
+            (t("pooled sustainable share, CNY / period"), _num(pooled.get("sustainable_share_cny")), False),
+            (t("pooled leverage"), _num(pooled.get("leverage"), "{:,.0f}"), False),
+            (t("pooled death spiral"), _yes(pooled.get("death_spiral")), bool(pooled.get("death_spiral"))),
         ]
     if f.get("share_late_cny") is not None:
-        items.append((f"share per member over {f['share_late_month']} (3 months, before caps) -> stationary "
-                      "(no dilution, no lag, select worn off)",
+        items.append((t("share per member over {month} (3 months, before caps) -> stationary "
+                        "(no dilution, no lag, select worn off)", month=f["share_late_month"]),
                       f"{f['share_late_cny']:,.2f} -> {f['share_late_stationary_cny']:,.2f}", False))
     Report.kpis(s, items)
     rows = [{"plan": k, "members": round(v.get("members") or 0), "sustainable share (CNY/period)": v.get("sustainable_share_cny"),
              "today's mix, after caps": v.get("share_after_caps_cny"), "leverage": v.get("leverage"), "share CV": v.get("share_cv"),
-             "death spiral": "YES" if v.get("death_spiral") else "no",
+             "death spiral": _yes(v.get("death_spiral")),
              "P(annual cap binds), max": v.get("cap_binds_probability_max")} for k, v in summary.items()]
     Report.table(s, pl.DataFrame(rows))
-    Report.text(s, "Sustainable share: the share of a stationary pool (growth stopped, every member past the waiting "
-                   "period, select effects worn off, the mix at its equilibrium; engine.projection._project); today's mix, "
-                   "after caps: the share of the members sharing at the end of the study, all past the waiting period, "
-                   "after the per-claimant and annual caps (engine.plans.compare); leverage = benefit / annual share at "
-                   "today's mix; share CV: volatility of one period's share; P(annual cap binds): largest probability "
-                   "over the projection periods.")
+    Report.text(s, t("Sustainable share: the share of a stationary pool (growth stopped, every member past the waiting "
+                     "period, select effects worn off, the mix at its equilibrium; engine.projection._project); today's mix, "
+                     "after caps: the share of the members sharing at the end of the study, all past the waiting period, "
+                     "after the per-claimant and annual caps (engine.plans.compare); leverage = benefit / annual share at "
+                     "today's mix; share CV: volatility of one period's share; P(annual cap binds): largest probability "
+                     "over the projection periods."))
     for w in f.get("warnings", []):
-        Report.text(s, f"warning: {w}")
+        Report.text(s, t("warning: {w}", w=w))
 
 
 def _account(rep: Report, account: dict[str, Any]) -> None:
     """Row account: rows read, used and set aside (with the reason) per table."""
-    s = rep.section("account", "Row account")
+    s = rep.section("account", t("Row account"))
     acc_rows = []
     for what, a in account.items():
         if not (isinstance(a, dict) and "read" in a):
             continue
-        acc_rows.append({"table": what, "status": "read", "rows": a["read"]})
-        acc_rows.append({"table": what, "status": "used", "rows": a["used"]})
+        acc_rows.append({"table": t(what), "status": t("read"), "rows": a["read"]})
+        acc_rows.append({"table": t(what), "status": t("used"), "rows": a["used"]})
         for reason, n in a["set_aside"].items():
-            acc_rows.append({"table": what, "status": f"set aside: {reason}", "rows": n})
+            acc_rows.append({"table": t(what), "status": t("set aside: {reason}", reason=reason), "rows": n})
     Report.table(s, pl.DataFrame(acc_rows), max_rows=200)
-    Report.text(s, "read = used + set aside holds for members and claims; claims set aside include those found "
-                   "ineligible at exposure time (waiting period, before joining, after exit, after a first claim, "
-                   "outside the study window). Every set-aside row is in rejected/ with its reason.")
+    Report.text(s, t("read = used + set aside holds for members and claims; claims set aside include those found "
+                     "ineligible at exposure time (waiting period, before joining, after exit, after a first claim, "
+                     "outside the study window). Every set-aside row is in rejected/ with its reason."))
     w = account.get("window") or {}
     if w:
-        Report.text(s, f"As-of date {w.get('as_of')} ({w.get('as_of_source')}); study window {w.get('study_start')} "
-                       f"({w.get('study_start_source')}) to {w.get('study_end')} ({w.get('study_end_source')}). "
-                       "A join, exit, event or approval after the as-of date is set aside.")
+        Report.text(s, t("As-of date {as_of} ({as_of_source}); study window {start} ({start_source}) to {end} "
+                         "({end_source}). A join, exit, event or approval after the as-of date is set aside.",
+                         as_of=w.get("as_of"), as_of_source=t_user(str(w.get("as_of_source"))),
+                         start=w.get("study_start"), start_source=t_user(str(w.get("study_start_source"))),
+                         end=w.get("study_end"), end_source=t_user(str(w.get("study_end_source")))))
 
 
-def _incidence(rep: Report, t: dict[str, pl.DataFrame], rf: Any) -> None:
+def _incidence(rep: Report, tb: dict[str, pl.DataFrame]) -> None:
     """Crude incidence by age and sex against the CI2020 basis."""
-    s = rep.section("incidence", "Incidence by age against CI2020")
-    Report.figure(s, rf.incidence_by_age(t["incidence"]), "incidence by age and sex against the CI2020 basis")
-    Report.text(s, "Crude incidence = claims / exposure-years (central exposure after the waiting period), with "
-                   "exact Poisson (Garwood) intervals; the line is the CI2020 basis.")
+    s = rep.section("incidence", t("Incidence by age against CI2020"))
+    Report.charts(s, rf.incidence_by_age(tb["incidence"]))
+    Report.text(s, t("Crude incidence = claims / exposure-years (central exposure after the waiting period), with "
+                     "exact Poisson (Garwood) intervals; the line is the CI2020 basis."))
 
 
-def _model(rep: Report, ctx: Any, f: dict[str, Any], t: dict[str, pl.DataFrame], rf: Any) -> None:
+def _model(rep: Report, ctx: Any, f: dict[str, Any], tb: dict[str, pl.DataFrame]) -> None:
     """Risk model: Lorenz curve and calibration, held-out deviance, GLM coefficients, select factors, credibility."""
-    s = rep.section("model", "Risk model: GLM, Lorenz curve, calibration")
+    s = rep.section("model", t("Risk model: GLM, Lorenz curve, calibration"))
+    factors = tuple(ctx.cfg.study.factors)  # the user's names: table headers shown as written
     y, mu, e = ctx.lorenz
-    Report.figure(s, rf.lorenz_and_calibration(y, mu, e, t["calibration"], f.get("gini") or float("nan")),
-                  "Lorenz curve and calibration")
-    Report.kpis(s, [("held-out mean Poisson deviance (model / null)",
+    Report.charts(s, rf.lorenz_and_calibration(y, mu, e, tb["calibration"], f.get("gini") or float("nan")))
+    Report.kpis(s, [(t("held-out mean Poisson deviance (model / null)"),
                      f"{_num(f.get('heldout_deviance'), '{:.4f}')} / {_num(f.get('heldout_deviance_null'), '{:.4f}')}", False),
-                    ("deviance explained (held out)", _num(f.get("heldout_deviance_explained"), "{:.1%}"), False)])
-    Report.table(s, t["glm_coefficients"])
-    Report.text(s, "Select factors by duration band (incidence relative to the ultimate band):")
-    Report.table(s, t["select_factors"])
-    Report.text(s, "Limited-fluctuation credibility by rating factor:")
-    Report.table(s, t["credibility"])
+                    (t("deviance explained (held out)"), _num(f.get("heldout_deviance_explained"), "{:.1%}"), False)])
+    Report.table(s, tb["glm_coefficients"])
+    Report.text(s, t("Select factors by duration band (incidence relative to the ultimate band):"))
+    Report.table(s, tb["select_factors"])
+    Report.text(s, t("Limited-fluctuation credibility by rating factor:"))
+    Report.table(s, tb["credibility"], keep=factors)
 
 
-def _segmentation(rep: Report, f: dict[str, Any], t: dict[str, pl.DataFrame], rf: Any) -> None:
+def _segmentation(rep: Report, f: dict[str, Any], tb: dict[str, pl.DataFrame]) -> None:
     """Risk groups: the granularity frontier and the segments table."""
-    s = rep.section("segmentation", "Risk groups and granularity")
-    Report.figure(s, rf.frontier(t["frontier"]), "granularity frontier")
+    s = rep.section("segmentation", t("Risk groups and granularity"))
+    charts = rf.frontier(tb["frontier"])
+    Report.charts(s, charts)
+    if not charts:
+        Report.text(s, t("only K = {k} meets the claims floor of a group: no frontier to draw.",
+                         k=", ".join(str(k) for k in tb["frontier"]["k"].to_list())))
     if f.get("segmentation_choice"):
-        Report.text(s, f"Number of groups: {f['segmentation_choice']}.")
-    Report.table(s, t["segments"].select([c for c in ("group", "name", "rule", "members", "exposure_years", "claims", "rate",
-                                                      "rate_lower", "rate_upper", "relativity",
-                                                      "expected_claims_per_period", "share_cv", "cross_subsidy_pct_of_pooled_share", "note")
-                                          if c in t["segments"].columns]))
+        Report.text(s, t("Number of groups: {choice}.", choice=f["segmentation_choice"]))
+    Report.table(s, tb["segments"].select([c for c in ("group", "name", "rule", "members", "exposure_years", "claims", "rate",
+                                                       "rate_lower", "rate_upper", "relativity",
+                                                       "expected_claims_per_period", "share_cv",
+                                                       "cross_subsidy_pct_of_pooled_share", "note")
+                                           if c in tb["segments"].columns]))
 
 
-def _history(rep: Report, cfg: Any, t: dict[str, pl.DataFrame], rf: Any) -> None:
+def _history(rep: Report, cfg: Any, tb: dict[str, pl.DataFrame]) -> None:
     """Realised shares and the attribution of their change."""
-    s = rep.section("history", "Realised shares and their decomposition")
-    plan_col = cfg.history.plan_col if cfg.history.plan_col in t["history"].columns else None
-    Report.figure(s, rf.realised_shares(t["history"], plan_col), "realised shares")
-    dec = t["decomposition"]
+    s = rep.section("history", t("Realised shares and their decomposition"))
+    plan_col = cfg.history.plan_col if cfg.history.plan_col in tb["history"].columns else None
+    Report.charts(s, rf.realised_shares(tb["history"], plan_col))
+    dec = tb["decomposition"]
     if "contribution_cny" in dec.columns:
-        Report.figure(s, rf.decomposition(dec), "decomposition of the share change")
-        Report.text(s, f"Exact {cfg.history.decompose} attribution of the change in the share between two 3-month "
-                       "windows and to the sustainable share (no residual).")
+        Report.text(s, t("Exact {method} attribution of the change in the share between two 3-month "
+                         "windows and to the sustainable share (no residual): see the section on the drivers.",
+                         method=cfg.history.decompose))
     else:
-        Report.text(s, str(dec["note"][0]))
+        note = str(dec["note"][0])  # the engine's reason, as its messages: English
+        Report.text(s, t("decomposition not computed: {reason}", reason=note.split(": ", 1)[-1]))
 
 
-def _projection(rep: Report, cfg: Any, t: dict[str, pl.DataFrame], summary: dict[str, Any], rf: Any) -> None:
+def _projection(rep: Report, cfg: Any, tb: dict[str, pl.DataFrame], summary: dict[str, Any]) -> None:
     """Projected share fan charts and the projection table per plan."""
-    s = rep.section("projection", "Projected shares per plan")
-    Report.figure(s, rf.fan_charts(t["projection"], summary), "projected share fan charts")
+    s = rep.section("projection", t("Projected shares per plan"))
     pc = cfg.projection
-    Report.text(s, f"{pc.scenarios:,} Monte Carlo scenarios over {pc.horizon} sharing periods (seed {pc.seed}); "
-                   "band = P5-P95 of the share after the caps, dashed = sustainable share, dotted = share at today's "
-                   "mix after the per-claimant and annual caps (when they bind, the platform pays the difference).")
-    Report.table(s, t["projection_plans"].select([c for c in ("plan", "members_start", "members_end",
-                                                               "share_end_mean_cny", "share_end_p95_cny",
-                                                               "sustainable_share_cny", "death_spiral",
-                                                               "death_spiral_period") if c in t["projection_plans"].columns]))
+    Report.text(s, t("{scenarios} Monte Carlo scenarios over {horizon} sharing periods (seed {seed}); the fan charts "
+                     "of each plan are in the section on the fan charts.",
+                     scenarios=f"{pc.scenarios:,}", horizon=pc.horizon, seed=pc.seed))
+    Report.table(s, tb["projection_plans"].select([c for c in ("plan", "members_start", "members_end",
+                                                                "share_end_mean_cny", "share_end_p95_cny",
+                                                                "sustainable_share_cny", "death_spiral",
+                                                                "death_spiral_period") if c in tb["projection_plans"].columns]))
 
 
-def _leverage(rep: Report, summary: dict[str, Any], rf: Any) -> None:
+def _leverage(rep: Report, summary: dict[str, Any]) -> None:
     """Leverage per plan."""
-    s = rep.section("leverage", "Leverage")
-    Report.figure(s, rf.leverage(summary), "leverage per plan")
+    s = rep.section("leverage", t("Leverage"))
+    Report.charts(s, rf.leverage(summary))
 
 
-def _cross_subsidy(rep: Report, t: dict[str, pl.DataFrame], rf: Any) -> None:
+def _cross_subsidy(rep: Report, tb: dict[str, pl.DataFrame]) -> None:
     """Cross-subsidy in the pooled plan: by class, and between the risk groups."""
-    s = rep.section("cross-subsidy", "Cross-subsidy in the pooled plan")
-    fig = rf.class_cross_subsidy(t["cross_subsidy_classes"])
-    if fig is not None:
-        Report.figure(s, fig, "cross-subsidy by age band and factor")
-    Report.text(s, "Each class's own annual cost (1 + fee) x GLM rate x benefit against the equal pooled payment: "
-                   "positive (red) classes overpay, negative (blue) classes are subsidised.")
-    fig = rf.cross_subsidy(t["cross_subsidy"])
-    if fig is not None:
-        Report.figure(s, fig, "cross-subsidy between risk groups")
-        Report.text(s, "Between the segmentation's risk groups: positive, the payer group overpays for the "
-                       "beneficiary group (CNY per payer member-year).")
+    s = rep.section("cross-subsidy", t("Cross-subsidy in the pooled plan"))
+    chart = rf.class_cross_subsidy(tb["cross_subsidy_classes"])
+    if chart is not None:
+        Report.chart(s, chart)
+    Report.text(s, t("Each class's own annual cost (1 + fee) x GLM rate x benefit against the equal pooled payment: "
+                     "positive (red) classes overpay, negative (blue) classes are subsidised."))
+    chart = rf.cross_subsidy(tb["cross_subsidy"])
+    if chart is not None:
+        Report.chart(s, chart)
+        Report.text(s, t("Between the segmentation's risk groups: positive, the payer group overpays for the "
+                         "beneficiary group (CNY per payer member-year)."))
     else:
-        Report.text(s, "The segmentation kept a single risk group: no flow between groups to show.")
+        Report.text(s, t("The segmentation kept a single risk group: no flow between groups to show."))
 
 
-def _plans(rep: Report, t: dict[str, pl.DataFrame]) -> None:
+def _plans(rep: Report, tb: dict[str, pl.DataFrame]) -> None:
     """Plan comparison: plans and the payment changes per group."""
-    s = rep.section("plans", "Plan comparison")
-    p = t["plans"].filter(pl.col("level") == "plan")
+    s = rep.section("plans", t("Plan comparison"))
+    p = tb["plans"].filter(pl.col("level") == "plan")
     Report.table(s, p.select([c for c in ("plan_file", "planset", "plan", "members", "expected_claims_per_period",
                                           "share_current_mix_cny", "leverage", "share_cv", "cap_binding")
                               if c in p.columns]))
-    ch = t["changes"]
+    ch = tb["changes"]
     Report.table(s, ch.select([c for c in ("plan_file", "group", "annual_payment_before_cny", "annual_payment_after_cny",
                                            "leverage_before", "leverage_after") if c in ch.columns]))

@@ -12,6 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+#: default series colours (matplotlib's tab10), shared by the static and the interactive renderer
+PALETTE: tuple[str, ...] = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                            "#bcbd22", "#17becf")
+
 SeriesKind = Literal["line", "markers", "bar", "hbar", "band", "errorbars", "step", "heatmap"]
 
 
@@ -37,6 +41,12 @@ class Series:
         Dashed line (references, caps).
     z : sequence of sequences, optional
         The grid of a heatmap.
+    color : str, optional
+        A ``#rrggbb`` colour; default: the series' place in :data:`PALETTE`.
+    values : bool
+        Write the values on the bars or heatmap cells.
+    markers : bool
+        Mark the points of a line (a short series, e.g. one point per K).
     """
 
     name: str
@@ -48,6 +58,9 @@ class Series:
     axis: Literal["y", "y2"] = "y"
     dash: bool = False
     z: Sequence[Sequence[float]] | None = None
+    color: str | None = None
+    values: bool = False
+    markers: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,7 @@ class Chart:
     """One chart (one panel): title, axis labels with units, series and a caption.
 
     ``x_label``/``y_label`` carry the unit, e.g. ``"claims per 1,000 exposure-years"``.
-    ``y_log`` asks for a logarithmic y axis. ``facet`` groups panels that belong together
+    ``y_log`` asks for a logarithmic y axis; ``y_min`` fixes the bottom of the y axis (e.g. 0). ``facet`` groups panels that belong together
     (rendered side by side when wide, stacked when narrow).
     """
 
@@ -66,6 +79,7 @@ class Chart:
     y2_label: str | None = None
     caption: str = ""
     y_log: bool = False
+    y_min: float | None = None
     x_categorical: bool = False
     facet: str | None = None
     meta: dict[str, object] = field(default_factory=dict)
@@ -76,3 +90,14 @@ class Chart:
             if s.name == name:
                 return s
         raise KeyError(name)
+
+    def color_of(self, i: int) -> str:
+        """The colour of the ``i``-th series (its own, else the palette's)."""
+        return self.series[i].color or PALETTE[i % len(PALETTE)]
+
+
+def bar_labels(values: Sequence[object]) -> list[str]:
+    """The values written on bars (``Series.values``): two decimals with thousands separators; none on an
+    empty or zero bar."""
+    return [f"{v:,.2f}" if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and v != 0 else ""
+            for v in values]

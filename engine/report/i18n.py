@@ -25,6 +25,9 @@ LANGUAGES: tuple[str, ...] = ("en", "zh")
 
 _LANG: contextvars.ContextVar[str] = contextvars.ContextVar("fentan_report_language", default="en")
 
+#: English text passed to t() in Chinese with no entry in the catalogue (see :func:`missing_keys`)
+_MISSING: set[str] = set()
+
 #: the directory of the Chinese catalogue files
 ZH_DIR = Path(__file__).parent / "locale" / "zh"
 
@@ -68,5 +71,25 @@ def t(text: str, **fmt: object) -> str:
 
     Untranslated text falls back to English (a test lists every key missing from the catalogue).
     """
-    out = zh_catalogue().get(text, text) if _LANG.get() == "zh" else text
+    if _LANG.get() == "zh":
+        out = zh_catalogue().get(text)
+        if out is None:
+            _MISSING.add(text)
+            out = text
+    else:
+        out = text
     return out.format(**fmt) if fmt else out
+
+
+def missing_keys(clear: bool = False) -> list[str]:
+    """The texts passed to :func:`t` in Chinese that the catalogue lacks (sorted); ``clear`` empties the record."""
+    out = sorted(_MISSING)
+    if clear:
+        _MISSING.clear()
+    return out
+
+
+def t_user(text: str) -> str:
+    """Text the user may have written (e.g. a report title): translated only when the catalogue has it
+    (a default of ours), else kept as written and never recorded as missing."""
+    return zh_catalogue().get(text, text) if _LANG.get() == "zh" else text
