@@ -250,6 +250,20 @@ def _child_rule(units: Units, rule: Rule, f: str, codes: np.ndarray, parent_code
     return new
 
 
+def split_node(units: Units, mask: np.ndarray, rule: Rule, cand: tuple) -> list[tuple[np.ndarray, Rule]]:
+    """The (mask, rule) of the two children of the node ``mask`` / ``rule`` split by ``cand`` (of :func:`_candidates`)."""
+    f, lc, rc = cand[1:4]
+    c = units.codes[f]
+    node_codes = np.unique(c[mask])
+    if f in units.ordered:  # thresholds: codes without exposure fall in the band around them
+        lm = mask & (c < np.min(rc))
+    else:  # categories without exposure in the node go to the right child
+        lm = mask & np.isin(c, lc)
+    rm = mask & ~lm
+    return [(lm, _child_rule(units, rule, f, np.unique(c[lm]), node_codes)),
+            (rm, _child_rule(units, rule, f, np.unique(c[rm]), node_codes))]
+
+
 def grow_tree(
     units: Units,
     *,
@@ -307,18 +321,7 @@ def grow_tree(
         return None
 
     def _children(leaf: _Leaf, cand: tuple) -> list[_Leaf]:
-        f, lc, rc = cand[1:4]
-        c = units.codes[f]
-        node_codes = np.unique(c[leaf.mask])
-        if f in units.ordered:  # thresholds: codes without exposure fall in the band around them
-            lm = leaf.mask & (c < np.min(rc))
-        else:  # categories without exposure in the node go to the right child
-            lm = leaf.mask & np.isin(c, lc)
-        rm = leaf.mask & ~lm
-        lcodes = np.unique(c[lm])
-        rcodes = np.unique(c[rm])
-        return [_Leaf(lm, _child_rule(units, leaf.rule, f, lcodes, node_codes)),
-                _Leaf(rm, _child_rule(units, leaf.rule, f, rcodes, node_codes))]
+        return [_Leaf(m, r) for m, r in split_node(units, leaf.mask, leaf.rule, cand)]
 
     while len(leaves) < max_groups:
         for lf in leaves:
