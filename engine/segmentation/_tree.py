@@ -254,14 +254,19 @@ def split_node(units: Units, mask: np.ndarray, rule: Rule, cand: tuple) -> list[
     """The (mask, rule) of the two children of the node ``mask`` / ``rule`` split by ``cand`` (of :func:`_candidates`)."""
     f, lc, rc = cand[1:4]
     c = units.codes[f]
-    node_codes = np.unique(c[mask])
+    k = len(units.levels[f])
+
+    def present(m: np.ndarray) -> np.ndarray:  # sorted distinct codes of the units in m (np.unique, by counting)
+        return np.flatnonzero(np.bincount(c[m], minlength=k))
+
     if f in units.ordered:  # thresholds: codes without exposure fall in the band around them
         lm = mask & (c < np.min(rc))
     else:  # categories without exposure in the node go to the right child
         lm = mask & np.isin(c, lc)
     rm = mask & ~lm
-    return [(lm, _child_rule(units, rule, f, np.unique(c[lm]), node_codes)),
-            (rm, _child_rule(units, rule, f, np.unique(c[rm]), node_codes))]
+    node_codes = present(mask)
+    return [(lm, _child_rule(units, rule, f, present(lm), node_codes)),
+            (rm, _child_rule(units, rule, f, present(rm), node_codes))]
 
 
 def grow_tree(
