@@ -103,9 +103,10 @@ class RiskSegmenter(Estimator):
         interaction whose first split gains little alone is found (default False).
     merge_leaves : merge tree leaves into K groups by the optimal DP (groups become ORs of
         conjunctions, not marketable as one rule); default False: every group is one leaf.
-    leaf_floor_fraction : with merge_leaves, a leaf needs this fraction of the claims floor.
-    n_folds : folds of the cross-validation choosing K (units = distinct feature combinations,
-        seeded by ``random_state``; see :mod:`engine.segmentation._cv`).
+    leaf_floor_fraction : a tree leaf grown before the merges needs this fraction of the claims floor
+        (default conjunction groups and merge_leaves; the groups themselves need the whole floor).
+    n_folds : folds of the cross-validation choosing K (each cell kept whole in one fold, dealt
+        by ``random_state``; see :mod:`engine.segmentation._cv`).
     min_marginal_gain : deprecated: the old greedy K rule (each extra group removes at least this
         share of the removable cross-subsidy); when given it replaces cross-validation.
     cluster_loss : "deviance" or "sse" (of the log-rate) for the DP partition.
