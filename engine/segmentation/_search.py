@@ -14,7 +14,7 @@ import polars as pl
 from engine.errors import ConfigError
 from engine.segmentation._dp import dp_partition, isotonic_by_profile
 from engine.segmentation._rules import parse_rules
-from engine.segmentation._tree import Rule, grow_tree, rule_mask
+from engine.segmentation._tree import Rule, grow_tree, rule_key, rule_mask
 
 #: above this many distinct predicted values, the cluster DP runs on quantile bins of the sorted axis
 MAX_DP_UNITS = 3000
@@ -41,9 +41,10 @@ def tree_partitions(seg: Any, units: Any, floor: float, age: str | None) -> tupl
     conj = not merge and not seg.contiguous_age and not seg.monotone_age
     max_leaves = seg.max_leaves or (2 * seg.max_groups if merge else 3 * seg.max_groups if conj else seg.max_groups)
     leaf_floor = floor * (seg.leaf_floor_fraction if merge or conj else 1.0)
+    cache: dict | None = {} if conj else None  # best split per leaf rule, shared by every tree grown below
     seq = grow_tree(units, max_groups=max_leaves, floor=leaf_floor, min_gain=seg.min_gain,
                     monotone_age=age if seg.monotone_age else None,
-                    max_clauses=seg.max_clauses, lookahead=seg.lookahead)
+                    max_clauses=seg.max_clauses, lookahead=seg.lookahead, cache=cache)
     parts: dict[int, np.ndarray] = {}
     rules_by_k: dict[int, list] = {}
     if conj:  # leaves merged back while each group stays one conjunction (engine.segmentation._merge)
@@ -51,7 +52,7 @@ def tree_partitions(seg: Any, units: Any, floor: float, age: str | None) -> tupl
 
         def regrow(start: list) -> list:
             return grow_tree(units, max_groups=seg.max_groups, floor=leaf_floor, min_gain=seg.min_gain,
-                             max_clauses=seg.max_clauses, lookahead=seg.lookahead, start=start)
+                             max_clauses=seg.max_clauses, lookahead=seg.lookahead, start=start, cache=cache)
 
         alt = [more for start in alternative_starts(units, seq, seg.search_depth, leaf_floor, seg.min_gain,
                                                     seg.max_clauses) for more in regrow(start)]
@@ -127,7 +128,7 @@ def alternative_starts(units: Any, seq: list[list[Rule]], depth: int, floor: flo
 
 def _key(rules: list[Rule]) -> frozenset:
     """Order-free identity of a partition written as rules."""
-    return frozenset(tuple(sorted((f, str(c)) for f, c in r.items())) for r in rules)
+    return frozenset(rule_key(r) for r in rules)
 
 
 def cluster_partitions(seg: Any, units: Any, floor: float, age: str | None) -> dict[int, np.ndarray]:

@@ -159,6 +159,12 @@ def rule_from_json(obj: dict[str, Any]) -> Rule:
     return out
 
 
+def rule_key(rule: Rule) -> tuple:
+    """Hashable, order-free identity of a rule (same units, same conditions)."""
+    return tuple(sorted((f, c[0], tuple(sorted(c[1], key=lambda v: (str(type(v)), v))) if c[0] == "in" else (c[1], c[2]))
+                        for f, c in rule.items()))
+
+
 # --------------------------------------------------------------------------- tree
 @dataclass
 class _Leaf:
@@ -280,6 +286,7 @@ def grow_tree(
     max_clauses: int | None = None,
     lookahead: bool = False,
     start: list[Rule] | None = None,
+    cache: dict | None = None,
 ) -> list[list[Rule]]:
     """Grow a best-first Poisson tree; return the leaf rules after 1, 2, ..., K splits-1.
 
@@ -293,6 +300,8 @@ def grow_tree(
         interactions whose first split gains little alone); a split is taken when
         that score reaches ``min_gain``.
     start : grow from these leaves (a partition of the units) instead of the root.
+    cache : best split of each leaf by its rule (:func:`rule_key`), shared by trees grown on the
+        same units with the same floor, min_gain, max_clauses and lookahead (not with monotone_age).
 
     Notes
     -----
@@ -316,8 +325,13 @@ def grow_tree(
         return r
 
     def best_split(leaf: _Leaf) -> tuple | None:
+        key = rule_key(leaf.rule) if cache is not None and not monotone_age else None
+        if key is not None and key in cache:
+            return cache[key]
         cands = [c for c in _candidates(units, leaf.mask, floor, leaf.rule, max_clauses, lookahead) if c[0] >= min_gain]
         if not monotone_age:
+            if key is not None:
+                cache[key] = cands[0] if cands else None
             return cands[0] if cands else None
         for cand in cands[:max_tries]:
             trial = [lf for lf in leaves if lf is not leaf] + _children(leaf, cand)
