@@ -161,8 +161,10 @@ def rule_from_json(obj: dict[str, Any]) -> Rule:
 
 def rule_key(rule: Rule) -> tuple:
     """Hashable, order-free identity of a rule (same units, same conditions)."""
-    return tuple(sorted((f, c[0], tuple(sorted(c[1], key=lambda v: (str(type(v)), v))) if c[0] == "in" else (c[1], c[2]))
-                        for f, c in rule.items()))
+    def cond(c: tuple) -> tuple:
+        return tuple(sorted(c[1], key=lambda v: (str(type(v)), v))) if c[0] == "in" else (c[1], c[2])
+
+    return tuple(sorted((f, c[0], cond(c)) for f, c in rule.items()))
 
 
 # --------------------------------------------------------------------------- tree
