@@ -89,6 +89,9 @@ def test_restarts_are_partitions_that_differ_from_the_greedy_tree(fits):
     assert len({tuple(t) for t in texts}) == len(texts)
     assert ["age 35-49", "age <= 34", "age >= 50"] in texts
     assert alternative_starts(units, seq, 0, floor, seg.min_gain, seg.max_clauses) == []
+    # the cause: the greedy tree alone (search_depth=0) takes the tier split before the band edge at 50
+    greedy = RiskSegmenter(search_depth=0).fit(p.cells.drop(TRUTH_COLS))
+    assert _scores(p, greedy)[0] < 0.9 < _scores(p, seg)[0]
 
 
 def test_rules_are_short_conjunctions_with_their_numbers(fits):
