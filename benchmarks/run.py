@@ -59,7 +59,7 @@ def _child(target: str, n: int, data: str, config: str) -> None:
 def measure(target: str, n: int, data: Path, config: Path, timeout: float) -> dict[str, Any]:
     """Run ``adapters.<target>`` in a fresh process; wall time from the child, peak RSS from wait4."""
     engine, stage = target.split(".")
-    rec: dict[str, Any] = {"engine": engine, "stage": stage, "members": n}
+    rec: dict[str, Any] = {"engine": engine, "stage": stage, "members": n, "load_1min": round(os.getloadavg()[0], 2)}
     out_f, err_f = data / f".{target}.out", data / f".{target}.err"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     with open(out_f, "w") as fo, open(err_f, "w") as fe:
@@ -218,7 +218,7 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     fresh = {key(r) for r in new["records"]}
     recs = [r for r in old["records"] if key(r) not in fresh] + new["records"]
     return {**old, "records": recs, "sizes": sorted(set(old["sizes"]) | set(new["sizes"])),
-            "load_average": old["load_average"] + new["load_average"],
+            "merged_load_average": old.get("merged_load_average", []) + [new["load_average"]],
             "generation": old.get("generation", []) + new.get("generation", []),
             "command": f"{old.get('command')}; then {new.get('command')} --merge".replace(" --merge --merge", " --merge"),
             "merged": old.get("merged", []) + [new["created"]]}

@@ -172,6 +172,8 @@ def test_input_errors():
         RiskSegmenter().fit(pl.DataFrame({"exposure_years": [1.0]}))
     with pytest.raises(ModelError):
         RiskSegmenter().assign(pl.DataFrame({"age": [1]}))
+    with pytest.raises(ConfigError, match="search_depth"):
+        RiskSegmenter(search_depth=-1).fit(pl.DataFrame({"age": [1], "exposure_years": [1.0], "claims": [0]}))
 
 
 def test_save_load_and_member_scoring(sim, tmp_path):
@@ -244,7 +246,7 @@ def test_stability_seeded(sim):
     assert -1.0 <= s1["ari_min"] <= s1["ari_mean"] <= 1.0
 
 
-def test_cli_segment(sim, tmp_path):
+def test_cli_segment(sim, tmp_path, capsys):
     from engine.cli.main import main
 
     cells, _ = sim
@@ -267,6 +269,9 @@ def test_cli_segment(sim, tmp_path):
                "--quiet"])
     for name in ("segments.parquet", "frontier.parquet"):
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "out2" / name).read_bytes()
+    rc = main(["segment", "--cells", str(tmp_path / "cells.parquet"), "--out", str(tmp_path / "out3"),
+               "--search-depth", "-1", "--rate-model", "cell", "--quiet"])
+    assert rc == 2 and "search_depth" in capsys.readouterr().err
 
 
 def test_gini_and_weighted_ari_against_oracles():

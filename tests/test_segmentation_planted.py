@@ -38,7 +38,7 @@ def _scores(p, seg) -> tuple[float, float]:
     ari = adjusted_rand_score(p.members["true_group"].to_numpy(), got)
     e = p.cells["exposure_years"].to_numpy()
     held = p.cells["heldout_claims"].to_numpy()
-    ratio = (poisson_deviance(held, e * seg.predict_rate(p.cells.drop(TRUTH_COLS)))
+    ratio = (poisson_deviance(held, e * seg.predict(p.cells.drop(TRUTH_COLS)))
              / poisson_deviance(held, e * p.cells["true_rate"].to_numpy()))
     return ari, ratio
 
@@ -54,17 +54,44 @@ def test_defaults_find_the_planted_groups(fits, design, seed):
     assert (p.members.height, len(DESIGNS[design])) == (1_000_000, 4)
 
 
+@pytest.mark.parametrize("design", ["bands_tier", "tier_channel"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_five_groups_with_a_tier_band(fits, seed):
-    """Five groups where tier matters in one age band only. Seeds 1 and 2 are recovered exactly; on seed 0 the
-    greedy tree puts a band edge three years off in one branch (ARI 0.87, deviance +1.2%): the known limit
-    documented in docs/segmentation.md, checked here at a looser bound so that it cannot get worse unnoticed."""
-    p, seg = fits("bands_tier", seed)
+def test_five_groups_with_a_tier_band(fits, design, seed):
+    """Five groups where tier matters in one age band only and channel in the older band. A greedy tree can
+    take the tier split before the band edge and then draw that edge a few years off by noise; the restarts
+    of its first two levels (search_depth=2) let the age split lead (greedy: bands_tier seed 0 ARI 0.87,
+    tier_channel seeds 1 and 2 six groups, ARI 0.91 and 0.98)."""
+    p, seg = fits(design, seed)
     ari, ratio = _scores(p, seg)
-    if seed == 0:
-        assert ari >= 0.85 and ratio <= 1.02
-    else:
-        assert seg.n_groups_ == 5 and ari >= 0.9 and ratio <= 1.01
+    assert seg.n_groups_ == 5, seg.selection_
+    assert ari >= 0.9
+    assert ratio <= 1.01
+
+
+def test_restarts_are_partitions_that_differ_from_the_greedy_tree(fits):
+    """Each start of engine.segmentation._search.alternative_starts splits one leaf of the greedy tree's first
+    levels on another feature's best split: a partition of the units, never the greedy tree itself; the
+    band-first start of the bands_tier design is among them."""
+    from engine.segmentation._search import alternative_starts
+    from engine.segmentation._tree import grow_tree, rule_mask, rule_text
+
+    p, seg = fits("bands_tier", 0)
+    units, floor = seg.units_, seg.floor_claims_ * seg.leaf_floor_fraction
+    seq = grow_tree(units, max_groups=4, floor=floor, min_gain=seg.min_gain, max_clauses=seg.max_clauses)
+    starts = alternative_starts(units, seq, 2, floor, seg.min_gain, seg.max_clauses)
+    assert starts
+    greedy = [sorted(rule_text(r, seg.features_) for r in rules) for rules in seq]
+    texts = [sorted(rule_text(r, seg.features_) for r in rules) for rules in starts]
+    for rules, text in zip(starts, texts):
+        cover = np.sum([rule_mask(units, r) for r in rules], axis=0)
+        assert (cover == 1).all()  # every unit in exactly one leaf
+        assert text not in greedy
+    assert len({tuple(t) for t in texts}) == len(texts)
+    assert ["age 35-49", "age <= 34", "age >= 50"] in texts
+    assert alternative_starts(units, seq, 0, floor, seg.min_gain, seg.max_clauses) == []
+    # the cause: the greedy tree alone (search_depth=0) takes the tier split before the band edge at 50
+    greedy = RiskSegmenter(search_depth=0).fit(p.cells.drop(TRUTH_COLS))
+    assert _scores(p, greedy)[0] < 0.9 < _scores(p, seg)[0]
 
 
 def test_rules_are_short_conjunctions_with_their_numbers(fits):

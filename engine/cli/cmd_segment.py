@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="deprecated: floor of expected claims per sharing period per group (use --min-claims; "
                         "share stability is a plan-design target)")
     p.add_argument("--max-clauses", type=int, default=3, help="at most this many features in a group's rule (default 3)")
+    p.add_argument("--search-depth", type=int, default=2,
+                   help="tree: restart the first N best-first trees with every feature's best split (default 2; 0 = greedy)")
     p.add_argument("--folds", type=int, default=5, help="folds of the cross-validation choosing K (default 5)")
     p.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds (default 0)")
     p.add_argument("--min-credibility", type=float, default=None, help="floor of limited-fluctuation credibility Z")
@@ -113,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         max_rel_width=args.max_rel_width,
         min_expected_claims=args.min_expected_claims,
         max_clauses=args.max_clauses,
+        search_depth=args.search_depth,
         n_folds=args.folds,
         random_state=args.seed,
         min_credibility=args.min_credibility,

@@ -313,7 +313,8 @@ def stage_segmentation(ctx: RunState) -> None:
     sc = cfg.segmentation
     kw = dict(method=sc.method, max_groups=sc.max_groups, n_groups=sc.n_groups,
               min_claims=sc.min_claims, max_rel_width=sc.max_rel_width, min_expected_claims=sc.min_expected_claims,
-              max_clauses=sc.max_clauses, n_folds=sc.n_folds, random_state=sc.seed, monotone_age=sc.monotone_age,
+              max_clauses=sc.max_clauses, search_depth=sc.search_depth, n_folds=sc.n_folds, random_state=sc.seed,
+              monotone_age=sc.monotone_age,
               contiguous_age=sc.contiguous_age, features=sc.features, adjust_for=tuple(sc.adjust_for),
               rules={"groups": sc.rules} if sc.method == "rules" else None,
               fee=cfg.history.fee)  # own shares and cross-subsidy carry the management fee, like every share

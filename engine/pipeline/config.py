@@ -74,6 +74,7 @@ class SegmentationSection(_Section):
     max_rel_width: float | None = Field(None, gt=0)
     min_expected_claims: float | None = Field(None, ge=0)  # deprecated: use min_claims
     max_clauses: int = Field(3, ge=1)
+    search_depth: int = Field(2, ge=0)
     n_folds: int = Field(5, ge=2)
     seed: int = Field(0, ge=0)
     contiguous_age: bool = False

@@ -53,7 +53,8 @@ def plot_frontier(frontier: pl.DataFrame, ax: Any = None) -> Any:
     the returned ax is the frontier's. Needs the optional ``plot`` extra (matplotlib).
     """
     if ax is None:
-        import matplotlib.pyplot as plt
+        from engine._optional import pyplot
+        plt = pyplot()
 
         if "cv_deviance" in frontier.columns and frontier["cv_deviance"].null_count() < frontier.height:
             _, (ax, axc) = plt.subplots(1, 2, figsize=(11, 4))

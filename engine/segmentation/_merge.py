@@ -106,7 +106,7 @@ def merge_sequence(units: Any, leaves: list[Rule], floor: float) -> dict[int, li
 
 
 def best_conjunction_partitions(units: Any, seq: list[list[Rule]], floor: float, kmax: int,
-                                regrow: Any = None) -> dict[int, list[Rule]]:
+                                regrow: Any = None, merge_from: list[Rule] | None = None) -> dict[int, list[Rule]]:
     """For every K <= kmax the best feasible partition (highest likelihood) among the tree at K leaves and the merges.
 
     Feasible: every group holds at least ``floor`` observed claims. With ``regrow``
@@ -114,12 +114,14 @@ def best_conjunction_partitions(units: Any, seq: list[list[Rule]], floor: float,
     every merged partition of fewer than ``kmax`` groups, and those trees' prefixes
     are candidates too: a merge can join pieces of a group that two branches cut
     (``age >= 50 & city_tier in {1,2}`` and ``... in {3,4,5}``) into one leaf whose
-    own split the branches were too small to find.
+    own split the branches were too small to find. ``merge_from`` (default: the last
+    partition of ``seq``) is the tree whose leaves are merged, when ``seq`` also holds
+    the trees grown from other starts.
     """
     cands: dict[int, list[list[Rule]]] = {}
     for rules in seq:
         cands.setdefault(len(rules), []).append(rules)
-    merged = merge_sequence(units, seq[-1], floor)
+    merged = merge_sequence(units, seq[-1] if merge_from is None else merge_from, floor)
     for k, rules in merged.items():
         cands.setdefault(k, []).append(rules)
     if regrow is not None:

@@ -14,7 +14,7 @@ import polars as pl
 from engine.errors import ConfigError
 from engine.segmentation._dp import dp_partition, isotonic_by_profile
 from engine.segmentation._rules import parse_rules
-from engine.segmentation._tree import grow_tree, rule_mask
+from engine.segmentation._tree import Rule, grow_tree, rule_key, rule_mask
 
 #: above this many distinct predicted values, the cluster DP runs on quantile bins of the sorted axis
 MAX_DP_UNITS = 3000
@@ -41,9 +41,10 @@ def tree_partitions(seg: Any, units: Any, floor: float, age: str | None) -> tupl
     conj = not merge and not seg.contiguous_age and not seg.monotone_age
     max_leaves = seg.max_leaves or (2 * seg.max_groups if merge else 3 * seg.max_groups if conj else seg.max_groups)
     leaf_floor = floor * (seg.leaf_floor_fraction if merge or conj else 1.0)
+    cache: dict | None = {} if conj else None  # best split per leaf rule, shared by every tree grown below
     seq = grow_tree(units, max_groups=max_leaves, floor=leaf_floor, min_gain=seg.min_gain,
                     monotone_age=age if seg.monotone_age else None,
-                    max_clauses=seg.max_clauses, lookahead=seg.lookahead)
+                    max_clauses=seg.max_clauses, lookahead=seg.lookahead, cache=cache)
     parts: dict[int, np.ndarray] = {}
     rules_by_k: dict[int, list] = {}
     if conj:  # leaves merged back while each group stays one conjunction (engine.segmentation._merge)
@@ -51,9 +52,12 @@ def tree_partitions(seg: Any, units: Any, floor: float, age: str | None) -> tupl
 
         def regrow(start: list) -> list:
             return grow_tree(units, max_groups=seg.max_groups, floor=leaf_floor, min_gain=seg.min_gain,
-                             max_clauses=seg.max_clauses, lookahead=seg.lookahead, start=start)
+                             max_clauses=seg.max_clauses, lookahead=seg.lookahead, start=start, cache=cache)
 
-        seq = list(best_conjunction_partitions(units, seq, floor, seg.max_groups, regrow).values())
+        alt = [more for start in alternative_starts(units, seq, seg.search_depth, leaf_floor, seg.min_gain,
+                                                    seg.max_clauses) for more in regrow(start)]
+        seq = list(best_conjunction_partitions(units, seq + alt, floor, seg.max_groups, regrow,
+                                               merge_from=seq[-1]).values())
     if not merge:
         for rules in seq:
             lab = np.zeros(units.n, np.int64)
@@ -81,6 +85,51 @@ def tree_partitions(seg: Any, units: Any, floor: float, age: str | None) -> tupl
         parts[k] = lab
         rules_by_k[k] = [[leaves[i] for i in range(nl) if glab[i] == go] for go in gorder]
     return parts, rules_by_k
+
+
+def alternative_starts(units: Any, seq: list[list[Rule]], depth: int, floor: float, min_gain: float,
+                       max_clauses: int | None) -> list[list[Rule]]:
+    """Partitions that start the tree with other splits than the greedy ones (a beam over its first steps).
+
+    Parameters
+    ----------
+    seq : the best-first tree sequence (1, 2, ... leaves); its first ``depth`` trees are
+        the prefixes whose leaves get the other splits (depth 2: the root and its two children).
+    floor, min_gain, max_clauses : as for :func:`engine.segmentation._tree.grow_tree`.
+
+    Notes
+    -----
+    For every leaf of every prefix and every feature, the leaf is split by that
+    feature's best split (largest Poisson deviance gain, both sides above ``floor``,
+    gain >= ``min_gain``); each such partition is a start from which the tree is grown
+    again best-first. A greedy tree takes the locally best split, and a wrong first
+    choice (a factor that matters inside one age band taken before the band's edge)
+    fixes the topology for good; the starts let the other features' splits lead.
+    Starts equal to the next greedy tree are left out.
+    """
+    from engine.segmentation._tree import _candidates, split_node
+
+    out, seen = [], set()
+    nxt = {_key(r) for r in seq[1:depth + 1]}
+    for rules in seq[:depth]:
+        for i, r in enumerate(rules):
+            mask = rule_mask(units, r)
+            done = set()
+            for cand in _candidates(units, mask, floor, r, max_clauses):
+                if cand[0] < min_gain or cand[1] in done:
+                    continue
+                done.add(cand[1])
+                start = rules[:i] + rules[i + 1:] + [kr for _, kr in split_node(units, mask, r, cand)]
+                if _key(start) not in seen | nxt:
+                    seen.add(_key(start))
+                    out.append(start)
+    return out
+
+
+def _key(rules: list[Rule]) -> frozenset:
+    """Order-free identity of a partition written as rules."""
+    return frozenset(rule_key(r) for r in rules)
+
 
 def cluster_partitions(seg: Any, units: Any, floor: float, age: str | None) -> dict[int, np.ndarray]:
     """DP partition of the predicted log-relativity; monotone/contiguous via isotonic projection in age."""

@@ -159,6 +159,14 @@ def rule_from_json(obj: dict[str, Any]) -> Rule:
     return out
 
 
+def rule_key(rule: Rule) -> tuple:
+    """Hashable, order-free identity of a rule (same units, same conditions)."""
+    def cond(c: tuple) -> tuple:
+        return tuple(sorted(c[1], key=lambda v: (str(type(v)), v))) if c[0] == "in" else (c[1], c[2])
+
+    return tuple(sorted((f, c[0], cond(c)) for f, c in rule.items()))
+
+
 # --------------------------------------------------------------------------- tree
 @dataclass
 class _Leaf:
@@ -250,6 +258,25 @@ def _child_rule(units: Units, rule: Rule, f: str, codes: np.ndarray, parent_code
     return new
 
 
+def split_node(units: Units, mask: np.ndarray, rule: Rule, cand: tuple) -> list[tuple[np.ndarray, Rule]]:
+    """The (mask, rule) of the two children of the node ``mask`` / ``rule`` split by ``cand`` (of :func:`_candidates`)."""
+    f, lc, rc = cand[1:4]
+    c = units.codes[f]
+    k = len(units.levels[f])
+
+    def present(m: np.ndarray) -> np.ndarray:  # sorted distinct codes of the units in m (np.unique, by counting)
+        return np.flatnonzero(np.bincount(c[m], minlength=k))
+
+    if f in units.ordered:  # thresholds: codes without exposure fall in the band around them
+        lm = mask & (c < np.min(rc))
+    else:  # categories without exposure in the node go to the right child
+        lm = mask & np.isin(c, lc)
+    rm = mask & ~lm
+    node_codes = present(mask)
+    return [(lm, _child_rule(units, rule, f, present(lm), node_codes)),
+            (rm, _child_rule(units, rule, f, present(rm), node_codes))]
+
+
 def grow_tree(
     units: Units,
     *,
@@ -261,6 +288,7 @@ def grow_tree(
     max_clauses: int | None = None,
     lookahead: bool = False,
     start: list[Rule] | None = None,
+    cache: dict | None = None,
 ) -> list[list[Rule]]:
     """Grow a best-first Poisson tree; return the leaf rules after 1, 2, ..., K splits-1.
 
@@ -274,6 +302,8 @@ def grow_tree(
         interactions whose first split gains little alone); a split is taken when
         that score reaches ``min_gain``.
     start : grow from these leaves (a partition of the units) instead of the root.
+    cache : best split of each leaf by its rule (:func:`rule_key`), shared by trees grown on the
+        same units with the same floor, min_gain, max_clauses and lookahead (not with monotone_age).
 
     Notes
     -----
@@ -297,8 +327,13 @@ def grow_tree(
         return r
 
     def best_split(leaf: _Leaf) -> tuple | None:
+        key = rule_key(leaf.rule) if cache is not None and not monotone_age else None
+        if key is not None and key in cache:
+            return cache[key]
         cands = [c for c in _candidates(units, leaf.mask, floor, leaf.rule, max_clauses, lookahead) if c[0] >= min_gain]
         if not monotone_age:
+            if key is not None:
+                cache[key] = cands[0] if cands else None
             return cands[0] if cands else None
         for cand in cands[:max_tries]:
             trial = [lf for lf in leaves if lf is not leaf] + _children(leaf, cand)
@@ -307,18 +342,7 @@ def grow_tree(
         return None
 
     def _children(leaf: _Leaf, cand: tuple) -> list[_Leaf]:
-        f, lc, rc = cand[1:4]
-        c = units.codes[f]
-        node_codes = np.unique(c[leaf.mask])
-        if f in units.ordered:  # thresholds: codes without exposure fall in the band around them
-            lm = leaf.mask & (c < np.min(rc))
-        else:  # categories without exposure in the node go to the right child
-            lm = leaf.mask & np.isin(c, lc)
-        rm = leaf.mask & ~lm
-        lcodes = np.unique(c[lm])
-        rcodes = np.unique(c[rm])
-        return [_Leaf(lm, _child_rule(units, leaf.rule, f, lcodes, node_codes)),
-                _Leaf(rm, _child_rule(units, leaf.rule, f, rcodes, node_codes))]
+        return [_Leaf(m, r) for m, r in split_node(units, leaf.mask, leaf.rule, cand)]
 
     while len(leaves) < max_groups:
         for lf in leaves:

@@ -90,18 +90,24 @@ class RiskSegmenter(Estimator):
     model : incidence model with ``fit(cells)`` / ``predict(cells)`` (default engine.estimators.glm.PoissonGLM).
     rules : config for ``method="rules"`` (see :func:`engine.segmentation._rules.parse_rules`).
     other : for ``rules``: "error" (unmatched cells raise) or "group" (they form a group "other").
-    min_gain : minimum Poisson deviance reduction of a tree split, with look-ahead of the split and
-        its children's best splits (10.83 = chi2(1) at 0.1%).
-    max_leaves : leaves grown by the tree (default max_groups; 2 * max_groups with merge_leaves).
+    min_gain : minimum Poisson deviance reduction of a tree split (10.83 = chi2(1) at 0.1%).
+    max_leaves : leaves grown by the tree before its leaves are merged back into conjunctions (default
+        3 * max_groups; 2 * max_groups with merge_leaves; max_groups with contiguous or monotone age).
     max_clauses : at most this many features in a group's rule (a tree leaf is one conjunction of
         an age band and sets of levels); default 3.
+    search_depth : the first ``search_depth`` trees of the best-first sequence (1 = the root, 2 = the
+        root and its two children) are restarted with the best split of every feature at every leaf,
+        and each start is grown best-first: candidates for every K besides the greedy tree, so a
+        wrong first split does not fix the rules for good (default 2; 0 = the greedy tree only).
+        Used with the default conjunction groups (not with merge_leaves, contiguous or monotone age).
     lookahead : tree splits are scored by their gain plus their children's best gains, so an
-        interaction whose first split gains little alone is found (default True).
+        interaction whose first split gains little alone is found (default False).
     merge_leaves : merge tree leaves into K groups by the optimal DP (groups become ORs of
         conjunctions, not marketable as one rule); default False: every group is one leaf.
-    leaf_floor_fraction : with merge_leaves, a leaf needs this fraction of the claims floor.
-    n_folds : folds of the cross-validation choosing K (units = distinct feature combinations,
-        seeded by ``random_state``; see :mod:`engine.segmentation._cv`).
+    leaf_floor_fraction : a tree leaf grown before the merges needs this fraction of the claims floor
+        (default conjunction groups and merge_leaves; the groups themselves need the whole floor).
+    n_folds : folds of the cross-validation choosing K (each cell kept whole in one fold, dealt
+        by ``random_state``; see :mod:`engine.segmentation._cv`).
     min_marginal_gain : deprecated: the old greedy K rule (each extra group removes at least this
         share of the removable cross-subsidy); when given it replaces cross-validation.
     cluster_loss : "deviance" or "sse" (of the log-rate) for the DP partition.
@@ -140,6 +146,7 @@ class RiskSegmenter(Estimator):
         min_gain: float = 10.83,
         max_leaves: int | None = None,
         max_clauses: int | None = 3,
+        search_depth: int = 2,
         lookahead: bool = False,
         merge_leaves: bool = False,
         leaf_floor_fraction: float = 0.25,
@@ -171,6 +178,7 @@ class RiskSegmenter(Estimator):
         self.min_gain = min_gain
         self.max_leaves = max_leaves
         self.max_clauses = max_clauses
+        self.search_depth = search_depth
         self.lookahead = lookahead
         self.merge_leaves = merge_leaves
         self.n_folds = n_folds
@@ -209,6 +217,8 @@ class RiskSegmenter(Estimator):
             raise ConfigError(f"n_folds: must be an integer >= 2, got {self.n_folds!r}")
         if self.max_clauses is not None and (not isinstance(self.max_clauses, int) or self.max_clauses < 1):
             raise ConfigError(f"max_clauses: must be a positive integer or None, got {self.max_clauses!r}")
+        if not isinstance(self.search_depth, int) or self.search_depth < 0:
+            raise ConfigError(f"search_depth: must be an integer >= 0, got {self.search_depth!r}")
         if self.min_credibility is not None and not 0 <= self.min_credibility <= 1:
             raise ConfigError("min_credibility: must lie in [0, 1]")
         if not self.period_months or self.period_months <= 0:

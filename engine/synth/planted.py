@@ -41,6 +41,13 @@ DESIGNS: dict[str, list[tuple[str, dict[str, Any], float]]] = {
         ("older subsidy", {"age": [50, None], "channel": ["subsidy"]}, 3.2),
         ("older", {"age": [50, None]}, 2.0),
     ],
+    "tier_channel": [  # tier 4-5 riskier in the middle band only, employer and referral members safer from 47
+        ("young", {"age": [None, 32]}, 0.5),
+        ("middle tier 4-5", {"age": [33, 46], "city_tier": [4, 5]}, 2.2),
+        ("middle", {"age": [33, 46]}, 1.1),
+        ("older employer referral", {"age": [47, None], "channel": ["employer", "referral"]}, 1.6),
+        ("older", {"age": [47, None]}, 3.0),
+    ],
     "crossing": [  # subsidy members are riskier when young and safer when older: no main effect to find first
         ("young subsidy", {"age": [None, 44], "channel": ["subsidy"]}, 2.0),
         ("young", {"age": [None, 44]}, 0.5),
