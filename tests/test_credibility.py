@@ -308,6 +308,36 @@ def test_errors() -> None:
         _ = BuhlmannStraub().summary
 
 
+def test_fit_refuses_bad_input_naming_the_rule() -> None:
+    """Found by mutation testing: each input rule of BuhlmannStraub.fit, with the message naming it."""
+    df = hachemeister().with_columns((pl.col("ratio") * pl.col("weight")).alias("claims"))
+    bs = {"group": "state", "exposure_col": "weight"}
+    with pytest.raises(DataError, match="^BuhlmannStraub.fit: cells: pass a collected polars DataFrame, not a LazyFrame$"):
+        BuhlmannStraub(**bs).fit(df.lazy())
+    for bad in (True, "median", None):
+        with pytest.raises(ConfigError, match="^complement: must be 'collective', 'reference' or a number, got"):
+            BuhlmannStraub(**bs, complement=bad).fit(df)
+    for bad in (-0.01, math.inf, math.nan):
+        with pytest.raises(ConfigError, match="^complement: a fixed complement rate must be finite and >= 0, got"):
+            BuhlmannStraub(**bs, complement=bad).fit(df)
+    assert BuhlmannStraub(**bs, complement=0).fit(df).summary["complement"].to_list() == [0.0] * 5
+    with pytest.raises(ConfigError, match="^group: expected a column name or a non-empty list of column names, got"):
+        BuhlmannStraub(group=[], exposure_col="weight").fit(df)
+    with pytest.raises(ConfigError, match="^period: 'period' is also a group column$"):
+        BuhlmannStraub(group=["state", "period"], exposure_col="weight").fit(df)
+    with pytest.raises(DataError, match=r"^BuhlmannStraub.fit: cells lack column\(s\) \['expected'\]"):
+        BuhlmannStraub(**bs, complement="reference").fit(df)
+    with pytest.raises(DataError, match="^BuhlmannStraub.fit: column 'expected' has negative values$"):
+        BuhlmannStraub(**bs, complement="reference").fit(df.with_columns(expected=-pl.col("weight")))
+    with pytest.raises(DataError, match=r"^BuhlmannStraub.fit: column 'claims' has 1 null value\(s\)$"):
+        one_null = pl.when((pl.col("period") == 3) & (pl.col("state") == 2)).then(None).otherwise(pl.col("claims"))
+        BuhlmannStraub(**bs).fit(df.with_columns(claims=one_null))
+    with pytest.raises(DataError, match="^BuhlmannStraub.fit: column 'weight' has negative values$"):
+        BuhlmannStraub(**bs).fit(df.with_columns(weight=-pl.col("weight")))
+    with pytest.raises(DataError, match="^BuhlmannStraub.fit: column 'claims' must be numeric, got String$"):
+        BuhlmannStraub(**bs).fit(df.with_columns(pl.col("claims").cast(pl.String)))
+
+
 def test_print_summary_runs(hache_fit: BuhlmannStraub, capsys: pytest.CaptureFixture[str]) -> None:
     hache_fit.print_summary()
     assert "collective" in capsys.readouterr().out
