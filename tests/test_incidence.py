@@ -135,6 +135,26 @@ def test_expected_needs_age_and_sex() -> None:
         incidence(_cells(), by=["region"])
 
 
+def test_expected_claims_defaults_to_ci2020_ci4() -> None:
+    """Found by mutation testing: the default basis of expected_claims (CI2020 CI4) and its column message."""
+    from engine.estimators.crude import expected_claims
+
+    cells = _cells(2)
+    ref = {(r["age"], r["sex"]): r["rate"] for r in reference_basis("ci2020", "CI4").iter_rows(named=True)}
+    loop = [r["exposure_years"] * ref[(r["age"], r["sex"])] for r in cells.iter_rows(named=True)]
+    np.testing.assert_allclose(expected_claims(cells).to_numpy(), loop, rtol=1e-12)
+    with pytest.raises(ConfigError, match=r"^cells: column 'age' is required for the expected claims of basis 'ci2020' "
+                                          r"\(group the exposure by age and sex, or pass basis=None\)$"):
+        expected_claims(cells.drop("age"))
+    # a cell outside the basis is refused only when it has exposure (its expected claims are 0 otherwise)
+    idle = cells.head(1).with_columns(pl.lit(130, dtype=pl.Int32).alias("age"), pl.lit(0.0).alias("exposure_years"))
+    got = expected_claims(pl.concat([cells, idle]))
+    assert got.len() == cells.height + 1 and got[-1] == 0.0
+    np.testing.assert_allclose(got.head(cells.height).to_numpy(), loop, rtol=1e-12)
+    with pytest.raises(DataError, match="age=130"):
+        expected_claims(pl.concat([cells, idle.with_columns(pl.lit(1e-6).alias("exposure_years"))]))
+
+
 def test_age_outside_basis_is_named() -> None:
     cells = _cells().with_columns(pl.lit(130, dtype=pl.Int32).alias("age"))
     with pytest.raises(DataError, match="age=130"):
