@@ -53,6 +53,13 @@ def test_garwood_zero_exposure_and_errors() -> None:
         garwood_interval([1], [1.0], level=1.5)
     with pytest.raises(DataError, match="claims"):
         garwood_interval([-1], [1.0])
+    # found by mutation testing: the open ends of the level and non-finite counts
+    for bad in (0.0, 1.0):
+        with pytest.raises(ConfigError, match=rf"^level: {bad} must lie strictly between 0 and 1$"):
+            garwood_interval([1], [1.0], level=bad)
+    for bad in (np.nan, np.inf):
+        with pytest.raises(DataError, match="^claims: counts must be finite and non-negative$"):
+            garwood_interval([1.0, bad], [1.0, 1.0])
 
 
 # ---------------------------------------------------------------- incidence vs loop oracle
