@@ -366,7 +366,7 @@ def _window_cells(
     ps, nd = pl.lit(period_start), pl.lit(notice_date)
     first = pl.max_horizontal(pl.col("join_date") + pl.duration(days=waiting_days), ps)
     last_excl = pl.min_horizontal(pl.col("exit_date").fill_null(notice_date + dt.timedelta(days=1)), nd + pl.duration(days=1))
-    keys = ["age", "sex", "duration", *rel_cols]
+    keys = list(dict.fromkeys(["age", "sex", "duration", *rel_cols]))  # a relativity by sex is keyed once
     # only the columns the cells need; cells sorted by their keys (same sums on every run)
     mm = m.select("birth_date", "join_date", "exit_date", "sex", *[x for x in rel_cols if x not in ("sex",)])
     N = int(mm.filter((pl.col("join_date") <= nd) & (pl.col("exit_date").is_null() | (nd < pl.col("exit_date"))))
