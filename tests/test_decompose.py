@@ -342,6 +342,32 @@ def test_drivers_from_cells_errors_name_the_table():
         drivers_from_cells(ok, sharing_members=10, amount_approved_cny=5.0, period_days=30)
 
 
+def test_drivers_from_cells_hand_sums_and_messages():
+    """Found by mutation testing: given base rates are used (not the default basis), Int64 ages and durations
+    join the tables, and each missing-table message names the first offending value."""
+    cells = pl.DataFrame({"age": [30, 31], "sex": ["M", "F"], "exposure_years": [1.0, 2.0], "amount": [0.0, 0.0],
+                          "duration": [2, 14], "city_tier": [1, 2]}, schema_overrides={"age": pl.Int64, "duration": pl.Int64})
+    base = pl.DataFrame({"age": [30, 31], "sex": ["M", "F"], "rate": [0.001, 0.002]})
+    kw = dict(sharing_members=10, amount_approved_cny=0.0, period_days=30, base_rates=base)
+    d = drivers_from_cells(cells, select_factors=SEL, relativities=REL, **kw)
+    # wb = 1 x 0.001 x 300,000 + 2 x 0.002 x 300,000 = 1,500 over E = 3; select 0.5 (2 months) and 1.0 (14)
+    assert d.ageing == pytest.approx(500.0, rel=1e-12)
+    assert d.select == pytest.approx((300 * 0.5 + 1200 * 1.0) / 1500, rel=1e-12)
+    assert d.mix == pytest.approx((300 * 0.5 * 1.3 + 1200 * 1.0 * 1.0) / 1350, rel=1e-12)
+    with pytest.raises(DataError, match="^base_rates: no rate for age 31 sex F$"):
+        drivers_from_cells(cells, **{**kw, "base_rates": base.head(1)})
+    with pytest.raises(DataError, match="^base_rates: no rate for age 30 sex M$"):  # the first of two
+        drivers_from_cells(cells, **{**kw, "base_rates": base.with_columns(pl.lit(99).alias("age"))})
+    with pytest.raises(DataError, match=r"^benefits: no benefit for age 30 \(age_min too high\)$"):
+        drivers_from_cells(cells, benefits=pl.DataFrame({"age_min": [35], "benefit_cny": [1.0]}), **kw)
+    with pytest.raises(DataError, match="^cells: column 'duration' is required with select_factors$"):
+        drivers_from_cells(cells.drop("duration"), select_factors=SEL, **kw)
+    with pytest.raises(DataError, match="^cells: a negative duration has no select factor$"):
+        drivers_from_cells(cells.with_columns(pl.lit(-1).alias("duration")), select_factors=SEL, **kw)
+    with pytest.raises(DataError, match="^relativities\\[city_tier\\]: no relativity for value 4$"):
+        drivers_from_cells(cells.with_columns(pl.Series("city_tier", [4, 5])), relativities=REL, **kw)
+
+
 def test_drivers_from_exposure_cells_reproduce_the_history_share():
     from engine.cells._exposure import exposure
 
