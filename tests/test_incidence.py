@@ -253,6 +253,12 @@ def test_plot_incidence_returns_axes() -> None:
     assert ax.get_xlabel() == "age"
     ax2 = plot_incidence(incidence(_cells(), by=["age"], basis=None), hue=None)
     assert len(ax2.get_lines()) == 1
+    # found by mutation testing: without hue (or a hue column the table lacks) one series, labelled plainly
+    for hue in (None, "region"):
+        ax3 = plot_incidence(incidence(_cells(), by=["age"]), hue=hue, log=False)
+        assert [ln.get_label() for ln in ax3.get_lines()] == ["observed", "reference"] and ax3.get_yscale() == "linear"
+    with pytest.raises(ConfigError, match="^plot_incidence: column 'city_tier' is not in the incidence table$"):
+        plot_incidence(inc, x="city_tier")
 
 
 def test_cli_incidence(tmp_path, capsys) -> None:
