@@ -308,9 +308,72 @@ def test_errors() -> None:
         _ = BuhlmannStraub().summary
 
 
+def test_fit_refuses_bad_input_naming_the_rule() -> None:
+    """Found by mutation testing: each input rule of BuhlmannStraub.fit, with the message naming it."""
+    df = hachemeister().with_columns((pl.col("ratio") * pl.col("weight")).alias("claims"))
+    bs = {"group": "state", "exposure_col": "weight"}
+    with pytest.raises(DataError, match="^BuhlmannStraub.fit: cells: pass a collected polars DataFrame, not a LazyFrame$"):
+        BuhlmannStraub(**bs).fit(df.lazy())
+    for bad in (True, "median", None):
+        with pytest.raises(ConfigError, match="^complement: must be 'collective', 'reference' or a number, got"):
+            BuhlmannStraub(**bs, complement=bad).fit(df)
+    for bad in (-0.01, math.inf, math.nan):
+        with pytest.raises(ConfigError, match="^complement: a fixed complement rate must be finite and >= 0, got"):
+            BuhlmannStraub(**bs, complement=bad).fit(df)
+    assert BuhlmannStraub(**bs, complement=0).fit(df).summary["complement"].to_list() == [0.0] * 5
+    with pytest.raises(ConfigError, match="^group: expected a column name or a non-empty list of column names, got"):
+        BuhlmannStraub(group=[], exposure_col="weight").fit(df)
+    with pytest.raises(ConfigError, match="^period: 'period' is also a group column$"):
+        BuhlmannStraub(group=["state", "period"], exposure_col="weight").fit(df)
+    with pytest.raises(DataError, match=r"^BuhlmannStraub.fit: cells lack column\(s\) \['expected'\]"):
+        BuhlmannStraub(**bs, complement="reference").fit(df)
+    with pytest.raises(DataError, match="^BuhlmannStraub.fit: column 'expected' has negative values$"):
+        BuhlmannStraub(**bs, complement="reference").fit(df.with_columns(expected=-pl.col("weight")))
+    with pytest.raises(DataError, match=r"^BuhlmannStraub.fit: column 'claims' has 1 null value\(s\)$"):
+        one_null = pl.when((pl.col("period") == 3) & (pl.col("state") == 2)).then(None).otherwise(pl.col("claims"))
+        BuhlmannStraub(**bs).fit(df.with_columns(claims=one_null))
+    with pytest.raises(DataError, match="^BuhlmannStraub.fit: column 'weight' has negative values$"):
+        BuhlmannStraub(**bs).fit(df.with_columns(weight=-pl.col("weight")))
+    with pytest.raises(DataError, match="^BuhlmannStraub.fit: column 'claims' must be numeric, got String$"):
+        BuhlmannStraub(**bs).fit(df.with_columns(pl.col("claims").cast(pl.String)))
+
+
 def test_print_summary_runs(hache_fit: BuhlmannStraub, capsys: pytest.CaptureFixture[str]) -> None:
     hache_fit.print_summary()
     assert "collective" in capsys.readouterr().out
+
+
+def test_empirical_within_needs_one_group_with_two_periods() -> None:
+    """Found by mutation testing: sum_i (n_i - 1) = 1 is enough (one group with two periods); 0 is refused by name."""
+    x = [[0.02, 0.05], [0.01, 0.0], [0.04, 0.0]]
+    w = [[300.0, 200.0], [400.0, 0.0], [250.0, 0.0]]  # periods with exposure: 2, 1, 1 -> dof = 1
+    rows = [{"group": g, "period": j, "exposure_years": w[g][j], "claims": x[g][j] * w[g][j]}
+            for g in range(3) for j in range(2)]
+    fit = BuhlmannStraub().fit(pl.DataFrame(rows))
+    o = bs_oracle(x, w)
+    assert fit.s2_ == pytest.approx(o["s2"], rel=1e-12)  # 300 x 0.012^2 + 200 x 0.018^2 over 1
+    assert fit.s2_ == pytest.approx(300 * 0.012**2 + 200 * 0.018**2, rel=1e-12)
+    one = pl.DataFrame([r for r in rows if r["period"] == 0])
+    with pytest.raises(ModelError, match=r"needs a group with 2\+ periods of 'period'; every group has one period "
+                                         r"\(use within='poisson'\)"):
+        BuhlmannStraub().fit(one)
+    assert BuhlmannStraub(within="poisson").fit(one).s2_ == pytest.approx(
+        one["claims"].sum() / one["exposure_years"].sum(), rel=1e-12)
+
+
+def test_print_summary_notes_a_floored_between_variance(hache_fit: BuhlmannStraub,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by mutation testing: the 'no heterogeneity' note appears exactly when a is floored at 0,
+    and text group keys are printed as they are."""
+    hache_fit.print_summary()
+    assert "no heterogeneity" not in capsys.readouterr().out
+    rows = [{"group": f"city-{g}", "period": j, "exposure_years": 100.0 * (g + 1), "claims": (g + 1) * (1 + j % 2)}
+            for g in range(3) for j in range(2)]  # identical group rates: a < 0, floored
+    fit = BuhlmannStraub().fit(pl.DataFrame(rows))
+    fit.print_summary(decimals=4)
+    out = capsys.readouterr().out
+    assert f"unfloored {fit.a_unfloored_:.4g}: no heterogeneity, Z = 0" in out
+    assert "city-0" in out and "city-2" in out
 
 
 # ---------------------------------------------------------------- limited fluctuation

@@ -297,6 +297,40 @@ def test_share_drivers_agree_with_history_for_one_period():
     assert d.share_cny == pytest.approx(h["share_cny"][0], rel=1e-12)
 
 
+def test_share_drivers_rules_on_a_hand_platform():
+    """Found by mutation testing: N excludes a member exiting on the notice date, a second claim ends
+    nothing with terminate_on_claim=False, the plan filter, the default label, approval = event + lag
+    without an approved_date column, a relativity by sex and lazy classified claims."""
+    M, F = "M", "F"
+    members = pl.DataFrame({"member_id": ["m0", "m1", "m2"], "birth_date": [D(1990, 1, 1)] * 3, "sex": [M, M, F],
+                            "join_date": [D(2019, 1, 1)] * 3, "exit_date": [None, D(2020, 3, 31), None],
+                            "plan_id": ["A", "A", "B"]}, schema_overrides={"exit_date": pl.Date})
+    claims = pl.DataFrame({"claim_id": ["c0", "c1", "c2", "c3"], "member_id": ["m0", "m0", "m2", "m1"],
+                           "event_date": [D(2020, 3, 5), D(2020, 3, 10), D(2020, 3, 15), D(2020, 2, 25)],
+                           "amount": [100_000.0, 300_000.0, 100_000.0, 100_000.0]})
+    base = pl.DataFrame({"age": [30, 30], "sex": [M, F], "rate": [0.001, 0.001]})
+    kw = dict(period_start=D(2020, 3, 1), notice_date=D(2020, 3, 31), fee=0.1, waiting_days=0, reporting_lag_days=10,
+              base_rates=base)
+    # approvals (event + 10 days): c0 03-15, c1 03-20, c2 03-25, c3 03-06: all in the window; c3's event is not
+    d = share_drivers(members, claims, **kw)
+    assert d.label == "2020-03-01..2020-03-31"
+    assert d.details["sharing_members"] == 2  # m1 leaves on the notice date: it does not share that day
+    assert (d.details["incurred_cny"], d.details["approved_cny"]) == (200_000.0, 300_000.0)  # c1 follows c0
+    assert d.fee == pytest.approx(1.1) and d.share_cny == pytest.approx(1.1 * 300_000.0 / 2, rel=1e-12)
+    assert d.details["eligible_years"] == pytest.approx((31 + 30 + 31) / 365.25, rel=1e-12)
+    keep = share_drivers(members, claims, terminate_on_claim=False, label="all claims", **kw)
+    assert keep.label == "all claims"
+    assert (keep.details["incurred_cny"], keep.details["approved_cny"]) == (500_000.0, 600_000.0)
+    a = share_drivers(members, claims, plan="A", **kw)
+    assert a.details["sharing_members"] == 1 and (a.details["incurred_cny"], a.details["approved_cny"]) == (100_000.0, 200_000.0)
+    with pytest.raises(ConfigError, match="^plan_col: members have no column 'plan'$"):
+        share_drivers(members, claims, plan="A", plan_col="plan", **kw)
+    rel = share_drivers(members, claims, relativities={"sex": pl.DataFrame({"sex": [M, F], "relativity": [1.0, 2.0]})}, **kw)
+    assert rel.mix == pytest.approx((31 + 30 + 2 * 31) / (31 + 30 + 31), rel=1e-12)
+    classified = claims.with_columns(eligible=pl.col("claim_id") != "c1").lazy()
+    assert share_drivers(members, classified, **kw).share_cny == pytest.approx(d.share_cny, rel=1e-15)
+
+
 def test_drivers_from_cells_errors_name_the_table():
     cells = pl.DataFrame({"age": [30, 130], "sex": ["M", "F"], "exposure_years": [1.0, 1.0], "amount": [0.0, 0.0]})
     with pytest.raises(DataError, match="base_rates"):
@@ -306,6 +340,32 @@ def test_drivers_from_cells_errors_name_the_table():
     ok = cells.head(1).with_columns(pl.lit(0.0).alias("amount"))
     with pytest.raises(DataError, match="longer window"):
         drivers_from_cells(ok, sharing_members=10, amount_approved_cny=5.0, period_days=30)
+
+
+def test_drivers_from_cells_hand_sums_and_messages():
+    """Found by mutation testing: given base rates are used (not the default basis), Int64 ages and durations
+    join the tables, and each missing-table message names the first offending value."""
+    cells = pl.DataFrame({"age": [30, 31], "sex": ["M", "F"], "exposure_years": [1.0, 2.0], "amount": [0.0, 0.0],
+                          "duration": [2, 14], "city_tier": [1, 2]}, schema_overrides={"age": pl.Int64, "duration": pl.Int64})
+    base = pl.DataFrame({"age": [30, 31], "sex": ["M", "F"], "rate": [0.001, 0.002]})
+    kw = dict(sharing_members=10, amount_approved_cny=0.0, period_days=30, base_rates=base)
+    d = drivers_from_cells(cells, select_factors=SEL, relativities=REL, **kw)
+    # wb = 1 x 0.001 x 300,000 + 2 x 0.002 x 300,000 = 1,500 over E = 3; select 0.5 (2 months) and 1.0 (14)
+    assert d.ageing == pytest.approx(500.0, rel=1e-12)
+    assert d.select == pytest.approx((300 * 0.5 + 1200 * 1.0) / 1500, rel=1e-12)
+    assert d.mix == pytest.approx((300 * 0.5 * 1.3 + 1200 * 1.0 * 1.0) / 1350, rel=1e-12)
+    with pytest.raises(DataError, match="^base_rates: no rate for age 31 sex F$"):
+        drivers_from_cells(cells, **{**kw, "base_rates": base.head(1)})
+    with pytest.raises(DataError, match="^base_rates: no rate for age 30 sex M$"):  # the first of two
+        drivers_from_cells(cells, **{**kw, "base_rates": base.with_columns(pl.lit(99).alias("age"))})
+    with pytest.raises(DataError, match=r"^benefits: no benefit for age 30 \(age_min too high\)$"):
+        drivers_from_cells(cells, benefits=pl.DataFrame({"age_min": [35], "benefit_cny": [1.0]}), **kw)
+    with pytest.raises(DataError, match="^cells: column 'duration' is required with select_factors$"):
+        drivers_from_cells(cells.drop("duration"), select_factors=SEL, **kw)
+    with pytest.raises(DataError, match="^cells: a negative duration has no select factor$"):
+        drivers_from_cells(cells.with_columns(pl.lit(-1).alias("duration")), select_factors=SEL, **kw)
+    with pytest.raises(DataError, match="^relativities\\[city_tier\\]: no relativity for value 4$"):
+        drivers_from_cells(cells.with_columns(pl.Series("city_tier", [4, 5])), relativities=REL, **kw)
 
 
 def test_drivers_from_exposure_cells_reproduce_the_history_share():

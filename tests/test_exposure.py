@@ -168,7 +168,7 @@ def test_conservation_per_member_exposure():
 
 def test_errors_name_the_option():
     kw = dict(start=D(2019, 1, 1), end=D(2019, 12, 31))
-    with pytest.raises(ConfigError, match="^period"):
+    with pytest.raises(ConfigError, match="^period: must be one of month, quarter, year, got 'week'$"):
         exposure(EDGE_MEMBERS, EDGE_CLAIMS, period="week", **kw)
     with pytest.raises(ConfigError, match="^end"):
         exposure(EDGE_MEMBERS, EDGE_CLAIMS, start=D(2020, 1, 1), end=D(2019, 1, 1))

@@ -49,3 +49,27 @@ def test_fast_path_equals_day_by_day_oracle(by, period) -> None:
     cols = ["period", *by, "exposure_days", "sharing_days", "claims", "amount"]
     assert got.select(cols).equals(want.cast(dict(got.select(cols).schema)))
     assert dict(zip(rejected["claim_id"], rejected["reason"])) == {k: v for k, v in reasons.items() if v}
+
+
+@pytest.mark.parametrize("by, period", [(("channel", "tier", "sex"), "month"), (("age", "duration", "channel"), "quarter"),
+                                        (("duration_band", "tier"), "year")])
+def test_fallback_paths_equal_day_by_day_oracle(by, period, monkeypatch) -> None:
+    """Found by mutation testing: the paths large platforms take, forced on a small one, against the oracle.
+
+    Static keys encoded column by column (taken when a key has more than 32 values or a wide integer
+    range), their ids compressed to the combinations present (more than 200,000 combinations), and
+    duration anniversaries computed rather than tabled (more than 4,000,000 (value, join day) pairs).
+    """
+    from engine.cells import _accumulate, calendar
+
+    monkeypatch.setattr(calendar, "_encode_one_pass", lambda mb, cols: None)
+    monkeypatch.setattr(calendar, "STATIC_IDS_DENSE_MAX", 0)
+    monkeypatch.setattr(_accumulate, "ANNIVERSARY_TABLE_MAX", 0)
+    m, c = _platform(120, 11)
+    m = m.with_columns(pl.Series("channel", m["channel"].to_list(), dtype=pl.String))
+    got, rejected = engine.exposure(m, c, by=by, period=period, return_rejected=True, **KW)
+    want, reasons = oracle(m, c, by=by, period=period, **KW)
+    assert got["claims"].sum() > 10 and got["exposure_days"].sum() > 10_000
+    cols = ["period", *by, "exposure_days", "sharing_days", "claims", "amount"]
+    assert got.select(cols).equals(want.cast(dict(got.select(cols).schema)))
+    assert dict(zip(rejected["claim_id"], rejected["reason"])) == {k: v for k, v in reasons.items() if v}

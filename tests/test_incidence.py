@@ -53,6 +53,13 @@ def test_garwood_zero_exposure_and_errors() -> None:
         garwood_interval([1], [1.0], level=1.5)
     with pytest.raises(DataError, match="claims"):
         garwood_interval([-1], [1.0])
+    # found by mutation testing: the open ends of the level and non-finite counts
+    for bad in (0.0, 1.0):
+        with pytest.raises(ConfigError, match=rf"^level: {bad} must lie strictly between 0 and 1$"):
+            garwood_interval([1], [1.0], level=bad)
+    for bad in (np.nan, np.inf):
+        with pytest.raises(DataError, match="^claims: counts must be finite and non-negative$"):
+            garwood_interval([1.0, bad], [1.0, 1.0])
 
 
 # ---------------------------------------------------------------- incidence vs loop oracle
@@ -133,6 +140,26 @@ def test_expected_needs_age_and_sex() -> None:
     assert "expected" not in out.columns and out.height == 3
     with pytest.raises(ConfigError, match="'region'"):
         incidence(_cells(), by=["region"])
+
+
+def test_expected_claims_defaults_to_ci2020_ci4() -> None:
+    """Found by mutation testing: the default basis of expected_claims (CI2020 CI4) and its column message."""
+    from engine.estimators.crude import expected_claims
+
+    cells = _cells(2)
+    ref = {(r["age"], r["sex"]): r["rate"] for r in reference_basis("ci2020", "CI4").iter_rows(named=True)}
+    loop = [r["exposure_years"] * ref[(r["age"], r["sex"])] for r in cells.iter_rows(named=True)]
+    np.testing.assert_allclose(expected_claims(cells).to_numpy(), loop, rtol=1e-12)
+    with pytest.raises(ConfigError, match=r"^cells: column 'age' is required for the expected claims of basis 'ci2020' "
+                                          r"\(group the exposure by age and sex, or pass basis=None\)$"):
+        expected_claims(cells.drop("age"))
+    # a cell outside the basis is refused only when it has exposure (its expected claims are 0 otherwise)
+    idle = cells.head(1).with_columns(pl.lit(130, dtype=pl.Int32).alias("age"), pl.lit(0.0).alias("exposure_years"))
+    got = expected_claims(pl.concat([cells, idle]))
+    assert got.len() == cells.height + 1 and got[-1] == 0.0
+    np.testing.assert_allclose(got.head(cells.height).to_numpy(), loop, rtol=1e-12)
+    with pytest.raises(DataError, match="age=130"):
+        expected_claims(pl.concat([cells, idle.with_columns(pl.lit(1e-6).alias("exposure_years"))]))
 
 
 def test_age_outside_basis_is_named() -> None:
@@ -226,6 +253,12 @@ def test_plot_incidence_returns_axes() -> None:
     assert ax.get_xlabel() == "age"
     ax2 = plot_incidence(incidence(_cells(), by=["age"], basis=None), hue=None)
     assert len(ax2.get_lines()) == 1
+    # found by mutation testing: without hue (or a hue column the table lacks) one series, labelled plainly
+    for hue in (None, "region"):
+        ax3 = plot_incidence(incidence(_cells(), by=["age"]), hue=hue, log=False)
+        assert [ln.get_label() for ln in ax3.get_lines()] == ["observed", "reference"] and ax3.get_yscale() == "linear"
+    with pytest.raises(ConfigError, match="^plot_incidence: column 'city_tier' is not in the incidence table$"):
+        plot_incidence(inc, x="city_tier")
 
 
 def test_cli_incidence(tmp_path, capsys) -> None:

@@ -93,6 +93,7 @@ def tables(cal: Calendar) -> _Tables:
 #: most members in one accumulation call (each accumulator gets at most one event per member and
 #: grid cell, and 366 x members must stay below 2**32 for the low bits)
 MAX_MEMBERS = 4_000_000
+ANNIVERSARY_TABLE_MAX = 4_000_000  # entries (duration value x join day) up to which anniversaries are tabled
 
 
 class _Acc:
@@ -318,7 +319,7 @@ class Space:
         if self._ann is None:
             jt = self._jt
             nv = len(self.spec.edges) if self.spec.dim == "band" else self.dmin + self.nd
-            if nv * jt.mi.size <= 4_000_000:  # table (value, join day)
+            if nv * jt.mi.size <= ANNIVERSARY_TABLE_MAX:  # table (value, join day)
                 months = self.spec.edges if self.spec.dim == "band" else np.arange(nv)
                 mi = jt.mi.astype(np.int64)[None, :] + np.asarray(months, dtype=np.int64)[:, None]
                 dom = np.broadcast_to(jt.day.astype(np.int64)[None, :], mi.shape)

@@ -40,6 +40,7 @@ import polars as pl
 from engine.cells.dates import DayTable, next_period_start, period_start
 
 NEVER = 2**31 - 1  # day number standing for "no exit" / "no claim"
+STATIC_IDS_DENSE_MAX = 200_000  # static key combinations kept dense; above, ids are compressed to those present
 
 
 @dataclass
@@ -169,7 +170,7 @@ def encode_static(mb: pl.DataFrame, cols: list[str]) -> tuple[np.ndarray, int, A
         for (codes, _), k in zip(parts, cards):
             sid = sid * k + codes
     inverse = None
-    if total > 200_000:  # compress to the combinations present
+    if total > STATIC_IDS_DENSE_MAX:  # compress to the combinations present
         uniq, sid = np.unique(sid, return_inverse=True)
         inverse, total = uniq, int(uniq.size)
 

@@ -369,7 +369,8 @@ def window_drivers(
         cm = cm.filter(pl.col(plan_col) == plan)
     c = eligible_claims(cm, c, waiting_days=waiting_days, terminate_on_claim=terminate_on_claim)
     c = c.filter(pl.col("member_id").is_in(cm.get_column("member_id").implode()))
-    rel_cols = list((drivers_kw.get("relativities") or {}).keys())
+    # a relativity by age, sex or duration is keyed by that column once
+    rel_cols = [k for k in dict.fromkeys(drivers_kw.get("relativities") or {}) if k not in ("age", "sex", "duration")]
     counts = window_counts(parts, [(a, b) for a, b, _ in windows], waiting_days=waiting_days, rel_cols=rel_cols,
                            plan=(plan_col, plan) if plan is not None else None,
                            batch_size=batch_size or DEFAULT_BATCH, executor=executor)
