@@ -2,7 +2,8 @@
 
 The core install (``pip install fentan``) carries polars, scikit-learn, lifelines, pyarrow, numpy,
 scipy, pydantic and rich. Plotting needs matplotlib, from the ``plot`` extra
-(``pip install 'fentan[plot]'``); the test extra includes it.
+(``pip install 'fentan[plot]'``); the test extra includes it. The Dask engine (``--engine dask``) needs
+dask and distributed, from the ``dask`` extra (``pip install 'fentan[dask]'``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from engine.errors import EngineError
 #: import name -> (distribution, extra that provides it)
 EXTRAS: dict[str, tuple[str, str]] = {
     "matplotlib": ("matplotlib", "plot"),
+    "dask": ("dask", "dask"),
+    "distributed": ("distributed", "dask"),
 }
 
 
