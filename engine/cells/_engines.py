@@ -28,8 +28,9 @@ __all__ = ["ENGINES", "executor_for", "check_engine"]
 
 #: the engine names, the first is the default
 ENGINES = ("local", "threads", "processes", "dask")
-#: seconds to wait for a Dask scheduler (and its first worker) before giving up
+#: seconds to wait for a Dask scheduler to answer, then for its first worker, before giving up
 CONNECT_TIMEOUT_S = 10
+WORKER_TIMEOUT_S = 60
 _POLARS_THREADS = "POLARS_MAX_THREADS"
 
 
@@ -136,10 +137,10 @@ def _check_workers(client: Any, address: str | None, where: str) -> None:
     from engine._version import __version__
 
     try:
-        client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+        client.wait_for_workers(1, timeout=WORKER_TIMEOUT_S)
     except (OSError, TimeoutError):
         raise ConfigError(f"{where}address: the Dask scheduler at {address} has no worker "
-                          f"(none joined within {CONNECT_TIMEOUT_S} s)") from None
+                          f"(none joined within {WORKER_TIMEOUT_S} s)") from None
     try:
         versions = client.run(importlib.metadata.version, "fentan")
     except importlib.metadata.PackageNotFoundError:

@@ -89,6 +89,10 @@ def dask_cluster(n_workers: int = 1, log_dir: Path | None = None) -> Iterator[st
             procs.append(subprocess.Popen([*_dask_exe(), "worker", address, "--nthreads", "1", "--nworkers", "1",
                                            "--host", HOST, "--no-dashboard"],
                                           stdout=out(f"worker-{i}.log"), stderr=subprocess.STDOUT, env=env))
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:  # the workers joined (slow on a loaded machine)
+            client.wait_for_workers(n_workers, timeout=180)
         yield address
     finally:
         _stop(procs)
