@@ -96,11 +96,26 @@ def test_dask_workers_setup(pools) -> None:
 
 def _tree(tmp_path) -> tuple[str, str]:
     d = tmp_path / "members"
-    d.mkdir()
+    d.mkdir(exist_ok=True)
     for i, (a, b) in enumerate(zip(SPLITS["8 files"], SPLITS["8 files"][1:])):
         MEMBERS.slice(a, b - a).write_parquet(d / f"part-{i}.parquet")
     CLAIMS.write_parquet(tmp_path / "claims.parquet")
     return str(d), str(tmp_path / "claims.parquet")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> tuple[str, str, bytes]:
+    """(members directory of 8 files, claims file, the bytes `fentan exposure` writes in one process)."""
+    import contextlib
+    import io
+
+    root = tmp_path_factory.mktemp("tree")
+    members, claims = _tree(root)
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        assert main(_cli(members, claims, root / "one.parquet")) == 0
+    _account(text.getvalue())
+    return members, claims, (root / "one.parquet").read_bytes()
 
 
 def _cli(members: str, claims: str, out, *extra: str) -> list[str]:
@@ -118,33 +133,54 @@ def _account(text: str) -> None:
     assert (mr, mr, cr) == (N, mu + ms, cu + cs)
 
 
-def test_cli_address_of_a_running_cluster(scheduler, tmp_path, capsys) -> None:
+def test_cli_address_of_a_running_cluster(scheduler, tree, tmp_path, capsys) -> None:
     """`fentan exposure --engine dask --address tcp://...`: the same bytes as one process."""
-    members, claims = _tree(tmp_path)
-    assert main(_cli(members, claims, tmp_path / "one.parquet")) == 0
-    _account(capsys.readouterr().out)
+    members, claims, one = tree
     assert main(_cli(members, claims, tmp_path / "dask.parquet", "--engine", "dask", "--address", scheduler)) == 0
     _account(capsys.readouterr().out)
-    assert (tmp_path / "dask.parquet").read_bytes() == (tmp_path / "one.parquet").read_bytes()
+    assert (tmp_path / "dask.parquet").read_bytes() == one
 
 
 @pytest.mark.parametrize("flags", [["--engine", "threads", "--workers", "2"],
                                    pytest.param(["--engine", "processes", "--workers", "2"], marks=pytest.mark.slow)])
-def test_cli_engines_same_bytes(flags, tmp_path, capsys) -> None:
-    members, claims = _tree(tmp_path)
-    assert main(_cli(members, claims, tmp_path / "one.parquet", "--quiet")) == 0
+def test_cli_engines_same_bytes(flags, tree, tmp_path) -> None:
+    members, claims, one = tree
     assert main(_cli(members, claims, tmp_path / "pool.parquet", "--quiet", *flags)) == 0
-    assert (tmp_path / "pool.parquet").read_bytes() == (tmp_path / "one.parquet").read_bytes()
+    assert (tmp_path / "pool.parquet").read_bytes() == one
 
 
 @pytest.mark.slow
-def test_cli_local_dask_cluster(tmp_path, capsys) -> None:
-    """`--engine dask --workers 2` starts (and stops) its own local cluster."""
-    members, claims = _tree(tmp_path)
-    assert main(_cli(members, claims, tmp_path / "one.parquet", "--quiet")) == 0
+def test_cli_local_dask_cluster(tree, tmp_path, capsys) -> None:
+    """`--engine dask --workers 2` starts (and stops) its own local cluster, without warnings on stderr."""
+    members, claims, one = tree
     assert main(_cli(members, claims, tmp_path / "dask.parquet", "--engine", "dask", "--workers", "2")) == 0
-    _account(capsys.readouterr().out)
-    assert (tmp_path / "dask.parquet").read_bytes() == (tmp_path / "one.parquet").read_bytes()
+    out = capsys.readouterr()
+    _account(out.out)
+    assert "WARNING" not in out.err
+    assert (tmp_path / "dask.parquet").read_bytes() == one
+
+
+def test_dask_workers_read_s3(pools) -> None:
+    """Scans of s3:// files run on the Dask workers: the storage options travel with the scan."""
+    pytest.importorskip("moto")
+    import pyarrow.fs as pafs
+
+    from engine.data.io import resolve_paths
+    from tests.kits.servers import moto_s3
+
+    with moto_s3() as opts:
+        s3 = pafs.S3FileSystem(endpoint_override=opts["aws_endpoint_url"].removeprefix("http://"), scheme="http",
+                               access_key="testing", secret_key="testing", region="us-east-1",
+                               allow_bucket_creation=True)
+        s3.create_dir("lake")
+        for i, (a, b) in enumerate(zip(SPLITS["3 files"], SPLITS["3 files"][1:])):
+            with s3.open_output_stream(f"lake/members/part-{i}.parquet") as fh:
+                MEMBERS.slice(a, b - a).write_parquet(fh)
+        parts = [pl.scan_parquet(f, storage_options=opts) for f in resolve_paths("s3://lake/members", opts)]
+        assert len(parts) == 3
+        by = BYS[1]
+        cells, rejected = engine.exposure(parts, CLAIMS, by=by, return_rejected=True, executor=pools["dask"], **KW)
+    assert cells.equals(WANT[by][0]) and rejected.equals(WANT[by][1])
 
 
 @pytest.mark.parametrize("flags, needles", [

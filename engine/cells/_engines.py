@@ -16,6 +16,7 @@ The cells are bit-identical whichever engine runs them (integer day counts summe
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -111,16 +112,20 @@ def _dask_client(address: str | None, n: int, where: str) -> Iterator[Any]:
             threads = max((os.cpu_count() or 1) // n, 1)
             cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                                dashboard_address=None, host="127.0.0.1",
-                                               env={_POLARS_THREADS: str(threads)})
+                                               # no dashboard; its HTTP endpoints on a free port, not 8787
+                                               scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                                               env={_POLARS_THREADS: str(threads)},
+                                               silence_logs=logging.ERROR)  # no warnings on the user's stderr
             client = distributed.Client(cluster, timeout=CONNECT_TIMEOUT_S)
         else:
             client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, RuntimeError) as exc:  # RuntimeError: a worker of a local cluster did not start
         if cluster is not None:
             cluster.close()
-        what = f"no Dask scheduler answers at {address}" if address else "the local Dask cluster did not start"
-        raise ConfigError(f"{where}address: {what} within {CONNECT_TIMEOUT_S} s ({_first_line(exc)})"
-                          if address else f"{where}engine: {what} ({_first_line(exc)})") from None
+        if address:
+            raise ConfigError(f"{where}address: no Dask scheduler answers at {address} within {CONNECT_TIMEOUT_S} s "
+                              "(is `dask scheduler` running there, and reachable from this machine?)") from None
+        raise ConfigError(f"{where}engine: the local Dask cluster did not start ({_first_line(exc)})") from None
     try:
         _check_workers(client, address, where)
         yield client
