@@ -227,6 +227,16 @@ def test_worker_fentan_version_checked(scheduler, monkeypatch) -> None:
             pass
 
 
+def test_worker_without_fentan(scheduler, monkeypatch) -> None:
+    import engine.cells._engines as eng
+
+    monkeypatch.setattr(eng, "_DIST", "fentan-not-installed-anywhere")  # the workers look this name up
+    with pytest.raises(ConfigError, match=r"^--engine: the Dask worker tcp://127\.0\.0\.1:\d+ does not have "
+                                          r"fentan-not-installed-anywhere installed; every worker needs"):
+        with executor_for("dask", address=scheduler):
+            pass
+
+
 def test_check_engine_rules() -> None:
     assert ENGINES[0] == "local" and check_engine(None, None, None) == "local"
     assert check_engine(" DASK ", "tcp://h:8786", None) == "dask"

@@ -33,6 +33,8 @@ ENGINES = ("local", "threads", "processes", "dask")
 CONNECT_TIMEOUT_S = 10
 WORKER_TIMEOUT_S = 60
 _POLARS_THREADS = "POLARS_MAX_THREADS"
+#: the distribution every worker must have installed, at the driver's version
+_DIST = "fentan"
 
 
 def check_engine(engine: str | None, address: str | None, workers: int | None, where: str = "--") -> str:
@@ -146,14 +148,11 @@ def _check_workers(client: Any, address: str | None, where: str) -> None:
     except (OSError, TimeoutError):
         raise ConfigError(f"{where}address: the Dask scheduler at {address} has no worker "
                           f"(none joined within {WORKER_TIMEOUT_S} s)") from None
-    try:
-        versions = client.run(importlib.metadata.version, "fentan")
-    except importlib.metadata.PackageNotFoundError:
-        versions = {"a worker": None}
-    bad = {w: v for w, v in versions.items() if v != __version__}
+    versions = client.run(importlib.metadata.version, _DIST, on_error="return")  # an exception where it is missing
+    bad = {w: (v if isinstance(v, str) else None) for w, v in versions.items() if v != __version__}
     if bad:
         w, v = next(iter(bad.items()))
-        found = "does not have fentan installed" if v is None else f"has fentan {v}"
+        found = f"does not have {_DIST} installed" if v is None else f"has {_DIST} {v}"
         raise ConfigError(f"{where}engine: the Dask worker {w} {found}; every worker needs fentan {__version__} "
                           "installed (pip install 'fentan[dask]' in the workers' environment)")
 
