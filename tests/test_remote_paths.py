@@ -51,6 +51,7 @@ def _tree() -> dict[str, bytes]:
     files["members/.old/part-0.parquet"] = pq(MEMBERS.head(3))
     files["members/batch=0/README.txt"] = b"notes"
     files["claims/claims.parquet"] = pq(CLAIMS)
+    files["csv/members.csv"] = MEMBERS.head(3).write_csv().encode()
     return files
 
 
@@ -85,7 +86,8 @@ def test_is_remote() -> None:
 
 
 @pytest.mark.parametrize("sub", ["members", "members/batch=2/part-2.parquet", "members/*/part-*.parquet",
-                                 "members/**/*.parquet"])
+                                 "members/**/*.parquet", "members/batch=[!1]/*.parquet", "members/batch=?/part-?.parquet",
+                                 "members/**"])
 def test_listing_same_rules_as_local(lake, sub) -> None:
     uri, local, opts = lake
     got = _rel(list_input(f"{uri}/{sub}", opts), uri)
@@ -154,6 +156,9 @@ def test_remote_errors(lake) -> None:
         list_input(f"{uri}/nope/*.parquet", opts)
     with pytest.raises(InputFileError, match="glob matches no data file"):
         list_input(f"{uri}/members/*.txt", opts)
+    for csv in (f"{uri}/csv", f"{uri}/csv/members.csv"):
+        with pytest.raises(InputFileError, match=r"^s3://lake/csv/members\.csv: remote CSV files are not read; convert"):
+            list_input(csv, opts)
     with pytest.raises(ConfigError, match="storage_options.aws_region: expected text"):
         storage_options("s3://x", {"aws_region": ["a"]})
 
