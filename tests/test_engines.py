@@ -263,6 +263,10 @@ def test_run_config_engine_keys(tmp_path) -> None:
         assert isinstance(ex, ThreadPoolExecutor) and ex._max_workers == 2
     with run_executor(_run_args(cfg, engine="local")) as ex:
         assert ex is None
+    dry = _run_args(cfg, engine="dask", workers="2")
+    dry.dry_run = True  # nothing computed: no cluster started
+    with run_executor(dry) as ex:
+        assert ex is None
     for extra, needles in [('engine = "spark"', "run.engine"), ('engine = "threads"\naddress = "tcp://h:1"', "address"),
                            ("workers = 0", "run.workers"), ('engine = "dask"\naddress = "h"', "scheduler address")]:
         cfg.write_text(small_run_config(plans=False, extra=f"\n[run]\n{extra}\n"))

@@ -68,9 +68,11 @@ def engine_executor(args: argparse.Namespace, run_section: Any = None, source: s
 
 @contextmanager
 def run_executor(args: argparse.Namespace) -> Iterator[Executor | None]:
-    """``fentan run``: the executor of the flags, else of the configuration's ``[run]`` keys."""
+    """``fentan run``: the executor of the flags, else of the configuration's ``[run]`` keys (none for a dry run)."""
     check_engine_args(args)
-    if all(getattr(args, k, None) is None for k in FLAGS):
+    if getattr(args, "dry_run", False):  # nothing is computed: no cluster to start
+        yield None
+    elif all(getattr(args, k, None) is None for k in FLAGS):
         from engine.pipeline.config import load_config
 
         cfg = load_config(args.config)
