@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from engine.conventions import WAITING_DAYS
 
@@ -45,6 +46,14 @@ def _int(text: str, what: str, lo: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.cli._engine_flags import check_engine_args, engine_executor
+
+    check_engine_args(args)  # --engine, --address, --workers: before any data is read
+    with engine_executor(args) as executor:  # open for the whole command, closed (a local cluster stopped) after
+        return _run(args, executor)
+
+
+def _run(args: argparse.Namespace, executor: Any) -> int:
     import polars as pl
 
     from engine.cli.common import check_writable, input_args, parse_date
@@ -68,9 +77,6 @@ def run(args: argparse.Namespace) -> int:
     if not bands or bands[0] != 0 or any(b <= a for a, b in zip(bands, bands[1:])):
         raise ConfigError(f"--duration-bands: must be increasing integers starting at 0, got '{args.duration_bands}'")
     as_of = parse_date(args.as_of, "--as-of") if args.as_of else None
-    from engine.cli._engine_flags import check_engine_args, engine_executor
-
-    check_engine_args(args)  # --engine, --address, --workers: before any data is read
     check_writable(args.out, "--out", input_args(args))
     if args.rejected_claims:
         check_writable(args.rejected_claims, "--rejected-claims", input_args(args))
@@ -89,12 +95,11 @@ def run(args: argparse.Namespace) -> int:
 
     members = fill_missing(members, [b for b in by if b in cols and b != "sex"])
     claims = res.claims.collect()
-    with engine_executor(args) as executor:
-        cells, rejected = exposure(
-            members, claims, start=start, end=end, period=args.period, waiting_days=waiting,
-            terminate_on_claim=not args.no_terminate_on_claim, by=by, duration_bands=bands,
-            batch_size=batch, return_rejected=True, executor=executor,
-        )
+    cells, rejected = exposure(
+        members, claims, start=start, end=end, period=args.period, waiting_days=waiting,
+        terminate_on_claim=not args.no_terminate_on_claim, by=by, duration_bands=bands,
+        batch_size=batch, return_rejected=True, executor=executor,
+    )
     if cells.height == 0 or int(cells["exposure_days"].sum()) == 0:
         raise DataError(f"{args.members}: no member is at risk in the study window {start} to {end} "
                         f"(--start/--end; {res.account['members']['used']:,} valid members)")
