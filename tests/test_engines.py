@@ -296,9 +296,11 @@ def test_cli_run_engine_dask(scheduler, tmp_path) -> None:
     pytest.importorskip("matplotlib")
     members, claims = _tree(tmp_path)
     cfg = tmp_path / "run.toml"
-    cfg.write_text(small_run_config(members, claims, plans=False, extra="\n[output]\nreport = false\n"))
+    cfg.write_text(small_run_config(members, claims, plans=False, extra="\n[output]\nreport = false\n\n[study]\nfactors = [\"tier\", \"channel\"]\n"))
     assert main(["run", str(cfg), "--out", str(tmp_path / "one"), "--quiet"]) == 0
     assert main(["run", str(cfg), "--out", str(tmp_path / "dask"), "--quiet", "--engine", "dask",
                  "--address", scheduler]) == 0
-    for f in ("cells.parquet",):
-        assert (tmp_path / "dask" / f).read_bytes() == (tmp_path / "one" / f).read_bytes()
+    tables = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.parquet"))
+    assert "cells.parquet" in map(str, tables)
+    for f in tables:  # every table of the run, byte for byte
+        assert (tmp_path / "dask" / f).read_bytes() == (tmp_path / "one" / f).read_bytes(), f

@@ -78,7 +78,9 @@ def dask_cluster(n_workers: int = 1, log_dir: Path | None = None) -> Iterator[st
     """``dask scheduler`` and ``n_workers`` ``dask worker`` processes (1 thread each); yields ``tcp://HOST:PORT``."""
     port = free_port()
     address = f"tcp://{HOST}:{port}"
-    env = {**os.environ, "POLARS_MAX_THREADS": "1"}
+    repo = str(Path(__file__).resolve().parents[2])  # the workers import the fentan being tested
+    env = {**os.environ, "POLARS_MAX_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
     out = (lambda name: open(log_dir / name, "wb")) if log_dir else (lambda name: subprocess.DEVNULL)  # noqa: E731
     procs = [subprocess.Popen([*_dask_exe(), "scheduler", "--host", HOST, "--port", str(port),
                                "--no-dashboard"],
