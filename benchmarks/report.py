@@ -32,6 +32,10 @@ LIMITS = """\
   and no termination at the first *eligible* claim (we prepare status/term date by hand).
   Exposure is a fraction of a month; converted back to days (fraction x days in the month) the
   total differs from fentan's by rounding only.
+* **Dask local** (`adapters/dask_local.py`): fentan itself, the clean members cut into 8 Parquet
+  files, on a local Dask cluster of 2 worker processes with 1 thread each (`--engine dask
+  --workers 2`) against the same call without an executor in the same process; the cells must be
+  identical. `overhead_ratio` = Dask time / one-process time; the cluster start is not timed.
 * **statsmodels GLM** (`adapters/statsmodels_glm.py`): Poisson GLM on one row per member
   (log exposure offset), `event ~ C(sex) + C(city_tier) + C(channel) + bs(age, df=6)`; age is
   the age at the start of the member's interval (one age per row). Above

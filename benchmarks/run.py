@@ -40,6 +40,7 @@ PEERS = [
     ("polars_naive", "exposure", "exposure"),
     ("pandas_vec", "exposure", "exposure"),
     ("actxps_peer", "exposure", "exposure"),
+    ("dask_local", "exposure", "exposure"),  # fentan itself on a local Dask cluster (2 workers) vs one process
     ("statsmodels_glm", "glm", "glm"),
     ("lifelines_cox", "cox", "select"),
 ]
@@ -163,7 +164,7 @@ def ensure_data(n: int, root: Path, config: Path, timeout: float, partitioned: b
 
 
 def suite(sizes: list[int], config: Path, root: Path, peers: bool, stages: list[str] | None,
-          with_1e8: bool, cells_scaling: bool = True) -> dict[str, Any]:
+          with_1e8: bool, cells_scaling: bool = True, only_peers: list[str] | None = None) -> dict[str, Any]:
     """Run every measurement; returns the results document."""
     from benchmarks.adapters.common import load_config
 
@@ -185,6 +186,8 @@ def suite(sizes: list[int], config: Path, root: Path, peers: bool, stages: list[
                 _say(records[-1])
         if peers:
             for mod, fn, _ in PEERS:
+                if only_peers is not None and mod not in only_peers:
+                    continue
                 why = _skip_reason(records, mod, fn, n, pb)
                 if why:
                     records.append({"engine": mod, "stage": fn, "members": n, "status": "skipped", "reason": why})
@@ -235,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="~1 minute regression check against results.json")
     ap.add_argument("--no-peers", action="store_true", help="time fentan only")
     ap.add_argument("--stages", default=None, help="comma-separated fentan stages to time (default: all)")
+    ap.add_argument("--peers", default=None, help="comma-separated peers to time, e.g. dask_local (default: all)")
     ap.add_argument("--config", type=Path, default=HERE / "config.toml")
     ap.add_argument("--data-dir", type=Path, default=DATA, help="cache of generated platforms")
     ap.add_argument("--out", type=Path, default=None, help="results file (default: benchmarks/results.json)")
@@ -257,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(a.config)
     sizes = a.sizes or [int(x) for x in cfg["sizes"]["default"]]
     stages = a.stages.split(",") if a.stages else None
-    doc = suite(sizes, a.config, a.data_dir, not a.no_peers, stages, a.with_1e8)
+    doc = suite(sizes, a.config, a.data_dir, not a.no_peers, stages, a.with_1e8,
+                only_peers=a.peers.split(",") if a.peers else None)
     doc["command"] = "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv)
     from engine.data.io import write_json
 

@@ -3,7 +3,8 @@
 The core install (``pip install fentan``) carries polars, scikit-learn, lifelines, pyarrow, numpy,
 scipy, pydantic and rich. Plotting needs matplotlib, from the ``plot`` extra
 (``pip install 'fentan[plot]'``); the interactive report needs plotly, from the ``report`` extra
-(``pip install 'fentan[report]'``); the test extra includes both.
+(``pip install 'fentan[report]'``). The Dask engine (``--engine dask``) needs dask and distributed, from
+the ``dask`` extra (``pip install 'fentan[dask]'``). The test extra includes all three.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from engine.errors import EngineError
 EXTRAS: dict[str, tuple[str, str]] = {
     "matplotlib": ("matplotlib", "plot"),
     "plotly": ("plotly", "report"),
+    "dask": ("dask", "dask"),
+    "distributed": ("distributed", "dask"),
 }
 
 

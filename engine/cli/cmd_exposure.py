@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from engine.conventions import WAITING_DAYS
 
@@ -27,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output cells Parquet file")
     p.add_argument("--rejected-claims", default=None, help="write every claim set aside (validation and eligibility) with its reason")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    from engine.cli._engine_flags import add_engine_arguments
+
+    add_engine_arguments(p)  # --engine, --address, --workers
 
 
 def _int(text: str, what: str, lo: int) -> int:
@@ -42,6 +46,14 @@ def _int(text: str, what: str, lo: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.cli._engine_flags import check_engine_args, engine_executor
+
+    check_engine_args(args)  # --engine, --address, --workers: before any data is read
+    with engine_executor(args) as executor:  # open for the whole command, closed (a local cluster stopped) after
+        return _run(args, executor)
+
+
+def _run(args: argparse.Namespace, executor: Any) -> int:
     import polars as pl
 
     from engine.cli.common import check_writable, input_args, parse_date
@@ -86,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     cells, rejected = exposure(
         members, claims, start=start, end=end, period=args.period, waiting_days=waiting,
         terminate_on_claim=not args.no_terminate_on_claim, by=by, duration_bands=bands,
-        batch_size=batch, return_rejected=True,
+        batch_size=batch, return_rejected=True, executor=executor,
     )
     if cells.height == 0 or int(cells["exposure_days"].sum()) == 0:
         raise DataError(f"{args.members}: no member is at risk in the study window {start} to {end} "

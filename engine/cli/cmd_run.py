@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-limit", default=None, metavar="SIZE",
                    help="peak memory allowed, e.g. 8GB (default: [run] memory_limit, else 80%% of the available memory); "
                         "checked from the Parquet footers before any data is read")
+    from engine.cli._engine_flags import add_engine_arguments
+
+    add_engine_arguments(p)  # --engine, --address, --workers (else [run] engine, address, workers)
 
 
 def print_run(result, *, quiet: bool = False) -> None:
@@ -65,13 +68,15 @@ def run(args: argparse.Namespace) -> int:
     from engine.pipeline.runner import run as run_batch
     from engine.cli.common import account_rows, print_table
 
+    from engine.cli._engine_flags import run_executor
     from engine.pipeline.config import load_config, with_output
 
     config = args.config
     if args.static or args.lang:
         config = with_output(load_config(args.config), static=args.static, language=args.lang)
-    result = run_batch(config, args.out, force=args.force, dry_run=args.dry_run, quiet=args.quiet,
-                       memory_limit=args.memory_limit)
+    with run_executor(args) as ex:  # None for the local engine: the runner's own default
+        result = run_batch(config, args.out, force=args.force, dry_run=args.dry_run, quiet=args.quiet,
+                           memory_limit=args.memory_limit, **({"executor": ex} if ex is not None else {}))
     if args.dry_run:
         if not args.quiet:
             print_table(f"row account (dry run; study {result.facts.get('study_start')} to "

@@ -28,6 +28,8 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from engine.data._csv import is_csv, scan_csv_file
+from engine.data.remote import is_remote
+from engine.data.remote import storage_options as remote_options
 from engine.errors import ConfigError, InputFileError, OutputError
 from engine.data.schema import (CLAIM_OPTIONAL, CLAIM_REQUIRED, MEMBER_OPTIONAL, MEMBER_REQUIRED,
                                 normalise_claims, normalise_members)
@@ -37,31 +39,32 @@ PathLike = str | os.PathLike[str]
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
-def resolve_paths(path: PathLike | Sequence[PathLike]) -> list[Path]:
+def resolve_paths(path: PathLike | Sequence[PathLike], storage_options: dict[str, Any] | None = None) -> list[Path | str]:
     """Expand a file, a glob, a directory or a list of them into the data files to read.
 
     Directories and globs follow the Hive and Spark conventions of :mod:`engine.data.listing`
     (hidden and ``_`` entries skipped, ``.parquet`` in any case, ``.pq``, ``.csv`` and ``.csv.gz``, each
-    real file once).
+    real file once). A remote path (``s3://...``, :mod:`engine.data.remote`) gives URI texts.
     Raises :class:`InputFileError` when nothing matches.
     """
-    return [f for f, _ in _listed(path)[0]]
+    return [f for f, _ in _listed(path, storage_options)[0]]
 
 
-def _listed(path: PathLike | Sequence[PathLike]) -> tuple[list[tuple[Path, Path]], dict[str, str]]:
+def _listed(path: PathLike | Sequence[PathLike], storage_options: dict[str, Any] | None = None
+            ) -> tuple[list[tuple[Path | str, Path | str]], dict[str, str]]:
     """``[(file, hive root)]`` of every input and ``{skipped file: reason}`` (each real file once)."""
     from engine.data.listing import list_input
 
     items = list(path) if isinstance(path, (list, tuple)) else [path]
-    files: list[tuple[Path, Path]] = []
+    files: list[tuple[Path | str, Path | str]] = []
     skipped: dict[str, str] = {}
-    seen: dict[str, Path] = {}
+    seen: dict[str, Path | str] = {}
     for item in items:
-        listing = list_input(item)
+        listing = list_input(item, storage_options)
         skipped.update(listing.skipped)
-        root = _hive_root(item)
+        root = listing.root if listing.root is not None else _hive_root(item)
         for f in listing.files:
-            real = os.path.realpath(f)
+            real = f if isinstance(f, str) else os.path.realpath(f)
             if real in seen:
                 skipped[str(f)] = f"duplicate: the same file as {seen[real]}"
                 continue
@@ -86,7 +89,7 @@ def _hive_root(path: PathLike) -> Path:
     return p if p.is_dir() else p.parent
 
 
-def _hive_values(file: Path, root: Path) -> dict[str, str | None]:
+def _hive_values(file: Path | str, root: Path | str) -> dict[str, str | None]:
     """Return ``key=value`` directory segments between ``root`` and ``file``.
 
     Keys and values are URL-decoded (``city=S%C3%A3o%20Paulo``); ``__HIVE_DEFAULT_PARTITION__``
@@ -94,13 +97,10 @@ def _hive_values(file: Path, root: Path) -> dict[str, str | None]:
     """
     from urllib.parse import unquote
 
-    try:
-        parts = file.parent.relative_to(root).parts
-    except ValueError:
-        try:
-            parts = file.parent.resolve().relative_to(root.resolve()).parts
-        except ValueError:
-            parts = ()
+    if isinstance(file, str):  # a remote URI below its remote root
+        parts: tuple[str, ...] = tuple(file[len(str(root)):].strip("/").split("/")[:-1])
+    else:
+        parts = _local_parts(file, Path(root))
     out = {}
     for seg in parts:
         if "=" in seg:
@@ -109,9 +109,27 @@ def _hive_values(file: Path, root: Path) -> dict[str, str | None]:
     return out
 
 
-def file_schema(file: Path) -> pl.Schema:
-    """Read a Parquet footer and return its polars schema, or raise a one-line error."""
+def _local_parts(file: Path, root: Path) -> tuple[str, ...]:
+    """The directory names between ``root`` and ``file`` (none when ``file`` is not below it)."""
     try:
+        parts = file.parent.relative_to(root).parts
+    except ValueError:
+        try:
+            parts = file.parent.resolve().relative_to(root.resolve()).parts
+        except ValueError:
+            parts = ()
+    return parts
+
+
+def file_schema(file: Path | str, storage_options: dict[str, Any] | None = None) -> pl.Schema:
+    """Read a Parquet footer and return its polars schema, or raise a one-line error.
+
+    A remote URI (``s3://...``) is read with its storage options (:mod:`engine.data.remote`).
+    """
+    try:
+        if isinstance(file, str) and is_remote(file):
+            return scan_parquet_file(file, storage_options).collect_schema()
+        file = Path(file)
         if file.stat().st_size == 0:
             raise InputFileError(f"{file}: the file is empty (0 bytes)")
         pq.read_schema(file)
@@ -123,12 +141,24 @@ def file_schema(file: Path) -> pl.Schema:
         raise InputFileError(f"{file}: not a readable Parquet file ({msg})") from None
 
 
+def scan_parquet_file(file: Path | str, storage_options: dict[str, Any] | None = None) -> pl.LazyFrame:
+    """One Parquet file, literally (never a pattern, no hive columns); a remote URI with its storage options."""
+    if isinstance(file, str) and is_remote(file):
+        return pl.scan_parquet(file, hive_partitioning=False, glob=False,
+                               storage_options=remote_options(file, storage_options))
+    return pl.scan_parquet(file, hive_partitioning=False, glob=False)
+
+
 def scan_normalised(
     path: PathLike | Sequence[PathLike],
     normaliser: Callable[[pl.LazyFrame, pl.Schema, str], pl.LazyFrame],
+    storage_options: dict[str, Any] | None = None,
 ) -> pl.LazyFrame:
-    """Scan every file under ``path``, normalise each to the contract, and concatenate."""
-    files, skipped = _listed(path)
+    """Scan every file under ``path``, normalise each to the contract, and concatenate.
+
+    ``storage_options`` (endpoint, credentials) apply to remote paths (:mod:`engine.data.remote`).
+    """
+    files, skipped = _listed(path, storage_options)
     if not files:
         raise InputFileError("no input path given")
     frames = []
@@ -139,14 +169,14 @@ def scan_normalised(
         hv = _hive_values(f, root)
         for k, v in hv.items():
             hive_keys.setdefault(k, []).append(v)
-        per_file.append((f, pl.Schema() if is_csv(f) else file_schema(f), hv))
+        per_file.append((f, pl.Schema() if is_csv(f) else file_schema(f, storage_options), hv))
     hive_int = {k: all(_int_text(v) for v in vs if v is not None) for k, vs in hive_keys.items()}
     for f, schema, hv in per_file:
         if is_csv(f):
             lf = scan_csv_file(f, _CONTRACTS.get(normaliser, {}))
             schema = lf.collect_schema()
         else:
-            lf = pl.scan_parquet(f, hive_partitioning=False, glob=False)  # a literal path, never a pattern
+            lf = scan_parquet_file(f, storage_options)  # a literal path, never a pattern
         extra = [
             pl.lit(int(v) if hive_int[k] and v is not None else v, dtype=pl.Int64 if hive_int[k] else pl.String).alias(k)
             for k, v in hv.items()
@@ -170,7 +200,7 @@ def scan_normalised(
     return out
 
 
-def _one_format(files: list[tuple[Path, Path]]) -> None:
+def _one_format(files: list[tuple[Path | str, Path | str]]) -> None:
     """Refuse an input mixing CSV and Parquet files (one line naming one file of each)."""
     csv = next((f for f, _ in files if is_csv(f)), None)
     other = next((f for f, _ in files if not is_csv(f)), None)
@@ -185,7 +215,7 @@ def _int_text(v: str) -> bool:
     return body.isdigit() and body.isascii() and (body == "0" or not body.startswith("0"))
 
 
-def _type_clash(frames: list[pl.LazyFrame], files: list[tuple[Path, Path]], exc: Exception) -> str:
+def _type_clash(frames: list[pl.LazyFrame], files: list[tuple[Path | str, Path | str]], exc: Exception) -> str:
     """Name the first column whose type differs between two files (for the error message)."""
     seen: dict[str, tuple[pl.DataType, Path]] = {}
     for lf, (f, _) in zip(frames, files, strict=True):
@@ -216,18 +246,20 @@ def read_toml(path: PathLike, what: str = "configuration") -> dict[str, Any]:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from None
 
 
-def read_members(path: PathLike | Sequence[PathLike]) -> pl.LazyFrame:
+def read_members(path: PathLike | Sequence[PathLike], storage_options: dict[str, Any] | None = None) -> pl.LazyFrame:
     """Scan members Parquet or CSV (file, glob, directory with hive partitions) into the contract.
 
     Returns a LazyFrame with ``member_id`` String, dates as Date, ``sex`` upper-case
-    String; rating factors untouched. See :mod:`engine.data.schema`.
+    String; rating factors untouched. See :mod:`engine.data.schema`. A remote path
+    (``s3://bucket/members/``) is read with ``storage_options`` and the environment's
+    (:mod:`engine.data.remote`).
     """
-    return scan_normalised(path, normalise_members)
+    return scan_normalised(path, normalise_members, storage_options)
 
 
-def read_claims(path: PathLike | Sequence[PathLike]) -> pl.LazyFrame:
+def read_claims(path: PathLike | Sequence[PathLike], storage_options: dict[str, Any] | None = None) -> pl.LazyFrame:
     """Scan claims Parquet or CSV (file, glob, directory with hive partitions) into the contract."""
-    return scan_normalised(path, normalise_claims)
+    return scan_normalised(path, normalise_claims, storage_options)
 
 
 #: the contract columns a CSV file's text is typed to, per normaliser

@@ -14,15 +14,22 @@ does not exist as such: an existing path is always read literally).
 - An empty (0-byte) data file in a directory is skipped (it holds no row); given alone, it is an error.
 
 Every skipped file is named with its reason in :attr:`Listing.skipped`, and so in the row account.
+
+A remote path (``s3://bucket/members/``, see :mod:`engine.data.remote`) is listed with ``pyarrow.fs``
+under the same rules (object stores have no symbolic links); its files are URI texts, not ``Path`` objects.
 """
 
 from __future__ import annotations
 
 import glob as _glob
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from engine.data.remote import filesystem, is_remote, split_uri
+from engine.data.remote import storage_options as _options
 from engine.errors import InputFileError
 
 __all__ = ["Listing", "list_input", "DATA_SUFFIXES", "is_glob"]
@@ -37,12 +44,16 @@ class Listing:
 
     Attributes
     ----------
-    files : data files to read (as found, sorted by path; each real file once).
+    files : data files to read (as found, sorted by path; each real file once); URI texts for a remote path.
     skipped : ``{path: reason}`` for every other file found below the input.
+    root : the Hive root of a remote path (its directory, a glob's leading part, a file's parent); None for a local one.
+    storage_options : the polars storage options of a remote path (see :func:`engine.data.remote.storage_options`).
     """
 
-    files: list[Path] = field(default_factory=list)
+    files: list[Path | str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    root: str | None = None
+    storage_options: dict[str, str] = field(default_factory=dict)
 
 
 _NOT_DATA = "not a data file name (.parquet, .pq, .csv or .csv.gz)"
@@ -50,7 +61,7 @@ _NOT_DATA = "not a data file name (.parquet, .pq, .csv or .csv.gz)"
 
 def is_glob(s: str) -> bool:
     """True when ``s`` holds a wildcard and does not exist as a literal path."""
-    return any(ch in s for ch in "*?[") and not os.path.lexists(s)
+    return any(ch in s for ch in "*?[") and (is_remote(s) or not os.path.lexists(s))
 
 
 def _hidden(name: str) -> str | None:
@@ -122,8 +133,11 @@ def _walk(root: Path, listing: Listing, seen: dict[str, Path]) -> None:
     listing.files.sort()
 
 
-def list_input(path: str | os.PathLike[str]) -> Listing:
+def list_input(path: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> Listing:
     """The data files of one input path and the files skipped with their reasons (see the module notes).
+
+    ``storage_options`` (endpoint, credentials) apply to a remote path only; the environment's are used
+    too (:func:`engine.data.remote.storage_options`).
 
     Raises
     ------
@@ -131,6 +145,8 @@ def list_input(path: str | os.PathLike[str]) -> Listing:
         The path does not exist, a glob matches no file, or a directory holds no data file.
     """
     s = os.fspath(path)
+    if is_remote(s):
+        return _list_remote(s, storage_options)
     listing = Listing()
     seen: dict[str, Path] = {}
     if is_glob(s):
@@ -176,3 +192,103 @@ def glob_root(s: str) -> Path:
             break
         parts.append(part)
     return Path(*parts) if parts else Path(".")
+
+
+# --------------------------------------------------------------------------- remote paths
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """A glob below its root as a regex on ``/``-separated paths (``*`` within a name, ``**/`` any depth).
+
+    As Python's glob, a wildcard never matches a name starting with ``.`` (only a literal ``.`` does).
+    """
+    out, i = ["(?!.*(?:^|/)\\.)"] if not any(seg.startswith(".") for seg in pattern.split("/")) else [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 1:]:
+            j = pattern.index("]", i + 1)
+            body = pattern[i + 1:j]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = j + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def _list_remote(uri: str, given: dict[str, Any] | None) -> Listing:
+    """The data files below a remote file, directory or glob, by the same rules as a local path."""
+    import pyarrow.fs as pafs
+
+    options = _options(uri, given)
+    scheme = split_uri(uri)[0]
+    fs, path = filesystem(uri, options)
+    pattern = None
+    if is_glob(uri):
+        segs = path.split("/")
+        k = next(i for i, seg in enumerate(segs) if any(ch in seg for ch in "*?["))
+        path, pattern = "/".join(segs[:k]), _glob_regex("/".join(segs[k:]))
+    try:
+        info = fs.get_file_info(path)
+    except OSError as exc:
+        raise InputFileError(f"{uri}: cannot list ({(str(exc).splitlines() or ['error'])[0]})") from None
+    base = f"{scheme}://{path}"
+    listing = Listing(root=base, storage_options=options)
+    if info.type == pafs.FileType.File and pattern is None:
+        if uri.lower().endswith((".csv", ".csv.gz")):
+            raise InputFileError(f"{uri}: remote CSV files are not read; convert them to Parquet")
+        listing.files.append(uri)
+        listing.root = base.rsplit("/", 1)[0]
+        return listing
+    if info.type != pafs.FileType.Directory:
+        raise InputFileError(f"{uri}: no such file or directory" if pattern is None else f"{uri}: the glob matches no file")
+    try:
+        entries = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    except OSError as exc:
+        raise InputFileError(f"{uri}: cannot list ({(str(exc).splitlines() or ['error'])[0]})") from None
+    for e in sorted(entries, key=lambda e: e.path):
+        _remote_entry(e, path, base, pattern, listing)
+    if not listing.files:
+        raise InputFileError(f"{uri}: the directory holds no .parquet file (nor .pq)" if pattern is None
+                             else f"{uri}: the glob matches no data file")
+    return listing
+
+
+def _remote_entry(e: Any, path: str, base: str, pattern: re.Pattern[str] | None, listing: Listing) -> None:
+    """Take one entry of a remote listing, or name why it is skipped."""
+    import pyarrow.fs as pafs
+
+    rel = e.path[len(path):].lstrip("/")
+    parts = rel.split("/")
+    is_dir = e.type == pafs.FileType.Directory
+    if pattern is not None and (is_dir or not pattern.match(rel)):
+        return  # a glob takes the files it matches only (as a local glob)
+    for i, part in enumerate(parts):
+        why = _hidden(part)
+        if why:  # the first hidden name: that entry is skipped, and everything below it with it
+            if pattern is not None:  # a glob names each matched file (as a local glob)
+                listing.skipped[f"{base}/{rel}"] = why
+            else:
+                below = i < len(parts) - 1 or is_dir
+                listing.skipped[f"{base}/{'/'.join(parts[:i + 1])}" + ("/" if below else "")] = why
+            return
+    if is_dir:
+        return
+    uri = f"{base}/{rel}"
+    if not _is_data(parts[-1]):
+        listing.skipped[uri] = _NOT_DATA
+    elif parts[-1].lower().endswith((".csv", ".csv.gz")):
+        raise InputFileError(f"{uri}: remote CSV files are not read; convert them to Parquet")
+    elif e.size == 0:
+        listing.skipped[uri] = "empty file (0 bytes)"
+    else:
+        listing.files.append(uri)

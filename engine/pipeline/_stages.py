@@ -82,13 +82,13 @@ def stage_validate(ctx: RunState) -> None:
 
     cfg = ctx.cfg
     ctx.plansets = plansets(ctx)  # plan files are checked before the data is read
-    mlf = read_members(cfg.data.members)
+    mlf = read_members(cfg.data.members, storage_options=cfg.data.storage_options)
     schema = mlf.collect_schema()  # from the footers: the factors are checked before any data is read
     missing = [f for f in cfg.study.factors if f not in schema]
     if missing:
         raise ConfigError(f"{cfg.source}: study.factors: members have no column '{missing[0]}'")
     check_factor_types(schema, cfg.study.factors, f"{cfg.source}: study.factors")
-    res = validate(mlf, read_claims(cfg.data.claims), as_of=cfg.data.as_of,
+    res = validate(mlf, read_claims(cfg.data.claims, storage_options=cfg.data.storage_options), as_of=cfg.data.as_of,
                    as_of_source="data.as_of (the configuration)", max_amount=_max_amount(ctx.plansets))
     res.require_usable(str(cfg.data.members))
     # no sort of the members: every later step reduces them to integer counts (exposure days, members by

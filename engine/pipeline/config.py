@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from engine.cells._engines import ENGINES, check_engine
+from engine.data.remote import is_remote
 from engine.errors import ConfigError
 from engine.conventions import ANNUAL_CAP_CNY, FEE, FULL_CREDIBILITY_CLAIMS, PER_CLAIMANT_CAP_CNY, REPORTING_LAG_DAYS, SHARING_DAYS, WAITING_DAYS
 
@@ -30,6 +32,9 @@ class DataSection(_Section):
     members: str
     claims: str
     as_of: dt.date | None = Field(None, strict=False)
+    #: endpoint and credentials of remote paths (s3://...), e.g. { aws_endpoint_url = "http://minio:9000" };
+    #: the AWS_* environment variables are read too (engine.data.remote)
+    storage_options: dict[str, str | int | bool] = Field(default_factory=dict)
 
 
 class StudySection(_Section):
@@ -148,6 +153,17 @@ class RunSection(_Section):
     """Resources of the run (see docs/batch.md, "Memory")."""
 
     memory_limit: str | int | None = None  # e.g. "8GB"; default: a fraction of the available memory
+    engine: Literal[ENGINES] = "local"  # type: ignore[valid-type]  # see docs/scale.md
+    address: str | None = None  # a Dask scheduler, e.g. "tcp://HOST:8786" (engine "dask")
+    workers: int | None = Field(None, ge=1)  # threads, processes or local Dask workers
+
+    @model_validator(mode="after")
+    def _engine(self) -> "RunSection":
+        try:
+            check_engine(self.engine, self.address, self.workers, where="")
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
     @field_validator("memory_limit")
     @classmethod
@@ -200,7 +216,7 @@ def config_from_dict(raw: dict[str, Any], where: str = "<config>", base: Path | 
         raise ConfigError(f"{where}: {_fmt(exc.errors()[0])}") from None
     if base is not None:
         def res(p: str) -> str:
-            return p if Path(p).is_absolute() else str((base / p))
+            return p if Path(p).is_absolute() or is_remote(p) else str((base / p))
 
         data = cfg.data.model_copy(update={"members": res(cfg.data.members), "claims": res(cfg.data.claims)})
         plans = cfg.plans.model_copy(update={"files": [res(f) for f in cfg.plans.files],
@@ -243,6 +259,10 @@ def load_config(path: str | Path) -> RunConfig:
 def to_toml(cfg: RunConfig) -> str:
     """Render the resolved configuration as TOML (for the copy kept with the outputs)."""
     data = cfg.model_dump(mode="json", exclude={"source"}, exclude_none=True)
+    opts = data["data"].get("storage_options") or {}
+    for k in opts:  # credentials never reach the outputs
+        if any(w in k.lower() for w in ("secret", "token", "password", "key_id", "credential", "sas")):
+            opts[k] = "(hidden)"
     lines: list[str] = [f"# resolved configuration (from {cfg.source})"]
 
     def val(v: Any) -> str:
