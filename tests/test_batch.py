@@ -285,8 +285,8 @@ def test_report_has_every_section_and_its_images(done: Path) -> None:
     assert list(p.sections) == list(SECTIONS)
     assert p.external == []  # self-contained
     several_k = pl.read_parquet(done / "frontier.parquet").height > 1  # a frontier of one K is said in words
-    want_images = {"incidence": 1, "model": 1, "segmentation": int(several_k), "history": 2, "projection": 1,
-                   "leverage": 1, "cross-subsidy": 1}
+    want_images = {"incidence": 1, "model": 1, "segmentation": int(several_k), "history": 1, "leverage": 1,
+                   "cross-subsidy": 1, "drivers": 1, "fan-charts": 2}  # fan charts and drivers: their own sections
     html = (done / "report.html").read_text(encoding="utf-8")
     for sec, n in want_images.items():
         imgs = p.sections[sec]

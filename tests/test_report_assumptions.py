@@ -155,7 +155,7 @@ def test_small_demo_report_has_the_assumptions_and_pricing_sections(small_demo):
     r = _section(html, "relativities")
     for f in ("sex", "city_tier", "channel"):
         assert f"{f}: relativity against the reference level" in r
-    assert r.count("Age curve, sex") == 2 and "age_bs" not in r
+    assert r.count('class="ct">Age curve, sex') == 2 and "age_bs" not in r
     ae = _section(html, "actual-expected")
     assert "Actual / expected claims by calendar period" in ae and "A/E, basis" in ae
     fans = _section(html, "fan-charts")

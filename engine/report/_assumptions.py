@@ -54,7 +54,7 @@ def basis_table(basis: str | None, table: str, incidence: pl.DataFrame | None, l
     from engine.data.reference import reference_provenance
 
     if basis is None:
-        return pl.DataFrame({t("item"): [t("basis")], t("value"): [t("none (no basis configured)")]})
+        return pl.DataFrame({"item": [t("basis")], "value": [t("none (no basis configured)")]})
     prov = reference_provenance(basis)
     rows = [(t("basis"), f"{basis.upper()} {table.upper()}"),
             (t("basis title"), str(prov.get("title", ""))),
@@ -67,7 +67,7 @@ def basis_table(basis: str | None, table: str, incidence: pl.DataFrame | None, l
         rows.append((t("fitted level factor (actual / expected claims)"),
                      t("{k:.3f} ({pct:.0%} interval {lo:.3f} to {hi:.3f}; {d:,.0f} claims / {e:,.1f} expected)",
                        k=k, pct=level, lo=lo, hi=hi, d=d, e=e)))
-    return pl.DataFrame({t("item"): [r[0] for r in rows], t("value"): [r[1] for r in rows]})
+    return pl.DataFrame({"item": [r[0] for r in rows], "value": [r[1] for r in rows]})
 
 
 def _source(value: Any, default: Any) -> str:
@@ -98,8 +98,8 @@ def rules_table(cfg: Any) -> pl.DataFrame:
          t("default (engine.conventions)")),
         (t("exposure-year (days)"), f"{cv.DAYS_PER_YEAR}", t("default (engine.conventions)")),
     ]
-    return pl.DataFrame({t("rule"): [r[0] for r in rows], t("value"): [r[1] for r in rows],
-                         t("from"): [r[2] for r in rows]})
+    return pl.DataFrame({"rule": [r[0] for r in rows], "value": [r[1] for r in rows],
+                         "from": [r[2] for r in rows]})
 
 
 def _joiners(j: Any) -> str:
@@ -137,7 +137,7 @@ def projection_table(a: Any) -> pl.DataFrame:
         (t("horizon (sharing periods)"), f"{a.horizon:,}"),
         (t("Monte Carlo scenarios"), f"{a.n_scenarios:,}"),
     ]
-    return pl.DataFrame({t("assumption"): [r[0] for r in rows], t("value"): [r[1] for r in rows]})
+    return pl.DataFrame({"assumption": [r[0] for r in rows], "value": [r[1] for r in rows]})
 
 
 def plan_rules_table(projections: dict[str, Any]) -> pl.DataFrame:
@@ -146,13 +146,13 @@ def plan_rules_table(projections: dict[str, Any]) -> pl.DataFrame:
     for label, res in projections.items():
         a = res.assumptions
         benefits = sorted({float(b) for b in res.groups["benefit_cny"].to_list()}) if "benefit_cny" in res.groups.columns else []
-        rows.append({t("plan"): label, t("benefits (CNY)"): ", ".join(f"{b:,.0f}" for b in benefits),
-                     t("sharing periods per year"): a.periods_per_year,
-                     t("management fee (% of claims shared)"): 100 * a.fee,
-                     t("waiting period (sharing periods)"): a.waiting_periods,
-                     t("reporting lag (sharing periods)"): a.reporting_lag_periods,
-                     t("per-claimant cap (CNY per member per claim)"): a.per_claimant_cap,
-                     t("annual cap (CNY per member per year)"): a.annual_cap})
+        rows.append({"plan": label, "benefits (CNY)": ", ".join(f"{b:,.0f}" for b in benefits),
+                     "sharing periods per year": a.periods_per_year,
+                     "management fee (% of claims shared)": 100 * a.fee,
+                     "waiting period (sharing periods)": a.waiting_periods,
+                     "reporting lag (sharing periods)": a.reporting_lag_periods,
+                     "per-claimant cap (CNY per member per claim)": a.per_claimant_cap,
+                     "annual cap (CNY per member per year)": a.annual_cap})
     return pl.DataFrame(rows)
 
 
@@ -200,7 +200,7 @@ def record_table(ctx: Any, account: dict[str, Any]) -> pl.DataFrame:
         if isinstance(a, dict) and "read" in a:
             rows.append((t("{what}: read = used + set aside", what=t(what)),
                          f"{a['read']:,} = {a['used']:,} + {a['set_aside_total']:,}"))
-    return pl.DataFrame({t("item"): [r[0] for r in rows], t("value"): [r[1] for r in rows]})
+    return pl.DataFrame({"item": [r[0] for r in rows], "value": [r[1] for r in rows]})
 
 
 def add_assumptions(rep: Report, ctx: Any, account: dict[str, Any]) -> Section:

@@ -45,17 +45,17 @@ def shares_table(summary: dict[str, Any]) -> pl.DataFrame:
     rows = []
     for label, v in summary.items():
         rows.append({
-            t("plan file / plan"): label,
-            t("periods a year"): None if v.get("periods_per_year") is None else int(v["periods_per_year"]),
-            t("sustainable share, CNY per period"): v.get("sustainable_share_cny"),
-            t("sustainable share, CNY per month"): v.get("sustainable_share_cny_per_month"),
-            t("sustainable share, CNY per year"): v.get("sustainable_share_cny_per_year"),
-            t("today's mix, CNY per period"): v.get("share_current_mix_cny"),
-            t("today's mix, CNY per month"): v.get("share_current_mix_cny_per_month"),
-            t("today's mix, CNY per year"): v.get("share_current_mix_cny_per_year"),
-            t("paid after the caps, CNY per period"): v.get("share_after_caps_cny"),
-            t("paid after the caps, CNY per month"): v.get("share_after_caps_cny_per_month"),
-            t("paid after the caps, CNY per year"): v.get("share_after_caps_cny_per_year"),
+            "plan file / plan": label,
+            "periods a year": None if v.get("periods_per_year") is None else int(v["periods_per_year"]),
+            "sustainable share, CNY per period": v.get("sustainable_share_cny"),
+            "sustainable share, CNY per month": v.get("sustainable_share_cny_per_month"),
+            "sustainable share, CNY per year": v.get("sustainable_share_cny_per_year"),
+            "today's mix, CNY per period": v.get("share_current_mix_cny"),
+            "today's mix, CNY per month": v.get("share_current_mix_cny_per_month"),
+            "today's mix, CNY per year": v.get("share_current_mix_cny_per_year"),
+            "paid after the caps, CNY per period": v.get("share_after_caps_cny"),
+            "paid after the caps, CNY per month": v.get("share_after_caps_cny_per_month"),
+            "paid after the caps, CNY per year": v.get("share_after_caps_cny_per_year"),
         })
     return pl.DataFrame(rows, infer_schema_length=None)
 
@@ -105,27 +105,27 @@ def caps_table(summary: dict[str, Any]) -> pl.DataFrame:
     rows = []
     for label, v in summary.items():
         rows.append({
-            t("plan file / plan"): label,
-            t("per-claimant cap, CNY per member per claim"): v.get("per_claimant_cap_cny"),
-            t("annual cap, CNY per member per year"): v.get("annual_cap_cny"),
-            t("per-claimant cap binds"): _yes(v.get("per_claimant_cap_binding")),
-            t("annual cap binds"): _yes(v.get("annual_cap_binding")),
-            t("P(annual cap binds in a year), projection, max"): v.get("cap_binds_probability_max"),
-            t("leverage before the caps"): v.get("leverage_before_caps"),
-            t("leverage after the caps"): v.get("leverage_after_caps"),
-            t("platform pays, % of cost, first projection year"): v.get("platform_paid_pct_of_cost_first_year"),
+            "plan file / plan": label,
+            "per-claimant cap, CNY per member per claim": v.get("per_claimant_cap_cny"),
+            "annual cap, CNY per member per year": v.get("annual_cap_cny"),
+            "per-claimant cap binds": _yes(v.get("per_claimant_cap_binding")),
+            "annual cap binds": _yes(v.get("annual_cap_binding")),
+            "P(annual cap binds in a year), projection, max": v.get("cap_binds_probability_max"),
+            "leverage before the caps": v.get("leverage_before_caps"),
+            "leverage after the caps": v.get("leverage_after_caps"),
+            "platform pays, % of cost, first projection year": v.get("platform_paid_pct_of_cost_first_year"),
         })
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
 def subsidy_table(df: pl.DataFrame, year_label: str) -> pl.DataFrame:
-    """A caps' cost table (``caps_cost_*.parquet``) with translated headers."""
-    names = {"plan": t("plan file / plan"), "year": year_label, "cost_cny": t("cost (benefits + fee), CNY"),
-             "members_paid_cny": t("members pay, CNY"),
-             "platform_paid_per_claimant_cap_cny": t("platform pays above the per-claimant cap, CNY"),
-             "platform_paid_annual_cap_cny": t("platform pays above the annual cap, CNY"),
-             "platform_paid_cny": t("platform pays, CNY"), "platform_paid_pct_of_cost": t("platform pays, % of cost"),
-             "annual_cap_binds_prob": t("P(annual cap binds in the year)")}
+    """A caps' cost table (``caps_cost_*.parquet``) with English headers (the report translates what it shows)."""
+    names = {"plan": "plan file / plan", "year": year_label, "cost_cny": "cost (benefits + fee), CNY",
+             "members_paid_cny": "members pay, CNY",
+             "platform_paid_per_claimant_cap_cny": "platform pays above the per-claimant cap, CNY",
+             "platform_paid_annual_cap_cny": "platform pays above the annual cap, CNY",
+             "platform_paid_cny": "platform pays, CNY", "platform_paid_pct_of_cost": "platform pays, % of cost",
+             "annual_cap_binds_prob": "P(annual cap binds in the year)"}
     return df.select([pl.col(c).alias(n) for c, n in names.items() if c in df.columns])
 
 
@@ -158,7 +158,7 @@ def _caps(rep: Report, facts: dict[str, Any], tables: dict[str, pl.DataFrame], s
                      "/ annual share, before the caps (what the cost is) and after them (what members pay)."))
     proj = tables.get("caps_cost_projection")
     if proj is not None and proj.height:
-        Report.table(s, subsidy_table(proj, t("projection year")), max_rows=200)
+        Report.table(s, subsidy_table(proj, "projection year"), max_rows=200)
         Report.chart(s, subsidy_chart(proj))
         Report.text(s, t("Cost = benefits paid + fee; members pay the share after the caps; the platform pays the "
                          "rest. Means over the Monte Carlo scenarios, per projection year (periods a year from the "
@@ -166,7 +166,7 @@ def _caps(rep: Report, facts: dict[str, Any], tables: dict[str, pl.DataFrame], s
     hist = tables.get("caps_cost_history")
     if hist is not None and hist.height:
         Report.text(s, t("Realised, per pool and calendar year of the notice date (the share history):"))
-        Report.table(s, subsidy_table(hist, t("calendar year")), max_rows=200)
+        Report.table(s, subsidy_table(hist, "calendar year"), max_rows=200)
         Report.chart(s, realised_chart(hist))
 
 

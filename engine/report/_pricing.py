@@ -32,14 +32,14 @@ def groups_view(segments: pl.DataFrame) -> tuple[pl.DataFrame, Chart]:
     g = segments.sort("group")
     names = [str(n) for n in (g["name"] if "name" in g.columns else g["group"]).to_list()]
     table = pl.DataFrame({
-        t("group"): names,
-        t("rule"): g["rule"].cast(pl.String) if "rule" in g.columns else [""] * g.height,
-        t("members"): g["members"].round(0).cast(pl.Int64),
-        t("exposure (exposure-years)"): g["exposure_years"],
-        t("claims"): g["claims"].round(0).cast(pl.Int64),
-        t("rate (claims per 1,000 exposure-years)"): g["rate"] * PER,
-        t("lower (95%)"): g["rate_lower"] * PER,
-        t("upper (95%)"): g["rate_upper"] * PER,
+        "group": names,
+        "rule": g["rule"].cast(pl.String) if "rule" in g.columns else [""] * g.height,
+        "members": g["members"].round(0).cast(pl.Int64),
+        "exposure (exposure-years)": g["exposure_years"],
+        "claims": g["claims"].round(0).cast(pl.Int64),
+        "rate (claims per 1,000 exposure-years)": g["rate"] * PER,
+        "lower (95%)": g["rate_lower"] * PER,
+        "upper (95%)": g["rate_upper"] * PER,
     })
     chart = Chart(t("Risk groups: rate with its exact Poisson interval"), t("risk group"), _rate_label(),
                   (Series(t("exposure-years"), names, g["exposure_years"].to_list(), kind="bar", axis="y2"),
@@ -108,11 +108,11 @@ def factor_relativities(cells: pl.DataFrame, glm: Any, factor: str, level: float
 def relativity_table(rel: pl.DataFrame, factor: str) -> pl.DataFrame:
     """The relativities of one factor as a report table (headers translated, the factor's name as written)."""
     return pl.DataFrame({
-        factor: rel["level"], t("reference level"): [t("yes") if r else "" for r in rel["is_reference"].to_list()],
-        t("exposure (exposure-years)"): rel["exposure_years"], t("claims"): rel["claims"].round(0).cast(pl.Int64),
-        t("one-way relativity"): rel["crude_relativity"], t("lower (95%)"): rel["crude_lower"],
-        t("upper (95%)"): rel["crude_upper"], t("GLM relativity"): rel["glm_relativity"],
-        t("lower, GLM (95%)"): rel["glm_lower"], t("upper, GLM (95%)"): rel["glm_upper"]})
+        factor: rel["level"], "reference level": [t("yes") if r else "" for r in rel["is_reference"].to_list()],
+        "exposure (exposure-years)": rel["exposure_years"], "claims": rel["claims"].round(0).cast(pl.Int64),
+        "one-way relativity": rel["crude_relativity"], "lower (95%)": rel["crude_lower"],
+        "upper (95%)": rel["crude_upper"], "GLM relativity": rel["glm_relativity"],
+        "lower, GLM (95%)": rel["glm_lower"], "upper, GLM (95%)": rel["glm_upper"]})
 
 
 def relativity_chart(rel: pl.DataFrame, factor: str) -> Chart:
@@ -121,7 +121,8 @@ def relativity_chart(rel: pl.DataFrame, factor: str) -> Chart:
     lv = rel["level"].to_list()
     glm = rel["glm_relativity"].to_list()
     return Chart(
-        t("{factor}: relativity against the reference level {ref}", factor=factor, ref=ref), factor,
+        t("{factor}: relativity against the reference level {ref}", factor=factor, ref=ref),
+        t(factor) if factor in ("age", "sex") else factor,  # the contract's columns translated, the user's factors as written
         t("relativity (reference level = 1)"),
         (Series(t("exposure-years"), lv, rel["exposure_years"].to_list(), kind="bar", axis="y2"),
          Series(t("GLM relativity (95% interval)"), lv, glm, kind="errorbars",
@@ -313,7 +314,8 @@ def add_pricing(rep: Report, ctx: Any) -> None:
         if f["name"] in cells.columns:
             rel = factor_relativities(cells, glm, f["name"], ic.level)
             Report.chart(s, relativity_chart(rel, f["name"]))
-            Report.table(s, relativity_table(rel, f["name"]))
+            keep = () if f["name"] in ("age", "sex") else (f["name"],)  # the contract's columns are translated
+            Report.table(s, relativity_table(rel, f["name"]), keep=keep)
     inc = tb.get("incidence")
     if glm.spec_.get("age") is not None and inc is not None and basis is not None:
         k = level_factor(float(inc["claims"].sum()), float(inc["expected"].sum()), ic.level)[0]
@@ -329,7 +331,7 @@ def add_pricing(rep: Report, ctx: Any) -> None:
     for what, key in keys:
         ae = actual_expected(expected, key, level=ic.level)
         Report.chart(s, ae_chart(ae, what, basis_name))
-        Report.table(s, _ae_table(ae, what))
+        Report.table(s, _ae_table(ae, what), keep=(what,))
 
 
 __all__ = ["PER", "actual_expected", "add_pricing", "ae_chart", "age_curve", "age_curve_chart", "calendar_label",

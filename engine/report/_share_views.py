@@ -60,11 +60,11 @@ def decomposition_charts(dec: pl.DataFrame) -> list[Chart]:
 def decomposition_table(dec: pl.DataFrame) -> pl.DataFrame:
     """The decomposition with plain driver names and the value of each contribution."""
     return pl.DataFrame({
-        t("comparison"): dec["comparison"],
-        t("driver"): [driver_label(k) for k in dec["driver"].to_list()],
-        t("factor before"): dec["factor_a"],
-        t("factor after"): dec["factor_b"],
-        t("contribution (CNY per member)"): dec["contribution_cny"],
+        "comparison": dec["comparison"],
+        "driver": [driver_label(k) for k in dec["driver"].to_list()],
+        "factor before": dec["factor_a"],
+        "factor after": dec["factor_b"],
+        "contribution (CNY per member)": dec["contribution_cny"],
     })
 
 

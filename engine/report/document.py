@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from engine.report.chart import Chart
-from engine.report.i18n import current_language, t
+from engine.report.i18n import current_language, english_of, t
 from engine.report.render import render_chart
 
 #: report modes: interactive plots (plotly) or static PNG figures
@@ -131,9 +131,10 @@ def _fmt(v: Any) -> str:
 
 def _th(col: str, numeric: bool, keep: Collection[str]) -> str:
     cls = "" if numeric else "s"
-    shown = col if col in keep else t(col)
+    en = english_of(col)  # a header built with t(): its English name is the column's id in every language
+    shown = col if col in keep else t(en)
     text = html.escape(shown).replace("_", "_<wbr>")  # long column names break after an underscore
-    return f'<th class="{cls}" data-col="{html.escape(col)}" title="{html.escape(col)}">{text}</th>'
+    return f'<th class="{cls}" data-col="{html.escape(en)}" title="{html.escape(en)}">{text}</th>'
 
 
 def _td(v: Any, numeric: bool) -> str:

@@ -74,11 +74,34 @@ def t(text: str, **fmt: object) -> str:
     if _LANG.get() == "zh":
         out = zh_catalogue().get(text)
         if out is None:
-            _MISSING.add(text)
+            if text not in _zh_values():  # already translated (a header built with t() and shown by a table)
+                _MISSING.add(text)
             out = text
     else:
         out = text
     return out.format(**fmt) if fmt else out
+
+
+@functools.cache
+def _zh_values() -> frozenset[str]:
+    return frozenset(zh_catalogue().values())
+
+
+@functools.cache
+def _english_by_zh() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for en, zh in sorted(zh_catalogue().items()):
+        out.setdefault(zh, en)
+    return out
+
+
+def english_of(text: str) -> str:
+    """The English key of ``text`` when it is a translation in the catalogue (else ``text``).
+
+    A table whose header was built with :func:`t` keeps the English name as its column id
+    (``data-col``, the CSV download), the same in every language.
+    """
+    return _english_by_zh().get(text, text) if _LANG.get() == "zh" else text
 
 
 def missing_keys(clear: bool = False) -> list[str]:
