@@ -1,0 +1,173 @@
+"""Streaming validation: members checked partition by partition, never all in memory.
+
+Three steps, each a set of independent tasks an executor may run:
+
+1. **one task per partition** (a file): its rows are read once, every row rule is evaluated
+   (the same integer-coded expression as the in-memory pass), and the task returns the rows
+   set aside (with their row number in the partition), the claimants' ids with their rule
+   code, and the row count. It writes its non-null member ids, with their row numbers, into
+   ``B`` hash buckets (``hash(member_id) mod B``, Arrow IPC files in a temporary directory);
+2. **one task per bucket**: an id occurs in one bucket only, so the ids that occur more than
+   once across all partitions are found bucket by bucket, each holding about ``1/B`` of the
+   ids (``B`` = the number of partitions, at most 256, so a bucket is about one file's ids);
+3. **the driver**: rows of a duplicated id that passed every rule become
+   ``duplicate_member_id`` (their full rows are read again from their partition: they are
+   few); claims are checked against the claimants' clean member ids.
+
+Notes
+-----
+The account, the set-aside rows (input order: partition, then row) and the clean rows are
+identical to the in-memory pass of :func:`engine.validate`. Memory is bounded by one
+partition plus one bucket; the clean members stay on disk, each partition's clean rows
+being its rows minus the (few) row numbers set aside.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from engine._executor_check import check_executor
+from engine.data._validation_rules import (ValidationResult, _codes, _collect, _member_rule_list, _rename_reserved,
+                                           _sources, check_claims, make_account, member_codes_table)
+from engine.errors import DataError
+
+#: most hash buckets of the duplicate-id pass
+MAX_BUCKETS = 256
+_ROW = "__fentan_row"
+_CODE = "__fentan_code"
+
+
+def member_parts(members: Any) -> list[pl.LazyFrame]:
+    """The partitions of ``members``: a list as given, a frame read from several files split into its files."""
+    if isinstance(members, (list, tuple)):
+        parts = list(members)
+    else:
+        parts = list(getattr(members, "_fentan_parts", None) or [members])
+    if not parts:
+        raise DataError("members: no partition given (an empty list)")
+    out = []
+    for p in parts:
+        if not isinstance(p, (pl.DataFrame, pl.LazyFrame)):
+            raise DataError(f"members: expected polars frames, got {type(p).__name__}")
+        lf = p.lazy()
+        lf._fentan_sources = _sources(p)  # type: ignore[attr-defined]
+        out.append(lf)
+    return out
+
+
+def _run(executor: Executor | None, fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """``[fn(*job) for job in jobs]``, in this process or on ``executor`` (results in job order)."""
+    if executor is None:
+        return [fn(*job) for job in jobs]
+    futures = [executor.submit(fn, *job) for job in jobs]
+    try:
+        return [f.result() for f in futures]
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
+
+
+def partition_task(i: int, lf: pl.LazyFrame, sources: list[str], as_of: dt.date, min_date: dt.date,
+                   max_date: dt.date, claimant_ids: pl.Series, bucket_dir: str, n_buckets: int) -> dict[str, Any]:
+    """Step 1 on partition ``i``: rows set aside, claimants, row count; ids written to the buckets."""
+    lf = _rename_reserved(lf, sources)
+    rules = _member_rule_list(lf.collect_schema(), as_of, min_date, max_date)
+    df = _collect(lf.with_columns(_codes(rules).alias(_CODE)), sources, "members").with_row_index(_ROW)
+    ids = df.select(_ROW, "member_id").filter(pl.col("member_id").is_not_null())
+    bucket = (ids.get_column("member_id").hash(seed=0) % n_buckets).cast(pl.UInt32)
+    for (b,), part in ids.with_columns(bucket.alias("__b")).partition_by("__b", as_dict=True).items():
+        part.drop("__b").write_ipc(Path(bucket_dir) / str(b) / f"{i}.arrow", compression="uncompressed")
+    claimants = df.select("member_id", _ROW, _CODE).filter(pl.col("member_id").is_in(claimant_ids.implode()))
+    return {"rows": df.height, "rejected": df.filter(pl.col(_CODE) != 0), "claimants": claimants}
+
+
+def bucket_task(path: str) -> pl.DataFrame:
+    """Step 2 on one bucket: ``(__file, __fentan_row)`` of every row whose id occurs more than once."""
+    files = sorted(Path(path).glob("*.arrow"), key=lambda f: int(f.stem))
+    if not files:
+        return pl.DataFrame(schema={"__file": pl.UInt32, _ROW: pl.UInt32})
+    df = pl.concat([pl.read_ipc(f).with_columns(pl.lit(int(f.stem), dtype=pl.UInt32).alias("__file"))
+                    for f in files])
+    return df.filter(pl.col("member_id").is_duplicated()).select("__file", pl.col(_ROW).cast(pl.UInt32))
+
+
+def _template(parts: list[pl.LazyFrame]) -> pl.DataFrame:
+    """An empty frame with the columns and dtypes of all partitions concatenated (reserved names renamed)."""
+    frames = [_rename_reserved(p, _sources(p)).clear() for p in parts]
+    return (frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")).collect()
+
+
+def _conform(lf: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
+    """``lf`` with the columns, order and dtypes of ``schema`` (a column it lacks is null)."""
+    have = lf.collect_schema()
+    if have == schema:
+        return lf
+    return lf.select([pl.col(c).cast(t) if c in have else pl.lit(None, dtype=t).alias(c) for c, t in schema.items()])
+
+
+def _set_aside(parts: list[pl.LazyFrame], results: list[dict[str, Any]], dups: pl.DataFrame,
+               dup_code: int) -> list[pl.DataFrame]:
+    """Per partition: its rows set aside (rule failures, then duplicated ids that passed the rules), by row."""
+    out = []
+    for i, (lf, r) in enumerate(zip(parts, results, strict=True)):
+        rej = r["rejected"]
+        d = dups.filter(pl.col("__file") == i).get_column(_ROW)
+        d = d.filter(~d.is_in(rej.get_column(_ROW).implode()))
+        if len(d):  # clean rows of a duplicated id: read again (few)
+            src = _sources(lf)
+            more = _collect(_rename_reserved(lf, src).with_row_index(_ROW).filter(pl.col(_ROW).is_in(d.implode())),
+                            src, "members")
+            rej = pl.concat([rej, more.with_columns(pl.lit(dup_code, dtype=pl.UInt8).alias(_CODE))],
+                            how="diagonal_relaxed").sort(_ROW)
+        out.append(rej)
+    return out
+
+
+def validate_parts(parts: list[pl.LazyFrame], members: Any, claims: Any, craw: pl.DataFrame, c_schema: pl.Schema,
+                   rule: pl.Expr, *, as_of: dt.date, as_of_source: str, min_date: dt.date, max_date: dt.date,
+                   executor: Executor | None = None) -> ValidationResult:
+    """The streaming pass of :func:`engine.validate` over ``parts`` (claims ``craw`` already read)."""
+    check_executor(executor)
+    template = _template(parts)
+    rules = _member_rule_list(template.schema, as_of, min_date, max_date)
+    codes = member_codes_table(rules)
+    claimant_ids = craw.get_column("member_id").drop_nulls().unique()
+    n_buckets = max(1, min(len(parts), MAX_BUCKETS))
+    with tempfile.TemporaryDirectory(prefix="fentan-ids-") as tmp:
+        for b in range(n_buckets):
+            os.mkdir(Path(tmp) / str(b))
+        results = _run(executor, partition_task, [(i, p, _sources(p), as_of, min_date, max_date, claimant_ids, tmp,
+                                                   n_buckets) for i, p in enumerate(parts)])
+        dups = pl.concat(_run(executor, bucket_task, [(str(Path(tmp) / str(b)),) for b in range(n_buckets)]))
+    rejected = _set_aside(parts, results, dups, len(rules) + 1)
+    m_read = sum(int(r["rows"]) for r in results)
+    rejected_members = (pl.concat([template, *rejected], how="diagonal_relaxed")
+                        .join(codes, on=_CODE, how="left", maintain_order="left")
+                        .select([*template.columns, "reason"]))
+    clean_parts = []
+    for lf, rej in zip(parts, rejected, strict=True):
+        lf = _rename_reserved(lf, _sources(lf))
+        if rej.height:
+            lf = lf.with_row_index(_ROW).filter(~pl.col(_ROW).is_in(rej.get_column(_ROW).implode())).drop(_ROW)
+        clean_parts.append(_conform(lf, template.schema))
+
+    cl = pl.concat([r["claimants"].with_columns(pl.lit(i, dtype=pl.UInt32).alias("__file"))
+                    for i, r in enumerate(results)])
+    cl = cl.join(dups.with_columns(pl.lit(True).alias("__dup")), on=["__file", _ROW], how="left")
+    all_ids = cl.get_column("member_id").unique()
+    clean_ids = cl.filter((pl.col(_CODE) == 0) & pl.col("__dup").is_null()).get_column("member_id").unique()
+    clean_claims, rejected_claims, c_read = check_claims(craw, c_schema, rule, all_ids, clean_ids)
+    account = make_account(m_read, m_read - rejected_members.height, rejected_members, c_read, clean_claims,
+                           rejected_claims, as_of, as_of_source, members, claims)
+    clean = clean_parts[0] if len(clean_parts) == 1 else pl.concat(clean_parts, how="vertical")
+    return ValidationResult(clean, clean_claims.lazy(), rejected_members, rejected_claims, account,
+                            member_parts=clean_parts)
