@@ -69,25 +69,30 @@ def run(args: argparse.Namespace) -> int:
     if args.rejected_claims:
         check_writable(args.rejected_claims, "--rejected-claims", input_args(args))
 
-    res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of, as_of_source="--as-of")
+    # streaming: validation file by file, then exposure file by file; no step holds every member
+    res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of, as_of_source="--as-of",
+                   stream=True)
     res.require_usable(str(args.members))
-    members = res.members.collect()  # validation holds the clean members in memory already
-    cols = (members[0] if isinstance(members, list) else members).collect_schema().names()
-    missing = [b for b in by if b not in ("age", "duration", "duration_band") and b not in cols]
+    parts = res.member_parts or [res.members]
+    schema = parts[0].collect_schema()  # every part has the columns and dtypes of all files together
+    missing = [b for b in by if b not in ("age", "duration", "duration_band") and b not in schema]
     if missing:
         raise ConfigError(f"--by: members have no column '{missing[0]}'")
     from engine.pipeline._stages import check_factor_types
 
-    check_factor_types(members.schema, [b for b in by if b in cols], "--by")
-    from engine.data.factor_levels import fill_missing
-
-    members = fill_missing(members, [b for b in by if b in cols and b != "sex"])
+    factors = [b for b in by if b in schema]
+    check_factor_types(schema, factors, "--by")
     claims = res.claims.collect()
     cells, rejected = exposure(
-        members, claims, start=start, end=end, period=args.period, waiting_days=waiting,
+        parts, claims, start=start, end=end, period=args.period, waiting_days=waiting,
         terminate_on_claim=not args.no_terminate_on_claim, by=by, duration_bands=bands,
         batch_size=batch, return_rejected=True,
     )
+    from engine.cells._exposure import SUMS
+    from engine.data.factor_levels import fill_missing
+
+    # a null factor is the level "missing": filled in the cells (additive), not in every member row
+    cells = fill_missing(cells, [b for b in factors if b != "sex"], sums=SUMS)
     if cells.height == 0 or int(cells["exposure_days"].sum()) == 0:
         raise DataError(f"{args.members}: no member is at risk in the study window {start} to {end} "
                         f"(--start/--end; {res.account['members']['used']:,} valid members)")
