@@ -6,6 +6,8 @@ import argparse
 
 from engine.conventions import WAITING_DAYS
 
+#: no linear algebra: the CLI need not load scipy to limit BLAS threads
+BLAS = False
 NAME = "exposure"
 HELP = "exposure cells (period x age x ... : exposure/sharing days and years, claims, amount)"
 
@@ -48,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.errors import ConfigError, DataError
     from engine.cells._exposure import PERIODS, exposure
     from engine.data.io import read_claims, read_members, write_parquet
+    from engine.data.factor_levels import check_factor_types
     from engine.data.validation import validate
 
     start = parse_date(args.start, "--start")
@@ -78,8 +81,6 @@ def run(args: argparse.Namespace) -> int:
     missing = [b for b in by if b not in ("age", "duration", "duration_band") and b not in schema]
     if missing:
         raise ConfigError(f"--by: members have no column '{missing[0]}'")
-    from engine.pipeline._stages import check_factor_types
-
     factors = [b for b in by if b in schema]
     check_factor_types(schema, factors, "--by")
     claims = res.claims.collect()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+#: no linear algebra: the CLI need not load scipy to limit BLAS threads
+BLAS = False
 NAME = "validate"
 HELP = "validate members and claims; write the set-aside rows and the row account"
 

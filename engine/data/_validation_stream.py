@@ -25,7 +25,6 @@ being its rows minus the (few) row numbers set aside.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -82,21 +81,42 @@ def partition_task(i: int, lf: pl.LazyFrame, sources: list[str], as_of: dt.date,
     lf = _rename_reserved(lf, sources)
     rules = _member_rule_list(lf.collect_schema(), as_of, min_date, max_date)
     df = _collect(lf.with_columns(_codes(rules).alias(_CODE)), sources, "members").with_row_index(_ROW)
-    ids = df.select(_ROW, "member_id").filter(pl.col("member_id").is_not_null())
-    bucket = (ids.get_column("member_id").hash(seed=0) % n_buckets).cast(pl.UInt32)
-    for (b,), part in ids.with_columns(bucket.alias("__b")).partition_by("__b", as_dict=True).items():
-        part.drop("__b").write_ipc(Path(bucket_dir) / str(b) / f"{i}.arrow", compression="uncompressed")
+    write_buckets(df.select(_ROW, "member_id").filter(pl.col("member_id").is_not_null()),
+                  Path(bucket_dir) / f"{i}.arrow", n_buckets)
     claimants = df.select("member_id", _ROW, _CODE).filter(pl.col("member_id").is_in(claimant_ids.implode()))
     return {"rows": df.height, "rejected": df.filter(pl.col(_CODE) != 0), "claimants": claimants}
 
 
-def bucket_task(path: str) -> pl.DataFrame:
-    """Step 2 on one bucket: ``(__file, __fentan_row)`` of every row whose id occurs more than once."""
-    files = sorted(Path(path).glob("*.arrow"), key=lambda f: int(f.stem))
-    if not files:
-        return pl.DataFrame(schema={"__file": pl.UInt32, _ROW: pl.UInt32})
-    df = pl.concat([pl.read_ipc(f).with_columns(pl.lit(int(f.stem), dtype=pl.UInt32).alias("__file"))
-                    for f in files])
+def write_buckets(ids: pl.DataFrame, path: Path, n_buckets: int) -> None:
+    """``ids`` (``__fentan_row``, ``member_id``) split by ``hash(member_id) mod n_buckets`` into one Arrow IPC
+    file holding one record batch per bucket, in bucket order (empty ones included)."""
+    import numpy as np
+    import pyarrow as pa
+
+    bucket = (ids.get_column("member_id").hash(seed=0) % n_buckets).cast(pl.UInt32)
+    order = bucket.arg_sort()
+    table = ids.gather(order).to_arrow().combine_chunks()
+    whole = table.to_batches()
+    rb = whole[0] if whole else pa.RecordBatch.from_pylist([], schema=table.schema)
+    ends = np.cumsum(np.bincount(bucket.to_numpy(), minlength=n_buckets))
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+        start = 0
+        for end in ends.tolist():
+            w.write_batch(rb.slice(start, end - start))  # one batch per bucket, empty ones too
+            start = end
+
+
+def bucket_task(bucket_dir: str, b: int, n_parts: int) -> pl.DataFrame:
+    """Step 2 on bucket ``b``: ``(__file, __fentan_row)`` of every row whose id occurs more than once."""
+    import pyarrow as pa
+
+    frames = []
+    for i in range(n_parts):
+        with pa.memory_map(str(Path(bucket_dir) / f"{i}.arrow")) as src:
+            reader = pa.ipc.open_file(src)
+            batch = reader.get_batch(b)
+            frames.append(pl.from_arrow(batch).with_columns(pl.lit(i, dtype=pl.UInt32).alias("__file")))
+    df = pl.concat(frames, how="vertical_relaxed")
     return df.filter(pl.col("member_id").is_duplicated()).select("__file", pl.col(_ROW).cast(pl.UInt32))
 
 
@@ -143,11 +163,9 @@ def validate_parts(parts: list[pl.LazyFrame], members: Any, claims: Any, craw: p
     claimant_ids = craw.get_column("member_id").drop_nulls().unique()
     n_buckets = max(1, min(len(parts), MAX_BUCKETS))
     with tempfile.TemporaryDirectory(prefix="fentan-ids-") as tmp:
-        for b in range(n_buckets):
-            os.mkdir(Path(tmp) / str(b))
         results = _run(executor, partition_task, [(i, p, _sources(p), as_of, min_date, max_date, claimant_ids, tmp,
                                                    n_buckets) for i, p in enumerate(parts)])
-        dups = pl.concat(_run(executor, bucket_task, [(str(Path(tmp) / str(b)),) for b in range(n_buckets)]))
+        dups = pl.concat(_run(executor, bucket_task, [(tmp, b, len(parts)) for b in range(n_buckets)]))
     rejected = _set_aside(parts, results, dups, len(rules) + 1)
     m_read = sum(int(r["rows"]) for r in results)
     rejected_members = (pl.concat([template, *rejected], how="diagonal_relaxed")

@@ -1,0 +1,133 @@
+"""DuckDB as a peer of ``fentan exposure``: one SQL query, written as well as we can.
+
+The query computes the same cells as fentan (monthly periods x attained age x sex x the
+static factors; exposure and sharing days, claims, amount) from clean members and claims:
+
+* each member's sharing interval ``[s0, s1]`` and at-risk interval ``[r0, e1]`` (after the
+  waiting period, up to the first eligible claim);
+* **events** with a +1/-1 count at the start and the day after the end of each interval, and
+  at each birthday inside it (-1 at the old age, +1 at the new), plus zero events at every
+  month start (so no segment crosses a month) and the day after the study;
+* a **window sum** of the events per key in day order gives the members sharing and at risk
+  on each segment between two events; ``count x segment length`` summed per month and key
+  are the day counts;
+* eligible first claims counted in the cell of their event day.
+
+Attained age: age last birthday, a 29 February birthday on 1 March in common years (the
+fentan convention). Run as a whole process (what a user does)::
+
+    python -m benchmarks.adapters.duckdb_peer MEMBERS_DIR CLAIMS.parquet START END WAITING_DAYS OUT.parquet \\
+        DAYS_PER_YEAR [FACTOR,...]
+
+``duckdb`` is in the ``bench`` extra; the engine never imports it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+MACROS = """
+CREATE OR REPLACE MACRO bday(b, y) AS CASE
+    WHEN month(b) = 2 AND day(b) = 29 AND NOT ((y % 4 = 0 AND y % 100 <> 0) OR y % 400 = 0)
+    THEN make_date(y, 3, 1) ELSE make_date(y, month(b), day(b)) END;
+CREATE OR REPLACE MACRO age_on(b, d) AS
+    year(d) - year(b) - CASE WHEN d < bday(b, year(d)) THEN 1 ELSE 0 END;
+"""
+
+QUERY = """
+WITH m AS (
+    SELECT member_id, birth_date AS b, sex, {factors_sel} join_date AS j, exit_date AS x
+    FROM read_parquet('{members}')
+),
+c AS (
+    SELECT cl.member_id, cl.event_date AS ev, cl.amount
+    FROM read_parquet('{claims}') cl JOIN m USING (member_id)
+    WHERE cl.event_date >= m.j + {w} AND (m.x IS NULL OR cl.event_date < m.x)
+),
+first AS (SELECT member_id, min(ev) AS fc FROM c GROUP BY member_id),
+iv AS (
+    SELECT m.*, first.fc, greatest(j, DATE '{start}') AS s0,
+           least(coalesce(x - 1, DATE '{end}'), DATE '{end}') AS s1,
+           greatest(j + {w}, j, DATE '{start}') AS r0,
+           least(coalesce(x - 1, DATE '{end}'), DATE '{end}', coalesce(first.fc, DATE '{end}')) AS e1
+    FROM m LEFT JOIN first USING (member_id)
+    WHERE greatest(j, DATE '{start}') <= least(coalesce(x - 1, DATE '{end}'), DATE '{end}')
+),
+bd AS (  -- birthdays strictly after s0, up to s1
+    SELECT iv.*, bday(b, y) AS d FROM iv, unnest(range(year(s0), year(s1) + 1)) t(y)
+    WHERE bday(b, y) > s0 AND bday(b, y) <= s1
+),
+ev AS (
+    SELECT s0 AS d, age_on(b, s0) AS age, sex, {factors} 1 AS dsh, 0 AS dex FROM iv
+    UNION ALL SELECT s1 + 1, age_on(b, s1), sex, {factors} -1, 0 FROM iv
+    UNION ALL SELECT r0, age_on(b, r0), sex, {factors} 0, 1 FROM iv WHERE r0 <= e1
+    UNION ALL SELECT e1 + 1, age_on(b, e1), sex, {factors} 0, -1 FROM iv WHERE r0 <= e1
+    UNION ALL SELECT d, age_on(b, d) - 1, sex, {factors} -1, CASE WHEN d > r0 AND d <= e1 THEN -1 ELSE 0 END FROM bd
+    UNION ALL SELECT d, age_on(b, d), sex, {factors} 1, CASE WHEN d > r0 AND d <= e1 THEN 1 ELSE 0 END FROM bd
+),
+agg AS (SELECT d, age, sex, {factors} sum(dsh) AS dsh, sum(dex) AS dex FROM ev GROUP BY ALL),
+keys AS (SELECT DISTINCT {keys} FROM agg),
+ticks AS (  -- month starts and the day after the study: no segment crosses a month
+    SELECT unnest(range(DATE '{start_month}', DATE '{end}' + 1, INTERVAL 1 MONTH))::DATE AS d
+    UNION ALL SELECT DATE '{end}' + 1
+),
+allev AS (
+    SELECT * FROM agg
+    UNION ALL SELECT greatest(t.d, DATE '{start}'), k.age, k.sex, {kfactors} 0, 0 FROM keys k, ticks t
+),
+seg AS (
+    SELECT d, age, sex, {factors}
+           sum(dsh) OVER w AS n_sh, sum(dex) OVER w AS n_ex,
+           lead(d) OVER (PARTITION BY {keys} ORDER BY d) - d AS len
+    FROM (SELECT d, age, sex, {factors} sum(dsh) AS dsh, sum(dex) AS dex FROM allev GROUP BY ALL)
+    WINDOW w AS (PARTITION BY {keys} ORDER BY d ROWS UNBOUNDED PRECEDING)
+),
+days AS (
+    SELECT date_trunc('month', d)::DATE AS period, age, sex, {factors}
+           sum(n_ex * len)::BIGINT AS exposure_days, sum(n_sh * len)::BIGINT AS sharing_days
+    FROM seg WHERE d <= DATE '{end}' GROUP BY ALL
+),
+cc AS (
+    SELECT date_trunc('month', c.ev)::DATE AS period, age_on(iv.b, c.ev) AS age, iv.sex, {ivfactors}
+           count(*)::BIGINT AS claims, sum(c.amount) AS amount
+    FROM c JOIN iv USING (member_id)
+    WHERE c.ev = iv.fc AND c.ev BETWEEN DATE '{start}' AND DATE '{end}' AND iv.e1 >= iv.r0
+    GROUP BY ALL
+)
+SELECT days.period, days.age, days.sex, {dfactors} exposure_days, exposure_days / {dpy} AS exposure_years,
+       sharing_days, sharing_days / {dpy} AS sharing_years,
+       coalesce(cc.claims, 0) AS claims, coalesce(cc.amount, 0.0) AS amount
+FROM days LEFT JOIN cc USING (period, {keys})
+WHERE sharing_days > 0
+ORDER BY ALL
+"""
+
+
+def exposure_sql(members: str, claims: str, start: str, end: str, waiting_days: int, factors: list[str],
+                 days_per_year: float) -> str:
+    """The query for members under ``members`` (a glob), claims ``claims``, keys age, sex and ``factors``."""
+    f = "".join(f"{x}, " for x in factors)
+    return QUERY.format(
+        members=members, claims=claims, dpy=repr(float(days_per_year)), start=start, end=end, w=int(waiting_days), start_month=start[:8] + "01",
+        factors=f, factors_sel=f, keys=", ".join(["age", "sex", *factors]),
+        kfactors="".join(f"k.{x}, " for x in factors), ivfactors="".join(f"iv.{x}, " for x in factors),
+        dfactors="".join(f"days.{x}, " for x in factors),
+    )
+
+
+def run(members_dir: str, claims: str, start: str, end: str, waiting_days: int, out: str, days_per_year: float,
+        factors: tuple[str, ...] = ("city_tier",), threads: int = 2) -> None:
+    """Compute the cells with DuckDB and write them to ``out`` (Parquet)."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET threads = {int(threads)}")
+    con.execute(MACROS)
+    sql = exposure_sql(str(Path(members_dir) / "*.parquet"), claims, start, end, waiting_days, list(factors), days_per_year)
+    con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet)")
+
+
+if __name__ == "__main__":
+    a = sys.argv[1:]
+    run(a[0], a[1], a[2], a[3], int(a[4]), a[5], float(a[6]), tuple(a[7].split(",")) if len(a) > 7 and a[7] else ())

@@ -1,0 +1,132 @@
+"""Benchmark: ``fentan exposure`` as a user runs it (validation included) against DuckDB, whole processes.
+
+    python -m benchmarks.bench_cli_exposure --sizes 1000000,10000000 --root /tmp/fentan-bench
+
+For each size the synthetic platform (:func:`engine.synth.generate`, clean, seed 1) is written
+once as 10 member Parquet files and one claims file. Then, in the same run and for each
+size, every command runs in a fresh process under ``/usr/bin/time -v`` (wall time and peak
+RSS of the whole process: start-up, reading, validation and writing included):
+
+* ``fentan exposure --members DIR --claims FILE --by age,sex`` (validates, then computes, streaming);
+* the DuckDB query of :mod:`benchmarks.adapters.duckdb_peer` (no validation);
+* ``fentan --help`` (start-up).
+
+The cells of the two are checked to be the same (keys exact, day counts exact, amounts to
+1e-12 relative). Results are merged into ``benchmarks/results.json`` under ``cli_exposure``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+START, END = "2019-01-01", "2021-12-31"
+FILES = 10
+BY = "age,sex"
+
+
+def make_data(n: int, root: Path) -> Path:
+    """Members in ``FILES`` Parquet files and claims in one, under ``root/<n>`` (written once)."""
+    import numpy as np
+
+    from engine.synth import generate
+
+    d = root / str(n)
+    if (d / "done").exists():
+        return d
+    plat = generate(n, seed=1)
+    (d / "members").mkdir(parents=True, exist_ok=True)
+    cuts = np.linspace(0, plat.members.height, FILES + 1).astype(int)
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        plat.members.slice(int(a), int(b - a)).write_parquet(d / "members" / f"part-{i:02d}.parquet")
+    plat.claims.write_parquet(d / "claims.parquet")
+    (d / "done").write_text(f"{plat.members.height} members, {plat.claims.height} claims\n")
+    return d
+
+
+def timed(cmd: list[str]) -> dict[str, Any]:
+    """Run ``cmd`` under ``/usr/bin/time -v``: wall seconds and peak RSS (MB) of the whole process."""
+    p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {p.stderr[-2000:]}")
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", p.stderr)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
+    assert wall and rss, p.stderr
+    secs = int(wall.group(1) or 0) * 3600 + int(wall.group(2)) * 60 + float(wall.group(3))
+    return {"seconds": round(secs, 3), "peak_rss_mb": round(int(rss.group(1)) / 1024, 1)}
+
+
+def same_cells(a: Path, b: Path) -> dict[str, Any]:
+    """fentan's and DuckDB's cells: same keys, same day counts and claims, amounts to 1e-12 relative."""
+    import numpy as np
+    import polars as pl
+
+    x, y = pl.read_parquet(a), pl.read_parquet(b)
+    keys = ["period", *BY.split(",")]
+    y = y.with_columns(pl.col(k).cast(x.schema[k]) for k in keys).sort(keys)
+    x = x.sort(keys)
+    assert x.select(keys).equals(y.select(keys)), "cells differ in their keys"
+    for col in ("exposure_days", "sharing_days", "claims"):
+        assert (x[col].cast(pl.Int64) == y[col].cast(pl.Int64)).all(), f"cells differ in {col}"
+    rel = float(np.max(np.abs(x["amount"].to_numpy() - y["amount"].to_numpy()) / np.maximum(1.0, np.abs(x["amount"].to_numpy()))))
+    assert rel <= 1e-12, f"amounts differ by {rel}"
+    return {"cells": x.height, "max_rel_amount_diff": rel}
+
+
+def one_size(n: int, root: Path, waiting: int, dpy: float) -> dict[str, Any]:
+    d = make_data(n, root)
+    out_f, out_d = d / "cells_fentan.parquet", d / "cells_duckdb.parquet"
+    for f in (out_f, out_d):
+        f.unlink(missing_ok=True)
+    fentan = [sys.executable, "-m", "engine", "exposure", "--members", str(d / "members"), "--claims",
+              str(d / "claims.parquet"), "--start", START, "--end", END, "--as-of", END, "--by", BY, "--out", str(out_f), "--quiet"]
+    duck = [sys.executable, "-m", "benchmarks.adapters.duckdb_peer", str(d / "members"), str(d / "claims.parquet"),
+            START, END, str(waiting), str(out_d), repr(dpy), ""]
+    rec: dict[str, Any] = {"members": n, "files": FILES, "load_before": list(os.getloadavg())}
+    rec["fentan_exposure"] = timed(fentan)
+    rec["duckdb_query"] = timed(duck)
+    rec["fentan_exposure_again"] = timed(fentan)  # order effects on a loaded machine
+    rec["duckdb_query_again"] = timed(duck)
+    rec["same"] = same_cells(out_f, out_d)
+    rec["load_after"] = list(os.getloadavg())
+    return rec
+
+
+def main(argv: list[str] | None = None) -> int:
+    from engine.conventions import DAYS_PER_YEAR, WAITING_DAYS
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000000,10000000")
+    ap.add_argument("--root", type=Path, default=Path("/tmp/fentan-bench-cli"))
+    ap.add_argument("--out", type=Path, default=HERE / "results.json")
+    a = ap.parse_args(argv)
+    res: dict[str, Any] = {
+        "command": "python -m benchmarks.bench_cli_exposure --sizes " + a.sizes,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": {"start": START, "end": END, "by": BY, "waiting_days": WAITING_DAYS, "period": "month",
+                   "files": FILES, "data": "engine.synth.generate(n, seed=1), clean"},
+        "machine": {"nproc": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "startup": {"fentan --help": timed([sys.executable, "-m", "engine", "--help"])},
+        "sizes": [],
+    }
+    for n in [int(s) for s in a.sizes.split(",")]:
+        rec = one_size(n, a.root, WAITING_DAYS, DAYS_PER_YEAR)
+        print(json.dumps(rec), flush=True)
+        res["sizes"].append(rec)
+    old = json.loads(a.out.read_text()) if a.out.exists() else {}
+    old["cli_exposure"] = res
+    a.out.write_text(json.dumps(old, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
