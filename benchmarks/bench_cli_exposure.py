@@ -54,15 +54,18 @@ def make_data(n: int, root: Path) -> Path:
 
 
 def timed(cmd: list[str]) -> dict[str, Any]:
-    """Run ``cmd`` under ``/usr/bin/time -v``: wall seconds and peak RSS (MB) of the whole process."""
+    """Run ``cmd`` under ``/usr/bin/time -v``: wall and CPU (user + system) seconds, peak RSS (MB), whole process."""
     p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {p.stderr[-2000:]}")
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", p.stderr)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
-    assert wall and rss, p.stderr
+    user = re.search(r"User time \(seconds\): ([\d.]+)", p.stderr)
+    system = re.search(r"System time \(seconds\): ([\d.]+)", p.stderr)
+    assert wall and rss and user and system, p.stderr
     secs = int(wall.group(1) or 0) * 3600 + int(wall.group(2)) * 60 + float(wall.group(3))
-    return {"seconds": round(secs, 3), "peak_rss_mb": round(int(rss.group(1)) / 1024, 1)}
+    return {"seconds": round(secs, 3), "cpu_seconds": round(float(user.group(1)) + float(system.group(1)), 2),
+            "peak_rss_mb": round(int(rss.group(1)) / 1024, 1)}
 
 
 def same_cells(a: Path, b: Path) -> dict[str, Any]:
@@ -88,7 +91,7 @@ def one_size(n: int, root: Path, waiting: int, dpy: float) -> dict[str, Any]:
     for f in (out_f, out_d):
         f.unlink(missing_ok=True)
     fentan = [sys.executable, "-m", "engine", "exposure", "--members", str(d / "members"), "--claims",
-              str(d / "claims.parquet"), "--start", START, "--end", END, "--as-of", END, "--by", BY, "--out", str(out_f), "--quiet"]
+              str(d / "claims.parquet"), "--start", START, "--end", END, "--by", BY, "--out", str(out_f), "--quiet"]
     duck = [sys.executable, "-m", "benchmarks.adapters.duckdb_peer", str(d / "members"), str(d / "claims.parquet"),
             START, END, str(waiting), str(out_d), repr(dpy), ""]
     rec: dict[str, Any] = {"members": n, "files": FILES, "load_before": list(os.getloadavg())}

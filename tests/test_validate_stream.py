@@ -152,26 +152,34 @@ def test_any_split(cuts, use_threads) -> None:
         _same(engine.validate(parts, CLAIMS))
 
 
-def test_buckets_hold_every_id_once(monkeypatch) -> None:
-    """Every non-null id is written to exactly one bucket (so a duplicate cannot be missed)."""
-    seen = []
+@pytest.mark.parametrize("per_task", [vs.IDS_PER_TASK, 500])
+def test_buckets_hold_every_id_once(monkeypatch, per_task) -> None:
+    """Every non-null id is written to exactly one bucket, and the tasks cover every bucket once
+    (so a duplicate cannot be missed), with one task or many."""
+    seen, ranges = [], []
     real = vs.bucket_task
 
-    def spy(bucket_dir: str, b: int, n_parts: int) -> pl.DataFrame:
+    def spy(bucket_dir: str, lo: int, hi: int, n_parts: int) -> pl.DataFrame:
         import pyarrow as pa
 
+        ranges.append((lo, hi))
         for i in range(n_parts):
             with pa.memory_map(f"{bucket_dir}/{i}.arrow") as src:
-                seen.append(pl.from_arrow(pa.ipc.open_file(src).get_batch(b)).with_columns(pl.lit(b).alias("bucket")))
-        return real(bucket_dir, b, n_parts)
+                reader = pa.ipc.open_file(src)
+                for b in range(lo, hi):
+                    seen.append(pl.from_arrow(reader.get_batch(b)).with_columns(pl.lit(b).alias("bucket")))
+        return real(bucket_dir, lo, hi, n_parts)
 
     monkeypatch.setattr(vs, "bucket_task", spy)
+    monkeypatch.setattr(vs, "IDS_PER_TASK", per_task)
     parts = [MEMBERS.slice(a, b - a).lazy() for a, b in zip(SPLITS["8 files"], SPLITS["8 files"][1:])]
     _same(engine.validate(parts, CLAIMS))
     ids = pl.concat(seen)
     assert ids.height == MEMBERS.get_column("member_id").drop_nulls().len()
     assert ids.group_by("member_id").agg(pl.col("bucket").n_unique()).get_column("bucket").max() == 1
-    assert ids.get_column("bucket").n_unique() == 8
+    assert ids.get_column("bucket").n_unique() > 100
+    assert [b for lo, hi in sorted(ranges) for b in range(lo, hi)] == list(range(vs.N_BUCKETS))
+    assert (len(ranges) == 1) == (per_task > N)
 
 
 def test_corrupt_file_named(tmp_path) -> None:

@@ -36,35 +36,38 @@ CREATE OR REPLACE MACRO age_on(b, d) AS
 """
 
 QUERY = """
-WITH m AS (
+WITH m AS NOT MATERIALIZED (
     SELECT member_id, birth_date AS b, sex, {factors_sel} join_date AS j, exit_date AS x
     FROM read_parquet('{members}')
 ),
-c AS (
-    SELECT cl.member_id, cl.event_date AS ev, cl.amount
+c AS (  -- eligible claims (few), with their member's keys
+    SELECT cl.member_id, cl.event_date AS ev, cl.amount, m.b, m.sex, {mfactors} 1 AS one
     FROM read_parquet('{claims}') cl JOIN m USING (member_id)
     WHERE cl.event_date >= m.j + {w} AND (m.x IS NULL OR cl.event_date < m.x)
 ),
 first AS (SELECT member_id, min(ev) AS fc FROM c GROUP BY member_id),
-iv AS (
-    SELECT m.*, first.fc, greatest(j, DATE '{start}') AS s0,
+iv AS NOT MATERIALIZED (
+    SELECT m.*, greatest(j, DATE '{start}') AS s0,
            least(coalesce(x - 1, DATE '{end}'), DATE '{end}') AS s1,
            greatest(j + {w}, j, DATE '{start}') AS r0,
            least(coalesce(x - 1, DATE '{end}'), DATE '{end}', coalesce(first.fc, DATE '{end}')) AS e1
     FROM m LEFT JOIN first USING (member_id)
     WHERE greatest(j, DATE '{start}') <= least(coalesce(x - 1, DATE '{end}'), DATE '{end}')
 ),
-bd AS (  -- birthdays strictly after s0, up to s1
-    SELECT iv.*, bday(b, y) AS d FROM iv, unnest(range(year(s0), year(s1) + 1)) t(y)
-    WHERE bday(b, y) > s0 AND bday(b, y) <= s1
-),
-ev AS (
-    SELECT s0 AS d, age_on(b, s0) AS age, sex, {factors} 1 AS dsh, 0 AS dex FROM iv
-    UNION ALL SELECT s1 + 1, age_on(b, s1), sex, {factors} -1, 0 FROM iv
-    UNION ALL SELECT r0, age_on(b, r0), sex, {factors} 0, 1 FROM iv WHERE r0 <= e1
-    UNION ALL SELECT e1 + 1, age_on(b, e1), sex, {factors} 0, -1 FROM iv WHERE r0 <= e1
-    UNION ALL SELECT d, age_on(b, d) - 1, sex, {factors} -1, CASE WHEN d > r0 AND d <= e1 THEN -1 ELSE 0 END FROM bd
-    UNION ALL SELECT d, age_on(b, d), sex, {factors} 1, CASE WHEN d > r0 AND d <= e1 THEN 1 ELSE 0 END FROM bd
+ev AS (  -- one pass over the members: each member's events as a list, unnested
+    SELECT e.d AS d, e.a AS age, sex, {factors} e.sh AS dsh, e.ex AS dex FROM (
+        SELECT sex, {factors} unnest(list_concat(
+            [{{'d': s0, 'a': age_on(b, s0), 'sh': 1, 'ex': 0}}, {{'d': s1 + 1, 'a': age_on(b, s1), 'sh': -1, 'ex': 0}}],
+            CASE WHEN r0 <= e1 THEN [{{'d': r0, 'a': age_on(b, r0), 'sh': 0, 'ex': 1}},
+                                     {{'d': e1 + 1, 'a': age_on(b, e1), 'sh': 0, 'ex': -1}}] END,
+            flatten(list_transform(  -- birthdays strictly after s0, up to s1: -1 at the old age, +1 at the new
+                list_filter(list_transform(range(year(s0), year(s1) + 1), lambda y: bday(b, y)),
+                            lambda d: d > s0 AND d <= s1),
+                lambda d: [{{'d': d, 'a': age_on(b, d) - 1, 'sh': -1, 'ex': CASE WHEN d > r0 AND d <= e1 THEN -1 ELSE 0 END}},
+                           {{'d': d, 'a': age_on(b, d), 'sh': 1, 'ex': CASE WHEN d > r0 AND d <= e1 THEN 1 ELSE 0 END}}]))
+        )) AS e
+        FROM iv
+    )
 ),
 agg AS (SELECT d, age, sex, {factors} sum(dsh) AS dsh, sum(dex) AS dex FROM ev GROUP BY ALL),
 keys AS (SELECT DISTINCT {keys} FROM agg),
@@ -88,11 +91,11 @@ days AS (
            sum(n_ex * len)::BIGINT AS exposure_days, sum(n_sh * len)::BIGINT AS sharing_days
     FROM seg WHERE d <= DATE '{end}' GROUP BY ALL
 ),
-cc AS (
-    SELECT date_trunc('month', c.ev)::DATE AS period, age_on(iv.b, c.ev) AS age, iv.sex, {ivfactors}
+cc AS (  -- first eligible claims in the study, in the cell of their event day
+    SELECT date_trunc('month', c.ev)::DATE AS period, age_on(c.b, c.ev) AS age, c.sex, {cfactors}
            count(*)::BIGINT AS claims, sum(c.amount) AS amount
-    FROM c JOIN iv USING (member_id)
-    WHERE c.ev = iv.fc AND c.ev BETWEEN DATE '{start}' AND DATE '{end}' AND iv.e1 >= iv.r0
+    FROM c JOIN first USING (member_id)
+    WHERE c.ev = first.fc AND c.ev BETWEEN DATE '{start}' AND DATE '{end}'
     GROUP BY ALL
 )
 SELECT days.period, days.age, days.sex, {dfactors} exposure_days, exposure_days / {dpy} AS exposure_years,
@@ -111,7 +114,7 @@ def exposure_sql(members: str, claims: str, start: str, end: str, waiting_days: 
     return QUERY.format(
         members=members, claims=claims, dpy=repr(float(days_per_year)), start=start, end=end, w=int(waiting_days), start_month=start[:8] + "01",
         factors=f, factors_sel=f, keys=", ".join(["age", "sex", *factors]),
-        kfactors="".join(f"k.{x}, " for x in factors), ivfactors="".join(f"iv.{x}, " for x in factors),
+        kfactors="".join(f"k.{x}, " for x in factors), cfactors="".join(f"c.{x}, " for x in factors), mfactors="".join(f"m.{x}, " for x in factors),
         dfactors="".join(f"days.{x}, " for x in factors),
     )
 

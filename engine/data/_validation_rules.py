@@ -36,6 +36,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from engine._results import ResultMixin
@@ -221,6 +222,24 @@ def _member_rule_list(schema: pl.Schema, as_of: dt.date, min_date: dt.date, max_
         ("exit_after_as_of", (pl.col("exit_date") > as_of).fill_null(False)),
     ]
     return rules
+
+
+def _duplicated(ids: pl.Series, hashes: pl.Series) -> pl.Series:
+    """Boolean mask: the (non-null) id occurs more than once. Exact.
+
+    ``hashes`` are 64-bit hashes of ``ids``. Repeated hashes are found by sorting
+    the integers (a hash table over 10^7 keys is several times slower), then only
+    the rows whose hash repeats are compared as strings.
+    """
+    s = hashes.sort()
+    rep = s.filter(s == s.shift(1)).unique()
+    mask = np.zeros(len(ids), dtype=bool)
+    if len(rep):
+        cand = (hashes.is_in(rep.implode()) & ids.is_not_null()).arg_true()
+        if len(cand):
+            sub = ids.gather(cand)
+            mask[cand.filter(sub.is_duplicated()).to_numpy()] = True
+    return pl.Series("_dup", mask)
 
 
 def member_codes_table(rules: list[tuple[str, pl.Expr]]) -> pl.DataFrame:

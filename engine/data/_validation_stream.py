@@ -8,8 +8,10 @@ Three steps, each a set of independent tasks an executor may run:
    code, and the row count. It writes its non-null member ids, with their row numbers, into
    ``B`` hash buckets (``hash(member_id) mod B``, Arrow IPC files in a temporary directory);
 2. **one task per bucket**: an id occurs in one bucket only, so the ids that occur more than
-   once across all partitions are found bucket by bucket, each holding about ``1/B`` of the
-   ids (``B`` = the number of partitions, at most 256, so a bucket is about one file's ids);
+   once across all partitions are found bucket by bucket. Each partition writes one file
+   with one record batch per bucket (``B`` = 256); the buckets are then grouped, in order,
+   into tasks of about 4 x 10^6 ids (one task for a few million members, 25 for 10^8), so a
+   task holds a bounded number of ids whatever the size of the data;
 3. **the driver**: rows of a duplicated id that passed every rule become
    ``duplicate_member_id`` (their full rows are read again from their partition: they are
    few); claims are checked against the claimants' clean member ids.
@@ -34,12 +36,14 @@ from typing import Any
 import polars as pl
 
 from engine._executor_check import check_executor
-from engine.data._validation_rules import (ValidationResult, _codes, _collect, _member_rule_list, _rename_reserved,
+from engine.data._validation_rules import (ValidationResult, _codes, _collect, _duplicated, _member_rule_list, _rename_reserved,
                                            _sources, check_claims, make_account, member_codes_table)
 from engine.errors import DataError
 
-#: most hash buckets of the duplicate-id pass
-MAX_BUCKETS = 256
+#: hash buckets each partition's ids are written into (one Arrow record batch each)
+N_BUCKETS = 256
+#: ids checked by one task of the duplicate-id pass (consecutive buckets are grouped up to about this many)
+IDS_PER_TASK = 4_000_000
 _ROW = "__fentan_row"
 _CODE = "__fentan_code"
 
@@ -81,15 +85,15 @@ def partition_task(i: int, lf: pl.LazyFrame, sources: list[str], as_of: dt.date,
     lf = _rename_reserved(lf, sources)
     rules = _member_rule_list(lf.collect_schema(), as_of, min_date, max_date)
     df = _collect(lf.with_columns(_codes(rules).alias(_CODE)), sources, "members").with_row_index(_ROW)
-    write_buckets(df.select(_ROW, "member_id").filter(pl.col("member_id").is_not_null()),
-                  Path(bucket_dir) / f"{i}.arrow", n_buckets)
+    counts = write_buckets(df.select(_ROW, "member_id").filter(pl.col("member_id").is_not_null()),
+                           Path(bucket_dir) / f"{i}.arrow", n_buckets)
     claimants = df.select("member_id", _ROW, _CODE).filter(pl.col("member_id").is_in(claimant_ids.implode()))
-    return {"rows": df.height, "rejected": df.filter(pl.col(_CODE) != 0), "claimants": claimants}
+    return {"rows": df.height, "rejected": df.filter(pl.col(_CODE) != 0), "claimants": claimants, "buckets": counts}
 
 
-def write_buckets(ids: pl.DataFrame, path: Path, n_buckets: int) -> None:
+def write_buckets(ids: pl.DataFrame, path: Path, n_buckets: int) -> list[int]:
     """``ids`` (``__fentan_row``, ``member_id``) split by ``hash(member_id) mod n_buckets`` into one Arrow IPC
-    file holding one record batch per bucket, in bucket order (empty ones included)."""
+    file holding one record batch per bucket, in bucket order (empty ones included); the ids per bucket."""
     import numpy as np
     import pyarrow as pa
 
@@ -104,20 +108,38 @@ def write_buckets(ids: pl.DataFrame, path: Path, n_buckets: int) -> None:
         for end in ends.tolist():
             w.write_batch(rb.slice(start, end - start))  # one batch per bucket, empty ones too
             start = end
+    return np.diff(ends, prepend=0).tolist()
 
 
-def bucket_task(bucket_dir: str, b: int, n_parts: int) -> pl.DataFrame:
-    """Step 2 on bucket ``b``: ``(__file, __fentan_row)`` of every row whose id occurs more than once."""
+def bucket_task(bucket_dir: str, lo: int, hi: int, n_parts: int) -> pl.DataFrame:
+    """Step 2 on buckets ``lo .. hi - 1``: ``(__file, __fentan_row)`` of every row whose id occurs more than once."""
     import pyarrow as pa
 
     frames = []
     for i in range(n_parts):
         with pa.memory_map(str(Path(bucket_dir) / f"{i}.arrow")) as src:
             reader = pa.ipc.open_file(src)
-            batch = reader.get_batch(b)
-            frames.append(pl.from_arrow(batch).with_columns(pl.lit(i, dtype=pl.UInt32).alias("__file")))
+            batches = [reader.get_batch(b) for b in range(lo, hi)]
+            if any(len(x) for x in batches):
+                tab = pa.Table.from_batches(batches)
+                frames.append(pl.from_arrow(tab).with_columns(pl.lit(i, dtype=pl.UInt32).alias("__file")))
+    if not frames:
+        return pl.DataFrame(schema={"__file": pl.UInt32, _ROW: pl.UInt32})
     df = pl.concat(frames, how="vertical_relaxed")
-    return df.filter(pl.col("member_id").is_duplicated()).select("__file", pl.col(_ROW).cast(pl.UInt32))
+    ids = df.get_column("member_id")
+    return df.filter(_duplicated(ids, ids.hash(seed=0))).select("__file", pl.col(_ROW).cast(pl.UInt32))
+
+
+def _bucket_ranges(counts: list[int]) -> list[tuple[int, int]]:
+    """Consecutive buckets grouped into tasks of about :data:`IDS_PER_TASK` ids (one task at least)."""
+    out, lo, n = [], 0, 0
+    for b, k in enumerate(counts):
+        if n and n + k > IDS_PER_TASK:
+            out.append((lo, b))
+            lo, n = b, 0
+        n += k
+    out.append((lo, len(counts)))
+    return out
 
 
 def _template(parts: list[pl.LazyFrame]) -> pl.DataFrame:
@@ -161,11 +183,11 @@ def validate_parts(parts: list[pl.LazyFrame], members: Any, claims: Any, craw: p
     rules = _member_rule_list(template.schema, as_of, min_date, max_date)
     codes = member_codes_table(rules)
     claimant_ids = craw.get_column("member_id").drop_nulls().unique()
-    n_buckets = max(1, min(len(parts), MAX_BUCKETS))
     with tempfile.TemporaryDirectory(prefix="fentan-ids-") as tmp:
         results = _run(executor, partition_task, [(i, p, _sources(p), as_of, min_date, max_date, claimant_ids, tmp,
-                                                   n_buckets) for i, p in enumerate(parts)])
-        dups = pl.concat(_run(executor, bucket_task, [(tmp, b, len(parts)) for b in range(n_buckets)]))
+                                                   N_BUCKETS) for i, p in enumerate(parts)])
+        counts = [sum(r["buckets"][b] for r in results) for b in range(N_BUCKETS)]
+        dups = pl.concat(_run(executor, bucket_task, [(tmp, lo, hi, len(parts)) for lo, hi in _bucket_ranges(counts)]))
     rejected = _set_aside(parts, results, dups, len(rules) + 1)
     m_read = sum(int(r["rows"]) for r in results)
     rejected_members = (pl.concat([template, *rejected], how="diagonal_relaxed")

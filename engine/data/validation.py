@@ -16,36 +16,17 @@ import datetime as dt
 from concurrent.futures import Executor
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from engine.data._coerce import api_input
 from engine.data._validation_rules import (AMOUNT_BENEFIT_FACTOR, DEFAULT_MAX_AMOUNT, MAX_AGE_AT_JOIN, MAX_DATE,
-                                           MIN_DATE, RESERVED, ValidationResult, _codes, _collect,
+                                           MIN_DATE, RESERVED, ValidationResult, _codes, _collect, _duplicated,
                                            _member_rule_list, _rename_reserved, _sources, check_claims,
                                            claim_rules, make_account, member_codes_table, read_claims_frame)
 from engine.data._validation_stream import member_parts, validate_parts
 
 __all__ = ["AMOUNT_BENEFIT_FACTOR", "DEFAULT_MAX_AMOUNT", "MAX_AGE_AT_JOIN", "MAX_DATE", "MIN_DATE", "RESERVED",
            "ValidationResult", "claim_rules", "validate"]
-
-def _duplicated(ids: pl.Series, hashes: pl.Series) -> pl.Series:
-    """Boolean mask: the (non-null) id occurs more than once. Exact.
-
-    ``hashes`` are 64-bit hashes of ``ids``. Repeated hashes are found by sorting
-    the integers (a hash table over 10^7 keys is several times slower), then only
-    the rows whose hash repeats are compared as strings.
-    """
-    s = hashes.sort()
-    rep = s.filter(s == s.shift(1)).unique()
-    mask = np.zeros(len(ids), dtype=bool)
-    if len(rep):
-        cand = (hashes.is_in(rep.implode()) & ids.is_not_null()).arg_true()
-        if len(cand):
-            sub = ids.gather(cand)
-            mask[cand.filter(sub.is_duplicated()).to_numpy()] = True
-    return pl.Series("_dup", mask)
-
 
 def _member_codes(
     m: pl.LazyFrame, as_of: dt.date, min_date: dt.date, max_date: dt.date, sources: list[str]
