@@ -104,6 +104,45 @@ def one_size(n: int, root: Path, waiting: int, dpy: float) -> dict[str, Any]:
     return rec
 
 
+def _cell(r: dict[str, Any]) -> str:
+    return f"{r['seconds']:.2f} s (CPU {r['cpu_seconds']:.2f} s) / {r['peak_rss_mb']:,.0f} MB"
+
+
+def markdown(res: dict[str, Any]) -> list[str]:
+    """The RESULTS.md section of a ``cli_exposure`` record (rendered by :mod:`benchmarks.report`)."""
+    cfg = res["config"]
+    head = "| | " + " | ".join(f"{r['members']:,} members ({r['files']} files)" for r in res["sizes"]) + " |"
+    rows = [
+        ("`fentan exposure` (validates, then computes; streaming)", "fentan_exposure"),
+        ("same, second run", "fentan_exposure_again"),
+        ("DuckDB, one SQL query (no validation)", "duckdb_query"),
+        ("same, second run", "duckdb_query_again"),
+    ]
+    L = ["", "## `fentan exposure` against DuckDB, whole processes", "",
+         f"Produced by `{res['command']}` on {res['created']}. Each command is a fresh process under "
+         "`/usr/bin/time -v`: wall time, CPU time (user + system) and peak RSS of the whole process "
+         "(start-up, reading, validation and writing included). Configuration: "
+         f"{cfg['data']}, members in {cfg['files']} Parquet files, claims in one; study {cfg['start']} to "
+         f"{cfg['end']}, {cfg['period']}ly, keys `{cfg['by']}`, waiting period {cfg['waiting_days']} days. "
+         "The DuckDB query is `benchmarks/adapters/duckdb_peer.py` (events at interval starts, ends and "
+         "birthdays as one list per member, unnested, summed per month by a window sum; 2 threads).", "",
+         head, "|---|" + "---|" * len(res["sizes"])]
+    for label, key in rows:
+        L.append(f"| {label} | " + " | ".join(_cell(r[key]) for r in res["sizes"]) + " |")
+    L.append("| cells checked identical (keys, day counts, claims exact; amounts, max relative difference) | "
+             + " | ".join(f"{r['same']['cells']:,} cells, {r['same']['max_rel_amount_diff']:.1e}" for r in res["sizes"])
+             + " |")
+    st = res["startup"]["fentan --help"]
+    loads = "; ".join(f"{r['members']:,}: {r['load_before'][0]:.1f} before, {r['load_after'][0]:.1f} after"
+                      for r in res["sizes"])
+    L += ["", f"Start-up: `fentan --help` {_cell(st)} (no scikit-learn, scipy, lifelines or pydantic imported: "
+          "`tests/test_startup.py`).", "",
+          f"**The machine was loaded by other work** during this run (1-minute load average on {res['machine']['nproc']} "
+          f"cores: {loads}), so wall times are several times the idle ones and only comparable within this "
+          "table; CPU time is the steadier measure of work. Peak memory is not affected by the load.", ""]
+    return L
+
+
 def main(argv: list[str] | None = None) -> int:
     from engine.conventions import DAYS_PER_YEAR, WAITING_DAYS
 
@@ -128,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     old = json.loads(a.out.read_text()) if a.out.exists() else {}
     old["cli_exposure"] = res
     a.out.write_text(json.dumps(old, indent=1) + "\n")
+    print("\n".join(markdown(res)))
     return 0
 
 

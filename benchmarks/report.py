@@ -207,6 +207,10 @@ def markdown(doc: dict[str, Any], cfg: dict[str, Any]) -> str:
         g = slope({p["cells"]: p["glm_s"] for p in pts})
         sg = slope({p["cells"]: p["segmentation_s"] for p in pts if p["segmentation_s"]})
         L += ["", f"Slope of log time on log cells: GLM {g:.2f}" + (f", segmentation {sg:.2f}" if sg else "") + "."]
+    if "cli_exposure" in doc:  # python -m benchmarks.bench_cli_exposure
+        from benchmarks.bench_cli_exposure import markdown as cli_exposure_markdown
+
+        L += cli_exposure_markdown(doc["cli_exposure"])
     L += ["", "![time vs members](scaling.png)", ""]
     return "\n".join(L) + "\n"
 

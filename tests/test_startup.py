@@ -73,6 +73,13 @@ def test_every_public_name_resolves() -> None:
         engine.no_such_name  # noqa: B018
 
 
+def test_subpackages_reachable_after_import_engine() -> None:
+    """``import engine; engine.cells.process_pool`` works as when everything was imported eagerly."""
+    code = ("import engine\nassert callable(engine.cells.process_pool) and callable(engine.data.io.read_members)\n"
+            "assert engine.pipeline.outguard.release_locks")
+    assert _loaded(code) == []
+
+
 def test_type_checking_block_matches_all() -> None:
     """The imports type checkers read, the lazy table and ``__all__`` list the same names."""
     tree = ast.parse((ROOT / "engine" / "__init__.py").read_text(encoding="utf-8"))
