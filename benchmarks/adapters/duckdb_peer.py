@@ -17,7 +17,7 @@ Attained age: age last birthday, a 29 February birthday on 1 March in common yea
 fentan convention). Run as a whole process (what a user does)::
 
     python -m benchmarks.adapters.duckdb_peer MEMBERS_DIR CLAIMS.parquet START END WAITING_DAYS OUT.parquet \\
-        DAYS_PER_YEAR [FACTOR,...]
+        DAYS_PER_YEAR [FACTOR,...] [union|lists]
 
 ``duckdb`` is in the ``bench`` extra; the engine never imports it.
 """
@@ -28,11 +28,42 @@ import sys
 from pathlib import Path
 
 MACROS = """
+CREATE OR REPLACE MACRO common(y) AS NOT ((y % 4 = 0 AND y % 100 <> 0) OR y % 400 = 0);
 CREATE OR REPLACE MACRO bday(b, y) AS CASE
-    WHEN month(b) = 2 AND day(b) = 29 AND NOT ((y % 4 = 0 AND y % 100 <> 0) OR y % 400 = 0)
-    THEN make_date(y, 3, 1) ELSE make_date(y, month(b), day(b)) END;
-CREATE OR REPLACE MACRO age_on(b, d) AS
-    year(d) - year(b) - CASE WHEN d < bday(b, year(d)) THEN 1 ELSE 0 END;
+    WHEN month(b) = 2 AND day(b) = 29 AND common(y) THEN make_date(y, 3, 1) ELSE make_date(y, month(b), day(b)) END;
+CREATE OR REPLACE MACRO age_on(b, d) AS year(d) - year(b) - CASE WHEN month(d) * 100 + day(d) <
+    CASE WHEN month(b) = 2 AND day(b) = 29 AND common(year(d)) THEN 301 ELSE month(b) * 100 + day(b) END
+    THEN 1 ELSE 0 END;
+"""
+
+#: the events, variant "union": one SELECT per kind of event (a scan of the files each), streamed
+EV_UNION = """
+ev AS (  -- events: +1/-1 at interval starts and the day after their ends, -1/+1 at birthdays
+    SELECT s0 AS d, age_on(b, s0) AS age, sex, {factors} 1 AS dsh, 0 AS dex FROM iv
+    UNION ALL SELECT s1 + 1, age_on(b, s1), sex, {factors} -1, 0 FROM iv
+    UNION ALL SELECT r0, age_on(b, r0), sex, {factors} 0, 1 FROM iv WHERE r0 <= e1
+    UNION ALL SELECT e1 + 1, age_on(b, e1), sex, {factors} 0, -1 FROM iv WHERE r0 <= e1
+{birthdays}
+),
+"""
+
+#: the events, variant "lists": one pass over the files, each member's events as a list, unnested
+EV_LISTS = """
+ev AS (  -- one pass over the members: each member's events as a list, unnested
+    SELECT e.d AS d, e.a AS age, sex, {factors} e.sh AS dsh, e.ex AS dex FROM (
+        SELECT sex, {factors} unnest(list_concat(
+            [{{'d': s0, 'a': age_on(b, s0), 'sh': 1, 'ex': 0}}, {{'d': s1 + 1, 'a': age_on(b, s1), 'sh': -1, 'ex': 0}}],
+            CASE WHEN r0 <= e1 THEN [{{'d': r0, 'a': age_on(b, r0), 'sh': 0, 'ex': 1}},
+                                     {{'d': e1 + 1, 'a': age_on(b, e1), 'sh': 0, 'ex': -1}}] END,
+            flatten(list_transform(  -- birthdays strictly after s0, up to s1: -1 at the old age, +1 at the new
+                list_filter(list_transform(range(year(s0), year(s1) + 1), lambda y: bday(b, y)),
+                            lambda d: d > s0 AND d <= s1),
+                lambda d: [{{'d': d, 'a': age_on(b, d) - 1, 'sh': -1, 'ex': CASE WHEN d > r0 AND d <= e1 THEN -1 ELSE 0 END}},
+                           {{'d': d, 'a': age_on(b, d), 'sh': 1, 'ex': CASE WHEN d > r0 AND d <= e1 THEN 1 ELSE 0 END}}]))
+        )) AS e
+        FROM iv
+    )
+),
 """
 
 QUERY = """
@@ -54,22 +85,7 @@ iv AS NOT MATERIALIZED (
     FROM m LEFT JOIN first USING (member_id)
     WHERE greatest(j, DATE '{start}') <= least(coalesce(x - 1, DATE '{end}'), DATE '{end}')
 ),
-ev AS (  -- one pass over the members: each member's events as a list, unnested
-    SELECT e.d AS d, e.a AS age, sex, {factors} e.sh AS dsh, e.ex AS dex FROM (
-        SELECT sex, {factors} unnest(list_concat(
-            [{{'d': s0, 'a': age_on(b, s0), 'sh': 1, 'ex': 0}}, {{'d': s1 + 1, 'a': age_on(b, s1), 'sh': -1, 'ex': 0}}],
-            CASE WHEN r0 <= e1 THEN [{{'d': r0, 'a': age_on(b, r0), 'sh': 0, 'ex': 1}},
-                                     {{'d': e1 + 1, 'a': age_on(b, e1), 'sh': 0, 'ex': -1}}] END,
-            flatten(list_transform(  -- birthdays strictly after s0, up to s1: -1 at the old age, +1 at the new
-                list_filter(list_transform(range(year(s0), year(s1) + 1), lambda y: bday(b, y)),
-                            lambda d: d > s0 AND d <= s1),
-                lambda d: [{{'d': d, 'a': age_on(b, d) - 1, 'sh': -1, 'ex': CASE WHEN d > r0 AND d <= e1 THEN -1 ELSE 0 END}},
-                           {{'d': d, 'a': age_on(b, d), 'sh': 1, 'ex': CASE WHEN d > r0 AND d <= e1 THEN 1 ELSE 0 END}}]))
-        )) AS e
-        FROM iv
-    )
-),
-agg AS (SELECT d, age, sex, {factors} sum(dsh) AS dsh, sum(dex) AS dex FROM ev GROUP BY ALL),
+{ev}agg AS (SELECT d, age, sex, {factors} sum(dsh) AS dsh, sum(dex) AS dex FROM ev GROUP BY ALL),
 keys AS (SELECT DISTINCT {keys} FROM agg),
 ticks AS (  -- month starts and the day after the study: no segment crosses a month
     SELECT unnest(range(DATE '{start_month}', DATE '{end}' + 1, INTERVAL 1 MONTH))::DATE AS d
@@ -107,11 +123,23 @@ ORDER BY ALL
 """
 
 
+BIRTHDAY = """    UNION ALL SELECT d, year(d) - year(b){older}, sex, {factors} {step}, CASE WHEN d > r0 AND d <= e1 THEN {step} ELSE 0 END
+        FROM (SELECT *, bday(b, year(s0) + {k}) AS d FROM iv) WHERE d > s0 AND d <= s1"""
+
+
 def exposure_sql(members: str, claims: str, start: str, end: str, waiting_days: int, factors: list[str],
-                 days_per_year: float) -> str:
-    """The query for members under ``members`` (a glob), claims ``claims``, keys age, sex and ``factors``."""
+                 days_per_year: float, variant: str = "union") -> str:
+    """The query for members under ``members`` (a glob), claims ``claims``, keys age, sex and ``factors``.
+
+    A member has at most one birthday per calendar year of the study, so the birthdays are
+    ``year(s0) + k`` for k = 0 .. (years in the study - 1): one pair of branches each.
+    """
     f = "".join(f"{x}, " for x in factors)
-    return QUERY.format(
+    years = int(end[:4]) - int(start[:4]) + 1
+    birthdays = "\n".join(BIRTHDAY.format(older=older, step=step, k=k, factors=f)  # -1 at the old age, +1 at the new
+                           for k in range(years) for older, step in ((" - 1", -1), ("", 1)))
+    ev = (EV_UNION if variant == "union" else EV_LISTS).replace("{birthdays}", birthdays)
+    return QUERY.replace("{ev}", ev).format(
         members=members, claims=claims, dpy=repr(float(days_per_year)), start=start, end=end, w=int(waiting_days), start_month=start[:8] + "01",
         factors=f, factors_sel=f, keys=", ".join(["age", "sex", *factors]),
         kfactors="".join(f"k.{x}, " for x in factors), cfactors="".join(f"c.{x}, " for x in factors), mfactors="".join(f"m.{x}, " for x in factors),
@@ -120,17 +148,18 @@ def exposure_sql(members: str, claims: str, start: str, end: str, waiting_days: 
 
 
 def run(members_dir: str, claims: str, start: str, end: str, waiting_days: int, out: str, days_per_year: float,
-        factors: tuple[str, ...] = ("city_tier",), threads: int = 2) -> None:
+        factors: tuple[str, ...] = (), threads: int = 2, variant: str = "union") -> None:
     """Compute the cells with DuckDB and write them to ``out`` (Parquet)."""
     import duckdb
 
     con = duckdb.connect()
     con.execute(f"SET threads = {int(threads)}")
     con.execute(MACROS)
-    sql = exposure_sql(str(Path(members_dir) / "*.parquet"), claims, start, end, waiting_days, list(factors), days_per_year)
+    sql = exposure_sql(str(Path(members_dir) / "*.parquet"), claims, start, end, waiting_days, list(factors), days_per_year, variant)
     con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet)")
 
 
 if __name__ == "__main__":
     a = sys.argv[1:]
-    run(a[0], a[1], a[2], a[3], int(a[4]), a[5], float(a[6]), tuple(a[7].split(",")) if len(a) > 7 and a[7] else ())
+    run(a[0], a[1], a[2], a[3], int(a[4]), a[5], float(a[6]), tuple(a[7].split(",")) if len(a) > 7 and a[7] else (),
+        variant=a[8] if len(a) > 8 else "union")

@@ -8,6 +8,9 @@ from engine.conventions import WAITING_DAYS
 
 #: no linear algebra: the CLI need not load scipy to limit BLAS threads
 BLAS = False
+#: members per batch of the command (smaller than the API default: peak memory is bounded by a batch and a
+#: file, at little cost in time; the cells do not depend on it)
+CLI_BATCH = 250_000
 NAME = "exposure"
 HELP = "exposure cells (period x age x ... : exposure/sharing days and years, claims, amount)"
 
@@ -23,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "duration_band or any member column (default age,sex); 'none' for period only")
     p.add_argument("--duration-bands", default="0,3,6,12,24", help="lower edges in months of duration_band (default 0,3,6,12,24)")
     p.add_argument("--no-terminate-on-claim", action="store_true", help="cover continues after an eligible claim")
-    p.add_argument("--batch-size", default=None, help="members per batch (default 2000000)")
+    p.add_argument("--batch-size", default=None, help=f"members per batch (default {CLI_BATCH:,}: memory is bounded by a batch)")
     p.add_argument("--as-of", default=None, help="validation: the data's as-of date; births, joins, exits, events and approvals "
                    "after it are set aside (default: the latest claim approval date)")
     p.add_argument("--out", required=True, help="output cells Parquet file")
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.period not in PERIODS:
         raise ConfigError(f"--period: must be one of {', '.join(PERIODS)}, got '{args.period}'")
     waiting = _int(args.waiting_days, "--waiting-days", 0)
-    batch = _int(args.batch_size, "--batch-size", 1) if args.batch_size is not None else None
+    batch = _int(args.batch_size, "--batch-size", 1) if args.batch_size is not None else CLI_BATCH
     by = [] if args.by.strip().lower() == "none" else [b.strip() for b in args.by.split(",") if b.strip()]
     if len(set(by)) != len(by):
         raise ConfigError(f"--by: a key is repeated in '{args.by}'")

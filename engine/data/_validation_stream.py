@@ -10,7 +10,7 @@ Three steps, each a set of independent tasks an executor may run:
 2. **one task per bucket**: an id occurs in one bucket only, so the ids that occur more than
    once across all partitions are found bucket by bucket. Each partition writes one file
    with one record batch per bucket (``B`` = 256); the buckets are then grouped, in order,
-   into tasks of about 4 x 10^6 ids (one task for a few million members, 25 for 10^8), so a
+   into tasks of about 10^6 ids (one task for 10^6 members, about 100 for 10^8), so a
    task holds a bounded number of ids whatever the size of the data;
 3. **the driver**: rows of a duplicated id that passed every rule become
    ``duplicate_member_id`` (their full rows are read again from their partition: they are
@@ -43,7 +43,7 @@ from engine.errors import DataError
 #: hash buckets each partition's ids are written into (one Arrow record batch each)
 N_BUCKETS = 256
 #: ids checked by one task of the duplicate-id pass (consecutive buckets are grouped up to about this many)
-IDS_PER_TASK = 4_000_000
+IDS_PER_TASK = 1_000_000
 _ROW = "__fentan_row"
 _CODE = "__fentan_code"
 
