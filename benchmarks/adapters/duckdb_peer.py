@@ -13,6 +13,11 @@ static factors; exposure and sharing days, claims, amount) from clean members an
   are the day counts;
 * eligible first claims counted in the cell of their event day.
 
+Two ways of writing the events, both measured: ``union`` (one SELECT per kind of event, each
+streaming over the files; the age at an event is the age at ``s0`` plus the birthdays passed,
+so it is computed once per member) and ``lists`` (one list of events per member, unnested in a
+single pass).
+
 Attained age: age last birthday, a 29 February birthday on 1 March in common years (the
 fentan convention). Run as a whole process (what a user does)::
 
@@ -36,13 +41,20 @@ CREATE OR REPLACE MACRO age_on(b, d) AS year(d) - year(b) - CASE WHEN month(d) *
     THEN 1 ELSE 0 END;
 """
 
-#: the events, variant "union": one SELECT per kind of event (a scan of the files each), streamed
+#: the events, variant "union": one SELECT per kind of event (each streams over the files). Ages are
+#: not recomputed per event: the age at s0 plus the birthdays n1, n2, ... after s0 passed by then
 EV_UNION = """
+bi AS NOT MATERIALIZED (
+    SELECT *, {later} FROM (
+        SELECT *, age_on(b, s0) AS a0,
+               CASE WHEN bday(b, year(s0)) > s0 THEN bday(b, year(s0)) ELSE bday(b, year(s0) + 1) END AS n1
+        FROM iv)
+),
 ev AS (  -- events: +1/-1 at interval starts and the day after their ends, -1/+1 at birthdays
-    SELECT s0 AS d, age_on(b, s0) AS age, sex, {factors} 1 AS dsh, 0 AS dex FROM iv
-    UNION ALL SELECT s1 + 1, age_on(b, s1), sex, {factors} -1, 0 FROM iv
-    UNION ALL SELECT r0, age_on(b, r0), sex, {factors} 0, 1 FROM iv WHERE r0 <= e1
-    UNION ALL SELECT e1 + 1, age_on(b, e1), sex, {factors} 0, -1 FROM iv WHERE r0 <= e1
+    SELECT s0 AS d, a0 AS age, sex, {factors} 1 AS dsh, 0 AS dex FROM bi
+    UNION ALL SELECT s1 + 1, a0 + {passed_s1}, sex, {factors} -1, 0 FROM bi
+    UNION ALL SELECT r0, a0 + {passed_r0}, sex, {factors} 0, 1 FROM bi WHERE r0 <= e1
+    UNION ALL SELECT e1 + 1, a0 + {passed_e1}, sex, {factors} 0, -1 FROM bi WHERE r0 <= e1
 {birthdays}
 ),
 """
@@ -123,8 +135,8 @@ ORDER BY ALL
 """
 
 
-BIRTHDAY = """    UNION ALL SELECT d, year(d) - year(b){older}, sex, {factors} {step}, CASE WHEN d > r0 AND d <= e1 THEN {step} ELSE 0 END
-        FROM (SELECT *, bday(b, year(s0) + {k}) AS d FROM iv) WHERE d > s0 AND d <= s1"""
+BIRTHDAY = """    UNION ALL SELECT n{k}, a0 + {age}, sex, {factors} {step}, CASE WHEN n{k} > r0 AND n{k} <= e1 THEN {step} ELSE 0 END
+        FROM bi WHERE n{k} <= s1"""
 
 
 def exposure_sql(members: str, claims: str, start: str, end: str, waiting_days: int, factors: list[str],
@@ -136,9 +148,16 @@ def exposure_sql(members: str, claims: str, start: str, end: str, waiting_days: 
     """
     f = "".join(f"{x}, " for x in factors)
     years = int(end[:4]) - int(start[:4]) + 1
-    birthdays = "\n".join(BIRTHDAY.format(older=older, step=step, k=k, factors=f)  # -1 at the old age, +1 at the new
-                           for k in range(years) for older, step in ((" - 1", -1), ("", 1)))
-    ev = (EV_UNION if variant == "union" else EV_LISTS).replace("{birthdays}", birthdays)
+    if variant == "union":  # birthday k (k = 1 .. years) after s0: -1 at age a0 + k - 1, +1 at a0 + k
+        birthdays = "\n".join(BIRTHDAY.format(k=k, age=k - 1 + up, step=step, factors=f)
+                               for k in range(1, years + 1) for up, step in ((0, -1), (1, 1)))
+        later = ", ".join(f"bday(b, year(n1) + {k - 1}) AS n{k}" for k in range(2, years + 1)) or "n1 AS n1_"
+        passed = {x: " + ".join(f"(n{k} <= {x})::INT" for k in range(1, years + 1)) for x in ("s1", "r0", "e1")}
+        ev = EV_UNION.replace("{birthdays}", birthdays).replace("{later}", later)
+        for x, txt in passed.items():
+            ev = ev.replace("{passed_" + x + "}", "(" + txt + ")")
+    else:
+        ev = EV_LISTS
     return QUERY.replace("{ev}", ev).format(
         members=members, claims=claims, dpy=repr(float(days_per_year)), start=start, end=end, w=int(waiting_days), start_month=start[:8] + "01",
         factors=f, factors_sel=f, keys=", ".join(["age", "sex", *factors]),
