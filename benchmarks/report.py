@@ -240,6 +240,10 @@ def markdown(doc: dict[str, Any], cfg: dict[str, Any]) -> str:
         if cs[0].get("load_1min", 0.0) > LOADED:
             L += ["", f"These cell-scaling times were measured while other work loaded the machine (1-minute load "
                       f"{cs[0]['load_1min']:.1f} on 2 cores): they are inflated."]
+    if "cli_exposure" in doc:  # python -m benchmarks.bench_cli_exposure
+        from benchmarks.bench_cli_exposure import markdown as cli_exposure_markdown
+
+        L += cli_exposure_markdown(doc["cli_exposure"])
     L += ["", "![time vs members](scaling.png)", ""]
     return "\n".join(L) + "\n"
 

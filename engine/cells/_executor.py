@@ -28,26 +28,10 @@ import polars as pl
 from engine.cells.calendar import Calendar, KeySpec
 from engine.cells._batch import batch_cells, batches, prepare_batch
 from engine.cells._sink import CellSink
+from engine._executor_check import check_executor
 from engine.errors import ConfigError
 
 _ENV = "POLARS_MAX_THREADS"
-
-
-def check_executor(executor: Any) -> None:
-    """None or a ``concurrent.futures.Executor``; a process pool must not fork its workers."""
-    if executor is None:
-        return
-    if not isinstance(executor, Executor):
-        raise ConfigError(f"executor: expected a concurrent.futures.Executor or None, got {type(executor).__name__}")
-    if isinstance(executor, ProcessPoolExecutor):
-        ctx = getattr(executor, "_mp_context", None)
-        method = ctx.get_start_method() if ctx is not None else multiprocessing.get_start_method()
-        if method == "fork":
-            raise ConfigError(
-                "executor: this ProcessPoolExecutor forks its workers, and polars deadlocks in forked "
-                "children; use engine.cells.process_pool(n_workers) or "
-                "ProcessPoolExecutor(mp_context=multiprocessing.get_context('spawn'))"
-            )
 
 
 _ENV_LOCK = threading.Lock()

@@ -7,6 +7,11 @@ from typing import Any
 
 from engine.conventions import WAITING_DAYS
 
+#: no linear algebra: the CLI need not load scipy to limit BLAS threads
+BLAS = False
+#: members per batch of the command (smaller than the API default: peak memory is bounded by a batch and a
+#: file, at little cost in time; the cells do not depend on it)
+CLI_BATCH = 250_000
 NAME = "exposure"
 HELP = "exposure cells (period x age x ... : exposure/sharing days and years, claims, amount)"
 
@@ -22,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "duration_band or any member column (default age,sex); 'none' for period only")
     p.add_argument("--duration-bands", default="0,3,6,12,24", help="lower edges in months of duration_band (default 0,3,6,12,24)")
     p.add_argument("--no-terminate-on-claim", action="store_true", help="cover continues after an eligible claim")
-    p.add_argument("--batch-size", default=None, help="members per batch (default 2000000)")
+    p.add_argument("--batch-size", default=None, help=f"members per batch (default {CLI_BATCH:,}: memory is bounded by a batch)")
     p.add_argument("--as-of", default=None, help="validation: the data's as-of date; births, joins, exits, events and approvals "
                    "after it are set aside (default: the latest claim approval date)")
     p.add_argument("--out", required=True, help="output cells Parquet file")
@@ -60,6 +65,7 @@ def _run(args: argparse.Namespace, executor: Any) -> int:
     from engine.errors import ConfigError, DataError
     from engine.cells._exposure import PERIODS, exposure
     from engine.data.io import read_claims, read_members, write_parquet
+    from engine.data.factor_levels import check_factor_types
     from engine.data.validation import validate
 
     start = parse_date(args.start, "--start")
@@ -69,7 +75,7 @@ def _run(args: argparse.Namespace, executor: Any) -> int:
     if args.period not in PERIODS:
         raise ConfigError(f"--period: must be one of {', '.join(PERIODS)}, got '{args.period}'")
     waiting = _int(args.waiting_days, "--waiting-days", 0)
-    batch = _int(args.batch_size, "--batch-size", 1) if args.batch_size is not None else None
+    batch = _int(args.batch_size, "--batch-size", 1) if args.batch_size is not None else CLI_BATCH
     by = [] if args.by.strip().lower() == "none" else [b.strip() for b in args.by.split(",") if b.strip()]
     if len(set(by)) != len(by):
         raise ConfigError(f"--by: a key is repeated in '{args.by}'")
@@ -81,25 +87,28 @@ def _run(args: argparse.Namespace, executor: Any) -> int:
     if args.rejected_claims:
         check_writable(args.rejected_claims, "--rejected-claims", input_args(args))
 
-    res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of, as_of_source="--as-of")
+    # streaming: validation file by file, then exposure file by file; no step holds every member
+    res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of, as_of_source="--as-of",
+                   stream=True)
     res.require_usable(str(args.members))
-    members = res.members.collect()  # validation holds the clean members in memory already
-    cols = (members[0] if isinstance(members, list) else members).collect_schema().names()
-    missing = [b for b in by if b not in ("age", "duration", "duration_band") and b not in cols]
+    parts = res.member_parts or [res.members]
+    schema = parts[0].collect_schema()  # every part has the columns and dtypes of all files together
+    missing = [b for b in by if b not in ("age", "duration", "duration_band") and b not in schema]
     if missing:
         raise ConfigError(f"--by: members have no column '{missing[0]}'")
-    from engine.pipeline._stages import check_factor_types
-
-    check_factor_types(members.schema, [b for b in by if b in cols], "--by")
-    from engine.data.factor_levels import fill_missing
-
-    members = fill_missing(members, [b for b in by if b in cols and b != "sex"])
+    factors = [b for b in by if b in schema]
+    check_factor_types(schema, factors, "--by")
     claims = res.claims.collect()
     cells, rejected = exposure(
-        members, claims, start=start, end=end, period=args.period, waiting_days=waiting,
+        parts, claims, start=start, end=end, period=args.period, waiting_days=waiting,
         terminate_on_claim=not args.no_terminate_on_claim, by=by, duration_bands=bands,
         batch_size=batch, return_rejected=True, executor=executor,
     )
+    from engine.cells._exposure import SUMS
+    from engine.data.factor_levels import fill_missing
+
+    # a null factor is the level "missing": filled in the cells (additive), not in every member row
+    cells = fill_missing(cells, [b for b in factors if b != "sex"], sums=SUMS)
     if cells.height == 0 or int(cells["exposure_days"].sum()) == 0:
         raise DataError(f"{args.members}: no member is at risk in the study window {start} to {end} "
                         f"(--start/--end; {res.account['members']['used']:,} valid members)")

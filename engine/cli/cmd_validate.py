@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+#: no linear algebra: the CLI need not load scipy to limit BLAS threads
+BLAS = False
 NAME = "validate"
 HELP = "validate members and claims; write the set-aside rows and the row account"
 
@@ -24,7 +26,9 @@ def run(args: argparse.Namespace) -> int:
 
     out = prepare_out_dir(args.out, inputs=input_args(args))
     as_of = parse_date(args.as_of, "--as-of") if args.as_of else None
-    res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of, as_of_source="--as-of")
+    # streaming (file by file, duplicate ids by a hash-bucket pass): the members are never all in memory
+    res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of, as_of_source="--as-of",
+                   stream=True)
     write_parquet(res.rejected_members, out / "rejected_members.parquet")
     write_parquet(res.rejected_claims, out / "rejected_claims.parquet")
     write_json(res.account, out / "account.json")

@@ -2,7 +2,8 @@
 
 Subcommands are discovered from modules ``engine/cli/cmd_*.py``. Each defines
 ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`` and keeps
-heavy imports inside ``run`` so ``fentan --help`` stays fast.
+heavy imports inside ``run`` so ``fentan --help`` stays fast; ``BLAS = False`` marks a command
+without linear algebra (no BLAS thread limit, so scipy is not loaded).
 
 Exit codes: 0 ok, 2 bad input/config/data (one line on stderr naming the file,
 key or column), 1 internal error, 130 interrupted.
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
         add_format(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _blas=getattr(mod, "BLAS", True))
     return parser
 
 
@@ -79,9 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        import contextlib
+
         from engine._threads import one_blas_thread
 
-        with one_blas_thread():  # same bytes whatever OPENBLAS_NUM_THREADS (engine._threads)
+        # same bytes whatever OPENBLAS_NUM_THREADS (engine._threads); a command without linear
+        # algebra (BLAS = False) skips it and the import of scipy it needs
+        with one_blas_thread() if getattr(args, "_blas", True) else contextlib.nullcontext():
             code = _run_with_format(args)
     except EngineError as exc:
         print(f"fentan {args.command}: error: {exc}", file=sys.stderr)

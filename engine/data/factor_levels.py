@@ -15,7 +15,9 @@ from collections.abc import Sequence
 
 import polars as pl
 
-__all__ = ["MISSING", "fill_missing", "as_levels"]
+from engine.errors import ConfigError
+
+__all__ = ["MISSING", "fill_missing", "as_levels", "check_factor_types"]
 
 #: the level of a null rating factor
 MISSING = "missing"
@@ -52,3 +54,12 @@ def fill_missing(df: pl.DataFrame, factors: Sequence[str], sums: Sequence[str] =
             out = out.group_by(keys, maintain_order=True).agg([pl.col(s).sum() for s in sums]).select(df.columns)
         out = out.sort(keys, nulls_last=True, maintain_order=True)
     return out
+
+
+def check_factor_types(schema: pl.Schema, factors: list[str], where: str) -> None:
+    """Refuse a rating factor whose type cannot be a level (a struct, list, array or binary column)."""
+    for f in factors:
+        dtype = schema.get(f)
+        if dtype is not None and (dtype.is_nested() or dtype in (pl.Binary, pl.Object)):
+            raise ConfigError(f"{where}: column '{f}' is of type {dtype}; a rating factor must be a string, "
+                              "integer, boolean or category column")

@@ -186,6 +186,7 @@ def scan_normalised(
             lf = lf.with_columns(extra)
             schema = lf.collect_schema()
         frames.append(normaliser(lf, schema, str(f)))
+        frames[-1]._fentan_sources = [str(f)]  # type: ignore[attr-defined]  # a decoding error names it
     if len(frames) == 1:
         out = frames[0]
     else:
@@ -197,6 +198,7 @@ def scan_normalised(
     # the files behind the frame: a decoding error found later (engine.validate) names the file
     out._fentan_sources = [str(f) for f, _ in files]  # type: ignore[attr-defined]
     out._fentan_skipped = skipped  # type: ignore[attr-defined]  # named in the row account
+    out._fentan_parts = frames  # type: ignore[attr-defined]  # one frame per file (streaming validation)
     return out
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from engine.conventions import ANNUAL_CAP_CNY, FEE, PER_CLAIMANT_CAP_CNY, SHARING_DAYS, WAITING_DAYS
+from engine.data.factor_levels import check_factor_types
 from engine.errors import ConfigError, DataError
 from engine.pipeline._state import RunState
 
@@ -136,15 +137,6 @@ def _max_amount(plansets: tuple[Any, list[tuple[str, Any]]]) -> float:
     sets = [p for p in (pooled, *(f for _, f in files)) if p is not None]
     top = max((b.amount for ps in sets for plan in ps.plans for b in plan.benefits), default=0.0)
     return AMOUNT_BENEFIT_FACTOR * top if top > 0 else DEFAULT_MAX_AMOUNT
-
-
-def check_factor_types(schema: pl.Schema, factors: list[str], where: str) -> None:
-    """Refuse a rating factor whose type cannot be a level (a struct, list, array or binary column)."""
-    for f in factors:
-        dtype = schema.get(f)
-        if dtype is not None and (dtype.is_nested() or dtype in (pl.Binary, pl.Object)):
-            raise ConfigError(f"{where}: column '{f}' is of type {dtype}; a rating factor must be a string, "
-                              "integer, boolean or category column")
 
 
 def account(ctx: RunState) -> dict[str, Any]:

@@ -1,0 +1,200 @@
+"""Streaming validation (issue 22): file by file, duplicate ids by a hash-bucket pass.
+
+The in-memory pass of ``engine.validate`` is the oracle: on the same rows, split into files in
+any way, the streaming pass must give the same account, the same set-aside rows with the same
+reasons (same order), the same clean members and claims, without and with an executor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+import engine
+from engine.cells import process_pool
+from engine.data import _validation_stream as vs
+from engine.data.io import read_claims, read_members
+from engine.errors import ConfigError, InputFileError
+from engine.synth import generate
+
+PLAT = generate(3000, seed=22, level=300.0, dirty=0.03)
+MEMBERS, CLAIMS = PLAT.members, PLAT.claims
+N = MEMBERS.height
+WANT = engine.validate(MEMBERS, CLAIMS)
+
+SPLITS = {
+    "1 file": [0, N],
+    "3 files": [0, 1000, 2000, N],
+    "8 files": list(np.linspace(0, N, 9).astype(int)),
+    "uneven and empty": [0, 0, 7, 7, N - 40, N, N],
+}
+
+
+@pytest.fixture(scope="module")
+def spawned():
+    with process_pool(2) as ex:
+        yield ex
+
+
+def _no_files(acc: dict) -> dict:
+    """The account without the files entry (a frame read from files has one, a frame built in memory not)."""
+    return {k: {x: y for x, y in v.items() if x != "files"} if isinstance(v, dict) else v for k, v in acc.items()}
+
+
+def _same(got: engine.ValidationResult, want: engine.ValidationResult = WANT) -> None:
+    assert _no_files(got.account) == _no_files(want.account)
+    for what in ("members", "claims"):
+        if "files" in want.account[what]:
+            assert got.account[what]["files"] == want.account[what]["files"]
+    assert_frame_equal(got.rejected_members, want.rejected_members, check_exact=True)
+    assert_frame_equal(got.rejected_claims, want.rejected_claims, check_exact=True)
+    assert_frame_equal(got.members.collect(), want.members.collect(), check_exact=True)
+    assert_frame_equal(got.claims.collect(), want.claims.collect(), check_exact=True)
+    if got.member_parts is not None:
+        parts = [p.collect() for p in got.member_parts]
+        assert sum(p.height for p in parts) == got.account["members"]["used"]
+
+
+def _write(tmp_path, cuts, frame=MEMBERS, name="m") -> list:
+    d = tmp_path / name
+    d.mkdir()
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        frame.slice(a, b - a).write_parquet(d / f"part-{i:02d}.parquet")
+    return d
+
+
+def test_the_data_has_every_case() -> None:
+    """The generated data holds what the comparison must cover: duplicates, claims of set-aside members."""
+    sa = WANT.account["members"]["set_aside"]
+    assert sa["duplicate_member_id"] >= 2 and sa["null_member_id"] >= 1
+    assert WANT.account["claims"]["set_aside"]["member_set_aside"] >= 1
+    assert WANT.account["claims"]["used"] >= 50
+
+
+@pytest.mark.parametrize("split", list(SPLITS))
+def test_files_same_as_in_memory(split, tmp_path) -> None:
+    d = _write(tmp_path, SPLITS[split])
+    want = engine.validate(read_members(d), CLAIMS)  # in memory
+    _same(want)  # the same rows as the frame
+    got = engine.validate(read_members(d), CLAIMS, stream=True)
+    _same(got, want)
+    assert len(got.member_parts) == len(SPLITS[split]) - 1
+    assert got.account["members"]["files"] == {"skipped": {}}
+
+
+@pytest.mark.parametrize("split", ["3 files", "uneven and empty"])
+def test_executors_same(split, spawned, tmp_path) -> None:
+    parts = [pl.scan_parquet(p) for p in sorted(_write(tmp_path, SPLITS[split]).glob("*.parquet"))]
+    with ThreadPoolExecutor(max_workers=3) as ex:
+        _same(engine.validate(parts, CLAIMS, executor=ex))
+    _same(engine.validate(parts, CLAIMS, executor=spawned))
+
+
+def test_duplicate_id_across_files_and_claims_of_members_in_other_files() -> None:
+    """Two rows of one id in two files are both set aside; a claim is checked against its member's file."""
+    m = pl.DataFrame({
+        "member_id": ["a", "b", "c", "b", "d"],
+        "birth_date": [dt.date(1980, 1, 1)] * 5,
+        "sex": ["M", "F", "M", "F", "X"],
+        "join_date": [dt.date(2019, 1, 1)] * 5,
+        "exit_date": [None] * 5,
+    }, schema_overrides={"exit_date": pl.Date})
+    c = pl.DataFrame({"claim_id": ["1", "2", "3", "4", "5"], "member_id": ["c", "b", "a", "d", "z"],
+                      "event_date": [dt.date(2020, 6, 1)] * 5, "amount": [1.0] * 5,
+                      "approved_date": [dt.date(2020, 7, 1)] * 5})
+    parts = [m.slice(0, 2), m.slice(2, 0), m.slice(2, 3)]
+    got = engine.validate(parts, c)
+    want = engine.validate(m, c)
+    _same(got, want)
+    assert got.rejected_members.get_column("reason").to_list() == ["duplicate_member_id", "duplicate_member_id",
+                                                                   "unknown_sex"]
+    assert dict(zip(got.rejected_claims["claim_id"], got.rejected_claims["reason"])) == {
+        "2": "member_set_aside", "4": "member_set_aside", "5": "unknown_member"}
+    assert got.claims.collect().get_column("claim_id").to_list() == ["1", "3"]
+
+
+def test_claims_in_several_files(tmp_path) -> None:
+    d = _write(tmp_path, SPLITS["3 files"])
+    cd = _write(tmp_path, [0, 40, CLAIMS.height], frame=CLAIMS, name="c")
+    want = engine.validate(read_members(d), read_claims(cd))
+    _same(engine.validate(read_members(d), read_claims(cd), stream=True), want)
+
+
+def test_a_column_of_one_file_only_and_the_reserved_name(tmp_path) -> None:
+    """Files with different columns: the set-aside and clean rows have every column, as in memory."""
+    a = MEMBERS.slice(0, 1500).with_columns(pl.lit("x").alias("reason"))
+    b = MEMBERS.slice(1500, N - 1500).with_columns(pl.lit(7, dtype=pl.Int64).alias("extra"))
+    (tmp_path / "m").mkdir()
+    a.write_parquet(tmp_path / "m" / "a.parquet")
+    b.write_parquet(tmp_path / "m" / "b.parquet")
+    want = engine.validate(read_members(tmp_path / "m"), CLAIMS)
+    got = engine.validate(read_members(tmp_path / "m"), CLAIMS, stream=True)
+    _same(got, want)
+    assert {"reason_input", "extra"} <= set(got.rejected_members.columns)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cuts=st.lists(st.integers(0, N), min_size=0, max_size=6), use_threads=st.booleans())
+def test_any_split(cuts, use_threads) -> None:
+    edges = [0, *sorted(cuts), N]
+    parts = [MEMBERS.slice(a, b - a).lazy() for a, b in zip(edges, edges[1:])]
+    if use_threads:
+        with ThreadPoolExecutor(max_workers=2) as ex:
+            _same(engine.validate(parts, CLAIMS, executor=ex))
+    else:
+        _same(engine.validate(parts, CLAIMS))
+
+
+@pytest.mark.parametrize("per_task", [vs.IDS_PER_TASK, 500])
+def test_buckets_hold_every_id_once(monkeypatch, per_task) -> None:
+    """Every non-null id is written to exactly one bucket, and the tasks cover every bucket once
+    (so a duplicate cannot be missed), with one task or many."""
+    seen, ranges = [], []
+    real = vs.bucket_task
+
+    def spy(bucket_dir: str, lo: int, hi: int, n_parts: int) -> pl.DataFrame:
+        import pyarrow as pa
+
+        ranges.append((lo, hi))
+        for i in range(n_parts):
+            with pa.memory_map(f"{bucket_dir}/{i}.arrow") as src:
+                reader = pa.ipc.open_file(src)
+                for b in range(lo, hi):
+                    seen.append(pl.from_arrow(reader.get_batch(b)).with_columns(pl.lit(b).alias("bucket")))
+        return real(bucket_dir, lo, hi, n_parts)
+
+    monkeypatch.setattr(vs, "bucket_task", spy)
+    monkeypatch.setattr(vs, "IDS_PER_TASK", per_task)
+    parts = [MEMBERS.slice(a, b - a).lazy() for a, b in zip(SPLITS["8 files"], SPLITS["8 files"][1:])]
+    _same(engine.validate(parts, CLAIMS))
+    ids = pl.concat(seen)
+    assert ids.height == MEMBERS.get_column("member_id").drop_nulls().len()
+    assert ids.group_by("member_id").agg(pl.col("bucket").n_unique()).get_column("bucket").max() == 1
+    assert ids.get_column("bucket").n_unique() > 100
+    assert [b for lo, hi in sorted(ranges) for b in range(lo, hi)] == list(range(vs.N_BUCKETS))
+    assert (len(ranges) == 1) == (per_task > N)
+
+
+def test_corrupt_file_named(tmp_path) -> None:
+    d = _write(tmp_path, SPLITS["3 files"])
+    bad = d / "part-01.parquet"
+    raw = bad.read_bytes()
+    bad.write_bytes(raw[:4] + bytes(b ^ 0x5A for b in raw[4:len(raw) // 2]) + raw[len(raw) // 2:])
+    with pytest.raises(InputFileError, match="part-01"):
+        engine.validate(read_members(d), CLAIMS, stream=True)
+
+
+def test_forked_pool_refused() -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as ex:
+        with pytest.raises(ConfigError, match="fork"):
+            engine.validate([MEMBERS], CLAIMS, executor=ex)
