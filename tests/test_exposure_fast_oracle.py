@@ -84,3 +84,16 @@ def test_encode_column_values_beyond_the_sampled_head() -> None:
     assert vals.to_list() == ["a", "b", "c", None]  # sorted values, null last
     want = {"a": 0, "b": 1, "c": 2, None: 3}
     assert codes.tolist() == [want[v] for v in s.to_list()]
+
+
+@pytest.mark.xfail(strict=True, reason="known bug (found by mutation testing): the static key id overflows int64 "
+                   "when the value ranges of the keys multiply past 2**63, e.g. four integer keys spanning 100,000 each")
+def test_wide_integer_keys_equal_day_by_day_oracle() -> None:
+    m, c = _platform(120, 11)
+    rng = np.random.default_rng(1)
+    m = m.with_columns(*[pl.Series(f"k{i}", rng.choice([0, 100_000], m.height)) for i in range(4)])
+    by = ("k0", "k1", "k2", "k3")
+    got = engine.exposure(m, c, by=by, period="year", **KW)
+    want, _ = oracle(m, c, by=by, period="year", **KW)
+    cols = ["period", *by, "exposure_days", "sharing_days", "claims", "amount"]
+    assert got.select(cols).equals(want.cast(dict(got.select(cols).schema)))
