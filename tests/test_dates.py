@@ -32,6 +32,7 @@ def _next_first(d: dt.date, period: str) -> dt.date:
 
 def test_civil_from_days_and_back_equal_datetime() -> None:
     y, m, d = civil_from_days(Z)
+    assert y.dtype == m.dtype == d.dtype == np.int64
     assert y.tolist() == [x.year for x in DAYS]
     assert m.tolist() == [x.month for x in DAYS]
     assert d.tolist() == [x.day for x in DAYS]

@@ -176,6 +176,11 @@ def test_errors_name_the_option():
         exposure(EDGE_MEMBERS, EDGE_CLAIMS, start="01/01/2019", end=D(2019, 1, 1))
     with pytest.raises(ConfigError, match="^duration_bands"):
         exposure(EDGE_MEMBERS, EDGE_CLAIMS, duration_bands=(3, 6), **kw)
+    with pytest.raises(ConfigError, match=r"^duration_bands: must be increasing integers starting at 0, got \(0, 3, 3\)$"):
+        exposure(EDGE_MEMBERS, EDGE_CLAIMS, duration_bands=(0, 3, 3), **kw)  # found by mutation testing
+    for key in ("period", "claims"):
+        with pytest.raises(ConfigError, match=f"^by: 'period' and the sum columns cannot be keys \\(\\['{key}'\\]\\)$"):
+            exposure(EDGE_MEMBERS, EDGE_CLAIMS, by=(key,), **kw)
     with pytest.raises(ConfigError, match="^by"):
         exposure(EDGE_MEMBERS, EDGE_CLAIMS, by=("age", "age"), **kw)
     with pytest.raises(ConfigError, match="^batch_size"):

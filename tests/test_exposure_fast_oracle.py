@@ -73,3 +73,27 @@ def test_fallback_paths_equal_day_by_day_oracle(by, period, monkeypatch) -> None
     cols = ["period", *by, "exposure_days", "sharing_days", "claims", "amount"]
     assert got.select(cols).equals(want.cast(dict(got.select(cols).schema)))
     assert dict(zip(rejected["claim_id"], rejected["reason"])) == {k: v for k, v in reasons.items() if v}
+
+
+def test_encode_column_values_beyond_the_sampled_head() -> None:
+    """Found by mutation testing: a value first met after the 50,000 sampled rows still gets its own code."""
+    from engine.cells.calendar import encode_column
+
+    s = pl.Series("channel", ["b"] * 30_000 + [None] * 20_000 + ["a", "c", "b", None])
+    codes, vals = encode_column(s)
+    assert vals.to_list() == ["a", "b", "c", None]  # sorted values, null last
+    want = {"a": 0, "b": 1, "c": 2, None: 3}
+    assert codes.tolist() == [want[v] for v in s.to_list()]
+
+
+def test_wide_integer_keys_equal_day_by_day_oracle() -> None:
+    """Found by mutation testing: four integer keys spanning 100,000 values each (ranges multiplying past
+    2**63) once overflowed the static key id and gave wrong cells."""
+    m, c = _platform(120, 11)
+    rng = np.random.default_rng(1)
+    m = m.with_columns(*[pl.Series(f"k{i}", rng.choice([0, 100_000], m.height)) for i in range(4)])
+    by = ("k0", "k1", "k2", "k3")
+    got = engine.exposure(m, c, by=by, period="year", **KW)
+    want, _ = oracle(m, c, by=by, period="year", **KW)
+    cols = ["period", *by, "exposure_days", "sharing_days", "claims", "amount"]
+    assert got.select(cols).equals(want.cast(dict(got.select(cols).schema)))

@@ -152,6 +152,16 @@ def _encode_one_pass(mb: pl.DataFrame, cols: list[str]) -> tuple[np.ndarray, lis
     return out.to_numpy(), parts
 
 
+def _present_combinations(parts: list[tuple[np.ndarray, pl.Series]]) -> tuple[np.ndarray, int, Any]:
+    """Static ids numbering the key combinations present (rows of the column codes), and their decoder."""
+    combos, sid = np.unique(np.stack([codes for codes, _ in parts], axis=1), axis=0, return_inverse=True)
+
+    def decode(ids: np.ndarray) -> pl.DataFrame:
+        return pl.DataFrame([vals.gather(pl.Series(combos[ids, j])) for j, (_, vals) in enumerate(parts)])
+
+    return np.asarray(sid, dtype=np.int64).reshape(-1), max(int(combos.shape[0]), 1), decode
+
+
 def encode_static(mb: pl.DataFrame, cols: list[str]) -> tuple[np.ndarray, int, Any]:
     """Static key id per member, the number of ids, and a decoder ``sid array -> DataFrame``."""
     n = mb.height
@@ -165,6 +175,8 @@ def encode_static(mb: pl.DataFrame, cols: list[str]) -> tuple[np.ndarray, int, A
     else:
         parts = [encode_column(mb.get_column(c)) for c in cols]
         cards = [int(v.len()) for _, v in parts]
+        if float(np.prod(cards, dtype=np.float64)) > 2.0**62:  # the mixed-radix id would overflow int64
+            return _present_combinations(parts)
         total = int(np.prod(cards, dtype=np.float64))
         sid = np.zeros(n, dtype=np.int64)
         for (codes, _), k in zip(parts, cards):
