@@ -32,7 +32,7 @@ body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'Noto Sans CJK SC','N
 header{background:#16324f;color:#fff;padding:22px 36px}
 header h1{margin:0;font-size:26px} header p{margin:6px 0 0;opacity:.85}
 nav{background:#fff;border-bottom:1px solid #dde2e8;padding:8px 36px;position:sticky;top:0;z-index:5;display:flex;flex-wrap:wrap;row-gap:4px}
-nav a{margin-right:14px;color:#16324f;text-decoration:none;font-size:14px;white-space:nowrap}
+nav a{margin-right:14px;color:#16324f;text-decoration:none;font-size:14px;white-space:nowrap;max-width:100%;overflow:hidden;text-overflow:ellipsis;display:inline-block;vertical-align:top}
 main{max-width:1240px;margin:0 auto;padding:12px 36px 48px}
 section{background:#fff;border:1px solid #dde2e8;border-radius:8px;margin:18px 0;padding:14px 22px;min-width:0}
 h2{font-size:20px;margin:6px 0 10px;color:#16324f}
