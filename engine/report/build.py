@@ -30,6 +30,24 @@ def _num(v: Any, fmt: str = "{:,.2f}") -> str:
     return t("n/a") if v is None or v != v else fmt.format(v)
 
 
+#: a share per sharing period -> its columns per period, per month and per year (summary.json and the Parquet
+#: outputs, converted by engine.conventions.per_month / per_year where they are written)
+PER_PERIOD_MONTH_YEAR = {c: (c, f"{c}_per_month", f"{c}_per_year")
+                         for c in ("sustainable_share_cny", "share_after_caps_cny", "share_current_mix_cny",
+                                   "share_end_mean_cny", "share_end_p95_cny")}
+
+
+def _side_by_side(v: dict[str, Any], key: str, label: str) -> dict[str, Any]:
+    """``{"<label>, CNY per period": ..., "... per month": ..., "... per year": ...}`` from one plan's summary."""
+    return {f"{label}, CNY per {unit}": v.get(k)
+            for unit, k in zip(("period", "month", "year"), PER_PERIOD_MONTH_YEAR[key], strict=True)}
+
+
+def _with_units(columns: list[str], df: pl.DataFrame) -> list[str]:
+    """``columns`` with each per-period share followed by its per-month and per-year columns (those in ``df``)."""
+    return [x for c in columns for x in PER_PERIOD_MONTH_YEAR.get(c, (c,)) if x in df.columns]
+
+
 def _yes(flag: Any) -> str:
     return t("YES") if flag else t("no")
 
@@ -79,7 +97,8 @@ def _headline(rep: Report, f: dict[str, Any], account: dict[str, Any], summary: 
     ]
     if pooled:
         items += [
-            (t("pooled sustainable share, CNY / period"), _num(pooled.get("sustainable_share_cny")), False),
+            (t("pooled sustainable share, CNY per member per period / month / year"),
+             " / ".join(_num(pooled.get(k)) for k in PER_PERIOD_MONTH_YEAR["sustainable_share_cny"]), False),
             (t("pooled leverage"), _num(pooled.get("leverage"), "{:,.0f}"), False),
             (t("pooled death spiral"), _yes(pooled.get("death_spiral")), bool(pooled.get("death_spiral"))),
         ]
@@ -88,9 +107,10 @@ def _headline(rep: Report, f: dict[str, Any], account: dict[str, Any], summary: 
                         "(no dilution, no lag, select worn off)", month=f["share_late_month"]),
                       f"{f['share_late_cny']:,.2f} -> {f['share_late_stationary_cny']:,.2f}", False))
     Report.kpis(s, items)
-    rows = [{"plan": k, "members": round(v.get("members") or 0), "sustainable share (CNY/period)": v.get("sustainable_share_cny"),
-             "today's mix, after caps": v.get("share_after_caps_cny"), "leverage": v.get("leverage"), "share CV": v.get("share_cv"),
-             "death spiral": _yes(v.get("death_spiral")),
+    rows = [{"plan": k, "members": round(v.get("members") or 0),
+             **_side_by_side(v, "sustainable_share_cny", "sustainable share"),
+             **_side_by_side(v, "share_after_caps_cny", "paid after the caps"),
+             "leverage": v.get("leverage"), "share CV": v.get("share_cv"), "death spiral": _yes(v.get("death_spiral")),
              "P(annual cap binds), max": v.get("cap_binds_probability_max")} for k, v in summary.items()]
     Report.table(s, pl.DataFrame(rows))
     Report.text(s, t("Sustainable share: the share of a stationary pool (growth stopped, every member past the waiting "
@@ -190,10 +210,12 @@ def _projection(rep: Report, cfg: Any, tb: dict[str, pl.DataFrame], summary: dic
     Report.text(s, t("{scenarios} Monte Carlo scenarios over {horizon} sharing periods (seed {seed}); the fan charts "
                      "of each plan are in the section on the fan charts.",
                      scenarios=f"{pc.scenarios:,}", horizon=pc.horizon, seed=pc.seed))
-    Report.table(s, tb["projection_plans"].select([c for c in ("plan", "members_start", "members_end",
-                                                                "share_end_mean_cny", "share_end_p95_cny",
-                                                                "sustainable_share_cny", "death_spiral",
-                                                                "death_spiral_period") if c in tb["projection_plans"].columns]))
+    pp = tb["projection_plans"]
+    Report.table(s, pp.select(_with_units(["plan", "members_start", "members_end", "share_end_mean_cny",
+                                           "share_end_p95_cny", "sustainable_share_cny", "death_spiral",
+                                           "death_spiral_period"], pp)))
+    Report.text(s, t("Shares in CNY per member: per sharing period, per month (x periods a year / 12) and per year "
+                     "(x periods a year)."))
 
 
 def _leverage(rep: Report, summary: dict[str, Any]) -> None:
@@ -223,9 +245,9 @@ def _plans(rep: Report, tb: dict[str, pl.DataFrame]) -> None:
     """Plan comparison: plans and the payment changes per group."""
     s = rep.section("plans", t("Plan comparison"))
     p = tb["plans"].filter(pl.col("level") == "plan")
-    Report.table(s, p.select([c for c in ("plan_file", "planset", "plan", "members", "expected_claims_per_period",
-                                          "share_current_mix_cny", "leverage", "share_cv", "cap_binding")
-                              if c in p.columns]))
+    Report.table(s, p.select(_with_units(["plan_file", "planset", "plan", "members", "expected_claims_per_period",
+                                          "share_current_mix_cny", "share_after_caps_cny", "leverage", "share_cv",
+                                          "cap_binding"], p)))
     ch = tb["changes"]
     Report.table(s, ch.select([c for c in ("plan_file", "group", "annual_payment_before_cny", "annual_payment_after_cny",
                                            "leverage_before", "leverage_after") if c in ch.columns]))
