@@ -345,7 +345,7 @@ def stage_history(ctx: RunState) -> None:
     """Realised shares per sharing period and the decomposition of their change."""
     from engine.cells._exposure import classify_claims
     from engine.shares._stream import claimant_rows, column_names
-    from engine.shares.history import share_history
+    from engine.shares.history import share_history, with_shares_per_month_year
 
     cfg = ctx.cfg
     hc = cfg.history
@@ -361,7 +361,7 @@ def stage_history(ctx: RunState) -> None:
         per_claimant_cap=(hc.per_claimant_cap * cap_scale(cfg)) if hc.per_claimant_cap else None,
         annual_cap=hc.annual_cap or None, plan_col=plan_col, executor=ctx.executor,
     )
-    ctx.write("history", hist)
+    ctx.write("history", with_shares_per_month_year(hist, tuple(hc.sharing_days)))
     from engine.projection._caps import caps_cost_realised
 
     caps = caps_cost_realised(hist, plan_col)
