@@ -18,7 +18,7 @@ from engine.report._economics import ECONOMICS_SECTIONS, add_economics
 from engine.report._pricing import add_pricing
 from engine.report._share_views import add_share_views
 from engine.report.document import Report
-from engine.report.i18n import t, t_user, use_language
+from engine.report.i18n import engine_message, t, t_user, use_language
 
 #: section ids in order (tests check them)
 SECTIONS = ("headline", *ECONOMICS_SECTIONS, "account", "incidence", "model", "segmentation", "history", "projection",
@@ -120,7 +120,7 @@ def _headline(rep: Report, f: dict[str, Any], account: dict[str, Any], summary: 
                      "today's mix; share CV: volatility of one period's share; P(annual cap binds): largest probability "
                      "over the projection periods."))
     for w in f.get("warnings", []):
-        Report.text(s, t("warning: {w}", w=w))
+        Report.text(s, t("warning: {w}", w=engine_message(w)))
 
 
 def _account(rep: Report, account: dict[str, Any]) -> None:
@@ -180,7 +180,7 @@ def _segmentation(rep: Report, f: dict[str, Any], tb: dict[str, pl.DataFrame]) -
         Report.text(s, t("only K = {k} meets the claims floor of a group: no frontier to draw.",
                          k=", ".join(str(k) for k in tb["frontier"]["k"].to_list())))
     if f.get("segmentation_choice"):
-        Report.text(s, t("Number of groups: {choice}.", choice=f["segmentation_choice"]))
+        Report.text(s, t("Number of groups: {choice}.", choice=engine_message(f["segmentation_choice"])))
     Report.table(s, tb["segments"].select([c for c in ("group", "name", "rule", "members", "exposure_years", "claims", "rate",
                                                        "rate_lower", "rate_upper", "relativity",
                                                        "expected_claims_per_period", "share_cv",
@@ -200,7 +200,7 @@ def _history(rep: Report, cfg: Any, tb: dict[str, pl.DataFrame]) -> None:
                          method=cfg.history.decompose))
     else:
         note = str(dec["note"][0])  # the engine's reason, as its messages: English
-        Report.text(s, t("decomposition not computed: {reason}", reason=note.split(": ", 1)[-1]))
+        Report.text(s, t("decomposition not computed: {reason}", reason=engine_message(note.split(": ", 1)[-1])))
 
 
 def _projection(rep: Report, cfg: Any, tb: dict[str, pl.DataFrame], summary: dict[str, Any]) -> None:
