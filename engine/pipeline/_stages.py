@@ -328,11 +328,9 @@ def stage_segmentation(ctx: RunState) -> None:
     cols = ["group", "name", "rule", "members", "exposure_years", "claims", "rate", "rate_lower", "rate_upper",
             "relativity_to_portfolio", "predicted_rate", "expected_claims_per_period", "share_cv", "credibility",
             "own_share", "cross_subsidy", "cross_subsidy_per_period", "cross_subsidy_pct", "meets_floor", "note"]
-    # a group's rate relative to the named reference: the whole portfolio's crude rate over the study,
-    # sum claims / sum exposure-years (the segmenter's own ``relativity`` is relative to its base rate,
-    # the rate itself when no factor is adjusted for)
-    groups = seg.groups_.with_columns(
-        (pl.col("rate") / (pl.col("claims").sum() / pl.col("exposure_years").sum())).alias("relativity_to_portfolio"))
+    # a group's rate relative to the named reference, the whole portfolio's crude rate over the study
+    # (engine.segmentation.metrics.relativity_to_portfolio, computed by the segmenter)
+    groups = seg.groups_
     ctx.write("segments", groups.select([c for c in cols if c in groups.columns]))
     ctx.write("frontier", seg.frontier_)
     ctx.segmenter = seg

@@ -182,7 +182,7 @@ def _segmentation(rep: Report, f: dict[str, Any], tb: dict[str, pl.DataFrame]) -
     if f.get("segmentation_choice"):
         Report.text(s, t("Number of groups: {choice}.", choice=engine_message(f["segmentation_choice"])))
     Report.table(s, tb["segments"].select([c for c in ("group", "name", "rule", "members", "exposure_years", "claims", "rate",
-                                                       "rate_lower", "rate_upper", "relativity",
+                                                       "rate_lower", "rate_upper", "relativity_to_portfolio",
                                                        "expected_claims_per_period", "share_cv",
                                                        "cross_subsidy_pct_of_pooled_share", "note")
                                            if c in tb["segments"].columns]))
