@@ -185,3 +185,16 @@ def test_engine_messages_keep_their_english_behind_a_translated_lead_in(small_de
     for m in messages:
         assert [n for n in zh if m in n] and all(f"引擎消息（英文原文）：{m}" in n for n in zh if m in n), m
         assert [n for n in en if m in n] and not any("引擎消息" in n for n in en if m in n), m
+
+
+def test_engine_notes_in_a_table_get_the_lead_in_in_chinese_only() -> None:
+    import polars as pl
+
+    from engine.report.build import engine_notes
+
+    df = pl.DataFrame({"group": [1, 2, 3], "note": ["rates of groups 1 and 2 overlap", None, ""]})
+    assert engine_notes(df).equals(df)
+    with use_language("zh"):
+        got = engine_notes(df)["note"].to_list()
+    assert got == ["引擎消息（英文原文）：rates of groups 1 and 2 overlap", None, ""]
+    assert engine_notes(df.drop("note")).equals(df.drop("note"))

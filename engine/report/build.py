@@ -123,6 +123,15 @@ def _headline(rep: Report, f: dict[str, Any], account: dict[str, Any], summary: 
         Report.text(s, t("warning: {w}", w=engine_message(w)))
 
 
+def engine_notes(df: pl.DataFrame, col: str = "note") -> pl.DataFrame:
+    """``df`` with each non-empty ``col`` value (a message of the engine, e.g. why two groups' rates cannot be told
+    apart) shown through :func:`engine.report.i18n.engine_message` (a lead-in in Chinese, unchanged in English)."""
+    if col not in df.columns:
+        return df
+    shown = [v if not v else engine_message(v) for v in df.get_column(col).cast(pl.String).to_list()]
+    return df.with_columns(pl.Series(col, shown, dtype=pl.String))
+
+
 def _account(rep: Report, account: dict[str, Any]) -> None:
     """Row account: rows read, used and set aside (with the reason) per table."""
     s = rep.section("account", t("Row account"))
@@ -181,7 +190,7 @@ def _segmentation(rep: Report, f: dict[str, Any], tb: dict[str, pl.DataFrame]) -
                          k=", ".join(str(k) for k in tb["frontier"]["k"].to_list())))
     if f.get("segmentation_choice"):
         Report.text(s, t("Number of groups: {choice}.", choice=engine_message(f["segmentation_choice"])))
-    Report.table(s, tb["segments"].select([c for c in ("group", "name", "rule", "members", "exposure_years", "claims", "rate",
+    Report.table(s, engine_notes(tb["segments"]).select([c for c in ("group", "name", "rule", "members", "exposure_years", "claims", "rate",
                                                        "rate_lower", "rate_upper", "relativity_to_portfolio",
                                                        "expected_claims_per_period", "share_cv",
                                                        "cross_subsidy_pct_of_pooled_share", "note")
