@@ -70,7 +70,7 @@ img{max-width:100%;height:auto;display:block;margin:8px 0}
 .kpi .v{font-size:22px;font-weight:600;color:#16324f} .kpi .l{font-size:13px;color:#4a5868}
 .flag{color:#b3261e;font-weight:600}
 footer{color:#6b7785;font-size:12px;text-align:center;padding:20px}
-@media (max-width:480px){header{padding:14px 12px} header h1{font-size:20px} nav{padding:6px 12px}
+@media (max-width:480px){header{padding:14px 12px} header h1{font-size:20px} nav{padding:6px 12px} nav a{white-space:normal;overflow-wrap:anywhere}
 main{padding:6px 6px 32px} section{padding:10px 10px;margin:10px 0} .plot{height:400px} .facet>figure{flex-basis:100%}
 .kpi{flex-basis:140px} .kpi .v{font-size:18px} .box{max-height:420px}}
 @media print{nav,.tools{display:none} .box{max-height:none;overflow:visible} section{break-inside:avoid-page}}
