@@ -114,11 +114,12 @@ def _headline(rep: Report, f: dict[str, Any], account: dict[str, Any], summary: 
              "P(annual cap binds), max": v.get("cap_binds_probability_max")} for k, v in summary.items()]
     Report.table(s, pl.DataFrame(rows))
     Report.text(s, t("Sustainable share: the share of a stationary pool (growth stopped, every member past the waiting "
-                     "period, select effects worn off, the mix at its equilibrium; engine.projection._project); today's mix, "
-                     "after caps: the share of the members sharing at the end of the study, all past the waiting period, "
+                     "period, select effects worn off, the mix at its equilibrium; engine.projection._project); paid after "
+                     "the caps: the share of the members sharing at the end of the study, all past the waiting period, "
                      "after the per-claimant and annual caps (engine.plans.compare); leverage = benefit / annual share at "
                      "today's mix; share CV: volatility of one period's share; P(annual cap binds): largest probability "
-                     "over the projection periods."))
+                     "over the projection periods. Per month = per period x periods a year / 12; per year = per period x "
+                     "periods a year."))
     for w in f.get("warnings", []):
         Report.text(s, t("warning: {w}", w=engine_message(w)))
 
