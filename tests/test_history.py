@@ -264,7 +264,13 @@ def test_cli_history_writes_the_table(tmp_path, capsys):
     got = pl.read_parquet(out)
     want = share_history(members, claims, start=D(2020, 1, 1), end=D(2020, 3, 31), waiting_days=30,
                          per_claimant_cap=0.5, annual_cap=1.2)
-    assert got.equals(want)
+    assert got.select(want.columns).equals(want)
+    # each share also per month and per year, right after its per-period column (half-monthly: x 2 and x 24)
+    for c in ("share_cny", "share_capped_cny", "share_paid_cny", "share_paid_mean_cny"):
+        i = got.columns.index(c)
+        assert got.columns[i + 1:i + 3] == [f"{c}_per_month", f"{c}_per_year"]
+        assert got[f"{c}_per_month"].to_list() == pytest.approx([None if v is None else 2 * v for v in want[c]])
+        assert got[f"{c}_per_year"].to_list() == pytest.approx([None if v is None else 24 * v for v in want[c]])
     # waiting 30: x (a, 01-05 < 01-31), y (c, 01-25 < 02-19), r (b, 02-01 < 02-09) are in the waiting period;
     # z (a, 02-20) is then a's first eligible claim and q (d, 03-10 >= 03-02) is eligible
     assert sorted(pl.read_parquet(rej).select("claim_id", "reason").rows()) == [
@@ -273,6 +279,21 @@ def test_cli_history_writes_the_table(tmp_path, capsys):
     assert main(["history", "--members", str(tmp_path / "m.parquet"), "--claims", str(tmp_path / "c.parquet"),
                  "--start", "2020-01-01", "--end", "2020-03-31", "--sharing-days", "0", "--out", str(out)]) == 2
     error_line(capsys, "history", "sharing_days", "'0'", "must be days of the month in 1..31")
+
+
+@pytest.mark.parametrize(("days", "month", "year"), [((14, 28), 2.0, 24.0), ("monthly", 1.0, 12.0), (15, 1.0, 12.0),
+                                                    ((5, 15, 25), 3.0, 36.0)])
+def test_shares_per_month_and_year_follow_the_calendar(days, month, year):
+    """A period's share per month is x (periods a month) and per year x (periods a year): 12 x notice days a month."""
+    from engine.shares.history import with_shares_per_month_year
+
+    h = _hand(sharing_days=days)
+    got = with_shares_per_month_year(h, days)
+    assert got.height == h.height and got.select(h.columns).equals(h)
+    assert len(got.columns) == len(h.columns) + 8
+    for c in ("share_cny", "share_capped_cny", "share_paid_cny", "share_paid_mean_cny"):
+        assert got[f"{c}_per_month"].to_list() == pytest.approx([None if v is None else month * v for v in h[c]])
+        assert got[f"{c}_per_year"].to_list() == pytest.approx([None if v is None else year * v for v in h[c]])
 
 
 def test_member_counts_packed_equals_group_by():

@@ -160,3 +160,41 @@ def test_language_is_validated_with_the_configuration(small_demo, tmp_path: Path
         with_output(cfg, language="fr")
     with pytest.raises(SystemExit):  # argparse: --lang accepts en and zh only
         main(["run", str(small_demo.out / "demo.toml"), "--lang", "fr"])
+
+
+def _notes(path: Path) -> list[str]:
+    """The text of every ``<p class="note">`` paragraph of a report, unescaped."""
+    import html as _html
+
+    return [_html.unescape(m) for m in re.findall(r'<p class="note">(.*?)</p>', path.read_text(encoding="utf-8"), re.S)]
+
+
+def test_engine_messages_keep_their_english_behind_a_translated_lead_in(small_demo, small_demo_zh) -> None:
+    """The engine's warnings and its reason for a choice are English in both reports; the Chinese one says so
+    (引擎消息（英文原文）) right before each, the English one shows them unchanged."""
+    from engine.report.i18n import engine_message
+
+    assert engine_message("x = 1") == "x = 1"
+    with use_language("zh"):
+        assert engine_message("x = 1") == "引擎消息（英文原文）：x = 1"
+    facts = json.loads((small_demo.out / "run" / "summary.json").read_text())["facts"]
+    messages = [*facts.get("warnings", []), facts.get("segmentation_choice")]
+    messages = [m for m in messages if m]
+    assert messages  # the small demo warns (sparse GLM levels, the groups' floor): the check is not vacuous
+    zh, en = _notes(small_demo_zh.out / "report.html"), _notes(small_demo.out / "run" / "report.html")
+    for m in messages:
+        assert [n for n in zh if m in n] and all(f"引擎消息（英文原文）：{m}" in n for n in zh if m in n), m
+        assert [n for n in en if m in n] and not any("引擎消息" in n for n in en if m in n), m
+
+
+def test_engine_notes_in_a_table_get_the_lead_in_in_chinese_only() -> None:
+    import polars as pl
+
+    from engine.report.build import engine_notes
+
+    df = pl.DataFrame({"group": [1, 2, 3], "note": ["rates of groups 1 and 2 overlap", None, ""]})
+    assert engine_notes(df).equals(df)
+    with use_language("zh"):
+        got = engine_notes(df)["note"].to_list()
+    assert got == ["引擎消息（英文原文）：rates of groups 1 and 2 overlap", None, ""]
+    assert engine_notes(df.drop("note")).equals(df.drop("note"))

@@ -120,9 +120,7 @@ SUMMARY_COLUMNS = {
     "leverage before the caps": "leverage_before_caps",
     "leverage after the caps": "leverage_after_caps",
     "platform pays, % of cost, first projection year": "platform_paid_pct_of_cost_first_year",
-    # the headline table (existing section)
-    "sustainable share (CNY/period)": "sustainable_share_cny",
-    "today's mix, after caps": "share_after_caps_cny",
+    # the headline table (per period, month and year under the same headers as the shares table above)
     "leverage": "leverage",
     "share CV": "share_cv",
     "P(annual cap binds), max": "cap_binds_probability_max",
@@ -144,7 +142,7 @@ def test_plan_tables_agree_with_summary_json(run, section):
                     want = summary[r[0]].get(SUMMARY_COLUMNS[h])
                     assert _agrees(text, want), (section, r[0], h, text, want)
                     checked += 1
-    assert checked >= len(summary) * {"shares": 10, "caps": 8, "headline": 3}[section], section
+    assert checked >= len(summary) * {"shares": 10, "caps": 8, "headline": 10}[section], section
 
 
 #: header of a subsidy table -> column of caps_cost_*.parquet
@@ -208,7 +206,28 @@ def test_headline_cards_agree_with_account_and_summary(run):
     assert (used, read) == (acc["members"]["used"], acc["members"]["read"])
     pooled = next(v for v in run["summary"]["plans"].values() if v["planset"] == "pooled")
     label = next(k for k in cards if "pooled sustainable share" in k)
-    assert _agrees(cards[label].split()[0], pooled["sustainable_share_cny"])
+    assert label.endswith("CNY per member per period / month / year")
+    parts = cards[label].split(" / ")
+    keys = ("sustainable_share_cny", "sustainable_share_cny_per_month", "sustainable_share_cny_per_year")
+    assert len(parts) == 3
+    for text, key in zip(parts, keys, strict=True):
+        assert _agrees(text, pooled[key]), (key, text, pooled[key])
+
+
+@pytest.mark.parametrize(("section", "name", "shares"), [
+    ("projection", "projection_plans", ("share_end_mean_cny", "share_end_p95_cny", "sustainable_share_cny")),
+    ("plans", "plans", ("share_current_mix_cny", "share_after_caps_cny"))])
+def test_projection_and_plans_tables_show_each_share_per_period_month_and_year(run, section, name, shares):
+    """Each share beside its per-month and per-year columns; the per-month one is per period x periods a year / 12
+    and the per-year one per period x periods a year in the file the table shows (checked above to agree)."""
+    df = pl.read_parquet(run["out"] / f"{name}.parquet")
+    headers = next(h for h, _ in run["sections"][section]["tables"] if "plan" in h and shares[0] in h)
+    for c in shares:
+        i = headers.index(c)
+        assert headers[i + 1:i + 3] == [f"{c}_per_month", f"{c}_per_year"], (section, headers)
+        ppy = df["periods_per_year"].to_numpy()
+        assert df[f"{c}_per_month"].to_numpy() == pytest.approx(df[c].to_numpy() * ppy / 12, rel=1e-12)
+        assert df[f"{c}_per_year"].to_numpy() == pytest.approx(df[c].to_numpy() * ppy, rel=1e-12)
 
 
 def test_the_demo_says_it_scaled_the_per_claimant_cap(run, small_demo):

@@ -120,6 +120,11 @@ def test_rules_reproduce_hand_computed_metrics():
     assert g["exposure_years"].to_list() == E
     assert g["claims"].to_list() == D
     assert g["rate"].to_list() == pytest.approx([7 / 4000, 40 / 6000])
+    # relativity against the named reference, the portfolio's crude rate 47 / 10,000 (not the rate itself)
+    assert g["relativity_to_portfolio"].to_list() == pytest.approx([(7 / 4000) / (47 / 10000), (40 / 6000) / (47 / 10000)])
+    assert g["relativity"].to_list() == g["relativity_to_portfolio"].to_list()  # the deprecated alias
+    assert g["relativity_to_base"].to_list() == pytest.approx([7 / 4000, 40 / 6000])  # no base: the rate
+    assert seg.predict(cells).tolist() == pytest.approx([7 / 4000, 7 / 4000, 40 / 6000, 40 / 6000])
     assert g["rate_upper"][0] == pytest.approx(chi2.ppf(0.975, 16) / 8000)
     assert g["rate_lower"][1] == pytest.approx(chi2.ppf(0.025, 80) / 12000)
     assert g["expected_claims_per_period"].to_list() == pytest.approx([7 / 12, 40 / 12])
@@ -150,6 +155,44 @@ def test_rules_reproduce_hand_computed_metrics():
     total = sum(e[i] * (r[i] - mean) ** 2 for i in range(4)) / 10000
     assert seg.metrics_["within_dispersion"] == pytest.approx(within)
     assert seg.metrics_["homogeneity"] == pytest.approx(1 - within / total)
+
+
+def test_relativity_is_to_the_portfolio_rate_and_predict_keeps_the_base(sim):
+    """Adjusted for age and sex, a group's ``relativity_to_portfolio`` is its crude rate over the portfolio's (summed
+    here from the cells and the assignment, not from the table); ``predict`` = base x relativity_to_base, so the
+    expected claims of each group equal its observed claims."""
+    cells, _ = sim
+    seg = RiskSegmenter(features=["city_tier", "channel"], adjust_for=("age", "sex"), method="cluster",
+                        model=CellPoissonModel(), n_groups=3).fit(cells.drop("_rate"))
+    lab = cells.with_columns(seg.assign(cells).alias("g"), pl.Series("mu", seg.predict(cells)))
+    by = lab.group_by("g").agg(pl.col("claims").sum(), pl.col("exposure_years").sum(),
+                               (pl.col("mu") * pl.col("exposure_years")).sum().alias("expected")).sort("g")
+    crude = lab["claims"].sum() / lab["exposure_years"].sum()
+    g = seg.groups_.sort("group")
+    want = (by["claims"] / by["exposure_years"] / crude).to_list()
+    assert g["relativity_to_portfolio"].to_list() == pytest.approx(want, rel=1e-12)
+    assert g["relativity"].to_list() == g["relativity_to_portfolio"].to_list()
+    assert by["expected"].to_list() == pytest.approx(by["claims"].to_list(), rel=1e-9)
+    assert not np.allclose(g["relativity_to_base"].to_numpy(), g["relativity_to_portfolio"].to_numpy())
+    assert float((g["relativity_to_portfolio"] * g["exposure_years"]).sum() / g["exposure_years"].sum()) == pytest.approx(1.0)
+    assert "relativity_to_portfolio" in seg.summary.columns
+
+
+def test_a_model_saved_before_relativity_to_portfolio_loads_with_the_new_columns(sim, tmp_path):
+    """An artefact whose groups table has the old ``relativity`` (relative to the base rate) loads: that column
+    becomes ``relativity_to_base`` (predictions unchanged) and the relativity to the portfolio is added."""
+    from engine.segmentation._frontier import _current_groups
+
+    cells, _ = sim
+    seg = RiskSegmenter(features=["city_tier", "channel"], method="cluster", model=CellPoissonModel(),
+                        n_groups=3).fit(cells.drop("_rate"))
+    path = seg.save(tmp_path / "seg")
+    old = seg.groups_.drop("relativity_to_portfolio", "relativity").rename({"relativity_to_base": "relativity"})
+    new = _current_groups(old)
+    for c in ("relativity_to_base", "relativity_to_portfolio", "relativity"):
+        assert new[c].to_list() == pytest.approx(seg.groups_[c].to_list(), rel=1e-12), c
+    assert _current_groups(seg.groups_).equals(seg.groups_)
+    assert RiskSegmenter.load(path).predict(cells).tolist() == pytest.approx(seg.predict(cells).tolist(), rel=1e-12)
 
 
 def test_rules_unmatched_error_or_other():
@@ -257,8 +300,10 @@ def test_cli_segment(sim, tmp_path, capsys):
     assert rc == 0
     s = pl.read_parquet(tmp_path / "out" / "segments.parquet")
     f = pl.read_parquet(tmp_path / "out" / "frontier.parquet")
-    assert {"group", "rule", "exposure_years", "claims", "rate", "rate_lower", "rate_upper",
-            "expected_claims_per_period", "share_cv"} <= set(s.columns)
+    assert {"group", "rule", "exposure_years", "claims", "rate", "rate_lower", "rate_upper", "relativity_to_portfolio",
+            "relativity", "expected_claims_per_period", "share_cv"} <= set(s.columns)
+    crude = s["claims"].sum() / s["exposure_years"].sum()
+    assert s["relativity_to_portfolio"].to_list() == pytest.approx((s["rate"] / crude).to_list(), rel=1e-12)
     assert s["exposure_years"].sum() == pytest.approx(cells["exposure_years"].sum())
     assert f["recommended"].sum() == 1
     assert {"cv_deviance", "cv_se_diff", "cv_best"} <= set(f.columns) and "members" in s.columns

@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.cli.common import parse_date, print_table, check_writable, input_args
-    from engine.shares.history import history_summary, parse_sharing_days, share_history
+    from engine.shares.history import history_summary, parse_sharing_days, share_history, with_shares_per_month_year
     from engine.data.io import read_claims, read_members, write_parquet
     from engine.data.validation import validate
     import polars as pl
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         plan_col=plan_col,
         by=by,
     )
-    write_parquet(hist, args.out)
+    write_parquet(with_shares_per_month_year(hist, sharing_days), args.out)
     summary = history_summary(hist, keys=[plan_col or "pool", *by]).with_columns(pl.col("year").cast(pl.String))
     print_table("share history: totals per pool and year", summary.to_dicts(), quiet=args.quiet)
     return 0

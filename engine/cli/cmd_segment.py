@@ -130,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     ).fit(cells)
     segments = seg.groups_.select(
         "group", "name", "rule", "members", "exposure_years", "claims", "rate", "rate_lower", "rate_upper",
-        "relativity", "predicted_rate", "expected_claims_per_period", "share_cv", "credibility",
+        "relativity_to_portfolio", "relativity", "predicted_rate", "expected_claims_per_period", "share_cv",
+        "credibility",
         "own_share", "cross_subsidy", "cross_subsidy_per_period", "cross_subsidy_pct", "meets_floor", "note",
     )
     write_parquet(segments, out / "segments.parquet")

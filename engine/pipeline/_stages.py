@@ -328,11 +328,9 @@ def stage_segmentation(ctx: RunState) -> None:
     cols = ["group", "name", "rule", "members", "exposure_years", "claims", "rate", "rate_lower", "rate_upper",
             "relativity_to_portfolio", "predicted_rate", "expected_claims_per_period", "share_cv", "credibility",
             "own_share", "cross_subsidy", "cross_subsidy_per_period", "cross_subsidy_pct", "meets_floor", "note"]
-    # a group's rate relative to the named reference: the whole portfolio's crude rate over the study,
-    # sum claims / sum exposure-years (the segmenter's own ``relativity`` is relative to its base rate,
-    # the rate itself when no factor is adjusted for)
-    groups = seg.groups_.with_columns(
-        (pl.col("rate") / (pl.col("claims").sum() / pl.col("exposure_years").sum())).alias("relativity_to_portfolio"))
+    # a group's rate relative to the named reference, the whole portfolio's crude rate over the study
+    # (engine.segmentation.metrics.relativity_to_portfolio, computed by the segmenter)
+    groups = seg.groups_
     ctx.write("segments", groups.select([c for c in cols if c in groups.columns]))
     ctx.write("frontier", seg.frontier_)
     ctx.segmenter = seg
@@ -345,7 +343,7 @@ def stage_history(ctx: RunState) -> None:
     """Realised shares per sharing period and the decomposition of their change."""
     from engine.cells._exposure import classify_claims
     from engine.shares._stream import claimant_rows, column_names
-    from engine.shares.history import share_history
+    from engine.shares.history import share_history, with_shares_per_month_year
 
     cfg = ctx.cfg
     hc = cfg.history
@@ -361,7 +359,7 @@ def stage_history(ctx: RunState) -> None:
         per_claimant_cap=(hc.per_claimant_cap * cap_scale(cfg)) if hc.per_claimant_cap else None,
         annual_cap=hc.annual_cap or None, plan_col=plan_col, executor=ctx.executor,
     )
-    ctx.write("history", hist)
+    ctx.write("history", with_shares_per_month_year(hist, tuple(hc.sharing_days)))
     from engine.projection._caps import caps_cost_realised
 
     caps = caps_cost_realised(hist, plan_col)

@@ -14,7 +14,7 @@ import polars as pl
 
 from engine.report.chart import Chart, Series
 from engine.report.document import Report
-from engine.report.i18n import t
+from engine.report.i18n import engine_message, t
 
 #: share driver id -> plain-language label (English; translated by :func:`driver_label`)
 DRIVER_LABELS: dict[str, str] = {
@@ -124,7 +124,7 @@ def add_share_views(rep: Report, ctx: Any, summary: dict[str, Any]) -> None:
     else:
         Report.text(s, t("No decomposition: the study is too short or the drivers could not be computed."))
         if dec is not None and "note" in dec.columns and dec.height:
-            Report.text(s, str(dec["note"][0]))
+            Report.text(s, engine_message(str(dec["note"][0])))
     s = rep.section("fan-charts", t("Projected shares: paid, and cost before caps"))
     for c in fan_charts(tb["projection"], summary):
         Report.chart(s, c)

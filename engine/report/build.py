@@ -18,7 +18,7 @@ from engine.report._economics import ECONOMICS_SECTIONS, add_economics
 from engine.report._pricing import add_pricing
 from engine.report._share_views import add_share_views
 from engine.report.document import Report
-from engine.report.i18n import t, t_user, use_language
+from engine.report.i18n import engine_message, t, t_user, use_language
 
 #: section ids in order (tests check them)
 SECTIONS = ("headline", *ECONOMICS_SECTIONS, "account", "incidence", "model", "segmentation", "history", "projection",
@@ -28,6 +28,24 @@ SECTIONS = ("headline", *ECONOMICS_SECTIONS, "account", "incidence", "model", "s
 
 def _num(v: Any, fmt: str = "{:,.2f}") -> str:
     return t("n/a") if v is None or v != v else fmt.format(v)
+
+
+#: a share per sharing period -> its columns per period, per month and per year (summary.json and the Parquet
+#: outputs, converted by engine.conventions.per_month / per_year where they are written)
+PER_PERIOD_MONTH_YEAR = {c: (c, f"{c}_per_month", f"{c}_per_year")
+                         for c in ("sustainable_share_cny", "share_after_caps_cny", "share_current_mix_cny",
+                                   "share_end_mean_cny", "share_end_p95_cny")}
+
+
+def _side_by_side(v: dict[str, Any], key: str, label: str) -> dict[str, Any]:
+    """``{"<label>, CNY per period": ..., "... per month": ..., "... per year": ...}`` from one plan's summary."""
+    return {f"{label}, CNY per {unit}": v.get(k)
+            for unit, k in zip(("period", "month", "year"), PER_PERIOD_MONTH_YEAR[key], strict=True)}
+
+
+def _with_units(columns: list[str], df: pl.DataFrame) -> list[str]:
+    """``columns`` with each per-period share followed by its per-month and per-year columns (those in ``df``)."""
+    return [x for c in columns for x in PER_PERIOD_MONTH_YEAR.get(c, (c,)) if x in df.columns]
 
 
 def _yes(flag: Any) -> str:
@@ -79,7 +97,8 @@ def _headline(rep: Report, f: dict[str, Any], account: dict[str, Any], summary: 
     ]
     if pooled:
         items += [
-            (t("pooled sustainable share, CNY / period"), _num(pooled.get("sustainable_share_cny")), False),
+            (t("pooled sustainable share, CNY per member per period / month / year"),
+             " / ".join(_num(pooled.get(k)) for k in PER_PERIOD_MONTH_YEAR["sustainable_share_cny"]), False),
             (t("pooled leverage"), _num(pooled.get("leverage"), "{:,.0f}"), False),
             (t("pooled death spiral"), _yes(pooled.get("death_spiral")), bool(pooled.get("death_spiral"))),
         ]
@@ -88,19 +107,30 @@ def _headline(rep: Report, f: dict[str, Any], account: dict[str, Any], summary: 
                         "(no dilution, no lag, select worn off)", month=f["share_late_month"]),
                       f"{f['share_late_cny']:,.2f} -> {f['share_late_stationary_cny']:,.2f}", False))
     Report.kpis(s, items)
-    rows = [{"plan": k, "members": round(v.get("members") or 0), "sustainable share (CNY/period)": v.get("sustainable_share_cny"),
-             "today's mix, after caps": v.get("share_after_caps_cny"), "leverage": v.get("leverage"), "share CV": v.get("share_cv"),
-             "death spiral": _yes(v.get("death_spiral")),
+    rows = [{"plan": k, "members": round(v.get("members") or 0),
+             **_side_by_side(v, "sustainable_share_cny", "sustainable share"),
+             **_side_by_side(v, "share_after_caps_cny", "paid after the caps"),
+             "leverage": v.get("leverage"), "share CV": v.get("share_cv"), "death spiral": _yes(v.get("death_spiral")),
              "P(annual cap binds), max": v.get("cap_binds_probability_max")} for k, v in summary.items()]
     Report.table(s, pl.DataFrame(rows))
     Report.text(s, t("Sustainable share: the share of a stationary pool (growth stopped, every member past the waiting "
-                     "period, select effects worn off, the mix at its equilibrium; engine.projection._project); today's mix, "
-                     "after caps: the share of the members sharing at the end of the study, all past the waiting period, "
+                     "period, select effects worn off, the mix at its equilibrium; engine.projection._project); paid after "
+                     "the caps: the share of the members sharing at the end of the study, all past the waiting period, "
                      "after the per-claimant and annual caps (engine.plans.compare); leverage = benefit / annual share at "
                      "today's mix; share CV: volatility of one period's share; P(annual cap binds): largest probability "
-                     "over the projection periods."))
+                     "over the projection periods. Per month = per period x periods a year / 12; per year = per period x "
+                     "periods a year."))
     for w in f.get("warnings", []):
-        Report.text(s, t("warning: {w}", w=w))
+        Report.text(s, t("warning: {w}", w=engine_message(w)))
+
+
+def engine_notes(df: pl.DataFrame, col: str = "note") -> pl.DataFrame:
+    """``df`` with each non-empty ``col`` value (a message of the engine, e.g. why two groups' rates cannot be told
+    apart) shown through :func:`engine.report.i18n.engine_message` (a lead-in in Chinese, unchanged in English)."""
+    if col not in df.columns:
+        return df
+    shown = [v if not v else engine_message(v) for v in df.get_column(col).cast(pl.String).to_list()]
+    return df.with_columns(pl.Series(col, shown, dtype=pl.String))
 
 
 def _account(rep: Report, account: dict[str, Any]) -> None:
@@ -160,9 +190,9 @@ def _segmentation(rep: Report, f: dict[str, Any], tb: dict[str, pl.DataFrame]) -
         Report.text(s, t("only K = {k} meets the claims floor of a group: no frontier to draw.",
                          k=", ".join(str(k) for k in tb["frontier"]["k"].to_list())))
     if f.get("segmentation_choice"):
-        Report.text(s, t("Number of groups: {choice}.", choice=f["segmentation_choice"]))
-    Report.table(s, tb["segments"].select([c for c in ("group", "name", "rule", "members", "exposure_years", "claims", "rate",
-                                                       "rate_lower", "rate_upper", "relativity",
+        Report.text(s, t("Number of groups: {choice}.", choice=engine_message(f["segmentation_choice"])))
+    Report.table(s, engine_notes(tb["segments"]).select([c for c in ("group", "name", "rule", "members", "exposure_years", "claims", "rate",
+                                                       "rate_lower", "rate_upper", "relativity_to_portfolio",
                                                        "expected_claims_per_period", "share_cv",
                                                        "cross_subsidy_pct_of_pooled_share", "note")
                                            if c in tb["segments"].columns]))
@@ -180,7 +210,7 @@ def _history(rep: Report, cfg: Any, tb: dict[str, pl.DataFrame]) -> None:
                          method=cfg.history.decompose))
     else:
         note = str(dec["note"][0])  # the engine's reason, as its messages: English
-        Report.text(s, t("decomposition not computed: {reason}", reason=note.split(": ", 1)[-1]))
+        Report.text(s, t("decomposition not computed: {reason}", reason=engine_message(note.split(": ", 1)[-1])))
 
 
 def _projection(rep: Report, cfg: Any, tb: dict[str, pl.DataFrame], summary: dict[str, Any]) -> None:
@@ -190,10 +220,12 @@ def _projection(rep: Report, cfg: Any, tb: dict[str, pl.DataFrame], summary: dic
     Report.text(s, t("{scenarios} Monte Carlo scenarios over {horizon} sharing periods (seed {seed}); the fan charts "
                      "of each plan are in the section on the fan charts.",
                      scenarios=f"{pc.scenarios:,}", horizon=pc.horizon, seed=pc.seed))
-    Report.table(s, tb["projection_plans"].select([c for c in ("plan", "members_start", "members_end",
-                                                                "share_end_mean_cny", "share_end_p95_cny",
-                                                                "sustainable_share_cny", "death_spiral",
-                                                                "death_spiral_period") if c in tb["projection_plans"].columns]))
+    pp = tb["projection_plans"]
+    Report.table(s, pp.select(_with_units(["plan", "members_start", "members_end", "share_end_mean_cny",
+                                           "share_end_p95_cny", "sustainable_share_cny", "death_spiral",
+                                           "death_spiral_period"], pp)))
+    Report.text(s, t("Shares in CNY per member: per sharing period, per month (x periods a year / 12) and per year "
+                     "(x periods a year)."))
 
 
 def _leverage(rep: Report, summary: dict[str, Any]) -> None:
@@ -223,9 +255,9 @@ def _plans(rep: Report, tb: dict[str, pl.DataFrame]) -> None:
     """Plan comparison: plans and the payment changes per group."""
     s = rep.section("plans", t("Plan comparison"))
     p = tb["plans"].filter(pl.col("level") == "plan")
-    Report.table(s, p.select([c for c in ("plan_file", "planset", "plan", "members", "expected_claims_per_period",
-                                          "share_current_mix_cny", "leverage", "share_cv", "cap_binding")
-                              if c in p.columns]))
+    Report.table(s, p.select(_with_units(["plan_file", "planset", "plan", "members", "expected_claims_per_period",
+                                          "share_current_mix_cny", "share_after_caps_cny", "leverage", "share_cv",
+                                          "cap_binding"], p)))
     ch = tb["changes"]
     Report.table(s, ch.select([c for c in ("plan_file", "group", "annual_payment_before_cny", "annual_payment_after_cny",
                                            "leverage_before", "leverage_after") if c in ch.columns]))

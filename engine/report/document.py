@@ -21,6 +21,18 @@ from engine.report.chart import Chart
 from engine.report.i18n import current_language, english_of, t
 from engine.report.render import render_chart
 
+#: said once in a Chinese report whose PNG figures have no CJK font to draw their Chinese text with
+NO_CJK_FONT = ("No font with Chinese characters was found for the static figures: their Chinese text shows as empty "
+               "boxes. Install one (Debian: apt-get install fonts-noto-cjk) and run again.")
+
+
+def _no_cjk_font() -> bool:
+    """Whether matplotlib is installed and knows no font of :data:`engine.report.render.CJK_FONTS`."""
+    from engine._optional import available
+    from engine.report.render import cjk_font
+
+    return available("matplotlib") and cjk_font() is None
+
 #: report modes: interactive plots (plotly) or static PNG figures
 MODES: tuple[str, ...] = ("interactive", "static")
 #: rows of a table embedded in the page (all of them up to this; the static mode shows STATIC_ROWS)
@@ -58,7 +70,7 @@ img{max-width:100%;height:auto;display:block;margin:8px 0}
 .kpi .v{font-size:22px;font-weight:600;color:#16324f} .kpi .l{font-size:13px;color:#4a5868}
 .flag{color:#b3261e;font-weight:600}
 footer{color:#6b7785;font-size:12px;text-align:center;padding:20px}
-@media (max-width:480px){header{padding:14px 12px} header h1{font-size:20px} nav{padding:6px 12px}
+@media (max-width:480px){header{padding:14px 12px} header h1{font-size:20px} nav{padding:6px 12px} nav a{white-space:normal;overflow-wrap:anywhere}
 main{padding:6px 6px 32px} section{padding:10px 10px;margin:10px 0} .plot{height:400px} .facet>figure{flex-basis:100%}
 .kpi{flex-basis:140px} .kpi .v{font-size:18px} .box{max-height:420px}}
 @media print{nav,.tools{display:none} .box{max-height:none;overflow:visible} section{break-inside:avoid-page}}
@@ -290,6 +302,8 @@ class Report:
         elif self.mode == "interactive" and not available("plotly") and "<figure>" in body:
             note = t("Interactive plots need plotly (pip install 'fentan[report]'); the figures are static images.")
             body = f'<p class="note">{html.escape(note)}</p>' + body
+        if current_language() == "zh" and "<figure>" in body and _no_cjk_font():
+            body = f'<p class="note">{html.escape(t(NO_CJK_FONT))}</p>' + body
         nav = "".join(f'<a href="#{s.id}">{html.escape(s.title)}</a>' for s in self.sections)
         lang = "zh-CN" if current_language() == "zh" else "en"
         return (

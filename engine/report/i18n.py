@@ -112,6 +112,16 @@ def missing_keys(clear: bool = False) -> list[str]:
     return out
 
 
+def engine_message(text: str) -> str:
+    """A message the engine wrote (a warning, the reason a step was not computed), shown as written.
+
+    The engine's messages are English in every language (they name keys, columns and options); in Chinese the
+    page says so with a translated lead-in, ``引擎消息（英文）：<message>``, instead of leaving English text
+    unexplained. Unchanged in English.
+    """
+    return t("engine message (English): {message}", message=text) if _LANG.get() == "zh" else text
+
+
 def t_user(text: str) -> str:
     """Text the user may have written (e.g. a report title): translated only when the catalogue has it
     (a default of ours), else kept as written and never recorded as missing."""

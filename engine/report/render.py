@@ -10,9 +10,13 @@ installed; without it the static PNG is drawn. Rendering is deterministic (fixed
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
+import functools
 import html
 import io
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +27,54 @@ from engine.report.i18n import t
 
 #: said in place of each figure when matplotlib (the ``plot`` extra) is not installed
 NO_PLOTS = "Figures need matplotlib: pip install 'fentan[plot]'"
+
+#: fonts with Chinese glyphs tried in order as the static figures' fallback after matplotlib's default
+#: (Debian/Ubuntu ``fonts-noto-cjk`` gives the first; macOS and Windows the last ones)
+CJK_FONTS: tuple[str, ...] = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "Source Han Sans SC",
+                              "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "PingFang SC", "Microsoft YaHei", "SimHei")
+
+
+#: lower-case parts of the file names of the fonts in :data:`CJK_FONTS`
+_CJK_FILES: tuple[str, ...] = ("cjk", "sourcehansans", "notosanssc", "wqy", "pingfang", "msyh", "simhei")
+
+
+@functools.cache
+def cjk_font() -> str | None:
+    """The first of :data:`CJK_FONTS` that matplotlib's font manager knows, or None (looked up once, silently)."""
+    from matplotlib import font_manager
+
+    def first() -> str | None:
+        names = {f.name for f in font_manager.fontManager.ttflist}
+        return next((n for n in CJK_FONTS if n in names), None)
+
+    found = first()
+    if found is None:
+        # matplotlib's font list is cached from its first run: a font installed since then is not in it.
+        # Add the system's CJK font files (by their usual file names) to this process's list and look again.
+        for path in font_manager.findSystemFonts():
+            if any(k in Path(path).name.lower() for k in _CJK_FILES):
+                with contextlib.suppress(Exception):  # an unreadable font file is skipped, as matplotlib does
+                    font_manager.fontManager.addfont(path)
+        found = first()
+    return found
+
+
+@contextlib.contextmanager
+def _fonts() -> Iterator[None]:
+    """The report's figures' fonts: text falls back to :func:`cjk_font` for glyphs the default
+    font lacks (Chinese labels, and plan or factor names written in Chinese in any language).
+
+    No font is named that is not installed, so matplotlib never warns about a missing family; without a CJK
+    font the Chinese report says so once (:func:`engine.report.document.Report.render`).
+    """
+    from engine._optional import pyplot
+
+    plt = pyplot()
+    cjk = cjk_font()
+    # font fallback (matplotlib >= 3.6): glyph by glyph, the default family first
+    rc = {} if cjk is None else {"font.family": [*plt.rcParamsDefault["font.family"], cjk]}
+    with plt.rc_context(rc):
+        yield
 
 
 def figure_to_data_uri(fig: Any, dpi: int = 110) -> str:
@@ -127,7 +179,8 @@ def render_static(chart: Chart) -> str:
     cap = f"<figcaption>{html.escape(chart.caption)}</figcaption>" if chart.caption else ""
     if not available("matplotlib"):
         return f'<p class="note">[{html.escape(t("figure omitted"))}: {html.escape(chart.title)}. {NO_PLOTS}]</p>'
-    uri = figure_to_data_uri(chart_figure(chart))
+    with _fonts():  # ticks and labels are laid out when the figure is drawn: the fonts hold until then
+        uri = figure_to_data_uri(chart_figure(chart))
     return f'<figure><img alt="{html.escape(chart.title)}" src="{uri}">{cap}</figure>'
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from engine.errors import ModelError
-from engine.segmentation.metrics import benefit_per_cell, weighted_ari
+from engine.segmentation.metrics import benefit_per_cell, relativity_to_portfolio, weighted_ari
 from engine.cells.sums import group_sums
 from engine.segmentation._tree import rule_from_json, rule_to_json
 
@@ -157,6 +157,17 @@ def save_segmenter(seg: Any, path: str | Path) -> Path:
     return save_model(path, KIND, params, tables, data_fingerprint=getattr(seg, "data_fingerprint_", None), extra=extra)
 
 
+def _current_groups(groups: pl.DataFrame) -> pl.DataFrame:
+    """A groups table saved before ``relativity_to_portfolio``: its ``relativity`` was relative to the base rate
+    (the rate when nothing was adjusted for); it becomes ``relativity_to_base`` and the relativity to the
+    portfolio's crude rate is added (and kept under the deprecated name ``relativity``)."""
+    if "relativity_to_base" in groups.columns or "relativity" not in groups.columns:
+        return groups
+    rel = relativity_to_portfolio(pl.col("claims"), pl.col("exposure_years"))
+    return groups.rename({"relativity": "relativity_to_base"}).with_columns(
+        rel.alias("relativity_to_portfolio"), rel.alias("relativity"))
+
+
 def load_segmenter(cls: Any, path: str | Path) -> Any:
     """Rebuild a fitted segmenter from :func:`save_segmenter` output (no pickles)."""
     from engine.data.persist import load_model
@@ -175,7 +186,7 @@ def load_segmenter(cls: Any, path: str | Path) -> Any:
     seg.selection_ = fitted.get("selection") or ""
     seg.metrics_ = dict(fitted["metrics"])
     seg.rules_ = None if fitted["rules"] is None else [None if rs is None else [rule_from_json(r) for r in rs] for rs in fitted["rules"]]
-    seg.groups_ = tables["groups"]
+    seg.groups_ = _current_groups(tables["groups"])
     seg.unit_groups_ = tables["units"]
     seg.frontier_ = tables["frontier"]
     seg.base_ = tables.get("base")

@@ -248,6 +248,30 @@ def _metric_inputs(
     return E, D, g, r
 
 
+def relativity_to_portfolio(claims: Any, exposure_years: Any) -> Any:
+    """Each group's crude rate relative to the whole portfolio's crude rate over the same window.
+
+    Parameters
+    ----------
+    claims, exposure_years : array-like or polars expressions
+        Claims and exposure-years per group; the groups partition the portfolio.
+
+    Returns
+    -------
+    array or expression: 1 for a group at the portfolio's rate, NaN for a group without exposure.
+
+    Notes
+    -----
+    relativity_g = (D_g / E_g) / (sum_h D_h / sum_h E_h). The reference is named: the portfolio's crude rate
+    (claims per exposure-year) over the study; its exposure-weighted mean over the groups is 1.
+    """
+    if isinstance(claims, pl.Expr):
+        return (claims / exposure_years) / (claims.sum() / exposure_years.sum())
+    d, e = np.asarray(claims, float), np.asarray(exposure_years, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (d / np.where(e > 0, e, np.nan)) / (d.sum() / e.sum())
+
+
 def _group_table(
     labels: np.ndarray,
     Eg: np.ndarray,
@@ -266,7 +290,9 @@ def _group_table(
 
     Notes
     -----
-    ``rate = D_g / E_g``; ``relativity = D_g / sum_g E base``; credibility
+    ``rate = D_g / E_g``; ``relativity_to_portfolio`` = rate / (sum D / sum E) (:func:`relativity_to_portfolio`;
+    ``relativity`` is its deprecated alias); ``relativity_to_base = D_g / sum_g E base`` (the multiplier of the
+    ``adjust_for`` base rate; the rate itself when there is no base); credibility
     ``Z = min(1, sqrt(D_g / 1082.2))``; ``cross_subsidy = s - s_g``; ``cross_subsidy_pct`` =
     100 (s - s_g) / s (percent of the pooled share).
     """
@@ -279,7 +305,9 @@ def _group_table(
             "rate": Dg / np.where(Eg > 0, Eg, np.nan),
             "rate_lower": lo,
             "rate_upper": hi,
-            "relativity": Dg / np.where(Mg > 0, Mg, np.nan),
+            "relativity_to_portfolio": relativity_to_portfolio(Dg, Eg),
+            "relativity": relativity_to_portfolio(Dg, Eg),  # deprecated alias of relativity_to_portfolio
+            "relativity_to_base": Dg / np.where(Mg > 0, Mg, np.nan),
             "predicted_rate": mug / np.where(Eg > 0, Eg, np.nan),
             "predicted_relativity": mug / np.where(Mg > 0, Mg, np.nan),
             "expected_claims_per_period": n_per,

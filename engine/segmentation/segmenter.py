@@ -62,7 +62,7 @@ def default_model(cells: pl.DataFrame | None = None, features: Sequence[str] | N
 class RiskSegmenter(Estimator):
     """Segment cells into risk groups (the estimator contract of :mod:`engine._estimator`).
 
-    :meth:`predict` gives each row's expected annual rate (base rate x group relativity);
+    :meth:`predict` gives each row's expected annual rate (base rate x the group's `relativity_to_base`);
     :meth:`assign` gives its group label (1..K), a different thing.
 
     Parameters
@@ -459,9 +459,10 @@ class RiskSegmenter(Estimator):
 
     @api_input(frames=("cells",))
     def predict(self, cells: pl.DataFrame) -> np.ndarray:
-        """Annual rate per row implied by the segmentation: base rate x group relativity (claims / M of the group)."""
+        """Annual rate per row implied by the segmentation: base rate x the group's ``relativity_to_base``
+        (claims / expected claims at the base rate; the group's rate when nothing is adjusted for)."""
         g = self.assign(cells).to_numpy()
-        rel = self.groups_.sort("group")["relativity"].fill_nan(0.0).to_numpy()
+        rel = self.groups_.sort("group")["relativity_to_base"].fill_nan(0.0).to_numpy()
         return self._lookup_base(cells) * rel[g - 1]
 
     def predict_rate(self, cells: pl.DataFrame) -> np.ndarray:
@@ -479,7 +480,7 @@ class RiskSegmenter(Estimator):
         self._fitted()
         cols = [c for c in ("members",) if c in self.groups_.columns]
         return self.groups_.select("group", "name", "rule", *cols, "exposure_years", "claims", "rate", "rate_lower",
-                                   "rate_upper", "expected_claims_per_period", "share_cv", "credibility",
+                                   "rate_upper", "relativity_to_portfolio", "expected_claims_per_period", "share_cv", "credibility",
                                    *[c for c in ("note",) if c in self.groups_.columns],
                                    "cross_subsidy", "cross_subsidy_pct")
 

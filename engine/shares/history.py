@@ -44,7 +44,8 @@ from engine.errors import ConfigError, DataError
 from engine.shares._counts import annual_cap_split, cohort_counts, sharing_counts
 from engine.shares._stream import DEFAULT_BATCH, claimant_rows, column_names, history_cohorts, parts_of, pool_keys
 from engine.plans.sharing import capped_share, member_share
-from engine.conventions import ANNUAL_CAP_CNY, FEE, PER_CLAIMANT_CAP_CNY, REPORTING_LAG_DAYS, SHARING_DAYS, WAITING_DAYS
+from engine.conventions import (ANNUAL_CAP_CNY, FEE, PER_CLAIMANT_CAP_CNY, REPORTING_LAG_DAYS, SHARING_DAYS, WAITING_DAYS,
+                                per_month, per_year, periods_per_year)
 
 SharingDays = Sequence[int] | int | str
 _EPOCH = dt.date(1970, 1, 1)
@@ -72,6 +73,9 @@ HISTORY_COLUMNS = [
     "members_paid_cny",
     "share_paid_mean_cny",
 ]
+
+#: the per-member shares of a history that :func:`with_shares_per_month_year` also gives per month and per year
+HISTORY_SHARES: tuple[str, ...] = ("share_cny", "share_capped_cny", "share_paid_cny", "share_paid_mean_cny")
 
 
 # --------------------------------------------------------------------------- calendar
@@ -415,6 +419,34 @@ def _history_frame(
     out = out.with_columns(pl.col(pl.Float64).fill_nan(None))
     out = pools.join(out, on="_pool", how="right").drop("_pool")
     return out.select(*keys, *HISTORY_COLUMNS).sort(*keys, "notice_date")
+
+
+def with_shares_per_month_year(history: pl.DataFrame, sharing_days: SharingDays = SHARING_DAYS) -> pl.DataFrame:
+    """``history`` with ``<share>_per_month`` and ``<share>_per_year`` right after each per-period share of
+    :data:`HISTORY_SHARES` (the columns written to ``history.parquet``).
+
+    Parameters
+    ----------
+    history : DataFrame
+        A :func:`share_history` table.
+    sharing_days : days of the month of the notice dates, as given to :func:`share_history`.
+
+    Returns
+    -------
+    DataFrame
+
+    Notes
+    -----
+    With P = 12 x (notice days a month) periods a year (:func:`engine.conventions.periods_per_year`):
+    ``x_per_month = x x P / 12`` and ``x_per_year = x x P`` (:func:`engine.conventions.per_month`,
+    :func:`engine.conventions.per_year`): what a member would pay a month or a year at that period's share.
+    """
+    ppy = periods_per_year(parse_sharing_days(sharing_days))
+    shares = [c for c in HISTORY_SHARES if c in history.columns]
+    out = history.with_columns(*(per_month(pl.col(c), ppy).alias(f"{c}_per_month") for c in shares),
+                               *(per_year(pl.col(c), ppy).alias(f"{c}_per_year") for c in shares))
+    order = [x for c in history.columns for x in ((c, f"{c}_per_month", f"{c}_per_year") if c in shares else (c,))]
+    return out.select(order)
 
 
 def history_summary(history: pl.DataFrame, keys: Sequence[str] = ("plan_id",)) -> pl.DataFrame:
