@@ -33,7 +33,7 @@ START, END = "2019-01-01", "2021-12-31"
 FILES = 10
 BY = "age,sex"
 #: the two ways of writing the DuckDB query (benchmarks/adapters/duckdb_peer.py)
-VARIANTS = ("union", "lists")
+VARIANTS = ("union", "lists")  # benchmarks.adapters.duckdb_peer.VARIANTS, without importing duckdb here
 
 
 def make_data(n: int, root: Path) -> Path:
@@ -99,7 +99,7 @@ def one_size(n: int, root: Path, waiting: int, dpy: float) -> dict[str, Any]:
     rec["fentan_exposure"] = timed(fentan)
     for v in VARIANTS:
         rec[f"duckdb_{v}"] = timed([sys.executable, "-m", "benchmarks.adapters.duckdb_peer", str(d / "members"),
-                                    str(d / "claims.parquet"), START, END, str(waiting), str(out_d[v]), repr(dpy), "", v])
+                                    str(d / "claims.parquet"), START, END, str(waiting), str(out_d[v]), repr(dpy), v])
     rec["fentan_exposure_again"] = timed(fentan)  # order effects on a loaded machine
     rec["same"] = {v: same_cells(out_f, out_d[v]) for v in VARIANTS}
     rec["load_after"] = list(os.getloadavg())
@@ -127,7 +127,7 @@ def markdown(res: dict[str, Any]) -> list[str]:
          f"{cfg['data']}, members in {cfg['files']} Parquet files, claims in one; study {cfg['start']} to "
          f"{cfg['end']}, {cfg['period']}ly, keys `{cfg['by']}`, waiting period {cfg['waiting_days']} days. "
          "The DuckDB query is `benchmarks/adapters/duckdb_peer.py` (events at interval starts, ends and "
-         "birthdays, summed per month by a window sum; 2 threads), in two variants.", "",
+         "birthdays, summed per month by a window sum; 2 threads, memory limit " + res.get("duckdb_memory_limit", "none") + "), in two variants.", "",
          head, "|---|" + "---|" * len(res["sizes"])]
     for label, key in rows:
         L.append(f"| {label} | " + " | ".join(_cell(r[key]) for r in res["sizes"]) + " |")
@@ -157,6 +157,7 @@ def markdown(res: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmarks.adapters.duckdb_peer import MEMORY_LIMIT
     from engine.conventions import DAYS_PER_YEAR, WAITING_DAYS
     from engine.data.io import write_json
 
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"start": START, "end": END, "by": BY, "waiting_days": WAITING_DAYS, "period": "month",
                    "files": FILES, "data": "engine.synth.generate(n, seed=1), clean"},
         "machine": {"nproc": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "duckdb_memory_limit": MEMORY_LIMIT,
         "startup": {"fentan --help": timed([sys.executable, "-m", "engine", "--help"])},
         "sizes": [],
     }
