@@ -131,9 +131,6 @@ def file_schema(file: Path | str, storage_options: dict[str, Any] | None = None)
         file = Path(file)
         if file.stat().st_size == 0:
             raise InputFileError(f"{file}: the file is empty (0 bytes)")
-        import pyarrow.parquet as pq  # here, not at the top: start-up of `fentan exposure` (docs/scale.md)
-
-        pq.read_schema(file)
         return pl.scan_parquet(file, glob=False, hive_partitioning=False).collect_schema()
     except InputFileError:
         raise
