@@ -22,11 +22,12 @@ expanding members into days or months:
 Attained age: age last birthday, a 29 February birthday on 1 March in common years (the fentan
 convention). Two ways of writing the member events, both measured: ``union`` (one SELECT per kind
 of event, each streaming over the files) and ``lists`` (one list of events per member, unnested in
-a single pass). DuckDB runs with 2 threads and a memory limit (``MEMORY_LIMIT``). Run as a whole
+a single pass); and, instead of events, the closed form ``overlap``: each member's overlap with
+each month (a range join to the months), split at the birthday inside the month. DuckDB runs with 2 threads and a memory limit (``MEMORY_LIMIT``). Run as a whole
 process (what a user does)::
 
     python -m benchmarks.adapters.duckdb_peer MEMBERS_DIR CLAIMS.parquet START END WAITING_DAYS OUT.parquet \\
-        DAYS_PER_YEAR [union|lists]
+        DAYS_PER_YEAR [union|lists|overlap]
 
 ``duckdb`` is in the ``bench`` extra; the engine never imports it.
 """
@@ -130,7 +131,26 @@ EV_LISTS = """
 BIRTHDAY_LISTS = """CASE WHEN bday(b, year(lo) + __K__) > lo AND bday(b, year(lo) + __K__) <= hi THEN {'d': bday(b, year(lo) + __K__),
           'a': year(lo) + __K__ - year(b), 'sh': 0, 'ex': 0, 'msh': wsh, 'mex': CASE WHEN bday(b, year(lo) + __K__) > ex_from THEN wex ELSE 0 END} END"""
 
-VARIANTS = ("union", "lists")
+#: the closed form instead of events, variant "overlap": each member's overlap with each month of the
+#: study (a range join), split at the birthday inside the month
+OVERLAP = """mo AS (SELECT ms::DATE AS ms, (ms + INTERVAL 1 MONTH - INTERVAL 1 DAY)::DATE AS me
+        FROM (SELECT unnest(range(DATE '{start_month}', DATE '{end}' + 1, INTERVAL 1 MONTH)) AS ms)),
+ov AS (  -- days a .. z of the month in [lo, hi]; at risk from a2; bd: the birthday in the month's year
+    SELECT ms AS period, sex, wsh, wex, a, z, greatest(ex_from, a) AS a2, age_on(b, a) AS age0, bday(b, year(ms)) AS bd
+    FROM (SELECT iv.*, mo.ms, greatest(lo, mo.ms) AS a, least(hi, mo.me) AS z
+          FROM iv JOIN mo ON mo.ms <= iv.hi AND mo.me >= iv.lo WHERE lo <= hi)
+),
+parts AS (  -- the days before the birthday (or all), at age0; the days from it, at age0 + 1
+    SELECT period, sex, age0 AS age, wsh * ((CASE WHEN bd > a AND bd <= z THEN bd - 1 ELSE z END) - a + 1) AS sh,
+           wex * greatest(0, (CASE WHEN bd > a AND bd <= z THEN bd - 1 ELSE z END) - a2 + 1) AS ex FROM ov
+    UNION ALL
+    SELECT period, sex, age0 + 1, wsh * (z - bd + 1), wex * greatest(0, z - greatest(bd, a2) + 1)
+    FROM ov WHERE bd > a AND bd <= z
+),
+days AS (SELECT period, age, sex, sum(ex)::BIGINT AS exposure_days, sum(sh)::BIGINT AS sharing_days FROM parts GROUP BY ALL),
+"""
+
+VARIANTS = ("union", "lists", "overlap")
 
 
 def exposure_sql(members: str, claims: str, start: str, end: str, waiting_days: int, days_per_year: float,
@@ -138,11 +158,14 @@ def exposure_sql(members: str, claims: str, start: str, end: str, waiting_days: 
     """The query for members under ``members`` (a glob) and claims ``claims``; keys period, age, sex."""
     if variant not in VARIANTS:
         raise ValueError(f"variant: must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    query = QUERY
+    if variant == "overlap":  # no events: the closed-form day counts replace everything up to the claims
+        query = QUERY[:QUERY.index("ev AS (__EV__)")] + OVERLAP + QUERY[QUERY.index("cc AS ("):]
     years = int(end[:4]) - int(start[:4]) + 1  # calendar years a birthday can fall in
     one, sep = (BIRTHDAY_UNION, "\n") if variant == "union" else (BIRTHDAY_LISTS, ",\n        ")
     birthdays = sep.join(one.replace("__K__", str(k)) for k in range(years))
     ev = (EV_UNION if variant == "union" else EV_LISTS).replace("__BIRTHDAYS__", birthdays)
-    return QUERY.format(members=members, claims=claims, dpy=repr(float(days_per_year)), start=start, end=end,
+    return query.format(members=members, claims=claims, dpy=repr(float(days_per_year)), start=start, end=end,
                         w=int(waiting_days), start_month=start[:8] + "01").replace("__EV__", ev)
 
 
