@@ -56,6 +56,10 @@ BENEFIT_SCHEDULE: tuple[tuple[int, float], ...] = tuple(
     (hi if i < len(BENEFIT_BANDS) - 1 else 10**6, b) for i, (_, hi, b) in enumerate(BENEFIT_BANDS)
 )
 
+# ----------------------------------------------------------------------------- execution
+#: the engines the exposure tasks can run on (``--engine`` / ``[run] engine``); the first is the default
+ENGINES = ("local", "threads", "processes", "dask")
+
 # ----------------------------------------------------------------------------- plan design
 #: target coefficient of variation of one sharing period's share (10 %: about 100 expected claims a
 #: period with one benefit, CV ~ 1 / sqrt(expected claims)); plan design, not credibility

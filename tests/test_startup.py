@@ -19,13 +19,15 @@ import pytest
 import engine
 
 HEAVY = ("sklearn", "scipy", "lifelines", "matplotlib", "pandas", "statsmodels", "pydantic")
+#: not needed to print help: imported by the commands that read data, where used
+DATA = ("polars", "pyarrow", "numpy")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _loaded(code: str) -> list[str]:
-    """The heavy top-level packages a fresh interpreter has imported after running ``code``."""
+def _loaded(code: str, heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    """The ``heavy`` top-level packages a fresh interpreter has imported after running ``code``."""
     probe = (f"{code}\nimport sys, json\n"
-             f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))")
+             f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r}))))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -35,13 +37,28 @@ def test_import_engine_loads_no_model_library() -> None:
     assert _loaded("import engine") == []
 
 
-def test_fentan_help_loads_no_model_library() -> None:
-    code = ("from engine.cli.main import main\n"
+def _help(*commands: str) -> str:
+    """Code printing ``fentan --help`` and ``fentan COMMAND --help`` for each command."""
+    argvs = [["--help"], *([c, "--help"] for c in commands)]
+    return ("from engine.cli.main import main\n"
             "import contextlib, io\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
-            "    for argv in (['--help'], ['exposure', '--help'], ['validate', '--help']):\n"
+            f"    for argv in {argvs!r}:\n"
             "        try:\n            main(argv)\n        except SystemExit:\n            pass")
-    assert _loaded(code) == []
+
+
+def test_fentan_help_loads_no_model_library() -> None:
+    assert _loaded(_help("exposure", "validate")) == []
+
+
+def test_fentan_exposure_help_loads_no_data_library() -> None:
+    """Printing help needs neither polars, numpy nor pyarrow (docs/scale.md, "Start-up")."""
+    assert _loaded(_help("exposure")) == []
+    assert _loaded(_help("exposure"), DATA) == []
+
+
+def test_the_probe_sees_a_data_library() -> None:
+    assert _loaded("import engine.data.io", DATA) == ["numpy", "polars"]
 
 
 def test_fentan_exposure_and_validate_load_no_model_library(tmp_path) -> None:

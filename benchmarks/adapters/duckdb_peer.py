@@ -1,28 +1,33 @@
-"""DuckDB as a peer of ``fentan exposure``: one SQL query, written as well as we can.
+"""DuckDB as a peer of ``fentan exposure``: one SQL query over the Parquet files, written as well as we can.
 
-The query computes the same cells as fentan (monthly periods x attained age x sex x the
-static factors; exposure and sharing days, claims, amount) from clean members and claims:
+The query computes the same cells as ``fentan exposure --by age,sex`` (monthly periods x attained
+age x sex; exposure and sharing days, claims, amount) from clean members and claims, without
+expanding members into days or months:
 
-* each member's sharing interval ``[s0, s1]`` and at-risk interval ``[r0, e1]`` (after the
-  waiting period, up to the first eligible claim);
-* **events** with a +1/-1 count at the start and the day after the end of each interval, and
-  at each birthday inside it (-1 at the old age, +1 at the new), plus zero events at every
-  month start (so no segment crosses a month) and the day after the study;
-* a **window sum** of the events per key in day order gives the members sharing and at risk
-  on each segment between two events; ``count x segment length`` summed per month and key
-  are the day counts;
-* eligible first claims counted in the cell of their event day.
+* each member's sharing interval ``[lo, hi]`` = ``[max(join, start), min(exit - 1, end)]`` and
+  the day cover starts, ``ex_from = max(join + waiting, start)``; cover ending with the first
+  eligible claim is a **negative at-risk interval** ``[max(first claim + 1, ex_from), hi]`` for the
+  few claimants (so the member scan needs no join);
+* **events**: +1 at ``lo`` (at the age on ``lo``), +1 at-risk at ``ex_from``, -1 the day after
+  ``hi`` (at the age on ``hi``), and at each birthday inside ``(lo, hi]`` one "move" row (members
+  passing from age a - 1 to a; at risk too when the birthday is after ``ex_from``). A member has at
+  most one birthday per calendar year, so the birthdays are tried in the years of ``lo`` .. end;
+* events are summed per (day, age, sex), the moves unfolded into -1 at a - 1 and +1 at a, zero
+  events added at each month start; a **window sum** per (age, sex) in day order gives the members
+  sharing and at risk on each segment, and ``count x segment length`` summed per month are the day
+  counts;
+* the first eligible claims (several on the first day all count) are counted in the cell of their
+  event day.
 
-Two ways of writing the events, both measured: ``union`` (one SELECT per kind of event, each
-streaming over the files; the age at an event is the age at ``s0`` plus the birthdays passed,
-so it is computed once per member) and ``lists`` (one list of events per member, unnested in a
-single pass).
-
-Attained age: age last birthday, a 29 February birthday on 1 March in common years (the
-fentan convention). Run as a whole process (what a user does)::
+Attained age: age last birthday, a 29 February birthday on 1 March in common years (the fentan
+convention). Two ways of writing the member events, both measured: ``union`` (one SELECT per kind
+of event, each streaming over the files) and ``lists`` (one list of events per member, unnested in
+a single pass); and, instead of events, the closed form ``overlap``: each member's overlap with
+each month (a range join to the months), split at the birthday inside the month. DuckDB runs with 2 threads and a memory limit (``MEMORY_LIMIT``). Run as a whole
+process (what a user does)::
 
     python -m benchmarks.adapters.duckdb_peer MEMBERS_DIR CLAIMS.parquet START END WAITING_DAYS OUT.parquet \\
-        DAYS_PER_YEAR [FACTOR,...] [union|lists]
+        DAYS_PER_YEAR [union|lists|overlap]
 
 ``duckdb`` is in the ``bench`` extra; the engine never imports it.
 """
@@ -32,153 +37,151 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+#: DuckDB's memory limit for the peer (it streams; the limit only caps its buffer pool)
+MEMORY_LIMIT = "2GB"
+
 MACROS = """
 CREATE OR REPLACE MACRO common(y) AS NOT ((y % 4 = 0 AND y % 100 <> 0) OR y % 400 = 0);
+CREATE OR REPLACE MACRO bmd(b, y) AS CASE WHEN month(b) = 2 AND day(b) = 29 AND common(y) THEN 301 ELSE month(b) * 100 + day(b) END;
 CREATE OR REPLACE MACRO bday(b, y) AS CASE
     WHEN month(b) = 2 AND day(b) = 29 AND common(y) THEN make_date(y, 3, 1) ELSE make_date(y, month(b), day(b)) END;
-CREATE OR REPLACE MACRO age_on(b, d) AS year(d) - year(b) - CASE WHEN month(d) * 100 + day(d) <
-    CASE WHEN month(b) = 2 AND day(b) = 29 AND common(year(d)) THEN 301 ELSE month(b) * 100 + day(b) END
-    THEN 1 ELSE 0 END;
-"""
-
-#: the events, variant "union": one SELECT per kind of event (each streams over the files). Ages are
-#: not recomputed per event: the age at s0 plus the birthdays n1, n2, ... after s0 passed by then
-EV_UNION = """
-bi AS NOT MATERIALIZED (
-    SELECT *, {later} FROM (
-        SELECT *, age_on(b, s0) AS a0,
-               CASE WHEN bday(b, year(s0)) > s0 THEN bday(b, year(s0)) ELSE bday(b, year(s0) + 1) END AS n1
-        FROM iv)
-),
-ev AS (  -- events: +1/-1 at interval starts and the day after their ends, -1/+1 at birthdays
-    SELECT s0 AS d, a0 AS age, sex, {factors} 1 AS dsh, 0 AS dex FROM bi
-    UNION ALL SELECT s1 + 1, a0 + {passed_s1}, sex, {factors} -1, 0 FROM bi
-    UNION ALL SELECT r0, a0 + {passed_r0}, sex, {factors} 0, 1 FROM bi WHERE r0 <= e1
-    UNION ALL SELECT e1 + 1, a0 + {passed_e1}, sex, {factors} 0, -1 FROM bi WHERE r0 <= e1
-{birthdays}
-),
-"""
-
-#: the events, variant "lists": one pass over the files, each member's events as a list, unnested
-EV_LISTS = """
-ev AS (  -- one pass over the members: each member's events as a list, unnested
-    SELECT e.d AS d, e.a AS age, sex, {factors} e.sh AS dsh, e.ex AS dex FROM (
-        SELECT sex, {factors} unnest(list_concat(
-            [{{'d': s0, 'a': age_on(b, s0), 'sh': 1, 'ex': 0}}, {{'d': s1 + 1, 'a': age_on(b, s1), 'sh': -1, 'ex': 0}}],
-            CASE WHEN r0 <= e1 THEN [{{'d': r0, 'a': age_on(b, r0), 'sh': 0, 'ex': 1}},
-                                     {{'d': e1 + 1, 'a': age_on(b, e1), 'sh': 0, 'ex': -1}}] END,
-            flatten(list_transform(  -- birthdays strictly after s0, up to s1: -1 at the old age, +1 at the new
-                list_filter(list_transform(range(year(s0), year(s1) + 1), lambda y: bday(b, y)),
-                            lambda d: d > s0 AND d <= s1),
-                lambda d: [{{'d': d, 'a': age_on(b, d) - 1, 'sh': -1, 'ex': CASE WHEN d > r0 AND d <= e1 THEN -1 ELSE 0 END}},
-                           {{'d': d, 'a': age_on(b, d), 'sh': 1, 'ex': CASE WHEN d > r0 AND d <= e1 THEN 1 ELSE 0 END}}]))
-        )) AS e
-        FROM iv
-    )
-),
+CREATE OR REPLACE MACRO age_on(b, d) AS year(d) - year(b) - CASE WHEN month(d) * 100 + day(d) < bmd(b, year(d)) THEN 1 ELSE 0 END;
 """
 
 QUERY = """
 WITH m AS NOT MATERIALIZED (
-    SELECT member_id, birth_date AS b, sex, {factors_sel} join_date AS j, exit_date AS x
-    FROM read_parquet('{members}')
+    SELECT member_id, birth_date AS b, sex, join_date AS j, exit_date AS x FROM read_parquet('{members}')
 ),
-c AS (  -- eligible claims (few), with their member's keys
-    SELECT cl.member_id, cl.event_date AS ev, cl.amount, m.b, m.sex, {mfactors} 1 AS one
+c AS MATERIALIZED (  -- eligible claims (few), with their member's dates
+    SELECT cl.member_id, cl.event_date AS ev, cl.amount, m.b, m.sex, m.j, m.x
     FROM read_parquet('{claims}') cl JOIN m USING (member_id)
     WHERE cl.event_date >= m.j + {w} AND (m.x IS NULL OR cl.event_date < m.x)
 ),
-first AS (SELECT member_id, min(ev) AS fc FROM c GROUP BY member_id),
-iv AS NOT MATERIALIZED (
-    SELECT m.*, greatest(j, DATE '{start}') AS s0,
-           least(coalesce(x - 1, DATE '{end}'), DATE '{end}') AS s1,
-           greatest(j + {w}, j, DATE '{start}') AS r0,
-           least(coalesce(x - 1, DATE '{end}'), DATE '{end}', coalesce(first.fc, DATE '{end}')) AS e1
-    FROM m LEFT JOIN first USING (member_id)
-    WHERE greatest(j, DATE '{start}') <= least(coalesce(x - 1, DATE '{end}'), DATE '{end}')
+first AS MATERIALIZED (
+    SELECT member_id, any_value(b) AS b, any_value(sex) AS sex, any_value(j) AS j, any_value(x) AS x, min(ev) AS fc
+    FROM c GROUP BY member_id
 ),
-{ev}agg AS (SELECT d, age, sex, {factors} sum(dsh) AS dsh, sum(dex) AS dex FROM ev GROUP BY ALL),
-keys AS (SELECT DISTINCT {keys} FROM agg),
+iv AS NOT MATERIALIZED (  -- sharing [lo, hi], at risk from ex_from; wsh, wex: +1/-1 weights
+    SELECT b, sex, greatest(j, DATE '{start}') AS lo, least(coalesce(x - 1, DATE '{end}'), DATE '{end}') AS hi,
+           greatest(j + {w}, DATE '{start}') AS ex_from, 1 AS wsh, 1 AS wex FROM m
+    UNION ALL  -- claimants: no cover from the day after the first eligible claim
+    SELECT b, sex, greatest(fc + 1, j + {w}, DATE '{start}'), least(coalesce(x - 1, DATE '{end}'), DATE '{end}'),
+           greatest(fc + 1, j + {w}, DATE '{start}'), 0, -1 FROM first
+),
+ev AS (__EV__),
+agg AS (SELECT d, age, sex, sum(dsh) AS dsh, sum(dex) AS dex, sum(msh) AS msh, sum(mex) AS mex FROM ev GROUP BY ALL),
+keys AS (SELECT DISTINCT age, sex FROM agg UNION SELECT DISTINCT age - 1, sex FROM agg WHERE msh <> 0 OR mex <> 0),
 ticks AS (  -- month starts and the day after the study: no segment crosses a month
-    SELECT unnest(range(DATE '{start_month}', DATE '{end}' + 1, INTERVAL 1 MONTH))::DATE AS d
-    UNION ALL SELECT DATE '{end}' + 1
+    SELECT unnest(range(DATE '{start_month}', DATE '{end}' + 1, INTERVAL 1 MONTH))::DATE AS d UNION ALL SELECT DATE '{end}' + 1
 ),
-allev AS (
-    SELECT * FROM agg
-    UNION ALL SELECT greatest(t.d, DATE '{start}'), k.age, k.sex, {kfactors} 0, 0 FROM keys k, ticks t
+allev AS (  -- moves unfolded: +1 at the new age, -1 at the old one
+    SELECT d, age, sex, dsh + msh AS dsh, dex + mex AS dex FROM agg
+    UNION ALL SELECT d, age - 1, sex, -msh, -mex FROM agg WHERE msh <> 0 OR mex <> 0
+    UNION ALL SELECT greatest(t.d, DATE '{start}'), k.age, k.sex, 0, 0 FROM keys k, ticks t
 ),
 seg AS (
-    SELECT d, age, sex, {factors}
-           sum(dsh) OVER w AS n_sh, sum(dex) OVER w AS n_ex,
-           lead(d) OVER (PARTITION BY {keys} ORDER BY d) - d AS len
-    FROM (SELECT d, age, sex, {factors} sum(dsh) AS dsh, sum(dex) AS dex FROM allev GROUP BY ALL)
-    WINDOW w AS (PARTITION BY {keys} ORDER BY d ROWS UNBOUNDED PRECEDING)
+    SELECT d, age, sex, sum(dsh) OVER w AS n_sh, sum(dex) OVER w AS n_ex,
+           lead(d) OVER (PARTITION BY age, sex ORDER BY d) - d AS len
+    FROM (SELECT d, age, sex, sum(dsh) AS dsh, sum(dex) AS dex FROM allev GROUP BY ALL)
+    WINDOW w AS (PARTITION BY age, sex ORDER BY d ROWS UNBOUNDED PRECEDING)
 ),
 days AS (
-    SELECT date_trunc('month', d)::DATE AS period, age, sex, {factors}
+    SELECT date_trunc('month', d)::DATE AS period, age, sex,
            sum(n_ex * len)::BIGINT AS exposure_days, sum(n_sh * len)::BIGINT AS sharing_days
     FROM seg WHERE d <= DATE '{end}' GROUP BY ALL
 ),
 cc AS (  -- first eligible claims in the study, in the cell of their event day
-    SELECT date_trunc('month', c.ev)::DATE AS period, age_on(c.b, c.ev) AS age, c.sex, {cfactors}
+    SELECT date_trunc('month', c.ev)::DATE AS period, age_on(c.b, c.ev) AS age, c.sex,
            count(*)::BIGINT AS claims, sum(c.amount) AS amount
-    FROM c JOIN first USING (member_id)
-    WHERE c.ev = first.fc AND c.ev BETWEEN DATE '{start}' AND DATE '{end}'
-    GROUP BY ALL
+    FROM c JOIN first f ON c.member_id = f.member_id AND c.ev = f.fc
+    WHERE c.ev BETWEEN DATE '{start}' AND DATE '{end}' GROUP BY ALL
 )
-SELECT days.period, days.age, days.sex, {dfactors} exposure_days, exposure_days / {dpy} AS exposure_years,
+SELECT days.period, days.age, days.sex, exposure_days, exposure_days / {dpy} AS exposure_years,
        sharing_days, sharing_days / {dpy} AS sharing_years,
        coalesce(cc.claims, 0) AS claims, coalesce(cc.amount, 0.0) AS amount
-FROM days LEFT JOIN cc USING (period, {keys})
+FROM days LEFT JOIN cc USING (period, age, sex)
 WHERE sharing_days > 0
 ORDER BY ALL
 """
 
+#: member events, variant "union": one SELECT per kind of event (each streams over the files)
+EV_UNION = """
+    SELECT lo AS d, age_on(b, lo) AS age, sex, wsh AS dsh, CASE WHEN ex_from = lo THEN wex ELSE 0 END AS dex,
+           0 AS msh, 0 AS mex FROM iv WHERE lo <= hi
+    UNION ALL SELECT ex_from, age_on(b, ex_from), sex, 0, wex, 0, 0 FROM iv WHERE ex_from > lo AND ex_from <= hi
+    UNION ALL SELECT hi + 1, age_on(b, hi), sex, -wsh, CASE WHEN ex_from <= hi THEN -wex ELSE 0 END, 0, 0
+        FROM iv WHERE lo <= hi
+__BIRTHDAYS__"""
 
-BIRTHDAY = """    UNION ALL SELECT n{k}, a0 + {age}, sex, {factors} {step}, CASE WHEN n{k} > r0 AND n{k} <= e1 THEN {step} ELSE 0 END
-        FROM bi WHERE n{k} <= s1"""
+#: the birthday in calendar year year(lo) + k, if inside (lo, hi]: members move up one age
+BIRTHDAY_UNION = """    UNION ALL SELECT n, y - year(b), sex, 0, 0, wsh, CASE WHEN n > ex_from THEN wex ELSE 0 END
+        FROM (SELECT *, year(lo) + __K__ AS y, bday(b, year(lo) + __K__) AS n FROM iv WHERE lo <= hi) WHERE n > lo AND n <= hi"""
+
+#: member events, variant "lists": one pass over the files, each member's events as a list, unnested
+EV_LISTS = """
+    SELECT e.d AS d, e.a AS age, sex, e.sh AS dsh, e.ex AS dex, e.msh AS msh, e.mex AS mex FROM (
+      SELECT sex, unnest(list_filter([
+        {'d': lo, 'a': age_on(b, lo), 'sh': wsh, 'ex': CASE WHEN ex_from = lo THEN wex ELSE 0 END, 'msh': 0, 'mex': 0},
+        CASE WHEN ex_from > lo AND ex_from <= hi THEN {'d': ex_from, 'a': age_on(b, ex_from), 'sh': 0, 'ex': wex, 'msh': 0, 'mex': 0} END,
+        {'d': hi + 1, 'a': age_on(b, hi), 'sh': -wsh, 'ex': CASE WHEN ex_from <= hi THEN -wex ELSE 0 END, 'msh': 0, 'mex': 0},
+        __BIRTHDAYS__], lambda e: e IS NOT NULL)) AS e
+      FROM iv WHERE lo <= hi)
+"""
+
+BIRTHDAY_LISTS = """CASE WHEN bday(b, year(lo) + __K__) > lo AND bday(b, year(lo) + __K__) <= hi THEN {'d': bday(b, year(lo) + __K__),
+          'a': year(lo) + __K__ - year(b), 'sh': 0, 'ex': 0, 'msh': wsh, 'mex': CASE WHEN bday(b, year(lo) + __K__) > ex_from THEN wex ELSE 0 END} END"""
+
+#: the closed form instead of events, variant "overlap": each member's overlap with each month of the
+#: study (a range join), split at the birthday inside the month
+OVERLAP = """mo AS (SELECT ms::DATE AS ms, (ms + INTERVAL 1 MONTH - INTERVAL 1 DAY)::DATE AS me
+        FROM (SELECT unnest(range(DATE '{start_month}', DATE '{end}' + 1, INTERVAL 1 MONTH)) AS ms)),
+ov AS (  -- days a .. z of the month in [lo, hi]; at risk from a2; bd: the birthday in the month's year
+    SELECT ms AS period, sex, wsh, wex, a, z, greatest(ex_from, a) AS a2, age_on(b, a) AS age0, bday(b, year(ms)) AS bd
+    FROM (SELECT iv.*, mo.ms, greatest(lo, mo.ms) AS a, least(hi, mo.me) AS z
+          FROM iv JOIN mo ON mo.ms <= iv.hi AND mo.me >= iv.lo WHERE lo <= hi)
+),
+parts AS (  -- the days before the birthday (or all), at age0; the days from it, at age0 + 1
+    SELECT period, sex, age0 AS age, wsh * ((CASE WHEN bd > a AND bd <= z THEN bd - 1 ELSE z END) - a + 1) AS sh,
+           wex * greatest(0, (CASE WHEN bd > a AND bd <= z THEN bd - 1 ELSE z END) - a2 + 1) AS ex FROM ov
+    UNION ALL
+    SELECT period, sex, age0 + 1, wsh * (z - bd + 1), wex * greatest(0, z - greatest(bd, a2) + 1)
+    FROM ov WHERE bd > a AND bd <= z
+),
+days AS (SELECT period, age, sex, sum(ex)::BIGINT AS exposure_days, sum(sh)::BIGINT AS sharing_days FROM parts GROUP BY ALL),
+"""
+
+VARIANTS = ("union", "lists", "overlap")
 
 
-def exposure_sql(members: str, claims: str, start: str, end: str, waiting_days: int, factors: list[str],
-                 days_per_year: float, variant: str = "union") -> str:
-    """The query for members under ``members`` (a glob), claims ``claims``, keys age, sex and ``factors``.
-
-    A member has at most one birthday per calendar year of the study, so the birthdays are
-    ``year(s0) + k`` for k = 0 .. (years in the study - 1): one pair of branches each.
-    """
-    f = "".join(f"{x}, " for x in factors)
-    years = int(end[:4]) - int(start[:4]) + 1
-    if variant == "union":  # birthday k (k = 1 .. years) after s0: -1 at age a0 + k - 1, +1 at a0 + k
-        birthdays = "\n".join(BIRTHDAY.format(k=k, age=k - 1 + up, step=step, factors=f)
-                               for k in range(1, years + 1) for up, step in ((0, -1), (1, 1)))
-        later = ", ".join(f"bday(b, year(n1) + {k - 1}) AS n{k}" for k in range(2, years + 1)) or "n1 AS n1_"
-        passed = {x: " + ".join(f"(n{k} <= {x})::INT" for k in range(1, years + 1)) for x in ("s1", "r0", "e1")}
-        ev = EV_UNION.replace("{birthdays}", birthdays).replace("{later}", later)
-        for x, txt in passed.items():
-            ev = ev.replace("{passed_" + x + "}", "(" + txt + ")")
-    else:
-        ev = EV_LISTS
-    return QUERY.replace("{ev}", ev).format(
-        members=members, claims=claims, dpy=repr(float(days_per_year)), start=start, end=end, w=int(waiting_days), start_month=start[:8] + "01",
-        factors=f, factors_sel=f, keys=", ".join(["age", "sex", *factors]),
-        kfactors="".join(f"k.{x}, " for x in factors), cfactors="".join(f"c.{x}, " for x in factors), mfactors="".join(f"m.{x}, " for x in factors),
-        dfactors="".join(f"days.{x}, " for x in factors),
-    )
+def exposure_sql(members: str, claims: str, start: str, end: str, waiting_days: int, days_per_year: float,
+                 variant: str = "union") -> str:
+    """The query for members under ``members`` (a glob) and claims ``claims``; keys period, age, sex."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant: must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    query = QUERY
+    if variant == "overlap":  # no events: the closed-form day counts replace everything up to the claims
+        query = QUERY[:QUERY.index("ev AS (__EV__)")] + OVERLAP + QUERY[QUERY.index("cc AS ("):]
+    years = int(end[:4]) - int(start[:4]) + 1  # calendar years a birthday can fall in
+    one, sep = (BIRTHDAY_UNION, "\n") if variant == "union" else (BIRTHDAY_LISTS, ",\n        ")
+    birthdays = sep.join(one.replace("__K__", str(k)) for k in range(years))
+    ev = (EV_UNION if variant == "union" else EV_LISTS).replace("__BIRTHDAYS__", birthdays)
+    return query.format(members=members, claims=claims, dpy=repr(float(days_per_year)), start=start, end=end,
+                        w=int(waiting_days), start_month=start[:8] + "01").replace("__EV__", ev)
 
 
 def run(members_dir: str, claims: str, start: str, end: str, waiting_days: int, out: str, days_per_year: float,
-        factors: tuple[str, ...] = (), threads: int = 2, variant: str = "union") -> None:
+        threads: int = 2, variant: str = "union") -> None:
     """Compute the cells with DuckDB and write them to ``out`` (Parquet)."""
     import duckdb
 
     con = duckdb.connect()
     con.execute(f"SET threads = {int(threads)}")
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     con.execute(MACROS)
-    sql = exposure_sql(str(Path(members_dir) / "*.parquet"), claims, start, end, waiting_days, list(factors), days_per_year, variant)
+    sql = exposure_sql(str(Path(members_dir) / "*.parquet"), claims, start, end, waiting_days, days_per_year, variant)
     con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet)")
 
 
 if __name__ == "__main__":
     a = sys.argv[1:]
-    run(a[0], a[1], a[2], a[3], int(a[4]), a[5], float(a[6]), tuple(a[7].split(",")) if len(a) > 7 and a[7] else (),
-        variant=a[8] if len(a) > 8 else "union")
+    run(a[0], a[1], a[2], a[3], int(a[4]), a[5], float(a[6]), variant=a[7] if len(a) > 7 else "union")

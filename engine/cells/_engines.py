@@ -23,12 +23,11 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+from engine.conventions import ENGINES
 from engine.errors import ConfigError
 
 __all__ = ["ENGINES", "executor_for", "check_engine"]
 
-#: the engine names, the first is the default
-ENGINES = ("local", "threads", "processes", "dask")
 #: seconds to wait for a Dask scheduler to answer, then for its first worker, before giving up
 CONNECT_TIMEOUT_S = 10
 WORKER_TIMEOUT_S = 60

@@ -12,7 +12,7 @@ from concurrent.futures import Executor
 from contextlib import contextmanager
 from typing import Any
 
-from engine.cells._engines import ENGINES
+from engine.conventions import ENGINES  # not engine.cells: `--help` imports no polars
 
 FLAGS = ("engine", "address", "workers")
 

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from engine.data._csv import is_csv, scan_csv_file
 from engine.data.remote import is_remote
@@ -132,7 +131,6 @@ def file_schema(file: Path | str, storage_options: dict[str, Any] | None = None)
         file = Path(file)
         if file.stat().st_size == 0:
             raise InputFileError(f"{file}: the file is empty (0 bytes)")
-        pq.read_schema(file)
         return pl.scan_parquet(file, glob=False, hive_partitioning=False).collect_schema()
     except InputFileError:
         raise
