@@ -96,7 +96,7 @@ def stage_validate(ctx: RunState) -> None:
     stream = cfg.run.stream
     res = validate(mlf, read_claims(cfg.data.claims, storage_options=cfg.data.storage_options), as_of=cfg.data.as_of,
                    as_of_source="data.as_of (the configuration)", max_amount=_max_amount(ctx.plansets),
-                   stream=stream, executor=ctx.executor if stream else None)
+                   stream=stream, executor=_local_pool(ctx.executor) if stream else None)
     res.require_usable(str(cfg.data.members))
     # no sort of the members: every later step reduces them to integer counts (exposure days, members by
     # pool and dates, members sharing at the end) whose sums do not depend on the row order, and sums
@@ -121,6 +121,17 @@ def stage_validate(ctx: RunState) -> None:
     ctx.window = {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in win.items()}
     ctx.facts.update(study_start=start.isoformat(), study_end=end.isoformat())
     ctx.facts.update(ctx.window)
+
+
+def _local_pool(executor: Any) -> Any:
+    """``executor`` when its workers share this machine's disk (a thread or process pool), else None.
+
+    The streaming validation's tasks exchange member ids through a temporary directory of this
+    machine; on another executor (e.g. a remote Dask cluster) validation runs its tasks here.
+    """
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    return executor if isinstance(executor, (ThreadPoolExecutor, ProcessPoolExecutor)) else None
 
 
 def _contract_order(lf: pl.LazyFrame) -> pl.LazyFrame:
