@@ -77,6 +77,7 @@ def test_any_split_and_order_same_value_content_changes_it() -> None:
     fp = multiset_fingerprint([DF])
     assert multiset_fingerprint([DF.reverse().select(["x", "flag", "tier", "join_date", "member_id"])]) == fp
     assert multiset_fingerprint([DF.slice(0, 2).lazy(), DF.slice(2, 0), DF.slice(2, 4).lazy()]) == fp
+    assert multiset_fingerprint([DF], chunk_rows=4) == multiset_fingerprint([DF], chunk_rows=1) == fp
     assert multiset_fingerprint([DF.with_columns(pl.col("x").replace(-0.0, 0.0))]) == fp  # -0.0 is 0.0
     changed = [DF.with_columns(pl.Series("tier", [1, -3, None, 2**40, 2, 0])),
                DF.with_columns(pl.Series("member_id", ["a1", "", "", "长期会员", "a1", "bb" * 40])),  # null vs ""

@@ -24,6 +24,8 @@ STRING_BASE = 0x100000001B3
 LANE_SEEDS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F)
 #: code of a null value (any column)
 NULL_CODE = 0xA5A5A5A5A5A5A5A5
+#: rows hashed at once (the byte arrays of a string column's hash are 8 bytes per byte of text)
+CHUNK_ROWS = 200_000
 _U = np.uint64
 
 
@@ -90,7 +92,7 @@ def row_hashes(df: pl.DataFrame) -> list[np.ndarray]:
     return out
 
 
-def multiset_fingerprint(parts: Sequence[Any]) -> str:
+def multiset_fingerprint(parts: Sequence[Any], chunk_rows: int = CHUNK_ROWS) -> str:
     """SHA-256 fingerprint of the rows of ``parts`` (frames or LazyFrames, one held at a time), whatever their
     split and order.
 
@@ -108,8 +110,9 @@ def multiset_fingerprint(parts: Sequence[Any]) -> str:
         df = df.select(sorted(df.columns))
         schema = schema or repr([(n, str(t)) for n, t in df.schema.items()])
         rows += df.height
-        for i, h in enumerate(row_hashes(df)):
-            sums[i] = (sums[i] + int(h.sum(dtype=_U))) % 2**64
+        for off in range(0, df.height, chunk_rows):  # bounded temporaries; the sums do not depend on the cut
+            for i, h in enumerate(row_hashes(df.slice(off, chunk_rows))):
+                sums[i] = (sums[i] + int(h.sum(dtype=_U))) % 2**64
     h = hashlib.sha256(b"fentan-multiset-fingerprint-1\0")
     h.update((schema or "[]").encode())
     h.update(rows.to_bytes(8, "little") + b"".join(s.to_bytes(8, "little") for s in sums))
