@@ -62,7 +62,7 @@ def test_tiny_limit_refused_before_reading(platform: Path, monkeypatch: pytest.M
     assert len(err) == 1
     line = err[0]
     assert "5,000 member rows" in line and "memory limit of 1.0 MB" in line
-    assert "--memory-limit" in line and "[run] memory_limit" in line and "fentan exposure" in line
+    assert "--memory-limit" in line and "[run] memory_limit" in line and "claims cannot stream" in line
     assert not out.exists()
 
 
@@ -73,6 +73,11 @@ def test_config_key_limit_and_bad_value(platform: Path, capsys: pytest.CaptureFi
     error_line(capsys, "run", "5,000 member rows", "memory limit of 2.1 MB", f"{cfg}: run.memory_limit")
     # the command line wins over the configuration
     assert main(["run", str(cfg), "--dry-run", "--quiet", "--memory-limit", "64GB"]) == 0
+    # the in-memory path holds the members: the guard counts them and names them
+    mem = platform / "in-memory.toml"
+    mem.write_text(_config('[run]\nmemory_limit = "2 MiB"\nstream = false\n'))
+    assert main(["run", str(mem), "--dry-run"]) == 2
+    error_line(capsys, "run", "5,000 member rows (held whole: [run] stream = false)", "drop [run] stream = false")
     bad = platform / "bad-limit.toml"
     bad.write_text(_config('[run]\nmemory_limit = "lots"\n'))
     assert main(["run", str(bad), "--dry-run"]) == 2
@@ -87,7 +92,7 @@ def test_estimate_from_footers_against_a_hand_count(tmp_path: Path) -> None:
     pl.DataFrame({"a": pl.Series(range(n), dtype=pl.Int64), "d": [dt.date(2020, 1, 1)] * n,
                   "x": [0.5] * n}).write_parquet(tmp_path / "m.parquet")
     pl.DataFrame({"i": pl.Series(range(10), dtype=pl.Int32)}).write_parquet(tmp_path / "c.parquet")
-    rm, wm, rc, wc, need = estimate_inputs(tmp_path / "m.parquet", tmp_path / "c.parquet")
+    rm, wm, rc, wc, need = estimate_inputs(tmp_path / "m.parquet", tmp_path / "c.parquet", held=True)
     assert (rm, rc) == (n, 10)
     assert wm == pytest.approx(8.125 + 4.125 + 8.125)
     assert wc == pytest.approx(4.125)
@@ -105,9 +110,9 @@ def test_only_what_cannot_stream_is_refused(tmp_path: Path, monkeypatch: pytest.
         pl.DataFrame({"a": pl.Series(range(n), dtype=pl.Int64)}).write_parquet(tmp_path / f"m{n}.parquet")
     pl.DataFrame({"i": pl.Series(range(200_000), dtype=pl.Int64)}).write_parquet(tmp_path / "c.parquet")
     monkeypatch.setattr(stream, "DEFAULT_BATCH", 100)
-    held = [estimate_inputs(tmp_path / f"m{n}.parquet", tmp_path / "c.parquet")[-1] for n in (1000, 5000)]
+    held = [estimate_inputs(tmp_path / f"m{n}.parquet", tmp_path / "c.parquet", held=True)[-1] for n in (1000, 5000)]
     assert held[1] - held[0] == pytest.approx(PER_ROW_FACTOR * 4000 * 8.125, abs=1)  # held: grows with the rows
-    monkeypatch.setattr(mg, "MEMBERS_HELD", False)
+    assert mg.MEMBERS_HELD is False  # a default run streams the members (validation included)
     streamed = [estimate_inputs(tmp_path / f"m{n}.parquet", tmp_path / "c.parquet")[-1] for n in (1000, 5000)]
     assert streamed[0] == streamed[1] == int(BASE_BYTES + PER_ROW_FACTOR * 200_000 * 8.125 + STREAM_BATCHES * 100 * 8.125)
     limit = BASE_BYTES + 1_000_000  # above the streamed members, below the claims held whole
@@ -115,7 +120,7 @@ def test_only_what_cannot_stream_is_refused(tmp_path: Path, monkeypatch: pytest.
         check_memory(tmp_path / "m5000.parquet", tmp_path / "c.parquet", limit, source="--memory-limit")
     msg = str(err.value)
     assert msg.startswith(str(tmp_path / "c.parquet")) and "200,000 claim rows (held whole" in msg
-    assert "5,000 member rows stream in batches" in msg and "memory limit of 801.0 MB (--memory-limit)" in msg
+    assert "5,000 member rows stream file by file" in msg and "claims cannot stream" in msg and "memory limit of 801.0 MB (--memory-limit)" in msg
 
 
 def test_generous_limit_runs_within_the_estimate(platform: Path) -> None:

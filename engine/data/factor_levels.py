@@ -17,7 +17,7 @@ import polars as pl
 
 from engine.errors import ConfigError
 
-__all__ = ["MISSING", "fill_missing", "as_levels", "check_factor_types"]
+__all__ = ["MISSING", "fill_missing", "as_levels", "as_levels_expr", "check_factor_types"]
 
 #: the level of a null rating factor
 MISSING = "missing"
@@ -28,6 +28,12 @@ def as_levels(s: pl.Series) -> pl.Series:
     if not s.null_count():
         return s
     return s.cast(pl.String).fill_null(MISSING)
+
+
+def as_levels_expr(name: str) -> pl.Expr:
+    """Column ``name`` as text levels with nulls as :data:`MISSING`: :func:`as_levels` as a lazy expression,
+    for a column known to hold a null somewhere (e.g. in another file of the same members)."""
+    return pl.col(name).cast(pl.String).fill_null(MISSING)
 
 
 def fill_missing(df: pl.DataFrame, factors: Sequence[str], sums: Sequence[str] = ()) -> pl.DataFrame:

@@ -74,12 +74,16 @@ def _scaled(pset: Any, scale: float) -> Any:
 
 # --------------------------------------------------------------------------- validate
 def stage_validate(ctx: RunState) -> None:
-    """Read and validate members and claims; fix the study window."""
+    """Read and validate members and claims; fix the study window.
+
+    With ``[run] stream = true`` (the default) validation streams file by file and ``ctx.members``
+    is the list of each file's clean rows, lazy (read again by every later pass, one task per file);
+    the study window and the null factors come from per-file aggregates. ``stream = false`` keeps the
+    in-memory path (every clean member collected, cut into one slice per file); both give the same bytes.
+    """
     from engine.data.io import read_claims, read_members, resolve_paths
     from engine.data.validation import validate
     from engine.data.window import study_window
-
-    from engine.data.schema import MEMBER_OPTIONAL, MEMBER_REQUIRED
 
     cfg = ctx.cfg
     ctx.plansets = plansets(ctx)  # plan files are checked before the data is read
@@ -89,40 +93,87 @@ def stage_validate(ctx: RunState) -> None:
     if missing:
         raise ConfigError(f"{cfg.source}: study.factors: members have no column '{missing[0]}'")
     check_factor_types(schema, cfg.study.factors, f"{cfg.source}: study.factors")
+    stream = cfg.run.stream
     res = validate(mlf, read_claims(cfg.data.claims, storage_options=cfg.data.storage_options), as_of=cfg.data.as_of,
-                   as_of_source="data.as_of (the configuration)", max_amount=_max_amount(ctx.plansets))
+                   as_of_source="data.as_of (the configuration)", max_amount=_max_amount(ctx.plansets),
+                   stream=stream, executor=_local_pool(ctx.executor) if stream else None)
     res.require_usable(str(cfg.data.members))
     # no sort of the members: every later step reduces them to integer counts (exposure days, members by
     # pool and dates, members sharing at the end) whose sums do not depend on the row order, and sums
     # claim amounts in the claims' canonical order below
-    members = res.members
-    members = members.select(_contract_first(members.collect_schema().names(), [*MEMBER_REQUIRED, *MEMBER_OPTIONAL]))
-    members = members.collect()  # the clean rows validation holds today (engine.pipeline.memguard.MEMBERS_HELD)
+    if stream:
+        members, joins = _clean_parts(res.member_parts, cfg.study.factors)
+    else:
+        frame = _clean_frame(res.members, cfg.study.factors)
+        members, joins = member_partitions(frame, len(resolve_paths(cfg.data.members))), frame.select("join_date")
     claims = res.claims.collect()
     claims = claims.drop([c for c in ("eligible", "reason") if c in claims.columns])
     claims = claims.sort([c for c in ("claim_id", "member_id", "event_date") if c in claims.columns], nulls_last=True)
     as_of = dt.date.fromisoformat(res.account["as_of"]["date"])
-    win = study_window(cfg.study.start, cfg.study.end, as_of, res.account["as_of"]["source"], members, claims,
+    win = study_window(cfg.study.start, cfg.study.end, as_of, res.account["as_of"]["source"], joins, claims,
                        where="study")
     start, end = win["study_start"], win["study_end"]
     if end < start:
         raise ConfigError(f"{cfg.source}: study.end: {end} ({win['study_end_source']}) is before the study start "
                           f"{start} ({win['study_start_source']})")
-    from engine.data.factor_levels import fill_missing
-
-    members = fill_missing(members, cfg.study.factors)  # a null factor is the level "missing", in every stage
     ctx.validation, ctx.claims, ctx.start, ctx.end = res, claims, start, end
-    ctx.members = member_partitions(members, len(resolve_paths(cfg.data.members)))
+    ctx.members = members
     ctx.window = {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in win.items()}
     ctx.facts.update(study_start=start.isoformat(), study_end=end.isoformat())
     ctx.facts.update(ctx.window)
 
 
+def _local_pool(executor: Any) -> Any:
+    """``executor`` when its workers share this machine's disk (a thread or process pool), else None.
+
+    The streaming validation's tasks exchange member ids through a temporary directory of this
+    machine; on another executor (e.g. a remote Dask cluster) validation runs its tasks here.
+    """
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    return executor if isinstance(executor, (ThreadPoolExecutor, ProcessPoolExecutor)) else None
+
+
+def _contract_order(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """``lf`` with the data contract's member columns first, the others by name."""
+    from engine.data.schema import MEMBER_OPTIONAL, MEMBER_REQUIRED
+
+    return lf.select(_contract_first(lf.collect_schema().names(), [*MEMBER_REQUIRED, *MEMBER_OPTIONAL]))
+
+
+def _clean_frame(members: pl.LazyFrame, factors: list[str]) -> pl.DataFrame:
+    """The in-memory path (``[run] stream = false``): every clean member collected, null factors filled."""
+    from engine.data.factor_levels import fill_missing
+
+    return fill_missing(_contract_order(members).collect(), factors)  # a null factor is the level "missing"
+
+
+def _clean_parts(parts: list[pl.LazyFrame], factors: list[str]) -> tuple[list[pl.LazyFrame], pl.DataFrame]:
+    """The streaming path: each file's clean members (lazy) with null factors filled, and the earliest join.
+
+    One aggregate pass per file (the files in parallel) gives the earliest join date and the nulls of
+    each factor; a factor with a null in any file becomes text levels in every file, as
+    :func:`engine.data.factor_levels.fill_missing` does on all members at once. Returns the partitions
+    and a one-row frame ``join_date`` (the earliest join of a clean member, for the study window).
+    """
+    from engine.data.factor_levels import as_levels_expr
+
+    parts = [_contract_order(p) for p in parts]
+    names = parts[0].collect_schema().names()
+    present = [f for f in factors if f in names]
+    aggs = [pl.col("join_date").min(), *[pl.col(f).null_count().cast(pl.Int64).alias(f) for f in present]]
+    stats = pl.concat(pl.collect_all([p.select(aggs) for p in parts]), how="vertical_relaxed")
+    nulls = [f for f in present if int(stats.get_column(f).sum())]
+    if nulls:
+        parts = [p.with_columns([as_levels_expr(f) for f in nulls]) for p in parts]
+    return parts, stats.select(pl.col("join_date").min())
+
+
 def member_partitions(members: pl.DataFrame, n: int) -> list[pl.DataFrame]:
     """The clean members as ``n`` contiguous slices (zero-copy; one per input file): one task each on an executor.
 
-    Every member pass reduces each slice to integer counts summed across slices, so the outputs do not
-    depend on ``n``.
+    The in-memory path (``[run] stream = false``) only. Every member pass reduces each slice to
+    integer counts summed across slices, so the outputs do not depend on ``n``.
     """
     n = max(1, min(int(n), members.height))
     cuts = [members.height * i // n for i in range(n + 1)]

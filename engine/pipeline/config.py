@@ -156,6 +156,7 @@ class RunSection(_Section):
     engine: Literal[ENGINES] = "local"  # type: ignore[valid-type]  # see docs/scale.md
     address: str | None = None  # a Dask scheduler, e.g. "tcp://HOST:8786" (engine "dask")
     workers: int | None = Field(None, ge=1)  # threads, processes or local Dask workers
+    stream: bool = True  # validate file by file, members never all in memory; false = the in-memory path
 
     @model_validator(mode="after")
     def _engine(self) -> "RunSection":

@@ -6,10 +6,12 @@ What a run holds whole, and what it streams:
   decomposition windows, members sharing at the end) reads them in batches of
   :data:`engine.shares._stream.DEFAULT_BATCH` rows and keeps only additive counts, so its memory
   does not grow with the members: at most two batches (:data:`STREAM_BATCHES`) are held at once;
-* **held whole**: the claims (always: they are few), and the clean member rows while validation
-  holds them (:data:`MEMBERS_HELD`: validation reads every member row into memory to find duplicate
-  ids; the flag goes to False when it streams). Cells, models and the projection are bounded by
-  the key grid, not by the rows (in :data:`BASE_BYTES`).
+* **streamed validation**: validation reads one file at a time and finds duplicate member ids
+  across files by a hash-bucket pass on disk (:mod:`engine.data._validation_stream`); the clean
+  members stay in their files, read again by each pass (:data:`MEMBERS_HELD` = False);
+* **held whole**: the claims (always: they are the limit, named in the refusal), and the member
+  rows only on the in-memory path (``[run] stream = false``, ``held=True`` below). Cells, models
+  and the projection are bounded by the key grid, not by the rows (in :data:`BASE_BYTES`).
 
 Before any data is read, the guard reads each input file's footer (row counts, column types and
 sizes; no data page), estimates the peak memory of the run and compares it with the limit:
@@ -24,8 +26,8 @@ Estimate (bytes), calibrated on measured peak RSS of whole runs (docs/batch.md):
 
     need = BASE_BYTES + PER_ROW_FACTOR * (H * R_m * w_m + R_c * w_c) + STREAM_BATCHES * min(R_m, B) * w_m
 
-R_m, R_c = member and claim rows (footer row counts); H = 1 while validation holds the members
-(:data:`MEMBERS_HELD`), else 0; B = the batch size; w = the in-memory width of one row from the
+R_m, R_c = member and claim rows (footer row counts); H = 1 when the run holds the members
+(``[run] stream = false``), else 0 (:data:`MEMBERS_HELD`, the streaming default); B = the batch size; w = the in-memory width of one row from the
 file schema: 4 bytes per date / int32, 8 per int64 / float64, 1 per bool, and for strings 16 bytes
 (polars string view) plus the column's mean uncompressed length (footer sizes). Synthetic members
 are w = 99 bytes. Runs of 10^6 and 10^7 members peaked at 0.96 and 3.06 GB when the run also
@@ -53,8 +55,8 @@ DEFAULT_FRACTION = 0.8
 BASE_BYTES = 800_000_000
 #: peak bytes per byte of raw row width held whole (measured 2.35 between 10^6 and 10^7 members; margin to 3.0)
 PER_ROW_FACTOR = 3.0
-#: validation holds every clean member row (duplicate ids are found in memory); False once it streams
-MEMBERS_HELD = True
+#: a default run holds no member row whole (validation streams file by file); ``[run] stream = false`` does
+MEMBERS_HELD = False
 #: member batches in memory at once in a streamed pass (the one counted and the one read ahead)
 STREAM_BATCHES = 2
 
@@ -195,8 +197,11 @@ class MemoryCheck:
         return asdict(self)
 
 
-def estimate_inputs(members: Any, claims: Any) -> tuple[int, float, int, float, int]:
-    """(member rows, member row bytes, claim rows, claim row bytes, estimated peak bytes) from footers only."""
+def estimate_inputs(members: Any, claims: Any, held: bool | None = None) -> tuple[int, float, int, float, int]:
+    """(member rows, member row bytes, claim rows, claim row bytes, estimated peak bytes) from footers only.
+
+    ``held``: the run holds every member row (the in-memory path); None = :data:`MEMBERS_HELD`.
+    """
     from engine.data.io import resolve_paths
 
     out = []
@@ -208,12 +213,13 @@ def estimate_inputs(members: Any, claims: Any) -> tuple[int, float, int, float, 
             wsum += r * w
         out.append((rows, wsum / rows if rows else 0.0))
     (rm, wm), (rc, wc) = out
-    return rm, wm, rc, wc, int(BASE_BYTES + _held(rm, wm, rc, wc) + _streamed(rm, wm))
+    held = MEMBERS_HELD if held is None else held
+    return rm, wm, rc, wc, int(BASE_BYTES + _held(rm, wm, rc, wc, held) + _streamed(rm, wm))
 
 
-def _held(rm: int, wm: float, rc: int, wc: float) -> float:
-    """Bytes of the rows held whole: the claims, and the members while validation holds them."""
-    return PER_ROW_FACTOR * ((rm * wm if MEMBERS_HELD else 0.0) + rc * wc)
+def _held(rm: int, wm: float, rc: int, wc: float, held: bool) -> float:
+    """Bytes of the rows held whole: the claims, and the members when the run holds them."""
+    return PER_ROW_FACTOR * ((rm * wm if held else 0.0) + rc * wc)
 
 
 def _streamed(rm: int, wm: float) -> float:
@@ -223,7 +229,8 @@ def _streamed(rm: int, wm: float) -> float:
     return STREAM_BATCHES * min(rm, DEFAULT_BATCH) * wm
 
 
-def check_memory(members: Any, claims: Any, limit: str | int | None = None, *, source: str | None = None) -> MemoryCheck:
+def check_memory(members: Any, claims: Any, limit: str | int | None = None, *, source: str | None = None,
+                 held: bool | None = None) -> MemoryCheck:
     """Estimate the run's peak memory from the Parquet footers and refuse it above the limit.
 
     Parameters
@@ -231,12 +238,14 @@ def check_memory(members: Any, claims: Any, limit: str | int | None = None, *, s
     members, claims : input paths (file, glob, directory or list), as in ``[data]``.
     limit : bytes or a size text (``'8GB'``); None = the default (DEFAULT_FRACTION of available memory).
     source : how the limit was given (for the message), e.g. ``'--memory-limit'``.
+    held : the run holds every member row (``[run] stream = false``); None = :data:`MEMBERS_HELD`.
 
     Raises
     ------
     ResourceError : the estimate exceeds the limit (nothing has been read but file footers).
     """
-    rm, wm, rc, wc, need = estimate_inputs(members, claims)
+    held = MEMBERS_HELD if held is None else held
+    rm, wm, rc, wc, need = estimate_inputs(members, claims, held)
     if limit is None:
         lim, src = default_limit()
     else:
@@ -244,10 +253,12 @@ def check_memory(members: Any, claims: Any, limit: str | int | None = None, *, s
     ok = lim is None or need <= lim
     chk = MemoryCheck(rm, rc, round(wm, 1), round(wc, 1), need, lim, src, ok)
     if not ok:
-        held = (f"{rm:,} member rows (held whole by validation) + {rc:,} claim rows (held whole)" if MEMBERS_HELD
-                else f"{rc:,} claim rows (held whole; the {rm:,} member rows stream in batches)")
+        what = (f"{rm:,} member rows (held whole: [run] stream = false) + {rc:,} claim rows (held whole)" if held
+                else f"{rc:,} claim rows (held whole, the limit of a streamed run; the {rm:,} member rows stream "
+                     "file by file)")
         raise ResourceError(
-            f"{members if MEMBERS_HELD else claims}: {held} need about {format_size(need)}, above the memory "
+            f"{members if held else claims}: {what} need about {format_size(need)}, above the memory "
             f"limit of {format_size(lim)} ({src}); raise it with --memory-limit or [run] memory_limit in the "
-            "configuration, or use fentan exposure, which streams the members in batches")
+            "configuration" + (", or drop [run] stream = false so the members stream" if held else
+                               " (claims cannot stream: a run holds them whole)"))
     return chk

@@ -206,7 +206,8 @@ def _memory_check(cfg: RunConfig, memory_limit: str | int | None) -> Any:
     limit, source = memory_limit, "--memory-limit"
     if limit is None and cfg.run.memory_limit is not None:
         limit, source = cfg.run.memory_limit, f"{cfg.source}: run.memory_limit"
-    return check_memory(cfg.data.members, cfg.data.claims, limit, source=source if limit is not None else None)
+    return check_memory(cfg.data.members, cfg.data.claims, limit, source=source if limit is not None else None,
+                        held=not cfg.run.stream)
 
 
 def _timed(name: str, fn: Callable[[], Any], pg: _Progress, timings: dict[str, float]) -> None:

@@ -156,25 +156,26 @@ def plan_rules_table(projections: dict[str, Any]) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def data_fingerprint(members: pl.DataFrame | None, claims: pl.DataFrame | None) -> str:
-    """One SHA-256 of the validated members and claims, independent of row and column order.
+def data_fingerprint(members: Any, claims: Any) -> str:
+    """One SHA-256 of the validated members and claims, independent of row order, column order and files.
+
+    ``members`` may be the run's member partitions (one lazy frame per file): they are read one
+    at a time, never all together.
 
     Notes
     -----
-    sha256("members:" fp(M) "claims:" fp(C)) with fp the content fingerprint of
-    :func:`engine.data.persist.fingerprint` over the columns in name order, rows sorted
-    (``ignore_row_order=True``): the same data split into other files or read in another
-    order gives the same value.
+    sha256("members:" fp(M) "claims:" fp(C)) with fp the multiset fingerprint of
+    :func:`engine.data.row_hash.multiset_fingerprint` (a sum of row hashes over the columns in
+    name order): the same data split into other files or read in another order gives the same value.
     """
     import hashlib
 
-    from engine.data.persist import fingerprint
+    from engine.data.row_hash import multiset_fingerprint
 
     h = hashlib.sha256()
     for name, df in (("members", members), ("claims", claims)):
-        if isinstance(df, (list, tuple)):  # the run's member partitions: one frame, as the rows are the data
-            df = pl.concat([p.lazy() if isinstance(p, pl.DataFrame) else p for p in df], how="vertical_relaxed").collect() if df else None
-        fp = "absent" if df is None else fingerprint(df.select(sorted(df.columns)), ignore_row_order=True)
+        parts = list(df) if isinstance(df, (list, tuple)) else [] if df is None else [df]
+        fp = "absent" if not parts else multiset_fingerprint(parts)
         h.update(f"{name}:{fp}\n".encode())
     return h.hexdigest()
 
