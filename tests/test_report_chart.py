@@ -121,3 +121,20 @@ def test_without_a_cjk_font_no_font_warning_and_the_chinese_report_says_so_once(
         rep = Report("t", "s", mode="static")
         Report.chart(rep.section("a", "A"), _chart())
         assert note not in rep.render()
+
+
+def test_two_bar_series_are_drawn_side_by_side_not_hidden():
+    """Leverage before and after the caps: neither bar hides the other, and the value axis is numeric."""
+    from engine.report._economics import leverage_chart
+    from engine.report.interactive import render_interactive
+
+    c = leverage_chart({"a": {"leverage_before_caps": 100.0, "leverage_after_caps": 150.0},
+                        "b": {"leverage_before_caps": 80.0, "leverage_after_caps": 80.0}})
+    ax = chart_figure(c).axes[0]
+    spans = sorted((p.get_y(), p.get_y() + p.get_height(), p.get_width()) for p in ax.patches)
+    assert len(spans) == 4
+    assert all(a[1] <= b[0] + 1e-9 for a, b in zip(spans, spans[1:]))  # no two bars overlap
+    assert sorted(w for *_, w in spans) == [80.0, 80.0, 100.0, 150.0]
+    pytest.importorskip("plotly")
+    html = render_interactive(c)
+    assert '"barmode":"group"' in html and '"xaxis":{"title":{"text":"leverage = benefit / annual share"},"automargin":true,"type":"category"' not in html

@@ -209,6 +209,6 @@ def leverage_chart(summary: dict[str, Any]) -> Chart | None:
     before = Series(t("before the caps (the cost)"), [summary[k]["leverage_before_caps"] for k in labels],
                     labels, kind="hbar")
     return Chart(title=t("Leverage before and after the caps"), x_label=t("leverage = benefit / annual share"),
-                 y_label="", series=(after, before), x_categorical=True,
+                 y_label="", series=(after, before),
                  caption=t("Before the caps: benefit / the annual share at today's mix; after the caps: benefit / "
                            "what a member pays a year once the platform has paid the excess over the caps."))

@@ -155,7 +155,9 @@ def figure_json(chart: Chart) -> dict[str, Any]:
     elif not any(isinstance(v, (dt.date, dt.datetime)) for s in chart.series for v in list(s.x)[:1]):
         xaxis["hoverformat"] = HOVER
     layout: dict[str, Any] = {
-        "xaxis": xaxis, "yaxis": yaxis, "hovermode": "closest", "barmode": "overlay",
+        "xaxis": xaxis, "yaxis": yaxis, "hovermode": "closest",
+        # several bar series side by side (none hidden behind another); one bar series over lines and bands
+        "barmode": "group" if sum(s.kind in ("bar", "hbar") for s in chart.series) > 1 else "overlay",
         "margin": {"l": 60, "r": 20, "t": 12, "b": 40}, "font": {"size": 12},
         "legend": {"orientation": "h", "x": 0, "xanchor": "left", "xref": "container", "y": 0, "yanchor": "bottom",
                    "yref": "container"},

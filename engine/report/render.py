@@ -104,7 +104,8 @@ def _heatmap(ax: Any, s: Series) -> None:
                         color="white" if abs(v) > 0.55 * lim else "black")
 
 
-def _draw_series(ax: Any, s: Series, color: str) -> None:
+def _draw_series(ax: Any, s: Series, color: str, slot: tuple[int, int] = (0, 1)) -> None:
+    """Draw one series; ``slot`` = (i, n): the i-th of n horizontal bar series, drawn side by side."""
     ls = "--" if s.dash else "-"
     x = list(s.x)
     if s.kind == "line":
@@ -118,7 +119,13 @@ def _draw_series(ax: Any, s: Series, color: str) -> None:
         if s.values:
             ax.bar_label(bars, labels=bar_labels(s.y), fontsize=7)
     elif s.kind == "hbar":
-        bars = ax.barh(list(s.y), list(s.x), color=color, label=s.name)
+        i, n = slot
+        if n > 1:  # grouped: each category's bars side by side, none hidden behind another
+            pos = np.arange(len(s.y)) - 0.4 + (i + 0.5) * 0.8 / n
+            bars = ax.barh(pos, list(s.x), height=0.8 / n, color=color, label=s.name)
+            ax.set_yticks(np.arange(len(s.y)), [str(v) for v in s.y])
+        else:
+            bars = ax.barh(list(s.y), list(s.x), color=color, label=s.name)
         if s.values:
             ax.bar_label(bars, labels=bar_labels(s.x), fontsize=7, padding=2)
     elif s.kind == "band":
@@ -148,8 +155,10 @@ def chart_figure(chart: Chart) -> Any:
     plt.rcParams.update({"font.size": 10, "axes.grid": True, "grid.alpha": 0.3})
     fig, ax = plt.subplots(figsize=_size(chart))
     ax2 = ax.twinx() if any(s.axis == "y2" for s in chart.series) else None
+    hbars = [i for i, s in enumerate(chart.series) if s.kind == "hbar"]
     for i, s in enumerate(chart.series):
-        _draw_series(ax2 if (s.axis == "y2" and ax2 is not None) else ax, s, chart.color_of(i))
+        slot = (hbars.index(i), len(hbars)) if i in hbars else (0, 1)
+        _draw_series(ax2 if (s.axis == "y2" and ax2 is not None) else ax, s, chart.color_of(i), slot)
     if any(s.kind == "hbar" for s in chart.series):
         ax.invert_yaxis()
     if chart.y_log:
