@@ -19,7 +19,6 @@ import polars as pl
 
 from engine._estimator import Estimator, _warn_renamed, predict_rates, print_frame
 from engine.data._coerce import api_input
-from engine.data.factor_levels import as_levels
 from engine.errors import ConfigError, DataError, ModelError
 from engine.segmentation.metrics import (
     frontier_table,
@@ -29,10 +28,10 @@ from engine.segmentation.metrics import (
 from engine.segmentation._model import CellPoissonModel, key_columns
 from engine.cells.sums import group_sums
 from engine.segmentation._rules import describe_units, parse_rules, rules_for_labels
-from engine.segmentation._tree import Rule, make_units, rule_expr, rule_from_json, rule_text, rule_to_json
+from engine.segmentation._tree import Rule, make_units, rule_from_json, rule_text, rule_to_json
 from engine.conventions import FEE, FULL_CREDIBILITY_CLAIMS
-from engine.cells.dates import attained_age_expr, completed_months_expr
 from engine.segmentation._search import cluster_partitions, rules_partitions, tree_partitions
+from engine.segmentation._assign import assign_groups
 from engine.segmentation._select import claims_floor, floor_source
 
 METHODS = ("tree", "cluster", "rules")
@@ -402,60 +401,7 @@ class RiskSegmenter(Estimator):
         :class:`DataError` when ``unknown="error"`` or get null when ``unknown="null"``.
         """
         self._fitted()
-        feats = self.features_
-        if isinstance(frame, pl.LazyFrame):
-            frame = frame.collect()
-        df = frame
-        for f in feats:
-            if f not in df.columns:
-                if f == "age" and "birth_date" in df.columns:
-                    if at is None:
-                        raise ConfigError("at: a date is needed to compute attained age from birth_date")
-                    df = df.with_columns(attained_age_expr(pl.col("birth_date"), at).alias("age"))
-                elif f == "duration" and "join_date" in df.columns:
-                    if at is None:
-                        raise ConfigError("at: a date is needed to compute duration from join_date")
-                    df = df.with_columns(completed_months_expr(pl.col("join_date"), at).alias("duration"))
-                else:
-                    raise DataError(f"frame: column '{f}' needed for assignment is missing")
-        df = self._align_levels(df)
-        if self.rules_ is not None:
-            expr = pl.lit(None, dtype=pl.Int32)
-            for g in reversed(range(len(self.rules_))):
-                rs = self.rules_[g]
-                if rs is not None:
-                    expr = pl.when(pl.any_horizontal([rule_expr(r) for r in rs])).then(pl.lit(g + 1, dtype=pl.Int32)).otherwise(expr)
-            if any(r is None for r in self.rules_):
-                other_g = [g + 1 for g, r in enumerate(self.rules_) if r is None][0]
-                expr = expr.fill_null(pl.lit(other_g, dtype=pl.Int32))
-            out = df.with_columns(expr.alias("__group"))["__group"]
-        elif feats:
-            out = df.select(feats).with_row_index("_i").join(self.unit_groups_, on=feats, how="left").sort("_i")["group"]
-        else:
-            out = pl.Series("group", [1] * df.height, dtype=pl.Int32)
-        n_null = out.null_count()
-        if n_null and unknown == "error":
-            raise DataError(f"frame: {n_null} rows match no group (unseen feature values); use unknown='null' to keep them")
-        return out.alias("group").cast(pl.Int32)
-
-    def _align_levels(self, df: pl.DataFrame) -> pl.DataFrame:
-        """Factor columns of ``df`` typed as the fitted levels, a null as the level ``"missing"``.
-
-        A factor fitted as text (it held a null, so its levels are ``"1"``, ``"2"``, ...,
-        ``"missing"``, see :mod:`engine.data.factor_levels`) is compared as text, a null being
-        ``"missing"``; a factor fitted with integer levels keeps a null as null (an unseen level).
-        """
-        ref = getattr(self, "unit_groups_", None)
-        cols = []
-        for f in self.features_:
-            if f in ("age", "duration") or f not in df.columns or ref is None or f not in ref.columns:
-                continue
-            s, target = df.get_column(f), ref.schema[f]
-            if target == pl.String:
-                cols.append(as_levels(s).cast(pl.String))
-            elif s.dtype != target:
-                cols.append(s.cast(target, strict=False))  # a value not of the fitted type matches no group
-        return df.with_columns(cols) if cols else df
+        return assign_groups(frame, self.features_, self.rules_, getattr(self, "unit_groups_", None), at, unknown)
 
     @api_input(frames=("cells",))
     def predict(self, cells: pl.DataFrame) -> np.ndarray:
