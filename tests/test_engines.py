@@ -27,6 +27,7 @@ from tests.kits.random_members import KW, _random_members
 
 pytest.importorskip("distributed")
 from tests.kits.servers import dask_cluster, free_port  # noqa: E402
+from tests.kits.partitions import scan_parts
 
 N = 3000
 MEMBERS, CLAIMS = _random_members(N, seed=2222)
@@ -57,12 +58,7 @@ def scheduler(tmp_path_factory):
 
 
 def _files(tmp_path, cuts) -> list[pl.LazyFrame]:
-    out = []
-    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
-        path = tmp_path / f"part-{i:02d}.parquet"
-        MEMBERS.slice(a, b - a).write_parquet(path)
-        out.append(pl.scan_parquet(path))
-    return out
+    return scan_parts(tmp_path, MEMBERS, cuts)
 
 
 @pytest.mark.parametrize("split", list(SPLITS))

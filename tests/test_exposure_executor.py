@@ -21,6 +21,7 @@ import engine
 from engine.cells import process_pool
 from engine.errors import ConfigError
 from tests.kits.random_members import KW, _random_members
+from tests.kits.partitions import scan_parts
 
 N = 3000
 MEMBERS, CLAIMS = _random_members(N, seed=22)
@@ -59,12 +60,7 @@ def _check(parts, executor, by, batch_size=None) -> None:
 
 def _files(tmp_path, cuts) -> list[pl.LazyFrame]:
     """Members cut at ``cuts`` into Parquet files (empty ones included), scanned lazily."""
-    out = []
-    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
-        path = tmp_path / f"part-{i:02d}.parquet"
-        MEMBERS.slice(a, b - a).write_parquet(path)
-        out.append(pl.scan_parquet(path))
-    return out
+    return scan_parts(tmp_path, MEMBERS, cuts)
 
 
 SPLITS = {

@@ -25,6 +25,7 @@ from engine.cells import process_pool
 from engine.shares.decomposition import share_drivers
 from engine.shares.history import share_history
 from tests.kits.random_members import _random_members
+from tests.kits.partitions import scan_parts
 
 N = 100_000
 _M, CLAIMS = _random_members(N, seed=2022)
@@ -66,12 +67,7 @@ def _check(parts, want, executor=None, batch_size=None) -> None:
 
 
 def _files(tmp_path, frame: pl.DataFrame, cuts: list[int]) -> list[pl.LazyFrame]:
-    out = []
-    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
-        path = tmp_path / f"part-{i:02d}.parquet"
-        frame.slice(a, b - a).write_parquet(path)
-        out.append(pl.scan_parquet(path))
-    return out
+    return scan_parts(tmp_path, frame, cuts)
 
 
 SPLITS = {

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import polars as pl
 import pytest
+from tests.kits.partitions import write_parts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -65,8 +66,7 @@ def _same(got: engine.ValidationResult, want: engine.ValidationResult = WANT) ->
 def _write(tmp_path, cuts, frame=MEMBERS, name="m") -> list:
     d = tmp_path / name
     d.mkdir()
-    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
-        frame.slice(a, b - a).write_parquet(d / f"part-{i:02d}.parquet")
+    write_parts(d, frame, cuts)
     return d
 
 
