@@ -23,7 +23,7 @@ from typing import Any
 
 from engine.errors import ConfigError, InputFileError
 
-__all__ = ["is_remote", "storage_options", "filesystem", "split_uri"]
+__all__ = ["is_remote", "storage_options", "filesystem", "split_uri", "file_size", "parquet_metadata"]
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 #: environment variable -> storage option (S3 and S3-compatible stores)
@@ -114,3 +114,21 @@ def filesystem(uri: str, options: dict[str, str]) -> tuple[Any, str]:
     except (OSError, ValueError, ImportError) as exc:
         msg = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise InputFileError(f"{uri}: cannot open the store ({msg})") from None
+
+
+def file_size(file: Any, given: dict[str, Any] | None = None) -> int:
+    """Size in bytes of one listed data file, local (a path) or remote (a URI, with its storage options)."""
+    if is_remote(file):
+        fs, path = filesystem(file, storage_options(file, given))
+        return int(fs.get_file_info(path).size or 0)
+    return os.stat(file).st_size
+
+
+def parquet_metadata(file: Any, given: dict[str, Any] | None = None) -> Any:
+    """The ``pyarrow.parquet.FileMetaData`` of one Parquet file (its footer only), local or remote."""
+    import pyarrow.parquet as pq
+
+    if is_remote(file):
+        fs, path = filesystem(file, storage_options(file, given))
+        return pq.read_metadata(path, filesystem=fs)
+    return pq.read_metadata(file)

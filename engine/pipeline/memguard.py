@@ -146,18 +146,20 @@ def _csv_stats(file: Path) -> tuple[int, float]:
     return rows, (size / rows if rows else 0.0)
 
 
-def _file_stats(file: Path) -> tuple[int, float]:
-    """(rows, in-memory bytes per row) of one Parquet file from its footer only (CSV: :func:`_csv_stats`)."""
-    import pyarrow.parquet as pq
+def _file_stats(file: Path | str, storage_options: dict[str, Any] | None = None) -> tuple[int, float]:
+    """(rows, in-memory bytes per row) of one Parquet file from its footer only (CSV: :func:`_csv_stats`).
 
+    A remote file (``s3://...``) is read with ``storage_options`` (:mod:`engine.data.remote`).
+    """
     from engine.data._csv import is_csv
     from engine.data.io import file_schema
+    from engine.data.remote import is_remote, parquet_metadata
 
-    if is_csv(file):
-        return _csv_stats(file)
+    if not is_remote(file) and is_csv(file):
+        return _csv_stats(Path(file))
 
-    file_schema(file)  # a one-line error for a missing, empty or corrupt file
-    md = pq.read_metadata(file)
+    file_schema(file, storage_options)  # a one-line error for a missing, empty or corrupt file
+    md = parquet_metadata(file, storage_options)
     rows = md.num_rows
     if rows == 0:
         return 0, 0.0
@@ -197,18 +199,20 @@ class MemoryCheck:
         return asdict(self)
 
 
-def estimate_inputs(members: Any, claims: Any, held: bool | None = None) -> tuple[int, float, int, float, int]:
+def estimate_inputs(members: Any, claims: Any, held: bool | None = None,
+                    storage_options: dict[str, Any] | None = None) -> tuple[int, float, int, float, int]:
     """(member rows, member row bytes, claim rows, claim row bytes, estimated peak bytes) from footers only.
 
     ``held``: the run holds every member row (the in-memory path); None = :data:`MEMBERS_HELD`.
+    ``storage_options``: of remote paths (``[data] storage_options``).
     """
     from engine.data.io import resolve_paths
 
     out = []
     for path in (members, claims):
         rows, wsum = 0, 0.0
-        for f in resolve_paths(path):
-            r, w = _file_stats(f)
+        for f in resolve_paths(path, storage_options):
+            r, w = _file_stats(f, storage_options)
             rows += r
             wsum += r * w
         out.append((rows, wsum / rows if rows else 0.0))
@@ -230,7 +234,7 @@ def _streamed(rm: int, wm: float) -> float:
 
 
 def check_memory(members: Any, claims: Any, limit: str | int | None = None, *, source: str | None = None,
-                 held: bool | None = None) -> MemoryCheck:
+                 held: bool | None = None, storage_options: dict[str, Any] | None = None) -> MemoryCheck:
     """Estimate the run's peak memory from the Parquet footers and refuse it above the limit.
 
     Parameters
@@ -239,13 +243,14 @@ def check_memory(members: Any, claims: Any, limit: str | int | None = None, *, s
     limit : bytes or a size text (``'8GB'``); None = the default (DEFAULT_FRACTION of available memory).
     source : how the limit was given (for the message), e.g. ``'--memory-limit'``.
     held : the run holds every member row (``[run] stream = false``); None = :data:`MEMBERS_HELD`.
+    storage_options : of remote paths (``s3://...``; ``[data] storage_options``), as in :func:`engine.read_members`.
 
     Raises
     ------
     ResourceError : the estimate exceeds the limit (nothing has been read but file footers).
     """
     held = MEMBERS_HELD if held is None else held
-    rm, wm, rc, wc, need = estimate_inputs(members, claims, held)
+    rm, wm, rc, wc, need = estimate_inputs(members, claims, held, storage_options)
     if limit is None:
         lim, src = default_limit()
     else:

@@ -207,7 +207,7 @@ def _memory_check(cfg: RunConfig, memory_limit: str | int | None) -> Any:
     if limit is None and cfg.run.memory_limit is not None:
         limit, source = cfg.run.memory_limit, f"{cfg.source}: run.memory_limit"
     return check_memory(cfg.data.members, cfg.data.claims, limit, source=source if limit is not None else None,
-                        held=not cfg.run.stream)
+                        held=not cfg.run.stream, storage_options=cfg.data.storage_options)
 
 
 def _timed(name: str, fn: Callable[[], Any], pg: _Progress, timings: dict[str, float]) -> None:
@@ -252,15 +252,17 @@ def _run_record(ctx: Any, started: dt.datetime, timings: dict[str, float]) -> No
 
     from engine._version import __version__
     from engine.data.io import resolve_paths, write_json
+    from engine.data.remote import file_size
 
     cfg = ctx.cfg
     inputs = {}
     for what, path in (("members", cfg.data.members), ("claims", cfg.data.claims)):
         try:
-            files = resolve_paths(path)
+            files = resolve_paths(path, cfg.data.storage_options)
         except Exception:  # pragma: no cover - the data was read, so this does not fail
             files = []
-        inputs[what] = {"path": str(path), "files": len(files), "bytes": int(sum(f.stat().st_size for f in files))}
+        inputs[what] = {"path": str(path), "files": len(files),
+                        "bytes": int(sum(file_size(f, cfg.data.storage_options) for f in files))}
     write_json({"started_utc": started.isoformat(timespec="seconds"),
                 "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "seconds": timings, "config": cfg.source, "inputs": inputs,
