@@ -87,21 +87,23 @@ def same_cells(a: Path, b: Path) -> dict[str, Any]:
     return {"cells": x.height, "max_rel_amount_diff": rel}
 
 
-def one_size(n: int, root: Path, waiting: int, dpy: float) -> dict[str, Any]:
+def one_size(n: int, root: Path, waiting: int, dpy: float, variants: tuple[str, ...] = VARIANTS) -> dict[str, Any]:
     d = make_data(n, root)
     out_f = d / "cells_fentan.parquet"
-    out_d = {v: d / f"cells_duckdb_{v}.parquet" for v in VARIANTS}
+    out_d = {v: d / f"cells_duckdb_{v}.parquet" for v in variants}
     for f in (out_f, *out_d.values()):
         f.unlink(missing_ok=True)
     fentan = [sys.executable, "-m", "engine", "exposure", "--members", str(d / "members"), "--claims",
               str(d / "claims.parquet"), "--start", START, "--end", END, "--by", BY, "--out", str(out_f), "--quiet"]
-    rec: dict[str, Any] = {"members": n, "files": FILES, "load_before": list(os.getloadavg())}
+    files = len(list((d / "members").glob("*.parquet")))
+    rec: dict[str, Any] = {"members": n, "files": files, "data": (d / "done").read_text().strip(),
+                           "load_before": list(os.getloadavg())}
     rec["fentan_exposure"] = timed(fentan)
-    for v in VARIANTS:
+    for v in variants:
         rec[f"duckdb_{v}"] = timed([sys.executable, "-m", "benchmarks.adapters.duckdb_peer", str(d / "members"),
                                     str(d / "claims.parquet"), START, END, str(waiting), str(out_d[v]), repr(dpy), v])
     rec["fentan_exposure_again"] = timed(fentan)  # order effects on a loaded machine
-    rec["same"] = {v: same_cells(out_f, out_d[v]) for v in VARIANTS}
+    rec["same"] = {v: same_cells(out_f, out_d[v]) for v in variants}
     rec["load_after"] = list(os.getloadavg())
     return rec
 
@@ -114,6 +116,7 @@ def markdown(res: dict[str, Any]) -> list[str]:
     """The RESULTS.md section of a ``cli_exposure`` record (rendered by :mod:`benchmarks.report`)."""
     cfg = res["config"]
     head = "| | " + " | ".join(f"{r['members']:,} members ({r['files']} files)" for r in res["sizes"]) + " |"
+    _cell_or = lambda r, key: _cell(r[key]) if key in r else "not run"  # noqa: E731
     rows = [
         ("`fentan exposure` (validates, then computes; streaming)", "fentan_exposure"),
         ("same, second run", "fentan_exposure_again"),
@@ -125,20 +128,23 @@ def markdown(res: dict[str, Any]) -> list[str]:
          f"Produced by `{res['command']}` on {res['created']}. Each command is a fresh process under "
          "`/usr/bin/time -v`: wall time, CPU time (user + system) and peak RSS of the whole process "
          "(start-up, reading, validation and writing included). Configuration: "
-         f"{cfg['data']}, members in {cfg['files']} Parquet files, claims in one; study {cfg['start']} to "
+         f"{cfg['data']} (each size's own data below where it differs), members in the Parquet files of the "
+         f"header, claims in one; study {cfg['start']} to "
          f"{cfg['end']}, {cfg['period']}ly, keys `{cfg['by']}`, waiting period {cfg['waiting_days']} days. "
          "The DuckDB query is `benchmarks/adapters/duckdb_peer.py` (events at interval starts, ends and "
          "birthdays, summed per month by a window sum, or month overlaps; 2 threads, memory limit " + res.get("duckdb_memory_limit", "none") + "), in three variants.", "",
          head, "|---|" + "---|" * len(res["sizes"])]
     for label, key in rows:
-        if any(key not in r for r in res["sizes"]):  # a variant added after this record was measured
+        if all(key not in r for r in res["sizes"]):  # a variant added after this record was measured
             continue
-        L.append(f"| {label} | " + " | ".join(_cell(r[key]) for r in res["sizes"]) + " |")
+        L.append(f"| {label} | " + " | ".join(_cell_or(r, key) for r in res["sizes"]) + " |")
     L.append("| cells checked identical (keys, day counts, claims exact; amounts, max relative difference) | "
              + " | ".join(", ".join(f"{v}: {x['cells']:,} cells, {x['max_rel_amount_diff']:.1e}"
                                     for v, x in r["same"].items()) for r in res["sizes"])
              + " |")
     L.append("")
+    for r in res["sizes"]:
+        L.append(f"* {r['members']:,} members, data: {r.get('data', 'as above')}.")
     for r in res["sizes"]:
         f = min((r["fentan_exposure"], r["fentan_exposure_again"]), key=lambda x: x["cpu_seconds"])
         d = min((r[f"duckdb_{v}"] for v in VARIANTS if f"duckdb_{v}" in r), key=lambda x: x["cpu_seconds"])
@@ -173,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="1000000,10000000")
     ap.add_argument("--root", type=Path, default=Path("/tmp/fentan-bench-cli"))
     ap.add_argument("--out", type=Path, default=HERE / "results.json")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="DuckDB query variants to run")
+    ap.add_argument("--merge", action="store_true", help="keep the sizes already recorded that this run does not measure")
     a = ap.parse_args(argv)
     res: dict[str, Any] = {
         "command": "python -m benchmarks.bench_cli_exposure --sizes " + a.sizes,
@@ -188,10 +196,15 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": [],
     }
     for n in [int(s) for s in a.sizes.split(",")]:
-        rec = one_size(n, a.root, WAITING_DAYS, DAYS_PER_YEAR)
+        rec = one_size(n, a.root, WAITING_DAYS, DAYS_PER_YEAR, tuple(a.variants.split(",")))
         print(json.dumps(rec), flush=True)
         res["sizes"].append(rec)
     old = json.loads(a.out.read_text()) if a.out.exists() else {}
+    if a.merge and "cli_exposure" in old:  # e.g. 10^8 measured alone, added to the 10^6 and 10^7 of an earlier run
+        done = {r["members"] for r in res["sizes"]}
+        res["sizes"] = sorted([r for r in old["cli_exposure"]["sizes"] if r["members"] not in done] + res["sizes"],
+                              key=lambda r: r["members"])
+        res["command"] = old["cli_exposure"]["command"] + "; then " + res["command"] + " --merge"
     old["cli_exposure"] = res
     write_json(old, a.out)  # the format of benchmarks.run
     print("\n".join(markdown(res)))

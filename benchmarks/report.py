@@ -253,14 +253,15 @@ def _cli_runs(runs: list[dict[str, Any]]) -> list[str]:
     if not runs:
         return []
     L = ["", "`fentan run` as a user runs it (whole process, `/usr/bin/time -v`; wall and CPU seconds, "
-         "CPU = user + system of all threads; peak RSS of the process):", ""]
+         "CPU = user + system of all threads; peak RSS of the process; `python -m benchmarks.bench_cli_run`):", ""]
     for note in dict.fromkeys(r.get("note", "") for r in runs):
         if note:
             L.append(f"* {note}")
-    L += ["", "| code | members | configuration | wall s | CPU s | peak RSS | load (1 min) | CPU s per stage |",
+    L += ["", "| code | members | configuration | wall s | CPU s | peak RSS | load (1 min) | seconds per stage |",
           "|---|---|---|---|---|---|---|---|"]
-    for r in runs:
-        st = ", ".join(f"{k} {v['cpu_s']:.1f}" for k, v in r.get("stages", {}).items())
+    for r in runs:  # CPU seconds per stage in the older records, wall seconds (run.json) in those of bench_cli_run
+        st = ", ".join(f"{k} {v['cpu_s']:.1f} CPU" if "cpu_s" in v else f"{k} {v['wall_s']:.1f}"
+                       for k, v in r.get("stages", {}).items())
         L.append(f"| {r['code']} | {r['members']:,} | {r['config']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
                  f"{r['peak_rss_mb']:,.0f} MB | {r.get('load_1min', '-')} | {st} |")
     return L
