@@ -1,27 +1,29 @@
 """Streaming validation: members checked partition by partition, never all in memory.
 
-Three steps, each a set of independent tasks an executor may run:
+Four steps; the first three are each a set of independent tasks an executor may run:
 
-1. **one task per partition** (a file): its rows are read once, every row rule is evaluated
-   (the same integer-coded expression as the in-memory pass), and the task returns the rows
-   set aside (with their row number in the partition), the claimants' ids with their rule
-   code, and the row count. It writes its non-null member ids, with their row numbers, into
-   ``B`` hash buckets (``hash(member_id) mod B``, Arrow IPC files in a temporary directory);
-2. **one task per bucket**: an id occurs in one bucket only, so the ids that occur more than
-   once across all partitions are found bucket by bucket. Each partition writes one file
-   with one record batch per bucket (``B`` = 256); the buckets are then grouped, in order,
-   into tasks of about 10^6 ids (one task for 10^6 members, about 100 for 10^8), so a
-   task holds a bounded number of ids whatever the size of the data;
-3. **the driver**: rows of a duplicated id that passed every rule become
-   ``duplicate_member_id`` (their full rows are read again from their partition: they are
-   few); claims are checked against the claimants' clean member ids.
+1. **one task per partition** (a file) reads its member ids only and writes their 64-bit
+   hashes, with their row numbers, into ``B`` hash buckets (``hash(member_id) mod B``: NumPy
+   arrays in a temporary directory, grouped by bucket, ``B`` = 256);
+2. **one task per group of buckets**: an id's rows all land in one bucket, so the rows whose
+   hash occurs more than once across all partitions are found bucket by bucket. The buckets
+   are grouped, in order, into tasks of about 10^6 ids (one task for 10^6 members, about 100
+   for 10^8), so a task holds a bounded number of hashes whatever the size of the data;
+3. **one task per partition**: its rows are read once, every row rule is evaluated (the same
+   integer-coded expression as the in-memory pass), and the task returns the rows set aside
+   (with their row number in the partition), the claimants' ids with their rule code, the
+   row count, and the clean rows whose hash repeats (few);
+4. **the driver** compares the ids of the rows whose hash repeats exactly: the clean rows of
+   an id that occurs more than once become ``duplicate_member_id`` (a hash collision of
+   distinct ids sets nothing aside); claims are checked against the claimants' clean member
+   ids.
 
 Notes
 -----
 The account, the set-aside rows (input order: partition, then row) and the clean rows are
 identical to the in-memory pass of :func:`engine.validate`. Memory is bounded by one
-partition plus one bucket; the clean members stay on disk, each partition's clean rows
-being its rows minus the (few) row numbers set aside.
+partition plus one bucket group; the clean members stay on disk, each partition's clean rows
+being its rows minus the (few) rows set aside (:func:`_clean`).
 """
 
 from __future__ import annotations
@@ -82,23 +84,26 @@ def _run(executor: Executor | None, fn: Callable[..., Any], jobs: Sequence[tuple
         raise
 
 
-def partition_task(i: int, lf: pl.LazyFrame, sources: list[str], as_of: dt.date, min_date: dt.date,
-                   max_date: dt.date, claimant_ids: pl.Series, bucket_dir: str, n_buckets: int) -> dict[str, Any]:
-    """Step 1 on partition ``i``: rows set aside, claimants, row count; id hashes written to the buckets.
+def hash_task(i: int, lf: pl.LazyFrame, sources: list[str], bucket_dir: str, n_buckets: int) -> list[int]:
+    """Step 1 on partition ``i``: its ids only are read; their 64-bit hashes and row numbers are written to the
+    buckets (:func:`write_buckets`). Returns the number of ids per bucket."""
+    ids = pl.col("member_id")
+    keyed = _collect(_rename_reserved(lf, sources).select(ids.hash(seed=0).alias(_HASH), ids.is_not_null().alias("__ok"))
+                     .with_row_index(_ROW).filter(pl.col("__ok")), sources, "members")
+    return write_buckets(keyed.get_column(_HASH).to_numpy(), keyed.get_column(_ROW).to_numpy(), Path(bucket_dir), i,
+                         n_buckets)
 
-    One read of the partition gives the row number, the rule code and the 64-bit hash of each id.
-    """
+
+def partition_task(lf: pl.LazyFrame, sources: list[str], as_of: dt.date, min_date: dt.date, max_date: dt.date,
+                   claimant_ids: pl.Series, cand_rows: pl.Series) -> dict[str, Any]:
+    """Step 3 on a partition: one read gives the row count, the rows set aside by a rule (with their row
+    number), the claimants, and the clean rows among ``cand_rows`` (rows whose id hash repeats, step 2)."""
     lf = _rename_reserved(lf, sources)
     rules = _member_rule_list(lf.collect_schema(), as_of, min_date, max_date)
-    df = _collect(lf.with_row_index(_ROW).with_columns(_codes(rules).alias(_CODE),
-                                                       pl.col("member_id").hash(seed=0).alias(_HASH)),
-                  sources, "members")
-    keyed = df.select(pl.col(_HASH, _ROW).filter(pl.col("member_id").is_not_null()))
-    counts = write_buckets(keyed.get_column(_HASH).to_numpy(), keyed.get_column(_ROW).to_numpy(),
-                           Path(bucket_dir), i, n_buckets)
+    df = _collect(lf.with_row_index(_ROW).with_columns(_codes(rules).alias(_CODE)), sources, "members")
     claimants = df.select("member_id", _ROW, _CODE).filter(pl.col("member_id").is_in(claimant_ids.implode()))
-    return {"rows": df.height, "rejected": df.filter(pl.col(_CODE) != 0).drop(_HASH), "claimants": claimants,
-            "buckets": counts}
+    cands = df.filter((pl.col(_CODE) == 0) & pl.col(_ROW).is_in(cand_rows.implode())) if len(cand_rows) else df.clear()
+    return {"rows": df.height, "rejected": df.filter(pl.col(_CODE) != 0), "claimants": claimants, "cands": cands}
 
 
 def write_buckets(hashes: Any, rows: Any, bucket_dir: Path, i: int, n_buckets: int) -> list[int]:
@@ -161,38 +166,28 @@ def _conform(lf: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
     return lf.select([pl.col(c).cast(t) if c in have else pl.lit(None, dtype=t).alias(c) for c, t in schema.items()])
 
 
-def _set_aside(parts: list[pl.LazyFrame], results: list[dict[str, Any]], cands: pl.DataFrame,
-               dup_code: int) -> tuple[list[pl.DataFrame], pl.DataFrame]:
+def _set_aside(results: list[dict[str, Any]], cands: pl.DataFrame, dup_code: int) -> tuple[list[pl.DataFrame],
+                                                                                           pl.DataFrame]:
     """Per partition: its rows set aside (rule failures, then duplicated ids that passed the rules), by row;
     and ``(__file, __fentan_row)`` of every row of a duplicated id.
 
     ``cands`` are the rows whose id hash repeats (every row of a duplicated id, and rare collisions):
-    their ids are compared exactly, those of rows set aside by a rule from the task's result, the
-    others read again with their full rows from their partition (few).
+    their ids are compared exactly, from the rows set aside by a rule and the clean candidate rows
+    that each partition task kept (few).
     """
-    keyed, again = [], []
-    for i, (lf, r) in enumerate(zip(parts, results, strict=True)):
-        rej, c = r["rejected"], cands.filter(pl.col("__file") == i).get_column(_ROW)
-        keyed.append(rej.filter(pl.col(_ROW).is_in(c.implode())).select(pl.lit(i, dtype=pl.UInt32).alias("__file"),
-                                                                         _ROW, "member_id"))
-        rest = c.filter(~c.is_in(rej.get_column(_ROW).implode()))
-        more = None
-        if len(rest):  # rows that passed the rules: read again (few)
-            src = _sources(lf)
-            more = _collect(_rename_reserved(lf, src).with_row_index(_ROW).filter(pl.col(_ROW).is_in(rest.implode())),
-                            src, "members")
-            keyed.append(more.select(pl.lit(i, dtype=pl.UInt32).alias("__file"), _ROW, "member_id"))
-        again.append(more)
+    keyed = []
+    for i, r in enumerate(results):
+        c = cands.filter(pl.col("__file") == i).get_column(_ROW)
+        for frame in (r["rejected"].filter(pl.col(_ROW).is_in(c.implode())), r["cands"]):
+            keyed.append(frame.select(pl.lit(i, dtype=pl.UInt32).alias("__file"), _ROW, "member_id"))
     ids = pl.concat(keyed, how="vertical_relaxed")
     dups = ids.filter(pl.col("member_id").is_duplicated()).select("__file", _ROW)
     out = []
-    for i, (r, more) in enumerate(zip(results, again, strict=True)):
-        rej = r["rejected"]
-        if more is not None:
-            more = more.filter(pl.col(_ROW).is_in(dups.filter(pl.col("__file") == i).get_column(_ROW).implode()))
-        if more is not None and more.height:
-            rej = pl.concat([rej, more.with_columns(pl.lit(dup_code, dtype=pl.UInt8).alias(_CODE))],
-                            how="diagonal_relaxed").sort(_ROW)
+    for i, r in enumerate(results):
+        rej, more = r["rejected"], r["cands"]
+        more = more.filter(pl.col(_ROW).is_in(dups.filter(pl.col("__file") == i).get_column(_ROW).implode()))
+        if more.height:
+            rej = pl.concat([rej, more.with_columns(pl.lit(dup_code, dtype=pl.UInt8).alias(_CODE))]).sort(_ROW)
         out.append(rej)
     return out, dups
 
@@ -219,11 +214,13 @@ def validate_parts(parts: list[pl.LazyFrame], members: Any, claims: Any, craw: p
     codes = member_codes_table(rules)
     claimant_ids = craw.get_column("member_id").drop_nulls().unique()
     with tempfile.TemporaryDirectory(prefix="fentan-ids-") as tmp:
-        results = _run(executor, partition_task, [(i, p, _sources(p), as_of, min_date, max_date, claimant_ids, tmp,
-                                                   N_BUCKETS) for i, p in enumerate(parts)])
-        counts = [sum(r["buckets"][b] for r in results) for b in range(N_BUCKETS)]
+        per_part = _run(executor, hash_task, [(i, p, _sources(p), tmp, N_BUCKETS) for i, p in enumerate(parts)])
+        counts = [sum(c[b] for c in per_part) for b in range(N_BUCKETS)]
         cands = pl.concat(_run(executor, bucket_task, [(tmp, lo, hi, len(parts)) for lo, hi in _bucket_ranges(counts)]))
-    rejected, dups = _set_aside(parts, results, cands, len(rules) + 1)
+    results = _run(executor, partition_task, [(p, _sources(p), as_of, min_date, max_date, claimant_ids,
+                                               cands.filter(pl.col("__file") == i).get_column(_ROW))
+                                              for i, p in enumerate(parts)])
+    rejected, dups = _set_aside(results, cands, len(rules) + 1)
     m_read = sum(int(r["rows"]) for r in results)
     rejected_members = (pl.concat([template, *rejected], how="diagonal_relaxed")
                         .join(codes, on=_CODE, how="left", maintain_order="left")
