@@ -43,7 +43,7 @@ from engine.data._validation_rules import (ValidationResult, _codes, _collect, _
                                            _repeated, _sources, check_claims, make_account, member_codes_table)
 from engine.errors import DataError
 
-#: hash buckets each partition's ids are written into (one Arrow record batch each)
+#: hash buckets each partition's id hashes are written into (``hash(member_id) mod N_BUCKETS``)
 N_BUCKETS = 256
 #: ids checked by one task of the duplicate-id pass (consecutive buckets are grouped up to about this many)
 IDS_PER_TASK = 1_000_000
@@ -106,7 +106,7 @@ def partition_task(lf: pl.LazyFrame, sources: list[str], as_of: dt.date, min_dat
     return {"rows": df.height, "rejected": df.filter(pl.col(_CODE) != 0), "claimants": claimants, "cands": cands}
 
 
-def write_buckets(hashes: Any, rows: Any, bucket_dir: Path, i: int, n_buckets: int) -> list[int]:
+def write_buckets(hashes: np.ndarray, rows: np.ndarray, bucket_dir: Path, i: int, n_buckets: int) -> list[int]:
     """Partition ``i``'s id hashes and row numbers, grouped by bucket ``hash mod n_buckets``; the ids per bucket.
 
     Writes ``{i}.hash.npy`` (uint64) and ``{i}.row.npy`` (uint32), bucket after bucket (row order
@@ -121,7 +121,7 @@ def write_buckets(hashes: Any, rows: Any, bucket_dir: Path, i: int, n_buckets: i
     return np.diff(ends, prepend=0).tolist()
 
 
-def read_buckets(bucket_dir: str, i: int, lo: int, hi: int) -> tuple[Any, Any]:
+def read_buckets(bucket_dir: str, i: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     """Partition ``i``'s (hashes, row numbers) in buckets ``lo .. hi - 1`` (memory-mapped: only they are read)."""
     d = Path(bucket_dir)
     ends = np.load(d / f"{i}.ends.npy")
