@@ -192,6 +192,19 @@ def test_hash_collisions_confirmed_exactly(monkeypatch) -> None:
     _same(engine.validate(parts, CLAIMS))
 
 
+def test_clean_parts_filter_only_files_with_rows_set_aside() -> None:
+    """A file with no row set aside is handed on as read (no filter re-applied on every later pass);
+    a file with rows set aside is filtered to exactly its clean rows, in order."""
+    clean = WANT.members.collect()
+    got = engine.validate([clean.lazy()], CLAIMS)
+    assert got.account["members"]["used"] == clean.height
+    assert "FILTER" not in got.member_parts[0].explain()
+    assert_frame_equal(got.member_parts[0].collect(), clean, check_exact=True)
+    got = engine.validate([MEMBERS.lazy()], CLAIMS)
+    assert "FILTER" in got.member_parts[0].explain()
+    assert_frame_equal(got.member_parts[0].collect(), clean, check_exact=True)
+
+
 def test_corrupt_file_named(tmp_path) -> None:
     d = _write(tmp_path, SPLITS["3 files"])
     bad = d / "part-01.parquet"
