@@ -154,32 +154,55 @@ def test_any_split(cuts, use_threads) -> None:
 
 @pytest.mark.parametrize("per_task", [vs.IDS_PER_TASK, 500])
 def test_buckets_hold_every_id_once(monkeypatch, per_task) -> None:
-    """Every non-null id is written to exactly one bucket, and the tasks cover every bucket once
-    (so a duplicate cannot be missed), with one task or many."""
+    """Every non-null id is written to exactly one bucket, the one of its hash, and the tasks cover
+    every bucket once (so a duplicate cannot be missed), with one task or many."""
     seen, ranges = [], []
     real = vs.bucket_task
 
     def spy(bucket_dir: str, lo: int, hi: int, n_parts: int) -> pl.DataFrame:
-        import pyarrow as pa
-
         ranges.append((lo, hi))
         for i in range(n_parts):
-            with pa.memory_map(f"{bucket_dir}/{i}.arrow") as src:
-                reader = pa.ipc.open_file(src)
-                for b in range(lo, hi):
-                    seen.append(pl.from_arrow(reader.get_batch(b)).with_columns(pl.lit(b).alias("bucket")))
+            for b in range(lo, hi):
+                h, r = vs.read_buckets(bucket_dir, i, b, b + 1)
+                seen.append(pl.DataFrame({"file": i, "row": r, "hash": h, "bucket": b}))
         return real(bucket_dir, lo, hi, n_parts)
 
     monkeypatch.setattr(vs, "bucket_task", spy)
     monkeypatch.setattr(vs, "IDS_PER_TASK", per_task)
-    parts = [MEMBERS.slice(a, b - a).lazy() for a, b in zip(SPLITS["8 files"], SPLITS["8 files"][1:])]
+    edges = SPLITS["8 files"]
+    parts = [MEMBERS.slice(a, b - a).lazy() for a, b in zip(edges, edges[1:])]
     _same(engine.validate(parts, CLAIMS))
-    ids = pl.concat(seen)
-    assert ids.height == MEMBERS.get_column("member_id").drop_nulls().len()
-    assert ids.group_by("member_id").agg(pl.col("bucket").n_unique()).get_column("bucket").max() == 1
-    assert ids.get_column("bucket").n_unique() > 100
+    got = pl.concat(seen).with_columns(pl.col("row").cast(pl.Int64) + pl.col("file").replace_strict(
+        range(len(edges) - 1), edges[:-1], return_dtype=pl.Int64)).sort("row")
+    want = MEMBERS.with_row_index("row").filter(pl.col("member_id").is_not_null())
+    assert got.get_column("row").to_list() == want.get_column("row").cast(pl.Int64).to_list()  # each once
+    assert got.get_column("hash").to_list() == want.get_column("member_id").hash(seed=0).to_list()
+    assert (got.get_column("hash") % vs.N_BUCKETS == got.get_column("bucket")).all()
+    assert got.get_column("bucket").n_unique() > 100
     assert [b for lo, hi in sorted(ranges) for b in range(lo, hi)] == list(range(vs.N_BUCKETS))
     assert (len(ranges) == 1) == (per_task > N)
+
+
+def test_hash_collisions_confirmed_exactly(monkeypatch) -> None:
+    """The bucket pass only finds rows whose id hash repeats; the ids are then compared exactly, so
+    colliding hashes of distinct ids set nothing aside (here every hash is made to "repeat")."""
+    monkeypatch.setattr(vs, "_repeated", lambda hashes: np.ones(len(hashes), dtype=bool))
+    edges = SPLITS["3 files"]
+    parts = [MEMBERS.slice(a, b - a).lazy() for a, b in zip(edges, edges[1:])]
+    _same(engine.validate(parts, CLAIMS))
+
+
+def test_clean_parts_filter_only_files_with_rows_set_aside() -> None:
+    """A file with no row set aside is handed on as read (no filter re-applied on every later pass);
+    a file with rows set aside is filtered to exactly its clean rows, in order."""
+    clean = WANT.members.collect()
+    got = engine.validate([clean.lazy()], CLAIMS)
+    assert got.account["members"]["used"] == clean.height
+    assert "FILTER" not in got.member_parts[0].explain()
+    assert_frame_equal(got.member_parts[0].collect(), clean, check_exact=True)
+    got = engine.validate([MEMBERS.lazy()], CLAIMS)
+    assert "FILTER" in got.member_parts[0].explain()
+    assert_frame_equal(got.member_parts[0].collect(), clean, check_exact=True)
 
 
 def test_corrupt_file_named(tmp_path) -> None:

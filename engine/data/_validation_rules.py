@@ -33,6 +33,8 @@ set-aside reason). Data that cannot be decoded (a corrupt Parquet page) raises
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,7 +214,8 @@ def _member_rule_list(schema: pl.Schema, as_of: dt.date, min_date: dt.date, max_
     rules = [(f"null_{c}", pl.col(c).is_null()) for c in MEMBER_REQUIRED if c not in NULLABLE]
     rules += [
         ("date_out_of_range", _date_rule(["birth_date", "join_date", "exit_date"], schema, min_date, max_date)),
-        ("unknown_sex", ~pl.col("sex").is_in(list(SEX_CODES))),
+        # != per code, not ~is_in: a third of the CPU of the rules at 10^6 rows (a null stays null)
+        ("unknown_sex", functools.reduce(operator.and_, [pl.col("sex") != c for c in SEX_CODES])),
         ("birth_in_future", pl.col("birth_date") > as_of),
         ("birth_after_join", pl.col("birth_date") > pl.col("join_date")),
         ("exit_before_join", (pl.col("exit_date") < pl.col("join_date")).fill_null(False)),
@@ -224,21 +227,30 @@ def _member_rule_list(schema: pl.Schema, as_of: dt.date, min_date: dt.date, max_
     return rules
 
 
+def _repeated(hashes: pl.Series) -> np.ndarray:
+    """Boolean mask: the 64-bit hash occurs more than once in ``hashes``.
+
+    Repeated values are found by sorting the integers (a hash table over 10^7 keys is several
+    times slower), then marked by one ``is_in`` over the (few) repeated values.
+    """
+    s = np.sort(hashes.to_numpy())
+    rep = s[1:][s[1:] == s[:-1]]
+    if not len(rep):
+        return np.zeros(len(hashes), dtype=bool)
+    return hashes.is_in(pl.Series(rep).implode()).to_numpy()
+
+
 def _duplicated(ids: pl.Series, hashes: pl.Series) -> pl.Series:
     """Boolean mask: the (non-null) id occurs more than once. Exact.
 
-    ``hashes`` are 64-bit hashes of ``ids``. Repeated hashes are found by sorting
-    the integers (a hash table over 10^7 keys is several times slower), then only
-    the rows whose hash repeats are compared as strings.
+    ``hashes`` are 64-bit hashes of ``ids``; only the rows whose hash repeats
+    (:func:`_repeated`) are compared as strings.
     """
-    s = hashes.sort()
-    rep = s.filter(s == s.shift(1)).unique()
     mask = np.zeros(len(ids), dtype=bool)
-    if len(rep):
-        cand = (hashes.is_in(rep.implode()) & ids.is_not_null()).arg_true()
-        if len(cand):
-            sub = ids.gather(cand)
-            mask[cand.filter(sub.is_duplicated()).to_numpy()] = True
+    cand = (pl.Series(_repeated(hashes)) & ids.is_not_null()).arg_true()
+    if len(cand):
+        sub = ids.gather(cand)
+        mask[cand.filter(sub.is_duplicated()).to_numpy()] = True
     return pl.Series("_dup", mask)
 
 
