@@ -29,7 +29,7 @@ differ in more columns collide in a lane with probability about 2^-64.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -73,32 +73,22 @@ def _mix(x: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
     return x
 
 
-def _arrow_strings(s: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """The (int64 offsets, uint8 bytes) of a string Series, offsets starting at 0 (null slots: whatever they hold)."""
+def _large_strings(arr: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The (int64 offsets, uint8 bytes) of an Arrow string array of any layout (null slots: whatever they hold)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    arr = pc.cast(s.to_arrow(), pa.large_string())
-    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    arr = pc.cast(arr, pa.large_string())
     _, off_buf, data_buf = arr.buffers()
     offs = np.frombuffer(off_buf, dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
     data = np.frombuffer(data_buf, dtype=np.uint8)[offs[0]: offs[-1]] if data_buf is not None else np.zeros(0, np.uint8)
     return offs - offs[0], data
 
 
-def _inline_views(s: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(lengths, bytes 0-7, bytes 8-11) of the strings of a Series exported as an Arrow string-view array,
-    read in place from its 16-byte views (int32 length, then the bytes of a string of at most 12 bytes,
-    inline); None when it is not one or a string is longer than 12 bytes."""
-    import pyarrow as pa
-
-    try:
-        arr = s.to_arrow(compat_level=pl.CompatLevel.newest())
-    except (TypeError, AttributeError):  # pragma: no cover - older polars
-        return None
-    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-    if arr.type != pa.string_view() or len(arr) == 0:
-        return None
+def _inline_views(arr: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(lengths, bytes 0-7, bytes 8-11) of the strings of an Arrow string-view array, read in place
+    from its 16-byte views (int32 length, then the bytes of a string of at most 12 bytes, inline);
+    None when a string is longer than 12 bytes."""
     buf, n, at = arr.buffers()[1], len(arr), 16 * arr.offset
     lens = np.ndarray((n,), dtype="<i4", buffer=buf, offset=at, strides=(16,))
     if int(lens.max()) > 12:
@@ -106,6 +96,7 @@ def _inline_views(s: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray] | N
     lo = np.ndarray((n,), dtype="<u8", buffer=buf, offset=at + 4, strides=(16,))
     hi = np.ndarray((n,), dtype="<u4", buffer=buf, offset=at + 12, strides=(16,))
     return lens, lo, hi
+
 
 
 def _words(data: np.ndarray) -> np.ndarray:
@@ -172,43 +163,71 @@ def _inline_codes(lens: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarra
     return _fold_words(lens.astype(np.int64), read)
 
 
-class _Column:
-    """One column of a frame ready to be coded in row ranges: its strings' offsets and bytes, or its
-    numbers' canonical 64 bits, and its null mask."""
+def _numbers(arr: Any) -> np.ndarray | None:
+    """The physical values of an Arrow numeric, temporal or boolean array as a numpy array (integers
+    or floats of their own width; null slots hold anything), read in place; None for other types."""
+    import pyarrow as pa
 
-    def __init__(self, s: pl.Series) -> None:
-        t = s.dtype
-        if t == pl.Categorical or t == pl.Enum:
-            t = pl.String
-        self.nulls = s.is_null().to_numpy() if s.null_count() else None
-        self.offs: np.ndarray | None = None
-        self.views: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        if t == pl.String:
-            s = s.cast(pl.String)
-            self.views = _inline_views(s)
-            if self.views is None:
-                self.offs, data = _arrow_strings(s)
-                self.words = _words(data)
-        elif t == pl.Boolean or t.is_temporal() or t.is_integer() or t.is_float():
-            v = s.to_physical().fill_null(0)
-            if v.dtype.is_float():
-                f = v.cast(pl.Float64).to_numpy() + 0.0  # -0.0 + 0.0 == +0.0
-                f[np.isnan(f)] = np.float64("nan")
-                self.bits = f.view(_U)
-            else:
-                self.bits = v.cast(pl.Int64).to_numpy().view(_U)
-        else:  # nested, binary, decimal, objects: the text of their Python values
-            self.offs, data = _arrow_strings(pl.Series([repr(x) for x in s.to_list()], dtype=pl.String))
+    t, n, at = arr.type, len(arr), arr.offset
+    if pa.types.is_boolean(t):
+        bits = np.unpackbits(np.frombuffer(arr.buffers()[1], dtype=np.uint8), bitorder="little")
+        return bits[at: at + n]
+    if pa.types.is_floating(t):
+        kind = "f"
+    elif pa.types.is_integer(t):
+        kind = "u" if pa.types.is_unsigned_integer(t) else "i"
+    elif pa.types.is_temporal(t) and t.bit_width in (32, 64):
+        kind = "i"
+    else:
+        return None
+    return np.frombuffer(arr.buffers()[1], dtype=f"<{kind}{t.bit_width // 8}")[at: at + n]
+
+
+class _Column:
+    """One column of a record batch ready to be coded in row ranges: its strings' views, or offsets and
+    bytes, or its numbers' physical values, or a dictionary's codes and indices; and its null mask."""
+
+    def __init__(self, arr: Any, series: Callable[[], pl.Series]) -> None:
+        """``arr``: the column as an Arrow array; ``series()``: the same rows as a polars Series (for
+        values hashed by their text)."""
+        import pyarrow as pa
+
+        t, n = arr.type, len(arr)
+        self.views = self.offs = self.values = self.dict_codes = None
+        self.nulls = None
+        if arr.null_count:
+            valid = arr.indices.buffers()[0] if pa.types.is_dictionary(t) else arr.buffers()[0]
+            self.nulls = (np.ones(n, bool) if valid is None else
+                          np.unpackbits(np.frombuffer(valid, dtype=np.uint8), bitorder="little")[arr.offset: arr.offset + n] == 0)
+        if pa.types.is_dictionary(t):  # categoricals, enums: their values coded once
+            d = arr.dictionary
+            self.dict_codes = _Column(d, lambda: pl.Series(d)).codes(0, len(d), np.empty(len(d), _U))
+            self.values = _numbers(arr.indices)
+        elif t == pa.string_view() and n:
+            self.views = _inline_views(arr)
+        elif not (pa.types.is_string(t) or pa.types.is_large_string(t) or t == pa.string_view()):
+            self.values = _numbers(arr) if not pa.types.is_null(t) else np.zeros(n, np.int64)
+        if self.views is None and self.values is None:  # long strings; nested, binary, decimal, objects: their text
+            strings = arr if pa.types.is_string(t) or pa.types.is_large_string(t) or t == pa.string_view() else \
+                pa.array([repr(x) for x in series().to_list()], type=pa.large_string())
+            self.offs, data = _large_strings(strings)
             self.words = _words(data)
 
     def codes(self, lo: int, hi: int, tmp: np.ndarray) -> np.ndarray:
         """The codes of rows lo .. hi - 1 (module notes); ``tmp`` is uint64 scratch of hi - lo."""
-        if self.views is not None:
+        if self.dict_codes is not None:
+            codes = np.take(self.dict_codes, self.values[lo:hi], mode="clip") if len(self.dict_codes) else np.zeros(hi - lo, _U)
+        elif self.views is not None:
             codes = _inline_codes(*(v[lo:hi] for v in self.views))
         elif self.offs is not None:
             codes = string_codes(self.offs[lo: hi + 1], self.words)
+        elif self.values.dtype.kind == "f":
+            f = self.values[lo:hi].astype(np.float64)
+            f += 0.0  # -0.0 + 0.0 == +0.0
+            f[np.isnan(f)] = np.float64("nan")  # one NaN
+            codes = _mix(f.view(_U), tmp)
         else:
-            codes = _mix(self.bits[lo:hi].copy(), tmp)
+            codes = _mix(self.values[lo:hi].astype(np.int64).view(_U), tmp)
         if self.nulls is not None:
             np.copyto(codes, _U(NULL_CODE), where=self.nulls[lo:hi])
         return codes
@@ -229,10 +248,23 @@ def _lane_hashes(cols: list[_Column], lo: int, hi: int) -> list[np.ndarray]:
     return out
 
 
+def _batches(df: pl.DataFrame, chunk_rows: int) -> Iterator[list[np.ndarray]]:
+    """Per range of at most ``chunk_rows`` rows of ``df``, in order, the lane hashes of its rows: the frame
+    is exported to Arrow in place, one record batch (a run of rows) at a time."""
+    start = 0
+    for batch in df.to_arrow(compat_level=pl.CompatLevel.newest()).to_batches():
+        cols = [_Column(batch.column(i), lambda c=c, a=start, k=batch.num_rows: df.get_column(c).slice(a, k))
+                for i, c in enumerate(df.columns)]
+        for lo in range(0, batch.num_rows, chunk_rows):  # bounded temporaries
+            yield _lane_hashes(cols, lo, min(lo + chunk_rows, batch.num_rows))
+        start += batch.num_rows
+
+
 def row_hashes(df: pl.DataFrame) -> list[np.ndarray]:
     """Per lane, the hash of every row of ``df``: h = seed; h = (h ^ code(column)) * mult over the columns in
     order; mix(h) (module notes)."""
-    return _lane_hashes([_Column(df.get_column(c)) for c in df.columns], 0, df.height)
+    parts = list(_batches(df, max(df.height, 1)))
+    return [np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, _U) for i in range(2)]
 
 
 def multiset_fingerprint(parts: Sequence[Any], chunk_rows: int = CHUNK_ROWS) -> str:
@@ -253,9 +285,8 @@ def multiset_fingerprint(parts: Sequence[Any], chunk_rows: int = CHUNK_ROWS) -> 
         df = df.select(sorted(df.columns))
         schema = schema or repr([(n, str(t)) for n, t in df.schema.items()])
         rows += df.height
-        cols = [_Column(df.get_column(c)) for c in df.columns]
-        for lo in range(0, df.height, chunk_rows):  # bounded temporaries; the sums do not depend on the cut
-            for i, h in enumerate(_lane_hashes(cols, lo, min(lo + chunk_rows, df.height))):
+        for hashes in _batches(df, chunk_rows):  # the sums do not depend on the cut
+            for i, h in enumerate(hashes):
                 sums[i] = (sums[i] + int(h.sum(dtype=_U))) % 2**64
     h = hashlib.sha256(TAG)
     h.update((schema or "[]").encode())
