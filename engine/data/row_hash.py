@@ -47,8 +47,8 @@ LANE_MULTS = (0xD6E8FEB86659FD93, 0xFF51AFD7ED558CCD)
 NULL_CODE = 0xA5A5A5A5A5A5A5A5
 #: the first bytes hashed into the fingerprint: its definition's name and version
 TAG = b"fentan-multiset-fingerprint-2\0"
-#: rows hashed at once (bounded temporaries: a few uint64 arrays of this length)
-CHUNK_ROWS = 1 << 16
+#: rows hashed at once (a few uint64 arrays of this length: 256 KB each, they stay in the cache)
+CHUNK_ROWS = 1 << 15
 _U = np.uint64
 _M1, _M2 = _U(0xBF58476D1CE4E5B9), _U(0x94D049BB133111EB)
 _S30, _S27, _S31 = _U(30), _U(27), _U(31)
@@ -90,7 +90,7 @@ def _inline_views(arr: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     from its 16-byte views (int32 length, then the bytes of a string of at most 12 bytes, inline);
     None when a string is longer than 12 bytes."""
     buf, n, at = arr.buffers()[1], len(arr), 16 * arr.offset
-    lens = np.ndarray((n,), dtype="<i4", buffer=buf, offset=at, strides=(16,))
+    lens = np.ndarray((n,), dtype="<i4", buffer=buf, offset=at, strides=(16,)).astype(np.int64)
     if int(lens.max()) > 12:
         return None
     lo = np.ndarray((n,), dtype="<u8", buffer=buf, offset=at + 4, strides=(16,))
@@ -120,7 +120,8 @@ def _fold_words(lens: np.ndarray, read: Callable[[int, np.ndarray | None], np.nd
     costs its own rows only.
     """
     n = lens.size
-    h = lens.astype(_U) ^ _U(STRING_SEED)
+    h = lens.astype(_U)
+    h ^= _U(STRING_SEED)
     nwords = (lens + 7) >> 3
     for j in range(int(nwords.max()) if n else 0):
         short = np.flatnonzero(nwords <= j)  # strings with no word j
@@ -154,13 +155,14 @@ def string_codes(offs: np.ndarray, words: np.ndarray) -> np.ndarray:
 
 
 def _inline_codes(lens: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """The code of every string of at most 12 bytes given its length and its bytes 0-7 and 8-11 (:func:`_inline_views`)."""
+    """The code of every string of at most 12 bytes given its int64 length and its bytes 0-7 and 8-11
+    (:func:`_inline_views`)."""
 
     def read(j: int, rows: np.ndarray | None) -> np.ndarray:
         src = lo if j == 0 else hi
         return (src if rows is None else src[rows]).astype(_U)
 
-    return _fold_words(lens.astype(np.int64), read)
+    return _fold_words(lens, read)
 
 
 def _numbers(arr: Any) -> np.ndarray | None:
