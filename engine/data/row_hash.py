@@ -50,6 +50,8 @@ TAG = b"fentan-multiset-fingerprint-2\0"
 #: rows hashed at once (a few uint64 arrays of this length: 256 KB each, they stay in the cache)
 CHUNK_ROWS = 1 << 15
 _U = np.uint64
+_SEEDS = np.array(LANE_SEEDS, dtype=_U)[:, None]
+_MULTS = np.array(LANE_MULTS, dtype=_U)[:, None]
 _M1, _M2 = _U(0xBF58476D1CE4E5B9), _U(0x94D049BB133111EB)
 _S30, _S27, _S31 = _U(30), _U(27), _U(31)
 #: MASKS[r] keeps the low r bytes of a little-endian word (r = 0 .. 8)
@@ -235,22 +237,18 @@ class _Column:
         return codes
 
 
-def _lane_hashes(cols: list[_Column], lo: int, hi: int) -> list[np.ndarray]:
-    """Per lane, the hash of rows lo .. hi - 1: h = seed; h = (h ^ code(column)) * mult over the columns
-    in order; mix(h)."""
+def _lane_hashes(cols: list[_Column], lo: int, hi: int) -> np.ndarray:
+    """The (2, hi - lo) hashes of rows lo .. hi - 1, one row per lane: h = seed; h = (h ^ code(column)) * mult
+    over the columns in order; mix(h)."""
     tmp = np.empty(hi - lo, dtype=_U)
-    codes = [c.codes(lo, hi, tmp) for c in cols]
-    out = []
-    for seed, mult in zip(LANE_SEEDS, LANE_MULTS):
-        h = np.full(hi - lo, seed, dtype=_U)
-        for c in codes:
-            np.bitwise_xor(h, c, out=h)
-            np.multiply(h, _U(mult), out=h)
-        out.append(_mix(h, tmp))
-    return out
+    h = np.repeat(_SEEDS, hi - lo, axis=1)
+    for c in cols:
+        np.bitwise_xor(h, c.codes(lo, hi, tmp), out=h)
+        np.multiply(h, _MULTS, out=h)
+    return _mix(h)
 
 
-def _batches(df: pl.DataFrame, chunk_rows: int) -> Iterator[list[np.ndarray]]:
+def _batches(df: pl.DataFrame, chunk_rows: int) -> Iterator[np.ndarray]:
     """Per range of at most ``chunk_rows`` rows of ``df``, in order, the lane hashes of its rows: the frame
     is exported to Arrow in place, one record batch (a run of rows) at a time."""
     start = 0
@@ -266,7 +264,7 @@ def row_hashes(df: pl.DataFrame) -> list[np.ndarray]:
     """Per lane, the hash of every row of ``df``: h = seed; h = (h ^ code(column)) * mult over the columns in
     order; mix(h) (module notes)."""
     parts = list(_batches(df, max(df.height, 1)))
-    return [np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, _U) for i in range(2)]
+    return list(np.concatenate(parts, axis=1)) if parts else [np.zeros(0, _U), np.zeros(0, _U)]
 
 
 def multiset_fingerprint(parts: Sequence[Any], chunk_rows: int = CHUNK_ROWS) -> str:
@@ -288,8 +286,8 @@ def multiset_fingerprint(parts: Sequence[Any], chunk_rows: int = CHUNK_ROWS) -> 
         schema = schema or repr([(n, str(t)) for n, t in df.schema.items()])
         rows += df.height
         for hashes in _batches(df, chunk_rows):  # the sums do not depend on the cut
-            for i, h in enumerate(hashes):
-                sums[i] = (sums[i] + int(h.sum(dtype=_U))) % 2**64
+            for i, h in enumerate(hashes.sum(axis=1, dtype=_U)):
+                sums[i] = (sums[i] + int(h)) % 2**64
     h = hashlib.sha256(TAG)
     h.update((schema or "[]").encode())
     h.update(rows.to_bytes(8, "little") + b"".join(s.to_bytes(8, "little") for s in sums))
