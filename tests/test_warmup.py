@@ -92,6 +92,13 @@ def test_without_the_warmup_nothing_is_imported_early(runs: SimpleNamespace) -> 
     c = runs.cold
     assert c["modules"] == [] and c["imported"] == []
     assert c["sklearn_loaded"] is False  # the incidence stage imports it itself, as before
+    assert "warmup" not in json.loads((runs.root / "cold" / "run.json").read_text())
+
+
+def test_run_json_records_the_warmup(runs: SimpleNamespace) -> None:
+    rec = json.loads((runs.root / "warm" / "run.json").read_text())["warmup"]
+    assert rec["modules"] == len(runs.warm["modules"]) and rec["failed"] == []
+    assert rec["thread_seconds"] > 0 and rec["waited_seconds"] >= 0
 
 
 def test_warmup_imports_the_intended_modules_in_a_fresh_interpreter() -> None:
@@ -125,8 +132,9 @@ def test_cancel_stops_before_the_next_module_and_wait_without_start_returns() ->
     w.cancel()
     w.start()
     w.wait()
-    assert w.imported == []
+    assert w.imported == [] and w.seconds is not None and w.waited >= 0
     assert Warmup([]).start()._thread is None
+    assert Warmup([]).record() == {"modules": 0, "failed": [], "thread_seconds": None, "waited_seconds": 0.0}
 
 
 def test_modules_follow_the_configuration() -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,12 +68,15 @@ class Warmup:
     ----------
     imported : the modules imported (or found already imported), in order.
     errors : module name -> the exception its import raised on the thread (not re-raised there).
+    seconds : wall seconds the thread took (None until it ends). waited : seconds :meth:`wait` blocked.
     """
 
     def __init__(self, modules: Sequence[str]) -> None:
         self.modules = tuple(modules)
         self.imported: list[str] = []
         self.errors: dict[str, BaseException] = {}
+        self.seconds: float | None = None
+        self.waited = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -84,6 +88,13 @@ class Warmup:
         return self
 
     def _work(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._import_all()
+        finally:
+            self.seconds = round(time.perf_counter() - t0, 3)
+
+    def _import_all(self) -> None:
         for name in self.modules:
             if self._stop.is_set():
                 return
@@ -98,7 +109,14 @@ class Warmup:
     def wait(self) -> None:
         """Block until every module is imported (or has failed); no-op if never started."""
         if self._thread is not None:
+            t0 = time.perf_counter()
             self._thread.join()
+            self.waited += time.perf_counter() - t0
+
+    def record(self) -> dict[str, Any]:
+        """What the warm-up did, for ``run.json``: modules, seconds on the thread, seconds the run waited for it."""
+        return {"modules": len(self.imported), "failed": sorted(self.errors), "thread_seconds": self.seconds,
+                "waited_seconds": round(self.waited, 3)}
 
     def cancel(self) -> None:
         """Stop after the module being imported (the run ended early); does not wait."""

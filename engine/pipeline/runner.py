@@ -195,7 +195,7 @@ def _run(config: RunConfig | str | Path, out: str | Path | None, *, force: bool,
         acc = bs.account(ctx)
         summ = bp.summary(ctx)
         _timed("report", lambda: _finish(ctx, acc, summ, timings), pg, timings)
-        _run_record(ctx, started, timings)
+        _run_record(ctx, started, timings, warmup=warm.record() if warm.modules else None)
         files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file() and p.name != MARKER)
     return RunResult(Path(out), acc, summ, ctx.facts, files, timings)
 
@@ -259,11 +259,13 @@ def _finish(ctx: Any, acc: dict[str, Any], summ: dict[str, Any], timings: dict[s
 RUN_RECORD = "run.json"
 
 
-def _run_record(ctx: Any, started: dt.datetime, timings: dict[str, float]) -> None:
+def _run_record(ctx: Any, started: dt.datetime, timings: dict[str, float],
+                warmup: dict[str, Any] | None = None) -> None:
     """Write ``run.json``: when, where and how fast the run went (the one non-reproducible output).
 
     Every other output depends only on the data and the configuration; wall times, versions
     and the input file list live here so they never break the byte identity of the others.
+    ``warmup``: the import warm-up's record (:meth:`engine.pipeline._warmup.Warmup.record`).
     """
     import platform
 
@@ -283,7 +285,7 @@ def _run_record(ctx: Any, started: dt.datetime, timings: dict[str, float]) -> No
     write_json({"started_utc": started.isoformat(timespec="seconds"),
                 "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "seconds": timings, "config": cfg.source, "inputs": inputs,
-                "memory": ctx.memory_check,
+                "memory": ctx.memory_check, **({"warmup": warmup} if warmup is not None else {}),
                 "versions": {"engine": __version__, "python": platform.python_version(), "polars": pl.__version__}},
                ctx.out / RUN_RECORD)
 
