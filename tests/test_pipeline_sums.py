@@ -35,7 +35,7 @@ def _cells(n: int, seed: int) -> pl.DataFrame:
         "period": rng.integers(0, 12, n),
         "age": rng.integers(0, 60, n).astype(np.int32),
         "sex": rng.choice(["F", "M"], n),
-        "channel": pl.Series(rng.choice(["app", "web", None], n), dtype=pl.String),
+        "channel": pl.Series([c or None for c in rng.choice(["app", "web", ""], n).tolist()], dtype=pl.String),
         "exposure_days": days,
         "exposure_years": days / 365.25,
         "sharing_days": share,
@@ -74,3 +74,10 @@ def test_float_integer_columns_and_missing_columns_and_no_rows() -> None:
     empty = cells.head(0)
     assert _sums(empty, ["age", "sex"]).height == 0
     assert _sums(empty, ["age", "sex"]).schema == _reference(empty, ["age", "sex"]).schema
+
+
+def test_only_the_named_sums() -> None:
+    cells = _cells(2_000, 6)
+    got = _sums(cells, ["age"], ("exposure_years", "claims"))
+    assert got.columns == ["age", "exposure_years", "claims"]
+    assert _bytes(got) == _bytes(_sums(cells, ["age"]).select("age", "exposure_years", "claims"))
