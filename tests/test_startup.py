@@ -104,3 +104,20 @@ def test_type_checking_block_matches_all() -> None:
     typed = {a.asname or a.name for n in ast.walk(block) if isinstance(n, ast.ImportFrom) for a in n.names}
     assert typed | {"__version__"} == set(engine.__all__)
     assert set(engine._EXPORTS) | {"__version__"} == set(engine.__all__)
+
+
+def test_fentan_run_dry_run_loads_no_model_library(tmp_path) -> None:
+    """A dry run validates only: the import warm-up of a full run (engine.pipeline._warmup) stays off.
+
+    (scipy itself is loaded by every run, to limit its BLAS to one thread: engine._threads.)
+    """
+    from engine.synth import generate
+
+    from tests.kits.runconfig import small_run_config
+
+    generate(500, seed=3, level=300.0).write(tmp_path / "data")
+    (tmp_path / "run.toml").write_text(small_run_config(plans=False), encoding="utf-8")
+    code = ("import time\nfrom engine.cli.main import main\n"
+            f"assert main(['run', {str(tmp_path / 'run.toml')!r}, '--dry-run', '--quiet']) == 0\n"
+            "time.sleep(0.5)  # a warm-up thread, had one started, would be importing by now")
+    assert _loaded(code, ("sklearn", "lifelines", "matplotlib", "plotly", "pandas")) == []

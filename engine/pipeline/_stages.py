@@ -282,7 +282,8 @@ def stage_incidence(ctx: RunState) -> None:
     train, test = split_cells(cells, test_size=ic.holdout_share, random_state=ic.seed)
     # cells by risk class (periods summed, deterministically) for the GLM, Lorenz, Gini and calibration
     keys = ["age", *factors]
-    train, test = _sums(train, keys), _sums(test, keys)
+    # the held-out fit and its score read exposure and claims only: no other column is summed
+    train, test = _sums(train, keys, ("exposure_years", "claims")), _sums(test, keys, ("exposure_years", "claims"))
     held = _fit_glm(ctx, glm_kw, train)
     mu = np.asarray(held.predict(test), dtype=float)
     y, e = test["claims"].to_numpy(), test["exposure_years"].to_numpy()
@@ -312,19 +313,32 @@ def stage_incidence(ctx: RunState) -> None:
         ctx.facts["ae_vs_basis"] = float(inc["claims"].sum()) / exp_ if exp_ > 0 else None
 
 
-def _sums(cells: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+def _sums(cells: pl.DataFrame, keys: list[str], only: tuple[str, ...] | None = None) -> pl.DataFrame:
     """Cells summed over every key not in ``keys``, bit-for-bit deterministic (sequential sums).
+
+    ``only``: sum just these of the cell sums (default: every one present).
 
     Downstream functions then sum single rows per group, so reruns give the same bytes
     (polars' parallel float group sums may differ in the last bit from run to run).
+
+    Notes
+    -----
+    Float columns: :func:`engine.cells.sums.group_sums` (each group's values added in sorted order).
+    Integer columns (``exposure_days``, ``sharing_days``, ``claims``): Int64 sums, exact in any order,
+    hence equal to the rounded float sums while every total stays below 2**53.
     """
     from engine.cells.sums import group_sums
 
     cols = [c for c in ("exposure_days", "exposure_years", "sharing_days", "sharing_years", "claims", "amount")
-            if c in cells.columns]
-    out = group_sums(cells, keys, cols)
-    ints = {c: pl.Int64 for c in ("exposure_days", "sharing_days", "claims") if c in cols}
-    return out.with_columns([pl.col(c).round(0).cast(t) for c, t in ints.items()])
+            if c in cells.columns and (only is None or c in only)]
+    ints = [c for c in ("exposure_days", "sharing_days", "claims") if c in cols and cells.schema[c].is_integer()]
+    out = group_sums(cells, keys, [c for c in cols if c not in ints])
+    if ints:  # integer sums are exact in any order: no sort by value needed
+        isums = cells.group_by(keys).agg(pl.col(ints).fill_null(0).cast(pl.Int64).sum())
+        out = (out.join(isums, on=keys, how="left", nulls_equal=True, maintain_order="left")
+               .with_columns(pl.col(ints).fill_null(0)))
+    floats = [c for c in ("exposure_days", "sharing_days", "claims") if c in cols and c not in ints]
+    return out.select(*keys, *cols).with_columns([pl.col(c).round(0).cast(pl.Int64) for c in floats])
 
 
 def _fit_glm(ctx: RunState, kw: dict[str, Any], cells: pl.DataFrame) -> Any:

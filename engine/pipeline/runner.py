@@ -14,7 +14,8 @@ import datetime as dt
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,6 +155,7 @@ def _run(config: RunConfig | str | Path, out: str | Path | None, *, force: bool,
     import engine.pipeline._plan_stages as bp
     import engine.pipeline._stages as bs
     from engine.pipeline._state import RunState
+    from engine.pipeline._warmup import Warmup, warmup_modules
     from engine.pipeline.outdir import MARKER, staged_output
 
     cfg = _as_config(config)
@@ -171,7 +173,9 @@ def _run(config: RunConfig | str | Path, out: str | Path | None, *, force: bool,
         acc = bs.account(ctx)
         return RunResult(None, acc, facts=ctx.facts, timings=timings)
     started = dt.datetime.now(dt.timezone.utc)
-    with staged_output(out, force=force, inputs=run_inputs(cfg)) as stage, _Progress(show) as pg:
+    warm = Warmup(warmup_modules(cfg) if WARMUP else ())
+    with staged_output(out, force=force, inputs=run_inputs(cfg)) as stage, _Progress(show) as pg, _cancelling(warm):
+        warm.start()  # the model and report imports overlap validate and exposure (engine.pipeline._warmup)
         ctx = RunState(cfg, stage, executor=executor)
         ctx.memory_check = mem.as_dict()
         (stage / "rejected").mkdir()
@@ -185,13 +189,28 @@ def _run(config: RunConfig | str | Path, out: str | Path | None, *, force: bool,
             ("projection", lambda: bp.stage_projection(ctx, progress=pg.update)),
         ]
         for name, fn in steps:
+            if name == "incidence":
+                warm.wait()  # no stage imports concurrently with the thread
             _timed(name, fn, pg, timings)
         acc = bs.account(ctx)
         summ = bp.summary(ctx)
         _timed("report", lambda: _finish(ctx, acc, summ, timings), pg, timings)
-        _run_record(ctx, started, timings)
+        _run_record(ctx, started, timings, warmup=warm.record() if warm.modules else None)
         files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file() and p.name != MARKER)
     return RunResult(Path(out), acc, summ, ctx.facts, files, timings)
+
+
+#: start the import warm-up thread in full runs (tests turn it off to compare outputs)
+WARMUP = True
+
+
+@contextmanager
+def _cancelling(warm: Any) -> Iterator[None]:
+    """Stop the warm-up thread's remaining imports when the run ends, early or not."""
+    try:
+        yield
+    finally:
+        warm.cancel()
 
 
 def run_inputs(cfg: RunConfig) -> list[str]:
@@ -240,11 +259,13 @@ def _finish(ctx: Any, acc: dict[str, Any], summ: dict[str, Any], timings: dict[s
 RUN_RECORD = "run.json"
 
 
-def _run_record(ctx: Any, started: dt.datetime, timings: dict[str, float]) -> None:
+def _run_record(ctx: Any, started: dt.datetime, timings: dict[str, float],
+                warmup: dict[str, Any] | None = None) -> None:
     """Write ``run.json``: when, where and how fast the run went (the one non-reproducible output).
 
     Every other output depends only on the data and the configuration; wall times, versions
     and the input file list live here so they never break the byte identity of the others.
+    ``warmup``: the import warm-up's record (:meth:`engine.pipeline._warmup.Warmup.record`).
     """
     import platform
 
@@ -266,7 +287,7 @@ def _run_record(ctx: Any, started: dt.datetime, timings: dict[str, float]) -> No
     write_json({"started_utc": started.isoformat(timespec="seconds"),
                 "finished_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "seconds": timings, "config": cfg.source, "inputs": inputs,
-                "memory": ctx.memory_check,
+                "memory": ctx.memory_check, **({"warmup": warmup} if warmup is not None else {}),
                 "versions": {"engine": __version__, "python": platform.python_version(), "polars": pl.__version__}},
                ctx.out / RUN_RECORD)
 

@@ -130,6 +130,22 @@ def gini(rank_rate: np.ndarray, claims: np.ndarray, measure: np.ndarray) -> floa
     return _gini(d, np.asarray(rank_rate, float), m)
 
 
+def _unique_codes(x: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(x, return_inverse=True)``: the sorted distinct values and each item's position among them.
+
+    Small non-negative integer labels (group labels, unit numbers: one per cell, once per K of the
+    frontier) are counted (``np.bincount``, linear) instead of sorted; any other input goes to
+    ``np.unique``. Both give the same arrays (values in ``x``'s dtype, positions as ``intp``).
+    """
+    x = np.asarray(x)
+    if x.ndim == 1 and x.size and (x.dtype.kind == "i" or (x.dtype.kind == "u" and x.dtype.itemsize < 8)):
+        lo, hi = int(x.min()), int(x.max())
+        if lo >= 0 and hi <= 4 * x.size + 1024:  # a count table no larger than a few times the input
+            present = np.bincount(x, minlength=hi + 1) > 0
+            return np.flatnonzero(present).astype(x.dtype), (np.cumsum(present) - 1).astype(np.intp)[x]
+    return np.unique(x, return_inverse=True)
+
+
 def poisson_deviance(d: np.ndarray, mu: np.ndarray) -> float:
     """Total Poisson deviance 2 sum [d log(d/mu) - (d - mu)] (d log d = 0 at d = 0).
 
@@ -198,7 +214,7 @@ def segmentation_metrics(
     base = np.ones_like(E) if base_rate is None else np.asarray(base_rate, float)
     T = window_years(cells) if window is None else float(window)
     B = benefit_per_cell(cells, benefit)
-    labels, gi = np.unique(g, return_inverse=True)
+    labels, gi = _unique_codes(g)
     k = labels.size
     Eg = np.bincount(gi, weights=E, minlength=k)
     Dg = np.bincount(gi, weights=D, minlength=k)
@@ -350,7 +366,7 @@ def _residual_cross_subsidy(
     if finest is None:
         su, Eu, gu = s_c, E, gi
     else:
-        _, ui = np.unique(np.asarray(finest), return_inverse=True)
+        _, ui = _unique_codes(np.asarray(finest))
         Eu = np.bincount(ui, weights=E)
         su = np.bincount(ui, weights=E * s_c) / np.where(Eu > 0, Eu, 1.0)
         gu = np.zeros(Eu.size, np.int64)
