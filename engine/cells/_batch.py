@@ -211,11 +211,12 @@ def prepare_batch(mb: pl.DataFrame, cal: Calendar, views: Sequence[View], w: int
     join = _day_array(mb.get_column("join_date"))
     exit_ = _day_array(mb.get_column("exit_date"))
     idx, birth, join, s0, s1, r0 = _intervals(birth, join, exit_, cal, w)
-    spaces = []
+    spaces: list[tuple[Space, Any]] = []
     for view in views:
         sid, n_sid, decode = encode_static(mb, view.static)
         sid = sid if idx is None else sid[idx]
-        spaces.append((Space(cal, view.spec, birth, join, sid, n_sid, s0, s1), decode))
+        ages = next((sp for sp, _ in spaces if sp.spec.age), None)  # ages are the same in every view
+        spaces.append((Space(cal, view.spec, birth, join, sid, n_sid, s0, s1, ages=ages), decode))
     return spaces, r0, rows
 
 
