@@ -224,7 +224,7 @@ class Space:
 
     def event(self, acc: _Acc, row: np.ndarray, t: np.ndarray) -> None:
         """Add the events (key row, day t) to ``acc``."""
-        k = t - self.T.d0
+        k = (t - self.T.d0).astype(np.intp)  # one conversion of the index for both gathers
         acc.add(row * self.np1 + self.T.pidx[k], self.T.remk[k])
 
     # -- intervals
