@@ -43,7 +43,7 @@ and the duration change the age of the day, so the two changes compose.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -114,6 +114,17 @@ class _Acc:
 Events = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
+class Ages(NamedTuple):
+    """Per-member age attributes of a key space (:meth:`Space.ages`): birth code ``B``, its (month, day)
+    code, the birthday key of age ``a0`` and the ages on the first and last sharing days."""
+
+    B: np.ndarray
+    bmd: np.ndarray
+    kb0: np.ndarray
+    a0: np.ndarray
+    a1: np.ndarray
+
+
 class Space:
     """Key space and per-member key attributes of one batch of live members.
 
@@ -123,8 +134,8 @@ class Space:
     birth, join : day numbers (int32) of the live members (``s0 <= s1``).
     sid, n_sid : static key id per member and the number of ids.
     s0, s1 : first and last sharing day inside the window.
-    ages : another space of the same members with ``age`` (e.g. another cell table of the
-        same batch), whose birth codes, ages and birthday keys are reused instead of recomputed.
+    ages : :meth:`ages` of another space of the same members with ``age`` (e.g. another cell
+        table of the same batch): birth codes, ages and birthday keys reused instead of recomputed.
 
     Notes
     -----
@@ -138,14 +149,14 @@ class Space:
     _MEMBER = ("base", "B", "bmd", "jk", "J", "s0", "s1", "a0", "a1", "d0", "d1", "ra0", "row0", "row1", "kb0")
 
     def __init__(self, cal: Calendar, spec: KeySpec, birth: np.ndarray, join: np.ndarray, sid: np.ndarray,
-                 n_sid: int, s0: np.ndarray, s1: np.ndarray, ages: Space | None = None) -> None:
+                 n_sid: int, s0: np.ndarray, s1: np.ndarray, ages: Ages | None = None) -> None:
         self.cal, self.spec, self.T = cal, spec, tables(cal)
         T = self.T
         self.np1 = cal.n_periods + 1
         n = s0.size
         amin = amax = dmin = dmax = 0
         a0 = a1 = d0 = d1 = I32(0)
-        if spec.age and ages is not None and ages.spec.age:
+        if spec.age and ages is not None:
             self.B, self.bmd, self.kb0, a0, a1 = ages.B, ages.bmd, ages.kb0, ages.a0, ages.a1
             if n:
                 amin, amax = int(a0.min()), int(a1.max())
@@ -182,6 +193,10 @@ class Space:
         self.ra0 = self.base + a0 * self.nd  # row of s0 without the duration
         self.row0 = self.ra0 + d0  # rows of the days s0 and s1
         self.row1 = self.base + a1 * self.nd + d1
+
+    def ages(self) -> Ages:
+        """The age attributes of the members (a space with ``age``), for another space of the same members."""
+        return Ages(self.B, self.bmd, self.kb0, self.a0, self.a1)
 
     def view(self, part: slice) -> Space:
         """The same key space restricted to members ``part`` (array views, no copy)."""

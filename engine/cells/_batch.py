@@ -196,36 +196,56 @@ class View(NamedTuple):
     static: list[str]
 
 
-Prepared = tuple[list[tuple[Space, Any]], np.ndarray, "pl.DataFrame | None"]
+class Prepared(NamedTuple):
+    """A batch of members decoded once for every view: live members' day numbers, sharing interval
+    ``[s0, s1]``, first at-risk day ``r0``, per view (static ids, number of ids, decoder), and the
+    claimants' rows (None without ``ids``)."""
+
+    cal: Calendar
+    views: Sequence[View]
+    birth: np.ndarray
+    join: np.ndarray
+    s0: np.ndarray
+    s1: np.ndarray
+    r0: np.ndarray
+    keys: list[tuple[np.ndarray, int, Any]]
+    rows: pl.DataFrame | None
 
 
 def prepare_batch(mb: pl.DataFrame, cal: Calendar, views: Sequence[View], w: int,
                   ids: pl.Series | None = None) -> Prepared:
-    """Day arrays, then per view the static key ids and key space of a batch of members (run on the reading thread).
+    """Day arrays and intervals, then per view the static key ids of a batch of members (run on the reading thread).
 
-    The dates and intervals are decoded once for every view. With ``ids``, the batch's rows whose
-    ``member_id`` has a claim are returned too (the claimants, looked up in the same read).
+    The dates and intervals are decoded once for every view; the key spaces are built one at a
+    time by :func:`batch_cells` (so a batch read ahead holds no key space). With ``ids``, the
+    batch's rows whose ``member_id`` has a claim are returned too (the claimants, found in the same read).
     """
     rows = mb.filter(pl.col("member_id").is_in(ids.implode())) if ids is not None else None
     birth = _day_array(mb.get_column("birth_date"))
     join = _day_array(mb.get_column("join_date"))
     exit_ = _day_array(mb.get_column("exit_date"))
     idx, birth, join, s0, s1, r0 = _intervals(birth, join, exit_, cal, w)
-    spaces: list[tuple[Space, Any]] = []
+    keys = []
     for view in views:
         sid, n_sid, decode = encode_static(mb, view.static)
-        sid = sid if idx is None else sid[idx]
-        ages = next((sp for sp, _ in spaces if sp.spec.age), None)  # ages are the same in every view
-        spaces.append((Space(cal, view.spec, birth, join, sid, n_sid, s0, s1, ages=ages), decode))
-    return spaces, r0, rows
+        keys.append((sid if idx is None else sid[idx], n_sid, decode))
+    return Prepared(cal, views, birth, join, s0, s1, r0, keys, rows)
 
 
 def batch_cells(prepared: Prepared, sinks: Sequence[CellSink]) -> None:
-    """Sharing and at-risk days of a prepared batch of members (ignoring claims), added to each view's sink."""
-    spaces, r0, _ = prepared
-    for (space, decode), sink in zip(spaces, sinks, strict=True):
-        ev = _events(space, None, r0)
+    """Sharing and at-risk days of a prepared batch of members (ignoring claims), added to each view's sink.
+
+    One key space at a time; the ages of the first view with ``age`` are reused by the others.
+    """
+    b = prepared
+    ages = None
+    for view, (sid, n_sid, decode), sink in zip(b.views, b.keys, sinks, strict=True):
+        space = Space(b.cal, view.spec, b.birth, b.join, sid, n_sid, b.s0, b.s1, ages=ages)
+        if view.spec.age and ages is None:
+            ages = space.ages()
+        ev = _events(space, None, b.r0)
         dense = {"sharing_days": space.days(ev), "exposure_days": space.days(ev, sub=True)}
+        del ev
 
         def frame(space: Space = space, decode: Any = decode, dense: dict[str, np.ndarray] = dense) -> pl.DataFrame:
             cells = grid_cells(space, dense, "sharing_days")
@@ -235,6 +255,7 @@ def batch_cells(prepared: Prepared, sinks: Sequence[CellSink]) -> None:
             return _frame(space, space.cal, space.spec, cells, decode, sums)
 
         sink.add(space, decode, dense, frame)
+        del space, dense, frame
 
 
 def claimant_frame(found: Sequence[tuple[int, pl.DataFrame]]) -> pl.DataFrame:

@@ -109,8 +109,8 @@ def part_cells(part: Any, cal: Calendar, views: Sequence[View], w: int, cols: li
     n, found = 0, []
     for _, b in indexed_batches([part], cols, batch_size, prep):
         batch_cells(b, sinks)
-        if b[2] is not None:
-            found.append(b[2])
+        if b.rows is not None:
+            found.append(b.rows)
         n += 1
     rows = pl.concat(found, how="vertical_relaxed") if found else None
     return [sink.export() for sink in sinks], n, rows
@@ -147,8 +147,8 @@ def member_cells(parts: Sequence[Any], cal: Calendar, views: Sequence[View], w: 
         prep = functools.partial(prepare_batch, cal=cal, views=views, w=w, ids=ids)
         for i, b in indexed_batches(parts, cols, batch_size, prep):
             batch_cells(b, sinks)
-            if b[2] is not None:
-                found.append((i, b[2]))
+            if b.rows is not None:
+                found.append((i, b.rows))
             n += 1
         return n, found
     tasks = _indexed_tasks(parts, batch_size)
