@@ -43,12 +43,12 @@ and the duration change the age of the day, so the two changes compose.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from engine.cells.calendar import Calendar, KeySpec
-from engine.cells.dates import DayTable, MonthTable, birthday, months_from_civil
+from engine.cells.dates import DayTable, MonthTable, birthday
 
 I32 = np.int32
 K = np.int64(2**32)  # an event adds rem(t) + K: the low 32 bits sum rem, the high bits count events
@@ -63,8 +63,8 @@ class _Tables:
         dt_ = DayTable(S - 1, E + 1)
         self.C = (512 * dt_.year.astype(np.int64) + dt_.md).astype(I32)
         self.mi = dt_.mi.astype(I32)
-        self.day = dt_.day.astype(I32)
-        self.last = dt_.last.astype(I32)
+        # M = 64 month_index + day, the day of a month's last day coded 63 (see Space.dur)
+        self.M = (64 * dt_.mi.astype(np.int64) + np.where(dt_.day < dt_.last, dt_.day, 63)).astype(I32)
         P = cal.n_periods
         pidx = np.full(E - S + 3, P, dtype=I32)
         pidx[1:-1] = cal.pidx
@@ -114,6 +114,17 @@ class _Acc:
 Events = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
+class Ages(NamedTuple):
+    """Per-member age attributes of a key space (:meth:`Space.ages`): birth code ``B``, its (month, day)
+    code, the birthday key of age ``a0`` and the ages on the first and last sharing days."""
+
+    B: np.ndarray
+    bmd: np.ndarray
+    kb0: np.ndarray
+    a0: np.ndarray
+    a1: np.ndarray
+
+
 class Space:
     """Key space and per-member key attributes of one batch of live members.
 
@@ -123,6 +134,8 @@ class Space:
     birth, join : day numbers (int32) of the live members (``s0 <= s1``).
     sid, n_sid : static key id per member and the number of ids.
     s0, s1 : first and last sharing day inside the window.
+    ages : :meth:`ages` of another space of the same members with ``age`` (e.g. another cell
+        table of the same batch): birth codes, ages and birthday keys reused instead of recomputed.
 
     Notes
     -----
@@ -133,17 +146,21 @@ class Space:
     over the members that still have one.
     """
 
-    _MEMBER = ("base", "B", "bmd", "jk", "jmi", "jd", "s0", "s1", "a0", "a1", "d0", "d1", "ra0", "row0", "row1", "kb0")
+    _MEMBER = ("base", "B", "bmd", "jk", "J", "s0", "s1", "a0", "a1", "d0", "d1", "ra0", "row0", "row1", "kb0")
 
     def __init__(self, cal: Calendar, spec: KeySpec, birth: np.ndarray, join: np.ndarray, sid: np.ndarray,
-                 n_sid: int, s0: np.ndarray, s1: np.ndarray) -> None:
+                 n_sid: int, s0: np.ndarray, s1: np.ndarray, ages: Ages | None = None) -> None:
         self.cal, self.spec, self.T = cal, spec, tables(cal)
         T = self.T
         self.np1 = cal.n_periods + 1
         n = s0.size
         amin = amax = dmin = dmax = 0
         a0 = a1 = d0 = d1 = I32(0)
-        if spec.age:
+        if spec.age and ages is not None:
+            self.B, self.bmd, self.kb0, a0, a1 = ages.B, ages.bmd, ages.kb0, ages.a0, ages.a1
+            if n:
+                amin, amax = int(a0.min()), int(a1.max())
+        elif spec.age:
             lo = int(birth.min()) if n else 0
             bt = DayTable(lo, int(birth.max()) if n else 0)
             btab = (512 * bt.year.astype(np.int64) + bt.md).astype(I32)  # B = 512 year + md, md < 512
@@ -152,13 +169,13 @@ class Space:
             a0, a1 = self.age(None, s0), self.age(None, s1)
             if n:
                 amin, amax = int(a0.min()), int(a1.max())
+            self.kb0 = (((self.B >> 9) + a0 - T.y0) * 416).astype(np.intp) + self.bmd  # birthday of age a0 (+416 a year)
         if spec.dim is not None:
             lo = int(join.min()) if n else 0
             jt = DayTable(lo, int(join.max()) if n else 0)
             self._jt, self._ann = jt, None
             self.jk = (join - lo).astype(np.intp)
-            self.jmi = jt.mi[self.jk]
-            self.jd = jt.day[self.jk].astype(I32)
+            self.J = (64 * jt.mi.astype(np.int64) + jt.day).astype(I32)[self.jk]  # 64 month_index + day of join
             jmin = int(jt.mi.min())
             maxdur = max(int(T.mi[-1]) - jmin + 2, 1)
             self.months = MonthTable(jmin, int(jt.mi.max()) + max(int(spec.edges[-1]), maxdur) + 1)
@@ -176,8 +193,10 @@ class Space:
         self.ra0 = self.base + a0 * self.nd  # row of s0 without the duration
         self.row0 = self.ra0 + d0  # rows of the days s0 and s1
         self.row1 = self.base + a1 * self.nd + d1
-        if spec.age:
-            self.kb0 = (((self.B >> 9) + a0 - T.y0) * 416).astype(np.intp) + self.bmd  # birthday of age a0 (+416 a year)
+
+    def ages(self) -> Ages:
+        """The age attributes of the members (a space with ``age``), for another space of the same members."""
+        return Ages(self.B, self.bmd, self.kb0, self.a0, self.a1)
 
     def view(self, part: slice) -> Space:
         """The same key space restricted to members ``part`` (array views, no copy)."""
@@ -198,9 +217,10 @@ class Space:
         return (self.T.C[t - self.T.d0] - self._g(self.B, ix)) >> 9
 
     def dur(self, ix: np.ndarray | None, t: np.ndarray) -> np.ndarray:
-        T = self.T
-        k = t - T.d0
-        return months_from_civil(T.mi[k], T.day[k], T.last[k], self._g(self.jmi, ix), self._g(self.jd, ix))
+        # engine.cells.dates.months_from_civil on packed codes: with eff = day, or 63 on a month's last
+        # day, day < min(join_day, last) is eff < join_day, so (64 mi + eff) - (64 join_mi + join_day)
+        # shifted by 6 is mi - join_mi - [eff < join_day] (eff - join_day lies in [-30, 62])
+        return (self.T.M[t - self.T.d0] - self._g(self.J, ix)) >> 6
 
     def dim(self, ix: np.ndarray | None, t: np.ndarray) -> np.ndarray:
         v = self.dur(ix, t)
@@ -219,7 +239,7 @@ class Space:
 
     def event(self, acc: _Acc, row: np.ndarray, t: np.ndarray) -> None:
         """Add the events (key row, day t) to ``acc``."""
-        k = t - self.T.d0
+        k = (t - self.T.d0).astype(np.intp)  # one conversion of the index for both gathers
         acc.add(row * self.np1 + self.T.pidx[k], self.T.remk[k])
 
     # -- intervals

@@ -5,13 +5,16 @@ whose cells are summed (:func:`engine.cells._exposure._combine`):
 
 1. **every member**, batch by batch, *as if it had no claim*: sharing days and
    at-risk days (sharing minus waiting period). Only the columns that make
-   keys are read (dates and the static ``by`` columns; not ``member_id``), and
-   LazyFrames are read in slices of ``batch_size`` rows (the next slice is read
-   while the current one is counted);
-2. **the claimants** (members with at least one claim, a small set read with a
-   ``member_id`` filter): their claims are classified, their at-risk days after
-   the first eligible claim are *subtracted*, and their eligible claims and
-   amounts are added to the cell of the event day.
+   keys are read (dates, the static ``by`` columns and ``member_id``);
+   LazyFrames are streamed in batches of ``batch_size`` rows without counting
+   them first (the next batch is read while the current one is counted). Each
+   batch is decoded once and counted into the key space of every requested
+   cell table (:class:`View`);
+2. **the claimants** (members with at least one claim, a small set found in
+   the same read by a ``member_id`` filter of each batch): their claims are
+   classified, their at-risk days after the first eligible claim are
+   *subtracted*, and their eligible claims and amounts are added to the cell
+   of the event day.
 
 Notes
 -----
@@ -31,7 +34,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -73,44 +76,53 @@ def check_columns(parts: Sequence[Any], static: list[str]) -> None:
             raise DataError(f"{what}: members have no column '{missing[0]}'")
 
 
-def batches(parts: Sequence[Any], cols: list[str], batch_size: int, prepare: Callable[[pl.DataFrame], Any]) -> Iterator[Any]:
-    """``prepare(frame)`` of each slice of ``batch_size`` rows of ``cols``, partition by partition.
+def _frames(parts: Sequence[Any], cols: list[str], batch_size: int) -> Iterator[tuple[int, pl.DataFrame]]:
+    """(partition index, slice of at most ``batch_size`` rows of ``cols``), partition by partition.
 
-    Slices are read (LazyFrames) and prepared one ahead on a background thread (polars
-    and numpy release the GIL), so reading overlaps counting; at most two are held.
+    A DataFrame is cut into zero-copy slices; a LazyFrame is streamed in batches
+    (``collect_batches``) without counting its rows first: one read of each file.
+    Empty slices are skipped.
     """
-    def cuts(n: int, first: bool) -> list[tuple[int, int]]:
-        # the very first slice is a quarter batch, so counting starts sooner
-        head = max(batch_size // 4, 1) if first else batch_size
-        out = [(0, min(head, n))] if n else []
-        out += [(off, min(batch_size, n - off)) for off in range(min(head, n), n, batch_size)]
-        return out
+    for i, part in enumerate(parts):
+        if isinstance(part, pl.DataFrame):
+            sel = part.select(cols)
+            for off in range(0, sel.height, batch_size):
+                yield i, sel.slice(off, batch_size)
+            continue
+        for frame in as_lazy(part, "members").select(cols).collect_batches(chunk_size=batch_size, lazy=True):
+            if frame.height:
+                yield i, frame
 
-    def jobs() -> Iterator[Callable[[], Any]]:
-        first = True
-        for part in parts:
-            if isinstance(part, pl.DataFrame):
-                sel = part.select(cols)
-                for off, k in cuts(sel.height, first):
-                    first = False
-                    yield lambda off=off, k=k: prepare(sel.slice(off, k))
-                continue
-            lf = as_lazy(part, "members").select(cols)
-            n = int(lf.select(pl.len()).collect().item())
-            for off, k in cuts(n, first):
-                first = False
-                yield lambda off=off, k=k: prepare(lf.slice(off, k).collect())
+
+def indexed_batches(parts: Sequence[Any], cols: list[str], batch_size: int,
+                    prepare: Callable[[pl.DataFrame], Any]) -> Iterator[tuple[int, Any]]:
+    """(partition index, ``prepare(frame)``) of each slice of ``batch_size`` rows of ``cols``, partition by partition.
+
+    Slices are read and prepared one ahead on a background thread (polars and numpy
+    release the GIL), so reading overlaps counting; at most two are held.
+    """
+    it = _frames(parts, cols, batch_size)
+
+    def job() -> tuple[int, Any] | None:
+        item = next(it, None)
+        return None if item is None else (item[0], prepare(item[1]))
 
     with ThreadPoolExecutor(max_workers=1) as ex:
-        it = jobs()
-        job = next(it, None)
-        nxt = ex.submit(job) if job is not None else None
-        while nxt is not None:
+        nxt = ex.submit(job)
+        while True:
             cur = nxt.result()
-            job = next(it, None)
-            nxt = ex.submit(job) if job is not None else None
+            if cur is None:
+                return
+            nxt = ex.submit(job)  # the generator is advanced by one thread at a time: after the last result
             yield cur
             del cur
+
+
+def batches(parts: Sequence[Any], cols: list[str], batch_size: int, prepare: Callable[[pl.DataFrame], Any]) -> Iterator[Any]:
+    """``prepare(frame)`` of each slice of ``batch_size`` rows of ``cols``, partition by partition
+    (:func:`indexed_batches` without the partition index)."""
+    for _, prepared in indexed_batches(parts, cols, batch_size, prepare):
+        yield prepared
 
 
 def _day_array(s: pl.Series) -> np.ndarray:
@@ -177,26 +189,80 @@ def _member_space(mb: pl.DataFrame, cal: Calendar, spec: KeySpec, static: list[s
     return Space(cal, spec, birth, join, sid, n_sid, s0, s1), r0, decode, idx
 
 
-def prepare_batch(mb: pl.DataFrame, cal: Calendar, spec: KeySpec, static: list[str], w: int) -> tuple[Space, np.ndarray, Any]:
-    """Day arrays, static key ids and the key space of a batch of members (run on the reading thread)."""
-    space, r0, decode, _ = _member_space(mb, cal, spec, static, w)
-    return space, r0, decode
+class View(NamedTuple):
+    """One cell table of a pass over the members: its day-varying keys and static ``by`` columns."""
+
+    spec: KeySpec
+    static: list[str]
 
 
-def batch_cells(prepared: tuple[Space, np.ndarray, Any], sink: CellSink) -> None:
-    """Sharing and at-risk days of a prepared batch of members (ignoring claims), added to ``sink``."""
-    space, r0, decode = prepared
-    ev = _events(space, None, r0)
-    dense = {"sharing_days": space.days(ev), "exposure_days": space.days(ev, sub=True)}
+class Prepared(NamedTuple):
+    """A batch of members decoded once for every view: live members' day numbers, sharing interval
+    ``[s0, s1]``, first at-risk day ``r0``, per view (static ids, number of ids, decoder), and the
+    claimants' rows (None without ``ids``)."""
 
-    def frame() -> pl.DataFrame:
-        cells = grid_cells(space, dense, "sharing_days")
-        m = cells["p"].size
-        sums = {"exposure_days": cells["exposure_days"], "sharing_days": cells["sharing_days"],
-                "claims": np.zeros(m, dtype=np.int64), "amount": np.zeros(m, dtype=np.float64)}
-        return _frame(space, space.cal, space.spec, cells, decode, sums)
+    cal: Calendar
+    views: Sequence[View]
+    birth: np.ndarray
+    join: np.ndarray
+    s0: np.ndarray
+    s1: np.ndarray
+    r0: np.ndarray
+    keys: list[tuple[np.ndarray, int, Any]]
+    rows: pl.DataFrame | None
 
-    sink.add(space, decode, dense, frame)
+
+def prepare_batch(mb: pl.DataFrame, cal: Calendar, views: Sequence[View], w: int,
+                  ids: pl.Series | None = None) -> Prepared:
+    """Day arrays and intervals, then per view the static key ids of a batch of members (run on the reading thread).
+
+    The dates and intervals are decoded once for every view; the key spaces are built one at a
+    time by :func:`batch_cells` (so a batch read ahead holds no key space). With ``ids``, the
+    batch's rows whose ``member_id`` has a claim are returned too (the claimants, found in the same read).
+    """
+    rows = mb.filter(pl.col("member_id").is_in(ids.implode())) if ids is not None else None
+    birth = _day_array(mb.get_column("birth_date"))
+    join = _day_array(mb.get_column("join_date"))
+    exit_ = _day_array(mb.get_column("exit_date"))
+    idx, birth, join, s0, s1, r0 = _intervals(birth, join, exit_, cal, w)
+    keys = []
+    for view in views:
+        sid, n_sid, decode = encode_static(mb, view.static)
+        keys.append((sid if idx is None else sid[idx], n_sid, decode))
+    return Prepared(cal, views, birth, join, s0, s1, r0, keys, rows)
+
+
+def batch_cells(prepared: Prepared, sinks: Sequence[CellSink]) -> None:
+    """Sharing and at-risk days of a prepared batch of members (ignoring claims), added to each view's sink.
+
+    One key space at a time; the ages of the first view with ``age`` are reused by the others.
+    """
+    b = prepared
+    ages = None
+    for view, (sid, n_sid, decode), sink in zip(b.views, b.keys, sinks, strict=True):
+        space = Space(b.cal, view.spec, b.birth, b.join, sid, n_sid, b.s0, b.s1, ages=ages)
+        if view.spec.age and ages is None:
+            ages = space.ages()
+        ev = _events(space, None, b.r0)
+        dense = {"sharing_days": space.days(ev), "exposure_days": space.days(ev, sub=True)}
+        del ev
+
+        def frame(space: Space = space, decode: Any = decode, dense: dict[str, np.ndarray] = dense) -> pl.DataFrame:
+            cells = grid_cells(space, dense, "sharing_days")
+            m = cells["p"].size
+            sums = {"exposure_days": cells["exposure_days"], "sharing_days": cells["sharing_days"],
+                    "claims": np.zeros(m, dtype=np.int64), "amount": np.zeros(m, dtype=np.float64)}
+            return _frame(space, space.cal, space.spec, cells, decode, sums)
+
+        sink.add(space, decode, dense, frame)
+        del space, dense, frame
+
+
+def claimant_frame(found: Sequence[tuple[int, pl.DataFrame]]) -> pl.DataFrame:
+    """The claimants' member rows found batch by batch, ``(partition, rows)`` in partition order, with
+    ``__part``; a ``member_id`` found twice is refused (:func:`claimants` on rows already read)."""
+    frames = [f.with_columns(pl.lit(i, dtype=pl.Int32).alias("__part")) for i, f in found]
+    return _no_duplicates(pl.concat(frames, how="vertical_relaxed"))
 
 
 def claimants(parts: Sequence[Any], ids: pl.Series, static: list[str]) -> pl.DataFrame:
@@ -206,7 +272,11 @@ def claimants(parts: Sequence[Any], ids: pl.Series, static: list[str]) -> pl.Dat
     for i, p in enumerate(parts):
         f = as_lazy(p, "members").filter(pl.col("member_id").is_in(ids.implode())).select(cols).collect()
         frames.append(f.with_columns(pl.lit(i, dtype=pl.Int32).alias("__part")))
-    cm = pl.concat(frames, how="vertical_relaxed")
+    return _no_duplicates(pl.concat(frames, how="vertical_relaxed"))
+
+
+def _no_duplicates(cm: pl.DataFrame) -> pl.DataFrame:
+    """``cm`` (claimant rows with ``__part``) when no ``member_id`` repeats, else the DataError naming it."""
     dup = cm.filter(pl.col("member_id").is_duplicated())
     if dup.height:
         first = dup.get_column("member_id")[0]

@@ -25,8 +25,8 @@ from typing import Any
 
 import polars as pl
 
-from engine.cells.calendar import Calendar, KeySpec
-from engine.cells._batch import batch_cells, batches, prepare_batch
+from engine.cells.calendar import Calendar
+from engine.cells._batch import View, batch_cells, indexed_batches, prepare_batch
 from engine.cells._sink import CellSink
 from engine._executor_check import check_executor
 from engine.errors import ConfigError
@@ -100,49 +100,69 @@ def process_pool(n_workers: int, threads_per_worker: int | None = None) -> Proce
     )
 
 
-def part_cells(part: Any, cal: Calendar, spec: KeySpec, static: list[str], w: int, cols: list[str],
-               batch_size: int) -> tuple[dict[str, Any], int]:
-    """One task: the member day counts of one partition (a picklable sink state) and its number of batches."""
-    sink = CellSink(cal, spec, static)
-    prep = functools.partial(prepare_batch, cal=cal, spec=spec, static=static, w=w)
-    n = 0
-    for b in batches([part], cols, batch_size, prep):
-        batch_cells(b, sink)
+def part_cells(part: Any, cal: Calendar, views: Sequence[View], w: int, cols: list[str], batch_size: int,
+               ids: pl.Series | None = None) -> tuple[list[dict[str, Any]], int, pl.DataFrame | None]:
+    """One task: the member day counts of one partition for each view (picklable sink states), its number
+    of batches, and its claimants' member rows (with ``ids``; None when it has no rows)."""
+    sinks = [CellSink(cal, v.spec, v.static) for v in views]
+    prep = functools.partial(prepare_batch, cal=cal, views=views, w=w, ids=ids)
+    n, found = 0, []
+    for _, b in indexed_batches([part], cols, batch_size, prep):
+        batch_cells(b, sinks)
+        if b.rows is not None:
+            found.append(b.rows)
         n += 1
-    return sink.export(), n
+    rows = pl.concat(found, how="vertical_relaxed") if found else None
+    return [sink.export() for sink in sinks], n, rows
 
 
-def _tasks(parts: Sequence[Any], batch_size: int) -> list[Any]:
-    """The unit of one task: a partition, or a slice of ``batch_size`` rows of an in-memory frame
-    (a LazyFrame stays whole: counting its rows could cost a pass over it)."""
-    out: list[Any] = []
-    for p in parts:
+def _indexed_tasks(parts: Sequence[Any], batch_size: int) -> list[tuple[int, Any]]:
+    """(partition index, unit of one task): a partition, or a slice of ``batch_size`` rows of an in-memory
+    frame (a LazyFrame stays whole: counting its rows could cost a pass over it)."""
+    out: list[tuple[int, Any]] = []
+    for i, p in enumerate(parts):
         if isinstance(p, pl.DataFrame) and p.height > batch_size:
-            out.extend(p.slice(off, batch_size) for off in range(0, p.height, batch_size))
+            out.extend((i, p.slice(off, batch_size)) for off in range(0, p.height, batch_size))
         else:
-            out.append(p)
+            out.append((i, p))
     return out
 
 
-def member_cells(parts: Sequence[Any], cal: Calendar, spec: KeySpec, static: list[str], w: int, cols: list[str],
-                 batch_size: int, sink: CellSink, executor: Executor | None) -> int:
-    """Day counts of every member added to ``sink``, in this process or one task per partition; batches read."""
-    if executor is None:
-        prep = functools.partial(prepare_batch, cal=cal, spec=spec, static=static, w=w)
-        n = 0
-        for b in batches(parts, cols, batch_size, prep):
-            batch_cells(b, sink)
-            n += 1
-        return n
-    futures = [executor.submit(part_cells, p, cal, spec, static, w, cols, batch_size) for p in _tasks(parts, batch_size)]
+def _tasks(parts: Sequence[Any], batch_size: int) -> list[Any]:
+    """The units of one task each (:func:`_indexed_tasks` without the partition index)."""
+    return [t for _, t in _indexed_tasks(parts, batch_size)]
+
+
+def member_cells(parts: Sequence[Any], cal: Calendar, views: Sequence[View], w: int, cols: list[str],
+                 batch_size: int, sinks: Sequence[CellSink], executor: Executor | None,
+                 ids: pl.Series | None = None) -> tuple[int, list[tuple[int, pl.DataFrame]]]:
+    """Day counts of every member added to each view's sink, in this process or one task per partition.
+
+    Returns the number of batches read and, with ``ids``, the claimants' member rows found as
+    ``(partition index, rows)`` in partition order (one read of the members serves both).
+    """
+    found: list[tuple[int, pl.DataFrame]] = []
     n = 0
+    if executor is None:
+        prep = functools.partial(prepare_batch, cal=cal, views=views, w=w, ids=ids)
+        for i, b in indexed_batches(parts, cols, batch_size, prep):
+            batch_cells(b, sinks)
+            if b.rows is not None:
+                found.append((i, b.rows))
+            n += 1
+        return n, found
+    tasks = _indexed_tasks(parts, batch_size)
+    futures = [executor.submit(part_cells, p, cal, views, w, cols, batch_size, ids) for _, p in tasks]
     try:
-        for fut in futures:  # submission order; the integer sums do not depend on it
-            state, k = fut.result()
-            sink.absorb(state)
+        for (i, _), fut in zip(tasks, futures):  # submission order; the integer sums do not depend on it
+            states, k, rows = fut.result()
+            for sink, state in zip(sinks, states, strict=True):
+                sink.absorb(state)
+            if rows is not None:
+                found.append((i, rows))
             n += k
     except BaseException:
         for fut in futures:
             fut.cancel()
         raise
-    return n
+    return n, found

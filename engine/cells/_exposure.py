@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import numbers
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,7 +38,7 @@ import polars as pl
 
 from engine.cells.calendar import Calendar, KeySpec
 from engine.cells._sink import CellSink
-from engine.cells._batch import as_lazy, check_columns, claimant_cells, claimants, parts_of
+from engine.cells._batch import View, as_lazy, check_columns, claimant_cells, claimant_frame, parts_of
 from engine.cells._executor import check_executor, member_cells
 from engine.cells.dates import day_number
 from engine.data._coerce import api_input
@@ -256,53 +256,111 @@ def exposure(
     rows of the rejected claims (checked). See :mod:`engine.cells.calendar` for the
     algorithm.
     """
-    by, edges = _check_args(start, end, period, by, duration_bands, batch_size)
+    (cells,), rejected = exposure_tables(
+        members, claims, bys=[by], start=start, end=end, period=period, waiting_days=waiting_days,
+        terminate_on_claim=terminate_on_claim, duration_bands=duration_bands, batch_size=batch_size, executor=executor)
+    return (cells, rejected) if return_rejected else cells
+
+
+def exposure_tables(
+    members: pl.LazyFrame | pl.DataFrame | Sequence[pl.LazyFrame | pl.DataFrame],
+    claims: pl.LazyFrame | pl.DataFrame,
+    *,
+    bys: Sequence[Sequence[str]],
+    start: dt.date,
+    end: dt.date,
+    period: str = "month",
+    waiting_days: int = WAITING_DAYS,
+    terminate_on_claim: bool = True,
+    duration_bands: Sequence[int] = (0, 3, 6, 12, 24),
+    batch_size: int | None = None,
+    executor: Executor | None = None,
+) -> tuple[list[pl.DataFrame], pl.DataFrame]:
+    """The cells of :func:`exposure` for several ``by`` lists from one pass over the members.
+
+    Parameters
+    ----------
+    members, claims, start, end, period, waiting_days, terminate_on_claim, duration_bands, batch_size, executor
+        As :func:`exposure` (polars frames: no conversion of other inputs).
+    bys : one list of keys per cell table (each as ``by`` of :func:`exposure`).
+
+    Returns
+    -------
+    (list of DataFrame, DataFrame)
+        One cell table per element of ``bys``, each identical to ``exposure(..., by=bys[i])``,
+        and the claims set aside (the same for every ``by``).
+
+    Notes
+    -----
+    Each batch of members is read and decoded once (dates, sharing and at-risk intervals);
+    its day counts are then added into each table's key space. The claimants' member rows
+    (``member_id`` in the claims) are found in the same read and classified once; each
+    table gets their lost at-risk days, claims and amounts.
+    """
+    if isinstance(bys, str) or not len(bys):
+        raise ConfigError(f"bys: expected a non-empty list of key lists, got {bys!r}")
+    checked = [_check_args(start, end, period, by, duration_bands, batch_size) for by in bys]
+    edges = checked[0][1]
     w = _check_waiting(waiting_days)
     check_executor(executor)
     bs = batch_size or DEFAULT_BATCH
-    c = as_lazy(claims, "claims")
-    c_schema = c.collect_schema()
-    _need(c_schema, ("member_id", "event_date", "amount"), "claims")
-    static = [b for b in by if b not in DAY_KEYS]
-    dim = "duration" if "duration" in by else ("band" if "duration_band" in by else None)
-    spec = KeySpec(age="age" in by, dim=dim, edges=edges)
+    cdf = _claims_frame(claims)
+    views = [View(_spec(by, edges), [b for b in by if b not in DAY_KEYS]) for by, _ in checked]
+    static = list(dict.fromkeys(x for v in views for x in v.static))
     cal = Calendar(day_number(start), day_number(end), period)
-    clash = [x for x in _CLAIM_TMP if x in c_schema]
-    if clash:
-        raise DataError(f"claims: column '{clash[0]}' is reserved by exposure")
-    c = c.drop([x for x in ("eligible", "reason") if x in c_schema])  # recomputed
-    cdf = c.with_row_index("__ord").collect()
     parts = parts_of(members)
     check_columns(parts, static)
     ids = cdf.get_column("member_id").drop_nulls().unique().sort()
-    cols = list(dict.fromkeys(["birth_date", "join_date", "exit_date", *static]))
-    sink = CellSink(cal, spec, static)
-    with ThreadPoolExecutor(max_workers=1) as ex:  # the claimants are looked up while the batches are counted
-        fut = ex.submit(claimants, parts, ids, static)
-        n_batches = member_cells(parts, cal, spec, static, w, cols, bs, sink, executor)
-        cm = fut.result()
+    cols = list(dict.fromkeys(["member_id", "birth_date", "join_date", "exit_date", *static]))
+    sinks = [CellSink(cal, v.spec, v.static) for v in views]
+    n_batches, found = member_cells(parts, cal, views, w, cols, bs, sinks, executor, ids)
     if not n_batches:
         raise DataError("members: no member rows")
+    cm = claimant_frame(found)
     mm = cm.select("member_id", pl.col("join_date").alias("__join"), pl.col("exit_date").alias("__exit")).with_row_index("__row")
     cb = cdf.filter(pl.col("member_id").is_in(mm.get_column("member_id").implode()))
     cl = _classify_joined(cb, mm, w, terminate_on_claim)
-    if cm.height:
-        claimant_cells(cm, cl, cal, spec, static, w, terminate_on_claim, sink)
-    classified = [cl]
+    rejected = _rejected(cdf, [cl], start, end)
+    tables = []
+    for (by, _), view, sink in zip(checked, views, sinks, strict=True):
+        if cm.height:
+            claimant_cells(cm, cl, cal, view.spec, view.static, w, terminate_on_claim, sink)
+        cells = _final(sink, by, edges)
+        used = int(cells["claims"].sum())
+        if used + rejected.height != cdf.height:
+            raise EngineError(f"internal: claims account does not balance: {cdf.height} != {used} + {rejected.height}")
+        tables.append(cells)
+    return tables, rejected
+
+
+def _spec(by: list[str], edges: np.ndarray) -> KeySpec:
+    """The day-varying keys of ``by``: age, and duration or its band."""
+    dim = "duration" if "duration" in by else ("band" if "duration_band" in by else None)
+    return KeySpec(age="age" in by, dim=dim, edges=edges)
+
+
+def _claims_frame(claims: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
+    """The claims collected with their input order ``__ord`` (``eligible`` / ``reason`` dropped: recomputed)."""
+    c = as_lazy(claims, "claims")
+    c_schema = c.collect_schema()
+    _need(c_schema, ("member_id", "event_date", "amount"), "claims")
+    clash = [x for x in _CLAIM_TMP if x in c_schema]
+    if clash:
+        raise DataError(f"claims: column '{clash[0]}' is reserved by exposure")
+    c = c.drop([x for x in ("eligible", "reason") if x in c_schema])
+    return c.with_row_index("__ord").collect()
+
+
+def _final(sink: CellSink, by: list[str], edges: np.ndarray) -> pl.DataFrame:
+    """The cells of a sink: keys, years added, sorted by period and ``by``."""
     keys = ["period", *by]
     cells = sink.final(keys, by, band_labels(edges.tolist()))
     if cells is None:
-        cells = _combine(sink.frames(), keys, by, edges)
-    else:
-        cells = cells.with_columns(
-            (pl.col("exposure_days") / DAYS_PER_YEAR).alias("exposure_years"),
-            (pl.col("sharing_days") / DAYS_PER_YEAR).alias("sharing_years"),
-        ).select([*keys, *SUMS])
-    rejected = _rejected(cdf, classified, start, end)
-    used = int(cells["claims"].sum())
-    if used + rejected.height != cdf.height:
-        raise EngineError(f"internal: claims account does not balance: {cdf.height} != {used} + {rejected.height}")
-    return (cells, rejected) if return_rejected else cells
+        return _combine(sink.frames(), keys, by, edges)
+    return cells.with_columns(
+        (pl.col("exposure_days") / DAYS_PER_YEAR).alias("exposure_years"),
+        (pl.col("sharing_days") / DAYS_PER_YEAR).alias("sharing_years"),
+    ).select([*keys, *SUMS])
 
 
 def _combine(

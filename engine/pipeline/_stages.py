@@ -217,17 +217,18 @@ def account(ctx: RunState) -> dict[str, Any]:
 # --------------------------------------------------------------------------- exposure
 def stage_exposure(ctx: RunState) -> None:
     """Cells by period, age, sex and the rating factors; select cells by duration band."""
-    from engine.cells._exposure import exposure
+    from engine.cells._exposure import exposure_tables
     from engine.data.schema import CLAIM_OPTIONAL, CLAIM_REQUIRED, MEMBER_OPTIONAL, MEMBER_REQUIRED
 
     cfg = ctx.cfg
     kw = dict(start=ctx.start, end=ctx.end, period=cfg.study.period, waiting_days=cfg.study.waiting_days,
               terminate_on_claim=cfg.study.terminate_on_claim, duration_bands=cfg.study.duration_bands)
     by = [*MEMBER_KEYS, *[f for f in cfg.study.factors if f not in MEMBER_KEYS]]
-    cells, rejected = exposure(ctx.members, ctx.claims, by=by, return_rejected=True, executor=ctx.executor, **kw)
+    # one pass over the members gives both tables: the cells and the select cells by duration band
+    (cells, sel), rejected = exposure_tables(ctx.members, ctx.claims, bys=[by, ["age", "sex", "duration_band"]],
+                                             executor=ctx.executor, **kw)
     if cells.height == 0 or float(cells["exposure_years"].sum()) <= 0:
         raise DataError(f"{cfg.data.members}: no exposure in the study window {ctx.start} to {ctx.end}")
-    sel = exposure(ctx.members, ctx.claims, by=["age", "sex", "duration_band"], executor=ctx.executor, **kw)
     ctx.cells, ctx.select_cells, ctx.exposure_rejected, ctx.by = cells, sel, rejected, by
     ctx.write("cells", cells)
     res = ctx.validation
