@@ -158,3 +158,23 @@ def test_window_counts_numpy_equal_the_polars_formula() -> None:
         assert (gn, gy) == (wn, wy) and gn > 10_000
         gc = gc.with_columns(pl.col("age", "duration").cast(pl.Int32)).sort(keys)
         assert_frame_equal(gc, wc.select(gc.columns).sort(keys), check_exact=True)
+
+
+def test_window_counts_with_a_far_birth_date_equal_the_polars_formula() -> None:
+    """A birth date centuries before the others (a span far longer than the batch) takes the per-member civil
+    parts instead of the span's day table; the counts still equal the polars formula."""
+    from engine.shares._stream import _Civil, _RowTable, _window_batch, _window_batch_polars
+
+    keys = ["age", "sex", "duration", "channel"]
+    m = MEMBERS.head(2_000).with_columns(
+        pl.when(pl.int_range(pl.len()) % 100 == 0).then(pl.lit(dt.date(1601, 2, 28))).otherwise(pl.col("birth_date"))
+        .alias("birth_date"))
+    birth = m.get_column("birth_date").to_physical().cast(pl.Int32).to_numpy()  # every 100th born in 1601
+    assert isinstance(_Civil(birth, birth).birth.table, _RowTable)  # the fallback is exercised
+    got = _window_batch(m, WINDOWS, 90, ["channel"], None)
+    want = _window_batch_polars(m, WINDOWS, 90, ["channel"])
+    for (gc, gn, gy), (wc, wn, wy) in zip(got, want):
+        assert (gn, gy) == (wn, wy) and gn > 100
+        gc = gc.with_columns(pl.col("age", "duration").cast(pl.Int32)).sort(keys)
+        assert_frame_equal(gc, wc.select(gc.columns).sort(keys), check_exact=True)
+        assert int(gc.get_column("age").max()) > 400  # the far birth is counted, with its own age

@@ -48,9 +48,8 @@ def sharing_counts(
 
 
 def cohort_counts(
-    join_days: np.ndarray,
-    exit_days: np.ndarray,
-    notice_days: np.ndarray,
+    first: np.ndarray,
+    stop: np.ndarray,
     lo: int,
     hi: int,
     weights: np.ndarray,
@@ -59,18 +58,25 @@ def cohort_counts(
 ) -> np.ndarray:
     """``n[p, k, t]`` for one calendar year (notices ``lo <= t < hi``, local indices).
 
+    Parameters
+    ----------
+    first, stop : notice indices of the member rows, found once for every year:
+        ``first = searchsorted(T, join, 'left')`` (the first notice with ``T >= join``) and
+        ``stop = searchsorted(T, exit, 'left')`` (the first notice with ``T >= exit``).
+    lo, hi : the year's notices.
+    weights, pool, n_pools : member counts of the rows, their pool codes and the number of pools.
+
+    Notes
+    -----
     Members of pool p sharing on notice t whose sharing this year began at
     notice k. A member sharing on notices ``[a, e)`` is in cohort
     ``k = max(a, lo)`` on ``t in [k, min(e, hi))``: a two-dimensional
     difference array, no loop over members.
     """
-    T = np.asarray(notice_days, dtype=np.int64)
-    a = np.searchsorted(T, join_days, side="left")
-    e = np.searchsorted(T, exit_days, side="left")
     L = hi - lo
-    k = np.maximum(a, lo)
-    end = np.minimum(e, hi)
-    ok = k < end
+    k = np.maximum(first, lo)
+    end = np.minimum(stop, hi)
+    ok = np.flatnonzero(k < end)
     kk, ee, ww, pp = k[ok] - lo, end[ok] - lo, weights[ok], pool[ok]
     size = n_pools * L * (L + 1)
     base = pp * L * (L + 1) + kk * (L + 1)

@@ -158,55 +158,91 @@ def _window_batch(mb: pl.DataFrame, windows: list[Window], waiting_days: int, re
     With day numbers J (join), X (exit, never = far future), window [s, d]: a member shares on d
     when ``J <= d < X``; its sharing days are ``max(0, min(X, d + 1) - max(J, s))`` and its eligible
     days ``max(0, min(X, d + 1) - max(J + waiting, s))``, keyed by attained age and completed months
-    on d (:func:`engine.cells.dates.attained_age`, :func:`engine.cells.dates.completed_months`).
+    on d (:func:`engine.cells.dates.age_from_civil`, :func:`engine.cells.dates.months_from_civil`).
+    Day numbers are int32 (the physical type of a polars Date); the sums are int64.
     """
     from engine.cells.calendar import encode_static
     from engine.cells.dates import day_number
 
     if plan is not None:
         mb = mb.filter(pl.col(plan[0]) == plan[1])
+    if not windows:
+        return []
     if mb.get_column("birth_date").null_count() or mb.get_column("join_date").null_count():
         return _window_batch_polars(mb, windows, waiting_days, rel_cols)
-    j = mb.get_column("join_date").to_physical().cast(pl.Int64).to_numpy()
-    x = mb.get_column("exit_date").to_physical().cast(pl.Int64).fill_null(_FAR).to_numpy()
-    birth = mb.get_column("birth_date").to_physical().cast(pl.Int64).to_numpy()
+    j = _day_numbers(mb, "join_date")
+    x = _day_numbers(mb, "exit_date")
     sid, _, decode = encode_static(mb, ["sex", *rel_cols])
-    civil = _Civil(birth, j)  # civil dates once per batch, for every window
+    civil = _Civil(_day_numbers(mb, "birth_date"), j)  # civil parts once per batch, for every window
+    jw = j + np.int32(waiting_days)
     out = []
     for period_start, notice_date in windows:
         s, d = day_number(period_start), day_number(notice_date)
-        stop = np.minimum(x, d + 1)
-        n_sharing = int(np.count_nonzero((j <= d) & (d < x)))
-        share_days = int(np.clip(stop - np.maximum(j, s), 0, None).sum())
-        days = stop - np.maximum(j + waiting_days, s)
+        stop = np.minimum(x, np.int32(d + 1))
+        n_sharing = int(np.count_nonzero((j <= d) & (x > d)))
+        share_days = int(np.maximum(stop - np.maximum(j, np.int32(s)), 0).sum(dtype=np.int64))
+        days = stop - np.maximum(jw, np.int32(s))
         keep = np.flatnonzero(days > 0)
         age, dur = civil.on(d, keep)
         out.append((_cells_by(sid[keep], age, dur, days[keep], decode, rel_cols), n_sharing, share_days))
     return out
 
 
-class _Civil:
-    """Civil parts of the birth and join day numbers of a batch; attained age and completed months on a day.
+def _day_numbers(mb: pl.DataFrame, col: str) -> np.ndarray:
+    """Day numbers of a date column as int32, a null (an exit never made) -> :data:`_FAR`."""
+    return mb.get_column(col).to_physical().fill_null(_FAR).cast(pl.Int32).to_numpy()
 
-    Uses the one age and duration formulas (:func:`engine.cells.dates.age_from_civil`,
-    :func:`engine.cells.dates.months_from_civil`), on civil dates computed once per batch.
+
+class _Civil:
+    """Attained age and completed months on a day of the members of a batch, by lookup on their birth and join days.
+
+    The civil parts (:class:`engine.cells.dates.DayTable`) of every day number between a batch's
+    earliest and latest birth (join) are computed once; on a day, the one age and duration formulas
+    (:func:`engine.cells.dates.age_from_civil`, :func:`engine.cells.dates.months_from_civil`) give a
+    table by birth (join) day, read at each member's day. A span much longer than the batch (a
+    stray far date) keeps one entry per member instead.
     """
 
     def __init__(self, birth: np.ndarray, join: np.ndarray) -> None:
-        from engine.cells.dates import civil_from_days, md_code
-
-        yb, mb, db = civil_from_days(birth)
-        yj, mj, dj = civil_from_days(join)
-        self.yb, self.bmd, self.jmi, self.dj = yb, md_code(mb, db), 12 * yj + mj - 1, dj
+        self.birth, self.join = _Days(birth), _Days(join)
 
     def on(self, day: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(attained age, completed months) on day number ``day`` of the members at ``rows`` (int64)."""
         from engine.cells.dates import age_from_civil, civil_from_days, last_day, md_code, months_from_civil
 
         y, m, d = civil_from_days(np.array([day], dtype=np.int64))
-        age = age_from_civil(y, md_code(m, d), self.yb[rows], self.bmd[rows])
-        dur = months_from_civil(12 * y + m - 1, d, last_day(y, m), self.jmi[rows], self.dj[rows])
-        return age.astype(np.int64), dur.astype(np.int64)
+        b, jn = self.birth.table, self.join.table
+        age = age_from_civil(y, md_code(m, d), b.year, b.md)
+        dur = months_from_civil(12 * y + m - 1, d, last_day(y, m), jn.mi, jn.day)
+        return age[self.birth.at(rows)].astype(np.int64), dur[self.join.at(rows)].astype(np.int64)
+
+
+class _Days:
+    """Civil parts of day numbers: a :class:`engine.cells.dates.DayTable` over their span and each one's entry."""
+
+    def __init__(self, days: np.ndarray) -> None:
+        from engine.cells.dates import DayTable
+
+        lo, hi = (int(days.min()), int(days.max())) if days.size else (0, 0)
+        if hi - lo <= 4 * days.size + 100_000:  # the span's table, read at day - lo
+            self.table, self.lo, self.days = DayTable(lo, hi), lo, days
+        else:  # one entry per member
+            order = np.arange(days.size, dtype=np.int64)
+            self.table, self.lo, self.days = _RowTable(days), 0, order
+
+    def at(self, rows: np.ndarray) -> np.ndarray:
+        """Entries in :attr:`table` of the days at ``rows``."""
+        return self.days[rows] - self.lo
+
+
+class _RowTable:
+    """:class:`engine.cells.dates.DayTable`'s columns for given day numbers, one entry each (in their order)."""
+
+    def __init__(self, days: np.ndarray) -> None:
+        from engine.cells.dates import civil_from_days, last_day, md_code
+
+        y, m, d = civil_from_days(days.astype(np.int64))
+        self.year, self.mi, self.md, self.day, self.last = y, 12 * y + m - 1, md_code(m, d), d, last_day(y, m)
 
 
 _FAR = 10**9  # a day number beyond any date: "never exits"

@@ -375,9 +375,11 @@ def _annual_cap_pass(
     P = T.size
     cum_full, paid_full, plat_ac, members_paid = (np.zeros_like(s0) for _ in range(4))
     starts = np.unique(year_start)
+    first = np.searchsorted(T, jd, side="left")  # notice indices once, for every year
+    stop = np.searchsorted(T, xd, side="left")
     for i, lo in enumerate(starts):  # one calendar year at a time: memory pools x L^2, L <= 31
         hi = int(starts[i + 1]) if i + 1 < starts.size else P
-        cohorts = cohort_counts(jd, xd, T, int(lo), hi, wt, code, n_pools)
+        cohorts = cohort_counts(first, stop, int(lo), hi, wt, code, n_pools)
         blocks = annual_cap_split(s0[:, lo:hi], cohorts, annual_cap)
         for arr, blk in zip((cum_full, paid_full, plat_ac, members_paid), blocks, strict=True):
             arr[:, lo:hi] = blk
