@@ -178,3 +178,23 @@ def test_window_counts_with_a_far_birth_date_equal_the_polars_formula() -> None:
         gc = gc.with_columns(pl.col("age", "duration").cast(pl.Int32)).sort(keys)
         assert_frame_equal(gc, wc.select(gc.columns).sort(keys), check_exact=True)
         assert int(gc.get_column("age").max()) > 400  # the far birth is counted, with its own age
+
+
+@pytest.mark.parametrize("split", ["3 files", "uneven and empty"])
+def test_one_pass_counts_equal_the_separate_passes(split, spawned, tmp_path) -> None:
+    """``history_counts`` (cohorts and windows from one read of each batch, as ``fentan run`` asks) over files
+    on a spawned process pool, in small batches, equals the cohorts and the window counts of all members at once."""
+    from engine.shares._stream import history_counts, history_cohorts, pool_keys, window_counts
+
+    keys, const = pool_keys(MEMBERS.columns, "plan_id", ["channel"])
+    parts = _files(tmp_path, MEMBERS, SPLITS[split])
+    cohorts, counts = history_counts(parts, keys, const, WINDOWS, waiting_days=90, rel_cols=["channel"],
+                                     batch_size=12_345, executor=spawned)
+    order = [*keys, "join_date", "exit_date"]
+    want = history_cohorts([MEMBERS], keys, const).sort(order)
+    assert_frame_equal(cohorts.sort(order), want, check_exact=True, check_dtypes=False)
+    assert int(cohorts.get_column("_n").sum()) == MEMBERS.height
+    for (gc, gn, gy), (wc, wn, wy) in zip(counts, window_counts([MEMBERS], WINDOWS, waiting_days=90,
+                                                                  rel_cols=["channel"]), strict=True):
+        assert (gn, gy) == (wn, wy) and gn > 10_000
+        assert_frame_equal(gc, wc, check_exact=True, check_dtypes=False)

@@ -122,3 +122,33 @@ def annual_cap_split(
     platform_total = np.einsum("pkt,pkt->pt", cohorts, platform_each)
     members_total = np.einsum("pkt,pkt->pt", cohorts, paid)
     return S, paid[:, 0, :], platform_total, members_total
+
+
+def annual_cap_pass(
+    s0: np.ndarray,
+    year_start: np.ndarray,
+    jd: np.ndarray,
+    xd: np.ndarray,
+    T: np.ndarray,
+    wt: np.ndarray,
+    code: np.ndarray,
+    n_pools: int,
+    annual_cap: float | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Apply the annual cap one calendar year at a time: cumulative share, paid, platform, members' total, cumulative paid."""
+    P = T.size
+    cum_full, paid_full, plat_ac, members_paid = (np.zeros_like(s0) for _ in range(4))
+    starts = np.unique(year_start)
+    first = np.searchsorted(T, jd, side="left")  # notice indices once, for every year
+    stop = np.searchsorted(T, xd, side="left")
+    for i, lo in enumerate(starts):  # one calendar year at a time: memory pools x L^2, L <= 31
+        hi = int(starts[i + 1]) if i + 1 < starts.size else P
+        cohorts = cohort_counts(first, stop, int(lo), hi, wt, code, n_pools)
+        blocks = annual_cap_split(s0[:, lo:hi], cohorts, annual_cap)
+        for arr, blk in zip((cum_full, paid_full, plat_ac, members_paid), blocks, strict=True):
+            arr[:, lo:hi] = blk
+    cum_paid = np.zeros_like(paid_full)
+    for i, lo in enumerate(starts):
+        hi = int(starts[i + 1]) if i + 1 < starts.size else P
+        cum_paid[:, lo:hi] = np.cumsum(paid_full[:, lo:hi], axis=1)
+    return cum_full, paid_full, plat_ac, members_paid, cum_paid

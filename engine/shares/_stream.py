@@ -21,7 +21,7 @@ import datetime as dt
 import functools
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -129,16 +129,6 @@ def _with_const(mb: pl.DataFrame, const: dict[str, str]) -> pl.DataFrame:
 
 def _cohort_batch(mb: pl.DataFrame, keys: list[str], const: dict[str, str]) -> pl.DataFrame:
     return member_counts(_with_const(mb, const), keys)
-
-
-def cohort_task(part: Any, keys: list[str], const: dict[str, str], batch_size: int) -> pl.DataFrame:
-    """One task: the cohort counts of one partition (picklable arguments and result)."""
-    cols = [k for k in keys if k not in const] + ["join_date", "exit_date"]
-    fn = functools.partial(_cohort_batch, keys=keys, const=const)
-    frames = _batches(part, list(dict.fromkeys(cols)), batch_size, fn)
-    if not frames:
-        return _cohort_batch(_empty(part, cols), keys, const)
-    return _sum_counts(frames, [*keys, "join_date", "exit_date"], [_COUNT])
 
 
 def _empty(part: Any, cols: list[str]) -> pl.DataFrame:
@@ -296,14 +286,26 @@ def _window_batch_polars(mb: pl.DataFrame, windows: list[Window], waiting_days: 
     return out
 
 
-def window_task(part: Any, windows: list[Window], waiting_days: int, rel_cols: list[str],
-                plan: tuple[str, str] | None, batch_size: int) -> list[tuple[pl.DataFrame, int, int]]:
-    """One task: the window counts of one partition, summed over its batches."""
-    cols = list(dict.fromkeys(["birth_date", "join_date", "exit_date", "sex", *rel_cols,
-                               *([plan[0]] if plan is not None else [])]))
-    fn = functools.partial(_window_batch, windows=windows, waiting_days=waiting_days, rel_cols=rel_cols, plan=plan)
+def _member_batch(mb: pl.DataFrame, keys: list[str] | None, const: dict[str, str], windows: list[Window],
+                  waiting_days: int, rel_cols: list[str], plan: tuple[str, str] | None) -> tuple[Any, list[Any]]:
+    """One batch reduced to its cohort counts (None without pool keys) and its window counts."""
+    cohorts = _cohort_batch(mb, keys, const) if keys is not None else None
+    return cohorts, _window_batch(mb, windows, waiting_days, rel_cols, plan)
+
+
+def counts_task(part: Any, keys: list[str] | None, const: dict[str, str], windows: list[Window], waiting_days: int,
+                rel_cols: list[str], plan: tuple[str, str] | None, batch_size: int) -> tuple[Any, list[Any]]:
+    """One task: the cohort and window counts of one partition, each batch read once for both (picklable)."""
+    cols = [*([k for k in keys if k not in const] + ["join_date", "exit_date"] if keys is not None else []),
+            *(["birth_date", "join_date", "exit_date", "sex", *rel_cols, *([plan[0]] if plan is not None else [])]
+              if windows else [])]
+    cols = list(dict.fromkeys(cols))
+    fn = functools.partial(_member_batch, keys=keys, const=const, windows=windows, waiting_days=waiting_days,
+                           rel_cols=rel_cols, plan=plan)
     per_batch = _batches(part, cols, batch_size, fn) or [fn(_empty(part, cols))]
-    return _sum_windows(per_batch, rel_cols)
+    cohorts = (_sum_counts([c for c, _ in per_batch], [*keys, "join_date", "exit_date"], [_COUNT])
+               if keys is not None else None)
+    return cohorts, _sum_windows([w for _, w in per_batch], rel_cols)
 
 
 def _sum_windows(results: list[list[tuple[pl.DataFrame, int, int]]],
@@ -339,23 +341,46 @@ def map_parts(fn: Any, parts: Sequence[Any], batch_size: int, executor: Executor
         raise
 
 
+def history_counts(parts: Sequence[Any], keys: list[str] | None, const: dict[str, str], windows: list[Window], *,
+                   waiting_days: int, rel_cols: list[str], plan: tuple[str, str] | None = None,
+                   batch_size: int = DEFAULT_BATCH,
+                   executor: Executor | None = None) -> tuple[pl.DataFrame | None, list[tuple[pl.DataFrame, int, int]]]:
+    """The history's cohorts and the decomposition windows' counts over every partition, one pass.
+
+    Returns
+    -------
+    cohorts : members counted by (pool ``keys``, join_date, exit_date), ``_n`` (None when ``keys`` is None).
+    windows : per window (``(period_start, notice_date)``): eligible days by cell (``_days``, sorted by
+        ``age, sex, duration, rel_cols``; members of ``plan = (column, value)`` only), N, sharing days.
+
+    Notes
+    -----
+    Each batch of each partition is read once and reduced to both; every sum across batches and
+    partitions is a sum of integers (exact, in any order).
+    """
+    fn = functools.partial(counts_task, keys=keys, const=const, windows=windows, waiting_days=waiting_days,
+                           rel_cols=rel_cols, plan=plan, batch_size=batch_size)
+    res = map_parts(fn, parts, batch_size, executor)
+    cohorts = _sum_counts([c for c, _ in res], [*keys, "join_date", "exit_date"], [_COUNT]) if keys is not None else None
+    cell_keys = ["age", "sex", "duration", *rel_cols]
+    counts = _sum_windows([w for _, w in res], rel_cols)
+    return cohorts, [(cells.sort(cell_keys, nulls_last=True), n, y) for cells, n, y in counts]
+
+
 def history_cohorts(parts: Sequence[Any], keys: list[str], const: dict[str, str], *, batch_size: int = DEFAULT_BATCH,
                     executor: Executor | None = None) -> pl.DataFrame:
     """Members counted by (pool keys, join_date, exit_date) over every partition (``_n``, exact integer sums)."""
-    fn = functools.partial(cohort_task, keys=keys, const=const, batch_size=batch_size)
-    frames = map_parts(fn, parts, batch_size, executor)
-    return _sum_counts(frames, [*keys, "join_date", "exit_date"], [_COUNT])
+    cohorts, _ = history_counts(parts, keys, const, [], waiting_days=0, rel_cols=[], batch_size=batch_size,
+                                executor=executor)
+    return cast(pl.DataFrame, cohorts)
 
 
 def window_counts(parts: Sequence[Any], windows: list[Window], *, waiting_days: int, rel_cols: list[str],
                   plan: tuple[str, str] | None = None, batch_size: int = DEFAULT_BATCH,
                   executor: Executor | None = None) -> list[tuple[pl.DataFrame, int, int]]:
     """Per window, over every partition: eligible days by cell (``_days``, sorted by its keys), N, sharing days."""
-    fn = functools.partial(window_task, windows=windows, waiting_days=waiting_days, rel_cols=rel_cols, plan=plan,
-                           batch_size=batch_size)
-    res = _sum_windows(map_parts(fn, parts, batch_size, executor), rel_cols)
-    keys = ["age", "sex", "duration", *rel_cols]
-    return [(cells.sort(keys, nulls_last=True), n, y) for cells, n, y in res]
+    return history_counts(parts, None, {}, windows, waiting_days=waiting_days, rel_cols=rel_cols, plan=plan,
+                          batch_size=batch_size, executor=executor)[1]
 
 
 def claimant_rows(parts: Sequence[Any], ids: pl.Series, cols: list[str], const: dict[str, str]) -> pl.DataFrame:
