@@ -118,8 +118,15 @@ def _sum_counts(frames: list[pl.DataFrame], keys: list[str], value_cols: list[st
 
 # --------------------------------------------------------------------------- one task
 def _batches(part: Any, cols: list[str], batch_size: int, fn: Any) -> list[Any]:
+    """``fn`` of each batch of ``cols`` of one partition (:func:`engine.cells._batch.batches`).
+
+    A lazy partition of at most ``batch_size`` rows (a file) is read whole, once, and sliced in
+    memory: a slice of a lazy file minus its set-aside rows would read the whole file again.
+    """
     from engine.cells._batch import batches
 
+    if isinstance(part, pl.LazyFrame) and int(part.select(pl.len()).collect().item()) <= batch_size:
+        part = part.select(cols).collect()
     return list(batches([part], cols, batch_size, fn))
 
 
