@@ -188,8 +188,19 @@ def test_one_pass_counts_equal_the_separate_passes(split, spawned, tmp_path) -> 
 
     keys, const = pool_keys(MEMBERS.columns, "plan_id", ["channel"])
     parts = _files(tmp_path, MEMBERS, SPLITS[split])
-    cohorts, counts = history_counts(parts, keys, const, WINDOWS, waiting_days=90, rel_cols=["channel"],
-                                     batch_size=12_345, executor=spawned)
+    end, ek = dt.date(2020, 8, 31), ["age", "sex", "channel"]
+    cohorts, counts, at_end = history_counts(parts, keys, const, WINDOWS, waiting_days=90, rel_cols=["channel"],
+                                             at_end=(end, 90, ek), batch_size=12_345, executor=spawned)
+    from engine.cells.dates import attained_age
+    m = MEMBERS.filter((pl.col("join_date") <= end) & (pl.col("exit_date").is_null() | (pl.col("exit_date") > end)))
+    age = attained_age(m.get_column("birth_date").to_physical().cast(pl.Int64).to_numpy(),
+                       np.full(m.height, (end - dt.date(1970, 1, 1)).days, dtype=np.int64))
+    direct = (m.with_columns(pl.Series("age", age).cast(at_end.schema["age"]),
+                             (pl.col("join_date") > end - dt.timedelta(days=90)).cast(pl.Float64).alias("w"))
+              .group_by(ek).agg(pl.len().cast(pl.Float64).alias("members"), pl.col("w").sum().alias("waiting_members"))
+              .sort(ek))
+    assert_frame_equal(at_end, direct, check_exact=True)
+    assert 0 < at_end.get_column("waiting_members").sum() < at_end.get_column("members").sum()
     order = [*keys, "join_date", "exit_date"]
     want = history_cohorts([MEMBERS], keys, const).sort(order)
     assert_frame_equal(cohorts.sort(order), want, check_exact=True, check_dtypes=False)
@@ -198,3 +209,15 @@ def test_one_pass_counts_equal_the_separate_passes(split, spawned, tmp_path) -> 
                                                                   rel_cols=["channel"]), strict=True):
         assert (gn, gy) == (wn, wy) and gn > 10_000
         assert_frame_equal(gc, wc, check_exact=True, check_dtypes=False)
+
+
+def test_end_counts_numpy_equal_the_polars_formula() -> None:
+    """The members sharing at the end (numpy, day numbers and a dense grid) equal the polars date expressions,
+    with and without the age key."""
+    from engine.shares._stream import _end_counts_polars, end_counts
+
+    for keys in (["age", "sex", "channel"], ["channel", "age"], ["sex"]):
+        got = end_counts(MEMBERS, dt.date(2020, 2, 29), 90, keys)
+        want = _end_counts_polars(MEMBERS, dt.date(2020, 2, 29), 90, keys)
+        assert got.columns == want.columns and got.height >= 2
+        assert_frame_equal(got.sort(keys), want.sort(keys), check_exact=True)

@@ -394,8 +394,10 @@ def stage_history(ctx: RunState) -> None:
     """Realised shares per sharing period and the decomposition of their change.
 
     One pass over the members gives every count both need (members by pool, join and exit date for the
-    history; eligible days, members sharing and sharing days of the two decomposition windows), and one
-    look-up the claimants' rows, shared by the claims' classification, the history and the decomposition.
+    history; eligible days, members sharing and sharing days of the two decomposition windows) and the
+    members sharing at the study's end by risk class (for the plans' risk table, ``ctx.sharing_at_end``);
+    one look-up gives the claimants' rows, shared by the claims' classification, the history and the
+    decomposition.
     """
     from engine.cells._exposure import classify_claims
     from engine.shares._stream import DEFAULT_BATCH, claimant_rows, column_names, history_counts, pool_keys
@@ -414,11 +416,13 @@ def stage_history(ctx: RunState) -> None:
     classified = classified.collect() if isinstance(classified, pl.LazyFrame) else classified
     ctx.classified = classified
     windows = _decomposition_windows(ctx)
-    cohorts, counts = history_counts(members, keys, const, [(a, b) for a, b, _ in windows],
-                                     waiting_days=cfg.study.waiting_days, rel_cols=[], batch_size=DEFAULT_BATCH,
-                                     executor=ctx.executor)
+    counts = history_counts(members, keys, const, [(a, b) for a, b, _ in windows],
+                            waiting_days=cfg.study.waiting_days, rel_cols=[], at_end=(ctx.end, cfg.study.waiting_days,
+                                                                                       list(ctx.by)),
+                            batch_size=DEFAULT_BATCH, executor=ctx.executor)
+    ctx.sharing_at_end = counts.at_end  # for the plans' risk table
     hist = history_from_counts(
-        cast(pl.DataFrame, cohorts), claimants, classified, keys, start=ctx.start, end=ctx.end, sharing_days=tuple(hc.sharing_days),
+        cast(pl.DataFrame, counts.cohorts), claimants, classified, keys, start=ctx.start, end=ctx.end, sharing_days=tuple(hc.sharing_days),
         fee=hc.fee, waiting_days=cfg.study.waiting_days, reporting_lag_days=hc.reporting_lag_days,
         per_claimant_cap=(hc.per_claimant_cap * cap_scale(cfg)) if hc.per_claimant_cap else None,
         annual_cap=hc.annual_cap or None,
@@ -429,7 +433,7 @@ def stage_history(ctx: RunState) -> None:
     caps = caps_cost_realised(hist, plan_col)
     ctx.write("caps_cost_history", caps)
     ctx.facts["caps_cost_history"] = caps.to_dicts()
-    ctx.write("decomposition", _decomposition(ctx, windows, counts, claimants))
+    ctx.write("decomposition", _decomposition(ctx, windows, counts.windows, claimants))
 
 
 def _month_start(d: dt.date, add: int = 0) -> dt.date:

@@ -21,7 +21,7 @@ import datetime as dt
 import functools
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import polars as pl
@@ -293,26 +293,95 @@ def _window_batch_polars(mb: pl.DataFrame, windows: list[Window], waiting_days: 
     return out
 
 
+#: members sharing at the end: (the day, waiting days, keys such as ``age, sex, factors...``)
+AtEnd = tuple[dt.date, int, list[str]]
+
+
 def _member_batch(mb: pl.DataFrame, keys: list[str] | None, const: dict[str, str], windows: list[Window],
-                  waiting_days: int, rel_cols: list[str], plan: tuple[str, str] | None) -> tuple[Any, list[Any]]:
-    """One batch reduced to its cohort counts (None without pool keys) and its window counts."""
+                  waiting_days: int, rel_cols: list[str], plan: tuple[str, str] | None,
+                  at_end: AtEnd | None) -> tuple[Any, list[Any], Any]:
+    """One batch reduced to its cohort counts (None without pool keys), its window counts and the members
+    sharing at the end (None without ``at_end``)."""
     cohorts = _cohort_batch(mb, keys, const) if keys is not None else None
-    return cohorts, _window_batch(mb, windows, waiting_days, rel_cols, plan)
+    return (cohorts, _window_batch(mb, windows, waiting_days, rel_cols, plan),
+            end_counts(mb, *at_end) if at_end is not None else None)
+
+
+def end_counts(mb: pl.DataFrame, end: dt.date, waiting_days: int, keys: list[str]) -> pl.DataFrame:
+    """Members sharing on ``end`` by ``keys`` (``members``) and those of them still waiting (``waiting_members``), Int64.
+
+    Notes
+    -----
+    Sharing on ``end``: ``join <= end < exit``; still waiting: ``join > end - waiting_days``;
+    ``age`` (Int32) is the attained age on ``end`` (:func:`engine.cells.dates.age_from_civil`, read from
+    the batch's table by birth day, as in the window counts). Counted on a dense grid of (other keys, age).
+    """
+    from engine.cells.calendar import encode_static
+    from engine.cells.dates import day_number
+
+    if mb.get_column("birth_date").null_count() or mb.get_column("join_date").null_count():
+        return _end_counts_polars(mb, end, waiting_days, keys)
+    e = day_number(end)
+    j, x = _day_numbers(mb, "join_date"), _day_numbers(mb, "exit_date")
+    alive = np.flatnonzero((j <= e) & (x > e))
+    static = [k for k in keys if k != "age"]
+    sid, n_sid, decode = encode_static(mb, static)
+    age = _Civil(_day_numbers(mb, "birth_date"), j).on(e, alive)[0] if "age" in keys else np.zeros(alive.size, np.int64)
+    a0 = int(age.min()) if age.size else 0
+    na = int(age.max()) - a0 + 1 if age.size else 1
+    code = sid[alive].astype(np.int64) * na + (age - a0)
+    waiting = (j[alive] > e - waiting_days).astype(np.float64)
+    members = np.bincount(code, minlength=n_sid * na)
+    held = np.flatnonzero(members)
+    frame = decode(held // na)
+    frame = pl.concat([frame, pl.DataFrame({"age": (held % na + a0).astype(np.int32),
+                                            "members": members[held].astype(np.int64),
+                                            "waiting_members": np.bincount(code, waiting, minlength=n_sid * na)[held]
+                                            .astype(np.int64)})], how="horizontal")
+    return frame.select(*keys, "members", "waiting_members")
+
+
+def _end_counts_polars(mb: pl.DataFrame, end: dt.date, waiting_days: int, keys: list[str]) -> pl.DataFrame:
+    """:func:`end_counts` for members with a null birth or join date (polars expressions)."""
+    from engine.cells.dates import attained_age_expr
+
+    alive = mb.lazy().filter((pl.col("join_date") <= end) & (pl.col("exit_date").is_null() | (pl.col("exit_date") > end)))
+    waiting_from = end - dt.timedelta(days=waiting_days)
+    return (alive.with_columns(attained_age_expr(pl.col("birth_date"), pl.lit(end)).alias("age"),
+                               (pl.col("join_date") > waiting_from).cast(pl.Int64).alias("waiting_members"))
+            .group_by(keys).agg(pl.len().cast(pl.Int64).alias("members"), pl.col("waiting_members").sum())
+            .collect())
+
+
+def _sum_end(frames: list[pl.DataFrame], keys: list[str]) -> pl.DataFrame:
+    """Members sharing at the end of several batches or partitions summed by ``keys`` (integers: exact)."""
+    frames = [f for f in frames if f.height] or frames[:1]
+    return pl.concat(frames, how="vertical_relaxed").group_by(keys).agg(pl.col("members", "waiting_members").sum())
+
+
+def _columns(keys: list[str] | None, const: dict[str, str], windows: list[Window], rel_cols: list[str],
+             plan: tuple[str, str] | None, at_end: AtEnd | None) -> list[str]:
+    """The member columns the counts read."""
+    cols = [k for k in keys if k not in const] + ["join_date", "exit_date"] if keys is not None else []
+    if windows:
+        cols += ["birth_date", "join_date", "exit_date", "sex", *rel_cols, *([plan[0]] if plan is not None else [])]
+    if at_end is not None:
+        cols += ["birth_date", "join_date", "exit_date", *[k for k in at_end[2] if k != "age"]]
+    return list(dict.fromkeys(cols))
 
 
 def counts_task(part: Any, keys: list[str] | None, const: dict[str, str], windows: list[Window], waiting_days: int,
-                rel_cols: list[str], plan: tuple[str, str] | None, batch_size: int) -> tuple[Any, list[Any]]:
-    """One task: the cohort and window counts of one partition, each batch read once for both (picklable)."""
-    cols = [*([k for k in keys if k not in const] + ["join_date", "exit_date"] if keys is not None else []),
-            *(["birth_date", "join_date", "exit_date", "sex", *rel_cols, *([plan[0]] if plan is not None else [])]
-              if windows else [])]
-    cols = list(dict.fromkeys(cols))
+                rel_cols: list[str], plan: tuple[str, str] | None, at_end: AtEnd | None,
+                batch_size: int) -> tuple[Any, list[Any], Any]:
+    """One task: the counts of one partition, each batch read once for all of them (picklable)."""
+    cols = _columns(keys, const, windows, rel_cols, plan, at_end)
     fn = functools.partial(_member_batch, keys=keys, const=const, windows=windows, waiting_days=waiting_days,
-                           rel_cols=rel_cols, plan=plan)
+                           rel_cols=rel_cols, plan=plan, at_end=at_end)
     per_batch = _batches(part, cols, batch_size, fn) or [fn(_empty(part, cols))]
-    cohorts = (_sum_counts([c for c, _ in per_batch], [*keys, "join_date", "exit_date"], [_COUNT])
+    cohorts = (_sum_counts([b[0] for b in per_batch], [*keys, "join_date", "exit_date"], [_COUNT])
                if keys is not None else None)
-    return cohorts, _sum_windows([w for _, w in per_batch], rel_cols)
+    end = _sum_end([b[2] for b in per_batch], at_end[2]) if at_end is not None else None
+    return cohorts, _sum_windows([b[1] for b in per_batch], rel_cols), end
 
 
 def _sum_windows(results: list[list[tuple[pl.DataFrame, int, int]]],
@@ -348,38 +417,59 @@ def map_parts(fn: Any, parts: Sequence[Any], batch_size: int, executor: Executor
         raise
 
 
+class MemberCounts(NamedTuple):
+    """What :func:`history_counts` counts (None for what was not asked)."""
+
+    #: members by (pool keys, join_date, exit_date), ``_n``
+    cohorts: pl.DataFrame | None
+    #: per window: eligible days by cell (``_days``, sorted by its keys), N, sharing days
+    windows: list[tuple[pl.DataFrame, int, int]]
+    #: members sharing at the end by its keys (``members``, ``waiting_members``: Float64), sorted by the keys
+    at_end: pl.DataFrame | None
+
+
 def history_counts(parts: Sequence[Any], keys: list[str] | None, const: dict[str, str], windows: list[Window], *,
                    waiting_days: int, rel_cols: list[str], plan: tuple[str, str] | None = None,
-                   batch_size: int = DEFAULT_BATCH,
-                   executor: Executor | None = None) -> tuple[pl.DataFrame | None, list[tuple[pl.DataFrame, int, int]]]:
-    """The history's cohorts and the decomposition windows' counts over every partition, one pass.
+                   at_end: AtEnd | None = None, batch_size: int = DEFAULT_BATCH,
+                   executor: Executor | None = None) -> MemberCounts:
+    """The history's cohorts, the decomposition windows' counts and the members sharing at the end, one pass.
+
+    Parameters
+    ----------
+    parts : the member partitions.
+    keys, const : pool keys and constant columns (:func:`pool_keys`); None: no cohorts.
+    windows : ``(period_start, notice_date)`` of the windows (members of ``plan = (column, value)`` only),
+        their counts keyed by ``age, sex, duration, rel_cols``; waiting_days as in the history.
+    at_end : ``(end, waiting_days, keys)``: members sharing on ``end`` by ``keys`` (:func:`end_counts`).
 
     Returns
     -------
-    cohorts : members counted by (pool ``keys``, join_date, exit_date), ``_n`` (None when ``keys`` is None).
-    windows : per window (``(period_start, notice_date)``): eligible days by cell (``_days``, sorted by
-        ``age, sex, duration, rel_cols``; members of ``plan = (column, value)`` only), N, sharing days.
+    MemberCounts
 
     Notes
     -----
-    Each batch of each partition is read once and reduced to both; every sum across batches and
-    partitions is a sum of integers (exact, in any order).
+    Each batch of each partition is read once and reduced to every count; every sum across batches
+    and partitions is a sum of integers (exact, in any order).
     """
     fn = functools.partial(counts_task, keys=keys, const=const, windows=windows, waiting_days=waiting_days,
-                           rel_cols=rel_cols, plan=plan, batch_size=batch_size)
+                           rel_cols=rel_cols, plan=plan, at_end=at_end, batch_size=batch_size)
     res = map_parts(fn, parts, batch_size, executor)
-    cohorts = _sum_counts([c for c, _ in res], [*keys, "join_date", "exit_date"], [_COUNT]) if keys is not None else None
+    cohorts = _sum_counts([r[0] for r in res], [*keys, "join_date", "exit_date"], [_COUNT]) if keys is not None else None
     cell_keys = ["age", "sex", "duration", *rel_cols]
-    counts = _sum_windows([w for _, w in res], rel_cols)
-    return cohorts, [(cells.sort(cell_keys, nulls_last=True), n, y) for cells, n, y in counts]
+    counts = [(cells.sort(cell_keys, nulls_last=True), n, y) for cells, n, y in _sum_windows([r[1] for r in res], rel_cols)]
+    end = None
+    if at_end is not None:
+        ek = at_end[2]
+        end = _sum_end([r[2] for r in res], ek).select(*ek, pl.col("members", "waiting_members").cast(pl.Float64)).sort(ek)
+    return MemberCounts(cohorts, counts, end)
 
 
 def history_cohorts(parts: Sequence[Any], keys: list[str], const: dict[str, str], *, batch_size: int = DEFAULT_BATCH,
                     executor: Executor | None = None) -> pl.DataFrame:
     """Members counted by (pool keys, join_date, exit_date) over every partition (``_n``, exact integer sums)."""
-    cohorts, _ = history_counts(parts, keys, const, [], waiting_days=0, rel_cols=[], batch_size=batch_size,
-                                executor=executor)
-    return cast(pl.DataFrame, cohorts)
+    counts = history_counts(parts, keys, const, [], waiting_days=0, rel_cols=[], batch_size=batch_size,
+                            executor=executor)
+    return cast(pl.DataFrame, counts.cohorts)
 
 
 def window_counts(parts: Sequence[Any], windows: list[Window], *, waiting_days: int, rel_cols: list[str],
@@ -387,7 +477,7 @@ def window_counts(parts: Sequence[Any], windows: list[Window], *, waiting_days: 
                   executor: Executor | None = None) -> list[tuple[pl.DataFrame, int, int]]:
     """Per window, over every partition: eligible days by cell (``_days``, sorted by its keys), N, sharing days."""
     return history_counts(parts, None, {}, windows, waiting_days=waiting_days, rel_cols=rel_cols, plan=plan,
-                          batch_size=batch_size, executor=executor)[1]
+                          batch_size=batch_size, executor=executor).windows
 
 
 def claimant_rows(parts: Sequence[Any], ids: pl.Series, cols: list[str], const: dict[str, str]) -> pl.DataFrame:
