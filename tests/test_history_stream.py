@@ -221,3 +221,18 @@ def test_end_counts_numpy_equal_the_polars_formula() -> None:
         want = _end_counts_polars(MEMBERS, dt.date(2020, 2, 29), 90, keys)
         assert got.columns == want.columns and got.height >= 2
         assert_frame_equal(got.sort(keys), want.sort(keys), check_exact=True)
+
+
+def test_member_counts_equal_a_group_by() -> None:
+    """The packed count of members by (pool keys, join, exit) equals a plain group-by: on a dense grid
+    (joins within a few days), by hashing (joins over years) and with no exit at all."""
+    from engine.shares._stream import member_counts
+
+    keys = ["plan_id", "channel"]
+    few_days = MEMBERS.filter(pl.col("join_date") <= pl.col("join_date").min() + dt.timedelta(days=20))
+    for m in (few_days, MEMBERS, MEMBERS.head(5_000).with_columns(pl.lit(None, dtype=pl.Date).alias("exit_date"))):
+        got = member_counts(m.select(*keys, "join_date", "exit_date"), keys)
+        want = m.group_by(*keys, "join_date", "exit_date").agg(pl.len().cast(pl.UInt32).alias("_n"))
+        order = [*keys, "join_date", "exit_date"]
+        assert m.height > 1_000 and int(got.get_column("_n").sum()) == m.height
+        assert_frame_equal(got.sort(order, nulls_last=True), want.sort(order, nulls_last=True), check_exact=True)

@@ -80,7 +80,9 @@ def member_counts(m: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     """Members counted by (pool keys, join_date, exit_date): ``keys..., join_date, exit_date, _n`` (UInt32).
 
     The three keys are packed into one Int64 (static key id, join day, exit day or a
-    null code) so the group-by runs on integers; a plain group-by when they do not fit.
+    null code) so the count runs on integers: a dense ``bincount`` when the packed grid is
+    small (e.g. a file of members who joined within a few weeks), a hash count otherwise; a
+    plain group-by when they do not fit.
     """
     from engine.cells.calendar import encode_static
 
@@ -88,22 +90,29 @@ def member_counts(m: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
         return m.group_by(*keys, "join_date", "exit_date").agg(pl.len().cast(pl.UInt32).alias(_COUNT))
     j = m.get_column("join_date").to_physical().cast(pl.Int64)
     x = m.get_column("exit_date").to_physical().cast(pl.Int64)
-    lo = int(min(j.min(), x.min() if x.null_count() < x.len() else j.min()))
-    hi = int(max(j.max(), x.max() if x.null_count() < x.len() else j.max()))
-    sid, n_sid, decode = encode_static(m, keys)
-    span = hi - lo + 2  # the last code stands for a null exit_date
-    if j.null_count() or float(n_sid) * span * span >= 2.0**62:
+    if j.null_count():
         return m.group_by(*keys, "join_date", "exit_date").agg(pl.len().cast(pl.UInt32).alias(_COUNT))
-    packed = (pl.Series(sid).cast(pl.Int64) * span + (j - lo)) * span + (x - lo).fill_null(span - 1)
-    counts = packed.value_counts(name=_COUNT, sort=False)
-    v = counts.get_column(packed.name).to_numpy()
-    xs = v % span
-    rest = v // span
-    out = decode(rest // span)
-    join = pl.Series("join_date", rest % span + lo).cast(pl.Int32).cast(pl.Date)
-    exit_ = pl.Series("exit_date", np.where(xs == span - 1, 0, xs + lo)).cast(pl.Int32).cast(pl.Date)
-    exit_ = pl.select(pl.when(pl.Series(xs == span - 1)).then(None).otherwise(exit_)).to_series().alias("exit_date")
-    return pl.concat([out, pl.DataFrame([join, exit_]), counts.select(pl.col(_COUNT).cast(pl.UInt32))],
+    jlo, jspan = int(j.min()), int(j.max()) - int(j.min()) + 1
+    xlo = int(x.min()) if x.null_count() < x.len() else 0
+    xspan = (int(x.max()) - xlo + 2) if x.null_count() < x.len() else 1  # the last code stands for a null exit_date
+    sid, n_sid, decode = encode_static(m, keys)
+    size = float(n_sid) * jspan * xspan
+    if size >= 2.0**62:
+        return m.group_by(*keys, "join_date", "exit_date").agg(pl.len().cast(pl.UInt32).alias(_COUNT))
+    packed = (pl.Series(sid).cast(pl.Int64) * jspan + (j - jlo)) * xspan + (x - xlo).fill_null(xspan - 1)
+    if size <= 4 * m.height + 100_000:  # a dense grid: counted without hashing
+        dense = np.bincount(packed.to_numpy(), minlength=int(size))
+        v = np.flatnonzero(dense)
+        n = dense[v]
+    else:
+        counts = packed.value_counts(name=_COUNT, sort=False)
+        v, n = counts.get_column(packed.name).to_numpy(), counts.get_column(_COUNT).to_numpy()
+    xs, rest = v % xspan, v // xspan
+    out = decode(rest // jspan)
+    join = pl.Series("join_date", rest % jspan + jlo).cast(pl.Int32).cast(pl.Date)
+    exit_ = pl.Series("exit_date", np.where(xs == xspan - 1, 0, xs + xlo)).cast(pl.Int32).cast(pl.Date)
+    exit_ = pl.select(pl.when(pl.Series(xs == xspan - 1)).then(None).otherwise(exit_)).to_series().alias("exit_date")
+    return pl.concat([out, pl.DataFrame([join, exit_]), pl.DataFrame({_COUNT: pl.Series(n).cast(pl.UInt32)})],
                      how="horizontal")
 
 
