@@ -161,9 +161,10 @@ def _window_batch(mb: pl.DataFrame, windows: list[Window], waiting_days: int, re
 
     Notes
     -----
-    With day numbers J (join), X (exit, never = far future), window [s, d]: a member shares on d
-    when ``J <= d < X``; its sharing days are ``max(0, min(X, d + 1) - max(J, s))`` and its eligible
-    days ``max(0, min(X, d + 1) - max(J + waiting, s))``, keyed by attained age and completed months
+    With day numbers J (join), X (exit, never = far future), window [s, d] (``s <= d``): a member shares
+    on d when ``J <= d < X``; its sharing days are ``max(0, min(X, d + 1) - max(J, s))`` and its eligible
+    days ``max(0, min(X, d + 1) - max(J + waiting, s))`` (all three are 0 unless ``J <= d`` and ``X > s``,
+    so only those members are computed), keyed by attained age and completed months
     on d (:func:`engine.cells.dates.age_from_civil`, :func:`engine.cells.dates.months_from_civil`).
     Day numbers are int32 (the physical type of a polars Date); the sums are int64.
     """
@@ -184,13 +185,16 @@ def _window_batch(mb: pl.DataFrame, windows: list[Window], waiting_days: int, re
     out = []
     for period_start, notice_date in windows:
         s, d = day_number(period_start), day_number(notice_date)
-        stop = np.minimum(x, np.int32(d + 1))
-        n_sharing = int(np.count_nonzero((j <= d) & (x > d)))
-        share_days = int(np.maximum(stop - np.maximum(j, np.int32(s)), 0).sum(dtype=np.int64))
-        days = stop - np.maximum(jw, np.int32(s))
-        keep = np.flatnonzero(days > 0)
+        rows = np.flatnonzero((j <= d) & (x > s))  # in the window at some day; any other member counts 0
+        jr, xr = j[rows], x[rows]
+        stop = np.minimum(xr, np.int32(d + 1))
+        n_sharing = int(np.count_nonzero(xr > d))
+        share_days = int(np.maximum(stop - np.maximum(jr, np.int32(s)), 0).sum(dtype=np.int64))
+        days = stop - np.maximum(jw[rows], np.int32(s))
+        pos = days > 0
+        keep = rows[pos]
         age, dur = civil.on(d, keep)
-        out.append((_cells_by(sid[keep], age, dur, days[keep], decode, rel_cols), n_sharing, share_days))
+        out.append((_cells_by(sid[keep], age, dur, days[pos], decode, rel_cols), n_sharing, share_days))
     return out
 
 
