@@ -158,3 +158,81 @@ def test_window_counts_numpy_equal_the_polars_formula() -> None:
         assert (gn, gy) == (wn, wy) and gn > 10_000
         gc = gc.with_columns(pl.col("age", "duration").cast(pl.Int32)).sort(keys)
         assert_frame_equal(gc, wc.select(gc.columns).sort(keys), check_exact=True)
+
+
+def test_window_counts_with_a_far_birth_date_equal_the_polars_formula() -> None:
+    """A birth date centuries before the others (a span far longer than the batch) takes the per-member civil
+    parts instead of the span's day table; the counts still equal the polars formula."""
+    from engine.shares._stream import _Civil, _RowTable, _window_batch, _window_batch_polars
+
+    keys = ["age", "sex", "duration", "channel"]
+    m = MEMBERS.head(2_000).with_columns(
+        pl.when(pl.int_range(pl.len()) % 100 == 0).then(pl.lit(dt.date(1601, 2, 28))).otherwise(pl.col("birth_date"))
+        .alias("birth_date"))
+    birth = m.get_column("birth_date").to_physical().cast(pl.Int32).to_numpy()  # every 100th born in 1601
+    assert isinstance(_Civil(birth, birth).birth.table, _RowTable)  # the fallback is exercised
+    got = _window_batch(m, WINDOWS, 90, ["channel"], None)
+    want = _window_batch_polars(m, WINDOWS, 90, ["channel"])
+    for (gc, gn, gy), (wc, wn, wy) in zip(got, want):
+        assert (gn, gy) == (wn, wy) and gn > 100
+        gc = gc.with_columns(pl.col("age", "duration").cast(pl.Int32)).sort(keys)
+        assert_frame_equal(gc, wc.select(gc.columns).sort(keys), check_exact=True)
+        assert int(gc.get_column("age").max()) > 400  # the far birth is counted, with its own age
+
+
+@pytest.mark.parametrize("split", ["3 files", "uneven and empty"])
+def test_one_pass_counts_equal_the_separate_passes(split, spawned, tmp_path) -> None:
+    """``history_counts`` (cohorts and windows from one read of each batch, as ``fentan run`` asks) over files
+    on a spawned process pool, in small batches, equals the cohorts and the window counts of all members at once."""
+    from engine.shares._stream import history_counts, history_cohorts, pool_keys, window_counts
+
+    keys, const = pool_keys(MEMBERS.columns, "plan_id", ["channel"])
+    parts = _files(tmp_path, MEMBERS, SPLITS[split])
+    end, ek = dt.date(2020, 8, 31), ["age", "sex", "channel"]
+    cohorts, counts, at_end = history_counts(parts, keys, const, WINDOWS, waiting_days=90, rel_cols=["channel"],
+                                             at_end=(end, 90, ek), batch_size=12_345, executor=spawned)
+    from engine.cells.dates import attained_age
+    m = MEMBERS.filter((pl.col("join_date") <= end) & (pl.col("exit_date").is_null() | (pl.col("exit_date") > end)))
+    age = attained_age(m.get_column("birth_date").to_physical().cast(pl.Int64).to_numpy(),
+                       np.full(m.height, (end - dt.date(1970, 1, 1)).days, dtype=np.int64))
+    direct = (m.with_columns(pl.Series("age", age).cast(at_end.schema["age"]),
+                             (pl.col("join_date") > end - dt.timedelta(days=90)).cast(pl.Float64).alias("w"))
+              .group_by(ek).agg(pl.len().cast(pl.Float64).alias("members"), pl.col("w").sum().alias("waiting_members"))
+              .sort(ek))
+    assert_frame_equal(at_end, direct, check_exact=True)
+    assert 0 < at_end.get_column("waiting_members").sum() < at_end.get_column("members").sum()
+    order = [*keys, "join_date", "exit_date"]
+    want = history_cohorts([MEMBERS], keys, const).sort(order)
+    assert_frame_equal(cohorts.sort(order), want, check_exact=True, check_dtypes=False)
+    assert int(cohorts.get_column("_n").sum()) == MEMBERS.height
+    for (gc, gn, gy), (wc, wn, wy) in zip(counts, window_counts([MEMBERS], WINDOWS, waiting_days=90,
+                                                                  rel_cols=["channel"]), strict=True):
+        assert (gn, gy) == (wn, wy) and gn > 10_000
+        assert_frame_equal(gc, wc, check_exact=True, check_dtypes=False)
+
+
+def test_end_counts_numpy_equal_the_polars_formula() -> None:
+    """The members sharing at the end (numpy, day numbers and a dense grid) equal the polars date expressions,
+    with and without the age key."""
+    from engine.shares._stream import _end_counts_polars, end_counts
+
+    for keys in (["age", "sex", "channel"], ["channel", "age"], ["sex"]):
+        got = end_counts(MEMBERS, dt.date(2020, 2, 29), 90, keys)
+        want = _end_counts_polars(MEMBERS, dt.date(2020, 2, 29), 90, keys)
+        assert got.columns == want.columns and got.height >= 2
+        assert_frame_equal(got.sort(keys), want.sort(keys), check_exact=True)
+
+
+def test_member_counts_equal_a_group_by() -> None:
+    """The packed count of members by (pool keys, join, exit) equals a plain group-by: on a dense grid
+    (joins within a few days), by hashing (joins over years) and with no exit at all."""
+    from engine.shares._stream import member_counts
+
+    keys = ["plan_id", "channel"]
+    few_days = MEMBERS.filter(pl.col("join_date") <= pl.col("join_date").min() + dt.timedelta(days=20))
+    for m in (few_days, MEMBERS, MEMBERS.head(5_000).with_columns(pl.lit(None, dtype=pl.Date).alias("exit_date"))):
+        got = member_counts(m.select(*keys, "join_date", "exit_date"), keys)
+        want = m.group_by(*keys, "join_date", "exit_date").agg(pl.len().cast(pl.UInt32).alias("_n"))
+        order = [*keys, "join_date", "exit_date"]
+        assert m.height > 1_000 and int(got.get_column("_n").sum()) == m.height
+        assert_frame_equal(got.sort(order, nulls_last=True), want.sort(order, nulls_last=True), check_exact=True)

@@ -8,7 +8,7 @@ segmentation's risk group (:func:`risk_table`).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -36,7 +36,9 @@ def risk_table(ctx: RunState) -> pl.DataFrame:
     cfg = ctx.cfg
     end: dt.date = ctx.end
     keys = list(ctx.by)
-    counts = sharing_at(ctx.members, end, cfg.study.waiting_days, keys, ctx.executor)
+    counts = ctx.sharing_at_end  # counted in the history stage's pass over the members
+    if counts is None:
+        counts = sharing_at(ctx.members, end, cfg.study.waiting_days, keys, ctx.executor)
     first = end - dt.timedelta(days=round(DAYS_PER_YEAR * cfg.plans.recent_years))
     recent = ctx.cells.filter(pl.col("period") >= first)
     rec = _sums(recent if recent.height else ctx.cells, keys).select(*keys, "exposure_years", "claims")
@@ -64,32 +66,16 @@ def risk_table(ctx: RunState) -> pl.DataFrame:
     return table
 
 
-def _sharing_part(part: pl.DataFrame | pl.LazyFrame, end: dt.date, waiting_days: int, keys: list[str]) -> pl.DataFrame:
-    """One task: members of one partition sharing on ``end`` by ``keys`` (``members``, ``waiting_members``: integers)."""
-    from engine.cells.dates import attained_age_expr
-
-    alive = part.lazy().filter((pl.col("join_date") <= end) & (pl.col("exit_date").is_null() | (pl.col("exit_date") > end)))
-    waiting_from = end - dt.timedelta(days=waiting_days)
-    return (alive.with_columns(attained_age_expr(pl.col("birth_date"), pl.lit(end)).alias("age"),
-                               (pl.col("join_date") > waiting_from).cast(pl.Int64).alias("waiting_members"))
-            .group_by(keys).agg(pl.len().cast(pl.Int64).alias("members"), pl.col("waiting_members").sum())
-            .collect())
-
-
 def sharing_at(parts: list[Any], end: dt.date, waiting_days: int, keys: list[str], executor: Any = None) -> pl.DataFrame:
     """Members sharing on ``end`` (``join <= end < exit``) by ``keys``, and those of them still waiting
     (``join > end - waiting_days``), counted per partition (one task each on ``executor``) and summed (integers,
-    exact); float columns ``members``, ``waiting_members``, sorted by ``keys``."""
-    import functools
+    exact); float columns ``members``, ``waiting_members``, sorted by ``keys``
+    (:func:`engine.shares._stream.end_counts`; the history stage counts them in its pass over the members)."""
+    from engine.shares._stream import DEFAULT_BATCH, history_counts
 
-    from engine.shares._stream import DEFAULT_BATCH, map_parts
-
-    fn = functools.partial(_sharing_part, end=end, waiting_days=waiting_days, keys=keys)
-    frames = [f for f in map_parts(fn, parts, DEFAULT_BATCH, executor) if f.height]
-    if not frames:
-        frames = [fn(parts[0].lazy().clear())]
-    both = pl.concat(frames, how="vertical_relaxed").group_by(keys).agg(pl.col("members", "waiting_members").sum())
-    return both.select(*keys, pl.col("members", "waiting_members").cast(pl.Float64)).sort(keys)
+    return cast(pl.DataFrame, history_counts(parts, None, {}, [], waiting_days=waiting_days, rel_cols=[],
+                                             at_end=(end, waiting_days, keys), batch_size=DEFAULT_BATCH,
+                                             executor=executor).at_end)
 
 
 def stage_plans(ctx: RunState) -> None:

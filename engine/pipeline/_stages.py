@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -406,24 +406,41 @@ def stage_segmentation(ctx: RunState) -> None:
 
 # --------------------------------------------------------------------------- history
 def stage_history(ctx: RunState) -> None:
-    """Realised shares per sharing period and the decomposition of their change."""
+    """Realised shares per sharing period and the decomposition of their change.
+
+    One pass over the members gives every count both need (members by pool, join and exit date for the
+    history; eligible days, members sharing and sharing days of the two decomposition windows) and the
+    members sharing at the study's end by risk class (for the plans' risk table, ``ctx.sharing_at_end``);
+    one look-up gives the claimants' rows, shared by the claims' classification, the history and the
+    decomposition.
+    """
     from engine.cells._exposure import classify_claims
-    from engine.shares._stream import claimant_rows, column_names
-    from engine.shares.history import share_history, with_shares_per_month_year
+    from engine.shares._stream import DEFAULT_BATCH, claimant_rows, column_names, history_counts, pool_keys
+    from engine.shares.history import history_from_counts, with_shares_per_month_year
 
     cfg = ctx.cfg
     hc = cfg.history
     members = ctx.members  # partitions: each is reduced to counts, none is joined whole
-    plan_col = hc.plan_col if hc.plan_col and hc.plan_col in column_names(members) else None
-    claimants = claimant_rows(members, ctx.claims.get_column("member_id").unique(), ["join_date", "exit_date"], {})
-    classified = classify_claims(claimants, ctx.claims, waiting_days=cfg.study.waiting_days)
+    names = column_names(members)
+    plan_col = hc.plan_col if hc.plan_col and hc.plan_col in names else None
+    keys, const = pool_keys(names, plan_col, None)
+    claimants = claimant_rows(members, ctx.claims.get_column("member_id").unique(), [*keys, "join_date", "exit_date"],
+                              const)
+    classified = classify_claims(claimants.select("member_id", "join_date", "exit_date"), ctx.claims,
+                                 waiting_days=cfg.study.waiting_days)
     classified = classified.collect() if isinstance(classified, pl.LazyFrame) else classified
     ctx.classified = classified
-    hist = share_history(
-        members, classified, start=ctx.start, end=ctx.end, sharing_days=tuple(hc.sharing_days), fee=hc.fee,
-        waiting_days=cfg.study.waiting_days, reporting_lag_days=hc.reporting_lag_days,
+    windows = _decomposition_windows(ctx)
+    counts = history_counts(members, keys, const, [(a, b) for a, b, _ in windows],
+                            waiting_days=cfg.study.waiting_days, rel_cols=[], at_end=(ctx.end, cfg.study.waiting_days,
+                                                                                       list(ctx.by)),
+                            batch_size=DEFAULT_BATCH, executor=ctx.executor)
+    ctx.sharing_at_end = counts.at_end  # for the plans' risk table
+    hist = history_from_counts(
+        cast(pl.DataFrame, counts.cohorts), claimants, classified, keys, start=ctx.start, end=ctx.end, sharing_days=tuple(hc.sharing_days),
+        fee=hc.fee, waiting_days=cfg.study.waiting_days, reporting_lag_days=hc.reporting_lag_days,
         per_claimant_cap=(hc.per_claimant_cap * cap_scale(cfg)) if hc.per_claimant_cap else None,
-        annual_cap=hc.annual_cap or None, plan_col=plan_col, executor=ctx.executor,
+        annual_cap=hc.annual_cap or None,
     )
     ctx.write("history", with_shares_per_month_year(hist, tuple(hc.sharing_days)))
     from engine.projection._caps import caps_cost_realised
@@ -431,7 +448,7 @@ def stage_history(ctx: RunState) -> None:
     caps = caps_cost_realised(hist, plan_col)
     ctx.write("caps_cost_history", caps)
     ctx.facts["caps_cost_history"] = caps.to_dicts()
-    ctx.write("decomposition", _decomposition(ctx, plan_col))
+    ctx.write("decomposition", _decomposition(ctx, windows, counts.windows, claimants))
 
 
 def _month_start(d: dt.date, add: int = 0) -> dt.date:
@@ -439,35 +456,43 @@ def _month_start(d: dt.date, add: int = 0) -> dt.date:
     return dt.date(m // 12, m % 12 + 1, 1)
 
 
-def _decomposition(ctx: RunState, plan_col: str | None) -> pl.DataFrame:
-    """Shapley (or configured) attribution: early months -> last months -> stationary.
+def _decomposition_windows(ctx: RunState) -> list[tuple[dt.date, dt.date, str]]:
+    """The early and late windows of the decomposition, ``(period_start, notice_date, label)``; none when the
+    study is too short.
 
-    "Stationary" is the last window's experience with no dilution, no reporting lag and select
-    effects worn off (:func:`engine.shares.decomposition.sustainable`) at that window's mix: not the
-    sustainable share of the projection, whose mix is at its equilibrium.
+    Early: the first full calendar month after the first cohort's waiting period and the next two; late:
+    the last :data:`DECOMPOSE_MONTHS` full months.
     """
-    from engine.shares._drivers import window_drivers
-    from engine.shares.decomposition import decompose, sustainable
-
-    cfg = ctx.cfg
-    hc = cfg.history
-    # early: the first full calendar month after the first cohort's waiting period; late: the last full month
-    early0 = _month_start(ctx.start + dt.timedelta(days=cfg.study.waiting_days), 1)
+    early0 = _month_start(ctx.start + dt.timedelta(days=ctx.cfg.study.waiting_days), 1)
     late0 = _month_start(ctx.end + dt.timedelta(days=1), -DECOMPOSE_MONTHS)
     if _month_start(early0, DECOMPOSE_MONTHS) > late0:
-        return pl.DataFrame({"note": ["study too short for a decomposition (needs two 3-month windows after the waiting period)"]})
-    kw = dict(fee=hc.fee, waiting_days=cfg.study.waiting_days, reporting_lag_days=hc.reporting_lag_days,
-              terminate_on_claim=cfg.study.terminate_on_claim)
-    if plan_col is not None:
-        kw["plan_col"] = plan_col
+        return []
 
     def window(m0: dt.date) -> tuple[dt.date, dt.date, str]:
         return (m0, _month_start(m0, DECOMPOSE_MONTHS) - dt.timedelta(days=1),
                 f"{m0:%Y-%m}..{_month_start(m0, DECOMPOSE_MONTHS - 1):%Y-%m}")
 
-    try:  # both windows in one pass over the members
-        a, b = window_drivers(ctx.members, ctx.classified, [window(early0), window(late0)], executor=ctx.executor,
-                              **kw)
+    return [window(early0), window(late0)]
+
+
+def _decomposition(ctx: RunState, windows: list[tuple[dt.date, dt.date, str]], counts: list[Any],
+                   claimants: pl.DataFrame) -> pl.DataFrame:
+    """Shapley (or configured) attribution: early months -> last months -> stationary.
+
+    ``counts`` are the windows' member counts (:func:`engine.shares._stream.history_counts`), ``claimants``
+    the claimants' member rows. "Stationary" is the last window's experience with no dilution, no reporting
+    lag and select effects worn off (:func:`engine.shares.decomposition.sustainable`) at that window's mix:
+    not the sustainable share of the projection, whose mix is at its equilibrium.
+    """
+    from engine.shares._drivers import drivers_from_counts
+    from engine.shares.decomposition import decompose, sustainable
+
+    hc = ctx.cfg.history
+    if not windows:
+        return pl.DataFrame({"note": ["study too short for a decomposition (needs two 3-month windows after the waiting period)"]})
+    try:  # both windows from the one pass over the members
+        a, b = drivers_from_counts(counts, claimants, ctx.classified, windows, fee=hc.fee,
+                                   reporting_lag_days=hc.reporting_lag_days)
         s = sustainable(b)
         parts = [decompose(a, b, method=hc.decompose).with_columns(pl.lit(f"{a.label} -> {b.label}").alias("comparison"),
                                                                     pl.lit(a.share_cny).alias("share_a_cny"),

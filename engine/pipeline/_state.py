@@ -65,6 +65,9 @@ class RunState:
     segmenter: RiskSegmenter | None = None
     #: history: claims with their eligibility
     classified: pl.DataFrame | None = None
+    #: history: members sharing on the study's last day by ``by`` (``members``, ``waiting_members``), counted in the
+    #: history's pass over the members for the plans' risk table (``engine.pipeline._plan_stages.sharing_at``)
+    sharing_at_end: pl.DataFrame | None = None
     #: plans: members sharing at the end of the study by risk class (see ``_plan_stages.risk_table``)
     risk_table: pl.DataFrame | None = None
     #: projection: one result per projected plan set label

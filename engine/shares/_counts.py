@@ -48,9 +48,8 @@ def sharing_counts(
 
 
 def cohort_counts(
-    join_days: np.ndarray,
-    exit_days: np.ndarray,
-    notice_days: np.ndarray,
+    first: np.ndarray,
+    stop: np.ndarray,
     lo: int,
     hi: int,
     weights: np.ndarray,
@@ -59,18 +58,25 @@ def cohort_counts(
 ) -> np.ndarray:
     """``n[p, k, t]`` for one calendar year (notices ``lo <= t < hi``, local indices).
 
+    Parameters
+    ----------
+    first, stop : notice indices of the member rows, found once for every year:
+        ``first = searchsorted(T, join, 'left')`` (the first notice with ``T >= join``) and
+        ``stop = searchsorted(T, exit, 'left')`` (the first notice with ``T >= exit``).
+    lo, hi : the year's notices.
+    weights, pool, n_pools : member counts of the rows, their pool codes and the number of pools.
+
+    Notes
+    -----
     Members of pool p sharing on notice t whose sharing this year began at
     notice k. A member sharing on notices ``[a, e)`` is in cohort
     ``k = max(a, lo)`` on ``t in [k, min(e, hi))``: a two-dimensional
     difference array, no loop over members.
     """
-    T = np.asarray(notice_days, dtype=np.int64)
-    a = np.searchsorted(T, join_days, side="left")
-    e = np.searchsorted(T, exit_days, side="left")
     L = hi - lo
-    k = np.maximum(a, lo)
-    end = np.minimum(e, hi)
-    ok = k < end
+    k = np.maximum(first, lo)
+    end = np.minimum(stop, hi)
+    ok = np.flatnonzero(k < end)
     kk, ee, ww, pp = k[ok] - lo, end[ok] - lo, weights[ok], pool[ok]
     size = n_pools * L * (L + 1)
     base = pp * L * (L + 1) + kk * (L + 1)
@@ -116,3 +122,33 @@ def annual_cap_split(
     platform_total = np.einsum("pkt,pkt->pt", cohorts, platform_each)
     members_total = np.einsum("pkt,pkt->pt", cohorts, paid)
     return S, paid[:, 0, :], platform_total, members_total
+
+
+def annual_cap_pass(
+    s0: np.ndarray,
+    year_start: np.ndarray,
+    jd: np.ndarray,
+    xd: np.ndarray,
+    T: np.ndarray,
+    wt: np.ndarray,
+    code: np.ndarray,
+    n_pools: int,
+    annual_cap: float | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Apply the annual cap one calendar year at a time: cumulative share, paid, platform, members' total, cumulative paid."""
+    P = T.size
+    cum_full, paid_full, plat_ac, members_paid = (np.zeros_like(s0) for _ in range(4))
+    starts = np.unique(year_start)
+    first = np.searchsorted(T, jd, side="left")  # notice indices once, for every year
+    stop = np.searchsorted(T, xd, side="left")
+    for i, lo in enumerate(starts):  # one calendar year at a time: memory pools x L^2, L <= 31
+        hi = int(starts[i + 1]) if i + 1 < starts.size else P
+        cohorts = cohort_counts(first, stop, int(lo), hi, wt, code, n_pools)
+        blocks = annual_cap_split(s0[:, lo:hi], cohorts, annual_cap)
+        for arr, blk in zip((cum_full, paid_full, plat_ac, members_paid), blocks, strict=True):
+            arr[:, lo:hi] = blk
+    cum_paid = np.zeros_like(paid_full)
+    for i, lo in enumerate(starts):
+        hi = int(starts[i + 1]) if i + 1 < starts.size else P
+        cum_paid[:, lo:hi] = np.cumsum(paid_full[:, lo:hi], axis=1)
+    return cum_full, paid_full, plat_ac, members_paid, cum_paid

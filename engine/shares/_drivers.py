@@ -368,12 +368,47 @@ def window_drivers(
     if plan is not None:
         cm = cm.filter(pl.col(plan_col) == plan)
     c = eligible_claims(cm, c, waiting_days=waiting_days, terminate_on_claim=terminate_on_claim)
-    c = c.filter(pl.col("member_id").is_in(cm.get_column("member_id").implode()))
-    # a relativity by age, sex or duration is keyed by that column once
-    rel_cols = [k for k in dict.fromkeys(drivers_kw.get("relativities") or {}) if k not in ("age", "sex", "duration")]
-    counts = window_counts(parts, [(a, b) for a, b, _ in windows], waiting_days=waiting_days, rel_cols=rel_cols,
-                           plan=(plan_col, plan) if plan is not None else None,
+    counts = window_counts(parts, [(a, b) for a, b, _ in windows], waiting_days=waiting_days,
+                           rel_cols=window_rel_cols(drivers_kw), plan=(plan_col, plan) if plan is not None else None,
                            batch_size=batch_size or DEFAULT_BATCH, executor=executor)
+    return drivers_from_counts(counts, cm, c, windows, fee=fee, reporting_lag_days=reporting_lag_days, **drivers_kw)
+
+
+def window_rel_cols(drivers_kw: Mapping[str, Any]) -> list[str]:
+    """The relativity columns the window counts are keyed by (one by age, sex or duration is keyed by it already)."""
+    return [k for k in dict.fromkeys(drivers_kw.get("relativities") or {}) if k not in ("age", "sex", "duration")]
+
+
+def drivers_from_counts(
+    counts: Sequence[tuple[pl.DataFrame, int, int]],
+    cm: pl.DataFrame,
+    c: pl.DataFrame,
+    windows: Sequence[tuple[dt.date, dt.date, str]],
+    *,
+    fee: float,
+    reporting_lag_days: int,
+    **drivers_kw: Any,
+) -> list[ShareDrivers]:
+    """:func:`window_drivers` from the windows' member counts.
+
+    Parameters
+    ----------
+    counts : per window, eligible days by cell (``_days``), N and sharing days
+        (:func:`engine.shares._stream.history_counts`, keyed by :func:`window_rel_cols`).
+    cm : the claimants' member rows (``member_id``) of the counted members.
+    c : claims with ``eligible``; only the eligible claims of ``cm`` count.
+    windows, fee, reporting_lag_days, drivers_kw : as in :func:`window_drivers`.
+
+    Returns
+    -------
+    list of ShareDrivers, one per window.
+
+    Notes
+    -----
+    Exposure years = eligible days / :data:`engine.conventions.DAYS_PER_YEAR`; the sharing
+    years likewise from the sharing days (:func:`drivers_from_cells`).
+    """
+    c = c.filter(pl.col("eligible").fill_null(False) & pl.col("member_id").is_in(cm.get_column("member_id").implode()))
     out = []
     for (period_start, notice_date, label), (cells, N, share_days) in zip(windows, counts, strict=True):
         cells = cells.with_columns((pl.col("_days") / DAYS_PER_YEAR).alias("exposure_years")).drop("_days")

@@ -21,7 +21,7 @@ import datetime as dt
 import functools
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import polars as pl
@@ -80,7 +80,9 @@ def member_counts(m: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     """Members counted by (pool keys, join_date, exit_date): ``keys..., join_date, exit_date, _n`` (UInt32).
 
     The three keys are packed into one Int64 (static key id, join day, exit day or a
-    null code) so the group-by runs on integers; a plain group-by when they do not fit.
+    null code) so the count runs on integers: a dense ``bincount`` when the packed grid is
+    small (e.g. a file of members who joined within a few weeks), a hash count otherwise; a
+    plain group-by when they do not fit.
     """
     from engine.cells.calendar import encode_static
 
@@ -88,22 +90,29 @@ def member_counts(m: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
         return m.group_by(*keys, "join_date", "exit_date").agg(pl.len().cast(pl.UInt32).alias(_COUNT))
     j = m.get_column("join_date").to_physical().cast(pl.Int64)
     x = m.get_column("exit_date").to_physical().cast(pl.Int64)
-    lo = int(min(j.min(), x.min() if x.null_count() < x.len() else j.min()))
-    hi = int(max(j.max(), x.max() if x.null_count() < x.len() else j.max()))
-    sid, n_sid, decode = encode_static(m, keys)
-    span = hi - lo + 2  # the last code stands for a null exit_date
-    if j.null_count() or float(n_sid) * span * span >= 2.0**62:
+    if j.null_count():
         return m.group_by(*keys, "join_date", "exit_date").agg(pl.len().cast(pl.UInt32).alias(_COUNT))
-    packed = (pl.Series(sid).cast(pl.Int64) * span + (j - lo)) * span + (x - lo).fill_null(span - 1)
-    counts = packed.value_counts(name=_COUNT, sort=False)
-    v = counts.get_column(packed.name).to_numpy()
-    xs = v % span
-    rest = v // span
-    out = decode(rest // span)
-    join = pl.Series("join_date", rest % span + lo).cast(pl.Int32).cast(pl.Date)
-    exit_ = pl.Series("exit_date", np.where(xs == span - 1, 0, xs + lo)).cast(pl.Int32).cast(pl.Date)
-    exit_ = pl.select(pl.when(pl.Series(xs == span - 1)).then(None).otherwise(exit_)).to_series().alias("exit_date")
-    return pl.concat([out, pl.DataFrame([join, exit_]), counts.select(pl.col(_COUNT).cast(pl.UInt32))],
+    jlo, jspan = int(j.min()), int(j.max()) - int(j.min()) + 1
+    xlo = int(x.min()) if x.null_count() < x.len() else 0
+    xspan = (int(x.max()) - xlo + 2) if x.null_count() < x.len() else 1  # the last code stands for a null exit_date
+    sid, n_sid, decode = encode_static(m, keys)
+    size = float(n_sid) * jspan * xspan
+    if size >= 2.0**62:
+        return m.group_by(*keys, "join_date", "exit_date").agg(pl.len().cast(pl.UInt32).alias(_COUNT))
+    packed = (pl.Series(sid).cast(pl.Int64) * jspan + (j - jlo)) * xspan + (x - xlo).fill_null(xspan - 1)
+    if size <= 4 * m.height + 100_000:  # a dense grid: counted without hashing
+        dense = np.bincount(packed.to_numpy(), minlength=int(size))
+        v = np.flatnonzero(dense)
+        n = dense[v]
+    else:
+        counts = packed.value_counts(name=_COUNT, sort=False)
+        v, n = counts.get_column(packed.name).to_numpy(), counts.get_column(_COUNT).to_numpy()
+    xs, rest = v % xspan, v // xspan
+    out = decode(rest // jspan)
+    join = pl.Series("join_date", rest % jspan + jlo).cast(pl.Int32).cast(pl.Date)
+    exit_ = pl.Series("exit_date", np.where(xs == xspan - 1, 0, xs + xlo)).cast(pl.Int32).cast(pl.Date)
+    exit_ = pl.select(pl.when(pl.Series(xs == xspan - 1)).then(None).otherwise(exit_)).to_series().alias("exit_date")
+    return pl.concat([out, pl.DataFrame([join, exit_]), pl.DataFrame({_COUNT: pl.Series(n).cast(pl.UInt32)})],
                      how="horizontal")
 
 
@@ -118,8 +127,15 @@ def _sum_counts(frames: list[pl.DataFrame], keys: list[str], value_cols: list[st
 
 # --------------------------------------------------------------------------- one task
 def _batches(part: Any, cols: list[str], batch_size: int, fn: Any) -> list[Any]:
+    """``fn`` of each batch of ``cols`` of one partition (:func:`engine.cells._batch.batches`).
+
+    A lazy partition of at most ``batch_size`` rows (a file) is read whole, once, and sliced in
+    memory: a slice of a lazy file minus its set-aside rows would read the whole file again.
+    """
     from engine.cells._batch import batches
 
+    if isinstance(part, pl.LazyFrame) and int(part.select(pl.len()).collect().item()) <= batch_size:
+        part = part.select(cols).collect()
     return list(batches([part], cols, batch_size, fn))
 
 
@@ -129,16 +145,6 @@ def _with_const(mb: pl.DataFrame, const: dict[str, str]) -> pl.DataFrame:
 
 def _cohort_batch(mb: pl.DataFrame, keys: list[str], const: dict[str, str]) -> pl.DataFrame:
     return member_counts(_with_const(mb, const), keys)
-
-
-def cohort_task(part: Any, keys: list[str], const: dict[str, str], batch_size: int) -> pl.DataFrame:
-    """One task: the cohort counts of one partition (picklable arguments and result)."""
-    cols = [k for k in keys if k not in const] + ["join_date", "exit_date"]
-    fn = functools.partial(_cohort_batch, keys=keys, const=const)
-    frames = _batches(part, list(dict.fromkeys(cols)), batch_size, fn)
-    if not frames:
-        return _cohort_batch(_empty(part, cols), keys, const)
-    return _sum_counts(frames, [*keys, "join_date", "exit_date"], [_COUNT])
 
 
 def _empty(part: Any, cols: list[str]) -> pl.DataFrame:
@@ -155,58 +161,98 @@ def _window_batch(mb: pl.DataFrame, windows: list[Window], waiting_days: int, re
 
     Notes
     -----
-    With day numbers J (join), X (exit, never = far future), window [s, d]: a member shares on d
-    when ``J <= d < X``; its sharing days are ``max(0, min(X, d + 1) - max(J, s))`` and its eligible
-    days ``max(0, min(X, d + 1) - max(J + waiting, s))``, keyed by attained age and completed months
-    on d (:func:`engine.cells.dates.attained_age`, :func:`engine.cells.dates.completed_months`).
+    With day numbers J (join), X (exit, never = far future), window [s, d] (``s <= d``): a member shares
+    on d when ``J <= d < X``; its sharing days are ``max(0, min(X, d + 1) - max(J, s))`` and its eligible
+    days ``max(0, min(X, d + 1) - max(J + waiting, s))`` (all three are 0 unless ``J <= d`` and ``X > s``,
+    so only those members are computed), keyed by attained age and completed months
+    on d (:func:`engine.cells.dates.age_from_civil`, :func:`engine.cells.dates.months_from_civil`).
+    Day numbers are int32 (the physical type of a polars Date); the sums are int64.
     """
     from engine.cells.calendar import encode_static
     from engine.cells.dates import day_number
 
     if plan is not None:
         mb = mb.filter(pl.col(plan[0]) == plan[1])
+    if not windows:
+        return []
     if mb.get_column("birth_date").null_count() or mb.get_column("join_date").null_count():
         return _window_batch_polars(mb, windows, waiting_days, rel_cols)
-    j = mb.get_column("join_date").to_physical().cast(pl.Int64).to_numpy()
-    x = mb.get_column("exit_date").to_physical().cast(pl.Int64).fill_null(_FAR).to_numpy()
-    birth = mb.get_column("birth_date").to_physical().cast(pl.Int64).to_numpy()
+    j = _day_numbers(mb, "join_date")
+    x = _day_numbers(mb, "exit_date")
     sid, _, decode = encode_static(mb, ["sex", *rel_cols])
-    civil = _Civil(birth, j)  # civil dates once per batch, for every window
+    civil = _Civil(_day_numbers(mb, "birth_date"), j)  # civil parts once per batch, for every window
+    jw = j + np.int32(waiting_days)
     out = []
     for period_start, notice_date in windows:
         s, d = day_number(period_start), day_number(notice_date)
-        stop = np.minimum(x, d + 1)
-        n_sharing = int(np.count_nonzero((j <= d) & (d < x)))
-        share_days = int(np.clip(stop - np.maximum(j, s), 0, None).sum())
-        days = stop - np.maximum(j + waiting_days, s)
-        keep = np.flatnonzero(days > 0)
+        rows = np.flatnonzero((j <= d) & (x > s))  # in the window at some day; any other member counts 0
+        jr, xr = j[rows], x[rows]
+        stop = np.minimum(xr, np.int32(d + 1))
+        n_sharing = int(np.count_nonzero(xr > d))
+        share_days = int(np.maximum(stop - np.maximum(jr, np.int32(s)), 0).sum(dtype=np.int64))
+        days = stop - np.maximum(jw[rows], np.int32(s))
+        pos = days > 0
+        keep = rows[pos]
         age, dur = civil.on(d, keep)
-        out.append((_cells_by(sid[keep], age, dur, days[keep], decode, rel_cols), n_sharing, share_days))
+        out.append((_cells_by(sid[keep], age, dur, days[pos], decode, rel_cols), n_sharing, share_days))
     return out
 
 
-class _Civil:
-    """Civil parts of the birth and join day numbers of a batch; attained age and completed months on a day.
+def _day_numbers(mb: pl.DataFrame, col: str) -> np.ndarray:
+    """Day numbers of a date column as int32, a null (an exit never made) -> :data:`_FAR`."""
+    return mb.get_column(col).to_physical().fill_null(_FAR).cast(pl.Int32).to_numpy()
 
-    Uses the one age and duration formulas (:func:`engine.cells.dates.age_from_civil`,
-    :func:`engine.cells.dates.months_from_civil`), on civil dates computed once per batch.
+
+class _Civil:
+    """Attained age and completed months on a day of the members of a batch, by lookup on their birth and join days.
+
+    The civil parts (:class:`engine.cells.dates.DayTable`) of every day number between a batch's
+    earliest and latest birth (join) are computed once; on a day, the one age and duration formulas
+    (:func:`engine.cells.dates.age_from_civil`, :func:`engine.cells.dates.months_from_civil`) give a
+    table by birth (join) day, read at each member's day. A span much longer than the batch (a
+    stray far date) keeps one entry per member instead.
     """
 
     def __init__(self, birth: np.ndarray, join: np.ndarray) -> None:
-        from engine.cells.dates import civil_from_days, md_code
-
-        yb, mb, db = civil_from_days(birth)
-        yj, mj, dj = civil_from_days(join)
-        self.yb, self.bmd, self.jmi, self.dj = yb, md_code(mb, db), 12 * yj + mj - 1, dj
+        self.birth, self.join = _Days(birth), _Days(join)
 
     def on(self, day: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(attained age, completed months) on day number ``day`` of the members at ``rows`` (int64)."""
         from engine.cells.dates import age_from_civil, civil_from_days, last_day, md_code, months_from_civil
 
         y, m, d = civil_from_days(np.array([day], dtype=np.int64))
-        age = age_from_civil(y, md_code(m, d), self.yb[rows], self.bmd[rows])
-        dur = months_from_civil(12 * y + m - 1, d, last_day(y, m), self.jmi[rows], self.dj[rows])
-        return age.astype(np.int64), dur.astype(np.int64)
+        b, jn = self.birth.table, self.join.table
+        age = age_from_civil(y, md_code(m, d), b.year, b.md)
+        dur = months_from_civil(12 * y + m - 1, d, last_day(y, m), jn.mi, jn.day)
+        return age[self.birth.at(rows)].astype(np.int64), dur[self.join.at(rows)].astype(np.int64)
+
+
+class _Days:
+    """Civil parts of day numbers: a :class:`engine.cells.dates.DayTable` over their span and each one's entry."""
+
+    def __init__(self, days: np.ndarray) -> None:
+        from engine.cells.dates import DayTable
+
+        lo, hi = (int(days.min()), int(days.max())) if days.size else (0, 0)
+        if hi - lo <= 4 * days.size + 100_000:  # the span's table, read at day - lo
+            self.table, self.lo, self.days = DayTable(lo, hi), lo, days
+        else:  # one entry per member
+            order = np.arange(days.size, dtype=np.int64)
+            self.table, self.lo, self.days = _RowTable(days), 0, order
+
+    def at(self, rows: np.ndarray) -> np.ndarray:
+        """Entries in :attr:`table` of the days at ``rows``."""
+        return self.days[rows] - self.lo
+
+
+class _RowTable:
+    """:class:`engine.cells.dates.DayTable`'s columns for given day numbers, one entry each (in their order)."""
+
+    def __init__(self, days: np.ndarray) -> None:
+        from engine.cells.dates import civil_from_days, last_day, md_code
+
+        y, m, d = civil_from_days(days.astype(np.int64))
+        self.year, self.mi, self.md, self.day, self.last = y, 12 * y + m - 1, md_code(m, d), d, last_day(y, m)
 
 
 _FAR = 10**9  # a day number beyond any date: "never exits"
@@ -260,14 +306,95 @@ def _window_batch_polars(mb: pl.DataFrame, windows: list[Window], waiting_days: 
     return out
 
 
-def window_task(part: Any, windows: list[Window], waiting_days: int, rel_cols: list[str],
-                plan: tuple[str, str] | None, batch_size: int) -> list[tuple[pl.DataFrame, int, int]]:
-    """One task: the window counts of one partition, summed over its batches."""
-    cols = list(dict.fromkeys(["birth_date", "join_date", "exit_date", "sex", *rel_cols,
-                               *([plan[0]] if plan is not None else [])]))
-    fn = functools.partial(_window_batch, windows=windows, waiting_days=waiting_days, rel_cols=rel_cols, plan=plan)
+#: members sharing at the end: (the day, waiting days, keys such as ``age, sex, factors...``)
+AtEnd = tuple[dt.date, int, list[str]]
+
+
+def _member_batch(mb: pl.DataFrame, keys: list[str] | None, const: dict[str, str], windows: list[Window],
+                  waiting_days: int, rel_cols: list[str], plan: tuple[str, str] | None,
+                  at_end: AtEnd | None) -> tuple[Any, list[Any], Any]:
+    """One batch reduced to its cohort counts (None without pool keys), its window counts and the members
+    sharing at the end (None without ``at_end``)."""
+    cohorts = _cohort_batch(mb, keys, const) if keys is not None else None
+    return (cohorts, _window_batch(mb, windows, waiting_days, rel_cols, plan),
+            end_counts(mb, *at_end) if at_end is not None else None)
+
+
+def end_counts(mb: pl.DataFrame, end: dt.date, waiting_days: int, keys: list[str]) -> pl.DataFrame:
+    """Members sharing on ``end`` by ``keys`` (``members``) and those of them still waiting (``waiting_members``), Int64.
+
+    Notes
+    -----
+    Sharing on ``end``: ``join <= end < exit``; still waiting: ``join > end - waiting_days``;
+    ``age`` (Int32) is the attained age on ``end`` (:func:`engine.cells.dates.age_from_civil`, read from
+    the batch's table by birth day, as in the window counts). Counted on a dense grid of (other keys, age).
+    """
+    from engine.cells.calendar import encode_static
+    from engine.cells.dates import day_number
+
+    if mb.get_column("birth_date").null_count() or mb.get_column("join_date").null_count():
+        return _end_counts_polars(mb, end, waiting_days, keys)
+    e = day_number(end)
+    j, x = _day_numbers(mb, "join_date"), _day_numbers(mb, "exit_date")
+    alive = np.flatnonzero((j <= e) & (x > e))
+    static = [k for k in keys if k != "age"]
+    sid, n_sid, decode = encode_static(mb, static)
+    age = _Civil(_day_numbers(mb, "birth_date"), j).on(e, alive)[0] if "age" in keys else np.zeros(alive.size, np.int64)
+    a0 = int(age.min()) if age.size else 0
+    na = int(age.max()) - a0 + 1 if age.size else 1
+    code = sid[alive].astype(np.int64) * na + (age - a0)
+    waiting = (j[alive] > e - waiting_days).astype(np.float64)
+    members = np.bincount(code, minlength=n_sid * na)
+    held = np.flatnonzero(members)
+    frame = decode(held // na)
+    frame = pl.concat([frame, pl.DataFrame({"age": (held % na + a0).astype(np.int32),
+                                            "members": members[held].astype(np.int64),
+                                            "waiting_members": np.bincount(code, waiting, minlength=n_sid * na)[held]
+                                            .astype(np.int64)})], how="horizontal")
+    return frame.select(*keys, "members", "waiting_members")
+
+
+def _end_counts_polars(mb: pl.DataFrame, end: dt.date, waiting_days: int, keys: list[str]) -> pl.DataFrame:
+    """:func:`end_counts` for members with a null birth or join date (polars expressions)."""
+    from engine.cells.dates import attained_age_expr
+
+    alive = mb.lazy().filter((pl.col("join_date") <= end) & (pl.col("exit_date").is_null() | (pl.col("exit_date") > end)))
+    waiting_from = end - dt.timedelta(days=waiting_days)
+    return (alive.with_columns(attained_age_expr(pl.col("birth_date"), pl.lit(end)).alias("age"),
+                               (pl.col("join_date") > waiting_from).cast(pl.Int64).alias("waiting_members"))
+            .group_by(keys).agg(pl.len().cast(pl.Int64).alias("members"), pl.col("waiting_members").sum())
+            .collect())
+
+
+def _sum_end(frames: list[pl.DataFrame], keys: list[str]) -> pl.DataFrame:
+    """Members sharing at the end of several batches or partitions summed by ``keys`` (integers: exact)."""
+    frames = [f for f in frames if f.height] or frames[:1]
+    return pl.concat(frames, how="vertical_relaxed").group_by(keys).agg(pl.col("members", "waiting_members").sum())
+
+
+def _columns(keys: list[str] | None, const: dict[str, str], windows: list[Window], rel_cols: list[str],
+             plan: tuple[str, str] | None, at_end: AtEnd | None) -> list[str]:
+    """The member columns the counts read."""
+    cols = [k for k in keys if k not in const] + ["join_date", "exit_date"] if keys is not None else []
+    if windows:
+        cols += ["birth_date", "join_date", "exit_date", "sex", *rel_cols, *([plan[0]] if plan is not None else [])]
+    if at_end is not None:
+        cols += ["birth_date", "join_date", "exit_date", *[k for k in at_end[2] if k != "age"]]
+    return list(dict.fromkeys(cols))
+
+
+def counts_task(part: Any, keys: list[str] | None, const: dict[str, str], windows: list[Window], waiting_days: int,
+                rel_cols: list[str], plan: tuple[str, str] | None, at_end: AtEnd | None,
+                batch_size: int) -> tuple[Any, list[Any], Any]:
+    """One task: the counts of one partition, each batch read once for all of them (picklable)."""
+    cols = _columns(keys, const, windows, rel_cols, plan, at_end)
+    fn = functools.partial(_member_batch, keys=keys, const=const, windows=windows, waiting_days=waiting_days,
+                           rel_cols=rel_cols, plan=plan, at_end=at_end)
     per_batch = _batches(part, cols, batch_size, fn) or [fn(_empty(part, cols))]
-    return _sum_windows(per_batch, rel_cols)
+    cohorts = (_sum_counts([b[0] for b in per_batch], [*keys, "join_date", "exit_date"], [_COUNT])
+               if keys is not None else None)
+    end = _sum_end([b[2] for b in per_batch], at_end[2]) if at_end is not None else None
+    return cohorts, _sum_windows([b[1] for b in per_batch], rel_cols), end
 
 
 def _sum_windows(results: list[list[tuple[pl.DataFrame, int, int]]],
@@ -303,23 +430,67 @@ def map_parts(fn: Any, parts: Sequence[Any], batch_size: int, executor: Executor
         raise
 
 
+class MemberCounts(NamedTuple):
+    """What :func:`history_counts` counts (None for what was not asked)."""
+
+    #: members by (pool keys, join_date, exit_date), ``_n``
+    cohorts: pl.DataFrame | None
+    #: per window: eligible days by cell (``_days``, sorted by its keys), N, sharing days
+    windows: list[tuple[pl.DataFrame, int, int]]
+    #: members sharing at the end by its keys (``members``, ``waiting_members``: Float64), sorted by the keys
+    at_end: pl.DataFrame | None
+
+
+def history_counts(parts: Sequence[Any], keys: list[str] | None, const: dict[str, str], windows: list[Window], *,
+                   waiting_days: int, rel_cols: list[str], plan: tuple[str, str] | None = None,
+                   at_end: AtEnd | None = None, batch_size: int = DEFAULT_BATCH,
+                   executor: Executor | None = None) -> MemberCounts:
+    """The history's cohorts, the decomposition windows' counts and the members sharing at the end, one pass.
+
+    Parameters
+    ----------
+    parts : the member partitions.
+    keys, const : pool keys and constant columns (:func:`pool_keys`); None: no cohorts.
+    windows : ``(period_start, notice_date)`` of the windows (members of ``plan = (column, value)`` only),
+        their counts keyed by ``age, sex, duration, rel_cols``; waiting_days as in the history.
+    at_end : ``(end, waiting_days, keys)``: members sharing on ``end`` by ``keys`` (:func:`end_counts`).
+
+    Returns
+    -------
+    MemberCounts
+
+    Notes
+    -----
+    Each batch of each partition is read once and reduced to every count; every sum across batches
+    and partitions is a sum of integers (exact, in any order).
+    """
+    fn = functools.partial(counts_task, keys=keys, const=const, windows=windows, waiting_days=waiting_days,
+                           rel_cols=rel_cols, plan=plan, at_end=at_end, batch_size=batch_size)
+    res = map_parts(fn, parts, batch_size, executor)
+    cohorts = _sum_counts([r[0] for r in res], [*keys, "join_date", "exit_date"], [_COUNT]) if keys is not None else None
+    cell_keys = ["age", "sex", "duration", *rel_cols]
+    counts = [(cells.sort(cell_keys, nulls_last=True), n, y) for cells, n, y in _sum_windows([r[1] for r in res], rel_cols)]
+    end = None
+    if at_end is not None:
+        ek = at_end[2]
+        end = _sum_end([r[2] for r in res], ek).select(*ek, pl.col("members", "waiting_members").cast(pl.Float64)).sort(ek)
+    return MemberCounts(cohorts, counts, end)
+
+
 def history_cohorts(parts: Sequence[Any], keys: list[str], const: dict[str, str], *, batch_size: int = DEFAULT_BATCH,
                     executor: Executor | None = None) -> pl.DataFrame:
     """Members counted by (pool keys, join_date, exit_date) over every partition (``_n``, exact integer sums)."""
-    fn = functools.partial(cohort_task, keys=keys, const=const, batch_size=batch_size)
-    frames = map_parts(fn, parts, batch_size, executor)
-    return _sum_counts(frames, [*keys, "join_date", "exit_date"], [_COUNT])
+    counts = history_counts(parts, keys, const, [], waiting_days=0, rel_cols=[], batch_size=batch_size,
+                            executor=executor)
+    return cast(pl.DataFrame, counts.cohorts)
 
 
 def window_counts(parts: Sequence[Any], windows: list[Window], *, waiting_days: int, rel_cols: list[str],
                   plan: tuple[str, str] | None = None, batch_size: int = DEFAULT_BATCH,
                   executor: Executor | None = None) -> list[tuple[pl.DataFrame, int, int]]:
     """Per window, over every partition: eligible days by cell (``_days``, sorted by its keys), N, sharing days."""
-    fn = functools.partial(window_task, windows=windows, waiting_days=waiting_days, rel_cols=rel_cols, plan=plan,
-                           batch_size=batch_size)
-    res = _sum_windows(map_parts(fn, parts, batch_size, executor), rel_cols)
-    keys = ["age", "sex", "duration", *rel_cols]
-    return [(cells.sort(keys, nulls_last=True), n, y) for cells, n, y in res]
+    return history_counts(parts, None, {}, windows, waiting_days=waiting_days, rel_cols=rel_cols, plan=plan,
+                          batch_size=batch_size, executor=executor).windows
 
 
 def claimant_rows(parts: Sequence[Any], ids: pl.Series, cols: list[str], const: dict[str, str]) -> pl.DataFrame:

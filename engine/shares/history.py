@@ -41,7 +41,7 @@ import polars as pl
 
 from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError
-from engine.shares._counts import annual_cap_split, cohort_counts, sharing_counts
+from engine.shares._counts import annual_cap_pass, sharing_counts
 from engine.shares._stream import DEFAULT_BATCH, claimant_rows, column_names, history_cohorts, parts_of, pool_keys
 from engine.plans.sharing import capped_share, member_share
 from engine.conventions import (ANNUAL_CAP_CNY, FEE, PER_CLAIMANT_CAP_CNY, REPORTING_LAG_DAYS, SHARING_DAYS, WAITING_DAYS,
@@ -222,7 +222,47 @@ def share_history(
     m = claimant_rows(parts, c.get_column("member_id").unique(), [*keys, "join_date", "exit_date"], const)
     c = eligible_claims(m, c, waiting_days=waiting_days, terminate_on_claim=terminate_on_claim)
     cohorts = history_cohorts(parts, keys, const, batch_size=batch_size or DEFAULT_BATCH, executor=executor)
+    return history_from_counts(cohorts, m, c, keys, start=start, end=end, sharing_days=sharing_days, fee=fee,
+                               waiting_days=waiting_days, reporting_lag_days=reporting_lag_days,
+                               per_claimant_cap=per_claimant_cap, annual_cap=annual_cap)
 
+
+def history_from_counts(
+    cohorts: pl.DataFrame,
+    m: pl.DataFrame,
+    c: pl.DataFrame,
+    keys: list[str],
+    *,
+    start: dt.date,
+    end: dt.date,
+    sharing_days: SharingDays,
+    fee: float,
+    waiting_days: int,
+    reporting_lag_days: int,
+    per_claimant_cap: float | None,
+    annual_cap: float | None,
+) -> pl.DataFrame:
+    """:func:`share_history` from the members' counts: the table of the pools ``keys``.
+
+    Parameters
+    ----------
+    cohorts : members counted by (pool ``keys``, join_date, exit_date), ``_n``
+        (:func:`engine.shares._stream.history_counts`).
+    m : the claimants' member rows (``member_id``, the pool keys, join_date, exit_date).
+    c : their claims, with ``eligible`` (only eligible claims are shared).
+    start, end, sharing_days, fee, waiting_days, reporting_lag_days, per_claimant_cap, annual_cap :
+        as in :func:`share_history`.
+
+    Returns
+    -------
+    DataFrame, as :func:`share_history`.
+
+    Notes
+    -----
+    See :func:`share_history`; the counts are the only member input besides the claimants.
+    """
+    _check_history_args(start, end, fee, waiting_days, reporting_lag_days, per_claimant_cap, annual_cap)
+    c = c.filter(pl.col("eligible").fill_null(False))
     cal_all = sharing_calendar(dt.date(start.year, 1, 1), end, sharing_days)
     if cal_all.height == 0 or cal_all["notice_date"].max() < start:  # type: ignore[operator]
         raise ConfigError(f"start/end: no notice date between {start} and {end} for sharing_days {sharing_days!r}")
@@ -246,7 +286,7 @@ def share_history(
         share = np.where(has, cost / np.where(has, N, 1.0), np.nan)
     share_capped = np.where(has, capped_sum, np.nan)
     s0 = np.nan_to_num(share_capped)
-    cum_full, paid_full, plat_ac, members_paid, cum_paid = _annual_cap_pass(
+    cum_full, paid_full, plat_ac, members_paid, cum_paid = annual_cap_pass(
         s0, year_start, jd, xd, T, wt, code, n_pools, annual_cap
     )
 
@@ -358,34 +398,6 @@ def _claim_sums(
     capped_sum = np.bincount(flat, np.nan_to_num(capped), minlength=size).reshape(n_pools, P)
     plat_pc_sum = np.bincount(flat, plat_pc, minlength=size).reshape(n_pools, P)
     return cnt, amount, capped_sum, plat_pc_sum
-
-
-def _annual_cap_pass(
-    s0: np.ndarray,
-    year_start: np.ndarray,
-    jd: np.ndarray,
-    xd: np.ndarray,
-    T: np.ndarray,
-    wt: np.ndarray,
-    code: np.ndarray,
-    n_pools: int,
-    annual_cap: float | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Apply the annual cap one calendar year at a time: cumulative share, paid, platform, members' total, cumulative paid."""
-    P = T.size
-    cum_full, paid_full, plat_ac, members_paid = (np.zeros_like(s0) for _ in range(4))
-    starts = np.unique(year_start)
-    for i, lo in enumerate(starts):  # one calendar year at a time: memory pools x L^2, L <= 31
-        hi = int(starts[i + 1]) if i + 1 < starts.size else P
-        cohorts = cohort_counts(jd, xd, T, int(lo), hi, wt, code, n_pools)
-        blocks = annual_cap_split(s0[:, lo:hi], cohorts, annual_cap)
-        for arr, blk in zip((cum_full, paid_full, plat_ac, members_paid), blocks, strict=True):
-            arr[:, lo:hi] = blk
-    cum_paid = np.zeros_like(paid_full)
-    for i, lo in enumerate(starts):
-        hi = int(starts[i + 1]) if i + 1 < starts.size else P
-        cum_paid[:, lo:hi] = np.cumsum(paid_full[:, lo:hi], axis=1)
-    return cum_full, paid_full, plat_ac, members_paid, cum_paid
 
 
 def _history_frame(
