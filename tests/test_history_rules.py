@@ -57,3 +57,13 @@ def test_member_counts_of_no_members_keep_the_columns() -> None:
     full = member_counts(_members(), ["sex"]).sort("join_date")
     assert full.columns == ["sex", "join_date", "exit_date", "_n"]
     assert full.get_column("_n").to_list() == [1, 1, 1, 1]
+
+
+def test_sharing_counts_one_pool_by_default() -> None:
+    import numpy as np
+
+    from engine.shares._counts import sharing_counts
+
+    join, exit_, T = np.array([0, 5, 10]), np.array([20, 10**6, 12]), np.array([5, 10, 15, 25])
+    np.testing.assert_array_equal(sharing_counts(join, exit_, T), [[2.0, 3.0, 2.0, 1.0]])
+    np.testing.assert_array_equal(sharing_counts(join, exit_, T, delay_days=5), [[1.0, 2.0, 2.0, 1.0]])
