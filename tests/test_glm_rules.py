@@ -71,3 +71,12 @@ def test_divergence_warning_names_the_remedies() -> None:
     with pytest.warns(RuntimeWarning, match=r"; merge sparse levels, drop the interaction, or set alpha > 0 "
                                             r"\(docs/incidence\.md\)$"):
         PoissonGLM(factors=("city_tier", "channel"), age=None, interactions=(("city_tier", "channel"),)).fit(cells)
+
+
+def test_plot_lorenz_labels_the_model() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    cells = _cells([3, 5, 2, 7, 4, 6])
+    ax = PoissonGLM(factors=("channel",), age="linear").fit(cells).plot_lorenz(cells)
+    assert ax.get_lines()[1].get_label().startswith("PoissonGLM (Gini ")
