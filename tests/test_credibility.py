@@ -463,6 +463,9 @@ def test_limited_fluctuation_table_rules_by_hand() -> None:
     with pytest.warns(DeprecationWarning, match="'claims' is deprecated .* use 'claims_col'"):
         old = limited_fluctuation_table(cells.rename({"claims": "n"}), "g", claims="n")
     assert old.drop("claims").equals(limited_fluctuation_table(cells, "g").drop("claims"))
+    with pytest.warns(DeprecationWarning, match="'exposure' is deprecated .* use 'exposure_col'"):
+        old = limited_fluctuation_table(cells.rename({"exposure_years": "w"}), "g", exposure="w")
+    assert old.equals(limited_fluctuation_table(cells, "g"))
     with pytest.raises(TypeError, match="unexpected keyword argument 'foo'"):
         limited_fluctuation_table(cells, "g", foo=1)
     with pytest.raises(ConfigError, match="^by: expected a column name"):
