@@ -80,3 +80,18 @@ def test_plot_lorenz_labels_the_model() -> None:
     cells = _cells([3, 5, 2, 7, 4, 6])
     ax = PoissonGLM(factors=("channel",), age="linear").fit(cells).plot_lorenz(cells)
     assert ax.get_lines()[1].get_label().startswith("PoissonGLM (Gini ")
+
+
+def test_age_knots_by_hand() -> None:
+    """Found by mutation testing of engine.estimators.features: knots computed by hand."""
+    from engine.estimators.features import _age_knots, quantile_knots, spline_knots
+
+    assert spline_knots(0, 30, 5, 3) == [0.0] * 4 + [10.0, 20.0] + [30.0] * 4
+    a = np.array([0.0, 1.0, 2.0, 3.0])
+    # bins [0, .5], [.5, 1.5], [1.5, 2.5], [2.5, 3]; weights 1 each: quantiles 4/3 and 8/3 interpolated
+    assert quantile_knots(a, np.ones(4), 5) == pytest.approx([0.0] * 4 + [5 / 6, 13 / 6] + [3.0] * 4)
+    # the median of weights 1, 1, 1, 5 (total 8) lies in the last bin: 2.5 + 0.5 * (4 - 3) / 5
+    assert quantile_knots(a, np.array([1.0, 1.0, 1.0, 5.0]), 4) == pytest.approx([0.0] * 4 + [2.6] + [3.0] * 4)
+    assert quantile_knots(a, np.zeros(4), 4, 2) == spline_knots(0.0, 3.0, 4, 2)  # no weight: uniform, same degree
+    cells = pl.DataFrame({"age": [0, 1, 2, 3], "exposure_years": [1.0, 1.0, 1.0, 5.0]})
+    assert _age_knots(cells, 4, "exposure", "claims", "exposure_years") == pytest.approx([0.0] * 4 + [2.6] + [3.0] * 4)
