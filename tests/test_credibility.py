@@ -451,3 +451,44 @@ def test_cli_credibility(tmp_path, capsys) -> None:  # type: ignore[no-untyped-d
     assert main(["credibility", "--cells", str(tmp_path / "cells.parquet"), "--group", "state",
                  "--complement", "abc", "--out", str(out), "--quiet"]) == 2
     error_line(capsys, "credibility", "--complement", "'abc'", "is not 'collective', 'reference' or a number")
+
+
+def test_limited_fluctuation_table_rules_by_hand() -> None:
+    """Found by mutation testing of the @api_input entry points: each rule of limited_fluctuation_table."""
+    cells = pl.DataFrame({"g": ["a", "a", "b", "c"], "claims": [2, 1, 0, 4],
+                          "exposure_years": [0.25, 0.25, 0.0, 2.0], "ref": [1.0, 1.0, 3.0, 2.0]})
+    t = limited_fluctuation_table(cells, "g", complement="ref")
+    assert t["rate"].to_list() == [6.0, None, 2.0]  # a rate below one exposure-year is a rate
+    assert t["complement"].to_list() == [4.0, None, 1.0]  # expected / exposure, null without exposure
+    with pytest.warns(DeprecationWarning, match="'claims' is deprecated .* use 'claims_col'"):
+        old = limited_fluctuation_table(cells.rename({"claims": "n"}), "g", claims="n")
+    assert old.drop("claims").equals(limited_fluctuation_table(cells, "g").drop("claims"))
+    with pytest.warns(DeprecationWarning, match="'exposure' is deprecated .* use 'exposure_col'"):
+        old = limited_fluctuation_table(cells.rename({"exposure_years": "w"}), "g", exposure="w")
+    assert old.equals(limited_fluctuation_table(cells, "g"))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'foo'"):
+        limited_fluctuation_table(cells, "g", foo=1)
+    with pytest.raises(ConfigError, match="^by: expected a column name"):
+        limited_fluctuation_table(cells, [])
+    with pytest.raises(DataError, match=r"^limited_fluctuation_table: cells lack column\(s\) \['zz'\]"):
+        limited_fluctuation_table(cells, "zz")
+    with pytest.raises(DataError, match="^limited_fluctuation_table: total exposure is 0$"):
+        limited_fluctuation_table(cells.with_columns(exposure_years=pl.lit(0.0)), "g")
+
+
+def test_buhlmann_fit_fields_and_transform_rules() -> None:
+    """Found by mutation testing of the @api_input entry points: fitted fields and transform's rules."""
+    df = hachemeister().with_columns((pl.col("ratio") * pl.col("weight")).alias("claims"))
+    bs = BuhlmannStraub(group="state", exposure_col="weight").fit(df)
+    assert bs.n_groups_ == 5 and sorted(bs.Z_) == [1, 2, 3, 4, 5]
+    two = df.with_columns((pl.col("state") % 2).alias("odd"))
+    bs2 = BuhlmannStraub(group=["state", "odd"], exposure_col="weight").fit(two)
+    assert sorted(bs2.Z_) == [(s, s % 2) for s in range(1, 6)]
+    with pytest.raises(DataError, match="^BuhlmannStraub.transform: cells lack column"):
+        bs.transform(df.drop("state"))
+    ref = df.with_columns((pl.col("weight") * 0.5).alias("expected"))
+    br = BuhlmannStraub(group="state", exposure_col="weight", complement="reference").fit(ref)
+    out = br.transform(ref)
+    assert out.height == ref.height and out["credibility_rate"].null_count() == 0
+    unseen = br.transform(ref.with_columns(pl.col("state") + 10))  # no reference rate for a new group
+    assert unseen["Z"].to_list() == [0.0] * ref.height and unseen["credibility_rate"].null_count() == ref.height

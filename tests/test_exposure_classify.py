@@ -92,3 +92,15 @@ def test_existing_flags_are_recomputed_and_numpy_ints_accepted():
     c = _claims().with_columns(pl.lit(True).alias("eligible"), pl.lit("x").alias("reason"))
     out = classify_claims(_members(), c, waiting_days=np.int64(90))
     assert out.equals(classify_claims(_members(), _claims(), waiting_days=90))
+
+
+def test_missing_member_column_named_and_given_eligibility_recomputed() -> None:
+    """Found by mutation testing of the @api_input entry points (classify_claims, exposure)."""
+    import engine
+
+    with pytest.raises(DataError, match="^members: missing required column\\(s\\) 'exit_date'$"):
+        classify_claims(_members().drop("exit_date"), _claims())
+    kw = dict(start=dt.date(2019, 1, 1), end=dt.date(2021, 12, 31), by=["sex"])
+    want = engine.exposure(_members(), _claims(), **kw)
+    stale = _claims().with_columns(pl.lit(False).alias("eligible"), pl.lit("stale").alias("reason"))
+    assert engine.exposure(_members(), stale, **kw).equals(want)

@@ -374,6 +374,7 @@ def test_gbm_save_load_refits_identically(tmp_path) -> None:
         g2 = PoissonGBM.load(p)
     new, _ = planted_cells(14)
     np.testing.assert_array_equal(g2.predict(new), g.predict(new))
+    assert g2.fit_date_ == g.fit_date_ == dt.date.today().isoformat()
     members = pl.DataFrame({"member_id": ["a"], "birth_date": [dt.date(1990, 5, 5)], "sex": ["M"],
                             "join_date": [dt.date(2020, 1, 1)], "exit_date": [None], "city_tier": [3],
                             "channel": ["subsidy"]}, schema_overrides={"exit_date": pl.Date})

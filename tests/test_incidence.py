@@ -346,3 +346,20 @@ def test_synthetic_platform_true_ae_covered_at_nominal_frequency() -> None:
         cov = float(np.mean((inc["ae_lower"].to_numpy() <= true_ae) & (true_ae <= inc["ae_upper"].to_numpy())))
         sd = np.sqrt(lv * (1 - lv) / inc.height)
         assert lv - 3 * sd <= cov <= upper, (lv, cov)
+
+
+def test_incidence_small_basis_zero_exposure_and_reference_line() -> None:
+    """Found by mutation testing of the @api_input entry points (incidence, plot_incidence)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    small = _cells().filter(pl.col("age") == 30).with_columns(pl.col("exposure_years") / 4000.0)
+    inc = incidence(small, by=["age", "sex"], scale_basis=True)  # well below one expected claim: still scaled
+    assert float(small["claims"].sum()) > 0 and inc["basis_level"].is_finite().all()
+    zero = _cells().with_columns(
+        pl.when(pl.col("age") == 30).then(0.0).otherwise(pl.col("exposure_years")).alias("exposure_years"))
+    row = incidence(zero, by=["age", "sex"]).filter(pl.col("age") == 30)
+    assert row.height == 2 and row["expected_rate"].is_nan().all()
+    ax = plot_incidence(incidence(_cells(), by=["age"]), hue=None)
+    obs, ref = ax.get_lines()
+    assert list(ref.get_xdata()) == list(obs.get_xdata()) == list(range(25, 45))

@@ -188,3 +188,21 @@ def test_plots_return_axes() -> None:
     assert len(ax.get_lines()) == 2 and "Gini" in ax.get_lines()[1].get_label()
     ax2 = plot_calibration(calibration_table(d, r, e))
     assert len(ax2.get_lines()) >= 1
+
+
+def test_calibration_ae_small_exposure_and_plots_by_hand() -> None:
+    """A/E is claims over predicted; a total exposure below one year is fine; the plots draw what they say."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    d, r, e = np.array([1.0, 0.0, 3.0]), np.array([0.5, 1.0, 2.0]), np.array([0.2, 0.3, 0.4])
+    t = calibration_table(d, r, e, n_bins=3)
+    assert t["ae"].to_list() == pytest.approx([1.0 / 0.1, 0.0, 3.0 / 0.8])
+    with pytest.raises(DataError, match="metrics: total exposure must be positive"):
+        calibration_table(d, r, np.zeros(3))
+    ax = plot_calibration(t)
+    segs = ax.containers[0].lines[2][0].get_segments()  # the error bars: observed lower to upper
+    assert [s[0][1] for s in segs] == pytest.approx(t["observed_lower"].to_list())
+    assert [s[1][1] for s in segs] == pytest.approx(t["observed_upper"].to_list())
+    ax = plot_lorenz(d, r, e)
+    assert [ln.get_label() for ln in ax.get_lines()][0] == "no information"

@@ -375,7 +375,8 @@ class BuhlmannStraub(Estimator):
             fill = None
         else:
             fill = float(self.complement)
-        return out.with_columns(pl.col("Z").fill_null(0.0), pl.col("credibility_rate").fill_null(fill))
+        rate = pl.col("credibility_rate")  # unseen groups: null with complement="reference"
+        return out.with_columns(pl.col("Z").fill_null(0.0), rate if fill is None else rate.fill_null(fill))
 
     def print_summary(self, decimals: int = 6) -> None:
         """Print the structural parameters and the per-group table."""
