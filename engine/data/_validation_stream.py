@@ -24,6 +24,13 @@ The account, the set-aside rows (input order: partition, then row) and the clean
 identical to the in-memory pass of :func:`engine.validate`. Memory is bounded by one
 partition plus one bucket group; the clean members stay on disk, each partition's clean rows
 being its rows minus the (few) rows set aside (:func:`_clean`).
+
+The same read of step 3 serves two later savings. A partition is read without the ``sex``
+clean-up (strip, upper case), which the task applies itself; when it changes no row passing
+every rule, every later pass reads that file's clean rows without it. With ``fingerprint``, the
+task also sums the row hashes of its rows passing every rule (:func:`engine.data.row_hash.lane_sums`)
+and keeps those of its clean candidate duplicates; the driver subtracts the ones set aside as
+duplicated ids, which gives the multiset fingerprint of the clean members without reading them again.
 """
 
 from __future__ import annotations
