@@ -125,3 +125,42 @@ def test_streamed_run_holds_lazy_partitions(data: tuple[Path, pl.DataFrame], mon
     assert real is not spy
     parts = seen["members"]
     assert len(parts) == 3 and all(isinstance(p, pl.LazyFrame) for p in parts)
+
+
+
+@pytest.mark.parametrize("n_files", [1, 3])
+def test_report_fingerprint_from_the_validation_read(data: tuple[Path, pl.DataFrame], n_files: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a factor to fill, the report's data fingerprint is the one streaming validation took in its
+    own read (the members are not read again for it); with a factor filled (``risk_band``, nulls in one
+    file of 3) the report reads them. Either way it is the fingerprint of the members the stages read."""
+    import engine.data.row_hash as rh
+    import engine.pipeline._stages as stages
+    from engine.report._assumptions import data_fingerprint
+
+    root, members = data
+    d = root / f"members-{n_files}"
+    if not d.exists():
+        _write_split(root, members, n_files)
+    seen: dict = {"lazy_reads": 0}
+    real_fp, real_history = rh.multiset_fingerprint, stages.stage_history
+
+    def counting(parts, *a, **k):
+        seen["lazy_reads"] += sum(isinstance(p, pl.LazyFrame) for p in parts)
+        return real_fp(parts, *a, **k)
+
+    def spy(ctx):  # the reference, from the members as the stages read them (not counted)
+        seen["fp"], seen["members"] = ctx.members_fingerprint, real_fp(ctx.members)
+        seen["want"] = data_fingerprint(ctx.members, ctx.claims, seen["members"])
+        return real_history(ctx)
+
+    monkeypatch.setattr(rh, "multiset_fingerprint", counting)
+    monkeypatch.setattr(stages, "stage_history", spy)
+    cfg = root / f"run-fp-{n_files}.toml"
+    cfg.write_text(small_run_config(d.name, "data/claims.parquet", seed=5, extra=FACTORS))
+    engine.run(cfg, root / f"out-fp-{n_files}", quiet=True)
+    assert seen["want"] in (root / f"out-fp-{n_files}" / "report.html").read_text()
+    if n_files == 1:  # nothing filled: validation's value, the members not read again
+        assert seen["fp"] == seen["members"] and seen["lazy_reads"] == 0
+    else:  # risk_band filled in every file: the report reads the members
+        assert seen["fp"] is None and seen["lazy_reads"] == n_files

@@ -73,6 +73,10 @@ class ValidationResult(ResultMixin):
     member_parts : list of LazyFrame or None
         Streaming validation only: the clean members partition by partition (``members`` is
         their concatenation); each is read again from its file when collected.
+    member_fingerprint : str or None
+        Streaming validation with ``fingerprint=True`` only: the multiset fingerprint of the clean
+        members (:func:`engine.data.row_hash.multiset_fingerprint` of ``member_parts``), taken in
+        validation's own read.
     """
 
     members: pl.LazyFrame
@@ -81,6 +85,7 @@ class ValidationResult(ResultMixin):
     rejected_claims: pl.DataFrame
     account: dict[str, Any] = field(default_factory=dict)
     member_parts: list[pl.LazyFrame] | None = None
+    member_fingerprint: str | None = None
 
     @property
     def summary(self) -> pl.DataFrame:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-__all__ = ["multiset_fingerprint", "row_hashes", "string_codes", "STRING_SEED", "LANE_SEEDS", "LANE_MULTS", "NULL_CODE", "TAG"]
+__all__ = ["multiset_fingerprint", "lane_sums", "fingerprint_from_sums", "row_hashes", "string_codes", "STRING_SEED", "LANE_SEEDS", "LANE_MULTS", "NULL_CODE", "TAG"]
 
 #: initial value of a string's hash, before its length is mixed in (xor) and its words folded in
 STRING_SEED = 0x5851F42D4C957F2D
@@ -267,6 +267,35 @@ def row_hashes(df: pl.DataFrame) -> list[np.ndarray]:
     return list(np.concatenate(parts, axis=1)) if parts else [np.zeros(0, _U), np.zeros(0, _U)]
 
 
+def lane_sums(df: pl.DataFrame, keep: np.ndarray | None = None, chunk_rows: int = CHUNK_ROWS) -> list[int]:
+    """Per lane, the sum modulo 2^64 of the row hashes of ``df`` (columns taken as they are ordered),
+    over the rows where ``keep`` (bool, one per row) is true, or every row when None.
+
+    Notes
+    -----
+    S_l = sum over kept rows of h_l(row) mod 2^64 (:func:`row_hashes`); the sums of two sets of rows add.
+    """
+    sums, start = [0, 0], 0
+    for hashes in _batches(df, chunk_rows):
+        n = hashes.shape[1]
+        if keep is not None:
+            hashes = hashes[:, keep[start: start + n]]
+        start += n
+        for i, h in enumerate(hashes.sum(axis=1, dtype=_U)):
+            sums[i] = (sums[i] + int(h)) % 2**64
+    return sums
+
+
+def fingerprint_from_sums(schema: pl.Schema | None, rows: int, sums: Sequence[int]) -> str:
+    """The value of :func:`multiset_fingerprint` from its parts: the frames' ``schema`` (None: no part),
+    their row count and the lane sums ``S_1, S_2`` (:func:`lane_sums`) over the columns in name order."""
+    text = "[]" if schema is None else repr([(n, str(schema[n])) for n in sorted(schema)])
+    h = hashlib.sha256(TAG)
+    h.update(text.encode())
+    h.update(int(rows).to_bytes(8, "little") + b"".join((int(s) % 2**64).to_bytes(8, "little") for s in sums))
+    return h.hexdigest()
+
+
 def multiset_fingerprint(parts: Sequence[Any], chunk_rows: int = CHUNK_ROWS) -> str:
     """SHA-256 fingerprint of the rows of ``parts`` (frames or LazyFrames, one held at a time), whatever their
     split and order.
@@ -283,12 +312,8 @@ def multiset_fingerprint(parts: Sequence[Any], chunk_rows: int = CHUNK_ROWS) -> 
     for p in parts:
         df = p.collect() if isinstance(p, pl.LazyFrame) else p
         df = df.select(sorted(df.columns))
-        schema = schema or repr([(n, str(t)) for n, t in df.schema.items()])
+        schema = df.schema if schema is None else schema
         rows += df.height
-        for hashes in _batches(df, chunk_rows):  # the sums do not depend on the cut
-            for i, h in enumerate(hashes.sum(axis=1, dtype=_U)):
-                sums[i] = (sums[i] + int(h)) % 2**64
-    h = hashlib.sha256(TAG)
-    h.update((schema or "[]").encode())
-    h.update(rows.to_bytes(8, "little") + b"".join(s.to_bytes(8, "little") for s in sums))
-    return h.hexdigest()
+        for i, s in enumerate(lane_sums(df, chunk_rows=chunk_rows)):  # the sums do not depend on the cut
+            sums[i] = (sums[i] + s) % 2**64
+    return fingerprint_from_sums(schema, rows, sums)

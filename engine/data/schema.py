@@ -73,12 +73,18 @@ def _cast_expr(name: str, src: pl.DataType, dst: pl.DataType, where: str) -> pl.
     raise SchemaError(f"{where}: column '{name}' has type {src}; expected {dst}")  # pragma: no cover
 
 
+def clean_sex(expr: pl.Expr) -> pl.Expr:
+    """The contract's clean-up of a ``sex`` value (String): surrounding white space removed, upper case."""
+    return expr.str.strip_chars().str.to_uppercase()
+
+
 def normalise(
     lf: pl.LazyFrame,
     schema: Mapping[str, pl.DataType],
     required: Mapping[str, pl.DataType],
     optional: Mapping[str, pl.DataType],
     where: str,
+    sex: bool = True,
 ) -> pl.LazyFrame:
     """Check required columns and cast contract columns to their normalised dtypes.
 
@@ -88,6 +94,9 @@ def normalise(
     schema : its (already resolved) schema.
     required, optional : the contract columns and their target dtypes.
     where : the file or glob, used in error messages.
+    sex : apply :func:`clean_sex` to ``sex``; False only for data whose values are known to be clean
+        already (the streaming validation checks a file's clean rows, see
+        :mod:`engine.data._validation_stream`).
 
     Returns
     -------
@@ -101,15 +110,22 @@ def normalise(
         if name not in schema:
             continue
         expr = _cast_expr(name, schema[name], dst, where)
-        if name == "sex":
-            expr = expr.str.strip_chars().str.to_uppercase()
+        if name == "sex" and sex:
+            expr = clean_sex(expr)
         exprs.append(expr.alias(name))
     return lf.with_columns(exprs)
 
 
 def normalise_members(lf: pl.LazyFrame, schema: Mapping[str, pl.DataType], where: str) -> pl.LazyFrame:
-    """Normalise a members frame to the contract (see module Notes)."""
-    return normalise(lf, schema, MEMBER_REQUIRED, MEMBER_OPTIONAL, where)
+    """Normalise a members frame to the contract (see module Notes).
+
+    The result carries ``_fentan_sex_raw``: the same frame without the ``sex`` clean-up, which the
+    streaming validation hands on instead when a file's clean rows prove it a no-op.
+    """
+    out = normalise(lf, schema, MEMBER_REQUIRED, MEMBER_OPTIONAL, where)
+    if "sex" in schema:
+        out._fentan_sex_raw = normalise(lf, schema, MEMBER_REQUIRED, MEMBER_OPTIONAL, where, sex=False)  # type: ignore[attr-defined]
+    return out
 
 
 def normalise_claims(lf: pl.LazyFrame, schema: Mapping[str, pl.DataType], where: str) -> pl.LazyFrame:

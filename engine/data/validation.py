@@ -60,6 +60,7 @@ def validate(
     max_amount: float = DEFAULT_MAX_AMOUNT,
     stream: bool | None = None,
     executor: Executor | None = None,
+    fingerprint: bool = False,
 ) -> ValidationResult:
     """Apply the data-contract rules and account for every row.
 
@@ -79,6 +80,9 @@ def validate(
     executor : a ``concurrent.futures.Executor`` (threads or a spawned process pool, see
         :func:`engine.cells.process_pool`) running the streaming pass's tasks (one per
         partition, then one per id bucket). The result does not depend on it.
+    fingerprint : also give ``member_fingerprint``, the multiset fingerprint of the clean members
+        (:func:`engine.data.row_hash.multiset_fingerprint`); streaming, it is taken in the
+        validation's own read of each partition.
 
     Returns
     -------
@@ -107,7 +111,8 @@ def validate(
         stream = executor is not None or isinstance(members, (list, tuple))
     if stream:
         return validate_parts(member_parts(members), members, claims, craw, c_schema, rule, as_of=as_of,
-                              as_of_source=as_of_source, min_date=min_date, max_date=max_date, executor=executor)
+                              as_of_source=as_of_source, min_date=min_date, max_date=max_date, executor=executor,
+                              fingerprint=fingerprint)
     if isinstance(members, (list, tuple)):
         members = pl.concat([m.lazy() for m in members], how="diagonal_relaxed")
 
@@ -137,4 +142,10 @@ def validate(
     clean_claims, rejected_claims, c_read = check_claims(craw, c_schema, rule, all_ids, clean_ids)
     account = make_account(m_read, m_used, rejected_members, c_read, clean_claims, rejected_claims, as_of,
                            as_of_source, members, claims)
-    return ValidationResult(clean_df.lazy(), clean_claims.lazy(), rejected_members, rejected_claims, account)
+    member_fp = None
+    if fingerprint:
+        from engine.data.row_hash import multiset_fingerprint
+
+        member_fp = multiset_fingerprint([clean_df])
+    return ValidationResult(clean_df.lazy(), clean_claims.lazy(), rejected_members, rejected_claims, account,
+                            member_fingerprint=member_fp)

@@ -16,6 +16,7 @@ import polars as pl
 from engine.conventions import ANNUAL_CAP_CNY, FEE, PER_CLAIMANT_CAP_CNY, SHARING_DAYS, WAITING_DAYS
 from engine.data.factor_levels import check_factor_types
 from engine.errors import ConfigError, DataError
+from engine.pipeline._clean_members import clean_frame, clean_parts, member_partitions
 from engine.pipeline._state import RunState
 
 MEMBER_KEYS = ("age", "sex")
@@ -96,15 +97,17 @@ def stage_validate(ctx: RunState) -> None:
     stream = cfg.run.stream
     res = validate(mlf, read_claims(cfg.data.claims, storage_options=cfg.data.storage_options), as_of=cfg.data.as_of,
                    as_of_source="data.as_of (the configuration)", max_amount=_max_amount(ctx.plansets),
-                   stream=stream, executor=_local_pool(ctx.executor) if stream else None)
+                   stream=stream, executor=_local_pool(ctx.executor) if stream else None,
+                   fingerprint=stream and bool(cfg.output.report))
     res.require_usable(str(cfg.data.members))
     # no sort of the members: every later step reduces them to integer counts (exposure days, members by
     # pool and dates, members sharing at the end) whose sums do not depend on the row order, and sums
     # claim amounts in the claims' canonical order below
+    filled: list[str] = []
     if stream:
-        members, joins = _clean_parts(res.member_parts, cfg.study.factors)
+        members, joins, filled = clean_parts(res.member_parts, cfg.study.factors)
     else:
-        frame = _clean_frame(res.members, cfg.study.factors)
+        frame = clean_frame(res.members, cfg.study.factors)
         members, joins = member_partitions(frame, len(resolve_paths(cfg.data.members))), frame.select("join_date")
     claims = res.claims.collect()
     claims = claims.drop([c for c in ("eligible", "reason") if c in claims.columns])
@@ -118,6 +121,8 @@ def stage_validate(ctx: RunState) -> None:
                           f"{start} ({win['study_start_source']})")
     ctx.validation, ctx.claims, ctx.start, ctx.end = res, claims, start, end
     ctx.members = members
+    # the report's data fingerprint, taken in validation's read (a filled factor changes the rows: None)
+    ctx.members_fingerprint = None if filled else res.member_fingerprint
     ctx.window = {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in win.items()}
     ctx.facts.update(study_start=start.isoformat(), study_end=end.isoformat())
     ctx.facts.update(ctx.window)
@@ -132,52 +137,6 @@ def _local_pool(executor: Any) -> Any:
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
     return executor if isinstance(executor, (ThreadPoolExecutor, ProcessPoolExecutor)) else None
-
-
-def _contract_order(lf: pl.LazyFrame) -> pl.LazyFrame:
-    """``lf`` with the data contract's member columns first, the others by name."""
-    from engine.data.schema import MEMBER_OPTIONAL, MEMBER_REQUIRED
-
-    return lf.select(_contract_first(lf.collect_schema().names(), [*MEMBER_REQUIRED, *MEMBER_OPTIONAL]))
-
-
-def _clean_frame(members: pl.LazyFrame, factors: list[str]) -> pl.DataFrame:
-    """The in-memory path (``[run] stream = false``): every clean member collected, null factors filled."""
-    from engine.data.factor_levels import fill_missing
-
-    return fill_missing(_contract_order(members).collect(), factors)  # a null factor is the level "missing"
-
-
-def _clean_parts(parts: list[pl.LazyFrame], factors: list[str]) -> tuple[list[pl.LazyFrame], pl.DataFrame]:
-    """The streaming path: each file's clean members (lazy) with null factors filled, and the earliest join.
-
-    One aggregate pass per file (the files in parallel) gives the earliest join date and the nulls of
-    each factor; a factor with a null in any file becomes text levels in every file, as
-    :func:`engine.data.factor_levels.fill_missing` does on all members at once. Returns the partitions
-    and a one-row frame ``join_date`` (the earliest join of a clean member, for the study window).
-    """
-    from engine.data.factor_levels import as_levels_expr
-
-    parts = [_contract_order(p) for p in parts]
-    names = parts[0].collect_schema().names()
-    present = [f for f in factors if f in names]
-    aggs = [pl.col("join_date").min(), *[pl.col(f).null_count().cast(pl.Int64).alias(f) for f in present]]
-    stats = pl.concat(pl.collect_all([p.select(aggs) for p in parts]), how="vertical_relaxed")
-    nulls = [f for f in present if int(stats.get_column(f).sum())]
-    if nulls:
-        parts = [p.with_columns([as_levels_expr(f) for f in nulls]) for p in parts]
-    return parts, stats.select(pl.col("join_date").min())
-
-
-def member_partitions(members: pl.DataFrame, n: int) -> list[pl.DataFrame]:
-    """The clean members as ``n`` contiguous slices (zero-copy; one per input file): one task each on an executor.
-
-    The in-memory path (``[run] stream = false``) only. Every member pass reduces each slice to
-    integer counts summed across slices, so the outputs do not depend on ``n``.
-    """
-    n = max(1, min(int(n), members.height))
-    cuts = [members.height * i // n for i in range(n + 1)]
-    return [members.slice(a, b - a) for a, b in zip(cuts, cuts[1:])]
 
 
 def _max_amount(plansets: tuple[Any, list[tuple[str, Any]]]) -> float:

@@ -48,6 +48,9 @@ class RunState:
     validation: ValidationResult | None = None
     #: validate: the clean members as partitions (frames or LazyFrames); every stage reduces them to counts
     members: list[pl.DataFrame | pl.LazyFrame] | None = None
+    #: validate: the multiset fingerprint of ``members`` when validation took it in its own read (the report's
+    #: data fingerprint; None: the report reads the members for it)
+    members_fingerprint: str | None = None
     claims: pl.DataFrame | None = None
     start: dt.date | None = None
     end: dt.date | None = None

@@ -156,11 +156,12 @@ def plan_rules_table(projections: dict[str, Any]) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def data_fingerprint(members: Any, claims: Any) -> str:
+def data_fingerprint(members: Any, claims: Any, members_fp: str | None = None) -> str:
     """One SHA-256 of the validated members and claims, independent of row order, column order and files.
 
     ``members`` may be the run's member partitions (one lazy frame per file): they are read one
-    at a time, never all together.
+    at a time, never all together. ``members_fp``: their multiset fingerprint when already known
+    (taken by the streaming validation in its own read, :func:`engine.validate`): then they are not read.
 
     Notes
     -----
@@ -175,7 +176,7 @@ def data_fingerprint(members: Any, claims: Any) -> str:
     h = hashlib.sha256()
     for name, df in (("members", members), ("claims", claims)):
         parts = list(df) if isinstance(df, (list, tuple)) else [] if df is None else [df]
-        fp = "absent" if not parts else multiset_fingerprint(parts)
+        fp = "absent" if not parts else members_fp if name == "members" and members_fp else multiset_fingerprint(parts)
         h.update(f"{name}:{fp}\n".encode())
     return h.hexdigest()
 
@@ -185,7 +186,8 @@ def record_table(ctx: Any, account: dict[str, Any]) -> pl.DataFrame:
     from engine._version import __version__
 
     cfg, f = ctx.cfg, ctx.facts
-    fp = f.get("data_fingerprint") or data_fingerprint(getattr(ctx, "members", None), getattr(ctx, "claims", None))
+    fp = f.get("data_fingerprint") or data_fingerprint(getattr(ctx, "members", None), getattr(ctx, "claims", None),
+                                                       getattr(ctx, "members_fingerprint", None))
     glm = getattr(ctx, "glm", None)
     rows = [
         (t("engine version"), f"fentan {__version__}"),
