@@ -263,8 +263,16 @@ class Space:
 
     def day(self, t: np.ndarray) -> Day:
         """Offsets, period indices and ``rem + K`` of the days ``t`` (one conversion of the index for all gathers)."""
-        k = (t - self.T.d0).astype(np.intp)
+        return self.day_k((t - self.T.d0).astype(np.intp))
+
+    def day_k(self, k: np.ndarray) -> Day:
+        """The :class:`Day` of the days of offsets ``k`` (intp)."""
         return Day(k, self.T.pidx[k], self.T.remk[k])
+
+    @staticmethod
+    def _steps(steps: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """(j, members with at least j steps) for j = 1 .. max(steps)."""
+        return [(j, np.flatnonzero(steps >= j)) for j in range(1, int(steps.max(initial=0)) + 1)]
 
     def event(self, acc: _Acc, row: np.ndarray, t: np.ndarray) -> None:
         """Add the events (key row, day t) to ``acc``."""
@@ -292,7 +300,8 @@ class Space:
         ``"main"`` (and ``"sub"``) -> (sum of rem, net count) per grid cell, key changes
         applied; :meth:`days` integrates them.
         """
-        days = dict(days or {})
+        shared = days if days is not None else {}  # the birthdays of all members are added to it
+        days = dict(shared)
         s1 = self.s1
         if s1.size > MAX_MEMBERS:
             raise ValueError(f"internal: {s1.size} members in one accumulation call (max {MAX_MEMBERS})")
@@ -324,7 +333,7 @@ class Space:
             self.event_day(acc, self.row0, days["s0"] if "s0" in days else self.day(lo))
             fold({"main": 1})
             if spec.age:
-                self._age_steps(None, a_lo, self.a1 - a_lo, acc, self.kb0, self.ra0)
+                self._age_steps(None, a_lo, self.a1 - a_lo, acc, self.kb0, self.ra0, shared)
                 fold(both, age_off)
             if spec.dim:
                 self._dim_steps(None, d_lo, self.d1 - d_lo, acc)
@@ -361,9 +370,23 @@ class Space:
         return tot
 
     def _age_steps(self, m: np.ndarray | None, a_lo: np.ndarray, steps: np.ndarray, acc: _Acc,
-                   kb: np.ndarray | None = None, ra: np.ndarray | None = None) -> None:
-        """Birthdays reaching ages ``a_lo + 1 .. a_lo + steps`` of members ``m`` (None = all), under the new age."""
+                   kb: np.ndarray | None = None, ra: np.ndarray | None = None, shared: dict | None = None) -> None:
+        """Birthdays reaching ages ``a_lo + 1 .. a_lo + steps`` of members ``m`` (None = all), under the new age.
+
+        With ``shared`` (birthdays of all members from ``a0``), the members and days of each
+        step are kept under ``"birthdays"`` and reused by the next key space of the same members.
+        """
         T = self.T
+        if shared is not None:
+            if "birthdays" not in shared:
+                shared["birthdays"] = [(s, self.day_k(T.bday_k[kb[s] + 416 * j]))
+                                       for j, s in self._steps(steps)]
+            for j, (s, d) in enumerate(shared["birthdays"], start=1):
+                row = ra[s] + j * self.nd
+                if self.spec.dim:
+                    row += self.dim_k(s, d.k - 1)
+                self.event_day(acc, row, d)
+            return
         if kb is None:
             kb = (((self._g(self.B, m) >> 9) + a_lo - T.y0) * 416).astype(np.intp) + self._g(self.bmd, m)
             ra = self._g(self.base, m) + a_lo * self.nd
@@ -378,6 +401,15 @@ class Space:
     def _anniversary(self, v: np.ndarray, jk: np.ndarray) -> np.ndarray:
         """Offset ``t - d0`` of the day on which the duration key reaches value ``v`` (band index or
         completed months), clipped to the table days (the values asked for fall inside the window)."""
+        tab, J = self._ann_table()
+        if tab is not None:
+            return tab[v.astype(np.intp) * J + jk]
+        months = self.spec.edges[v] if self.spec.dim == "band" else v
+        jt = self._jt
+        return self._offset(self.months.anniversary(jt.mi[jk].astype(np.int64) + months, jt.day[jk]))
+
+    def _ann_table(self) -> tuple[np.ndarray | None, int]:
+        """Table of :meth:`_anniversary` offsets at index ``value x J + join key`` and ``J`` (None, 0: too large)."""
         if self._ann is None:
             jt = self._jt
             nv = len(self.spec.edges) if self.spec.dim == "band" else self.dmin + self.nd
@@ -388,12 +420,7 @@ class Space:
                 self._ann = (self._offset(self.months.anniversary(mi.ravel(), dom.ravel())), jt.mi.size)
             else:
                 self._ann = (None, 0)
-        tab, J = self._ann
-        if tab is not None:
-            return tab[v.astype(np.intp) * J + jk]
-        months = self.spec.edges[v] if self.spec.dim == "band" else v
-        jt = self._jt
-        return self._offset(self.months.anniversary(jt.mi[jk].astype(np.int64) + months, jt.day[jk]))
+        return self._ann
 
     def _offset(self, t: np.ndarray) -> np.ndarray:
         """Offsets ``t - d0`` (intp) of days ``t`` clipped to ``[start - 1, end + 1]``."""
@@ -402,12 +429,15 @@ class Space:
     def _dim_steps(self, m: np.ndarray | None, d_lo: np.ndarray, steps: np.ndarray, acc: _Acc) -> None:
         """Duration (band) values ``d_lo + 1 .. d_lo + steps`` of members ``m``, under the new value."""
         jk = self._g(self.jk, m)
-        base = self._g(self.base, m)
-        for j in range(1, int(steps.max(initial=0)) + 1):
+        row_lo = self._g(self.base, m) + d_lo  # row of value d_lo without the age: value d_lo + j is row_lo + j
+        n_steps = int(steps.max(initial=0))
+        tab, J = self._ann_table() if n_steps else (None, 0)
+        if tab is not None:  # table index of value d_lo + j: at_lo + j J
+            at_lo = d_lo.astype(np.intp) * J + jk
+        for j in range(1, n_steps + 1):
             s = np.flatnonzero(steps >= j)
-            v = d_lo[s] + j
-            k = self._anniversary(v, jk[s])
-            row = base[s] + v
+            k = tab[at_lo[s] + j * J] if tab is not None else self._anniversary(d_lo[s] + j, jk[s])
+            row = row_lo[s] + j
             if self.spec.age:
                 row += self.age_k(s if m is None else m[s], k) * self.nd
             self.event_k(acc, row, k)

@@ -155,23 +155,28 @@ def _frame(space: Space, cal: Calendar, spec: KeySpec, cells: dict[str, np.ndarr
 
 
 def _events(space: Space, lo: np.ndarray | None, sub_lo: np.ndarray | None = None,
-            days: dict[str, Day] | None = None) -> Events:
-    """:meth:`Space.accumulate` over parts of at most ``MAX_MEMBERS`` members; two threads for large batches."""
+            days: dict[Any, Any] | None = None) -> Events:
+    """:meth:`Space.accumulate` over parts of at most ``MAX_MEMBERS`` members; two threads for large batches.
+
+    ``days``: ``"all"`` -> the :class:`Day` arrays of every member; the day arrays of each part
+    (and what :meth:`Space.accumulate` adds to them) are kept under the part's number, for the
+    next key space of the same members (``lo`` None: same parts).
+    """
     n = space.s1.size
     k = -(-n // MAX_MEMBERS)
     if n >= 2 * PARALLEL_MIN and (os.cpu_count() or 1) >= 2:
         k = max(k, 2)
     if k <= 1:
-        return space.accumulate(lo, sub_lo, days)
+        return space.accumulate(lo, sub_lo, None if days is None else days.setdefault(0, {**days["all"]}))
     cuts = [n * i // k for i in range(k + 1)]
     parts = [slice(a, b) for a, b in zip(cuts, cuts[1:])]
 
-    def one(part: slice) -> Events:
-        return space.view(part).accumulate(None if lo is None else lo[part], None if sub_lo is None else sub_lo[part],
-                                           {k: d.part(part) for k, d in (days or {}).items()})
+    def one(i: int, part: slice) -> Events:
+        mine = None if days is None else days.setdefault(i + 1, {k: d.part(part) for k, d in days["all"].items()})
+        return space.view(part).accumulate(None if lo is None else lo[part], None if sub_lo is None else sub_lo[part], mine)
 
     with ThreadPoolExecutor(max_workers=2) as ex:
-        evs = list(ex.map(one, parts))
+        evs = list(ex.map(one, range(k), parts))
     out = evs[0]
     for ev in evs[1:]:
         out = merge(out, ev)
@@ -242,13 +247,13 @@ def batch_cells(prepared: Prepared, sinks: Sequence[CellSink]) -> None:
     """
     b = prepared
     ages = None
-    days: dict[str, Day] = {}
+    days: dict[Any, Any] = {}
     for view, (sid, n_sid, decode), sink in zip(b.views, b.keys, sinks, strict=True):
         space = Space(b.cal, view.spec, b.birth, b.join, sid, n_sid, b.s0, b.s1, ages=ages)
         if view.spec.age and ages is None:
             ages = space.ages()
         if not days:
-            days = {"s0": space.day(b.s0), "end": space.day(b.s1 + 1), "sub": space.day(b.r0)}
+            days = {"all": {"s0": space.day(b.s0), "end": space.day(b.s1 + 1), "sub": space.day(b.r0)}}
         ev = _events(space, None, b.r0, days)
         dense = {"sharing_days": space.days(ev), "exposure_days": space.days(ev, sub=True)}
         del ev
