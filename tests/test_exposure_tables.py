@@ -58,6 +58,17 @@ def test_one_frame_and_small_batches() -> None:
     _check([MEMBERS.slice(0, 700), MEMBERS.slice(700, 0), MEMBERS.slice(700, N)], batch_size=300)
 
 
+def test_batches_split_in_two_parts_share_days_per_part(monkeypatch) -> None:
+    # each batch of 300 members is counted in two threaded parts; the second table reuses the
+    # interval days and birthdays of the first part by part, which must give the same cells
+    import engine.cells._batch as batch_mod
+
+    monkeypatch.setattr(batch_mod, "PARALLEL_MIN", 50)
+    monkeypatch.setattr(batch_mod.os, "cpu_count", lambda: 2)
+    _check(MEMBERS, batch_size=300)
+    _check(MEMBERS, batch_size=101)  # odd batch: parts of unequal size
+
+
 def test_files_in_this_process_and_on_pools(tmp_path) -> None:
     parts = scan_parts(tmp_path, MEMBERS, [0, 0, 13, 900, 1500, N])  # an empty file, claimants in every file
     _check(parts)

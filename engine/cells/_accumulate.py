@@ -78,7 +78,8 @@ class _Tables:
         bd = np.zeros((self.y1 - self.y0 + 1, codes.size), dtype=np.int64)
         for i, y in enumerate(range(self.y0, self.y1 + 1)):  # a few years x 416 codes
             bd[i, ok] = birthday(np.full(int(ok.sum()), y), codes[ok])
-        self.bday_flat = np.clip(bd, S - 1, E + 1).astype(I32).ravel()  # birthday of (year - y0, md code)
+        # offset (day - d0) of the birthday of (year - y0, md code), index-ready (intp: no conversion per gather)
+        self.bday_k = (np.clip(bd, S - 1, E + 1) - self.d0).astype(np.intp).ravel()
 
 
 def tables(cal: Calendar) -> _Tables:
@@ -112,6 +113,18 @@ class _Acc:
 
 
 Events = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+class Day(NamedTuple):
+    """Day offsets ``k = t - d0`` (intp) of one day per member and their period index and ``rem + K``
+    (:meth:`Space.day`): computed once per batch and shared by every key space of the batch."""
+
+    k: np.ndarray
+    p: np.ndarray
+    r: np.ndarray
+
+    def part(self, sl: slice) -> Day:
+        return Day(self.k[sl], self.p[sl], self.r[sl])
 
 
 class Ages(NamedTuple):
@@ -212,18 +225,29 @@ class Space:
         return a if ix is None else a[ix]
 
     def age(self, ix: np.ndarray | None, t: np.ndarray) -> np.ndarray:
+        return self.age_k(ix, t - self.T.d0)
+
+    def age_k(self, ix: np.ndarray | None, k: np.ndarray) -> np.ndarray:
+        """Age on the days of offsets ``k = t - d0``."""
         # engine.cells.dates.age_from_civil on packed codes 512 year + md (md < 512): the shift takes
         # year - birth_year and borrows one exactly when md < birth_md
-        return (self.T.C[t - self.T.d0] - self._g(self.B, ix)) >> 9
+        return (self.T.C[k] - self._g(self.B, ix)) >> 9
 
     def dur(self, ix: np.ndarray | None, t: np.ndarray) -> np.ndarray:
+        return self.dur_k(ix, t - self.T.d0)
+
+    def dur_k(self, ix: np.ndarray | None, k: np.ndarray) -> np.ndarray:
+        """Completed months since joining on the days of offsets ``k = t - d0``."""
         # engine.cells.dates.months_from_civil on packed codes: with eff = day, or 63 on a month's last
         # day, day < min(join_day, last) is eff < join_day, so (64 mi + eff) - (64 join_mi + join_day)
         # shifted by 6 is mi - join_mi - [eff < join_day] (eff - join_day lies in [-30, 62])
-        return (self.T.M[t - self.T.d0] - self._g(self.J, ix)) >> 6
+        return (self.T.M[k] - self._g(self.J, ix)) >> 6
 
     def dim(self, ix: np.ndarray | None, t: np.ndarray) -> np.ndarray:
-        v = self.dur(ix, t)
+        return self.dim_k(ix, t - self.T.d0)
+
+    def dim_k(self, ix: np.ndarray | None, k: np.ndarray) -> np.ndarray:
+        v = self.dur_k(ix, k)
         return self.band_of[v] if self.spec.dim == "band" else v
 
     def row(self, ix: np.ndarray | None, t: np.ndarray) -> np.ndarray:
@@ -237,20 +261,47 @@ class Space:
     def flat(self, row: np.ndarray, t: np.ndarray) -> np.ndarray:
         return row * self.np1 + self.T.pidx[t - self.T.d0]
 
+    def day(self, t: np.ndarray) -> Day:
+        """Offsets, period indices and ``rem + K`` of the days ``t`` (one conversion of the index for all gathers)."""
+        return self.day_k((t - self.T.d0).astype(np.intp))
+
+    def day_k(self, k: np.ndarray) -> Day:
+        """The :class:`Day` of the days of offsets ``k`` (intp)."""
+        return Day(k, self.T.pidx[k], self.T.remk[k])
+
+    @staticmethod
+    def _steps(steps: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """(j, members with at least j steps) for j = 1 .. max(steps)."""
+        return [(j, np.flatnonzero(steps >= j)) for j in range(1, int(steps.max(initial=0)) + 1)]
+
     def event(self, acc: _Acc, row: np.ndarray, t: np.ndarray) -> None:
         """Add the events (key row, day t) to ``acc``."""
-        k = (t - self.T.d0).astype(np.intp)  # one conversion of the index for both gathers
+        self.event_day(acc, row, self.day(t))
+
+    def event_k(self, acc: _Acc, row: np.ndarray, k: np.ndarray) -> None:
+        """Add the events (key row, day of offset k) to ``acc``."""
         acc.add(row * self.np1 + self.T.pidx[k], self.T.remk[k])
 
+    def event_day(self, acc: _Acc, row: np.ndarray, d: Day) -> None:
+        """Add the events (key row, day ``d``) to ``acc``."""
+        flat = row * self.np1
+        flat += d.p
+        acc.add(flat, d.r)
+
     # -- intervals
-    def accumulate(self, lo: np.ndarray | None, sub_lo: np.ndarray | None = None) -> Events:
+    def accumulate(self, lo: np.ndarray | None, sub_lo: np.ndarray | None = None,
+                   days: dict[str, Day] | None = None) -> Events:
         """Events of the tail intervals ``[lo, s1]`` (``s0 <= lo <= s1 + 1``; None = ``s0``), and of ``[sub_lo, s1]``.
 
         ``sub_lo`` (``lo <= sub_lo <= s1 + 1``) shares the closing events and the key
-        changes after ``sub_lo``. At most :data:`MAX_MEMBERS` members per call. Returns
+        changes after ``sub_lo``. ``days`` may hold the :meth:`day` of ``"s0"``, ``"end"``
+        (``s1 + 1``) and ``"sub"`` (``sub_lo``), computed once for several key spaces of the
+        same members. At most :data:`MAX_MEMBERS` members per call. Returns
         ``"main"`` (and ``"sub"``) -> (sum of rem, net count) per grid cell, key changes
         applied; :meth:`days` integrates them.
         """
+        shared = days if days is not None else {}  # the birthdays of all members are added to it
+        days = dict(shared)
         s1 = self.s1
         if s1.size > MAX_MEMBERS:
             raise ValueError(f"internal: {s1.size} members in one accumulation call (max {MAX_MEMBERS})")
@@ -279,10 +330,10 @@ class Space:
         both = {"main": 1, "sub": 1} if sub_lo is not None else {"main": 1}
         if lo is None:
             lo, a_lo, d_lo = self.s0, self.a0, self.d0
-            self.event(acc, self.row0, lo)
+            self.event_day(acc, self.row0, days["s0"] if "s0" in days else self.day(lo))
             fold({"main": 1})
             if spec.age:
-                self._age_steps(None, a_lo, self.a1 - a_lo, acc, self.kb0, self.ra0)
+                self._age_steps(None, a_lo, self.a1 - a_lo, acc, self.kb0, self.ra0, shared)
                 fold(both, age_off)
             if spec.dim:
                 self._dim_steps(None, d_lo, self.d1 - d_lo, acc)
@@ -300,14 +351,13 @@ class Space:
             if spec.dim:
                 self._dim_steps(None, d_lo, np.where(valid, self.d1 - d_lo, 0), acc)
                 fold(both, dim_off)
-        t_end = s1 + 1
-        self.event(acc, self.row1, t_end)
+        self.event_day(acc, self.row1, days["end"] if "end" in days else self.day(s1 + 1))
         fold({k: -1 for k in both})
         if sub_lo is not None:  # [sub_lo, s1] = [lo, s1] - [lo, cut - 1] with cut = min(sub_lo, s1)
-            cut = np.minimum(sub_lo, s1)
-            a_c = self.age(None, cut) if spec.age else I32(0)
-            d_c = self.dim(None, cut) if spec.dim else I32(0)
-            self.event(acc, self.base + a_c * self.nd + d_c, sub_lo)
+            kc = (np.minimum(sub_lo, s1) - self.T.d0).astype(np.intp)
+            a_c = self.age_k(None, kc) if spec.age else I32(0)
+            d_c = self.dim_k(None, kc) if spec.dim else I32(0)
+            self.event_day(acc, self.base + a_c * self.nd + d_c, days["sub"] if "sub" in days else self.day(sub_lo))
             fold({"sub": 1})
             if spec.age:
                 m = np.flatnonzero(a_c > a_lo)  # a birthday in (lo, cut]
@@ -320,22 +370,46 @@ class Space:
         return tot
 
     def _age_steps(self, m: np.ndarray | None, a_lo: np.ndarray, steps: np.ndarray, acc: _Acc,
-                   kb: np.ndarray | None = None, ra: np.ndarray | None = None) -> None:
-        """Birthdays reaching ages ``a_lo + 1 .. a_lo + steps`` of members ``m`` (None = all), under the new age."""
+                   kb: np.ndarray | None = None, ra: np.ndarray | None = None, shared: dict | None = None) -> None:
+        """Birthdays reaching ages ``a_lo + 1 .. a_lo + steps`` of members ``m`` (None = all), under the new age.
+
+        With ``shared`` (birthdays of all members from ``a0``), the members and days of each
+        step are kept under ``"birthdays"`` and reused by the next key space of the same members.
+        """
         T = self.T
+        if shared is not None:
+            if "birthdays" not in shared:
+                shared["birthdays"] = [(s, self.day_k(T.bday_k[kb[s] + 416 * j]))
+                                       for j, s in self._steps(steps)]
+            for j, (s, d) in enumerate(shared["birthdays"], start=1):
+                row = ra[s] + j * self.nd
+                if self.spec.dim:
+                    row += self.dim_k(s, d.k - 1)
+                self.event_day(acc, row, d)
+            return
         if kb is None:
             kb = (((self._g(self.B, m) >> 9) + a_lo - T.y0) * 416).astype(np.intp) + self._g(self.bmd, m)
             ra = self._g(self.base, m) + a_lo * self.nd
         for j in range(1, int(steps.max(initial=0)) + 1):
             s = np.flatnonzero(steps >= j)
-            t = T.bday_flat[kb[s] + 416 * j]
+            k = T.bday_k[kb[s] + 416 * j]
             row = ra[s] + j * self.nd
             if self.spec.dim:
-                row = row + self.dim(s if m is None else m[s], t - 1)
-            self.event(acc, row, t)
+                row += self.dim_k(s if m is None else m[s], k - 1)
+            self.event_k(acc, row, k)
 
     def _anniversary(self, v: np.ndarray, jk: np.ndarray) -> np.ndarray:
-        """Day on which the duration key reaches value ``v`` (band index or completed months)."""
+        """Offset ``t - d0`` of the day on which the duration key reaches value ``v`` (band index or
+        completed months), clipped to the table days (the values asked for fall inside the window)."""
+        tab, J = self._ann_table()
+        if tab is not None:
+            return tab[v.astype(np.intp) * J + jk]
+        months = self.spec.edges[v] if self.spec.dim == "band" else v
+        jt = self._jt
+        return self._offset(self.months.anniversary(jt.mi[jk].astype(np.int64) + months, jt.day[jk]))
+
+    def _ann_table(self) -> tuple[np.ndarray | None, int]:
+        """Table of :meth:`_anniversary` offsets at index ``value x J + join key`` and ``J`` (None, 0: too large)."""
         if self._ann is None:
             jt = self._jt
             nv = len(self.spec.edges) if self.spec.dim == "band" else self.dmin + self.nd
@@ -343,28 +417,30 @@ class Space:
                 months = self.spec.edges if self.spec.dim == "band" else np.arange(nv)
                 mi = jt.mi.astype(np.int64)[None, :] + np.asarray(months, dtype=np.int64)[:, None]
                 dom = np.broadcast_to(jt.day.astype(np.int64)[None, :], mi.shape)
-                self._ann = (self.months.anniversary(mi.ravel(), dom.ravel()).astype(I32), jt.mi.size)
+                self._ann = (self._offset(self.months.anniversary(mi.ravel(), dom.ravel())), jt.mi.size)
             else:
                 self._ann = (None, 0)
-        tab, J = self._ann
-        if tab is not None:
-            return tab[v.astype(np.intp) * J + jk]
-        months = self.spec.edges[v] if self.spec.dim == "band" else v
-        jt = self._jt
-        return self.months.anniversary(jt.mi[jk].astype(np.int64) + months, jt.day[jk]).astype(I32)
+        return self._ann
+
+    def _offset(self, t: np.ndarray) -> np.ndarray:
+        """Offsets ``t - d0`` (intp) of days ``t`` clipped to ``[start - 1, end + 1]``."""
+        return (np.clip(t, self.T.d0, self.cal.end + 1) - self.T.d0).astype(np.intp)
 
     def _dim_steps(self, m: np.ndarray | None, d_lo: np.ndarray, steps: np.ndarray, acc: _Acc) -> None:
         """Duration (band) values ``d_lo + 1 .. d_lo + steps`` of members ``m``, under the new value."""
         jk = self._g(self.jk, m)
-        base = self._g(self.base, m)
-        for j in range(1, int(steps.max(initial=0)) + 1):
+        row_lo = self._g(self.base, m) + d_lo  # row of value d_lo without the age: value d_lo + j is row_lo + j
+        n_steps = int(steps.max(initial=0))
+        tab, J = self._ann_table() if n_steps else (None, 0)
+        if tab is not None:  # table index of value d_lo + j: at_lo + j J
+            at_lo = d_lo.astype(np.intp) * J + jk
+        for j in range(1, n_steps + 1):
             s = np.flatnonzero(steps >= j)
-            v = d_lo[s] + j
-            t = self._anniversary(v, jk[s])
-            row = base[s] + v
+            k = tab[at_lo[s] + j * J] if tab is not None else self._anniversary(d_lo[s] + j, jk[s])
+            row = row_lo[s] + j
             if self.spec.age:
-                row = row + self.age(s if m is None else m[s], t) * self.nd
-            self.event(acc, row, t)
+                row += self.age_k(s if m is None else m[s], k) * self.nd
+            self.event_k(acc, row, k)
 
     def days(self, ev: Events, sub: bool = False) -> np.ndarray:
         """Day counts (keys, periods) of the tail intervals ``[lo, s1]``, or of ``[sub_lo, s1]``."""

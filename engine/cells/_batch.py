@@ -41,7 +41,7 @@ import polars as pl
 
 from engine.cells.calendar import NEVER, Calendar, KeySpec, encode_static
 from engine.cells._sink import CellSink
-from engine.cells._accumulate import MAX_MEMBERS, Events, Space, grid_cells, merge
+from engine.cells._accumulate import MAX_MEMBERS, Day, Events, Space, grid_cells, merge
 from engine.errors import ConfigError, DataError
 
 #: members per half below which a batch is not split across two threads
@@ -154,22 +154,29 @@ def _frame(space: Space, cal: Calendar, spec: KeySpec, cells: dict[str, np.ndarr
     return pl.concat([pl.DataFrame(keyed), static_df, vals], how="horizontal")
 
 
-def _events(space: Space, lo: np.ndarray | None, sub_lo: np.ndarray | None = None) -> Events:
-    """:meth:`Space.accumulate` over parts of at most ``MAX_MEMBERS`` members; two threads for large batches."""
+def _events(space: Space, lo: np.ndarray | None, sub_lo: np.ndarray | None = None,
+            days: dict[Any, Any] | None = None) -> Events:
+    """:meth:`Space.accumulate` over parts of at most ``MAX_MEMBERS`` members; two threads for large batches.
+
+    ``days``: ``"all"`` -> the :class:`Day` arrays of every member; the day arrays of each part
+    (and what :meth:`Space.accumulate` adds to them) are kept under the part's number, for the
+    next key space of the same members (``lo`` None: same parts).
+    """
     n = space.s1.size
     k = -(-n // MAX_MEMBERS)
     if n >= 2 * PARALLEL_MIN and (os.cpu_count() or 1) >= 2:
         k = max(k, 2)
     if k <= 1:
-        return space.accumulate(lo, sub_lo)
+        return space.accumulate(lo, sub_lo, None if days is None else days.setdefault(0, {**days["all"]}))
     cuts = [n * i // k for i in range(k + 1)]
     parts = [slice(a, b) for a, b in zip(cuts, cuts[1:])]
 
-    def one(part: slice) -> Events:
-        return space.view(part).accumulate(None if lo is None else lo[part], None if sub_lo is None else sub_lo[part])
+    def one(i: int, part: slice) -> Events:
+        mine = None if days is None else days.setdefault(i + 1, {k: d.part(part) for k, d in days["all"].items()})
+        return space.view(part).accumulate(None if lo is None else lo[part], None if sub_lo is None else sub_lo[part], mine)
 
     with ThreadPoolExecutor(max_workers=2) as ex:
-        evs = list(ex.map(one, parts))
+        evs = list(ex.map(one, range(k), parts))
     out = evs[0]
     for ev in evs[1:]:
         out = merge(out, ev)
@@ -235,15 +242,19 @@ def prepare_batch(mb: pl.DataFrame, cal: Calendar, views: Sequence[View], w: int
 def batch_cells(prepared: Prepared, sinks: Sequence[CellSink]) -> None:
     """Sharing and at-risk days of a prepared batch of members (ignoring claims), added to each view's sink.
 
-    One key space at a time; the ages of the first view with ``age`` are reused by the others.
+    One key space at a time; the ages of the first view with ``age`` and the interval days
+    (:class:`Day` of ``s0``, ``s1 + 1`` and ``r0``) are reused by the others.
     """
     b = prepared
     ages = None
+    days: dict[Any, Any] = {}
     for view, (sid, n_sid, decode), sink in zip(b.views, b.keys, sinks, strict=True):
         space = Space(b.cal, view.spec, b.birth, b.join, sid, n_sid, b.s0, b.s1, ages=ages)
         if view.spec.age and ages is None:
             ages = space.ages()
-        ev = _events(space, None, b.r0)
+        if not days:
+            days = {"all": {"s0": space.day(b.s0), "end": space.day(b.s1 + 1), "sub": space.day(b.r0)}}
+        ev = _events(space, None, b.r0, days)
         dense = {"sharing_days": space.days(ev), "exposure_days": space.days(ev, sub=True)}
         del ev
 
