@@ -71,6 +71,7 @@ def cv_deviance(
     folds = cell_folds(cell_d.size, n_folds, seed)
     out = np.zeros((n_folds, len(ks)))
     n = units.n
+    masks = units.extra.setdefault("_masks", {})
     for f in range(n_folds):
         test = folds == f
         keep = ~test
@@ -80,7 +81,7 @@ def cv_deviance(
 
         d_tr, m_tr = sums(cell_d), sums(cell_m)
         tr = dataclasses.replace(
-            units, D=d_tr, extra={},
+            units, D=d_tr, extra={"_masks": masks},  # rule masks depend on the feature values only: shared
             M=units.M if keep_prediction else m_tr,
             E=units.E,  # not used by the fits
             mu=units.mu if keep_prediction or units.mu is None else sums(cell_mu),

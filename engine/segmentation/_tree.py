@@ -77,14 +77,36 @@ def _ll(d: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Maximised Poisson log-likelihood kernel ``d log(d/m)`` (0 when d = 0)."""
     d = np.asarray(d, float)
     m = np.asarray(m, float)
+    pos = d > 0
+    if d.ndim == 0 or m.shape != d.shape:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(pos, d * np.log(np.where(pos, d, 1.0) / np.where(m > 0, m, 1.0)), 0.0)
+    out = np.zeros(d.shape)  # the same element-wise arithmetic on the positive claims only
+    dp, mp = d[pos], m[pos]
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(d > 0, d * np.log(np.where(d > 0, d, 1.0) / np.where(m > 0, m, 1.0)), 0.0)
+        out[pos] = dp * np.log(dp / np.where(mp > 0, mp, 1.0))
     return out
 
 
 # --------------------------------------------------------------------------- rules
 def rule_mask(units: Units, rule: Rule) -> np.ndarray:
-    """Boolean mask of the units satisfying ``rule``."""
+    """Boolean mask (read-only) of the units satisfying ``rule``.
+
+    Masks are kept in ``units.extra["_masks"]`` by :func:`rule_key`: the searches ask for the
+    same rules many times, and a mask depends only on the units' feature values (the
+    cross-validation folds share it).
+    """
+    cache = units.extra.setdefault("_masks", {})
+    key = rule_key(rule)
+    mask = cache.get(key)
+    if mask is None:
+        mask = _rule_mask(units, rule)
+        mask.flags.writeable = False
+        cache[key] = mask
+    return mask
+
+
+def _rule_mask(units: Units, rule: Rule) -> np.ndarray:
     mask = np.ones(units.n, bool)
     for f, cond in rule.items():
         if f in units.codes and cond[0] != "range":  # on integer codes: no string comparisons
@@ -210,13 +232,14 @@ def _candidates(units: Units, mask: np.ndarray, floor: float, rule: Rule | None 
     splits on the features in it (a band or a set narrows, no clause is added).
     """
     out = []
-    Dn, Mn = units.D[mask].sum(), units.M[mask].sum()
+    Dm, Mm = units.D[mask], units.M[mask]
+    Dn, Mn = Dm.sum(), Mm.sum()
     base = _ll(Dn, Mn)
     for f in _allowed(units, rule, max_clauses):
         k = len(units.levels[f])
         c = units.codes[f][mask]
-        d = np.bincount(c, weights=units.D[mask], minlength=k)
-        m = np.bincount(c, weights=units.M[mask], minlength=k)
+        d = np.bincount(c, weights=Dm, minlength=k)
+        m = np.bincount(c, weights=Mm, minlength=k)
         present = np.flatnonzero(m > 0)
         if present.size < 2:
             continue
