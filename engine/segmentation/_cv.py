@@ -88,6 +88,7 @@ def cv_deviance(
         )
         parts = partition(tr)
         avail = sorted(parts)
+        d_te, m_te, u_te = cell_d[test], cell_m[test], cell_unit[test]  # the held-out cells, for every K
         for j, k in enumerate(ks):
             kk = max([a for a in avail if a <= k], default=avail[0])
             lab = parts[kk]
@@ -95,8 +96,8 @@ def cv_deviance(
             d = np.bincount(lab, weights=d_tr, minlength=n_g)
             m = np.bincount(lab, weights=m_tr, minlength=n_g)
             rho = d / np.where(m > 0, m, 1.0)
-            mu = np.maximum(cell_m[test] * rho[lab[cell_unit[test]]], 1e-12)
-            out[f, j] = poisson_deviance(cell_d[test], mu)
+            mu = np.maximum(m_te * rho[lab[u_te]], 1e-12)
+            out[f, j] = poisson_deviance(d_te, mu)
     return out
 
 
