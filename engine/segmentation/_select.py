@@ -124,7 +124,8 @@ def why_no_split(seg: Any, units: Any, floor: float) -> str:
                 f"({floor_source(seg)})")
     if seg.method != "tree":
         return f"no partition of the predicted risk leaves {floor:.0f} claims in every group ({floor_source(seg)})"
-    cands = _candidates(units, np.ones(units.n, bool), floor, {}, seg.max_clauses, seg.lookahead)
+    cands = _candidates(units, np.ones(units.n, bool), floor, {}, seg.max_clauses, seg.lookahead,
+                        best_per_feature=True)
     if not cands:
         return f"no split leaves at least {floor:.0f} claims on both sides ({floor_source(seg)})"
     best = cands[0]

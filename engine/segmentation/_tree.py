@@ -223,8 +223,13 @@ def _allowed(units: Units, rule: Rule | None, max_clauses: int | None) -> list[s
 
 
 def _candidates(units: Units, mask: np.ndarray, floor: float, rule: Rule | None = None,
-                max_clauses: int | None = None, lookahead: bool = False) -> list[tuple]:
+                max_clauses: int | None = None, lookahead: bool = False,
+                best_per_feature: bool = False) -> list[tuple]:
     """All feasible splits of the units in ``mask``: (score, feature, left_codes, right_codes, gain), best first.
+
+    With ``best_per_feature`` only each feature's best split is listed (the first of the
+    full list for that feature), in the same order: enough for the callers that take the
+    best split, or the best split of each feature.
 
     The score is the split's deviance gain, or with ``lookahead`` the gain plus the
     best gains of its two children (:mod:`engine.segmentation._lookahead`). With
@@ -260,7 +265,10 @@ def _candidates(units: Units, mask: np.ndarray, floor: float, rule: Rule | None 
             child = dict(rule or {}, **{f: ("in", [])})
             gl, gr = child_gains(units, mask, f, order, floor, _allowed(units, child, max_clauses))
             score = gain + gl + gr
-        for i in np.flatnonzero(ok):
+        idx = np.flatnonzero(ok)
+        if best_per_feature and idx.size and not np.isnan(score[idx]).any():
+            idx = idx[[int(np.argmax(score[idx]))]]  # the first of the feature's best: the stable sort's pick
+        for i in idx:
             out.append((float(score[i]), f, order[: i + 1], order[i + 1 :], float(gain[i])))
     out.sort(key=lambda t: (-t[0], units.features.index(t[1])))
     return out
@@ -353,7 +361,8 @@ def grow_tree(
         key = rule_key(leaf.rule) if cache is not None and not monotone_age else None
         if key is not None and key in cache:
             return cache[key]
-        cands = [c for c in _candidates(units, leaf.mask, floor, leaf.rule, max_clauses, lookahead) if c[0] >= min_gain]
+        cands = [c for c in _candidates(units, leaf.mask, floor, leaf.rule, max_clauses, lookahead,
+                                        best_per_feature=not monotone_age) if c[0] >= min_gain]
         if not monotone_age:
             if key is not None:
                 cache[key] = cands[0] if cands else None
