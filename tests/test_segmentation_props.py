@@ -179,3 +179,28 @@ def test_constraints_always_hold(cells, method, max_groups, min_claims, min_cred
                 assert pos[-1] - pos[0] + 1 == pos.size
     if monotone and method == "tree":
         assert np.all(np.diff(g.sort("group")["relativity"].to_numpy()) >= -1e-12)
+
+
+@SETTINGS
+@given(st.integers(0, 10**6), st.booleans(), st.sampled_from([0.0, 5.0, 30.0]))
+def test_best_per_feature_is_the_first_of_each_feature(seed, ties, floor):
+    """The short candidate list is the full list's first split of every feature, in the full list's order."""
+    rng = np.random.default_rng(seed)
+    n_age, cats = 12, ["a", "b", "c", "d"]
+    frame = pl.DataFrame({"age": np.repeat(np.arange(n_age), len(cats)), "f": cats * n_age})
+    e = rng.uniform(1, 50, frame.height)
+    d = rng.poisson(8, frame.height).astype(float)
+    if ties:  # equal rates everywhere: equal gains within and across features
+        e, d = np.full(frame.height, 10.0), np.full(frame.height, 4.0)
+    frame = frame.with_columns(pl.Series("E", e), pl.Series("M", e), pl.Series("D", d))
+    units = make_units(frame, ["age", "f"], ["age"])
+    mask = rng.random(units.n) < 0.8
+    full = _candidates(units, mask, floor)
+    short = _candidates(units, mask, floor, best_per_feature=True)
+    firsts, seen = [], set()
+    for c in full:
+        if c[1] not in seen:
+            seen.add(c[1])
+            firsts.append(c)
+    assert [(c[0], c[1], c[4], list(c[2]), list(c[3])) for c in short] == \
+        [(c[0], c[1], c[4], list(c[2]), list(c[3])) for c in firsts]

@@ -49,8 +49,10 @@ def bspline_basis(x: np.ndarray, knots: Sequence[float], degree: int = SPLINE_DE
     t = np.asarray(knots, dtype=float)
     lo, hi = t[degree], t[-degree - 1]
     xc = np.clip(np.asarray(x, dtype=float), lo, hi)
-    B = BSpline.design_matrix(xc, t, degree).toarray()
-    return B[:, 1:]
+    # cells repeat a few dozen ages: evaluate each distinct age once and copy its row (the same numbers)
+    u, inv = np.unique(xc, return_inverse=True)
+    B = BSpline.design_matrix(u, t, degree).toarray()
+    return B[inv.reshape(-1), 1:]
 
 
 def spline_knots(lo: float, hi: float, df: int, degree: int = SPLINE_DEGREE) -> list[float]:
@@ -226,13 +228,15 @@ def _blocks(df: pl.DataFrame, spec: dict[str, Any]) -> dict[str, tuple[np.ndarra
         a, b = it["terms"]
         ma, na = out[a]
         mb, nb = out[b]
-        mat = (ma[:, :, None] * mb[:, None, :]).reshape(df.height, -1)
         cols = [f"{x}:{y}" for x in na for y in nb]
+        sel = list(range(len(cols)))
         if it.get("keep") is not None:
             keep = set(it["keep"])
             sel = [j for j, c in enumerate(cols) if c in keep]
-            mat, cols = mat[:, sel], [cols[j] for j in sel]
-        out[":".join(it["terms"])] = (mat, cols)
+        # column (i, j) of the product is ma[:, i] * mb[:, j]; only the kept columns are multiplied
+        ia = np.array([j // len(nb) for j in sel], np.int64)
+        ib = np.array([j % len(nb) for j in sel], np.int64)
+        out[":".join(it["terms"])] = (ma[:, ia] * mb[:, ib], [cols[j] for j in sel])
     return out
 
 

@@ -71,6 +71,7 @@ def cv_deviance(
     folds = cell_folds(cell_d.size, n_folds, seed)
     out = np.zeros((n_folds, len(ks)))
     n = units.n
+    masks = units.extra.setdefault("_masks", {})
     for f in range(n_folds):
         test = folds == f
         keep = ~test
@@ -80,13 +81,14 @@ def cv_deviance(
 
         d_tr, m_tr = sums(cell_d), sums(cell_m)
         tr = dataclasses.replace(
-            units, D=d_tr, extra={},
+            units, D=d_tr, extra={"_masks": masks},  # rule masks depend on the feature values only: shared
             M=units.M if keep_prediction else m_tr,
             E=units.E,  # not used by the fits
             mu=units.mu if keep_prediction or units.mu is None else sums(cell_mu),
         )
         parts = partition(tr)
         avail = sorted(parts)
+        d_te, m_te, u_te = cell_d[test], cell_m[test], cell_unit[test]  # the held-out cells, for every K
         for j, k in enumerate(ks):
             kk = max([a for a in avail if a <= k], default=avail[0])
             lab = parts[kk]
@@ -94,8 +96,8 @@ def cv_deviance(
             d = np.bincount(lab, weights=d_tr, minlength=n_g)
             m = np.bincount(lab, weights=m_tr, minlength=n_g)
             rho = d / np.where(m > 0, m, 1.0)
-            mu = np.maximum(cell_m[test] * rho[lab[cell_unit[test]]], 1e-12)
-            out[f, j] = poisson_deviance(cell_d[test], mu)
+            mu = np.maximum(m_te * rho[lab[u_te]], 1e-12)
+            out[f, j] = poisson_deviance(d_te, mu)
     return out
 
 

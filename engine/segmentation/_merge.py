@@ -24,6 +24,24 @@ def _ll(d: float, m: float) -> float:
     return float(d * np.log(d / m)) if d > 0 and m > 0 else 0.0
 
 
+def _rule_stats(units: Any, rule: Rule) -> tuple[float, float]:
+    """(observed claims, maximised log-likelihood kernel) of the units of ``rule``, kept in ``units.extra``.
+
+    The candidate partitions of every K share most of their rules; the sums depend on the
+    units' claims and measure, so they are kept per units (each fold has its own).
+    """
+    from engine.segmentation._tree import rule_key
+
+    cache = units.extra.setdefault("_rule_stats", {})
+    key = rule_key(rule)
+    st = cache.get(key)
+    if st is None:
+        m = rule_mask(units, rule)
+        d = units.D[m].sum()
+        st = cache[key] = (d, _ll(float(d), float(units.M[m].sum())))
+    return st
+
+
 def conjunction_union(units: Any, a: Rule, b: Rule) -> Rule | None:
     """The rule matching exactly the units of ``a`` or ``b`` when it is one conjunction, else None.
 
@@ -135,11 +153,10 @@ def best_conjunction_partitions(units: Any, seq: list[list[Rule]], floor: float,
             continue
         best, best_ll = None, -np.inf
         for rules in options:
-            masks = [rule_mask(units, r) for r in rules]
-            d = np.array([units.D[m].sum() for m in masks])
-            if d.min() < floor - 1e-9:
+            stats = [_rule_stats(units, r) for r in rules]
+            if min(st[0] for st in stats) < floor - 1e-9:
                 continue
-            ll = sum(_ll(float(units.D[m].sum()), float(units.M[m].sum())) for m in masks)
+            ll = sum(st[1] for st in stats)
             if ll > best_ll:
                 best, best_ll = rules, ll
         if best is not None:

@@ -115,7 +115,7 @@ def alternative_starts(units: Any, seq: list[list[Rule]], depth: int, floor: flo
         for i, r in enumerate(rules):
             mask = rule_mask(units, r)
             done = set()
-            for cand in _candidates(units, mask, floor, r, max_clauses):
+            for cand in _candidates(units, mask, floor, r, max_clauses, best_per_feature=True):
                 if cand[0] < min_gain or cand[1] in done:
                     continue
                 done.add(cand[1])

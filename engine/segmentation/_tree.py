@@ -77,14 +77,36 @@ def _ll(d: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Maximised Poisson log-likelihood kernel ``d log(d/m)`` (0 when d = 0)."""
     d = np.asarray(d, float)
     m = np.asarray(m, float)
+    pos = d > 0
+    if d.ndim == 0 or m.shape != d.shape:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(pos, d * np.log(np.where(pos, d, 1.0) / np.where(m > 0, m, 1.0)), 0.0)
+    out = np.zeros(d.shape)  # the same element-wise arithmetic on the positive claims only
+    dp, mp = d[pos], m[pos]
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(d > 0, d * np.log(np.where(d > 0, d, 1.0) / np.where(m > 0, m, 1.0)), 0.0)
+        out[pos] = dp * np.log(dp / np.where(mp > 0, mp, 1.0))
     return out
 
 
 # --------------------------------------------------------------------------- rules
 def rule_mask(units: Units, rule: Rule) -> np.ndarray:
-    """Boolean mask of the units satisfying ``rule``."""
+    """Boolean mask (read-only) of the units satisfying ``rule``.
+
+    Masks are kept in ``units.extra["_masks"]`` by :func:`rule_key`: the searches ask for the
+    same rules many times, and a mask depends only on the units' feature values (the
+    cross-validation folds share it).
+    """
+    cache = units.extra.setdefault("_masks", {})
+    key = rule_key(rule)
+    mask = cache.get(key)
+    if mask is None:
+        mask = _rule_mask(units, rule)
+        mask.flags.writeable = False
+        cache[key] = mask
+    return mask
+
+
+def _rule_mask(units: Units, rule: Rule) -> np.ndarray:
     mask = np.ones(units.n, bool)
     for f, cond in rule.items():
         if f in units.codes and cond[0] != "range":  # on integer codes: no string comparisons
@@ -201,8 +223,13 @@ def _allowed(units: Units, rule: Rule | None, max_clauses: int | None) -> list[s
 
 
 def _candidates(units: Units, mask: np.ndarray, floor: float, rule: Rule | None = None,
-                max_clauses: int | None = None, lookahead: bool = False) -> list[tuple]:
+                max_clauses: int | None = None, lookahead: bool = False,
+                best_per_feature: bool = False) -> list[tuple]:
     """All feasible splits of the units in ``mask``: (score, feature, left_codes, right_codes, gain), best first.
+
+    With ``best_per_feature`` only each feature's best split is listed (the first of the
+    full list for that feature), in the same order: enough for the callers that take the
+    best split, or the best split of each feature.
 
     The score is the split's deviance gain, or with ``lookahead`` the gain plus the
     best gains of its two children (:mod:`engine.segmentation._lookahead`). With
@@ -210,13 +237,14 @@ def _candidates(units: Units, mask: np.ndarray, floor: float, rule: Rule | None 
     splits on the features in it (a band or a set narrows, no clause is added).
     """
     out = []
-    Dn, Mn = units.D[mask].sum(), units.M[mask].sum()
+    Dm, Mm = units.D[mask], units.M[mask]
+    Dn, Mn = Dm.sum(), Mm.sum()
     base = _ll(Dn, Mn)
     for f in _allowed(units, rule, max_clauses):
         k = len(units.levels[f])
         c = units.codes[f][mask]
-        d = np.bincount(c, weights=units.D[mask], minlength=k)
-        m = np.bincount(c, weights=units.M[mask], minlength=k)
+        d = np.bincount(c, weights=Dm, minlength=k)
+        m = np.bincount(c, weights=Mm, minlength=k)
         present = np.flatnonzero(m > 0)
         if present.size < 2:
             continue
@@ -237,7 +265,10 @@ def _candidates(units: Units, mask: np.ndarray, floor: float, rule: Rule | None 
             child = dict(rule or {}, **{f: ("in", [])})
             gl, gr = child_gains(units, mask, f, order, floor, _allowed(units, child, max_clauses))
             score = gain + gl + gr
-        for i in np.flatnonzero(ok):
+        idx = np.flatnonzero(ok)
+        if best_per_feature and idx.size and not np.isnan(score[idx]).any():
+            idx = idx[[int(np.argmax(score[idx]))]]  # the first of the feature's best: the stable sort's pick
+        for i in idx:
             out.append((float(score[i]), f, order[: i + 1], order[i + 1 :], float(gain[i])))
     out.sort(key=lambda t: (-t[0], units.features.index(t[1])))
     return out
@@ -330,7 +361,8 @@ def grow_tree(
         key = rule_key(leaf.rule) if cache is not None and not monotone_age else None
         if key is not None and key in cache:
             return cache[key]
-        cands = [c for c in _candidates(units, leaf.mask, floor, leaf.rule, max_clauses, lookahead) if c[0] >= min_gain]
+        cands = [c for c in _candidates(units, leaf.mask, floor, leaf.rule, max_clauses, lookahead,
+                                        best_per_feature=not monotone_age) if c[0] >= min_gain]
         if not monotone_age:
             if key is not None:
                 cache[key] = cands[0] if cands else None
