@@ -274,3 +274,16 @@ def test_merged_cohorts_equal_a_group_by_sum() -> None:
             got = merge_cohorts(ps, keys)
             assert got.get_column("_n").dtype == pl.Int64 and int(got.get_column("_n").sum()) == frame.height
             assert_frame_equal(got.sort(order, nulls_last=True), want, check_exact=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-5_000, 30_000), min_size=0, max_size=40, unique=True),
+       st.lists(st.one_of(st.integers(-10_000, 40_000), st.just(10**9)), min_size=0, max_size=200))
+def test_notice_index_is_searchsorted(notice, days) -> None:
+    """The tabulated notice index equals ``searchsorted(T, day, 'left')``: days before, on, between and after
+    the notices, a far-future day (a null exit) and an empty calendar."""
+    from engine.shares._counts import notice_index
+
+    T = np.array(sorted(notice), dtype=np.int64)
+    d = np.array(days, dtype=np.int64)
+    np.testing.assert_array_equal(notice_index(T, d), np.searchsorted(T, d, side="left"))
