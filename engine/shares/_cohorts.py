@@ -37,16 +37,15 @@ def member_counts(m: pl.DataFrame, keys: list[str], weight: str | None = None) -
     size = float(n_sid) * jspan * xspan
     if size >= 2.0**62:
         return _group_count(m, keys, weight)
-    packed = (pl.Series(sid).cast(pl.Int64) * jspan + _offsets(j, jlo, jspan)) * xspan + _offsets(x, xlo, xspan)
+    packed = (np.asarray(sid, dtype=np.int64) * jspan + _offsets(j, jlo, jspan)) * xspan + _offsets(x, xlo, xspan)
     w = None if weight is None else m.get_column(weight).cast(pl.Int64).to_numpy()
     if size <= 4 * m.height + 100_000:  # a dense grid: counted without hashing
-        code = packed.to_numpy()
-        dense = np.bincount(code, minlength=int(size))
+        dense = np.bincount(packed, minlength=int(size))
         v = np.flatnonzero(dense)
-        n = dense[v] if w is None else _int_sums(code, w, int(size))[v]
+        n = dense[v] if w is None else _int_sums(packed, w, int(size))[v]
     elif w is None:
-        counts = packed.value_counts(name=COUNT, sort=False)
-        v, n = counts.get_column(packed.name).to_numpy(), counts.get_column(COUNT).to_numpy()
+        counts = pl.Series("k", packed).value_counts(name=COUNT, sort=False)
+        v, n = counts.get_column("k").to_numpy(), counts.get_column(COUNT).to_numpy()
     else:
         sums = pl.DataFrame({"k": packed, COUNT: w}).group_by("k").agg(pl.col(COUNT).sum())
         v, n = sums.get_column("k").to_numpy(), sums.get_column(COUNT).to_numpy()
@@ -67,9 +66,9 @@ def _span(days: pl.Series) -> tuple[int, int]:
     return lo, int(days.max()) - lo + 1 + (days.null_count() > 0)
 
 
-def _offsets(days: pl.Series, lo: int, span: int) -> pl.Series:
-    """Codes of day numbers on the grid of :func:`_span` (a null -> the last code)."""
-    return (days - lo).fill_null(span - 1)
+def _offsets(days: pl.Series, lo: int, span: int) -> np.ndarray:
+    """Codes of day numbers (Int64) on the grid of :func:`_span` (a null -> the last code), int64."""
+    return days.fill_null(lo + span - 1).to_numpy() - lo
 
 
 def _dates(name: str, codes: np.ndarray, lo: int, span: int, nulls: bool) -> pl.Series:

@@ -220,7 +220,10 @@ _FAR = 10**9  # a day number beyond any date: "never exits"
 
 def _cells_by(sid: np.ndarray, age: np.ndarray, dur: np.ndarray, days: np.ndarray, decode: Any,
               rel_cols: list[str]) -> pl.DataFrame:
-    """Integer day sums by (age, static key id, duration) as a frame ``age, sex, duration, rel_cols..., _days``."""
+    """Integer day sums by (age, static key id, duration) as a frame ``age, sex, duration, rel_cols..., _days``.
+
+    ``days`` are positive (the members with no eligible day are left out by the caller).
+    """
     if age.size == 0:
         frame = decode(np.zeros(0, dtype=np.int64))
         return pl.concat([pl.DataFrame({"age": pl.Series([], dtype=pl.Int32)}), frame,
@@ -232,7 +235,7 @@ def _cells_by(sid: np.ndarray, age: np.ndarray, dur: np.ndarray, days: np.ndarra
     size = (int(sid.max()) + 1) * na * nd
     if size <= 4 * code.size + 100_000:  # a dense grid: no sort
         dense = np.bincount(code, weights=days, minlength=size)
-        uniq = np.flatnonzero(np.bincount(code, minlength=size))
+        uniq = np.flatnonzero(dense)  # every day count is positive: a cell is present iff its sum is
         total = dense[uniq].astype(np.int64)  # integer sums below 2^53: exact
     else:
         uniq, inv = np.unique(code, return_inverse=True)
