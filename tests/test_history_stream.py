@@ -236,3 +236,54 @@ def test_member_counts_equal_a_group_by() -> None:
         order = [*keys, "join_date", "exit_date"]
         assert m.height > 1_000 and int(got.get_column("_n").sum()) == m.height
         assert_frame_equal(got.sort(order, nulls_last=True), want.sort(order, nulls_last=True), check_exact=True)
+
+
+def test_member_counts_with_null_join_dates_equal_a_group_by() -> None:
+    """A null join date (or exit date) has its own code on the packed grid: the count still equals a group-by."""
+    from engine.shares._stream import member_counts
+
+    keys = ["plan_id"]
+    rng = np.random.default_rng(3)
+    m = MEMBERS.select(*keys, "join_date", "exit_date").with_columns(
+        pl.when(pl.Series(rng.random(N) < 0.05)).then(None).otherwise(pl.col("join_date")).alias("join_date"))
+    for frame in (m, m.with_columns(pl.lit(None, dtype=pl.Date).alias("join_date")).head(3_000)):
+        got = member_counts(frame, keys)
+        want = frame.group_by(*keys, "join_date", "exit_date").agg(pl.len().cast(pl.UInt32).alias("_n"))
+        order = [*keys, "join_date", "exit_date"]
+        assert got.get_column("join_date").null_count() > 0
+        assert_frame_equal(got.sort(order, nulls_last=True), want.sort(order, nulls_last=True), check_exact=True)
+
+
+def test_merged_cohorts_equal_a_group_by_sum() -> None:
+    """Cohort counts of several partitions added on the packed grid equal the group-by sum of their counts,
+    with null join and exit dates, on a dense grid and by hashing, in any order of the partitions."""
+    from engine.shares._stream import member_counts, merge_cohorts
+
+    keys = ["plan_id", "channel"]
+    rng = np.random.default_rng(5)
+    m = MEMBERS.select(*keys, "join_date", "exit_date").with_columns(
+        pl.when(pl.Series(rng.random(N) < 0.02)).then(None).otherwise(pl.col("join_date")).alias("join_date"))
+    few_days = m.filter(pl.col("join_date") <= pl.col("join_date").min() + dt.timedelta(days=20))
+    order = [*keys, "join_date", "exit_date"]
+    for frame in (m, few_days):
+        cuts = sorted(rng.choice(frame.height, 4, replace=False))
+        parts = [member_counts(frame.slice(a, b - a), keys) for a, b in zip([0, *cuts], [*cuts, frame.height])]
+        want = (pl.concat(parts).group_by(order).agg(pl.col("_n").cast(pl.Int64).sum())
+                .sort(order, nulls_last=True))
+        for ps in (parts, parts[::-1]):
+            got = merge_cohorts(ps, keys)
+            assert got.get_column("_n").dtype == pl.Int64 and int(got.get_column("_n").sum()) == frame.height
+            assert_frame_equal(got.sort(order, nulls_last=True), want, check_exact=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-5_000, 30_000), min_size=0, max_size=40, unique=True),
+       st.lists(st.one_of(st.integers(-10_000, 40_000), st.just(10**9)), min_size=0, max_size=200))
+def test_notice_index_is_searchsorted(notice, days) -> None:
+    """The tabulated notice index equals ``searchsorted(T, day, 'left')``: days before, on, between and after
+    the notices, a far-future day (a null exit) and an empty calendar."""
+    from engine.shares._counts import notice_index
+
+    T = np.array(sorted(notice), dtype=np.int64)
+    d = np.array(days, dtype=np.int64)
+    np.testing.assert_array_equal(notice_index(T, d), np.searchsorted(T, d, side="left"))

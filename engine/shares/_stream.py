@@ -27,11 +27,11 @@ import numpy as np
 import polars as pl
 
 from engine.cells.dates import attained_age_expr, completed_months_expr
+from engine.shares._cohorts import member_counts, merge_cohorts
 from engine.errors import ConfigError
 
 #: members per batch of the counting passes (results do not depend on it)
 DEFAULT_BATCH = 1_000_000
-_COUNT = "_n"
 
 
 def parts_of(members: Any) -> list[pl.DataFrame | pl.LazyFrame]:
@@ -74,46 +74,6 @@ def pool_keys(names: Sequence[str], plan_col: str | None, by: Sequence[str] | No
         const["pool"] = "all"
         keys = ["pool"]
     return keys, const
-
-
-def member_counts(m: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """Members counted by (pool keys, join_date, exit_date): ``keys..., join_date, exit_date, _n`` (UInt32).
-
-    The three keys are packed into one Int64 (static key id, join day, exit day or a
-    null code) so the count runs on integers: a dense ``bincount`` when the packed grid is
-    small (e.g. a file of members who joined within a few weeks), a hash count otherwise; a
-    plain group-by when they do not fit.
-    """
-    from engine.cells.calendar import encode_static
-
-    if m.height == 0:
-        return m.group_by(*keys, "join_date", "exit_date").agg(pl.len().cast(pl.UInt32).alias(_COUNT))
-    j = m.get_column("join_date").to_physical().cast(pl.Int64)
-    x = m.get_column("exit_date").to_physical().cast(pl.Int64)
-    if j.null_count():
-        return m.group_by(*keys, "join_date", "exit_date").agg(pl.len().cast(pl.UInt32).alias(_COUNT))
-    jlo, jspan = int(j.min()), int(j.max()) - int(j.min()) + 1
-    xlo = int(x.min()) if x.null_count() < x.len() else 0
-    xspan = (int(x.max()) - xlo + 2) if x.null_count() < x.len() else 1  # the last code stands for a null exit_date
-    sid, n_sid, decode = encode_static(m, keys)
-    size = float(n_sid) * jspan * xspan
-    if size >= 2.0**62:
-        return m.group_by(*keys, "join_date", "exit_date").agg(pl.len().cast(pl.UInt32).alias(_COUNT))
-    packed = (pl.Series(sid).cast(pl.Int64) * jspan + (j - jlo)) * xspan + (x - xlo).fill_null(xspan - 1)
-    if size <= 4 * m.height + 100_000:  # a dense grid: counted without hashing
-        dense = np.bincount(packed.to_numpy(), minlength=int(size))
-        v = np.flatnonzero(dense)
-        n = dense[v]
-    else:
-        counts = packed.value_counts(name=_COUNT, sort=False)
-        v, n = counts.get_column(packed.name).to_numpy(), counts.get_column(_COUNT).to_numpy()
-    xs, rest = v % xspan, v // xspan
-    out = decode(rest // jspan)
-    join = pl.Series("join_date", rest % jspan + jlo).cast(pl.Int32).cast(pl.Date)
-    exit_ = pl.Series("exit_date", np.where(xs == xspan - 1, 0, xs + xlo)).cast(pl.Int32).cast(pl.Date)
-    exit_ = pl.select(pl.when(pl.Series(xs == xspan - 1)).then(None).otherwise(exit_)).to_series().alias("exit_date")
-    return pl.concat([out, pl.DataFrame([join, exit_]), pl.DataFrame({_COUNT: pl.Series(n).cast(pl.UInt32)})],
-                     how="horizontal")
 
 
 def _sum_counts(frames: list[pl.DataFrame], keys: list[str], value_cols: list[str]) -> pl.DataFrame:
@@ -260,7 +220,10 @@ _FAR = 10**9  # a day number beyond any date: "never exits"
 
 def _cells_by(sid: np.ndarray, age: np.ndarray, dur: np.ndarray, days: np.ndarray, decode: Any,
               rel_cols: list[str]) -> pl.DataFrame:
-    """Integer day sums by (age, static key id, duration) as a frame ``age, sex, duration, rel_cols..., _days``."""
+    """Integer day sums by (age, static key id, duration) as a frame ``age, sex, duration, rel_cols..., _days``.
+
+    ``days`` are positive (the members with no eligible day are left out by the caller).
+    """
     if age.size == 0:
         frame = decode(np.zeros(0, dtype=np.int64))
         return pl.concat([pl.DataFrame({"age": pl.Series([], dtype=pl.Int32)}), frame,
@@ -272,7 +235,7 @@ def _cells_by(sid: np.ndarray, age: np.ndarray, dur: np.ndarray, days: np.ndarra
     size = (int(sid.max()) + 1) * na * nd
     if size <= 4 * code.size + 100_000:  # a dense grid: no sort
         dense = np.bincount(code, weights=days, minlength=size)
-        uniq = np.flatnonzero(np.bincount(code, minlength=size))
+        uniq = np.flatnonzero(dense)  # every day count is positive: a cell is present iff its sum is
         total = dense[uniq].astype(np.int64)  # integer sums below 2^53: exact
     else:
         uniq, inv = np.unique(code, return_inverse=True)
@@ -391,8 +354,7 @@ def counts_task(part: Any, keys: list[str] | None, const: dict[str, str], window
     fn = functools.partial(_member_batch, keys=keys, const=const, windows=windows, waiting_days=waiting_days,
                            rel_cols=rel_cols, plan=plan, at_end=at_end)
     per_batch = _batches(part, cols, batch_size, fn) or [fn(_empty(part, cols))]
-    cohorts = (_sum_counts([b[0] for b in per_batch], [*keys, "join_date", "exit_date"], [_COUNT])
-               if keys is not None else None)
+    cohorts = merge_cohorts([b[0] for b in per_batch], keys) if keys is not None else None
     end = _sum_end([b[2] for b in per_batch], at_end[2]) if at_end is not None else None
     return cohorts, _sum_windows([b[1] for b in per_batch], rel_cols), end
 
@@ -467,7 +429,7 @@ def history_counts(parts: Sequence[Any], keys: list[str] | None, const: dict[str
     fn = functools.partial(counts_task, keys=keys, const=const, windows=windows, waiting_days=waiting_days,
                            rel_cols=rel_cols, plan=plan, at_end=at_end, batch_size=batch_size)
     res = map_parts(fn, parts, batch_size, executor)
-    cohorts = _sum_counts([r[0] for r in res], [*keys, "join_date", "exit_date"], [_COUNT]) if keys is not None else None
+    cohorts = merge_cohorts([r[0] for r in res], keys) if keys is not None else None
     cell_keys = ["age", "sex", "duration", *rel_cols]
     counts = [(cells.sort(cell_keys, nulls_last=True), n, y) for cells, n, y in _sum_windows([r[1] for r in res], rel_cols)]
     end = None
