@@ -9,12 +9,17 @@ from __future__ import annotations
 import polars as pl
 
 
+def contract_first(columns: list[str], first: list[str], last: tuple[str, ...] = ()) -> list[str]:
+    """Column order independent of the files' layout: ``first``, the others by name, then ``last``."""
+    return ([c for c in first if c in columns] + sorted(c for c in columns if c not in first and c not in last)
+            + [c for c in last if c in columns])
+
+
 def _contract_order(lf: pl.LazyFrame) -> pl.LazyFrame:
     """``lf`` with the data contract's member columns first, the others by name."""
     from engine.data.schema import MEMBER_OPTIONAL, MEMBER_REQUIRED
-    from engine.pipeline._stages import _contract_first
 
-    return lf.select(_contract_first(lf.collect_schema().names(), [*MEMBER_REQUIRED, *MEMBER_OPTIONAL]))
+    return lf.select(contract_first(lf.collect_schema().names(), [*MEMBER_REQUIRED, *MEMBER_OPTIONAL]))
 
 
 def clean_frame(members: pl.LazyFrame, factors: list[str]) -> pl.DataFrame:

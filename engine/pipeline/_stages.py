@@ -16,7 +16,7 @@ import polars as pl
 from engine.conventions import ANNUAL_CAP_CNY, FEE, PER_CLAIMANT_CAP_CNY, SHARING_DAYS, WAITING_DAYS
 from engine.data.factor_levels import check_factor_types
 from engine.errors import ConfigError, DataError
-from engine.pipeline._clean_members import clean_frame, clean_parts, member_partitions
+from engine.pipeline._clean_members import clean_frame, clean_parts, contract_first, member_partitions
 from engine.pipeline._state import RunState
 
 MEMBER_KEYS = ("age", "sex")
@@ -200,12 +200,6 @@ def stage_exposure(ctx: RunState) -> None:
     ctx.facts["exposure_years"] = float(cells["exposure_years"].sum())
 
 
-def _contract_first(columns: list[str], first: list[str], last: tuple[str, ...] = ()) -> list[str]:
-    """Column order independent of the files' layout: ``first``, the others by name, then ``last``."""
-    return ([c for c in first if c in columns] + sorted(c for c in columns if c not in first and c not in last)
-            + [c for c in last if c in columns])
-
-
 def canonical_rows(df: pl.DataFrame, first: list[str], last: tuple[str, ...] = ("reason", "stage")) -> pl.DataFrame:
     """Set-aside rows in a canonical layout: the same bytes whatever the input files' layout and order.
 
@@ -213,7 +207,7 @@ def canonical_rows(df: pl.DataFrame, first: list[str], last: tuple[str, ...] = (
     (hive partition columns sit wherever the files put them), then ``last``. Rows are sorted
     by every sortable column (nulls last); rows equal in all of them are indistinguishable.
     """
-    df = df.select(_contract_first(df.columns, first, last))
+    df = df.select(contract_first(df.columns, first, last))
     keys = [c for c, t in df.schema.items() if not t.is_nested() and t != pl.Object]
     return df.sort(keys, nulls_last=True, maintain_order=True) if keys and df.height > 1 else df
 
