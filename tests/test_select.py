@@ -328,3 +328,24 @@ def test_cli_select_from_members_and_claims(tmp_path, capsys) -> None:  # type: 
     assert main(["select", "--members", str(tmp_path / "members.parquet"), "--claims",
                  str(tmp_path / "claims.parquet"), "--out", str(out), "--quiet"]) == 2  # no window
     error_line(capsys, "select", "--start/--end", "the study window is required")
+
+
+def test_plot_offsets_and_blank_missing_interval(capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two routes are drawn side by side, 0.15 apart and centred on each band; a factor without
+    an upper bound (a band with no claim) prints blank, not 'None'."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    cells = simulate_cells(7).with_columns(
+        pl.when(pl.col("duration") < 6).then(0).otherwise(pl.col("claims")).alias("claims"))
+    m = SelectFactors(bands=BANDS, route="both").fit(cells)
+    ax = m.plot_factors()
+    n = m.summary.filter(pl.col("route") == "glm").height
+    for c, shift in zip(ax.containers, (-0.075, 0.075), strict=True):
+        np.testing.assert_allclose(c.lines[0].get_xdata(), np.arange(n) + shift)
+    assert m.summary["factor_upper"].null_count() > 0
+    monkeypatch.setenv("COLUMNS", "400")
+    m.print_summary()
+    out = capsys.readouterr().out
+    assert "duration factors" in out and "None" not in out
