@@ -349,3 +349,15 @@ def test_plot_offsets_and_blank_missing_interval(capsys: pytest.CaptureFixture[s
     m.print_summary()
     out = capsys.readouterr().out
     assert "duration factors" in out and "None" not in out
+
+
+def test_lifelines_high_incidence_and_zero_band() -> None:
+    """More claims than exposure-months over a band's length still gives the crude rate; a band
+    without claims has factor and lower bound 0 in the lifelines route."""
+    d = np.arange(0, 12)
+    cells = pl.DataFrame({"duration": d.astype(np.int32), "exposure_years": np.full(12, 0.5),
+                          "claims": np.where(d < 3, 0, 10).astype(np.int64)})
+    m = SelectFactors(bands=(0, 3, 6, 9), route="both", adjust=[], reference="6-8").fit(cells)
+    ll = m.summary.filter(pl.col("route") == "lifelines")
+    assert ll.filter(pl.col("duration_band") == "0-2").select("factor", "factor_lower").row(0) == (0.0, 0.0)
+    assert m.lifelines_rate_["3-5"] == pytest.approx(30 / 1.5, rel=1e-4)
