@@ -361,3 +361,19 @@ def test_lifelines_high_incidence_and_zero_band() -> None:
     ll = m.summary.filter(pl.col("route") == "lifelines")
     assert ll.filter(pl.col("duration_band") == "0-2").select("factor", "factor_lower").row(0) == (0.0, 0.0)
     assert m.lifelines_rate_["3-5"] == pytest.approx(30 / 1.5, rel=1e-4)
+
+
+def test_input_messages_name_the_remedy_and_check_the_expected_column() -> None:
+    """Member rows get the call that builds cells; a negative count or expected value is refused
+    naming the column and the rule."""
+    import re
+
+    with pytest.raises(DataError, match=re.escape(
+            "build cells first, e.g. engine.exposure(members, claims, by=['duration', 'age', 'sex'])") + "$"):
+        select_factors(pl.DataFrame({"member_id": ["a"], "join_date": [None]}))
+    cells = simulate_cells(6).with_columns((pl.col("exposure_years") * 0.004).alias("expected"))
+    with pytest.raises(DataError, match="select_factors: column 'claims' must be numeric, non-null and >= 0"):
+        select_factors(cells.with_columns(pl.lit(-1).alias("claims")), bands=BANDS, adjust=[])
+    with pytest.raises(DataError, match="column 'expected' must be numeric, non-null and >= 0"):
+        select_factors(cells.with_columns(pl.lit(-1.0).alias("expected")), bands=BANDS, adjust=[],
+                       expected="expected")
