@@ -377,3 +377,16 @@ def test_input_messages_name_the_remedy_and_check_the_expected_column() -> None:
     with pytest.raises(DataError, match="column 'expected' must be numeric, non-null and >= 0"):
         select_factors(cells.with_columns(pl.lit(-1.0).alias("expected")), bands=BANDS, adjust=[],
                        expected="expected")
+
+
+def test_glm_route_small_exposures_and_rank_deficient_message() -> None:
+    """Bands with under one exposure-year are fitted (factor = crude rate ratio, no adjustment);
+    a level seen in one band only is refused naming the confounding."""
+    d = np.arange(0, 12)
+    cells = pl.DataFrame({"duration": d.astype(np.int32), "exposure_years": np.full(12, 0.1),
+                          "claims": np.where(d < 6, 1, 2).astype(np.int64)})
+    s = SelectFactors(bands=(0, 6), route="glm", adjust=[]).fit(cells).summary
+    assert s["factor"].to_list() == pytest.approx([0.5, 1.0], rel=1e-6)
+    conf = cells.with_columns(pl.when(pl.col("duration") < 6).then(pl.lit("F")).otherwise(pl.lit("M")).alias("sex"))
+    with pytest.raises(ModelError, match=r"select_factors: GLM design is rank deficient \(a factor level confounded"):
+        SelectFactors(bands=(0, 6), route="glm", adjust=["sex"]).fit(conf)
