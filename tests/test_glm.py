@@ -375,6 +375,7 @@ def test_gbm_save_load_refits_identically(tmp_path) -> None:
     new, _ = planted_cells(14)
     np.testing.assert_array_equal(g2.predict(new), g.predict(new))
     assert g2.fit_date_ == g.fit_date_ == dt.date.today().isoformat()
+    assert g2.data_fingerprint_ == g.data_fingerprint_  # of the cells given to fit, not the stored training cells
     members = pl.DataFrame({"member_id": ["a"], "birth_date": [dt.date(1990, 5, 5)], "sex": ["M"],
                             "join_date": [dt.date(2020, 1, 1)], "exit_date": [None], "city_tier": [3],
                             "channel": ["subsidy"]}, schema_overrides={"exit_date": pl.Date})
@@ -481,3 +482,11 @@ def test_random_designs_match_statsmodels() -> None:
         np.testing.assert_allclose(m.summary["se"].to_numpy(), ref.bse, rtol=1e-5)
 
     check()
+
+
+def test_gbm_refuses_more_than_255_levels_naming_the_limit() -> None:
+    """HistGradientBoostingRegressor takes at most 255 categories: the refusal says so."""
+    cells = pl.DataFrame({"code": [f"c{i:03d}" for i in range(256)], "exposure_years": [1.0] * 256,
+                          "claims": [1] * 256})
+    with pytest.raises(ConfigError, match="categorical: 'code' has 256 levels; at most 255 are supported"):
+        PoissonGBM(features=("code",)).fit(cells)

@@ -206,3 +206,29 @@ def test_calibration_ae_small_exposure_and_plots_by_hand() -> None:
     assert [s[1][1] for s in segs] == pytest.approx(t["observed_upper"].to_list())
     ax = plot_lorenz(d, r, e)
     assert [ln.get_label() for ln in ax.get_lines()][0] == "no information"
+
+
+def test_metrics_edges_and_plotted_data_by_hand() -> None:
+    """The `seed` alias warns naming `random_state`; a predicted count of zero is accepted; the Lorenz curve refuses zero exposure; a
+    zero-exposure cell at the highest rate stays in the last bin; the plots draw x against y and
+    label the calibration diagonal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    cells = pl.DataFrame({"age": list(range(20)), "claims": [1] * 20, "exposure_years": [1.0] * 20})
+    with pytest.warns(DeprecationWarning, match="split_cells: 'seed' is deprecated .* use 'random_state'"):
+        old = split_cells(cells, seed=3)
+    new = split_cells(cells, random_state=3)
+    assert old[1].equals(new[1]) and old[0].equals(new[0])
+    assert poisson_deviance([0.0, 2.0], [0.0, 2.0]).tolist() == [0.0, 0.0]  # a zero prediction is allowed
+    with pytest.raises(DataError, match="needs positive total exposure and claims"):
+        lorenz_curve([1.0, 2.0], [0.1, 0.2], [0.0, 0.0])
+    t = calibration_table(np.array([1.0, 0.0, 0.0]), np.array([0.5, 1.0, 2.0]), np.array([1.0, 1.0, 0.0]),
+                          n_bins=2)
+    assert t["bin"].to_list() == [1, 2] and t["exposure_years"].to_list() == [1.0, 1.0]
+    d, r, e = np.array([1.0, 0.0, 3.0]), np.array([0.5, 1.0, 2.0]), np.array([0.2, 0.3, 0.4])
+    x, y = lorenz_curve(d, r, e)
+    line = plot_lorenz(d, r, e).get_lines()[1]
+    assert list(line.get_xdata()) == pytest.approx(list(x)) and list(line.get_ydata()) == pytest.approx(list(y))
+    ax = plot_calibration(calibration_table(d, r, e, n_bins=3))
+    assert "perfect calibration" in [ln.get_label() for ln in ax.get_lines()]

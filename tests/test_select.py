@@ -328,3 +328,65 @@ def test_cli_select_from_members_and_claims(tmp_path, capsys) -> None:  # type: 
     assert main(["select", "--members", str(tmp_path / "members.parquet"), "--claims",
                  str(tmp_path / "claims.parquet"), "--out", str(out), "--quiet"]) == 2  # no window
     error_line(capsys, "select", "--start/--end", "the study window is required")
+
+
+def test_plot_offsets_and_blank_missing_interval(capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two routes are drawn side by side, 0.15 apart and centred on each band; a factor without
+    an upper bound (a band with no claim) prints blank, not 'None'."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    cells = simulate_cells(7).with_columns(
+        pl.when(pl.col("duration") < 6).then(0).otherwise(pl.col("claims")).alias("claims"))
+    m = SelectFactors(bands=BANDS, route="both").fit(cells)
+    ax = m.plot_factors()
+    n = m.summary.filter(pl.col("route") == "glm").height
+    for c, shift in zip(ax.containers, (-0.075, 0.075), strict=True):
+        np.testing.assert_allclose(c.lines[0].get_xdata(), np.arange(n) + shift)
+    assert m.summary["factor_upper"].null_count() > 0
+    monkeypatch.setenv("COLUMNS", "400")
+    m.print_summary()
+    out = capsys.readouterr().out
+    assert "duration factors" in out and "None" not in out
+
+
+def test_lifelines_high_incidence_and_zero_band() -> None:
+    """More claims than exposure-months over a band's length still gives the crude rate; a band
+    without claims has factor and lower bound 0 in the lifelines route."""
+    d = np.arange(0, 12)
+    cells = pl.DataFrame({"duration": d.astype(np.int32), "exposure_years": np.full(12, 0.5),
+                          "claims": np.where(d < 3, 0, 10).astype(np.int64)})
+    m = SelectFactors(bands=(0, 3, 6, 9), route="both", adjust=[], reference="6-8").fit(cells)
+    ll = m.summary.filter(pl.col("route") == "lifelines")
+    assert ll.filter(pl.col("duration_band") == "0-2").select("factor", "factor_lower").row(0) == (0.0, 0.0)
+    assert m.lifelines_rate_["3-5"] == pytest.approx(30 / 1.5, rel=1e-4)
+
+
+def test_input_messages_name_the_remedy_and_check_the_expected_column() -> None:
+    """Member rows get the call that builds cells; a negative count or expected value is refused
+    naming the column and the rule."""
+    import re
+
+    with pytest.raises(DataError, match=re.escape(
+            "build cells first, e.g. engine.exposure(members, claims, by=['duration', 'age', 'sex'])") + "$"):
+        select_factors(pl.DataFrame({"member_id": ["a"], "join_date": [None]}))
+    cells = simulate_cells(6).with_columns((pl.col("exposure_years") * 0.004).alias("expected"))
+    with pytest.raises(DataError, match="select_factors: column 'claims' must be numeric, non-null and >= 0"):
+        select_factors(cells.with_columns(pl.lit(-1).alias("claims")), bands=BANDS, adjust=[])
+    with pytest.raises(DataError, match="column 'expected' must be numeric, non-null and >= 0"):
+        select_factors(cells.with_columns(pl.lit(-1.0).alias("expected")), bands=BANDS, adjust=[],
+                       expected="expected")
+
+
+def test_glm_route_small_exposures_and_rank_deficient_message() -> None:
+    """Bands with under one exposure-year are fitted (factor = crude rate ratio, no adjustment);
+    a level seen in one band only is refused naming the confounding."""
+    d = np.arange(0, 12)
+    cells = pl.DataFrame({"duration": d.astype(np.int32), "exposure_years": np.full(12, 0.1),
+                          "claims": np.where(d < 6, 1, 2).astype(np.int64)})
+    s = SelectFactors(bands=(0, 6), route="glm", adjust=[]).fit(cells).summary
+    assert s["factor"].to_list() == pytest.approx([0.5, 1.0], rel=1e-6)
+    conf = cells.with_columns(pl.when(pl.col("duration") < 6).then(pl.lit("F")).otherwise(pl.lit("M")).alias("sex"))
+    with pytest.raises(ModelError, match=r"select_factors: GLM design is rank deficient \(a factor level confounded"):
+        SelectFactors(bands=(0, 6), route="glm", adjust=["sex"]).fit(conf)

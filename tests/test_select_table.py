@@ -115,3 +115,14 @@ def test_select_factors_output_feeds_replay_unchanged(fitted) -> None:
     r = replay(pts, ag, select_factors=sf.summary, fit=("level",), n_boot=0, **kw)
     # one count, one parameter: fitted up to the variance term of the normal likelihood (mu-hat ~ y - 1/2)
     assert r.fit["fitted"][0] == pytest.approx(300.0, abs=1.0)
+
+
+def test_empty_table_and_a_first_band_from_month_one() -> None:
+    """No band is refused by name; a table starting at month 1 gets a zero-factor band [0, 1)."""
+    with pytest.raises(ConfigError, match="select_factors: the table has no band"):
+        select_table(pl.DataFrame({"duration_from": [], "factor": []},
+                                  schema={"duration_from": pl.Int32, "factor": pl.Float64}))
+    t = select_table(pl.DataFrame({"duration_from": [1, 4], "factor": [0.5, 1.0]}))
+    assert t.to_dicts() == [{"duration_from": 0, "duration_to": 1, "factor": 0.0},
+                            {"duration_from": 1, "duration_to": 4, "factor": 0.5},
+                            {"duration_from": 4, "duration_to": None, "factor": 1.0}]
