@@ -164,9 +164,12 @@ def markdown(res: dict[str, Any]) -> list[str]:
     L += ["", f"Start-up: `fentan --help` {_cell(st)}"
           + (f", `fentan exposure --help` {_cell(ex)} (best of 5)" if ex else "")
           + " (no polars, numpy, pyarrow, scikit-learn, scipy, lifelines or pydantic imported: `tests/test_startup.py`).", "",
-          f"**The machine was loaded by other work** during this run (1-minute load average on {res['machine']['nproc']} "
-          f"cores: {loads}), so wall times are several times the idle ones and only comparable within this "
-          "table; CPU time is the steadier measure of work. Peak memory is not affected by the load.", ""]
+          (f"**The machine was loaded by other work** during this run (1-minute load average on "
+           f"{res['machine']['nproc']} cores: {loads}), so wall times are several times the idle ones and only "
+           "comparable within this table; CPU time is the steadier measure of work. Peak memory is not affected "
+           "by the load." if max(max(r['load_before'][0], r['load_after'][0]) for r in res["sizes"]) > 2.5 else
+           f"1-minute load average on {res['machine']['nproc']} cores during this run: {loads} (a quiet machine; "
+           "no other work ran)."), ""]
     return L
 
 
