@@ -48,6 +48,7 @@ import polars as pl
 from engine._executor_check import check_executor
 from engine.data._validation_rules import (ValidationResult, _codes, _collect, _member_rule_list, _rename_reserved,
                                            _repeated, _sources, check_claims, make_account, member_codes_table)
+from engine.data.schema import Partition
 from engine.errors import DataError
 
 #: hash buckets each partition's id hashes are written into (``hash(member_id) mod N_BUCKETS``)
@@ -61,8 +62,9 @@ _KEEP = "__fentan_keep"
 _RAW_SEX = "__fentan_raw_sex"
 
 
-def member_parts(members: Any) -> list[pl.LazyFrame]:
-    """The partitions of ``members``: a list as given, a frame read from several files split into its files."""
+def member_parts(members: Any) -> list[Partition]:
+    """The partitions of ``members``: a list as given, a frame read from several files split into its files
+    (the :class:`engine.data.schema.Partition` list :func:`engine.data.io.read_members` gives)."""
     if isinstance(members, (list, tuple)):
         parts = list(members)
     else:
@@ -71,11 +73,16 @@ def member_parts(members: Any) -> list[pl.LazyFrame]:
         raise DataError("members: no partition given (an empty list)")
     out = []
     for p in parts:
+        if isinstance(p, Partition):
+            out.append(p)
+            continue
         if not isinstance(p, (pl.DataFrame, pl.LazyFrame)):
             raise DataError(f"members: expected polars frames, got {type(p).__name__}")
-        lf = p.lazy()
-        lf._fentan_sources = _sources(p)  # type: ignore[attr-defined]
-        out.append(lf)
+        own = getattr(p, "_fentan_parts", None) or []
+        if len(own) == 1 and own[0].frame is p:  # one file read by engine.data.io.read_members
+            out.append(own[0])
+            continue
+        out.append(Partition(p.lazy(), tuple(_sources(p))))
     return out
 
 
@@ -211,9 +218,9 @@ def _bucket_ranges(counts: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def _template(parts: list[pl.LazyFrame]) -> pl.DataFrame:
+def _template(parts: list[Partition]) -> pl.DataFrame:
     """An empty frame with the columns and dtypes of all partitions concatenated (reserved names renamed)."""
-    frames = [_rename_reserved(p, _sources(p)).clear() for p in parts]
+    frames = [_rename_reserved(p.frame, list(p.sources)).clear() for p in parts]
     return (frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")).collect()
 
 
@@ -263,7 +270,7 @@ def _clean(lf: pl.LazyFrame, rejected: pl.DataFrame, rows: int, sources: list[st
     return lf.filter(pl.lit(pl.Series(_KEEP, keep)))
 
 
-def validate_parts(parts: list[pl.LazyFrame], members: Any, claims: Any, craw: pl.DataFrame, c_schema: pl.Schema,
+def validate_parts(parts: list[Partition], members: Any, claims: Any, craw: pl.DataFrame, c_schema: pl.Schema,
                    rule: pl.Expr, *, as_of: dt.date, as_of_source: str, min_date: dt.date, max_date: dt.date,
                    executor: Executor | None = None, fingerprint: bool = False) -> ValidationResult:
     """The streaming pass of :func:`engine.validate` over ``parts`` (claims ``craw`` already read); with
@@ -274,13 +281,13 @@ def validate_parts(parts: list[pl.LazyFrame], members: Any, claims: Any, craw: p
     codes = member_codes_table(rules)
     claimant_ids = craw.get_column("member_id").drop_nulls().unique()
     with tempfile.TemporaryDirectory(prefix="fentan-ids-") as tmp:
-        per_part = _run(executor, hash_task, [(i, p, _sources(p), tmp, N_BUCKETS) for i, p in enumerate(parts)])
+        per_part = _run(executor, hash_task, [(i, p.frame, list(p.sources), tmp, N_BUCKETS)
+                                             for i, p in enumerate(parts)])
         counts = [sum(c[b] for c in per_part) for b in range(N_BUCKETS)]
         cands = pl.concat(_run(executor, bucket_task, [(tmp, lo, hi, len(parts)) for lo, hi in _bucket_ranges(counts)]))
-    results = _run(executor, partition_task, [(p, _sources(p), as_of, min_date, max_date, claimant_ids,
+    results = _run(executor, partition_task, [(p.frame, list(p.sources), as_of, min_date, max_date, claimant_ids,
                                                cands.filter(pl.col("__file") == i).get_column(_ROW),
-                                               template.schema if fingerprint else None,
-                                               getattr(p, "_fentan_sex_raw", None))
+                                               template.schema if fingerprint else None, p.raw_sex)
                                               for i, p in enumerate(parts)])
     rejected, dups = _set_aside(results, cands, len(rules) + 1)
     member_fp = _fingerprint(results, dups, template.schema) if fingerprint else None
@@ -289,8 +296,8 @@ def validate_parts(parts: list[pl.LazyFrame], members: Any, claims: Any, craw: p
                         .join(codes, on=_CODE, how="left", maintain_order="left")
                         .select([*template.columns, "reason"]))
     # a file whose clean rows the sex clean-up leaves as they are is read without it by every later pass
-    clean_parts = [_conform(_clean(lf._fentan_sex_raw if r["sex_raw_ok"] else lf, rej, int(r["rows"]), _sources(lf)),
-                            template.schema) for lf, rej, r in zip(parts, rejected, results, strict=True)]
+    clean_parts = [_conform(_clean(p.raw_sex if r["sex_raw_ok"] else p.frame, rej, int(r["rows"]), list(p.sources)),
+                            template.schema) for p, rej, r in zip(parts, rejected, results, strict=True)]
 
     cl = pl.concat([r["claimants"].with_columns(pl.lit(i, dtype=pl.UInt32).alias("__file"))
                     for i, r in enumerate(results)])

@@ -30,8 +30,8 @@ from engine.data._csv import is_csv, scan_csv_file
 from engine.data.remote import is_remote
 from engine.data.remote import storage_options as remote_options
 from engine.errors import ConfigError, InputFileError, OutputError
-from engine.data.schema import (CLAIM_OPTIONAL, CLAIM_REQUIRED, MEMBER_OPTIONAL, MEMBER_REQUIRED,
-                                normalise_claims, normalise_members)
+from engine.data.schema import (CLAIM_OPTIONAL, CLAIM_REQUIRED, MEMBER_OPTIONAL, MEMBER_REQUIRED, Partition,
+                                members_raw_sex, normalise_claims, normalise_members)
 
 PathLike = str | os.PathLike[str]
 #: the value Hive and Spark write for a null partition value
@@ -155,11 +155,14 @@ def scan_normalised(
     """Scan every file under ``path``, normalise each to the contract, and concatenate.
 
     ``storage_options`` (endpoint, credentials) apply to remote paths (:mod:`engine.data.remote`).
+    The frame's ``_fentan_parts`` lists one :class:`engine.data.schema.Partition` per file (the streaming
+    validation's tasks), with members the file without the ``sex`` clean-up.
     """
     files, skipped = _listed(path, storage_options)
     if not files:
         raise InputFileError("no input path given")
     frames = []
+    parts: list[Partition] = []
     hive_keys: dict[str, list[str | None]] = {}
     per_file = []
     _one_format(files)
@@ -184,7 +187,8 @@ def scan_normalised(
             lf = lf.with_columns(extra)
             schema = lf.collect_schema()
         frames.append(normaliser(lf, schema, str(f)))
-        frames[-1]._fentan_sources = [str(f)]  # type: ignore[attr-defined]  # a decoding error names it
+        raw = members_raw_sex(lf, schema, str(f)) if normaliser is normalise_members else None
+        parts.append(Partition(frames[-1], (str(f),), raw))
     if len(frames) == 1:
         out = frames[0]
     else:
@@ -196,7 +200,7 @@ def scan_normalised(
     # the files behind the frame: a decoding error found later (engine.validate) names the file
     out._fentan_sources = [str(f) for f, _ in files]  # type: ignore[attr-defined]
     out._fentan_skipped = skipped  # type: ignore[attr-defined]  # named in the row account
-    out._fentan_parts = frames  # type: ignore[attr-defined]  # one frame per file (streaming validation)
+    out._fentan_parts = parts  # type: ignore[attr-defined]  # one Partition per file (streaming validation)
     return out
 
 

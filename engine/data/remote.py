@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from typing import Any
 
 from engine.errors import ConfigError, InputFileError
@@ -88,32 +89,56 @@ def storage_options(uri: str, given: dict[str, Any] | None = None) -> dict[str, 
 def filesystem(uri: str, options: dict[str, str]) -> tuple[Any, str]:
     """The ``pyarrow.fs`` filesystem of ``uri`` and the path in it (the options mapped onto pyarrow's).
 
+    One filesystem is built per store root (scheme and bucket or host) and options, then reused
+    (:data:`_STORES`): the memory guard and the run record read the footer and size of every file
+    of a directory through one.
+
     Raises
     ------
     InputFileError
         pyarrow cannot open that kind of store (one line naming the path).
     """
+    scheme, path = split_uri(uri)
+    root, _, rest = path.partition("/")
+    key = (scheme, root, tuple(sorted(options.items())))
+    with _STORES_LOCK:
+        hit = _STORES.get(key)
+        if hit is None:
+            try:
+                fs, inner = _open(scheme, options, uri)
+            except (OSError, ValueError, ImportError) as exc:
+                msg = (str(exc).splitlines() or [type(exc).__name__])[0]
+                raise InputFileError(f"{uri}: cannot open the store ({msg})") from None
+            if rest and inner.endswith(rest):  # a path below the root is this prefix + its part after the root
+                _STORES[key] = (fs, inner[:len(inner) - len(rest)])
+            return fs, inner
+    fs, prefix = hit
+    return fs, (prefix + rest if rest else prefix).rstrip("/")
+
+
+#: ``(scheme, bucket or host, options) -> (filesystem, prefix)``: the stores built (see :func:`filesystem`)
+_STORES: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[Any, str]] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def _open(scheme: str, opts: dict[str, str], uri: str) -> tuple[Any, str]:
+    """Build the ``pyarrow.fs`` filesystem of ``uri`` (an S3 store from ``opts``) and the path in it."""
     import pyarrow.fs as pafs
 
-    scheme, path = split_uri(uri)
-    try:
-        if scheme in ("s3", "s3a"):
-            kw: dict[str, Any] = {}
-            endpoint = options.get("aws_endpoint_url")
-            if endpoint:
-                m = _SCHEME.match(endpoint)
-                kw["endpoint_override"] = endpoint[m.end():] if m else endpoint
-                kw["scheme"] = m.group(1).lower() if m else "https"
-            for ours, theirs in (("aws_access_key_id", "access_key"), ("aws_secret_access_key", "secret_key"),
-                                 ("aws_session_token", "session_token"), ("aws_region", "region")):
-                if options.get(ours):
-                    kw[theirs] = options[ours]
-            return pafs.S3FileSystem(**kw), path
-        fs, inner = pafs.FileSystem.from_uri(uri)
-        return fs, inner.rstrip("/")
-    except (OSError, ValueError, ImportError) as exc:
-        msg = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise InputFileError(f"{uri}: cannot open the store ({msg})") from None
+    if scheme in ("s3", "s3a"):
+        kw: dict[str, Any] = {}
+        endpoint = opts.get("aws_endpoint_url")
+        if endpoint:
+            m = _SCHEME.match(endpoint)
+            kw["endpoint_override"] = endpoint[m.end():] if m else endpoint
+            kw["scheme"] = m.group(1).lower() if m else "https"
+        for ours, theirs in (("aws_access_key_id", "access_key"), ("aws_secret_access_key", "secret_key"),
+                             ("aws_session_token", "session_token"), ("aws_region", "region")):
+            if opts.get(ours):
+                kw[theirs] = opts[ours]
+        return pafs.S3FileSystem(**kw), split_uri(uri)[1]
+    fs, inner = pafs.FileSystem.from_uri(uri)
+    return fs, inner.rstrip("/")
 
 
 def file_size(file: Any, given: dict[str, Any] | None = None) -> int:

@@ -16,6 +16,7 @@ in another compare equal. A float id is refused (it silently loses digits).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -117,15 +118,30 @@ def normalise(
 
 
 def normalise_members(lf: pl.LazyFrame, schema: Mapping[str, pl.DataType], where: str) -> pl.LazyFrame:
-    """Normalise a members frame to the contract (see module Notes).
+    """Normalise a members frame to the contract (see module Notes)."""
+    return normalise(lf, schema, MEMBER_REQUIRED, MEMBER_OPTIONAL, where)
 
-    The result carries ``_fentan_sex_raw``: the same frame without the ``sex`` clean-up, which the
-    streaming validation hands on instead when a file's clean rows prove it a no-op.
+
+def members_raw_sex(lf: pl.LazyFrame, schema: Mapping[str, pl.DataType], where: str) -> pl.LazyFrame | None:
+    """A members frame normalised without the ``sex`` clean-up (None when it has no ``sex``): what the
+    streaming validation hands on instead when a file's clean rows prove the clean-up a no-op."""
+    return normalise(lf, schema, MEMBER_REQUIRED, MEMBER_OPTIONAL, where, sex=False) if "sex" in schema else None
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One partition (a file) of an input as read: what the streaming validation is handed per file.
+
+    Attributes
+    ----------
+    frame : the partition normalised to the contract.
+    sources : the file(s) behind it, named by a decoding error.
+    raw_sex : members only: the same partition without the ``sex`` clean-up (:func:`members_raw_sex`).
     """
-    out = normalise(lf, schema, MEMBER_REQUIRED, MEMBER_OPTIONAL, where)
-    if "sex" in schema:
-        out._fentan_sex_raw = normalise(lf, schema, MEMBER_REQUIRED, MEMBER_OPTIONAL, where, sex=False)  # type: ignore[attr-defined]
-    return out
+
+    frame: pl.LazyFrame
+    sources: tuple[str, ...] = ()
+    raw_sex: pl.LazyFrame | None = None
 
 
 def normalise_claims(lf: pl.LazyFrame, schema: Mapping[str, pl.DataType], where: str) -> pl.LazyFrame:
