@@ -105,3 +105,31 @@ def test_run_memory_guard_refuses_remote_inputs(lake, capsys) -> None:
                  "--memory-limit", "1MB"]) == 2
     error_line(capsys, "run", f"s3://{BUCKET}/claims", "claim rows", "memory limit")
     assert not (root / "out-guard" / "cells.parquet").exists()
+
+
+def test_one_filesystem_per_store_for_the_memory_guard_and_run_record(lake, monkeypatch) -> None:
+    """Listing, the memory guard's footers and the run record's sizes of a 3-file remote directory build one
+    pyarrow filesystem (per store root and storage options), not one per file."""
+    import pyarrow.fs as pafs
+
+    from engine.data import remote
+    from engine.data.io import resolve_paths
+    from engine.pipeline.memguard import estimate_inputs
+
+    root, opts = lake
+    for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(k, raising=False)
+    built: list[dict[str, str]] = []
+    real = pafs.S3FileSystem
+    monkeypatch.setattr(pafs, "S3FileSystem", lambda **kw: built.append(kw) or real(**kw))
+    monkeypatch.setattr(remote, "_STORES", {})
+    members = f"s3://{BUCKET}/members/"
+    files = resolve_paths(members, opts)
+    assert len(files) == 3
+    rows = estimate_inputs(members, f"s3://{BUCKET}/claims", storage_options=opts)[0]
+    sizes = [remote.file_size(f, opts) for f in files]
+    assert rows == pl.read_parquet(root / "data/members").height
+    assert sizes == [(root / "data/members" / f"part-{i}.parquet").stat().st_size for i in range(3)]
+    assert len(built) == 1
+    remote.file_size(files[0], {**opts, "aws_region": "eu-west-1"})  # other options: another filesystem
+    assert len(built) == 2
