@@ -5,7 +5,8 @@ directory and to a bucket of a local S3 emulator (moto server on 127.0.0.1). ``f
 ``s3://`` URIs, with the endpoint and credentials in ``[data] storage_options``, gives every output
 file byte-identical to the run over the local copy (``run.json`` records wall times and the input
 sizes, ``config.toml`` the paths: compared apart); the memory guard and the run record read the
-remote footers and sizes, and no secret reaches the outputs.
+remote footers and sizes, and no secret reaches the outputs. With ``--scratch s3://...`` validation's
+tasks run on the pool with their id buckets in the bucket: the same bytes again.
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ def test_run_from_s3_equals_local_run(lake, monkeypatch) -> None:
     assert main(["run", str(root / "remote.toml"), "--out", str(root / "out-s3"), "--quiet"]) == 0
     local, remote = _digests(root / "out-local"), _digests(root / "out-s3")
     assert len(local) > 20 and local == remote
+    # validation's tasks on a pool, their id buckets below a scratch prefix of the bucket: the same bytes
+    assert main(["run", str(root / "remote.toml"), "--out", str(root / "out-scratch"), "--quiet",
+                 "--engine", "threads", "--workers", "2", "--scratch", f"s3://{BUCKET}/scratch/"]) == 0
+    assert _digests(root / "out-scratch") == local
+    assert f'scratch = "s3://{BUCKET}/scratch/"' in (root / "out-scratch/config.toml").read_text()
     rec_l = json.loads((root / "out-local/run.json").read_text())
     rec_r = json.loads((root / "out-s3/run.json").read_text())
     # the run record lists the remote inputs with their sizes, the memory guard read their footers

@@ -1,4 +1,4 @@
-"""``--engine``, ``--address``, ``--workers`` of ``fentan run`` and ``fentan exposure``: the executor they open.
+"""``--engine``, ``--address``, ``--workers`` (and ``--scratch``) of ``fentan run`` and ``fentan exposure``: the executor they open.
 
 The flags win over the ``[run]`` keys ``engine``, ``address``, ``workers`` of a run configuration;
 :func:`engine.cells._engines.executor_for` opens the executor (see docs/scale.md).
@@ -27,6 +27,10 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: a local cluster of --workers processes)")
     p.add_argument("--workers", default=None, metavar="N",
                    help="workers of the threads, processes or local dask engine (default: the machine's cores)")
+    p.add_argument("--scratch", default=None, metavar="URI",
+                   help="where validation's member-id buckets go, e.g. s3://bucket/prefix or a shared directory, so "
+                        "its tasks run on any engine, a remote dask cluster's included (default: [run] scratch, "
+                        "else a local temporary directory and, off this machine, validation in this process)")
 
 
 def _workers(text: Any, key: str) -> int | None:

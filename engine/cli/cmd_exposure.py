@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     from engine.cli._engine_flags import add_engine_arguments
 
-    add_engine_arguments(p)  # --engine, --address, --workers
+    add_engine_arguments(p)  # --engine, --address, --workers, --scratch
 
 
 def _int(text: str, what: str, lo: int) -> int:
@@ -86,10 +86,15 @@ def _run(args: argparse.Namespace, executor: Any) -> int:
     check_writable(args.out, "--out", input_args(args))
     if args.rejected_claims:
         check_writable(args.rejected_claims, "--rejected-claims", input_args(args))
+    if args.scratch:
+        from engine.data._scratch import check_scratch
+
+        check_scratch(args.scratch, where="--scratch")
 
     # streaming: validation file by file, then exposure file by file; no step holds every member
+    # with --scratch, validation's tasks run on the executor too (its id buckets below the scratch location)
     res = validate(read_members(args.members), read_claims(args.claims), as_of=as_of, as_of_source="--as-of",
-                   stream=True)
+                   stream=True, executor=executor if args.scratch else None, scratch=args.scratch)
     res.require_usable(str(args.members))
     parts = res.member_parts or [res.members]
     schema = parts[0].collect_schema()  # every part has the columns and dtypes of all files together

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "checked from the Parquet footers before any data is read")
     from engine.cli._engine_flags import add_engine_arguments
 
-    add_engine_arguments(p)  # --engine, --address, --workers (else [run] engine, address, workers)
+    add_engine_arguments(p)  # --engine, --address, --workers, --scratch (else [run] engine, address, workers, scratch)
 
 
 def print_run(result, *, quiet: bool = False) -> None:
@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         config = with_output(load_config(args.config), static=args.static, language=args.lang)
     with run_executor(args) as ex:  # None for the local engine: the runner's own default
         result = run_batch(config, args.out, force=args.force, dry_run=args.dry_run, quiet=args.quiet,
-                           memory_limit=args.memory_limit, **({"executor": ex} if ex is not None else {}))
+                           memory_limit=args.memory_limit, scratch=args.scratch,
+                           **({"executor": ex} if ex is not None else {}))
     if args.dry_run:
         if not args.quiet:
             print_table(f"row account (dry run; study {result.facts.get('study_start')} to "

@@ -4,7 +4,8 @@ Four steps; the first three are each a set of independent tasks an executor may 
 
 1. **one task per partition** (a file) reads its member ids only and writes their 64-bit
    hashes, with their row numbers, into ``B`` hash buckets (``hash(member_id) mod B``: NumPy
-   arrays in a temporary directory, grouped by bucket, ``B`` = 256);
+   arrays in a temporary directory, or below a scratch location every worker reaches,
+   :mod:`engine.data._scratch`; grouped by bucket, ``B`` = 256);
 2. **one task per group of buckets**: an id's rows all land in one bucket, so the rows whose
    hash occurs more than once across all partitions are found bucket by bucket. The buckets
    are grouped, in order, into tasks of about 10^6 ids (one task for 10^6 members, about 100
@@ -36,10 +37,8 @@ duplicated ids, which gives the multiset fingerprint of the clean members withou
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,6 +47,7 @@ import polars as pl
 from engine._executor_check import check_executor
 from engine.data._validation_rules import (ValidationResult, _codes, _collect, _member_rule_list, _rename_reserved,
                                            _repeated, _sources, check_claims, make_account, member_codes_table)
+from engine.data._scratch import BucketDir, bucket_dir
 from engine.data.schema import Partition
 from engine.errors import DataError
 
@@ -99,14 +99,13 @@ def _run(executor: Executor | None, fn: Callable[..., Any], jobs: Sequence[tuple
         raise
 
 
-def hash_task(i: int, lf: pl.LazyFrame, sources: list[str], bucket_dir: str, n_buckets: int) -> list[int]:
+def hash_task(i: int, lf: pl.LazyFrame, sources: list[str], store: BucketDir, n_buckets: int) -> list[int]:
     """Step 1 on partition ``i``: its ids only are read; their 64-bit hashes and row numbers are written to the
     buckets (:func:`write_buckets`). Returns the number of ids per bucket."""
     ids = pl.col("member_id")
     keyed = _collect(_rename_reserved(lf, sources).select(ids.hash(seed=0).alias(_HASH), ids.is_not_null().alias("__ok"))
                      .with_row_index(_ROW).filter(pl.col("__ok")), sources, "members")
-    return write_buckets(keyed.get_column(_HASH).to_numpy(), keyed.get_column(_ROW).to_numpy(), Path(bucket_dir), i,
-                         n_buckets)
+    return write_buckets(keyed.get_column(_HASH).to_numpy(), keyed.get_column(_ROW).to_numpy(), store, i, n_buckets)
 
 
 def partition_task(lf: pl.LazyFrame, sources: list[str], as_of: dt.date, min_date: dt.date, max_date: dt.date,
@@ -172,7 +171,7 @@ def _fingerprint(results: list[dict[str, Any]], dups: pl.DataFrame, schema: pl.S
     return fingerprint_from_sums(schema, rows, sums)
 
 
-def write_buckets(hashes: np.ndarray, rows: np.ndarray, bucket_dir: Path, i: int, n_buckets: int) -> list[int]:
+def write_buckets(hashes: np.ndarray, rows: np.ndarray, store: BucketDir, i: int, n_buckets: int) -> list[int]:
     """Partition ``i``'s id hashes and row numbers, grouped by bucket ``hash mod n_buckets``; the ids per bucket.
 
     Writes ``{i}.hash.npy`` (uint64) and ``{i}.row.npy`` (uint32), bucket after bucket (row order
@@ -181,25 +180,23 @@ def write_buckets(hashes: np.ndarray, rows: np.ndarray, bucket_dir: Path, i: int
     bucket = (hashes % np.uint64(n_buckets)).astype(np.uint8 if n_buckets <= 256 else np.uint32)
     order = np.argsort(bucket, kind="stable")  # a radix sort on the small bucket numbers
     ends = np.cumsum(np.bincount(bucket, minlength=n_buckets), dtype=np.int64)
-    np.save(bucket_dir / f"{i}.hash.npy", hashes[order])
-    np.save(bucket_dir / f"{i}.row.npy", rows[order].astype(np.uint32))
-    np.save(bucket_dir / f"{i}.ends.npy", ends)
+    store.save(f"{i}.hash.npy", hashes[order])
+    store.save(f"{i}.row.npy", rows[order].astype(np.uint32))
+    store.save(f"{i}.ends.npy", ends)
     return np.diff(ends, prepend=0).tolist()
 
 
-def read_buckets(bucket_dir: str, i: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    """Partition ``i``'s (hashes, row numbers) in buckets ``lo .. hi - 1`` (memory-mapped: only they are read)."""
-    d = Path(bucket_dir)
-    ends = np.load(d / f"{i}.ends.npy")
+def read_buckets(store: BucketDir, i: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Partition ``i``'s (hashes, row numbers) in buckets ``lo .. hi - 1`` (only they are read)."""
+    ends = store.load(f"{i}.ends.npy")
     a, b = (int(ends[lo - 1]) if lo else 0), int(ends[hi - 1])
-    return (np.asarray(np.load(d / f"{i}.hash.npy", mmap_mode="r")[a:b]),
-            np.asarray(np.load(d / f"{i}.row.npy", mmap_mode="r")[a:b]))
+    return store.load(f"{i}.hash.npy", a, b), store.load(f"{i}.row.npy", a, b)
 
 
-def bucket_task(bucket_dir: str, lo: int, hi: int, n_parts: int) -> pl.DataFrame:
+def bucket_task(store: BucketDir, lo: int, hi: int, n_parts: int) -> pl.DataFrame:
     """Step 2 on buckets ``lo .. hi - 1``: ``(__file, __fentan_row)`` of every row whose id hash occurs more
     than once: every row of a duplicated id, and (rarely) rows of distinct ids whose hashes collide."""
-    got = [read_buckets(bucket_dir, i, lo, hi) for i in range(n_parts)]
+    got = [read_buckets(store, i, lo, hi) for i in range(n_parts)]
     rep = _repeated(pl.Series(_HASH, np.concatenate([h for h, _ in got]), dtype=pl.UInt64))
     files = np.repeat(np.arange(n_parts, dtype=np.uint32), [len(h) for h, _ in got])
     rows = np.concatenate([r for _, r in got])
@@ -272,19 +269,21 @@ def _clean(lf: pl.LazyFrame, rejected: pl.DataFrame, rows: int, sources: list[st
 
 def validate_parts(parts: list[Partition], members: Any, claims: Any, craw: pl.DataFrame, c_schema: pl.Schema,
                    rule: pl.Expr, *, as_of: dt.date, as_of_source: str, min_date: dt.date, max_date: dt.date,
-                   executor: Executor | None = None, fingerprint: bool = False) -> ValidationResult:
+                   executor: Executor | None = None, fingerprint: bool = False, scratch: str | None = None,
+                   scratch_options: dict[str, Any] | None = None) -> ValidationResult:
     """The streaming pass of :func:`engine.validate` over ``parts`` (claims ``craw`` already read); with
-    ``fingerprint``, the clean members' multiset fingerprint is taken in the same read."""
+    ``fingerprint``, the clean members' multiset fingerprint is taken in the same read; with ``scratch``,
+    the id buckets live below it (:func:`engine.data._scratch.bucket_dir`)."""
     check_executor(executor)
     template = _template(parts)
     rules = _member_rule_list(template.schema, as_of, min_date, max_date)
     codes = member_codes_table(rules)
     claimant_ids = craw.get_column("member_id").drop_nulls().unique()
-    with tempfile.TemporaryDirectory(prefix="fentan-ids-") as tmp:
-        per_part = _run(executor, hash_task, [(i, p.frame, list(p.sources), tmp, N_BUCKETS)
+    with bucket_dir(scratch, scratch_options) as store:
+        per_part = _run(executor, hash_task, [(i, p.frame, list(p.sources), store, N_BUCKETS)
                                              for i, p in enumerate(parts)])
         counts = [sum(c[b] for c in per_part) for b in range(N_BUCKETS)]
-        cands = pl.concat(_run(executor, bucket_task, [(tmp, lo, hi, len(parts)) for lo, hi in _bucket_ranges(counts)]))
+        cands = pl.concat(_run(executor, bucket_task, [(store, lo, hi, len(parts)) for lo, hi in _bucket_ranges(counts)]))
     results = _run(executor, partition_task, [(p.frame, list(p.sources), as_of, min_date, max_date, claimant_ids,
                                                cands.filter(pl.col("__file") == i).get_column(_ROW),
                                                template.schema if fingerprint else None, p.raw_sex)

@@ -61,6 +61,8 @@ def validate(
     stream: bool | None = None,
     executor: Executor | None = None,
     fingerprint: bool = False,
+    scratch: str | None = None,
+    scratch_options: dict[str, Any] | None = None,
 ) -> ValidationResult:
     """Apply the data-contract rules and account for every row.
 
@@ -75,14 +77,21 @@ def validate(
     as_of_source : what defined an ``as_of`` given here (recorded in the account).
     max_amount : largest plausible claim amount; a larger one is set aside (``implausible_amount``).
     stream : validate partition by partition, never holding every member (default: when
-        ``members`` is a list or an ``executor`` is given). A frame read by
+        ``members`` is a list or an ``executor`` or ``scratch`` is given). A frame read by
         :func:`engine.read_members` from several files is split into its files.
     executor : a ``concurrent.futures.Executor`` (threads or a spawned process pool, see
         :func:`engine.cells.process_pool`) running the streaming pass's tasks (one per
-        partition, then one per id bucket). The result does not depend on it.
+        partition, then one per id bucket). The result does not depend on it. Without ``scratch``,
+        its workers must share this machine's disk (a thread or process pool of it).
     fingerprint : also give ``member_fingerprint``, the multiset fingerprint of the clean members
         (:func:`engine.data.row_hash.multiset_fingerprint`); streaming, it is taken in the
         validation's own read of each partition.
+    scratch : a location every worker of ``executor`` reaches (``s3://bucket/prefix``, or a shared
+        directory) for the streaming pass's id buckets, in a unique sub-directory removed at the end
+        (:mod:`engine.data._scratch`); then the executor may be any, a remote Dask cluster's
+        included. Default: a local temporary directory. An unwritable one is a ConfigError.
+    scratch_options : storage options of a remote ``scratch`` (endpoint, credentials; the
+        environment's ``AWS_*`` are read too), as in :func:`engine.read_members`.
 
     Returns
     -------
@@ -108,11 +117,11 @@ def validate(
         as_of, as_of_source = derive_as_of(craw.lazy())
     rule = claim_rules(c_schema, min_date, max_date, as_of, max_amount)
     if stream is None:
-        stream = executor is not None or isinstance(members, (list, tuple))
+        stream = executor is not None or scratch is not None or isinstance(members, (list, tuple))
     if stream:
         return validate_parts(member_parts(members), members, claims, craw, c_schema, rule, as_of=as_of,
                               as_of_source=as_of_source, min_date=min_date, max_date=max_date, executor=executor,
-                              fingerprint=fingerprint)
+                              fingerprint=fingerprint, scratch=scratch, scratch_options=scratch_options)
     if isinstance(members, (list, tuple)):
         members = pl.concat([m.lazy() for m in members], how="diagonal_relaxed")
 

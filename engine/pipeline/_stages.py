@@ -97,8 +97,9 @@ def stage_validate(ctx: RunState) -> None:
     stream = cfg.run.stream
     res = validate(mlf, read_claims(cfg.data.claims, storage_options=cfg.data.storage_options), as_of=cfg.data.as_of,
                    as_of_source="data.as_of (the configuration)", max_amount=_max_amount(ctx.plansets),
-                   stream=stream, executor=_local_pool(ctx.executor) if stream else None,
-                   fingerprint=stream and bool(cfg.output.report))
+                   stream=stream, executor=_validation_pool(ctx.executor, cfg.run.scratch) if stream else None,
+                   fingerprint=stream and bool(cfg.output.report), scratch=cfg.run.scratch if stream else None,
+                   scratch_options=cfg.data.storage_options)
     res.require_usable(str(cfg.data.members))
     # no sort of the members: every later step reduces them to integer counts (exposure days, members by
     # pool and dates, members sharing at the end) whose sums do not depend on the row order, and sums
@@ -128,14 +129,16 @@ def stage_validate(ctx: RunState) -> None:
     ctx.facts.update(ctx.window)
 
 
-def _local_pool(executor: Any) -> Any:
-    """``executor`` when its workers share this machine's disk (a thread or process pool), else None.
-
-    The streaming validation's tasks exchange member ids through a temporary directory of this
-    machine; on another executor (e.g. a remote Dask cluster) validation runs its tasks here.
+def _validation_pool(executor: Any, scratch: str | None) -> Any:
+    """The executor of validation's tasks: ``executor`` itself with a scratch location (``[run] scratch``,
+    which every worker reaches), else only when its workers share this machine's disk (a thread or
+    process pool): the tasks exchange member ids through a temporary directory of this machine, so on
+    another executor (e.g. a remote Dask cluster) without a scratch location they run here.
     """
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
+    if scratch is not None:
+        return executor
     return executor if isinstance(executor, (ThreadPoolExecutor, ProcessPoolExecutor)) else None
 
 

@@ -157,6 +157,9 @@ class RunSection(_Section):
     address: str | None = None  # a Dask scheduler, e.g. "tcp://HOST:8786" (engine "dask")
     workers: int | None = Field(None, ge=1)  # threads, processes or local Dask workers
     stream: bool = True  # validate file by file, members never all in memory; false = the in-memory path
+    #: where validation's id buckets go when its tasks run off this machine, e.g. "s3://bucket/prefix"
+    #: (read with [data] storage_options); default: a local temporary directory (see docs/scale.md)
+    scratch: str | None = None
 
     @model_validator(mode="after")
     def _engine(self) -> "RunSection":
@@ -222,7 +225,8 @@ def config_from_dict(raw: dict[str, Any], where: str = "<config>", base: Path | 
         data = cfg.data.model_copy(update={"members": res(cfg.data.members), "claims": res(cfg.data.claims)})
         plans = cfg.plans.model_copy(update={"files": [res(f) for f in cfg.plans.files],
                                              "pooled": res(cfg.plans.pooled) if cfg.plans.pooled else None})
-        cfg = cfg.model_copy(update={"data": data, "plans": plans})
+        run = cfg.run.model_copy(update={"scratch": res(cfg.run.scratch)}) if cfg.run.scratch else cfg.run
+        cfg = cfg.model_copy(update={"data": data, "plans": plans, "run": run})
         refs = [("plans.pooled", cfg.plans.pooled)] if cfg.plans.pooled else []
         refs += [(f"plans.files[{i}]", f) for i, f in enumerate(cfg.plans.files)]
         for key, f in refs:  # a plan reference is checked before any data is read

@@ -108,7 +108,8 @@ def _as_config(config: RunConfig | str | Path) -> RunConfig:
 
 def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force: bool = False,
         dry_run: bool = False, quiet: bool = False, progress: bool = True,
-        memory_limit: str | int | None = None, executor: Executor | None = None) -> RunResult:
+        memory_limit: str | int | None = None, executor: Executor | None = None,
+        scratch: str | None = None) -> RunResult:
     """Run the whole pipeline of ``config`` and write every output into ``out``.
 
     Parameters
@@ -129,6 +130,10 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
         members (exposure, share history, decomposition windows, members sharing at the end) run one
         task per partition on it and sum the tasks' integer counts in this process; every output is
         bit-identical to the run without one. None: everything in this process.
+    scratch : where validation's id buckets go (``s3://bucket/prefix`` or a shared directory), so its
+        tasks run on ``executor`` whatever it is (a remote Dask cluster's included); default ``[run]
+        scratch``, else a local temporary directory (then they run on ``executor`` only when it is a
+        pool of this machine). Checked (written to) before any data is read.
 
     Returns
     -------
@@ -147,24 +152,30 @@ def run(config: RunConfig | str | Path, out: str | Path | None = None, *, force:
     check_executor(executor)
     with one_blas_thread():  # same bytes whatever the BLAS thread count (engine._threads)
         return _run(config, out, force=force, dry_run=dry_run, quiet=quiet, progress=progress,
-                    memory_limit=memory_limit, executor=executor)
+                    memory_limit=memory_limit, executor=executor, scratch=scratch)
 
 
 def _run(config: RunConfig | str | Path, out: str | Path | None, *, force: bool, dry_run: bool, quiet: bool,
-         progress: bool, memory_limit: str | int | None, executor: Executor | None = None) -> RunResult:
+         progress: bool, memory_limit: str | int | None, executor: Executor | None = None,
+         scratch: str | None = None) -> RunResult:
     import engine.pipeline._plan_stages as bp
     import engine.pipeline._stages as bs
     from engine.pipeline._state import RunState
     from engine.pipeline._warmup import Warmup, warmup_modules
     from engine.pipeline.outdir import MARKER, staged_output
 
-    cfg = _as_config(config)
+    cfg = _with_scratch(_as_config(config), scratch)
     if out is None:
         base = Path(cfg.source).resolve().parent if cfg.source and Path(cfg.source).exists() else Path.cwd()
         out = base / "fentan-run"
     timings: dict[str, float] = {}
     show = progress and not quiet
     mem = _memory_check(cfg, memory_limit)  # footers only: refuse early, before any data is read
+    if cfg.run.stream and cfg.run.scratch is not None:
+        from engine.data._scratch import check_scratch
+
+        check_scratch(cfg.run.scratch, cfg.data.storage_options,
+                      where="--scratch" if scratch is not None else f"{cfg.source}: run.scratch")
     if dry_run:
         ctx = RunState(cfg, None, executor=executor)
         ctx.memory_check = mem.as_dict()
@@ -217,6 +228,13 @@ def run_inputs(cfg: RunConfig) -> list[str]:
     """Every path a run reads: data, the configuration file and plan files (outputs must avoid them)."""
     paths = [cfg.data.members, cfg.data.claims, *cfg.plans.files]
     return [p for p in (*paths, cfg.plans.pooled, cfg.source) if p]
+
+
+def _with_scratch(cfg: RunConfig, scratch: str | None) -> RunConfig:
+    """``cfg`` with ``[run] scratch`` replaced by ``scratch`` when it is given."""
+    if scratch is None:
+        return cfg
+    return cfg.model_copy(update={"run": cfg.run.model_copy(update={"scratch": scratch})})
 
 
 def _memory_check(cfg: RunConfig, memory_limit: str | int | None) -> Any:
