@@ -46,6 +46,7 @@ import numpy as np
 import polars as pl
 
 from engine._executor_check import check_executor
+from engine.data._compact import compact
 from engine.data._validation_rules import (ValidationResult, _codes, _collect, _member_rule_list, _rename_reserved,
                                            _repeated, _sources, check_claims, make_account, member_codes_table)
 from engine.errors import DataError
@@ -130,8 +131,9 @@ def partition_task(lf: pl.LazyFrame, sources: list[str], as_of: dt.date, min_dat
         df = df.drop(_RAW_SEX)
     claimants = df.select("member_id", _ROW, _CODE).filter(pl.col("member_id").is_in(claimant_ids.implode()))
     cands = df.filter((pl.col(_CODE) == 0) & pl.col(_ROW).is_in(cand_rows.implode())) if len(cand_rows) else df.clear()
-    out = {"rows": df.height, "rejected": df.filter(pl.col(_CODE) != 0), "claimants": claimants, "cands": cands,
-           "sex_raw_ok": sex_raw_ok}
+    # the few rows kept hold their own bytes, not the partition's (engine.data._compact)
+    out = {"rows": df.height, "rejected": compact(df.filter(pl.col(_CODE) != 0)), "claimants": compact(claimants),
+           "cands": compact(cands), "sex_raw_ok": sex_raw_ok}
     if schema is not None:
         from engine.data.row_hash import lane_sums, row_hashes
 
