@@ -306,3 +306,14 @@ def test_rows_kept_per_file_hold_no_bytes_of_the_file() -> None:
         arr = out[k].get_column("member_id").to_arrow(compat_level=pl.CompatLevel.newest())
         assert sum(b.size for b in arr.buffers() if b is not None) < 2_000, k
     assert out["claimants"].get_column("member_id").to_list() == ids.reverse().to_list()
+
+
+def test_sex_clean_up_of_the_rows_holding_no_code() -> None:
+    """The clean-up computed on the rows holding no code only gives the values of cleaning every row (a code
+    is its own clean-up)."""
+    from engine.data.schema import SEX_CODES, clean_sex
+
+    raw = pl.Series("sex", [*SEX_CODES, None, " f", "m ", "u", "", " M ", "F"] * 3)
+    want = raw.to_frame().select(clean_sex(pl.col("sex"))).to_series()
+    assert vs._clean_sex(raw).to_list() == want.to_list()
+    assert vs._clean_sex(raw.filter(raw.is_in(list(SEX_CODES)))).to_list() == [c for c in raw.to_list() if c in SEX_CODES]
