@@ -42,6 +42,7 @@ import polars as pl
 from engine.cells.calendar import NEVER, Calendar, KeySpec, encode_static
 from engine.cells._sink import CellSink
 from engine.cells._accumulate import MAX_MEMBERS, Day, Events, Space, grid_cells, merge
+from engine.data._compact import compact
 from engine.errors import ConfigError, DataError
 
 #: members per half below which a batch is not split across two threads
@@ -227,7 +228,8 @@ def prepare_batch(mb: pl.DataFrame, cal: Calendar, views: Sequence[View], w: int
     time by :func:`batch_cells` (so a batch read ahead holds no key space). With ``ids``, the
     batch's rows whose ``member_id`` has a claim are returned too (the claimants, found in the same read).
     """
-    rows = mb.filter(pl.col("member_id").is_in(ids.implode())) if ids is not None else None
+    # the few rows kept hold their own bytes, not the batch's (engine.data._compact)
+    rows = compact(mb.filter(pl.col("member_id").is_in(ids.implode()))) if ids is not None else None
     birth = _day_array(mb.get_column("birth_date"))
     join = _day_array(mb.get_column("join_date"))
     exit_ = _day_array(mb.get_column("exit_date"))

@@ -37,6 +37,8 @@ duplicated ids, which gives the multiset fingerprint of the clean members withou
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import operator
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any
@@ -45,6 +47,7 @@ import numpy as np
 import polars as pl
 
 from engine._executor_check import check_executor
+from engine.data._compact import compact
 from engine.data._validation_rules import (ValidationResult, _codes, _collect, _member_rule_list, _rename_reserved,
                                            _repeated, _sources, check_claims, make_account, member_codes_table)
 from engine.data._scratch import BucketDir, bucket_dir
@@ -124,11 +127,9 @@ def partition_task(lf: pl.LazyFrame, sources: list[str], as_of: dt.date, min_dat
     """
     lf = _rename_reserved(lf, sources)
     rules = _member_rule_list(lf.collect_schema(), as_of, min_date, max_date)
-    if raw_sex is not None:
-        from engine.data.schema import clean_sex
-
+    if raw_sex is not None:  # the clean-up in this read (:func:`_clean_sex`), the value as read kept
         lf = _rename_reserved(raw_sex, sources).with_columns(pl.col("sex").alias(_RAW_SEX)).with_columns(
-            clean_sex(pl.col("sex")))
+            pl.col("sex").map_batches(_clean_sex, return_dtype=pl.String, is_elementwise=True))
     df = _collect(lf.with_row_index(_ROW).with_columns(_codes(rules).alias(_CODE)), sources, "members")
     sex_raw_ok = False
     if raw_sex is not None:
@@ -136,8 +137,9 @@ def partition_task(lf: pl.LazyFrame, sources: list[str], as_of: dt.date, min_dat
         df = df.drop(_RAW_SEX)
     claimants = df.select("member_id", _ROW, _CODE).filter(pl.col("member_id").is_in(claimant_ids.implode()))
     cands = df.filter((pl.col(_CODE) == 0) & pl.col(_ROW).is_in(cand_rows.implode())) if len(cand_rows) else df.clear()
-    out = {"rows": df.height, "rejected": df.filter(pl.col(_CODE) != 0), "claimants": claimants, "cands": cands,
-           "sex_raw_ok": sex_raw_ok}
+    # the few rows kept hold their own bytes, not the partition's (engine.data._compact)
+    out = {"rows": df.height, "rejected": compact(df.filter(pl.col(_CODE) != 0)), "claimants": compact(claimants),
+           "cands": compact(cands), "sex_raw_ok": sex_raw_ok}
     if schema is not None:
         from engine.data.row_hash import lane_sums, row_hashes
 
@@ -145,6 +147,20 @@ def partition_task(lf: pl.LazyFrame, sources: list[str], as_of: dt.date, min_dat
         out["fp"] = (int(keep.sum()), lane_sums(_hash_frame(df, schema), keep))
         out["cand_hashes"] = np.stack(row_hashes(_hash_frame(cands, schema)))
     return out
+
+
+def _clean_sex(sex: pl.Series) -> pl.Series:
+    """``sex`` with the contract's clean-up (:func:`engine.data.schema.clean_sex`): the same values, computed
+    on the rows holding no code of the contract only (a code is its own clean-up; nulls stay null).
+
+    Cleaning every row of a file of 10^6 members took about 80 ms of CPU, this about 15.
+    """
+    from engine.data.schema import SEX_CODES, clean_sex
+
+    idx = functools.reduce(operator.and_, [sex != c for c in SEX_CODES]).fill_null(False).arg_true()
+    if not len(idx):
+        return sex
+    return sex.clone().scatter(idx, sex.gather(idx).to_frame().select(clean_sex(pl.col(sex.name))).to_series())
 
 
 def _hash_frame(df: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:

@@ -276,10 +276,12 @@ def lane_sums(df: pl.DataFrame, keep: np.ndarray | None = None, chunk_rows: int 
     S_l = sum over kept rows of h_l(row) mod 2^64 (:func:`row_hashes`); the sums of two sets of rows add.
     """
     sums, start = [0, 0], 0
+    drop = None if keep is None else np.flatnonzero(~np.asarray(keep, dtype=bool))  # few rows: zeroed, not selected
     for hashes in _batches(df, chunk_rows):
         n = hashes.shape[1]
-        if keep is not None:
-            hashes = hashes[:, keep[start: start + n]]
+        if drop is not None:
+            a, b = np.searchsorted(drop, (start, start + n))
+            hashes[:, drop[a:b] - start] = 0
         start += n
         for i, h in enumerate(hashes.sum(axis=1, dtype=_U)):
             sums[i] = (sums[i] + int(h)) % 2**64
