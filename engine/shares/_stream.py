@@ -455,10 +455,18 @@ def window_counts(parts: Sequence[Any], windows: list[Window], *, waiting_days: 
                           batch_size=batch_size, executor=executor).windows
 
 
-def claimant_rows(parts: Sequence[Any], ids: pl.Series, cols: list[str], const: dict[str, str]) -> pl.DataFrame:
-    """The member rows (``cols``) of the members in ``ids``, from every partition (duplicates refused)."""
+def claimant_rows(parts: Sequence[Any], ids: pl.Series, cols: list[str], const: dict[str, str],
+                  found: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The member rows (``cols``) of the members in ``ids``, from every partition (duplicates refused).
+
+    ``found``: these rows already read (:func:`engine.cells._exposure.exposure_tables`' ``claimants_out``,
+    ``__part`` included), used instead of a look-up when they hold every column read.
+    """
     from engine.cells._batch import claimants
 
     read = [c for c in cols if c not in const and c not in ("member_id", "birth_date", "join_date", "exit_date")]
-    rows = claimants(parts, ids, read).drop("__part")
+    if found is not None and all(c in found.columns for c in read):
+        rows = found.drop("__part")
+    else:
+        rows = claimants(parts, ids, read).drop("__part")
     return _with_const(rows, const).select(list(dict.fromkeys(["member_id", *cols])))
