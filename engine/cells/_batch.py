@@ -217,15 +217,18 @@ class Prepared(NamedTuple):
     r0: np.ndarray
     keys: list[tuple[np.ndarray, int, Any]]
     rows: pl.DataFrame | None
+    #: ``extra(frame)`` of the batch's member rows (None without ``extra``): another reduction in the same read
+    extra: Any = None
 
 
 def prepare_batch(mb: pl.DataFrame, cal: Calendar, views: Sequence[View], w: int,
-                  ids: pl.Series | None = None) -> Prepared:
+                  ids: pl.Series | None = None, extra: Callable[[pl.DataFrame], Any] | None = None) -> Prepared:
     """Day arrays and intervals, then per view the static key ids of a batch of members (run on the reading thread).
 
     The dates and intervals are decoded once for every view; the key spaces are built one at a
     time by :func:`batch_cells` (so a batch read ahead holds no key space). With ``ids``, the
-    batch's rows whose ``member_id`` has a claim are returned too (the claimants, found in the same read).
+    batch's rows whose ``member_id`` has a claim are returned too (the claimants, found in the same read);
+    with ``extra``, ``extra(mb)`` too (e.g. the history's member counts of the batch).
     """
     rows = mb.filter(pl.col("member_id").is_in(ids.implode())) if ids is not None else None
     birth = _day_array(mb.get_column("birth_date"))
@@ -236,7 +239,7 @@ def prepare_batch(mb: pl.DataFrame, cal: Calendar, views: Sequence[View], w: int
     for view in views:
         sid, n_sid, decode = encode_static(mb, view.static)
         keys.append((sid if idx is None else sid[idx], n_sid, decode))
-    return Prepared(cal, views, birth, join, s0, s1, r0, keys, rows)
+    return Prepared(cal, views, birth, join, s0, s1, r0, keys, rows, None if extra is None else extra(mb))
 
 
 def batch_cells(prepared: Prepared, sinks: Sequence[CellSink]) -> None:

@@ -183,14 +183,22 @@ def stage_exposure(ctx: RunState) -> None:
     kw = dict(start=ctx.start, end=ctx.end, period=cfg.study.period, waiting_days=cfg.study.waiting_days,
               terminate_on_claim=cfg.study.terminate_on_claim, duration_bands=cfg.study.duration_bands)
     by = [*MEMBER_KEYS, *[f for f in cfg.study.factors if f not in MEMBER_KEYS]]
-    # one pass over the members gives both tables: the cells and the select cells by duration band, and the
-    # claimants' member rows with the history's pool keys (the history stage need not look them up again)
+    # one pass over the members gives both tables (the cells and the select cells by duration band), the
+    # claimants' member rows with the history's pool keys and, in this process, the history's member counts:
+    # the history stage need not read the members again
     found: list[pl.DataFrame] = []
+    counter = _history_counter(ctx, by) if ctx.executor is None else None
+    counted: list[tuple[int, Any]] = []
     keys, const, _ = _history_keys(ctx)
-    (cells, sel), rejected = exposure_tables(ctx.members, ctx.claims, bys=[by, ["age", "sex", "duration_band"]],
-                                             executor=ctx.executor, claimant_cols=[k for k in keys if k not in const],
-                                             claimants_out=found, **kw)
+    (cells, sel), rejected = exposure_tables(
+        ctx.members, ctx.claims, bys=[by, ["age", "sex", "duration_band"]], executor=ctx.executor,
+        claimant_cols=[k for k in keys if k not in const] + (counter.cols if counter is not None else []),
+        claimants_out=found, extra=None if counter is None else (counter.fn, counted), **kw)
     ctx.exposure_claimants = found[0] if found else None
+    if counter is not None:
+        from engine.shares._stream import counts_of_batches
+
+        ctx.member_counts = counts_of_batches(counter, ctx.members, counted)
     if cells.height == 0 or float(cells["exposure_years"].sum()) <= 0:
         raise DataError(f"{cfg.data.members}: no exposure in the study window {ctx.start} to {ctx.end}")
     ctx.cells, ctx.select_cells, ctx.exposure_rejected, ctx.by = cells, sel, rejected, by
@@ -213,6 +221,16 @@ def _history_keys(ctx: RunState) -> tuple[list[str], dict[str, str], str | None]
     hc = ctx.cfg.history
     plan_col = hc.plan_col if hc.plan_col and hc.plan_col in names else None
     return (*pool_keys(names, plan_col, None), plan_col)
+
+
+def _history_counter(ctx: RunState, by: list[str]) -> Any:
+    """The history stage's per-batch member counts (:func:`engine.shares._stream.batch_counter`), for the exposure pass."""
+    from engine.shares._stream import batch_counter
+
+    keys, const, _ = _history_keys(ctx)
+    w = ctx.cfg.study.waiting_days
+    return batch_counter(keys, const, [(a, b) for a, b, _ in _decomposition_windows(ctx)], waiting_days=w,
+                         rel_cols=[], at_end=(ctx.end, w, list(by)))
 
 
 def canonical_rows(df: pl.DataFrame, first: list[str], last: tuple[str, ...] = ("reason", "stage")) -> pl.DataFrame:
@@ -397,10 +415,9 @@ def stage_history(ctx: RunState) -> None:
     classified = classified.collect() if isinstance(classified, pl.LazyFrame) else classified
     ctx.classified = classified
     windows = _decomposition_windows(ctx)
-    counts = history_counts(members, keys, const, [(a, b) for a, b, _ in windows],
-                            waiting_days=cfg.study.waiting_days, rel_cols=[], at_end=(ctx.end, cfg.study.waiting_days,
-                                                                                       list(ctx.by)),
-                            batch_size=DEFAULT_BATCH, executor=ctx.executor)
+    counts = ctx.member_counts if ctx.member_counts is not None else history_counts(  # exposure pass, or read here
+        members, keys, const, [(a, b) for a, b, _ in windows], waiting_days=cfg.study.waiting_days, rel_cols=[],
+        at_end=(ctx.end, cfg.study.waiting_days, list(ctx.by)), batch_size=DEFAULT_BATCH, executor=ctx.executor)
     ctx.sharing_at_end = counts.at_end  # for the plans' risk table
     hist = history_from_counts(
         cast(pl.DataFrame, counts.cohorts), claimants, classified, keys, start=ctx.start, end=ctx.end, sharing_days=tuple(hc.sharing_days),

@@ -353,7 +353,12 @@ def counts_task(part: Any, keys: list[str] | None, const: dict[str, str], window
     cols = _columns(keys, const, windows, rel_cols, plan, at_end)
     fn = functools.partial(_member_batch, keys=keys, const=const, windows=windows, waiting_days=waiting_days,
                            rel_cols=rel_cols, plan=plan, at_end=at_end)
-    per_batch = _batches(part, cols, batch_size, fn) or [fn(_empty(part, cols))]
+    return _part_counts(_batches(part, cols, batch_size, fn) or [fn(_empty(part, cols))], keys, rel_cols, at_end)
+
+
+def _part_counts(per_batch: list[Any], keys: list[str] | None, rel_cols: list[str],
+                 at_end: AtEnd | None) -> tuple[Any, list[Any], Any]:
+    """The counts of one partition: its batches' counts (:func:`_member_batch`) summed."""
     cohorts = merge_cohorts([b[0] for b in per_batch], keys) if keys is not None else None
     end = _sum_end([b[2] for b in per_batch], at_end[2]) if at_end is not None else None
     return cohorts, _sum_windows([b[1] for b in per_batch], rel_cols), end
@@ -428,7 +433,43 @@ def history_counts(parts: Sequence[Any], keys: list[str] | None, const: dict[str
     """
     fn = functools.partial(counts_task, keys=keys, const=const, windows=windows, waiting_days=waiting_days,
                            rel_cols=rel_cols, plan=plan, at_end=at_end, batch_size=batch_size)
-    res = map_parts(fn, parts, batch_size, executor)
+    return _total(map_parts(fn, parts, batch_size, executor), keys, rel_cols, at_end)
+
+
+class BatchCounter(NamedTuple):
+    """The history's counts of one batch of members (``fn``, on a frame holding ``cols``), for a pass over
+    the members made by another stage (:func:`engine.cells._exposure.exposure_tables`' ``extra``); then
+    :func:`counts_of_batches`."""
+
+    cols: list[str]
+    fn: Any
+    keys: list[str] | None
+    rel_cols: list[str]
+    at_end: AtEnd | None
+
+
+def batch_counter(keys: list[str] | None, const: dict[str, str], windows: list[Window], *, waiting_days: int,
+                  rel_cols: list[str], plan: tuple[str, str] | None = None,
+                  at_end: AtEnd | None = None) -> BatchCounter:
+    """The per-batch counts of :func:`history_counts` (same arguments), to run in another pass over the members."""
+    fn = functools.partial(_member_batch, keys=keys, const=const, windows=windows, waiting_days=waiting_days,
+                           rel_cols=rel_cols, plan=plan, at_end=at_end)
+    return BatchCounter(_columns(keys, const, windows, rel_cols, plan, at_end), fn, keys, rel_cols, at_end)
+
+
+def counts_of_batches(counter: BatchCounter, parts: Sequence[Any], found: list[tuple[int, Any]]) -> MemberCounts:
+    """:func:`history_counts` from ``(partition index, counter.fn(batch))`` of every batch of ``parts``
+    (a partition without a batch counts as an empty one): the same sums, the same result."""
+    per_part: list[list[Any]] = [[] for _ in parts]
+    for i, counts in found:
+        per_part[i].append(counts)
+    res = [_part_counts(b or [counter.fn(_empty(p, counter.cols))], counter.keys, counter.rel_cols, counter.at_end)
+           for p, b in zip(parts, per_part, strict=True)]
+    return _total(res, counter.keys, counter.rel_cols, counter.at_end)
+
+
+def _total(res: list[Any], keys: list[str] | None, rel_cols: list[str], at_end: AtEnd | None) -> MemberCounts:
+    """The counts of every partition (:func:`_part_counts`) summed."""
     cohorts = merge_cohorts([r[0] for r in res], keys) if keys is not None else None
     cell_keys = ["age", "sex", "duration", *rel_cols]
     counts = [(cells.sort(cell_keys, nulls_last=True), n, y) for cells, n, y in _sum_windows([r[1] for r in res], rel_cols)]
