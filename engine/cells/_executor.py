@@ -32,7 +32,7 @@ from engine._executor_check import check_executor
 from engine.errors import ConfigError
 
 #: a reduction of each batch of members and the list its results go to (:func:`member_cells`)
-Extra = tuple[Callable[[pl.DataFrame], Any], list[tuple[int, Any]]]
+Extra = tuple[Callable[[pl.DataFrame, dict[tuple[str, ...], Any]], Any], list[tuple[int, Any]]]
 
 _ENV = "POLARS_MAX_THREADS"
 
@@ -144,7 +144,7 @@ def member_cells(parts: Sequence[Any], cal: Calendar, views: Sequence[View], w: 
     Returns the number of batches read and, with ``ids``, the claimants' member rows found as
     ``(partition index, rows)`` in partition order (one read of the members serves both). ``extra``
     (without an executor only): ``(fn, out)``, ``(partition index, fn(batch frame))`` of every batch is
-    appended to ``out`` (another reduction of the same read).
+    appended to ``out`` (another reduction of the same read; ``fn(frame, encodings)``, see :func:`prepare_batch`).
     """
     found: list[tuple[int, pl.DataFrame]] = []
     n = 0

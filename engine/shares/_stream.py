@@ -116,7 +116,7 @@ Window = tuple[dt.date, dt.date]
 
 
 def _window_batch(mb: pl.DataFrame, windows: list[Window], waiting_days: int, rel_cols: list[str],
-                  plan: tuple[str, str] | None) -> list[tuple[pl.DataFrame, int, int]]:
+                  plan: tuple[str, str] | None, cache: dict | None = None) -> list[tuple[pl.DataFrame, int, int]]:
     """Per window: eligible days by (age, sex, duration, rel_cols) on the notice date, N, sharing days.
 
     Notes
@@ -128,18 +128,18 @@ def _window_batch(mb: pl.DataFrame, windows: list[Window], waiting_days: int, re
     on d (:func:`engine.cells.dates.age_from_civil`, :func:`engine.cells.dates.months_from_civil`).
     Day numbers are int32 (the physical type of a polars Date); the sums are int64.
     """
-    from engine.cells.calendar import encode_static
+    from engine.cells.calendar import encoded
     from engine.cells.dates import day_number
 
     if plan is not None:
-        mb = mb.filter(pl.col(plan[0]) == plan[1])
+        mb, cache = mb.filter(pl.col(plan[0]) == plan[1]), None
     if not windows:
         return []
     if mb.get_column("birth_date").null_count() or mb.get_column("join_date").null_count():
         return _window_batch_polars(mb, windows, waiting_days, rel_cols)
     j = _day_numbers(mb, "join_date")
     x = _day_numbers(mb, "exit_date")
-    sid, _, decode = encode_static(mb, ["sex", *rel_cols])
+    sid, _, decode = encoded(mb, ["sex", *rel_cols], cache)
     civil = _Civil(_day_numbers(mb, "birth_date"), j)  # civil parts once per batch, for every window
     jw = j + np.int32(waiting_days)
     out = []
@@ -273,17 +273,19 @@ def _window_batch_polars(mb: pl.DataFrame, windows: list[Window], waiting_days: 
 AtEnd = tuple[dt.date, int, list[str]]
 
 
-def _member_batch(mb: pl.DataFrame, keys: list[str] | None, const: dict[str, str], windows: list[Window],
-                  waiting_days: int, rel_cols: list[str], plan: tuple[str, str] | None,
+def _member_batch(mb: pl.DataFrame, cache: dict | None = None, *, keys: list[str] | None, const: dict[str, str],
+                  windows: list[Window], waiting_days: int, rel_cols: list[str], plan: tuple[str, str] | None,
                   at_end: AtEnd | None) -> tuple[Any, list[Any], Any]:
     """One batch reduced to its cohort counts (None without pool keys), its window counts and the members
-    sharing at the end (None without ``at_end``)."""
+    sharing at the end (None without ``at_end``); ``cache``: static key encodings of ``mb`` already made
+    (:func:`engine.cells.calendar.encoded`)."""
     cohorts = _cohort_batch(mb, keys, const) if keys is not None else None
-    return (cohorts, _window_batch(mb, windows, waiting_days, rel_cols, plan),
-            end_counts(mb, *at_end) if at_end is not None else None)
+    return (cohorts, _window_batch(mb, windows, waiting_days, rel_cols, plan, cache),
+            end_counts(mb, *at_end, cache=cache) if at_end is not None else None)
 
 
-def end_counts(mb: pl.DataFrame, end: dt.date, waiting_days: int, keys: list[str]) -> pl.DataFrame:
+def end_counts(mb: pl.DataFrame, end: dt.date, waiting_days: int, keys: list[str],
+               cache: dict | None = None) -> pl.DataFrame:
     """Members sharing on ``end`` by ``keys`` (``members``) and those of them still waiting (``waiting_members``), Int64.
 
     Notes
@@ -292,7 +294,7 @@ def end_counts(mb: pl.DataFrame, end: dt.date, waiting_days: int, keys: list[str
     ``age`` (Int32) is the attained age on ``end`` (:func:`engine.cells.dates.age_from_civil`, read from
     the batch's table by birth day, as in the window counts). Counted on a dense grid of (other keys, age).
     """
-    from engine.cells.calendar import encode_static
+    from engine.cells.calendar import encoded
     from engine.cells.dates import day_number
 
     if mb.get_column("birth_date").null_count() or mb.get_column("join_date").null_count():
@@ -301,7 +303,7 @@ def end_counts(mb: pl.DataFrame, end: dt.date, waiting_days: int, keys: list[str
     j, x = _day_numbers(mb, "join_date"), _day_numbers(mb, "exit_date")
     alive = np.flatnonzero((j <= e) & (x > e))
     static = [k for k in keys if k != "age"]
-    sid, n_sid, decode = encode_static(mb, static)
+    sid, n_sid, decode = encoded(mb, static, cache)
     age = _Civil(_day_numbers(mb, "birth_date"), j).on(e, alive)[0] if "age" in keys else np.zeros(alive.size, np.int64)
     a0 = int(age.min()) if age.size else 0
     na = int(age.max()) - a0 + 1 if age.size else 1
