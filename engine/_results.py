@@ -8,7 +8,6 @@ HTML card. This module imports neither scikit-learn nor matplotlib.
 
 from __future__ import annotations
 
-import html
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -41,6 +40,8 @@ def print_frame(df: pl.DataFrame, title: str | None = None, decimals: int = 4) -
 
 
 def _html_card(name: str, subtitle: str, sections: list[tuple[str, Mapping[str, Any]]]) -> str:
+    import html  # here: notebooks only (html.entities is large; the CLI never needs it)
+
     parts = [f'<div class="fentan-repr"><strong>{html.escape(name)}</strong>']
     if subtitle:
         parts.append(f" <em>{html.escape(subtitle)}</em>")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from statistics import NormalDist
 
 # ----------------------------------------------------------------------------- calendar
 #: days in a year of exposure (Julian year): exposure_years = exposure_days / DAYS_PER_YEAR
@@ -94,6 +93,8 @@ def full_credibility_standard(p: float = CREDIBILITY_PROBABILITY, k: float = CRE
     n_F = (z / k)^2 (1 + cv^2) with z = Phi^{-1}((1 + p) / 2).
     With p = 0.90 and k = 0.05: (1.644854 / 0.05)^2 = 1,082.2.
     """
+    from statistics import NormalDist  # here: statistics (and fractions) are not loaded at start-up
+
     z = NormalDist().inv_cdf((1.0 + p) / 2.0)
     return (z / k) ** 2 * (1.0 + cv * cv)
 

@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import polars as pl
 
-from engine.cells.calendar import NEVER, Calendar, KeySpec, encode_static
+from engine.cells.calendar import NEVER, Calendar, KeySpec, encode_static, encoded
 from engine.cells._sink import CellSink
 from engine.cells._accumulate import MAX_MEMBERS, Day, Events, Space, grid_cells, merge
 from engine.data._compact import compact
@@ -218,15 +218,20 @@ class Prepared(NamedTuple):
     r0: np.ndarray
     keys: list[tuple[np.ndarray, int, Any]]
     rows: pl.DataFrame | None
+    #: ``extra(frame)`` of the batch's member rows (None without ``extra``): another reduction in the same read
+    extra: Any = None
 
 
 def prepare_batch(mb: pl.DataFrame, cal: Calendar, views: Sequence[View], w: int,
-                  ids: pl.Series | None = None) -> Prepared:
+                  ids: pl.Series | None = None,
+                  extra: Callable[[pl.DataFrame, dict[tuple[str, ...], Any]], Any] | None = None) -> Prepared:
     """Day arrays and intervals, then per view the static key ids of a batch of members (run on the reading thread).
 
     The dates and intervals are decoded once for every view; the key spaces are built one at a
     time by :func:`batch_cells` (so a batch read ahead holds no key space). With ``ids``, the
-    batch's rows whose ``member_id`` has a claim are returned too (the claimants, found in the same read).
+    batch's rows whose ``member_id`` has a claim are returned too (the claimants, found in the same read);
+    with ``extra``, ``extra(mb, encodings)`` too (e.g. the history's member counts of the batch; ``encodings``
+    holds the views' static key encodings of ``mb``, :func:`engine.cells.calendar.encoded`).
     """
     # the few rows kept hold their own bytes, not the batch's (engine.data._compact)
     rows = compact(mb.filter(pl.col("member_id").is_in(ids.implode()))) if ids is not None else None
@@ -235,10 +240,11 @@ def prepare_batch(mb: pl.DataFrame, cal: Calendar, views: Sequence[View], w: int
     exit_ = _day_array(mb.get_column("exit_date"))
     idx, birth, join, s0, s1, r0 = _intervals(birth, join, exit_, cal, w)
     keys = []
+    cache: dict[tuple[str, ...], Any] = {}
     for view in views:
-        sid, n_sid, decode = encode_static(mb, view.static)
+        sid, n_sid, decode = encoded(mb, view.static, cache)
         keys.append((sid if idx is None else sid[idx], n_sid, decode))
-    return Prepared(cal, views, birth, join, s0, s1, r0, keys, rows)
+    return Prepared(cal, views, birth, join, s0, s1, r0, keys, rows, None if extra is None else extra(mb, cache))
 
 
 def batch_cells(prepared: Prepared, sinks: Sequence[CellSink]) -> None:

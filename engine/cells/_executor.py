@@ -19,7 +19,7 @@ import functools
 import multiprocessing
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
@@ -30,6 +30,9 @@ from engine.cells._batch import View, batch_cells, indexed_batches, prepare_batc
 from engine.cells._sink import CellSink
 from engine._executor_check import check_executor
 from engine.errors import ConfigError
+
+#: a reduction of each batch of members and the list its results go to (:func:`member_cells`)
+Extra = tuple[Callable[[pl.DataFrame, dict[tuple[str, ...], Any]], Any], list[tuple[int, Any]]]
 
 _ENV = "POLARS_MAX_THREADS"
 
@@ -135,22 +138,29 @@ def _tasks(parts: Sequence[Any], batch_size: int) -> list[Any]:
 
 def member_cells(parts: Sequence[Any], cal: Calendar, views: Sequence[View], w: int, cols: list[str],
                  batch_size: int, sinks: Sequence[CellSink], executor: Executor | None,
-                 ids: pl.Series | None = None) -> tuple[int, list[tuple[int, pl.DataFrame]]]:
+                 ids: pl.Series | None = None, extra: Extra | None = None) -> tuple[int, list[tuple[int, pl.DataFrame]]]:
     """Day counts of every member added to each view's sink, in this process or one task per partition.
 
     Returns the number of batches read and, with ``ids``, the claimants' member rows found as
-    ``(partition index, rows)`` in partition order (one read of the members serves both).
+    ``(partition index, rows)`` in partition order (one read of the members serves both). ``extra``
+    (without an executor only): ``(fn, out)``, ``(partition index, fn(batch frame))`` of every batch is
+    appended to ``out`` (another reduction of the same read; ``fn(frame, encodings)``, see :func:`prepare_batch`).
     """
     found: list[tuple[int, pl.DataFrame]] = []
     n = 0
     if executor is None:
-        prep = functools.partial(prepare_batch, cal=cal, views=views, w=w, ids=ids)
+        prep = functools.partial(prepare_batch, cal=cal, views=views, w=w, ids=ids,
+                                 extra=None if extra is None else extra[0])
         for i, b in indexed_batches(parts, cols, batch_size, prep):
             batch_cells(b, sinks)
             if b.rows is not None:
                 found.append((i, b.rows))
+            if extra is not None:
+                extra[1].append((i, b.extra))
             n += 1
         return n, found
+    if extra is not None:
+        raise ConfigError("internal: a per-batch reduction runs without an executor only")
     tasks = _indexed_tasks(parts, batch_size)
     futures = [executor.submit(part_cells, p, cal, views, w, cols, batch_size, ids) for _, p in tasks]
     try:

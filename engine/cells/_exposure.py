@@ -39,7 +39,7 @@ import polars as pl
 from engine.cells.calendar import Calendar, KeySpec
 from engine.cells._sink import CellSink
 from engine.cells._batch import View, as_lazy, check_columns, claimant_cells, claimant_frame, parts_of
-from engine.cells._executor import check_executor, member_cells
+from engine.cells._executor import Extra, check_executor, member_cells
 from engine.cells.dates import day_number
 from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError, EngineError
@@ -275,6 +275,9 @@ def exposure_tables(
     duration_bands: Sequence[int] = (0, 3, 6, 12, 24),
     batch_size: int | None = None,
     executor: Executor | None = None,
+    claimant_cols: Sequence[str] = (),
+    claimants_out: list[pl.DataFrame] | None = None,
+    extra: Extra | None = None,
 ) -> tuple[list[pl.DataFrame], pl.DataFrame]:
     """The cells of :func:`exposure` for several ``by`` lists from one pass over the members.
 
@@ -283,6 +286,12 @@ def exposure_tables(
     members, claims, start, end, period, waiting_days, terminate_on_claim, duration_bands, batch_size, executor
         As :func:`exposure` (polars frames: no conversion of other inputs).
     bys : one list of keys per cell table (each as ``by`` of :func:`exposure`).
+    claimant_cols : member columns read too, for ``claimants_out`` and ``extra`` only (e.g. the history's keys).
+    claimants_out : a list to which the claimants' member rows (``member_id``, the dates, the static keys,
+        ``claimant_cols`` and ``__part``, in partition order) are appended: found in the same read, so a
+        later stage need not look them up again.
+    extra : ``(fn, out)``: ``(partition index, fn(batch))`` of every batch of members read is appended to
+        ``out`` (another reduction in the same read, e.g. the history's counts); without an executor only.
 
     Returns
     -------
@@ -311,12 +320,14 @@ def exposure_tables(
     parts = parts_of(members)
     check_columns(parts, static)
     ids = cdf.get_column("member_id").drop_nulls().unique().sort()
-    cols = list(dict.fromkeys(["member_id", "birth_date", "join_date", "exit_date", *static]))
+    cols = list(dict.fromkeys(["member_id", "birth_date", "join_date", "exit_date", *static, *claimant_cols]))
     sinks = [CellSink(cal, v.spec, v.static) for v in views]
-    n_batches, found = member_cells(parts, cal, views, w, cols, bs, sinks, executor, ids)
+    n_batches, found = member_cells(parts, cal, views, w, cols, bs, sinks, executor, ids, extra)
     if not n_batches:
         raise DataError("members: no member rows")
     cm = claimant_frame(found)
+    if claimants_out is not None:
+        claimants_out.append(cm)
     mm = cm.select("member_id", pl.col("join_date").alias("__join"), pl.col("exit_date").alias("__exit")).with_row_index("__row")
     cb = cdf.filter(pl.col("member_id").is_in(mm.get_column("member_id").implode()))
     cl = _classify_joined(cb, mm, w, terminate_on_claim)

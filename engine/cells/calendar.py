@@ -162,6 +162,17 @@ def _present_combinations(parts: list[tuple[np.ndarray, pl.Series]]) -> tuple[np
     return np.asarray(sid, dtype=np.int64).reshape(-1), max(int(combos.shape[0]), 1), decode
 
 
+def encoded(mb: pl.DataFrame, cols: list[str], cache: dict[tuple[str, ...], Any] | None) -> tuple[np.ndarray, int, Any]:
+    """:func:`encode_static` of ``mb``, kept in ``cache`` (one dict per batch frame, keyed by the columns)
+    so that several reductions of the same batch encode the same columns once."""
+    if cache is None:
+        return encode_static(mb, cols)
+    key = tuple(cols)
+    if key not in cache:
+        cache[key] = encode_static(mb, cols)
+    return cache[key]
+
+
 def encode_static(mb: pl.DataFrame, cols: list[str]) -> tuple[np.ndarray, int, Any]:
     """Static key id per member, the number of ids, and a decoder ``sid array -> DataFrame``."""
     n = mb.height

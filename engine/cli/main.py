@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import pkgutil
 import sys
 import traceback
 from collections.abc import Sequence
@@ -23,7 +22,15 @@ from types import ModuleType
 import engine.cli as _cli_pkg
 
 
-def _commands() -> list[ModuleType]:
+def _commands(only: str | None = None) -> list[ModuleType]:
+    """The command modules; with ``only``, just the module of that command when its file exists
+    (``cmd_<only>.py`` with ``NAME == only``: a command's start-up loads no other command module)."""
+    if only and only.isidentifier() and os.path.isfile(os.path.join(_cli_pkg.__path__[0], f"cmd_{only}.py")):
+        mod = importlib.import_module(f"engine.cli.cmd_{only}")
+        if getattr(mod, "NAME", None) == only:
+            return [mod]
+    import pkgutil
+
     mods = []
     for info in sorted(pkgutil.iter_modules(_cli_pkg.__path__), key=lambda i: i.name):
         if info.name.startswith("cmd_"):
@@ -36,15 +43,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"fentan: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``fentan`` argument parser with every discovered subcommand."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``fentan`` argument parser with every discovered subcommand (with ``command``: that one only,
+    when it exists; its help, usage and errors are the same)."""
     from engine._version import __version__
     from engine.cli._flags import add_format
 
     parser = _Parser(prog="fentan", description="Pricing and segmentation engine for ex-post cost-sharing pools.")
     parser.add_argument("--version", action="version", version=f"fentan {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for mod in _commands():
+    for mod in _commands(command):
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
         add_format(p)
@@ -74,8 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return the exit code (also used as the console-script entry)."""
     from engine.errors import EngineError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    first = args_list[0] if args_list and not args_list[0].startswith("-") else None
+    parser = build_parser(first)  # the command named first: only its module is imported
+    args = parser.parse_args(args_list)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

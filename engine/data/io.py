@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -244,6 +243,8 @@ def read_toml(path: PathLike, what: str = "configuration") -> dict[str, Any]:
         raise ConfigError(f"{p}: not a UTF-8 text file") from None
     except OSError as exc:
         raise ConfigError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+    import tomllib  # here: the commands that read no TOML file do not load the parser
+
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -186,9 +186,22 @@ def stage_exposure(ctx: RunState) -> None:
     kw = dict(start=ctx.start, end=ctx.end, period=cfg.study.period, waiting_days=cfg.study.waiting_days,
               terminate_on_claim=cfg.study.terminate_on_claim, duration_bands=cfg.study.duration_bands)
     by = [*MEMBER_KEYS, *[f for f in cfg.study.factors if f not in MEMBER_KEYS]]
-    # one pass over the members gives both tables: the cells and the select cells by duration band
-    (cells, sel), rejected = exposure_tables(ctx.members, ctx.claims, bys=[by, ["age", "sex", "duration_band"]],
-                                             executor=ctx.executor, **kw)
+    # one pass over the members gives both tables (the cells and the select cells by duration band), the
+    # claimants' member rows with the history's pool keys and, in this process, the history's member counts:
+    # the history stage need not read the members again
+    found: list[pl.DataFrame] = []
+    counter = _history_counter(ctx, by) if ctx.executor is None else None
+    counted: list[tuple[int, Any]] = []
+    keys, const, _ = _history_keys(ctx)
+    (cells, sel), rejected = exposure_tables(
+        ctx.members, ctx.claims, bys=[by, ["age", "sex", "duration_band"]], executor=ctx.executor,
+        claimant_cols=[k for k in keys if k not in const] + (counter.cols if counter is not None else []),
+        claimants_out=found, extra=None if counter is None else (counter.fn, counted), **kw)
+    ctx.exposure_claimants = found[0] if found else None
+    if counter is not None:
+        from engine.shares._stream import counts_of_batches
+
+        ctx.member_counts = counts_of_batches(counter, ctx.members, counted)
     if cells.height == 0 or float(cells["exposure_years"].sum()) <= 0:
         raise DataError(f"{cfg.data.members}: no exposure in the study window {ctx.start} to {ctx.end}")
     ctx.cells, ctx.select_cells, ctx.exposure_rejected, ctx.by = cells, sel, rejected, by
@@ -201,6 +214,26 @@ def stage_exposure(ctx: RunState) -> None:
         [*CLAIM_REQUIRED, *CLAIM_OPTIONAL]))
     ctx.facts["claims_used"] = int(cells["claims"].sum())
     ctx.facts["exposure_years"] = float(cells["exposure_years"].sum())
+
+
+def _history_keys(ctx: RunState) -> tuple[list[str], dict[str, str], str | None]:
+    """The history's pool key columns, constant columns (:func:`engine.shares._stream.pool_keys`) and plan column."""
+    from engine.shares._stream import column_names, pool_keys
+
+    names = column_names(ctx.members)
+    hc = ctx.cfg.history
+    plan_col = hc.plan_col if hc.plan_col and hc.plan_col in names else None
+    return (*pool_keys(names, plan_col, None), plan_col)
+
+
+def _history_counter(ctx: RunState, by: list[str]) -> Any:
+    """The history stage's per-batch member counts (:func:`engine.shares._stream.batch_counter`), for the exposure pass."""
+    from engine.shares._stream import batch_counter
+
+    keys, const, _ = _history_keys(ctx)
+    w = ctx.cfg.study.waiting_days
+    return batch_counter(keys, const, [(a, b) for a, b, _ in _decomposition_windows(ctx)], waiting_days=w,
+                         rel_cols=[], at_end=(ctx.end, w, list(by)))
 
 
 def canonical_rows(df: pl.DataFrame, first: list[str], last: tuple[str, ...] = ("reason", "stage")) -> pl.DataFrame:
@@ -371,26 +404,23 @@ def stage_history(ctx: RunState) -> None:
     decomposition.
     """
     from engine.cells._exposure import classify_claims
-    from engine.shares._stream import DEFAULT_BATCH, claimant_rows, column_names, history_counts, pool_keys
+    from engine.shares._stream import DEFAULT_BATCH, claimant_rows, history_counts
     from engine.shares.history import history_from_counts, with_shares_per_month_year
 
     cfg = ctx.cfg
     hc = cfg.history
     members = ctx.members  # partitions: each is reduced to counts, none is joined whole
-    names = column_names(members)
-    plan_col = hc.plan_col if hc.plan_col and hc.plan_col in names else None
-    keys, const = pool_keys(names, plan_col, None)
+    keys, const, plan_col = _history_keys(ctx)
     claimants = claimant_rows(members, ctx.claims.get_column("member_id").unique(), [*keys, "join_date", "exit_date"],
-                              const)
+                              const, found=ctx.exposure_claimants)
     classified = classify_claims(claimants.select("member_id", "join_date", "exit_date"), ctx.claims,
                                  waiting_days=cfg.study.waiting_days)
     classified = classified.collect() if isinstance(classified, pl.LazyFrame) else classified
     ctx.classified = classified
     windows = _decomposition_windows(ctx)
-    counts = history_counts(members, keys, const, [(a, b) for a, b, _ in windows],
-                            waiting_days=cfg.study.waiting_days, rel_cols=[], at_end=(ctx.end, cfg.study.waiting_days,
-                                                                                       list(ctx.by)),
-                            batch_size=DEFAULT_BATCH, executor=ctx.executor)
+    counts = ctx.member_counts if ctx.member_counts is not None else history_counts(  # exposure pass, or read here
+        members, keys, const, [(a, b) for a, b, _ in windows], waiting_days=cfg.study.waiting_days, rel_cols=[],
+        at_end=(ctx.end, cfg.study.waiting_days, list(ctx.by)), batch_size=DEFAULT_BATCH, executor=ctx.executor)
     ctx.sharing_at_end = counts.at_end  # for the plans' risk table
     hist = history_from_counts(
         cast(pl.DataFrame, counts.cohorts), claimants, classified, keys, start=ctx.start, end=ctx.end, sharing_days=tuple(hc.sharing_days),

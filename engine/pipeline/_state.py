@@ -61,6 +61,10 @@ class RunState:
     select_cells: pl.DataFrame | None = None
     exposure_rejected: pl.DataFrame | None = None
     by: list[str] = field(default_factory=list)
+    #: exposure: the claimants' member rows found in its pass (with the history's pool keys), for the history
+    exposure_claimants: pl.DataFrame | None = None
+    #: exposure: the history's member counts taken in its pass (``engine.shares._stream.MemberCounts``), or None
+    member_counts: Any = None
     #: incidence: the GLM fitted on all cells, and (claims, predicted rate, exposure) of the held-out cells
     glm: PoissonGLM | None = None
     lorenz: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None

@@ -116,7 +116,7 @@ Window = tuple[dt.date, dt.date]
 
 
 def _window_batch(mb: pl.DataFrame, windows: list[Window], waiting_days: int, rel_cols: list[str],
-                  plan: tuple[str, str] | None) -> list[tuple[pl.DataFrame, int, int]]:
+                  plan: tuple[str, str] | None, cache: dict | None = None) -> list[tuple[pl.DataFrame, int, int]]:
     """Per window: eligible days by (age, sex, duration, rel_cols) on the notice date, N, sharing days.
 
     Notes
@@ -128,18 +128,18 @@ def _window_batch(mb: pl.DataFrame, windows: list[Window], waiting_days: int, re
     on d (:func:`engine.cells.dates.age_from_civil`, :func:`engine.cells.dates.months_from_civil`).
     Day numbers are int32 (the physical type of a polars Date); the sums are int64.
     """
-    from engine.cells.calendar import encode_static
+    from engine.cells.calendar import encoded
     from engine.cells.dates import day_number
 
     if plan is not None:
-        mb = mb.filter(pl.col(plan[0]) == plan[1])
+        mb, cache = mb.filter(pl.col(plan[0]) == plan[1]), None
     if not windows:
         return []
     if mb.get_column("birth_date").null_count() or mb.get_column("join_date").null_count():
         return _window_batch_polars(mb, windows, waiting_days, rel_cols)
     j = _day_numbers(mb, "join_date")
     x = _day_numbers(mb, "exit_date")
-    sid, _, decode = encode_static(mb, ["sex", *rel_cols])
+    sid, _, decode = encoded(mb, ["sex", *rel_cols], cache)
     civil = _Civil(_day_numbers(mb, "birth_date"), j)  # civil parts once per batch, for every window
     jw = j + np.int32(waiting_days)
     out = []
@@ -273,17 +273,19 @@ def _window_batch_polars(mb: pl.DataFrame, windows: list[Window], waiting_days: 
 AtEnd = tuple[dt.date, int, list[str]]
 
 
-def _member_batch(mb: pl.DataFrame, keys: list[str] | None, const: dict[str, str], windows: list[Window],
-                  waiting_days: int, rel_cols: list[str], plan: tuple[str, str] | None,
+def _member_batch(mb: pl.DataFrame, cache: dict | None = None, *, keys: list[str] | None, const: dict[str, str],
+                  windows: list[Window], waiting_days: int, rel_cols: list[str], plan: tuple[str, str] | None,
                   at_end: AtEnd | None) -> tuple[Any, list[Any], Any]:
     """One batch reduced to its cohort counts (None without pool keys), its window counts and the members
-    sharing at the end (None without ``at_end``)."""
+    sharing at the end (None without ``at_end``); ``cache``: static key encodings of ``mb`` already made
+    (:func:`engine.cells.calendar.encoded`)."""
     cohorts = _cohort_batch(mb, keys, const) if keys is not None else None
-    return (cohorts, _window_batch(mb, windows, waiting_days, rel_cols, plan),
-            end_counts(mb, *at_end) if at_end is not None else None)
+    return (cohorts, _window_batch(mb, windows, waiting_days, rel_cols, plan, cache),
+            end_counts(mb, *at_end, cache=cache) if at_end is not None else None)
 
 
-def end_counts(mb: pl.DataFrame, end: dt.date, waiting_days: int, keys: list[str]) -> pl.DataFrame:
+def end_counts(mb: pl.DataFrame, end: dt.date, waiting_days: int, keys: list[str],
+               cache: dict | None = None) -> pl.DataFrame:
     """Members sharing on ``end`` by ``keys`` (``members``) and those of them still waiting (``waiting_members``), Int64.
 
     Notes
@@ -292,7 +294,7 @@ def end_counts(mb: pl.DataFrame, end: dt.date, waiting_days: int, keys: list[str
     ``age`` (Int32) is the attained age on ``end`` (:func:`engine.cells.dates.age_from_civil`, read from
     the batch's table by birth day, as in the window counts). Counted on a dense grid of (other keys, age).
     """
-    from engine.cells.calendar import encode_static
+    from engine.cells.calendar import encoded
     from engine.cells.dates import day_number
 
     if mb.get_column("birth_date").null_count() or mb.get_column("join_date").null_count():
@@ -301,7 +303,7 @@ def end_counts(mb: pl.DataFrame, end: dt.date, waiting_days: int, keys: list[str
     j, x = _day_numbers(mb, "join_date"), _day_numbers(mb, "exit_date")
     alive = np.flatnonzero((j <= e) & (x > e))
     static = [k for k in keys if k != "age"]
-    sid, n_sid, decode = encode_static(mb, static)
+    sid, n_sid, decode = encoded(mb, static, cache)
     age = _Civil(_day_numbers(mb, "birth_date"), j).on(e, alive)[0] if "age" in keys else np.zeros(alive.size, np.int64)
     a0 = int(age.min()) if age.size else 0
     na = int(age.max()) - a0 + 1 if age.size else 1
@@ -353,7 +355,12 @@ def counts_task(part: Any, keys: list[str] | None, const: dict[str, str], window
     cols = _columns(keys, const, windows, rel_cols, plan, at_end)
     fn = functools.partial(_member_batch, keys=keys, const=const, windows=windows, waiting_days=waiting_days,
                            rel_cols=rel_cols, plan=plan, at_end=at_end)
-    per_batch = _batches(part, cols, batch_size, fn) or [fn(_empty(part, cols))]
+    return _part_counts(_batches(part, cols, batch_size, fn) or [fn(_empty(part, cols))], keys, rel_cols, at_end)
+
+
+def _part_counts(per_batch: list[Any], keys: list[str] | None, rel_cols: list[str],
+                 at_end: AtEnd | None) -> tuple[Any, list[Any], Any]:
+    """The counts of one partition: its batches' counts (:func:`_member_batch`) summed."""
     cohorts = merge_cohorts([b[0] for b in per_batch], keys) if keys is not None else None
     end = _sum_end([b[2] for b in per_batch], at_end[2]) if at_end is not None else None
     return cohorts, _sum_windows([b[1] for b in per_batch], rel_cols), end
@@ -428,7 +435,43 @@ def history_counts(parts: Sequence[Any], keys: list[str] | None, const: dict[str
     """
     fn = functools.partial(counts_task, keys=keys, const=const, windows=windows, waiting_days=waiting_days,
                            rel_cols=rel_cols, plan=plan, at_end=at_end, batch_size=batch_size)
-    res = map_parts(fn, parts, batch_size, executor)
+    return _total(map_parts(fn, parts, batch_size, executor), keys, rel_cols, at_end)
+
+
+class BatchCounter(NamedTuple):
+    """The history's counts of one batch of members (``fn``, on a frame holding ``cols``), for a pass over
+    the members made by another stage (:func:`engine.cells._exposure.exposure_tables`' ``extra``); then
+    :func:`counts_of_batches`."""
+
+    cols: list[str]
+    fn: Any
+    keys: list[str] | None
+    rel_cols: list[str]
+    at_end: AtEnd | None
+
+
+def batch_counter(keys: list[str] | None, const: dict[str, str], windows: list[Window], *, waiting_days: int,
+                  rel_cols: list[str], plan: tuple[str, str] | None = None,
+                  at_end: AtEnd | None = None) -> BatchCounter:
+    """The per-batch counts of :func:`history_counts` (same arguments), to run in another pass over the members."""
+    fn = functools.partial(_member_batch, keys=keys, const=const, windows=windows, waiting_days=waiting_days,
+                           rel_cols=rel_cols, plan=plan, at_end=at_end)
+    return BatchCounter(_columns(keys, const, windows, rel_cols, plan, at_end), fn, keys, rel_cols, at_end)
+
+
+def counts_of_batches(counter: BatchCounter, parts: Sequence[Any], found: list[tuple[int, Any]]) -> MemberCounts:
+    """:func:`history_counts` from ``(partition index, counter.fn(batch))`` of every batch of ``parts``
+    (a partition without a batch counts as an empty one): the same sums, the same result."""
+    per_part: list[list[Any]] = [[] for _ in parts]
+    for i, counts in found:
+        per_part[i].append(counts)
+    res = [_part_counts(b or [counter.fn(_empty(p, counter.cols))], counter.keys, counter.rel_cols, counter.at_end)
+           for p, b in zip(parts, per_part, strict=True)]
+    return _total(res, counter.keys, counter.rel_cols, counter.at_end)
+
+
+def _total(res: list[Any], keys: list[str] | None, rel_cols: list[str], at_end: AtEnd | None) -> MemberCounts:
+    """The counts of every partition (:func:`_part_counts`) summed."""
     cohorts = merge_cohorts([r[0] for r in res], keys) if keys is not None else None
     cell_keys = ["age", "sex", "duration", *rel_cols]
     counts = [(cells.sort(cell_keys, nulls_last=True), n, y) for cells, n, y in _sum_windows([r[1] for r in res], rel_cols)]
@@ -455,10 +498,18 @@ def window_counts(parts: Sequence[Any], windows: list[Window], *, waiting_days: 
                           batch_size=batch_size, executor=executor).windows
 
 
-def claimant_rows(parts: Sequence[Any], ids: pl.Series, cols: list[str], const: dict[str, str]) -> pl.DataFrame:
-    """The member rows (``cols``) of the members in ``ids``, from every partition (duplicates refused)."""
+def claimant_rows(parts: Sequence[Any], ids: pl.Series, cols: list[str], const: dict[str, str],
+                  found: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The member rows (``cols``) of the members in ``ids``, from every partition (duplicates refused).
+
+    ``found``: these rows already read (:func:`engine.cells._exposure.exposure_tables`' ``claimants_out``,
+    ``__part`` included), used instead of a look-up when they hold every column read.
+    """
     from engine.cells._batch import claimants
 
     read = [c for c in cols if c not in const and c not in ("member_id", "birth_date", "join_date", "exit_date")]
-    rows = claimants(parts, ids, read).drop("__part")
+    if found is not None and all(c in found.columns for c in read):
+        rows = found.drop("__part")
+    else:
+        rows = claimants(parts, ids, read).drop("__part")
     return _with_const(rows, const).select(list(dict.fromkeys(["member_id", *cols])))
