@@ -67,3 +67,29 @@ def test_exact_sum_is_order_free_and_skips_nulls() -> None:
     assert exact_sum(np.array(vals[::-1])) == 2.0
     assert exact_sum(pl.Series([1e16, None, 1.0, -1e16, 1])) == 2.0
     assert exact_sum([]) == 0.0
+
+
+def _lexsort_sums(v: np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:
+    """The reference: each group's values sorted by (group, value) with lexsort, added by reduceat."""
+    order = np.lexsort((v, idx))
+    vs, gs = v[order], idx[order]
+    starts = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])
+    out = np.zeros(n)
+    out[gs[starts]] = np.add.reduceat(vs, starts)
+    return out
+
+
+def test_group_sums_same_bits_as_the_lexsort_order() -> None:
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        m, k = int(rng.integers(1, 2000)), int(rng.integers(1, 40))
+        g = rng.integers(0, k, m)
+        v = [rng.normal(size=m), rng.exponential(size=m) * 1e12, np.round(rng.normal(size=m), 1),
+             rng.choice([0.0, -0.0, 1e-300, 1e300, -1e300, 3.0], m)][trial % 4]
+        ints = rng.integers(-10**6, 10**6, m)
+        df = pl.DataFrame({"g": g, "v": v, "i": ints})
+        out = group_sums(df, ["g"], ["v", "i"])
+        uniq, idx = group_index(df, ["g"])
+        for c, x in (("v", v), ("i", ints.astype(float))):
+            ref = _lexsort_sums(x, idx, uniq.height)
+            assert out[c].to_numpy().view(np.uint64).tolist() == ref.view(np.uint64).tolist()

@@ -50,8 +50,9 @@ def group_index(frame: pl.DataFrame, keys: Sequence[str]) -> tuple[pl.DataFrame,
     """
     keys = list(keys)
     uniq = frame.select(keys).unique().sort(keys, nulls_last=True).with_row_index("_g")
-    idx = (frame.select(keys).with_row_index("_i").join(uniq, on=keys, how="left", nulls_equal=True)
-           .sort("_i").get_column("_g").to_numpy().astype(np.int64))
+    # every row matches exactly one row of uniq: the left join keeps the rows in their order
+    idx = (frame.select(keys).join(uniq, on=keys, how="left", nulls_equal=True, maintain_order="left")
+           .get_column("_g").to_numpy().astype(np.int64))
     return uniq.drop("_g"), idx
 
 
@@ -82,13 +83,37 @@ def group_sums(frame: pl.DataFrame, keys: Sequence[str], cols: Sequence[str]) ->
     if frame.height == 0:
         return uniq.with_columns([pl.lit(0.0).alias(c) for c in cols])
     n = uniq.height
+    counts = np.bincount(idx, minlength=n)  # every group of uniq has a row: the runs start at these offsets
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     out = []
     for c in cols:
-        v = frame.get_column(c).cast(pl.Float64).fill_null(0.0).to_numpy()
-        order = np.lexsort((v, idx))
-        vs, gs = v[order], idx[order]
-        starts = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])
-        sums = np.zeros(n)
-        sums[gs[starts]] = np.add.reduceat(vs, starts)
+        s = frame.get_column(c)
+        v = s.cast(pl.Float64).fill_null(0.0).to_numpy()
+        if s.dtype.is_integer() and float(np.abs(v).sum()) < 2.0**52:
+            # whole numbers whose every partial sum is below 2**53: each addition is exact, in any order
+            sums = np.bincount(idx, weights=v, minlength=n)
+        else:
+            sums = np.add.reduceat(_sorted_by_group(v, idx, n), starts)
         out.append(pl.Series(c, sums))
     return uniq.with_columns(out)
+
+
+def _sorted_by_group(v: np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:
+    """The values of ``v`` ordered by group ``idx`` (0..n-1), ascending within each group.
+
+    Notes
+    -----
+    The values of ``v[np.lexsort((v, idx))]``, found with two unstable sorts: each value's rank r
+    among the sorted values, then the sort of ``idx * len(v) + r``. Only values that compare equal
+    can swap, which changes no sum; NaN and -0.0 (equal to other bits) take the lexsort, as do keys
+    beyond int64.
+    """
+    m = v.size
+    if n * m >= 2**62 or np.isnan(v).any() or bool(np.signbit(v[v == 0]).any()):
+        return v[np.lexsort((v, idx))]
+    order = np.argsort(v)
+    rank = np.empty(m, np.int64)
+    rank[order] = np.arange(m)
+    key = idx * m + rank
+    key.sort()
+    return v[order[key % m]]

@@ -71,7 +71,8 @@ def _canonical_bytes(s: pl.Series) -> bytes:
     if t == pl.String:
         v = s.fill_null("")
         lengths = v.str.len_bytes().cast(pl.Int64).to_numpy().astype("<i8")
-        return lengths.tobytes() + "".join(v.to_list()).encode()
+        text = v.str.join("").item() if v.len() else ""  # the values end to end, without a Python list
+        return lengths.tobytes() + text.encode()
     if t == pl.Binary:
         vals = [b or b"" for b in s.to_list()]
         return np.array([len(b) for b in vals], dtype="<i8").tobytes() + b"".join(vals)

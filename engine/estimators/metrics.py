@@ -35,8 +35,11 @@ def poisson_deviance(claims: Any, predicted_claims: Any) -> np.ndarray:
     d, m = _arrays(claims, predicted_claims)
     if np.any(m < 0) or np.any(d < 0):
         raise DataError("metrics: claims and predicted claims must be non-negative")
+    # the log only where D > 0 (claims are rare: most cells have none); the same values as np.where
+    t = np.zeros_like(d)
+    pos = np.flatnonzero(d > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(d > 0, d * np.log(d / m), 0.0)
+        t[pos] = d[pos] * np.log(d[pos] / m[pos])
     return 2.0 * (t - (d - m))
 
 
