@@ -306,3 +306,16 @@ def test_notice_index_is_searchsorted(notice, days) -> None:
     T = np.array(sorted(notice), dtype=np.int64)
     d = np.array(days, dtype=np.int64)
     np.testing.assert_array_equal(notice_index(T, d), np.searchsorted(T, d, side="left"))
+
+
+def test_weighted_counts_exact_beyond_two_to_the_53() -> None:
+    """Cohort counts whose sum reaches 2^53 (where a float ``bincount`` is no longer exact) are added in
+    int64: the sum of 2^53 and 1 is 2^53 + 1, on the dense grid and by hashing."""
+    from engine.shares._cohorts import COUNT, member_counts
+
+    for join in ([dt.date(2020, 1, 1)] * 3, [dt.date(2020, 1, 1), dt.date(2020, 1, 1), dt.date(2400, 1, 1)]):
+        m = pl.DataFrame({"plan_id": ["a", "a", "a"], "join_date": join, "exit_date": [None, None, None],
+                          COUNT: [2**53, 1, 0]}, schema_overrides={"exit_date": pl.Date})
+        got = member_counts(m, ["plan_id"], weight=COUNT).sort("join_date")
+        assert got.get_column(COUNT).dtype == pl.Int64
+        assert got.get_column(COUNT).to_list()[0] == 2**53 + 1
