@@ -319,3 +319,17 @@ def test_weighted_counts_exact_beyond_two_to_the_53() -> None:
         got = member_counts(m, ["plan_id"], weight=COUNT).sort("join_date")
         assert got.get_column(COUNT).dtype == pl.Int64
         assert got.get_column(COUNT).to_list()[0] == 2**53 + 1
+
+
+def test_member_counts_too_wide_to_pack_equal_a_group_by() -> None:
+    """Join and exit dates some 6 million years apart make the packed grid exceed 2^62 codes: the members
+    are counted by a plain group-by, the same counts."""
+    from engine.shares._cohorts import COUNT, member_counts
+
+    far = pl.Series([-1_100_000_000, 1_100_000_000, 0, 0], dtype=pl.Int32).cast(pl.Date)
+    m = pl.DataFrame({"plan_id": ["a", "a", "b", "b"], "join_date": far, "exit_date": far.reverse()})
+    got = member_counts(m, ["plan_id"])
+    want = m.group_by("plan_id", "join_date", "exit_date").agg(pl.len().cast(pl.UInt32).alias(COUNT))
+    order = ["plan_id", "join_date", "exit_date"]
+    assert_frame_equal(got.sort(order), want.sort(order), check_exact=True)
+    assert int(got.get_column(COUNT).sum()) == 4
