@@ -309,16 +309,17 @@ def test_notice_index_is_searchsorted(notice, days) -> None:
 
 
 def test_weighted_counts_exact_beyond_two_to_the_53() -> None:
-    """Cohort counts whose sum reaches 2^53 (where a float ``bincount`` is no longer exact) are added in
-    int64: the sum of 2^53 and 1 is 2^53 + 1, on the dense grid and by hashing."""
+    """Cohort counts (weights) are added in int64, on the dense grid and by hashing: 2 + 1 = 3, and past
+    2^53 (where a float ``bincount`` is no longer exact) 2^53 + 1 stays 2^53 + 1."""
     from engine.shares._cohorts import COUNT, member_counts
 
-    for join in ([dt.date(2020, 1, 1)] * 3, [dt.date(2020, 1, 1), dt.date(2020, 1, 1), dt.date(2400, 1, 1)]):
-        m = pl.DataFrame({"plan_id": ["a", "a", "a"], "join_date": join, "exit_date": [None, None, None],
-                          COUNT: [2**53, 1, 0]}, schema_overrides={"exit_date": pl.Date})
-        got = member_counts(m, ["plan_id"], weight=COUNT).sort("join_date")
-        assert got.get_column(COUNT).dtype == pl.Int64
-        assert got.get_column(COUNT).to_list()[0] == 2**53 + 1
+    for big in (2, 2**53):
+        for join in ([dt.date(2020, 1, 1)] * 3, [dt.date(2020, 1, 1), dt.date(2020, 1, 1), dt.date(2400, 1, 1)]):
+            m = pl.DataFrame({"plan_id": ["a", "a", "a"], "join_date": join, "exit_date": [None, None, None],
+                              COUNT: [big, 1, 5]}, schema_overrides={"exit_date": pl.Date})
+            got = member_counts(m, ["plan_id"], weight=COUNT).sort("join_date")
+            assert got.get_column(COUNT).dtype == pl.Int64
+            assert got.get_column(COUNT).to_list() == ([big + 6] if join[2] == join[0] else [big + 1, 5])
 
 
 def test_member_counts_too_wide_to_pack_equal_a_group_by() -> None:
