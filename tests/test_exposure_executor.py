@@ -182,3 +182,17 @@ def test_sink_fallback_to_frames(pool, request, monkeypatch, tmp_path) -> None:
     WANT.setdefault(by, _want(by))
     monkeypatch.setattr(sink_mod, "MAX_DENSE", 0)
     _check(_files(tmp_path, SPLITS["3 files"]), request.getfixturevalue(pool), by)
+
+
+def test_pool_threads_per_worker_default(monkeypatch) -> None:
+    """The default polars threads per worker: cores // workers, at least 1, and 1 when the cores are unknown
+    (no worker is started: the pool starts its processes on the first task)."""
+    import engine.cells._executor as ex_mod
+
+    for cores, workers, want in [(8, 3, 2), (2, 4, 1), (None, 1, 1)]:
+        monkeypatch.setattr(ex_mod.os, "cpu_count", lambda cores=cores: cores)
+        pool = process_pool(workers)
+        try:
+            assert pool._initargs == (want,) and pool._max_workers == workers
+        finally:
+            pool.shutdown()
