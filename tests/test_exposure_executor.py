@@ -196,3 +196,18 @@ def test_pool_threads_per_worker_default(monkeypatch) -> None:
             assert pool._initargs == (want,) and pool._max_workers == workers
         finally:
             pool.shutdown()
+
+
+def test_dense_sink_gives_the_final_cells(threads, monkeypatch) -> None:
+    """A dense sink turns its arrays into the final cells itself: the group-by of batch frames
+    (``_combine``, the fallback) is not called, in this process or with an executor."""
+    import engine.cells._exposure as exposure_mod
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the dense sink fell back to _combine")
+
+    monkeypatch.setattr(exposure_mod, "_combine", refuse)
+    for ex in (None, threads):
+        cells = engine.exposure(_members(), _claims(), by=("age", "duration_band", "tier", "channel"), executor=ex,
+                                batch_size=700, **KW)
+        assert cells.height > 0
