@@ -9,6 +9,7 @@ balance. Each cluster is started once per module (a local Dask cluster costs sev
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,6 @@ from tests.kits.servers import dask_cluster, free_port  # noqa: E402
 from tests.kits.partitions import scan_parts
 
 N = 3000
-MEMBERS, CLAIMS = _random_members(N, seed=2222)
 BYS = [("age", "sex"), ("age", "duration_band", "tier", "channel")]
 SPLITS = {
     "1 file": [0, N],
@@ -38,7 +38,27 @@ SPLITS = {
     "8 files": list(np.linspace(0, N, 9).astype(int)),
     "uneven and empty": [0, 0, 7, 7, 2950, N, N],
 }
-WANT = {by: engine.exposure(MEMBERS, CLAIMS, by=by, return_rejected=True, **KW) for by in BYS}
+
+
+@functools.cache
+def _data() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(members, claims), built on first use, not at import: a mutation run forks each mutant from a
+    process that has imported this file, and polars work there would hold its thread pool."""
+    return _random_members(N, seed=2222)
+
+
+def _members() -> pl.DataFrame:
+    return _data()[0]
+
+
+def _claims() -> pl.DataFrame:
+    return _data()[1]
+
+
+@functools.cache
+def _want(by: tuple[str, ...]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The cells and rejected claims of one process, without an executor."""
+    return engine.exposure(_members(), _claims(), by=by, return_rejected=True, **KW)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +78,7 @@ def scheduler(tmp_path_factory):
 
 
 def _files(tmp_path, cuts) -> list[pl.LazyFrame]:
-    return scan_parts(tmp_path, MEMBERS, cuts)
+    return scan_parts(tmp_path, _members(), cuts)
 
 
 @pytest.mark.parametrize("split", list(SPLITS))
@@ -66,13 +86,13 @@ def _files(tmp_path, cuts) -> list[pl.LazyFrame]:
 def test_bit_identical(pools, name, split, tmp_path) -> None:
     parts = _files(tmp_path, SPLITS[split])
     for by in BYS:
-        cells, rejected = engine.exposure(parts, CLAIMS, by=by, return_rejected=True, executor=pools[name], **KW)
-        want_cells, want_rejected = WANT[by]
+        cells, rejected = engine.exposure(parts, _claims(), by=by, return_rejected=True, executor=pools[name], **KW)
+        want_cells, want_rejected = _want(by)
         assert_frame_equal(cells, want_cells, check_exact=True)
         assert cells.equals(want_cells)
         assert_frame_equal(rejected, want_rejected, check_exact=True)
         # the claims account: every claim is used in a cell or set aside with its reason
-        assert int(cells["claims"].sum()) + rejected.height == CLAIMS.height
+        assert int(cells["claims"].sum()) + rejected.height == _claims().height
         assert rejected["reason"].null_count() == 0
 
 
@@ -94,8 +114,8 @@ def _tree(tmp_path) -> tuple[str, str]:
     d = tmp_path / "members"
     d.mkdir(exist_ok=True)
     for i, (a, b) in enumerate(zip(SPLITS["8 files"], SPLITS["8 files"][1:])):
-        MEMBERS.slice(a, b - a).write_parquet(d / f"part-{i}.parquet")
-    CLAIMS.write_parquet(tmp_path / "claims.parquet")
+        _members().slice(a, b - a).write_parquet(d / f"part-{i}.parquet")
+    _claims().write_parquet(tmp_path / "claims.parquet")
     return str(d), str(tmp_path / "claims.parquet")
 
 
@@ -171,12 +191,12 @@ def test_dask_workers_read_s3(pools) -> None:
         s3.create_dir("lake")
         for i, (a, b) in enumerate(zip(SPLITS["3 files"], SPLITS["3 files"][1:])):
             with s3.open_output_stream(f"lake/members/part-{i}.parquet") as fh:
-                MEMBERS.slice(a, b - a).write_parquet(fh)
+                _members().slice(a, b - a).write_parquet(fh)
         parts = [pl.scan_parquet(f, storage_options=opts) for f in resolve_paths("s3://lake/members", opts)]
         assert len(parts) == 3
         by = BYS[1]
-        cells, rejected = engine.exposure(parts, CLAIMS, by=by, return_rejected=True, executor=pools["dask"], **KW)
-    assert cells.equals(WANT[by][0]) and rejected.equals(WANT[by][1])
+        cells, rejected = engine.exposure(parts, _claims(), by=by, return_rejected=True, executor=pools["dask"], **KW)
+    assert cells.equals(_want(by)[0]) and rejected.equals(_want(by)[1])
 
 
 @pytest.mark.parametrize("flags, needles", [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import datetime as dt
 import inspect
 from collections.abc import Callable
@@ -39,8 +40,12 @@ matplotlib.use("Agg")
 ENGINE = Path(__file__).resolve().parents[1] / "engine"
 
 
+@functools.cache
 def make_cells(seed: int = 0) -> pl.DataFrame:
-    """Monthly cells with planted sex, channel, age and duration effects (about 1,500 claims)."""
+    """Monthly cells with planted sex, channel, age and duration effects (about 1,500 claims).
+
+    Built on first use, not at import: a mutation run forks each mutant from a process that has
+    imported this file, and polars work there would hold its thread pool."""
     rng = np.random.default_rng(seed)
     rows = []
     for m in range(1, 13):
@@ -56,19 +61,20 @@ def make_cells(seed: int = 0) -> pl.DataFrame:
                         orient="row")
 
 
-CELLS = make_cells()
 
-#: name -> (factory of an unfitted estimator, extra keyword arguments of its plot_* methods)
-ESTIMATORS: dict[str, tuple[Callable[[], Any], dict[str, dict[str, Any]]]] = {
-    "PoissonGLM": (lambda: PoissonGLM(factors=["sex", "channel"], age="linear"),
-                   {"plot_lorenz": {"cells": CELLS}}),
-    "PoissonGBM": (lambda: PoissonGBM(features=["sex", "channel", "age"], max_iter=20),
-                   {"plot_lorenz": {"cells": CELLS}}),
-    "CellPoissonModel": (lambda: CellPoissonModel(features=["sex", "channel", "age"]), {}),
+def _lorenz_cells() -> dict[str, dict[str, Any]]:
+    return {"plot_lorenz": {"cells": make_cells()}}
+
+
+#: name -> (factory of an unfitted estimator, factory of the extra keyword arguments of its plot_* methods)
+ESTIMATORS: dict[str, tuple[Callable[[], Any], Callable[[], dict[str, dict[str, Any]]]]] = {
+    "PoissonGLM": (lambda: PoissonGLM(factors=["sex", "channel"], age="linear"), _lorenz_cells),
+    "PoissonGBM": (lambda: PoissonGBM(features=["sex", "channel", "age"], max_iter=20), _lorenz_cells),
+    "CellPoissonModel": (lambda: CellPoissonModel(features=["sex", "channel", "age"]), dict),
     "RiskSegmenter": (lambda: RiskSegmenter(features=["sex", "channel"], min_expected_claims=2.0,
-                                            model=CellPoissonModel(features=["sex", "channel", "age"])), {}),
-    "BuhlmannStraub": (lambda: BuhlmannStraub(group="channel"), {}),
-    "SelectFactors": (lambda: SelectFactors(bands=(0, 3, 6, 12, 24), adjust=["sex"]), {}),
+                                            model=CellPoissonModel(features=["sex", "channel", "age"])), dict),
+    "BuhlmannStraub": (lambda: BuhlmannStraub(group="channel"), dict),
+    "SelectFactors": (lambda: SelectFactors(bands=(0, 3, 6, 12, 24), adjust=["sex"]), dict),
 }
 
 
@@ -97,7 +103,7 @@ def name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def fitted(name: str) -> Any:
-    return ESTIMATORS[name][0]().fit(CELLS)
+    return ESTIMATORS[name][0]().fit(make_cells())
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -129,12 +135,12 @@ def test_unfitted_use_raises_not_fitted(name: str) -> None:
     assert isinstance(info.value, ModelError) and isinstance(info.value, SklearnNotFittedError)
     if hasattr(type(est), "predict"):
         with pytest.raises(NotFittedError):
-            est.predict(CELLS)
+            est.predict(make_cells())
     with pytest.raises(NotFittedError):
         est.print_summary(decimals=2)
     for m in [m for m in dir(type(est)) if m.startswith("plot_")]:
         with pytest.raises(NotFittedError):
-            getattr(est, m)(**ESTIMATORS[name][1].get(m, {}))
+            getattr(est, m)(**ESTIMATORS[name][1]().get(m, {}))
     html = est._repr_html_()
     assert name in html and "not fitted" in html
 
@@ -142,7 +148,7 @@ def test_unfitted_use_raises_not_fitted(name: str) -> None:
 def test_fit_returns_self_and_fitted_attributes_end_in_underscore(name: str) -> None:
     est = ESTIMATORS[name][0]()
     before = set(vars(est))
-    assert est.fit(CELLS) is est
+    assert est.fit(make_cells()) is est
     new = [k for k in set(vars(est)) - before if not k.startswith("_")]
     assert new and all(k.endswith("_") for k in new), new
     # fitting changed no parameter
@@ -164,7 +170,7 @@ def test_summary_print_summary_repr_html(name: str, fitted: Any, capsys: pytest.
 def test_plot_methods_return_the_ax(name: str, fitted: Any) -> None:
     import matplotlib.pyplot as plt
 
-    extra = ESTIMATORS[name][1]
+    extra = ESTIMATORS[name][1]()
     plots = [m for m in dir(type(fitted)) if m.startswith("plot_")]
     assert set(extra) <= set(plots)
     for m in plots:
@@ -180,12 +186,13 @@ def test_plot_methods_return_the_ax(name: str, fitted: Any) -> None:
 def test_predict_gives_expected_rates(name: str, fitted: Any) -> None:
     if not hasattr(type(fitted), "predict"):
         pytest.skip(f"{name} predicts nothing")
-    rate = fitted.predict(CELLS)
-    assert isinstance(rate, np.ndarray) and rate.shape == (CELLS.height,)
+    cells = make_cells()
+    rate = fitted.predict(cells)
+    assert isinstance(rate, np.ndarray) and rate.shape == (cells.height,)
     assert np.all(np.isfinite(rate)) and np.all(rate >= 0)
     if hasattr(type(fitted), "predict_rate"):
         with pytest.warns(DeprecationWarning, match="predict_rate"):
-            old = fitted.predict_rate(CELLS)
+            old = fitted.predict_rate(cells)
         np.testing.assert_array_equal(old, rate)
 
 
@@ -214,7 +221,7 @@ def test_renamed_column_parameters_warn(cls: type, old: str, new: str, value: st
 
 
 def test_renamed_columns_fit_the_same() -> None:
-    cells = CELLS.rename({"exposure_years": "w", "claims": "n"})
+    cells = make_cells().rename({"exposure_years": "w", "claims": "n"})
     new = BuhlmannStraub(group="channel", exposure_col="w", claims_col="n").fit(cells)
     with pytest.warns(DeprecationWarning):
         old = BuhlmannStraub(group="channel", exposure="w", claims="n").fit(cells)
@@ -225,8 +232,9 @@ def test_renamed_columns_fit_the_same() -> None:
 
 
 def test_buhlmann_predict_is_the_credibility_rate_of_transform() -> None:
-    bs = BuhlmannStraub(group="channel").fit(CELLS)
-    np.testing.assert_array_equal(bs.predict(CELLS), bs.transform(CELLS)["credibility_rate"].to_numpy())
+    cells = make_cells()
+    bs = BuhlmannStraub(group="channel").fit(cells)
+    np.testing.assert_array_equal(bs.predict(cells), bs.transform(cells)["credibility_rate"].to_numpy())
 
 
 def test_models_with_only_predict_rate_still_work_with_a_warning() -> None:
@@ -238,19 +246,19 @@ def test_models_with_only_predict_rate_still_work_with_a_warning() -> None:
             return np.full(cells.height, 0.01)
 
     with pytest.warns(DeprecationWarning, match="predict_rate"):
-        assert predict_rates(Old(), CELLS).shape == (CELLS.height,)
+        assert predict_rates(Old(), make_cells()).shape == (make_cells().height,)
     with pytest.warns(DeprecationWarning, match="predict_rate"):
-        seg = RiskSegmenter(features=["sex", "channel"], min_expected_claims=2.0, model=Old()).fit(CELLS)
+        seg = RiskSegmenter(features=["sex", "channel"], min_expected_claims=2.0, model=Old()).fit(make_cells())
     assert seg.n_groups_ >= 1
 
 
 def test_bootstrap_seed_is_random_state() -> None:
     from engine.segmentation._frontier import bootstrap_ari
 
-    seg = ESTIMATORS["RiskSegmenter"][0]().fit(CELLS)
-    new = bootstrap_ari(seg, CELLS, n_boot=2, random_state=3)
+    seg = ESTIMATORS["RiskSegmenter"][0]().fit(make_cells())
+    new = bootstrap_ari(seg, make_cells(), n_boot=2, random_state=3)
     with pytest.warns(DeprecationWarning, match="'seed' is deprecated.*'random_state'"):
-        old = bootstrap_ari(seg, CELLS, n_boot=2, seed=3)
+        old = bootstrap_ari(seg, make_cells(), n_boot=2, seed=3)
     assert new == old
 
 
@@ -299,9 +307,9 @@ def test_split_seed_is_random_state() -> None:
     from engine.projection._project import project
     from engine.projection.assumptions import groups_from_table
 
-    new = split_cells(CELLS, 0.25, random_state=7)
+    new = split_cells(make_cells(), 0.25, random_state=7)
     with pytest.warns(DeprecationWarning, match="'seed' is deprecated.*'random_state'"):
-        old = split_cells(CELLS, 0.25, seed=7)
+        old = split_cells(make_cells(), 0.25, seed=7)
     assert new[1].equals(old[1])
     g = groups_from_table({"group": ["a", "b"], "members": [5000.0, 2000.0], "rate": [0.002, 0.004],
                            "benefit": [300_000.0, 100_000.0]})
@@ -316,12 +324,13 @@ def test_plot_functions_return_the_ax() -> None:
     from engine.estimators.metrics import calibration_table, plot_calibration, plot_lorenz
     from engine.segmentation._frontier import plot_frontier
 
-    glm = ESTIMATORS["PoissonGLM"][0]().fit(CELLS)
-    seg = ESTIMATORS["RiskSegmenter"][0]().fit(CELLS)
-    d, r, e = CELLS["claims"].to_numpy(), glm.predict(CELLS), CELLS["exposure_years"].to_numpy()
+    cells = make_cells()
+    glm = ESTIMATORS["PoissonGLM"][0]().fit(cells)
+    seg = ESTIMATORS["RiskSegmenter"][0]().fit(cells)
+    d, r, e = cells["claims"].to_numpy(), glm.predict(cells), cells["exposure_years"].to_numpy()
     calls = [lambda ax: plot_lorenz(d, r, e, ax=ax), lambda ax: plot_calibration(calibration_table(d, r, e), ax=ax),
              lambda ax: plot_frontier(seg.frontier_, ax=ax),
-             lambda ax: plot_incidence(incidence(CELLS, by=["age", "sex"], basis=None), ax=ax)]
+             lambda ax: plot_incidence(incidence(cells, by=["age", "sex"], basis=None), ax=ax)]
     for call in calls:
         fig, ax = plt.subplots()
         try:

@@ -8,6 +8,7 @@ and on a spawned process pool, with the claimants found in the same read.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -27,24 +28,36 @@ from tests.kits.partitions import scan_parts
 from tests.kits.random_members import KW, _random_members
 
 N = 2000
-MEMBERS, CLAIMS = _random_members(N, seed=15)
 # the two tables of fentan run, and tables that share no day-varying key
 BYS = [["age", "sex", "tier", "channel"], ["age", "sex", "duration_band"], ["duration", "channel"], []]
 
 
+@functools.cache
+def _data() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(members, claims), built on first use, not at import: a mutation run forks each mutant from a
+    process that has imported this file, and polars work there would hold its thread pool."""
+    return _random_members(N, seed=15)
+
+
+def _members() -> pl.DataFrame:
+    return _data()[0]
+
+
+def _claims() -> pl.DataFrame:
+    return _data()[1]
+
+
+@functools.cache
 def _want() -> tuple[list[pl.DataFrame], pl.DataFrame]:
-    out = [engine.exposure(MEMBERS, CLAIMS, by=by, return_rejected=True, **KW) for by in BYS]
+    out = [engine.exposure(_members(), _claims(), by=by, return_rejected=True, **KW) for by in BYS]
     for _, rejected in out[1:]:
         assert rejected.equals(out[0][1])
     return [cells for cells, _ in out], out[0][1]
 
 
-WANT = _want()
-
-
 def _check(parts, executor=None, batch_size=None) -> None:
-    tables, rejected = exposure_tables(parts, CLAIMS, bys=BYS, executor=executor, batch_size=batch_size, **KW)
-    want_tables, want_rejected = WANT
+    tables, rejected = exposure_tables(parts, _claims(), bys=BYS, executor=executor, batch_size=batch_size, **KW)
+    want_tables, want_rejected = _want()
     assert len(tables) == len(BYS)
     for got, want in zip(tables, want_tables):
         assert_frame_equal(got, want, check_exact=True)
@@ -53,9 +66,10 @@ def _check(parts, executor=None, batch_size=None) -> None:
 
 
 def test_one_frame_and_small_batches() -> None:
-    _check(MEMBERS)
-    _check(MEMBERS, batch_size=97)
-    _check([MEMBERS.slice(0, 700), MEMBERS.slice(700, 0), MEMBERS.slice(700, N)], batch_size=300)
+    members = _members()
+    _check(members)
+    _check(members, batch_size=97)
+    _check([members.slice(0, 700), members.slice(700, 0), members.slice(700, N)], batch_size=300)
 
 
 def test_batches_split_in_two_parts_share_days_per_part(monkeypatch) -> None:
@@ -63,14 +77,15 @@ def test_batches_split_in_two_parts_share_days_per_part(monkeypatch) -> None:
     # interval days and birthdays of the first part by part, which must give the same cells
     import engine.cells._batch as batch_mod
 
+    _want()  # the expected tables, before the patch
     monkeypatch.setattr(batch_mod, "PARALLEL_MIN", 50)
     monkeypatch.setattr(batch_mod.os, "cpu_count", lambda: 2)
-    _check(MEMBERS, batch_size=300)
-    _check(MEMBERS, batch_size=101)  # odd batch: parts of unequal size
+    _check(_members(), batch_size=300)
+    _check(_members(), batch_size=101)  # odd batch: parts of unequal size
 
 
 def test_files_in_this_process_and_on_pools(tmp_path) -> None:
-    parts = scan_parts(tmp_path, MEMBERS, [0, 0, 13, 900, 1500, N])  # an empty file, claimants in every file
+    parts = scan_parts(tmp_path, _members(), [0, 0, 13, 900, 1500, N])  # an empty file, claimants in every file
     _check(parts)
     _check(parts, batch_size=211)
     with ThreadPoolExecutor(max_workers=3) as ex:
@@ -80,28 +95,28 @@ def test_files_in_this_process_and_on_pools(tmp_path) -> None:
 
 
 def test_a_duplicated_claimant_across_files_is_refused(tmp_path) -> None:
-    who = CLAIMS.get_column("member_id")[0]
-    twice = pl.concat([MEMBERS, MEMBERS.filter(pl.col("member_id") == who)])
+    who = _claims().get_column("member_id")[0]
+    twice = pl.concat([_members(), _members().filter(pl.col("member_id") == who)])
     parts = scan_parts(tmp_path, twice, [0, N, N + 1])
     with pytest.raises(DataError, match="more than one batch or partition"):
-        exposure_tables(parts, CLAIMS, bys=BYS[:2], **KW)
+        exposure_tables(parts, _claims(), bys=BYS[:2], **KW)
 
 
 def test_bys_must_be_a_list_of_key_lists() -> None:
     for bad in ([], "age"):
         with pytest.raises(ConfigError, match="bys"):
-            exposure_tables(MEMBERS, CLAIMS, bys=bad, **KW)
+            exposure_tables(_members(), _claims(), bys=bad, **KW)
     with pytest.raises(ConfigError, match="repeated"):
-        exposure_tables(MEMBERS, CLAIMS, bys=[["age"], ["sex", "sex"]], **KW)
+        exposure_tables(_members(), _claims(), bys=[["age"], ["sex", "sex"]], **KW)
 
 
 def test_lazy_batches_stream_every_row_once_in_order(tmp_path) -> None:
     """LazyFrames are streamed without a row count: every row once, in order, no batch above the size."""
-    parts = scan_parts(tmp_path, MEMBERS, [0, 0, 1001, N])
+    parts = scan_parts(tmp_path, _members(), [0, 0, 1001, N])
     parts = [p.filter(pl.col("member_id") != "m5") for p in parts]  # as validation's set-aside filter
     got = list(batches(parts, ["member_id"], 250, lambda f: f))
     assert all(0 < f.height <= 250 for f in got)
-    want = MEMBERS.filter(pl.col("member_id") != "m5").get_column("member_id")
+    want = _members().filter(pl.col("member_id") != "m5").get_column("member_id")
     assert pl.concat(got).get_column("member_id").equals(want)
 
 
