@@ -130,6 +130,8 @@ def test_drivers_from_cells_equal_the_formulas() -> None:
     want, _ = _oracle(rows, N=3, P=0.0, days=31, fee=0.08, base=base, Y=None, I=0.0)
     _check(got, want)
     assert (got.waiting, got.reporting_lag, got.details["sharing_years"]) == (1.0, 1.0, q["E"])
+    # an incurred amount below 1 CNY is still an amount: P / I
+    assert drivers_from_cells(cells, amount_incurred_cny=0.5, **kw).reporting_lag == 500_000.0
 
 
 def test_drivers_from_cells_default_benefits_and_sharing_years_bounds() -> None:
@@ -296,6 +298,7 @@ def test_window_drivers_match_a_day_loop() -> None:
             elig.append(c)
     assert [c["claim_id"] for c in elig] == ["c1", "c0", "c2"]  # c4 waits, c3 follows c1
     rels = {"city": {"a": 1.25, "b": 1.0, "c": 0.5}, "sex": {"M": 1.0, "F": 2.0}}
+    march: list[dict] = []
     for g, (ps, nd, label) in zip(got, windows, strict=True):
         span = [ps + dt.timedelta(days=i) for i in range((nd - ps).days + 1)]
         rows = []
@@ -309,10 +312,16 @@ def test_window_drivers_match_a_day_loop() -> None:
         want, _ = _oracle(rows, N=sum(shares(m, nd) for m in ms), P=P, days=len(span), fee=0.05, base=base, bands=BANDS,
                           rels=rels, Y=sum(shares(m, d) for m in ms for d in span) / YEAR, I=I)
         _check(g, want)
+        march = rows if label == "m" else march
         assert g.label == label and g.details["sharing_members"] == sum(shares(m, nd) for m in ms)
     one = share_drivers(members, claims, period_start=D(2020, 3, 1), notice_date=D(2020, 3, 31), fee=0.05,
                         waiting_days=w, reporting_lag_days=lag, base_rates=rates, select_factors=sel, relativities=rel)
     assert one == got[0].replace(label="2020-03-01..2020-03-31")
+    bens = pl.DataFrame({"age_min": [0, 45], "benefit_cny": [50.0, 20.0]})
+    b = share_drivers(members, claims, period_start=D(2020, 3, 1), notice_date=D(2020, 3, 31), waiting_days=w,
+                      base_rates=rates, benefits=bens)
+    want, _ = _oracle(march, N=1, P=0.0, days=31, fee=0.0, base=base, benefits=((0, 50.0), (45, 20.0)), I=0.0)
+    assert b.ageing == pytest.approx(want["ageing"], rel=1e-12)
     day = share_drivers(members, claims, period_start=D(2020, 3, 3), notice_date=D(2020, 3, 3), waiting_days=w,
                         reporting_lag_days=0, base_rates=rates, label="d")
     assert day.details["period_days"] == 1 and day.details["incurred_cny"] == 300_000.0
