@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from concurrent.futures import Executor, Future
 
 import polars as pl
 import pytest
@@ -257,6 +258,19 @@ def test_drivers_from_counts_per_window() -> None:
     assert [g.details["incurred_cny"] for g in got] == [1.0, 3.0]
 
 
+class _Inline(Executor):
+    """An executor that runs each task at once in this thread and counts the tasks."""
+
+    def __init__(self) -> None:
+        self.tasks = 0
+
+    def submit(self, fn, /, *args, **kwargs):  # noqa: D102
+        self.tasks += 1
+        f: Future = Future()
+        f.set_result(fn(*args, **kwargs))
+        return f
+
+
 def _completed_months(j: dt.date, d: dt.date) -> int:  # join days here are <= 28: no month-end rule needed
     return (d.year - j.year) * 12 + d.month - j.month - (d.day < j.day)
 
@@ -325,5 +339,13 @@ def test_window_drivers_match_a_day_loop() -> None:
     day = share_drivers(members, claims, period_start=D(2020, 3, 3), notice_date=D(2020, 3, 3), waiting_days=w,
                         reporting_lag_days=0, base_rates=rates, label="d")
     assert day.details["period_days"] == 1 and day.details["incurred_cny"] == 300_000.0
+    ex = _Inline()  # the executor given is used (one task per partition), the result unchanged
+    assert share_drivers([members.head(2), members.tail(3)], claims, period_start=D(2020, 3, 1),
+                         notice_date=D(2020, 3, 31), fee=0.05, waiting_days=w, reporting_lag_days=lag, base_rates=rates,
+                         select_factors=sel, relativities=rel, executor=ex) == one
+    assert ex.tasks == 2
+    plans = members.with_columns(plan_id=pl.Series(["A", "B", "A", "A", "B"]))  # the default plan column
+    a = window_drivers(plans, claims, windows[:1], plan="A", waiting_days=w, base_rates=rates)[0]
+    assert a.details["sharing_members"] == 3 and a.details["incurred_cny"] == 300_000.0  # m0, m2, m3; c0 (c3 follows c1)
     with pytest.raises(ConfigError, match="^notice_date: 2020-03-02 is before period_start 2020-03-03$"):
         window_drivers(members, claims, [windows[0], (D(2020, 3, 3), D(2020, 3, 2), "x")], base_rates=rates)
