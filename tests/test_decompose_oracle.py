@@ -144,3 +144,12 @@ def test_lmdi_refuses_a_zero_factor_in_either_window() -> None:
     # on positive factors it is exact too: parts sum to the change and a lone change gets all of it
     out = engine.decompose(_drivers(ones), _drivers([2.0] + ones[1:]), method="lmdi")
     assert out["contribution_cny"].to_list() == pytest.approx([1.0] + [0.0] * (N - 1), abs=1e-15)
+
+
+def test_engine_shapley_by_permutations_equals_the_definition() -> None:
+    """The engine's slow oracle (an average of sequential substitution over all n! orders), never run before."""
+    from engine.shares.decomposition import shapley_by_permutations
+
+    a, b = [1.5, 0.5, 2.0, 3.0], [0.25, 2.5, 1.0, 4.0]
+    np.testing.assert_allclose(shapley_by_permutations(a, b), shapley_oracle(a, b), rtol=1e-13)
+    np.testing.assert_allclose(shapley_by_permutations(a, b), shapley_by_orders(a, b), rtol=1e-13)
