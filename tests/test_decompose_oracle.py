@@ -153,3 +153,14 @@ def test_engine_shapley_by_permutations_equals_the_definition() -> None:
     a, b = [1.5, 0.5, 2.0, 3.0], [0.25, 2.5, 1.0, 4.0]
     np.testing.assert_allclose(shapley_by_permutations(a, b), shapley_oracle(a, b), rtol=1e-13)
     np.testing.assert_allclose(shapley_by_permutations(a, b), shapley_by_orders(a, b), rtol=1e-13)
+
+
+def test_decompose_refusals_list_the_choices() -> None:
+    """The messages name every driver (a wrong ``order``) and every method (an unknown one)."""
+    from engine.errors import ConfigError
+
+    d = _drivers([1.0] * N)
+    with pytest.raises(ConfigError, match="^order: must be a permutation of " + ", ".join(NAMES) + "$"):
+        engine.decompose(d, d, order=NAMES[:-1])
+    with pytest.raises(ConfigError, match="^method: 'exact' is unknown; use one of shapley, sequential, lmdi$"):
+        engine.decompose(d, d, method=["shapley", "exact"])
