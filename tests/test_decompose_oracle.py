@@ -144,3 +144,41 @@ def test_lmdi_refuses_a_zero_factor_in_either_window() -> None:
     # on positive factors it is exact too: parts sum to the change and a lone change gets all of it
     out = engine.decompose(_drivers(ones), _drivers([2.0] + ones[1:]), method="lmdi")
     assert out["contribution_cny"].to_list() == pytest.approx([1.0] + [0.0] * (N - 1), abs=1e-15)
+
+
+def test_engine_shapley_by_permutations_equals_the_definition() -> None:
+    """The engine's slow oracle (an average of sequential substitution over all n! orders), never run before."""
+    from engine.shares.decomposition import shapley_by_permutations
+
+    a, b = [1.5, 0.5, 2.0, 3.0], [0.25, 2.5, 1.0, 4.0]
+    np.testing.assert_allclose(shapley_by_permutations(a, b), shapley_oracle(a, b), rtol=1e-13)
+    np.testing.assert_allclose(shapley_by_permutations(a, b), shapley_by_orders(a, b), rtol=1e-13)
+
+
+def test_decompose_refusals_list_the_choices() -> None:
+    """The messages name every driver (a wrong ``order``) and every method (an unknown one)."""
+    from engine.errors import ConfigError
+
+    d = _drivers([1.0] * N)
+    with pytest.raises(ConfigError, match="^order: must be a permutation of " + ", ".join(NAMES) + "$"):
+        engine.decompose(d, d, order=NAMES[:-1])
+    with pytest.raises(ConfigError, match="^method: 'exact' is unknown; use one of shapley, sequential, lmdi$"):
+        engine.decompose(d, d, method=["shapley", "exact"])
+
+
+def test_decompose_table_columns_percentages_and_zero_signs() -> None:
+    """The table's columns; a contribution of exactly 1 CNY gets its percentage; no change gives a null
+    Float64 percentage; a zero contribution is +0.0 (never printed as -0.0)."""
+    a = [1.0] * N
+    b = [2.0, 3.0] + [1.0] * (N - 2)  # sequential: fee 1 -> 2 adds 1, then period 1 -> 3 adds 4; total 5
+    out = engine.decompose(_drivers(a), _drivers(b), method="sequential")
+    assert out.columns == ["method", "driver", "factor_a", "factor_b", "contribution_cny", "contribution_pct"]
+    assert out["factor_b"].to_list() == b and out["factor_a"].to_list() == a
+    assert out["contribution_cny"].to_list()[:2] == [1.0, 4.0]
+    assert out["contribution_pct"].to_list()[:3] == [20.0, 80.0, 0.0]
+    same = engine.decompose(_drivers(a), _drivers(a), method=["shapley", "sequential", "lmdi"])
+    assert str(same.schema["contribution_pct"]) == "Float64" and same["contribution_pct"].null_count() == 3 * N
+    # a zero factor with a sign change of another one: the products are -0.0 and +0.0
+    z = engine.decompose(_drivers([0.0, 1.0] + [1.0] * (N - 2)), _drivers([0.0, -1.0] + [1.0] * (N - 2)),
+                         method=["sequential", "shapley"])
+    assert all(math.copysign(1.0, x) == 1.0 for x in z["contribution_cny"])
