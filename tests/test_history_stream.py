@@ -167,7 +167,7 @@ def test_one_million_members_in_8_files(tmp_path, spawned) -> None:
 
 def test_window_counts_numpy_equal_the_polars_formula() -> None:
     """The window's day counts (numpy, day numbers) equal the same formula written as polars date expressions."""
-    from engine.shares._stream import _window_batch, _window_batch_polars
+    from engine.shares._window_days import _window_batch, _window_batch_polars
 
     keys = ["age", "sex", "duration", "channel"]
     got = _window_batch(_members(), WINDOWS, 90, ["channel"], None)
@@ -181,7 +181,7 @@ def test_window_counts_numpy_equal_the_polars_formula() -> None:
 def test_window_counts_with_a_far_birth_date_equal_the_polars_formula() -> None:
     """A birth date centuries before the others (a span far longer than the batch) takes the per-member civil
     parts instead of the span's day table; the counts still equal the polars formula."""
-    from engine.shares._stream import _Civil, _RowTable, _window_batch, _window_batch_polars
+    from engine.shares._window_days import _Civil, _RowTable, _window_batch, _window_batch_polars
 
     keys = ["age", "sex", "duration", "channel"]
     m = _members().head(2_000).with_columns(

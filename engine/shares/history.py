@@ -42,6 +42,7 @@ import polars as pl
 from engine.data._coerce import api_input
 from engine.errors import ConfigError, DataError
 from engine.shares._counts import annual_cap_pass, sharing_counts
+from engine.shares._window_days import FAR_DAY
 from engine.shares._stream import DEFAULT_BATCH, claimant_rows, column_names, history_cohorts, parts_of, pool_keys
 from engine.plans.sharing import capped_share, member_share
 from engine.conventions import (ANNUAL_CAP_CNY, FEE, PER_CLAIMANT_CAP_CNY, REPORTING_LAG_DAYS, SHARING_DAYS, WAITING_DAYS,
@@ -49,7 +50,6 @@ from engine.conventions import (ANNUAL_CAP_CNY, FEE, PER_CLAIMANT_CAP_CNY, REPOR
 
 SharingDays = Sequence[int] | int | str
 _EPOCH = dt.date(1970, 1, 1)
-_FAR = np.int64(10**9)  # a day number beyond any date: "never exits"
 
 HISTORY_COLUMNS = [
     "period_start",
@@ -130,7 +130,7 @@ def sharing_calendar(start: dt.date, end: dt.date, sharing_days: SharingDays = S
 def _days(s: pl.Series | np.ndarray) -> np.ndarray:
     """Dates as int64 day numbers since 1970-01-01 (null -> far future)."""
     if isinstance(s, pl.Series):
-        return s.cast(pl.Int64).fill_null(int(_FAR)).to_numpy()
+        return s.cast(pl.Int64).fill_null(FAR_DAY).to_numpy()
     return np.asarray(s, dtype=np.int64)
 
 
