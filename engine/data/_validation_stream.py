@@ -140,7 +140,8 @@ def partition_task(lf: pl.LazyFrame, sources: list[str], as_of: dt.date, min_dat
         sex_raw_ok = bool(((df.get_column(_CODE) != 0) | df.get_column(_RAW_SEX).eq_missing(df.get_column("sex"))).all())
         df = df.drop(_RAW_SEX)
     claimants = _claimants(df, claimant_ids)
-    cands = df.filter((pl.col(_CODE) == 0) & pl.col(_ROW).is_in(cand_rows.implode())) if len(cand_rows) else df.clear()
+    # the candidates gathered by row number (an is_in over every row took about 10 ms per 10^6 rows)
+    cands = df[np.unique(cand_rows.to_numpy())].filter(pl.col(_CODE) == 0) if len(cand_rows) else df.clear()
     # the few rows kept hold their own bytes, not the partition's (engine.data._compact)
     out = {"rows": df.height, "rejected": compact(df.filter(pl.col(_CODE) != 0)), "claimants": compact(claimants),
            "cands": compact(cands), "sex_raw_ok": sex_raw_ok}
@@ -170,8 +171,8 @@ def _claimants(df: pl.DataFrame, claimant_ids: pl.Series) -> pl.DataFrame:
         return cols.filter(exact)
     size = 1 << max(10, min(26, (32 * len(claimant_ids) - 1).bit_length()))
     table = np.zeros(size, dtype=bool)
-    table[claimant_ids.hash(seed=0).to_numpy() & np.uint64(size - 1)] = True
-    maybe = np.flatnonzero(table[df.get_column("member_id").hash(seed=0).to_numpy() & np.uint64(size - 1)])
+    table[claimant_ids.hash(seed=0).to_numpy().view(np.int64) & (size - 1)] = True
+    maybe = np.flatnonzero(table[df.get_column("member_id").hash(seed=0).to_numpy().view(np.int64) & (size - 1)])
     return cols[maybe].filter(exact)
 
 
