@@ -106,9 +106,13 @@ def hash_task(i: int, lf: pl.LazyFrame, sources: list[str], store: BucketDir, n_
     """Step 1 on partition ``i``: its ids only are read; their 64-bit hashes and row numbers are written to the
     buckets (:func:`write_buckets`). Returns the number of ids per bucket."""
     ids = pl.col("member_id")
-    keyed = _collect(_rename_reserved(lf, sources).select(ids.hash(seed=0).alias(_HASH), ids.is_not_null().alias("__ok"))
-                     .with_row_index(_ROW).filter(pl.col("__ok")), sources, "members")
-    return write_buckets(keyed.get_column(_HASH).to_numpy(), keyed.get_column(_ROW).to_numpy(), store, i, n_buckets)
+    keyed = _collect(_rename_reserved(lf, sources).select(ids.hash(seed=0).alias(_HASH), ids.is_null().alias("__null")),
+                     sources, "members")
+    hashes, rows = keyed.get_column(_HASH).to_numpy(), None
+    if keyed.get_column("__null").any():  # the rows of a null id are left out (no row number column otherwise)
+        rows = np.flatnonzero(~keyed.get_column("__null").to_numpy()).astype(np.uint32)
+        hashes = hashes[rows]
+    return write_buckets(hashes, rows, store, i, n_buckets)
 
 
 def partition_task(lf: pl.LazyFrame, sources: list[str], as_of: dt.date, min_date: dt.date, max_date: dt.date,
@@ -135,8 +139,9 @@ def partition_task(lf: pl.LazyFrame, sources: list[str], as_of: dt.date, min_dat
     if raw_sex is not None:
         sex_raw_ok = bool(((df.get_column(_CODE) != 0) | df.get_column(_RAW_SEX).eq_missing(df.get_column("sex"))).all())
         df = df.drop(_RAW_SEX)
-    claimants = df.select("member_id", _ROW, _CODE).filter(pl.col("member_id").is_in(claimant_ids.implode()))
-    cands = df.filter((pl.col(_CODE) == 0) & pl.col(_ROW).is_in(cand_rows.implode())) if len(cand_rows) else df.clear()
+    claimants = _claimants(df, claimant_ids)
+    # the candidates gathered by row number (an is_in over every row took about 10 ms per 10^6 rows)
+    cands = df[np.unique(cand_rows.to_numpy())].filter(pl.col(_CODE) == 0) if len(cand_rows) else df.clear()
     # the few rows kept hold their own bytes, not the partition's (engine.data._compact)
     out = {"rows": df.height, "rejected": compact(df.filter(pl.col(_CODE) != 0)), "claimants": compact(claimants),
            "cands": compact(cands), "sex_raw_ok": sex_raw_ok}
@@ -147,6 +152,28 @@ def partition_task(lf: pl.LazyFrame, sources: list[str], as_of: dt.date, min_dat
         out["fp"] = (int(keep.sum()), lane_sums(_hash_frame(df, schema), keep))
         out["cand_hashes"] = np.stack(row_hashes(_hash_frame(cands, schema)))
     return out
+
+
+def _claimants(df: pl.DataFrame, claimant_ids: pl.Series) -> pl.DataFrame:
+    """``member_id``, row number and rule code of the rows of ``df`` whose id is one of ``claimant_ids``
+    (row order).
+
+    Notes
+    -----
+    A string ``is_in`` over every row took about 45 ms of CPU per file of 10^6 members. The ids' 64-bit
+    hashes are first looked up in a table of bits of at least 32 per claimant (a vectorised gather:
+    every claimant's row passes, about 1 other row in 32 too), then the few rows passing are compared
+    exactly: about 10 ms.
+    """
+    cols = df.select("member_id", _ROW, _CODE)
+    exact = pl.col("member_id").is_in(claimant_ids.implode())
+    if not len(claimant_ids) or not df.height or not df.schema["member_id"] == claimant_ids.dtype == pl.String:
+        return cols.filter(exact)
+    size = 1 << max(10, min(26, (32 * len(claimant_ids) - 1).bit_length()))
+    table = np.zeros(size, dtype=bool)
+    table[claimant_ids.hash(seed=0).to_numpy().view(np.int64) & (size - 1)] = True
+    maybe = np.flatnonzero(table[df.get_column("member_id").hash(seed=0).to_numpy().view(np.int64) & (size - 1)])
+    return cols[maybe].filter(exact)
 
 
 def _clean_sex(sex: pl.Series) -> pl.Series:
@@ -187,17 +214,21 @@ def _fingerprint(results: list[dict[str, Any]], dups: pl.DataFrame, schema: pl.S
     return fingerprint_from_sums(schema, rows, sums)
 
 
-def write_buckets(hashes: np.ndarray, rows: np.ndarray, store: BucketDir, i: int, n_buckets: int) -> list[int]:
+def write_buckets(hashes: np.ndarray, rows: np.ndarray | None, store: BucketDir, i: int, n_buckets: int) -> list[int]:
     """Partition ``i``'s id hashes and row numbers, grouped by bucket ``hash mod n_buckets``; the ids per bucket.
 
     Writes ``{i}.hash.npy`` (uint64) and ``{i}.row.npy`` (uint32), bucket after bucket (row order
-    within a bucket), and ``{i}.ends.npy``: where each bucket ends in them.
+    within a bucket), and ``{i}.ends.npy``: where each bucket ends in them. ``rows`` None: hash ``k``
+    is row ``k``.
     """
-    bucket = (hashes % np.uint64(n_buckets)).astype(np.uint8 if n_buckets <= 256 else np.uint32)
+    if n_buckets == 256:  # the low byte: a truncating cast, cheaper than the remainder
+        bucket = hashes.astype(np.uint8)
+    else:
+        bucket = (hashes % np.uint64(n_buckets)).astype(np.uint8 if n_buckets <= 256 else np.uint32)
     order = np.argsort(bucket, kind="stable")  # a radix sort on the small bucket numbers
     ends = np.cumsum(np.bincount(bucket, minlength=n_buckets), dtype=np.int64)
     store.save(f"{i}.hash.npy", hashes[order])
-    store.save(f"{i}.row.npy", rows[order].astype(np.uint32))
+    store.save(f"{i}.row.npy", (order if rows is None else rows[order]).astype(np.uint32))
     store.save(f"{i}.ends.npy", ends)
     return np.diff(ends, prepend=0).tolist()
 
