@@ -25,13 +25,11 @@ An event ``(g, t)`` adds 1 to every day ``t .. end`` of key ``g``. With
     R[g, p(t)] += rem(t)        N[g, p(t)] += 1
     days[g, p] = R[g, p] + len(p) * sum_{q < p} N[g, q]
 
-Both sums live in one int64 per cell: an event adds ``rem(t) + 2**32`` (a
-closing event subtracts it), so a cell holds ``count 2**32 + rem``. The signed
-sums are combined packed and unpacked once per target (:func:`unpack`): a
-member's net ``rem`` in a cell lies in ``[-366, 366]`` (it enters and leaves a
-key once), so with at most :data:`MAX_MEMBERS` members per call
-``|rem| <= 366 x MAX_MEMBERS < 2**31`` and the rounded split is exact integer
-arithmetic throughout. An interval ``[lo, s1]``
+Both sums live in one int64 per cell: an event adds ``rem(t) + 2**32``, so the
+low 32 bits sum ``rem`` and the high bits count (at most one event per member
+and cell in one accumulator, at most :data:`MAX_MEMBERS` members per call:
+``366 x MAX_MEMBERS < 2**32``). Decoded sums are combined with signs (closing
+events subtract), exact integer arithmetic throughout. An interval ``[lo, s1]``
 is an event at ``lo`` under the key of ``lo`` minus one at ``s1 + 1`` under the
 key of ``s1``; an empty interval ``lo = s1 + 1`` puts both on the same key and
 day, so they cancel without a mask. Attained age on day t is
@@ -53,7 +51,7 @@ from engine.cells.calendar import Calendar, KeySpec
 from engine.cells.dates import DayTable, MonthTable, birthday
 
 I32 = np.int32
-K = np.int64(2**32)  # an event adds rem(t) + K, a closing one subtracts it: a cell holds count K + rem (unpack)
+K = np.int64(2**32)  # an event adds rem(t) + K: the low 32 bits sum rem, the high bits count events
 
 
 class _Tables:
@@ -93,28 +91,25 @@ def tables(cal: Calendar) -> _Tables:
     return t
 
 
-#: most members in one accumulation call (366 x members must stay below 2**31: the net rem of a
-#: packed cell, see :func:`unpack`)
+#: most members in one accumulation call (each accumulator gets at most one event per member and
+#: grid cell, and 366 x members must stay below 2**32 for the low bits)
 MAX_MEMBERS = 4_000_000
 ANNIVERSARY_TABLE_MAX = 4_000_000  # entries (duration value x join day) up to which anniversaries are tabled
 
 
 class _Acc:
-    """Packed event sums ``rem(t) + K`` over the flat grid (exact int64), added into ``v`` with a sign."""
+    """Event sums over the flat grid, ``rem(t) + K`` per event (exact int64, one sign)."""
 
-    def __init__(self, v: np.ndarray, sign: int = 1) -> None:
-        self.v, self._at = v, (np.add.at if sign > 0 else np.subtract.at)
+    def __init__(self, size: int) -> None:
+        self.v = np.zeros(size, dtype=np.int64)
 
     def add(self, idx: np.ndarray, w: np.ndarray) -> None:
         if idx.size:
-            self._at(self.v, idx, w)
+            np.add.at(self.v, idx, w)
 
-
-def unpack(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(net sum of rem, net number of events) per grid cell of signed packed sums ``v = count K + rem``
-    with ``|rem| < K / 2`` (rounded: a negative ``rem`` borrows one from the count)."""
-    cnt = (v + K // 2) >> 32
-    return v - (cnt << 32), cnt
+    def split(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sum of rem, number of events) per grid cell."""
+        return self.v & (K - 1), self.v >> 32
 
 
 Events = dict[str, tuple[np.ndarray, np.ndarray]]
@@ -311,63 +306,68 @@ class Space:
         if s1.size > MAX_MEMBERS:
             raise ValueError(f"internal: {s1.size} members in one accumulation call (max {MAX_MEMBERS})")
         spec = self.spec
-        main = np.zeros(self.size, dtype=np.int64)
-        sub = np.zeros(self.size, dtype=np.int64) if sub_lo is not None else None
-        both = np.zeros(self.size, dtype=np.int64) if sub is not None else main  # added to main and sub
-        acc = _Acc(np.zeros(self.size, dtype=np.int64))  # key changes, before their offset
+        tot = {k: (np.zeros(self.size, dtype=np.int64), np.zeros(self.size, dtype=np.int64))
+               for k in (("main", "sub") if sub_lo is not None else ("main",))}
+        acc = _Acc(self.size)
         age_off, dim_off = self.nd * self.np1, self.np1
 
-        def fold(into: np.ndarray, off: int, sign: int) -> None:
-            """Add ``acc`` into ``into`` with a sign, applying a key change offset; reset it."""
-            v = acc.v  # recorded under the new key g: -x[g] under the old key g - off
-            if sign > 0:
-                into += v
-                into[:-off] -= v[off:]
-            else:
-                into -= v
-                into[:-off] += v[off:]
-            v[:] = 0
+        def fold(into: dict[str, int], off: int = 0) -> None:
+            """Decode ``acc`` into the totals (sign per target), applying a key change offset; reset it."""
+            rem, cnt = acc.split()
+            if off:  # recorded under the new key g: -x[g] under the old key g - off
+                rem[:-off] -= rem[off:].copy()
+                cnt[:-off] -= cnt[off:].copy()
+            for name, sign in into.items():
+                r, c = tot[name]
+                if sign > 0:
+                    r += rem
+                    c += cnt
+                else:
+                    r -= rem
+                    c -= cnt
+            acc.v[:] = 0
 
+        both = {"main": 1, "sub": 1} if sub_lo is not None else {"main": 1}
         if lo is None:
             lo, a_lo, d_lo = self.s0, self.a0, self.d0
-            self.event_day(_Acc(main), self.row0, days["s0"] if "s0" in days else self.day(lo))
+            self.event_day(acc, self.row0, days["s0"] if "s0" in days else self.day(lo))
+            fold({"main": 1})
             if spec.age:
                 self._age_steps(None, a_lo, self.a1 - a_lo, acc, self.kb0, self.ra0, shared)
-                fold(both, age_off, 1)
+                fold(both, age_off)
             if spec.dim:
                 self._dim_steps(None, d_lo, self.d1 - d_lo, acc)
-                fold(both, dim_off, 1)
+                fold(both, dim_off)
         else:
             key_day = np.minimum(lo, s1)
             valid = lo <= s1
             a_lo = self.age(None, key_day) if spec.age else I32(0)
             d_lo = self.dim(None, key_day) if spec.dim else I32(0)
-            self.event(_Acc(main), self.base + a_lo * self.nd + d_lo, lo)
+            self.event(acc, self.base + a_lo * self.nd + d_lo, lo)
+            fold({"main": 1})
             if spec.age:
                 self._age_steps(None, a_lo, np.where(valid, self.a1 - a_lo, 0), acc)
-                fold(both, age_off, 1)
+                fold(both, age_off)
             if spec.dim:
                 self._dim_steps(None, d_lo, np.where(valid, self.d1 - d_lo, 0), acc)
-                fold(both, dim_off, 1)
-        self.event_day(_Acc(both, -1), self.row1, days["end"] if "end" in days else self.day(s1 + 1))
-        if sub is None:
-            return {"main": unpack(main)}
-        # [sub_lo, s1] = [lo, s1] - [lo, cut - 1] with cut = min(sub_lo, s1)
-        kc = (np.minimum(sub_lo, s1) - self.T.d0).astype(np.intp)
-        a_c = self.age_k(None, kc) if spec.age else I32(0)
-        d_c = self.dim_k(None, kc) if spec.dim else I32(0)
-        self.event_day(_Acc(sub), self.base + a_c * self.nd + d_c, days["sub"] if "sub" in days else self.day(sub_lo))
-        if spec.age:
-            m = np.flatnonzero(a_c > a_lo)  # a birthday in (lo, cut]
-            self._age_steps(m, a_lo[m], (a_c - a_lo)[m], acc)
-            fold(sub, age_off, -1)
-        if spec.dim:
-            m = np.flatnonzero(d_c > d_lo)
-            self._dim_steps(m, d_lo[m], (d_c - d_lo)[m], acc)
-            fold(sub, dim_off, -1)
-        main += both
-        sub += both
-        return {"main": unpack(main), "sub": unpack(sub)}
+                fold(both, dim_off)
+        self.event_day(acc, self.row1, days["end"] if "end" in days else self.day(s1 + 1))
+        fold({k: -1 for k in both})
+        if sub_lo is not None:  # [sub_lo, s1] = [lo, s1] - [lo, cut - 1] with cut = min(sub_lo, s1)
+            kc = (np.minimum(sub_lo, s1) - self.T.d0).astype(np.intp)
+            a_c = self.age_k(None, kc) if spec.age else I32(0)
+            d_c = self.dim_k(None, kc) if spec.dim else I32(0)
+            self.event_day(acc, self.base + a_c * self.nd + d_c, days["sub"] if "sub" in days else self.day(sub_lo))
+            fold({"sub": 1})
+            if spec.age:
+                m = np.flatnonzero(a_c > a_lo)  # a birthday in (lo, cut]
+                self._age_steps(m, a_lo[m], (a_c - a_lo)[m], acc)
+                fold({"sub": -1}, age_off)
+            if spec.dim:
+                m = np.flatnonzero(d_c > d_lo)
+                self._dim_steps(m, d_lo[m], (d_c - d_lo)[m], acc)
+                fold({"sub": -1}, dim_off)
+        return tot
 
     def _age_steps(self, m: np.ndarray | None, a_lo: np.ndarray, steps: np.ndarray, acc: _Acc,
                    kb: np.ndarray | None = None, ra: np.ndarray | None = None, shared: dict | None = None) -> None:
