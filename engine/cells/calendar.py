@@ -164,20 +164,56 @@ def _present_combinations(parts: list[tuple[np.ndarray, pl.Series]]) -> tuple[np
 
 def encoded(mb: pl.DataFrame, cols: list[str], cache: dict[tuple[str, ...], Any] | None) -> tuple[np.ndarray, int, Any]:
     """:func:`encode_static` of ``mb``, kept in ``cache`` (one dict per batch frame, keyed by the columns)
-    so that several reductions of the same batch encode the same columns once."""
+    so that several reductions of the same batch encode the same columns once.
+
+    The ids of leading columns of an encoding already made (``sex`` of ``sex, city_tier, channel``)
+    are the mixed-radix ids of the longer one divided by the radix of the other columns, when those are
+    the one-pass ids (:func:`_encode_one_pass`, not compressed): the same ids, number and decoder as
+    :func:`encode_static` of the leading columns (each column's codes do not depend on the others).
+    """
     if cache is None:
         return encode_static(mb, cols)
     key = tuple(cols)
     if key not in cache:
-        cache[key] = encode_static(mb, cols)
+        derived = _leading(cache, key)
+        if derived is None:
+            derived, radix = _encode_static(mb, cols)
+            if radix is not None and key:
+                cache[(_RADIX, *key)] = radix
+        cache[key] = derived
     return cache[key]
+
+
+_RADIX = "\0radix"  # cache keys (_RADIX, *columns): the one-pass values and cardinalities of an encoding
+
+
+def _leading(cache: dict[tuple[str, ...], Any], key: tuple[str, ...]) -> tuple[np.ndarray, int, Any] | None:
+    """The encoding of columns ``key`` from a cached one-pass encoding of ``key`` followed by other columns."""
+    if not key:
+        return None
+    for k, radix in list(cache.items()):
+        if k[0] != _RADIX or len(k) - 1 <= len(key) or k[1:len(key) + 1] != key:
+            continue
+        parts, cards = radix
+        m = len(key)
+        sid, _, _ = cache[k[1:]]
+        rest = int(np.prod(cards[m:], dtype=np.int64))
+        total = int(np.prod(cards[:m], dtype=np.int64))
+        return sid // rest, max(total, 1), _decoder(parts[:m], cards[:m], list(key), None)
+    return None
 
 
 def encode_static(mb: pl.DataFrame, cols: list[str]) -> tuple[np.ndarray, int, Any]:
     """Static key id per member, the number of ids, and a decoder ``sid array -> DataFrame``."""
+    return _encode_static(mb, cols)[0]
+
+
+def _encode_static(mb: pl.DataFrame, cols: list[str]) -> tuple[tuple[np.ndarray, int, Any], Any]:
+    """:func:`encode_static`, and the one-pass ``(values, cardinalities)`` when the ids are their
+    uncompressed mixed-radix ids (None otherwise)."""
     n = mb.height
     if not cols:
-        return np.zeros(n, dtype=np.int64), 1, lambda sid: pl.DataFrame()
+        return (np.zeros(n, dtype=np.int64), 1, lambda sid: pl.DataFrame()), None
     fast = _encode_one_pass(mb, cols)
     if fast is not None:
         sid, parts = fast
@@ -187,7 +223,7 @@ def encode_static(mb: pl.DataFrame, cols: list[str]) -> tuple[np.ndarray, int, A
         parts = [encode_column(mb.get_column(c)) for c in cols]
         cards = [int(v.len()) for _, v in parts]
         if float(np.prod(cards, dtype=np.float64)) > 2.0**62:  # the mixed-radix id would overflow int64
-            return _present_combinations(parts)
+            return _present_combinations(parts), None
         total = int(np.prod(cards, dtype=np.float64))
         sid = np.zeros(n, dtype=np.int64)
         for (codes, _), k in zip(parts, cards):
@@ -196,6 +232,12 @@ def encode_static(mb: pl.DataFrame, cols: list[str]) -> tuple[np.ndarray, int, A
     if total > STATIC_IDS_DENSE_MAX:  # compress to the combinations present
         uniq, sid = np.unique(sid, return_inverse=True)
         inverse, total = uniq, int(uniq.size)
+    radix = (parts, cards) if fast is not None and inverse is None else None
+    return (sid, max(total, 1), _decoder(parts, cards, cols, inverse)), radix
+
+
+def _decoder(parts: list[Any], cards: list[int], cols: list[str], inverse: np.ndarray | None) -> Any:
+    """``ids -> DataFrame`` of the columns ``cols`` of mixed-radix ids (``inverse``: compressed id -> id)."""
 
     def decode(ids: np.ndarray) -> pl.DataFrame:
         code = inverse[ids] if inverse is not None else ids
@@ -205,4 +247,4 @@ def encode_static(mb: pl.DataFrame, cols: list[str]) -> tuple[np.ndarray, int, A
             code = code // k
         return pl.DataFrame([out[c] for c in cols])
 
-    return sid, max(total, 1), decode
+    return decode
