@@ -16,6 +16,8 @@ import numpy as np
 ZERO_RATE_RATIO = 1e-10
 #: tolerance of the separation linear programme
 _LP_TOL = 1e-7
+#: smallest / largest singular value of the design on the cells with claims above which it has full rank
+_RANK_RATIO = 1e-6
 
 
 def separated_direction(X: np.ndarray, claims: np.ndarray, free: np.ndarray) -> np.ndarray | None:
@@ -49,6 +51,8 @@ def separated_direction(X: np.ndarray, claims: np.ndarray, free: np.ndarray) -> 
     if not zero.any() or not free.any():
         return None
     Xz, Xp = X[zero], X[~zero]
+    if _full_rank(Xp[:, free]):  # X_P v = 0 only for v = 0: the optimum is 0 (no linear programme needed)
+        return None
     bounds = [(None, None) if f else (0.0, 0.0) for f in free]
     res = linprog(c=Xz.sum(axis=0), A_ub=np.vstack([Xz, -Xz]),
                   b_ub=np.concatenate([np.zeros(len(Xz)), np.ones(len(Xz))]),
@@ -59,6 +63,19 @@ def separated_direction(X: np.ndarray, claims: np.ndarray, free: np.ndarray) -> 
     v = np.asarray(res.x, dtype=float)
     v[np.abs(v) < _LP_TOL] = 0.0
     return v
+
+
+def _full_rank(A: np.ndarray) -> bool:
+    """True when ``A`` (rows x columns) has full column rank with a wide margin.
+
+    The smallest singular value must exceed ``_RANK_RATIO`` x the largest: then only v = 0
+    solves A v = 0, and the separation programme's optimum is 0. A design near rank
+    deficiency (ratio below the margin) goes to the linear programme as before.
+    """
+    if A.shape[0] < A.shape[1] or A.shape[1] == 0:
+        return False
+    s = np.linalg.svd(A, compute_uv=False)
+    return bool(np.all(np.isfinite(s))) and s[-1] > _RANK_RATIO * s[0]
 
 
 def divergence(

@@ -169,8 +169,8 @@ def build_spec(
         if len(pair) != 2 or any(p not in names for p in pair):
             raise ConfigError(f"interactions: {pair} must name two of the factors {sorted(names)}")
         spec["interactions"].append({"terms": pair, "keep": None})
-    # drop interaction products never observed in training
-    blocks = _blocks(df, spec)
+    # drop interaction products never observed in training (the same on the distinct key rows)
+    blocks = _blocks(_distinct_rows(df, spec)[0], spec)
     for it in spec["interactions"]:
         mat, cols = blocks[":".join(it["terms"])]
         it["keep"] = [c for j, c in enumerate(cols) if np.any(mat[:, j] != 0)]
@@ -209,7 +209,33 @@ def _factor_block(df: pl.DataFrame, name: str, levels: list[str], ref: str) -> t
     return mat, [f"{name}[{lv}]" for lv in others]
 
 
+#: frames with at least this many rows build their design on their distinct key rows (then copy rows)
+_DISTINCT_MIN_ROWS = 4096
+
+
+def _distinct_rows(df: pl.DataFrame, spec: dict[str, Any]) -> tuple[pl.DataFrame, np.ndarray | None]:
+    """The distinct rows of the spec's columns of a large ``df`` and each row's position among them.
+
+    Cells repeat a few thousand key combinations (periods, durations), and every design entry
+    depends on its own row's keys only: a design built on the distinct rows and copied back row by
+    row holds the same numbers. Returns ``(df, None)`` when ``df`` is small, lacks a column (the
+    row-by-row build raises the usual error) or has few repeats.
+    """
+    cols = spec_columns(spec)
+    if df.height < _DISTINCT_MIN_ROWS or not cols or any(c not in df.columns for c in cols):
+        return df, None
+    keys = df.select(cols)
+    distinct = keys.unique(maintain_order=True)
+    if distinct.height >= df.height // 2:
+        return df, None
+    inv = (keys.with_row_index("_i")
+           .join(distinct.with_row_index("_u"), on=cols, how="left", nulls_equal=True, maintain_order="left")
+           .get_column("_u").to_numpy())
+    return distinct, inv
+
+
 def _blocks(df: pl.DataFrame, spec: dict[str, Any]) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Every term's columns (factor dummies, age, interaction products) of ``df``, by term, row by row."""
     out: dict[str, tuple[np.ndarray, list[str]]] = {}
     for f in spec["factors"]:
         out[f["name"]] = _factor_block(df, f["name"], f["levels"], f["reference"])
@@ -245,11 +271,12 @@ def design_matrix(df: pl.DataFrame, spec: dict[str, Any]) -> tuple[np.ndarray, l
 
     Order: factors (in the given order), age, interactions.
     """
-    blocks = _blocks(df, spec)
+    rows, inv = _distinct_rows(df, spec)
+    blocks = _blocks(rows, spec)
     mats = [m for m, _ in blocks.values()]
     names = [n for _, ns in blocks.values() for n in ns]
-    X = np.hstack(mats) if mats else np.zeros((df.height, 0))
-    return X, names
+    X = np.hstack(mats) if mats else np.zeros((rows.height, 0))
+    return (X if inv is None else X[inv]), names
 
 
 def spec_columns(spec: dict[str, Any]) -> list[str]:
