@@ -84,6 +84,25 @@ def test_batches_split_in_two_parts_share_days_per_part(monkeypatch) -> None:
     _check(_members(), batch_size=101)  # odd batch: parts of unequal size
 
 
+def test_batches_split_in_three_parts(monkeypatch) -> None:
+    # more members than two parts of MAX_MEMBERS hold: every batch is cut into three parts, each
+    # counted once (overlapping or missing parts would change the day counts)
+    import engine.cells._batch as batch_mod
+
+    _want()
+    monkeypatch.setattr(batch_mod, "MAX_MEMBERS", 400)
+    monkeypatch.setattr(batch_mod.os, "cpu_count", lambda: 2)
+    _check(_members(), batch_size=1100)  # 1,100 members a batch: parts of 366 or 367
+
+
+def test_missing_columns_name_the_key_or_the_member_column() -> None:
+    m = _members()
+    with pytest.raises(DataError, match="^by: members have no column 'occupation'$"):
+        exposure_tables([m.lazy()], _claims(), bys=[["age", "occupation"]], **KW)
+    with pytest.raises(DataError, match="^members: members have no column 'exit_date'$"):
+        exposure_tables([m.drop("exit_date").lazy()], _claims(), bys=[["age", "sex"]], **KW)
+
+
 def test_files_in_this_process_and_on_pools(tmp_path) -> None:
     parts = scan_parts(tmp_path, _members(), [0, 0, 13, 900, 1500, N])  # an empty file, claimants in every file
     _check(parts)
