@@ -224,13 +224,11 @@ def _distinct_rows(df: pl.DataFrame, spec: dict[str, Any]) -> tuple[pl.DataFrame
     cols = spec_columns(spec)
     if df.height < _DISTINCT_MIN_ROWS or not cols or any(c not in df.columns for c in cols):
         return df, None
-    keys = df.select(cols)
-    distinct = keys.unique(maintain_order=True)
+    from engine.cells.sums import group_index
+
+    distinct, inv = group_index(df, cols)
     if distinct.height >= df.height // 2:
         return df, None
-    inv = (keys.with_row_index("_i")
-           .join(distinct.with_row_index("_u"), on=cols, how="left", nulls_equal=True, maintain_order="left")
-           .get_column("_u").to_numpy())
     return distinct, inv
 
 

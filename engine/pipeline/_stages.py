@@ -190,9 +190,9 @@ def stage_exposure(ctx: RunState) -> None:
     # claimants' member rows with the history's pool keys and, in this process, the history's member counts:
     # the history stage need not read the members again
     found: list[pl.DataFrame] = []
-    counter = _history_counter(ctx, by) if ctx.executor is None else None
-    counted: list[tuple[int, Any]] = []
     keys, const, _ = _history_keys(ctx)
+    counter = _history_counter(ctx, by, keys, const) if ctx.executor is None else None
+    counted: list[tuple[int, Any]] = []
     (cells, sel), rejected = exposure_tables(
         ctx.members, ctx.claims, bys=[by, ["age", "sex", "duration_band"]], executor=ctx.executor,
         claimant_cols=[k for k in keys if k not in const] + (counter.cols if counter is not None else []),
@@ -226,11 +226,11 @@ def _history_keys(ctx: RunState) -> tuple[list[str], dict[str, str], str | None]
     return (*pool_keys(names, plan_col, None), plan_col)
 
 
-def _history_counter(ctx: RunState, by: list[str]) -> Any:
-    """The history stage's per-batch member counts (:func:`engine.shares._stream.batch_counter`), for the exposure pass."""
+def _history_counter(ctx: RunState, by: list[str], keys: list[str], const: dict[str, str]) -> Any:
+    """The history stage's per-batch member counts (:func:`engine.shares._stream.batch_counter`) by pool ``keys``
+    (and ``const`` columns: :func:`_history_keys`), for the exposure pass."""
     from engine.shares._stream import batch_counter
 
-    keys, const, _ = _history_keys(ctx)
     w = ctx.cfg.study.waiting_days
     return batch_counter(keys, const, [(a, b) for a, b, _ in _decomposition_windows(ctx)], waiting_days=w,
                          rel_cols=[], at_end=(ctx.end, w, list(by)))
