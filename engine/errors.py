@@ -41,3 +41,8 @@ class OutputError(EngineError, ValueError):
 
 class ResourceError(EngineError, ValueError):
     """A run would exceed a documented resource bound (e.g. memory)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of ``exc``'s message (its type's name when it has none), for one-line errors."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
-from engine.errors import InputFileError, SchemaError
+from engine.errors import InputFileError, SchemaError, first_line
 
 __all__ = ["CSV_SUFFIXES", "is_csv", "scan_csv_file"]
 
@@ -37,10 +37,6 @@ _ISO = r"^\d{4}-\d{2}-\d{2}$"
 def is_csv(f: Path | str) -> bool:
     """True for a ``.csv`` or ``.csv.gz`` file name (any case)."""
     return str(f).lower().endswith(CSV_SUFFIXES)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _bad_value(name: str, dst: pl.DataType) -> pl.Expr | None:
@@ -77,7 +73,7 @@ def scan_csv_file(file: Path, contract: Mapping[str, pl.DataType]) -> pl.LazyFra
     try:
         header = pl.scan_csv(file, infer_schema=False, glob=False).collect_schema().names()
     except Exception as exc:  # noqa: BLE001 - polars raises several types for bad files
-        raise InputFileError(f"{file}: not a readable CSV file ({_first_line(exc)})") from None
+        raise InputFileError(f"{file}: not a readable CSV file ({first_line(exc)})") from None
     if len(set(header)) != len(header):
         dup = next(c for c in header if header.count(c) > 1)
         raise SchemaError(f"{file}: column '{dup}' appears twice in the header")
@@ -91,7 +87,7 @@ def scan_csv_file(file: Path, contract: Mapping[str, pl.DataType]) -> pl.LazyFra
         else:
             lf.select(pl.len()).collect()
     except Exception as exc:  # noqa: BLE001
-        raise InputFileError(f"{file}: not a readable CSV file ({_first_line(exc)})") from None
+        raise InputFileError(f"{file}: not a readable CSV file ({first_line(exc)})") from None
     if checks and bad.height:
         row = bad.row(0, named=True)
         for c, e in checks.items():

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from engine.data.remote import filesystem, is_remote, storage_options
-from engine.errors import ConfigError, EngineError
+from engine.errors import ConfigError, EngineError, first_line
 
 #: the prefix of each validation's sub-directory of a scratch location (and of the local temporary one)
 PREFIX = "fentan-ids-"
@@ -54,7 +54,7 @@ class BucketDir:
             with fs.open_output_stream(f"{base}/{name}") as fh:
                 np.lib.format.write_array(fh, np.ascontiguousarray(array), allow_pickle=False)
         except OSError as exc:
-            raise ConfigError(f"scratch: {self.path}: cannot write {name} ({_line(exc)})") from None
+            raise ConfigError(f"scratch: {self.path}: cannot write {name} ({first_line(exc)})") from None
 
     def load(self, name: str, lo: int | None = None, hi: int | None = None) -> np.ndarray:
         """The array of the ``.npy`` file ``name``, items ``lo .. hi - 1`` only (all when not given)."""
@@ -71,12 +71,8 @@ class BucketDir:
                 fh.seek(start + a * dtype.itemsize)
                 data = fh.read(max(b - a, 0) * dtype.itemsize)
         except OSError as exc:
-            raise ConfigError(f"scratch: {self.path}: cannot read {name} ({_line(exc)})") from None
+            raise ConfigError(f"scratch: {self.path}: cannot read {name} ({first_line(exc)})") from None
         return np.frombuffer(data, dtype=dtype)
-
-
-def _line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 @contextmanager
@@ -125,7 +121,7 @@ def _make(scratch: str, options: dict[str, Any] | None, where: str) -> BucketDir
         with fs.open_output_stream(f"{path}/.probe") as fh:  # an object store needs no directory: write a file
             fh.write(b"")
     except (OSError, EngineError) as exc:
-        raise ConfigError(f"{where}: cannot write to {scratch} ({_line(exc)})") from None
+        raise ConfigError(f"{where}: cannot write to {scratch} ({first_line(exc)})") from None
     return BucketDir(uri, tuple(sorted(opts.items())))
 
 

@@ -22,7 +22,7 @@ import re
 import threading
 from typing import Any
 
-from engine.errors import ConfigError, InputFileError
+from engine.errors import ConfigError, InputFileError, first_line
 
 __all__ = ["is_remote", "storage_options", "filesystem", "split_uri", "file_size", "parquet_metadata"]
 
@@ -107,8 +107,7 @@ def filesystem(uri: str, options: dict[str, str]) -> tuple[Any, str]:
             try:
                 fs, inner = _open(scheme, options, uri)
             except (OSError, ValueError, ImportError) as exc:
-                msg = (str(exc).splitlines() or [type(exc).__name__])[0]
-                raise InputFileError(f"{uri}: cannot open the store ({msg})") from None
+                raise InputFileError(f"{uri}: cannot open the store ({first_line(exc)})") from None
             if rest and inner.endswith(rest):  # a path below the root is this prefix + its part after the root
                 _STORES[key] = (fs, inner[:len(inner) - len(rest)])
             return fs, inner
