@@ -25,6 +25,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,31 @@ def make_data(n: int, root: Path) -> Path:
     return d
 
 
+def user_env() -> dict[str, str]:
+    """The environment of a timed process: a user's, whose installed modules load from compiled bytecode.
+
+    pip compiles a package's modules at install and an editable install writes their bytecode on
+    first import; a machine that sets ``PYTHONDONTWRITEBYTECODE`` (as containers often do) would
+    instead compile every engine module from source in every timed process (about 40 ms). There the
+    variable is dropped and the bytecode goes below ``PYTHONPYCACHEPREFIX`` (a temporary directory,
+    not the repository), written by :func:`compile_once` before any timing.
+    """
+    env = dict(os.environ)
+    if env.pop("PYTHONDONTWRITEBYTECODE", None):
+        env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "fentan-bench-pycache"))
+    return env
+
+
+def compile_once() -> None:
+    """Compile the engine and the benchmark adapters to bytecode in the timed processes' environment."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "engine"), str(HERE)],
+                   env=user_env(), check=True, capture_output=True)
+
+
 def timed(cmd: list[str]) -> dict[str, Any]:
-    """Run ``cmd`` under ``/usr/bin/time -v``: wall and CPU (user + system) seconds, peak RSS (MB), whole process."""
-    p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+    """Run ``cmd`` under ``/usr/bin/time -v``: wall and CPU (user + system) seconds, peak RSS (MB), whole process
+    (in :func:`user_env`)."""
+    p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=user_env())
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {p.stderr[-2000:]}")
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", p.stderr)
@@ -68,6 +91,37 @@ def timed(cmd: list[str]) -> dict[str, Any]:
     secs = int(wall.group(1) or 0) * 3600 + int(wall.group(2)) * 60 + float(wall.group(3))
     return {"seconds": round(secs, 3), "cpu_seconds": round(float(user.group(1)) + float(system.group(1)), 2),
             "peak_rss_mb": round(int(rss.group(1)) / 1024, 1)}
+
+
+def fentan_cmd(d: Path, out: Path) -> list[str]:
+    """``fentan exposure`` on the platform in ``d``, cells written to ``out``."""
+    return [sys.executable, "-m", "engine", "exposure", "--members", str(d / "members"), "--claims",
+            str(d / "claims.parquet"), "--start", START, "--end", END, "--by", BY, "--out", str(out), "--quiet"]
+
+
+def run_imports(cmd: list[str]) -> list[str]:
+    """The modules ``cmd`` (a Python command) imports at top level, in order, from ``python -X importtime``:
+    importing them again is the start-up of that command, without its work."""
+    p = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], capture_output=True, text=True, env=user_env())
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {p.stderr[-2000:]}")
+    names = [line.rsplit("|", 1)[1] for line in p.stderr.splitlines()
+             if line.startswith("import time:") and line.count("|") == 2]
+    return [n.strip() for n in names if n.startswith(" ") and not n.startswith("  ") and n.strip() != "imported package"]
+
+
+def startup(d: Path) -> dict[str, Any]:
+    """Start-up, best of 5 each: ``fentan --help``, ``fentan exposure --help``, the imports of a ``fentan exposure``
+    run on the platform in ``d`` (:func:`run_imports`), and the floor of polars and numpy alone."""
+    mods = run_imports(fentan_cmd(d, d / "cells_imports.parquet"))
+    (d / "cells_imports.parquet").unlink(missing_ok=True)
+    cmds = {"fentan --help": [sys.executable, "-m", "engine", "--help"],
+            "fentan exposure --help": [sys.executable, "-m", "engine", "exposure", "--help"],
+            "imports of a fentan exposure run": [sys.executable, "-c", "import " + ", ".join(mods)],
+            "import polars, numpy": [sys.executable, "-c", "import polars, numpy"]}
+    out: dict[str, Any] = {k: min((timed(c) for _ in range(5)), key=lambda r: r["seconds"]) for k, c in cmds.items()}
+    out["modules of a fentan exposure run"] = len(mods)
+    return out
 
 
 def same_cells(a: Path, b: Path) -> dict[str, Any]:
@@ -93,8 +147,7 @@ def one_size(n: int, root: Path, waiting: int, dpy: float, variants: tuple[str, 
     out_d = {v: d / f"cells_duckdb_{v}.parquet" for v in variants}
     for f in (out_f, *out_d.values()):
         f.unlink(missing_ok=True)
-    fentan = [sys.executable, "-m", "engine", "exposure", "--members", str(d / "members"), "--claims",
-              str(d / "claims.parquet"), "--start", START, "--end", END, "--by", BY, "--out", str(out_f), "--quiet"]
+    fentan = fentan_cmd(d, out_f)
     files = len(list((d / "members").glob("*.parquet")))
     rec: dict[str, Any] = {"members": n, "files": files, "data": (d / "done").read_text().strip(),
                            "load_before": list(os.getloadavg())}
@@ -157,13 +210,10 @@ def markdown(res: dict[str, Any]) -> list[str]:
     L += ["", "Issue 22 quotes a DuckDB query of the same design at 0.94 s / 159 MB (10^6) and 3.75 s / 188 MB "
           "(10^7) on an idle machine; on 2 cores that bounds its CPU time by about 1.9 s and 7.5 s. Wall times "
           "here are not comparable with those (see the load below)."]
-    st = res["startup"]["fentan --help"]
-    ex = res["startup"].get("fentan exposure --help (best of 5)")
+    st = res["startup"]
     loads = "; ".join(f"{r['members']:,}: {r['load_before'][0]:.1f} before, {r['load_after'][0]:.1f} after"
                       for r in res["sizes"])
-    L += ["", f"Start-up: `fentan --help` {_cell(st)}"
-          + (f", `fentan exposure --help` {_cell(ex)} (best of 5)" if ex else "")
-          + " (no polars, numpy, pyarrow, scikit-learn, scipy, lifelines or pydantic imported: `tests/test_startup.py`).", "",
+    L += ["", _startup_line(st), "",
           (f"**The machine was loaded by other work** during this run (1-minute load average on "
            f"{res['machine']['nproc']} cores: {loads}), so wall times are several times the idle ones and only "
            "comparable within this table; CPU time is the steadier measure of work. Peak memory is not affected "
@@ -171,6 +221,20 @@ def markdown(res: dict[str, Any]) -> list[str]:
            f"1-minute load average on {res['machine']['nproc']} cores during this run: {loads} (a quiet machine; "
            "no other work ran)."), ""]
     return L
+
+
+def _startup_line(st: dict[str, Any]) -> str:
+    """The start-up sentence of :func:`markdown` (records before the imports were measured have the help only)."""
+    line = f"Start-up (best of 5): `fentan --help` {_cell(st['fentan --help'])}"
+    ex = st.get("fentan exposure --help") or st.get("fentan exposure --help (best of 5)")
+    if ex:
+        line += f", `fentan exposure --help` {_cell(ex)}"
+    line += " (no polars, numpy, pyarrow, scikit-learn, scipy, lifelines or pydantic imported: `tests/test_startup.py`)"
+    if "imports of a fentan exposure run" in st:
+        line += (f"; the imports of a `fentan exposure` run ({st['modules of a fentan exposure run']} top-level "
+                 f"modules, from `python -X importtime`, imported again) {_cell(st['imports of a fentan exposure run'])}, "
+                 f"of which `import polars, numpy` alone takes {_cell(st['import polars, numpy'])}")
+    return line + "."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,13 +256,12 @@ def main(argv: list[str] | None = None) -> int:
                    "files": FILES, "data": "engine.synth.generate(n, seed=1), clean"},
         "machine": {"nproc": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "duckdb_memory_limit": MEMORY_LIMIT,
-        "startup": {"fentan --help": timed([sys.executable, "-m", "engine", "--help"]),
-                    "fentan exposure --help (best of 5)": min(
-                        (timed([sys.executable, "-m", "engine", "exposure", "--help"]) for _ in range(5)),
-                        key=lambda r: r["seconds"])},
         "sizes": [],
     }
-    for n in [int(s) for s in a.sizes.split(",")]:
+    compile_once()
+    sizes = [int(s) for s in a.sizes.split(",")]
+    res["startup"] = startup(make_data(min(sizes), a.root))
+    for n in sizes:
         rec = one_size(n, a.root, WAITING_DAYS, DAYS_PER_YEAR, tuple(a.variants.split(",")))
         print(json.dumps(rec), flush=True)
         res["sizes"].append(rec)
