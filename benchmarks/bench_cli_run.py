@@ -38,7 +38,7 @@ SYNTH_MAX = 10**7  # above: independent partitions (benchmarks.adapters.fentan.g
 def make_data(n: int, files: int, root: Path) -> tuple[Path, str]:
     """(directory with members/ and claims.parquet, description of the data), written once."""
     d = root / f"{n}-{files}"
-    desc = (f"fentan synth --n-members {n} --seed 1 --dirty 0.01, cut into {files} files" if n <= SYNTH_MAX else
+    desc = (f"fentan synth --n-members {n} --seed 1 --dirty 0.01, cut into {files} file{'s' * (files != 1)}" if n <= SYNTH_MAX else
             f"{files} independent clean synthetic platforms of {n // files:,} members (seeds 1..{files})")
     if (d / "READY").exists():
         return d, desc

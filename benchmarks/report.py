@@ -240,12 +240,47 @@ def markdown(doc: dict[str, Any], cfg: dict[str, Any]) -> str:
         if cs[0].get("load_1min", 0.0) > LOADED:
             L += ["", f"These cell-scaling times were measured while other work loaded the machine (1-minute load "
                       f"{cs[0]['load_1min']:.1f} on 2 cores): they are inflated."]
+    L += _growth(doc.get("cli_runs") or [])
     if "cli_exposure" in doc:  # python -m benchmarks.bench_cli_exposure
         from benchmarks.bench_cli_exposure import markdown as cli_exposure_markdown
 
         L += cli_exposure_markdown(doc["cli_exposure"])
     L += ["", "![time vs members](scaling.png)", ""]
     return "\n".join(L) + "\n"
+
+
+def _files(k: int) -> str:
+    return f"{k} file" + ("" if k == 1 else "s")
+
+
+def _growth(runs: list[dict[str, Any]]) -> list[str]:
+    """How a whole ``fentan run`` grows with members and with files: the latest code's records of
+    :mod:`benchmarks.bench_cli_run` (its fastest per members and files), with the ratios between them."""
+    if not runs:
+        return []
+    latest = runs[-1]["code"]  # records are appended (benchmarks.bench_cli_run)
+    best: dict[tuple[int, int], dict[str, Any]] = {}
+    for r in runs:
+        k = (r["members"], r.get("files") or 0)
+        if r["code"] == latest and k[1] and (k not in best or r["wall_s"] < best[k]["wall_s"]):
+            best[k] = r
+    if len(best) < 2:
+        return []
+    L = ["", f"`fentan run` (the demo configuration, whole process) by members and by files, code {latest}, "
+         "the fastest of its runs:", "",
+         "| members | files | members per file | wall s | CPU s | CPU µs per member | peak RSS |", "|---|---|---|---|---|---|---|"]
+    for (n, f), r in sorted(best.items()):
+        L.append(f"| {n:,} | {f} | {n // f:,} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {1e6 * r['cpu_s'] / n:.2f} | "
+                 f"{r['peak_rss_mb']:,.0f} MB |")
+    said = []
+    for (n, f), r in sorted(best.items()):
+        for (n2, f2), r2 in sorted(best.items()):
+            if (n2 == 10 * n and f2 in (f, 10 * f)) or (n2 == n and f2 == 10 * f):
+                said.append(f"from {n:,} members in {_files(f)} to {n2:,} in {_files(f2)}: wall x {r2['wall_s'] / r['wall_s']:.1f}, "
+                            f"CPU x {r2['cpu_s'] / r['cpu_s']:.1f}, peak RSS x {r2['peak_rss_mb'] / r['peak_rss_mb']:.1f}")
+    if said:
+        L += ["", "Ratios: " + "; ".join(said) + "."]
+    return L
 
 
 def _cli_runs(runs: list[dict[str, Any]]) -> list[str]:
@@ -265,6 +300,29 @@ def _cli_runs(runs: list[dict[str, Any]]) -> list[str]:
         L.append(f"| {r['code']} | {r['members']:,} | {r['config']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
                  f"{r['peak_rss_mb']:,.0f} MB | {r.get('load_1min', '-')} | {st} |")
     return L
+
+
+def _whole_process_series(doc: dict[str, Any]) -> dict[str, list[tuple[int, float]]]:
+    """Whole-process wall times against members: ``fentan run`` (the demo configuration, the latest code
+    measured, its fastest record per size), ``fentan exposure`` and the DuckDB ``union`` query (the
+    better of fentan's two runs), from ``cli_runs`` and ``cli_exposure``."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    runs = doc.get("cli_runs") or []
+    if runs:
+        latest = runs[-1]["code"]  # records are appended (benchmarks.bench_cli_run)
+        best: dict[int, float] = {}
+        for r in runs:
+            if r["code"] == latest and "stages" in r:
+                best[r["members"]] = min(best.get(r["members"], float("inf")), r["wall_s"])
+        out["fentan run, whole process (demo config)"] = sorted(best.items())
+    sizes = (doc.get("cli_exposure") or {}).get("sizes") or []
+    fen = [(r["members"], min(r["fentan_exposure"]["seconds"], r["fentan_exposure_again"]["seconds"])) for r in sizes]
+    duck = [(r["members"], r["duckdb_union"]["seconds"]) for r in sizes if "duckdb_union" in r]
+    if fen:
+        out["fentan exposure, whole process (validation included)"] = sorted(fen)
+    if duck:
+        out["DuckDB union query, whole process"] = sorted(duck)
+    return {k: v for k, v in out.items() if v}
 
 
 def plot(doc: dict[str, Any], path: Path) -> Path | None:
@@ -288,6 +346,10 @@ def plot(doc: dict[str, Any], path: Path) -> Path | None:
         if pts:
             ax.plot(*zip(*pts), "s--", label=f"{mod} ({fn})" + (", sample time x rows/sample" if sampled else ""),
                     alpha=0.8)
+    colours = iter(["black", "#e6007e", "goldenrod"])
+    for label, pts in _whole_process_series(doc).items():
+        ax.plot(*zip(*pts), "D-" if label.startswith("fentan") else "D--", linewidth=2.2, color=next(colours),
+                label=label)
     ns = [n for n in doc["sizes"] if n > 0]
     if ns:
         ref = [(n, 1.0 * n / max(ns)) for n in ns]

@@ -4,9 +4,8 @@ The default run (``[run] stream = true``) validates the members file by file and
 pass the per-file clean rows; ``[run] stream = false`` keeps the in-memory path (every clean member
 collected, then cut into slices). On 10^5 members split into 1, 3 and 8 files (uneven, one empty,
 duplicate ids and a claim's member in another file, an integer factor ``risk_band`` with nulls in one
-file only)
-every output file of the two paths is byte-identical (``run.json`` records wall times: exempt) and
-the row account balances, identically.
+file only), and on 10^6 members in 10 uneven files, every output file of the two paths is
+byte-identical (``run.json`` records wall times: exempt) and the row account balances, identically.
 """
 
 from __future__ import annotations
@@ -70,6 +69,46 @@ def _write_split(root: Path, members: pl.DataFrame, n_files: int) -> Path:
     return d
 
 
+def _assert_both_paths_identical(root: Path, d: Path, tag: str, n_read: int) -> None:
+    """``fentan run`` on the member files in ``d``, streamed and in memory: every output byte-identical, the
+    same row account, balanced, with ``n_read`` members read and duplicate ids set aside across files."""
+    outs = {}
+    for stream in (True, False):
+        cfg = root / f"run-{tag}-{stream}.toml"
+        cfg.write_text(small_run_config(d.name, "data/claims.parquet", seed=5,
+                                        extra=f"[run]\nstream = {str(stream).lower()}\n{FACTORS}"))
+        res = engine.run(cfg, root / f"out-{tag}-{stream}", quiet=True)
+        acc = res.account
+        for what in ("members", "claims"):
+            assert acc[what]["read"] == acc[what]["used"] + acc[what]["set_aside_total"]
+        assert acc["members"]["read"] == n_read
+        assert acc["members"]["set_aside"].get("duplicate_member_id", 0) > 0
+        outs[stream] = (_digests(root / f"out-{tag}-{stream}"), acc)
+    (streamed, acc_s), (in_memory, acc_m) = outs[True], outs[False]
+    assert set(streamed) == set(in_memory)
+    assert "cells.parquet" in streamed and "history.parquet" in streamed and "account.json" in streamed
+    assert [k for k in in_memory if in_memory[k] != streamed[k]] == []
+    assert json.dumps(acc_s, sort_keys=True) == json.dumps(acc_m, sort_keys=True)
+
+
+def test_streamed_run_is_byte_identical_at_a_million_members(tmp_path: Path) -> None:
+    """The same at 10^6 members (1% dirty rows of every kind) in 10 uneven files: the size where the streamed
+    path's batches, buckets and id tasks are those of real data (several batches a file, one bucket task)."""
+    from engine.synth import generate
+
+    plat = generate(1_000_000, 12, dirty=0.01, level=6.0)
+    plat.write(tmp_path / "data")
+    members = pl.read_parquet(tmp_path / "data" / "members.parquet").with_columns(
+        (pl.int_range(pl.len()) % 3).alias("risk_band"))
+    d = tmp_path / "members-10"
+    d.mkdir()
+    cuts = [0, *[int(f * members.height) for f in (0.02, 0.1, 0.25, 0.3, 0.45, 0.6, 0.61, 0.8, 0.95)], members.height]
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        members.slice(a, b - a).write_parquet(d / f"part-{i:02d}.parquet")
+    assert len(list(d.glob("*.parquet"))) == 10
+    _assert_both_paths_identical(tmp_path, d, "1e6", members.height)
+
+
 @pytest.mark.parametrize("n_files", [1, 3, 8])
 def test_streamed_run_is_byte_identical_to_the_in_memory_path(data: tuple[Path, pl.DataFrame], n_files: int) -> None:
     root, members = data
@@ -77,23 +116,7 @@ def test_streamed_run_is_byte_identical_to_the_in_memory_path(data: tuple[Path, 
     assert len(list(d.glob("*.parquet"))) == n_files
     if n_files == 3:
         assert pl.read_parquet(d / "part-01.parquet").height == 0
-    outs = {}
-    for stream in (True, False):
-        cfg = root / f"run-{n_files}-{stream}.toml"
-        cfg.write_text(small_run_config(d.name, "data/claims.parquet", seed=5,
-                                        extra=f"[run]\nstream = {str(stream).lower()}\n{FACTORS}"))
-        res = engine.run(cfg, root / f"out-{n_files}-{stream}", quiet=True)
-        acc = res.account
-        for what in ("members", "claims"):
-            assert acc[what]["read"] == acc[what]["used"] + acc[what]["set_aside_total"]
-        assert acc["members"]["read"] == members.height
-        assert acc["members"]["set_aside"].get("duplicate_member_id", 0) > 0
-        outs[stream] = (_digests(root / f"out-{n_files}-{stream}"), acc)
-    (streamed, acc_s), (in_memory, acc_m) = outs[True], outs[False]
-    assert set(streamed) == set(in_memory)
-    assert "cells.parquet" in streamed and "history.parquet" in streamed and "account.json" in streamed
-    assert [k for k in in_memory if in_memory[k] != streamed[k]] == []
-    assert json.dumps(acc_s, sort_keys=True) == json.dumps(acc_m, sort_keys=True)
+    _assert_both_paths_identical(root, d, f"{n_files}", members.height)
     if n_files > 1:  # the factor with nulls in one file is text levels in every output, as in memory
         cells = pl.read_parquet(root / f"out-{n_files}-True" / "cells.parquet")
         assert cells.schema["risk_band"] == pl.String and "missing" in cells.get_column("risk_band").to_list()
