@@ -229,6 +229,36 @@ def test_one_pass_counts_equal_the_separate_passes(split, spawned, tmp_path) -> 
         assert_frame_equal(gc, wc, check_exact=True, check_dtypes=False)
 
 
+@pytest.mark.parametrize("every", [1, 2, 3, 1000])
+def test_counts_folded_as_batches_come_equal_history_counts(every, tmp_path) -> None:
+    """The exposure pass's history counts (:class:`FoldedCounts`: every ``every`` batches summed into a running
+    total, partitions interleaved and one left without a batch) equal :func:`history_counts` of the same files."""
+    from engine.cells._batch import batches
+    from engine.shares._stream import FoldedCounts, batch_counter, counts_of_batches, history_counts, pool_keys
+
+    keys, const = pool_keys(_members().columns, "plan_id", ["channel"])
+    parts = _files(tmp_path, _members(), SPLITS["uneven and empty"])
+    kw = dict(waiting_days=90, rel_cols=["channel"], at_end=(dt.date(2020, 8, 31), 90, ["age", "sex", "channel"]))
+    counter = batch_counter(keys, const, WINDOWS, **kw)
+    per_part = [list(batches([p], counter.cols, 7_000, lambda b: counter.fn(b))) for p in parts]
+    assert [] in per_part and max(map(len, per_part)) > 3  # an empty file, and files of several batches
+    folded = FoldedCounts(counter, every=every)
+    for k in range(max(map(len, per_part))):  # partitions interleaved: the fold does not group them
+        for i, got in enumerate(per_part):
+            if k < len(got):
+                folded.append((i, got[k]))
+    assert len(folded.pending) < every
+    cohorts, counts, at_end = counts_of_batches(counter, parts, folded)
+    w_cohorts, w_counts, w_end = history_counts(parts, keys, const, WINDOWS, **kw)
+    order = [*keys, "join_date", "exit_date"]
+    assert_frame_equal(cohorts.sort(order), w_cohorts.sort(order), check_exact=True, check_dtypes=False)
+    assert int(cohorts.get_column("_n").sum()) == _members().height
+    assert_frame_equal(at_end, w_end, check_exact=True)
+    for (gc, gn, gy), (wc, wn, wy) in zip(counts, w_counts, strict=True):
+        assert (gn, gy) == (wn, wy) and gn > 10_000
+        assert_frame_equal(gc, wc, check_exact=True)
+
+
 def test_end_counts_numpy_equal_the_polars_formula() -> None:
     """The members sharing at the end (numpy, day numbers and a dense grid) equal the polars date expressions,
     with and without the age key."""

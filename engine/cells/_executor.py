@@ -21,7 +21,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -31,8 +31,15 @@ from engine.cells._sink import CellSink
 from engine._executor_check import check_executor
 from engine.errors import ConfigError
 
-#: a reduction of each batch of members and the list its results go to (:func:`member_cells`)
-Extra = tuple[Callable[[pl.DataFrame, dict[tuple[str, ...], Any]], Any], list[tuple[int, Any]]]
+class Collector(Protocol):
+    """Where :func:`member_cells` puts each batch's ``(partition index, reduction)``: a list, or an
+    accumulator that adds them up as they come (:class:`engine.shares._stream.FoldedCounts`)."""
+
+    def append(self, item: tuple[int, Any], /) -> None: ...
+
+
+#: a reduction of each batch of members and where its results go (:func:`member_cells`)
+Extra = tuple[Callable[[pl.DataFrame, dict[tuple[str, ...], Any]], Any], Collector]
 
 _ENV = "POLARS_MAX_THREADS"
 

@@ -181,6 +181,7 @@ def stage_exposure(ctx: RunState) -> None:
     """Cells by period, age, sex and the rating factors; select cells by duration band."""
     from engine.cells._exposure import exposure_tables
     from engine.data.schema import CLAIM_OPTIONAL, CLAIM_REQUIRED, MEMBER_OPTIONAL, MEMBER_REQUIRED
+    from engine.shares._stream import FoldedCounts, counts_of_batches
 
     cfg = ctx.cfg
     kw = dict(start=ctx.start, end=ctx.end, period=cfg.study.period, waiting_days=cfg.study.waiting_days,
@@ -192,16 +193,14 @@ def stage_exposure(ctx: RunState) -> None:
     found: list[pl.DataFrame] = []
     keys, const, _ = _history_keys(ctx)
     counter = _history_counter(ctx, by, keys, const) if ctx.executor is None else None
-    counted: list[tuple[int, Any]] = []
+    counted = FoldedCounts(counter) if counter is not None else None
     (cells, sel), rejected = exposure_tables(
         ctx.members, ctx.claims, bys=[by, ["age", "sex", "duration_band"]], executor=ctx.executor,
         claimant_cols=[k for k in keys if k not in const] + (counter.cols if counter is not None else []),
-        claimants_out=found, extra=None if counter is None else (counter.fn, counted), **kw)
+        claimants_out=found, extra=None if counted is None else (counter.fn, counted), **kw)
     ctx.exposure_claimants = found[0] if found else None
-    if counter is not None:
-        from engine.shares._stream import counts_of_batches
-
-        ctx.member_counts = counts_of_batches(counter, ctx.members, counted)
+    if counted is not None:
+        ctx.member_counts = counts_of_batches(counted.counter, ctx.members, counted)
     if cells.height == 0 or float(cells["exposure_years"].sum()) <= 0:
         raise DataError(f"{cfg.data.members}: no exposure in the study window {ctx.start} to {ctx.end}")
     ctx.cells, ctx.select_cells, ctx.exposure_rejected, ctx.by = cells, sel, rejected, by

@@ -302,15 +302,58 @@ def batch_counter(keys: list[str] | None, const: dict[str, str], windows: list[W
     return BatchCounter(_columns(keys, const, windows, rel_cols, plan, at_end), fn, keys, rel_cols, at_end)
 
 
-def counts_of_batches(counter: BatchCounter, parts: Sequence[Any], found: list[tuple[int, Any]]) -> MemberCounts:
-    """:func:`history_counts` from ``(partition index, counter.fn(batch))`` of every batch of ``parts``
-    (a partition without a batch counts as an empty one): the same sums, the same result."""
-    per_part: list[list[Any]] = [[] for _ in parts]
-    for i, counts in found:
-        per_part[i].append(counts)
-    res = [_part_counts(b or [counter.fn(_empty(p, counter.cols))], counter.keys, counter.rel_cols, counter.at_end)
-           for p, b in zip(parts, per_part, strict=True)]
-    return _total(res, counter.keys, counter.rel_cols, counter.at_end)
+#: batches' counts a :class:`FoldedCounts` holds before adding them to its running total
+FOLD_EVERY = 8
+
+
+class FoldedCounts:
+    """The ``(partition index, counter.fn(batch))`` of the batches of a pass over the members, added up as they
+    come: every :data:`FOLD_EVERY` batches, the held counts are summed into a running total
+    (:func:`_part_counts`, exact integer sums), so memory holds the total and a few batches' counts,
+    not every batch's (each batch's cohorts are a few megabytes: about 1 GB over 10^8 members).
+
+    ``append`` takes what :func:`engine.cells._executor.member_cells` appends to its ``extra`` list.
+    """
+
+    def __init__(self, counter: BatchCounter, every: int = FOLD_EVERY) -> None:
+        self.counter, self.every = counter, every
+        self.total: Any = None
+        self.pending: list[Any] = []
+        self.seen: set[int] = set()
+
+    def append(self, item: tuple[int, Any]) -> None:
+        i, counts = item
+        self.seen.add(i)
+        self.pending.append(counts)
+        if len(self.pending) >= self.every:
+            self.fold()
+
+    def fold(self) -> Any:
+        """The counts of every batch appended so far (None before the first), as one batch's."""
+        if self.pending:
+            c = self.counter
+            held = [self.total, *self.pending] if self.total is not None else self.pending
+            self.total, self.pending = _part_counts(held, c.keys, c.rel_cols, c.at_end), []
+        return self.total
+
+
+def counts_of_batches(counter: BatchCounter, parts: Sequence[Any], found: FoldedCounts) -> MemberCounts:
+    """:func:`history_counts` from the counts of every batch of ``parts`` (:class:`FoldedCounts`; a partition
+    without a batch counts as an empty one): the same sums, the same result.
+
+    Notes
+    -----
+    Every sum is of integers, so adding the batches in any grouping gives the same counts; the
+    window and end counts are sorted by their keys (:func:`_total`) and the cohorts' row order is
+    not used (:func:`engine.shares.history._pool_cohorts` sums them by ``np.bincount``).
+    """
+    c = counter
+    res = [_part_counts([c.fn(_empty(p, c.cols))], c.keys, c.rel_cols, c.at_end)
+           for i, p in enumerate(parts) if i not in found.seen]
+    total = found.fold()
+    if total is not None:
+        res.insert(0, total)
+    return _total(res, c.keys, c.rel_cols, c.at_end)
 
 
 def _total(res: list[Any], keys: list[str] | None, rel_cols: list[str], at_end: AtEnd | None) -> MemberCounts:
