@@ -97,6 +97,17 @@ def one_run(n: int, files: int, root: Path, code: str, stream: bool) -> dict[str
             "measured": dt.date.today().isoformat()}
 
 
+def code_label() -> str:
+    """The commit measured (``git describe --always``), with ``-dirty`` when the code a run executes (the
+    engine, the configurations, pyproject.toml) differs from it; results files written by an earlier
+    benchmark of the same session do not count."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "engine", "configs", "pyproject.toml")
+    return git("describe", "--always") + ("-dirty" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     from engine.data.io import write_json
 
@@ -110,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results.json")
     ap.add_argument("--no-save", action="store_true")
     a = ap.parse_args(argv)
-    code = a.code or subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True,
-                                    text=True).stdout.strip()
+    code = a.code or code_label()
     compile_once()
     recs = [one_run(a.members, a.files, a.root, code, not a.in_memory) for _ in range(a.repeat)]
     rec = min(recs, key=lambda r: r["cpu_s"])
