@@ -144,12 +144,18 @@ def startup(d: Path) -> dict[str, Any]:
 
 
 def same_cells(a: Path, b: Path) -> dict[str, Any]:
-    """fentan's and DuckDB's cells: same keys, same day counts and claims, amounts to 1e-12 relative."""
+    """fentan's and DuckDB's cells (Parquet files): :func:`compare_cells` by ``period`` and :data:`BY`."""
+    import polars as pl
+
+    return compare_cells(pl.read_parquet(a), pl.read_parquet(b), ["period", *BY.split(",")])
+
+
+def compare_cells(x: Any, y: Any, keys: list[str]) -> dict[str, Any]:
+    """fentan's cells ``x`` and a peer's ``y`` (polars frames): the same ``keys``, the same day counts and
+    claims, amounts to 1e-12 relative (``AssertionError`` otherwise)."""
     import numpy as np
     import polars as pl
 
-    x, y = pl.read_parquet(a), pl.read_parquet(b)
-    keys = ["period", *BY.split(",")]
     y = y.with_columns(pl.col(k).cast(x.schema[k]) for k in keys).sort(keys)
     x = x.sort(keys)
     assert x.select(keys).equals(y.select(keys)), "cells differ in their keys"

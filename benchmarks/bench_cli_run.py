@@ -129,11 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(rec, indent=1))
     if not a.no_save:
         doc = json.loads(a.out.read_text()) if a.out.exists() else {}
-        same = lambda r: (r["code"], r["members"], r.get("files"), r["config"]) == (  # noqa: E731
-            rec["code"], rec["members"], rec["files"], rec["config"])
-        doc["cli_runs"] = [r for r in doc.get("cli_runs", []) if not same(r)] + [rec]
-        write_json(doc, a.out)
+        write_json(add_run(doc, rec), a.out)
     return 0
+
+
+def add_run(doc: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` (a results document) with ``rec`` appended to ``cli_runs``, replacing a record of the same code,
+    members, files and configuration."""
+    same = lambda r: (r["code"], r["members"], r.get("files"), r["config"]) == (  # noqa: E731
+        rec["code"], rec["members"], rec["files"], rec["config"])
+    return {**doc, "cli_runs": [r for r in doc.get("cli_runs", []) if not same(r)] + [rec]}
 
 
 if __name__ == "__main__":

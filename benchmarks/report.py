@@ -36,6 +36,11 @@ LIMITS = """\
   files, on a local Dask cluster of 2 worker processes with 1 thread each (`--engine dask
   --workers 2`) against the same call without an executor in the same process; the cells must be
   identical. `overhead_ratio` = Dask time / one-process time; the cluster start is not timed.
+* **DuckDB** (`adapters/duckdb_peer.py`): one SQL query over the clean members' Parquet file (events
+  at interval starts, ends and birthdays summed per month by a window sum: the `union` query of
+  `python -m benchmarks.bench_cli_exposure`, 2 threads, memory limit 2 GB), keys period x age x sex
+  (the query's; fentan's stage also splits by tier and channel). Its cells are checked identical to
+  fentan's summed to those keys (day counts and claims exact, amounts to 1e-12). No validation.
 * **statsmodels GLM** (`adapters/statsmodels_glm.py`): Poisson GLM on one row per member
   (log exposure offset), `event ~ C(sex) + C(city_tier) + C(channel) + bs(age, df=6)`; age is
   the age at the start of the member's interval (one age per row). Above

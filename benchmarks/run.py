@@ -2,7 +2,7 @@
 
     python -m benchmarks.run                         # 10^5, 10^6, 10^7 members, all stages and peers
     python -m benchmarks.run --sizes 1e5,1e6         # chosen sizes
-    python -m benchmarks.run --with-1e8              # also 10^8 members as partitioned files (streamed exposure)
+    python -m benchmarks.run --with-1e8              # also 10^8 members: streamed exposure, and fentan run end to end
     python -m benchmarks.run --quick                 # ~1 minute regression check against results.json
     python -m benchmarks.run --no-peers --stages exposure,glm
 
@@ -41,6 +41,7 @@ PEERS = [
     ("pandas_vec", "exposure", "exposure"),
     ("actxps_peer", "exposure", "exposure"),
     ("dask_local", "exposure", "exposure"),  # fentan itself on a local Dask cluster (2 workers) vs one process
+    ("duckdb_peer", "exposure", "exposure"),  # one DuckDB SQL query (keys period, age, sex), checked against fentan's
     ("statsmodels_glm", "glm", "glm"),
     ("lifelines_cox", "cox", "select"),
 ]
@@ -234,7 +235,8 @@ def _sizes(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=_sizes, default=None, help="comma-separated member counts (default: config)")
-    ap.add_argument("--with-1e8", action="store_true", help="also 10^8 members as partitioned files (never in CI)")
+    ap.add_argument("--with-1e8", action="store_true",
+                    help="also 10^8 members: exposure over partitioned files and fentan run end to end (never in CI)")
     ap.add_argument("--quick", action="store_true", help="~1 minute regression check against results.json")
     ap.add_argument("--no-peers", action="store_true", help="time fentan only")
     ap.add_argument("--stages", default=None, help="comma-separated fentan stages to time (default: all)")
@@ -267,8 +269,19 @@ def main(argv: list[str] | None = None) -> int:
     from engine.data.io import write_json
 
     out = a.out or RESULTS
-    if a.merge and out.exists():
-        doc = merge(json.loads(out.read_text()), doc)
+    old = json.loads(out.read_text()) if out.exists() else {}
+    if a.merge and old:
+        doc = merge(old, doc)
+    for k in ("cli_runs", "cli_exposure"):  # whole-process records of the other commands: kept
+        if k in old:
+            doc.setdefault(k, old[k])
+    if a.with_1e8:  # fentan run end to end at 10^8 (100 files), as benchmarks.bench_cli_run measures it
+        from benchmarks.bench_cli_run import add_run, code_label, compile_once, one_run
+
+        compile_once()
+        rec = one_run(10**8, 100, a.data_dir / "cli-run", code_label(), True)
+        print(f"{'fentan run (whole process)':>30} n={10**8:>12,} {rec['wall_s']:>9.3f} s {rec['peak_rss_mb']:>9.0f} MB")
+        doc = add_run(doc, rec)
     write_json(doc, out)
     print(f"wrote {out}")
     if not a.no_report:

@@ -66,3 +66,25 @@ def test_duckdb_peer_gives_fentans_cells(tmp_path) -> None:
             assert (theirs[col].cast(pl.Int64) == ours[col]).all(), (variant, col)
         rel = ((theirs["amount"] - ours["amount"]).abs() / ours["amount"].abs().clip(1.0)).max()
         assert rel <= 1e-12, variant
+
+
+def test_suite_peer_checks_its_cells_against_fentans(tmp_path) -> None:
+    """``python -m benchmarks.run``'s DuckDB peer: timed, and checked against fentan's cells by the suite's keys
+    summed to period, age and sex; a cell of fentan's changed by one day fails the check."""
+    from benchmarks.adapters.common import load_config, study
+
+    cfg = load_config()
+    plat = generate(20000, seed=12, level=50.0)
+    kw = study(cfg)
+    plat.members.write_parquet(tmp_path / "members_clean.parquet")
+    plat.claims.write_parquet(tmp_path / "claims_clean.parquet")
+    cells = exposure(plat.members, plat.claims, **kw)
+    assert {"city_tier", "channel"} <= set(cells.columns)  # the suite splits by more keys than the query
+    cells.write_parquet(tmp_path / "cells.parquet")
+    rec = duckdb_peer.exposure(plat.members.height, tmp_path, cfg)
+    assert rec["identical"] and rec["wall_s"] > 0 and rec["keys"] == "period, age, sex"
+    assert rec["exposure_days"] == int(cells["exposure_days"].sum()) and rec["claims"] == int(cells["claims"].sum()) > 50
+    cells.with_columns(pl.when(pl.int_range(pl.len()) == 7).then(pl.col("exposure_days") + 1)
+                       .otherwise(pl.col("exposure_days")).alias("exposure_days")).write_parquet(tmp_path / "cells.parquet")
+    with pytest.raises(AssertionError, match="exposure_days"):
+        duckdb_peer.exposure(plat.members.height, tmp_path, cfg)

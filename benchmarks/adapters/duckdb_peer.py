@@ -35,7 +35,9 @@ process (what a user does)::
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 #: DuckDB's memory limit for the peer (it streams; the limit only caps its buffer pool)
 MEMORY_LIMIT = "2GB"
@@ -180,6 +182,42 @@ def run(members_dir: str, claims: str, start: str, end: str, waiting_days: int, 
     con.execute(MACROS)
     sql = exposure_sql(str(Path(members_dir) / "*.parquet"), claims, start, end, waiting_days, days_per_year, variant)
     con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet)")
+
+
+def exposure(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Peer of ``python -m benchmarks.run``: the ``union`` query on the suite's clean members and claims, in this
+    process (2 threads, :data:`MEMORY_LIMIT`), keys period, age and sex (the query's).
+
+    Checked untimed against fentan's cells of the same data (``cells.parquet``, by the suite's keys)
+    summed to period, age and sex (cells are additive): keys, day counts and claims exact, amounts to
+    1e-12 relative.
+    """
+    import duckdb
+    import polars as pl
+
+    from benchmarks.adapters.common import study
+    from benchmarks.bench_cli_exposure import compare_cells
+    from engine.conventions import DAYS_PER_YEAR
+
+    kw = study(cfg)
+    if kw["period"] != "month":
+        raise ValueError(f"the DuckDB query sums months, the suite's period is {kw['period']!r}")
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    con.execute(MACROS)
+    sql = exposure_sql(str(data / "members_clean.parquet"), str(data / "claims_clean.parquet"), str(kw["start"]),
+                       str(kw["end"]), int(kw["waiting_days"]), DAYS_PER_YEAR)
+    t0 = time.perf_counter()
+    cells = con.sql(sql).pl()  # a relation executed into polars (DuckDB 1.1 and later)
+    wall = time.perf_counter() - t0
+    keys = ["period", "age", "sex"]
+    ref = (pl.read_parquet(data / "cells.parquet").group_by(keys)
+           .agg(pl.col("exposure_days", "sharing_days", "claims").cast(pl.Int64).sum(), pl.col("amount").sum()))
+    same = compare_cells(ref, cells, keys)
+    return {"wall_s": wall, "cells": cells.height, "exposure_days": int(cells["exposure_days"].sum()),
+            "claims": int(cells["claims"].sum()), "keys": ", ".join(keys), "variant": "union", "identical": True,
+            "max_rel_amount_diff": same["max_rel_amount_diff"]}
 
 
 if __name__ == "__main__":
