@@ -258,25 +258,29 @@ def _files(k: int) -> str:
     return f"{k} file" + ("" if k == 1 else "s")
 
 
-def _growth(runs: list[dict[str, Any]]) -> list[str]:
-    """How a whole ``fentan run`` grows with members and with files: the latest code's records of
-    :mod:`benchmarks.bench_cli_run` (its fastest per members and files), with the ratios between them."""
-    if not runs:
-        return []
-    latest = runs[-1]["code"]  # records are appended (benchmarks.bench_cli_run)
-    best: dict[tuple[int, int], dict[str, Any]] = {}
+def _latest_runs(runs: list[dict[str, Any]]) -> dict[tuple[int, int], dict[str, Any]]:
+    """The latest streamed ``fentan run`` record of each (members, files) of :mod:`benchmarks.bench_cli_run`
+    (records are appended in the order they were measured)."""
+    out: dict[tuple[int, int], dict[str, Any]] = {}
     for r in runs:
-        k = (r["members"], r.get("files") or 0)
-        if r["code"] == latest and k[1] and (k not in best or r["wall_s"] < best[k]["wall_s"]):
-            best[k] = r
+        if r.get("files") and "stream = false" not in r["config"]:
+            out[(r["members"], r["files"])] = r
+    return out
+
+
+def _growth(runs: list[dict[str, Any]]) -> list[str]:
+    """How a whole ``fentan run`` grows with members and with files: the latest record of each members and
+    files (:func:`_latest_runs`), with the ratios between them."""
+    best = _latest_runs(runs)
     if len(best) < 2:
         return []
-    L = ["", f"`fentan run` (the demo configuration, whole process) by members and by files, code {latest}, "
-         "the fastest of its runs:", "",
-         "| members | files | members per file | wall s | CPU s | CPU µs per member | peak RSS |", "|---|---|---|---|---|---|---|"]
+    L = ["", "`fentan run` (the demo configuration, whole process) by members and by files: the latest "
+         "record of each, with the code it measured:", "",
+         "| members | files | members per file | code | wall s | CPU s | CPU µs per member | peak RSS |",
+         "|---|---|---|---|---|---|---|---|"]
     for (n, f), r in sorted(best.items()):
-        L.append(f"| {n:,} | {f} | {n // f:,} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {1e6 * r['cpu_s'] / n:.2f} | "
-                 f"{r['peak_rss_mb']:,.0f} MB |")
+        L.append(f"| {n:,} | {f} | {n // f:,} | {r['code']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+                 f"{1e6 * r['cpu_s'] / n:.2f} | {r['peak_rss_mb']:,.0f} MB |")
     said = []
     for (n, f), r in sorted(best.items()):
         for (n2, f2), r2 in sorted(best.items()):
@@ -308,18 +312,13 @@ def _cli_runs(runs: list[dict[str, Any]]) -> list[str]:
 
 
 def _whole_process_series(doc: dict[str, Any]) -> dict[str, list[tuple[int, float]]]:
-    """Whole-process wall times against members: ``fentan run`` (the demo configuration, the latest code
-    measured, its fastest record per size), ``fentan exposure`` and the DuckDB ``union`` query (the
-    better of fentan's two runs), from ``cli_runs`` and ``cli_exposure``."""
+    """Whole-process wall times against members: ``fentan run`` (the demo configuration, the latest record per
+    size, in 10 files up to 10^7 members and files of 10^6 above), ``fentan exposure`` and the DuckDB ``union``
+    query (the better of fentan's two runs), from ``cli_runs`` and ``cli_exposure``."""
     out: dict[str, list[tuple[int, float]]] = {}
-    runs = doc.get("cli_runs") or []
-    if runs:
-        latest = runs[-1]["code"]  # records are appended (benchmarks.bench_cli_run)
-        best: dict[int, float] = {}
-        for r in runs:
-            if r["code"] == latest and "stages" in r:
-                best[r["members"]] = min(best.get(r["members"], float("inf")), r["wall_s"])
-        out["fentan run, whole process (demo config)"] = sorted(best.items())
+    runs = [(n, r["wall_s"]) for (n, f), r in _latest_runs(doc.get("cli_runs") or []).items() if f == max(10, n // 10**6)]
+    if runs:  # files of at most 10^6 members, at least 10 files
+        out["fentan run, whole process (demo config)"] = sorted(runs)
     sizes = (doc.get("cli_exposure") or {}).get("sizes") or []
     fen = [(r["members"], min(r["fentan_exposure"]["seconds"], r["fentan_exposure_again"]["seconds"])) for r in sizes]
     duck = [(r["members"], r["duckdb_union"]["seconds"]) for r in sizes if "duckdb_union" in r]
