@@ -58,9 +58,8 @@ def make_data(n: int, root: Path) -> Path:
         from benchmarks.adapters.common import load_config
         from benchmarks.adapters.fentan import generate_partitioned
 
-        cfg = load_config()
-        cfg["data"]["partitions_1e8"] = files = n // 10**6
-        generate_partitioned(n, d, cfg)
+        files = n // 10**6
+        generate_partitioned(n, d, load_config(), parts=files)
         (d / "done").write_text(f"{files} independent clean synthetic platforms of {n // files:,} members "
                                 f"(engine.synth.generate, seeds 1..{files}, ids prefixed by the file number), "
                                 f"{files} files\n")

@@ -59,9 +59,7 @@ def make_data(n: int, files: int, root: Path) -> tuple[Path, str]:
         from benchmarks.adapters.common import load_config
         from benchmarks.adapters.fentan import generate_partitioned
 
-        cfg = load_config()
-        cfg["data"]["partitions_1e8"] = files
-        generate_partitioned(n, d, cfg)
+        generate_partitioned(n, d, load_config(), parts=files)
     (d / "READY").write_text(f"{n}\n")
     return d, desc
 

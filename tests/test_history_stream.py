@@ -248,7 +248,7 @@ def test_counts_folded_as_batches_come_equal_history_counts(every, tmp_path) -> 
             if k < len(got):
                 folded.append((i, got[k]))
     assert len(folded.pending) < every
-    cohorts, counts, at_end = counts_of_batches(counter, parts, folded)
+    cohorts, counts, at_end = counts_of_batches(parts, folded)
     w_cohorts, w_counts, w_end = history_counts(parts, keys, const, WINDOWS, **kw)
     order = [*keys, "join_date", "exit_date"]
     assert_frame_equal(cohorts.sort(order), w_cohorts.sort(order), check_exact=True, check_dtypes=False)

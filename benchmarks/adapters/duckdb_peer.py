@@ -171,15 +171,21 @@ def exposure_sql(members: str, claims: str, start: str, end: str, waiting_days: 
                         w=int(waiting_days), start_month=start[:8] + "01").replace("__EV__", ev)
 
 
-def run(members_dir: str, claims: str, start: str, end: str, waiting_days: int, out: str, days_per_year: float,
-        threads: int = 2, variant: str = "union") -> None:
-    """Compute the cells with DuckDB and write them to ``out`` (Parquet)."""
+def _connect(threads: int) -> Any:
+    """A DuckDB connection with ``threads`` threads, :data:`MEMORY_LIMIT` and the query's macros."""
     import duckdb
 
     con = duckdb.connect()
     con.execute(f"SET threads = {int(threads)}")
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     con.execute(MACROS)
+    return con
+
+
+def run(members_dir: str, claims: str, start: str, end: str, waiting_days: int, out: str, days_per_year: float,
+        threads: int = 2, variant: str = "union") -> None:
+    """Compute the cells with DuckDB and write them to ``out`` (Parquet)."""
+    con = _connect(threads)
     sql = exposure_sql(str(Path(members_dir) / "*.parquet"), claims, start, end, waiting_days, days_per_year, variant)
     con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet)")
 
@@ -192,7 +198,6 @@ def exposure(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     summed to period, age and sex (cells are additive): keys, day counts and claims exact, amounts to
     1e-12 relative.
     """
-    import duckdb
     import polars as pl
 
     from benchmarks.adapters.common import study
@@ -202,10 +207,7 @@ def exposure(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     kw = study(cfg)
     if kw["period"] != "month":
         raise ValueError(f"the DuckDB query sums months, the suite's period is {kw['period']!r}")
-    con = duckdb.connect()
-    con.execute("SET threads = 2")
-    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-    con.execute(MACROS)
+    con = _connect(2)
     sql = exposure_sql(str(data / "members_clean.parquet"), str(data / "claims_clean.parquet"), str(kw["start"]),
                        str(kw["end"]), int(kw["waiting_days"]), DAYS_PER_YEAR)
     t0 = time.perf_counter()

@@ -214,15 +214,15 @@ def cells_scaling(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
     return {"wall_s": sum(r["glm_s"] for r in out), "points": out}
 
 
-def generate_partitioned(n: int, data: Path, cfg: dict[str, Any]) -> dict[str, Any]:
-    """10^8-style platform: ``partitions_1e8`` Parquet files of clean synthetic members (opt-in only).
+def generate_partitioned(n: int, data: Path, cfg: dict[str, Any], parts: int | None = None) -> dict[str, Any]:
+    """10^8-style platform: ``parts`` (default ``partitions_1e8``) Parquet files of clean synthetic members.
 
     Each partition is an independent synthetic platform (seed = base seed + i) whose ids
     are prefixed with the partition number; claims of all partitions go into one file.
     """
     from engine.synth import generate as synth
 
-    parts = int(cfg["data"]["partitions_1e8"])
+    parts = int(cfg["data"]["partitions_1e8"] if parts is None else parts)
     t0 = time.perf_counter()
     (data / "members").mkdir(parents=True, exist_ok=True)
     claims = []

@@ -200,7 +200,7 @@ def stage_exposure(ctx: RunState) -> None:
         claimants_out=found, extra=None if counted is None else (counter.fn, counted), **kw)
     ctx.exposure_claimants = found[0] if found else None
     if counted is not None:
-        ctx.member_counts = counts_of_batches(counted.counter, ctx.members, counted)
+        ctx.member_counts = counts_of_batches(ctx.members, counted)
     if cells.height == 0 or float(cells["exposure_years"].sum()) <= 0:
         raise DataError(f"{cfg.data.members}: no exposure in the study window {ctx.start} to {ctx.end}")
     ctx.cells, ctx.select_cells, ctx.exposure_rejected, ctx.by = cells, sel, rejected, by

@@ -337,7 +337,7 @@ class FoldedCounts:
         return self.total
 
 
-def counts_of_batches(counter: BatchCounter, parts: Sequence[Any], found: FoldedCounts) -> MemberCounts:
+def counts_of_batches(parts: Sequence[Any], found: FoldedCounts) -> MemberCounts:
     """:func:`history_counts` from the counts of every batch of ``parts`` (:class:`FoldedCounts`; a partition
     without a batch counts as an empty one): the same sums, the same result.
 
@@ -347,7 +347,7 @@ def counts_of_batches(counter: BatchCounter, parts: Sequence[Any], found: Folded
     window and end counts are sorted by their keys (:func:`_total`) and the cohorts' row order is
     not used (:func:`engine.shares.history._pool_cohorts` sums them by ``np.bincount``).
     """
-    c = counter
+    c = found.counter
     res = [_part_counts([c.fn(_empty(p, c.cols))], c.keys, c.rel_cols, c.at_end)
            for i, p in enumerate(parts) if i not in found.seen]
     total = found.fold()
